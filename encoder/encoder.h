@@ -1,0 +1,63 @@
+/*
+ * encoder.h: the built-in encoders, which turn text into tokens, a sealed chunk's tokens into its
+ * K, V and landmark, and a query's tokens into retrieval and attention queries.
+ *
+ * An encoder is stateless and thread-safe: the daemon calls it from its workers and its committer
+ * at once. Memories whose encoder is "client" have no encoder here: the client computes K/V/L and
+ * the queries itself.
+ */
+#ifndef HSAMEM_ENCODER_H
+#define HSAMEM_ENCODER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spec.h"
+
+/* One token of a text: its id and the bytes of the text it was read from. */
+struct enc_token {
+	uint32_t id;
+	uint32_t off; /* byte offset in the text */
+	uint32_t len; /* bytes */
+};
+
+struct enc_ops {
+	const char *name;      /* as in hsa_spec.encoder */
+	uint32_t revision;     /* bumped whenever the output for the same input changes */
+	const char *tokenizer; /* as in hsa_spec.tokenizer */
+	uint32_t context;      /* left-context tokens encode_chunk reads (0: none) */
+
+	/* The spec of a memory created implicitly with this encoder. */
+	void (*default_spec)(struct hsa_spec *spec);
+
+	/*
+	 * Splits len bytes of text (UTF-8; invalid bytes are tolerated) into tokens. On success
+	 * *out is a malloc'd array of *n tokens (NULL when *n is 0) that the caller frees.
+	 */
+	int (*tokenize)(const char *text, size_t len, struct enc_token **out, size_t *n);
+
+	/*
+	 * Encodes one chunk of n tokens (n == S for a full chunk; fewer when a chunk is padded by a
+	 * flush, or when a query scores the unsealed tail), preceded by n_ctx tokens of left context
+	 * (the most recent last; n_ctx <= context). Writes, in fp32:
+	 *   K [S][h_kv][d_h] (RMS-normalised per head), V [S][h_kv][d_h], L [d_r].
+	 * Rows of K and V past n are zero.
+	 */
+	int (*encode_chunk)(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
+			    const uint32_t *tok, size_t n, float *K, float *V, float *L);
+
+	/*
+	 * Encodes a query of n tokens into the retrieval query qr [h_kv][d_r / h_kv] and the attention
+	 * query qa [h_q][d_h], fp32.
+	 */
+	int (*encode_query)(const struct hsa_spec *spec, const uint32_t *tok, size_t n, float *qr,
+			    float *qa);
+};
+
+/* The encoder of that name, or NULL. */
+const struct enc_ops *enc_find(const char *name);
+
+/* The encoder that memories created implicitly use ("lexical"). */
+const struct enc_ops *enc_default(void);
+
+#endif

@@ -1,0 +1,142 @@
+/*
+ * backend.h: the compute backend interface. One table of operations, two implementations: the CPU
+ * backend (gpu/cpu.c, always built, the oracle of every test) and the CUDA backend (gpu/cuda_*.cu,
+ * built with --enable-cuda). The daemon picks one at start and falls back to the CPU backend when the
+ * CUDA one fails.
+ *
+ * The one operation is HSA attention exactly as HSA.md states it: score every visible chunk's
+ * landmark, take the top-k per kv head, weight them (softmax or stick-breaking), attend inside each
+ * selected chunk separately, and fuse. Chunks are read through a source (below), so a backend never
+ * knows where they live: LMDB's map for the CPU, LMDB through pinned staging and a device cache for
+ * CUDA.
+ *
+ * Backends are thread-safe: several workers may call attend() at once.
+ */
+#ifndef HSAMEM_BACKEND_H
+#define HSAMEM_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spec.h"
+
+/*
+ * Where a memory's sealed chunks are read from. Valid for one attend() call; the callbacks may be
+ * called from any of the backend's threads at once.
+ */
+struct hsa_source {
+	void *ctx;
+	/* Identity of the memory for device-side caches: user ids are never reused. */
+	uint64_t uid;
+	/* Sealed chunks 0 .. n_chunks-1 exist; the count only grows while a uid lives. */
+	uint64_t n_chunks;
+	/*
+	 * Landmarks of chunks first, first+1, ...: sets *rows to d_r contiguous elements per chunk in
+	 * the spec's dtype, and *count to how many rows follow contiguously (at least 1, at most
+	 * n_chunks - first). The memory stays valid until attend() returns. Returns 0 or an error.
+	 */
+	int (*landmarks)(void *ctx, uint64_t first, const void **rows, uint64_t *count);
+	/*
+	 * K then V of chunk j: K [S][h_kv][d_h] followed by V [S][h_kv][d_h], spec dtype, contiguous
+	 * (spec_kv_bytes bytes). Valid until attend() returns. Returns 0 or an error.
+	 */
+	int (*chunk_kv)(void *ctx, uint64_t j, const void **kv);
+};
+
+/* A batch of query tokens of one memory. */
+struct hsa_query {
+	uint32_t n;           /* query tokens, >= 1 */
+	uint32_t k;           /* top-k, 1 .. SPEC_TOPK_MAX */
+	const uint64_t *pos;  /* [n] positions t: chunk j is visible iff (j + 1) * S <= t */
+	const float *qr;      /* [n][h_kv][d_r / h_kv] retrieval queries */
+	const float *qa;      /* [n][h_q][d_h] attention queries (RMS-normalised by the model) */
+};
+
+/*
+ * The result, in buffers the caller allocates. For each (token, kv head) the selected chunks are
+ * listed best score first (ties: lower index first); slots past the number of visible chunks hold
+ * sel = -1, score = -INFINITY, weight = 0. A token that sees no chunk gets an output of zeros.
+ */
+struct hsa_result {
+	float *out;     /* [n][h_q][d_h] fused outputs */
+	int64_t *sel;   /* [n][h_kv][k] selected chunk indices */
+	float *score;   /* [n][h_kv][k] landmark scores s_j */
+	float *weight;  /* [n][h_kv][k] fusion weights w_i */
+	float *attn;    /* optional, may be NULL: [n][h_q][k][S] in-chunk attention probabilities */
+};
+
+struct gpu_stats {
+	char name[32];           /* "cpu", "cuda" */
+	char device[128];        /* e.g. "NVIDIA H100 80GB HBM3", or the CPU thread count */
+	uint64_t calls;          /* attend() calls served */
+	uint64_t errors;
+	uint64_t mem_budget;     /* device bytes the backend may use; 0 for the CPU */
+	uint64_t mem_used;
+	uint64_t resident_users; /* memories whose landmarks are resident */
+	uint64_t lmk_hits, lmk_misses;     /* landmark rows found resident / loaded */
+	uint64_t chunk_hits, chunk_misses; /* selected chunks found in the device cache / paged in */
+};
+
+struct gpu_backend;
+
+struct gpu_ops {
+	const char *name;
+	/* Whether this backend can serve memories of this spec (dtype, sizes). */
+	bool (*supports)(struct gpu_backend *b, const struct hsa_spec *spec);
+	/* Runs the operator. Returns 0, or a negative code (the result is then unspecified). */
+	int (*attend)(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_source *src,
+		      const struct hsa_query *q, struct hsa_result *res);
+	/* Drops everything cached for a memory (it was deleted or replaced). May be NULL. */
+	void (*forget)(struct gpu_backend *b, uint64_t uid);
+	void (*stats)(struct gpu_backend *b, struct gpu_stats *out);
+	void (*free)(struct gpu_backend *b);
+};
+
+/* Every backend starts with this member, so a struct gpu_backend * reaches its ops. */
+struct gpu_backend {
+	const struct gpu_ops *ops;
+};
+
+/*
+ * The CPU backend with the given number of worker threads (0: one per online CPU). It reads
+ * landmarks and K/V straight from the source, keeps no cache, and accumulates in fp32.
+ */
+int gpu_cpu_alloc(unsigned threads, struct gpu_backend **out);
+
+/* Options of the CUDA backend (issue: the CUDA backend). */
+struct gpu_cuda_opts {
+	int device;            /* CUDA device ordinal */
+	uint64_t mem_budget;   /* device bytes for landmarks and the chunk cache; 0: 80% of free */
+	uint64_t host_cache;   /* pinned host bytes for the chunk cache; 0: none */
+};
+
+/*
+ * Probes for CUDA devices. Returns the number of usable devices (0 when the toolkit was not built
+ * in, no driver is loaded, or no device is present: never an error for those) and writes a one-line
+ * description of device 0, or the reason there is none, to desc.
+ */
+int gpu_cuda_probe(char *desc, size_t desc_len);
+
+/*
+ * The CUDA backend on opts->device. Returns -ENODEV when CUDA was not built in or no device is
+ * usable, HSAMEM_EBACKEND when the device fails to initialise.
+ */
+int gpu_cuda_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **out);
+
+/* Convenience wrappers, NULL-safe where it makes sense. */
+static inline int
+gpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_source *src,
+	   const struct hsa_query *q, struct hsa_result *res)
+{
+	return b->ops->attend(b, spec, src, q, res);
+}
+
+static inline void
+gpu_free(struct gpu_backend *b)
+{
+	if (b != NULL)
+		b->ops->free(b);
+}
+
+#endif

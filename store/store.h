@@ -1,0 +1,189 @@
+/*
+ * store.h: hsamem's persistent state in one LMDB environment (DESIGN.md "Storage").
+ *
+ * Named databases, keys big-endian so that cursors walk a user's records in order:
+ *   meta       "format" -> format version (u32)      "build" -> daemon version string
+ *   users      name -> user record (uid, spec, counters)
+ *   entries    (uid, seq)  -> entry (role, timestamp, token range, text, tags)
+ *   chunks     (uid, j)    -> chunk (tokens and where each token's text lives)
+ *   kv         (uid, j)    -> K|V of chunk j, one contiguous blob in the spec's dtype
+ *   landmarks  (uid, page) -> landmarks of chunks page*per_page .. +per_page-1, contiguous
+ *   tail       (uid)       -> the unsealed last tokens of the stream
+ *   uids       "next"      -> the next user id (user ids are never reused)
+ * A user's records are a hard partition of every database by the uid prefix: no lookup ever crosses
+ * it, and deleting the user removes every key with that prefix.
+ *
+ * TRANSACTIONS
+ * A store_txn wraps one LMDB transaction with a sticky error (the first failure is kept, every
+ * later operation is a no-op that returns it, and commit returns it): callers chain operations and
+ * check once. One write transaction exists at a time (LMDB serialises them); write transactions may
+ * nest (store_txn_begin with a parent) so that one request of a group commit can fail alone.
+ *
+ *   begin --> [ops...] --> commit --> done
+ *                 \-----> abort ---> done        (commit after a failure aborts, returns it)
+ *
+ * Values read from a transaction (borrowed pointers: entry text, chunk tokens, K/V, landmarks) point
+ * into LMDB's map and stay valid until the transaction ends or, for a write transaction, until its
+ * next write. Copy out what must outlive it.
+ *
+ * MAP SIZE
+ * The map starts at opts.map_size and doubles when a write fails with MDB_MAP_FULL, up to
+ * opts.map_max: the write transaction fails with HSAMEM_EFULL, the caller aborts it, calls
+ * store_grow() and runs the whole transaction again. store_grow() waits until no transaction of this
+ * process is open (transactions hold a shared lock that store_grow takes exclusively). Stale reader
+ * slots left by dead processes are cleared at open and whenever LMDB reports MDB_READERS_FULL.
+ */
+#ifndef HSAMEM_STORE_H
+#define HSAMEM_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hsamem.h"
+#include "spec.h"
+
+#define STORE_FORMAT_VERSION 1
+
+struct store;
+
+struct store_opts {
+	uint64_t map_size;    /* initial map size in bytes (0: 1 GiB) */
+	uint64_t map_max;     /* largest map size (0: 1 TiB) */
+	unsigned max_readers; /* concurrent read transactions (0: 126) */
+	bool no_sync;         /* for benchmarks of the store alone: commits are not synced */
+};
+
+enum store_user_flags {
+	STORE_USER_IMPORTING = 1u << 0, /* an import is filling it; invisible to queries */
+};
+
+/* The memory header of one user (the users database). */
+struct store_user {
+	uint64_t uid;
+	char name[HSAMEM_NAME_MAX + 1];
+	struct hsa_spec spec;
+	uint64_t n_entries;  /* entries appended; the next one gets seq n_entries */
+	uint64_t n_tokens;   /* tokens in the stream: n_chunks * S + the tail's */
+	uint64_t n_chunks;   /* sealed chunks */
+	uint64_t n_padded;   /* of them, chunks sealed short by a flush (padded) */
+	int64_t created_ms;  /* unix time of creation, ms */
+	int64_t updated_ms;  /* unix time of the last append, ms */
+	uint32_t lmk_per_page; /* landmarks per landmarks record, fixed at creation */
+	uint32_t flags;      /* store_user_flags */
+};
+
+/* Where a token's text lives: bytes [off, off + len) of entry `entry`'s text (len 0: no text). */
+struct store_tokref {
+	uint64_t entry;
+	uint32_t off;
+	uint32_t len;
+};
+
+struct store_entry {
+	uint64_t seq;
+	uint32_t role;        /* hsamem role code */
+	int64_t timestamp_ms; /* the client's timestamp */
+	uint64_t first_token; /* position of its first token in the stream */
+	uint32_t n_tokens;
+	const char *text;     /* not NUL-terminated; borrowed on get */
+	uint32_t text_len;
+	const char *tags;     /* tags, each followed by a NUL; borrowed on get */
+	uint32_t tags_len;
+};
+
+/* A sealed chunk: S token slots, of which n_real are real and the rest padding (flushed chunk). */
+struct store_chunk {
+	uint32_t n_tokens;  /* S */
+	uint32_t n_real;    /* <= S */
+	const uint32_t *tokens;           /* [n_tokens], borrowed on get; padding slots are 0 */
+	const struct store_tokref *refs;  /* [n_tokens], borrowed on get */
+};
+
+/* The unsealed tail: fewer than S tokens. */
+struct store_tail {
+	uint32_t n;
+	const uint32_t *tokens;          /* [n] */
+	const struct store_tokref *refs; /* [n] */
+};
+
+struct store_info {
+	uint64_t map_size;   /* current map size */
+	uint64_t map_used;   /* bytes of the map in use */
+	unsigned readers;    /* reader slots in use */
+	unsigned max_readers;
+	uint32_t format;
+};
+
+struct store_txn {
+	struct store *st;
+	void *txn; /* MDB_txn */
+	struct store_txn *parent;
+	int ret;   /* sticky error */
+	bool write;
+};
+
+/*
+ * Opens (creating if need be) the store in directory dir, which must exist. Checks the format
+ * version: HSAMEM_EFORMAT for a store of another format. Clears stale reader slots.
+ */
+int store_open(const char *dir, const struct store_opts *opts, struct store **out);
+void store_close(struct store *st);
+
+/* Doubles the map size (up to opts.map_max: HSAMEM_EFULL past it). See MAP SIZE above. */
+int store_grow(struct store *st);
+
+int store_info(struct store *st, struct store_info *out);
+
+/* Clears reader slots of dead processes; *cleared (may be NULL) gets their count. */
+int store_reader_check(struct store *st, int *cleared);
+
+/*
+ * Begins a transaction into *txn (caller-owned storage). write: a write transaction; parent: NULL,
+ * or an open write transaction to nest in (then write must be true).
+ */
+int store_txn_begin(struct store *st, struct store_txn *txn, bool write, struct store_txn *parent);
+/* Commits (synced unless opts.no_sync); returns the sticky error, aborting instead if there is one. */
+int store_txn_commit(struct store_txn *txn);
+/* Aborts; a no-op on a transaction that already ended. */
+void store_txn_abort(struct store_txn *txn);
+
+/* Users. get: HSAMEM_ENOUSER when absent. create: assigns u->uid and u->lmk_per_page;
+ * HSAMEM_EEXIST when the name exists. update: rewrites the header (counters, flags). */
+int store_user_get(struct store_txn *txn, const char *name, struct store_user *out);
+int store_user_create(struct store_txn *txn, struct store_user *u);
+int store_user_update(struct store_txn *txn, const struct store_user *u);
+/* Removes the user and every record with its uid, in every database. */
+int store_user_delete(struct store_txn *txn, const struct store_user *u);
+/* Calls cb for every user in name order; a non-zero return from cb stops and is returned. */
+int store_user_foreach(struct store_txn *txn, int (*cb)(const struct store_user *u, void *arg),
+		       void *arg);
+
+/* Entries. get: HSAMEM_EINVAL when seq does not exist. */
+int store_entry_put(struct store_txn *txn, uint64_t uid, const struct store_entry *e);
+int store_entry_get(struct store_txn *txn, uint64_t uid, uint64_t seq, struct store_entry *out);
+
+/* Chunks (tokens and text references). get: HSAMEM_EINVAL when chunk j does not exist. */
+int store_chunk_put(struct store_txn *txn, uint64_t uid, uint64_t j, const struct store_chunk *c);
+int store_chunk_get(struct store_txn *txn, uint64_t uid, uint64_t j, struct store_chunk *out);
+
+/* K|V blobs. get borrows: *kv points into the map. */
+int store_kv_put(struct store_txn *txn, uint64_t uid, uint64_t j, const void *kv, size_t len);
+int store_kv_get(struct store_txn *txn, uint64_t uid, uint64_t j, const void **kv, size_t *len);
+
+/*
+ * Landmarks. put writes the landmark of chunk j (row_bytes = spec_landmark_bytes) into its page;
+ * chunks are put in order (j == the number of landmarks stored so far). get borrows the rows of
+ * chunks first .. first + *count - 1, contiguous within one page (*count >= 1), for a user with
+ * n_chunks sealed chunks.
+ */
+int store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j,
+		       const void *row);
+int store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
+			const void **rows, uint64_t *count);
+
+/* The tail. get on a user with no tail record gives n = 0. put with n = 0 deletes the record. */
+int store_tail_get(struct store_txn *txn, uint64_t uid, struct store_tail *out);
+int store_tail_put(struct store_txn *txn, uint64_t uid, const struct store_tail *t);
+
+#endif
