@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Tokenize the corpus splits into uint16 arrays: DATADIR/tokens.npz with arrays
+`train` and `heldout` (documents separated by <|eos|>), compressed.
+
+Usage: pack.py TEXTDIR TOKFILE OUT.npz
+"""
+import sys
+
+import numpy as np
+
+from tokenizer import EOS, Tokenizer
+
+
+def encode_split(tok, path):
+    ids = []
+    with open(path, encoding="utf-8") as f:
+        for doc in f.read().split("\n\f\n"):
+            if doc.strip():
+                ids.extend(tok.encode(doc))
+                ids.append(EOS)
+    return np.array(ids, dtype=np.uint16)
+
+
+def main():
+    textdir, tokfile, out = sys.argv[1:4]
+    tok = Tokenizer.load(tokfile)
+    arrs = {s: encode_split(tok, f"{textdir}/{s}.txt") for s in ("train", "heldout")}
+    np.savez_compressed(out, **arrs)
+    for s, a in arrs.items():
+        print(f"pack: {s}: {len(a)} tokens")
+
+
+if __name__ == "__main__":
+    main()
