@@ -1,0 +1,340 @@
+/*
+ * conf.c: the settings table and its parsers. Every setting has one parser that checks its range, so
+ * a bad value is refused with the key named, whether it came from the file or from -o. This file
+ * only parses and prints; applying a setting is the job of the module that owns it.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "hsamem.h"
+#include "log.h"
+
+enum conf_type { T_LISTEN, T_STRING, T_UINT, T_SIZE, T_LEVEL, T_GPU, T_MODE };
+
+struct conf_key {
+	const char *name;
+	enum conf_type type;
+	size_t offset;
+	uint64_t min, max; /* T_UINT, T_SIZE */
+};
+
+#define F(m) offsetof(struct conf, m)
+static const struct conf_key keys[] = {
+	{"listen", T_LISTEN, F(listen), 0, 0},
+	{"state-dir", T_STRING, F(state_dir), 0, 0},
+	{"workers", T_UINT, F(workers), 1, 256},
+	{"contexts", T_UINT, F(contexts), 1, 4096},
+	{"max-message", T_SIZE, F(max_message), 64 << 10, 1ull << 31},
+	{"max-entry", T_SIZE, F(max_entry), 1, 64 << 20},
+	{"max-batch", T_UINT, F(max_batch), 1, 65536},
+	{"log-level", T_LEVEL, F(log_level), 0, 0},
+	{"gpu", T_GPU, F(gpu), 0, 0},
+	{"gpu-memory", T_SIZE, F(gpu_memory), 0, 1ull << 50},
+	{"host-cache", T_SIZE, F(host_cache), 0, 1ull << 50},
+	{"cpu-threads", T_UINT, F(cpu_threads), 0, 1024},
+	{"map-size", T_SIZE, F(map_size), 1 << 20, 1ull << 50},
+	{"map-max", T_SIZE, F(map_max), 1 << 20, 1ull << 50},
+	{"socket-mode", T_MODE, F(socket_mode), 0, 0777},
+};
+#undef F
+
+static const char *const level_names[] = {"emerg", "alert", "crit", "err",
+					  "warning", "notice", "info", "debug"};
+
+void
+conf_default_listen(char *buf, size_t len)
+{
+	const char *dir = getenv("RUNTIME_DIRECTORY");
+	if (dir == NULL || *dir == '\0')
+		dir = getenv("XDG_RUNTIME_DIR");
+	if (dir == NULL || *dir == '\0')
+		dir = "/tmp";
+	/* systemd may list several runtime directories separated by ':'; the first is ours */
+	size_t n = strcspn(dir, ":");
+	snprintf(buf, len, "ipc://%.*s/hsamemd.sock", (int)n, dir);
+}
+
+char *
+conf_default_state_dir(void)
+{
+	const char *dir = getenv("STATE_DIRECTORY");
+	char *out = NULL;
+	if (dir != NULL && *dir != '\0')
+		return strndup(dir, strcspn(dir, ":"));
+	if ((dir = getenv("XDG_STATE_HOME")) != NULL && *dir != '\0') {
+		if (asprintf(&out, "%s/hsamem", dir) < 0)
+			return NULL;
+		return out;
+	}
+	if ((dir = getenv("HOME")) != NULL && *dir != '\0') {
+		if (asprintf(&out, "%s/.local/state/hsamem", dir) < 0)
+			return NULL;
+		return out;
+	}
+	return strdup("/var/lib/hsamem");
+}
+
+int
+conf_init(struct conf *c)
+{
+	char listen[512];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	memset(c, 0, sizeof(*c));
+	conf_default_listen(listen, sizeof(listen));
+	c->listen[0] = strdup(listen);
+	c->n_listen = 1;
+	c->state_dir = conf_default_state_dir();
+	c->workers = cpus < 2 ? 4 : (unsigned)(cpus * 2 > 64 ? 64 : cpus * 2);
+	c->contexts = 128;
+	c->max_message = 64 << 20;
+	c->max_entry = 1 << 20;
+	c->max_batch = 1024;
+	c->log_level = LOG_INFO;
+	c->gpu = -1;
+	c->gpu_memory = 0;
+	c->host_cache = 1ull << 30;
+	c->cpu_threads = 0;
+	c->map_size = 1ull << 30;
+	c->map_max = 1ull << 40;
+	c->socket_mode = 0660;
+	if (c->listen[0] == NULL || c->state_dir == NULL) {
+		conf_fini(c);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void
+conf_fini(struct conf *c)
+{
+	for (unsigned i = 0; i < c->n_listen; i++)
+		free(c->listen[i]);
+	free(c->state_dir);
+	memset(c, 0, sizeof(*c));
+}
+
+/* "64M", "1G", "4096": bytes, with binary suffixes K, M, G, T (an optional "iB" or "B" follows). */
+static int
+parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *s == '-')
+		return -1;
+	unsigned shift = 0;
+	switch (toupper((unsigned char)*end)) {
+	case 'K': shift = 10; end++; break;
+	case 'M': shift = 20; end++; break;
+	case 'G': shift = 30; end++; break;
+	case 'T': shift = 40; end++; break;
+	}
+	if (shift != 0 && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
+		end += strlen(end);
+	if (*end != '\0' || (shift != 0 && v > (UINT64_MAX >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int
+parse_uint(const char *s, int base, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, base);
+	if (errno != 0 || end == s || *end != '\0' || *s == '-')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static char *
+trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int
+bad(char *err, size_t len, const char *key, const char *why)
+{
+	snprintf(err, len, "%s: %s", key, why);
+	return HSAMEM_EINVAL;
+}
+
+int
+conf_set(struct conf *c, const char *setting, char *err, size_t err_len)
+{
+	char buf[1024];
+	if (strlen(setting) >= sizeof(buf))
+		return bad(err, err_len, "setting", "too long");
+	strcpy(buf, setting);
+	char *eq = strchr(buf, '=');
+	if (eq == NULL)
+		return bad(err, err_len, trim(buf), "expected key = value");
+	*eq = '\0';
+	char *key = trim(buf), *val = trim(eq + 1);
+	const struct conf_key *k = NULL;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(keys[i].name, key) == 0)
+			k = &keys[i];
+	if (k == NULL)
+		return bad(err, err_len, key, "unknown setting");
+	void *field = (char *)c + k->offset;
+	uint64_t v;
+	switch (k->type) {
+	case T_LISTEN:
+		if (strncmp(val, "ipc://", 6) != 0 && strncmp(val, "tcp://", 6) != 0 &&
+		    strncmp(val, "tcp4://", 7) != 0 && strncmp(val, "tcp6://", 7) != 0)
+			return bad(err, err_len, key, "expected an ipc:// or tcp:// address");
+		/* The first explicit address replaces the default one. */
+		if (!c->listen_explicit) {
+			for (unsigned i = 0; i < c->n_listen; i++)
+				free(c->listen[i]);
+			c->n_listen = 0;
+			c->listen_explicit = true;
+		}
+		if (c->n_listen == CONF_LISTEN_MAX)
+			return bad(err, err_len, key, "too many addresses (at most 8)");
+		if ((c->listen[c->n_listen] = strdup(val)) == NULL)
+			return -ENOMEM;
+		c->n_listen++;
+		return 0;
+	case T_STRING: {
+		char **s = field, *copy;
+		if (*val == '\0')
+			return bad(err, err_len, key, "must not be empty");
+		if ((copy = strdup(val)) == NULL)
+			return -ENOMEM;
+		free(*s);
+		*s = copy;
+		return 0;
+	}
+	case T_UINT:
+		if (parse_uint(val, 10, &v) != 0 || v < k->min || v > k->max) {
+			snprintf(err, err_len, "%s: expected a number from %" PRIu64 " to %" PRIu64, key,
+				 k->min, k->max);
+			return HSAMEM_EINVAL;
+		}
+		*(unsigned *)field = (unsigned)v;
+		return 0;
+	case T_SIZE:
+		if (parse_size(val, &v) != 0 || v < k->min || v > k->max) {
+			snprintf(err, err_len,
+				 "%s: expected a size from %" PRIu64 " to %" PRIu64
+				 " bytes (suffixes K, M, G, T)",
+				 key, k->min, k->max);
+			return HSAMEM_EINVAL;
+		}
+		*(uint64_t *)field = v;
+		return 0;
+	case T_LEVEL: {
+		int level = log_level_parse(val);
+		if (level < 0)
+			return bad(err, err_len, key,
+				   "expected debug, info, notice, warning, err or crit");
+		*(int *)field = level;
+		return 0;
+	}
+	case T_GPU:
+		if (strcmp(val, "auto") == 0)
+			c->gpu = -1;
+		else if (strcmp(val, "off") == 0)
+			c->gpu = -2;
+		else if (parse_uint(val, 10, &v) == 0 && v < 64)
+			c->gpu = (int)v;
+		else
+			return bad(err, err_len, key, "expected auto, off or a device number");
+		return 0;
+	case T_MODE:
+		if (parse_uint(val, 8, &v) != 0 || v > k->max)
+			return bad(err, err_len, key, "expected an octal mode such as 0660");
+		*(unsigned *)field = (unsigned)v;
+		return 0;
+	}
+	return bad(err, err_len, key, "unknown type");
+}
+
+int
+conf_load(struct conf *c, const char *path, char *err, size_t err_len)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		int ret = -errno;
+		snprintf(err, err_len, "%s: %s", path, strerror(errno));
+		return ret;
+	}
+	char line[1024], why[512];
+	int ret = 0;
+	for (unsigned no = 1; fgets(line, sizeof(line), f) != NULL; no++) {
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			snprintf(err, err_len, "%s:%u: line too long", path, no);
+			ret = HSAMEM_EINVAL;
+			break;
+		}
+		char *hash = strchr(line, '#');
+		if (hash != NULL)
+			*hash = '\0';
+		char *s = trim(line);
+		if (*s == '\0')
+			continue;
+		if ((ret = conf_set(c, s, why, sizeof(why))) != 0) {
+			snprintf(err, err_len, "%s:%u: %s", path, no, why);
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+static void
+print_size(FILE *out, const char *key, uint64_t v)
+{
+	static const char suffix[] = "KMGT";
+	int i = -1;
+	while (v != 0 && v % 1024 == 0 && i < 3) {
+		v /= 1024;
+		i++;
+	}
+	if (i < 0)
+		fprintf(out, "%s = %" PRIu64 "\n", key, v);
+	else
+		fprintf(out, "%s = %" PRIu64 "%c\n", key, v, suffix[i]);
+}
+
+void
+conf_print(const struct conf *c, FILE *out)
+{
+	for (unsigned i = 0; i < c->n_listen; i++)
+		fprintf(out, "listen = %s\n", c->listen[i]);
+	fprintf(out, "state-dir = %s\n", c->state_dir);
+	fprintf(out, "workers = %u\n", c->workers);
+	fprintf(out, "contexts = %u\n", c->contexts);
+	print_size(out, "max-message", c->max_message);
+	print_size(out, "max-entry", c->max_entry);
+	fprintf(out, "max-batch = %u\n", c->max_batch);
+	fprintf(out, "log-level = %s\n", level_names[c->log_level & 7]);
+	if (c->gpu == -1)
+		fprintf(out, "gpu = auto\n");
+	else if (c->gpu == -2)
+		fprintf(out, "gpu = off\n");
+	else
+		fprintf(out, "gpu = %d\n", c->gpu);
+	print_size(out, "gpu-memory", c->gpu_memory);
+	print_size(out, "host-cache", c->host_cache);
+	fprintf(out, "cpu-threads = %u\n", c->cpu_threads);
+	print_size(out, "map-size", c->map_size);
+	print_size(out, "map-max", c->map_max);
+	fprintf(out, "socket-mode = %04o\n", c->socket_mode);
+}

@@ -1,0 +1,54 @@
+/*
+ * conf.h: hsamemd's configuration. One table of typed settings with ranges (conf.c); the same keys
+ * are read from hsamem.conf ("key = value" lines, '#' comments) and from -o key=value, the latter
+ * winning. Repeating `listen` adds an address.
+ */
+#ifndef HSAMEM_CONF_H
+#define HSAMEM_CONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONF_LISTEN_MAX 8
+
+struct conf {
+	char *listen[CONF_LISTEN_MAX];
+	unsigned n_listen;
+	bool listen_explicit;   /* an address was set: the default is gone */
+	char *state_dir;
+	unsigned workers;       /* request worker threads */
+	unsigned contexts;      /* requests in flight per socket */
+	uint64_t max_message;   /* bytes of one request or reply */
+	uint64_t max_entry;     /* bytes of one entry's text */
+	unsigned max_batch;     /* appends in one group commit */
+	int log_level;
+	int gpu;                /* -1 auto, -2 off, else the device ordinal */
+	uint64_t gpu_memory;    /* device bytes for the CUDA backend; 0: 80% of free */
+	uint64_t host_cache;    /* pinned host bytes for the chunk cache */
+	unsigned cpu_threads;   /* CPU backend threads; 0: one per CPU */
+	uint64_t map_size;      /* initial LMDB map size */
+	uint64_t map_max;       /* largest LMDB map size */
+	unsigned socket_mode;   /* permissions of ipc:// sockets */
+};
+
+/* Fills c with the defaults (the default listen address and state directory follow the
+ * environment: see hsamemd(8)). Returns 0 or -ENOMEM. */
+int conf_init(struct conf *c);
+void conf_fini(struct conf *c);
+
+/* Applies one "key=value" (or "key = value") setting. Returns 0, or HSAMEM_EINVAL with a message
+ * naming the key written to err. */
+int conf_set(struct conf *c, const char *setting, char *err, size_t err_len);
+
+/* Reads a config file; err names the file and line of the first bad setting. */
+int conf_load(struct conf *c, const char *path, char *err, size_t err_len);
+
+/* Prints the effective configuration in the config file's syntax. */
+void conf_print(const struct conf *c, FILE *out);
+
+/* The default ipc:// address (written to buf) and state directory (malloc'd, or NULL). */
+void conf_default_listen(char *buf, size_t len);
+char *conf_default_state_dir(void);
+
+#endif

@@ -1,0 +1,86 @@
+/*
+ * ops.h: what the operation handlers share (ops.c: dispatch, reads, conversions; ops_write.c:
+ * the writes the committer applies; ops_query.c: query and attend). Internal to the daemon.
+ */
+#ifndef HSAMEM_OPS_H
+#define HSAMEM_OPS_H
+
+#include <pthread.h>
+
+#include "daemon.h"
+
+/* Limits on what one request may carry, beyond max-message. */
+#define OPS_MAX_ENTRIES 100000   /* entries in one append */
+#define OPS_MAX_TAGS 32          /* tags of one entry */
+#define OPS_MAX_TAG_BYTES 256
+#define OPS_MAX_QUERY_TOKENS 4096
+#define OPS_MAX_LIST 1000        /* entries of one entries request */
+#define OPS_MAX_CHUNK_LIST 256   /* chunks of one chunks request */
+#define OPS_MAX_HITS_ENTRIES 64  /* covered entries returned per hit */
+
+/* Checks a user name from a request; fails the job with HSAMEM_EBADNAME (returned) if bad. */
+int ops_check_name(struct job *job, const char *name);
+
+/*
+ * Looks a memory up for a read or write: fails the job with HSAMEM_ENOUSER when it does not exist
+ * or is being imported.
+ */
+int ops_get_user(struct job *job, struct store_txn *txn, const char *name, struct store_user *u);
+
+/* The built-in encoder of a memory, checked against its spec's revision; NULL for client memories.
+ * Fails the job with HSAMEM_EENCODER when the encoder is unknown or of another revision. */
+int ops_encoder(struct job *job, const struct hsa_spec *spec, const struct enc_ops **out);
+
+/* Conversions between the wire's Spec and hsa_spec. spec_from_proto fills missing fields from
+ * the encoder's defaults and checks the result (failing the job with the reason). */
+int ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *out);
+Hsamem__Spec *ops_spec_to_proto(struct arena *a, const struct hsa_spec *spec);
+Hsamem__MemoryInfo *ops_memory_info(struct job *job, struct store_txn *txn,
+				    const struct store_user *u);
+
+/* Reads entry seq into a reply message allocated in the arena. */
+int ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uint64_t seq,
+		       Hsamem__Entry **out);
+
+/* The text of tokens [from, to) of a chunk or tail, from the entries the refs point to; pieces of
+ * different entries are joined by a newline. NULL on a store error. */
+char *ops_tokens_text(struct job *job, struct store_txn *txn, uint64_t uid,
+		      const struct store_tokref *refs, uint32_t from, uint32_t to);
+
+/* A chunk source over a read transaction; the mutex serialises the LMDB calls, since the backend
+ * calls the source from several threads and a transaction must not be used concurrently. */
+struct ops_source {
+	struct hsa_source src;
+	struct store_txn *txn;
+	struct store_user user;
+	size_t kv_bytes;
+	pthread_mutex_t mu;
+};
+void ops_source_init(struct ops_source *s, struct store_txn *txn, const struct store_user *u);
+void ops_source_fini(struct ops_source *s);
+
+/* Runs the operator on the daemon's backend, falling back to the CPU if the GPU fails. */
+int ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,
+	       const struct hsa_query *q, struct hsa_result *res);
+
+/* Fusion weights of n selected scores (softmax, or stick-breaking ordered by chunk index, highest
+ * first), as HSA.md step 3. */
+void ops_fuse_weights(const struct hsa_spec *spec, const float *score, const int64_t *chunk,
+		      size_t n, float *weight);
+
+/* Writes: prepared in a worker (ops_write.c) */
+void ops_prepare_create(struct job *job);
+void ops_prepare_append(struct job *job);
+void ops_prepare_flush(struct job *job);
+void ops_prepare_delete(struct job *job);
+void ops_prepare_import(struct job *job);
+
+/* Reads (ops_query.c, ops_export.c) */
+void ops_query(struct job *job);
+void ops_attend_request(struct job *job);
+void ops_export(struct job *job);
+
+/* Deletes memories left half-imported by a previous run (at start, before serving). */
+int ops_cleanup_imports(struct daemon *d);
+
+#endif

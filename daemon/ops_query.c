@@ -1,0 +1,445 @@
+/*
+ * ops_query.c: the two operations that run HSA attention over a memory.
+ *
+ * attend: the client brings its model's queries (qr, qa) and positions; the backend selects and
+ * fuses chunks exactly as HSA.md states, and the reply carries the outputs, the selection, the
+ * weights and, on request, the in-chunk attention.
+ *
+ * query: text in, chunks out, for memories with a built-in encoder. The question is encoded into
+ * one query token placed after the whole stream, so every sealed chunk is visible; the unsealed tail
+ * is scored too (encoded on the fly) so that what was just appended can be found before it seals.
+ * Each hit carries the chunk's text, the entries it covers and the tokens the in-chunk attention
+ * weighs most.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "ops.h"
+
+#define TOP_TOKENS 6
+
+static int
+oom(struct job *job)
+{
+	return job_fail(job, -ENOMEM, "out of memory");
+}
+
+/* ---- attend ---- */
+
+void
+ops_attend_request(struct job *job)
+{
+	const Hsamem__AttendRequest *q = job->req->attend;
+	struct store_txn txn;
+	struct store_user u;
+	struct ops_source src;
+	int ret = ops_check_name(job, q->user);
+	if (ret != 0)
+		return;
+	if ((ret = store_txn_begin(job->d->store, &txn, false, NULL)) != 0) {
+		job_fail(job, ret, "store: cannot begin a read: %s", hsamem_strerror(ret));
+		return;
+	}
+	if (ops_get_user(job, &txn, q->user, &u) != 0)
+		goto out;
+	const struct hsa_spec *spec = &u.spec;
+	uint32_t n = q->has_n ? q->n : 0, k = q->top_k != 0 ? q->top_k : spec->top_k;
+	if (n == 0 || n > OPS_MAX_QUERY_TOKENS) {
+		job_fail(job, HSAMEM_EINVAL, "n: 1 to %d query tokens", OPS_MAX_QUERY_TOKENS);
+		goto out;
+	}
+	if (k > SPEC_TOPK_MAX) {
+		job_fail(job, HSAMEM_EINVAL, "top_k: at most %d", SPEC_TOPK_MAX);
+		goto out;
+	}
+	size_t qr_len = (size_t)n * spec->d_r * 4, qa_len = (size_t)n * spec->h_q * spec->d_h * 4;
+	if (!q->has_qr || q->qr.len != qr_len) {
+		job_fail(job, HSAMEM_ESPEC, "qr must be %zu bytes (n=%u x d_r=%u f32), got %zu",
+			 qr_len, n, spec->d_r, q->has_qr ? q->qr.len : 0);
+		goto out;
+	}
+	if (!q->has_qa || q->qa.len != qa_len) {
+		job_fail(job, HSAMEM_ESPEC,
+			 "qa must be %zu bytes (n=%u x h_q=%u x d_h=%u f32), got %zu", qa_len, n,
+			 spec->h_q, spec->d_h, q->has_qa ? q->qa.len : 0);
+		goto out;
+	}
+	if (q->n_positions != 0 && q->n_positions != n) {
+		job_fail(job, HSAMEM_EINVAL, "positions: give none or one per query token (%u)", n);
+		goto out;
+	}
+	size_t n_sel = (size_t)n * spec->h_kv * k;
+	size_t n_out = (size_t)n * spec->h_q * spec->d_h;
+	size_t n_attn = q->want_attention ? (size_t)n * spec->h_q * k * spec->S : 0;
+	if ((n_out + n_attn + 3 * n_sel) * 4 > job->d->conf.max_message) {
+		job_fail(job, HSAMEM_ETOOBIG, "the reply would exceed max-message: ask for fewer "
+					      "query tokens, a smaller k, or no attention");
+		goto out;
+	}
+	uint64_t *pos = arena_calloc(&job->arena, n, sizeof(uint64_t));
+	float *qr = arena_alloc(&job->arena, qr_len), *qa = arena_alloc(&job->arena, qa_len);
+	struct hsa_result res = {
+		.out = arena_calloc(&job->arena, n_out, 4),
+		.sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
+		.score = arena_calloc(&job->arena, n_sel, 4),
+		.weight = arena_calloc(&job->arena, n_sel, 4),
+		.attn = n_attn ? arena_calloc(&job->arena, n_attn, 4) : NULL,
+	};
+	Hsamem__AttendReply *r = arena_alloc(&job->arena, sizeof(*r));
+	if (!pos || !qr || !qa || !res.out || !res.sel || !res.score || !res.weight || !r ||
+	    (n_attn && !res.attn)) {
+		oom(job);
+		goto out;
+	}
+	/* the bytes of a protobuf field need not be aligned for floats: copy them */
+	memcpy(qr, q->qr.data, qr_len);
+	memcpy(qa, q->qa.data, qa_len);
+	for (uint32_t i = 0; i < n; i++)
+		pos[i] = q->n_positions && q->positions[i] != 0 ? q->positions[i]
+							       : u.n_chunks * spec->S;
+	struct hsa_query hq = {.n = n, .k = k, .pos = pos, .qr = qr, .qa = qa};
+	ops_source_init(&src, &txn, &u);
+	ret = ops_attend(job, spec, &src.src, &hq, &res);
+	ops_source_fini(&src);
+	if (ret != 0) {
+		job_fail(job, ret, "attend failed: %s", hsamem_strerror(ret));
+		goto out;
+	}
+	hsamem__attend_reply__init(r);
+	r->has_n = r->has_k = r->has_output = r->has_weights = r->has_scores = true;
+	r->n = n;
+	r->k = k;
+	r->output = (ProtobufCBinaryData){n_out * 4, (uint8_t *)res.out};
+	r->selected = res.sel;
+	r->n_selected = n_sel;
+	r->weights = (ProtobufCBinaryData){n_sel * 4, (uint8_t *)res.weight};
+	r->scores = (ProtobufCBinaryData){n_sel * 4, (uint8_t *)res.score};
+	if (n_attn) {
+		r->has_attention = true;
+		r->attention = (ProtobufCBinaryData){n_attn * 4, (uint8_t *)res.attn};
+	}
+	job->reply.body_case = HSAMEM__REPLY__BODY_ATTEND;
+	job->reply.attend = r;
+out:
+	store_txn_abort(&txn);
+}
+
+/* ---- query ---- */
+
+struct candidate {
+	int64_t chunk; /* the tail is n_chunks */
+	float score, weight;
+	const float *attn; /* [G][S] of this chunk for one kv head; NULL for the tail (see tail_attn) */
+	uint32_t head;
+};
+
+static int
+cmp_candidate(const void *a, const void *b)
+{
+	const struct candidate *x = a, *y = b;
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
+}
+
+/* The TOP_TOKENS slots of a chunk with the most attention (averaged over the query heads of the
+ * kv head), among its n_real real tokens. */
+static size_t
+top_tokens(const float *attn, uint32_t G, uint32_t stride, uint32_t n_real, uint32_t *slot,
+	   float *weight)
+{
+	size_t n = 0;
+	for (uint32_t s = 0; s < n_real; s++) {
+		float w = 0;
+		for (uint32_t g = 0; g < G; g++)
+			w += attn[(size_t)g * stride + s];
+		w /= (float)G;
+		size_t at = n < TOP_TOKENS ? n++ : TOP_TOKENS;
+		if (at == TOP_TOKENS && w <= weight[TOP_TOKENS - 1])
+			continue;
+		if (at == TOP_TOKENS)
+			at = TOP_TOKENS - 1;
+		while (at > 0 && weight[at - 1] < w) {
+			weight[at] = weight[at - 1];
+			slot[at] = slot[at - 1];
+			at--;
+		}
+		weight[at] = w;
+		slot[at] = s;
+	}
+	return n;
+}
+
+/* Fills a hit's text, covered entries and top tokens from the chunk's (or tail's) records. */
+static int
+fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsamem__Hit *h,
+	 const uint32_t *tokens, const struct store_tokref *refs, uint32_t n_real,
+	 const float *attn, uint32_t G, uint32_t stride, uint32_t max_entries)
+{
+	h->text = ops_tokens_text(job, txn, u->uid, refs, 0, n_real);
+	h->has_n_tokens = true;
+	h->n_tokens = n_real;
+	if (h->text == NULL)
+		return oom(job);
+	/* covered entries, in order, each once */
+	h->entries = arena_calloc(&job->arena, max_entries + 1, sizeof(*h->entries));
+	if (h->entries == NULL)
+		return oom(job);
+	uint64_t last = UINT64_MAX;
+	for (uint32_t s = 0; s < n_real && h->n_entries < max_entries; s++) {
+		if (refs[s].entry == last)
+			continue;
+		last = refs[s].entry;
+		if (ops_entry_to_proto(job, txn, u->uid, last, &h->entries[h->n_entries]) != 0)
+			return job->reply.status;
+		h->n_entries++;
+	}
+	uint32_t slot[TOP_TOKENS];
+	float weight[TOP_TOKENS];
+	size_t n = attn != NULL ? top_tokens(attn, G, stride, n_real, slot, weight) : 0;
+	h->top_tokens = arena_calloc(&job->arena, n + 1, sizeof(*h->top_tokens));
+	if (h->top_tokens == NULL)
+		return oom(job);
+	for (size_t i = 0; i < n; i++) {
+		Hsamem__TokenWeight *t = arena_alloc(&job->arena, sizeof(*t));
+		if (t == NULL)
+			return oom(job);
+		hsamem__token_weight__init(t);
+		t->has_index = t->has_id = t->has_weight = true;
+		t->index = slot[i];
+		t->id = tokens[slot[i]];
+		t->weight = weight[i];
+		t->text = ops_tokens_text(job, txn, u->uid, refs, slot[i], slot[i] + 1);
+		h->top_tokens[h->n_top_tokens++] = t;
+	}
+	return 0;
+}
+
+/*
+ * Scores the unsealed tail as one more candidate chunk: its landmark and keys are encoded now.
+ * Writes its best score over the kv heads, that head, and its in-chunk attention [G][S].
+ */
+static int
+score_tail(const struct enc_ops *enc, const struct hsa_spec *spec, const struct store_tail *t,
+	   const float *qr, const float *qa, float *score, uint32_t *head, float *attn)
+{
+	size_t per = (size_t)spec->S * spec->h_kv * spec->d_h;
+	float *K = malloc(per * sizeof(float)), *V = malloc(per * sizeof(float));
+	float *L = malloc(spec->d_r * sizeof(float));
+	int ret = -ENOMEM;
+	if (K == NULL || V == NULL || L == NULL)
+		goto out;
+	if ((ret = enc->encode_chunk(spec, NULL, 0, t->tokens, t->n, K, V, L)) != 0)
+		goto out;
+	uint32_t dr = spec->d_r / spec->h_kv, G = spec->h_q / spec->h_kv;
+	*score = -INFINITY;
+	for (uint32_t r = 0; r < spec->h_kv; r++) {
+		float s = 0;
+		for (uint32_t i = 0; i < dr; i++)
+			s += qr[r * dr + i] * L[r * dr + i];
+		s /= sqrtf((float)dr);
+		if (s > *score) {
+			*score = s;
+			*head = r;
+		}
+	}
+	for (uint32_t g = 0; g < G; g++) {
+		const float *q = qa + ((size_t)*head * G + g) * spec->d_h;
+		float *a = attn + (size_t)g * spec->S, max = -INFINITY, sum = 0;
+		for (uint32_t s = 0; s < t->n; s++) {
+			const float *k = K + ((size_t)s * spec->h_kv + *head) * spec->d_h;
+			float dot = 0;
+			for (uint32_t i = 0; i < spec->d_h; i++)
+				dot += q[i] * k[i];
+			a[s] = dot / sqrtf((float)spec->d_h);
+			max = a[s] > max ? a[s] : max;
+		}
+		for (uint32_t s = 0; s < t->n; s++)
+			sum += a[s] = expf(a[s] - max);
+		for (uint32_t s = 0; s < t->n; s++)
+			a[s] /= sum;
+	}
+out:
+	free(K);
+	free(V);
+	free(L);
+	return ret;
+}
+
+void
+ops_query(struct job *job)
+{
+	const Hsamem__QueryRequest *q = job->req->query;
+	struct store_txn txn;
+	struct store_user u;
+	struct store_tail tail = {0};
+	struct ops_source src;
+	const struct enc_ops *enc;
+	struct enc_token *toks = NULL;
+	uint32_t *ids = NULL;
+	size_t n_tok = 0;
+	int ret = ops_check_name(job, q->user);
+	if (ret != 0)
+		return;
+	if ((ret = store_txn_begin(job->d->store, &txn, false, NULL)) != 0) {
+		job_fail(job, ret, "store: cannot begin a read: %s", hsamem_strerror(ret));
+		return;
+	}
+	if (ops_get_user(job, &txn, q->user, &u) != 0 || ops_encoder(job, &u.spec, &enc) != 0)
+		goto out;
+	const struct hsa_spec *spec = &u.spec;
+	if (enc == NULL) {
+		job_fail(job, HSAMEM_ENOTSUP,
+			 "the memory of '%s' is a client memory: use attend with your model's "
+			 "queries",
+			 q->user);
+		goto out;
+	}
+	uint32_t k = q->top_k != 0 ? q->top_k : spec->top_k;
+	uint32_t max_entries = q->has_max_entries ? q->max_entries : 8;
+	if (k > SPEC_TOPK_MAX || max_entries > OPS_MAX_HITS_ENTRIES) {
+		job_fail(job, HSAMEM_EINVAL, "top_k: at most %d; max_entries: at most %d",
+			 SPEC_TOPK_MAX, OPS_MAX_HITS_ENTRIES);
+		goto out;
+	}
+	if (q->text == NULL || *q->text == '\0') {
+		job_fail(job, HSAMEM_EINVAL, "query text is missing");
+		goto out;
+	}
+	size_t text_len = strlen(q->text);
+	if (text_len > job->d->conf.max_entry) {
+		job_fail(job, HSAMEM_ETOOBIG, "query text exceeds max-entry");
+		goto out;
+	}
+	if ((ret = enc->tokenize(q->text, text_len, &toks, &n_tok)) != 0) {
+		job_fail(job, ret, "tokenizer failed");
+		goto out;
+	}
+	if (n_tok > OPS_MAX_QUERY_TOKENS)
+		n_tok = OPS_MAX_QUERY_TOKENS;
+	uint32_t G = spec->h_q / spec->h_kv, S = spec->S;
+	uint64_t pos = u.n_chunks * S;
+	float *qr = arena_calloc(&job->arena, spec->d_r, 4);
+	float *qa = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4);
+	size_t n_sel = (size_t)spec->h_kv * k;
+	struct hsa_result res = {
+		.out = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4),
+		.sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
+		.score = arena_calloc(&job->arena, n_sel, 4),
+		.weight = arena_calloc(&job->arena, n_sel, 4),
+		.attn = arena_calloc(&job->arena, (size_t)spec->h_q * k * S, 4),
+	};
+	float *tail_attn = arena_calloc(&job->arena, (size_t)G * S, 4);
+	struct candidate *cand = arena_calloc(&job->arena, n_sel + 1, sizeof(*cand));
+	ids = malloc((n_tok + 1) * sizeof(uint32_t));
+	if (!qr || !qa || !res.out || !res.sel || !res.score || !res.weight || !res.attn ||
+	    !tail_attn || !cand || !ids) {
+		oom(job);
+		goto out;
+	}
+	for (size_t i = 0; i < n_tok; i++)
+		ids[i] = toks[i].id;
+	if ((ret = enc->encode_query(spec, ids, n_tok, qr, qa)) != 0) {
+		job_fail(job, ret, "encoder %s failed on the query", enc->name);
+		goto out;
+	}
+
+	size_t n_cand = 0;
+	if (u.n_chunks > 0) {
+		struct hsa_query hq = {.n = 1, .k = k, .pos = &pos, .qr = qr, .qa = qa};
+		ops_source_init(&src, &txn, &u);
+		ret = ops_attend(job, spec, &src.src, &hq, &res);
+		ops_source_fini(&src);
+		if (ret != 0) {
+			job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
+			goto out;
+		}
+		/* one list over the kv heads: a chunk chosen by several keeps its best score */
+		for (uint32_t r = 0; r < spec->h_kv; r++)
+			for (uint32_t i = 0; i < k; i++) {
+				size_t at = (size_t)r * k + i, c;
+				if (res.sel[at] < 0)
+					continue;
+				for (c = 0; c < n_cand && cand[c].chunk != res.sel[at]; c++)
+					;
+				if (c == n_cand)
+					cand[n_cand++] = (struct candidate){
+						res.sel[at], res.score[at], 0,
+						res.attn + ((size_t)r * G * k + i) * S, r};
+				else if (res.score[at] > cand[c].score)
+					cand[c].score = res.score[at];
+			}
+	}
+	if ((!q->has_include_tail || q->include_tail) &&
+	    (ret = store_tail_get(&txn, u.uid, &tail)) == 0 && tail.n > 0) {
+		struct candidate t = {.chunk = (int64_t)u.n_chunks};
+		if ((ret = score_tail(enc, spec, &tail, qr, qa, &t.score, &t.head, tail_attn)) != 0) {
+			job_fail(job, ret, "encoder %s failed on the tail", enc->name);
+			goto out;
+		}
+		cand[n_cand++] = t;
+	}
+	qsort(cand, n_cand, sizeof(*cand), cmp_candidate);
+	if (n_cand > k)
+		n_cand = k;
+	float *scores = arena_calloc(&job->arena, n_cand + 1, 4);
+	float *weights = arena_calloc(&job->arena, n_cand + 1, 4);
+	int64_t *chunks = arena_calloc(&job->arena, n_cand + 1, sizeof(int64_t));
+	Hsamem__QueryReply *r = arena_alloc(&job->arena, sizeof(*r));
+	Hsamem__Hit **hits = arena_calloc(&job->arena, n_cand + 1, sizeof(*hits));
+	if (!scores || !weights || !chunks || !r || !hits) {
+		oom(job);
+		goto out;
+	}
+	for (size_t i = 0; i < n_cand; i++) {
+		scores[i] = cand[i].score;
+		chunks[i] = cand[i].chunk;
+	}
+	ops_fuse_weights(spec, scores, chunks, n_cand, weights);
+
+	hsamem__query_reply__init(r);
+	for (size_t i = 0; i < n_cand; i++) {
+		Hsamem__Hit *h = arena_alloc(&job->arena, sizeof(*h));
+		if (h == NULL) {
+			oom(job);
+			goto out;
+		}
+		hsamem__hit__init(h);
+		h->has_chunk = h->has_score = h->has_weight = h->has_tail = true;
+		h->chunk = (uint64_t)cand[i].chunk;
+		h->score = cand[i].score;
+		h->weight = weights[i];
+		h->tail = cand[i].chunk == (int64_t)u.n_chunks;
+		if (h->tail) {
+			ret = fill_hit(job, &txn, &u, h, tail.tokens, tail.refs, tail.n, tail_attn, G,
+				       S, max_entries);
+		} else {
+			struct store_chunk c;
+			ret = store_chunk_get(&txn, u.uid, (uint64_t)cand[i].chunk, &c);
+			if (ret != 0) {
+				job_fail(job, ret, "store: cannot read chunk %lld: %s",
+					 (long long)cand[i].chunk, hsamem_strerror(ret));
+				goto out;
+			}
+			/* attention rows of one chunk for the G heads are k*S apart */
+			ret = fill_hit(job, &txn, &u, h, c.tokens, c.refs, c.n_real, cand[i].attn,
+				       G, k * S, max_entries);
+		}
+		if (ret != 0)
+			goto out;
+		hits[r->n_hits++] = h;
+	}
+	r->hits = hits;
+	r->has_chunks = r->has_k = true;
+	r->chunks = u.n_chunks;
+	r->k = k;
+	job->reply.body_case = HSAMEM__REPLY__BODY_QUERY;
+	job->reply.query = r;
+out:
+	free(toks);
+	free(ids);
+	store_txn_abort(&txn);
+}

@@ -1,0 +1,304 @@
+/*
+ * server.c: the NNG side. One rep0 socket, listening on every configured address, served by
+ * conf.contexts contexts; each context carries one request at a time through the job state machine
+ * of daemon.h:
+ *
+ *   RECV --recv done--> WORK --job->finish--> SEND --send done--> RECV
+ *     \                                          \
+ *      +--cancelled (stopping)--> DONE            +--stopping--> DONE
+ *
+ * The aio callbacks never block: they decode a request and queue it to the workers, or hand a
+ * packed reply to nng. This file owns the socket, the contexts and the wire format of a reply; it
+ * must not interpret requests (ops.c does).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/transport/ipc/ipc.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "server.h"
+#include "worker.h"
+
+enum ctx_state { CTX_RECV, CTX_WORK, CTX_SEND, CTX_DONE };
+
+struct srv_ctx {
+	struct server *srv;
+	nng_ctx ctx;
+	nng_aio *aio;
+	enum ctx_state state;
+	struct job job;
+};
+
+struct server {
+	struct daemon *d;
+	nng_socket sock;
+	bool sock_open;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stopping;
+	unsigned n_ctx, n_done;
+	struct srv_ctx *ctxs;
+};
+
+static void
+ctx_done(struct srv_ctx *c)
+{
+	struct server *srv = c->srv;
+	pthread_mutex_lock(&srv->mu);
+	c->state = CTX_DONE;
+	srv->n_done++;
+	pthread_cond_broadcast(&srv->cv);
+	pthread_mutex_unlock(&srv->mu);
+}
+
+/* Arms the next receive, unless the server is stopping. */
+static void
+ctx_recv(struct srv_ctx *c)
+{
+	pthread_mutex_lock(&c->srv->mu);
+	bool stopping = c->srv->stopping;
+	if (!stopping) {
+		c->state = CTX_RECV;
+		nng_ctx_recv(c->ctx, c->aio);
+	}
+	pthread_mutex_unlock(&c->srv->mu);
+	if (stopping)
+		ctx_done(c);
+}
+
+/* Packs the job's reply and sends it; called by whichever thread finished the job. */
+static void
+job_send(struct job *job)
+{
+	struct srv_ctx *c = (struct srv_ctx *)((char *)job - offsetof(struct srv_ctx, job));
+	struct daemon *d = job->d;
+	Hsamem__Reply *rep = &job->reply;
+	nng_msg *msg = NULL;
+
+	rep->has_version = true;
+	rep->version = HSAMEM_PROTOCOL_VERSION;
+	rep->has_status = true;
+	size_t size = hsamem__reply__get_packed_size(rep);
+	if (size > d->conf.max_message) {
+		job_fail(job, HSAMEM_ETOOBIG,
+			 "reply of %zu bytes exceeds max-message (%llu): ask for less", size,
+			 (unsigned long long)d->conf.max_message);
+		rep->body_case = HSAMEM__REPLY__BODY__NOT_SET;
+		size = hsamem__reply__get_packed_size(rep);
+	}
+	if (nng_msg_alloc(&msg, size) == 0)
+		hsamem__reply__pack(rep, nng_msg_body(msg));
+	else
+		log_err("server: out of memory for a reply of %zu bytes", size);
+
+	stats_record(&d->stats, job->op, now_ns() - job->t0_ns, rep->status != 0);
+	if (job->req != NULL)
+		hsamem__request__free_unpacked(job->req, NULL);
+	job->req = NULL;
+	arena_fini(&job->arena);
+
+	if (msg == NULL) { /* the client times out; the context lives on */
+		ctx_recv(c);
+		return;
+	}
+	pthread_mutex_lock(&c->srv->mu);
+	c->state = CTX_SEND;
+	pthread_mutex_unlock(&c->srv->mu);
+	nng_aio_set_msg(c->aio, msg);
+	nng_ctx_send(c->ctx, c->aio);
+}
+
+static enum stats_op
+op_of(const Hsamem__Request *req)
+{
+	switch (req->body_case) {
+	case HSAMEM__REQUEST__BODY_PING: return OP_PING;
+	case HSAMEM__REQUEST__BODY_CREATE: return OP_CREATE;
+	case HSAMEM__REQUEST__BODY_APPEND: return OP_APPEND;
+	case HSAMEM__REQUEST__BODY_FLUSH: return OP_FLUSH;
+	case HSAMEM__REQUEST__BODY_QUERY: return OP_QUERY;
+	case HSAMEM__REQUEST__BODY_ATTEND: return OP_ATTEND;
+	case HSAMEM__REQUEST__BODY_ENTRIES: return OP_ENTRIES;
+	case HSAMEM__REQUEST__BODY_CHUNKS: return OP_CHUNKS;
+	case HSAMEM__REQUEST__BODY_USERS: return OP_USERS;
+	case HSAMEM__REQUEST__BODY_STATS: return OP_STATS;
+	case HSAMEM__REQUEST__BODY_DELETE: return OP_DELETE;
+	case HSAMEM__REQUEST__BODY_EXPORT: return OP_EXPORT;
+	case HSAMEM__REQUEST__BODY_IMPORT: return OP_IMPORT;
+	default: return OP_INVALID;
+	}
+}
+
+/* A request arrived: decode it and queue it, or answer a malformed one at once. */
+static void
+on_recv(struct srv_ctx *c)
+{
+	struct job *job = &c->job;
+	nng_msg *msg = nng_aio_get_msg(c->aio);
+	memset(job, 0, sizeof(*job));
+	job->d = c->srv->d;
+	job->finish = job_send;
+	job->t0_ns = now_ns();
+	job->op = OP_INVALID;
+	arena_init(&job->arena);
+	hsamem__reply__init(&job->reply);
+	pthread_mutex_lock(&c->srv->mu);
+	c->state = CTX_WORK;
+	pthread_mutex_unlock(&c->srv->mu);
+
+	job->req = hsamem__request__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	nng_msg_free(msg);
+	if (job->req == NULL) {
+		job_fail(job, HSAMEM_EPROTO, "request is not a valid hsamem message");
+	} else if (!job->req->has_version || job->req->version != HSAMEM_PROTOCOL_VERSION) {
+		job_fail(job, HSAMEM_EVERSION,
+			 "protocol version %u is not supported; this daemon speaks version %d",
+			 job->req->has_version ? job->req->version : 0, HSAMEM_PROTOCOL_VERSION);
+	} else if ((job->op = op_of(job->req)) == OP_INVALID) {
+		job_fail(job, HSAMEM_EPROTO, "request names no operation this daemon knows");
+	} else {
+		wrk_submit(job->d->workers, job);
+		return;
+	}
+	job_send(job);
+}
+
+static void
+ctx_callback(void *arg)
+{
+	struct srv_ctx *c = arg;
+	int rv = nng_aio_result(c->aio);
+	switch (c->state) {
+	case CTX_RECV:
+		if (rv == 0) {
+			on_recv(c);
+		} else if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+			ctx_done(c);
+		} else {
+			log_warn("server: receive failed: %s", nng_strerror(rv));
+			ctx_recv(c);
+		}
+		break;
+	case CTX_SEND:
+		if (rv != 0) {
+			/* the peer went away: the message is still ours */
+			nng_msg_free(nng_aio_get_msg(c->aio));
+			if (rv != NNG_ECLOSED)
+				log_debug("server: reply not delivered: %s", nng_strerror(rv));
+		}
+		ctx_recv(c);
+		break;
+	default:
+		log_err("server: callback in unexpected state %d", c->state);
+		break;
+	}
+}
+
+static int
+listen_on(struct server *srv, const char *url)
+{
+	nng_listener l;
+	int rv = nng_listener_create(&l, srv->sock, url);
+	if (rv == 0 && strncmp(url, "ipc://", 6) == 0)
+		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, (int)srv->d->conf.socket_mode);
+	if (rv == 0)
+		rv = nng_listener_start(l, 0);
+	if (rv != 0) {
+		log_err("server: cannot listen on %s: %s", url, nng_strerror(rv));
+		return rv == NNG_EADDRINUSE ? -EADDRINUSE : -EINVAL;
+	}
+	log_info("server: listening on %s", url);
+	return 0;
+}
+
+int
+srv_start(struct daemon *d, struct server **out)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+	int ret = -ENOMEM, rv;
+	if (srv == NULL)
+		return -ENOMEM;
+	srv->d = d;
+	pthread_mutex_init(&srv->mu, NULL);
+	pthread_cond_init(&srv->cv, NULL);
+	if ((rv = nng_rep0_open(&srv->sock)) != 0) {
+		log_err("server: cannot open the socket: %s", nng_strerror(rv));
+		ret = -EIO;
+		goto fail;
+	}
+	srv->sock_open = true;
+	nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, (size_t)d->conf.max_message);
+	srv->ctxs = calloc(d->conf.contexts, sizeof(*srv->ctxs));
+	if (srv->ctxs == NULL)
+		goto fail;
+	for (; srv->n_ctx < d->conf.contexts; srv->n_ctx++) {
+		struct srv_ctx *c = &srv->ctxs[srv->n_ctx];
+		c->srv = srv;
+		if ((rv = nng_aio_alloc(&c->aio, ctx_callback, c)) != 0)
+			goto fail_nng;
+		if ((rv = nng_ctx_open(&c->ctx, srv->sock)) != 0) {
+			nng_aio_free(c->aio);
+			goto fail_nng;
+		}
+	}
+	for (unsigned i = 0; i < d->conf.n_listen; i++)
+		if ((ret = listen_on(srv, d->conf.listen[i])) != 0)
+			goto fail;
+	for (unsigned i = 0; i < srv->n_ctx; i++)
+		ctx_recv(&srv->ctxs[i]);
+	*out = srv;
+	return 0;
+
+fail_nng:
+	log_err("server: cannot set up contexts: %s", nng_strerror(rv));
+	ret = -EIO;
+fail:
+	srv_stop(srv, 0);
+	return ret;
+}
+
+void
+srv_stop(struct server *srv, unsigned drain_ms)
+{
+	if (srv == NULL)
+		return;
+	/* Stop taking requests: cancel the receives; contexts busy with a request finish it. */
+	pthread_mutex_lock(&srv->mu);
+	srv->stopping = true;
+	for (unsigned i = 0; i < srv->n_ctx; i++)
+		if (srv->ctxs[i].state == CTX_RECV)
+			nng_aio_cancel(srv->ctxs[i].aio);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += drain_ms / 1000;
+	until.tv_nsec += (long)(drain_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	while (srv->n_done < srv->n_ctx)
+		if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until) == ETIMEDOUT)
+			break;
+	if (srv->n_done < srv->n_ctx)
+		log_warn("server: %u requests still in flight after %u ms; closing",
+			 srv->n_ctx - srv->n_done, drain_ms);
+	pthread_mutex_unlock(&srv->mu);
+
+	if (srv->sock_open)
+		nng_close(srv->sock);
+	for (unsigned i = 0; i < srv->n_ctx; i++) {
+		nng_aio_stop(srv->ctxs[i].aio);
+		nng_aio_free(srv->ctxs[i].aio);
+	}
+	free(srv->ctxs);
+	pthread_cond_destroy(&srv->cv);
+	pthread_mutex_destroy(&srv->mu);
+	free(srv);
+}

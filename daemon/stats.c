@@ -1,0 +1,62 @@
+/*
+ * stats.c: histogram arithmetic.
+ */
+#include <math.h>
+
+#include "stats.h"
+
+static const char *const op_names[OP_COUNT] = {
+	"ping", "create", "append", "flush", "query", "attend", "entries",
+	"chunks", "users", "stats", "delete", "export", "import", "invalid",
+};
+
+const char *
+stats_op_name(enum stats_op op)
+{
+	return op < OP_COUNT ? op_names[op] : "?";
+}
+
+double
+stats_bound_ms(int i)
+{
+	return 0.01 * pow(10.0, (i + 1) / 10.0);
+}
+
+void
+stats_record(struct stats *s, enum stats_op op, int64_t ns, bool error)
+{
+	atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
+	if (error)
+		atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
+	double ms = (double)ns / 1e6;
+	int i = ms <= 0.01 ? 0 : (int)floor(10.0 * log10(ms / 0.01));
+	if (i < 0)
+		i = 0;
+	if (i > STATS_BUCKETS)
+		i = STATS_BUCKETS;
+	atomic_fetch_add_explicit(&s->hist[op].counts[i], 1, memory_order_relaxed);
+}
+
+uint64_t
+stats_total(const struct stats_hist *h)
+{
+	uint64_t n = 0;
+	for (int i = 0; i <= STATS_BUCKETS; i++)
+		n += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+	return n;
+}
+
+double
+stats_quantile_ms(const struct stats_hist *h, double q)
+{
+	uint64_t total = stats_total(h), seen = 0;
+	if (total == 0)
+		return 0;
+	uint64_t want = (uint64_t)ceil(q * (double)total);
+	for (int i = 0; i <= STATS_BUCKETS; i++) {
+		seen += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+		if (seen >= want)
+			return stats_bound_ms(i < STATS_BUCKETS ? i : STATS_BUCKETS - 1);
+	}
+	return stats_bound_ms(STATS_BUCKETS - 1);
+}

@@ -1,0 +1,94 @@
+/*
+ * worker.c: the queue is a singly linked list through job->next; the pool owns no job, it only
+ * passes each to run().
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "daemon.h"
+#include "worker.h"
+
+struct wrk_pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *head, *tail;
+	bool stopping;
+	void (*run)(struct job *job);
+	unsigned n_threads;
+	pthread_t threads[];
+};
+
+static void *
+wrk_main(void *arg)
+{
+	struct wrk_pool *p = arg;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (p->head == NULL && !p->stopping)
+			pthread_cond_wait(&p->cv, &p->mu);
+		struct job *job = p->head;
+		if (job == NULL)
+			break;
+		p->head = job->next;
+		if (p->head == NULL)
+			p->tail = NULL;
+		job->next = NULL;
+		pthread_mutex_unlock(&p->mu);
+		p->run(job);
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+int
+wrk_start(unsigned threads, void (*run)(struct job *job), struct wrk_pool **out)
+{
+	struct wrk_pool *p = calloc(1, sizeof(*p) + threads * sizeof(pthread_t));
+	if (p == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->run = run;
+	for (; p->n_threads < threads; p->n_threads++) {
+		int ret = pthread_create(&p->threads[p->n_threads], NULL, wrk_main, p);
+		if (ret != 0) {
+			wrk_stop(p);
+			return -ret;
+		}
+	}
+	*out = p;
+	return 0;
+}
+
+void
+wrk_submit(struct wrk_pool *p, struct job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&p->mu);
+	if (p->tail != NULL)
+		p->tail->next = job;
+	else
+		p->head = job;
+	p->tail = job;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void
+wrk_stop(struct wrk_pool *p)
+{
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	for (unsigned i = 0; i < p->n_threads; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
