@@ -21,6 +21,7 @@ from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 
 @dataclass
@@ -255,10 +256,10 @@ class HSAModel(nn.Module):
         L = L.view(B, nC, c.h_kv, c.d_r // c.h_kv)
         x = self.upper_pre(h)[:, S:].reshape(B, T, -1)
         qr, qa = self.queries(x)
-        o, scores = hsa_dense(qr, qa, K, V, L, topk, S)
+        o, scores = hsa_dense(qr, qa, K, V, L, topk, S, checkpoint=self.training)
         logits = self.head(x, o.reshape(B, T, -1))
         if need_scores:
-            return logits, scores, L
+            return logits, scores, qr, L
         return logits
 
 
@@ -269,32 +270,48 @@ def visible_mask(T, nC, S, device):
     return (j + 1) * S <= t
 
 
-def hsa_dense(qr, qa, K, V, L, topk, S):
+def hsa_dense(qr, qa, K, V, L, topk, S, qblock=1024, checkpoint=False):
     """qr [B,T,hkv,dr'], qa [B,T,hq,dh], K,V [B,nC,S,hkv,dh], L [B,nC,hkv,dr'].
-    Returns O [B,T,hq,dh] and the masked scores [B,T,hkv,nC] (fp32)."""
+    Returns O [B,T,hq,dh] and the masked scores [B,T,hkv,nC] (fp32).
+    Queries are processed in blocks of qblock tokens against the chunks visible to
+    the block; with checkpoint=True each block's large intermediates are recomputed
+    in the backward pass instead of being stored."""
     B, T, hkv, dr = qr.shape
     nC = L.shape[1]
-    hq, dh = qa.shape[2], qa.shape[3]
-    G = hq // hkv
     s = torch.einsum("bthr,bjhr->bthj", qr.float(), L.float()) / math.sqrt(dr)
     vis = visible_mask(T, nC, S, qr.device)[None, :, None, :]
     s = s.masked_fill(~vis, float("-inf"))
     k = min(topk, nC)
     top_v, top_i = torch.topk(s, k, dim=-1)
     sel = torch.full_like(s, float("-inf")).scatter(-1, top_i, top_v)
-    w = torch.softmax(sel, -1)
-    w = torch.nan_to_num(w, nan=0.0)                       # tokens with no visible chunk
-    # in-chunk attention for every (token, chunk): [B, hkv, G, T, nC, S]
-    q = qa.view(B, T, hkv, G, dh).permute(0, 2, 3, 1, 4)   # B hkv G T dh
+    w = torch.nan_to_num(torch.softmax(sel, -1), nan=0.0)  # no visible chunk -> 0
+    outs = []
+    for t0 in range(0, T, qblock):
+        t1 = min(T, t0 + qblock)
+        nv = max(1, (t1 - 1) // S)              # chunks visible to the block's last token
+        args = (qa[:, t0:t1], K[:, :nv], V[:, :nv], w[:, t0:t1, :, :nv])
+        if checkpoint and torch.is_grad_enabled():
+            outs.append(torch.utils.checkpoint.checkpoint(_inchunk, *args, use_reentrant=False))
+        else:
+            outs.append(_inchunk(*args))
+    return torch.cat(outs, 1), s
+
+
+def _inchunk(qa, K, V, w):
+    """Softmax attention inside each chunk for every (token, chunk), fused with the
+    chunk weights w [B,T,hkv,nC] (zero outside the top-k)."""
+    B, T, hq, dh = qa.shape
+    nC, S, hkv = K.shape[1], K.shape[2], K.shape[3]
+    G = hq // hkv
+    q = qa.reshape(B, T, hkv, G, dh).permute(0, 2, 3, 1, 4)      # B hkv G T dh
     Kf = K.permute(0, 3, 1, 2, 4).reshape(B, hkv, 1, nC * S, dh)
-    a = torch.matmul(q, Kf.transpose(-1, -2)) / math.sqrt(dh)   # B hkv G T nC*S
+    a = torch.matmul(q, Kf.transpose(-1, -2)) / math.sqrt(dh)    # B hkv G T nC*S
     p = torch.softmax(a.view(B, hkv, G, T, nC, S).float(), -1)
-    wt = w.permute(0, 2, 1, 3)[:, :, None, :, :, None]      # B hkv 1 T nC 1
+    wt = w.permute(0, 2, 1, 3)[:, :, None, :, :, None]          # B hkv 1 T nC 1
     p = (p * wt).to(V.dtype).view(B, hkv, G, T, nC * S)
     Vf = V.permute(0, 3, 1, 2, 4).reshape(B, hkv, 1, nC * S, dh)
-    o = torch.matmul(p, Vf)                                 # B hkv G T dh
-    o = o.permute(0, 3, 1, 2, 4).reshape(B, T, hq, dh)
-    return o, s
+    o = torch.matmul(p, Vf)                                     # B hkv G T dh
+    return o.permute(0, 3, 1, 2, 4).reshape(B, T, hq, dh)
 
 
 def hsa_sparse(qr, qa, Kmem, Vmem, Lmem, n_visible, topk, extra=None):

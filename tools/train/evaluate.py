@@ -1,0 +1,463 @@
+#!/usr/bin/env python3
+"""Evaluate the learned HSA encoder on long haystacks, against lexical and BM25 ranking.
+
+    evaluate.py --model models/hsa-small/model.safetensors --tok models/hsa-small/hsamem-bpe.tok
+                --data DATA/tokens.npz --out OUTDIR [--lengths 4096,65536,1048576,4194304]
+                [--trials 10] [--depths 0,0.25,0.5,0.75,1] [--seed 7]
+
+For each length, the haystack is the first LENGTH tokens of the held-out split (text the
+model never trained on). Its chunks are encoded once. Each trial hides one task instance's
+needles in it (the needles overwrite tokens inside chosen chunks: the first needle at the
+trial's depth, the others at random chunks), re-encodes only the chunks whose window
+changed, and asks the question right after the haystack (a new chunk; its window's first
+half is the haystack's last chunk). Reported per task and length:
+  model r@1, r@8   the needle's chunk among the top 1 / 8 chunks of the model's retrieval
+                   score, at the query position before each answer part (teacher forced;
+                   averaged over parts)
+  model EM         greedy answer with HSA top-k 8 over the whole memory equals the truth
+  lexical r@1, r@8 the same haystack and question ranked by a hashed bag of content words
+                   (encoder/lexical.c's landmark method: stopwords dropped, a rarity prior by
+                   word length, sublinear tf, 8 signed buckets per word, d=1024, cosine)
+  BM25 r@1, r@8    Okapi BM25 (k1 1.2, b 0.75) over the chunks' words, idf of the haystack
+Baselines rank once per question; each answer part is scored against that ranking.
+Writes OUTDIR/eval.json and OUTDIR/eval.md.
+"""
+import argparse
+import collections
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st  # noqa: E402
+from model import Config, HSAModel, stable_topk  # noqa: E402
+from tasks import TASKS, TaskMaker  # noqa: E402
+from tokenizer import EOS, Tokenizer  # noqa: E402
+
+STOP = set("""a about above after again against all am an and any are as at be because been before
+being below between both but by can could did do does doing down during each few for from further had
+has have having he her here hers herself him himself his how i if in into is it its itself just me
+more most my myself no nor not now of off on once only or other our ours ourselves out over own same
+she should so some such than that the their theirs them themselves then there these they this those
+through to too under until up very was we were what when where which while who whom why will with
+would you your yours yourself yourselves mentioned provided text""".split())
+WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+def words(text):
+    return WORD_RE.findall(text.lower())
+
+
+# ---------------------------------------------------------------- baselines
+
+class Vocab:
+    def __init__(self):
+        self.ids = {}
+
+    def get(self, w):
+        i = self.ids.get(w)
+        if i is None:
+            i = self.ids[w] = len(self.ids)
+        return i
+
+
+def lex_weight(w):
+    if w.isdigit():
+        return 1.0 if len(w) <= 2 else 1.6
+    if not w.isalpha():
+        return 1.7
+    return [1.0, 0.3, 0.5, 0.8, 1.0, 1.15, 1.3, 1.4, 1.5, 1.6, 1.7][min(len(w), 10)]
+
+
+_FEAT = {}
+
+
+def lex_features(w, d=1024, buckets=8):
+    f = _FEAT.get(w)
+    if f is not None:
+        return f
+    h = hashlib.blake2b(w.encode(), digest_size=8 * buckets).digest()
+    out = []
+    for b in range(buckets):
+        x = int.from_bytes(h[8 * b:8 * b + 8], "little")
+        out.append(((x & 0xffffffff) * d >> 32, -1.0 if x >> 63 else 1.0))
+    _FEAT[w] = out
+    return out
+
+
+def lex_vector(ws, d=1024, floor=2.0):
+    v = np.zeros(d, np.float32)
+    for w, c in collections.Counter(x for x in ws if x not in STOP).items():
+        a = lex_weight(w) * (1 + math.log(c)) / math.sqrt(8)
+        for idx, sg in lex_features(w, d):
+            v[idx] += sg * a
+    n = float(np.linalg.norm(v))
+    return v / max(n, floor) if n > 0 else v
+
+
+class BM25:
+    def __init__(self, chunk_words, k1=1.2, b=0.75):
+        self.k1, self.b = k1, b
+        self.vocab = Vocab()
+        n = len(chunk_words)
+        rows, cols, tfs = [], [], []
+        self.dl = np.zeros(n, np.float32)
+        for i, ws in enumerate(chunk_words):
+            self.dl[i] = len(ws)
+            for w, c in collections.Counter(ws).items():
+                rows.append(i)
+                cols.append(self.vocab.get(w))
+                tfs.append(c)
+        rows, cols, tfs = np.array(rows), np.array(cols), np.array(tfs, np.float32)
+        self.avgdl = float(self.dl.mean()) if n else 1.0
+        self.n = n
+        df = np.bincount(cols, minlength=len(self.vocab.ids))
+        self.idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        order = np.argsort(cols, kind="stable")
+        self.post_rows = rows[order]
+        self.post_w = self.weight(tfs[order], self.dl[rows[order]]) * self.idf[cols[order]]
+        self.post_ptr = np.concatenate([[0], np.cumsum(df)])
+
+    def weight(self, tf, dl):
+        return tf * (self.k1 + 1) / (tf + self.k1 * (1 - self.b + self.b * dl / self.avgdl))
+
+    def idf_of(self, w):
+        i = self.vocab.ids.get(w)
+        if i is None:
+            return float(math.log(1 + (self.n + 0.5) / 0.5))
+        return float(self.idf[i])
+
+    def scores(self, qwords):
+        s = np.zeros(self.n, np.float32)
+        for w in set(qwords):
+            i = self.vocab.ids.get(w)
+            if i is None:
+                continue
+            a, b = self.post_ptr[i], self.post_ptr[i + 1]
+            np.add.at(s, self.post_rows[a:b], self.post_w[a:b])
+        return s
+
+    def score_doc(self, qwords, dwords):
+        c = collections.Counter(dwords)
+        dl = len(dwords)
+        return sum(self.idf_of(w) * float(self.weight(np.float32(c[w]), dl))
+                   for w in set(qwords) if c[w])
+
+
+def rank_of(scores, target):
+    """1-based rank of target under descending scores, ties to the lower index."""
+    t = scores[target]
+    return int((scores > t).sum() + (scores[:target] == t).sum()) + 1
+
+
+# ---------------------------------------------------------------- model side
+
+class Memory:
+    """Encoded chunks of a base haystack (on the device)."""
+
+    def __init__(self, model, hay, dev, batch=2048):
+        self.model, self.dev = model, dev
+        S = model.cfg.chunk
+        self.S = S
+        self.nC = len(hay) // S
+        self.hay = torch.from_numpy(hay[:self.nC * S].astype(np.int64))
+        Ks, Vs, Ls = [], [], []
+        for c0 in range(0, self.nC, batch):
+            c1 = min(self.nC, c0 + batch)
+            K, V, L = self.encode_windows(self.windows_of(range(c0, c1), self.hay))
+            Ks.append(K.to(torch.bfloat16))
+            Vs.append(V.to(torch.bfloat16))
+            Ls.append(L.float())
+        self.K, self.V, self.L = torch.cat(Ks), torch.cat(Vs), torch.cat(Ls)
+
+    def windows_of(self, chunk_ids, tokens):
+        S = self.S
+        out = []
+        for c in chunk_ids:
+            prev = tokens[(c - 1) * S:c * S] if c > 0 else torch.full((S,), self.model.cfg.pad_id)
+            out.append(torch.cat([prev, tokens[c * S:(c + 1) * S]]))
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def encode_windows(self, win):
+        m = self.model
+        with autocast(self.dev):
+            h = m.lower_stack(win.to(self.dev))
+            K, V, L = m.encode_chunks(h[:, self.S:])
+        return K.float(), V.float(), L.float()
+
+
+def autocast(dev):
+    if dev.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return torch.autocast(device_type="cpu", enabled=False)
+
+
+@torch.no_grad()
+def query_step(model, mem, prev_chunks, qtoks, mod_ids, modK, modV, modL, topk, dev):
+    """Run question windows and HSA over (base memory with per-trial replaced chunks).
+    prev_chunks [B, S] (the haystack's last chunk per trial), qtoks [B, n] question block so far.
+    mod_ids [B, M] chunk ids replaced in each trial (-1 padding), modK/modV [B, M, S, hkv, dh],
+    modL [B, M, hkv, dr']. Returns logits [B, n, V], scores [B, n, hkv, nC] (fp32)."""
+    cfg = model.cfg
+    S = cfg.chunk
+    B, n = qtoks.shape
+    win = torch.cat([prev_chunks, qtoks], 1).to(dev)
+    with autocast(dev):
+        h = model.lower_stack(win)
+        x = model.upper_pre(h)[:, S:]
+        qr, qa = model.queries(x)
+    qr, qa, x = qr.float(), qa.float(), x.float()
+    s = torch.einsum("bthr,jhr->bthj", qr, mem.L) / math.sqrt(qr.shape[-1])
+    # replaced chunks: their new landmarks
+    ms = torch.einsum("bthr,bmhr->bthm", qr, modL) / math.sqrt(qr.shape[-1])
+    valid = mod_ids >= 0
+    idx = mod_ids.clamp(min=0)[:, None, None, :].expand(B, n, s.shape[2], -1)
+    s = s.scatter(-1, idx, torch.where(valid[:, None, None, :], ms, s.gather(-1, idx)))
+    k = min(topk, mem.nC)
+    top_v, top_i = stable_topk(s, k)                            # B n hkv k
+    w = torch.softmax(top_v, -1)
+    hkv, dh, G = cfg.h_kv, cfg.d_h, cfg.h_q // cfg.h_kv
+    r_idx = torch.arange(hkv, device=dev)[None, None, :, None]
+    Kb = mem.K.permute(2, 0, 1, 3)[r_idx, top_i].float()        # B n hkv k S dh
+    Vb = mem.V.permute(2, 0, 1, 3)[r_idx, top_i].float()
+    eq = (top_i[..., None] == mod_ids[:, None, None, None, :]) & valid[:, None, None, None, :]
+    has = eq.any(-1)
+    slot = eq.float().argmax(-1)                                 # B n hkv k
+    b_idx = torch.arange(B, device=dev)[:, None, None, None]
+    mK = modK.permute(0, 3, 1, 2, 4)[b_idx, r_idx, slot]         # B n hkv k S dh
+    mV = modV.permute(0, 3, 1, 2, 4)[b_idx, r_idx, slot]
+    Kg = torch.where(has[..., None, None], mK, Kb)
+    Vg = torch.where(has[..., None, None], mV, Vb)
+    q = qa.view(B, n, hkv, G, dh)
+    a = torch.einsum("bnhgd,bnhksd->bnhgks", q, Kg) / math.sqrt(dh)
+    p = torch.softmax(a, -1)
+    o = torch.einsum("bnhgks,bnhksd->bnhgkd", p, Vg)
+    o = (o * w[:, :, :, None, :, None]).sum(4).reshape(B, n, -1)
+    with autocast(dev):
+        logits = model.head(x, o)
+    return logits.float(), s
+
+
+def run_length(model, tok, maker, hay, args, dev, rng, log):
+    S = model.cfg.chunk
+    t0 = time.time()
+    mem = Memory(model, hay, dev)
+    nC = mem.nC
+    log(f"length {nC * S}: encoded {nC} chunks in {time.time() - t0:.1f}s")
+    t0 = time.time()
+    chunk_text = [tok.decode(mem.hay[c * S:(c + 1) * S].tolist()) for c in range(nC)]
+    chunk_words = [words(t) for t in chunk_text]
+    bm25 = BM25(chunk_words)
+    lexL = np.stack([lex_vector(ws) for ws in chunk_words]) if nC else None
+    lexL_t = torch.from_numpy(lexL).to(dev)
+    log(f"length {nC * S}: baselines indexed in {time.time() - t0:.1f}s")
+    depths = [float(x) for x in args.depths.split(",")]
+    results = {}
+    for task in TASKS:
+        trials = []
+        for d in depths:
+            for _ in range(args.trials):
+                inst = maker.make(rng, task, evaluate=True)
+                trials.append((d, inst))
+        B = len(trials)
+        # place needles
+        hay_t = mem.hay
+        mods, blocks, metas = [], [], []
+        for d, inst in trials:
+            n = len(inst["needles"])
+            first = int(round(d * (nC - 1)))
+            others = [c for c in rng.permutation(nC)[:n + 2].tolist() if c != first][:n - 1]
+            chunks = [first] + others
+            ordered = [ni for _, ni in inst["parts"]] if task in ("multivalue", "vartrack") else []
+            if ordered:
+                srt = sorted(chunks[i] for i in ordered)
+                for i, c in zip(ordered, srt):
+                    chunks[i] = c
+            toks = {}
+            for ni, c in enumerate(chunks):
+                nt = torch.from_numpy(maker.needle_tokens(inst["needles"][ni], newline=True))
+                off = int(rng.integers(0, S - len(nt) + 1))
+                base = toks.get(c, hay_t[c * S:(c + 1) * S].clone())
+                base[off:off + len(nt)] = nt
+                toks[c] = base
+            changed = sorted(set(toks) | {c + 1 for c in toks if c + 1 < nC})
+            mods.append((changed, toks))
+            block, src, ans, qlen = maker.encode_block(inst)
+            assert len(block) <= S, f"question block of {len(block)} tokens"
+            blocks.append((block, src, qlen))
+            metas.append(dict(depth=d, chunks=chunks, inst=inst))
+        M = max(len(c) for c, _ in mods)
+        cfg = model.cfg
+        mod_ids = torch.full((B, M), -1, dtype=torch.long)
+        modK = torch.zeros(B, M, S, cfg.h_kv, cfg.d_h)
+        modV = torch.zeros(B, M, S, cfg.h_kv, cfg.d_h)
+        modL = torch.zeros(B, M, cfg.h_kv, cfg.d_r // cfg.h_kv)
+        prev = torch.zeros(B, S, dtype=torch.long)
+        wins, where = [], []
+        for i, (changed, toks) in enumerate(mods):
+            def chunk_tokens(c):
+                return toks[c] if c in toks else hay_t[c * S:(c + 1) * S]
+            for m, c in enumerate(changed):
+                p = chunk_tokens(c - 1) if c > 0 else torch.full((S,), cfg.pad_id)
+                wins.append(torch.cat([p, chunk_tokens(c)]))
+                where.append((i, m, c))
+            prev[i] = chunk_tokens(nC - 1)
+        K, V, L = mem.encode_windows(torch.stack(wins))
+        for j, (i, m, c) in enumerate(where):
+            mod_ids[i, m] = c
+            modK[i, m], modV[i, m], modL[i, m] = K[j].cpu(), V[j].cpu(), L[j].cpu()
+        mod_ids, modK, modV, modL = (x.to(dev) for x in (mod_ids, modK, modV, modL))
+        prev = prev.to(dev)
+        # teacher-forced pass over the full block: recall at each answer part's query position
+        n_max = max(len(b) for b, _, _ in blocks)
+        full = torch.full((B, n_max), EOS, dtype=torch.long)
+        for i, (b, _, _) in enumerate(blocks):
+            full[i, :len(b)] = torch.from_numpy(b)
+        _, scores = query_step(model, mem, prev, full.to(dev), mod_ids, modK, modV, modL,
+                               args.topk, dev)
+        scores = scores[:, :, 0].cpu().numpy()                  # head 0 ranks (h_kv = 1)
+        # greedy answers
+        qlens = [q for _, _, q in blocks]
+        gen = [list(b[:q]) for (b, _, q) in blocks]
+        done = [False] * B
+        for _ in range(S):
+            n = max(len(g) for g in gen)
+            if n >= S or all(done):
+                break
+            cur = torch.full((B, n), EOS, dtype=torch.long)
+            for i, g in enumerate(gen):
+                cur[i, :len(g)] = torch.tensor(g)
+            logits, _ = query_step(model, mem, prev, cur.to(dev), mod_ids, modK, modV, modL,
+                                   args.topk, dev)
+            for i, g in enumerate(gen):
+                if done[i]:
+                    continue
+                nxt = int(logits[i, len(g) - 1].argmax())
+                g.append(nxt)
+                if nxt == EOS or len(g) >= S:
+                    done[i] = True
+        rows = []
+        for i in range(B):
+            block, src, qlen = blocks[i]
+            inst, chunks = metas[i]["inst"], metas[i]["chunks"]
+            truth = tok.decode(block[qlen:-1].tolist()).strip()
+            g = gen[i][qlen:]
+            if g and g[-1] == EOS:
+                g = g[:-1]
+            answer = tok.decode(g).strip()
+            part_pos, p = [], qlen - 1
+            for pi, (text, ni) in enumerate(inst["parts"]):
+                # position whose next token starts the part: first index t >= p with src[t] == ni
+                while src[p] != ni:
+                    p += 1
+                part_pos.append((p, chunks[ni]))
+                p += 1
+                while p < len(src) and src[p] == ni:
+                    p += 1
+                p -= 1
+            # model recall per part
+            mr = [rank_of(scores[i, t], c) for t, c in part_pos]
+            qw = words(inst["question"])
+            # baselines: one ranking per question, with the trial's changed chunks rescored
+            changed, toks = mods[i]
+            bs = bm25.scores(qw)
+            qv = lex_vector(qw)
+            ls = (lexL_t @ torch.from_numpy(qv).to(dev)).cpu().numpy()
+            for c in changed:
+                ct = toks[c] if c in toks else hay_t[c * S:(c + 1) * S]
+                cw = words(tok.decode(ct.tolist()))
+                bs[c] = bm25.score_doc(qw, cw)
+                ls[c] = float(lex_vector(cw) @ qv)
+            br = [rank_of(bs, c) for _, c in part_pos]
+            lr = [rank_of(ls, c) for _, c in part_pos]
+            rows.append(dict(depth=metas[i]["depth"], em=float(answer == truth), answer=answer,
+                             truth=truth, model_ranks=mr, bm25_ranks=br, lex_ranks=lr))
+        def rec(key, k):
+            return float(np.mean([np.mean([r <= k for r in row[key]]) for row in rows]))
+        res = dict(n=B, em=float(np.mean([r["em"] for r in rows])),
+                   model_r1=rec("model_ranks", 1), model_r8=rec("model_ranks", 8),
+                   lex_r1=rec("lex_ranks", 1), lex_r8=rec("lex_ranks", 8),
+                   bm25_r1=rec("bm25_ranks", 1), bm25_r8=rec("bm25_ranks", 8),
+                   by_depth={str(d): dict(
+                       model_r8=float(np.mean([np.mean([r <= 8 for r in row["model_ranks"]])
+                                               for row in rows if row["depth"] == d])),
+                       em=float(np.mean([row["em"] for row in rows if row["depth"] == d])))
+                       for d in depths},
+                   examples=[dict(truth=r["truth"], answer=r["answer"], model_ranks=r["model_ranks"])
+                             for r in rows[:3]])
+        results[task] = res
+        log(f"length {nC * S} {task}: n {B} model r@1 {res['model_r1']:.3f} r@8 {res['model_r8']:.3f} "
+            f"EM {res['em']:.3f} | lexical r@1 {res['lex_r1']:.3f} r@8 {res['lex_r8']:.3f} | "
+            f"bm25 r@1 {res['bm25_r1']:.3f} r@8 {res['bm25_r8']:.3f}")
+    del mem
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tok", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--lengths", default="4096,65536,1048576,4194304")
+    ap.add_argument("--trials", type=int, default=10, help="trials per depth per task")
+    ap.add_argument("--depths", default="0,0.25,0.5,0.75,1")
+    ap.add_argument("--topk", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=7)
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    t_start = time.time()
+    logf = open(os.path.join(a.out, "eval.log"), "a")
+
+    def log(msg):
+        line = f"[{time.time() - t_start:7.1f}s] {msg}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tensors, meta = st.load(a.model)
+    cfg = Config(**json.loads(meta["config"]))
+    model = HSAModel(cfg)
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    model.to(dev).eval()
+    tok = Tokenizer.load(a.tok)
+    maker = TaskMaker(tok, cfg.chunk)
+    held = np.load(a.data)["heldout"]
+    log(f"model {a.model} step {meta.get('step')} device "
+        f"{torch.cuda.get_device_name(0) if dev.type == 'cuda' else 'cpu'} torch {torch.__version__}; "
+        f"held-out tokens {len(held)}")
+    rng = np.random.default_rng(a.seed)
+    allres = {}
+    for L in [int(x) for x in a.lengths.split(",")]:
+        hay = held
+        while len(hay) < L:                      # repeat the held-out text if it is too short
+            hay = np.concatenate([hay, held])
+        allres[L] = run_length(model, tok, maker, hay[:L], a, dev, rng, log)
+        with open(os.path.join(a.out, "eval.json"), "w") as f:
+            json.dump(dict(args=vars(a), step=meta.get("step"), results=allres), f, indent=1)
+    lines = ["| task | length | n | model r@1 | model r@8 | model EM | lexical r@1 | lexical r@8 | BM25 r@1 | BM25 r@8 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for task in TASKS:
+        for L, res in allres.items():
+            r = res[task]
+            lines.append(f"| {task} | {L} | {r['n']} | {r['model_r1']:.3f} | {r['model_r8']:.3f} | {r['em']:.3f} | "
+                         f"{r['lex_r1']:.3f} | {r['lex_r8']:.3f} | {r['bm25_r1']:.3f} | {r['bm25_r8']:.3f} |")
+    with open(os.path.join(a.out, "eval.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    log("done")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Train the learned HSA encoder.
+
+    train.py --data DATA/tokens.npz --tok DATA/hsamem-bpe.tok --out OUTDIR
+             [--resume FILE] [--time-limit SECONDS] [--seed N] [--schedule SPEC]
+
+The schedule is a list of phases "name:steps:seq_len:batch:topk:task_share",
+separated by commas. The default follows the paper's recipe at small scale:
+  warm    short window (always), HSA top-k covering every chunk of 2K-token
+          sequences, synthetic tasks mixed in
+  sparse  top-k 8 on the same lengths
+  long    top-k 8 on 8K-token sequences (128 chunks)
+Training stops at the end of the schedule or when --time-limit is reached,
+writing OUTDIR/ckpt.pt (weights, optimizer, step; for resuming on the same
+machine), OUTDIR/model.safetensors (bf16 weights, config and step in the
+metadata; enough to resume elsewhere, with a fresh optimizer) and appending to
+OUTDIR/train.log. --resume takes either file; a run resumes at the saved step.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st  # noqa: E402
+from model import Config, HSAModel, count_params  # noqa: E402
+from tasks import TASKS, TaskMaker, build_training_sample  # noqa: E402
+from tokenizer import PAD, Tokenizer  # noqa: E402
+
+DEFAULT_SCHEDULE = "warm:1500:2048:24:64:0.6,sparse:1500:2048:24:8:0.6,long:1200:8192:6:8:0.6"
+TASK_MIX = {"single": 0.15, "multikey": 0.2, "multivalue": 0.1, "multiquery": 0.15,
+            "vartrack": 0.1, "facts": 0.3}
+
+
+def parse_schedule(spec):
+    phases = []
+    for item in spec.split(","):
+        name, steps, T, bs, topk, share = item.split(":")
+        phases.append(dict(name=name, steps=int(steps), T=int(T), batch=int(bs),
+                           topk=int(topk), task_share=float(share)))
+    return phases
+
+
+class Batches(torch.utils.data.IterableDataset):
+    """Endless batches for one phase; deterministic for (seed, phase, start step)."""
+
+    def __init__(self, data_path, tok_path, phase, seed, start):
+        self.data_path, self.tok_path = data_path, tok_path
+        self.phase, self.seed, self.start = phase, seed, start
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        filler = np.load(self.data_path)["train"]
+        maker = TaskMaker(Tokenizer.load(self.tok_path))
+        ph = self.phase
+        names = list(TASK_MIX)
+        probs = np.array([TASK_MIX[n] for n in names])
+        probs /= probs.sum()
+        step = self.start + wid
+        while True:
+            rng = np.random.default_rng([self.seed, step, len(ph["name"]), ph["T"]])
+            toks = np.empty((ph["batch"], ph["T"]), np.int64)
+            tgt = np.full((ph["batch"], ph["T"]), -1, np.int64)
+            am = np.zeros((ph["batch"], ph["T"]), np.int64)
+            for b in range(ph["batch"]):
+                if rng.random() < ph["task_share"]:
+                    task = names[int(rng.choice(len(names), p=probs))]
+                    toks[b], tgt[b], am[b] = build_training_sample(maker, rng, filler, ph["T"], task)
+                else:
+                    s = int(rng.integers(0, len(filler) - ph["T"]))
+                    toks[b] = filler[s:s + ph["T"]]
+            yield torch.from_numpy(toks), torch.from_numpy(tgt), torch.from_numpy(am)
+            step += nw
+
+
+def losses(model, toks, tgt, am, topk):
+    logits, scores, qr, L = model(toks, topk, need_scores=True)
+    B, T = toks.shape
+    S = model.cfg.chunk
+    nC = T // S
+    lp = logits[:, :-1].float()
+    y = toks[:, 1:]
+    valid = (y != PAD)
+    ce = F.cross_entropy(lp.reshape(-1, lp.shape[-1]), y.reshape(-1), reduction="none").view(B, T - 1)
+    lm = (ce * valid).sum() / valid.sum().clamp(min=1)
+    a = am[:, :-1].bool()
+    ans = (ce * a).sum() / a.sum().clamp(min=1)
+    ans_acc = ((lp.argmax(-1) == y) & a).sum().float() / a.sum().clamp(min=1)
+    # auxiliary retrieval loss: at positions with a target chunk, classify the target among
+    # the visible chunks of the own sequence and every chunk of the other sequences
+    pos = (tgt >= 0).nonzero(as_tuple=False)
+    if len(pos):
+        bi, ti = pos[:, 0], pos[:, 1]
+        q = qr[bi, ti].float()                                  # P hkv dr
+        Lall = L.float().reshape(B * nC, L.shape[2], L.shape[3])  # B*nC hkv dr
+        sc = torch.einsum("phr,jhr->phj", q, Lall) / math.sqrt(q.shape[-1])
+        own = torch.arange(B * nC, device=toks.device)[None, :] // nC == bi[:, None]
+        chunk_of = torch.arange(B * nC, device=toks.device)[None, :] % nC
+        invisible = own & (chunk_of >= (ti // S)[:, None])
+        sc = sc.masked_fill(invisible[:, None, :], float("-inf"))
+        label = (bi * nC + tgt[bi, ti])[:, None].expand(-1, sc.shape[1])
+        ret = F.cross_entropy(sc.reshape(-1, sc.shape[-1]), label.reshape(-1))
+        # in-sequence recall@1 of the model's own HSA scores
+        own_s = scores[bi, ti]                                  # P hkv nC
+        r1 = (own_s.argmax(-1) == tgt[bi, ti][:, None]).float().mean()
+    else:
+        ret = torch.zeros((), device=toks.device)
+        r1 = torch.zeros((), device=toks.device)
+    return lm, ans, ret, ans_acc, r1
+
+
+def save_ckpt(model, opt, step, cfg, out, log):
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                "config": cfg.to_dict()}, os.path.join(out, "ckpt.pt"))
+    st.save({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()},
+            os.path.join(out, "model.safetensors"),
+            {"config": json.dumps(cfg.to_dict()), "step": step, "format": "hsamem-hsa 1"})
+    log(f"saved step {step}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--tok", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--resume")
+    ap.add_argument("--schedule", default=DEFAULT_SCHEDULE)
+    ap.add_argument("--time-limit", type=float, default=510)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--ret-weight", type=float, default=0.5)
+    ap.add_argument("--ans-weight", type=float, default=1.0)
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--config", default="{}", help="JSON overrides of the model config")
+    a = ap.parse_args()
+    t_start = time.time()
+    os.makedirs(a.out, exist_ok=True)
+    logf = open(os.path.join(a.out, "train.log"), "a")
+
+    def log(msg):
+        line = f"[{time.time() - t_start:7.1f}s] {msg}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(a.seed)
+    cfg = Config(**json.loads(a.config))
+    step, opt_state = 0, None
+    state = None
+    if a.resume:
+        if a.resume.endswith(".pt"):
+            ck = torch.load(a.resume, map_location="cpu")
+            cfg = Config(**ck["config"])
+            state, opt_state, step = ck["model"], ck["opt"], ck["step"]
+        else:
+            tensors, meta = st.load(a.resume)
+            cfg = Config(**json.loads(meta["config"]))
+            state = {k: v.float() for k, v in tensors.items()}
+            step = int(meta["step"])
+    model = HSAModel(cfg).to(dev)
+    if state is not None:
+        model.load_state_dict(state)
+    phases = parse_schedule(a.schedule)
+    total = sum(p["steps"] for p in phases)
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    rewarm = 0 if (opt_state is not None or step == 0) else 50
+    log(f"start: step {step}/{total} device {dev} torch {torch.__version__} params "
+        f"{count_params(model) / 1e6:.2f}M config {json.dumps(cfg.to_dict())} schedule {a.schedule} "
+        f"seed {a.seed} resume {a.resume}")
+    warm = 200
+    start_step = step
+
+    last_start = total - phases[-1]["steps"]
+
+    def lr_at(s):
+        """Linear warm-up, constant, then a cosine decay to 10% over the last phase (so a
+        phase's length can change without changing the schedule before it)."""
+        base = a.lr * min(1.0, (s + 1) / warm)
+        if s >= last_start:
+            f = min(1.0, (s - last_start) / max(1, phases[-1]["steps"]))
+            base *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * f))
+        if rewarm:
+            base *= min(1.0, (s - start_step + 1) / rewarm)
+        return base
+
+    amp = dict(device_type="cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
+    model.train()
+    done_before = 0
+    stopped = False
+    for ph in phases:
+        ph_end = done_before + ph["steps"]
+        if step >= ph_end:
+            done_before = ph_end
+            continue
+        log(f"phase {ph['name']}: steps {step}..{ph_end} T {ph['T']} batch {ph['batch']} topk {ph['topk']}")
+        ds = Batches(a.data, a.tok, ph, a.seed, step - done_before)
+        dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
+                                         pin_memory=dev.type == "cuda",
+                                         prefetch_factor=4 if a.workers else None,
+                                         persistent_workers=False)
+        acc = np.zeros(5)
+        n_acc, t_last, tok_count = 0, time.time(), 0
+        for toks, tgt, am in dl:
+            toks, tgt, am = (x.to(dev, non_blocking=True) for x in (toks, tgt, am))
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            if amp:
+                with torch.autocast(**amp):
+                    lm, ans, ret, ans_acc, r1 = losses(model, toks, tgt, am, ph["topk"])
+            else:
+                lm, ans, ret, ans_acc, r1 = losses(model, toks, tgt, am, ph["topk"])
+            loss = lm + a.ans_weight * ans + a.ret_weight * ret
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            tok_count += toks.numel()
+            acc += np.array([x.item() for x in (lm, ans, ret, ans_acc, r1)])
+            n_acc += 1
+            if step % a.log_every == 0 or step == ph_end:
+                dt = time.time() - t_last
+                m = acc / max(1, n_acc)
+                log(f"step {step} {ph['name']} lm {m[0]:.3f} ans {m[1]:.3f} ret {m[2]:.3f} "
+                    f"ans_acc {m[3]:.3f} r@1 {m[4]:.3f} lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f}")
+                acc[:] = 0
+                n_acc, t_last, tok_count = 0, time.time(), 0
+            if step >= ph_end:
+                break
+            if time.time() - t_start > a.time_limit:
+                stopped = True
+                break
+        del dl
+        done_before = ph_end
+        if stopped:
+            break
+    save_ckpt(model, opt, step, cfg, a.out, log)
+    log(f"{'stopped at time limit' if stopped else 'schedule complete'}: step {step}/{total}")
+
+
+if __name__ == "__main__":
+    main()
