@@ -1,0 +1,407 @@
+/*
+ * test_daemon_robust.c: what a daemon must survive. Garbage, truncated messages, wrong protocol
+ * versions, wrong dimensions, oversized fields, unknown users and bad names each get an error reply
+ * (or, for a message over max-message, a dropped connection) and the daemon keeps serving; 16
+ * clients appending at once lose nothing; SIGKILL in the middle of a stream of appends loses no
+ * append that was acknowledged.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "harness.h"
+#include "hsamem.h"
+#include "hsamem.pb-c.h"
+#include "test.h"
+
+/* Sends raw bytes on a fresh req0 socket; returns the decoded reply (or NULL: no reply / not
+ * decodable). */
+static Hsamem__Reply *
+raw_call(const char *url, const void *buf, size_t len, int timeout_ms)
+{
+	nng_socket s;
+	Hsamem__Reply *rep = NULL;
+	char *msg = NULL;
+	size_t mlen = 0;
+	if (nng_req0_open(&s) != 0)
+		return NULL;
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, 0);
+	if (nng_dial(s, url, NULL, 0) == 0 && nng_send(s, (void *)buf, len, 0) == 0 &&
+	    nng_recv(s, &msg, &mlen, NNG_FLAG_ALLOC) == 0) {
+		rep = hsamem__reply__unpack(NULL, mlen, (uint8_t *)msg);
+		nng_free(msg, mlen);
+	}
+	nng_close(s);
+	return rep;
+}
+
+static Hsamem__Reply *
+call(const char *url, Hsamem__Request *req)
+{
+	size_t len = hsamem__request__get_packed_size(req);
+	uint8_t *buf = malloc(len + 1);
+	hsamem__request__pack(req, buf);
+	Hsamem__Reply *rep = raw_call(url, buf, len, 5000);
+	free(buf);
+	return rep;
+}
+
+static void
+expect_status(Hsamem__Reply *rep, int status, const char *what)
+{
+	CHECK(rep != NULL);
+	if (rep == NULL)
+		return;
+	if (rep->status != status)
+		fprintf(stderr, "%s: status %d (%s), expected %d\n", what, rep->status,
+			rep->message ? rep->message : "", status);
+	CHECK(rep->status == status);
+	CHECK(rep->status == 0 || (rep->message != NULL && *rep->message != '\0'));
+	hsamem__reply__free_unpacked(rep, NULL);
+}
+
+static void
+check_serving(struct harness *h)
+{
+	struct hsamem *c;
+	struct hsamem_server *s = NULL;
+	CHECK(harness_alive(h));
+	CHECK_RET(hsamem_open(h->url, &c), 0);
+	CHECK_RET(hsamem_ping(c, &s), 0);
+	hsamem_result_free(s);
+	hsamem_close(c);
+}
+
+static void
+test_bad_messages(struct harness *h)
+{
+	uint8_t junk[4096];
+	unsigned x = 12345;
+	for (size_t i = 0; i < sizeof(junk); i++) {
+		x = x * 1103515245u + 12345u;
+		junk[i] = (uint8_t)(x >> 16);
+	}
+	/* random bytes of many lengths: each an error reply (EPROTO or EVERSION) */
+	for (size_t len = 0; len < sizeof(junk); len = len * 2 + 1) {
+		Hsamem__Reply *rep = raw_call(h->url, junk, len, 5000);
+		CHECK(rep != NULL && rep->status != 0);
+		if (rep != NULL)
+			hsamem__reply__free_unpacked(rep, NULL);
+	}
+
+	/* a valid append, truncated at every length */
+	Hsamem__Request req = HSAMEM__REQUEST__INIT;
+	Hsamem__AppendRequest ap = HSAMEM__APPEND_REQUEST__INIT;
+	Hsamem__EntryIn e = HSAMEM__ENTRY_IN__INIT, *ep = &e;
+	req.has_version = true;
+	req.version = HSAMEM_PROTOCOL_VERSION;
+	req.body_case = HSAMEM__REQUEST__BODY_APPEND;
+	req.append = &ap;
+	ap.user = "mallory";
+	ap.entries = &ep;
+	ap.n_entries = 1;
+	e.text = "a perfectly ordinary entry that will be cut short";
+	size_t len = hsamem__request__get_packed_size(&req);
+	uint8_t *buf = malloc(len);
+	hsamem__request__pack(&req, buf);
+	for (size_t cut = 1; cut < len; cut++) {
+		Hsamem__Reply *rep = raw_call(h->url, buf, cut, 5000);
+		CHECK(rep != NULL);
+		if (rep != NULL)
+			hsamem__reply__free_unpacked(rep, NULL);
+	}
+	free(buf);
+
+	/* wrong or missing version */
+	req.version = 2;
+	expect_status(call(h->url, &req), HSAMEM_EVERSION, "version 2");
+	req.has_version = false;
+	expect_status(call(h->url, &req), HSAMEM_EVERSION, "no version");
+	req.has_version = true;
+	req.version = HSAMEM_PROTOCOL_VERSION;
+
+	/* no operation */
+	Hsamem__Request empty = HSAMEM__REQUEST__INIT;
+	empty.has_version = true;
+	empty.version = 1;
+	expect_status(call(h->url, &empty), HSAMEM_EPROTO, "no body");
+
+	/* bad user names */
+	const char *bad_names[] = {"", "-x", ".hidden", "a/b", "sp ace", "tab\t",
+				   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		ap.user = (char *)bad_names[i];
+		expect_status(call(h->url, &req), HSAMEM_EBADNAME, "bad name");
+	}
+	ap.user = NULL;
+	expect_status(call(h->url, &req), HSAMEM_EBADNAME, "no name");
+	ap.user = "mallory";
+
+	/* an unknown role, an empty entry, no entries, an oversized entry (max-entry is 64K here) */
+	e.has_role = true;
+	e.role = 77;
+	expect_status(call(h->url, &req), HSAMEM_EINVAL, "unknown role");
+	e.has_role = false;
+	e.text = "";
+	expect_status(call(h->url, &req), HSAMEM_EINVAL, "empty entry");
+	ap.n_entries = 0;
+	expect_status(call(h->url, &req), HSAMEM_EINVAL, "no entries");
+	ap.n_entries = 1;
+	char *big = malloc(70000);
+	memset(big, 'w', 69999);
+	big[69999] = '\0';
+	e.text = big;
+	expect_status(call(h->url, &req), HSAMEM_ETOOBIG, "oversized entry");
+	free(big);
+
+	/* a message over max-message (1M here) is dropped; the daemon goes on */
+	size_t huge = 2u << 20;
+	uint8_t *hb = calloc(1, huge);
+	Hsamem__Reply *rep = raw_call(h->url, hb, huge, 2000);
+	CHECK(rep == NULL);
+	free(hb);
+
+	/* unknown users */
+	Hsamem__QueryRequest qq = HSAMEM__QUERY_REQUEST__INIT;
+	Hsamem__Request q = HSAMEM__REQUEST__INIT;
+	q.has_version = true;
+	q.version = 1;
+	q.body_case = HSAMEM__REQUEST__BODY_QUERY;
+	q.query = &qq;
+	qq.user = "nobody";
+	qq.text = "anything at all";
+	expect_status(call(h->url, &q), HSAMEM_ENOUSER, "unknown user");
+	qq.user = "mallory";
+	qq.text = NULL;
+	e.text = "mallory exists now";
+	expect_status(call(h->url, &req), 0, "append");
+	expect_status(call(h->url, &q), HSAMEM_EINVAL, "query without text");
+	qq.text = "exists";
+	qq.has_top_k = true;
+	qq.top_k = 100000;
+	expect_status(call(h->url, &q), HSAMEM_EINVAL, "huge k");
+	check_serving(h);
+}
+
+/* A client memory, and requests whose tensors do not fit its spec. */
+static void
+test_wrong_dimensions(struct harness *h)
+{
+	struct hsamem *c;
+	struct hsamem_spec spec = {.encoder = "client", .chunk_size = 4, .h_kv = 1, .d_h = 8,
+				   .h_q = 2, .d_r = 8, .dtype = HSAMEM_F32};
+	CHECK_RET(hsamem_open(h->url, &c), 0);
+	CHECK_RET(hsamem_create(c, "model", &spec, NULL), 0);
+	float k[4 * 8] = {0}, v[4 * 8] = {0}, l[8] = {0};
+	uint32_t tokens[4] = {1, 2, 3, 4};
+	struct hsamem_entry_in e = {.tokens = tokens, .n_tokens = 4};
+	struct hsamem_chunk_in ok = {k, sizeof(k), v, sizeof(v), l, sizeof(l)};
+	struct hsamem_chunk_in short_k = {k, sizeof(k) - 4, v, sizeof(v), l, sizeof(l)};
+	struct hsamem_chunk_in long_l = {k, sizeof(k), v, sizeof(v), k, sizeof(k)};
+	CHECK_RET(hsamem_append(c, "model", &e, 1, &short_k, 1, 0, NULL), HSAMEM_ESPEC);
+	CHECK_RET(hsamem_append(c, "model", &e, 1, &long_l, 1, 0, NULL), HSAMEM_ESPEC);
+	/* four tokens seal one chunk: no tensors, or two, is wrong */
+	CHECK_RET(hsamem_append(c, "model", &e, 1, NULL, 0, 0, NULL), HSAMEM_ESPEC);
+	struct hsamem_chunk_in two[2] = {ok, ok};
+	CHECK_RET(hsamem_append(c, "model", &e, 1, two, 2, 0, NULL), HSAMEM_ESPEC);
+	CHECK_RET(hsamem_append(c, "model", &e, 1, &ok, 1, 0, NULL), 0);
+	/* text entries are refused by a client memory, and text queries too */
+	struct hsamem_entry_in te = {.text = "words"};
+	CHECK_RET(hsamem_append(c, "model", &te, 1, NULL, 0, 0, NULL), HSAMEM_EINVAL);
+	struct hsamem_query_result *r = NULL;
+	CHECK_RET(hsamem_query_text(c, "model", "words", 3, &r), HSAMEM_ENOTSUP);
+	/* attend with queries of the wrong size */
+	float qr[8] = {0}, qa[16] = {0};
+	struct hsamem_attend a = {.n = 1, .qr = qr, .qr_len = 7, .qa = qa, .qa_len = 16};
+	struct hsamem_attend_result *ar = NULL;
+	CHECK(hsamem_attend(c, "model", &a, &ar) != 0);
+	a.qr_len = 8;
+	a.qa_len = 15;
+	CHECK(hsamem_attend(c, "model", &a, &ar) != 0);
+	a.qa_len = 16;
+	CHECK_RET(hsamem_attend(c, "model", &a, &ar), 0);
+	CHECK(ar != NULL && ar->selected[0] == 0);
+	hsamem_result_free(ar);
+	/* a built-in memory refuses token ids and tensors */
+	CHECK_RET(hsamem_append(c, "lex", &te, 1, NULL, 0, 0, NULL), 0);
+	CHECK_RET(hsamem_append(c, "lex", &e, 1, NULL, 0, 0, NULL), HSAMEM_ENOTSUP);
+	/* a spec that does not fit the built-in encoder is refused, not coerced */
+	struct hsamem_spec wrong = {.encoder = "lexical", .d_r = 7};
+	CHECK_RET(hsamem_create(c, "lex2", &wrong, NULL), HSAMEM_ESPEC);
+	struct hsamem_spec nodims = {.encoder = "client", .h_kv = 1};
+	CHECK_RET(hsamem_create(c, "lex3", &nodims, NULL), HSAMEM_EINVAL);
+	struct hsamem_spec noenc = {.encoder = "nonesuch"};
+	CHECK_RET(hsamem_create(c, "lex4", &noenc, NULL), HSAMEM_EENCODER);
+	hsamem_close(c);
+	check_serving(h);
+}
+
+#define WRITERS 16
+#define PER_WRITER 40
+
+struct writer {
+	const char *url;
+	int id;
+	int failures;
+	atomic_bool *stop;
+	/* acknowledged appends: seq and the text's number */
+	uint64_t acked_seq[4096];
+	unsigned acked_n[4096];
+	unsigned n_acked;
+};
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct hsamem *c;
+	char text[128];
+	if (hsamem_open(w->url, &c) != 0) {
+		w->failures++;
+		return NULL;
+	}
+	hsamem_set_timeout(c, 10000);
+	for (unsigned i = 0; w->n_acked < 4096; i++) {
+		if (w->stop == NULL && i == PER_WRITER)
+			break;
+		if (w->stop != NULL && atomic_load(w->stop))
+			break;
+		uint64_t seq;
+		snprintf(text, sizeof(text), "writer %d says number %u of the stream", w->id, i);
+		int ret = hsamem_append_text(c, "shared", HSAMEM_ROLE_USER, text, &seq);
+		if (ret == 0) {
+			w->acked_seq[w->n_acked] = seq;
+			w->acked_n[w->n_acked++] = i;
+		} else if (w->stop == NULL) {
+			w->failures++;
+		} else {
+			break; /* the daemon was killed */
+		}
+	}
+	hsamem_close(c);
+	return NULL;
+}
+
+/* Checks that every acknowledged append of the writers is in the memory with its text. */
+static void
+check_acked(struct harness *h, struct writer *w, int n_writers)
+{
+	struct hsamem *c;
+	struct hsamem_entry_list *el = NULL;
+	char want[128];
+	unsigned missing = 0, total = 0;
+	CHECK_RET(hsamem_open(h->url, &c), 0);
+	for (int i = 0; i < n_writers; i++)
+		for (unsigned a = 0; a < w[i].n_acked; a++, total++) {
+			if (hsamem_entries(c, "shared", w[i].acked_seq[a], 1, &el) != 0 ||
+			    el->n_entries != 1) {
+				missing++;
+			} else {
+				snprintf(want, sizeof(want), "writer %d says number %u of the stream",
+					 w[i].id, w[i].acked_n[a]);
+				missing += strcmp(el->entries[0].text, want) != 0;
+			}
+			hsamem_result_free(el);
+			el = NULL;
+		}
+	if (missing)
+		fprintf(stderr, "%u of %u acknowledged appends missing\n", missing, total);
+	CHECK(missing == 0 && total > 0);
+	hsamem_close(c);
+}
+
+static void
+test_concurrent_writers(struct harness *h)
+{
+	static struct writer w[WRITERS];
+	pthread_t t[WRITERS];
+	struct hsamem *c;
+	for (int i = 0; i < WRITERS; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].url = h->url;
+		w[i].id = i;
+		pthread_create(&t[i], NULL, writer_main, &w[i]);
+	}
+	for (int i = 0; i < WRITERS; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < WRITERS; i++)
+		CHECK(w[i].failures == 0 && w[i].n_acked == PER_WRITER);
+	CHECK_RET(hsamem_open(h->url, &c), 0);
+	struct hsamem_stats *st = NULL;
+	CHECK_RET(hsamem_stats(c, "shared", &st), 0);
+	CHECK(st != NULL && st->n_memories == 1 && st->memories[0].entries == WRITERS * PER_WRITER);
+	/* group commit: fewer commits than appends when 16 clients write at once */
+	CHECK(st != NULL && st->commits < st->committed_appends);
+	hsamem_result_free(st);
+	hsamem_close(c);
+	check_acked(h, w, WRITERS);
+}
+
+static void
+test_sigkill(struct harness *h)
+{
+	static struct writer w[4];
+	pthread_t t[4];
+	atomic_bool stop = false;
+	struct hsamem *c;
+	CHECK_RET(hsamem_open(h->url, &c), 0);
+	CHECK_RET(hsamem_delete(c, "shared", NULL), 0);
+	hsamem_close(c);
+	for (int i = 0; i < 4; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].url = h->url;
+		w[i].id = i;
+		w[i].stop = &stop;
+		pthread_create(&t[i], NULL, writer_main, &w[i]);
+	}
+	struct timespec ts = {0, 700 * 1000000};
+	nanosleep(&ts, NULL);
+	CHECK_RET(harness_stop(h, SIGKILL), 128 + SIGKILL);
+	atomic_store(&stop, true);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	unsigned acked = 0;
+	for (int i = 0; i < 4; i++)
+		acked += w[i].n_acked;
+	fprintf(stderr, "sigkill: %u appends acknowledged before the kill\n", acked);
+	CHECK(acked > 0);
+	CHECK_RET(harness_start(h), 0);
+	check_acked(h, w, 4);
+}
+
+int
+main(void)
+{
+	struct harness h;
+	if (harness_init(&h) != 0)
+		return 1;
+	h.extra[0] = "-o";
+	h.extra[1] = "max-entry=64K";
+	h.extra[2] = "-o";
+	h.extra[3] = "max-message=1M";
+	if (harness_start(&h) != 0) {
+		harness_dump_log(&h);
+		harness_fini(&h);
+		return 1;
+	}
+	test_bad_messages(&h);
+	test_wrong_dimensions(&h);
+	test_concurrent_writers(&h);
+	test_sigkill(&h);
+	check_serving(&h);
+	if (test_failures)
+		harness_dump_log(&h);
+	harness_fini(&h);
+	return test_done("test_daemon_robust");
+}
