@@ -4,15 +4,66 @@
  *
  * This header is the whole public interface of libhsamem. Link with `pkg-config --libs hsamem`.
  *
+ * OVERVIEW
+ * A handle (struct hsamem) is one connection to one daemon. Open it with hsamem_open(), make
+ * requests with the functions below, close it with hsamem_close(). Every request is synchronous: it
+ * sends one message and waits for the daemon's reply, at most the handle's timeout (30 s unless
+ * changed with hsamem_set_timeout()).
+ *
+ * A memory belongs to a user (a name, see HSAMEM_NAME_MAX) and is an append-only stream of entries
+ * (pieces of text and/or token ids). The daemon cuts the stream into chunks of S tokens, keeps per
+ * chunk the HSA representations (K, V, landmark), and answers queries with the chunks that matter.
+ * Memories of a built-in encoder are fed text; memories of the "client" encoder are fed token ids
+ * together with the K/V/landmark tensors of every chunk an append seals (an LLM runtime computes
+ * them), and are read with hsamem_attend().
+ *
  * ERRORS
  * Every fallible function returns an int: 0 on success, or a negative error code. Codes from -1 to
  * -999 are negated errno values (-ECONNREFUSED, -ENOMEM, -ETIMEDOUT, ...); codes from -1000 down are
  * hsamem's own, listed below. The daemon sends the same codes in its replies, so an error raised on
- * the server reaches the caller unchanged. hsamem_strerror() turns any code into a message.
+ * the server reaches the caller unchanged. hsamem_strerror() turns any code into a message, and
+ * hsamem_last_message() gives the sentence that goes with the last error on a handle (the daemon's
+ * reply message, or the library's own explanation).
+ *
+ * The errors that any request may return, besides those listed with each function:
+ *   HSAMEM_ECONNECT  the daemon could not be reached (no socket at the address, refused). The next
+ *                    request tries to connect again.
+ *   -ETIMEDOUT       no reply within the handle's timeout. The request may or may not have been
+ *                    carried out; the handle stays usable and a late reply is discarded.
+ *   -ECONNRESET      the connection broke while a request was outstanding (the daemon stopped).
+ *                    As with -ETIMEDOUT, the request may or may not have taken effect. Requests are
+ *                    never sent twice by the library, so an append is never duplicated by it.
+ *   HSAMEM_EPROTO    the reply could not be decoded or is inconsistent (an array's size does not
+ *                    match its count, a required part is missing). Nothing of it is returned.
+ *   HSAMEM_EVERSION  the daemon speaks another protocol version.
+ *   HSAMEM_EBADNAME  the user name is not valid; checked before anything is sent.
+ *   HSAMEM_EBUSY     the daemon is shutting down or overloaded; retry later.
+ *   -ENOMEM          out of memory in the library (nothing was sent, or the reply was dropped).
+ *
+ * RESULTS AND MEMORY
+ * Small, fixed results (append, flush, delete, export, import) are written into a struct that the
+ * caller provides. Results that hold strings or arrays are returned through a pointer to a heap
+ * object: a struct whose strings and arrays all live in the same allocation. Free any of them with
+ * hsamem_result_free(); nothing inside one may be freed on its own, and nothing inside one stays
+ * valid after it is freed. Results do not depend on the handle: they outlive hsamem_close().
+ * Strings in results are never NULL (absent text is ""), and are NUL-terminated UTF-8 as the daemon
+ * sent it. Out-parameters are written only on success.
+ *
+ * Tensors travel as little-endian bytes. Float arrays in results (f32) are converted to the host's
+ * byte order; K/V/landmark bytes (in the memory's dtype) are handed over as the daemon sent them.
+ *
+ * THREADS
+ * A handle must be used by one thread at a time; calls on one handle from several threads at once
+ * must be serialized by the caller. Different handles are independent, so the simplest scheme is a
+ * handle per thread (a handle is one socket: cheap). Results may be passed between threads freely.
+ * The library keeps no global state besides what NNG keeps.
+ *
+ * The library never aborts or exits, and never writes to stdout or stderr.
  */
 #ifndef HSAMEM_H
 #define HSAMEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,6 +123,552 @@ enum hsamem_error {
  * values alike). Never returns NULL; unknown codes give "unknown error".
  */
 const char *hsamem_strerror(int err);
+
+/* ---- enumerations (the values are those of the protocol) ---- */
+
+/* Who wrote an entry. */
+enum hsamem_role {
+	HSAMEM_ROLE_OTHER = 0,
+	HSAMEM_ROLE_USER = 1,
+	HSAMEM_ROLE_ASSISTANT = 2,
+	HSAMEM_ROLE_SYSTEM = 3,
+	HSAMEM_ROLE_TOOL = 4,
+};
+
+/* Element type of K, V and landmarks at rest. 0 asks for the encoder's default. */
+enum hsamem_dtype {
+	HSAMEM_DTYPE_DEFAULT = 0,
+	HSAMEM_F16 = 1,
+	HSAMEM_BF16 = 2,
+	HSAMEM_F32 = 3,
+};
+
+/* How the outputs of the selected chunks are fused (HSA.md step 3). 0 asks for the default. */
+enum hsamem_weighting {
+	HSAMEM_WEIGHTING_DEFAULT = 0,
+	HSAMEM_SOFTMAX = 1,
+	HSAMEM_STICKBREAK = 2,
+};
+
+/*
+ * Names of the values above: "user", "assistant", "system", "tool", "other"; "f16", "bf16", "f32";
+ * "softmax", "stickbreak". Static strings; NULL for a value that has no name (0 for dtype and
+ * weighting, or a value from a newer daemon).
+ */
+const char *hsamem_role_name(enum hsamem_role role);
+const char *hsamem_dtype_name(enum hsamem_dtype dtype);
+const char *hsamem_weighting_name(enum hsamem_weighting weighting);
+
+/* The version of this library, e.g. "0.1.0". A static string. */
+const char *hsamem_version(void);
+
+/* ---- connections ---- */
+
+/* An open connection to a daemon. Opaque. */
+struct hsamem;
+
+/* The largest URL hsamem_default_url() writes, with its NUL; enough for any socket path. */
+#define HSAMEM_URL_MAX 4200
+
+/*
+ * Writes the daemon's default address into buf (size bytes), by the daemon's own rule:
+ * "ipc://$RUNTIME_DIRECTORY/hsamemd.sock" when RUNTIME_DIRECTORY is set and not empty (as systemd
+ * sets it for the service), else "ipc://$XDG_RUNTIME_DIR/hsamemd.sock" when that is set and not
+ * empty, else "ipc:///tmp/hsamemd.sock". A RUNTIME_DIRECTORY holding several directories
+ * (separated by ':') stands for its first.
+ *
+ * Returns 0, or -ENAMETOOLONG when the URL does not fit (buf then holds ""). HSAMEM_URL_MAX bytes
+ * always suffice for the environment's usual values.
+ */
+int hsamem_default_url(char *buf, size_t size);
+
+/*
+ * Opens a handle for the daemon at url ("ipc:///path" or "tcp://host:port"); NULL means
+ * hsamem_default_url(). The handle's timeout is 30 s and replies up to 256 MiB are accepted.
+ *
+ * hsamem_open() does not wait for the daemon: it checks the URL and prepares the socket. The first
+ * request connects (and fails with HSAMEM_ECONNECT, quickly, when nothing listens there); once
+ * connected, NNG reconnects by itself if the daemon restarts. So a program may open its handle
+ * before the daemon runs; call hsamem_ping() to find out whether it does.
+ *
+ * hp: out, the new handle, to be closed with hsamem_close().
+ * Returns 0, HSAMEM_EINVAL (the URL is malformed or its transport is not supported), or -ENOMEM.
+ */
+int hsamem_open(const char *url, struct hsamem **hp);
+
+/* Closes a handle: drops the connection and frees the handle. Accepts NULL. Results obtained
+ * through the handle stay valid. */
+void hsamem_close(struct hsamem *h);
+
+/*
+ * Sets how long each request waits for its reply (and for the request to be sent), in milliseconds;
+ * -1 waits forever. Long operations (an import of a large memory, an append of a big batch) may
+ * need more than the default 30 s: the daemon replies to each request only when it is durable.
+ * Returns 0, or HSAMEM_EINVAL for a value below -1.
+ */
+int hsamem_set_timeout(struct hsamem *h, int timeout_ms);
+
+/* The URL the handle was opened with. Valid until hsamem_close(). */
+const char *hsamem_url(const struct hsamem *h);
+
+/*
+ * The message that came with the last request's outcome on this handle: the daemon's reply message
+ * (an explanation on error, maybe a short confirmation on success), or the library's own sentence
+ * for an error it raised itself (which field of a reply was inconsistent, why a connection failed,
+ * which record of an import stream is malformed). Never NULL; "" when there is none. Valid until
+ * the next request on the handle or hsamem_close().
+ */
+const char *hsamem_last_message(const struct hsamem *h);
+
+/*
+ * Frees a result returned by any function of this library (struct hsamem_server, hsamem_memory,
+ * hsamem_query_result, hsamem_attend_result, hsamem_entry_list, hsamem_chunk_list,
+ * hsamem_user_list, hsamem_stats). Accepts NULL. Passing anything else is undefined.
+ */
+void hsamem_result_free(void *result);
+
+/* ---- the memory spec ---- */
+
+/*
+ * The spec of a memory (see HSA.md "Shapes"): the encoder that makes its representations and their
+ * sizes. Fixed when the memory is created. To create one, zero the struct and set what matters: a
+ * field left 0 (NULL for the strings) takes the encoder's default. The number of retrieval heads
+ * always equals h_kv.
+ */
+struct hsamem_spec {
+	const char *encoder;             /* "lexical" (built in) or "client" (K/V/L from caller) */
+	uint32_t revision;               /* encoder revision */
+	const char *tokenizer;           /* tokenizer name; "" for client memories */
+	uint32_t chunk_size;             /* S: tokens per chunk */
+	uint32_t h_kv;                   /* key/value heads (= retrieval heads) */
+	uint32_t d_h;                    /* head dimension */
+	uint32_t h_q;                    /* query heads, a multiple of h_kv */
+	uint32_t d_r;                    /* landmark dimension, a multiple of h_kv */
+	enum hsamem_dtype dtype;         /* element type of K, V, landmarks */
+	enum hsamem_weighting weighting; /* how selected chunks are fused */
+	bool off_by_one;                 /* softmax-off-by-one in chunks; false: default (off) */
+	uint32_t top_k;                  /* default k of queries */
+};
+
+/* A memory as the daemon describes it (create, users, stats). */
+struct hsamem_memory {
+	const char *user;
+	struct hsamem_spec spec; /* every field filled in; strings never NULL */
+	uint64_t entries;        /* entries appended */
+	uint64_t tokens;         /* tokens in the stream */
+	uint64_t chunks;         /* sealed chunks */
+	uint32_t tail_tokens;    /* tokens of the unsealed tail */
+	uint64_t bytes;          /* stored K/V/landmark bytes */
+	int64_t created_ms;      /* Unix time in ms */
+	int64_t updated_ms;
+};
+
+/* ---- requests ---- */
+
+/* What hsamem_ping() learns about the daemon. */
+struct hsamem_server {
+	const char *server_version;  /* e.g. "0.1.0" */
+	uint32_t protocol_version;
+	const char *backend;         /* "cpu" or "cuda: <device>" */
+	uint64_t uptime_ms;
+};
+
+/*
+ * Asks the daemon whether it is there. out (may be NULL): the daemon's description, a heap result
+ * (hsamem_result_free()). Returns 0, or a connection error.
+ */
+int hsamem_ping(struct hsamem *h, struct hsamem_server **out);
+
+/*
+ * Creates the memory of a user. spec: NULL, or a spec whose 0 fields take the encoder's defaults
+ * (encoder NULL: the daemon's default built-in encoder). Creating is optional for built-in
+ * encoders: the first append creates the memory with the defaults (see HSAMEM_APPEND_NO_CREATE).
+ * out (may be NULL): the new memory with its effective spec, a heap result.
+ * Errors: HSAMEM_EEXIST (the user has a memory: it is left as it is), HSAMEM_EINVAL (a spec field
+ * is out of range; the message names it), HSAMEM_EENCODER (no such encoder in this daemon).
+ */
+int hsamem_create(struct hsamem *h, const char *user, const struct hsamem_spec *spec,
+		  struct hsamem_memory **out);
+
+/*
+ * One entry to append: text and/or token ids. Built-in encoders tokenize text (tokens must then be
+ * empty); client memories take tokens (text, if given, is kept as the entries' text for display).
+ * Zero the struct and fill what applies. The library copies what it needs: nothing is kept after
+ * the call returns.
+ */
+struct hsamem_entry_in {
+	const char *text;         /* UTF-8, NUL-terminated; NULL: none */
+	const uint32_t *tokens;   /* token ids, n_tokens of them; NULL when n_tokens is 0 */
+	size_t n_tokens;
+	enum hsamem_role role;
+	int64_t timestamp_ms;     /* the caller's clock (Unix ms); 0: the daemon's */
+	const char *const *tags;  /* n_tags NUL-terminated strings */
+	size_t n_tags;
+};
+
+/*
+ * The tensors of one chunk that an append or flush seals, for client memories: raw little-endian
+ * bytes in the memory's dtype. k and v are [S][h_kv][d_h] elements each, landmark [d_r].
+ */
+struct hsamem_chunk_in {
+	const void *k;
+	size_t k_size;            /* bytes */
+	const void *v;
+	size_t v_size;
+	const void *landmark;
+	size_t landmark_size;
+};
+
+/* What an append did. */
+struct hsamem_append_info {
+	uint64_t first_seq; /* seq of the first appended entry (the others follow it) */
+	uint32_t count;     /* entries appended */
+	uint64_t tokens;    /* tokens in the stream after the append */
+	uint64_t chunks;    /* sealed chunks after the append */
+	uint32_t sealed;    /* chunks this append sealed */
+	bool created;       /* the memory was created by this append */
+};
+
+/* Flags of hsamem_append(). */
+#define HSAMEM_APPEND_NO_CREATE 0x1u /* fail with HSAMEM_ENOUSER instead of creating the memory */
+
+/*
+ * Appends entries to a user's memory, as one atomic, durable step: when it returns 0 every entry is
+ * stored and numbered (consecutive seq from out->first_seq); on error none is.
+ *
+ * entries, n_entries: the entries, at least one. chunks, n_chunks: for client memories, exactly the
+ * chunks this append seals, in order (the tokens before the append plus the new ones, divided by S,
+ * minus the chunks already sealed); NULL and 0 for built-in encoders. flags: 0 or
+ * HSAMEM_APPEND_NO_CREATE. Without it, appending to a user that has no memory creates one with the
+ * daemon's default encoder. out (may be NULL): what the append did.
+ *
+ * Keep a request to a few MiB: the daemon refuses messages past its limit with HSAMEM_ETOOBIG;
+ * split larger batches into several calls.
+ * Errors: HSAMEM_ENOUSER (with HSAMEM_APPEND_NO_CREATE), HSAMEM_ESPEC (tokens given to a
+ * text memory, a tensor of the wrong size, or not the number of chunks expected: the message says
+ * how many), HSAMEM_EINVAL (no entries, an entry with neither text nor tokens), HSAMEM_ETOOBIG,
+ * HSAMEM_ESTORE, HSAMEM_EFULL.
+ */
+int hsamem_append(struct hsamem *h, const char *user, const struct hsamem_entry_in *entries,
+		  size_t n_entries, const struct hsamem_chunk_in *chunks, size_t n_chunks,
+		  unsigned flags, struct hsamem_append_info *out);
+
+/*
+ * The common case of hsamem_append(): one text entry with a role, now, no tags. seq (may be NULL):
+ * out, the entry's seq. Errors as hsamem_append().
+ */
+int hsamem_append_text(struct hsamem *h, const char *user, enum hsamem_role role,
+		       const char *text, uint64_t *seq);
+
+/* What a flush did. */
+struct hsamem_flush_info {
+	uint64_t chunks; /* sealed chunks after the flush */
+	bool sealed;     /* whether the tail was sealed (padded) by this flush */
+};
+
+/*
+ * Seals the user's unsealed tail now, padded to S tokens, so that it becomes retrievable as a chunk
+ * (otherwise the tail waits until S tokens have arrived). A memory with an empty tail is left as it
+ * is (out->sealed false). chunk: for client memories with a non-empty tail, the tensors of the
+ * padded chunk; NULL otherwise. out (may be NULL).
+ * Errors: HSAMEM_ENOUSER, HSAMEM_ESPEC (a client memory's tensors missing or of the wrong size).
+ */
+int hsamem_flush(struct hsamem *h, const char *user, const struct hsamem_chunk_in *chunk,
+		 struct hsamem_flush_info *out);
+
+/* A text query's parameters. Zero the struct and set text (or tokens). */
+struct hsamem_query {
+	const char *text;         /* the query, for built-in encoders */
+	const uint32_t *tokens;   /* or token ids */
+	size_t n_tokens;
+	uint32_t top_k;           /* chunks to return; 0: the memory's default */
+	uint32_t max_entries;     /* covered entries returned per hit; 0: the default (8) */
+	bool no_tail;             /* do not score the unsealed tail */
+};
+
+/* One entry of a memory. */
+struct hsamem_entry {
+	uint64_t seq;             /* number within the user's memory, from 0 */
+	enum hsamem_role role;    /* a role this library does not know reads HSAMEM_ROLE_OTHER */
+	int64_t timestamp_ms;
+	uint64_t first_token;     /* position of its first token in the stream */
+	uint32_t n_tokens;
+	const char *text;
+	const char **tags;        /* n_tags strings */
+	size_t n_tags;
+};
+
+/* A token that the in-chunk attention of a query weighs most. */
+struct hsamem_token_weight {
+	uint32_t index;           /* token slot in the chunk, < the hit's n_tokens */
+	uint32_t id;              /* token id */
+	const char *text;         /* the token's text, as the tokenizer spells it */
+	float weight;             /* attention weight, averaged over query heads */
+};
+
+/* One chunk a query selected. */
+struct hsamem_hit {
+	uint64_t chunk;           /* chunk index; for the tail: the number of sealed chunks */
+	bool tail;                /* the hit is the unsealed tail, not a sealed chunk */
+	float score;              /* landmark score (HSA.md step 1) */
+	float weight;             /* fusion weight (step 3) */
+	uint32_t n_tokens;        /* tokens in the chunk (fewer for the tail) */
+	const char *text;         /* the chunk's text (it may start and end inside entries) */
+	struct hsamem_entry *entries;   /* the entries the chunk covers, at most max_entries */
+	size_t n_entries;
+	struct hsamem_token_weight *top_tokens;  /* heaviest first */
+	size_t n_top_tokens;
+};
+
+/* What hsamem_query() returns. */
+struct hsamem_query_result {
+	struct hsamem_hit *hits;  /* best first */
+	size_t n_hits;
+	uint64_t chunks;          /* chunks searched */
+	uint32_t k;               /* the k used */
+};
+
+/*
+ * Asks a memory which chunks matter for a text (or token ids): the daemon encodes the query,
+ * scores every chunk's landmark, and returns the top k with their text, the entries they cover and
+ * the tokens its in-chunk attention weighs most. out: a heap result (hsamem_result_free()).
+ * Errors: HSAMEM_ENOUSER, HSAMEM_ENOTSUP (a text query on a client memory: use hsamem_attend()),
+ * HSAMEM_EINVAL (neither text nor tokens; k out of range).
+ */
+int hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
+		 struct hsamem_query_result **out);
+
+/* hsamem_query() with a text and k (0: the memory's default), other parameters their defaults. */
+int hsamem_query_text(struct hsamem *h, const char *user, const char *text, uint32_t top_k,
+		      struct hsamem_query_result **out);
+
+/*
+ * An attention request (HSA.md "The operator"), for client memories: n query tokens, each with a
+ * retrieval query qr [h_kv][d_r/h_kv] and attention queries qa [h_q][d_h], host-order f32 (the
+ * library sends them little-endian). The arrays are read during the call only.
+ */
+struct hsamem_attend {
+	uint32_t n;               /* query tokens, at least 1 */
+	const float *qr;          /* [n][h_kv][d_r/h_kv] */
+	size_t qr_len;            /* floats in qr */
+	const float *qa;          /* [n][h_q][d_h] */
+	size_t qa_len;            /* floats in qa */
+	/* [n] stream positions: chunk j is visible to a token iff (j+1)*S <= its position; 0 means
+	 * after the whole stream. NULL: all 0. */
+	const uint64_t *positions;
+	uint32_t top_k;           /* 0: the memory's default */
+	bool want_attention;      /* also return the in-chunk attention of each selected chunk */
+};
+
+/*
+ * What hsamem_attend() returns. Arrays are row-major in the shapes given, host-order; their lengths
+ * are checked against n and k before the result is handed over, so reading within the stated
+ * lengths is always safe.
+ */
+struct hsamem_attend_result {
+	uint32_t n;               /* query tokens */
+	uint32_t k;               /* chunks selected per token and kv head */
+	uint32_t h_kv;            /* kv heads (derived from the sizes) */
+	float *output;            /* [n][h_q][d_h] fused output; output_len = request qa_len */
+	size_t output_len;
+	int64_t *selected;        /* [n][h_kv][k] chunk indices; -1 where fewer were visible */
+	float *weights;           /* [n][h_kv][k] fusion weights */
+	float *scores;            /* [n][h_kv][k] landmark scores */
+	size_t selected_len;      /* n * h_kv * k: the length of selected, weights and scores */
+	float *attention;         /* [n][h_q][k][S] in-chunk attention, or NULL if not asked for */
+	size_t attention_len;
+};
+
+/*
+ * Computes the HSA output of query vectors against a client memory: selects the top k chunks per
+ * token and kv head, attends inside each, fuses. out: a heap result.
+ * Errors: HSAMEM_ENOUSER, HSAMEM_ESPEC (qr or qa not n times the spec's sizes), HSAMEM_EINVAL.
+ */
+int hsamem_attend(struct hsamem *h, const char *user, const struct hsamem_attend *a,
+		  struct hsamem_attend_result **out);
+
+/* A range of entries. */
+struct hsamem_entry_list {
+	struct hsamem_entry *entries;
+	size_t n_entries;
+	uint64_t total;           /* entries in the memory */
+};
+
+/*
+ * Reads entries first, first+1, ... (at most count; 0: the daemon's default, 100), with their text
+ * and tags. Past the end gives an empty list. out: a heap result.
+ * Errors: HSAMEM_ENOUSER, HSAMEM_ETOOBIG (count above the daemon's limit).
+ */
+int hsamem_entries(struct hsamem *h, const char *user, uint64_t first, uint32_t count,
+		   struct hsamem_entry_list **out);
+
+/* One sealed chunk. */
+struct hsamem_chunk {
+	uint64_t index;
+	uint32_t *tokens;         /* S token ids, padding included */
+	size_t n_tokens;
+	uint32_t n_real;          /* tokens before the padding of a flushed chunk (<= n_tokens) */
+	const char *text;
+	uint64_t first_entry;     /* entries the chunk covers */
+	uint64_t last_entry;
+	/* With HSAMEM_CHUNKS_TENSORS: little-endian bytes in the memory's dtype, k and v
+	 * [S][h_kv][d_h], landmark [d_r]; else NULL and 0. Check the sizes against the spec before
+	 * reading by it: the library knows no spec here, only that k_size equals v_size. */
+	void *k;
+	size_t k_size;
+	void *v;
+	size_t v_size;
+	void *landmark;
+	size_t landmark_size;
+};
+
+/* A range of chunks. */
+struct hsamem_chunk_list {
+	struct hsamem_chunk *chunks;
+	size_t n_chunks;
+	uint64_t total;           /* sealed chunks in the memory */
+};
+
+/* Flags of hsamem_chunks(). */
+#define HSAMEM_CHUNKS_TENSORS 0x1u /* include K, V and landmark */
+
+/*
+ * Reads sealed chunks first, first+1, ... (at most count; 0: the daemon's default, 16), with their
+ * tokens and text, and with HSAMEM_CHUNKS_TENSORS their tensors. out: a heap result.
+ * Errors: HSAMEM_ENOUSER, HSAMEM_ETOOBIG.
+ */
+int hsamem_chunks(struct hsamem *h, const char *user, uint64_t first, uint32_t count,
+		  unsigned flags, struct hsamem_chunk_list **out);
+
+/* Every memory of the daemon. */
+struct hsamem_user_list {
+	struct hsamem_memory *users;  /* in name order */
+	size_t n_users;
+};
+
+/* Lists the memories. out: a heap result. */
+int hsamem_users(struct hsamem *h, struct hsamem_user_list **out);
+
+/* A latency histogram. counts has n_bounds + 1 elements: the last counts what exceeds the last
+ * bound. */
+struct hsamem_histogram {
+	const char *name;         /* the operation, e.g. "query" */
+	double *bounds_ms;        /* upper bounds of the buckets */
+	size_t n_bounds;
+	uint64_t *counts;
+	uint64_t total;
+	double p50_ms;
+	double p99_ms;
+};
+
+/* The daemon's counters. Fields the daemon does not fill read 0. */
+struct hsamem_stats {
+	uint64_t users;
+	uint64_t tokens;
+	uint64_t chunks;
+	uint64_t store_map_size;      /* bytes */
+	uint64_t store_map_used;
+	const char *backend;
+	uint64_t gpu_mem_used;        /* bytes */
+	uint64_t gpu_mem_budget;
+	uint64_t gpu_resident_users;
+	uint64_t landmark_hits;       /* GPU landmark cache */
+	uint64_t landmark_misses;
+	uint64_t chunk_hits;          /* chunk cache */
+	uint64_t chunk_misses;
+	uint64_t requests;
+	uint64_t errors;
+	uint64_t commits;             /* group commits */
+	uint64_t committed_appends;
+	uint64_t uptime_ms;
+	struct hsamem_histogram *latency;
+	size_t n_latency;
+	struct hsamem_memory *memories;  /* the one asked for, or every one */
+	size_t n_memories;
+};
+
+/*
+ * Reads the daemon's statistics: global counters, latency histograms, and the memory of user (or
+ * of every user when user is NULL). out: a heap result. Errors: HSAMEM_ENOUSER.
+ */
+int hsamem_stats(struct hsamem *h, const char *user, struct hsamem_stats **out);
+
+/* What a delete removed. */
+struct hsamem_delete_info {
+	uint64_t entries;
+	uint64_t chunks;
+};
+
+/*
+ * Deletes a user's memory: every entry, chunk and tensor, durably; nothing of it is left behind.
+ * There is no undo (export first to keep a copy). out (may be NULL). Errors: HSAMEM_ENOUSER.
+ */
+int hsamem_delete(struct hsamem *h, const char *user, struct hsamem_delete_info *out);
+
+/* ---- export and import ---- */
+
+/*
+ * An export stream is a user's memory as a sequence of records, each written as a 4-byte
+ * little-endian length followed by that many bytes of a protobuf ExportRecord (proto/hsamem.proto):
+ * a header (format, spec, counts), the entries in order, the sealed chunks in order with their
+ * tensors, then the tail. It is complete: importing it into a daemon with the same encoder gives
+ * the same memory, and nothing needs re-encoding.
+ */
+
+/* Totals of an export or import. */
+struct hsamem_transfer {
+	uint64_t records;         /* records written or read */
+	uint64_t bytes;           /* stream bytes written or read */
+	uint64_t entries;         /* entries in the stream (import: as the daemon counted them) */
+	uint64_t chunks;          /* chunks in the stream (likewise) */
+	uint32_t requests;        /* requests it took */
+};
+
+/*
+ * Where an export goes: called with consecutive pieces of the stream, in order. Returns 0, or a
+ * negative code that stops the export and is returned by it (e.g. -errno of a failed write).
+ */
+typedef int (*hsamem_write_fn)(void *arg, const void *buf, size_t len);
+
+/*
+ * Where an import comes from: fills buf with up to len bytes of the stream. Returns the number of
+ * bytes read (1 to len; short reads are fine), 0 at the end of the stream, or a negative code that
+ * stops the import and is returned by it.
+ */
+typedef long (*hsamem_read_fn)(void *arg, void *buf, size_t len);
+
+/*
+ * Exports a user's memory as a stream (see above) through write. The daemon hands the stream out in
+ * pages of a few MiB; the library asks for them in turn, so an export of any size takes memory for
+ * one page only. The counts of entries and chunks are fixed by the first page: appends made while
+ * the export runs are not in it, and the stream stays consistent. out (may be NULL): totals.
+ * When it fails, the part already written is not a valid stream.
+ * Errors: HSAMEM_ENOUSER, the errors of write, HSAMEM_EPROTO.
+ */
+int hsamem_export_cb(struct hsamem *h, const char *user, hsamem_write_fn write, void *arg,
+		     struct hsamem_transfer *out);
+
+/* hsamem_export_cb() to a file descriptor (a file, pipe or socket; written with write(2), EINTR
+ * retried). A failed write returns -errno. The descriptor stays open. */
+int hsamem_export(struct hsamem *h, const char *user, int fd, struct hsamem_transfer *out);
+
+/*
+ * Imports a stream made by hsamem_export() as the memory of user, a user that must not have a
+ * memory yet (the name may differ from the one exported). The library reads records through read,
+ * checks that each decodes, and sends them in batches of at most about 4 MiB; the last batch is
+ * marked as such, and only then does the memory become visible, complete. A stream that ends inside
+ * a record is refused with HSAMEM_EIMPORT before the last batch is sent, so a truncated stream
+ * never becomes a memory. out (may be NULL): totals.
+ * Errors: HSAMEM_EEXIST (the user has a memory), HSAMEM_EIMPORT (malformed, truncated or empty
+ * stream, or one the daemon refuses; the message says which record), HSAMEM_ESPEC or
+ * HSAMEM_EENCODER (the stream's encoder is not available here), the errors of read.
+ */
+int hsamem_import_cb(struct hsamem *h, const char *user, hsamem_read_fn read, void *arg,
+		     struct hsamem_transfer *out);
+
+/* hsamem_import_cb() from a file descriptor (read with read(2), EINTR retried). A failed read
+ * returns -errno. The descriptor stays open. */
+int hsamem_import(struct hsamem *h, const char *user, int fd, struct hsamem_transfer *out);
 
 #ifdef __cplusplus
 }
