@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs what is missing, builds, and runs hsamemd in the foreground with the built-in lexical
+# encoder, its state in ./var. Stop it with Ctrl-C.
+set -eu
+cd "$(dirname "$0")"
+sh scripts/deps.sh
+echo "hsamem: building..."
+sh scripts/build.sh
+mkdir -p var
+sock="ipc://$PWD/var/hsamemd.sock"
+cat <<MSG
+
+hsamemd is starting, with its state in ./var and its socket at $sock.
+In another terminal:
+
+    export HSAMEM_SOCKET=$sock
+    ./hsamem ping
+    ./hsamem append alice "Alice's cat is named Whiskers."
+    ./hsamem append alice --lines < some-notes.txt
+    ./hsamem query alice "what is the name of the cat?"
+    ./hsamem stats alice
+    ./hsamem --help
+
+Ctrl-C stops the daemon.
+
+MSG
+exec ./hsamemd -l "$sock" -d "$PWD/var/state"

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs what hsamem needs to build and test, with apt-get, when something is missing.
+# Sourced by quickstart.sh and test.sh; safe to run again.
+set -eu
+
+HSAMEM_PACKAGES="build-essential pkg-config autoconf automake libtool \
+liblmdb-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler"
+
+missing=""
+for p in $HSAMEM_PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "hsamem: installing:$missing"
+	if [ "$(id -u)" -ne 0 ]; then
+		if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+			echo "hsamem: run as root, or install these packages first:$missing" >&2
+			exit 1
+		fi
+	else
+		SUDO=""
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	# shellcheck disable=SC2086
+	$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
