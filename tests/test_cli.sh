@@ -1,0 +1,106 @@
+#!/bin/sh
+# The CLI as a new user drives it: a daemon on a temporary socket and state directory; several
+# hundred paragraphs of ordinary text (the license texts every Debian system ships) and a few facts
+# appended with `hsamem append`; questions about the facts must return the fact's entry among the
+# top 3 hits, before and after a clean restart and after SIGKILL.
+set -u
+top=${HSAMEM_TOP_BUILDDIR:-.}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/hsamem-cli-XXXXXX")
+sock="ipc://$dir/hsamemd.sock"
+export HSAMEM_SOCKET="$sock"
+hsamem="$top/hsamem"
+pid=""
+failures=0
+
+cleanup() {
+	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+
+start() {
+	"$top/hsamemd" -l "$sock" -d "$dir/state" -o log-level=warning 2>>"$dir/hsamemd.log" &
+	pid=$!
+	i=0
+	until "$hsamem" -t 1 ping >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -gt 100 ]; then
+			echo "hsamemd did not start"; cat "$dir/hsamemd.log"; exit 1
+		fi
+		sleep 0.1
+	done
+}
+
+fail() {
+	echo "FAIL: $*"
+	failures=$((failures + 1))
+}
+
+# one paragraph per line
+for f in GPL-3 GPL-2 LGPL-2.1 Apache-2.0 MPL-2.0 GFDL-1.3 Artistic; do
+	awk '/^[[:space:]]*$/ { if (p != "") print p; p = ""; next }
+	     { sub(/^[[:space:]]+/, ""); p = (p == "" ? $0 : p " " $0) }
+	     END { if (p != "") print p }' "/usr/share/common-licenses/$f"
+done | awk 'length($0) > 20' > "$dir/text.txt"
+lines=$(wc -l < "$dir/text.txt")
+[ "$lines" -ge 300 ] || fail "only $lines paragraphs of text"
+
+fact1="Alice's cat is named Whiskers and sleeps on the red sofa."
+q1="What is the name of Alice's cat?"
+fact2="The password for the blue vault is tangerine."
+q2="What is the password of the blue vault?"
+fact3="The quarterly budget meeting moved to Thursday at 3pm in room 418."
+q3="Where is the quarterly budget meeting?"
+
+start
+head -n 150 "$dir/text.txt" | "$hsamem" append alice --lines >/dev/null || fail "append --lines"
+"$hsamem" append alice "$fact1" >/dev/null || fail "append fact 1"
+sed -n '151,300p' "$dir/text.txt" | "$hsamem" append alice --lines >/dev/null || fail "append"
+printf '%s\n' "$fact2" | "$hsamem" append alice --role assistant --tag secret >/dev/null ||
+	fail "append fact 2 from stdin"
+sed -n '301,$p' "$dir/text.txt" | "$hsamem" append alice --lines >/dev/null || fail "append"
+"$hsamem" append alice "$fact3" >/dev/null || fail "append fact 3"
+
+check_facts() {
+	for n in 1 2 3; do
+		eval "fact=\$fact$n q=\$q$n"
+		out=$("$hsamem" --json query alice "$q" -k 3) || { fail "$1: query $n failed"; continue; }
+		printf '%s' "$out" | grep -qF "\"text\":\"$fact\"" ||
+			fail "$1: fact $n not in the top 3 for: $q"
+	done
+	# the people's view prints the fact too
+	"$hsamem" query alice "$q1" -k 3 | grep -q "Whiskers" || fail "$1: table output"
+}
+
+check_facts "first run"
+entries=$("$hsamem" --json stats alice | grep -o '"entries":[0-9]*' | head -n 1 | cut -d: -f2)
+want=$((lines + 3))
+[ "$entries" = "$want" ] || fail "stats: $entries entries, expected $want"
+
+kill -TERM "$pid"; wait "$pid" || fail "hsamemd did not exit cleanly on SIGTERM"; pid=""
+start
+check_facts "after restart"
+
+"$hsamem" append alice "The spare key is under the third flowerpot." >/dev/null || fail "append"
+kill -9 "$pid"; wait "$pid" 2>/dev/null; pid=""
+start
+check_facts "after SIGKILL"
+"$hsamem" query alice "where is the spare key" -k 3 | grep -q "flowerpot" ||
+	fail "the append acknowledged before SIGKILL is missing"
+
+# errors: unknown user, bad name, exit codes as documented
+"$hsamem" query nobody "anything" >/dev/null 2>&1; rc=$?
+[ $rc -eq 1 ] || fail "query of an unknown user exited $rc, expected 1"
+"$hsamem" append "bad name" "x" >/dev/null 2>&1; rc=$?
+[ $rc -eq 1 ] || fail "append with a bad user name exited $rc, expected 1"
+"$hsamem" delete alice >/dev/null || fail "delete"
+"$hsamem" query alice "$q1" >/dev/null 2>&1; rc=$?
+[ $rc -eq 1 ] || fail "query after delete exited $rc, expected 1"
+
+kill -TERM "$pid"; wait "$pid"; pid=""
+if [ $failures -ne 0 ]; then
+	cat "$dir/hsamemd.log"
+	echo "test_cli: $failures failures"
+	exit 1
+fi
+echo "test_cli: ok"
