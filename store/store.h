@@ -18,6 +18,9 @@
  * later operation is a no-op that returns it, and commit returns it): callers chain operations and
  * check once. One write transaction exists at a time (LMDB serialises them); write transactions may
  * nest (store_txn_begin with a parent) so that one request of a group commit can fail alone.
+ * A read that finds nothing (HSAMEM_ENOUSER from store_user_get, HSAMEM_EINVAL from the other gets)
+ * is an answer, not a failure: the transaction stays usable. HSAMEM_EFULL in a nested transaction
+ * is also kept by its parent, since the whole transaction must run again after store_grow().
  *
  *   begin --> [ops...] --> commit --> done
  *                 \-----> abort ---> done        (commit after a failure aborts, returns it)
@@ -121,6 +124,7 @@ struct store_txn {
 	struct store_txn *parent;
 	int ret;   /* sticky error */
 	bool write;
+	void *scratch; /* copies handed out by gets (aligned or decoded), freed when it ends */
 };
 
 /*
@@ -185,5 +189,9 @@ int store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint6
 /* The tail. get on a user with no tail record gives n = 0. put with n = 0 deletes the record. */
 int store_tail_get(struct store_txn *txn, uint64_t uid, struct store_tail *out);
 int store_tail_put(struct store_txn *txn, uint64_t uid, const struct store_tail *t);
+
+/* For tests only: *n gets the number of records of user uid, its users record included, counted
+ * by walking every database with a raw cursor. */
+int store_count_records(struct store *st, uint64_t uid, uint64_t *n);
 
 #endif
