@@ -358,7 +358,9 @@ token_word(const char *t, char *w, size_t size)
 }
 
 /* Where the top tokens occur in text: case-insensitive matches starting at a word boundary,
- * longest token first at each position. Returns the number of spans written (at most max). */
+ * longest token first at each position. Only tokens with at least a quarter of the heaviest
+ * one's weight count: the others drew almost no attention. Returns the number of spans written
+ * (at most max). */
 static size_t
 find_spans(const char *text, const struct hsamem_token_weight *tok, size_t n_tok, struct span *sp,
            size_t max)
@@ -366,7 +368,14 @@ find_spans(const char *text, const struct hsamem_token_weight *tok, size_t n_tok
 	char words[16][64];
 	size_t n_words = 0, n = 0, len = strlen(text), i, j;
 
+	float heaviest = 0;
+
+	for (i = 0; i < n_tok; i++)
+		if (tok[i].weight > heaviest)
+			heaviest = tok[i].weight;
 	for (i = 0; i < n_tok && n_words < 16; i++) {
+		if (tok[i].weight < heaviest / 4)
+			continue;
 		token_word(tok[i].text, words[n_words], sizeof(words[0]));
 		if (words[n_words][0] != '\0')
 			n_words++;
