@@ -263,6 +263,11 @@ class HSAModel(nn.Module):
         return logits
 
 
+def no_autocast(device):
+    """Scores are computed in fp32 even inside a bf16 autocast region."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def visible_mask(T, nC, S, device):
     """[T, nC] True where chunk j is entirely before token t: (j+1)*S <= t."""
     t = torch.arange(T, device=device)[:, None]
@@ -278,7 +283,8 @@ def hsa_dense(qr, qa, K, V, L, topk, S, qblock=1024, checkpoint=False):
     in the backward pass instead of being stored."""
     B, T, hkv, dr = qr.shape
     nC = L.shape[1]
-    s = torch.einsum("bthr,bjhr->bthj", qr.float(), L.float()) / math.sqrt(dr)
+    with no_autocast(qr.device):
+        s = torch.einsum("bthr,bjhr->bthj", qr.float(), L.float()) / math.sqrt(dr)
     vis = visible_mask(T, nC, S, qr.device)[None, :, None, :]
     s = s.masked_fill(~vis, float("-inf"))
     k = min(topk, nC)

@@ -100,7 +100,8 @@ def losses(model, toks, tgt, am, topk):
         bi, ti = pos[:, 0], pos[:, 1]
         q = qr[bi, ti].float()                                  # P hkv dr
         Lall = L.float().reshape(B * nC, L.shape[2], L.shape[3])  # B*nC hkv dr
-        sc = torch.einsum("phr,jhr->phj", q, Lall) / math.sqrt(q.shape[-1])
+        with torch.autocast(device_type=toks.device.type, enabled=False):
+            sc = torch.einsum("phr,jhr->phj", q, Lall) / math.sqrt(q.shape[-1])
         own = torch.arange(B * nC, device=toks.device)[None, :] // nC == bi[:, None]
         chunk_of = torch.arange(B * nC, device=toks.device)[None, :] % nC
         invisible = own & (chunk_of >= (ti // S)[:, None])
@@ -158,7 +159,7 @@ def main():
     state = None
     if a.resume:
         if a.resume.endswith(".pt"):
-            ck = torch.load(a.resume, map_location="cpu")
+            ck = torch.load(a.resume, map_location="cpu", weights_only=False)
             cfg = Config(**ck["config"])
             state, opt_state, step = ck["model"], ck["opt"], ck["step"]
         else:
