@@ -33,7 +33,7 @@ from model import Config, HSAModel, count_params  # noqa: E402
 from tasks import TASKS, TaskMaker, build_training_sample  # noqa: E402
 from tokenizer import PAD, Tokenizer  # noqa: E402
 
-DEFAULT_SCHEDULE = "warm:1500:2048:24:64:0.6,sparse:1500:2048:24:8:0.6,long:1200:8192:6:8:0.6"
+DEFAULT_SCHEDULE = "warm:1500:2048:24:64:0.6,sparse:1500:2048:24:8:0.6,long:2000:8192:6:8:0.6"
 TASK_MIX = {"single": 0.15, "multikey": 0.2, "multivalue": 0.1, "multiquery": 0.15,
             "vartrack": 0.1, "facts": 0.3}
 
@@ -202,6 +202,19 @@ def main():
 
     amp = dict(device_type="cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
     model.train()
+    prog = {"step": step}
+    try:
+        run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start)
+    except Exception as e:                      # keep what was learned, then fail loudly
+        log(f"error: {type(e).__name__}: {e}")
+        if prog["step"] > step:
+            save_ckpt(model, opt, prog["step"], cfg, a.out, log)
+        raise
+
+
+def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start):
+    step = prog["step"]
+    total = sum(p["steps"] for p in phases)
     done_before = 0
     stopped = False
     for ph in phases:
@@ -232,14 +245,17 @@ def main():
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
+            prog["step"] = step
             tok_count += toks.numel()
             acc += np.array([x.item() for x in (lm, ans, ret, ans_acc, r1)])
             n_acc += 1
             if step % a.log_every == 0 or step == ph_end:
                 dt = time.time() - t_last
                 m = acc / max(1, n_acc)
+                mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else 0.0
                 log(f"step {step} {ph['name']} lm {m[0]:.3f} ans {m[1]:.3f} ret {m[2]:.3f} "
-                    f"ans_acc {m[3]:.3f} r@1 {m[4]:.3f} lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f}")
+                    f"ans_acc {m[3]:.3f} r@1 {m[4]:.3f} lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
+                    f"mem {mem:.1f}G")
                 acc[:] = 0
                 n_acc, t_last, tok_count = 0, time.time(), 0
             if step >= ph_end:
@@ -251,6 +267,8 @@ def main():
         done_before = ph_end
         if stopped:
             break
+        if ph is not phases[-1]:
+            save_ckpt(model, opt, step, cfg, a.out, log)
     save_ckpt(model, opt, step, cfg, a.out, log)
     log(f"{'stopped at time limit' if stopped else 'schedule complete'}: step {step}/{total}")
 
