@@ -52,6 +52,14 @@ struct enc_ops {
 	 */
 	int (*encode_query)(const struct hsa_spec *spec, const uint32_t *tok, size_t n, float *qr,
 			    float *qa);
+
+	/*
+	 * Whether this encoder can serve a memory of this spec: its encoder name, revision,
+	 * tokenizer and sizes. Returns 0, or HSAMEM_ESPEC (HSAMEM_EINVAL from spec_check) with a
+	 * sentence naming the field written to why (why may be NULL). encode_chunk and
+	 * encode_query refuse a spec that fails it with the same code.
+	 */
+	int (*check_spec)(const struct hsa_spec *spec, char *why, size_t why_len);
 };
 
 /* The encoder of that name, or NULL. */
