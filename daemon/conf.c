@@ -243,7 +243,7 @@ conf_set(struct conf *c, const char *setting, char *err, size_t err_len)
 		int level = log_level_parse(val);
 		if (level < 0)
 			return bad(err, err_len, key,
-				   "expected debug, info, notice, warning, err or crit");
+				   "expected debug, info, notice, warning, err, crit, alert or emerg");
 		*(int *)field = level;
 		return 0;
 	}

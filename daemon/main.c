@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -72,6 +74,28 @@ mkdir_p(const char *dir)
 	return 0;
 }
 
+/*
+ * Takes the state directory for this process: a second daemon on the same store would break the
+ * single-writer rule the committer relies on. The lock lives as long as the descriptor.
+ */
+static int
+lock_state_dir(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/hsamemd.lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_err("store: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		log_err("store: %s is in use by another hsamemd", dir);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* Reads the config: defaults, then the file, then the command line. */
 static int
 load_config(struct conf *c, const char *path, bool path_given, char **sets, int n_sets)
@@ -86,6 +110,8 @@ load_config(struct conf *c, const char *path, bool path_given, char **sets, int 
 		conf_fini(c);
 		return ret;
 	}
+	/* an address given on the command line replaces the file's, as every other setting does */
+	c->listen_explicit = false;
 	for (int i = 0; i < n_sets; i++)
 		if ((ret = conf_set(c, sets[i], err, sizeof(err))) != 0) {
 			fprintf(stderr, "hsamemd: %s\n", err);
@@ -129,13 +155,15 @@ start_gpu(struct daemon *d)
 }
 
 static void
-reload(struct daemon *d, char **sets, int n_sets)
+reload(struct daemon *d, bool path_given, bool verbose, char **sets, int n_sets)
 {
 	struct conf c;
 	notify_send("RELOADING=1");
-	if (load_config(&c, d->conf_path, true, sets, n_sets) != 0) {
+	if (load_config(&c, d->conf_path, path_given, sets, n_sets) != 0) {
 		log_err("conf: reload failed; keeping the running settings");
 	} else {
+		if (verbose)
+			c.log_level = LOG_DEBUG;
 		if (c.log_level != d->conf.log_level) {
 			d->conf.log_level = c.log_level;
 			log_set_level(c.log_level);
@@ -165,7 +193,7 @@ main(int argc, char **argv)
 	bool path_given = false, print = false, check = false, verbose = false;
 	char **sets = calloc((size_t)argc + 2, sizeof(char *));
 	char *owned[64];
-	int n_sets = 0, n_owned = 0, opt, status = 1, ret;
+	int n_sets = 0, n_owned = 0, opt, status = 1, ret, lock_fd = -1;
 
 	memset(&d, 0, sizeof(d));
 	if (sets == NULL)
@@ -242,6 +270,8 @@ main(int argc, char **argv)
 		log_err("store: cannot create %s: %s", d.conf.state_dir, strerror(-ret));
 		goto out_conf;
 	}
+	if ((lock_fd = lock_state_dir(d.conf.state_dir)) < 0)
+		goto out_conf;
 	struct store_opts so = {.map_size = d.conf.map_size, .map_max = d.conf.map_max};
 	if ((ret = store_open(d.conf.state_dir, &so, &d.store)) != 0) {
 		log_err("store: cannot open %s: %s", d.conf.state_dir, hsamem_strerror(ret));
@@ -275,7 +305,7 @@ main(int argc, char **argv)
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			reload(&d, sets, n_sets);
+			reload(&d, path_given, verbose, sets, n_sets);
 			continue;
 		}
 		log_notice("hsamemd: %s received; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -283,11 +313,14 @@ main(int argc, char **argv)
 	}
 	notify_send("STOPPING=1");
 	status = 0;
-	srv_stop(d.server, DRAIN_MS);
+	/* Answer what is in flight, let the workers and the committer finish every job they hold,
+	 * and only then take the contexts away. */
+	srv_drain(d.server, DRAIN_MS);
 out_workers:
 	wrk_stop(d.workers);
 out_commit:
 	commit_stop(d.commit);
+	srv_close(d.server);
 out_backends:
 	gpu_free(d.gpu);
 	gpu_free(d.cpu);
@@ -296,6 +329,8 @@ out_store:
 	if (status == 0)
 		log_notice("hsamemd: stopped");
 out_conf:
+	if (lock_fd >= 0)
+		close(lock_fd);
 	conf_fini(&d.conf);
 out_args:
 	for (int i = 0; i < n_owned; i++)

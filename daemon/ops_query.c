@@ -305,18 +305,23 @@ ops_query(struct job *job)
 			 SPEC_TOPK_MAX, OPS_MAX_HITS_ENTRIES);
 		goto out;
 	}
-	if (q->text == NULL || *q->text == '\0') {
-		job_fail(job, HSAMEM_EINVAL, "query text is missing");
+	bool has_text = q->text != NULL && *q->text != '\0';
+	if (has_text == (q->n_tokens > 0)) {
+		job_fail(job, HSAMEM_EINVAL, "a query is text, or token ids of the memory's tokenizer");
 		goto out;
 	}
-	size_t text_len = strlen(q->text);
-	if (text_len > job->d->conf.max_entry) {
-		job_fail(job, HSAMEM_ETOOBIG, "query text exceeds max-entry");
-		goto out;
-	}
-	if ((ret = enc->tokenize(q->text, text_len, &toks, &n_tok)) != 0) {
-		job_fail(job, ret, "tokenizer failed");
-		goto out;
+	if (has_text) {
+		size_t text_len = strlen(q->text);
+		if (text_len > job->d->conf.max_entry) {
+			job_fail(job, HSAMEM_ETOOBIG, "query text exceeds max-entry");
+			goto out;
+		}
+		if ((ret = enc->tokenize(q->text, text_len, &toks, &n_tok)) != 0) {
+			job_fail(job, ret, "tokenizer failed");
+			goto out;
+		}
+	} else {
+		n_tok = q->n_tokens;
 	}
 	if (n_tok > OPS_MAX_QUERY_TOKENS)
 		n_tok = OPS_MAX_QUERY_TOKENS;
@@ -341,7 +346,7 @@ ops_query(struct job *job)
 		goto out;
 	}
 	for (size_t i = 0; i < n_tok; i++)
-		ids[i] = toks[i].id;
+		ids[i] = has_text ? toks[i].id : q->tokens[i];
 	if ((ret = enc->encode_query(spec, ids, n_tok, qr, qa)) != 0) {
 		job_fail(job, ret, "encoder %s failed on the query", enc->name);
 		goto out;

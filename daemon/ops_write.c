@@ -679,13 +679,26 @@ import_header(struct job *job, struct store_txn *txn, const Hsamem__ExportRecord
 		return job_fail(job, HSAMEM_EIMPORT, "import: %s", why);
 	if (ops_encoder(job, &spec, &enc) != 0)
 		return job->reply.status;
+	/* An import that was abandoned (its client stopped sending) is replaced by a new one. */
+	struct store_user old;
+	int ret = store_user_get(txn, name, &old);
+	if (ret == 0 && (old.flags & STORE_USER_IMPORTING)) {
+		if ((ret = store_user_delete(txn, &old)) != 0)
+			return ret;
+		import_forget(old.uid);
+	} else if (ret == 0) {
+		return job_fail(job, HSAMEM_EEXIST, "user '%s' already has a memory: delete it first",
+				name);
+	} else if (ret != HSAMEM_ENOUSER) {
+		return ret;
+	}
 	memset(u, 0, sizeof(*u));
 	strcpy(u->name, name);
 	u->spec = spec;
 	u->created_ms = h->has_created_ms ? h->created_ms : now_ms();
 	u->updated_ms = now_ms();
 	u->flags = STORE_USER_IMPORTING;
-	int ret = store_user_create(txn, u);
+	ret = store_user_create(txn, u);
 	if (ret == HSAMEM_EEXIST)
 		return job_fail(job, ret, "user '%s' already has a memory: delete it first", name);
 	if (ret != 0)

@@ -260,12 +260,12 @@ fail_nng:
 	log_err("server: cannot set up contexts: %s", nng_strerror(rv));
 	ret = -EIO;
 fail:
-	srv_stop(srv, 0);
+	srv_close(srv);
 	return ret;
 }
 
 void
-srv_stop(struct server *srv, unsigned drain_ms)
+srv_drain(struct server *srv, unsigned drain_ms)
 {
 	if (srv == NULL)
 		return;
@@ -287,10 +287,20 @@ srv_stop(struct server *srv, unsigned drain_ms)
 		if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until) == ETIMEDOUT)
 			break;
 	if (srv->n_done < srv->n_ctx)
-		log_warn("server: %u requests still in flight after %u ms; closing",
-			 srv->n_ctx - srv->n_done, drain_ms);
+		log_warn("server: %u requests still in flight after %u ms", srv->n_ctx - srv->n_done,
+			 drain_ms);
 	pthread_mutex_unlock(&srv->mu);
+}
 
+void
+srv_close(struct server *srv)
+{
+	if (srv == NULL)
+		return;
+	pthread_mutex_lock(&srv->mu);
+	srv->stopping = true;
+	pthread_mutex_unlock(&srv->mu);
+	/* Closing the socket aborts what is still pending; nng_aio_stop waits for the callbacks. */
 	if (srv->sock_open)
 		nng_close(srv->sock);
 	for (unsigned i = 0; i < srv->n_ctx; i++) {

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -145,6 +147,46 @@ test_isolation(struct harness *h)
 	hsamem_close(c);
 }
 
+/* A query by token ids of the memory's tokenizer: chunk 0's own tokens find chunk 0. */
+static void
+test_query_tokens(struct harness *h)
+{
+	struct hsamem *c;
+	struct hsamem_chunk_list *cl = NULL;
+	struct hsamem_query_result *r = NULL;
+	CHECK_RET(hsamem_open(h->url, &c), 0);
+	CHECK_RET(hsamem_chunks(c, "alice", 7, 1, 0, &cl), 0);
+	if (cl != NULL && cl->n_chunks == 1) {
+		struct hsamem_query q = {.tokens = cl->chunks[0].tokens,
+					 .n_tokens = cl->chunks[0].n_real, .top_k = 3};
+		CHECK_RET(hsamem_query(c, "alice", &q, &r), 0);
+		CHECK(r != NULL && r->n_hits > 0 && r->hits[0].chunk == 7);
+		hsamem_result_free(r);
+	}
+	hsamem_result_free(cl);
+	hsamem_close(c);
+}
+
+/* A second daemon on the same state directory refuses to start. */
+static void
+test_second_daemon(struct harness *h)
+{
+	char bin[512], url[400];
+	const char *top = getenv("HSAMEM_TOP_BUILDDIR");
+	snprintf(bin, sizeof(bin), "%s/hsamemd", top && *top ? top : ".");
+	snprintf(url, sizeof(url), "ipc://%s/second.sock", h->dir);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, STDERR_FILENO);
+		execl(bin, bin, "-l", url, "-d", h->state, (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+}
+
 static void
 test_flush(struct harness *h)
 {
@@ -264,6 +306,18 @@ test_export_import_delete(struct harness *h)
 	rewind(f);
 	CHECK(hsamem_import(c, "alice3", fileno(f), &rx) < 0);
 	fclose(f);
+	/* the abandoned partial import is invisible, and a new import of the user replaces it */
+	struct hsamem_query_result *r3 = NULL;
+	CHECK_RET(hsamem_query_text(c, "alice3", facts[1][1], 5, &r3), HSAMEM_ENOUSER);
+	f = fopen(path, "w+");
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	CHECK_RET(hsamem_export(c, "bob", fileno(f), &tx), 0);
+	rewind(f);
+	CHECK_RET(hsamem_import(c, "alice3", fileno(f), &rx), 0);
+	CHECK(rx.entries == 1);
+	fclose(f);
 
 	/* delete: nothing of the user remains in the store, and others keep everything */
 	struct hsamem_delete_info di;
@@ -284,12 +338,13 @@ test_export_import_delete(struct harness *h)
 	struct store_opts so = {0};
 	CHECK_RET(store_open(h->state, &so, &st), 0);
 	if (st != NULL) {
-		/* user ids are given in creation order: alice 1, bob 2, dave 3, alice2 4, alice3 5 */
+		/* user ids are given in creation order: alice 1, bob 2, dave 3, alice2 4, the
+		 * abandoned import of alice3 5, its replacement 6 */
 		uint64_t n = 99;
-		CHECK_RET(store_count_records(st, 4, &n), 0);
-		CHECK(n == 0);
-		CHECK_RET(store_count_records(st, 5, &n), 0);
-		CHECK(n == 0);
+		for (uint64_t uid = 4; uid <= 6; uid++) {
+			CHECK_RET(store_count_records(st, uid, &n), 0);
+			CHECK(n == 0);
+		}
 		CHECK_RET(store_count_records(st, 1, &n), 0);
 		CHECK(n > 404);
 		store_close(st);
@@ -308,6 +363,8 @@ main(void)
 	}
 	test_facts_and_restart(&h);
 	test_isolation(&h);
+	test_query_tokens(&h);
+	test_second_daemon(&h);
 	test_flush(&h);
 	test_export_import_delete(&h);
 	if (test_failures)
