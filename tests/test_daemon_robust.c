@@ -5,6 +5,7 @@
  * clients appending at once lose nothing; SIGKILL in the middle of a stream of appends loses no
  * append that was acknowledged.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -13,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -22,6 +25,39 @@
 #include "hsamem.h"
 #include "hsamem.pb-c.h"
 #include "test.h"
+
+/* A datagram socket standing in for systemd's: NOTIFY_SOCKET points the daemon at it. */
+static int
+notify_listen(struct harness *h)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(h->dir) + sizeof("/notify") > sizeof(sa.sun_path))
+		return -1;
+	strcpy(sa.sun_path, h->dir);
+	strcat(sa.sun_path, "/notify");
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		return -1;
+	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	return fd;
+}
+
+/* Waits up to 10 s for the next datagram and compares it. */
+static bool
+notify_expect(int fd, const char *want)
+{
+	char buf[256];
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (fd < 0 || poll(&p, 1, 10000) != 1)
+		return false;
+	ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	if (strcmp(buf, want) != 0)
+		fprintf(stderr, "notify: got %s, expected %s\n", buf, want);
+	return strcmp(buf, want) == 0;
+}
 
 /* Sends raw bytes on a fresh req0 socket; returns the decoded reply (or NULL: no reply / not
  * decodable). */
@@ -390,16 +426,28 @@ main(void)
 	h.extra[1] = "max-entry=64K";
 	h.extra[2] = "-o";
 	h.extra[3] = "max-message=1M";
+	/* a 1 MiB map grows several times under the writers below */
+	h.extra[4] = "-o";
+	h.extra[5] = "map-size=1M";
+	int notify = notify_listen(&h);
 	if (harness_start(&h) != 0) {
 		harness_dump_log(&h);
 		harness_fini(&h);
 		return 1;
 	}
+	CHECK(notify_expect(notify, "READY=1"));
+	kill(h.pid, SIGHUP);
+	CHECK(notify_expect(notify, "RELOADING=1"));
+	CHECK(notify_expect(notify, "READY=1"));
 	test_bad_messages(&h);
 	test_wrong_dimensions(&h);
 	test_concurrent_writers(&h);
 	test_sigkill(&h);
 	check_serving(&h);
+	CHECK(notify_expect(notify, "READY=1")); /* the restart after SIGKILL */
+	CHECK_RET(harness_stop(&h, SIGTERM), 0);
+	CHECK(notify_expect(notify, "STOPPING=1"));
+	close(notify);
 	if (test_failures)
 		harness_dump_log(&h);
 	harness_fini(&h);

@@ -1,0 +1,77 @@
+#!/bin/sh
+# hsamemd's command line and configuration: --help and --version, -p printing the effective
+# settings, the file/-o precedence, clear errors with exit status 2 for bad settings, and a tcp://
+# listener that the CLI reaches.
+set -u
+top=${HSAMEM_TOP_BUILDDIR:-.}
+d="$top/hsamemd"
+dir=$(mktemp -d "${TMPDIR:-/tmp}/hsamem-conf-XXXXXX")
+pid=""
+failures=0
+cleanup() {
+	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+	echo "FAIL: $*"
+	failures=$((failures + 1))
+}
+
+"$d" --help | grep -q -- "--state-dir" || fail "--help"
+"$d" --version | grep -q "^hsamemd " || fail "--version"
+"$d" --bogus >/dev/null 2>&1; [ $? -eq 2 ] || fail "unknown option: exit 2"
+"$d" extra-arg >/dev/null 2>&1; [ $? -eq 2 ] || fail "stray argument: exit 2"
+
+cat > "$dir/hsamem.conf" <<CONF
+# a comment
+listen = ipc://$dir/file.sock
+workers = 3   # trailing comment
+max-message = 8M
+log-level = notice
+CONF
+out=$("$d" -c "$dir/hsamem.conf" -p) || fail "-p with a good file"
+echo "$out" | grep -qx "workers = 3" || fail "file setting not applied"
+echo "$out" | grep -qx "max-message = 8M" || fail "size setting not printed in its unit"
+echo "$out" | grep -qx "listen = ipc://$dir/file.sock" || fail "file listen"
+out=$("$d" -c "$dir/hsamem.conf" -o workers=5 -l "ipc://$dir/cli.sock" -p)
+echo "$out" | grep -qx "workers = 5" || fail "-o does not override the file"
+echo "$out" | grep -q "file.sock" && fail "-l does not replace the file's listen"
+echo "$out" | grep -qx "listen = ipc://$dir/cli.sock" || fail "-l not applied"
+
+for bad in "workers=0" "workers=abc" "max-message=12Q" "gpu=maybe" "nonsense=1" \
+	"listen=http://x" "socket-mode=999" "state-dir="; do
+	err=$("$d" -o "$bad" --check-config 2>&1); rc=$?
+	[ $rc -eq 2 ] || fail "-o $bad: exit $rc, expected 2"
+	echo "$err" | grep -q "${bad%%=*}" || fail "-o $bad: the error does not name the key"
+done
+printf 'workers = 4\nmax-entry = 0\n' > "$dir/bad.conf"
+err=$("$d" -c "$dir/bad.conf" --check-config 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "bad file: exit $rc"
+echo "$err" | grep -q "bad.conf:2: max-entry" || fail "bad file: no file:line in '$err'"
+"$d" -c "$dir/missing.conf" --check-config >/dev/null 2>&1; [ $? -eq 2 ] ||
+	fail "a named config file that does not exist must be an error"
+"$d" -o map-size=2G -o map-max=1G --check-config >/dev/null 2>&1; [ $? -eq 2 ] ||
+	fail "map-max below map-size"
+
+# a tcp listener on a free loopback port
+port=$((20000 + $$ % 20000))
+"$d" -l "tcp://127.0.0.1:$port" -d "$dir/state" -o log-level=warning 2>"$dir/log" &
+pid=$!
+i=0
+until "$top/hsamem" -s "tcp://127.0.0.1:$port" -t 1 ping >/dev/null 2>&1; do
+	i=$((i + 1)); [ $i -gt 100 ] && { fail "no answer over tcp"; break; }
+	sleep 0.1
+done
+"$top/hsamem" -s "tcp://127.0.0.1:$port" append tcpuser "over tcp" >/dev/null || fail "tcp append"
+kill -HUP "$pid"
+sleep 0.2
+"$top/hsamem" -s "tcp://127.0.0.1:$port" ping >/dev/null || fail "serving after SIGHUP"
+kill -TERM "$pid"; wait "$pid" || fail "exit status after SIGTERM"
+pid=""
+
+if [ $failures -ne 0 ]; then
+	echo "test_hsamemd: $failures failures"
+	exit 1
+fi
+echo "test_hsamemd: ok"
