@@ -4,7 +4,7 @@
 set -eu
 
 HSAMEM_PACKAGES="build-essential pkg-config autoconf automake libtool \
-liblmdb-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler"
+liblmdb-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler python3"
 
 missing=""
 for p in $HSAMEM_PACKAGES; do

@@ -1,0 +1,327 @@
+"""test_python.py: the Python client (client/python/hsamem.py) against a real hsamemd, started by
+tests/test_python.sh on a temporary socket ($HSAMEM_SOCKET) with libhsamem at $HSAMEM_LIBRARY.
+
+Every method of Client: append and query finding a fact among filler paragraphs, entries, chunks
+with tensors, flush, users, stats, a client memory with attend, export and import round trips
+(through a file, a descriptor and io.BytesIO), delete, the error classes of the usual failures,
+and one client shared by several threads.
+"""
+
+import array
+import io
+import os
+import random
+import sys
+import tempfile
+import threading
+
+import hsamem
+
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    if not cond:
+        failures += 1
+        print("FAIL:", what)
+
+
+def raises(exc, fn, *args, **kw):
+    """Checks that fn raises exc with a code and a message; returns the exception."""
+    try:
+        fn(*args, **kw)
+    except exc as e:
+        if isinstance(e, hsamem.HsamemError):
+            check(e.code < 0 and e.message, "%s has a code and a message" % exc.__name__)
+        return e
+    except Exception as e:
+        check(False, "%s: raised %r, expected %s" % (fn.__name__, e, exc.__name__))
+        return None
+    check(False, "%s: returned, expected %s" % (fn.__name__, exc.__name__))
+    return None
+
+
+def filler():
+    """Ordinary paragraphs: the license texts every Debian system ships, else made-up ones."""
+    paras = []
+    for name in ("GPL-3", "GPL-2", "LGPL-2.1", "Apache-2.0"):
+        try:
+            with open("/usr/share/common-licenses/" + name, encoding="utf-8") as f:
+                paras += [" ".join(p.split()) for p in f.read().split("\n\n")]
+        except OSError:
+            pass
+    paras = [p for p in paras if len(p) > 20]
+    if len(paras) < 200:
+        rnd = random.Random(7)
+        words = ("the a system report module driver table value paper river window garden "
+                 "engine letter market story signal number office train winter").split()
+        paras = [" ".join(rnd.choice(words) for _ in range(30)) for _ in range(300)]
+    return paras[:300]
+
+
+FACT = "Alice's cat is named Whiskers and sleeps on the red sofa."
+QUESTION = "What is the name of Alice's cat?"
+
+
+def test_text(c):
+    info = c.ping()
+    check(info.protocol_version == 1 and info.server_version, "ping: %r" % (info,))
+    check(c.url == os.environ["HSAMEM_SOCKET"], "url: %s" % c.url)
+
+    paras = filler()
+    a = c.append_many("alice", paras[:150])
+    check(a.created and a.first_seq == 0 and a.count == 150, "append_many: %r" % (a,))
+    f = c.append("alice", FACT, role="assistant", tags=["pet", "home"], timestamp_ms=1234)
+    check(f.first_seq == 150 and f.count == 1 and not f.created, "append: %r" % (f,))
+    c.append_many("alice", [{"text": p, "role": "user"} for p in paras[150:]])
+
+    hits = c.query("alice", QUESTION, k=3)
+    check(isinstance(hits, list) and 1 <= len(hits) <= 3 and hits.k == 3, "query: %r" % hits)
+    found = [e for h in hits for e in h.entries if e.text == FACT]
+    check(found, "the fact is not in the top 3")
+    if found:
+        e = found[0]
+        check(e.seq == 150 and e.role == "assistant" and e.tags == ["pet", "home"] and
+              e.timestamp_ms == 1234, "the fact's entry: %r" % (e,))
+    h = hits[0]
+    check(isinstance(h, hsamem.Hit) and h.text and h.top_tokens and
+          isinstance(h.top_tokens[0], tuple) and isinstance(h.top_tokens[0][0], str),
+          "hit: %r" % (h,))
+    check(all(hits[i].score >= hits[i + 1].score for i in range(len(hits) - 1)),
+          "hits are best first")
+    check(len(c.query("alice", QUESTION, k=2, max_entries=1)) <= 2, "query k=2")
+    tail = c.query("alice", "anything at all", include_tail=False)
+    check(all(not x.tail for x in tail), "include_tail=False returned the tail")
+
+    ents = c.entries("alice", first=149, count=3)
+    check(ents.total == len(paras) + 1 and [e.seq for e in ents] == [149, 150, 151] and
+          ents[1].text == FACT, "entries: %r" % (ents,))
+    check(c.entries("alice", first=ents.total) == [], "entries past the end")
+
+    m = c.stats("alice").memories[0]
+    spec = m.spec
+    check(m.user == "alice" and m.entries == len(paras) + 1 and spec.encoder == "lexical",
+          "stats memory: %r" % (m,))
+    esize = {"f16": 2, "bf16": 2, "f32": 4}[spec.dtype]
+    ch = c.chunks("alice", first=0, count=2, tensors=True)
+    check(len(ch) == 2 and ch.total == m.chunks, "chunks: %d of %d" % (len(ch), ch.total))
+    for x in ch:
+        check(len(x.tokens) == spec.chunk_size and x.n_real == spec.chunk_size and
+              len(x.k) == spec.chunk_size * spec.h_kv * spec.d_h * esize and
+              len(x.v) == len(x.k) and len(x.landmark) == spec.d_r * esize and x.text,
+              "chunk %d with tensors" % x.index)
+    plain = c.chunks("alice", count=1)
+    check(plain[0].k is None and plain[0].tokens == ch[0].tokens, "chunks without tensors")
+
+    # flush: seals the tail, then has nothing to do
+    if m.tail_tokens == 0:
+        c.append("alice", "A few more words for the tail.")
+    fl = c.flush("alice")
+    check(fl.sealed and fl.chunks == c.chunks("alice", count=1).total, "flush: %r" % (fl,))
+    check(not c.flush("alice").sealed, "a second flush sealed something")
+    last = c.chunks("alice", first=fl.chunks - 1, count=1)[0]
+    check(last.n_real < spec.chunk_size, "the flushed chunk is padded")
+
+    users = c.users()
+    check([u.user for u in users] == ["alice"] and users[0].chunks == fl.chunks,
+          "users: %r" % users)
+    st = c.stats()
+    d = st.as_dict()
+    check(st.users == 1 and st.requests > 0 and st.backend and d["users"] == 1 and
+          isinstance(d["memories"], list) and st.latency, "stats: %r" % (st,))
+
+    c.create("bob", top_k=5)
+    check(c.users()[1].spec.top_k == 5, "create with a spec")
+    raises(hsamem.AlreadyExists, c.create, "bob")
+
+
+def floats(rnd, n):
+    return array.array("f", (rnd.uniform(-1, 1) for _ in range(n)))
+
+
+def test_client_memory(c):
+    S, h_kv, d_h, h_q, d_r, k = 4, 2, 4, 4, 8, 2
+    m = c.create("model", encoder="client", chunk_size=S, h_kv=h_kv, d_h=d_h, h_q=h_q, d_r=d_r,
+                 dtype="f32", weighting="softmax", top_k=k)
+    check(m.spec.encoder == "client" and m.spec.dtype == "f32" and m.spec.h_q == h_q and
+          m.spec.weighting == "softmax", "create client: %r" % (m,))
+    rnd = random.Random(1)
+    kv = S * h_kv * d_h
+    tensors = [(floats(rnd, kv).tobytes(), floats(rnd, kv).tobytes(), floats(rnd, d_r).tobytes())
+               for _ in range(3)]
+    a = c.append("model", tokens=list(range(1, 3 * S + 1)), chunks=tensors, create=False)
+    check(a.sealed == 3 and a.chunks == 3, "append with chunks: %r" % (a,))
+    # a Chunk read back can be fed again (a memoryview too), and sealing without tensors fails
+    back = c.chunks("model", tensors=True)
+    check([(x.k, x.v, x.landmark) for x in back] == tensors, "chunk tensors read back")
+    raises(hsamem.SpecMismatch, c.append, "model", tokens=[1] * S)
+    a = c.append("model", tokens=[9] * S, chunks=[back[0]])
+    check(a.chunks == 4, "append with a Chunk")
+    c.append("model", tokens=[7, 7])
+    pad = tuple(memoryview(floats(rnd, n)) for n in (kv, kv, d_r))
+    check(c.flush("model", chunk=pad).sealed, "flush of a client memory")
+
+    n = 3
+    qr = [[rnd.uniform(-2, 2) for _ in range(d_r)] for _ in range(n)]     # nested lists
+    qa = floats(rnd, n * h_q * d_h)                                       # array('f')
+    r = c.attend("model", qr, qa, n, positions=[0, 2 * S, 0], want_attention=True)
+    check(r.n == n and r.k == k and r.h_kv == h_kv, "attend: %r" % (r,))
+    check(len(r.output) == n * h_q * d_h and isinstance(r.output, array.array),
+          "attend output shape")
+    check(len(r.selected) == len(r.weights) == len(r.scores) == n * h_kv * k,
+          "attend selection shape")
+    for t in range(n * h_kv):
+        w = sum(r.weights[t * k:(t + 1) * k])
+        check(abs(w - 1) < 1e-4, "weights of row %d sum to %f" % (t, w))
+    check(all(0 <= j < 2 for j in r.selected[h_kv * k:2 * h_kv * k]),
+          "position 2S sees chunks 0 and 1 only: %r" % list(r.selected))
+    check(r.attention is not None and len(r.attention) == n * h_q * k * S, "attention shape")
+    flat = array.array("f", [x for row in qr for x in row])
+    r2 = c.attend("model", flat.tobytes(), memoryview(qa), n, positions=[0, 2 * S, 0])
+    check(r2.output == r.output and r2.selected == r.selected and r2.attention is None,
+          "attend with buffers gives the same result")
+    r3 = c.attend("model", flat, qa, n, k=1)
+    check(r3.k == 1 and len(r3.weights) == n * h_kv, "attend k=1")
+
+    raises(hsamem.SpecMismatch, c.attend, "model", flat + array.array("f", [0] * n), qa, n)
+    raises(hsamem.InvalidArgument, c.attend, "model", flat[:-1], qa, n)
+    raises(ValueError, c.attend, "model", flat, qa, n, positions=[0])
+    raises(hsamem.NotSupported, c.query, "model", "text")
+    raises(hsamem.NoSuchUser, c.attend, "nobody", flat, qa, n)
+
+
+def test_transfer(c):
+    tmp = tempfile.TemporaryDirectory()
+    path = os.path.join(tmp.name, "alice.hsamem")
+    with open(path, "wb") as f:
+        t = c.export("alice", f)
+    check(t.entries == c.entries("alice", count=1).total and t.records > 0 and t.bytes == os.path.getsize(path),
+          "export to a file: %r" % (t,))
+    with open(path, "rb") as f:
+        t2 = c.import_("alice-copy", f)
+        check(f.read() == b"", "the file is read to its end")
+    check(t2.entries == t.entries and t2.chunks == t.chunks, "import: %r" % (t2,))
+
+    total = c.entries("alice", count=1).total
+    same = True
+    for first in range(0, total, 100):
+        a, b = c.entries("alice", first, 100), c.entries("alice-copy", first, 100)
+        same &= a == b
+    check(same, "entries of the copy differ")
+    nch = c.chunks("alice", count=1).total
+    for first in range(0, nch, 16):
+        a = c.chunks("alice", first, 16, tensors=True)
+        b = c.chunks("alice-copy", first, 16, tensors=True)
+        check(a == b, "chunks %d.. of the copy differ" % first)
+    ma, mb = c.stats("alice").memories[0], c.stats("alice-copy").memories[0]
+    check((ma.spec, ma.entries, ma.tokens, ma.chunks, ma.tail_tokens) ==
+          (mb.spec, mb.entries, mb.tokens, mb.chunks, mb.tail_tokens), "stats of the copy")
+    check([h.text for h in c.query("alice", QUESTION, k=3)] ==
+          [h.text for h in c.query("alice-copy", QUESTION, k=3)], "query of the copy")
+
+    # in memory (the callbacks) and through a bare descriptor
+    buf = io.BytesIO()
+    c.export("model", buf)
+    check(buf.tell() > 0, "export to BytesIO")
+    fd = os.open(os.path.join(tmp.name, "model.hsamem"), os.O_RDWR | os.O_CREAT, 0o600)
+    c.export("model", fd)
+    os.lseek(fd, 0, os.SEEK_SET)
+    c.import_("model-copy", fd)
+    os.close(fd)
+    buf.seek(0)
+    c.import_("model-copy2", buf)
+    qa = array.array("f", [0.5] * (3 * 4 * 4))
+    qr = array.array("f", [0.25] * (3 * 8))
+    outs = [c.attend(u, qr, qa, 3).output for u in ("model", "model-copy", "model-copy2")]
+    check(outs[0] == outs[1] == outs[2], "attend on the imported client memories")
+
+    buf.seek(0)
+    raises(hsamem.AlreadyExists, c.import_, "model", buf)
+    raises(hsamem.ImportStreamError, c.import_, "junk", io.BytesIO(b"\x05\x00\x00\x00hello"))
+    raises(hsamem.ImportStreamError, c.import_, "junk", io.BytesIO(buf.getvalue()[:-3]))
+    check("junk" not in [u.user for u in c.users()], "a failed import left a memory")
+
+    class Broken(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, b):
+            raise OSError(28, "disk full")
+
+    e = raises(OSError, c.export, "model", Broken())
+    check(e is not None and e.errno == 28, "an export's write error is raised as it is")
+    tmp.cleanup()
+
+
+def test_errors_and_delete(c):
+    d = c.delete("alice-copy")
+    check(d.entries == c.entries("alice", count=1).total and d.chunks > 0, "delete: %r" % (d,))
+    raises(hsamem.NoSuchUser, c.query, "alice-copy", QUESTION)
+    raises(hsamem.NoSuchUser, c.delete, "alice-copy")
+    raises(hsamem.NoSuchUser, c.entries, "nobody")
+    raises(hsamem.NoSuchUser, c.chunks, "nobody")
+    raises(hsamem.NoSuchUser, c.stats, "nobody")
+    raises(hsamem.NoSuchUser, c.flush, "nobody")
+    raises(hsamem.NoSuchUser, c.export, "nobody", io.BytesIO())
+    raises(hsamem.NoSuchUser, c.append, "nobody", "x", create=False)
+    e = raises(hsamem.BadName, c.append, "bad name", "x")
+    check(e is not None and e.code == -1008 and isinstance(e, hsamem.HsamemError),
+          "BadName's code")
+    raises(hsamem.BadName, c.query, "x" * 65, "x")
+    raises(hsamem.BadName, c.entries, "-dash")
+    raises(hsamem.BadName, c.append, "nul\0name", "x")
+    raises(hsamem.EncoderUnavailable, c.create, "enc", encoder="no-such-encoder")
+    raises(hsamem.InvalidArgument, c.create, "enc", encoder="client", h_kv=3, d_h=4, h_q=4,
+           d_r=8)
+    raises(TypeError, c.create, "enc", chunksize=64)
+    raises(ValueError, c.append, "alice", "x", role="robot")
+    raises(hsamem.InvalidArgument, c.append, "alice")
+    check("enc" not in [u.user for u in c.users()], "a refused create left a memory")
+
+    with hsamem.Client("ipc://" + os.path.join(tempfile.gettempdir(), "no-such-dir",
+                                               "hsamemd.sock"), timeout=2) as other:
+        raises(hsamem.ConnectError, other.ping)
+    raises(hsamem.InvalidArgument, hsamem.Client, "bogus://x")
+    closed = hsamem.Client()
+    closed.close()
+    closed.close()
+    raises(ValueError, closed.ping)
+
+
+def test_threads(c):
+    errors = []
+
+    def worker(i):
+        try:
+            for j in range(20):
+                c.append("threads", "thread %d says %d" % (i, j))
+                c.query("alice", QUESTION, k=2)
+        except Exception as e:   # reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    check(not errors, "threads: %r" % errors)
+    check(c.entries("threads", count=1).total == 80, "threads appended 80 entries")
+
+
+def main():
+    with hsamem.Client(timeout=60) as c:
+        test_text(c)
+        test_client_memory(c)
+        test_transfer(c)
+        test_errors_and_delete(c)
+        test_threads(c)
+    if failures:
+        print("test_python: %d failures" % failures)
+        return 1
+    print("test_python: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
