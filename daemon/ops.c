@@ -620,10 +620,8 @@ op_entries(struct job *job, struct store_txn *txn)
 		job_fail(job, HSAMEM_EINVAL, "count: at most %d entries per request", OPS_MAX_LIST);
 		return;
 	}
-	uint64_t first = q->first;
-	uint64_t end = first < u.n_entries ? first + count : first;
-	if (end > u.n_entries)
-		end = u.n_entries;
+	uint64_t first = q->first < u.n_entries ? q->first : u.n_entries;
+	uint64_t end = u.n_entries - first < count ? u.n_entries : first + count;
 	Hsamem__EntriesReply *r = arena_alloc(&job->arena, sizeof(*r));
 	Hsamem__Entry **list = arena_calloc(&job->arena, end - first + 1, sizeof(*list));
 	if (r == NULL || list == NULL) {
@@ -654,10 +652,8 @@ op_chunks(struct job *job, struct store_txn *txn)
 			 OPS_MAX_CHUNK_LIST);
 		return;
 	}
-	uint64_t first = q->first;
-	uint64_t end = first < u.n_chunks ? first + count : first;
-	if (end > u.n_chunks)
-		end = u.n_chunks;
+	uint64_t first = q->first < u.n_chunks ? q->first : u.n_chunks;
+	uint64_t end = u.n_chunks - first < count ? u.n_chunks : first + count;
 	size_t kv_bytes = spec_kv_bytes(&u.spec), half = kv_bytes / 2;
 	size_t lmk_bytes = spec_landmark_bytes(&u.spec);
 	if (q->tensors && (end - first) * (kv_bytes + lmk_bytes) > job->d->conf.max_message / 2) {

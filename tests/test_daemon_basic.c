@@ -143,6 +143,19 @@ test_isolation(struct harness *h)
 	CHECK_RET(hsamem_entries(c, "bob", 0, 100, &el), 0);
 	CHECK(el != NULL && el->n_entries == 1 && el->total == 1);
 	hsamem_result_free(el);
+	/* ranges past the end are empty, however far past */
+	el = NULL;
+	CHECK_RET(hsamem_entries(c, "bob", 10, 100, &el), 0);
+	CHECK(el != NULL && el->n_entries == 0 && el->total == 1);
+	hsamem_result_free(el);
+	el = NULL;
+	CHECK_RET(hsamem_entries(c, "bob", UINT64_MAX, 1000, &el), 0);
+	CHECK(el != NULL && el->n_entries == 0);
+	hsamem_result_free(el);
+	struct hsamem_chunk_list *cl = NULL;
+	CHECK_RET(hsamem_chunks(c, "bob", UINT64_MAX - 3, 16, 0, &cl), 0);
+	CHECK(cl != NULL && cl->n_chunks == 0);
+	hsamem_result_free(cl);
 	CHECK_RET(hsamem_query_text(c, "carol", "anything", 3, &r), HSAMEM_ENOUSER);
 	hsamem_close(c);
 }
