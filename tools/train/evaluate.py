@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import st  # noqa: E402
 from model import Config, HSAModel, stable_topk  # noqa: E402
-from tasks import TASKS, TaskMaker  # noqa: E402
+from tasks import EVAL_TASKS, TaskMaker  # noqa: E402
 from tokenizer import EOS, Tokenizer  # noqa: E402
 
 STOP = set("""a about above after again against all am an and any are as at be because been before
@@ -261,7 +261,7 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
     log(f"length {nC * S}: baselines indexed in {time.time() - t0:.1f}s")
     depths = [float(x) for x in args.depths.split(",")]
     results = {}
-    for task in TASKS:
+    for task in EVAL_TASKS:
         trials = []
         for d in depths:
             for _ in range(args.trials):
@@ -448,7 +448,7 @@ def main():
             json.dump(dict(args=vars(a), step=meta.get("step"), results=allres), f, indent=1)
     lines = ["| task | length | n | model r@1 | model r@8 | model EM | lexical r@1 | lexical r@8 | BM25 r@1 | BM25 r@8 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for task in TASKS:
+    for task in EVAL_TASKS:
         for L, res in allres.items():
             r = res[task]
             lines.append(f"| {task} | {L} | {r['n']} | {r['model_r1']:.3f} | {r['model_r8']:.3f} | {r['em']:.3f} | "

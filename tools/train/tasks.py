@@ -20,69 +20,96 @@ import numpy as np
 
 from tokenizer import ATOK, EOS, QTOK
 
+# Personal-fact relations: (name, values, training fact templates, training question
+# templates, evaluation fact template, evaluation question template, hard evaluation fact
+# template, hard evaluation question template).
+# The evaluation pair never appears in training. Its question shares no content word with its
+# fact, but its words occur in training templates of the same relation, so a model that learned
+# which wordings belong together can find the fact (synonyms, reordered wording, new template).
+# The "hard" pair needs knowledge that no template teaches (e.g. "the animal that lives with us"
+# for a dog); it is reported separately as facts-hard.
 RELATIONS = [
-    # name, values, fact templates, question templates; the last fact template
-    # and the last question template are used only by the evaluation
     ("pet", ["Rex", "Bella", "Max", "Luna", "Charlie", "Daisy", "Rocky", "Milo", "Coco", "Buddy",
              "Ziggy", "Pepper", "Oscar", "Nala", "Biscuit", "Shadow"],
      ["My dog's name is {v}.", "I have a dog called {v}.", "Our family dog is named {v}.",
-      "I walk my puppy {v} every morning."],
+      "My pet puppy is called {v}.", "I adopted a puppy and named it {v}."],
      ["What is my dog's name?", "What did I name my dog?", "What is the name of my puppy?",
-      "How do we call the animal that lives with us?"]),
+      "What is my pet called?", "Which name did I give my puppy?"],
+     "I walk my puppy {v} every morning.", "What is my dog called?",
+     "I walk my puppy {v} every morning.", "How do we call the animal that lives with us?"),
     ("birthplace", ["Lisbon", "Oslo", "Nairobi", "Denver", "Kyoto", "Porto", "Dublin", "Lima",
                     "Krakow", "Quebec", "Seville", "Tbilisi", "Hanoi", "Adelaide", "Bergen", "Cusco"],
      ["I was born in {v}.", "My birthplace is {v}.", "{v} is the city where I was born.",
-      "My mother gave birth to me in {v}."],
+      "My hometown is {v}.", "I come from {v}, the city of my birth."],
      ["Where was I born?", "What is my birthplace?", "In which city was I born?",
-      "Which town do I originally come from?"]),
+      "What is my hometown?", "Which city do I come from?"],
+     "I was born and raised in {v}.", "Which city is my hometown?",
+     "My mother gave birth to me in {v}.", "Which town do I originally come from?"),
     ("job", ["carpenter", "nurse", "pilot", "librarian", "chemist", "plumber", "lawyer", "baker",
              "dentist", "architect", "journalist", "electrician", "veterinarian", "translator"],
-     ["I work as a {v}.", "My job is being a {v}.", "I am employed as a {v}.",
-      "I earn my living as a {v}."],
+     ["I work as a {v}.", "My job is being a {v}.", "My profession is {v}.",
+      "I am employed as a {v}.", "For work I am a {v}."],
      ["What is my job?", "What do I work as?", "What is my profession?",
-      "How do I make money every day?"]),
+      "Where am I employed and as what?", "What do I do for work?"],
+     "I have been employed as a {v} for years.", "Which profession do I work in?",
+     "I earn my living as a {v}.", "How do I make money every day?"),
     ("car", ["Toyota", "Volvo", "Subaru", "Honda", "Tesla", "Mazda", "Fiat", "Skoda", "Peugeot",
              "Hyundai", "Renault", "Kia"],
      ["I drive a {v}.", "My car is a {v}.", "The car I own is a {v}.",
-      "Every day I commute in my old {v}."],
+      "I bought a {v} as my vehicle.", "My vehicle is a {v}."],
      ["What car do I drive?", "What is my car?", "Which car do I own?",
-      "What vehicle is parked in front of my house?"]),
+      "What vehicle do I have?", "Which vehicle did I buy?"],
+     "Every day I drive to the office in my {v}.", "Which vehicle do I own?",
+     "Every day I commute in my old {v}.", "What vehicle is parked in front of my house?"),
     ("sister", ["Alice", "Maria", "Sofia", "Emma", "Hannah", "Olivia", "Chloe", "Nora", "Ingrid",
                 "Priya", "Yuki", "Fatima", "Clara", "Elena"],
      ["My sister is named {v}.", "My sister's name is {v}.", "I have a sister called {v}.",
-      "{v} and I share the same parents; she is a girl."],
+      "My only sibling is my sister {v}.", "{v} is my older sister."],
      ["What is my sister's name?", "What is my sister called?", "Who is my sister?",
-      "Which girl was raised with me as a sibling?"]),
+      "What is the name of my sibling?", "Who is my older sibling?"],
+     "My younger sister {v} lives nearby.", "Who is my only sibling?",
+     "{v} and I share the same parents; she is a girl.", "Which girl was raised with me as a sibling?"),
     ("food", ["lasagna", "sushi", "paella", "curry", "pancakes", "ramen", "tacos", "risotto",
               "falafel", "goulash", "dumplings", "burritos"],
      ["My favorite food is {v}.", "I love eating {v} more than anything.", "The food I like best is {v}.",
-      "Nothing beats a plate of {v} for me."],
+      "My favorite dish is {v}.", "I could eat {v} every day."],
      ["What is my favorite food?", "Which food do I love most?", "What food do I like best?",
-      "What dish would I choose for dinner if I could pick anything?"]),
+      "What is my favorite dish?", "What dish do I love eating?"],
+     "Nothing beats a plate of {v} for me; I love it.", "What dish do I like best?",
+     "Nothing beats a plate of {v} for me.", "What would I choose for dinner if I could pick anything?"),
     ("instrument", ["violin", "piano", "cello", "trumpet", "guitar", "flute", "drums", "saxophone",
                     "harp", "clarinet", "banjo", "accordion"],
      ["I play the {v}.", "I have played the {v} since I was a child.", "My instrument is the {v}.",
-      "In the evenings I practice music on my {v}."],
+      "My musical instrument is the {v}.", "I practice music on my {v}."],
      ["What instrument do I play?", "Which instrument do I play?", "What is my instrument?",
-      "What do I make music with?"]),
+      "What musical instrument do I practice?", "On what do I play music?"],
+     "In the evenings I practice on my {v}.", "Which musical instrument do I play?",
+     "In the evenings I practice music on my {v}.", "What do I make music with?"),
     ("language", ["Portuguese", "Finnish", "Swahili", "Korean", "Greek", "Dutch", "Polish", "Turkish",
                   "Hebrew", "Hungarian", "Tagalog", "Icelandic"],
      ["At home I speak {v}.", "My native language is {v}.", "I grew up speaking {v}.",
-      "My parents talked to me in {v} when I was little."],
-     ["What language do I speak at home?", "What is my native language?", "Which language did I grow up speaking?",
-      "In which tongue was I raised?"]),
+      "My mother tongue is {v}.", "I speak {v} with my family."],
+     ["What language do I speak at home?", "What is my native language?",
+      "Which language did I grow up speaking?", "What is my mother tongue?",
+      "Which language do I speak with my family?"],
+     "My parents always spoke {v} with me.", "Which language is native to me?",
+     "My parents talked to me in {v} when I was little.", "In which tongue was I raised?"),
     ("sport", ["tennis", "rugby", "cricket", "hockey", "volleyball", "badminton", "fencing", "rowing",
                "handball", "curling", "archery", "karate"],
      ["My favorite sport is {v}.", "I play {v} every weekend.", "The sport I love is {v}.",
-      "On Saturdays you will find me at the {v} club."],
+      "On weekends I go to the {v} club.", "I am a member of a {v} team."],
      ["What is my favorite sport?", "Which sport do I play on weekends?", "What sport do I love?",
-      "Which game keeps me busy on Saturdays?"]),
+      "Which club do I go to?", "What team am I a member of?"],
+     "On Saturdays you will find me at the {v} club.", "What sport do I play on weekends?",
+     "On Saturdays you will find me at the {v} club.", "Which game keeps me busy on Saturdays?"),
     ("color", ["turquoise", "crimson", "lavender", "orange", "emerald", "maroon", "yellow", "indigo",
                "beige", "magenta", "olive", "silver"],
      ["My favorite color is {v}.", "The color I like most is {v}.", "I love the color {v}.",
-      "If I paint a wall, I always pick {v}."],
+      "I always paint my walls {v}.", "My favorite shade is {v}."],
      ["What is my favorite color?", "Which color do I like most?", "What color do I love?",
-      "Which shade would I choose for my room?"]),
+      "What shade do I paint my walls?", "Which shade do I like?"],
+     "If I paint a wall, I always pick {v}.", "Which color do I love most?",
+     "If I paint a wall, I always pick {v}.", "Which shade would I choose for my room?"),
 ]
 
 NIAH_FACT = ["One of the special magic numbers for {k} is: {v}.",
@@ -94,6 +121,7 @@ NIAH_MQ_Q = "What are the special magic numbers for {ks} mentioned in the provid
 VT_Q = "Find all variables that are assigned the value {v} in the text above."
 
 TASKS = ["single", "multikey", "multivalue", "multiquery", "vartrack", "facts"]
+EVAL_TASKS = TASKS + ["facts-hard"]
 
 
 class TaskMaker:
@@ -155,21 +183,22 @@ class TaskMaker:
             needles += [f"VAR {d[0]} = {dv}", f"VAR {d[1]} = VAR {d[0]}"]
             return dict(needles=needles, question=VT_Q.format(v=v),
                         parts=[(nm, i) for i, nm in enumerate(names)], sep=" ")
-        if task == "facts":
+        if task in ("facts", "facts-hard"):
             n = int(rng.integers(3, 7)) if not evaluate else 5
             rel_ids = rng.choice(len(RELATIONS), size=n, replace=False)
-            needles, target = [], None
+            needles, v0 = [], None
             for j, ri in enumerate(rel_ids):
-                _, vals, facts, qs = RELATIONS[ri]
-                ft = facts[-1:] if evaluate else facts[:-1]
-                needles.append(pick(ft).format(v=pick(vals)))
-            ri = rel_ids[0]
-            val = needles[0]
-            _, vals, facts, qs = RELATIONS[ri]
-            # recover the value used in needle 0
-            v0 = next(v for v in vals if v in val)
-            qt = qs[-1:] if evaluate else qs[:-1]
-            return dict(needles=needles, question=pick(qt), parts=[(v0, 0)], sep=", ")
+                _, vals, facts, qs, ef, eq, hf, hq = RELATIONS[ri]
+                v = pick(vals)
+                if not evaluate:
+                    ft = pick(facts)
+                else:
+                    ft = hf if task == "facts-hard" else ef
+                needles.append(ft.format(v=v))
+                if j == 0:
+                    v0 = v
+                    question = pick(qs) if not evaluate else (hq if task == "facts-hard" else eq)
+            return dict(needles=needles, question=question, parts=[(v0, 0)], sep=", ")
         raise ValueError(task)
 
     def encode_block(self, inst):

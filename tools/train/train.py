@@ -4,12 +4,16 @@
     train.py --data DATA/tokens.npz --tok DATA/hsamem-bpe.tok --out OUTDIR
              [--resume FILE] [--time-limit SECONDS] [--seed N] [--schedule SPEC]
 
-The schedule is a list of phases "name:steps:seq_len:batch:topk:task_share",
-separated by commas. The default follows the paper's recipe at small scale:
+The schedule is a list of phases "name:steps:seq_len:batch:topk:task_share:lr:decay:mix",
+separated by commas (lr: peak learning rate; decay 1: cosine decay to 10% of lr over
+the phase, 0: constant; mix: a key of TASK_MIXES). The default follows the paper's
+recipe at small scale:
   warm    short window (always), HSA top-k covering every chunk of 2K-token
           sequences, synthetic tasks mixed in
   sparse  top-k 8 on the same lengths
   long    top-k 8 on 8K-token sequences (128 chunks)
+  tune    top-k 8 on 4K-token sequences, more synthetic data, more distractors and
+          paraphrased facts, lower learning rate
 Training stops at the end of the schedule or when --time-limit is reached,
 writing OUTDIR/ckpt.pt (weights, optimizer, step; for resuming on the same
 machine), OUTDIR/model.safetensors (bf16 weights, config and step in the
@@ -33,17 +37,24 @@ from model import Config, HSAModel, count_params  # noqa: E402
 from tasks import TASKS, TaskMaker, build_training_sample  # noqa: E402
 from tokenizer import PAD, Tokenizer  # noqa: E402
 
-DEFAULT_SCHEDULE = "warm:1500:2048:24:64:0.6,sparse:1500:2048:24:8:0.6,long:2000:8192:6:8:0.6"
-TASK_MIX = {"single": 0.15, "multikey": 0.2, "multivalue": 0.1, "multiquery": 0.15,
-            "vartrack": 0.1, "facts": 0.3}
+DEFAULT_SCHEDULE = ("warm:1500:2048:24:64:0.6:2e-3:0:base,sparse:1500:2048:24:8:0.6:2e-3:0:base,"
+                    "long:2000:8192:6:8:0.6:2e-3:1:base,tune:2000:4096:12:8:0.8:6e-4:1:tune")
+TASK_MIXES = {
+    "base": {"single": 0.15, "multikey": 0.2, "multivalue": 0.1, "multiquery": 0.15,
+             "vartrack": 0.1, "facts": 0.3},
+    # more distractors and paraphrased facts
+    "tune": {"single": 0.1, "multikey": 0.3, "multivalue": 0.1, "multiquery": 0.1,
+             "vartrack": 0.05, "facts": 0.35},
+}
 
 
 def parse_schedule(spec):
     phases = []
     for item in spec.split(","):
-        name, steps, T, bs, topk, share = item.split(":")
+        name, steps, T, bs, topk, share, lr, decay, mix = item.split(":")
         phases.append(dict(name=name, steps=int(steps), T=int(T), batch=int(bs),
-                           topk=int(topk), task_share=float(share)))
+                           topk=int(topk), task_share=float(share), lr=float(lr),
+                           decay=bool(int(decay)), mix=mix))
     return phases
 
 
@@ -60,8 +71,9 @@ class Batches(torch.utils.data.IterableDataset):
         filler = np.load(self.data_path)["train"]
         maker = TaskMaker(Tokenizer.load(self.tok_path))
         ph = self.phase
-        names = list(TASK_MIX)
-        probs = np.array([TASK_MIX[n] for n in names])
+        mix = TASK_MIXES[ph["mix"]]
+        names = list(mix)
+        probs = np.array([mix[n] for n in names])
         probs /= probs.sum()
         step = self.start + wid
         while True:
@@ -135,7 +147,6 @@ def main():
     ap.add_argument("--schedule", default=DEFAULT_SCHEDULE)
     ap.add_argument("--time-limit", type=float, default=510)
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--ret-weight", type=float, default=0.5)
     ap.add_argument("--ans-weight", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=8)
@@ -177,7 +188,7 @@ def main():
         (decay if p.dim() >= 2 else no_decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+                            lr=phases[0]["lr"], betas=(0.9, 0.95), eps=1e-8)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     rewarm = 0 if (opt_state is not None or step == 0) else 50
@@ -187,14 +198,16 @@ def main():
     warm = 200
     start_step = step
 
-    last_start = total - phases[-1]["steps"]
+    starts = np.cumsum([0] + [p["steps"] for p in phases])
 
     def lr_at(s):
-        """Linear warm-up, constant, then a cosine decay to 10% over the last phase (so a
-        phase's length can change without changing the schedule before it)."""
-        base = a.lr * min(1.0, (s + 1) / warm)
-        if s >= last_start:
-            f = min(1.0, (s - last_start) / max(1, phases[-1]["steps"]))
+        """Linear warm-up over the first steps, then per phase its peak rate, constant or with
+        a cosine decay to 10% over the phase; a resumed run without optimizer state re-warms."""
+        i = min(int(np.searchsorted(starts, s, side="right")) - 1, len(phases) - 1)
+        ph = phases[i]
+        base = ph["lr"] * min(1.0, (s + 1) / warm)
+        if ph["decay"]:
+            f = min(1.0, (s - starts[i]) / max(1, ph["steps"]))
             base *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * f))
         if rewarm:
             base *= min(1.0, (s - start_step + 1) / rewarm)
