@@ -3,8 +3,8 @@
  * threads of its own. It owns those threads and nothing else: no cache and no state between calls
  * but two counters; every landmark and K/V is read from the source during the call. It is the
  * oracle that the CUDA backend is tested against, so clarity of the math comes before speed, and
- * speed comes from data layout (landmarks converted to f32 in small blocks that stay in L1, then
- * plain dot products) rather than from cleverness.
+ * speed comes from streaming the landmarks once (converted to f32 in blocks that stay in L1, or in
+ * registers on the way into the dot products) rather than from cleverness.
  *
  * One attend() call works through its tokens in groups of TOK_GROUP, each in two phases:
  *

@@ -7,9 +7,9 @@
  * host without a GPU all give 0 devices and a sentence saying why, and the daemon serves on the
  * CPU.
  *
- * The backend itself is built from the CUDA sources (gpu/cuda_*.cu) when they exist; they define
- * gpu_cuda_backend_alloc() and the build defines HAVE_CUDA_BACKEND. Until then, gpu_cuda_alloc()
- * answers -ENODEV even where a device is present.
+ * The backend itself lives in its own sources, which define gpu_cuda_backend_alloc(); a build that
+ * compiles them defines HAVE_CUDA_BACKEND. Without them gpu_cuda_alloc() answers -ENODEV even where
+ * a device is present.
  */
 #include "config.h"
 
