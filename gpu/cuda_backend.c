@@ -1,0 +1,1277 @@
+/*
+ * cuda_backend.c: the CUDA backend. It owns one device's state for hsamem: a stream, a cuBLAS
+ * handle, the resident landmark matrices of recently queried memories, the device and pinned host
+ * chunk caches, and the scratch buffers of a call. It never owns chunk data of record: everything
+ * comes from the source during a call, and may be dropped at any time.
+ *
+ * A call (cuda_attend), under the backend's lock, per group of up to TOK_GROUP query tokens:
+ *
+ *   1. residency: the memory's landmark rows that are visible to the query and not yet on the
+ *      device are copied from the source through two pinned staging buffers (host memcpy of one
+ *      overlaps the DMA of the other) onto the end of its device matrix, which grows by doubling
+ *      with a device-to-device copy: sealed chunks never change, so rows once loaded stay valid;
+ *   2. scoring: the queries are split into two (f16) or three (bf16) 16-bit parts whose sum is the
+ *      fp32 query, scaled by a power of two into the 16-bit range; one cuBLAS GEMM (fp32
+ *      accumulation) scores every part against the landmarks, and the top-k adds the parts;
+ *   3. top-k (gpu/cuda_kernels.cu), then one synchronisation to read the selection back;
+ *   4. chunks: each selected chunk is looked up in the device cache; misses get a device slot (or
+ *      a place in device staging when the cache is full of this call's chunks) and are read from
+ *      the pinned host cache, or copied from the source into it (or into pinned staging); one
+ *      gather kernel then copies all misses from mapped pinned memory to the device at once;
+ *   5. in-chunk attention and fusion kernels; results are copied back and the stream is
+ *      synchronised before the call returns, so the next call may reuse every buffer.
+ *
+ * Memories the budget cannot hold, shapes the kernels do not cover and f32 memories are served by
+ * a CPU backend of the backend's own, so a resource shortfall never reads as a device failure. A
+ * CUDA or cuBLAS error is logged with its statement, file and line, fails the call with
+ * HSAMEM_EBACKEND and leaves the backend failed: the daemon then serves on the CPU.
+ *
+ * Concurrency: one lock and one stream. Calls from several workers run one after the other; the
+ * GPU part of a warm call is ~0.1 ms, so the lock is not the bottleneck below ~10,000 calls/s. The
+ * chunk caches are documented in cuda_cache.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "backend.h"
+#include "cuda_backend.h"
+#include "cuda_cache.h"
+#include "cuda_int.h"
+#include "half.h"
+#include "hsamem.h"
+#include "log.h"
+
+#define TOK_GROUP       32                  /* query tokens per round */
+#define LMK_STAGE_BYTES (8u << 20)          /* each of the two landmark staging buffers */
+#define SEG_BYTES       ((size_t)64 << 20) /* chunk cache segment */
+#define SLOT_ALIGN      256
+#define LMK_BUCKETS     1024
+#define MAX_POOLS       8
+
+/* ---- errors ---- */
+
+static int
+cu_fail(cudaError_t e, const char *stmt, const char *file, int line)
+{
+	if (e == cudaSuccess)
+		return 0;
+	log_err("cuda: %s failed at %s:%d: %s (%s)", stmt, file, line, cudaGetErrorString(e),
+	        cudaGetErrorName(e));
+	return HSAMEM_EBACKEND;
+}
+
+static int
+blas_fail(cublasStatus_t s, const char *stmt, const char *file, int line)
+{
+	if (s == CUBLAS_STATUS_SUCCESS)
+		return 0;
+	log_err("cuda: %s failed at %s:%d: %s", stmt, file, line, cublasGetStatusString(s));
+	return HSAMEM_EBACKEND;
+}
+
+#define CU(stmt)   cu_fail((stmt), #stmt, __FILE__, __LINE__)
+#define BLAS(stmt) blas_fail((stmt), #stmt, __FILE__, __LINE__)
+
+/* ---- state ---- */
+
+struct lmk {
+	uint64_t uid;
+	size_t row_bytes;
+	uint64_t rows, cap; /* rows loaded; rows allocated */
+	void *dev;
+	struct lmk *prev, *next; /* LRU, head most recent */
+	struct lmk *hnext;
+};
+
+/* The chunks of one size: a device slot cache and a pinned host slot cache. */
+struct pool {
+	size_t kv_bytes, slot_bytes;
+	struct slot_cache dev, host;
+	char **dev_seg, **host_seg; /* segments of seg_slots slots each */
+	uint32_t n_dev_seg, n_host_seg;
+	uint32_t dev_seg_slots, host_seg_slots; /* fixed by the first segment */
+};
+
+struct buf {
+	void *p;
+	size_t cap;
+};
+
+/* One miss of the current round. */
+struct miss {
+	uint64_t j;
+	uint32_t dev_slot;  /* SLOT_NONE: device staging entry dst_stage */
+	uint32_t host_slot; /* SLOT_NONE: pinned staging entry src_stage (or none: see kv) */
+	uint32_t dst_stage, src_stage;
+	const void *kv;     /* the source's bytes, to copy into the host slot or staging */
+};
+
+struct cuda_backend {
+	struct gpu_backend base;
+	pthread_mutex_t mu;
+	int device;
+	char name[128];
+	cudaStream_t st;
+	cublasHandle_t blas;
+	cudaEvent_t ev[2];
+	bool failed;
+	bool uva; /* mapped pinned memory has the same address on the device */
+	struct gpu_backend *cpu; /* fallback, made on first need */
+
+	uint64_t budget, chunk_budget, host_budget;
+	uint64_t lmk_bytes, chunk_bytes, host_bytes, scratch_bytes;
+	struct lmk *lru_head, *lru_tail, *buckets[LMK_BUCKETS];
+	uint64_t n_resident;
+	struct pool pools[MAX_POOLS];
+	unsigned n_pools;
+	uint64_t epoch;
+
+	/* device scratch */
+	struct buf d_q, d_scores, d_keys_a, d_keys_b, d_res, d_out, d_attn, d_partial, d_tab,
+	        d_stage;
+	/* pinned host scratch */
+	struct buf h_q, h_res, h_sel, h_tab, h_stage, h_lmk[2];
+	/* plain host scratch */
+	struct miss *miss;
+	size_t miss_cap;
+	uint32_t *staged; /* per round: j + 1 -> device staging entry, open addressing */
+	size_t staged_cap;
+
+	atomic_uint_fast64_t calls, errors;
+	uint64_t lmk_hits, lmk_misses, chunk_hits, chunk_misses;
+	struct gpu_cuda_counters ctr;
+};
+
+/* ---- buffers ---- */
+
+static int
+dev_reserve(struct cuda_backend *b, struct buf *x, size_t bytes)
+{
+	cudaError_t e;
+	void *p;
+
+	if (x->cap >= bytes)
+		return 0;
+	if (bytes < x->cap + x->cap / 2)
+		bytes = x->cap + x->cap / 2;
+	bytes = (bytes + 4095) & ~(size_t)4095;
+	if (x->p != NULL) {
+		int err = CU(cudaFree(x->p));
+		x->p = NULL;
+		b->scratch_bytes -= x->cap;
+		x->cap = 0;
+		if (err != 0)
+			return err;
+	}
+	if ((e = cudaMalloc(&p, bytes)) == cudaErrorMemoryAllocation) {
+		cudaGetLastError();
+		log_warn("cuda: no device memory for %zu bytes of scratch", bytes);
+		return -ENOMEM;
+	}
+	if (CU(e) != 0)
+		return HSAMEM_EBACKEND;
+	x->p = p;
+	x->cap = bytes;
+	b->scratch_bytes += bytes;
+	return 0;
+}
+
+static int
+host_reserve(struct cuda_backend *b, struct buf *x, size_t bytes)
+{
+	cudaError_t e;
+	void *p;
+
+	if (x->cap >= bytes)
+		return 0;
+	if (bytes < x->cap + x->cap / 2)
+		bytes = x->cap + x->cap / 2;
+	bytes = (bytes + 4095) & ~(size_t)4095;
+	if (x->p != NULL) {
+		int err = CU(cudaFreeHost(x->p));
+		x->p = NULL;
+		x->cap = 0;
+		if (err != 0)
+			return err;
+	}
+	e = cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
+	if (e == cudaErrorMemoryAllocation) {
+		cudaGetLastError();
+		log_warn("cuda: no pinned host memory for %zu bytes", bytes);
+		return -ENOMEM;
+	}
+	if (CU(e) != 0)
+		return HSAMEM_EBACKEND;
+	x->p = p;
+	x->cap = bytes;
+	return 0;
+}
+
+static void
+dev_release(struct buf *x)
+{
+	if (x->p != NULL)
+		cudaFree(x->p);
+	x->p = NULL;
+	x->cap = 0;
+}
+
+static void
+host_release(struct buf *x)
+{
+	if (x->p != NULL)
+		cudaFreeHost(x->p);
+	x->p = NULL;
+	x->cap = 0;
+}
+
+/* The device address of mapped pinned memory (the same pointer under unified addressing). */
+static int
+mapped(const void *host, const void **dev)
+{
+	void *d = NULL;
+	int err = CU(cudaHostGetDevicePointer(&d, (void *)host, 0));
+	if (err == 0)
+		*dev = d;
+	return err;
+}
+
+/* ---- landmark residency ---- */
+
+static struct lmk **
+lmk_bucket(struct cuda_backend *b, uint64_t uid)
+{
+	return &b->buckets[(uid * 0x9e3779b97f4a7c15ull) >> 54 & (LMK_BUCKETS - 1)];
+}
+
+static struct lmk *
+lmk_find(struct cuda_backend *b, uint64_t uid)
+{
+	for (struct lmk *l = *lmk_bucket(b, uid); l != NULL; l = l->hnext)
+		if (l->uid == uid)
+			return l;
+	return NULL;
+}
+
+static void
+lru_unlink(struct cuda_backend *b, struct lmk *l)
+{
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		b->lru_head = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	else
+		b->lru_tail = l->prev;
+	l->prev = l->next = NULL;
+}
+
+static void
+lru_front(struct cuda_backend *b, struct lmk *l)
+{
+	l->next = b->lru_head;
+	l->prev = NULL;
+	if (b->lru_head != NULL)
+		b->lru_head->prev = l;
+	b->lru_head = l;
+	if (b->lru_tail == NULL)
+		b->lru_tail = l;
+}
+
+static void
+lmk_drop(struct cuda_backend *b, struct lmk *l)
+{
+	struct lmk **pp = lmk_bucket(b, l->uid);
+
+	while (*pp != l)
+		pp = &(*pp)->hnext;
+	*pp = l->hnext;
+	lru_unlink(b, l);
+	if (l->dev != NULL)
+		cudaFree(l->dev);
+	b->lmk_bytes -= l->cap * l->row_bytes;
+	b->n_resident--;
+	free(l);
+}
+
+/*
+ * Device memory of rows * row_bytes for l, keeping its loaded rows: evicts other memories' landmarks
+ * (least recently used first) until it fits beside the chunk cache. -ENOMEM when it cannot fit.
+ */
+static int
+lmk_grow(struct cuda_backend *b, struct lmk *l, uint64_t rows)
+{
+	size_t bytes = rows * l->row_bytes, old = l->cap * l->row_bytes;
+	void *p = NULL;
+	cudaError_t e;
+	int err;
+
+	if (bytes / l->row_bytes != rows || bytes > b->budget)
+		return -ENOMEM;
+	while (b->lmk_bytes - old + bytes + b->chunk_bytes > b->budget) {
+		struct lmk *v = b->lru_tail;
+		if (v == l)
+			v = v->prev;
+		if (v == NULL)
+			return -ENOMEM;
+		lmk_drop(b, v);
+		b->ctr.lmk_evictions++;
+	}
+	if ((e = cudaMalloc(&p, bytes)) == cudaErrorMemoryAllocation) {
+		cudaGetLastError();
+		return -ENOMEM;
+	}
+	if ((err = CU(e)) != 0)
+		return err;
+	if (l->rows > 0 &&
+	    (err = CU(cudaMemcpyAsync(p, l->dev, l->rows * l->row_bytes, cudaMemcpyDeviceToDevice,
+	                              b->st))) != 0) {
+		cudaFree(p);
+		return err;
+	}
+	if (l->dev != NULL && (err = CU(cudaFree(l->dev))) != 0) {
+		cudaFree(p);
+		return err;
+	}
+	l->dev = p;
+	l->cap = rows;
+	b->lmk_bytes += bytes - old;
+	return 0;
+}
+
+/* Copies rows [l->rows, need) from the source, through the two pinned staging buffers. */
+static int
+lmk_load(struct cuda_backend *b, struct lmk *l, const struct hsa_source *src, uint64_t need)
+{
+	uint64_t per = LMK_STAGE_BYTES / l->row_bytes, first = l->rows, done = l->rows;
+	int cur = 0, err = 0;
+	size_t fill = 0; /* rows in the current buffer */
+	bool used[2] = {false, false};
+
+	if (per == 0)
+		return -ENOMEM;
+	while (first < need) {
+		const void *rows = NULL;
+		uint64_t count = 0;
+		if ((err = src->landmarks(src->ctx, first, &rows, &count)) != 0)
+			goto out;
+		if (rows == NULL || count == 0) {
+			err = HSAMEM_EINTERNAL;
+			goto out;
+		}
+		if (count > need - first)
+			count = need - first;
+		for (uint64_t off = 0; off < count;) {
+			uint64_t n = count - off < per - fill ? count - off : per - fill;
+			if (fill == 0 && used[cur] && (err = CU(cudaEventSynchronize(b->ev[cur]))) != 0)
+				goto out;
+			memcpy((char *)b->h_lmk[cur].p + fill * l->row_bytes,
+			       (const char *)rows + off * l->row_bytes, n * l->row_bytes);
+			fill += n;
+			off += n;
+			if (fill == per || first + off == need) {
+				err = CU(cudaMemcpyAsync((char *)l->dev + done * l->row_bytes,
+				                         b->h_lmk[cur].p, fill * l->row_bytes,
+				                         cudaMemcpyHostToDevice, b->st));
+				if (err == 0)
+					err = CU(cudaEventRecord(b->ev[cur], b->st));
+				if (err != 0)
+					goto out;
+				used[cur] = true;
+				done += fill;
+				fill = 0;
+				cur ^= 1;
+			}
+		}
+		first += count;
+	}
+	b->ctr.lmk_bytes_loaded += (need - l->rows) * l->row_bytes;
+	b->lmk_misses += need - l->rows;
+	l->rows = need;
+out:
+	return err;
+}
+
+/* Makes the first need rows of the memory's landmarks resident; *out gets them. */
+static int
+lmk_ensure(struct cuda_backend *b, const struct hsa_spec *spec, const struct hsa_source *src,
+           uint64_t need, struct lmk **out)
+{
+	size_t row_bytes = spec_landmark_bytes(spec);
+	struct lmk *l = lmk_find(b, src->uid);
+	int err;
+
+	if (l != NULL && l->row_bytes != row_bytes) {
+		lmk_drop(b, l);
+		l = NULL;
+	}
+	if (l == NULL) {
+		if ((l = calloc(1, sizeof(*l))) == NULL)
+			return -ENOMEM;
+		l->uid = src->uid;
+		l->row_bytes = row_bytes;
+		l->hnext = *lmk_bucket(b, src->uid);
+		*lmk_bucket(b, src->uid) = l;
+		lru_front(b, l);
+		b->n_resident++;
+	} else if (b->lru_head != l) {
+		lru_unlink(b, l);
+		lru_front(b, l);
+	}
+	b->lmk_hits += need < l->rows ? need : l->rows;
+	if (need > l->cap) {
+		uint64_t cap = l->cap * 2 > need ? l->cap * 2 : need;
+		if (cap < 1024)
+			cap = 1024;
+		if (cap > src->n_chunks && src->n_chunks >= need)
+			cap = src->n_chunks > 1024 ? src->n_chunks : 1024;
+		err = lmk_grow(b, l, cap);
+		if (err == -ENOMEM && cap > need)
+			err = lmk_grow(b, l, need);
+		if (err != 0) {
+			if (l->rows == 0)
+				lmk_drop(b, l);
+			return err;
+		}
+	}
+	if (need > l->rows && (err = lmk_load(b, l, src, need)) != 0)
+		return err;
+	*out = l;
+	return 0;
+}
+
+/* ---- chunk pools ---- */
+
+static struct pool *
+pool_get(struct cuda_backend *b, size_t kv_bytes)
+{
+	for (unsigned i = 0; i < b->n_pools; i++)
+		if (b->pools[i].kv_bytes == kv_bytes)
+			return &b->pools[i];
+	if (b->n_pools == MAX_POOLS)
+		return NULL;
+	struct pool *p = &b->pools[b->n_pools++];
+	memset(p, 0, sizeof(*p));
+	p->kv_bytes = kv_bytes;
+	p->slot_bytes = (kv_bytes + SLOT_ALIGN - 1) & ~(size_t)(SLOT_ALIGN - 1);
+	slot_cache_init(&p->dev);
+	slot_cache_init(&p->host);
+	return p;
+}
+
+static char *
+dev_slot(const struct pool *p, uint32_t s)
+{
+	return p->dev_seg[s / p->dev_seg_slots] + (size_t)(s % p->dev_seg_slots) * p->slot_bytes;
+}
+
+static char *
+host_slot(const struct pool *p, uint32_t s)
+{
+	return p->host_seg[s / p->host_seg_slots] + (size_t)(s % p->host_seg_slots) * p->slot_bytes;
+}
+
+/* Adds a segment of device (or pinned host) slots within the budget; false when none fits. */
+static bool
+pool_add_seg(struct cuda_backend *b, struct pool *p, bool host)
+{
+	uint64_t limit, used, room;
+	char ***seg = host ? &p->host_seg : &p->dev_seg;
+	uint32_t *seg_slots = host ? &p->host_seg_slots : &p->dev_seg_slots;
+	uint32_t *n_seg = host ? &p->n_host_seg : &p->n_dev_seg;
+	struct slot_cache *sc = host ? &p->host : &p->dev;
+	void *mem = NULL;
+	cudaError_t e;
+
+	if (host) {
+		limit = b->host_budget;
+		used = b->host_bytes;
+	} else {
+		limit = b->lmk_bytes < b->budget ? b->budget - b->lmk_bytes : 0;
+		limit = b->chunk_budget < limit ? b->chunk_budget : limit;
+		used = b->chunk_bytes;
+	}
+	room = used < limit ? limit - used : 0;
+	size_t bytes = SEG_BYTES < room ? SEG_BYTES : room;
+	uint32_t n = (uint32_t)(bytes / p->slot_bytes);
+	if (n == 0 || (*n_seg > 0 && n < *seg_slots))
+		return false;
+	if (*n_seg > 0)
+		n = *seg_slots;
+	bytes = (size_t)n * p->slot_bytes;
+	char **ns = realloc(*seg, (*n_seg + 1) * sizeof(char *));
+	if (ns == NULL)
+		return false;
+	*seg = ns;
+	e = host ? cudaHostAlloc(&mem, bytes, cudaHostAllocMapped | cudaHostAllocPortable)
+	         : cudaMalloc(&mem, bytes);
+	if (e != cudaSuccess) {
+		cudaGetLastError();
+		return false;
+	}
+	if (slot_cache_grow(sc, n) != 0) {
+		host ? cudaFreeHost(mem) : cudaFree(mem);
+		return false;
+	}
+	*seg_slots = n;
+	(*seg)[(*n_seg)++] = mem;
+	if (host)
+		b->host_bytes += bytes;
+	else
+		b->chunk_bytes += bytes;
+	return true;
+}
+
+static uint32_t
+pool_insert(struct cuda_backend *b, struct pool *p, bool host, uint64_t uid, uint64_t j)
+{
+	struct slot_cache *sc = host ? &p->host : &p->dev;
+
+	if (sc->free_head == SLOT_NONE)
+		pool_add_seg(b, p, host);
+	return slot_cache_insert(sc, uid, j, b->epoch);
+}
+
+static void
+pool_free_all(struct cuda_backend *b, struct pool *p)
+{
+	for (uint32_t i = 0; i < p->n_dev_seg; i++)
+		cudaFree(p->dev_seg[i]);
+	for (uint32_t i = 0; i < p->n_host_seg; i++)
+		cudaFreeHost(p->host_seg[i]);
+	free(p->dev_seg);
+	free(p->host_seg);
+	slot_cache_fini(&p->dev);
+	slot_cache_fini(&p->host);
+}
+
+/* ---- one call ---- */
+
+struct call {
+	struct cuda_backend *b;
+	const struct hsa_spec *spec;
+	const struct hsa_source *src;
+	const struct hsa_query *q;
+	struct hsa_result *res;
+	struct lmk *lmk;
+	struct pool *pool;
+	uint32_t G, d_rh, k, nsplit;
+	size_t n_sel_all, n_out_all, n_attn_all;
+	/* pinned result layout */
+	int64_t *h_sel;
+	float *h_score, *h_weight, *h_out, *h_attn;
+	/* round */
+	uint32_t t0, nt;
+	uint64_t max_vis;
+};
+
+static inline uint16_t
+to16(enum hsa_dtype t, float x)
+{
+	return t == HSA_F16 ? half_f16_from_float(x) : half_bf16_from_float(x);
+}
+
+static inline float
+from16(enum hsa_dtype t, uint16_t h)
+{
+	return t == HSA_F16 ? half_f16_to_float(h) : half_bf16_to_float(h);
+}
+
+/* Packs the round's queries: 16-bit parts, unscale factors, visibility, attention queries. */
+static size_t
+pack_queries(struct call *c, void *dst, size_t *off_unscale, size_t *off_vis, size_t *off_qa)
+{
+	const struct hsa_spec *sp = c->spec;
+	uint32_t nt = c->nt, h_kv = sp->h_kv, d_rh = c->d_rh, ns = c->nsplit;
+	size_t n_qh = (size_t)h_kv * ns * nt * d_rh;
+	uint16_t *qh = dst;
+	size_t o_un = (n_qh * 2 + 15) & ~(size_t)15;
+	float *unscale = (float *)((char *)dst + o_un);
+	size_t o_vis = o_un + (((size_t)nt * h_kv * 4 + 15) & ~(size_t)15);
+	uint32_t *vis = (uint32_t *)((char *)dst + o_vis);
+	size_t o_qa = o_vis + (((size_t)nt * 4 + 15) & ~(size_t)15);
+	float *qa = (float *)((char *)dst + o_qa);
+	size_t n_qa = (size_t)nt * sp->h_q * sp->d_h;
+
+	c->max_vis = 0;
+	for (uint32_t t = 0; t < nt; t++) {
+		uint64_t v = c->q->pos[c->t0 + t] / sp->S;
+		if (v > c->src->n_chunks)
+			v = c->src->n_chunks;
+		vis[t] = (uint32_t)v;
+		if (v > c->max_vis)
+			c->max_vis = v;
+		for (uint32_t r = 0; r < h_kv; r++) {
+			const float *x = c->q->qr + ((size_t)(c->t0 + t) * sp->d_r) + (size_t)r * d_rh;
+			float m = 0.0f;
+			bool finite = true;
+			int e = 0, ex;
+			for (uint32_t i = 0; i < d_rh; i++) {
+				if (!isfinite(x[i]))
+					finite = false;
+				else if (fabsf(x[i]) > m)
+					m = fabsf(x[i]);
+			}
+			if (finite && m > 0.0f) {
+				frexpf(m, &ex);
+				e = 14 - ex;
+				e = e > 100 ? 100 : e < -100 ? -100 : e;
+			}
+			unscale[(size_t)t * h_kv + r] = ldexpf(1.0f, -e);
+			for (uint32_t i = 0; i < d_rh; i++) {
+				float v0 = ldexpf(x[i], e);
+				for (uint32_t s = 0; s < ns; s++) {
+					uint16_t h = to16(sp->dtype, v0);
+					qh[(((size_t)r * ns + s) * nt + t) * d_rh + i] = h;
+					float back = from16(sp->dtype, h);
+					v0 = isfinite(back) ? v0 - back : 0.0f;
+				}
+			}
+		}
+	}
+	memcpy(qa, c->q->qa + (size_t)c->t0 * sp->h_q * sp->d_h, n_qa * 4);
+	*off_unscale = o_un;
+	*off_vis = o_vis;
+	*off_qa = o_qa;
+	return o_qa + n_qa * 4;
+}
+
+static uint32_t
+pow2_at_least(uint64_t x)
+{
+	uint32_t p = 1;
+	while (p < x && p < CUK_TOPK_GROUP_MAX)
+		p <<= 1;
+	return p;
+}
+
+/* Scores, top-k and weights of the round into d_res; selection copied back to pinned memory. */
+static int
+round_select(struct call *c, const float *d_unscale, const uint32_t *d_vis, const uint16_t *d_qh)
+{
+	struct cuda_backend *b = c->b;
+	const struct hsa_spec *sp = c->spec;
+	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k, pairs = nt * h_kv;
+	uint64_t ld = (c->max_vis + 3) & ~(uint64_t)3;
+	uint32_t ncol = c->nsplit * nt;
+	int err;
+
+	if (c->max_vis > 0) {
+		const float one = 1.0f, zero = 0.0f;
+		cudaDataType_t dt = sp->dtype == HSA_F16 ? CUDA_R_16F : CUDA_R_16BF;
+		if ((err = dev_reserve(b, &b->d_scores, (size_t)h_kv * ncol * ld * 4)) != 0)
+			return err;
+		err = BLAS(cublasGemmStridedBatchedEx(
+		        b->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)c->max_vis, (int)ncol, (int)c->d_rh,
+		        &one, c->lmk->dev, dt, (int)sp->d_r, (long long)c->d_rh, d_qh, dt,
+		        (int)c->d_rh, (long long)ncol * c->d_rh, &zero, b->d_scores.p, CUDA_R_32F,
+		        (int)ld, (long long)ncol * ld, (int)h_kv, CUBLAS_COMPUTE_32F,
+		        CUBLAS_GEMM_DEFAULT));
+		if (err != 0)
+			return err;
+	}
+
+	struct cuk_topk_args a = {
+	        .scores = c->max_vis > 0 ? b->d_scores.p : NULL,
+	        .vis = d_vis,
+	        .unscale = d_unscale,
+	        .ld = ld,
+	        .len = c->max_vis,
+	        .nsplit = c->nsplit,
+	        .nt = nt,
+	        .h_kv = h_kv,
+	        .k = k,
+	        .r_scale = 1.0f / sqrtf((float)c->d_rh),
+	        .stickbreak = sp->weighting == HSA_STICKBREAK,
+	};
+	a.group = pow2_at_least(a.len > k ? a.len : k);
+	a.n_groups = a.len <= a.group ? 1 : (uint32_t)((a.len + a.group - 1) / a.group);
+	size_t keys = (size_t)pairs * a.n_groups * k * 8;
+	int64_t *d_sel;
+	if ((err = dev_reserve(b, &b->d_res, (size_t)pairs * k * 16)) != 0)
+		return err;
+	d_sel = b->d_res.p;
+	a.sel = d_sel;
+	a.score = (float *)(d_sel + (size_t)pairs * k);
+	a.weight = a.score + (size_t)pairs * k;
+	if (a.n_groups > 1 && ((err = dev_reserve(b, &b->d_keys_a, keys)) != 0 ||
+	                       (err = dev_reserve(b, &b->d_keys_b, keys)) != 0))
+		return err;
+	uint64_t *kin = b->d_keys_a.p, *kout = b->d_keys_b.p;
+	a.keys_out = kin;
+	for (;;) {
+		if ((err = CU(cuk_topk(b->st, &a))) != 0)
+			return err;
+		if (a.n_groups == 1)
+			break;
+		a.scores = NULL;
+		a.keys_in = a.keys_out;
+		a.len = (uint64_t)a.n_groups * k;
+		a.group = pow2_at_least(a.len);
+		a.n_groups = a.len <= a.group ? 1 : (uint32_t)((a.len + a.group - 1) / a.group);
+		a.keys_out = a.keys_in == kin ? kout : kin;
+	}
+
+	/* one copy of the round's sel, score and weight (contiguous on the device) */
+	size_t n = (size_t)pairs * k;
+	if ((err = host_reserve(b, &b->h_sel, n * 16)) != 0 ||
+	    (err = CU(cudaMemcpyAsync(b->h_sel.p, a.sel, n * 16, cudaMemcpyDeviceToHost, b->st))))
+		return err;
+	if ((err = CU(cudaStreamSynchronize(b->st))) != 0)
+		return err;
+	size_t at = (size_t)c->t0 * h_kv * k;
+	const int64_t *hs = b->h_sel.p;
+	memcpy(c->h_sel + at, hs, n * 8);
+	memcpy(c->h_score + at, hs + n, n * 4);
+	memcpy(c->h_weight + at, (const float *)(hs + n) + n, n * 4);
+	return 0;
+	return CU(cudaStreamSynchronize(b->st));
+}
+
+/* The device staging entry of chunk j in this round, creating it; *fresh when new. */
+static uint32_t
+staged_entry(struct cuda_backend *b, uint64_t j, uint32_t *n_staged, bool *fresh)
+{
+	size_t mask = b->staged_cap - 1, i = (size_t)(j * 0x9e3779b97f4a7c15ull >> 20) & mask;
+
+	for (; b->staged[2 * i] != 0; i = (i + 1) & mask) {
+		if (b->staged[2 * i] - 1 == (uint32_t)j) {
+			*fresh = false;
+			return b->staged[2 * i + 1];
+		}
+	}
+	b->staged[2 * i] = (uint32_t)j + 1;
+	b->staged[2 * i + 1] = (*n_staged)++;
+	*fresh = true;
+	return b->staged[2 * i + 1];
+}
+
+/* Finds or pages in the round's selected chunks, then runs attention and fusion. */
+static int
+round_attend(struct call *c, const float *d_qa)
+{
+	struct cuda_backend *b = c->b;
+	const struct hsa_spec *sp = c->spec;
+	const struct hsa_source *src = c->src;
+	struct pool *p = c->pool;
+	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k, pairs = nt * h_kv;
+	size_t n = (size_t)pairs * k, at = (size_t)c->t0 * h_kv * k;
+	const int64_t *sel = c->h_sel + at;
+	uint32_t n_miss = 0, n_dstage = 0, n_hstage = 0;
+	int err;
+
+	if (b->miss_cap < n) {
+		struct miss *m = realloc(b->miss, n * sizeof(*m));
+		if (m == NULL)
+			return -ENOMEM;
+		b->miss = m;
+		b->miss_cap = n;
+	}
+	size_t need_staged = 16;
+	while (need_staged < 2 * n)
+		need_staged <<= 1;
+	if (b->staged_cap < need_staged) {
+		uint32_t *s = realloc(b->staged, need_staged * 2 * sizeof(uint32_t));
+		if (s == NULL)
+			return -ENOMEM;
+		b->staged = s;
+		b->staged_cap = need_staged;
+	}
+	memset(b->staged, 0, b->staged_cap * 2 * sizeof(uint32_t));
+
+	/* table: [n] device pointers, then the copies */
+	if ((err = host_reserve(b, &b->h_tab, n * (8 + sizeof(struct cuk_copy)))) != 0)
+		return err;
+	const void **ptr = b->h_tab.p;
+	uint32_t *which = calloc(n, sizeof(uint32_t)); /* per (pair, rank): 1 + slot or entry */
+	uint8_t *kind = calloc(n, 1);                  /* 0 none, 1 device slot, 2 staging */
+	if (which == NULL || kind == NULL) {
+		err = -ENOMEM;
+		goto out;
+	}
+
+	/* 1: where each selected chunk is or will be */
+	for (size_t x = 0; x < n; x++) {
+		if (sel[x] < 0)
+			continue;
+		uint64_t j = (uint64_t)sel[x];
+		bool again = false, fresh = true;
+		uint32_t s = slot_cache_lookup(&p->dev, src->uid, j, b->epoch, &again);
+		if (s != SLOT_NONE) {
+			kind[x] = 1;
+			which[x] = s;
+			if (!again)
+				b->chunk_hits++;
+			continue;
+		}
+		s = pool_insert(b, p, false, src->uid, j);
+		struct miss *m = &b->miss[n_miss];
+		m->j = j;
+		m->dev_slot = s;
+		m->kv = NULL;
+		if (s == SLOT_NONE) {
+			m->dst_stage = staged_entry(b, j, &n_dstage, &fresh);
+			kind[x] = 2;
+			which[x] = m->dst_stage;
+			if (!fresh)
+				continue;
+		} else {
+			kind[x] = 1;
+			which[x] = s;
+		}
+		n_miss++;
+		b->chunk_misses++;
+		m->host_slot = slot_cache_lookup(&p->host, src->uid, j, b->epoch, NULL);
+		if (m->host_slot != SLOT_NONE) {
+			b->ctr.host_hits++;
+			continue;
+		}
+		if ((err = src->chunk_kv(src->ctx, j, &m->kv)) != 0)
+			goto out;
+		if (m->kv == NULL) {
+			err = HSAMEM_EINTERNAL;
+			goto out;
+		}
+		b->ctr.source_reads++;
+		m->host_slot = b->host_budget > 0 ? pool_insert(b, p, true, src->uid, j) : SLOT_NONE;
+		if (m->host_slot == SLOT_NONE)
+			m->src_stage = n_hstage++;
+	}
+
+	/* 2: room for staging, then the host copies and the gather list */
+	if (n_dstage > 0 && (err = dev_reserve(b, &b->d_stage, (size_t)n_dstage * p->slot_bytes)))
+		goto out;
+	if (n_hstage > 0 && (err = host_reserve(b, &b->h_stage, (size_t)n_hstage * p->slot_bytes)))
+		goto out;
+	struct cuk_copy *cp = (struct cuk_copy *)(ptr + n);
+	for (uint32_t i = 0; i < n_miss; i++) {
+		struct miss *m = &b->miss[i];
+		char *h = m->host_slot != SLOT_NONE
+		                  ? host_slot(p, m->host_slot)
+		                  : (char *)b->h_stage.p + (size_t)m->src_stage * p->slot_bytes;
+		if (m->kv != NULL)
+			memcpy(h, m->kv, p->kv_bytes);
+		if (b->uva)
+			cp[i].src = h;
+		else if ((err = mapped(h, &cp[i].src)) != 0)
+			goto out;
+		cp[i].dst = m->dev_slot != SLOT_NONE
+		                    ? dev_slot(p, m->dev_slot)
+		                    : (char *)b->d_stage.p + (size_t)m->dst_stage * p->slot_bytes;
+	}
+	for (size_t x = 0; x < n; x++)
+		ptr[x] = kind[x] == 0   ? NULL
+		         : kind[x] == 1 ? (const void *)dev_slot(p, which[x])
+		                        : (const void *)((char *)b->d_stage.p +
+		                                         (size_t)which[x] * p->slot_bytes);
+	b->ctr.bytes_paged += (uint64_t)n_miss * p->kv_bytes;
+
+	/* 3: one upload of the table, the gather, attention, fusion, results back */
+	size_t tab_bytes = n * 8 + (size_t)n_miss * sizeof(struct cuk_copy);
+	size_t part = (size_t)n * c->G * sp->d_h * 4;
+	size_t n_out = (size_t)nt * sp->h_q * sp->d_h, n_attn = (size_t)nt * sp->h_q * k * sp->S;
+	if ((err = dev_reserve(b, &b->d_tab, tab_bytes)) != 0 ||
+	    (err = dev_reserve(b, &b->d_partial, part)) != 0 ||
+	    (err = dev_reserve(b, &b->d_out, n_out * 4)) != 0 ||
+	    (c->res->attn != NULL && (err = dev_reserve(b, &b->d_attn, n_attn * 4)) != 0))
+		goto out;
+	if ((err = CU(cudaMemcpyAsync(b->d_tab.p, b->h_tab.p, tab_bytes, cudaMemcpyHostToDevice,
+	                              b->st))) != 0)
+		goto out;
+	if ((err = CU(cuk_gather(b->st, (const struct cuk_copy *)((const void **)b->d_tab.p + n),
+	                         n_miss, p->kv_bytes))) != 0)
+		goto out;
+	if (c->res->attn != NULL &&
+	    (err = CU(cudaMemsetAsync(b->d_attn.p, 0, n_attn * 4, b->st))) != 0)
+		goto out;
+	int64_t *d_sel = b->d_res.p;
+	float *d_weight = (float *)(d_sel + n) + n;
+	struct cuk_attend_args aa = {
+	        .chunk = b->d_tab.p,
+	        .qa = d_qa,
+	        .partial = b->d_partial.p,
+	        .attn = c->res->attn != NULL ? b->d_attn.p : NULL,
+	        .nt = nt,
+	        .S = sp->S,
+	        .h_kv = h_kv,
+	        .d_h = sp->d_h,
+	        .G = c->G,
+	        .k = k,
+	        .dtype = sp->dtype,
+	        .a_scale = 1.0f / sqrtf((float)sp->d_h),
+	        .off_by_one = sp->off_by_one,
+	};
+	struct cuk_fuse_args fa = {
+	        .partial = b->d_partial.p,
+	        .sel = d_sel,
+	        .weight = d_weight,
+	        .out = b->d_out.p,
+	        .nt = nt,
+	        .h_kv = h_kv,
+	        .d_h = sp->d_h,
+	        .G = c->G,
+	        .k = k,
+	};
+	if ((err = CU(cuk_attend(b->st, &aa))) != 0 || (err = CU(cuk_fuse(b->st, &fa))) != 0)
+		goto out;
+	if ((err = CU(cudaMemcpyAsync(c->h_out + (size_t)c->t0 * sp->h_q * sp->d_h, b->d_out.p,
+	                              n_out * 4, cudaMemcpyDeviceToHost, b->st))) != 0)
+		goto out;
+	if (c->res->attn != NULL &&
+	    (err = CU(cudaMemcpyAsync(c->h_attn + (size_t)c->t0 * sp->h_q * k * sp->S, b->d_attn.p,
+	                              n_attn * 4, cudaMemcpyDeviceToHost, b->st))) != 0)
+		goto out;
+	err = CU(cudaStreamSynchronize(b->st));
+out:
+	free(which);
+	free(kind);
+	return err;
+}
+
+static int
+call_run(struct call *c)
+{
+	struct cuda_backend *b = c->b;
+	const struct hsa_spec *sp = c->spec;
+	const struct hsa_query *q = c->q;
+	uint64_t need = 0;
+	int err;
+
+	for (uint32_t t = 0; t < q->n; t++) {
+		uint64_t v = q->pos[t] / sp->S;
+		if (v > need)
+			need = v;
+	}
+	if (need > c->src->n_chunks)
+		need = c->src->n_chunks;
+	if (need >= INT32_MAX)
+		return -ENOMEM; /* beyond the 32-bit chunk indices of the kernels */
+	if ((c->pool = pool_get(b, spec_kv_bytes(sp))) == NULL)
+		return -ENOMEM;
+	if ((err = lmk_ensure(b, sp, c->src, need, &c->lmk)) != 0)
+		return err;
+
+	size_t n_res = c->n_sel_all * 16 + c->n_out_all * 4 + c->n_attn_all * 4;
+	if ((err = host_reserve(b, &b->h_res, n_res)) != 0)
+		return err;
+	c->h_sel = b->h_res.p;
+	c->h_score = (float *)(c->h_sel + c->n_sel_all);
+	c->h_weight = c->h_score + c->n_sel_all;
+	c->h_out = c->h_weight + c->n_sel_all;
+	c->h_attn = c->h_out + c->n_out_all;
+
+	for (c->t0 = 0; c->t0 < q->n; c->t0 += c->nt) {
+		size_t o_un, o_vis, o_qa, bytes;
+		c->nt = q->n - c->t0 < TOK_GROUP ? q->n - c->t0 : TOK_GROUP;
+		size_t bound = (size_t)sp->h_kv * c->nsplit * c->nt * c->d_rh * 2 +
+		               (size_t)c->nt * (sp->h_kv + 1) * 4 +
+		               (size_t)c->nt * sp->h_q * sp->d_h * 4 + 64;
+		if ((err = host_reserve(b, &b->h_q, bound)) != 0 ||
+		    (err = dev_reserve(b, &b->d_q, bound)) != 0)
+			return err;
+		bytes = pack_queries(c, b->h_q.p, &o_un, &o_vis, &o_qa);
+		if ((err = CU(cudaMemcpyAsync(b->d_q.p, b->h_q.p, bytes, cudaMemcpyHostToDevice,
+		                              b->st))) != 0)
+			return err;
+		char *dq = b->d_q.p;
+		if ((err = round_select(c, (const float *)(dq + o_un), (const uint32_t *)(dq + o_vis),
+		                        (const uint16_t *)dq)) != 0)
+			return err;
+		if ((err = round_attend(c, (const float *)(dq + o_qa))) != 0)
+			return err;
+	}
+	memcpy(c->res->sel, c->h_sel, c->n_sel_all * 8);
+	memcpy(c->res->score, c->h_score, c->n_sel_all * 4);
+	memcpy(c->res->weight, c->h_weight, c->n_sel_all * 4);
+	memcpy(c->res->out, c->h_out, c->n_out_all * 4);
+	if (c->res->attn != NULL)
+		memcpy(c->res->attn, c->h_attn, c->n_attn_all * 4);
+	return 0;
+}
+
+/* ---- the backend ---- */
+
+static bool
+shape_ok(const struct hsa_spec *sp)
+{
+	return sp->S >= 1 && sp->h_kv >= 1 && sp->d_h >= 1 && sp->h_q >= sp->h_kv &&
+	       sp->h_q % sp->h_kv == 0 && sp->d_r >= sp->h_kv && sp->d_r % sp->h_kv == 0 &&
+	       (sp->dtype == HSA_F16 || sp->dtype == HSA_BF16 || sp->dtype == HSA_F32) &&
+	       (sp->weighting == HSA_SOFTMAX || sp->weighting == HSA_STICKBREAK);
+}
+
+static bool
+cuda_supports(struct gpu_backend *gb, const struct hsa_spec *sp)
+{
+	if (sp == NULL || !shape_ok(sp) || sp->dtype == HSA_F32)
+		return false;
+	return cuk_attend_smem(sp->S, sp->d_h, sp->h_q / sp->h_kv) <= cuk_attend_smem_max();
+}
+
+static int
+args_ok(const struct hsa_spec *sp, const struct hsa_source *src, const struct hsa_query *q,
+        const struct hsa_result *res)
+{
+	if (sp == NULL || src == NULL || q == NULL || res == NULL || !shape_ok(sp))
+		return HSAMEM_EINVAL;
+	if (src->landmarks == NULL || src->chunk_kv == NULL)
+		return HSAMEM_EINVAL;
+	if (q->n < 1 || q->k < 1 || q->k > SPEC_TOPK_MAX || q->pos == NULL || q->qr == NULL ||
+	    q->qa == NULL)
+		return HSAMEM_EINVAL;
+	if (res->out == NULL || res->sel == NULL || res->score == NULL || res->weight == NULL)
+		return HSAMEM_EINVAL;
+	return 0;
+}
+
+/* Serves a call on the backend's CPU fallback; called without the lock. */
+static int
+cpu_serve(struct cuda_backend *b, const struct hsa_spec *spec, const struct hsa_source *src,
+          const struct hsa_query *q, struct hsa_result *res)
+{
+	struct gpu_backend *cpu;
+	int err = 0;
+
+	pthread_mutex_lock(&b->mu);
+	if (b->cpu == NULL)
+		err = gpu_cpu_alloc(0, &b->cpu);
+	cpu = b->cpu;
+	b->ctr.cpu_fallbacks++;
+	pthread_mutex_unlock(&b->mu);
+	if (err != 0)
+		return err;
+	return gpu_attend(cpu, spec, src, q, res);
+}
+
+static int
+cuda_attend(struct gpu_backend *gb, const struct hsa_spec *spec, const struct hsa_source *src,
+            const struct hsa_query *q, struct hsa_result *res)
+{
+	struct cuda_backend *b = (struct cuda_backend *)gb;
+	struct call c = {0};
+	int err;
+
+	atomic_fetch_add_explicit(&b->calls, 1, memory_order_relaxed);
+	if ((err = args_ok(spec, src, q, res)) != 0)
+		goto out;
+	if (!cuda_supports(gb, spec)) {
+		err = cpu_serve(b, spec, src, q, res);
+		goto out;
+	}
+	c.b = b;
+	c.spec = spec;
+	c.src = src;
+	c.q = q;
+	c.res = res;
+	c.G = spec->h_q / spec->h_kv;
+	c.d_rh = spec->d_r / spec->h_kv;
+	c.k = q->k;
+	c.nsplit = spec->dtype == HSA_F16 ? 2 : 3;
+	c.n_sel_all = (size_t)q->n * spec->h_kv * q->k;
+	c.n_out_all = (size_t)q->n * spec->h_q * spec->d_h;
+	c.n_attn_all = res->attn != NULL ? (size_t)q->n * spec->h_q * q->k * spec->S : 0;
+
+	pthread_mutex_lock(&b->mu);
+	if (b->failed) {
+		pthread_mutex_unlock(&b->mu);
+		err = HSAMEM_EBACKEND;
+		goto out;
+	}
+	b->epoch++;
+	if ((err = CU(cudaSetDevice(b->device))) == 0)
+		err = call_run(&c);
+	if (err != 0 && err != HSAMEM_EBACKEND) {
+		/* a source error or a shortfall: let the stream drain before buffers are reused */
+		if (CU(cudaStreamSynchronize(b->st)) != 0)
+			err = HSAMEM_EBACKEND;
+	}
+	if (err == HSAMEM_EBACKEND)
+		b->failed = true;
+	pthread_mutex_unlock(&b->mu);
+	if (err == -ENOMEM)
+		err = cpu_serve(b, spec, src, q, res);
+out:
+	if (err != 0)
+		atomic_fetch_add_explicit(&b->errors, 1, memory_order_relaxed);
+	return err;
+}
+
+static void
+forget_locked(struct cuda_backend *b, uint64_t uid)
+{
+	struct lmk *l = lmk_find(b, uid);
+
+	if (l != NULL)
+		lmk_drop(b, l);
+	for (unsigned i = 0; i < b->n_pools; i++) {
+		slot_cache_forget(&b->pools[i].dev, uid);
+		slot_cache_forget(&b->pools[i].host, uid);
+	}
+}
+
+static void
+cuda_forget(struct gpu_backend *gb, uint64_t uid)
+{
+	struct cuda_backend *b = (struct cuda_backend *)gb;
+
+	pthread_mutex_lock(&b->mu);
+	cudaSetDevice(b->device);
+	forget_locked(b, uid);
+	pthread_mutex_unlock(&b->mu);
+}
+
+void
+gpu_cuda_drop(struct gpu_backend *gb, unsigned what)
+{
+	struct cuda_backend *b = (struct cuda_backend *)gb;
+
+	pthread_mutex_lock(&b->mu);
+	cudaSetDevice(b->device);
+	if (what & GPU_CUDA_DROP_LANDMARKS)
+		while (b->lru_head != NULL)
+			lmk_drop(b, b->lru_head);
+	for (unsigned i = 0; i < b->n_pools; i++) {
+		if (what & GPU_CUDA_DROP_DEVICE_CHUNKS)
+			slot_cache_clear(&b->pools[i].dev);
+		if (what & GPU_CUDA_DROP_HOST_CHUNKS)
+			slot_cache_clear(&b->pools[i].host);
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+void
+gpu_cuda_counters(struct gpu_backend *gb, struct gpu_cuda_counters *out)
+{
+	struct cuda_backend *b = (struct cuda_backend *)gb;
+
+	pthread_mutex_lock(&b->mu);
+	*out = b->ctr;
+	out->dev_chunk_slots = out->host_chunk_slots = 0;
+	for (unsigned i = 0; i < b->n_pools; i++) {
+		out->dev_chunk_slots += b->pools[i].dev.n_slots;
+		out->host_chunk_slots += b->pools[i].host.n_slots;
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+static void
+cuda_stats(struct gpu_backend *gb, struct gpu_stats *out)
+{
+	struct cuda_backend *b = (struct cuda_backend *)gb;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "cuda");
+	pthread_mutex_lock(&b->mu);
+	snprintf(out->device, sizeof(out->device), "%s", b->name);
+	out->mem_budget = b->budget;
+	out->mem_used = b->lmk_bytes + b->chunk_bytes + b->scratch_bytes;
+	out->resident_users = b->n_resident;
+	out->lmk_hits = b->lmk_hits;
+	out->lmk_misses = b->lmk_misses;
+	out->chunk_hits = b->chunk_hits;
+	out->chunk_misses = b->chunk_misses;
+	pthread_mutex_unlock(&b->mu);
+	out->calls = atomic_load_explicit(&b->calls, memory_order_relaxed);
+	out->errors = atomic_load_explicit(&b->errors, memory_order_relaxed);
+}
+
+static void
+cuda_free(struct gpu_backend *gb)
+{
+	struct cuda_backend *b = (struct cuda_backend *)gb;
+
+	if (b == NULL)
+		return;
+	cudaSetDevice(b->device);
+	if (b->st != NULL)
+		cudaStreamSynchronize(b->st);
+	while (b->lru_head != NULL)
+		lmk_drop(b, b->lru_head);
+	for (unsigned i = 0; i < b->n_pools; i++)
+		pool_free_all(b, &b->pools[i]);
+	struct buf *dev[] = {&b->d_q,   &b->d_scores,  &b->d_keys_a, &b->d_keys_b, &b->d_res,
+	                     &b->d_out, &b->d_attn,    &b->d_partial, &b->d_tab,   &b->d_stage};
+	for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
+		dev_release(dev[i]);
+	struct buf *host[] = {&b->h_q,     &b->h_res,    &b->h_sel,   &b->h_tab,
+	                      &b->h_stage, &b->h_lmk[0], &b->h_lmk[1]};
+	for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++)
+		host_release(host[i]);
+	for (int i = 0; i < 2; i++)
+		if (b->ev[i] != NULL)
+			cudaEventDestroy(b->ev[i]);
+	if (b->blas != NULL)
+		cublasDestroy(b->blas);
+	if (b->st != NULL)
+		cudaStreamDestroy(b->st);
+	gpu_free(b->cpu);
+	free(b->miss);
+	free(b->staged);
+	pthread_mutex_destroy(&b->mu);
+	free(b);
+}
+
+static const struct gpu_ops cuda_ops = {
+        .name = "cuda",
+        .supports = cuda_supports,
+        .attend = cuda_attend,
+        .forget = cuda_forget,
+        .stats = cuda_stats,
+        .free = cuda_free,
+};
+
+int
+gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **out)
+{
+	struct cuda_backend *b;
+	struct cudaDeviceProp prop;
+	size_t free_b = 0, total_b = 0;
+	int err;
+
+	if (opts == NULL || out == NULL)
+		return HSAMEM_EINVAL;
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return -ENOMEM;
+	b->base.ops = &cuda_ops;
+	b->device = opts->device;
+	pthread_mutex_init(&b->mu, NULL);
+	atomic_init(&b->calls, 0);
+	atomic_init(&b->errors, 0);
+	if ((err = CU(cudaSetDevice(opts->device))) != 0 ||
+	    (err = CU(cudaGetDeviceProperties(&prop, opts->device))) != 0 ||
+	    (err = CU(cudaMemGetInfo(&free_b, &total_b))) != 0 ||
+	    (err = CU(cudaStreamCreateWithFlags(&b->st, cudaStreamNonBlocking))) != 0 ||
+	    (err = BLAS(cublasCreate(&b->blas))) != 0 || (err = BLAS(cublasSetStream(b->blas, b->st))) ||
+	    (err = CU(cuk_init())) != 0 ||
+	    (err = CU(cudaEventCreateWithFlags(&b->ev[0], cudaEventDisableTiming))) != 0 ||
+	    (err = CU(cudaEventCreateWithFlags(&b->ev[1], cudaEventDisableTiming))) != 0)
+		goto fail;
+	if ((err = host_reserve(b, &b->h_lmk[0], LMK_STAGE_BYTES)) != 0 ||
+	    (err = host_reserve(b, &b->h_lmk[1], LMK_STAGE_BYTES)) != 0)
+		goto fail;
+	snprintf(b->name, sizeof(b->name), "%.127s", prop.name);
+	b->uva = prop.unifiedAddressing != 0;
+	b->budget = opts->mem_budget != 0 ? opts->mem_budget : (uint64_t)free_b / 10 * 8;
+	b->chunk_budget = b->budget / 2;
+	b->host_budget = opts->host_cache;
+	log_info("cuda: %s, budget %.1f GiB (chunk cache up to %.1f GiB), pinned host cache "
+	         "%.1f GiB",
+	         b->name, b->budget / 1073741824.0, b->chunk_budget / 1073741824.0,
+	         b->host_budget / 1073741824.0);
+	*out = &b->base;
+	return 0;
+fail:
+	cuda_free(&b->base);
+	return err == -ENOMEM ? HSAMEM_EBACKEND : err;
+}

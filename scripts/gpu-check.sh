@@ -1,0 +1,84 @@
+#!/bin/bash
+# gpu-check.sh: the GPU tests and the GPU benchmark, in one go, on a GPU host (docs: GPU.md).
+#
+# The GPU host has no LMDB, NNG, protobuf-c or autotools, so everything is built beforehand on the
+# build host, in a build folder of real ELF binaries, with the non-CUDA libraries beside it:
+#
+#   mkdir -p build-gpu && cd build-gpu
+#   ../configure --disable-shared --enable-cuda=yes
+#   make -j hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_probe tests/test_hsa \
+#       tests/test_daemon_attend bench/bench_gpu
+#   strip hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_probe tests/test_hsa \
+#       tests/test_daemon_attend bench/bench_gpu
+#   cd .. && ../shared/tools/devlibs build-gpu/hsamemd build-gpu/bench/bench_gpu \
+#       build-gpu/tests/test_daemon_attend -o .devlibs
+#
+# Then, on the GPU host, from the top of the source tree (with build-gpu/ and .devlibs/ there):
+#
+#   scripts/gpu-check.sh [quick|full]     (OUT=DIR for the logs; default ./gpu-check-out)
+#
+# It runs every test with HSAMEM_REQUIRE_GPU=1 (a skip is a failure), then bench/bench_gpu for the
+# client spec and the lexical encoder's spec and bench/torch_ref.py on the same sizes, and writes
+#   $OUT/machine.txt  the GPU, driver and CPU
+#   $OUT/tests.log    every test's output, and a PASS/FAIL line each
+#   $OUT/bench.log    both benchmarks' tables
+#   $OUT/bench.json   every figure, one JSON object a line
+# quick: 1M tokens and fewer iterations (a smoke run); full (default): 1M, 4M and 16M tokens.
+# Exit status: 0 when every test passed and the benchmarks ran, 1 otherwise.
+set -u -o pipefail
+mode=${1:-full}
+top=$(pwd)
+build=${BUILD:-build-gpu}
+out=${OUT:-$top/gpu-check-out}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$top/.devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export HSAMEM_REQUIRE_GPU=1
+export HSAMEM_TOP_BUILDDIR="$top/$build"
+export HSAMEM_TOP_SRCDIR="$top"
+export PYTHONUNBUFFERED=1
+
+case $mode in
+quick) tokens=1048576 iters=100 append=1024 ;;
+full) tokens=1048576,4194304,16777216 iters=300 append=8192 ;;
+*) echo "usage: $0 [quick|full]" >&2; exit 2 ;;
+esac
+
+{
+	nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+	echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2) x $(nproc)"
+	echo "kernel: $(uname -r)"
+	date -u
+} >"$out/machine.txt" 2>&1
+
+status=0
+: >"$out/tests.log"
+for t in test_cuda_probe test_cuda_cache test_hsa test_cuda test_daemon_attend; do
+	start=$(date +%s)
+	"$build/tests/$t" >>"$out/tests.log" 2>&1
+	rc=$?
+	secs=$(($(date +%s) - start))
+	if [ $rc -eq 0 ]; then
+		echo "PASS: $t (${secs}s)" | tee -a "$out/tests.log"
+	else
+		echo "FAIL: $t (exit $rc, ${secs}s)" | tee -a "$out/tests.log"
+		status=1
+	fi
+done
+
+: >"$out/bench.log"
+: >"$out/bench.json"
+bench() {
+	"$@" 2>&1 | tee -a "$out/bench.log"
+}
+bench python3 bench/torch_ref.py --ceilings --spec client --tokens "$tokens" --iters "$iters" \
+	--json "$out/bench.json" || status=1
+bench "$build/bench/bench_gpu" --spec client --tokens "$tokens" --iters "$iters" \
+	--append "$append" --json "$out/bench.json" || status=1
+lex=$tokens
+[ "$mode" = full ] && lex=1048576,16777216
+bench python3 bench/torch_ref.py --spec lexical --tokens "$lex" --iters "$iters" --no-host \
+	--json "$out/bench.json" || status=1
+bench "$build/bench/bench_gpu" --spec lexical --tokens "$lex" --iters "$iters" --append 0 \
+	--json "$out/bench.json" || status=1
+grep -E '^(PASS|FAIL)' "$out/tests.log"
+exit $status
