@@ -15,6 +15,9 @@ half is the haystack's last chunk). Reported per task and length:
                    score, at the query position before each answer part (teacher forced;
                    averaged over parts)
   model EM         greedy answer with HSA top-k 8 over the whole memory equals the truth
+  model all        every answer part occurs in the greedy answer, in any order (RULER's
+                   string_match_all, counted per trial); HSA has no positions, so the text
+                   order of multi-value needles cannot be known
   lexical r@1, r@8 the same haystack and question ranked by a hashed bag of content words
                    (encoder/lexical.c's landmark method: stopwords dropped, a rarity prior by
                    word length, sublinear tf, 8 signed buckets per word, d=1024, cosine)
@@ -37,7 +40,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import st  # noqa: E402
-from model import Config, HSAModel, stable_topk  # noqa: E402
+from model import Config, HSAModel  # noqa: E402
 from tasks import EVAL_TASKS, TaskMaker  # noqa: E402
 from tokenizer import EOS, Tokenizer  # noqa: E402
 
@@ -151,6 +154,12 @@ class BM25:
                    for w in set(qwords) if c[w])
 
 
+def rank_of_t(scores, target):
+    """rank_of for a torch score vector (on any device)."""
+    t = scores[target]
+    return int((scores > t).sum().item() + (scores[:target] == t).sum().item()) + 1
+
+
 def rank_of(scores, target):
     """1-based rank of target under descending scores, ties to the lower index."""
     t = scores[target]
@@ -222,7 +231,7 @@ def query_step(model, mem, prev_chunks, qtoks, mod_ids, modK, modV, modL, topk, 
     idx = mod_ids.clamp(min=0)[:, None, None, :].expand(B, n, s.shape[2], -1)
     s = s.scatter(-1, idx, torch.where(valid[:, None, None, :], ms, s.gather(-1, idx)))
     k = min(topk, mem.nC)
-    top_v, top_i = stable_topk(s, k)                            # B n hkv k
+    top_v, top_i = torch.topk(s, k, dim=-1)                     # B n hkv k (fp32 ties: none seen)
     w = torch.softmax(top_v, -1)
     hkv, dh, G = cfg.h_kv, cfg.d_h, cfg.h_q // cfg.h_kv
     r_idx = torch.arange(hkv, device=dev)[None, None, :, None]
@@ -323,7 +332,7 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
             full[i, :len(b)] = torch.from_numpy(b)
         _, scores = query_step(model, mem, prev, full.to(dev), mod_ids, modK, modV, modL,
                                args.topk, dev)
-        scores = scores[:, :, 0].cpu().numpy()                  # head 0 ranks (h_kv = 1)
+        scores = scores[:, :, 0]                                # head 0 ranks (h_kv = 1)
         # greedy answers
         qlens = [q for _, _, q in blocks]
         gen = [list(b[:q]) for (b, _, q) in blocks]
@@ -364,7 +373,7 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
                     p += 1
                 p -= 1
             # model recall per part
-            mr = [rank_of(scores[i, t], c) for t, c in part_pos]
+            mr = [rank_of_t(scores[i, t], c) for t, c in part_pos]
             qw = words(inst["question"])
             # baselines: one ranking per question, with the trial's changed chunks rescored
             changed, toks = mods[i]
@@ -378,11 +387,14 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
                 ls[c] = float(lex_vector(cw) @ qv)
             br = [rank_of(bs, c) for _, c in part_pos]
             lr = [rank_of(ls, c) for _, c in part_pos]
-            rows.append(dict(depth=metas[i]["depth"], em=float(answer == truth), answer=answer,
-                             truth=truth, model_ranks=mr, bm25_ranks=br, lex_ranks=lr))
+            parts_found = all(re.search(r"(?<![0-9A-Za-z])" + re.escape(text) + r"(?![0-9A-Za-z])", answer)
+                              for text, _ in inst["parts"])
+            rows.append(dict(depth=metas[i]["depth"], em=float(answer == truth), all=float(parts_found),
+                             answer=answer, truth=truth, model_ranks=mr, bm25_ranks=br, lex_ranks=lr))
         def rec(key, k):
             return float(np.mean([np.mean([r <= k for r in row[key]]) for row in rows]))
         res = dict(n=B, em=float(np.mean([r["em"] for r in rows])),
+                   all=float(np.mean([r["all"] for r in rows])),
                    model_r1=rec("model_ranks", 1), model_r8=rec("model_ranks", 8),
                    lex_r1=rec("lex_ranks", 1), lex_r8=rec("lex_ranks", 8),
                    bm25_r1=rec("bm25_ranks", 1), bm25_r8=rec("bm25_ranks", 8),
@@ -391,16 +403,29 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
                                                for row in rows if row["depth"] == d])),
                        em=float(np.mean([row["em"] for row in rows if row["depth"] == d])))
                        for d in depths},
-                   examples=[dict(truth=r["truth"], answer=r["answer"], model_ranks=r["model_ranks"])
-                             for r in rows[:3]])
+                   rows=rows)
         results[task] = res
         log(f"length {nC * S} {task}: n {B} model r@1 {res['model_r1']:.3f} r@8 {res['model_r8']:.3f} "
-            f"EM {res['em']:.3f} | lexical r@1 {res['lex_r1']:.3f} r@8 {res['lex_r8']:.3f} | "
+            f"EM {res['em']:.3f} all {res['all']:.3f} | lexical r@1 {res['lex_r1']:.3f} r@8 {res['lex_r8']:.3f} | "
             f"bm25 r@1 {res['bm25_r1']:.3f} r@8 {res['bm25_r8']:.3f}")
     del mem
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     return results
+
+
+def write_table(allres, path):
+    lines = ["| task | length | n | model r@1 | model r@8 | model EM | model all | lexical r@1 | lexical r@8 "
+             "| BM25 r@1 | BM25 r@8 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for task in EVAL_TASKS:
+        for L, res in allres.items():
+            r = res[task]
+            lines.append(f"| {task} | {L} | {r['n']} | {r['model_r1']:.3f} | {r['model_r8']:.3f} | {r['em']:.3f} | "
+                         f"{r['all']:.3f} | {r['lex_r1']:.3f} | {r['lex_r8']:.3f} | {r['bm25_r1']:.3f} | "
+                         f"{r['bm25_r8']:.3f} |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
 
 
 def main():
@@ -446,16 +471,7 @@ def main():
         allres[L] = run_length(model, tok, maker, hay[:L], a, dev, rng, log)
         with open(os.path.join(a.out, "eval.json"), "w") as f:
             json.dump(dict(args=vars(a), step=meta.get("step"), results=allres), f, indent=1)
-    lines = ["| task | length | n | model r@1 | model r@8 | model EM | lexical r@1 | lexical r@8 | BM25 r@1 | BM25 r@8 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for task in EVAL_TASKS:
-        for L, res in allres.items():
-            r = res[task]
-            lines.append(f"| {task} | {L} | {r['n']} | {r['model_r1']:.3f} | {r['model_r8']:.3f} | {r['em']:.3f} | "
-                         f"{r['lex_r1']:.3f} | {r['lex_r8']:.3f} | {r['bm25_r1']:.3f} | {r['bm25_r8']:.3f} |")
-    with open(os.path.join(a.out, "eval.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        write_table(allres, os.path.join(a.out, "eval.md"))
     log("done")
 
 
