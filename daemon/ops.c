@@ -49,8 +49,8 @@ job_fail(struct job *job, int status, const char *fmt, ...)
 	return status;
 }
 
-static int
-oom(struct job *job)
+int
+ops_oom(struct job *job)
 {
 	return job_fail(job, -ENOMEM, "out of memory");
 }
@@ -85,6 +85,19 @@ ops_get_user(struct job *job, struct store_txn *txn, const char *name, struct st
 		return job_fail(job, ret, "store: cannot read user '%s': %s", name,
 				hsamem_strerror(ret));
 	return 0;
+}
+
+int
+ops_read_user(struct job *job, const char *name, struct store_txn *txn, struct store_user *u)
+{
+	int ret = ops_check_name(job, name);
+	if (ret != 0)
+		return ret;
+	if ((ret = store_txn_begin(job->d->store, txn, false, NULL)) != 0)
+		return job_fail(job, ret, "store: cannot begin a read: %s", hsamem_strerror(ret));
+	if ((ret = ops_get_user(job, txn, name, u)) != 0)
+		store_txn_abort(txn);
+	return ret;
 }
 
 int
@@ -237,7 +250,7 @@ ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uint64_
 				(unsigned long long)seq, hsamem_strerror(ret));
 	Hsamem__Entry *m = arena_alloc(&job->arena, sizeof(*m));
 	if (m == NULL)
-		return oom(job);
+		return ops_oom(job);
 	hsamem__entry__init(m);
 	m->has_seq = m->has_role = m->has_timestamp_ms = true;
 	m->has_first_token = m->has_n_tokens = true;
@@ -252,7 +265,7 @@ ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uint64_
 		n_tags += e.tags[i] == '\0';
 	m->tags = arena_calloc(&job->arena, n_tags + 1, sizeof(char *));
 	if (m->text == NULL || m->tags == NULL)
-		return oom(job);
+		return ops_oom(job);
 	for (uint32_t i = 0; i < e.tags_len; i += (uint32_t)strlen(e.tags + i) + 1)
 		m->tags[m->n_tags++] = arena_strndup(&job->arena, e.tags + i, strlen(e.tags + i));
 	*out = m;
@@ -421,7 +434,7 @@ op_ping(struct job *job)
 	struct daemon *d = job->d;
 	Hsamem__PingReply *p = arena_alloc(&job->arena, sizeof(*p));
 	if (p == NULL) {
-		oom(job);
+		ops_oom(job);
 		return;
 	}
 	hsamem__ping_reply__init(p);
@@ -486,7 +499,7 @@ walk_users(struct job *job, struct store_txn *txn, struct users_walk *w, const c
 	w->txn = txn;
 	w->only = only;
 	if (collect && (w->list = arena_calloc(&job->arena, 64, sizeof(*w->list))) == NULL)
-		return oom(job);
+		return ops_oom(job);
 	w->cap = 64;
 	int ret = store_user_foreach(txn, users_cb, w);
 	if (ret != 0)
@@ -502,7 +515,7 @@ op_users(struct job *job, struct store_txn *txn)
 		return;
 	Hsamem__UsersReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (r == NULL) {
-		oom(job);
+		ops_oom(job);
 		return;
 	}
 	hsamem__users_reply__init(r);
@@ -529,7 +542,7 @@ op_stats(struct job *job, struct store_txn *txn)
 		return;
 	Hsamem__StatsReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (r == NULL) {
-		oom(job);
+		ops_oom(job);
 		return;
 	}
 	hsamem__stats_reply__init(r);
@@ -573,7 +586,7 @@ op_stats(struct job *job, struct store_txn *txn)
 
 	r->latency = arena_calloc(&job->arena, OP_COUNT, sizeof(*r->latency));
 	if (r->latency == NULL) {
-		oom(job);
+		ops_oom(job);
 		return;
 	}
 	for (int op = 0; op < OP_COUNT; op++) {
@@ -585,7 +598,7 @@ op_stats(struct job *job, struct store_txn *txn)
 		double *bounds = arena_calloc(&job->arena, STATS_BUCKETS, sizeof(double));
 		uint64_t *counts = arena_calloc(&job->arena, STATS_BUCKETS + 1, sizeof(uint64_t));
 		if (hm == NULL || bounds == NULL || counts == NULL) {
-			oom(job);
+			ops_oom(job);
 			return;
 		}
 		hsamem__histogram__init(hm);
@@ -625,7 +638,7 @@ op_entries(struct job *job, struct store_txn *txn)
 	Hsamem__EntriesReply *r = arena_alloc(&job->arena, sizeof(*r));
 	Hsamem__Entry **list = arena_calloc(&job->arena, end - first + 1, sizeof(*list));
 	if (r == NULL || list == NULL) {
-		oom(job);
+		ops_oom(job);
 		return;
 	}
 	hsamem__entries_reply__init(r);
@@ -664,7 +677,7 @@ op_chunks(struct job *job, struct store_txn *txn)
 	Hsamem__ChunksReply *r = arena_alloc(&job->arena, sizeof(*r));
 	Hsamem__Chunk **list = arena_calloc(&job->arena, end - first + 1, sizeof(*list));
 	if (r == NULL || list == NULL) {
-		oom(job);
+		ops_oom(job);
 		return;
 	}
 	hsamem__chunks_reply__init(r);
@@ -678,7 +691,7 @@ op_chunks(struct job *job, struct store_txn *txn)
 			return;
 		}
 		if (m == NULL) {
-			oom(job);
+			ops_oom(job);
 			return;
 		}
 		hsamem__chunk__init(m);
@@ -691,7 +704,7 @@ op_chunks(struct job *job, struct store_txn *txn)
 		m->last_entry = c.n_real > 0 ? c.refs[c.n_real - 1].entry : 0;
 		m->text = ops_tokens_text(job, txn, u.uid, c.refs, 0, c.n_real);
 		if (m->tokens == NULL || m->text == NULL) {
-			oom(job);
+			ops_oom(job);
 			return;
 		}
 		if (q->tensors) {
@@ -717,7 +730,7 @@ op_chunks(struct job *job, struct store_txn *txn)
 			m->landmark.data = arena_memdup(&job->arena, row, lmk_bytes);
 			m->landmark.len = lmk_bytes;
 			if (m->k.data == NULL || m->v.data == NULL || m->landmark.data == NULL) {
-				oom(job);
+				ops_oom(job);
 				return;
 			}
 		}

@@ -18,6 +18,9 @@
 #define OPS_MAX_CHUNK_LIST 256   /* chunks of one chunks request */
 #define OPS_MAX_HITS_ENTRIES 64  /* covered entries returned per hit */
 
+/* Fails the job for want of memory; returns -ENOMEM. */
+int ops_oom(struct job *job);
+
 /* Checks a user name from a request; fails the job with HSAMEM_EBADNAME (returned) if bad. */
 int ops_check_name(struct job *job, const char *name);
 
@@ -26,6 +29,13 @@ int ops_check_name(struct job *job, const char *name);
  * or is being imported.
  */
 int ops_get_user(struct job *job, struct store_txn *txn, const char *name, struct store_user *u);
+
+/*
+ * The start of every read of one memory: checks the name, begins a read transaction into *txn and
+ * reads the memory into *u. On success the transaction is open and the caller ends it; on failure
+ * the job is failed (its code returned) and nothing is left open.
+ */
+int ops_read_user(struct job *job, const char *name, struct store_txn *txn, struct store_user *u);
 
 /* The built-in encoder of a memory, checked against its spec's revision; NULL for client memories.
  * Fails the job with HSAMEM_EENCODER when the encoder is unknown or of another revision. */

@@ -16,12 +16,6 @@
 
 #define EXPORT_MIN_PAGE (64u << 10)
 
-static int
-oom(struct job *job)
-{
-	return job_fail(job, -ENOMEM, "out of memory");
-}
-
 static Hsamem__ExportRecord *
 new_record(struct job *job)
 {
@@ -40,7 +34,7 @@ split_refs(struct job *job, const struct store_tokref *refs, uint32_t n, uint64_
 	*off = arena_calloc(&job->arena, n + 1, sizeof(uint32_t));
 	*len = arena_calloc(&job->arena, n + 1, sizeof(uint32_t));
 	if (*entry == NULL || *off == NULL || *len == NULL)
-		return oom(job);
+		return ops_oom(job);
 	for (uint32_t i = 0; i < n; i++) {
 		(*entry)[i] = refs[i].entry;
 		(*off)[i] = refs[i].off;
@@ -60,7 +54,7 @@ first_records(struct job *job, struct store_txn *txn, const struct store_user *u
 	Hsamem__ExportRecord *r = new_record(job);
 	Hsamem__ExportRecord__Header *h = arena_alloc(&job->arena, sizeof(*h));
 	if (r == NULL || h == NULL)
-		return oom(job);
+		return ops_oom(job);
 	hsamem__export_record__header__init(h);
 	h->has_format = h->has_entries = h->has_chunks = h->has_tokens = h->has_created_ms = true;
 	h->format = 1;
@@ -70,7 +64,7 @@ first_records(struct job *job, struct store_txn *txn, const struct store_user *u
 	h->tokens = u->n_tokens;
 	h->created_ms = u->created_ms;
 	if (h->spec == NULL)
-		return oom(job);
+		return ops_oom(job);
 	r->rec_case = HSAMEM__EXPORT_RECORD__REC_HEADER;
 	r->header = h;
 	list[(*n)++] = r;
@@ -79,13 +73,13 @@ first_records(struct job *job, struct store_txn *txn, const struct store_user *u
 	Hsamem__ExportRecord *tr = new_record(job);
 	Hsamem__ExportRecord__Tail *t = arena_alloc(&job->arena, sizeof(*t));
 	if (tr == NULL || t == NULL)
-		return oom(job);
+		return ops_oom(job);
 	hsamem__export_record__tail__init(t);
 	t->tokens = arena_memdup(&job->arena, tail.tokens, tail.n * sizeof(uint32_t));
 	t->n_tokens = t->n_ref_entry = t->n_ref_off = t->n_ref_len = tail.n;
 	if (t->tokens == NULL ||
 	    split_refs(job, tail.refs, tail.n, &t->ref_entry, &t->ref_off, &t->ref_len) != 0)
-		return oom(job);
+		return ops_oom(job);
 	tr->rec_case = HSAMEM__EXPORT_RECORD__REC_TAIL;
 	tr->tail = t;
 	list[(*n)++] = tr;
@@ -112,7 +106,7 @@ chunk_record(struct job *job, struct store_txn *txn, const struct store_user *u,
 	Hsamem__ExportRecord *r = new_record(job);
 	Hsamem__ExportRecord__ChunkRec *m = arena_alloc(&job->arena, sizeof(*m));
 	if (r == NULL || m == NULL)
-		return oom(job);
+		return ops_oom(job);
 	hsamem__export_record__chunk_rec__init(m);
 	m->has_index = m->has_n_real = m->has_kv = m->has_landmark = true;
 	m->index = j;
@@ -125,7 +119,7 @@ chunk_record(struct job *job, struct store_txn *txn, const struct store_user *u,
 	m->landmark.data = arena_memdup(&job->arena, row, m->landmark.len);
 	if (m->tokens == NULL || m->kv.data == NULL || m->landmark.data == NULL ||
 	    split_refs(job, c.refs, c.n_tokens, &m->ref_entry, &m->ref_off, &m->ref_len) != 0)
-		return oom(job);
+		return ops_oom(job);
 	r->rec_case = HSAMEM__EXPORT_RECORD__REC_CHUNK;
 	r->chunk = m;
 	*out = r;
@@ -138,15 +132,8 @@ ops_export(struct job *job)
 	const Hsamem__ExportRequest *q = job->req->export;
 	struct store_txn txn;
 	struct store_user u;
-	int ret = ops_check_name(job, q->user);
-	if (ret != 0)
+	if (ops_read_user(job, q->user, &txn, &u) != 0)
 		return;
-	if ((ret = store_txn_begin(job->d->store, &txn, false, NULL)) != 0) {
-		job_fail(job, ret, "store: cannot begin a read: %s", hsamem_strerror(ret));
-		return;
-	}
-	if (ops_get_user(job, &txn, q->user, &u) != 0)
-		goto out;
 	uint64_t cursor = q->cursor, upto_e = u.n_entries, upto_c = u.n_chunks;
 	if (cursor != 0) {
 		if (!q->has_upto_entries || !q->has_upto_chunks) {
@@ -174,7 +161,7 @@ ops_export(struct job *job)
 	Hsamem__ExportRecord **list = arena_calloc(&job->arena, cap, sizeof(*list));
 	Hsamem__ExportReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (list == NULL || r == NULL) {
-		oom(job);
+		ops_oom(job);
 		goto out;
 	}
 	if (cursor == 0) {
@@ -188,7 +175,7 @@ ops_export(struct job *job)
 		if (cursor - 1 < upto_e) {
 			Hsamem__ExportRecord *rec = new_record(job);
 			if (rec == NULL) {
-				oom(job);
+				ops_oom(job);
 				goto out;
 			}
 			rec->rec_case = HSAMEM__EXPORT_RECORD__REC_ENTRY;

@@ -21,12 +21,6 @@
 
 #define TOP_TOKENS 6
 
-static int
-oom(struct job *job)
-{
-	return job_fail(job, -ENOMEM, "out of memory");
-}
-
 /* ---- attend ---- */
 
 void
@@ -36,15 +30,9 @@ ops_attend_request(struct job *job)
 	struct store_txn txn;
 	struct store_user u;
 	struct ops_source src;
-	int ret = ops_check_name(job, q->user);
-	if (ret != 0)
+	int ret;
+	if (ops_read_user(job, q->user, &txn, &u) != 0)
 		return;
-	if ((ret = store_txn_begin(job->d->store, &txn, false, NULL)) != 0) {
-		job_fail(job, ret, "store: cannot begin a read: %s", hsamem_strerror(ret));
-		return;
-	}
-	if (ops_get_user(job, &txn, q->user, &u) != 0)
-		goto out;
 	const struct hsa_spec *spec = &u.spec;
 	uint32_t n = q->has_n ? q->n : 0, k = q->top_k != 0 ? q->top_k : spec->top_k;
 	if (n == 0 || n > OPS_MAX_QUERY_TOKENS) {
@@ -91,7 +79,7 @@ ops_attend_request(struct job *job)
 	Hsamem__AttendReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (!pos || !qr || !qa || !res.out || !res.sel || !res.score || !res.weight || !r ||
 	    (n_attn && !res.attn)) {
-		oom(job);
+		ops_oom(job);
 		goto out;
 	}
 	/* the bytes of a protobuf field need not be aligned for floats: copy them */
@@ -183,11 +171,11 @@ fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsa
 	h->has_n_tokens = true;
 	h->n_tokens = n_real;
 	if (h->text == NULL)
-		return oom(job);
+		return ops_oom(job);
 	/* covered entries, in order, each once */
 	h->entries = arena_calloc(&job->arena, max_entries + 1, sizeof(*h->entries));
 	if (h->entries == NULL)
-		return oom(job);
+		return ops_oom(job);
 	uint64_t last = UINT64_MAX;
 	for (uint32_t s = 0; s < n_real && h->n_entries < max_entries; s++) {
 		if (refs[s].entry == last)
@@ -202,11 +190,11 @@ fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsa
 	size_t n = attn != NULL ? top_tokens(attn, G, stride, n_real, slot, weight) : 0;
 	h->top_tokens = arena_calloc(&job->arena, n + 1, sizeof(*h->top_tokens));
 	if (h->top_tokens == NULL)
-		return oom(job);
+		return ops_oom(job);
 	for (size_t i = 0; i < n; i++) {
 		Hsamem__TokenWeight *t = arena_alloc(&job->arena, sizeof(*t));
 		if (t == NULL)
-			return oom(job);
+			return ops_oom(job);
 		hsamem__token_weight__init(t);
 		t->has_index = t->has_id = t->has_weight = true;
 		t->index = slot[i];
@@ -281,14 +269,10 @@ ops_query(struct job *job)
 	struct enc_token *toks = NULL;
 	uint32_t *ids = NULL;
 	size_t n_tok = 0;
-	int ret = ops_check_name(job, q->user);
-	if (ret != 0)
+	int ret;
+	if (ops_read_user(job, q->user, &txn, &u) != 0)
 		return;
-	if ((ret = store_txn_begin(job->d->store, &txn, false, NULL)) != 0) {
-		job_fail(job, ret, "store: cannot begin a read: %s", hsamem_strerror(ret));
-		return;
-	}
-	if (ops_get_user(job, &txn, q->user, &u) != 0 || ops_encoder(job, &u.spec, &enc) != 0)
+	if (ops_encoder(job, &u.spec, &enc) != 0)
 		goto out;
 	const struct hsa_spec *spec = &u.spec;
 	if (enc == NULL) {
@@ -342,7 +326,7 @@ ops_query(struct job *job)
 	ids = malloc((n_tok + 1) * sizeof(uint32_t));
 	if (!qr || !qa || !res.out || !res.sel || !res.score || !res.weight || !res.attn ||
 	    !tail_attn || !cand || !ids) {
-		oom(job);
+		ops_oom(job);
 		goto out;
 	}
 	for (size_t i = 0; i < n_tok; i++)
@@ -396,7 +380,7 @@ ops_query(struct job *job)
 	Hsamem__QueryReply *r = arena_alloc(&job->arena, sizeof(*r));
 	Hsamem__Hit **hits = arena_calloc(&job->arena, n_cand + 1, sizeof(*hits));
 	if (!scores || !weights || !chunks || !r || !hits) {
-		oom(job);
+		ops_oom(job);
 		goto out;
 	}
 	for (size_t i = 0; i < n_cand; i++) {
@@ -409,7 +393,7 @@ ops_query(struct job *job)
 	for (size_t i = 0; i < n_cand; i++) {
 		Hsamem__Hit *h = arena_alloc(&job->arena, sizeof(*h));
 		if (h == NULL) {
-			oom(job);
+			ops_oom(job);
 			goto out;
 		}
 		hsamem__hit__init(h);

@@ -19,12 +19,6 @@
 #include "log.h"
 #include "ops.h"
 
-static int
-oom(struct job *job)
-{
-	return job_fail(job, -ENOMEM, "out of memory");
-}
-
 /* ---- sealing ---- */
 
 struct sealer {
@@ -73,7 +67,7 @@ sealer_init(struct sealer *s, struct job *job, struct store_txn *txn, struct sto
 	s->ctx = malloc(((enc != NULL ? enc->context : 0) + 1) * sizeof(uint32_t));
 	if (!s->K || !s->V || !s->L || !s->kv || !s->row || !s->tokens || !s->refs || !s->ctx) {
 		sealer_fini(s);
-		return oom(job);
+		return ops_oom(job);
 	}
 	return 0;
 }
@@ -198,7 +192,7 @@ apply_create(struct job *job, struct store_txn *txn)
 		return ret;
 	Hsamem__MemoryInfo *m = ops_memory_info(job, txn, &u);
 	if (m == NULL)
-		return oom(job);
+		return ops_oom(job);
 	job->reply.body_case = HSAMEM__REPLY__BODY_CREATE;
 	job->reply.create = m;
 	return 0;
@@ -255,7 +249,7 @@ ops_prepare_append(struct job *job)
 
 	job->entries = arena_calloc(&job->arena, q->n_entries, sizeof(*job->entries));
 	if (job->entries == NULL) {
-		oom(job);
+		ops_oom(job);
 		goto reply;
 	}
 	job->n_entries = q->n_entries;
@@ -310,7 +304,7 @@ ops_prepare_append(struct job *job)
 				}
 			free(toks);
 			if (!je->tokens || !je->off || !je->len) {
-				oom(job);
+				ops_oom(job);
 				goto reply;
 			}
 		} else {
@@ -327,7 +321,7 @@ ops_prepare_append(struct job *job)
 			je->tokens = e->tokens;
 			je->off = je->len = arena_calloc(&job->arena, je->n, sizeof(uint32_t));
 			if (je->off == NULL) {
-				oom(job);
+				ops_oom(job);
 				goto reply;
 			}
 		}
@@ -409,7 +403,7 @@ apply_append(struct job *job, struct store_txn *txn)
 	uint32_t *buf = malloc(total * sizeof(uint32_t));
 	struct store_tokref *refs = malloc(total * sizeof(struct store_tokref));
 	if (buf == NULL || refs == NULL) {
-		ret = oom(job);
+		ret = ops_oom(job);
 		goto out;
 	}
 	memcpy(buf, tail.tokens, tail_n * sizeof(uint32_t));
@@ -465,7 +459,7 @@ apply_append(struct job *job, struct store_txn *txn)
 
 	Hsamem__AppendReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (r == NULL) {
-		ret = oom(job);
+		ret = ops_oom(job);
 		goto out;
 	}
 	hsamem__append_reply__init(r);
@@ -493,16 +487,10 @@ ops_prepare_flush(struct job *job)
 	const Hsamem__FlushRequest *q = job->req->flush;
 	struct store_txn txn;
 	struct store_user u;
-	if (ops_check_name(job, q->user) != 0)
+	if (ops_read_user(job, q->user, &txn, &u) != 0)
 		goto reply;
-	int ret = store_txn_begin(job->d->store, &txn, false, NULL);
-	if (ret != 0) {
-		job_fail(job, ret, "store: cannot begin a read: %s", hsamem_strerror(ret));
-		goto reply;
-	}
-	ret = ops_get_user(job, &txn, q->user, &u);
 	store_txn_abort(&txn);
-	if (ret != 0 || ops_encoder(job, &u.spec, &job->enc) != 0)
+	if (ops_encoder(job, &u.spec, &job->enc) != 0)
 		goto reply;
 	job->spec = u.spec;
 	if (q->chunk != NULL && (job->enc != NULL || check_chunk_in(job, &u.spec, q->chunk, 0) != 0)) {
@@ -541,7 +529,7 @@ apply_flush(struct job *job, struct store_txn *txn)
 		if (buf == NULL || refs == NULL || sealer_init(&s, job, txn, &u, job->enc) != 0) {
 			free(buf);
 			free(refs);
-			return oom(job);
+			return ops_oom(job);
 		}
 		memcpy(buf, tail.tokens, tail.n * sizeof(uint32_t));
 		memcpy(refs, tail.refs, tail.n * sizeof(struct store_tokref));
@@ -561,7 +549,7 @@ apply_flush(struct job *job, struct store_txn *txn)
 	}
 	Hsamem__FlushReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (r == NULL)
-		return oom(job);
+		return ops_oom(job);
 	hsamem__flush_reply__init(r);
 	r->has_chunks = r->has_sealed = true;
 	r->chunks = u.n_chunks;
@@ -621,7 +609,7 @@ apply_delete(struct job *job, struct store_txn *txn)
 	job->forget_uid = u.uid;
 	Hsamem__DeleteReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (r == NULL)
-		return oom(job);
+		return ops_oom(job);
 	hsamem__delete_reply__init(r);
 	r->has_entries = r->has_chunks = true;
 	r->entries = u.n_entries;
@@ -707,7 +695,7 @@ import_header(struct job *job, struct store_txn *txn, const Hsamem__ExportRecord
 	import_forget(u->uid);
 	struct import_expect *grown = realloc(imports, (n_imports + 1) * sizeof(*imports));
 	if (grown == NULL)
-		return oom(job);
+		return ops_oom(job);
 	imports = grown;
 	imports[n_imports++] = (struct import_expect){u->uid, h->entries, h->chunks, h->tokens};
 	return 0;
@@ -777,7 +765,7 @@ import_chunk(struct job *job, struct store_txn *txn, struct store_user *u,
 				(unsigned long long)c->index);
 	struct store_tokref *refs = malloc(spec->S * sizeof(*refs));
 	if (refs == NULL)
-		return oom(job);
+		return ops_oom(job);
 	int ret = import_refs(job, spec->S, c->n_ref_entry, c->ref_entry, c->n_ref_off, c->ref_off,
 			      c->n_ref_len, c->ref_len, n_entries_expected, refs);
 	if (ret == 0) {
@@ -838,7 +826,7 @@ apply_import(struct job *job, struct store_txn *txn)
 			const Hsamem__ExportRecord__Tail *t = r->tail;
 			struct store_tokref *refs = malloc((t->n_tokens + 1) * sizeof(*refs));
 			if (refs == NULL)
-				return oom(job);
+				return ops_oom(job);
 			if (t->n_tokens >= u.spec.S) {
 				free(refs);
 				return job_fail(job, HSAMEM_EIMPORT, "import: tail is too long");
@@ -882,7 +870,7 @@ apply_import(struct job *job, struct store_txn *txn)
 		return ret;
 	Hsamem__ImportReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (r == NULL)
-		return oom(job);
+		return ops_oom(job);
 	hsamem__import_reply__init(r);
 	r->has_entries = r->has_chunks = r->has_done = true;
 	r->entries = u.n_entries;
