@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""CPU self-test of tools/train (tiny random model, a minute): the dense training HSA equals
+the sparse reference operator, the evaluation's memory/query path equals the training forward
+on the same sequence (also with replaced chunks), and the tokenizer round-trips.
+
+    selftest.py [TOKFILE]
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evaluate import Memory, query_step  # noqa: E402
+from model import Config, HSAModel, hsa_sparse  # noqa: E402
+from tokenizer import Tokenizer, train  # noqa: E402
+
+
+def main():
+    torch.manual_seed(0)
+    S = 64
+    fails = 0
+    # dense vs sparse, two kv heads
+    cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_kv=2, h_q=4, d_h=16, d_r=32)
+    m = HSAModel(cfg).eval()
+    x = torch.randint(0, 512, (2, S * 6))
+    with torch.no_grad():
+        logits = m(x, topk=3)
+        h = m.lower_stack(m.windows(x))
+        K, V, L = m.encode_chunks(h[:, S:])
+        xx = m.upper_pre(h)[:, S:].reshape(2, -1, 64)
+        qr, qa = m.queries(xx[0])
+        T = x.shape[1]
+        o, _, _, _ = hsa_sparse(qr, qa, K[:6], V[:6], L[:6], torch.arange(T) // S, 3)
+        err = float((m.head(xx[0], o.reshape(T, -1)) - logits[0]).abs().max())
+    print(f"dense vs sparse HSA: max abs diff {err:.2e}")
+    fails += err > 1e-4
+    # evaluation path vs training forward, h_kv = 1
+    cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
+    m = HSAModel(cfg).eval()
+    nC = 10
+    hay = np.random.default_rng(0).integers(300, 500, size=nC * S)
+    q = torch.randint(300, 500, (1, 40))
+    mem = Memory(m, hay, torch.device("cpu"))
+    mem.K, mem.V = mem.K.float(), mem.V.float()
+    for replace in (False, True):
+        h2 = hay.copy()
+        if replace:
+            h2[3 * S:4 * S] = hay[5 * S:6 * S]
+            K, V, L = mem.encode_windows(mem.windows_of([3, 4], torch.from_numpy(h2)))
+            ids, mK, mV, mL = torch.tensor([[3, 4]]), K[None], V[None], L[None]
+        else:
+            ids = torch.full((1, 1), -1)
+            mK = mV = torch.zeros(1, 1, S, 1, cfg.d_h)
+            mL = torch.zeros(1, 1, 1, cfg.d_r)
+        seq = torch.cat([torch.from_numpy(h2)[None], q, torch.full((1, S - 40), 5)], 1)
+        with torch.no_grad():
+            ref = m(seq, topk=4)[0, nC * S:nC * S + 40]
+        got, _ = query_step(m, mem, torch.from_numpy(h2[-S:])[None], q, ids, mK, mV, mL, 4,
+                            torch.device("cpu"))
+        err = float((got[0] - ref).abs().max())
+        print(f"evaluation path vs training forward (replaced chunks: {replace}): max abs diff {err:.2e}")
+        fails += err > 1e-3
+    # tokenizer
+    text = "Hello  world, the number 1234567.\n\tÄÖ 日本 🙂 end"
+    tok = Tokenizer.load(sys.argv[1]) if len(sys.argv) > 1 else train((text * 50).encode(), 300)
+    ok = tok.decode(tok.encode(text)) == text
+    print(f"tokenizer round trip: {ok}")
+    fails += not ok
+    print(f"{4 - fails} passed, {fails} failed")
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
