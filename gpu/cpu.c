@@ -6,7 +6,7 @@
  * speed comes from streaming the landmarks once (converted to f32 in blocks that stay in L1, or in
  * registers on the way into the dot products) rather than from cleverness.
  *
- * One attend() call works through its tokens in groups of TOK_GROUP, each in two phases:
+ * One attend() call works through its tokens in groups of up to TOK_GROUP, each in two phases:
  *
  *   1. scoring: the group's visible chunks are cut into ranges (and its tokens into subgroups when
  *      there are few chunks); each piece scores its chunks and keeps a bounded heap of its own best
@@ -49,12 +49,13 @@
 #include "half.h"
 #include "hsamem.h"
 
-#define TOK_GROUP        64        /* tokens scored together: bounds the heaps' memory */
-#define BLOCK_FLOATS     4096      /* rows converted at once: 16 KiB, they stay in L1 */
-#define SCORE_MIN_CHUNKS 2048      /* fewest chunks worth a scoring piece of their own */
-#define SCORE_MIN_WORK   (1 << 18) /* fewest landmark elements worth more than one piece */
-#define ATTEND_MIN_WORK  (1 << 18) /* fewest attention multiply-adds worth more than one piece */
-#define PREFETCH_BYTES   32768     /* of one chunk's K, and of its V, asked for ahead of use */
+#define TOK_GROUP        64         /* most tokens scored together, per pass over the landmarks */
+#define HEAP_BYTES       (16 << 20) /* the heaps' memory, which may shrink a group */
+#define BLOCK_FLOATS     4096       /* rows converted at once: 16 KiB, they stay in L1 */
+#define SCORE_MIN_CHUNKS 2048       /* fewest chunks worth a scoring piece of their own */
+#define SCORE_MIN_WORK   (1 << 18)  /* fewest landmark elements worth more than one piece */
+#define ATTEND_MIN_WORK  (1 << 18)  /* fewest attention multiply-adds worth more than one piece */
+#define PREFETCH_BYTES   32768      /* of one chunk's K, and of its V, asked for ahead of use */
 #define THREADS_MAX      256
 
 /* ---- kernels ---- */
@@ -573,8 +574,9 @@ struct call {
 	size_t esz;
 	float r_scale, a_scale; /* 1/sqrt(d_r/h_kv), 1/sqrt(d_h) */
 	uint64_t *vis;          /* [n] visible chunks per token */
-	struct cand *heaps;     /* [ranges][TOK_GROUP][h_kv][k] */
-	uint32_t *heap_size;    /* [ranges][TOK_GROUP][h_kv] */
+	uint32_t group;         /* tokens per group */
+	struct cand *heaps;     /* [ranges][group][h_kv][k] */
+	uint32_t *heap_size;    /* [ranges][group][h_kv] */
 
 	/* group */
 	uint32_t t0, nt;    /* tokens t0 .. t0+nt-1 */
@@ -587,7 +589,7 @@ struct call {
 static inline size_t
 heap_slot(const struct call *c, size_t range, uint32_t t, uint32_t r)
 {
-	return (range * TOK_GROUP + (t - c->t0)) * c->spec->h_kv + r;
+	return (range * c->group + (t - c->t0)) * c->spec->h_kv + r;
 }
 
 /* Scoring piece: the chunks of one range against the tokens of one subgroup. */
@@ -1030,7 +1032,13 @@ cpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_
 	c.r_scale = 1.0f / sqrtf((float)c.d_rh);
 	c.a_scale = 1.0f / sqrtf((float)spec->d_h);
 
-	size_t max_ranges = cb->threads, slots = max_ranges * TOK_GROUP * spec->h_kv;
+	/* Groups as large as the heaps' budget allows: larger ones read the landmarks fewer times.
+	 */
+	size_t per_token = (size_t)cb->threads * spec->h_kv * c.k * sizeof(struct cand);
+	size_t group = HEAP_BYTES / per_token;
+	group = group < 1 ? 1 : group > TOK_GROUP ? TOK_GROUP : group;
+	c.group = group < q->n ? (uint32_t)group : q->n;
+	size_t slots = (size_t)cb->threads * c.group * spec->h_kv;
 	c.vis = malloc(q->n * sizeof(uint64_t));
 	c.heaps = malloc(slots * c.k * sizeof(struct cand));
 	c.heap_size = malloc(slots * sizeof(uint32_t));
@@ -1044,7 +1052,7 @@ cpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_
 	}
 
 	for (c.t0 = 0; c.t0 < q->n; c.t0 += c.nt) {
-		c.nt = q->n - c.t0 < TOK_GROUP ? q->n - c.t0 : TOK_GROUP;
+		c.nt = q->n - c.t0 < c.group ? q->n - c.t0 : c.group;
 		call_plan(&c, cb->threads);
 		if (c.max_vis > 0) {
 			err = pool_run(&cb->pool, score_piece, &c, c.n_ranges * c.n_subgroups);

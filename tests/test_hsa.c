@@ -913,6 +913,22 @@ test_many_chunks(void)
 	run_case(&sp, 6000, &o, "d_r=1024");
 }
 
+/*
+ * Many kv heads and the largest k: four threads' heaps outgrow their budget, so the tokens go in
+ * several smaller groups; one thread takes them in one. Same bits, and the naive result.
+ */
+static void
+test_groups(void)
+{
+	struct hsa_spec sp = make_spec(1, 64, 1, 8, 64, HSA_BF16, HSA_SOFTMAX, false);
+	struct case_opts o = base_opts;
+
+	o.n = 40;
+	o.k = 256;
+	o.runs = false;
+	run_case(&sp, 600, &o, "groups");
+}
+
 /* Misaligned f32 rows take the converting path and give the same bits. */
 static void
 test_misaligned(void)
@@ -1228,6 +1244,7 @@ main(void)
 	test_nan();
 	test_k_limits();
 	test_many_chunks();
+	test_groups();
 	test_misaligned();
 	test_runs();
 	test_portable();
