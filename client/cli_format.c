@@ -680,8 +680,12 @@ print_query(const char *user, const struct hsamem_query_result *q)
 		       (unsigned long long)q->chunks);
 		return;
 	}
-	printf("%s: %zu of %llu chunks (k %u)\n", user, q->n_hits, (unsigned long long)q->chunks,
-	       q->k);
+	bool tail = false;
+	for (i = 0; i < q->n_hits; i++)
+		tail |= q->hits[i].tail;
+	printf("%s: %zu hit%s among %llu sealed chunk%s%s (k %u)\n", user, q->n_hits,
+	       q->n_hits == 1 ? "" : "s", (unsigned long long)q->chunks, q->chunks == 1 ? "" : "s",
+	       tail ? " and the unsealed tail" : "", q->k);
 	for (i = 0; i < q->n_hits; i++)
 		print_hit(i + 1, &q->hits[i]);
 }
