@@ -147,6 +147,8 @@ def main():
     ap.add_argument("--schedule", default=DEFAULT_SCHEDULE)
     ap.add_argument("--time-limit", type=float, default=510)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--until-step", type=int, default=0,
+                    help="stop (and save) once this global step is reached; 0: run the whole schedule")
     ap.add_argument("--ret-weight", type=float, default=0.5)
     ap.add_argument("--ans-weight", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=8)
@@ -271,9 +273,9 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start):
                     f"mem {mem:.1f}G")
                 acc[:] = 0
                 n_acc, t_last, tok_count = 0, time.time(), 0
-            if step >= ph_end:
+            if step >= ph_end and not (a.until_step and step >= a.until_step):
                 break
-            if time.time() - t_start > a.time_limit:
+            if time.time() - t_start > a.time_limit or (a.until_step and step >= a.until_step):
                 stopped = True
                 break
         del dl
@@ -283,7 +285,7 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start):
         if ph is not phases[-1]:
             save_ckpt(model, opt, step, cfg, a.out, log)
     save_ckpt(model, opt, step, cfg, a.out, log)
-    log(f"{'stopped at time limit' if stopped else 'schedule complete'}: step {step}/{total}")
+    log(f"{'stopped (time limit or --until-step)' if stopped else 'schedule complete'}: step {step}/{total}")
 
 
 if __name__ == "__main__":
