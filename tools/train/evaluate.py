@@ -334,7 +334,6 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
                                args.topk, dev)
         scores = scores[:, :, 0]                                # head 0 ranks (h_kv = 1)
         # greedy answers
-        qlens = [q for _, _, q in blocks]
         gen = [list(b[:q]) for (b, _, q) in blocks]
         done = [False] * B
         for _ in range(S):

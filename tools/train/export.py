@@ -15,7 +15,6 @@ models/README.md describes every tensor of the golden file.
 """
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -76,7 +75,6 @@ def main():
     S = cfg.chunk
     held = np.load(a.data)["heldout"]
     maker = TaskMaker(tok, S)
-    rng = np.random.default_rng(3)
     nC = 12
     stream = torch.from_numpy(held[1000:1000 + nC * S].astype(np.int64))
     needle = torch.from_numpy(maker.needle_tokens(

@@ -326,7 +326,7 @@ def hsa_sparse(qr, qa, Kmem, Vmem, Lmem, n_visible, topk, extra=None):
     n_visible [Q]: chunks 0..n_visible-1 are visible to each query.
     Returns O [Q,hq,dh] (fp32), selected indices [Q,hkv,k], weights [Q,hkv,k], scores."""
     Q, hkv, dr = qr.shape
-    nC, S = Kmem.shape[0], Kmem.shape[1]
+    nC = Kmem.shape[0]
     hq, dh = qa.shape[1], qa.shape[2]
     G = hq // hkv
     s = torch.einsum("qhr,jhr->qhj", qr.float(), Lmem.float()) / math.sqrt(dr)

@@ -226,7 +226,7 @@ class TaskMaker:
             ans[t] = 1
         return np.array(ids, np.int64), np.array(src, np.int64), np.array(ans, np.int64), len(q)
 
-    def needle_tokens(self, text, rng=None, newline=True):
+    def needle_tokens(self, text, newline=True):
         ids = self.tok.encode((" " if not newline else "\n") + text + ("\n" if newline else ""))
         return np.array(ids[:self.S], np.int64)
 

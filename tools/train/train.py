@@ -34,7 +34,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import st  # noqa: E402
 from model import Config, HSAModel, count_params  # noqa: E402
-from tasks import TASKS, TaskMaker, build_training_sample  # noqa: E402
+from tasks import TaskMaker, build_training_sample  # noqa: E402
 from tokenizer import PAD, Tokenizer  # noqa: E402
 
 DEFAULT_SCHEDULE = ("warm:1500:2048:24:64:0.6:2e-3:0:base,sparse:1500:2048:24:8:0.6:2e-3:0:base,"
