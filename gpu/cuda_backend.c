@@ -1,8 +1,8 @@
 /*
- * cuda_backend.c: the CUDA backend. It owns one device's state for hsamem: a stream, a cuBLAS
- * handle, the resident landmark matrices of recently queried memories, the device and pinned host
- * chunk caches, and the scratch buffers of a call. It never owns chunk data of record: everything
- * comes from the source during a call, and may be dropped at any time.
+ * cuda_backend.c: the CUDA backend. It owns one device's state for hsamem: a stream, the resident
+ * landmark matrices of recently queried memories, the device and pinned host chunk caches, and
+ * the scratch buffers of a call. It never owns chunk data of record: everything comes from the
+ * source during a call, and may be dropped at any time.
  *
  * A call (cuda_attend), under the backend's lock, per group of up to TOK_GROUP query tokens:
  *
@@ -10,10 +10,10 @@
  *      device are copied from the source through two pinned staging buffers (host memcpy of one
  *      overlaps the DMA of the other) onto the end of its device matrix, which grows by doubling
  *      with a device-to-device copy: sealed chunks never change, so rows once loaded stay valid;
- *   2. scoring: the queries are split into two (f16) or three (bf16) 16-bit parts whose sum is the
- *      fp32 query, scaled by a power of two into the 16-bit range; one cuBLAS GEMM (fp32
- *      accumulation) scores every part against the landmarks, and the top-k adds the parts;
- *   3. top-k (gpu/cuda_kernels.cu), then one synchronisation to read the selection back;
+ *   2. one upload of the round's fp32 queries, visibilities and attention queries;
+ *   3. selection (gpu/cuda_kernels.cu): fp32 scores of every visible landmark as 32-bit keys, a
+ *      radix select of the k best per (token, kv head) with their weights, then one
+ *      synchronisation to read the selection back (the chunk caches live on the host);
  *   4. chunks: each selected chunk is looked up in the device cache; misses get a device slot (or
  *      a place in device staging when the cache is full of this call's chunks) and are read from
  *      the pinned host cache, or copied from the source into it (or into pinned staging); one
@@ -21,9 +21,13 @@
  *   5. in-chunk attention and fusion kernels; results are copied back and the stream is
  *      synchronised before the call returns, so the next call may reuse every buffer.
  *
+ * The warm path of a round is thus one upload, five kernels, one download and a synchronisation
+ * for the selection, then one small upload (the chunk table), two or three kernels and one
+ * download; scratch buffers only grow, so nothing is allocated once a shape has been seen.
+ *
  * Memories the budget cannot hold, shapes the kernels do not cover and f32 memories are served by
  * a CPU backend of the backend's own, so a resource shortfall never reads as a device failure. A
- * CUDA or cuBLAS error is logged with its statement, file and line, fails the call with
+ * CUDA error is logged with its statement, file and line, fails the call with
  * HSAMEM_EBACKEND and leaves the backend failed: the daemon then serves on the CPU.
  *
  * Concurrency: one lock and one stream. Calls from several workers run one after the other; the
@@ -40,7 +44,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include "backend.h"
@@ -70,17 +73,7 @@ cu_fail(cudaError_t e, const char *stmt, const char *file, int line)
 	return HSAMEM_EBACKEND;
 }
 
-static int
-blas_fail(cublasStatus_t s, const char *stmt, const char *file, int line)
-{
-	if (s == CUBLAS_STATUS_SUCCESS)
-		return 0;
-	log_err("cuda: %s failed at %s:%d: %s", stmt, file, line, cublasGetStatusString(s));
-	return HSAMEM_EBACKEND;
-}
-
 #define CU(stmt)   cu_fail((stmt), #stmt, __FILE__, __LINE__)
-#define BLAS(stmt) blas_fail((stmt), #stmt, __FILE__, __LINE__)
 
 /* ---- state ---- */
 
@@ -122,7 +115,6 @@ struct cuda_backend {
 	int device;
 	char name[128];
 	cudaStream_t st;
-	cublasHandle_t blas;
 	cudaEvent_t ev[2];
 	bool failed;
 	bool uva; /* mapped pinned memory has the same address on the device */
@@ -137,13 +129,15 @@ struct cuda_backend {
 	uint64_t epoch;
 
 	/* device scratch */
-	struct buf d_q, d_scores, d_keys_a, d_keys_b, d_res, d_out, d_attn, d_partial, d_tab,
-	        d_stage;
+	struct buf d_q, d_keys, d_selst, d_cand, d_res, d_out, d_attn, d_partial, d_tab, d_stage;
 	/* pinned host scratch */
 	struct buf h_q, h_res, h_sel, h_tab, h_stage, h_lmk[2];
 	/* plain host scratch */
 	struct miss *miss;
 	size_t miss_cap;
+	uint32_t *which; /* per (pair, rank) of a round: device slot or staging entry */
+	uint8_t *kind;   /* 0 none, 1 device slot, 2 device staging */
+	size_t which_cap;
 	uint32_t *staged; /* per round: j + 1 -> device staging entry, open addressing */
 	size_t staged_cap;
 
@@ -566,7 +560,7 @@ struct call {
 	struct hsa_result *res;
 	struct lmk *lmk;
 	struct pool *pool;
-	uint32_t G, d_rh, k, nsplit;
+	uint32_t G, d_rh, k;
 	size_t n_sel_all, n_out_all, n_attn_all;
 	/* pinned result layout */
 	int64_t *h_sel;
@@ -588,20 +582,16 @@ from16(enum hsa_dtype t, uint16_t h)
 	return t == HSA_F16 ? half_f16_to_float(h) : half_bf16_to_float(h);
 }
 
-/* Packs the round's queries: 16-bit parts, unscale factors, visibility, attention queries. */
+/* Packs the round's queries (fp32), visibilities and attention queries: one upload. */
 static size_t
-pack_queries(struct call *c, void *dst, size_t *off_unscale, size_t *off_vis, size_t *off_qa)
+pack_queries(struct call *c, void *dst, size_t *off_vis, size_t *off_qa)
 {
 	const struct hsa_spec *sp = c->spec;
-	uint32_t nt = c->nt, h_kv = sp->h_kv, d_rh = c->d_rh, ns = c->nsplit;
-	size_t n_qh = (size_t)h_kv * ns * nt * d_rh;
-	uint16_t *qh = dst;
-	size_t o_un = (n_qh * 2 + 15) & ~(size_t)15;
-	float *unscale = (float *)((char *)dst + o_un);
-	size_t o_vis = o_un + (((size_t)nt * h_kv * 4 + 15) & ~(size_t)15);
+	uint32_t nt = c->nt;
+	size_t n_qr = (size_t)nt * sp->d_r;
+	size_t o_vis = (n_qr * 4 + 15) & ~(size_t)15;
 	uint32_t *vis = (uint32_t *)((char *)dst + o_vis);
 	size_t o_qa = o_vis + (((size_t)nt * 4 + 15) & ~(size_t)15);
-	float *qa = (float *)((char *)dst + o_qa);
 	size_t n_qa = (size_t)nt * sp->h_q * sp->d_h;
 
 	c->max_vis = 0;
@@ -612,116 +602,71 @@ pack_queries(struct call *c, void *dst, size_t *off_unscale, size_t *off_vis, si
 		vis[t] = (uint32_t)v;
 		if (v > c->max_vis)
 			c->max_vis = v;
-		for (uint32_t r = 0; r < h_kv; r++) {
-			const float *x = c->q->qr + ((size_t)(c->t0 + t) * sp->d_r) + (size_t)r * d_rh;
-			float m = 0.0f;
-			bool finite = true;
-			int e = 0, ex;
-			for (uint32_t i = 0; i < d_rh; i++) {
-				if (!isfinite(x[i]))
-					finite = false;
-				else if (fabsf(x[i]) > m)
-					m = fabsf(x[i]);
-			}
-			if (finite && m > 0.0f) {
-				frexpf(m, &ex);
-				e = 14 - ex;
-				e = e > 100 ? 100 : e < -100 ? -100 : e;
-			}
-			unscale[(size_t)t * h_kv + r] = ldexpf(1.0f, -e);
-			for (uint32_t i = 0; i < d_rh; i++) {
-				float v0 = ldexpf(x[i], e);
-				for (uint32_t s = 0; s < ns; s++) {
-					uint16_t h = to16(sp->dtype, v0);
-					qh[(((size_t)r * ns + s) * nt + t) * d_rh + i] = h;
-					float back = from16(sp->dtype, h);
-					v0 = isfinite(back) ? v0 - back : 0.0f;
-				}
-			}
-		}
 	}
-	memcpy(qa, c->q->qa + (size_t)c->t0 * sp->h_q * sp->d_h, n_qa * 4);
-	*off_unscale = o_un;
+	memcpy(dst, c->q->qr + (size_t)c->t0 * sp->d_r, n_qr * 4);
+	memcpy((char *)dst + o_qa, c->q->qa + (size_t)c->t0 * sp->h_q * sp->d_h, n_qa * 4);
 	*off_vis = o_vis;
 	*off_qa = o_qa;
 	return o_qa + n_qa * 4;
 }
 
-static uint32_t
-pow2_at_least(uint64_t x)
+/* Room for the select state, which the kernels leave zero: zeroed whenever it is allocated. */
+static int
+selst_reserve(struct cuda_backend *b, uint32_t pairs)
 {
-	uint32_t p = 1;
-	while (p < x && p < CUK_TOPK_GROUP_MAX)
-		p <<= 1;
-	return p;
+	size_t cap = b->d_selst.cap, bytes = cuk_select_state_words(pairs) * 4;
+	int err = dev_reserve(b, &b->d_selst, bytes);
+
+	if (err == 0 && b->d_selst.cap != cap)
+		err = CU(cudaMemsetAsync(b->d_selst.p, 0, b->d_selst.cap, b->st));
+	return err;
 }
 
 /* Scores, top-k and weights of the round into d_res; selection copied back to pinned memory. */
 static int
-round_select(struct call *c, const float *d_unscale, const uint32_t *d_vis, const uint16_t *d_qh)
+round_select(struct call *c, const float *d_qr, const uint32_t *d_vis)
 {
 	struct cuda_backend *b = c->b;
 	const struct hsa_spec *sp = c->spec;
 	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k, pairs = nt * h_kv;
-	uint64_t ld = (c->max_vis + 3) & ~(uint64_t)3;
-	uint32_t ncol = c->nsplit * nt;
+	uint64_t len = c->max_vis, ld = (len + 3) & ~(uint64_t)3;
 	int err;
 
-	if (c->max_vis > 0) {
-		const float one = 1.0f, zero = 0.0f;
-		cudaDataType_t dt = sp->dtype == HSA_F16 ? CUDA_R_16F : CUDA_R_16BF;
-		if ((err = dev_reserve(b, &b->d_scores, (size_t)h_kv * ncol * ld * 4)) != 0)
-			return err;
-		err = BLAS(cublasGemmStridedBatchedEx(
-		        b->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)c->max_vis, (int)ncol, (int)c->d_rh,
-		        &one, c->lmk->dev, dt, (int)sp->d_r, (long long)c->d_rh, d_qh, dt,
-		        (int)c->d_rh, (long long)ncol * c->d_rh, &zero, b->d_scores.p, CUDA_R_32F,
-		        (int)ld, (long long)ncol * ld, (int)h_kv, CUBLAS_COMPUTE_32F,
-		        CUBLAS_GEMM_DEFAULT));
-		if (err != 0)
-			return err;
-	}
-
-	struct cuk_topk_args a = {
-	        .scores = c->max_vis > 0 ? b->d_scores.p : NULL,
+	if ((err = dev_reserve(b, &b->d_res, (size_t)pairs * k * 16)) != 0 ||
+	    (err = selst_reserve(b, pairs)) != 0 ||
+	    (len > 0 && ((err = dev_reserve(b, &b->d_keys, (size_t)pairs * ld * 4)) != 0 ||
+	                 (err = dev_reserve(b, &b->d_cand, (size_t)pairs * len * 8)) != 0)))
+		return err;
+	struct cuk_score_args sa = {
+	        .lmk = len > 0 ? c->lmk->dev : NULL,
+	        .qr = d_qr,
 	        .vis = d_vis,
-	        .unscale = d_unscale,
+	        .keys = b->d_keys.p,
+	        .len = len,
 	        .ld = ld,
-	        .len = c->max_vis,
-	        .nsplit = c->nsplit,
 	        .nt = nt,
 	        .h_kv = h_kv,
-	        .k = k,
+	        .d_r = sp->d_r,
+	        .d_rh = c->d_rh,
+	        .dtype = sp->dtype,
 	        .r_scale = 1.0f / sqrtf((float)c->d_rh),
-	        .stickbreak = sp->weighting == HSA_STICKBREAK,
 	};
-	a.group = pow2_at_least(a.len > k ? a.len : k);
-	a.n_groups = a.len <= a.group ? 1 : (uint32_t)((a.len + a.group - 1) / a.group);
-	size_t keys = (size_t)pairs * a.n_groups * k * 8;
-	int64_t *d_sel;
-	if ((err = dev_reserve(b, &b->d_res, (size_t)pairs * k * 16)) != 0)
-		return err;
-	d_sel = b->d_res.p;
-	a.sel = d_sel;
-	a.score = (float *)(d_sel + (size_t)pairs * k);
+	int64_t *d_sel = b->d_res.p;
+	struct cuk_select_args a = {
+	        .keys = b->d_keys.p,
+	        .len = len,
+	        .ld = ld,
+	        .hist = b->d_selst.p,
+	        .cand = b->d_cand.p,
+	        .pairs = pairs,
+	        .k = k,
+	        .stickbreak = sp->weighting == HSA_STICKBREAK,
+	        .sel = d_sel,
+	        .score = (float *)(d_sel + (size_t)pairs * k),
+	};
 	a.weight = a.score + (size_t)pairs * k;
-	if (a.n_groups > 1 && ((err = dev_reserve(b, &b->d_keys_a, keys)) != 0 ||
-	                       (err = dev_reserve(b, &b->d_keys_b, keys)) != 0))
+	if ((err = CU(cuk_score(b->st, &sa))) != 0 || (err = CU(cuk_select(b->st, &a))) != 0)
 		return err;
-	uint64_t *kin = b->d_keys_a.p, *kout = b->d_keys_b.p;
-	a.keys_out = kin;
-	for (;;) {
-		if ((err = CU(cuk_topk(b->st, &a))) != 0)
-			return err;
-		if (a.n_groups == 1)
-			break;
-		a.scores = NULL;
-		a.keys_in = a.keys_out;
-		a.len = (uint64_t)a.n_groups * k;
-		a.group = pow2_at_least(a.len);
-		a.n_groups = a.len <= a.group ? 1 : (uint32_t)((a.len + a.group - 1) / a.group);
-		a.keys_out = a.keys_in == kin ? kout : kin;
-	}
 
 	/* one copy of the round's sel, score and weight (contiguous on the device) */
 	size_t n = (size_t)pairs * k;
@@ -736,7 +681,6 @@ round_select(struct call *c, const float *d_unscale, const uint32_t *d_vis, cons
 	memcpy(c->h_score + at, hs + n, n * 4);
 	memcpy(c->h_weight + at, (const float *)(hs + n) + n, n * 4);
 	return 0;
-	return CU(cudaStreamSynchronize(b->st));
 }
 
 /* The device staging entry of chunk j in this round, creating it; *fresh when new. */
@@ -789,17 +733,25 @@ round_attend(struct call *c, const float *d_qa)
 		b->staged_cap = need_staged;
 	}
 	memset(b->staged, 0, b->staged_cap * 2 * sizeof(uint32_t));
+	if (b->which_cap < n) {
+		uint32_t *w = realloc(b->which, n * sizeof(uint32_t));
+		if (w != NULL)
+			b->which = w;
+		uint8_t *kd = realloc(b->kind, n);
+		if (kd != NULL)
+			b->kind = kd;
+		if (w == NULL || kd == NULL)
+			return -ENOMEM;
+		b->which_cap = n;
+	}
+	uint32_t *which = b->which;
+	uint8_t *kind = b->kind;
+	memset(kind, 0, n);
 
 	/* table: [n] device pointers, then the copies */
 	if ((err = host_reserve(b, &b->h_tab, n * (8 + sizeof(struct cuk_copy)))) != 0)
 		return err;
 	const void **ptr = b->h_tab.p;
-	uint32_t *which = calloc(n, sizeof(uint32_t)); /* per (pair, rank): 1 + slot or entry */
-	uint8_t *kind = calloc(n, 1);                  /* 0 none, 1 device slot, 2 staging */
-	if (which == NULL || kind == NULL) {
-		err = -ENOMEM;
-		goto out;
-	}
 
 	/* 1: where each selected chunk is or will be */
 	for (size_t x = 0; x < n; x++) {
@@ -934,8 +886,6 @@ round_attend(struct call *c, const float *d_qa)
 		goto out;
 	err = CU(cudaStreamSynchronize(b->st));
 out:
-	free(which);
-	free(kind);
 	return err;
 }
 
@@ -972,21 +922,19 @@ call_run(struct call *c)
 	c->h_attn = c->h_out + c->n_out_all;
 
 	for (c->t0 = 0; c->t0 < q->n; c->t0 += c->nt) {
-		size_t o_un, o_vis, o_qa, bytes;
+		size_t o_vis, o_qa, bytes;
 		c->nt = q->n - c->t0 < TOK_GROUP ? q->n - c->t0 : TOK_GROUP;
-		size_t bound = (size_t)sp->h_kv * c->nsplit * c->nt * c->d_rh * 2 +
-		               (size_t)c->nt * (sp->h_kv + 1) * 4 +
+		size_t bound = (size_t)c->nt * sp->d_r * 4 + (size_t)c->nt * 4 +
 		               (size_t)c->nt * sp->h_q * sp->d_h * 4 + 64;
 		if ((err = host_reserve(b, &b->h_q, bound)) != 0 ||
 		    (err = dev_reserve(b, &b->d_q, bound)) != 0)
 			return err;
-		bytes = pack_queries(c, b->h_q.p, &o_un, &o_vis, &o_qa);
+		bytes = pack_queries(c, b->h_q.p, &o_vis, &o_qa);
 		if ((err = CU(cudaMemcpyAsync(b->d_q.p, b->h_q.p, bytes, cudaMemcpyHostToDevice,
 		                              b->st))) != 0)
 			return err;
 		char *dq = b->d_q.p;
-		if ((err = round_select(c, (const float *)(dq + o_un), (const uint32_t *)(dq + o_vis),
-		                        (const uint16_t *)dq)) != 0)
+		if ((err = round_select(c, (const float *)dq, (const uint32_t *)(dq + o_vis))) != 0)
 			return err;
 		if ((err = round_attend(c, (const float *)(dq + o_qa))) != 0)
 			return err;
@@ -1077,7 +1025,6 @@ cuda_attend(struct gpu_backend *gb, const struct hsa_spec *spec, const struct hs
 	c.G = spec->h_q / spec->h_kv;
 	c.d_rh = spec->d_r / spec->h_kv;
 	c.k = q->k;
-	c.nsplit = spec->dtype == HSA_F16 ? 2 : 3;
 	c.n_sel_all = (size_t)q->n * spec->h_kv * q->k;
 	c.n_out_all = (size_t)q->n * spec->h_q * spec->d_h;
 	c.n_attn_all = res->attn != NULL ? (size_t)q->n * spec->h_q * q->k * spec->S : 0;
@@ -1200,8 +1147,8 @@ cuda_free(struct gpu_backend *gb)
 		lmk_drop(b, b->lru_head);
 	for (unsigned i = 0; i < b->n_pools; i++)
 		pool_free_all(b, &b->pools[i]);
-	struct buf *dev[] = {&b->d_q,   &b->d_scores,  &b->d_keys_a, &b->d_keys_b, &b->d_res,
-	                     &b->d_out, &b->d_attn,    &b->d_partial, &b->d_tab,   &b->d_stage};
+	struct buf *dev[] = {&b->d_q,   &b->d_keys, &b->d_selst,   &b->d_cand, &b->d_res,
+	                     &b->d_out, &b->d_attn, &b->d_partial, &b->d_tab,  &b->d_stage};
 	for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
 		dev_release(dev[i]);
 	struct buf *host[] = {&b->h_q,     &b->h_res,    &b->h_sel,   &b->h_tab,
@@ -1211,12 +1158,12 @@ cuda_free(struct gpu_backend *gb)
 	for (int i = 0; i < 2; i++)
 		if (b->ev[i] != NULL)
 			cudaEventDestroy(b->ev[i]);
-	if (b->blas != NULL)
-		cublasDestroy(b->blas);
 	if (b->st != NULL)
 		cudaStreamDestroy(b->st);
 	gpu_free(b->cpu);
 	free(b->miss);
+	free(b->which);
+	free(b->kind);
 	free(b->staged);
 	pthread_mutex_destroy(&b->mu);
 	free(b);
@@ -1252,7 +1199,6 @@ gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **ou
 	    (err = CU(cudaGetDeviceProperties(&prop, opts->device))) != 0 ||
 	    (err = CU(cudaMemGetInfo(&free_b, &total_b))) != 0 ||
 	    (err = CU(cudaStreamCreateWithFlags(&b->st, cudaStreamNonBlocking))) != 0 ||
-	    (err = BLAS(cublasCreate(&b->blas))) != 0 || (err = BLAS(cublasSetStream(b->blas, b->st))) ||
 	    (err = CU(cuk_init())) != 0 ||
 	    (err = CU(cudaEventCreateWithFlags(&b->ev[0], cudaEventDisableTiming))) != 0 ||
 	    (err = CU(cudaEventCreateWithFlags(&b->ev[1], cudaEventDisableTiming))) != 0)

@@ -16,32 +16,43 @@
 extern "C" {
 #endif
 
-/* Largest group one top-k block sorts: 4096 keys of 8 bytes, 32 KiB of shared memory. */
-#define CUK_TOPK_GROUP_MAX 4096u
-
 /*
- * One pass of the top-k. A key packs a score and a chunk index so that a larger key ranks first:
- * the score's bits made monotonic in the high word, 0xffffffff - j in the low word; 0 is "no
- * chunk". The first pass builds keys from the GEMM's scores (scores != NULL), later passes read
- * the previous pass's keys. Each block sorts one group of one (token, kv head) pair and keeps its
- * best k. The final pass (n_groups == 1) writes sel, score and weight.
+ * Selection, in two steps. cuk_score: fp32 dot products of each token's fp32 query with the
+ * landmark rows (converted from 16 bits in registers: the CPU backend's arithmetic, only the order
+ * of additions differs), times r_scale, written as order-preserving 32-bit keys (NaN as -inf, -0 as
+ * +0; 0 where the chunk is not visible to the token). cuk_select: a radix select of the k best per
+ * (token, kv head) pair: a histogram of the keys' top CUK_HIST_BITS bits, the candidates at or
+ * above the bin of the k-th best (a few hundred for ordinary scores), then one block per pair
+ * finds the exact k-th by radix passes over (key, 0xffffffff - index), so ties go to the lower
+ * index whatever their number, sorts the k and writes sel, score and weight.
  */
-struct cuk_topk_args {
-	const float *scores;     /* [h_kv][nsplit][nt][ld]: partial dot products of the splits */
-	const uint64_t *keys_in; /* [pairs][len] */
-	uint64_t *keys_out;      /* [pairs][n_groups][k], unless final */
-	const uint32_t *vis;     /* [nt] chunks visible to each token */
-	const float *unscale;    /* [nt][h_kv]: undoes the query's power-of-two scaling */
-	uint64_t ld;             /* scores: elements per column */
-	uint64_t len;            /* items per pair in this pass */
-	uint32_t group;          /* items per block, a power of two >= k, <= CUK_TOPK_GROUP_MAX */
-	uint32_t n_groups;
-	uint32_t nsplit, nt, h_kv, k;
-	float r_scale;           /* 1 / sqrt(d_r / h_kv) */
+#define CUK_HIST_BITS 12u
+#define CUK_HIST_BINS (1u << CUK_HIST_BITS)
+
+struct cuk_score_args {
+	const uint16_t *lmk; /* [len][d_r] */
+	const float *qr;     /* [nt][d_r] */
+	const uint32_t *vis; /* [nt] chunks visible to each token */
+	uint32_t *keys;      /* [nt][h_kv][ld] */
+	uint64_t len, ld;    /* rows scored (the largest visibility); ld a multiple of 4 */
+	uint32_t nt, h_kv, d_r, d_rh;
+	int dtype;           /* HSA_F16 or HSA_BF16 */
+	float r_scale;       /* 1 / sqrt(d_r / h_kv) */
+};
+
+struct cuk_select_args {
+	const uint32_t *keys; /* [pairs][ld], from cuk_score */
+	uint64_t len, ld;
+	uint32_t *hist;       /* [pairs][CUK_HIST_BINS], then [pairs] counts: zero between calls */
+	uint64_t *cand;       /* [pairs][len] */
+	uint32_t pairs, k;
 	int stickbreak;
-	int64_t *sel;            /* final: [nt][h_kv][k] */
+	int64_t *sel;         /* [pairs][k] */
 	float *score, *weight;
 };
+
+/* Words of the select state (histograms and counts) for pairs; zero it once, it stays zero. */
+size_t cuk_select_state_words(uint32_t pairs);
 
 /*
  * In-chunk attention: one block per (pair, rank) attends the G query heads of the pair's kv head
@@ -79,7 +90,8 @@ cudaError_t cuk_init(void);
 size_t cuk_attend_smem(uint32_t S, uint32_t d_h, uint32_t G);
 size_t cuk_attend_smem_max(void);
 
-cudaError_t cuk_topk(cudaStream_t st, const struct cuk_topk_args *a);
+cudaError_t cuk_score(cudaStream_t st, const struct cuk_score_args *a);
+cudaError_t cuk_select(cudaStream_t st, const struct cuk_select_args *a);
 cudaError_t cuk_attend(cudaStream_t st, const struct cuk_attend_args *a);
 cudaError_t cuk_fuse(cudaStream_t st, const struct cuk_fuse_args *a);
 /* n copies of bytes each (a multiple of 4; addresses 16-byte aligned). */

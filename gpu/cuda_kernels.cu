@@ -33,13 +33,14 @@ bits_score(uint32_t u)
 	return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
 }
 
-__device__ static inline uint64_t
-make_key(float s, uint64_t j)
+/* A score as a 32-bit key: NaN ranks as -inf, -0 as +0; never 0 (0 is "not visible"). */
+__device__ static inline uint32_t
+score_key(float s)
 {
 	if (isnan(s))
 		s = -INFINITY;
 	s += 0.0f; /* -0 ranks as +0, as in the CPU's comparisons */
-	return ((uint64_t)score_bits(s) << 32) | (uint64_t)(0xffffffffu - (uint32_t)j);
+	return score_bits(s);
 }
 
 /* Sorts n (a power of two) keys in shared memory, largest first. */
@@ -63,43 +64,307 @@ bitonic_desc(uint64_t *s, uint32_t n)
 	}
 }
 
-__global__ void
-topk_kernel(struct cuk_topk_args a)
+template <int DT>
+__device__ static inline float
+to_f(uint16_t u)
 {
-	extern __shared__ uint64_t keys[];
-	uint32_t g = blockIdx.x, p = blockIdx.y, t = p / a.h_kv, r = p % a.h_kv;
-	uint64_t base = (uint64_t)g * a.group;
+	if (DT == HSA_F16_CODE)
+		return __half2float(__ushort_as_half(u));
+	return __bfloat162float(__ushort_as_bfloat16(u));
+}
 
-	for (uint32_t i = threadIdx.x; i < a.group; i += blockDim.x) {
-		uint64_t at = base + i, key = 0;
-		if (at < a.len) {
-			if (a.scores != NULL) {
-				if (at < a.vis[t]) {
-					size_t col = (size_t)r * a.nsplit * a.nt + t;
-					float c0 = a.scores[col * a.ld + at], d = c0;
-					/* an infinite first part is the limit; the others only add NaN */
-					if (!isinf(c0))
-						for (uint32_t sp = 1; sp < a.nsplit; sp++)
-							d += a.scores[(col + (size_t)sp * a.nt) *
-							              a.ld + at];
-					key = make_key(d * a.unscale[p] * a.r_scale, at);
-				}
-			} else {
-				key = a.keys_in[(size_t)p * a.len + at];
+/*
+ * Scoring: a block stages SC_ROWS landmark rows of one kv head, SC_COLS columns at a time, in
+ * shared memory (rows padded to an odd number of words: no bank conflicts), with the tokens'
+ * queries beside them; thread (row, sub) accumulates the dot products of its row with tokens
+ * sub, sub + SC_SUBS, ... (TPT of them) in fp32.
+ */
+#define SC_ROWS    64u
+#define SC_COLS    128u
+#define SC_SUBS    4u
+#define SC_THREADS (SC_ROWS * SC_SUBS)
+#define SC_W       (SC_COLS / 2 + 1) /* words per staged row */
+#define SC_TOK     32u               /* most tokens a launch */
+
+template <int DT, int TPT>
+__global__ void __launch_bounds__(SC_THREADS)
+score_kernel(struct cuk_score_args a)
+{
+	__shared__ uint32_t tile[SC_ROWS * SC_W];
+	__shared__ __align__(16) float qs[SC_TOK * SC_COLS];
+	uint32_t r = blockIdx.y, tid = threadIdx.x, lr = tid % SC_ROWS, sub = tid / SC_ROWS;
+	uint64_t row0 = (uint64_t)blockIdx.x * SC_ROWS;
+	const uint16_t *base = a.lmk + (size_t)r * a.d_rh;
+	bool vec = a.d_r % 8 == 0 && a.d_rh % 8 == 0;
+	float acc[TPT];
+
+#pragma unroll
+	for (int j = 0; j < TPT; j++)
+		acc[j] = 0.0f;
+	for (uint32_t c0 = 0; c0 < a.d_rh; c0 += SC_COLS) {
+		uint32_t w = a.d_rh - c0 < SC_COLS ? a.d_rh - c0 : SC_COLS, we = (w + 1) & ~1u;
+		__syncthreads();
+		if (vec) {
+			uint32_t per = w / 8;
+			for (uint32_t x = tid; x < SC_ROWS * per; x += SC_THREADS) {
+				uint32_t i = x / per, c = (x % per) * 8;
+				uint4 v = make_uint4(0, 0, 0, 0);
+				if (row0 + i < a.len)
+					v = *(const uint4 *)(base + (row0 + i) * a.d_r + c0 + c);
+				uint32_t *d = tile + i * SC_W + c / 2;
+				d[0] = v.x;
+				d[1] = v.y;
+				d[2] = v.z;
+				d[3] = v.w;
+			}
+		} else {
+			uint16_t *t16 = (uint16_t *)tile;
+			for (uint32_t x = tid; x < SC_ROWS * we; x += SC_THREADS) {
+				uint32_t i = x / we, c = x % we;
+				uint16_t v = 0;
+				if (c < w && row0 + i < a.len)
+					v = base[(row0 + i) * a.d_r + c0 + c];
+				t16[i * SC_W * 2 + c] = v;
 			}
 		}
-		keys[i] = key;
+		for (uint32_t x = tid; x < a.nt * we; x += SC_THREADS) {
+			uint32_t t = x / we, c = x % we;
+			qs[t * SC_COLS + c] =
+			        c < w ? a.qr[(size_t)t * a.d_r + (size_t)r * a.d_rh + c0 + c] : 0.0f;
+		}
+		__syncthreads();
+		const uint32_t *kr = tile + lr * SC_W;
+		for (uint32_t c = 0; c < we; c += 2) {
+			uint32_t kw = kr[c / 2];
+			float k0 = to_f<DT>((uint16_t)(kw & 0xffff)), k1 = to_f<DT>((uint16_t)(kw >> 16));
+#pragma unroll
+			for (int j = 0; j < TPT; j++) {
+				uint32_t t = sub + SC_SUBS * j;
+				if (t < a.nt) {
+					float2 qv = *(const float2 *)(qs + t * SC_COLS + c);
+					acc[j] = fmaf(qv.x, k0, acc[j]);
+					acc[j] = fmaf(qv.y, k1, acc[j]);
+				}
+			}
+		}
+	}
+	uint64_t row = row0 + lr;
+	if (row >= a.len)
+		return;
+#pragma unroll
+	for (int j = 0; j < TPT; j++) {
+		uint32_t t = sub + SC_SUBS * j;
+		if (t < a.nt)
+			a.keys[((size_t)t * a.h_kv + r) * a.ld + row] =
+			        row < a.vis[t] ? score_key(acc[j] * a.r_scale) : 0u;
+	}
+}
+
+/* Keys per block of the histogram and collection passes. */
+#define SEL_SLICE   4096u
+#define SEL_THREADS 256u
+
+extern "C" size_t
+cuk_select_state_words(uint32_t pairs)
+{
+	return (size_t)pairs * CUK_HIST_BINS + pairs;
+}
+
+/* The histogram of the top bits of the visible keys, per pair. */
+__global__ void __launch_bounds__(SEL_THREADS)
+hist_kernel(struct cuk_select_args a)
+{
+	__shared__ uint32_t h[CUK_HIST_BINS];
+	uint32_t p = blockIdx.y, tid = threadIdx.x;
+	uint64_t b0 = (uint64_t)blockIdx.x * SEL_SLICE;
+	uint64_t e = b0 + SEL_SLICE < a.len ? b0 + SEL_SLICE : a.len;
+	const uint4 *k4 = (const uint4 *)(a.keys + (size_t)p * a.ld);
+
+	for (uint32_t i = tid; i < CUK_HIST_BINS; i += SEL_THREADS)
+		h[i] = 0;
+	__syncthreads();
+	for (uint64_t i = b0 / 4 + tid; i * 4 < e; i += SEL_THREADS) {
+		uint4 v = k4[i];
+		uint32_t kv[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+		for (int m = 0; m < 4; m++)
+			if (i * 4 + m < e && kv[m] != 0)
+				atomicAdd(&h[kv[m] >> (32 - CUK_HIST_BITS)], 1u);
 	}
 	__syncthreads();
-	bitonic_desc(keys, a.group);
+	uint32_t *hg = a.hist + (size_t)p * CUK_HIST_BINS;
+	for (uint32_t i = tid; i < CUK_HIST_BINS; i += SEL_THREADS)
+		if (h[i] != 0)
+			atomicAdd(&hg[i], h[i]);
+}
 
-	if (a.n_groups > 1) {
-		for (uint32_t i = threadIdx.x; i < a.k; i += blockDim.x)
-			a.keys_out[((size_t)p * a.n_groups + g) * a.k + i] = keys[i];
-		return;
+/* Exclusive prefix sum over the block (SEL_THREADS threads); *total gets the sum. */
+__device__ static uint32_t
+block_excl_scan(uint32_t v, uint32_t *total)
+{
+	__shared__ uint32_t wsum[SEL_THREADS / 32];
+	uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32, x = v;
+
+	for (int o = 1; o < 32; o <<= 1) {
+		uint32_t y = __shfl_up_sync(0xffffffffu, x, o);
+		if (lane >= (uint32_t)o)
+			x += y;
 	}
+	if (lane == 31)
+		wsum[warp] = x;
+	__syncthreads();
+	uint32_t before = 0, all = 0;
+	for (uint32_t w = 0; w < SEL_THREADS / 32; w++) {
+		if (w < warp)
+			before += wsum[w];
+		all += wsum[w];
+	}
+	__syncthreads();
+	*total = all;
+	return before + x - v;
+}
 
-	/* final: the selection, best first, and its weights */
+/* Appends the pair's keys at or above the bin of its k-th best to its candidates. */
+__global__ void __launch_bounds__(SEL_THREADS)
+collect_kernel(struct cuk_select_args a)
+{
+	__shared__ uint32_t thr_s;
+	uint32_t p = blockIdx.y, tid = threadIdx.x, lane = tid % 32;
+	const uint32_t *hg = a.hist + (size_t)p * CUK_HIST_BINS;
+	uint32_t *count = a.hist + (size_t)a.pairs * CUK_HIST_BINS + p;
+	const uint32_t per = CUK_HIST_BINS / SEL_THREADS;
+
+	/* thread tid holds bins top - per * tid - m, m < per: highest bins first */
+	uint32_t loc[CUK_HIST_BINS / SEL_THREADS], sum = 0, total;
+	uint32_t top = CUK_HIST_BINS - 1 - per * tid;
+#pragma unroll
+	for (uint32_t m = 0; m < per; m++) {
+		loc[m] = hg[top - m];
+		sum += loc[m];
+	}
+	if (tid == 0)
+		thr_s = 1; /* fewer than k visible: every visible key */
+	__syncthreads();
+	uint32_t ex = block_excl_scan(sum, &total);
+	if (ex < a.k && ex + sum >= a.k) {
+		uint32_t c = ex;
+#pragma unroll
+		for (uint32_t m = 0; m < per; m++) {
+			c += loc[m];
+			if (c >= a.k) {
+				thr_s = (top - m) << (32 - CUK_HIST_BITS);
+				break;
+			}
+		}
+	}
+	__syncthreads();
+	uint32_t thr = thr_s > 0 ? thr_s : 1;
+
+	uint64_t b0 = (uint64_t)blockIdx.x * SEL_SLICE;
+	uint64_t e = b0 + SEL_SLICE < a.len ? b0 + SEL_SLICE : a.len;
+	const uint32_t *keys = a.keys + (size_t)p * a.ld;
+	uint64_t *cand = a.cand + (size_t)p * a.len;
+	for (uint64_t i0 = b0; i0 < e; i0 += SEL_THREADS) {
+		uint64_t i = i0 + tid;
+		uint32_t key = i < e ? keys[i] : 0u;
+		bool take = key >= thr;
+		uint32_t m = __ballot_sync(0xffffffffu, take);
+		if (m == 0)
+			continue;
+		uint32_t leader = __ffs(m) - 1, at = 0;
+		if (lane == leader)
+			at = atomicAdd(count, __popc(m));
+		at = __shfl_sync(0xffffffffu, at, leader);
+		if (take)
+			cand[at + __popc(m & ((1u << lane) - 1u))] =
+			        ((uint64_t)key << 32) | (uint64_t)(0xffffffffu - (uint32_t)i);
+	}
+}
+
+/*
+ * One block per pair: the exact k-th best candidate by radix passes of 8 bits over the 64-bit
+ * (score, index) keys, which are all distinct, stopping at the first pass where the k-th and the
+ * next differ; then the k best sorted, the selection and its weights. Leaves the pair's histogram
+ * and count zero for the next call.
+ */
+__global__ void __launch_bounds__(SEL_THREADS)
+final_kernel(struct cuk_select_args a)
+{
+	__shared__ uint32_t h[256];
+	__shared__ uint64_t keys[256];
+	__shared__ uint64_t prefix_s;
+	__shared__ uint32_t want_s, done_s, n_top;
+	uint32_t p = blockIdx.x, tid = threadIdx.x, lane = tid % 32;
+	uint32_t *count = a.hist + (size_t)a.pairs * CUK_HIST_BINS + p;
+	uint32_t m = a.len > 0 ? *count : 0;
+	const uint64_t *cand = a.cand + (size_t)p * a.len;
+	uint64_t T = 1; /* the candidates >= T are the selection */
+
+	if (m > a.k) {
+		uint64_t prefix = 0, mask = 0;
+		uint32_t want = a.k;
+		for (int shift = 56; shift >= 0; shift -= 8) {
+			h[tid] = 0;
+			__syncthreads();
+			for (uint32_t i = tid; i < m; i += SEL_THREADS) {
+				uint64_t key = cand[i];
+				if ((key & mask) == prefix)
+					atomicAdd(&h[(uint32_t)(key >> shift) & 255u], 1u);
+			}
+			__syncthreads();
+			if (tid < 32) {
+				/* lane l holds digits 255 - 8l - j, j < 8: highest first */
+				uint32_t s = 0;
+				for (uint32_t j = 0; j < 8; j++)
+					s += h[255 - 8 * lane - j];
+				uint32_t x = s;
+				for (int o = 1; o < 32; o <<= 1) {
+					uint32_t y = __shfl_up_sync(0xffffffffu, x, o);
+					if (lane >= (uint32_t)o)
+						x += y;
+				}
+				uint32_t c = x - s;
+				if (c < want && x >= want) {
+					for (uint32_t j = 0; j < 8; j++) {
+						uint32_t d = 255 - 8 * lane - j;
+						if (c + h[d] >= want) {
+							prefix_s = prefix | ((uint64_t)d << shift);
+							want_s = want - c;
+							done_s = h[d] == want - c;
+							break;
+						}
+						c += h[d];
+					}
+				}
+			}
+			__syncthreads();
+			prefix = prefix_s;
+			mask |= (uint64_t)255 << shift;
+			want = want_s;
+			bool done = done_s != 0;
+			__syncthreads();
+			if (done)
+				break;
+		}
+		T = prefix;
+	}
+	uint32_t P = 2;
+	while (P < a.k)
+		P <<= 1;
+	if (tid == 0)
+		n_top = 0;
+	for (uint32_t i = tid; i < P; i += SEL_THREADS)
+		keys[i] = 0;
+	__syncthreads();
+	for (uint32_t i = tid; i < m; i += SEL_THREADS) {
+		uint64_t key = cand[i];
+		if (key >= T)
+			keys[atomicAdd(&n_top, 1u)] = key;
+	}
+	__syncthreads();
+	bitonic_desc(keys, P);
+
+	/* the selection, best first, and its weights */
 	__shared__ float sc[256];
 	__shared__ int64_t jj[256];
 	__shared__ float wv[256];
@@ -156,18 +421,14 @@ topk_kernel(struct cuk_topk_args a)
 		if (i >= kk)
 			a.weight[out + i] = 0.0f;
 	}
+	uint32_t *hg = a.hist + (size_t)p * CUK_HIST_BINS;
+	for (uint32_t i = tid; i < CUK_HIST_BINS; i += SEL_THREADS)
+		hg[i] = 0;
+	if (tid == 0)
+		*count = 0;
 }
 
 /* ---- in-chunk attention ---- */
-
-template <int DT>
-__device__ static inline float
-to_f(uint16_t u)
-{
-	if (DT == HSA_F16_CODE)
-		return __half2float(__ushort_as_half(u));
-	return __bfloat162float(__ushort_as_bfloat16(u));
-}
 
 /* K rows in shared memory are padded to an even length whose half is odd: no bank conflicts. */
 __host__ __device__ static inline uint32_t
@@ -296,11 +557,11 @@ attend_kernel(struct cuk_attend_args a)
 __global__ void
 fuse_kernel(struct cuk_fuse_args a)
 {
-	uint32_t p = blockIdx.x, n = a.G * a.d_h;
+	uint32_t p = blockIdx.y, n = a.G * a.d_h;
 	size_t at = (size_t)p * a.k;
 	float *out = a.out + (size_t)p * n; /* pairs are (t, r) and heads r*G.. are contiguous */
 
-	for (uint32_t x = threadIdx.x; x < n; x += blockDim.x) {
+	for (uint32_t x = blockIdx.x * blockDim.x + threadIdx.x; x < n; x += gridDim.x * blockDim.x) {
 		float acc = 0.0f;
 		for (uint32_t i = 0; i < a.k; i++) {
 			float w = a.weight[at + i];
@@ -314,27 +575,40 @@ fuse_kernel(struct cuk_fuse_args a)
 
 /* ---- gather ---- */
 
-__global__ void
-gather_kernel(const struct cuk_copy *copies, size_t bytes)
+/*
+ * Each chunk is copied by GATHER_PARTS(bytes) blocks of GATHER_THREADS threads, GATHER_PART bytes
+ * each, every thread issuing its four 16-byte loads before the first store: reads of mapped host
+ * memory cross PCIe and are slow to return, so the more of them in flight the better.
+ */
+#define GATHER_THREADS 128u
+#define GATHER_PART    (GATHER_THREADS * 4u * 16u)
+
+__global__ void __launch_bounds__(GATHER_THREADS)
+gather_kernel(const struct cuk_copy *copies, size_t bytes, uint32_t parts)
 {
-	const struct cuk_copy c = copies[blockIdx.x];
-	size_t n16 = bytes / 16;
+	const struct cuk_copy c = copies[blockIdx.x / parts];
+	uint32_t part = blockIdx.x % parts;
+	size_t n16 = bytes / 16, b16 = (size_t)part * (GATHER_PART / 16);
+	size_t e16 = b16 + GATHER_PART / 16 < n16 ? b16 + GATHER_PART / 16 : n16;
 	const uint4 *s = (const uint4 *)c.src;
 	uint4 *d = (uint4 *)c.dst;
+	size_t x = b16 + threadIdx.x;
 
-	/* four loads in flight per thread before the first store: PCIe reads are slow to return */
-	size_t x = threadIdx.x, step = blockDim.x;
-	for (; x + 3 * step < n16; x += 4 * step) {
-		uint4 v0 = s[x], v1 = s[x + step], v2 = s[x + 2 * step], v3 = s[x + 3 * step];
+	if (x + 3 * GATHER_THREADS < e16) {
+		uint4 v0 = s[x], v1 = s[x + GATHER_THREADS], v2 = s[x + 2 * GATHER_THREADS],
+		      v3 = s[x + 3 * GATHER_THREADS];
 		d[x] = v0;
-		d[x + step] = v1;
-		d[x + 2 * step] = v2;
-		d[x + 3 * step] = v3;
+		d[x + GATHER_THREADS] = v1;
+		d[x + 2 * GATHER_THREADS] = v2;
+		d[x + 3 * GATHER_THREADS] = v3;
+	} else {
+		for (; x < e16; x += GATHER_THREADS)
+			d[x] = s[x];
 	}
-	for (; x < n16; x += step)
-		d[x] = s[x];
-	for (size_t b = n16 * 16 + threadIdx.x * 4; b < bytes; b += step * 4)
-		*(uint32_t *)((char *)c.dst + b) = *(const uint32_t *)((const char *)c.src + b);
+	if (part == parts - 1)
+		for (size_t b = n16 * 16 + threadIdx.x * 4; b < bytes; b += GATHER_THREADS * 4)
+			*(uint32_t *)((char *)c.dst + b) =
+			        *(const uint32_t *)((const char *)c.src + b);
 }
 
 /* ---- launchers ---- */
@@ -353,13 +627,48 @@ cuk_init(void)
 }
 
 extern "C" cudaError_t
-cuk_topk(cudaStream_t st, const struct cuk_topk_args *a)
+cuk_score(cudaStream_t st, const struct cuk_score_args *a)
 {
-	uint32_t threads = a->group / 2 < 1024 ? a->group / 2 : 1024;
-	if (threads < 256)
-		threads = 256;
-	dim3 grid(a->n_groups, a->nt * a->h_kv);
-	topk_kernel<<<grid, threads, a->group * sizeof(uint64_t), st>>>(*a);
+	if (a->len == 0)
+		return cudaSuccess;
+	if (a->nt > SC_TOK)
+		return cudaErrorInvalidValue;
+	dim3 grid((unsigned)((a->len + SC_ROWS - 1) / SC_ROWS), a->h_kv);
+	uint32_t tpt = (a->nt + SC_SUBS - 1) / SC_SUBS;
+#define SC_LAUNCH(DT)                                                                       \
+	do {                                                                                \
+		if (tpt <= 1)                                                               \
+			score_kernel<DT, 1><<<grid, SC_THREADS, 0, st>>>(*a);               \
+		else if (tpt <= 2)                                                          \
+			score_kernel<DT, 2><<<grid, SC_THREADS, 0, st>>>(*a);               \
+		else if (tpt <= 4)                                                          \
+			score_kernel<DT, 4><<<grid, SC_THREADS, 0, st>>>(*a);               \
+		else                                                                        \
+			score_kernel<DT, 8><<<grid, SC_THREADS, 0, st>>>(*a);               \
+	} while (0)
+	if (a->dtype == HSA_F16_CODE)
+		SC_LAUNCH(HSA_F16_CODE);
+	else
+		SC_LAUNCH(HSA_BF16_CODE);
+#undef SC_LAUNCH
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+cuk_select(cudaStream_t st, const struct cuk_select_args *a)
+{
+	cudaError_t e;
+
+	if (a->len > 0) {
+		dim3 grid((unsigned)((a->len + SEL_SLICE - 1) / SEL_SLICE), a->pairs);
+		hist_kernel<<<grid, SEL_THREADS, 0, st>>>(*a);
+		if ((e = cudaGetLastError()) != cudaSuccess)
+			return e;
+		collect_kernel<<<grid, SEL_THREADS, 0, st>>>(*a);
+		if ((e = cudaGetLastError()) != cudaSuccess)
+			return e;
+	}
+	final_kernel<<<a->pairs, SEL_THREADS, 0, st>>>(*a);
 	return cudaGetLastError();
 }
 
@@ -378,7 +687,8 @@ cuk_attend(cudaStream_t st, const struct cuk_attend_args *a)
 extern "C" cudaError_t
 cuk_fuse(cudaStream_t st, const struct cuk_fuse_args *a)
 {
-	fuse_kernel<<<a->nt * a->h_kv, 256, 0, st>>>(*a);
+	dim3 grid((a->G * a->d_h + 127) / 128, a->nt * a->h_kv);
+	fuse_kernel<<<grid, 128, 0, st>>>(*a);
 	return cudaGetLastError();
 }
 
@@ -387,6 +697,9 @@ cuk_gather(cudaStream_t st, const struct cuk_copy *copies, uint32_t n, size_t by
 {
 	if (n == 0)
 		return cudaSuccess;
-	gather_kernel<<<n, 256, 0, st>>>(copies, bytes);
+	uint32_t parts = (uint32_t)((bytes + GATHER_PART - 1) / GATHER_PART);
+	if (parts == 0)
+		parts = 1;
+	gather_kernel<<<n * parts, GATHER_THREADS, 0, st>>>(copies, bytes, parts);
 	return cudaGetLastError();
 }
