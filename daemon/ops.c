@@ -407,23 +407,18 @@ ops_fuse_weights(const struct hsa_spec *spec, const float *score, const int64_t 
 		return;
 	}
 	/* stick-breaking, most recent (highest chunk index) first */
+	bool done[SPEC_TOPK_MAX + 1] = {false};
 	double rest = 1.0;
-	bool *done = calloc(n, sizeof(bool));
-	for (size_t step = 0; step < n; step++) {
+	for (size_t step = 0; step < n && step <= SPEC_TOPK_MAX; step++) {
 		size_t best = n;
 		for (size_t i = 0; i < n; i++)
-			if (!(done != NULL && done[i]) && (best == n || chunk[i] > chunk[best]))
+			if (!done[i] && (best == n || chunk[i] > chunk[best]))
 				best = i;
-		if (best == n)
-			break;
 		double sig = 1.0 / (1.0 + exp(-(double)score[best]));
 		weight[best] = (float)(sig * rest);
 		rest *= 1.0 - sig;
-		if (done == NULL)
-			break;
 		done[best] = true;
 	}
-	free(done);
 }
 
 /* ---- small reads ---- */

@@ -4,6 +4,7 @@
  * delete leaves no record of the user in the store; export then import reproduces a memory exactly;
  * flush seals the tail.
  */
+#include <math.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -180,6 +181,47 @@ test_query_tokens(struct harness *h)
 	hsamem_close(c);
 }
 
+/* A lexical memory that fuses by stick-breaking: the most recent hit weighs sigmoid(score), each
+ * older one sigmoid(score) times what the more recent ones left. */
+static void
+test_stickbreak_query(struct harness *h)
+{
+	struct hsamem *c;
+	struct hsamem_spec spec = {.encoder = "lexical", .weighting = HSAMEM_STICKBREAK};
+	struct hsamem_query_result *r = NULL;
+	CHECK_RET(hsamem_open(h->url, &c), 0);
+	CHECK_RET(hsamem_create(c, "erin", &spec, NULL), 0);
+	const char *notes[] = {"the green kettle whistles loudly", "a green kettle on the stove",
+			       "kettle descaling with vinegar", "the garden shed needs paint"};
+	for (int i = 0; i < 4; i++) {
+		CHECK_RET(hsamem_append_text(c, "erin", HSAMEM_ROLE_USER, notes[i], NULL), 0);
+		CHECK_RET(hsamem_flush(c, "erin", NULL, NULL), 0); /* one chunk each */
+	}
+	CHECK_RET(hsamem_query_text(c, "erin", "green kettle", 3, &r), 0);
+	if (r != NULL && r->n_hits == 3) {
+		/* order the hits most recent first, then check the product */
+		struct hsamem_hit *by_recency[3] = {&r->hits[0], &r->hits[1], &r->hits[2]};
+		for (int i = 0; i < 3; i++)
+			for (int j = i + 1; j < 3; j++)
+				if (by_recency[j]->chunk > by_recency[i]->chunk) {
+					struct hsamem_hit *t = by_recency[i];
+					by_recency[i] = by_recency[j];
+					by_recency[j] = t;
+				}
+		double rest = 1, sum = 0;
+		for (int i = 0; i < 3; i++) {
+			double sig = 1 / (1 + exp(-by_recency[i]->score));
+			CHECK_NEAR(by_recency[i]->weight, sig * rest, 1e-5);
+			rest *= 1 - sig;
+			sum += by_recency[i]->weight;
+		}
+		CHECK(sum <= 1.0 + 1e-6);
+	}
+	CHECK(r != NULL && r->n_hits == 3);
+	hsamem_result_free(r);
+	hsamem_close(c);
+}
+
 /* A second daemon on the same state directory refuses to start. */
 static void
 test_second_daemon(struct harness *h)
@@ -351,10 +393,10 @@ test_export_import_delete(struct harness *h)
 	struct store_opts so = {0};
 	CHECK_RET(store_open(h->state, &so, &st), 0);
 	if (st != NULL) {
-		/* user ids are given in creation order: alice 1, bob 2, dave 3, alice2 4, the
-		 * abandoned import of alice3 5, its replacement 6 */
+		/* user ids are given in creation order: alice 1, bob 2, erin 3, dave 4, alice2 5,
+		 * the abandoned import of alice3 6, its replacement 7 */
 		uint64_t n = 99;
-		for (uint64_t uid = 4; uid <= 6; uid++) {
+		for (uint64_t uid = 5; uid <= 7; uid++) {
 			CHECK_RET(store_count_records(st, uid, &n), 0);
 			CHECK(n == 0);
 		}
@@ -377,6 +419,7 @@ main(void)
 	test_facts_and_restart(&h);
 	test_isolation(&h);
 	test_query_tokens(&h);
+	test_stickbreak_query(&h);
 	test_second_daemon(&h);
 	test_flush(&h);
 	test_export_import_delete(&h);
