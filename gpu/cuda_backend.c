@@ -12,18 +12,24 @@
  *      with a device-to-device copy: sealed chunks never change, so rows once loaded stay valid;
  *   2. one upload of the round's fp32 queries, visibilities and attention queries;
  *   3. selection (gpu/cuda_kernels.cu): fp32 scores of every visible landmark as 32-bit keys, a
- *      radix select of the k best per (token, kv head) with their weights, then one
- *      synchronisation to read the selection back (the chunk caches live on the host);
- *   4. chunks: each selected chunk is looked up in the device cache; misses get a device slot (or
- *      a place in device staging when the cache is full of this call's chunks) and are read from
- *      the pinned host cache, or copied from the source into it (or into pinned staging); one
- *      gather kernel then copies all misses from mapped pinned memory to the device at once;
- *   5. in-chunk attention and fusion kernels; results are copied back and the stream is
- *      synchronised before the call returns, so the next call may reuse every buffer.
+ *      radix select of the k best per (token, kv head) with their weights;
+ *   4. warm path: a kernel resolves the selected chunks through the memory's device directory
+ *      (cuda_cache.h) to their device cache slots and counts those not resident; the in-chunk
+ *      attention and fusion run on them, one download brings back selection, miss count and
+ *      output, and the stream is synchronised once. With no miss the host then touches the
+ *      selected chunks in its LRU and the round is done;
+ *   5. slow path, when some chunk missed: each selected chunk is looked up in the device cache;
+ *      misses get a device slot (or a place in device staging when the cache is full of this
+ *      call's chunks) and are read from the pinned host cache, or copied from the source into it
+ *      (or into pinned staging) by the copy pool's threads and the calling thread together; the
+ *      directory updates and the gather list go up in one upload, and a gather kernel copies each
+ *      batch of misses from mapped pinned memory as soon as its host copies are done; attention
+ *      and fusion run again, and the stream is synchronised before the call returns, so the next
+ *      call may reuse every buffer.
  *
- * The warm path of a round is thus one upload, five kernels, one download and a synchronisation
- * for the selection, then one small upload (the chunk table), two or three kernels and one
- * download; scratch buffers only grow, so nothing is allocated once a shape has been seen.
+ * The warm path of a round is thus one upload, seven kernels (score, three of the select, resolve,
+ * attention, fusion), one download and one synchronisation; scratch buffers only grow, so
+ * nothing is allocated once a shape has been seen.
  *
  * Memories the budget cannot hold, shapes the kernels do not cover and f32 memories are served by
  * a CPU backend of the backend's own, so a resource shortfall never reads as a device failure. A
@@ -37,12 +43,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cuda_runtime_api.h>
 
@@ -60,6 +68,9 @@
 #define SLOT_ALIGN      256
 #define LMK_BUCKETS     1024
 #define MAX_POOLS       8
+#define CP_THREADS      8                   /* most copy-pool threads */
+#define CP_MIN_BYTES    ((size_t)256 << 10) /* copies worth waking the pool for */
+#define CP_BATCH_BYTES  ((size_t)512 << 10) /* misses gathered by one launch */
 
 /* ---- errors ---- */
 
@@ -79,9 +90,10 @@ cu_fail(cudaError_t e, const char *stmt, const char *file, int line)
 
 struct lmk {
 	uint64_t uid;
-	size_t row_bytes;
+	size_t row_bytes, kv_bytes;
 	uint64_t rows, cap; /* rows loaded; rows allocated */
 	void *dev;
+	void **dir; /* [cap]: the device directory (cuda_cache.h), on the device */
 	struct lmk *prev, *next; /* LRU, head most recent */
 	struct lmk *hnext;
 };
@@ -109,6 +121,32 @@ struct miss {
 	const void *kv;     /* the source's bytes, to copy into the host slot or staging */
 };
 
+/* One host copy of a miss into pinned memory; src NULL when there is nothing to copy. */
+struct cp_job {
+	void *dst;
+	const void *src;
+};
+
+/*
+ * The copy pool: threads that copy the misses out of the source (page faults of the LMDB map
+ * included) into pinned memory beside the calling thread. A round publishes its jobs under mu
+ * with a new gen; every thread, the caller too, takes the next job by an atomic index and counts
+ * it done in its batch; active counts the threads not yet through the current jobs.
+ */
+struct cpool {
+	pthread_t th[CP_THREADS];
+	unsigned n_th;
+	bool started, stop;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t gen;
+	struct cp_job *job;
+	atomic_uint *done; /* per batch */
+	uint32_t n_jobs, batch;
+	size_t bytes;
+	atomic_uint next, active;
+};
+
 struct cuda_backend {
 	struct gpu_backend base;
 	pthread_mutex_t mu;
@@ -129,12 +167,15 @@ struct cuda_backend {
 	uint64_t epoch;
 
 	/* device scratch */
-	struct buf d_q, d_keys, d_selst, d_cand, d_res, d_out, d_attn, d_partial, d_tab, d_stage;
+	struct buf d_q, d_keys, d_selst, d_cand, d_res, d_attn, d_partial, d_tab, d_stage;
 	/* pinned host scratch */
 	struct buf h_q, h_res, h_sel, h_tab, h_stage, h_lmk[2];
 	/* plain host scratch */
 	struct miss *miss;
 	size_t miss_cap;
+	struct cuk_dir_set *dset; /* [2 * miss_cap]: clears from 0, sets from miss_cap */
+	uint32_t n_clear, n_set;
+	struct cpool cp;
 	uint32_t *which; /* per (pair, rank) of a round: device slot or staging entry */
 	uint8_t *kind;   /* 0 none, 1 device slot, 2 device staging */
 	size_t which_cap;
@@ -147,6 +188,22 @@ struct cuda_backend {
 };
 
 /* ---- buffers ---- */
+
+/*
+ * A round's results on the device (d_res), copied back at once: sel [n] int64, score [n],
+ * weight [n], the miss count (16 bytes), out [n_out] floats.
+ */
+static size_t
+res_out_off(size_t n)
+{
+	return n * 16 + 16;
+}
+
+static size_t
+res_bytes(size_t n, size_t n_out)
+{
+	return res_out_off(n) + n_out * 4;
+}
 
 static int
 dev_reserve(struct cuda_backend *b, struct buf *x, size_t bytes)
@@ -283,6 +340,13 @@ lru_front(struct cuda_backend *b, struct lmk *l)
 		b->lru_tail = l;
 }
 
+/* Device bytes per row: the landmark and its directory entry. */
+static size_t
+lmk_row_cost(const struct lmk *l)
+{
+	return l->row_bytes + sizeof(void *);
+}
+
 static void
 lmk_drop(struct cuda_backend *b, struct lmk *l)
 {
@@ -294,26 +358,30 @@ lmk_drop(struct cuda_backend *b, struct lmk *l)
 	lru_unlink(b, l);
 	if (l->dev != NULL)
 		cudaFree(l->dev);
-	b->lmk_bytes -= l->cap * l->row_bytes;
+	if (l->dir != NULL)
+		cudaFree(l->dir);
+	b->lmk_bytes -= l->cap * lmk_row_cost(l);
 	b->n_resident--;
 	free(l);
 }
 
 /*
- * Device memory of rows * row_bytes for l, keeping its loaded rows: evicts other memories' landmarks
- * (least recently used first) until it fits beside the chunk cache. -ENOMEM when it cannot fit.
+ * Device memory of rows landmarks and directory entries for l, keeping its loaded rows and its
+ * directory: evicts other memories' landmarks (least recently used first) until it fits beside
+ * the chunk cache. -ENOMEM when it cannot fit.
  */
 static int
 lmk_grow(struct cuda_backend *b, struct lmk *l, uint64_t rows)
 {
-	size_t bytes = rows * l->row_bytes, old = l->cap * l->row_bytes;
-	void *p = NULL;
+	size_t bytes = rows * l->row_bytes, cost = rows * lmk_row_cost(l);
+	size_t old = l->cap * lmk_row_cost(l);
+	void *p = NULL, **dir = NULL;
 	cudaError_t e;
 	int err;
 
-	if (bytes / l->row_bytes != rows || bytes > b->budget)
+	if (cost / lmk_row_cost(l) != rows || cost > b->budget)
 		return -ENOMEM;
-	while (b->lmk_bytes - old + bytes + b->chunk_bytes > b->budget) {
+	while (b->lmk_bytes - old + cost + b->chunk_bytes > b->budget) {
 		struct lmk *v = b->lru_tail;
 		if (v == l)
 			v = v->prev;
@@ -322,25 +390,32 @@ lmk_grow(struct cuda_backend *b, struct lmk *l, uint64_t rows)
 		lmk_drop(b, v);
 		b->ctr.lmk_evictions++;
 	}
-	if ((e = cudaMalloc(&p, bytes)) == cudaErrorMemoryAllocation) {
+	if ((e = cudaMalloc(&p, bytes)) == cudaSuccess &&
+	    (e = cudaMalloc((void **)&dir, rows * sizeof(void *))) != cudaSuccess)
+		cudaFree(p);
+	if (e == cudaErrorMemoryAllocation) {
 		cudaGetLastError();
 		return -ENOMEM;
 	}
 	if ((err = CU(e)) != 0)
 		return err;
-	if (l->rows > 0 &&
-	    (err = CU(cudaMemcpyAsync(p, l->dev, l->rows * l->row_bytes, cudaMemcpyDeviceToDevice,
-	                              b->st))) != 0) {
+	if ((l->rows > 0 &&
+	     (err = CU(cudaMemcpyAsync(p, l->dev, l->rows * l->row_bytes, cudaMemcpyDeviceToDevice,
+	                               b->st))) != 0) ||
+	    (l->cap > 0 &&
+	     (err = CU(cudaMemcpyAsync(dir, l->dir, l->cap * sizeof(void *),
+	                               cudaMemcpyDeviceToDevice, b->st))) != 0) ||
+	    (err = CU(cudaMemsetAsync(dir + l->cap, 0, (rows - l->cap) * sizeof(void *), b->st))) ||
+	    (l->dev != NULL && (err = CU(cudaFree(l->dev))) != 0) ||
+	    (l->dir != NULL && (err = CU(cudaFree(l->dir))) != 0)) {
 		cudaFree(p);
-		return err;
-	}
-	if (l->dev != NULL && (err = CU(cudaFree(l->dev))) != 0) {
-		cudaFree(p);
+		cudaFree(dir);
 		return err;
 	}
 	l->dev = p;
+	l->dir = dir;
 	l->cap = rows;
-	b->lmk_bytes += bytes - old;
+	b->lmk_bytes += cost - old;
 	return 0;
 }
 
@@ -402,11 +477,11 @@ static int
 lmk_ensure(struct cuda_backend *b, const struct hsa_spec *spec, const struct hsa_source *src,
            uint64_t need, struct lmk **out)
 {
-	size_t row_bytes = spec_landmark_bytes(spec);
+	size_t row_bytes = spec_landmark_bytes(spec), kv_bytes = spec_kv_bytes(spec);
 	struct lmk *l = lmk_find(b, src->uid);
 	int err;
 
-	if (l != NULL && l->row_bytes != row_bytes) {
+	if (l != NULL && (l->row_bytes != row_bytes || l->kv_bytes != kv_bytes)) {
 		lmk_drop(b, l);
 		l = NULL;
 	}
@@ -415,6 +490,7 @@ lmk_ensure(struct cuda_backend *b, const struct hsa_spec *spec, const struct hsa
 			return -ENOMEM;
 		l->uid = src->uid;
 		l->row_bytes = row_bytes;
+		l->kv_bytes = kv_bytes;
 		l->hnext = *lmk_bucket(b, src->uid);
 		*lmk_bucket(b, src->uid) = l;
 		lru_front(b, l);
@@ -622,7 +698,7 @@ selst_reserve(struct cuda_backend *b, uint32_t pairs)
 	return err;
 }
 
-/* Scores, top-k and weights of the round into d_res; selection copied back to pinned memory. */
+/* Scores and the top-k of the round, with weights, into d_res (launches only). */
 static int
 round_select(struct call *c, const float *d_qr, const uint32_t *d_vis)
 {
@@ -630,9 +706,10 @@ round_select(struct call *c, const float *d_qr, const uint32_t *d_vis)
 	const struct hsa_spec *sp = c->spec;
 	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k, pairs = nt * h_kv;
 	uint64_t len = c->max_vis, ld = (len + 3) & ~(uint64_t)3;
+	size_t n_out = (size_t)nt * sp->h_q * sp->d_h;
 	int err;
 
-	if ((err = dev_reserve(b, &b->d_res, (size_t)pairs * k * 16)) != 0 ||
+	if ((err = dev_reserve(b, &b->d_res, res_bytes((size_t)pairs * k, n_out))) != 0 ||
 	    (err = selst_reserve(b, pairs)) != 0 ||
 	    (len > 0 && ((err = dev_reserve(b, &b->d_keys, (size_t)pairs * ld * 4)) != 0 ||
 	                 (err = dev_reserve(b, &b->d_cand, (size_t)pairs * len * 8)) != 0)))
@@ -667,19 +744,133 @@ round_select(struct call *c, const float *d_qr, const uint32_t *d_vis)
 	a.weight = a.score + (size_t)pairs * k;
 	if ((err = CU(cuk_score(b->st, &sa))) != 0 || (err = CU(cuk_select(b->st, &a))) != 0)
 		return err;
+	return 0;
+}
 
-	/* one copy of the round's sel, score and weight (contiguous on the device) */
-	size_t n = (size_t)pairs * k;
-	if ((err = host_reserve(b, &b->h_sel, n * 16)) != 0 ||
-	    (err = CU(cudaMemcpyAsync(b->h_sel.p, a.sel, n * 16, cudaMemcpyDeviceToHost, b->st))))
+/*
+ * In-chunk attention over the chunk addresses in d_tab and the fusion into d_res's out, then the
+ * copies back to the call's pinned results: the whole of d_res (selection, miss count, out) when
+ * with_sel, else only out. Does not synchronise.
+ */
+static int
+round_attention(struct call *c, const float *d_qa, bool with_sel)
+{
+	struct cuda_backend *b = c->b;
+	const struct hsa_spec *sp = c->spec;
+	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k, pairs = nt * h_kv;
+	size_t n = (size_t)pairs * k, part = n * c->G * sp->d_h * 4;
+	size_t n_out = (size_t)nt * sp->h_q * sp->d_h, n_attn = (size_t)nt * sp->h_q * k * sp->S;
+	char *res = b->d_res.p;
+	int err;
+
+	if ((err = dev_reserve(b, &b->d_partial, part)) != 0 ||
+	    (c->res->attn != NULL && (err = dev_reserve(b, &b->d_attn, n_attn * 4)) != 0))
 		return err;
-	if ((err = CU(cudaStreamSynchronize(b->st))) != 0)
+	if (c->res->attn != NULL &&
+	    (err = CU(cudaMemsetAsync(b->d_attn.p, 0, n_attn * 4, b->st))) != 0)
 		return err;
+	struct cuk_attend_args aa = {
+	        .chunk = b->d_tab.p,
+	        .qa = d_qa,
+	        .partial = b->d_partial.p,
+	        .attn = c->res->attn != NULL ? b->d_attn.p : NULL,
+	        .nt = nt,
+	        .S = sp->S,
+	        .h_kv = h_kv,
+	        .d_h = sp->d_h,
+	        .G = c->G,
+	        .k = k,
+	        .dtype = sp->dtype,
+	        .a_scale = 1.0f / sqrtf((float)sp->d_h),
+	        .off_by_one = sp->off_by_one,
+	};
+	struct cuk_fuse_args fa = {
+	        .partial = b->d_partial.p,
+	        .sel = (const int64_t *)res,
+	        .weight = (const float *)(res + n * 12),
+	        .out = (float *)(res + res_out_off(n)),
+	        .nt = nt,
+	        .h_kv = h_kv,
+	        .d_h = sp->d_h,
+	        .G = c->G,
+	        .k = k,
+	};
+	if ((err = CU(cuk_attend(b->st, &aa))) != 0 || (err = CU(cuk_fuse(b->st, &fa))) != 0)
+		return err;
+	if (with_sel)
+		err = CU(cudaMemcpyAsync(b->h_sel.p, res, res_bytes(n, n_out),
+		                         cudaMemcpyDeviceToHost, b->st));
+	else
+		err = CU(cudaMemcpyAsync(c->h_out + (size_t)c->t0 * sp->h_q * sp->d_h,
+		                         res + res_out_off(n), n_out * 4, cudaMemcpyDeviceToHost,
+		                         b->st));
+	if (err == 0 && c->res->attn != NULL)
+		err = CU(cudaMemcpyAsync(c->h_attn + (size_t)c->t0 * sp->h_q * k * sp->S,
+		                         b->d_attn.p, n_attn * 4, cudaMemcpyDeviceToHost, b->st));
+	return err;
+}
+
+/*
+ * The warm path: the selected chunks' addresses resolved through the memory's device directory,
+ * attention and fusion on them, everything back, one synchronisation. *misses gets the number of
+ * selected chunks that were not resident (their attention was skipped: round_attend redoes it).
+ */
+static int
+round_resolve(struct call *c, const float *d_qa, uint32_t *misses)
+{
+	struct cuda_backend *b = c->b;
+	const struct hsa_spec *sp = c->spec;
+	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k;
+	size_t n = (size_t)nt * h_kv * k, n_out = (size_t)nt * sp->h_q * sp->d_h;
 	size_t at = (size_t)c->t0 * h_kv * k;
-	const int64_t *hs = b->h_sel.p;
+	char *res = b->d_res.p;
+	int err;
+
+	if ((err = dev_reserve(b, &b->d_tab, n * 8)) != 0 ||
+	    (err = host_reserve(b, &b->h_sel, res_bytes(n, n_out))) != 0)
+		return err;
+	struct cuk_resolve_args ra = {
+	        .sel = (const int64_t *)res,
+	        .dir = (void *const *)c->lmk->dir,
+	        .chunk = b->d_tab.p,
+	        .misses = (uint32_t *)(res + n * 16),
+	        .n = (uint32_t)n,
+	};
+	if ((err = CU(cuk_resolve(b->st, &ra))) != 0 ||
+	    (err = round_attention(c, d_qa, true)) != 0 ||
+	    (err = CU(cudaStreamSynchronize(b->st))) != 0)
+		return err;
+	const char *hs = b->h_sel.p;
 	memcpy(c->h_sel + at, hs, n * 8);
-	memcpy(c->h_score + at, hs + n, n * 4);
-	memcpy(c->h_weight + at, (const float *)(hs + n) + n, n * 4);
+	memcpy(c->h_score + at, hs + n * 8, n * 4);
+	memcpy(c->h_weight + at, hs + n * 12, n * 4);
+	memcpy(&c->h_out[(size_t)c->t0 * sp->h_q * sp->d_h], hs + res_out_off(n), n_out * 4);
+	memcpy(misses, hs + n * 16, sizeof(*misses));
+	return 0;
+}
+
+/* After a warm round: the selected chunks made most recent (and pinned) in the device cache. */
+static int
+round_touch(struct call *c)
+{
+	struct cuda_backend *b = c->b;
+	size_t n = (size_t)c->nt * c->spec->h_kv * c->k, at = (size_t)c->t0 * c->spec->h_kv * c->k;
+	const int64_t *sel = c->h_sel + at;
+
+	for (size_t x = 0; x < n; x++) {
+		bool again = false;
+		if (sel[x] < 0)
+			continue;
+		if (slot_cache_lookup(&c->pool->dev, c->src->uid, (uint64_t)sel[x], b->epoch,
+		                      &again) == SLOT_NONE) {
+			log_err("cuda: chunk %" PRId64 " of memory %" PRIu64
+			        " is in the device directory but not in the cache",
+			        sel[x], c->src->uid);
+			return HSAMEM_EINTERNAL;
+		}
+		if (!again)
+			b->chunk_hits++;
+	}
 	return 0;
 }
 
@@ -701,7 +892,174 @@ staged_entry(struct cuda_backend *b, uint64_t j, uint32_t *n_staged, bool *fresh
 	return b->staged[2 * i + 1];
 }
 
-/* Finds or pages in the round's selected chunks, then runs attention and fusion. */
+/* ---- the copy pool ---- */
+
+static bool
+cp_one(struct cpool *cp)
+{
+	uint32_t i = atomic_fetch_add_explicit(&cp->next, 1, memory_order_relaxed);
+
+	if (i >= cp->n_jobs)
+		return false;
+	if (cp->job[i].src != NULL)
+		memcpy(cp->job[i].dst, cp->job[i].src, cp->bytes);
+	atomic_fetch_add_explicit(&cp->done[i / cp->batch], 1, memory_order_release);
+	return true;
+}
+
+static void *
+cp_main(void *arg)
+{
+	struct cpool *cp = arg;
+	uint64_t seen = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&cp->mu);
+		while (!cp->stop && cp->gen == seen)
+			pthread_cond_wait(&cp->cv, &cp->mu);
+		seen = cp->gen;
+		bool stop = cp->stop;
+		pthread_mutex_unlock(&cp->mu);
+		if (stop)
+			return NULL;
+		while (cp_one(cp))
+			;
+		atomic_fetch_sub_explicit(&cp->active, 1, memory_order_release);
+	}
+}
+
+static void
+cp_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Starts the pool's threads once; false when there are none (the caller copies alone). */
+static bool
+cp_ready(struct cpool *cp)
+{
+	if (cp->started)
+		return cp->n_th > 0;
+	cp->started = true;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned want = cpus > 1 ? (unsigned)(cpus / 2) : 0;
+	if (want > CP_THREADS)
+		want = CP_THREADS;
+	pthread_mutex_init(&cp->mu, NULL);
+	pthread_cond_init(&cp->cv, NULL);
+	atomic_init(&cp->next, 0);
+	atomic_init(&cp->active, 0);
+	for (cp->n_th = 0; cp->n_th < want; cp->n_th++)
+		if (pthread_create(&cp->th[cp->n_th], NULL, cp_main, cp) != 0)
+			break;
+	return cp->n_th > 0;
+}
+
+static void
+cp_stop(struct cpool *cp)
+{
+	if (!cp->started)
+		return;
+	pthread_mutex_lock(&cp->mu);
+	cp->stop = true;
+	pthread_cond_broadcast(&cp->cv);
+	pthread_mutex_unlock(&cp->mu);
+	for (unsigned i = 0; i < cp->n_th; i++)
+		pthread_join(cp->th[i], NULL);
+	pthread_mutex_destroy(&cp->mu);
+	pthread_cond_destroy(&cp->cv);
+	free(cp->job);
+	free(cp->done);
+}
+
+/*
+ * Copies the round's n misses into pinned memory (cp->job, filled by the caller), with the pool's
+ * threads when there are enough bytes to share, and launches the gather of each batch of
+ * cp->batch misses (device copy list d_copies) as soon as its copies are done.
+ */
+static int
+cp_run(struct cuda_backend *b, uint32_t n, uint32_t n_src, const struct cuk_copy *d_copies)
+{
+	struct cpool *cp = &b->cp;
+	uint32_t n_batch = (n + cp->batch - 1) / cp->batch;
+	bool helped = (size_t)n_src * cp->bytes >= CP_MIN_BYTES && cp_ready(cp);
+
+	/* a helper late from the previous round may still look at the job */
+	while (atomic_load_explicit(&cp->active, memory_order_acquire) != 0)
+		cp_relax();
+	cp->n_jobs = n;
+	for (uint32_t i = 0; i < n_batch; i++)
+		atomic_store_explicit(&cp->done[i], 0, memory_order_relaxed);
+	atomic_store_explicit(&cp->next, 0, memory_order_relaxed);
+	if (helped) {
+		pthread_mutex_lock(&cp->mu);
+		atomic_store_explicit(&cp->active, cp->n_th, memory_order_relaxed);
+		cp->gen++;
+		pthread_cond_broadcast(&cp->cv);
+		pthread_mutex_unlock(&cp->mu);
+	}
+	/* one gather for every run of complete batches: all at once when nothing is copied */
+	for (uint32_t launched = 0, ready = 0; launched < n_batch; launched = ready) {
+		while (ready < n_batch) {
+			uint32_t size = n - ready * cp->batch < cp->batch ? n - ready * cp->batch
+			                                                   : cp->batch;
+			if (atomic_load_explicit(&cp->done[ready], memory_order_acquire) < size)
+				break;
+			ready++;
+		}
+		if (ready == launched) {
+			if (!cp_one(cp))
+				cp_relax();
+			continue;
+		}
+		uint32_t first = launched * cp->batch, end = ready * cp->batch;
+		if (end > n)
+			end = n;
+		int err = CU(cuk_gather(b->st, d_copies + first, end - first, cp->bytes));
+		if (err != 0) {
+			/* the helpers must be done with the job before the caller moves on */
+			while (cp_one(cp))
+				;
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* A directory update of the round: at (on the device) set to val. */
+static void
+dir_push(struct cuda_backend *b, bool clear, void **at, void *val)
+{
+	struct cuk_dir_set *d = clear ? &b->dset[b->n_clear++] : &b->dset[b->miss_cap + b->n_set++];
+	d->at = at;
+	d->val = val;
+}
+
+/* A device slot for (uid, j), queueing the directory update for the key it evicts. */
+static uint32_t
+pool_insert_dev(struct cuda_backend *b, struct pool *p, uint64_t uid, uint64_t j)
+{
+	uint64_t old_uid = 0, old_j = 0;
+	bool evicted = false;
+	uint32_t s;
+
+	if (p->dev.free_head == SLOT_NONE)
+		pool_add_seg(b, p, false);
+	s = slot_cache_insert_evict(&p->dev, uid, j, b->epoch, &evicted, &old_uid, &old_j);
+	if (evicted) {
+		struct lmk *l = lmk_find(b, old_uid);
+		if (l != NULL && l->kv_bytes == p->kv_bytes && old_j < l->cap)
+			dir_push(b, true, l->dir + old_j, NULL);
+	}
+	return s;
+}
+
+/*
+ * The slow path of a round, when some selected chunk was not resident: finds or pages in the
+ * round's selected chunks, updates the device directory, then runs attention and fusion again.
+ */
 static int
 round_attend(struct call *c, const float *d_qa)
 {
@@ -712,7 +1070,8 @@ round_attend(struct call *c, const float *d_qa)
 	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k, pairs = nt * h_kv;
 	size_t n = (size_t)pairs * k, at = (size_t)c->t0 * h_kv * k;
 	const int64_t *sel = c->h_sel + at;
-	uint32_t n_miss = 0, n_dstage = 0, n_hstage = 0;
+	uint32_t n_miss = 0, n_dstage = 0, n_hstage = 0, n_src = 0;
+	void **dir = c->lmk->dir;
 	int err;
 
 	if (b->miss_cap < n) {
@@ -720,8 +1079,21 @@ round_attend(struct call *c, const float *d_qa)
 		if (m == NULL)
 			return -ENOMEM;
 		b->miss = m;
+		struct cuk_dir_set *d = realloc(b->dset, 2 * n * sizeof(*d));
+		if (d == NULL)
+			return -ENOMEM;
+		b->dset = d;
+		struct cp_job *jb = realloc(b->cp.job, n * sizeof(*jb));
+		if (jb == NULL)
+			return -ENOMEM;
+		b->cp.job = jb;
+		atomic_uint *dn = realloc(b->cp.done, n * sizeof(*dn));
+		if (dn == NULL)
+			return -ENOMEM;
+		b->cp.done = dn;
 		b->miss_cap = n;
 	}
+	b->n_clear = b->n_set = 0;
 	size_t need_staged = 16;
 	while (need_staged < 2 * n)
 		need_staged <<= 1;
@@ -748,8 +1120,9 @@ round_attend(struct call *c, const float *d_qa)
 	uint8_t *kind = b->kind;
 	memset(kind, 0, n);
 
-	/* table: [n] device pointers, then the copies */
-	if ((err = host_reserve(b, &b->h_tab, n * (8 + sizeof(struct cuk_copy)))) != 0)
+	/* table: [n] device pointers, the copies, the directory updates */
+	size_t tab_cap = n * (8 + sizeof(struct cuk_copy) + 2 * sizeof(struct cuk_dir_set));
+	if ((err = host_reserve(b, &b->h_tab, tab_cap)) != 0)
 		return err;
 	const void **ptr = b->h_tab.p;
 
@@ -763,11 +1136,13 @@ round_attend(struct call *c, const float *d_qa)
 		if (s != SLOT_NONE) {
 			kind[x] = 1;
 			which[x] = s;
-			if (!again)
+			if (!again) {
 				b->chunk_hits++;
+				dir_push(b, false, dir + j, dev_slot(p, s));
+			}
 			continue;
 		}
-		s = pool_insert(b, p, false, src->uid, j);
+		s = pool_insert_dev(b, p, src->uid, j);
 		struct miss *m = &b->miss[n_miss];
 		m->j = j;
 		m->dev_slot = s;
@@ -781,6 +1156,7 @@ round_attend(struct call *c, const float *d_qa)
 		} else {
 			kind[x] = 1;
 			which[x] = s;
+			dir_push(b, false, dir + j, dev_slot(p, s));
 		}
 		n_miss++;
 		b->chunk_misses++;
@@ -796,12 +1172,13 @@ round_attend(struct call *c, const float *d_qa)
 			goto out;
 		}
 		b->ctr.source_reads++;
+		n_src++;
 		m->host_slot = b->host_budget > 0 ? pool_insert(b, p, true, src->uid, j) : SLOT_NONE;
 		if (m->host_slot == SLOT_NONE)
 			m->src_stage = n_hstage++;
 	}
 
-	/* 2: room for staging, then the host copies and the gather list */
+	/* 2: room for staging, the host copies to make and the gather list */
 	if (n_dstage > 0 && (err = dev_reserve(b, &b->d_stage, (size_t)n_dstage * p->slot_bytes)))
 		goto out;
 	if (n_hstage > 0 && (err = host_reserve(b, &b->h_stage, (size_t)n_hstage * p->slot_bytes)))
@@ -812,8 +1189,8 @@ round_attend(struct call *c, const float *d_qa)
 		char *h = m->host_slot != SLOT_NONE
 		                  ? host_slot(p, m->host_slot)
 		                  : (char *)b->h_stage.p + (size_t)m->src_stage * p->slot_bytes;
-		if (m->kv != NULL)
-			memcpy(h, m->kv, p->kv_bytes);
+		b->cp.job[i].dst = h;
+		b->cp.job[i].src = m->kv;
 		if (b->uva)
 			cp[i].src = h;
 		else if ((err = mapped(h, &cp[i].src)) != 0)
@@ -827,62 +1204,31 @@ round_attend(struct call *c, const float *d_qa)
 		         : kind[x] == 1 ? (const void *)dev_slot(p, which[x])
 		                        : (const void *)((char *)b->d_stage.p +
 		                                         (size_t)which[x] * p->slot_bytes);
+	struct cuk_dir_set *ds = (struct cuk_dir_set *)(cp + n_miss);
+	memcpy(ds, b->dset, b->n_clear * sizeof(*ds));
+	memcpy(ds + b->n_clear, b->dset + b->miss_cap, b->n_set * sizeof(*ds));
 	b->ctr.bytes_paged += (uint64_t)n_miss * p->kv_bytes;
 
-	/* 3: one upload of the table, the gather, attention, fusion, results back */
-	size_t tab_bytes = n * 8 + (size_t)n_miss * sizeof(struct cuk_copy);
-	size_t part = (size_t)n * c->G * sp->d_h * 4;
-	size_t n_out = (size_t)nt * sp->h_q * sp->d_h, n_attn = (size_t)nt * sp->h_q * k * sp->S;
-	if ((err = dev_reserve(b, &b->d_tab, tab_bytes)) != 0 ||
-	    (err = dev_reserve(b, &b->d_partial, part)) != 0 ||
-	    (err = dev_reserve(b, &b->d_out, n_out * 4)) != 0 ||
-	    (c->res->attn != NULL && (err = dev_reserve(b, &b->d_attn, n_attn * 4)) != 0))
+	/*
+	 * 3: one upload of the table and the directory updates; the host copies, each batch's
+	 * gather launched when it is complete; attention, fusion, results back
+	 */
+	size_t tab_bytes = (char *)(ds + b->n_clear + b->n_set) - (char *)ptr;
+	if ((err = dev_reserve(b, &b->d_tab, tab_bytes)) != 0)
 		goto out;
+	const void **d_ptr = b->d_tab.p;
+	const struct cuk_copy *d_cp = (const struct cuk_copy *)(d_ptr + n);
 	if ((err = CU(cudaMemcpyAsync(b->d_tab.p, b->h_tab.p, tab_bytes, cudaMemcpyHostToDevice,
-	                              b->st))) != 0)
+	                              b->st))) != 0 ||
+	    (err = CU(cuk_dir_update(b->st, (const struct cuk_dir_set *)(d_cp + n_miss), b->n_clear,
+	                             b->n_clear + b->n_set))) != 0)
 		goto out;
-	if ((err = CU(cuk_gather(b->st, (const struct cuk_copy *)((const void **)b->d_tab.p + n),
-	                         n_miss, p->kv_bytes))) != 0)
-		goto out;
-	if (c->res->attn != NULL &&
-	    (err = CU(cudaMemsetAsync(b->d_attn.p, 0, n_attn * 4, b->st))) != 0)
-		goto out;
-	int64_t *d_sel = b->d_res.p;
-	float *d_weight = (float *)(d_sel + n) + n;
-	struct cuk_attend_args aa = {
-	        .chunk = b->d_tab.p,
-	        .qa = d_qa,
-	        .partial = b->d_partial.p,
-	        .attn = c->res->attn != NULL ? b->d_attn.p : NULL,
-	        .nt = nt,
-	        .S = sp->S,
-	        .h_kv = h_kv,
-	        .d_h = sp->d_h,
-	        .G = c->G,
-	        .k = k,
-	        .dtype = sp->dtype,
-	        .a_scale = 1.0f / sqrtf((float)sp->d_h),
-	        .off_by_one = sp->off_by_one,
-	};
-	struct cuk_fuse_args fa = {
-	        .partial = b->d_partial.p,
-	        .sel = d_sel,
-	        .weight = d_weight,
-	        .out = b->d_out.p,
-	        .nt = nt,
-	        .h_kv = h_kv,
-	        .d_h = sp->d_h,
-	        .G = c->G,
-	        .k = k,
-	};
-	if ((err = CU(cuk_attend(b->st, &aa))) != 0 || (err = CU(cuk_fuse(b->st, &fa))) != 0)
-		goto out;
-	if ((err = CU(cudaMemcpyAsync(c->h_out + (size_t)c->t0 * sp->h_q * sp->d_h, b->d_out.p,
-	                              n_out * 4, cudaMemcpyDeviceToHost, b->st))) != 0)
-		goto out;
-	if (c->res->attn != NULL &&
-	    (err = CU(cudaMemcpyAsync(c->h_attn + (size_t)c->t0 * sp->h_q * k * sp->S, b->d_attn.p,
-	                              n_attn * 4, cudaMemcpyDeviceToHost, b->st))) != 0)
+	b->cp.bytes = p->kv_bytes;
+	b->cp.batch = (uint32_t)(CP_BATCH_BYTES / p->kv_bytes);
+	if (b->cp.batch == 0)
+		b->cp.batch = 1;
+	if ((err = cp_run(b, n_miss, n_src, d_cp)) != 0 ||
+	    (err = round_attention(c, d_qa, false)) != 0)
 		goto out;
 	err = CU(cudaStreamSynchronize(b->st));
 out:
@@ -923,6 +1269,7 @@ call_run(struct call *c)
 
 	for (c->t0 = 0; c->t0 < q->n; c->t0 += c->nt) {
 		size_t o_vis, o_qa, bytes;
+		uint32_t misses = 0;
 		c->nt = q->n - c->t0 < TOK_GROUP ? q->n - c->t0 : TOK_GROUP;
 		size_t bound = (size_t)c->nt * sp->d_r * 4 + (size_t)c->nt * 4 +
 		               (size_t)c->nt * sp->h_q * sp->d_h * 4 + 64;
@@ -934,9 +1281,13 @@ call_run(struct call *c)
 		                              b->st))) != 0)
 			return err;
 		char *dq = b->d_q.p;
-		if ((err = round_select(c, (const float *)dq, (const uint32_t *)(dq + o_vis))) != 0)
+		const float *d_qa = (const float *)(dq + o_qa);
+		const uint32_t *d_vis = (const uint32_t *)(dq + o_vis);
+		if ((err = round_select(c, (const float *)dq, d_vis)) != 0 ||
+		    (err = round_resolve(c, d_qa, &misses)) != 0)
 			return err;
-		if ((err = round_attend(c, (const float *)(dq + o_qa))) != 0)
+		err = misses == 0 ? round_touch(c) : round_attend(c, d_qa);
+		if (err != 0)
 			return err;
 	}
 	memcpy(c->res->sel, c->h_sel, c->n_sel_all * 8);
@@ -1088,6 +1439,10 @@ gpu_cuda_drop(struct gpu_backend *gb, unsigned what)
 	if (what & GPU_CUDA_DROP_LANDMARKS)
 		while (b->lru_head != NULL)
 			lmk_drop(b, b->lru_head);
+	if (what & GPU_CUDA_DROP_DEVICE_CHUNKS)
+		for (struct lmk *l = b->lru_head; l != NULL && !b->failed; l = l->next)
+			if (l->cap > 0 && CU(cudaMemsetAsync(l->dir, 0, l->cap * sizeof(void *), b->st)))
+				b->failed = true; /* a stale directory must not be used */
 	for (unsigned i = 0; i < b->n_pools; i++) {
 		if (what & GPU_CUDA_DROP_DEVICE_CHUNKS)
 			slot_cache_clear(&b->pools[i].dev);
@@ -1147,8 +1502,9 @@ cuda_free(struct gpu_backend *gb)
 		lmk_drop(b, b->lru_head);
 	for (unsigned i = 0; i < b->n_pools; i++)
 		pool_free_all(b, &b->pools[i]);
-	struct buf *dev[] = {&b->d_q,   &b->d_keys, &b->d_selst,   &b->d_cand, &b->d_res,
-	                     &b->d_out, &b->d_attn, &b->d_partial, &b->d_tab,  &b->d_stage};
+	struct buf *dev[] = {&b->d_q,    &b->d_keys,    &b->d_selst, &b->d_cand,
+	                     &b->d_res,  &b->d_attn,    &b->d_partial, &b->d_tab,
+	                     &b->d_stage};
 	for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
 		dev_release(dev[i]);
 	struct buf *host[] = {&b->h_q,     &b->h_res,    &b->h_sel,   &b->h_tab,
@@ -1161,7 +1517,9 @@ cuda_free(struct gpu_backend *gb)
 	if (b->st != NULL)
 		cudaStreamDestroy(b->st);
 	gpu_free(b->cpu);
+	cp_stop(&b->cp);
 	free(b->miss);
+	free(b->dset);
 	free(b->which);
 	free(b->kind);
 	free(b->staged);

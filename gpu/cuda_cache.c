@@ -170,7 +170,15 @@ slot_cache_lookup(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoc
 uint32_t
 slot_cache_insert(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoch)
 {
+	return slot_cache_insert_evict(sc, uid, j, epoch, NULL, NULL, NULL);
+}
+
+uint32_t
+slot_cache_insert_evict(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoch,
+                        bool *evicted, uint64_t *old_uid, uint64_t *old_j)
+{
 	uint32_t s = sc->free_head;
+	bool ev = false;
 
 	if (s != SLOT_NONE) {
 		sc->free_head = sc->next[s];
@@ -183,7 +191,14 @@ slot_cache_insert(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoc
 			return SLOT_NONE;
 		table_del(sc, s);
 		lru_unlink(sc, s);
+		ev = true;
+		if (old_uid != NULL)
+			*old_uid = sc->uid[s];
+		if (old_j != NULL)
+			*old_j = sc->j[s];
 	}
+	if (evicted != NULL)
+		*evicted = ev;
 	sc->uid[s] = uid;
 	sc->j[s] = j;
 	sc->stamp[s] = epoch;

@@ -28,6 +28,27 @@
  *      (the backend synchronises its stream before the call ends, so the next epoch may reuse
  *      them).
  *   4. forget removes every key of a uid, pinned or not (the backend calls it between calls).
+ *
+ * THE DEVICE DIRECTORY
+ *
+ * For its device cache the backend also keeps, per resident memory and beside its landmarks, a
+ * directory on the device: dir[j] is the device address of the slot holding (uid, j), or NULL.
+ * After the top-k a kernel resolves the selection through it, so a call whose chunks are all
+ * resident runs to its results with one synchronisation; only when the kernel counts a miss does
+ * the host walk the selection through this cache (lookup, insert) and run the attention again.
+ * The host updates the directory in stream order, before the gather that fills a slot:
+ *   - an insert that evicts clears the old key's entry (slot_cache_insert_evict reports the key),
+ *     then the entries of the call's resident chunks are set (clears first, so a key evicted and
+ *     paged in again within the round ends up named);
+ *   - forget drops the memory's directory with its landmarks; clearing the cache clears every
+ *     directory; a memory's directory grows with its landmarks, keeping its entries.
+ *   5. A directory entry that is not NULL names the slot that holds that key. The converse need
+ *      not hold (a directory made afresh after its landmarks were evicted): such a chunk reads
+ *      as a miss, and the call's walk through the cache sets its entry.
+ *   6. On the warm path the device reads slots that the host has not yet looked up in this
+ *      epoch. That is safe because the host inserts nothing between the resolve kernel and the
+ *      call's synchronisation, and then looks every selected chunk up (made most recent and
+ *      pinned, invariant 3) before anything of the call can evict it.
  */
 #ifndef HSAMEM_CUDA_CACHE_H
 #define HSAMEM_CUDA_CACHE_H
@@ -67,6 +88,15 @@ uint32_t slot_cache_lookup(struct slot_cache *sc, uint64_t uid, uint64_t j, uint
  * is pinned (or there is none).
  */
 uint32_t slot_cache_insert(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoch);
+
+/*
+ * slot_cache_insert that also says which key it evicted: *evicted (may be NULL) is true when the
+ * slot held a key before, which is then in *old_uid and *old_j (written only then). The backend
+ * needs it to keep its device directory (the slot's address per chunk) from naming a slot whose
+ * key has changed.
+ */
+uint32_t slot_cache_insert_evict(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoch,
+                                 bool *evicted, uint64_t *old_uid, uint64_t *old_j);
 
 /* Frees every slot of uid; returns how many. */
 uint32_t slot_cache_forget(struct slot_cache *sc, uint64_t uid);

@@ -84,6 +84,31 @@ struct cuk_copy {
 	void *dst;
 };
 
+/*
+ * The device directory of a memory's resident chunks: dir[j] is the device address of chunk j's
+ * K|V in the chunk cache, or NULL. cuk_resolve maps a selection through it: chunk[x] gets the
+ * address of sel[x]'s chunk (NULL where sel[x] < 0 or the chunk is not resident), and *misses the
+ * number of selected chunks that are not resident. One block: a selection is at most a few
+ * thousand entries.
+ */
+struct cuk_resolve_args {
+	const int64_t *sel;     /* [n] */
+	void *const *dir;       /* [rows of the memory] */
+	const void **chunk;     /* [n] out */
+	uint32_t *misses;       /* out */
+	uint32_t n;
+};
+
+/*
+ * Directory updates, in order: first dir entries set to NULL (chunks evicted), then entries set to
+ * addresses (chunks now resident), so that a chunk evicted and paged in again within one call
+ * ends up named.
+ */
+struct cuk_dir_set {
+	void **at;
+	void *val;
+};
+
 /* Raises the kernels' dynamic shared-memory limits; call once per device. */
 cudaError_t cuk_init(void);
 /* Shared memory the attention kernel needs for a shape, in bytes. */
@@ -94,6 +119,10 @@ cudaError_t cuk_score(cudaStream_t st, const struct cuk_score_args *a);
 cudaError_t cuk_select(cudaStream_t st, const struct cuk_select_args *a);
 cudaError_t cuk_attend(cudaStream_t st, const struct cuk_attend_args *a);
 cudaError_t cuk_fuse(cudaStream_t st, const struct cuk_fuse_args *a);
+cudaError_t cuk_resolve(cudaStream_t st, const struct cuk_resolve_args *a);
+/* sets[0 .. n_clear) then sets[n_clear .. n) */
+cudaError_t cuk_dir_update(cudaStream_t st, const struct cuk_dir_set *sets, uint32_t n_clear,
+                           uint32_t n);
 /* n copies of bytes each (a multiple of 4; addresses 16-byte aligned). */
 cudaError_t cuk_gather(cudaStream_t st, const struct cuk_copy *copies, uint32_t n, size_t bytes);
 

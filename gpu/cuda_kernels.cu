@@ -611,6 +611,44 @@ gather_kernel(const struct cuk_copy *copies, size_t bytes, uint32_t parts)
 			        *(const uint32_t *)((const char *)c.src + b);
 }
 
+/* ---- the device directory ---- */
+
+#define DIR_THREADS 1024u
+
+__global__ void __launch_bounds__(DIR_THREADS)
+resolve_kernel(struct cuk_resolve_args a)
+{
+	__shared__ uint32_t n_miss;
+	uint32_t mine = 0;
+
+	if (threadIdx.x == 0)
+		n_miss = 0;
+	__syncthreads();
+	for (uint32_t x = threadIdx.x; x < a.n; x += DIR_THREADS) {
+		int64_t j = a.sel[x];
+		const void *p = j >= 0 ? a.dir[j] : NULL;
+		mine += j >= 0 && p == NULL;
+		a.chunk[x] = p;
+	}
+	for (int o = 16; o > 0; o >>= 1)
+		mine += __shfl_xor_sync(0xffffffffu, mine, o);
+	if (threadIdx.x % 32 == 0 && mine != 0)
+		atomicAdd(&n_miss, mine);
+	__syncthreads();
+	if (threadIdx.x == 0)
+		*a.misses = n_miss;
+}
+
+__global__ void __launch_bounds__(DIR_THREADS)
+dir_update_kernel(const struct cuk_dir_set *sets, uint32_t n_clear, uint32_t n)
+{
+	for (uint32_t x = threadIdx.x; x < n_clear; x += DIR_THREADS)
+		*sets[x].at = NULL;
+	__syncthreads();
+	for (uint32_t x = n_clear + threadIdx.x; x < n; x += DIR_THREADS)
+		*sets[x].at = sets[x].val;
+}
+
 /* ---- launchers ---- */
 
 extern "C" cudaError_t
@@ -701,5 +739,21 @@ cuk_gather(cudaStream_t st, const struct cuk_copy *copies, uint32_t n, size_t by
 	if (parts == 0)
 		parts = 1;
 	gather_kernel<<<n * parts, GATHER_THREADS, 0, st>>>(copies, bytes, parts);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+cuk_resolve(cudaStream_t st, const struct cuk_resolve_args *a)
+{
+	resolve_kernel<<<1, DIR_THREADS, 0, st>>>(*a);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+cuk_dir_update(cudaStream_t st, const struct cuk_dir_set *sets, uint32_t n_clear, uint32_t n)
+{
+	if (n == 0)
+		return cudaSuccess;
+	dir_update_kernel<<<1, DIR_THREADS, 0, st>>>(sets, n_clear, n);
 	return cudaGetLastError();
 }

@@ -112,11 +112,18 @@ main(void)
 					if (m.stamp[x] != epoch &&
 					    (victim == SLOT_NONE || m.last[x] < m.last[victim]))
 						victim = x;
-			s = slot_cache_insert(&sc, uid, j, epoch);
+			bool evicted = false;
+			uint64_t old_uid = 0, old_j = 0;
+			s = slot_cache_insert_evict(&sc, uid, j, epoch, &evicted, &old_uid, &old_j);
 			if (n_free == 0) {
 				CHECK(s == victim);
+				/* the evicted key is reported (the device directory drops it) */
+				CHECK(evicted == (s != SLOT_NONE));
+				if (s != SLOT_NONE)
+					CHECK(old_uid == m.uid[s] && old_j == m.j[s]);
 			} else {
 				CHECK(s != SLOT_NONE && s < m.n && !m.used[s]);
+				CHECK(!evicted);
 			}
 			if (s != SLOT_NONE && s < m.n) {
 				m.used[s] = true;
