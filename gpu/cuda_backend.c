@@ -17,7 +17,9 @@
  *      (cuda_cache.h) to their device cache slots and counts those not resident; the in-chunk
  *      attention and fusion run on them, one download brings back selection, miss count and
  *      output, and the stream is synchronised once. With no miss the host then touches the
- *      selected chunks in its LRU and the round is done;
+ *      selected chunks in its LRU and the round is done. When misses are expected (the
+ *      memory's directory is new or was cleared, or its last round missed) the round reads its
+ *      selection back instead and goes straight to 5, wasting no pass;
  *   5. slow path, when some chunk missed: each selected chunk is looked up in the device cache;
  *      misses get a device slot (or a place in device staging when the cache is full of this
  *      call's chunks) and are read from the pinned host cache, or copied from the source into it
@@ -94,6 +96,7 @@ struct lmk {
 	uint64_t rows, cap; /* rows loaded; rows allocated */
 	void *dev;
 	void **dir; /* [cap]: the device directory (cuda_cache.h), on the device */
+	bool expect_miss; /* directory new or cleared, or the last round missed */
 	struct lmk *prev, *next; /* LRU, head most recent */
 	struct lmk *hnext;
 };
@@ -491,6 +494,7 @@ lmk_ensure(struct cuda_backend *b, const struct hsa_spec *spec, const struct hsa
 		l->uid = src->uid;
 		l->row_bytes = row_bytes;
 		l->kv_bytes = kv_bytes;
+		l->expect_miss = true;
 		l->hnext = *lmk_bucket(b, src->uid);
 		*lmk_bucket(b, src->uid) = l;
 		lru_front(b, l);
@@ -846,6 +850,29 @@ round_resolve(struct call *c, const float *d_qa, uint32_t *misses)
 	memcpy(c->h_weight + at, hs + n * 12, n * 4);
 	memcpy(&c->h_out[(size_t)c->t0 * sp->h_q * sp->d_h], hs + res_out_off(n), n_out * 4);
 	memcpy(misses, hs + n * 16, sizeof(*misses));
+	return 0;
+}
+
+/*
+ * The selection of the round back to the host, one synchronisation: the start of the slow path
+ * when misses are expected, which then costs no wasted pass through the directory.
+ */
+static int
+round_fetch_sel(struct call *c)
+{
+	struct cuda_backend *b = c->b;
+	size_t n = (size_t)c->nt * c->spec->h_kv * c->k, at = (size_t)c->t0 * c->spec->h_kv * c->k;
+	int err;
+
+	if ((err = host_reserve(b, &b->h_sel, n * 16)) != 0 ||
+	    (err = CU(cudaMemcpyAsync(b->h_sel.p, b->d_res.p, n * 16, cudaMemcpyDeviceToHost,
+	                              b->st))) != 0 ||
+	    (err = CU(cudaStreamSynchronize(b->st))) != 0)
+		return err;
+	const char *hs = b->h_sel.p;
+	memcpy(c->h_sel + at, hs, n * 8);
+	memcpy(c->h_score + at, hs + n * 8, n * 4);
+	memcpy(c->h_weight + at, hs + n * 12, n * 4);
 	return 0;
 }
 
@@ -1231,6 +1258,7 @@ round_attend(struct call *c, const float *d_qa)
 	    (err = round_attention(c, d_qa, false)) != 0)
 		goto out;
 	err = CU(cudaStreamSynchronize(b->st));
+	c->lmk->expect_miss = n_miss > 0;
 out:
 	return err;
 }
@@ -1283,12 +1311,20 @@ call_run(struct call *c)
 		char *dq = b->d_q.p;
 		const float *d_qa = (const float *)(dq + o_qa);
 		const uint32_t *d_vis = (const uint32_t *)(dq + o_vis);
-		if ((err = round_select(c, (const float *)dq, d_vis)) != 0 ||
-		    (err = round_resolve(c, d_qa, &misses)) != 0)
+		if ((err = round_select(c, (const float *)dq, d_vis)) != 0)
 			return err;
-		err = misses == 0 ? round_touch(c) : round_attend(c, d_qa);
+		if (c->lmk->expect_miss) {
+			err = round_fetch_sel(c);
+			misses = 1;
+		} else {
+			err = round_resolve(c, d_qa, &misses);
+		}
+		if (err == 0)
+			err = misses == 0 ? round_touch(c) : round_attend(c, d_qa);
 		if (err != 0)
 			return err;
+		if (misses == 0)
+			c->lmk->expect_miss = false;
 	}
 	memcpy(c->res->sel, c->h_sel, c->n_sel_all * 8);
 	memcpy(c->res->score, c->h_score, c->n_sel_all * 4);
@@ -1440,9 +1476,11 @@ gpu_cuda_drop(struct gpu_backend *gb, unsigned what)
 		while (b->lru_head != NULL)
 			lmk_drop(b, b->lru_head);
 	if (what & GPU_CUDA_DROP_DEVICE_CHUNKS)
-		for (struct lmk *l = b->lru_head; l != NULL && !b->failed; l = l->next)
+		for (struct lmk *l = b->lru_head; l != NULL && !b->failed; l = l->next) {
+			l->expect_miss = true;
 			if (l->cap > 0 && CU(cudaMemsetAsync(l->dir, 0, l->cap * sizeof(void *), b->st)))
 				b->failed = true; /* a stale directory must not be used */
+		}
 	for (unsigned i = 0; i < b->n_pools; i++) {
 		if (what & GPU_CUDA_DROP_DEVICE_CHUNKS)
 			slot_cache_clear(&b->pools[i].dev);
