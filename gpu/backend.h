@@ -124,6 +124,14 @@ int gpu_cuda_probe(char *desc, size_t desc_len);
  */
 int gpu_cuda_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **out);
 
+/* Whether a spec's shape is one any backend can compute (sizes consistent, known dtype and
+ * weighting); a backend's supports() may refuse more. */
+bool gpu_shape_ok(const struct hsa_spec *spec);
+
+/* The arguments of an attend() call as every backend checks them: HSAMEM_EINVAL or 0. */
+int gpu_check_call(const struct hsa_spec *spec, const struct hsa_source *src,
+		   const struct hsa_query *q, const struct hsa_result *res);
+
 /* Convenience wrappers, NULL-safe where it makes sense. */
 static inline int
 gpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_source *src,

@@ -980,34 +980,9 @@ call_plan(struct call *c, unsigned threads)
 }
 
 static bool
-shape_ok(const struct hsa_spec *sp)
-{
-	return sp->S >= 1 && sp->h_kv >= 1 && sp->d_h >= 1 && sp->h_q >= sp->h_kv &&
-	       sp->h_q % sp->h_kv == 0 && sp->d_r >= sp->h_kv && sp->d_r % sp->h_kv == 0 &&
-	       (sp->dtype == HSA_F16 || sp->dtype == HSA_BF16 || sp->dtype == HSA_F32) &&
-	       (sp->weighting == HSA_SOFTMAX || sp->weighting == HSA_STICKBREAK);
-}
-
-static bool
 cpu_supports(struct gpu_backend *b, const struct hsa_spec *spec)
 {
-	return spec != NULL && shape_ok(spec);
-}
-
-static int
-args_ok(const struct hsa_spec *sp, const struct hsa_source *src, const struct hsa_query *q,
-        const struct hsa_result *res)
-{
-	if (sp == NULL || src == NULL || q == NULL || res == NULL || !shape_ok(sp))
-		return HSAMEM_EINVAL;
-	if (src->landmarks == NULL || src->chunk_kv == NULL)
-		return HSAMEM_EINVAL;
-	if (q->n < 1 || q->k < 1 || q->k > SPEC_TOPK_MAX || q->pos == NULL || q->qr == NULL ||
-	    q->qa == NULL)
-		return HSAMEM_EINVAL;
-	if (res->out == NULL || res->sel == NULL || res->score == NULL || res->weight == NULL)
-		return HSAMEM_EINVAL;
-	return 0;
+	return spec != NULL && gpu_shape_ok(spec);
 }
 
 static int
@@ -1018,7 +993,7 @@ cpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_
 	struct call c = {0};
 	int err;
 
-	if ((err = args_ok(spec, src, q, res)) != 0)
+	if ((err = gpu_check_call(spec, src, q, res)) != 0)
 		goto out;
 	c.kern = cb->kern;
 	c.spec = spec;

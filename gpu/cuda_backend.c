@@ -1338,36 +1338,11 @@ call_run(struct call *c)
 /* ---- the backend ---- */
 
 static bool
-shape_ok(const struct hsa_spec *sp)
-{
-	return sp->S >= 1 && sp->h_kv >= 1 && sp->d_h >= 1 && sp->h_q >= sp->h_kv &&
-	       sp->h_q % sp->h_kv == 0 && sp->d_r >= sp->h_kv && sp->d_r % sp->h_kv == 0 &&
-	       (sp->dtype == HSA_F16 || sp->dtype == HSA_BF16 || sp->dtype == HSA_F32) &&
-	       (sp->weighting == HSA_SOFTMAX || sp->weighting == HSA_STICKBREAK);
-}
-
-static bool
 cuda_supports(struct gpu_backend *gb, const struct hsa_spec *sp)
 {
-	if (sp == NULL || !shape_ok(sp) || sp->dtype == HSA_F32)
+	if (sp == NULL || !gpu_shape_ok(sp) || sp->dtype == HSA_F32)
 		return false;
 	return cuk_attend_smem(sp->S, sp->d_h, sp->h_q / sp->h_kv) <= cuk_attend_smem_max();
-}
-
-static int
-args_ok(const struct hsa_spec *sp, const struct hsa_source *src, const struct hsa_query *q,
-        const struct hsa_result *res)
-{
-	if (sp == NULL || src == NULL || q == NULL || res == NULL || !shape_ok(sp))
-		return HSAMEM_EINVAL;
-	if (src->landmarks == NULL || src->chunk_kv == NULL)
-		return HSAMEM_EINVAL;
-	if (q->n < 1 || q->k < 1 || q->k > SPEC_TOPK_MAX || q->pos == NULL || q->qr == NULL ||
-	    q->qa == NULL)
-		return HSAMEM_EINVAL;
-	if (res->out == NULL || res->sel == NULL || res->score == NULL || res->weight == NULL)
-		return HSAMEM_EINVAL;
-	return 0;
 }
 
 /* Serves a call on the backend's CPU fallback; called without the lock. */
@@ -1398,7 +1373,7 @@ cuda_attend(struct gpu_backend *gb, const struct hsa_spec *spec, const struct hs
 	int err;
 
 	atomic_fetch_add_explicit(&b->calls, 1, memory_order_relaxed);
-	if ((err = args_ok(spec, src, q, res)) != 0)
+	if ((err = gpu_check_call(spec, src, q, res)) != 0)
 		goto out;
 	if (!cuda_supports(gb, spec)) {
 		err = cpu_serve(b, spec, src, q, res);
