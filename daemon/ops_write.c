@@ -406,8 +406,10 @@ apply_append(struct job *job, struct store_txn *txn)
 		ret = ops_oom(job);
 		goto out;
 	}
-	memcpy(buf, tail.tokens, tail_n * sizeof(uint32_t));
-	memcpy(refs, tail.refs, tail_n * sizeof(struct store_tokref));
+	if (tail_n > 0) { /* an empty tail has no arrays */
+		memcpy(buf, tail.tokens, tail_n * sizeof(uint32_t));
+		memcpy(refs, tail.refs, tail_n * sizeof(struct store_tokref));
+	}
 
 	uint64_t first_seq = u.n_entries;
 	int64_t now = now_ms();

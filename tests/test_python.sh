@@ -18,6 +18,10 @@ if [ ! -e "$lib" ]; then
 	echo "test_python: no shared libhsamem ($lib; built with --disable-shared?); skipped"
 	exit 77
 fi
+if ldd "$lib" 2>/dev/null | grep -q 'libasan'; then
+	echo "test_python: libhsamem is built with sanitizers, which python cannot load; skipped"
+	exit 77
+fi
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/hsamem-py-XXXXXX")
 sock="ipc://$dir/hsamemd.sock"
