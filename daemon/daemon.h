@@ -70,7 +70,7 @@ struct job {
 	struct hsa_spec spec;   /* create: the spec to create with */
 	struct job_entry *entries; /* in the arena */
 	size_t n_entries;
-	uint64_t forget_uid;    /* a deleted memory, to drop from device caches after commit */
+	uint64_t uid;           /* the memory a delete or import wrote, for the work after commit */
 };
 
 /* Sets the reply's status and message (printf-style). Returns status, for `return job_fail(...)`. */

@@ -218,7 +218,7 @@ ops_spec_to_proto(struct arena *a, const struct hsa_spec *s)
 }
 
 Hsamem__MemoryInfo *
-ops_memory_info(struct job *job, struct store_txn *txn, const struct store_user *u)
+ops_memory_info(struct job *job, const struct store_user *u)
 {
 	Hsamem__MemoryInfo *m = arena_alloc(&job->arena, sizeof(*m));
 	if (m == NULL)
@@ -235,7 +235,6 @@ ops_memory_info(struct job *job, struct store_txn *txn, const struct store_user 
 	m->bytes = u->n_chunks * (spec_kv_bytes(&u->spec) + spec_landmark_bytes(&u->spec));
 	m->created_ms = u->created_ms;
 	m->updated_ms = u->updated_ms;
-	(void)txn;
 	return m->user != NULL && m->spec != NULL ? m : NULL;
 }
 
@@ -449,7 +448,6 @@ op_ping(struct job *job)
 
 struct users_walk {
 	struct job *job;
-	struct store_txn *txn;
 	Hsamem__MemoryInfo **list;
 	size_t n, cap;
 	const char *only;
@@ -479,7 +477,7 @@ users_cb(const struct store_user *u, void *arg)
 		w->list = nl;
 		w->cap = cap;
 	}
-	if ((w->list[w->n] = ops_memory_info(w->job, w->txn, u)) == NULL)
+	if ((w->list[w->n] = ops_memory_info(w->job, u)) == NULL)
 		return -ENOMEM;
 	w->n++;
 	return 0;
@@ -491,7 +489,6 @@ walk_users(struct job *job, struct store_txn *txn, struct users_walk *w, const c
 {
 	memset(w, 0, sizeof(*w));
 	w->job = job;
-	w->txn = txn;
 	w->only = only;
 	if (collect && (w->list = arena_calloc(&job->arena, 64, sizeof(*w->list))) == NULL)
 		return ops_oom(job);

@@ -45,8 +45,7 @@ int ops_encoder(struct job *job, const struct hsa_spec *spec, const struct enc_o
  * the encoder's defaults and checks the result (failing the job with the reason). */
 int ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *out);
 Hsamem__Spec *ops_spec_to_proto(struct arena *a, const struct hsa_spec *spec);
-Hsamem__MemoryInfo *ops_memory_info(struct job *job, struct store_txn *txn,
-				    const struct store_user *u);
+Hsamem__MemoryInfo *ops_memory_info(struct job *job, const struct store_user *u);
 
 /* Reads entry seq into a reply message allocated in the arena. */
 int ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uint64_t seq,

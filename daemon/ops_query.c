@@ -119,7 +119,7 @@ out:
 
 struct candidate {
 	int64_t chunk; /* the tail is n_chunks */
-	float score, weight;
+	float score;
 	const float *attn; /* [G][S] of this chunk for one kv head; NULL for the tail (see tail_attn) */
 	uint32_t head;
 };
@@ -356,7 +356,7 @@ ops_query(struct job *job)
 					;
 				if (c == n_cand)
 					cand[n_cand++] = (struct candidate){
-						res.sel[at], res.score[at], 0,
+						res.sel[at], res.score[at],
 						res.attn + ((size_t)r * G * k + i) * S, r};
 				else if (res.score[at] > cand[c].score)
 					cand[c].score = res.score[at];

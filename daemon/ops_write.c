@@ -190,7 +190,7 @@ apply_create(struct job *job, struct store_txn *txn)
 		return job_fail(job, ret, "user '%s' already has a memory", q->user);
 	if (ret != 0)
 		return ret;
-	Hsamem__MemoryInfo *m = ops_memory_info(job, txn, &u);
+	Hsamem__MemoryInfo *m = ops_memory_info(job, &u);
 	if (m == NULL)
 		return ops_oom(job);
 	job->reply.body_case = HSAMEM__REPLY__BODY_CREATE;
@@ -608,7 +608,7 @@ apply_delete(struct job *job, struct store_txn *txn)
 		return job_fail(job, ret, "no memory for user '%s'", name);
 	if (ret != 0 || (ret = store_user_delete(txn, &u)) != 0)
 		return ret;
-	job->forget_uid = u.uid;
+	job->uid = u.uid;
 	Hsamem__DeleteReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (r == NULL)
 		return ops_oom(job);
@@ -854,6 +854,7 @@ apply_import(struct job *job, struct store_txn *txn)
 			return ret;
 	}
 	u.n_tokens = u.n_chunks * u.spec.S + tail.n;
+	job->uid = u.uid;
 	bool done = q->has_last && q->last;
 	if (done) {
 		if (u.n_entries != x->entries || u.n_chunks != x->chunks || u.n_tokens != x->tokens)
@@ -903,19 +904,12 @@ ops_committed(struct job *job, int status)
 	if (status != 0 || job->reply.status != 0)
 		return;
 	if (job->op == OP_DELETE) {
-		import_forget(job->forget_uid);
+		import_forget(job->uid);
 		if (d->gpu != NULL && d->gpu->ops->forget != NULL)
-			d->gpu->ops->forget(d->gpu, job->forget_uid);
+			d->gpu->ops->forget(d->gpu, job->uid);
 	}
-	if (job->op == OP_IMPORT && job->reply.import->done) {
-		struct store_user u;
-		struct store_txn txn;
-		if (store_txn_begin(d->store, &txn, false, NULL) == 0) {
-			if (store_user_get(&txn, job->req->import->user, &u) == 0)
-				import_forget(u.uid);
-			store_txn_abort(&txn);
-		}
-	}
+	if (job->op == OP_IMPORT && job->reply.import->done)
+		import_forget(job->uid);
 }
 
 struct cleanup {
