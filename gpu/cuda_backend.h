@@ -32,6 +32,16 @@ struct gpu_cuda_counters {
 	uint64_t lmk_evictions;  /* landmark matrices evicted for room */
 	uint64_t cpu_fallbacks;  /* calls served by the backend's CPU fallback */
 	uint64_t dev_chunk_slots, host_chunk_slots;
+	/* batching of concurrent calls */
+	uint64_t batches;        /* passes of the batcher: calls that ran together on the device */
+	uint64_t batched_calls;  /* calls that shared their pass with at least one other */
+	uint64_t max_batch;      /* most calls in one pass */
+	/* where the time of rounds with misses goes, in nanoseconds, summed over those rounds */
+	uint64_t miss_rounds;
+	uint64_t ns_select;      /* from the round's start until its selection is on the host */
+	uint64_t ns_walk;        /* the host's walk: cache lookups, source lookups, tables */
+	uint64_t ns_copy;        /* host copies into pinned memory and the gathers' launches */
+	uint64_t ns_finish;      /* attention again, results back, the last synchronisation */
 };
 
 void gpu_cuda_counters(struct gpu_backend *b, struct gpu_cuda_counters *out);
