@@ -10,8 +10,27 @@
  *     lmk load    landmark bytes / the extra time of a call that loads them (k = 1)
  *     warm n=1    p50/p99, a cycle of 16 queries whose chunks are cached
  *     warm n=32   the same with 32 query tokens a call
- *     chunks cold landmarks resident, device and host chunk caches emptied before each call
- *     host cache  device chunk cache emptied, the pinned host cache holding the chunks
+ *     16 threads  the warm n=1 cycle from 16 threads at once, max(iters, 200) calls each, every
+ *                 thread with its read transaction and source of its own: calls/s, p50/p99 of
+ *                 a call, calls per device pass (calls / the batches counter) and the most calls
+ *                 in one pass; beside it calls/s of the same loop on 1 thread
+ *     chunks cold landmarks resident, device and host chunk caches emptied before each call, at
+ *                 n=1 and n=32; page-in rate = chunk bytes the backend paged a call (its
+ *                 bytes_paged counter) / (chunks cold p50 - warm p50)
+ *     host cache  device chunk cache emptied, the pinned host cache holding the chunks, at n=1
+ *                 and n=32; page-in rate as above against the warm p50 of the same n
+ *     miss rounds for the chunks-cold and host-cache n=1 calls, the mean time a round with misses
+ *                 spends in select, walk, copy and finish (the backend's counters; 0 where the
+ *                 backend does not keep them)
+ *     page cache  n=1, median of 3, after emptying every cache of the backend and evicting the
+ *                 store's data.mdb from the page cache. The store is closed first (the kernel
+ *                 never evicts pages mapped into a process, and LMDB's map would hold them), the
+ *                 file is flushed with fdatasync (only clean pages are evicted: dirty ones stay,
+ *                 and a store built without sync has many), posix_fadvise(POSIX_FADV_DONTNEED)
+ *                 evicts it, and the store is opened again; so the call reads its landmarks and
+ *                 chunks from the disk, apart from the few pages that opening the store and
+ *                 finding the user read back, and pages another process maps. Where the
+ *                 fadvise fails the row is left out with a message.
  *   end to end over ipc (hsamemd started on that store, libhsamem):
  *     ping, attend warm n=1 and n=32, attend cold (first call after a restart), queries/s with 16
  *     clients, appends/s of one appender while 16 clients query, and the daemon's append rate.
@@ -22,7 +41,9 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -35,6 +56,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "cuda_backend.h"
@@ -45,6 +67,7 @@
 
 #define K_SEL 64
 #define N_SETS 16
+#define N_THREADS 16
 
 static FILE *json;
 static const char *spec_name = "client";
@@ -120,8 +143,8 @@ fill_f(enum hsa_dtype t, void *dst, size_t n, double scale)
 static void
 emit(const char *part, uint64_t tokens, const char *metric, double value, const char *unit)
 {
-	printf("  %-6s %-8s %9" PRIu64 "  %-34s %12.3f %s\n", spec_name, part, tokens, metric, value,
-	       unit);
+	printf("  %-6s %-8s %9" PRIu64 "  %-42s %12.3f %s\n", spec_name, part, tokens, metric,
+	       value, unit);
 	fflush(stdout);
 	if (json != NULL)
 		fprintf(json,
@@ -198,17 +221,27 @@ out:
 
 /* ---- the source over the store ---- */
 
+/*
+ * One caller's source: a read transaction of its own. The backend may call a source's callbacks
+ * from several of its threads at once, and a transaction is for one thread at a time, so they
+ * are serialised by a mutex, as the daemon's source does.
+ */
 struct bsrc {
 	struct store_txn txn;
 	struct store_user u;
 	size_t kvb;
+	pthread_mutex_t mu;
+	struct hsa_source src;
 };
 
 static int
 bs_landmarks(void *ctx, uint64_t first, const void **rows, uint64_t *count)
 {
 	struct bsrc *s = ctx;
-	return store_landmarks_get(&s->txn, &s->u, first, rows, count);
+	pthread_mutex_lock(&s->mu);
+	int err = store_landmarks_get(&s->txn, &s->u, first, rows, count);
+	pthread_mutex_unlock(&s->mu);
+	return err;
 }
 
 static int
@@ -216,8 +249,37 @@ bs_kv(void *ctx, uint64_t j, const void **kv)
 {
 	struct bsrc *s = ctx;
 	size_t len = 0;
+	pthread_mutex_lock(&s->mu);
 	int err = store_kv_get(&s->txn, s->u.uid, j, kv, &len);
+	pthread_mutex_unlock(&s->mu);
 	return err == 0 && len != s->kvb ? HSAMEM_EFORMAT : err;
+}
+
+/* Begins a read transaction of st and finds the bench user in it. Close with bsrc_close. */
+static int
+bsrc_open(struct store *st, struct bsrc *bs)
+{
+	int err;
+
+	memset(bs, 0, sizeof(*bs));
+	if ((err = store_txn_begin(st, &bs->txn, false, NULL)) != 0)
+		return err;
+	if ((err = store_user_get(&bs->txn, "bench", &bs->u)) != 0) {
+		store_txn_abort(&bs->txn);
+		return err;
+	}
+	bs->kvb = spec_kv_bytes(&bs->u.spec);
+	pthread_mutex_init(&bs->mu, NULL);
+	bs->src = (struct hsa_source){.ctx = bs, .uid = bs->u.uid, .n_chunks = bs->u.n_chunks,
+	                              .landmarks = bs_landmarks, .chunk_kv = bs_kv};
+	return 0;
+}
+
+static void
+bsrc_close(struct bsrc *bs)
+{
+	store_txn_abort(&bs->txn);
+	pthread_mutex_destroy(&bs->mu);
 }
 
 /* ---- queries ---- */
@@ -250,6 +312,14 @@ qset_fresh(struct qset *q, const struct hsa_spec *sp)
 		q->qr[i] = (float)unif();
 }
 
+static void
+qset_free(struct qset *q)
+{
+	free(q->qr);
+	free(q->qa);
+	free(q->pos);
+}
+
 struct outbuf {
 	struct hsa_result r;
 };
@@ -263,6 +333,15 @@ out_alloc(struct outbuf *o, const struct hsa_spec *sp, uint32_t n)
 	o->r.score = malloc(ns * 4);
 	o->r.weight = malloc(ns * 4);
 	o->r.attn = NULL;
+}
+
+static void
+out_free(struct outbuf *o)
+{
+	free(o->r.out);
+	free(o->r.sel);
+	free(o->r.score);
+	free(o->r.weight);
 }
 
 static double
@@ -282,6 +361,144 @@ attend_once(struct gpu_backend *g, const struct hsa_spec *sp, struct hsa_source 
 
 /* ---- GPU part ---- */
 
+/* Adds c1 - c0 to *acc for the counters that are sums; max_batch and the slot counts are levels,
+ * taken from c1. */
+static void
+ctr_add(struct gpu_cuda_counters *acc, const struct gpu_cuda_counters *c0,
+        const struct gpu_cuda_counters *c1)
+{
+	acc->host_hits += c1->host_hits - c0->host_hits;
+	acc->source_reads += c1->source_reads - c0->source_reads;
+	acc->bytes_paged += c1->bytes_paged - c0->bytes_paged;
+	acc->lmk_bytes_loaded += c1->lmk_bytes_loaded - c0->lmk_bytes_loaded;
+	acc->lmk_evictions += c1->lmk_evictions - c0->lmk_evictions;
+	acc->cpu_fallbacks += c1->cpu_fallbacks - c0->cpu_fallbacks;
+	acc->batches += c1->batches - c0->batches;
+	acc->batched_calls += c1->batched_calls - c0->batched_calls;
+	acc->miss_rounds += c1->miss_rounds - c0->miss_rounds;
+	acc->ns_select += c1->ns_select - c0->ns_select;
+	acc->ns_walk += c1->ns_walk - c0->ns_walk;
+	acc->ns_copy += c1->ns_copy - c0->ns_copy;
+	acc->ns_finish += c1->ns_finish - c0->ns_finish;
+	acc->max_batch = c1->max_batch;
+	acc->dev_chunk_slots = c1->dev_chunk_slots;
+	acc->host_chunk_slots = c1->host_chunk_slots;
+}
+
+/* x / y, 0 where y is 0: a counter the backend does not keep reads 0, and JSON has no NaN. */
+static double
+ratio0(double x, double y)
+{
+	return y != 0 ? x / y : 0;
+}
+
+/* The mean microseconds of a round with misses in each of its parts, over the counters in d. */
+static void
+emit_split(uint64_t tokens, const char *what, const struct gpu_cuda_counters *d)
+{
+	static const char *part[] = {"select", "walk", "copy", "finish"};
+	uint64_t ns[] = {d->ns_select, d->ns_walk, d->ns_copy, d->ns_finish};
+	char metric[64];
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(metric, sizeof(metric), "miss round (%s): %s us", what, part[i]);
+		emit("gpu", tokens, metric, ratio0(ns[i] / 1e3, (double)d->miss_rounds), "us");
+	}
+}
+
+/* One of the threads calling the backend at once. */
+struct conc {
+	struct store *st;
+	struct gpu_backend *g;
+	const struct hsa_spec *sp;
+	struct qset *q;
+	pthread_barrier_t *go;
+	int id, calls;
+	double *t;  /* [calls] latency of each call, us */
+	double end; /* when its last call returned */
+	int err;
+};
+
+static void *
+conc_main(void *arg)
+{
+	struct conc *c = arg;
+	struct bsrc bs;
+	struct outbuf o;
+
+	out_alloc(&o, c->sp, 1);
+	c->err = bsrc_open(c->st, &bs);
+	pthread_barrier_wait(c->go);
+	for (int i = 0; c->err == 0 && i < c->calls; i++) {
+		struct qset *q = &c->q[(c->id + i) % N_SETS];
+		c->t[i] = attend_once(c->g, c->sp, &bs.src, q, K_SEL, &o) * 1e6;
+	}
+	c->end = now_s();
+	if (c->err == 0)
+		bsrc_close(&bs);
+	out_free(&o);
+	return NULL;
+}
+
+/*
+ * n threads, each with a source of its own, start together and make calls calls each on the
+ * query sets q (n = 1, k = K_SEL). t gets the n * calls latencies (us), *d the counters' change
+ * over the run. Returns calls/s over the wall time from the start to the last call's return.
+ */
+static double
+conc_run(struct store *st, struct gpu_backend *g, const struct hsa_spec *sp, struct qset *q,
+         int n, int calls, double *t, struct gpu_cuda_counters *d)
+{
+	struct conc c[N_THREADS];
+	pthread_t th[N_THREADS];
+	pthread_barrier_t go;
+	struct gpu_cuda_counters c0, c1;
+
+	assert(n >= 1 && n <= N_THREADS);
+	pthread_barrier_init(&go, NULL, (unsigned)n + 1);
+	for (int i = 0; i < n; i++) {
+		c[i] = (struct conc){.st = st, .g = g, .sp = sp, .q = q, .go = &go, .id = i,
+		                     .calls = calls, .t = t + (size_t)i * calls};
+		pthread_create(&th[i], NULL, conc_main, &c[i]);
+	}
+	gpu_cuda_counters(g, &c0);
+	pthread_barrier_wait(&go);
+	double t0 = now_s(), end = t0;
+	for (int i = 0; i < n; i++) {
+		pthread_join(th[i], NULL);
+		if (c[i].err != 0) {
+			fprintf(stderr, "bench_gpu: source: %s\n", hsamem_strerror(c[i].err));
+			exit(1);
+		}
+		end = c[i].end > end ? c[i].end : end;
+	}
+	gpu_cuda_counters(g, &c1);
+	pthread_barrier_destroy(&go);
+	memset(d, 0, sizeof(*d));
+	ctr_add(d, &c0, &c1);
+	return (double)n * calls / (end - t0);
+}
+
+/*
+ * Evicts the store's data file from the page cache: flushed first, since only clean pages are
+ * evicted. The store must be closed: pages mapped into a process are never evicted. Returns 0
+ * or -errno of the open or the fadvise; a failed flush only leaves its dirty pages cached.
+ */
+static int
+page_cache_drop(const char *dir)
+{
+	char path[4096];
+	int fd, rc;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	(void)fdatasync(fd);
+	rc = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	close(fd);
+	return -rc;
+}
+
 static void
 gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 {
@@ -289,18 +506,21 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 	size_t kvb = spec_kv_bytes(sp), lb = spec_landmark_bytes(sp);
 	struct store_opts so = {.map_size = (uint64_t)((kvb + lb) * n_chunks * 1.6) + (1ull << 30),
 	                        .map_max = 1ull << 40};
+	const unsigned all = GPU_CUDA_DROP_LANDMARKS | GPU_CUDA_DROP_DEVICE_CHUNKS |
+	                     GPU_CUDA_DROP_HOST_CHUNKS;
 	struct store *st = NULL;
-	struct bsrc bs = {.kvb = kvb};
+	struct bsrc bs;
 	struct gpu_cuda_opts go = {.device = 0, .mem_budget = 0, .host_cache = host_cache};
 	struct gpu_backend *g = NULL;
 	struct qset q1[N_SETS], q32[N_SETS];
 	struct outbuf o1, o32;
+	struct gpu_cuda_counters c0, c1, d;
+	int ct = iters > 200 ? iters : 200;
 	double *t = malloc(sizeof(double) * (iters + 64));
+	double *tc = malloc(sizeof(double) * N_THREADS * ct);
 	int err;
 
-	if ((err = store_open(dir, &so, &st)) != 0 ||
-	    (err = store_txn_begin(st, &bs.txn, false, NULL)) != 0 ||
-	    (err = store_user_get(&bs.txn, "bench", &bs.u)) != 0) {
+	if ((err = store_open(dir, &so, &st)) != 0 || (err = bsrc_open(st, &bs)) != 0) {
 		fprintf(stderr, "bench_gpu: store: %s\n", hsamem_strerror(err));
 		exit(1);
 	}
@@ -308,8 +528,6 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 		fprintf(stderr, "bench_gpu: CUDA backend: %s\n", hsamem_strerror(err));
 		exit(1);
 	}
-	struct hsa_source src = {.ctx = &bs, .uid = bs.u.uid, .n_chunks = bs.u.n_chunks,
-	                         .landmarks = bs_landmarks, .chunk_kv = bs_kv};
 	for (int i = 0; i < N_SETS; i++) {
 		qset_make(&q1[i], sp, 1, n_chunks);
 		qset_make(&q32[i], sp, 32, n_chunks);
@@ -319,106 +537,177 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 
 	/* warm up the process: module load, cuBLAS handles, the LMDB map in the page cache */
 	for (int i = 0; i < 3; i++)
-		attend_once(g, sp, &src, &q1[i], K_SEL, &o1);
+		attend_once(g, sp, &bs.src, &q1[i], K_SEL, &o1);
 
 	/* landmark load: a k=1 call after dropping everything, less the same call warm */
 	int nr = 5;
 	for (int i = 0; i < nr; i++) {
-		gpu_cuda_drop(g, GPU_CUDA_DROP_LANDMARKS | GPU_CUDA_DROP_DEVICE_CHUNKS |
-		                         GPU_CUDA_DROP_HOST_CHUNKS);
-		double cold = attend_once(g, sp, &src, &q1[0], 1, &o1);
-		double warm = attend_once(g, sp, &src, &q1[0], 1, &o1);
+		gpu_cuda_drop(g, all);
+		double cold = attend_once(g, sp, &bs.src, &q1[0], 1, &o1);
+		double warm = attend_once(g, sp, &bs.src, &q1[0], 1, &o1);
 		t[i] = (double)n_chunks * lb / (cold - warm) / 1e9;
 	}
 	emit("gpu", tokens, "landmark load (page cache->HBM)", pct(t, nr, 50), "GB/s");
 
 	/* cold: nothing resident */
 	for (int i = 0; i < nr; i++) {
-		gpu_cuda_drop(g, GPU_CUDA_DROP_LANDMARKS | GPU_CUDA_DROP_DEVICE_CHUNKS |
-		                         GPU_CUDA_DROP_HOST_CHUNKS);
+		gpu_cuda_drop(g, all);
 		qset_fresh(&q1[1], sp);
-		t[i] = attend_once(g, sp, &src, &q1[1], K_SEL, &o1) * 1e6;
+		t[i] = attend_once(g, sp, &bs.src, &q1[1], K_SEL, &o1) * 1e6;
 	}
 	emit("gpu", tokens, "attend n=1 cold (nothing resident) p50", pct(t, nr, 50), "us");
 
 	/* warm */
 	for (int i = 0; i < N_SETS; i++)
-		attend_once(g, sp, &src, &q1[i], K_SEL, &o1);
+		attend_once(g, sp, &bs.src, &q1[i], K_SEL, &o1);
 	for (int i = 0; i < iters; i++)
-		t[i] = attend_once(g, sp, &src, &q1[i % N_SETS], K_SEL, &o1) * 1e6;
+		t[i] = attend_once(g, sp, &bs.src, &q1[i % N_SETS], K_SEL, &o1) * 1e6;
 	double warm1 = pct(t, iters, 50);
 	emit("gpu", tokens, "attend n=1 warm p50", warm1, "us");
 	emit("gpu", tokens, "attend n=1 warm p99", pct(t, iters, 99), "us");
 	int it32 = iters / 4 > 20 ? iters / 4 : 20;
 	for (int i = 0; i < N_SETS; i++)
-		attend_once(g, sp, &src, &q32[i], K_SEL, &o32);
+		attend_once(g, sp, &bs.src, &q32[i], K_SEL, &o32);
 	for (int i = 0; i < it32; i++)
-		t[i] = attend_once(g, sp, &src, &q32[i % N_SETS], K_SEL, &o32) * 1e6;
+		t[i] = attend_once(g, sp, &bs.src, &q32[i % N_SETS], K_SEL, &o32) * 1e6;
 	double warm32 = pct(t, it32, 50);
 	emit("gpu", tokens, "attend n=32 warm p50", warm32, "us");
 	emit("gpu", tokens, "attend n=32 warm p99", pct(t, it32, 99), "us");
 
-	/* chunks cold, landmarks resident: every selected chunk from LMDB */
+	/*
+	 * concurrency: the warm n=1 cycle from 1 thread, then from N_THREADS at once. max_batch
+	 * is a level since the start, but every call before this ran alone, so it is this run's.
+	 */
+	for (int i = 0; i < N_SETS; i++)
+		attend_once(g, sp, &bs.src, &q1[i], K_SEL, &o1);
+	double cps1 = conc_run(st, g, sp, q1, 1, ct, tc, &d);
+	emit("gpu", tokens, "attend n=1 warm, 1 thread: calls/s", cps1, "1/s");
+	double cps = conc_run(st, g, sp, q1, N_THREADS, ct, tc, &d);
+	emit("gpu", tokens, "attend n=1 warm, 16 threads: calls/s", cps, "1/s");
+	emit("gpu", tokens, "attend n=1 warm, 16 threads p50", pct(tc, N_THREADS * ct, 50), "us");
+	emit("gpu", tokens, "attend n=1 warm, 16 threads p99", pct(tc, N_THREADS * ct, 99), "us");
+	emit("gpu", tokens, "calls/s, 16 threads / 1 thread", cps / cps1, "ratio");
+	emit("gpu", tokens, "calls per device pass (mean)",
+	     ratio0((double)N_THREADS * ct, (double)d.batches), "calls");
+	emit("gpu", tokens, "max calls in one pass", (double)d.max_batch, "calls");
+
+	/*
+	 * chunks cold, landmarks resident: every selected chunk from LMDB. The rate's bytes are
+	 * what the backend paged (bytes_paged): K_SEL chunks a call at n=1 (h_kv = 1, every cache
+	 * emptied); fewer if the counter leaves some out, which the note below reports.
+	 */
 	int nc = 30;
+	gpu_cuda_counters(g, &c0);
 	for (int i = 0; i < nc; i++) {
 		gpu_cuda_drop(g, GPU_CUDA_DROP_DEVICE_CHUNKS | GPU_CUDA_DROP_HOST_CHUNKS);
 		qset_fresh(&q1[2], sp);
-		t[i] = attend_once(g, sp, &src, &q1[2], K_SEL, &o1) * 1e6;
+		t[i] = attend_once(g, sp, &bs.src, &q1[2], K_SEL, &o1) * 1e6;
 	}
-	double cold1 = pct(t, nc, 50);
+	gpu_cuda_counters(g, &c1);
+	memset(&d, 0, sizeof(d));
+	ctr_add(&d, &c0, &c1);
+	double cold1 = pct(t, nc, 50), paged1 = (double)d.bytes_paged / nc;
+	if (paged1 < K_SEL * (double)kvb)
+		printf("  note: chunks cold n=1 paged %.0f bytes a call, k chunks are %.0f\n",
+		       paged1, K_SEL * (double)kvb);
 	emit("gpu", tokens, "attend n=1 chunks cold (LMDB) p50", cold1, "us");
 	emit("gpu", tokens, "attend n=1 chunks cold (LMDB) p99", pct(t, nc, 99), "us");
-	emit("gpu", tokens, "chunk page-in from LMDB", K_SEL * (double)kvb / (cold1 - warm1) / 1e3,
-	     "GB/s");
-	for (int i = 0; i < 10; i++) {
+	emit("gpu", tokens, "chunk page-in from LMDB", paged1 / (cold1 - warm1) / 1e3, "GB/s");
+	emit_split(tokens, "LMDB", &d);
+	int nc32 = 10;
+	gpu_cuda_counters(g, &c0);
+	for (int i = 0; i < nc32; i++) {
 		gpu_cuda_drop(g, GPU_CUDA_DROP_DEVICE_CHUNKS | GPU_CUDA_DROP_HOST_CHUNKS);
 		qset_fresh(&q32[2], sp);
-		t[i] = attend_once(g, sp, &src, &q32[2], K_SEL, &o32) * 1e6;
+		t[i] = attend_once(g, sp, &bs.src, &q32[2], K_SEL, &o32) * 1e6;
 	}
-	emit("gpu", tokens, "attend n=32 chunks cold (LMDB) p50", pct(t, 10, 50), "us");
+	gpu_cuda_counters(g, &c1);
+	memset(&d, 0, sizeof(d));
+	ctr_add(&d, &c0, &c1);
+	double cold32 = pct(t, nc32, 50);
+	emit("gpu", tokens, "attend n=32 chunks cold (LMDB) p50", cold32, "us");
+	emit("gpu", tokens, "chunk page-in from LMDB, n=32",
+	     (double)d.bytes_paged / nc32 / (cold32 - warm32) / 1e3, "GB/s");
 
-	/* the pinned host cache feeding the device */
-	struct gpu_cuda_counters c0, c1;
+	/*
+	 * the pinned host cache feeding the device: a call from LMDB fills it, the device cache is
+	 * emptied, the next call is timed; d counts the timed calls only, c0 .. c1 both
+	 */
+	struct gpu_cuda_counters h0, h1;
+	memset(&d, 0, sizeof(d));
 	gpu_cuda_counters(g, &c0);
 	for (int i = 0; i < nc; i++) {
 		qset_fresh(&q1[3], sp);
-		attend_once(g, sp, &src, &q1[3], K_SEL, &o1);
+		attend_once(g, sp, &bs.src, &q1[3], K_SEL, &o1);
 		gpu_cuda_drop(g, GPU_CUDA_DROP_DEVICE_CHUNKS);
-		t[i] = attend_once(g, sp, &src, &q1[3], K_SEL, &o1) * 1e6;
+		gpu_cuda_counters(g, &h0);
+		t[i] = attend_once(g, sp, &bs.src, &q1[3], K_SEL, &o1) * 1e6;
+		gpu_cuda_counters(g, &h1);
+		ctr_add(&d, &h0, &h1);
 	}
 	gpu_cuda_counters(g, &c1);
 	double hc = pct(t, nc, 50);
 	emit("gpu", tokens, "attend n=1 from host cache p50", hc, "us");
 	emit("gpu", tokens, "chunk page-in from pinned host cache",
-	     K_SEL * (double)kvb / (hc - warm1) / 1e3, "GB/s");
+	     (double)d.bytes_paged / nc / (hc - warm1) / 1e3, "GB/s");
 	emit("gpu", tokens, "host cache hits / misses paged",
 	     (double)(c1.host_hits - c0.host_hits) /
 	             (double)(c1.host_hits - c0.host_hits + c1.source_reads - c0.source_reads),
 	     "ratio");
+	emit_split(tokens, "host cache", &d);
+	memset(&d, 0, sizeof(d));
+	for (int i = 0; i < nc32; i++) {
+		qset_fresh(&q32[3], sp);
+		attend_once(g, sp, &bs.src, &q32[3], K_SEL, &o32);
+		gpu_cuda_drop(g, GPU_CUDA_DROP_DEVICE_CHUNKS);
+		gpu_cuda_counters(g, &h0);
+		t[i] = attend_once(g, sp, &bs.src, &q32[3], K_SEL, &o32) * 1e6;
+		gpu_cuda_counters(g, &h1);
+		ctr_add(&d, &h0, &h1);
+	}
+	double hc32 = pct(t, nc32, 50);
+	emit("gpu", tokens, "attend n=32 from host cache p50", hc32, "us");
+	emit("gpu", tokens, "chunk page-in from pinned host cache, n=32",
+	     (double)d.bytes_paged / nc32 / (hc32 - warm32) / 1e3, "GB/s");
 
 	struct gpu_stats gs;
 	g->ops->stats(g, &gs);
 	emit("gpu", tokens, "device memory used", gs.mem_used / 1e9, "GB");
+
+	/* cold page cache (see the header): the store is closed around the eviction */
+	int np = 0;
+	for (int i = 0; i < 3; i++) {
+		gpu_cuda_drop(g, all);
+		bsrc_close(&bs);
+		store_close(st);
+		st = NULL;
+		int perr = page_cache_drop(dir);
+		if ((err = store_open(dir, &so, &st)) != 0 || (err = bsrc_open(st, &bs)) != 0) {
+			fprintf(stderr, "bench_gpu: store: %s\n", hsamem_strerror(err));
+			exit(1);
+		}
+		if (perr != 0) {
+			printf("  attend n=1 cold (page cache dropped) skipped: %s/data.mdb: %s\n",
+			       dir, strerror(-perr));
+			break;
+		}
+		qset_fresh(&q1[4], sp);
+		t[np++] = attend_once(g, sp, &bs.src, &q1[4], K_SEL, &o1) * 1e6;
+	}
+	if (np == 3)
+		emit("gpu", tokens, "attend n=1 cold (page cache dropped)", pct(t, np, 50), "us");
+
 	gpu_free(g);
-	store_txn_abort(&bs.txn);
+	bsrc_close(&bs);
 	store_close(st);
 	for (int i = 0; i < N_SETS; i++) {
-		free(q1[i].qr);
-		free(q1[i].qa);
-		free(q1[i].pos);
-		free(q32[i].qr);
-		free(q32[i].qa);
-		free(q32[i].pos);
+		qset_free(&q1[i]);
+		qset_free(&q32[i]);
 	}
-	free(o1.r.out);
-	free(o1.r.sel);
-	free(o1.r.score);
-	free(o1.r.weight);
-	free(o32.r.out);
-	free(o32.r.sel);
-	free(o32.r.score);
-	free(o32.r.weight);
+	out_free(&o1);
+	out_free(&o32);
 	free(t);
+	free(tc);
 }
 
 /* ---- end to end ---- */
@@ -616,12 +905,8 @@ e2e_part(struct harness *h, const struct hsa_spec *sp, uint64_t n_chunks)
 	hsamem_close(c);
 	harness_stop(h, SIGTERM);
 	for (int i = 0; i < N_SETS; i++) {
-		free(q1[i].qr);
-		free(q1[i].qa);
-		free(q1[i].pos);
-		free(q32[i].qr);
-		free(q32[i].qa);
-		free(q32[i].pos);
+		qset_free(&q1[i]);
+		qset_free(&q32[i]);
 	}
 	free(t);
 	return 0;
