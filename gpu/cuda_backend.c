@@ -4,30 +4,38 @@
  * the scratch buffers of a call. It never owns chunk data of record: everything comes from the
  * source during a call, and may be dropped at any time.
  *
- * A call (cuda_attend), under the backend's lock, per group of up to TOK_GROUP query tokens:
+ * Calls are batched: a caller queues its call, and whichever caller finds the device idle takes
+ * every queued call and computes them together (cuda_attend), so calls from several clients that
+ * arrive while the device is busy share its next pass. A pass makes each call's landmarks
+ * resident (1 below) and pins them for the pass, then runs rounds: a round holds up to TOK_GROUP
+ * query tokens of calls of one shape and k (one call's tokens may span rounds, several calls'
+ * tokens share one), each run of tokens of one memory a segment, and every step after 1 runs
+ * once per round for all its segments together:
  *
  *   1. residency: the memory's landmark rows that are visible to the query and not yet on the
  *      device are copied from the source through two pinned staging buffers (host memcpy of one
  *      overlaps the DMA of the other) onto the end of its device matrix, which grows by doubling
  *      with a device-to-device copy: sealed chunks never change, so rows once loaded stay valid;
- *   2. one upload of the round's fp32 queries, visibilities and attention queries;
- *   3. selection (gpu/cuda_kernels.cu): fp32 scores of every visible landmark as 32-bit keys, a
- *      radix select of the k best per (token, kv head) with their weights;
- *   4. warm path: a kernel resolves the selected chunks through the memory's device directory
+ *   2. one upload of the round's fp32 queries, visibilities, attention queries, segments and
+ *      each token's directory;
+ *   3. selection (gpu/cuda_kernels.cu): fp32 scores of every landmark a token sees, against its
+ *      own memory's matrix, as 32-bit keys, a radix select of the k best per (token, kv head)
+ *      with their weights;
+ *   4. warm path: a kernel resolves the selected chunks through each memory's device directory
  *      (cuda_cache.h) to their device cache slots and counts those not resident; the in-chunk
  *      attention and fusion run on them, one download brings back selection, miss count and
  *      output, and the stream is synchronised once. With no miss the host then touches the
- *      selected chunks in its LRU and the round is done. When misses are expected (the
+ *      selected chunks in its LRU and the round is done. When misses are expected (a
  *      memory's directory is new or was cleared, or its last round missed) the round reads its
  *      selection back instead and goes straight to 5, wasting no pass;
  *   5. slow path, when some chunk missed: each selected chunk is looked up in the device cache;
  *      misses get a device slot (or a place in device staging when the cache is full of this
- *      call's chunks) and are read from the pinned host cache, or copied from the source into it
+ *      round's chunks) and are read from the pinned host cache, or copied from the source into it
  *      (or into pinned staging) by the copy pool's threads and the calling thread together; the
  *      directory updates and the gather list go up in one upload, and a gather kernel copies each
  *      batch of misses from mapped pinned memory as soon as its host copies are done; attention
- *      and fusion run again, and the stream is synchronised before the call returns, so the next
- *      call may reuse every buffer.
+ *      and fusion run again, and the stream is synchronised before the round ends, so the next
+ *      round may reuse every buffer. Each call's share of the results is copied to its buffers.
  *
  * The warm path of a round is thus one upload, seven kernels (score, three of the select, resolve,
  * attention, fusion), one download and one synchronisation; scratch buffers only grow, so
@@ -38,9 +46,10 @@
  * CUDA error is logged with its statement, file and line, fails the call with
  * HSAMEM_EBACKEND and leaves the backend failed: the daemon then serves on the CPU.
  *
- * Concurrency: one lock and one stream. Calls from several workers run one after the other; the
- * GPU part of a warm call is ~0.1 ms, so the lock is not the bottleneck below ~10,000 calls/s. The
- * chunk caches are documented in cuda_cache.h.
+ * Concurrency: one stream, one lock over the device state held by the caller computing a pass,
+ * and the queue's own lock. A round that fails for a reason of its own (a source's error, a
+ * shortfall) has its pass's calls computed again one by one, so each caller gets its own result
+ * or error. The chunk caches are documented in cuda_cache.h.
  */
 #include "config.h"
 
@@ -73,6 +82,7 @@
 #define CP_THREADS      8                   /* most copy-pool threads */
 #define CP_MIN_BYTES    ((size_t)256 << 10) /* copies worth waking the pool for */
 #define CP_BATCH_BYTES  ((size_t)512 << 10) /* misses gathered by one launch */
+#define BATCH_CALLS     64                  /* most calls computed together */
 
 /* ---- errors ---- */
 
@@ -97,6 +107,7 @@ struct lmk {
 	void *dev;
 	void **dir; /* [cap]: the device directory (cuda_cache.h), on the device */
 	bool expect_miss; /* directory new or cleared, or the last round missed */
+	uint64_t batch;   /* the last batch that used it: pinned while that batch runs */
 	struct lmk *prev, *next; /* LRU, head most recent */
 	struct lmk *hnext;
 };
@@ -150,8 +161,22 @@ struct cpool {
 	atomic_uint next, active;
 };
 
+struct call;
+
+struct staged {
+	uint64_t uid, j;
+	uint32_t entry;
+	bool used;
+};
+
 struct cuda_backend {
 	struct gpu_backend base;
+	/* the batcher's queue (cuda_attend) */
+	pthread_mutex_t qmu;
+	pthread_cond_t qcv;
+	struct call *q_head, **q_tail;
+	bool computing;
+	/* the device and everything below */
 	pthread_mutex_t mu;
 	int device;
 	char name[128];
@@ -167,12 +192,13 @@ struct cuda_backend {
 	uint64_t n_resident;
 	struct pool pools[MAX_POOLS];
 	unsigned n_pools;
-	uint64_t epoch;
+	uint64_t epoch; /* of the round: chunk slots it uses are pinned (cuda_cache.h) */
+	uint64_t batch; /* of the batch: landmarks it uses are pinned */
 
 	/* device scratch */
 	struct buf d_q, d_keys, d_selst, d_cand, d_res, d_attn, d_partial, d_tab, d_stage;
 	/* pinned host scratch */
-	struct buf h_q, h_res, h_sel, h_tab, h_stage, h_lmk[2];
+	struct buf h_q, h_sel, h_attn, h_tab, h_stage, h_lmk[2];
 	/* plain host scratch */
 	struct miss *miss;
 	size_t miss_cap;
@@ -182,7 +208,7 @@ struct cuda_backend {
 	uint32_t *which; /* per (pair, rank) of a round: device slot or staging entry */
 	uint8_t *kind;   /* 0 none, 1 device slot, 2 device staging */
 	size_t which_cap;
-	uint32_t *staged; /* per round: j + 1 -> device staging entry, open addressing */
+	struct staged *staged; /* per round: (uid, j) -> device staging entry, open addressing */
 	size_t staged_cap;
 
 	atomic_uint_fast64_t calls, errors;
@@ -208,8 +234,18 @@ res_bytes(size_t n, size_t n_out)
 	return res_out_off(n) + n_out * 4;
 }
 
+static size_t
+al16(size_t x)
+{
+	return (x + 15) & ~(size_t)15;
+}
+
+/*
+ * Grows a scratch buffer of device memory (or of mapped pinned host memory) to at least bytes,
+ * by half again at least; its contents are not kept. -ENOMEM when there is no room.
+ */
 static int
-dev_reserve(struct cuda_backend *b, struct buf *x, size_t bytes)
+buf_reserve(struct cuda_backend *b, struct buf *x, size_t bytes, bool host)
 {
 	cudaError_t e;
 	void *p;
@@ -220,55 +256,41 @@ dev_reserve(struct cuda_backend *b, struct buf *x, size_t bytes)
 		bytes = x->cap + x->cap / 2;
 	bytes = (bytes + 4095) & ~(size_t)4095;
 	if (x->p != NULL) {
-		int err = CU(cudaFree(x->p));
+		int err = host ? CU(cudaFreeHost(x->p)) : CU(cudaFree(x->p));
 		x->p = NULL;
-		b->scratch_bytes -= x->cap;
+		if (!host)
+			b->scratch_bytes -= x->cap;
 		x->cap = 0;
 		if (err != 0)
 			return err;
 	}
-	if ((e = cudaMalloc(&p, bytes)) == cudaErrorMemoryAllocation) {
+	e = host ? cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable)
+	         : cudaMalloc(&p, bytes);
+	if (e == cudaErrorMemoryAllocation) {
 		cudaGetLastError();
-		log_warn("cuda: no device memory for %zu bytes of scratch", bytes);
+		log_warn("cuda: no %s memory for %zu bytes of scratch", host ? "pinned host" : "device",
+		         bytes);
 		return -ENOMEM;
 	}
 	if (CU(e) != 0)
 		return HSAMEM_EBACKEND;
 	x->p = p;
 	x->cap = bytes;
-	b->scratch_bytes += bytes;
+	if (!host)
+		b->scratch_bytes += bytes;
 	return 0;
+}
+
+static int
+dev_reserve(struct cuda_backend *b, struct buf *x, size_t bytes)
+{
+	return buf_reserve(b, x, bytes, false);
 }
 
 static int
 host_reserve(struct cuda_backend *b, struct buf *x, size_t bytes)
 {
-	cudaError_t e;
-	void *p;
-
-	if (x->cap >= bytes)
-		return 0;
-	if (bytes < x->cap + x->cap / 2)
-		bytes = x->cap + x->cap / 2;
-	bytes = (bytes + 4095) & ~(size_t)4095;
-	if (x->p != NULL) {
-		int err = CU(cudaFreeHost(x->p));
-		x->p = NULL;
-		x->cap = 0;
-		if (err != 0)
-			return err;
-	}
-	e = cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
-	if (e == cudaErrorMemoryAllocation) {
-		cudaGetLastError();
-		log_warn("cuda: no pinned host memory for %zu bytes", bytes);
-		return -ENOMEM;
-	}
-	if (CU(e) != 0)
-		return HSAMEM_EBACKEND;
-	x->p = p;
-	x->cap = bytes;
-	return 0;
+	return buf_reserve(b, x, bytes, true);
 }
 
 static void
@@ -386,7 +408,7 @@ lmk_grow(struct cuda_backend *b, struct lmk *l, uint64_t rows)
 		return -ENOMEM;
 	while (b->lmk_bytes - old + cost + b->chunk_bytes > b->budget) {
 		struct lmk *v = b->lru_tail;
-		if (v == l)
+		while (v != NULL && (v == l || v->batch == b->batch))
 			v = v->prev;
 		if (v == NULL)
 			return -ENOMEM;
@@ -630,64 +652,114 @@ pool_free_all(struct cuda_backend *b, struct pool *p)
 	slot_cache_fini(&p->host);
 }
 
-/* ---- one call ---- */
+/* ---- calls, batches and rounds ---- */
 
+/*
+ * One attend() call. Its caller queues it and waits; the batcher computes it together with the
+ * calls queued beside it (cuda_attend).
+ */
 struct call {
-	struct cuda_backend *b;
 	const struct hsa_spec *spec;
 	const struct hsa_source *src;
 	const struct hsa_query *q;
 	struct hsa_result *res;
 	struct lmk *lmk;
 	struct pool *pool;
-	uint32_t G, d_rh, k;
-	size_t n_sel_all, n_out_all, n_attn_all;
-	/* pinned result layout */
-	int64_t *h_sel;
-	float *h_score, *h_weight, *h_out, *h_attn;
-	/* round */
-	uint32_t t0, nt;
-	uint64_t max_vis;
+	uint32_t placed;   /* tokens given to rounds so far */
+	int err;
+	bool done;         /* under qmu: err and res are final */
+	struct call *next; /* the queue, then the batch */
 };
 
-static inline uint16_t
-to16(enum hsa_dtype t, float x)
+/* A run of a round's tokens taken from one call. */
+struct seg {
+	struct call *c;
+	uint32_t t0, nt; /* tokens t0 .. t0 + nt - 1 of the call */
+	uint32_t rt0;    /* the first one's place in the round */
+	uint64_t len;    /* the most chunks one of them sees */
+};
+
+/* Up to TOK_GROUP query tokens of calls of one shape, computed in one pass. */
+struct round {
+	struct cuda_backend *b;
+	const struct hsa_spec *spec;
+	struct pool *pool;
+	uint32_t k, G, d_rh;
+	bool attn;
+	uint32_t nt, n_seg, seg_nt;
+	uint64_t max_vis;
+	struct seg seg[TOK_GROUP];
+	struct call *tok[TOK_GROUP]; /* the call of each token */
+	uint64_t t_start;            /* ns, for the counters of rounds with misses */
+};
+
+static uint64_t
+now_ns(void)
 {
-	return t == HSA_F16 ? half_f16_from_float(x) : half_bf16_from_float(x);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static inline float
-from16(enum hsa_dtype t, uint16_t h)
-{
-	return t == HSA_F16 ? half_f16_to_float(h) : half_bf16_to_float(h);
-}
-
-/* Packs the round's queries (fp32), visibilities and attention queries: one upload. */
+/* Selection entries of the round (pairs times k) and output floats. */
 static size_t
-pack_queries(struct call *c, void *dst, size_t *off_vis, size_t *off_qa)
+round_n(const struct round *r)
 {
-	const struct hsa_spec *sp = c->spec;
-	uint32_t nt = c->nt;
-	size_t n_qr = (size_t)nt * sp->d_r;
-	size_t o_vis = (n_qr * 4 + 15) & ~(size_t)15;
-	uint32_t *vis = (uint32_t *)((char *)dst + o_vis);
-	size_t o_qa = o_vis + (((size_t)nt * 4 + 15) & ~(size_t)15);
-	size_t n_qa = (size_t)nt * sp->h_q * sp->d_h;
+	return (size_t)r->nt * r->spec->h_kv * r->k;
+}
 
-	c->max_vis = 0;
-	for (uint32_t t = 0; t < nt; t++) {
-		uint64_t v = c->q->pos[c->t0 + t] / sp->S;
-		if (v > c->src->n_chunks)
-			v = c->src->n_chunks;
-		vis[t] = (uint32_t)v;
-		if (v > c->max_vis)
-			c->max_vis = v;
+static size_t
+round_n_out(const struct round *r)
+{
+	return (size_t)r->nt * r->spec->h_q * r->spec->d_h;
+}
+
+/*
+ * Packs the round's upload: fp32 queries, visibilities, attention queries, the segments and each
+ * token's directory. Offsets of the parts after the first go to off[0..3].
+ */
+static size_t
+pack_queries(struct round *r, void *dst, size_t off[4])
+{
+	const struct hsa_spec *sp = r->spec;
+	uint32_t nt = r->nt;
+	size_t n_qr = (size_t)nt * sp->d_r, n_qa = (size_t)nt * sp->h_q * sp->d_h;
+	char *d = dst;
+
+	off[0] = al16(n_qr * 4);
+	off[1] = off[0] + al16((size_t)nt * 4);
+	off[2] = off[1] + al16(n_qa * 4);
+	off[3] = off[2] + al16((size_t)r->n_seg * sizeof(struct cuk_seg));
+	uint32_t *vis = (uint32_t *)(d + off[0]);
+	struct cuk_seg *cs = (struct cuk_seg *)(d + off[2]);
+	void *const **dirs = (void *const **)(d + off[3]);
+
+	r->max_vis = 0;
+	for (uint32_t i = 0; i < r->n_seg; i++) {
+		struct seg *g = &r->seg[i];
+		const struct call *c = g->c;
+		g->len = 0;
+		for (uint32_t t = 0; t < g->nt; t++) {
+			uint64_t v = c->q->pos[g->t0 + t] / sp->S;
+			if (v > c->src->n_chunks)
+				v = c->src->n_chunks;
+			vis[g->rt0 + t] = (uint32_t)v;
+			dirs[g->rt0 + t] = (void *const *)c->lmk->dir;
+			if (v > g->len)
+				g->len = v;
+		}
+		if (g->len > r->max_vis)
+			r->max_vis = g->len;
+		cs[i] = (struct cuk_seg){.lmk = c->lmk->dev, .t0 = g->rt0, .nt = g->nt,
+		                         .len = (uint32_t)g->len};
+		memcpy(d + (size_t)g->rt0 * sp->d_r * 4, c->q->qr + (size_t)g->t0 * sp->d_r,
+		       (size_t)g->nt * sp->d_r * 4);
+		memcpy(d + off[1] + (size_t)g->rt0 * sp->h_q * sp->d_h * 4,
+		       c->q->qa + (size_t)g->t0 * sp->h_q * sp->d_h,
+		       (size_t)g->nt * sp->h_q * sp->d_h * 4);
 	}
-	memcpy(dst, c->q->qr + (size_t)c->t0 * sp->d_r, n_qr * 4);
-	memcpy((char *)dst + o_qa, c->q->qa + (size_t)c->t0 * sp->h_q * sp->d_h, n_qa * 4);
-	*off_vis = o_vis;
-	*off_qa = o_qa;
-	return o_qa + n_qa * 4;
+	return off[3] + (size_t)nt * sizeof(void *);
 }
 
 /* Room for the select state, which the kernels leave zero: zeroed whenever it is allocated. */
@@ -704,42 +776,45 @@ selst_reserve(struct cuda_backend *b, uint32_t pairs)
 
 /* Scores and the top-k of the round, with weights, into d_res (launches only). */
 static int
-round_select(struct call *c, const float *d_qr, const uint32_t *d_vis)
+round_select(struct round *r, const char *dq, const size_t off[4])
 {
-	struct cuda_backend *b = c->b;
-	const struct hsa_spec *sp = c->spec;
-	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k, pairs = nt * h_kv;
-	uint64_t len = c->max_vis, ld = (len + 3) & ~(uint64_t)3;
-	size_t n_out = (size_t)nt * sp->h_q * sp->d_h;
+	struct cuda_backend *b = r->b;
+	const struct hsa_spec *sp = r->spec;
+	uint32_t nt = r->nt, h_kv = sp->h_kv, k = r->k, pairs = nt * h_kv;
+	uint64_t len = r->max_vis, ld = (len + 3) & ~(uint64_t)3;
 	int err;
 
-	if ((err = dev_reserve(b, &b->d_res, res_bytes((size_t)pairs * k, n_out))) != 0 ||
+	if ((err = dev_reserve(b, &b->d_res, res_bytes(round_n(r), round_n_out(r)))) != 0 ||
 	    (err = selst_reserve(b, pairs)) != 0 ||
 	    (len > 0 && ((err = dev_reserve(b, &b->d_keys, (size_t)pairs * ld * 4)) != 0 ||
 	                 (err = dev_reserve(b, &b->d_cand, (size_t)pairs * len * 8)) != 0)))
 		return err;
 	struct cuk_score_args sa = {
-	        .lmk = len > 0 ? c->lmk->dev : NULL,
-	        .qr = d_qr,
-	        .vis = d_vis,
+	        .seg = (const struct cuk_seg *)(dq + off[2]),
+	        .qr = (const float *)dq,
+	        .vis = (const uint32_t *)(dq + off[0]),
 	        .keys = b->d_keys.p,
 	        .len = len,
 	        .ld = ld,
+	        .n_seg = r->n_seg,
+	        .seg_nt = r->seg_nt,
 	        .nt = nt,
 	        .h_kv = h_kv,
 	        .d_r = sp->d_r,
-	        .d_rh = c->d_rh,
+	        .d_rh = r->d_rh,
 	        .dtype = sp->dtype,
-	        .r_scale = 1.0f / sqrtf((float)c->d_rh),
+	        .r_scale = 1.0f / sqrtf((float)r->d_rh),
 	};
 	int64_t *d_sel = b->d_res.p;
 	struct cuk_select_args a = {
 	        .keys = b->d_keys.p,
+	        .vis = sa.vis,
 	        .len = len,
 	        .ld = ld,
 	        .hist = b->d_selst.p,
 	        .cand = b->d_cand.p,
 	        .pairs = pairs,
+	        .h_kv = h_kv,
 	        .k = k,
 	        .stickbreak = sp->weighting == HSA_STICKBREAK,
 	        .sel = d_sel,
@@ -753,36 +828,36 @@ round_select(struct call *c, const float *d_qr, const uint32_t *d_vis)
 
 /*
  * In-chunk attention over the chunk addresses in d_tab and the fusion into d_res's out, then the
- * copies back to the call's pinned results: the whole of d_res (selection, miss count, out) when
- * with_sel, else only out. Does not synchronise.
+ * copies back to the pinned h_sel (same layout as d_res): the whole of d_res (selection, miss
+ * count, out) when with_sel, else only out; the probabilities to h_attn. Does not synchronise.
  */
 static int
-round_attention(struct call *c, const float *d_qa, bool with_sel)
+round_attention(struct round *r, const float *d_qa, bool with_sel)
 {
-	struct cuda_backend *b = c->b;
-	const struct hsa_spec *sp = c->spec;
-	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k, pairs = nt * h_kv;
-	size_t n = (size_t)pairs * k, part = n * c->G * sp->d_h * 4;
-	size_t n_out = (size_t)nt * sp->h_q * sp->d_h, n_attn = (size_t)nt * sp->h_q * k * sp->S;
+	struct cuda_backend *b = r->b;
+	const struct hsa_spec *sp = r->spec;
+	uint32_t nt = r->nt, h_kv = sp->h_kv, k = r->k;
+	size_t n = round_n(r), part = n * r->G * sp->d_h * 4, n_out = round_n_out(r);
+	size_t n_attn = (size_t)nt * sp->h_q * k * sp->S;
 	char *res = b->d_res.p;
 	int err;
 
 	if ((err = dev_reserve(b, &b->d_partial, part)) != 0 ||
-	    (c->res->attn != NULL && (err = dev_reserve(b, &b->d_attn, n_attn * 4)) != 0))
+	    (r->attn && ((err = dev_reserve(b, &b->d_attn, n_attn * 4)) != 0 ||
+	                 (err = host_reserve(b, &b->h_attn, n_attn * 4)) != 0)))
 		return err;
-	if (c->res->attn != NULL &&
-	    (err = CU(cudaMemsetAsync(b->d_attn.p, 0, n_attn * 4, b->st))) != 0)
+	if (r->attn && (err = CU(cudaMemsetAsync(b->d_attn.p, 0, n_attn * 4, b->st))) != 0)
 		return err;
 	struct cuk_attend_args aa = {
 	        .chunk = b->d_tab.p,
 	        .qa = d_qa,
 	        .partial = b->d_partial.p,
-	        .attn = c->res->attn != NULL ? b->d_attn.p : NULL,
+	        .attn = r->attn ? b->d_attn.p : NULL,
 	        .nt = nt,
 	        .S = sp->S,
 	        .h_kv = h_kv,
 	        .d_h = sp->d_h,
-	        .G = c->G,
+	        .G = r->G,
 	        .k = k,
 	        .dtype = sp->dtype,
 	        .a_scale = 1.0f / sqrtf((float)sp->d_h),
@@ -796,60 +871,49 @@ round_attention(struct call *c, const float *d_qa, bool with_sel)
 	        .nt = nt,
 	        .h_kv = h_kv,
 	        .d_h = sp->d_h,
-	        .G = c->G,
+	        .G = r->G,
 	        .k = k,
 	};
 	if ((err = CU(cuk_attend(b->st, &aa))) != 0 || (err = CU(cuk_fuse(b->st, &fa))) != 0)
 		return err;
-	if (with_sel)
-		err = CU(cudaMemcpyAsync(b->h_sel.p, res, res_bytes(n, n_out),
+	size_t from = with_sel ? 0 : res_out_off(n);
+	err = CU(cudaMemcpyAsync((char *)b->h_sel.p + from, res + from, res_bytes(n, n_out) - from,
+	                         cudaMemcpyDeviceToHost, b->st));
+	if (err == 0 && r->attn)
+		err = CU(cudaMemcpyAsync(b->h_attn.p, b->d_attn.p, n_attn * 4,
 		                         cudaMemcpyDeviceToHost, b->st));
-	else
-		err = CU(cudaMemcpyAsync(c->h_out + (size_t)c->t0 * sp->h_q * sp->d_h,
-		                         res + res_out_off(n), n_out * 4, cudaMemcpyDeviceToHost,
-		                         b->st));
-	if (err == 0 && c->res->attn != NULL)
-		err = CU(cudaMemcpyAsync(c->h_attn + (size_t)c->t0 * sp->h_q * k * sp->S,
-		                         b->d_attn.p, n_attn * 4, cudaMemcpyDeviceToHost, b->st));
 	return err;
 }
 
 /*
- * The warm path: the selected chunks' addresses resolved through the memory's device directory,
- * attention and fusion on them, everything back, one synchronisation. *misses gets the number of
- * selected chunks that were not resident (their attention was skipped: round_attend redoes it).
+ * The warm path: the selected chunks' addresses resolved through each token's memory's device
+ * directory, attention and fusion on them, everything back, one synchronisation. *misses gets
+ * the number of selected chunks that were not resident (their attention was skipped:
+ * round_attend redoes it).
  */
 static int
-round_resolve(struct call *c, const float *d_qa, uint32_t *misses)
+round_resolve(struct round *r, const char *dq, const size_t off[4], uint32_t *misses)
 {
-	struct cuda_backend *b = c->b;
-	const struct hsa_spec *sp = c->spec;
-	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k;
-	size_t n = (size_t)nt * h_kv * k, n_out = (size_t)nt * sp->h_q * sp->d_h;
-	size_t at = (size_t)c->t0 * h_kv * k;
+	struct cuda_backend *b = r->b;
+	size_t n = round_n(r);
 	char *res = b->d_res.p;
 	int err;
 
-	if ((err = dev_reserve(b, &b->d_tab, n * 8)) != 0 ||
-	    (err = host_reserve(b, &b->h_sel, res_bytes(n, n_out))) != 0)
+	if ((err = dev_reserve(b, &b->d_tab, n * 8)) != 0)
 		return err;
 	struct cuk_resolve_args ra = {
 	        .sel = (const int64_t *)res,
-	        .dir = (void *const *)c->lmk->dir,
+	        .dir = (void *const *const *)(dq + off[3]),
 	        .chunk = b->d_tab.p,
 	        .misses = (uint32_t *)(res + n * 16),
 	        .n = (uint32_t)n,
+	        .per_tok = r->spec->h_kv * r->k,
 	};
 	if ((err = CU(cuk_resolve(b->st, &ra))) != 0 ||
-	    (err = round_attention(c, d_qa, true)) != 0 ||
+	    (err = round_attention(r, (const float *)(dq + off[1]), true)) != 0 ||
 	    (err = CU(cudaStreamSynchronize(b->st))) != 0)
 		return err;
-	const char *hs = b->h_sel.p;
-	memcpy(c->h_sel + at, hs, n * 8);
-	memcpy(c->h_score + at, hs + n * 8, n * 4);
-	memcpy(c->h_weight + at, hs + n * 12, n * 4);
-	memcpy(&c->h_out[(size_t)c->t0 * sp->h_q * sp->d_h], hs + res_out_off(n), n_out * 4);
-	memcpy(misses, hs + n * 16, sizeof(*misses));
+	memcpy(misses, (const char *)b->h_sel.p + n * 16, sizeof(*misses));
 	return 0;
 }
 
@@ -858,41 +922,43 @@ round_resolve(struct call *c, const float *d_qa, uint32_t *misses)
  * when misses are expected, which then costs no wasted pass through the directory.
  */
 static int
-round_fetch_sel(struct call *c)
+round_fetch_sel(struct round *r)
 {
-	struct cuda_backend *b = c->b;
-	size_t n = (size_t)c->nt * c->spec->h_kv * c->k, at = (size_t)c->t0 * c->spec->h_kv * c->k;
+	struct cuda_backend *b = r->b;
+	size_t n = round_n(r);
 	int err;
 
-	if ((err = host_reserve(b, &b->h_sel, n * 16)) != 0 ||
-	    (err = CU(cudaMemcpyAsync(b->h_sel.p, b->d_res.p, n * 16, cudaMemcpyDeviceToHost,
-	                              b->st))) != 0 ||
-	    (err = CU(cudaStreamSynchronize(b->st))) != 0)
+	if ((err = CU(cudaMemcpyAsync(b->h_sel.p, b->d_res.p, n * 16, cudaMemcpyDeviceToHost,
+	                              b->st))) != 0)
 		return err;
-	const char *hs = b->h_sel.p;
-	memcpy(c->h_sel + at, hs, n * 8);
-	memcpy(c->h_score + at, hs + n * 8, n * 4);
-	memcpy(c->h_weight + at, hs + n * 12, n * 4);
-	return 0;
+	return CU(cudaStreamSynchronize(b->st));
+}
+
+/* The memory of the selection entry x. */
+static inline const struct call *
+entry_call(const struct round *r, size_t x)
+{
+	return r->tok[x / ((size_t)r->spec->h_kv * r->k)];
 }
 
 /* After a warm round: the selected chunks made most recent (and pinned) in the device cache. */
 static int
-round_touch(struct call *c)
+round_touch(struct round *r)
 {
-	struct cuda_backend *b = c->b;
-	size_t n = (size_t)c->nt * c->spec->h_kv * c->k, at = (size_t)c->t0 * c->spec->h_kv * c->k;
-	const int64_t *sel = c->h_sel + at;
+	struct cuda_backend *b = r->b;
+	size_t n = round_n(r);
+	const int64_t *sel = b->h_sel.p;
 
 	for (size_t x = 0; x < n; x++) {
 		bool again = false;
 		if (sel[x] < 0)
 			continue;
-		if (slot_cache_lookup(&c->pool->dev, c->src->uid, (uint64_t)sel[x], b->epoch,
-		                      &again) == SLOT_NONE) {
+		uint64_t uid = entry_call(r, x)->src->uid;
+		if (slot_cache_lookup(&r->pool->dev, uid, (uint64_t)sel[x], b->epoch, &again) ==
+		    SLOT_NONE) {
 			log_err("cuda: chunk %" PRId64 " of memory %" PRIu64
 			        " is in the device directory but not in the cache",
-			        sel[x], c->src->uid);
+			        sel[x], uid);
 			return HSAMEM_EINTERNAL;
 		}
 		if (!again)
@@ -901,22 +967,49 @@ round_touch(struct call *c)
 	return 0;
 }
 
-/* The device staging entry of chunk j in this round, creating it; *fresh when new. */
-static uint32_t
-staged_entry(struct cuda_backend *b, uint64_t j, uint32_t *n_staged, bool *fresh)
+/* The round's results, from h_sel and h_attn, to each call's result at its tokens. */
+static void
+round_scatter(struct round *r)
 {
-	size_t mask = b->staged_cap - 1, i = (size_t)(j * 0x9e3779b97f4a7c15ull >> 20) & mask;
+	struct cuda_backend *b = r->b;
+	const struct hsa_spec *sp = r->spec;
+	size_t n = round_n(r), per = (size_t)sp->h_kv * r->k, per_out = (size_t)sp->h_q * sp->d_h;
+	size_t per_attn = (size_t)sp->h_q * r->k * sp->S;
+	const char *hs = b->h_sel.p;
 
-	for (; b->staged[2 * i] != 0; i = (i + 1) & mask) {
-		if (b->staged[2 * i] - 1 == (uint32_t)j) {
+	for (uint32_t i = 0; i < r->n_seg; i++) {
+		const struct seg *g = &r->seg[i];
+		struct hsa_result *res = g->c->res;
+		size_t at = g->rt0 * per, to = g->t0 * per, m = g->nt * per;
+		memcpy(res->sel + to, hs + at * 8, m * 8);
+		memcpy(res->score + to, hs + n * 8 + at * 4, m * 4);
+		memcpy(res->weight + to, hs + n * 12 + at * 4, m * 4);
+		memcpy(res->out + g->t0 * per_out, hs + res_out_off(n) + g->rt0 * per_out * 4,
+		       g->nt * per_out * 4);
+		if (r->attn)
+			memcpy(res->attn + g->t0 * per_attn,
+			       (const float *)b->h_attn.p + g->rt0 * per_attn,
+			       g->nt * per_attn * 4);
+	}
+}
+
+/* The device staging entry of chunk j of memory uid in this round, creating it; *fresh when new. */
+static uint32_t
+staged_entry(struct cuda_backend *b, uint64_t uid, uint64_t j, uint32_t *n_staged, bool *fresh)
+{
+	size_t mask = b->staged_cap - 1;
+	size_t i = (size_t)((j ^ uid * 0xff51afd7ed558ccdull) * 0x9e3779b97f4a7c15ull >> 20) & mask;
+	struct staged *e;
+
+	for (; (e = &b->staged[i])->used; i = (i + 1) & mask) {
+		if (e->uid == uid && e->j == j) {
 			*fresh = false;
-			return b->staged[2 * i + 1];
+			return e->entry;
 		}
 	}
-	b->staged[2 * i] = (uint32_t)j + 1;
-	b->staged[2 * i + 1] = (*n_staged)++;
+	*e = (struct staged){.uid = uid, .j = j, .entry = (*n_staged)++, .used = true};
 	*fresh = true;
-	return b->staged[2 * i + 1];
+	return e->entry;
 }
 
 /* ---- the copy pool ---- */
@@ -1088,17 +1181,14 @@ pool_insert_dev(struct cuda_backend *b, struct pool *p, uint64_t uid, uint64_t j
  * round's selected chunks, updates the device directory, then runs attention and fusion again.
  */
 static int
-round_attend(struct call *c, const float *d_qa)
+round_attend(struct round *r, const float *d_qa)
 {
-	struct cuda_backend *b = c->b;
-	const struct hsa_spec *sp = c->spec;
-	const struct hsa_source *src = c->src;
-	struct pool *p = c->pool;
-	uint32_t nt = c->nt, h_kv = sp->h_kv, k = c->k, pairs = nt * h_kv;
-	size_t n = (size_t)pairs * k, at = (size_t)c->t0 * h_kv * k;
-	const int64_t *sel = c->h_sel + at;
+	struct cuda_backend *b = r->b;
+	struct pool *p = r->pool;
+	size_t n = round_n(r);
+	const int64_t *sel = b->h_sel.p;
 	uint32_t n_miss = 0, n_dstage = 0, n_hstage = 0, n_src = 0;
-	void **dir = c->lmk->dir;
+	uint64_t t_walk = now_ns();
 	int err;
 
 	if (b->miss_cap < n) {
@@ -1125,13 +1215,13 @@ round_attend(struct call *c, const float *d_qa)
 	while (need_staged < 2 * n)
 		need_staged <<= 1;
 	if (b->staged_cap < need_staged) {
-		uint32_t *s = realloc(b->staged, need_staged * 2 * sizeof(uint32_t));
+		struct staged *s = realloc(b->staged, need_staged * sizeof(*s));
 		if (s == NULL)
 			return -ENOMEM;
 		b->staged = s;
 		b->staged_cap = need_staged;
 	}
-	memset(b->staged, 0, b->staged_cap * 2 * sizeof(uint32_t));
+	memset(b->staged, 0, b->staged_cap * sizeof(*b->staged));
 	if (b->which_cap < n) {
 		uint32_t *w = realloc(b->which, n * sizeof(uint32_t));
 		if (w != NULL)
@@ -1154,9 +1244,14 @@ round_attend(struct call *c, const float *d_qa)
 	const void **ptr = b->h_tab.p;
 
 	/* 1: where each selected chunk is or will be */
+	for (uint32_t i = 0; i < r->n_seg; i++)
+		r->seg[i].c->lmk->expect_miss = false;
 	for (size_t x = 0; x < n; x++) {
 		if (sel[x] < 0)
 			continue;
+		const struct call *c = entry_call(r, x);
+		const struct hsa_source *src = c->src;
+		void **dir = c->lmk->dir;
 		uint64_t j = (uint64_t)sel[x];
 		bool again = false, fresh = true;
 		uint32_t s = slot_cache_lookup(&p->dev, src->uid, j, b->epoch, &again);
@@ -1175,7 +1270,7 @@ round_attend(struct call *c, const float *d_qa)
 		m->dev_slot = s;
 		m->kv = NULL;
 		if (s == SLOT_NONE) {
-			m->dst_stage = staged_entry(b, j, &n_dstage, &fresh);
+			m->dst_stage = staged_entry(b, src->uid, j, &n_dstage, &fresh);
 			kind[x] = 2;
 			which[x] = m->dst_stage;
 			if (!fresh)
@@ -1187,6 +1282,7 @@ round_attend(struct call *c, const float *d_qa)
 		}
 		n_miss++;
 		b->chunk_misses++;
+		c->lmk->expect_miss = true;
 		m->host_slot = slot_cache_lookup(&p->host, src->uid, j, b->epoch, NULL);
 		if (m->host_slot != SLOT_NONE) {
 			b->ctr.host_hits++;
@@ -1254,26 +1350,97 @@ round_attend(struct call *c, const float *d_qa)
 	b->cp.batch = (uint32_t)(CP_BATCH_BYTES / p->kv_bytes);
 	if (b->cp.batch == 0)
 		b->cp.batch = 1;
-	if ((err = cp_run(b, n_miss, n_src, d_cp)) != 0 ||
-	    (err = round_attention(c, d_qa, false)) != 0)
+	uint64_t t_copy = now_ns();
+	b->ctr.ns_walk += t_copy - t_walk;
+	if ((err = cp_run(b, n_miss, n_src, d_cp)) != 0)
+		goto out;
+	uint64_t t_finish = now_ns();
+	b->ctr.ns_copy += t_finish - t_copy;
+	if ((err = round_attention(r, d_qa, false)) != 0)
 		goto out;
 	err = CU(cudaStreamSynchronize(b->st));
-	c->lmk->expect_miss = n_miss > 0;
+	b->ctr.ns_finish += now_ns() - t_finish;
+	b->ctr.miss_rounds++;
 out:
 	return err;
 }
 
+/* Runs one round to its results in the calls' result buffers. */
 static int
-call_run(struct call *c)
+round_run(struct round *r)
 {
-	struct cuda_backend *b = c->b;
+	struct cuda_backend *b = r->b;
+	const struct hsa_spec *sp = r->spec;
+	size_t off[4], bytes, n = round_n(r), n_out = round_n_out(r);
+	size_t bound = (size_t)r->nt * sp->d_r * 4 + (size_t)r->nt * 4 +
+	               (size_t)r->nt * sp->h_q * sp->d_h * 4 + (size_t)r->n_seg * sizeof(struct cuk_seg) +
+	               (size_t)r->nt * sizeof(void *) + 64;
+	bool expect_miss = false;
+	uint32_t misses = 0;
+	int err;
+
+	r->t_start = now_ns();
+	b->epoch++;
+	if ((err = host_reserve(b, &b->h_q, bound)) != 0 ||
+	    (err = dev_reserve(b, &b->d_q, bound)) != 0 ||
+	    (err = host_reserve(b, &b->h_sel, res_bytes(n, n_out))) != 0)
+		return err;
+	bytes = pack_queries(r, b->h_q.p, off);
+	if ((err = CU(cudaMemcpyAsync(b->d_q.p, b->h_q.p, bytes, cudaMemcpyHostToDevice,
+	                              b->st))) != 0)
+		return err;
+	const char *dq = b->d_q.p;
+	if ((err = round_select(r, dq, off)) != 0)
+		return err;
+	for (uint32_t i = 0; i < r->n_seg; i++)
+		expect_miss |= r->seg[i].c->lmk->expect_miss;
+	if (expect_miss) {
+		err = round_fetch_sel(r);
+		misses = 1;
+	} else {
+		err = round_resolve(r, dq, off, &misses);
+	}
+	if (err != 0)
+		return err;
+	if (misses == 0) {
+		if ((err = round_touch(r)) != 0)
+			return err;
+	} else {
+		b->ctr.ns_select += now_ns() - r->t_start;
+		if ((err = round_attend(r, (const float *)(dq + off[1]))) != 0)
+			return err;
+	}
+	round_scatter(r);
+	return 0;
+}
+
+/* Whether two calls can share a round: one shape, one k, probabilities asked of both or none. */
+static bool
+same_round(const struct call *a, const struct call *c)
+{
+	const struct hsa_spec *x = a->spec, *y = c->spec;
+
+	return a->pool == c->pool && x->S == y->S && x->h_kv == y->h_kv && x->h_q == y->h_q &&
+	       x->d_h == y->d_h && x->d_r == y->d_r && x->dtype == y->dtype &&
+	       x->weighting == y->weighting && x->off_by_one == y->off_by_one &&
+	       a->q->k == c->q->k && (a->res->attn != NULL) == (c->res->attn != NULL);
+}
+
+/*
+ * Makes a call's landmarks resident and pins them to the batch, so that no other call of the
+ * batch evicts them. -ENOMEM when the call does not fit the device (it is then served on the
+ * CPU), or the source's error.
+ */
+static int
+call_prepare(struct cuda_backend *b, struct call *c)
+{
 	const struct hsa_spec *sp = c->spec;
-	const struct hsa_query *q = c->q;
 	uint64_t need = 0;
 	int err;
 
-	for (uint32_t t = 0; t < q->n; t++) {
-		uint64_t v = q->pos[t] / sp->S;
+	c->placed = 0;
+	for (uint32_t t = 0; t < c->q->n; t++) {
+		uint64_t v = c->q->pos[t] / sp->S;
 		if (v > need)
 			need = v;
 	}
@@ -1285,54 +1452,122 @@ call_run(struct call *c)
 		return -ENOMEM;
 	if ((err = lmk_ensure(b, sp, c->src, need, &c->lmk)) != 0)
 		return err;
+	c->lmk->batch = b->batch;
+	return 0;
+}
 
-	size_t n_res = c->n_sel_all * 16 + c->n_out_all * 4 + c->n_attn_all * 4;
-	if ((err = host_reserve(b, &b->h_res, n_res)) != 0)
-		return err;
-	c->h_sel = b->h_res.p;
-	c->h_score = (float *)(c->h_sel + c->n_sel_all);
-	c->h_weight = c->h_score + c->n_sel_all;
-	c->h_out = c->h_weight + c->n_sel_all;
-	c->h_attn = c->h_out + c->n_out_all;
+/*
+ * The rounds of the batch's prepared calls (err 0): each round takes the tokens of the first
+ * call with tokens left and of the calls after it that can share its round, up to TOK_GROUP.
+ * Returns the first round's error.
+ */
+static int
+batch_rounds(struct cuda_backend *b, struct call *list)
+{
+	for (;;) {
+		struct round r = {.b = b};
+		struct call *lead = list;
 
-	for (c->t0 = 0; c->t0 < q->n; c->t0 += c->nt) {
-		size_t o_vis, o_qa, bytes;
-		uint32_t misses = 0;
-		c->nt = q->n - c->t0 < TOK_GROUP ? q->n - c->t0 : TOK_GROUP;
-		size_t bound = (size_t)c->nt * sp->d_r * 4 + (size_t)c->nt * 4 +
-		               (size_t)c->nt * sp->h_q * sp->d_h * 4 + 64;
-		if ((err = host_reserve(b, &b->h_q, bound)) != 0 ||
-		    (err = dev_reserve(b, &b->d_q, bound)) != 0)
-			return err;
-		bytes = pack_queries(c, b->h_q.p, &o_vis, &o_qa);
-		if ((err = CU(cudaMemcpyAsync(b->d_q.p, b->h_q.p, bytes, cudaMemcpyHostToDevice,
-		                              b->st))) != 0)
-			return err;
-		char *dq = b->d_q.p;
-		const float *d_qa = (const float *)(dq + o_qa);
-		const uint32_t *d_vis = (const uint32_t *)(dq + o_vis);
-		if ((err = round_select(c, (const float *)dq, d_vis)) != 0)
-			return err;
-		if (c->lmk->expect_miss) {
-			err = round_fetch_sel(c);
-			misses = 1;
-		} else {
-			err = round_resolve(c, d_qa, &misses);
+		while (lead != NULL && (lead->err != 0 || lead->placed == lead->q->n))
+			lead = lead->next;
+		if (lead == NULL)
+			return 0;
+		r.spec = lead->spec;
+		r.pool = lead->pool;
+		r.k = lead->q->k;
+		r.G = r.spec->h_q / r.spec->h_kv;
+		r.d_rh = r.spec->d_r / r.spec->h_kv;
+		r.attn = lead->res->attn != NULL;
+		for (struct call *c = lead; c != NULL && r.nt < TOK_GROUP; c = c->next) {
+			if (c->err != 0 || c->placed == c->q->n || !same_round(lead, c))
+				continue;
+			uint32_t m = c->q->n - c->placed;
+			if (m > TOK_GROUP - r.nt)
+				m = TOK_GROUP - r.nt;
+			r.seg[r.n_seg++] = (struct seg){.c = c, .t0 = c->placed, .nt = m, .rt0 = r.nt};
+			for (uint32_t t = 0; t < m; t++)
+				r.tok[r.nt + t] = c;
+			if (m > r.seg_nt)
+				r.seg_nt = m;
+			r.nt += m;
+			c->placed += m;
 		}
-		if (err == 0)
-			err = misses == 0 ? round_touch(c) : round_attend(c, d_qa);
+		int err = round_run(&r);
 		if (err != 0)
 			return err;
-		if (misses == 0)
-			c->lmk->expect_miss = false;
 	}
-	memcpy(c->res->sel, c->h_sel, c->n_sel_all * 8);
-	memcpy(c->res->score, c->h_score, c->n_sel_all * 4);
-	memcpy(c->res->weight, c->h_weight, c->n_sel_all * 4);
-	memcpy(c->res->out, c->h_out, c->n_out_all * 4);
-	if (c->res->attn != NULL)
-		memcpy(c->res->attn, c->h_attn, c->n_attn_all * 4);
-	return 0;
+}
+
+static void forget_locked(struct cuda_backend *b, uint64_t uid);
+
+/*
+ * One pass over a batch: prepares its calls (each call's err) and runs their rounds. Returns 0,
+ * or the first round's error; after a round's error the stream is drained and the memories of
+ * the batch are forgotten, for a failed round may leave cache slots named for chunks whose copy
+ * never ran.
+ */
+static int
+batch_pass(struct cuda_backend *b, struct call *list)
+{
+	int err;
+
+	b->batch++;
+	for (struct call *c = list; c != NULL; c = c->next)
+		if ((c->err = call_prepare(b, c)) == HSAMEM_EBACKEND)
+			return HSAMEM_EBACKEND;
+	if ((err = batch_rounds(b, list)) == 0 || err == HSAMEM_EBACKEND)
+		return err;
+	if (CU(cudaStreamSynchronize(b->st)) != 0)
+		return HSAMEM_EBACKEND;
+	for (struct call *c = list; c != NULL; c = c->next)
+		forget_locked(b, c->src->uid);
+	return err;
+}
+
+/*
+ * Computes a batch of calls under the device lock, setting each call's err. When a round fails
+ * for a reason of its own (a source's error, a shortfall), the batch's calls are computed again
+ * one by one, so that each gets its own result or error.
+ */
+static void
+batch_run(struct cuda_backend *b, struct call *list)
+{
+	uint64_t n = 0;
+	int err;
+
+	for (struct call *c = list; c != NULL; c = c->next)
+		n++;
+	pthread_mutex_lock(&b->mu);
+	b->ctr.batches++;
+	if (n > 1)
+		b->ctr.batched_calls += n;
+	if (n > b->ctr.max_batch)
+		b->ctr.max_batch = n;
+	err = b->failed ? HSAMEM_EBACKEND : CU(cudaSetDevice(b->device));
+	if (err == 0)
+		err = batch_pass(b, list);
+	if (err != 0 && err != HSAMEM_EBACKEND && n == 1) {
+		list->err = err;
+	} else if (err != 0 && err != HSAMEM_EBACKEND) {
+		for (struct call *c = list; c != NULL; c = c->next) {
+			struct call *next = c->next;
+			if (c->err != 0)
+				continue; /* failed alone already */
+			c->next = NULL;
+			err = batch_pass(b, c);
+			c->next = next;
+			if (err == HSAMEM_EBACKEND)
+				break;
+			if (err != 0)
+				c->err = err;
+		}
+	}
+	if (err == HSAMEM_EBACKEND) {
+		b->failed = true;
+		for (struct call *c = list; c != NULL; c = c->next)
+			c->err = HSAMEM_EBACKEND;
+	}
+	pthread_mutex_unlock(&b->mu);
 }
 
 /* ---- the backend ---- */
@@ -1364,12 +1599,18 @@ cpu_serve(struct cuda_backend *b, const struct hsa_spec *spec, const struct hsa_
 	return gpu_attend(cpu, spec, src, q, res);
 }
 
+/*
+ * The batcher. A call joins the queue; when no call is being computed, the first waiting caller
+ * takes every queued call (up to BATCH_CALLS) and computes them together, then wakes them. Calls
+ * that arrive meanwhile queue for the next batch, so calls batch exactly when they arrive
+ * together, and a lone call pays only two uncontended locks.
+ */
 static int
 cuda_attend(struct gpu_backend *gb, const struct hsa_spec *spec, const struct hsa_source *src,
             const struct hsa_query *q, struct hsa_result *res)
 {
 	struct cuda_backend *b = (struct cuda_backend *)gb;
-	struct call c = {0};
+	struct call c = {.spec = spec, .src = src, .q = q, .res = res};
 	int err;
 
 	atomic_fetch_add_explicit(&b->calls, 1, memory_order_relaxed);
@@ -1379,35 +1620,34 @@ cuda_attend(struct gpu_backend *gb, const struct hsa_spec *spec, const struct hs
 		err = cpu_serve(b, spec, src, q, res);
 		goto out;
 	}
-	c.b = b;
-	c.spec = spec;
-	c.src = src;
-	c.q = q;
-	c.res = res;
-	c.G = spec->h_q / spec->h_kv;
-	c.d_rh = spec->d_r / spec->h_kv;
-	c.k = q->k;
-	c.n_sel_all = (size_t)q->n * spec->h_kv * q->k;
-	c.n_out_all = (size_t)q->n * spec->h_q * spec->d_h;
-	c.n_attn_all = res->attn != NULL ? (size_t)q->n * spec->h_q * q->k * spec->S : 0;
-
-	pthread_mutex_lock(&b->mu);
-	if (b->failed) {
-		pthread_mutex_unlock(&b->mu);
-		err = HSAMEM_EBACKEND;
-		goto out;
+	pthread_mutex_lock(&b->qmu);
+	*b->q_tail = &c;
+	b->q_tail = &c.next;
+	while (!c.done) {
+		if (b->computing) {
+			pthread_cond_wait(&b->qcv, &b->qmu);
+			continue;
+		}
+		struct call *list = b->q_head, **end = &b->q_head;
+		for (unsigned i = 0; *end != NULL && i < BATCH_CALLS; i++)
+			end = &(*end)->next;
+		b->q_head = *end;
+		if (b->q_head == NULL)
+			b->q_tail = &b->q_head;
+		*end = NULL;
+		b->computing = true;
+		pthread_mutex_unlock(&b->qmu);
+		batch_run(b, list);
+		pthread_mutex_lock(&b->qmu);
+		for (struct call *x = list, *next; x != NULL; x = next) {
+			next = x->next;
+			x->done = true;
+		}
+		b->computing = false;
+		pthread_cond_broadcast(&b->qcv);
 	}
-	b->epoch++;
-	if ((err = CU(cudaSetDevice(b->device))) == 0)
-		err = call_run(&c);
-	if (err != 0 && err != HSAMEM_EBACKEND) {
-		/* a source error or a shortfall: let the stream drain before buffers are reused */
-		if (CU(cudaStreamSynchronize(b->st)) != 0)
-			err = HSAMEM_EBACKEND;
-	}
-	if (err == HSAMEM_EBACKEND)
-		b->failed = true;
-	pthread_mutex_unlock(&b->mu);
+	pthread_mutex_unlock(&b->qmu);
+	err = c.err;
 	if (err == -ENOMEM)
 		err = cpu_serve(b, spec, src, q, res);
 out:
@@ -1520,7 +1760,7 @@ cuda_free(struct gpu_backend *gb)
 	                     &b->d_stage};
 	for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
 		dev_release(dev[i]);
-	struct buf *host[] = {&b->h_q,     &b->h_res,    &b->h_sel,   &b->h_tab,
+	struct buf *host[] = {&b->h_q,     &b->h_attn,   &b->h_sel,   &b->h_tab,
 	                      &b->h_stage, &b->h_lmk[0], &b->h_lmk[1]};
 	for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++)
 		host_release(host[i]);
@@ -1537,6 +1777,8 @@ cuda_free(struct gpu_backend *gb)
 	free(b->kind);
 	free(b->staged);
 	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->qcv);
+	pthread_mutex_destroy(&b->qmu);
 	free(b);
 }
 
@@ -1563,6 +1805,9 @@ gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **ou
 		return -ENOMEM;
 	b->base.ops = &cuda_ops;
 	b->device = opts->device;
+	pthread_mutex_init(&b->qmu, NULL);
+	pthread_cond_init(&b->qcv, NULL);
+	b->q_tail = &b->q_head;
 	pthread_mutex_init(&b->mu, NULL);
 	atomic_init(&b->calls, 0);
 	atomic_init(&b->errors, 0);

@@ -17,8 +17,8 @@ extern "C" {
 #endif
 
 /*
- * Selection, in two steps. cuk_score: fp32 dot products of each token's fp32 query with the
- * landmark rows (converted from 16 bits in registers: the CPU backend's arithmetic, only the order
+ * Selection, in two steps. cuk_score: fp32 dot products of each token's fp32 query with its
+ * memory's landmark rows (converted from 16 bits in registers: the CPU backend's arithmetic, only the order
  * of additions differs), times r_scale, written as order-preserving 32-bit keys (NaN as -inf, -0 as
  * +0; 0 where the chunk is not visible to the token). cuk_select: a radix select of the k best per
  * (token, kv head) pair: a histogram of the keys' top CUK_HIST_BITS bits, the candidates at or
@@ -28,24 +28,38 @@ extern "C" {
  */
 #define CUK_HIST_BITS 12u
 #define CUK_HIST_BINS (1u << CUK_HIST_BITS)
+#define CUK_SEG_TOKENS 32u /* most tokens of one segment */
+
+/*
+ * A round may hold the tokens of several calls, on several memories of one shape: a segment is
+ * a run of the round's tokens that query one memory.
+ */
+struct cuk_seg {
+	const uint16_t *lmk; /* the memory's landmarks [rows][d_r] */
+	uint32_t t0, nt;     /* its tokens in the round, nt <= CUK_SEG_TOKENS */
+	uint32_t len;        /* rows to score: the most chunks one of its tokens sees */
+};
 
 struct cuk_score_args {
-	const uint16_t *lmk; /* [len][d_r] */
+	const struct cuk_seg *seg; /* [n_seg], on the device */
 	const float *qr;     /* [nt][d_r] */
 	const uint32_t *vis; /* [nt] chunks visible to each token */
 	uint32_t *keys;      /* [nt][h_kv][ld] */
-	uint64_t len, ld;    /* rows scored (the largest visibility); ld a multiple of 4 */
+	uint64_t len, ld;    /* the largest segment len; ld >= len, a multiple of 4 */
+	uint32_t n_seg, seg_nt; /* segments; most tokens in one */
 	uint32_t nt, h_kv, d_r, d_rh;
 	int dtype;           /* HSA_F16 or HSA_BF16 */
 	float r_scale;       /* 1 / sqrt(d_r / h_kv) */
 };
 
+/* Keys past a token's visibility are not read: each pair's scan stops at vis[pair / h_kv]. */
 struct cuk_select_args {
 	const uint32_t *keys; /* [pairs][ld], from cuk_score */
+	const uint32_t *vis;  /* [nt] */
 	uint64_t len, ld;
 	uint32_t *hist;       /* [pairs][CUK_HIST_BINS], then [pairs] counts: zero between calls */
 	uint64_t *cand;       /* [pairs][len] */
-	uint32_t pairs, k;
+	uint32_t pairs, h_kv, k;
 	int stickbreak;
 	int64_t *sel;         /* [pairs][k] */
 	float *score, *weight;
@@ -92,11 +106,11 @@ struct cuk_copy {
  * thousand entries.
  */
 struct cuk_resolve_args {
-	const int64_t *sel;     /* [n] */
-	void *const *dir;       /* [rows of the memory] */
-	const void **chunk;     /* [n] out */
-	uint32_t *misses;       /* out */
-	uint32_t n;
+	const int64_t *sel;         /* [n] */
+	void *const *const *dir;    /* [n / per_tok]: each token's memory's directory */
+	const void **chunk;         /* [n] out */
+	uint32_t *misses;           /* out */
+	uint32_t n, per_tok;        /* entries; entries per token (h_kv * k) */
 };
 
 /*

@@ -1,6 +1,6 @@
 /*
- * cuda_kernels.cu: the CUDA backend's own kernels (the scoring GEMM is cuBLAS's): top-k over
- * landmark scores with visibility, ties and NaN as HSA.md and the CPU backend rank them; in-chunk
+ * cuda_kernels.cu: the CUDA backend's kernels: landmark scores, top-k over them with visibility,
+ * ties and NaN as HSA.md and the CPU backend rank them; in-chunk
  * attention for all query heads of a kv head; fusion of the selected chunks' outputs; the gather
  * of missing chunks from mapped pinned host memory. Every launcher enqueues on the caller's stream
  * and returns the launch's error; nothing here allocates or synchronises.
@@ -74,17 +74,17 @@ to_f(uint16_t u)
 }
 
 /*
- * Scoring: a block stages SC_ROWS landmark rows of one kv head, SC_COLS columns at a time, in
- * shared memory (rows padded to an odd number of words: no bank conflicts), with the tokens'
- * queries beside them; thread (row, sub) accumulates the dot products of its row with tokens
- * sub, sub + SC_SUBS, ... (TPT of them) in fp32.
+ * Scoring: a block stages SC_ROWS landmark rows of one kv head of one segment's memory, SC_COLS
+ * columns at a time, in shared memory (rows padded to an odd number of words: no bank
+ * conflicts), with the segment's queries beside them; thread (row, sub) accumulates the dot
+ * products of its row with tokens sub, sub + SC_SUBS, ... (TPT of them) in fp32.
  */
 #define SC_ROWS    64u
 #define SC_COLS    128u
 #define SC_SUBS    4u
 #define SC_THREADS (SC_ROWS * SC_SUBS)
 #define SC_W       (SC_COLS / 2 + 1) /* words per staged row */
-#define SC_TOK     32u               /* most tokens a launch */
+#define SC_TOK     CUK_SEG_TOKENS
 
 template <int DT, int TPT>
 __global__ void __launch_bounds__(SC_THREADS)
@@ -92,9 +92,15 @@ score_kernel(struct cuk_score_args a)
 {
 	__shared__ uint32_t tile[SC_ROWS * SC_W];
 	__shared__ __align__(16) float qs[SC_TOK * SC_COLS];
+	const struct cuk_seg sg = a.seg[blockIdx.z];
 	uint32_t r = blockIdx.y, tid = threadIdx.x, lr = tid % SC_ROWS, sub = tid / SC_ROWS;
 	uint64_t row0 = (uint64_t)blockIdx.x * SC_ROWS;
-	const uint16_t *base = a.lmk + (size_t)r * a.d_rh;
+	if (row0 >= sg.len)
+		return;
+	const uint16_t *base = sg.lmk + (size_t)r * a.d_rh;
+	const float *qr = a.qr + (size_t)sg.t0 * a.d_r;
+	const uint32_t *vis = a.vis + sg.t0;
+	uint32_t *keys = a.keys + (size_t)sg.t0 * a.h_kv * a.ld;
 	bool vec = a.d_r % 8 == 0 && a.d_rh % 8 == 0;
 	float acc[TPT];
 
@@ -109,7 +115,7 @@ score_kernel(struct cuk_score_args a)
 			for (uint32_t x = tid; x < SC_ROWS * per; x += SC_THREADS) {
 				uint32_t i = x / per, c = (x % per) * 8;
 				uint4 v = make_uint4(0, 0, 0, 0);
-				if (row0 + i < a.len)
+				if (row0 + i < sg.len)
 					v = *(const uint4 *)(base + (row0 + i) * a.d_r + c0 + c);
 				uint32_t *d = tile + i * SC_W + c / 2;
 				d[0] = v.x;
@@ -122,15 +128,15 @@ score_kernel(struct cuk_score_args a)
 			for (uint32_t x = tid; x < SC_ROWS * we; x += SC_THREADS) {
 				uint32_t i = x / we, c = x % we;
 				uint16_t v = 0;
-				if (c < w && row0 + i < a.len)
+				if (c < w && row0 + i < sg.len)
 					v = base[(row0 + i) * a.d_r + c0 + c];
 				t16[i * SC_W * 2 + c] = v;
 			}
 		}
-		for (uint32_t x = tid; x < a.nt * we; x += SC_THREADS) {
+		for (uint32_t x = tid; x < sg.nt * we; x += SC_THREADS) {
 			uint32_t t = x / we, c = x % we;
 			qs[t * SC_COLS + c] =
-			        c < w ? a.qr[(size_t)t * a.d_r + (size_t)r * a.d_rh + c0 + c] : 0.0f;
+			        c < w ? qr[(size_t)t * a.d_r + (size_t)r * a.d_rh + c0 + c] : 0.0f;
 		}
 		__syncthreads();
 		const uint32_t *kr = tile + lr * SC_W;
@@ -140,7 +146,7 @@ score_kernel(struct cuk_score_args a)
 #pragma unroll
 			for (int j = 0; j < TPT; j++) {
 				uint32_t t = sub + SC_SUBS * j;
-				if (t < a.nt) {
+				if (t < sg.nt) {
 					float2 qv = *(const float2 *)(qs + t * SC_COLS + c);
 					acc[j] = fmaf(qv.x, k0, acc[j]);
 					acc[j] = fmaf(qv.y, k1, acc[j]);
@@ -149,14 +155,14 @@ score_kernel(struct cuk_score_args a)
 		}
 	}
 	uint64_t row = row0 + lr;
-	if (row >= a.len)
+	if (row >= sg.len)
 		return;
 #pragma unroll
 	for (int j = 0; j < TPT; j++) {
 		uint32_t t = sub + SC_SUBS * j;
-		if (t < a.nt)
-			a.keys[((size_t)t * a.h_kv + r) * a.ld + row] =
-			        row < a.vis[t] ? score_key(acc[j] * a.r_scale) : 0u;
+		if (t < sg.nt)
+			keys[((size_t)t * a.h_kv + r) * a.ld + row] =
+			        row < vis[t] ? score_key(acc[j] * a.r_scale) : 0u;
 	}
 }
 
@@ -170,16 +176,26 @@ cuk_select_state_words(uint32_t pairs)
 	return (size_t)pairs * CUK_HIST_BINS + pairs;
 }
 
+/* The keys a pair's selection reads: those of the chunks its token sees. */
+__device__ static inline uint64_t
+pair_len(const struct cuk_select_args &a, uint32_t p)
+{
+	uint64_t v = a.vis[p / a.h_kv];
+	return v < a.len ? v : a.len;
+}
+
 /* The histogram of the top bits of the visible keys, per pair. */
 __global__ void __launch_bounds__(SEL_THREADS)
 hist_kernel(struct cuk_select_args a)
 {
 	__shared__ uint32_t h[CUK_HIST_BINS];
 	uint32_t p = blockIdx.y, tid = threadIdx.x;
-	uint64_t b0 = (uint64_t)blockIdx.x * SEL_SLICE;
-	uint64_t e = b0 + SEL_SLICE < a.len ? b0 + SEL_SLICE : a.len;
+	uint64_t b0 = (uint64_t)blockIdx.x * SEL_SLICE, len = pair_len(a, p);
+	uint64_t e = b0 + SEL_SLICE < len ? b0 + SEL_SLICE : len;
 	const uint4 *k4 = (const uint4 *)(a.keys + (size_t)p * a.ld);
 
+	if (b0 >= len)
+		return;
 	for (uint32_t i = tid; i < CUK_HIST_BINS; i += SEL_THREADS)
 		h[i] = 0;
 	__syncthreads();
@@ -233,7 +249,10 @@ collect_kernel(struct cuk_select_args a)
 	const uint32_t *hg = a.hist + (size_t)p * CUK_HIST_BINS;
 	uint32_t *count = a.hist + (size_t)a.pairs * CUK_HIST_BINS + p;
 	const uint32_t per = CUK_HIST_BINS / SEL_THREADS;
+	uint64_t len = pair_len(a, p), b0 = (uint64_t)blockIdx.x * SEL_SLICE;
 
+	if (b0 >= len)
+		return;
 	/* thread tid holds bins top - per * tid - m, m < per: highest bins first */
 	uint32_t loc[CUK_HIST_BINS / SEL_THREADS], sum = 0, total;
 	uint32_t top = CUK_HIST_BINS - 1 - per * tid;
@@ -260,8 +279,7 @@ collect_kernel(struct cuk_select_args a)
 	__syncthreads();
 	uint32_t thr = thr_s > 0 ? thr_s : 1;
 
-	uint64_t b0 = (uint64_t)blockIdx.x * SEL_SLICE;
-	uint64_t e = b0 + SEL_SLICE < a.len ? b0 + SEL_SLICE : a.len;
+	uint64_t e = b0 + SEL_SLICE < len ? b0 + SEL_SLICE : len;
 	const uint32_t *keys = a.keys + (size_t)p * a.ld;
 	uint64_t *cand = a.cand + (size_t)p * a.len;
 	for (uint64_t i0 = b0; i0 < e; i0 += SEL_THREADS) {
@@ -626,7 +644,7 @@ resolve_kernel(struct cuk_resolve_args a)
 	__syncthreads();
 	for (uint32_t x = threadIdx.x; x < a.n; x += DIR_THREADS) {
 		int64_t j = a.sel[x];
-		const void *p = j >= 0 ? a.dir[j] : NULL;
+		const void *p = j >= 0 ? a.dir[x / a.per_tok][j] : NULL;
 		mine += j >= 0 && p == NULL;
 		a.chunk[x] = p;
 	}
@@ -669,10 +687,10 @@ cuk_score(cudaStream_t st, const struct cuk_score_args *a)
 {
 	if (a->len == 0)
 		return cudaSuccess;
-	if (a->nt > SC_TOK)
+	if (a->seg_nt > SC_TOK || a->n_seg == 0)
 		return cudaErrorInvalidValue;
-	dim3 grid((unsigned)((a->len + SC_ROWS - 1) / SC_ROWS), a->h_kv);
-	uint32_t tpt = (a->nt + SC_SUBS - 1) / SC_SUBS;
+	dim3 grid((unsigned)((a->len + SC_ROWS - 1) / SC_ROWS), a->h_kv, a->n_seg);
+	uint32_t tpt = (a->seg_nt + SC_SUBS - 1) / SC_SUBS;
 #define SC_LAUNCH(DT)                                                                       \
 	do {                                                                                \
 		if (tpt <= 1)                                                               \

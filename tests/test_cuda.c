@@ -4,7 +4,8 @@
  * off-by-one; k larger than the visible chunks, tokens that see no chunk, ties, extreme and NaN
  * scores, more query tokens than one round; a chunk cache smaller than k, a device budget that
  * forces landmark eviction across users, a memory that grows between calls, forget(), the pinned
- * host cache, concurrent callers, bad arguments, and an f32 memory (served by the fallback).
+ * host cache, concurrent callers, calls batched together (shapes, k and probabilities mixed, one
+ * caller's source failing), bad arguments, and an f32 memory (served by the fallback).
  *
  * Selections must match exactly except where two chunks' scores agree to within rounding (a
  * near tie, counted and allowed; that token's outputs are then not compared). Scores, weights,
@@ -46,6 +47,7 @@ uniform(void)
 struct mem {
 	struct hsa_spec spec;
 	uint64_t uid, n_chunks, cap, page;
+	uint64_t fail_kv; /* non-zero: reading the K/V of chunks from this one on fails */
 	size_t row, kvb;
 	char *lmk, *kv;
 };
@@ -70,6 +72,8 @@ src_kv(void *ctx, uint64_t j, const void **kv)
 	struct mem *m = ctx;
 	if (j >= m->n_chunks)
 		return HSAMEM_EINVAL;
+	if (m->fail_kv != 0 && j >= m->fail_kv)
+		return HSAMEM_ESTORE;
 	*kv = m->kv + j * m->kvb;
 	return 0;
 }
@@ -185,6 +189,7 @@ static struct gpu_backend *cpu_b;
 static int near_ties;
 static uint64_t fixed_seed; /* non-zero: compare() draws the same queries every time */
 static pthread_mutex_t tmu = PTHREAD_MUTEX_INITIALIZER; /* the draws and the checks */
+static pthread_barrier_t *gpu_gate; /* set: compare() waits there before its GPU call */
 
 static bool
 close_to(double a, double b, double tol)
@@ -232,7 +237,10 @@ compare(struct gpu_backend *gpu, struct mem *m, uint32_t n, uint32_t k, const ui
 	result_alloc(&b, sp, n, k, attn);
 	struct hsa_result ra = as_hsa(&a), rb = as_hsa(&b);
 	pthread_mutex_unlock(&tmu);
-	int ea = gpu_attend(cpu_b, sp, &src, &q, &ra), eb = gpu_attend(gpu, sp, &src, &q, &rb);
+	int ea = gpu_attend(cpu_b, sp, &src, &q, &ra);
+	if (gpu_gate != NULL)
+		pthread_barrier_wait(gpu_gate);
+	int eb = gpu_attend(gpu, sp, &src, &q, &rb);
 	pthread_mutex_lock(&tmu);
 	CHECK_RET(ea, 0);
 	CHECK_RET(eb, 0);
@@ -528,6 +536,101 @@ test_concurrent(struct gpu_backend *g)
 	}
 }
 
+/*
+ * Batching: callers released together by a barrier, so that their calls queue while one batch
+ * runs and are computed together: memories of two shapes, k of 32 and 16, probabilities asked by
+ * one caller, a caller with more tokens than a round (its tokens split across rounds shared with
+ * others), a memory where k exceeds the visible chunks, and a caller whose source fails on every
+ * K/V read, which must get its error while the callers beside it get their results.
+ */
+#define BATCH_THREADS 12
+#define BATCH_ROUNDS  12
+
+struct batch_arg {
+	struct gpu_backend *g;
+	struct mem *m;
+	int id, fails;
+};
+
+static void *
+batch_worker(void *p)
+{
+	struct batch_arg *w = p;
+
+	for (int i = 0; i < BATCH_ROUNDS; i++) {
+		if (w->m->fail_kv != 0) {
+			/* the failing caller: same rhythm as compare(), its own error */
+			const struct hsa_spec *sp = &w->m->spec;
+			float *qr = calloc(sp->d_r, 4), *qa = calloc((size_t)sp->h_q * sp->d_h, 4);
+			uint64_t pos = w->m->n_chunks * sp->S;
+			struct result r;
+			qr[0] = 1.0f;
+			result_alloc(&r, sp, 1, 32, false);
+			struct hsa_result res = as_hsa(&r);
+			struct hsa_query q = {.n = 1, .k = 32, .pos = &pos, .qr = qr, .qa = qa};
+			struct hsa_source src = mem_source(w->m);
+			pthread_barrier_wait(gpu_gate);
+			int err = gpu_attend(w->g, sp, &src, &q, &res);
+			pthread_mutex_lock(&tmu);
+			CHECK_RET(err, HSAMEM_ESTORE);
+			w->fails += err != HSAMEM_ESTORE;
+			pthread_mutex_unlock(&tmu);
+			result_free(&r);
+			free(qr);
+			free(qa);
+			continue;
+		}
+		uint32_t n = w->id == 1 ? 40 : 1 + (uint32_t)(w->id + i) % 3;
+		uint32_t k = w->id % 4 == 3 ? 16 : 32;
+		w->fails += compare(w->g, w->m, n, k, NULL, w->id == 2, "batched");
+	}
+	return NULL;
+}
+
+static void
+test_batching(struct gpu_backend *g)
+{
+	struct hsa_spec a = mkspec(64, 1, 128, 16, 128, HSA_F16, HSA_SOFTMAX, false);
+	struct hsa_spec b = mkspec(32, 2, 64, 8, 64, HSA_BF16, HSA_STICKBREAK, true);
+	struct mem m[6];
+	pthread_t th[BATCH_THREADS];
+	struct batch_arg wa[BATCH_THREADS];
+	pthread_barrier_t gate;
+	struct gpu_cuda_counters c0, c1;
+
+	mem_init(&m[0], &a, next_uid++, 3000, 0);
+	mem_init(&m[1], &a, next_uid++, 1200, 0);
+	mem_init(&m[2], &a, next_uid++, 20, 0); /* k > visible chunks */
+	mem_init(&m[3], &b, next_uid++, 2500, 0);
+	mem_init(&m[4], &b, next_uid++, 700, 0);
+	mem_init(&m[5], &a, next_uid++, 500, 0);
+	m[5].fail_kv = 1;
+	pthread_barrier_init(&gate, NULL, BATCH_THREADS);
+	gpu_gate = &gate;
+	gpu_cuda_counters(g, &c0);
+	for (int i = 0; i < BATCH_THREADS; i++) {
+		/* thread 5 alone reads the failing memory */
+		wa[i] = (struct batch_arg){g, i == 5 ? &m[5] : &m[i % 5], i, 0};
+		pthread_create(&th[i], NULL, batch_worker, &wa[i]);
+	}
+	for (int i = 0; i < BATCH_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(wa[i].fails == 0);
+	}
+	gpu_cuda_counters(g, &c1);
+	gpu_gate = NULL;
+	pthread_barrier_destroy(&gate);
+	printf("test_cuda: batching: %" PRIu64 " passes, %" PRIu64 " calls batched, at most %" PRIu64
+	       " a pass\n",
+	       c1.batches - c0.batches, c1.batched_calls - c0.batched_calls, c1.max_batch);
+	CHECK(c1.batched_calls > c0.batched_calls);
+	CHECK(c1.max_batch >= 3);
+	for (int i = 0; i < 6; i++) {
+		g->ops->forget(g, m[i].uid);
+		mem_fini(&m[i]);
+	}
+}
+
 static void
 test_errors(struct gpu_backend *g)
 {
@@ -606,6 +709,7 @@ main(void)
 	test_shapes(g);
 	test_ties_extremes(g);
 	test_concurrent(g);
+	test_batching(g);
 	test_errors(g);
 	g->ops->stats(g, &st);
 	printf("test_cuda: %" PRIu64 " calls, %" PRIu64 " chunk hits, %" PRIu64 " misses, "
