@@ -19,9 +19,11 @@
  *                 bytes_paged counter) / (chunks cold p50 - warm p50)
  *     host cache  device chunk cache emptied, the pinned host cache holding the chunks, at n=1
  *                 and n=32; page-in rate as above against the warm p50 of the same n
- *     miss rounds for the chunks-cold and host-cache n=1 calls, the mean time a round with misses
- *                 spends in select, walk, copy and finish (the backend's counters; 0 where the
- *                 backend does not keep them)
+ *     miss rounds for the chunks-cold and host-cache calls at n=1 and n=32: per call with misses,
+ *                 the time one of its rounds with misses spends in select, walk, copy, finish
+ *                 and the four together (counter changes around the call / its miss rounds);
+ *                 the p50 over the calls of each (the backend's counters; 0 where the backend
+ *                 does not keep them)
  *     page cache  n=1, median of 3, after emptying every cache of the backend and evicting the
  *                 store's data.mdb from the page cache. The store is closed first (the kernel
  *                 never evicts pages mapped into a process, and LMDB's map would hold them), the
@@ -392,17 +394,48 @@ ratio0(double x, double y)
 	return y != 0 ? x / y : 0;
 }
 
-/* The mean microseconds of a round with misses in each of its parts, over the counters in d. */
+/*
+ * Per call with misses, the microseconds of one of its rounds with misses in select, walk, copy,
+ * finish and the four together: a call's counter changes over its miss_rounds. Medians of these,
+ * not sums over a phase, since a rare slow round (one that allocates a pinned segment, say)
+ * would move a mean.
+ */
+#define SPLIT_CALLS 32
+
+struct split {
+	int n;
+	double us[5][SPLIT_CALLS];
+};
+
+/* Adds the call with counters c0 before it and c1 after it; a call without misses is skipped. */
 static void
-emit_split(uint64_t tokens, const char *what, const struct gpu_cuda_counters *d)
+split_add(struct split *s, const struct gpu_cuda_counters *c0, const struct gpu_cuda_counters *c1)
 {
-	static const char *part[] = {"select", "walk", "copy", "finish"};
-	uint64_t ns[] = {d->ns_select, d->ns_walk, d->ns_copy, d->ns_finish};
+	uint64_t rounds = c1->miss_rounds - c0->miss_rounds;
+	uint64_t ns[] = {c1->ns_select - c0->ns_select, c1->ns_walk - c0->ns_walk,
+	                 c1->ns_copy - c0->ns_copy, c1->ns_finish - c0->ns_finish};
+	double total = 0;
+
+	if (rounds == 0)
+		return;
+	assert(s->n < SPLIT_CALLS);
+	for (int i = 0; i < 4; i++) {
+		s->us[i][s->n] = ns[i] / 1e3 / (double)rounds;
+		total += s->us[i][s->n];
+	}
+	s->us[4][s->n++] = total;
+}
+
+/* The p50s of s; 0 where no call had misses (a backend that does not keep the counters). */
+static void
+emit_split(uint64_t tokens, const char *what, struct split *s)
+{
+	static const char *part[] = {"select", "walk", "copy", "finish", "total"};
 	char metric[64];
 
-	for (int i = 0; i < 4; i++) {
-		snprintf(metric, sizeof(metric), "miss round (%s): %s us", what, part[i]);
-		emit("gpu", tokens, metric, ratio0(ns[i] / 1e3, (double)d->miss_rounds), "us");
+	for (int i = 0; i < 5; i++) {
+		snprintf(metric, sizeof(metric), "miss round %s: %s us p50", what, part[i]);
+		emit("gpu", tokens, metric, s->n > 0 ? pct(s->us[i], s->n, 50) : 0, "us");
 	}
 }
 
@@ -596,12 +629,18 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 	 * what the backend paged (bytes_paged): K_SEL chunks a call at n=1 (h_kv = 1, every cache
 	 * emptied); fewer if the counter leaves some out, which the note below reports.
 	 */
+	struct gpu_cuda_counters h0, h1;
+	struct split ms = {0};
 	int nc = 30;
+	assert(nc <= SPLIT_CALLS);
 	gpu_cuda_counters(g, &c0);
 	for (int i = 0; i < nc; i++) {
 		gpu_cuda_drop(g, GPU_CUDA_DROP_DEVICE_CHUNKS | GPU_CUDA_DROP_HOST_CHUNKS);
 		qset_fresh(&q1[2], sp);
+		gpu_cuda_counters(g, &h0);
 		t[i] = attend_once(g, sp, &bs.src, &q1[2], K_SEL, &o1) * 1e6;
+		gpu_cuda_counters(g, &h1);
+		split_add(&ms, &h0, &h1);
 	}
 	gpu_cuda_counters(g, &c1);
 	memset(&d, 0, sizeof(d));
@@ -613,13 +652,18 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 	emit("gpu", tokens, "attend n=1 chunks cold (LMDB) p50", cold1, "us");
 	emit("gpu", tokens, "attend n=1 chunks cold (LMDB) p99", pct(t, nc, 99), "us");
 	emit("gpu", tokens, "chunk page-in from LMDB", paged1 / (cold1 - warm1) / 1e3, "GB/s");
-	emit_split(tokens, "LMDB", &d);
+	emit_split(tokens, "(LMDB)", &ms);
 	int nc32 = 10;
+	assert(nc32 <= SPLIT_CALLS);
+	ms.n = 0;
 	gpu_cuda_counters(g, &c0);
 	for (int i = 0; i < nc32; i++) {
 		gpu_cuda_drop(g, GPU_CUDA_DROP_DEVICE_CHUNKS | GPU_CUDA_DROP_HOST_CHUNKS);
 		qset_fresh(&q32[2], sp);
+		gpu_cuda_counters(g, &h0);
 		t[i] = attend_once(g, sp, &bs.src, &q32[2], K_SEL, &o32) * 1e6;
+		gpu_cuda_counters(g, &h1);
+		split_add(&ms, &h0, &h1);
 	}
 	gpu_cuda_counters(g, &c1);
 	memset(&d, 0, sizeof(d));
@@ -628,13 +672,14 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 	emit("gpu", tokens, "attend n=32 chunks cold (LMDB) p50", cold32, "us");
 	emit("gpu", tokens, "chunk page-in from LMDB, n=32",
 	     (double)d.bytes_paged / nc32 / (cold32 - warm32) / 1e3, "GB/s");
+	emit_split(tokens, "n=32 (LMDB)", &ms);
 
 	/*
 	 * the pinned host cache feeding the device: a call from LMDB fills it, the device cache is
 	 * emptied, the next call is timed; d counts the timed calls only, c0 .. c1 both
 	 */
-	struct gpu_cuda_counters h0, h1;
 	memset(&d, 0, sizeof(d));
+	ms.n = 0;
 	gpu_cuda_counters(g, &c0);
 	for (int i = 0; i < nc; i++) {
 		qset_fresh(&q1[3], sp);
@@ -644,6 +689,7 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 		t[i] = attend_once(g, sp, &bs.src, &q1[3], K_SEL, &o1) * 1e6;
 		gpu_cuda_counters(g, &h1);
 		ctr_add(&d, &h0, &h1);
+		split_add(&ms, &h0, &h1);
 	}
 	gpu_cuda_counters(g, &c1);
 	double hc = pct(t, nc, 50);
@@ -654,8 +700,9 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 	     (double)(c1.host_hits - c0.host_hits) /
 	             (double)(c1.host_hits - c0.host_hits + c1.source_reads - c0.source_reads),
 	     "ratio");
-	emit_split(tokens, "host cache", &d);
+	emit_split(tokens, "(host cache)", &ms);
 	memset(&d, 0, sizeof(d));
+	ms.n = 0;
 	for (int i = 0; i < nc32; i++) {
 		qset_fresh(&q32[3], sp);
 		attend_once(g, sp, &bs.src, &q32[3], K_SEL, &o32);
@@ -664,11 +711,13 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 		t[i] = attend_once(g, sp, &bs.src, &q32[3], K_SEL, &o32) * 1e6;
 		gpu_cuda_counters(g, &h1);
 		ctr_add(&d, &h0, &h1);
+		split_add(&ms, &h0, &h1);
 	}
 	double hc32 = pct(t, nc32, 50);
 	emit("gpu", tokens, "attend n=32 from host cache p50", hc32, "us");
 	emit("gpu", tokens, "chunk page-in from pinned host cache, n=32",
 	     (double)d.bytes_paged / nc32 / (hc32 - warm32) / 1e3, "GB/s");
+	emit_split(tokens, "n=32 (host cache)", &ms);
 
 	struct gpu_stats gs;
 	g->ops->stats(g, &gs);
