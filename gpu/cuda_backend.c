@@ -22,12 +22,14 @@
  *      own memory's matrix, as 32-bit keys, a radix select of the k best per (token, kv head)
  *      with their weights;
  *   4. warm path: a kernel resolves the selected chunks through each memory's device directory
- *      (cuda_cache.h) to their device cache slots and counts those not resident; the in-chunk
- *      attention and fusion run on them, one download brings back selection, miss count and
- *      output, and the stream is synchronised once. With no miss the host then touches the
- *      selected chunks in its LRU and the round is done. When misses are expected (a
- *      memory's directory is new or was cleared, or its last round missed) the round reads its
- *      selection back instead and goes straight to 5, wasting no pass;
+ *      (cuda_cache.h) to their slots, in the device cache or else in the pinned host cache (read
+ *      in place over the bus), and counts those in neither; the in-chunk attention and fusion
+ *      run on them, one download brings back selection, miss count and output, and the stream
+ *      is synchronised once. With no miss the host then touches the selected chunks in its
+ *      LRU, leaves a gather running that copies the ones read from host slots into device
+ *      slots, and the round is done. When misses are expected (a memory's directory is new or
+ *      was emptied, or its last round missed) the round reads its selection back instead and
+ *      goes straight to 5, wasting no pass;
  *   5. slow path, when some chunk missed: each selected chunk is looked up in the device cache;
  *      misses get a device slot (or a place in device staging when the cache is full of this
  *      round's chunks) and are read from the pinned host cache, or copied from the source into it
@@ -169,6 +171,10 @@ struct staged {
 	bool used;
 };
 
+struct dir_key {
+	uint64_t uid, j;
+};
+
 struct cuda_backend {
 	struct gpu_backend base;
 	/* the batcher's queue (cuda_attend) */
@@ -202,7 +208,9 @@ struct cuda_backend {
 	/* plain host scratch */
 	struct miss *miss;
 	size_t miss_cap;
-	struct cuk_dir_set *dset; /* [2 * miss_cap]: clears from 0, sets from miss_cap */
+	struct cuk_dir_set *dset; /* [dset_cap]: keys moved from 0, sets from dset_cap / 3 * 2 */
+	struct dir_key *dkey;     /* [dset_cap / 3 * 2]: the keys moved */
+	size_t dset_cap;
 	uint32_t n_clear, n_set;
 	struct cpool cp;
 	uint32_t *which; /* per (pair, rank) of a round: device slot or staging entry */
@@ -629,16 +637,6 @@ pool_add_seg(struct cuda_backend *b, struct pool *p, bool host)
 	return true;
 }
 
-static uint32_t
-pool_insert(struct cuda_backend *b, struct pool *p, bool host, uint64_t uid, uint64_t j)
-{
-	struct slot_cache *sc = host ? &p->host : &p->dev;
-
-	if (sc->free_head == SLOT_NONE)
-		pool_add_seg(b, p, host);
-	return slot_cache_insert(sc, uid, j, b->epoch);
-}
-
 static void
 pool_free_all(struct cuda_backend *b, struct pool *p)
 {
@@ -941,32 +939,6 @@ entry_call(const struct round *r, size_t x)
 	return r->tok[x / ((size_t)r->spec->h_kv * r->k)];
 }
 
-/* After a warm round: the selected chunks made most recent (and pinned) in the device cache. */
-static int
-round_touch(struct round *r)
-{
-	struct cuda_backend *b = r->b;
-	size_t n = round_n(r);
-	const int64_t *sel = b->h_sel.p;
-
-	for (size_t x = 0; x < n; x++) {
-		bool again = false;
-		if (sel[x] < 0)
-			continue;
-		uint64_t uid = entry_call(r, x)->src->uid;
-		if (slot_cache_lookup(&r->pool->dev, uid, (uint64_t)sel[x], b->epoch, &again) ==
-		    SLOT_NONE) {
-			log_err("cuda: chunk %" PRId64 " of memory %" PRIu64
-			        " is in the device directory but not in the cache",
-			        sel[x], uid);
-			return HSAMEM_EINTERNAL;
-		}
-		if (!again)
-			b->chunk_hits++;
-	}
-	return 0;
-}
-
 /* The round's results, from h_sel and h_attn, to each call's result at its tokens. */
 static void
 round_scatter(struct round *r)
@@ -1148,16 +1120,58 @@ cp_run(struct cuda_backend *b, uint32_t n, uint32_t n_src, const struct cuk_copy
 	return 0;
 }
 
-/* A directory update of the round: at (on the device) set to val. */
-static void
-dir_push(struct cuda_backend *b, bool clear, void **at, void *val)
+/*
+ * The directory value of (uid, j) as the caches stand: its device slot, else (with unified
+ * addressing) its pinned host slot, which the device then reads in place, else NULL.
+ */
+static void *
+dir_value(const struct cuda_backend *b, const struct pool *p, uint64_t uid, uint64_t j)
 {
-	struct cuk_dir_set *d = clear ? &b->dset[b->n_clear++] : &b->dset[b->miss_cap + b->n_set++];
-	d->at = at;
-	d->val = val;
+	uint32_t s = slot_cache_peek(&p->dev, uid, j);
+
+	if (s != SLOT_NONE)
+		return dev_slot(p, s);
+	if (b->uva && (s = slot_cache_peek(&p->host, uid, j)) != SLOT_NONE)
+		return host_slot(p, s);
+	return NULL;
 }
 
-/* A device slot for (uid, j), queueing the directory update for the key it evicts. */
+/* A directory update of the round: entry j of l's directory set to val. */
+static void
+dir_set(struct cuda_backend *b, struct lmk *l, uint64_t j, void *val)
+{
+	b->dset[b->dset_cap / 3 * 2 + b->n_set++] = (struct cuk_dir_set){.at = l->dir + j, .val = val};
+}
+
+/*
+ * A key left a cache: its directory entry, if its memory is resident, is rewritten before the
+ * round's other updates with the value dir_value() gives once the round's inserts are done
+ * (dir_finish), so that a key that moves more than once within a round ends up right.
+ */
+static void
+dir_moved(struct cuda_backend *b, const struct pool *p, uint64_t uid, uint64_t j)
+{
+	struct lmk *l = lmk_find(b, uid);
+
+	if (l == NULL || l->kv_bytes != p->kv_bytes || j >= l->cap)
+		return;
+	b->dset[b->n_clear] = (struct cuk_dir_set){.at = l->dir + j};
+	b->dkey[b->n_clear].uid = uid;
+	b->dkey[b->n_clear++].j = j;
+}
+
+/* The round's directory updates in upload order, to dst: returns how many. */
+static uint32_t
+dir_finish(struct cuda_backend *b, const struct pool *p, struct cuk_dir_set *dst)
+{
+	for (uint32_t i = 0; i < b->n_clear; i++)
+		b->dset[i].val = dir_value(b, p, b->dkey[i].uid, b->dkey[i].j);
+	memcpy(dst, b->dset, b->n_clear * sizeof(*dst));
+	memcpy(dst + b->n_clear, b->dset + b->dset_cap / 3 * 2, b->n_set * sizeof(*dst));
+	return b->n_clear + b->n_set;
+}
+
+/* A device slot for (uid, j); the key it evicts has its directory entry rewritten. */
 static uint32_t
 pool_insert_dev(struct cuda_backend *b, struct pool *p, uint64_t uid, uint64_t j)
 {
@@ -1168,12 +1182,136 @@ pool_insert_dev(struct cuda_backend *b, struct pool *p, uint64_t uid, uint64_t j
 	if (p->dev.free_head == SLOT_NONE)
 		pool_add_seg(b, p, false);
 	s = slot_cache_insert_evict(&p->dev, uid, j, b->epoch, &evicted, &old_uid, &old_j);
-	if (evicted) {
-		struct lmk *l = lmk_find(b, old_uid);
-		if (l != NULL && l->kv_bytes == p->kv_bytes && old_j < l->cap)
-			dir_push(b, true, l->dir + old_j, NULL);
-	}
+	if (evicted)
+		dir_moved(b, p, old_uid, old_j);
 	return s;
+}
+
+/* A pinned host slot for (uid, j); the key it evicts has its directory entry rewritten. */
+static uint32_t
+pool_insert_host(struct cuda_backend *b, struct pool *p, uint64_t uid, uint64_t j)
+{
+	uint64_t old_uid = 0, old_j = 0;
+	bool evicted = false;
+	uint32_t s;
+
+	if (p->host.free_head == SLOT_NONE)
+		pool_add_seg(b, p, true);
+	s = slot_cache_insert_evict(&p->host, uid, j, b->epoch, &evicted, &old_uid, &old_j);
+	if (evicted)
+		dir_moved(b, p, old_uid, old_j);
+	return s;
+}
+
+/*
+ * Room for a round of n selection entries: the miss list, the directory updates (up to 2n keys
+ * moved, n set), the copy jobs and the staging table.
+ */
+static int
+round_scratch(struct cuda_backend *b, size_t n)
+{
+	if (b->miss_cap < n) {
+		struct miss *m = realloc(b->miss, n * sizeof(*m));
+		if (m == NULL)
+			return -ENOMEM;
+		b->miss = m;
+		struct cp_job *jb = realloc(b->cp.job, n * sizeof(*jb));
+		if (jb == NULL)
+			return -ENOMEM;
+		b->cp.job = jb;
+		atomic_uint *dn = realloc(b->cp.done, n * sizeof(*dn));
+		if (dn == NULL)
+			return -ENOMEM;
+		b->cp.done = dn;
+		b->miss_cap = n;
+	}
+	if (b->dset_cap < 3 * n) {
+		struct cuk_dir_set *d = realloc(b->dset, 3 * n * sizeof(*d));
+		if (d == NULL)
+			return -ENOMEM;
+		b->dset = d;
+		struct dir_key *k = realloc(b->dkey, 2 * n * sizeof(*k));
+		if (k == NULL)
+			return -ENOMEM;
+		b->dkey = k;
+		b->dset_cap = 3 * n;
+	}
+	b->n_clear = b->n_set = 0;
+	return 0;
+}
+
+/*
+ * After a warm round: the selected chunks made most recent (and pinned) in the device cache.
+ * Chunks the device read in place from the pinned host cache (their directory entries named host
+ * slots) are touched there and copied into device slots by a gather left running on the stream,
+ * the directory following in stream order: the next round finds them resident.
+ */
+static int
+round_touch(struct round *r)
+{
+	struct cuda_backend *b = r->b;
+	struct pool *p = r->pool;
+	size_t n = round_n(r);
+	const int64_t *sel = b->h_sel.p;
+	uint32_t n_up = 0;
+	bool ready = false; /* the round's scratch, at the first chunk to move */
+	int err;
+
+	for (size_t x = 0; x < n; x++) {
+		bool again = false;
+		if (sel[x] < 0)
+			continue;
+		const struct call *c = entry_call(r, x);
+		uint64_t uid = c->src->uid, j = (uint64_t)sel[x];
+		if (slot_cache_lookup(&p->dev, uid, j, b->epoch, &again) != SLOT_NONE) {
+			if (!again)
+				b->chunk_hits++;
+			continue;
+		}
+		uint32_t h = slot_cache_lookup(&p->host, uid, j, b->epoch, &again);
+		if (h == SLOT_NONE) {
+			log_err("cuda: chunk %" PRIu64 " of memory %" PRIu64
+			        " is in the device directory but in no cache",
+			        j, uid);
+			return HSAMEM_EINTERNAL;
+		}
+		if (again)
+			continue;
+		b->chunk_misses++;
+		b->ctr.host_hits++;
+		b->ctr.host_direct++;
+		b->ctr.bytes_paged += p->kv_bytes;
+		if (!ready && (err = round_scratch(b, n)) != 0)
+			return err;
+		ready = true;
+		uint32_t d = pool_insert_dev(b, p, uid, j);
+		if (d == SLOT_NONE)
+			continue; /* the device cache is full of this round's chunks */
+		b->miss[n_up].host_slot = h;
+		b->miss[n_up++].dev_slot = d;
+		dir_set(b, c->lmk, j, dev_slot(p, d));
+	}
+	if (!ready || (n_up == 0 && b->n_clear == 0))
+		return 0;
+	size_t bytes = n_up * sizeof(struct cuk_copy) + (size_t)(b->n_clear + b->n_set + n_up) *
+	                                                       sizeof(struct cuk_dir_set);
+	if ((err = host_reserve(b, &b->h_tab, bytes)) != 0 ||
+	    (err = dev_reserve(b, &b->d_tab, bytes)) != 0)
+		return err;
+	struct cuk_copy *cp = b->h_tab.p;
+	for (uint32_t i = 0; i < n_up; i++)
+		cp[i] = (struct cuk_copy){.src = host_slot(p, b->miss[i].host_slot),
+		                          .dst = dev_slot(p, b->miss[i].dev_slot)};
+	uint32_t n_dir = dir_finish(b, p, (struct cuk_dir_set *)(cp + n_up));
+	const struct cuk_copy *d_cp = b->d_tab.p;
+	bytes = (char *)((struct cuk_dir_set *)(cp + n_up) + n_dir) - (char *)cp;
+	if ((err = CU(cudaMemcpyAsync(b->d_tab.p, b->h_tab.p, bytes, cudaMemcpyHostToDevice,
+	                              b->st))) != 0 ||
+	    (err = CU(cuk_gather(b->st, d_cp, n_up, p->kv_bytes))) != 0 ||
+	    (err = CU(cuk_dir_update(b->st, (const struct cuk_dir_set *)(d_cp + n_up), b->n_clear,
+	                             n_dir))) != 0)
+		return err;
+	return 0;
 }
 
 /*
@@ -1191,26 +1329,8 @@ round_attend(struct round *r, const float *d_qa)
 	uint64_t t_walk = now_ns();
 	int err;
 
-	if (b->miss_cap < n) {
-		struct miss *m = realloc(b->miss, n * sizeof(*m));
-		if (m == NULL)
-			return -ENOMEM;
-		b->miss = m;
-		struct cuk_dir_set *d = realloc(b->dset, 2 * n * sizeof(*d));
-		if (d == NULL)
-			return -ENOMEM;
-		b->dset = d;
-		struct cp_job *jb = realloc(b->cp.job, n * sizeof(*jb));
-		if (jb == NULL)
-			return -ENOMEM;
-		b->cp.job = jb;
-		atomic_uint *dn = realloc(b->cp.done, n * sizeof(*dn));
-		if (dn == NULL)
-			return -ENOMEM;
-		b->cp.done = dn;
-		b->miss_cap = n;
-	}
-	b->n_clear = b->n_set = 0;
+	if ((err = round_scratch(b, n)) != 0)
+		return err;
 	size_t need_staged = 16;
 	while (need_staged < 2 * n)
 		need_staged <<= 1;
@@ -1238,7 +1358,7 @@ round_attend(struct round *r, const float *d_qa)
 	memset(kind, 0, n);
 
 	/* table: [n] device pointers, the copies, the directory updates */
-	size_t tab_cap = n * (8 + sizeof(struct cuk_copy) + 2 * sizeof(struct cuk_dir_set));
+	size_t tab_cap = n * (8 + sizeof(struct cuk_copy) + 3 * sizeof(struct cuk_dir_set));
 	if ((err = host_reserve(b, &b->h_tab, tab_cap)) != 0)
 		return err;
 	const void **ptr = b->h_tab.p;
@@ -1251,7 +1371,6 @@ round_attend(struct round *r, const float *d_qa)
 			continue;
 		const struct call *c = entry_call(r, x);
 		const struct hsa_source *src = c->src;
-		void **dir = c->lmk->dir;
 		uint64_t j = (uint64_t)sel[x];
 		bool again = false, fresh = true;
 		uint32_t s = slot_cache_lookup(&p->dev, src->uid, j, b->epoch, &again);
@@ -1260,7 +1379,7 @@ round_attend(struct round *r, const float *d_qa)
 			which[x] = s;
 			if (!again) {
 				b->chunk_hits++;
-				dir_push(b, false, dir + j, dev_slot(p, s));
+				dir_set(b, c->lmk, j, dev_slot(p, s));
 			}
 			continue;
 		}
@@ -1278,7 +1397,7 @@ round_attend(struct round *r, const float *d_qa)
 		} else {
 			kind[x] = 1;
 			which[x] = s;
-			dir_push(b, false, dir + j, dev_slot(p, s));
+			dir_set(b, c->lmk, j, dev_slot(p, s));
 		}
 		n_miss++;
 		b->chunk_misses++;
@@ -1296,7 +1415,7 @@ round_attend(struct round *r, const float *d_qa)
 		}
 		b->ctr.source_reads++;
 		n_src++;
-		m->host_slot = b->host_budget > 0 ? pool_insert(b, p, true, src->uid, j) : SLOT_NONE;
+		m->host_slot = b->host_budget > 0 ? pool_insert_host(b, p, src->uid, j) : SLOT_NONE;
 		if (m->host_slot == SLOT_NONE)
 			m->src_stage = n_hstage++;
 	}
@@ -1328,15 +1447,14 @@ round_attend(struct round *r, const float *d_qa)
 		                        : (const void *)((char *)b->d_stage.p +
 		                                         (size_t)which[x] * p->slot_bytes);
 	struct cuk_dir_set *ds = (struct cuk_dir_set *)(cp + n_miss);
-	memcpy(ds, b->dset, b->n_clear * sizeof(*ds));
-	memcpy(ds + b->n_clear, b->dset + b->miss_cap, b->n_set * sizeof(*ds));
+	uint32_t n_dir = dir_finish(b, p, ds);
 	b->ctr.bytes_paged += (uint64_t)n_miss * p->kv_bytes;
 
 	/*
 	 * 3: one upload of the table and the directory updates; the host copies, each batch's
 	 * gather launched when it is complete; attention, fusion, results back
 	 */
-	size_t tab_bytes = (char *)(ds + b->n_clear + b->n_set) - (char *)ptr;
+	size_t tab_bytes = (char *)(ds + n_dir) - (char *)ptr;
 	if ((err = dev_reserve(b, &b->d_tab, tab_bytes)) != 0)
 		goto out;
 	const void **d_ptr = b->d_tab.p;
@@ -1344,7 +1462,7 @@ round_attend(struct round *r, const float *d_qa)
 	if ((err = CU(cudaMemcpyAsync(b->d_tab.p, b->h_tab.p, tab_bytes, cudaMemcpyHostToDevice,
 	                              b->st))) != 0 ||
 	    (err = CU(cuk_dir_update(b->st, (const struct cuk_dir_set *)(d_cp + n_miss), b->n_clear,
-	                             b->n_clear + b->n_set))) != 0)
+	                             n_dir))) != 0)
 		goto out;
 	b->cp.bytes = p->kv_bytes;
 	b->cp.batch = (uint32_t)(CP_BATCH_BYTES / p->kv_bytes);
@@ -1680,28 +1798,85 @@ cuda_forget(struct gpu_backend *gb, uint64_t uid)
 	pthread_mutex_unlock(&b->mu);
 }
 
+/* One entry of a rebuilt directory, when the key's memory is resident. */
+static void
+dir_add(struct cuda_backend *b, const struct pool *p, struct cuk_dir_set *sets, uint32_t *n,
+        uint64_t uid, uint64_t j, void *val)
+{
+	struct lmk *l = lmk_find(b, uid);
+
+	if (l == NULL || l->kv_bytes != p->kv_bytes || j >= l->cap)
+		return;
+	sets[(*n)++] = (struct cuk_dir_set){.at = l->dir + j, .val = val};
+	l->expect_miss = false;
+}
+
+/*
+ * Rewrites every resident memory's directory from the caches as they stand, after one was
+ * emptied: its chunks' device slots and, with unified addressing, the host slots of those the
+ * device does not hold. A memory left with no entry expects misses. Synchronises.
+ */
+static int
+dirs_rebuild(struct cuda_backend *b)
+{
+	size_t max = 0;
+	uint32_t n = 0;
+	int err;
+
+	for (unsigned i = 0; i < b->n_pools; i++)
+		max += (size_t)b->pools[i].dev.n_used + b->pools[i].host.n_used;
+	for (struct lmk *l = b->lru_head; l != NULL; l = l->next) {
+		l->expect_miss = true;
+		if (l->cap > 0 &&
+		    (err = CU(cudaMemsetAsync(l->dir, 0, l->cap * sizeof(void *), b->st))) != 0)
+			return err;
+	}
+	if (max > 0) {
+		if ((err = host_reserve(b, &b->h_tab, max * sizeof(struct cuk_dir_set))) != 0 ||
+		    (err = dev_reserve(b, &b->d_tab, max * sizeof(struct cuk_dir_set))) != 0)
+			return err;
+		struct cuk_dir_set *sets = b->h_tab.p;
+		for (unsigned i = 0; i < b->n_pools; i++) {
+			const struct pool *p = &b->pools[i];
+			for (uint32_t s = p->dev.head; s != SLOT_NONE; s = p->dev.next[s])
+				dir_add(b, p, sets, &n, p->dev.uid[s], p->dev.j[s], dev_slot(p, s));
+			for (uint32_t s = p->host.head; b->uva && s != SLOT_NONE; s = p->host.next[s])
+				if (slot_cache_peek(&p->dev, p->host.uid[s], p->host.j[s]) == SLOT_NONE)
+					dir_add(b, p, sets, &n, p->host.uid[s], p->host.j[s],
+					        host_slot(p, s));
+		}
+		if (n > 0 &&
+		    ((err = CU(cudaMemcpyAsync(b->d_tab.p, sets, n * sizeof(*sets),
+		                               cudaMemcpyHostToDevice, b->st))) != 0 ||
+		     (err = CU(cuk_dir_update(b->st, b->d_tab.p, 0, n))) != 0))
+			return err;
+	}
+	return CU(cudaStreamSynchronize(b->st));
+}
+
 void
 gpu_cuda_drop(struct gpu_backend *gb, unsigned what)
 {
 	struct cuda_backend *b = (struct cuda_backend *)gb;
 
 	pthread_mutex_lock(&b->mu);
-	cudaSetDevice(b->device);
+	/* the stream may still read the scratch that the rebuild writes */
+	if (!b->failed && (CU(cudaSetDevice(b->device)) != 0 ||
+	                   CU(cudaStreamSynchronize(b->st)) != 0))
+		b->failed = true;
 	if (what & GPU_CUDA_DROP_LANDMARKS)
 		while (b->lru_head != NULL)
 			lmk_drop(b, b->lru_head);
-	if (what & GPU_CUDA_DROP_DEVICE_CHUNKS)
-		for (struct lmk *l = b->lru_head; l != NULL && !b->failed; l = l->next) {
-			l->expect_miss = true;
-			if (l->cap > 0 && CU(cudaMemsetAsync(l->dir, 0, l->cap * sizeof(void *), b->st)))
-				b->failed = true; /* a stale directory must not be used */
-		}
 	for (unsigned i = 0; i < b->n_pools; i++) {
 		if (what & GPU_CUDA_DROP_DEVICE_CHUNKS)
 			slot_cache_clear(&b->pools[i].dev);
 		if (what & GPU_CUDA_DROP_HOST_CHUNKS)
 			slot_cache_clear(&b->pools[i].host);
 	}
+	/* a stale directory must not be used: failing to rebuild fails the backend */
+	if ((what & (GPU_CUDA_DROP_DEVICE_CHUNKS | GPU_CUDA_DROP_HOST_CHUNKS)) && !b->failed &&
+	    dirs_rebuild(b) != 0)
+		b->failed = true;
 	pthread_mutex_unlock(&b->mu);
 }
 
@@ -1773,6 +1948,7 @@ cuda_free(struct gpu_backend *gb)
 	cp_stop(&b->cp);
 	free(b->miss);
 	free(b->dset);
+	free(b->dkey);
 	free(b->which);
 	free(b->kind);
 	free(b->staged);

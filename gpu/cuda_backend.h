@@ -26,6 +26,7 @@ void gpu_cuda_drop(struct gpu_backend *b, unsigned what);
 
 struct gpu_cuda_counters {
 	uint64_t host_hits;      /* device misses found in the pinned host cache */
+	uint64_t host_direct;    /* of them, read by the device in place (then copied to it) */
 	uint64_t source_reads;   /* device misses read from the source */
 	uint64_t bytes_paged;    /* chunk bytes copied host to device */
 	uint64_t lmk_bytes_loaded;

@@ -146,25 +146,34 @@ slot_cache_grow(struct slot_cache *sc, uint32_t n)
 }
 
 uint32_t
-slot_cache_lookup(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoch,
-                  bool *was_pinned)
+slot_cache_peek(const struct slot_cache *sc, uint64_t uid, uint64_t j)
 {
 	if (sc->n_used == 0)
 		return SLOT_NONE;
 	for (uint32_t i = key_hash(uid, j) & sc->mask; sc->table[i] != 0; i = (i + 1) & sc->mask) {
 		uint32_t s = sc->table[i] - 1;
-		if (sc->uid[s] == uid && sc->j[s] == j) {
-			if (sc->head != s) {
-				lru_unlink(sc, s);
-				lru_push_head(sc, s);
-			}
-			if (was_pinned != NULL)
-				*was_pinned = sc->stamp[s] == epoch;
-			sc->stamp[s] = epoch;
+		if (sc->uid[s] == uid && sc->j[s] == j)
 			return s;
-		}
 	}
 	return SLOT_NONE;
+}
+
+uint32_t
+slot_cache_lookup(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoch,
+                  bool *was_pinned)
+{
+	uint32_t s = slot_cache_peek(sc, uid, j);
+
+	if (s == SLOT_NONE)
+		return SLOT_NONE;
+	if (sc->head != s) {
+		lru_unlink(sc, s);
+		lru_push_head(sc, s);
+	}
+	if (was_pinned != NULL)
+		*was_pinned = sc->stamp[s] == epoch;
+	sc->stamp[s] = epoch;
+	return s;
 }
 
 uint32_t

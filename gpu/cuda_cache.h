@@ -31,24 +31,31 @@
  *
  * THE DEVICE DIRECTORY
  *
- * For its device cache the backend also keeps, per resident memory and beside its landmarks, a
- * directory on the device: dir[j] is the device address of the slot holding (uid, j), or NULL.
- * After the top-k a kernel resolves the selection through it, so a call whose chunks are all
- * resident runs to its results with one synchronisation; only when the kernel counts a miss does
- * the host walk the selection through this cache (lookup, insert) and run the attention again.
- * The host updates the directory in stream order, before the gather that fills a slot:
- *   - an insert that evicts clears the old key's entry (slot_cache_insert_evict reports the key),
- *     then the entries of the call's resident chunks are set (clears first, so a key evicted and
- *     paged in again within the round ends up named);
- *   - forget drops the memory's directory with its landmarks; clearing the cache clears every
- *     directory; a memory's directory grows with its landmarks, keeping its entries.
- *   5. A directory entry that is not NULL names the slot that holds that key. The converse need
- *      not hold (a directory made afresh after its landmarks were evicted): such a chunk reads
- *      as a miss, and the call's walk through the cache sets its entry.
+ * The backend also keeps, per resident memory and beside its landmarks, a directory on the
+ * device: dir[j] is the address of the slot holding (uid, j): a device slot when the device cache
+ * holds it, else (with unified addressing) its pinned host slot, which the device reads in place
+ * over the bus, else NULL. After the top-k a kernel resolves the selection through it, so a call
+ * whose chunks are all in either cache runs to its results with one synchronisation; the host
+ * then touches the selected chunks, and copies those read from host slots into device slots with
+ * a gather it leaves running on the stream. Only when the kernel counts a miss (a NULL entry)
+ * does the host walk the selection through the caches (lookup, insert, page in) and run the
+ * attention again. The host updates the directory in stream order:
+ *   - a key that leaves a cache (slot_cache_insert_evict reports it) has its entry rewritten to
+ *     where it still is (the other cache, or nowhere), computed once the round's inserts are
+ *     done; then the entries of the chunks the round made resident on the device are set (so a
+ *     key evicted and paged in again within the round ends up named);
+ *   - forget drops the memory's directory with its landmarks; emptying a cache rebuilds every
+ *     directory from the caches as they stand; a memory's directory grows with its landmarks,
+ *     keeping its entries.
+ *   5. A directory entry that is not NULL names a slot (device or host) that holds that key.
+ *      The converse need not hold (a directory made afresh after its landmarks were evicted):
+ *      such a chunk reads as a miss, and the call's walk through the caches sets its entry.
  *   6. On the warm path the device reads slots that the host has not yet looked up in this
- *      epoch. That is safe because the host inserts nothing between the resolve kernel and the
- *      call's synchronisation, and then looks every selected chunk up (made most recent and
- *      pinned, invariant 3) before anything of the call can evict it.
+ *      epoch. That is safe because the host inserts nothing and copies nothing between the
+ *      resolve kernel and the round's synchronisation, and then looks every selected chunk up
+ *      (made most recent and pinned, invariant 3) before anything of the round can evict it. A
+ *      gather left running by a round reads host slots that later rounds may reuse only after
+ *      their own first synchronisation, which follows it on the stream.
  */
 #ifndef HSAMEM_CUDA_CACHE_H
 #define HSAMEM_CUDA_CACHE_H
@@ -81,6 +88,9 @@ int slot_cache_grow(struct slot_cache *sc, uint32_t n);
  */
 uint32_t slot_cache_lookup(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoch,
                            bool *was_pinned);
+
+/* The slot holding (uid, j), or SLOT_NONE; changes nothing (no touch, no pin). */
+uint32_t slot_cache_peek(const struct slot_cache *sc, uint64_t uid, uint64_t j);
 
 /*
  * A slot for (uid, j), which must be absent: a free one, else the least recently used one that

@@ -100,7 +100,8 @@ struct cuk_copy {
 
 /*
  * The device directory of a memory's resident chunks: dir[j] is the device address of chunk j's
- * K|V in the chunk cache, or NULL. cuk_resolve maps a selection through it: chunk[x] gets the
+ * K|V in the device chunk cache, or in the pinned host cache (read in place over the bus), or
+ * NULL. cuk_resolve maps a selection through it: chunk[x] gets the
  * address of sel[x]'s chunk (NULL where sel[x] < 0 or the chunk is not resident), and *misses the
  * number of selected chunks that are not resident. One block: a selection is at most a few
  * thousand entries.
@@ -114,9 +115,10 @@ struct cuk_resolve_args {
 };
 
 /*
- * Directory updates, in order: first dir entries set to NULL (chunks evicted), then entries set to
- * addresses (chunks now resident), so that a chunk evicted and paged in again within one call
- * ends up named.
+ * Directory updates, in two ordered phases: first the entries of keys that left a cache (set to
+ * where they still are, or NULL), then the entries of chunks now resident on the device, so that
+ * a chunk evicted and paged in again within one round ends up named. Within a phase the order is
+ * not kept: the host sends each address at most once, or with one value.
  */
 struct cuk_dir_set {
 	void **at;

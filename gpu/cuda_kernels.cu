@@ -661,7 +661,7 @@ __global__ void __launch_bounds__(DIR_THREADS)
 dir_update_kernel(const struct cuk_dir_set *sets, uint32_t n_clear, uint32_t n)
 {
 	for (uint32_t x = threadIdx.x; x < n_clear; x += DIR_THREADS)
-		*sets[x].at = NULL;
+		*sets[x].at = sets[x].val;
 	__syncthreads();
 	for (uint32_t x = n_clear + threadIdx.x; x < n; x += DIR_THREADS)
 		*sets[x].at = sets[x].val;

@@ -4,7 +4,8 @@
  * off-by-one; k larger than the visible chunks, tokens that see no chunk, ties, extreme and NaN
  * scores, more query tokens than one round; a chunk cache smaller than k, a device budget that
  * forces landmark eviction across users, a memory that grows between calls, forget(), the pinned
- * host cache, concurrent callers, calls batched together (shapes, k and probabilities mixed, one
+ * host cache (read in place by the device, then copied to it), both caches churning, concurrent
+ * callers, calls batched together (shapes, k and probabilities mixed, one
  * caller's source failing), bad arguments, and an f32 memory (served by the fallback).
  *
  * Selections must match exactly except where two chunks' scores agree to within rounding (a
@@ -484,6 +485,12 @@ test_residency(void)
 	gpu_cuda_counters(g, &c1);
 	CHECK(c1.host_hits > c0.host_hits);
 	CHECK(c1.source_reads == c0.source_reads);
+	/* read in place from the host cache, then copied to the device: the next call is warm */
+	CHECK(c1.host_direct > c0.host_direct);
+	compare(g, &m, 3, 128, pos, false, "host cache, again");
+	gpu_cuda_counters(g, &c0);
+	CHECK(c0.host_direct == c1.host_direct);
+	CHECK(c0.source_reads == c1.source_reads);
 	fixed_seed = 0;
 	/* forget: everything is loaded again */
 	g->ops->forget(g, m.uid);
@@ -494,6 +501,35 @@ test_residency(void)
 	CHECK(c1.source_reads > c0.source_reads);
 	/* many query tokens: several rounds */
 	compare(g, &m, 70, 16, NULL, true, "rounds");
+	mem_fini(&m);
+	gpu_free(g);
+
+	/*
+	 * Both caches far smaller than the memory, the device one emptied now and then: chunks move
+	 * between device slots, host slots read in place and the source all the time, and each
+	 * directory entry must follow its chunk.
+	 */
+	g = mkgpu(3u << 20, 2u << 20);
+	if (g == NULL)
+		return;
+	mem_init(&m, &sp, next_uid++, 3000, 0);
+	gpu_cuda_counters(g, &c0);
+	for (int i = 0; i < 60; i++) {
+		/* every third query repeats the one before with the device cache emptied: its
+		 * chunks, paged in last, are in the host cache */
+		if (i % 3 == 2)
+			gpu_cuda_drop(g, GPU_CUDA_DROP_DEVICE_CHUNKS);
+		fixed_seed = 777 + (uint64_t)(i - (i % 3 == 2));
+		compare(g, &m, 1 + (uint32_t)(i / 3) % 2, 32, NULL, false, "churn");
+	}
+	fixed_seed = 0;
+	gpu_cuda_counters(g, &c1);
+	printf("churn: %" PRIu64 " host hits (%" PRIu64 " read in place), %" PRIu64
+	       " source reads\n",
+	       c1.host_hits - c0.host_hits, c1.host_direct - c0.host_direct,
+	       c1.source_reads - c0.source_reads);
+	CHECK(c1.host_direct > c0.host_direct);
+	CHECK(c1.source_reads > c0.source_reads);
 	mem_fini(&m);
 	gpu_free(g);
 }

@@ -94,6 +94,7 @@ main(void)
 		} else {
 			uint32_t want = model_find(&m, uid, j);
 			bool again = false;
+			CHECK(slot_cache_peek(&sc, uid, j) == want);
 			uint32_t s = slot_cache_lookup(&sc, uid, j, epoch, &again);
 			CHECK(s == want);
 			if (s != SLOT_NONE) {
