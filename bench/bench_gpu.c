@@ -226,7 +226,8 @@ out:
 /*
  * One caller's source: a read transaction of its own. The backend may call a source's callbacks
  * from several of its threads at once, and a transaction is for one thread at a time, so they
- * are serialised by a mutex, as the daemon's source does.
+ * are serialised by a mutex, as the daemon's source does; copy_kv reads through each thread's
+ * own reader (store_kv_copy), as the daemon's does.
  */
 struct bsrc {
 	struct store_txn txn;
@@ -257,6 +258,13 @@ bs_kv(void *ctx, uint64_t j, const void **kv)
 	return err == 0 && len != s->kvb ? HSAMEM_EFORMAT : err;
 }
 
+static int
+bs_copy_kv(void *ctx, uint64_t j, void *dst)
+{
+	struct bsrc *s = ctx;
+	return store_kv_copy(&s->txn, s->u.uid, j, dst, s->kvb);
+}
+
 /* Begins a read transaction of st and finds the bench user in it. Close with bsrc_close. */
 static int
 bsrc_open(struct store *st, struct bsrc *bs)
@@ -273,7 +281,8 @@ bsrc_open(struct store *st, struct bsrc *bs)
 	bs->kvb = spec_kv_bytes(&bs->u.spec);
 	pthread_mutex_init(&bs->mu, NULL);
 	bs->src = (struct hsa_source){.ctx = bs, .uid = bs->u.uid, .n_chunks = bs->u.n_chunks,
-	                              .landmarks = bs_landmarks, .chunk_kv = bs_kv};
+	                              .landmarks = bs_landmarks, .chunk_kv = bs_kv,
+	                              .copy_kv = bs_copy_kv};
 	return 0;
 }
 

@@ -337,6 +337,18 @@ source_chunk_kv(void *ctx, uint64_t j, const void **kv)
 	return ret;
 }
 
+static int
+source_copy_kv(void *ctx, uint64_t j, void *dst)
+{
+	struct ops_source *s = ctx;
+	int ret = store_kv_copy(s->txn, s->user.uid, j, dst, s->kv_bytes);
+
+	if (ret == HSAMEM_EFORMAT)
+		log_err("store: chunk %llu of user %s does not hold %zu bytes of K/V",
+			(unsigned long long)j, s->user.name, s->kv_bytes);
+	return ret;
+}
+
 void
 ops_source_init(struct ops_source *s, struct store_txn *txn, const struct store_user *u)
 {
@@ -350,6 +362,7 @@ ops_source_init(struct ops_source *s, struct store_txn *txn, const struct store_
 	s->src.n_chunks = u->n_chunks;
 	s->src.landmarks = source_landmarks;
 	s->src.chunk_kv = source_chunk_kv;
+	s->src.copy_kv = source_copy_kv;
 }
 
 void

@@ -42,6 +42,12 @@ struct hsa_source {
 	 * (spec_kv_bytes bytes). Valid until attend() returns. Returns 0 or an error.
 	 */
 	int (*chunk_kv)(void *ctx, uint64_t j, const void **kv);
+	/*
+	 * Optional (NULL if the source has none): copies the same bytes into dst. Where chunk_kv
+	 * may serialise its callers, copy_kv must not: a backend calls it from many threads at once
+	 * to read many chunks in parallel. Returns 0 or an error.
+	 */
+	int (*copy_kv)(void *ctx, uint64_t j, void *dst);
 };
 
 /* A batch of query tokens of one memory. */

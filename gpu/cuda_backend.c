@@ -32,12 +32,13 @@
  *      goes straight to 5, wasting no pass;
  *   5. slow path, when some chunk missed: each selected chunk is looked up in the device cache;
  *      misses get a device slot (or a place in device staging when the cache is full of this
- *      round's chunks) and are read from the pinned host cache, or copied from the source into it
- *      (or into pinned staging) by the copy pool's threads and the calling thread together; the
+ *      round's chunks) and are read from the pinned host cache, or from the source into it (or
+ *      into pinned staging) by the copy pool's threads, woken while the selection ran, and the
+ *      calling thread together: in parallel through the source's copy_kv where it has one; the
  *      directory updates and the gather list go up in one upload, and a gather kernel copies each
- *      batch of misses from mapped pinned memory as soon as its host copies are done; attention
- *      and fusion run again, and the stream is synchronised before the round ends, so the next
- *      round may reuse every buffer. Each call's share of the results is copied to its buffers.
+ *      run of batches of misses from mapped pinned memory as soon as its host copies are done;
+ *      attention and fusion run again, and the stream is synchronised before the round ends, so
+ *      the next round may reuse every buffer. Each call's share of the results is copied to its buffers.
  *
  * The warm path of a round is thus one upload, seven kernels (score, three of the select, resolve,
  * attention, fusion), one download and one synchronisation; scratch buffers only grow, so
@@ -130,37 +131,49 @@ struct buf {
 
 /* One miss of the current round. */
 struct miss {
-	uint64_t j;
 	uint32_t dev_slot;  /* SLOT_NONE: device staging entry dst_stage */
-	uint32_t host_slot; /* SLOT_NONE: pinned staging entry src_stage (or none: see kv) */
+	uint32_t host_slot; /* SLOT_NONE: pinned staging entry src_stage */
 	uint32_t dst_stage, src_stage;
-	const void *kv;     /* the source's bytes, to copy into the host slot or staging */
-};
-
-/* One host copy of a miss into pinned memory; src NULL when there is nothing to copy. */
-struct cp_job {
-	void *dst;
-	const void *src;
 };
 
 /*
+ * One miss to bring into pinned memory: copied from src (already looked up), or read through its
+ * source's copy_kv when from is set, or nothing (a host cache hit).
+ */
+struct cp_job {
+	void *dst;
+	const void *src;
+	const struct hsa_source *from;
+	uint64_t j;
+};
+
+#define CP_OPEN UINT32_MAX
+
+/*
  * The copy pool: threads that copy the misses out of the source (page faults of the LMDB map
- * included) into pinned memory beside the calling thread. A round publishes its jobs under mu
- * with a new gen; every thread, the caller too, takes the next job by an atomic index and counts
- * it done in its batch; active counts the threads not yet through the current jobs.
+ * included) into pinned memory beside the calling thread. A round that expects misses wakes them
+ * under mu with a new gen while its selection runs; they spin until jobs appear. The calling
+ * thread publishes the jobs one by one as it walks the selection (n_avail), then their number
+ * (n_jobs, CP_OPEN until then); every thread, the caller too once its walk is done, takes the
+ * next job by an atomic index and counts it done in its batch; active counts the threads not yet
+ * through the jobs; err keeps the round's first source error. A source with copy_kv is read by
+ * the pool's threads in parallel; one without is looked up by the calling thread as it walks
+ * (chunk_kv may serialise its callers), the pool copying behind it.
  */
 struct cpool {
 	pthread_t th[CP_THREADS];
 	unsigned n_th;
-	bool started, stop;
+	bool started, stop, woken;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint64_t gen;
 	struct cp_job *job;
 	atomic_uint *done; /* per batch */
-	uint32_t n_jobs, batch;
+	atomic_uint n_avail, n_jobs;
+	uint32_t batch, gathered; /* jobs a gather; jobs whose gather is launched */
 	size_t bytes;
 	atomic_uint next, active;
+	atomic_int err;
 };
 
 struct call;
@@ -207,6 +220,7 @@ struct cuda_backend {
 	struct buf h_q, h_sel, h_attn, h_tab, h_stage, h_lmk[2];
 	/* plain host scratch */
 	struct miss *miss;
+	struct cuk_copy *cpy; /* [miss_cap]: the round's gathers, filled by its walk */
 	size_t miss_cap;
 	struct cuk_dir_set *dset; /* [dset_cap]: keys moved from 0, sets from dset_cap / 3 * 2 */
 	struct dir_key *dkey;     /* [dset_cap / 3 * 2]: the keys moved */
@@ -986,15 +1000,27 @@ staged_entry(struct cuda_backend *b, uint64_t uid, uint64_t j, uint32_t *n_stage
 
 /* ---- the copy pool ---- */
 
+static void cp_relax(void);
+
+/* Copies the next job, waiting for it to be published; false when there is none left. */
 static bool
 cp_one(struct cpool *cp)
 {
 	uint32_t i = atomic_fetch_add_explicit(&cp->next, 1, memory_order_relaxed);
 
-	if (i >= cp->n_jobs)
-		return false;
-	if (cp->job[i].src != NULL)
-		memcpy(cp->job[i].dst, cp->job[i].src, cp->bytes);
+	while (i >= atomic_load_explicit(&cp->n_avail, memory_order_acquire)) {
+		if (i >= atomic_load_explicit(&cp->n_jobs, memory_order_acquire))
+			return false;
+		cp_relax();
+	}
+	const struct cp_job *jb = &cp->job[i];
+	if (jb->src != NULL) {
+		memcpy(jb->dst, jb->src, cp->bytes);
+	} else if (jb->from != NULL) {
+		int err = jb->from->copy_kv(jb->from->ctx, jb->j, jb->dst), none = 0;
+		if (err != 0)
+			atomic_compare_exchange_strong(&cp->err, &none, err);
+	}
 	atomic_fetch_add_explicit(&cp->done[i / cp->batch], 1, memory_order_release);
 	return true;
 }
@@ -1043,6 +1069,9 @@ cp_ready(struct cpool *cp)
 	pthread_cond_init(&cp->cv, NULL);
 	atomic_init(&cp->next, 0);
 	atomic_init(&cp->active, 0);
+	atomic_init(&cp->n_avail, 0);
+	atomic_init(&cp->n_jobs, 0);
+	atomic_init(&cp->err, 0);
 	for (cp->n_th = 0; cp->n_th < want; cp->n_th++)
 		if (pthread_create(&cp->th[cp->n_th], NULL, cp_main, cp) != 0)
 			break;
@@ -1066,58 +1095,125 @@ cp_stop(struct cpool *cp)
 	free(cp->done);
 }
 
+/* Waits out the helpers still in the previous jobs, and opens the pool for a round's. */
+static void
+cp_reset(struct cpool *cp)
+{
+	while (atomic_load_explicit(&cp->active, memory_order_acquire) != 0)
+		cp_relax();
+	atomic_store_explicit(&cp->n_avail, 0, memory_order_relaxed);
+	atomic_store_explicit(&cp->n_jobs, CP_OPEN, memory_order_relaxed);
+	atomic_store_explicit(&cp->next, 0, memory_order_relaxed);
+	atomic_store_explicit(&cp->err, 0, memory_order_relaxed);
+}
+
+/* Wakes the pool's threads to wait for the round's jobs. */
+static void
+cp_wake(struct cpool *cp)
+{
+	cp_reset(cp);
+	pthread_mutex_lock(&cp->mu);
+	atomic_store_explicit(&cp->active, cp->n_th, memory_order_relaxed);
+	cp->gen++;
+	pthread_cond_broadcast(&cp->cv);
+	pthread_mutex_unlock(&cp->mu);
+	cp->woken = true;
+}
+
 /*
- * Copies the round's n misses into pinned memory (cp->job, filled by the caller), with the pool's
- * threads when there are enough bytes to share, and launches the gather of each batch of
- * cp->batch misses (device copy list d_copies) as soon as its copies are done.
+ * Before the round's first job: the size of a copy, the jobs of a gather and room for n jobs
+ * (cp->job and cp->done, which the pool's threads read only once a job is published).
+ */
+static void
+cp_begin(struct cpool *cp, size_t bytes, uint32_t n)
+{
+	if (!cp->woken)
+		cp_reset(cp);
+	cp->bytes = bytes;
+	cp->batch = (uint32_t)(CP_BATCH_BYTES / bytes);
+	if (cp->batch == 0)
+		cp->batch = 1;
+	cp->gathered = 0;
+	for (uint32_t i = 0; i < (n + cp->batch - 1) / cp->batch; i++)
+		atomic_store_explicit(&cp->done[i], 0, memory_order_relaxed);
+}
+
+/* Publishes job n - 1 (jobs are published in order). */
+static void
+cp_publish(struct cpool *cp, uint32_t n)
+{
+	atomic_store_explicit(&cp->n_avail, n, memory_order_release);
+}
+
+/* Ends the round's jobs where they stand: woken threads finish the published ones and sleep. */
+static void
+cp_cancel(struct cpool *cp)
+{
+	if (!cp->woken)
+		return;
+	atomic_store_explicit(&cp->n_jobs, atomic_load(&cp->n_avail), memory_order_release);
+	cp->woken = false;
+}
+
+/*
+ * Launches one gather (device copy list d_copies) for the jobs past those gathered whose batches
+ * are copied. Returns 0, or the launch's error; *any says whether it launched.
+ */
+static int
+cp_gather_ready(struct cuda_backend *b, uint32_t n, const struct cuk_copy *d_copies, bool *any)
+{
+	struct cpool *cp = &b->cp;
+	uint32_t end = cp->gathered;
+
+	*any = false;
+	while (end < n) {
+		uint32_t size = n - end < cp->batch ? n - end : cp->batch;
+		if (atomic_load_explicit(&cp->done[end / cp->batch], memory_order_acquire) < size)
+			break;
+		end += size;
+	}
+	if (end == cp->gathered)
+		return 0;
+	int err = CU(cuk_gather(b->st, d_copies + cp->gathered, end - cp->gathered, cp->bytes));
+	cp->gathered = end;
+	*any = true;
+	return err;
+}
+
+/*
+ * Completes the copies of the round's n misses, all published (cp_begin, cp_publish), with the
+ * pool's threads when they were woken or there are enough bytes to share, and launches a gather
+ * (device copy list d_copies) for every run of batches as soon as their copies are done. Returns
+ * the first error, a source's included, once every job is through.
  */
 static int
 cp_run(struct cuda_backend *b, uint32_t n, uint32_t n_src, const struct cuk_copy *d_copies)
 {
 	struct cpool *cp = &b->cp;
-	uint32_t n_batch = (n + cp->batch - 1) / cp->batch;
-	bool helped = (size_t)n_src * cp->bytes >= CP_MIN_BYTES && cp_ready(cp);
+	int err = 0;
 
-	/* a helper late from the previous round may still look at the job */
-	while (atomic_load_explicit(&cp->active, memory_order_acquire) != 0)
-		cp_relax();
-	cp->n_jobs = n;
-	for (uint32_t i = 0; i < n_batch; i++)
-		atomic_store_explicit(&cp->done[i], 0, memory_order_relaxed);
-	atomic_store_explicit(&cp->next, 0, memory_order_relaxed);
-	if (helped) {
+	atomic_store_explicit(&cp->n_jobs, n, memory_order_release);
+	if (!cp->woken && (size_t)n_src * cp->bytes >= CP_MIN_BYTES && cp_ready(cp)) {
+		/* late helpers: they copy the jobs published, which are all of them */
 		pthread_mutex_lock(&cp->mu);
 		atomic_store_explicit(&cp->active, cp->n_th, memory_order_relaxed);
 		cp->gen++;
 		pthread_cond_broadcast(&cp->cv);
 		pthread_mutex_unlock(&cp->mu);
 	}
-	/* one gather for every run of complete batches: all at once when nothing is copied */
-	for (uint32_t launched = 0, ready = 0; launched < n_batch; launched = ready) {
-		while (ready < n_batch) {
-			uint32_t size = n - ready * cp->batch < cp->batch ? n - ready * cp->batch
-			                                                   : cp->batch;
-			if (atomic_load_explicit(&cp->done[ready], memory_order_acquire) < size)
-				break;
-			ready++;
-		}
-		if (ready == launched) {
-			if (!cp_one(cp))
-				cp_relax();
-			continue;
-		}
-		uint32_t first = launched * cp->batch, end = ready * cp->batch;
-		if (end > n)
-			end = n;
-		int err = CU(cuk_gather(b->st, d_copies + first, end - first, cp->bytes));
-		if (err != 0) {
-			/* the helpers must be done with the job before the caller moves on */
-			while (cp_one(cp))
-				;
-			return err;
-		}
+	cp->woken = false;
+	while (cp->gathered < n && err == 0) {
+		bool any = false;
+		if ((err = cp_gather_ready(b, n, d_copies, &any)) == 0 && !any && !cp_one(cp))
+			cp_relax();
 	}
-	return 0;
+	if (err != 0) {
+		/* the helpers must be done with the jobs before the caller moves on */
+		while (cp_one(cp))
+			;
+		return err;
+	}
+	return atomic_load(&cp->err);
 }
 
 /*
@@ -1223,6 +1319,10 @@ round_scratch(struct cuda_backend *b, size_t n)
 		if (dn == NULL)
 			return -ENOMEM;
 		b->cp.done = dn;
+		struct cuk_copy *cy = realloc(b->cpy, n * sizeof(*cy));
+		if (cy == NULL)
+			return -ENOMEM;
+		b->cpy = cy;
 		b->miss_cap = n;
 	}
 	if (b->dset_cap < 3 * n) {
@@ -1293,8 +1393,8 @@ round_touch(struct round *r)
 	}
 	if (!ready || (n_up == 0 && b->n_clear == 0))
 		return 0;
-	size_t bytes = n_up * sizeof(struct cuk_copy) + (size_t)(b->n_clear + b->n_set + n_up) *
-	                                                       sizeof(struct cuk_dir_set);
+	size_t bytes = n_up * sizeof(struct cuk_copy) +
+	               (size_t)(b->n_clear + b->n_set) * sizeof(struct cuk_dir_set);
 	if ((err = host_reserve(b, &b->h_tab, bytes)) != 0 ||
 	    (err = dev_reserve(b, &b->d_tab, bytes)) != 0)
 		return err;
@@ -1363,7 +1463,8 @@ round_attend(struct round *r, const float *d_qa)
 		return err;
 	const void **ptr = b->h_tab.p;
 
-	/* 1: where each selected chunk is or will be */
+	/* 1: where each selected chunk is or will be; each miss's copy published to the pool */
+	cp_begin(&b->cp, p->kv_bytes, (uint32_t)n);
 	for (uint32_t i = 0; i < r->n_seg; i++)
 		r->seg[i].c->lmk->expect_miss = false;
 	for (size_t x = 0; x < n; x++) {
@@ -1385,10 +1486,13 @@ round_attend(struct round *r, const float *d_qa)
 		}
 		s = pool_insert_dev(b, p, src->uid, j);
 		struct miss *m = &b->miss[n_miss];
-		m->j = j;
+		struct cp_job *jb = &b->cp.job[n_miss];
 		m->dev_slot = s;
-		m->kv = NULL;
 		if (s == SLOT_NONE) {
+			/* device staging, for every entry left at the first one that needs it */
+			if (n_dstage == 0 &&
+			    (err = dev_reserve(b, &b->d_stage, (n - x) * p->slot_bytes)) != 0)
+				goto out;
 			m->dst_stage = staged_entry(b, src->uid, j, &n_dstage, &fresh);
 			kind[x] = 2;
 			which[x] = m->dst_stage;
@@ -1399,75 +1503,74 @@ round_attend(struct round *r, const float *d_qa)
 			which[x] = s;
 			dir_set(b, c->lmk, j, dev_slot(p, s));
 		}
-		n_miss++;
 		b->chunk_misses++;
 		c->lmk->expect_miss = true;
 		m->host_slot = slot_cache_lookup(&p->host, src->uid, j, b->epoch, NULL);
+		jb->src = NULL;
+		jb->from = NULL;
 		if (m->host_slot != SLOT_NONE) {
 			b->ctr.host_hits++;
-			continue;
+		} else {
+			if (src->copy_kv != NULL) {
+				jb->from = src;
+				jb->j = j;
+			} else if ((err = src->chunk_kv(src->ctx, j, &jb->src)) != 0) {
+				goto out;
+			} else if (jb->src == NULL) {
+				err = HSAMEM_EINTERNAL;
+				goto out;
+			}
+			b->ctr.source_reads++;
+			n_src++;
+			if (b->host_budget > 0)
+				m->host_slot = pool_insert_host(b, p, src->uid, j);
 		}
-		if ((err = src->chunk_kv(src->ctx, j, &m->kv)) != 0)
-			goto out;
-		if (m->kv == NULL) {
-			err = HSAMEM_EINTERNAL;
-			goto out;
-		}
-		b->ctr.source_reads++;
-		n_src++;
-		m->host_slot = b->host_budget > 0 ? pool_insert_host(b, p, src->uid, j) : SLOT_NONE;
-		if (m->host_slot == SLOT_NONE)
+		if (m->host_slot == SLOT_NONE) {
+			/* pinned staging, for every miss left at the first one that needs it */
+			if (n_hstage == 0 &&
+			    (err = host_reserve(b, &b->h_stage, (n - x) * p->slot_bytes)) != 0)
+				goto out;
 			m->src_stage = n_hstage++;
-	}
-
-	/* 2: room for staging, the host copies to make and the gather list */
-	if (n_dstage > 0 && (err = dev_reserve(b, &b->d_stage, (size_t)n_dstage * p->slot_bytes)))
-		goto out;
-	if (n_hstage > 0 && (err = host_reserve(b, &b->h_stage, (size_t)n_hstage * p->slot_bytes)))
-		goto out;
-	struct cuk_copy *cp = (struct cuk_copy *)(ptr + n);
-	for (uint32_t i = 0; i < n_miss; i++) {
-		struct miss *m = &b->miss[i];
-		char *h = m->host_slot != SLOT_NONE
+		}
+		jb->dst = m->host_slot != SLOT_NONE
 		                  ? host_slot(p, m->host_slot)
 		                  : (char *)b->h_stage.p + (size_t)m->src_stage * p->slot_bytes;
-		b->cp.job[i].dst = h;
-		b->cp.job[i].src = m->kv;
+		struct cuk_copy *cp = &b->cpy[n_miss];
 		if (b->uva)
-			cp[i].src = h;
-		else if ((err = mapped(h, &cp[i].src)) != 0)
+			cp->src = jb->dst;
+		else if ((err = mapped(jb->dst, &cp->src)) != 0)
 			goto out;
-		cp[i].dst = m->dev_slot != SLOT_NONE
-		                    ? dev_slot(p, m->dev_slot)
-		                    : (char *)b->d_stage.p + (size_t)m->dst_stage * p->slot_bytes;
+		cp->dst = m->dev_slot != SLOT_NONE
+		                  ? dev_slot(p, m->dev_slot)
+		                  : (char *)b->d_stage.p + (size_t)m->dst_stage * p->slot_bytes;
+		cp_publish(&b->cp, ++n_miss);
 	}
+
+	/* 2: the chunk table and the directory updates */
 	for (size_t x = 0; x < n; x++)
 		ptr[x] = kind[x] == 0   ? NULL
 		         : kind[x] == 1 ? (const void *)dev_slot(p, which[x])
 		                        : (const void *)((char *)b->d_stage.p +
 		                                         (size_t)which[x] * p->slot_bytes);
+	struct cuk_copy *cp = (struct cuk_copy *)(ptr + n);
+	memcpy(cp, b->cpy, n_miss * sizeof(*cp));
 	struct cuk_dir_set *ds = (struct cuk_dir_set *)(cp + n_miss);
 	uint32_t n_dir = dir_finish(b, p, ds);
 	b->ctr.bytes_paged += (uint64_t)n_miss * p->kv_bytes;
 
 	/*
-	 * 3: one upload of the table and the directory updates; the host copies, each batch's
-	 * gather launched when it is complete; attention, fusion, results back
+	 * 3: one upload of the table and the directory updates; the rest of the host copies, each
+	 * batch's gather launched when it is complete; attention, fusion, results back
 	 */
 	size_t tab_bytes = (char *)(ds + n_dir) - (char *)ptr;
 	if ((err = dev_reserve(b, &b->d_tab, tab_bytes)) != 0)
 		goto out;
-	const void **d_ptr = b->d_tab.p;
-	const struct cuk_copy *d_cp = (const struct cuk_copy *)(d_ptr + n);
+	const struct cuk_copy *d_cp = (const struct cuk_copy *)((const void **)b->d_tab.p + n);
 	if ((err = CU(cudaMemcpyAsync(b->d_tab.p, b->h_tab.p, tab_bytes, cudaMemcpyHostToDevice,
 	                              b->st))) != 0 ||
 	    (err = CU(cuk_dir_update(b->st, (const struct cuk_dir_set *)(d_cp + n_miss), b->n_clear,
 	                             n_dir))) != 0)
 		goto out;
-	b->cp.bytes = p->kv_bytes;
-	b->cp.batch = (uint32_t)(CP_BATCH_BYTES / p->kv_bytes);
-	if (b->cp.batch == 0)
-		b->cp.batch = 1;
 	uint64_t t_copy = now_ns();
 	b->ctr.ns_walk += t_copy - t_walk;
 	if ((err = cp_run(b, n_miss, n_src, d_cp)) != 0)
@@ -1513,23 +1616,24 @@ round_run(struct round *r)
 	for (uint32_t i = 0; i < r->n_seg; i++)
 		expect_miss |= r->seg[i].c->lmk->expect_miss;
 	if (expect_miss) {
+		/* the copy pool wakes while the selection runs, ready for the misses */
+		if (n * r->pool->kv_bytes >= CP_MIN_BYTES && cp_ready(&b->cp))
+			cp_wake(&b->cp);
 		err = round_fetch_sel(r);
 		misses = 1;
 	} else {
 		err = round_resolve(r, dq, off, &misses);
 	}
-	if (err != 0)
-		return err;
-	if (misses == 0) {
-		if ((err = round_touch(r)) != 0)
-			return err;
-	} else {
+	if (err == 0 && misses == 0) {
+		err = round_touch(r);
+	} else if (err == 0) {
 		b->ctr.ns_select += now_ns() - r->t_start;
-		if ((err = round_attend(r, (const float *)(dq + off[1]))) != 0)
-			return err;
+		err = round_attend(r, (const float *)(dq + off[1]));
 	}
-	round_scatter(r);
-	return 0;
+	cp_cancel(&b->cp);
+	if (err == 0)
+		round_scatter(r);
+	return err;
 }
 
 /* Whether two calls can share a round: one shape, one k, probabilities asked of both or none. */
@@ -1947,6 +2051,7 @@ cuda_free(struct gpu_backend *gb)
 	gpu_free(b->cpu);
 	cp_stop(&b->cp);
 	free(b->miss);
+	free(b->cpy);
 	free(b->dset);
 	free(b->dkey);
 	free(b->which);

@@ -48,6 +48,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,27 @@ struct store {
 	pthread_cond_t gate_cv;
 	unsigned gate_shared; /* top-level transactions open */
 	bool gate_exclusive;  /* store_grow holds the gate or waits for it */
+	uint64_t serial;      /* of this store among those opened by the process, from 1 */
+	struct reader *readers; /* of store_kv_copy's threads, under gate_mu */
 };
+
+/*
+ * A read transaction of one thread's own, for store_kv_copy: begun at the thread's first copy
+ * from a store, renewed for each copy and reset after it, aborted by store_close. A thread knows
+ * its reader by the store's serial number, which is never reused, so a thread that outlives a
+ * store never touches that store's reader again.
+ */
+struct reader {
+	struct reader *next;
+	MDB_txn *txn;
+};
+
+static _Thread_local struct {
+	uint64_t serial;
+	MDB_txn *txn;
+} my_reader;
+
+static atomic_uint_fast64_t store_serials;
 
 /* A copy of a value made for alignment or decoding (invariant 4). */
 struct scratch {
@@ -446,6 +467,7 @@ store_open(const char *dir, const struct store_opts *opts, struct store **out)
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return -ENOMEM;
 	st->map_max = o.map_max;
+	st->serial = atomic_fetch_add(&store_serials, 1) + 1;
 	if (pthread_mutex_init(&st->gate_mu, NULL) != 0) {
 		ret = -ENOMEM;
 		goto fail_free;
@@ -488,6 +510,11 @@ store_close(struct store *st)
 		return;
 	if (st->gate_shared > 0)
 		log_err("store: closed with %u transactions open", st->gate_shared);
+	for (struct reader *r = st->readers, *next; r != NULL; r = next) {
+		next = r->next;
+		mdb_txn_abort(r->txn);
+		free(r);
+	}
 	mdb_env_close(st->env);
 	pthread_cond_destroy(&st->gate_cv);
 	pthread_mutex_destroy(&st->gate_mu);
@@ -1133,6 +1160,50 @@ store_kv_get(struct store_txn *txn, uint64_t uid, uint64_t j, const void **kv, s
 	*kv = p;
 	*len = v.mv_size;
 	return 0;
+}
+
+int
+store_kv_copy(struct store_txn *txn, uint64_t uid, uint64_t j, void *dst, size_t len)
+{
+	struct store *st = txn->st;
+	uint8_t kb[16];
+	MDB_val k = key_uid_n(kb, uid, j), v;
+	int rc, ret;
+
+	if (txn->txn == NULL) {
+		log_err("store: kv copy under a finished transaction");
+		return HSAMEM_EINTERNAL;
+	}
+	if (my_reader.serial != st->serial) {
+		struct reader *r = malloc(sizeof(*r));
+		if (r == NULL)
+			return -ENOMEM;
+		if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &r->txn)) != 0) {
+			free(r);
+			return mdb_error("begin a reader", rc);
+		}
+		pthread_mutex_lock(&st->gate_mu);
+		r->next = st->readers;
+		st->readers = r;
+		pthread_mutex_unlock(&st->gate_mu);
+		my_reader.serial = st->serial;
+		my_reader.txn = r->txn;
+	} else if ((rc = mdb_txn_renew(my_reader.txn)) != 0) {
+		return mdb_error("renew a reader", rc);
+	}
+	rc = mdb_get(my_reader.txn, st->dbi[DB_KV], &k, &v);
+	if (rc == MDB_NOTFOUND)
+		ret = HSAMEM_EINVAL;
+	else if (rc != 0)
+		ret = mdb_error("read kv", rc);
+	else if (v.mv_size != len)
+		ret = HSAMEM_EFORMAT;
+	else
+		ret = 0;
+	if (ret == 0)
+		memcpy(dst, v.mv_data, len);
+	mdb_txn_reset(my_reader.txn);
+	return ret;
 }
 
 /* ---- landmarks ---- */

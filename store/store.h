@@ -174,6 +174,15 @@ int store_chunk_get(struct store_txn *txn, uint64_t uid, uint64_t j, struct stor
 /* K|V blobs. get borrows: *kv points into the map. */
 int store_kv_put(struct store_txn *txn, uint64_t uid, uint64_t j, const void *kv, size_t len);
 int store_kv_get(struct store_txn *txn, uint64_t uid, uint64_t j, const void **kv, size_t *len);
+/*
+ * Copies the K|V blob of chunk j into dst, which holds len bytes: HSAMEM_EFORMAT when the blob
+ * has another size, HSAMEM_EINVAL when there is none. Unlike the other calls it may run on many
+ * threads at once, beside txn's own use: it reads through a read transaction of the calling
+ * thread's own (the newest committed snapshot, which holds every chunk txn sees unless its user
+ * was deleted since), kept until store_close. txn must stay open meanwhile: it keeps the map from
+ * growing under the copy.
+ */
+int store_kv_copy(struct store_txn *txn, uint64_t uid, uint64_t j, void *dst, size_t len);
 
 /*
  * Landmarks. put writes the landmark of chunk j (row_bytes = spec_landmark_bytes) into its page;

@@ -968,6 +968,73 @@ test_readers(void)
 	store_close(st);
 }
 
+/*
+ * store_kv_copy: the blob, its errors, and eight threads copying at once beside the reader that
+ * opened the call while a writer commits more chunks; the threads' readers end with the store.
+ */
+#define COPY_THREADS 8
+#define COPY_CHUNKS  64
+#define COPY_BYTES   (32u << 10)
+
+struct copy_arg {
+	struct store_txn *txn;
+	int bad;
+};
+
+static void *
+copy_main(void *p)
+{
+	struct copy_arg *a = p;
+	static _Thread_local uint8_t buf[COPY_BYTES];
+
+	for (int round = 0; round < 50; round++)
+		for (uint64_t j = 0; j < COPY_CHUNKS; j++)
+			a->bad += store_kv_copy(a->txn, 7, j, buf, COPY_BYTES) != 0 ||
+			          buf[0] != (uint8_t)j || buf[COPY_BYTES - 1] != (uint8_t)(j * 7);
+	return NULL;
+}
+
+static void
+test_kv_copy(void)
+{
+	struct store *st = open_store(new_dir("kv_copy"), NULL);
+	static uint8_t blob[COPY_BYTES], got[COPY_BYTES];
+	struct store_txn txn, w;
+	pthread_t th[COPY_THREADS];
+	struct copy_arg arg[COPY_THREADS];
+
+	for (uint64_t j = 0; j < COPY_CHUNKS; j++) {
+		memset(blob, (int)j, sizeof(blob));
+		blob[COPY_BYTES - 1] = (uint8_t)(j * 7);
+		CHECK_RET(put_blob(st, j, blob, sizeof(blob)), 0);
+	}
+	CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
+	CHECK_RET(store_kv_copy(&txn, 7, 5, got, COPY_BYTES), 0);
+	CHECK(got[0] == 5 && got[COPY_BYTES - 1] == 35);
+	CHECK_RET(store_kv_copy(&txn, 7, 5, got, COPY_BYTES - 1), HSAMEM_EFORMAT);
+	CHECK_RET(store_kv_copy(&txn, 7, COPY_CHUNKS + 100, got, COPY_BYTES), HSAMEM_EINVAL);
+	CHECK_RET(store_kv_copy(&txn, 8, 0, got, COPY_BYTES), HSAMEM_EINVAL);
+	for (int i = 0; i < COPY_THREADS; i++) {
+		arg[i] = (struct copy_arg){&txn, 0};
+		pthread_create(&th[i], NULL, copy_main, &arg[i]);
+	}
+	for (uint64_t j = COPY_CHUNKS; j < COPY_CHUNKS + 20; j++) {
+		memset(blob, (int)j, sizeof(blob));
+		CHECK_RET(store_txn_begin(st, &w, true, NULL), 0);
+		CHECK_RET(store_kv_put(&w, 7, j, blob, sizeof(blob)), 0);
+		CHECK_RET(store_txn_commit(&w), 0);
+	}
+	for (int i = 0; i < COPY_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(arg[i].bad == 0);
+	}
+	/* a chunk committed after txn began is there too: the copy reads the newest snapshot */
+	CHECK_RET(store_kv_copy(&txn, 7, COPY_CHUNKS + 3, got, COPY_BYTES), 0);
+	CHECK(got[0] == COPY_CHUNKS + 3);
+	CHECK_RET(store_txn_commit(&txn), 0);
+	store_close(st);
+}
+
 int
 main(void)
 {
@@ -988,6 +1055,7 @@ main(void)
 	test_growth();
 	test_reopen();
 	test_readers();
+	test_kv_copy();
 
 	nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return test_done("test_store");
