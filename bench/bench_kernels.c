@@ -27,6 +27,16 @@
  *   its synchronisation; seq live; round: the upload of a round's queries, seq and the download
  *   of its results, of the sizes round_run copies (rows "round n=.. upload/download", bytes),
  *   then one synchronisation: the device side of a warm call.
+ * cuBLAS beside score, for nt of 1, 8 and 32 (score n=8 is timed there, as the others come
+ * from the sequence): cublasGemmEx of the landmarks (transposed: column-major d_r x rows) by a
+ * block of f16 query columns into fp32 C [rows x cols], alpha 1/sqrt(d_r), fp32 compute, on the
+ * same stream, with two columns a token (hi/lo f16 split of the fp32 query, which keeps
+ * fp32-like precision) and with one (the query rounded to f16); a device-to-device copy of the
+ * two-column C stands in for the pass that would turn C into score keys (a proxy: it reads C as
+ * that pass would, but writes twice as much); the 2-column GEMM and the proxy between one event
+ * pair. GB/s: landmark bytes read, except for the proxy, bytes copied. Before them both GEMMs
+ * run once and a few rows of C are checked against the host's dot products in double, and the
+ * largest error of each against the fp32 query's score is printed (part "check").
  * The tokens column is the memory's size, 0 for figures that do not depend on it.
  * Each figure: 20 warm-up repetitions, then --iters (200), p50 and p10 in microseconds.
  *
@@ -46,6 +56,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include "cuda_int.h"
@@ -90,6 +101,18 @@ cu_fail(cudaError_t e, const char *stmt, int line)
 }
 
 #define CU(stmt) cu_fail((stmt), #stmt, __LINE__)
+
+static int
+cb_fail(cublasStatus_t s, const char *stmt, int line)
+{
+	if (s == CUBLAS_STATUS_SUCCESS)
+		return 0;
+	fprintf(stderr, "bench_kernels: %s failed at %s:%d: cuBLAS status %d (%s)\n", stmt,
+	        __FILE__, line, (int)s, cublasGetStatusName(s));
+	return -1;
+}
+
+#define CB(stmt) cb_fail((stmt), #stmt, __LINE__)
 
 static uint64_t rs = 0x9e3779b97f4a7c15ull;
 
@@ -191,6 +214,9 @@ enum {
 	OP_UP = 1u << 6,   /* up_bytes host to device */
 	OP_DOWN = 1u << 7, /* down_bytes device to host */
 	OP_GATHER = 1u << 8,
+	OP_GEMM2 = 1u << 9,  /* cublasGemmEx, two f16 columns a token */
+	OP_GEMM1 = 1u << 10, /* cublasGemmEx, one f16 column a token */
+	OP_PASS = 1u << 11,  /* the key pass's proxy: a copy of the two-column C */
 	OP_SEQ = OP_SCORE | OP_SELECT | OP_RESOLVE | OP_ATTEND | OP_FUSE,
 };
 
@@ -199,6 +225,7 @@ struct kb {
 	cudaEvent_t ev[2 * BATCH];
 	int n_ev;
 	atomic_int hold; /* 0 while the host enqueues a batch */
+	cublasHandle_t blas;
 
 	/* device memory */
 	uint16_t *lmk;      /* [rows_max][D_R] */
@@ -213,8 +240,10 @@ struct kb {
 	const void **tab;
 	float *partial, *tiny_out;
 	void *up_dev, *down_dev;
-	struct cuk_copy *copies; /* [GATHER_MAX] */
-	void *gdst;              /* [GATHER_MAX] chunks */
+	struct cuk_copy *copies;   /* [GATHER_MAX] */
+	void *gdst;                /* [GATHER_MAX] chunks */
+	uint16_t *qh2, *qh1;       /* f16 query columns [NT_MAX][2][D_R] (hi, lo), [NT_MAX][D_R] */
+	float *gemm_c, *gemm_pass; /* [2 * NT_MAX][rows_max] each */
 	/* pinned host memory */
 	void *up_host, *down_host;
 	void *gsrc; /* [GATHER_MAX] chunks, mapped */
@@ -249,15 +278,18 @@ dev_alloc(void *pp, size_t bytes)
 static void
 kb_free(struct kb *b)
 {
-	void *dev[] = {b->lmk,      b->pool,   b->dir,      b->dirs,   b->qr,  b->qa,  b->vis,
-	               b->keys,     b->selst,  b->seg,      b->cand,   b->res, b->tab, b->partial,
-	               b->tiny_out, b->up_dev, b->down_dev, b->copies, b->gdst};
+	void *dev[] = {b->lmk,  b->pool,    b->dir,      b->dirs,   b->qr,       b->qa,
+	               b->vis,  b->keys,    b->selst,    b->seg,    b->cand,     b->res,
+	               b->tab,  b->partial, b->tiny_out, b->up_dev, b->down_dev, b->copies,
+	               b->gdst, b->qh2,     b->qh1,      b->gemm_c, b->gemm_pass};
 
 	for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
 		cudaFree(dev[i]);
 	cudaFreeHost(b->up_host);
 	cudaFreeHost(b->down_host);
 	cudaFreeHost(b->gsrc);
+	if (b->blas != NULL)
+		CB(cublasDestroy(b->blas));
 	for (int i = 0; i < b->n_ev; i++)
 		cudaEventDestroy(b->ev[i]);
 	if (b->st != NULL)
@@ -285,6 +317,8 @@ kb_init(struct kb *b, uint32_t rows_max)
 	for (; b->n_ev < 2 * BATCH; b->n_ev++)
 		if (CU(cudaEventCreate(&b->ev[b->n_ev])) != 0)
 			goto out;
+	if (CB(cublasCreate(&b->blas)) != 0 || CB(cublasSetStream(b->blas, b->st)) != 0)
+		goto out;
 	if (dev_alloc(&b->lmk, lmk_n * 2) != 0 || dev_alloc(&b->pool, pool_n * 2) != 0 ||
 	    dev_alloc(&b->dir, (size_t)rows_max * sizeof(void *)) != 0 ||
 	    dev_alloc(&b->dirs, NT_MAX * sizeof(void *)) != 0 ||
@@ -301,7 +335,11 @@ kb_init(struct kb *b, uint32_t rows_max)
 	    dev_alloc(&b->tiny_out, 256) != 0 || dev_alloc(&b->up_dev, STAGE_MAX) != 0 ||
 	    dev_alloc(&b->down_dev, STAGE_MAX) != 0 ||
 	    dev_alloc(&b->copies, GATHER_MAX * sizeof(struct cuk_copy)) != 0 ||
-	    dev_alloc(&b->gdst, GATHER_MAX * KV_BYTES) != 0)
+	    dev_alloc(&b->gdst, GATHER_MAX * KV_BYTES) != 0 ||
+	    dev_alloc(&b->qh2, (size_t)NT_MAX * 2 * D_R * 2) != 0 ||
+	    dev_alloc(&b->qh1, (size_t)NT_MAX * D_R * 2) != 0 ||
+	    dev_alloc(&b->gemm_c, (size_t)2 * NT_MAX * rows_max * 4) != 0 ||
+	    dev_alloc(&b->gemm_pass, (size_t)2 * NT_MAX * rows_max * 4) != 0)
 		goto out;
 	if (CU(cudaHostAlloc(&b->up_host, STAGE_MAX, cudaHostAllocDefault)) != 0 ||
 	    CU(cudaHostAlloc(&b->down_host, STAGE_MAX, cudaHostAllocDefault)) != 0 ||
@@ -338,6 +376,18 @@ kb_init(struct kb *b, uint32_t rows_max)
 	for (size_t i = 0; i < (size_t)NT_MAX * D_R; i++)
 		hq[i] = unif();
 	if (CU(cudaMemcpy(b->qr, hq, (size_t)NT_MAX * D_R * 4, cudaMemcpyHostToDevice)) != 0)
+		goto out;
+	/* the same queries as f16 columns: hi = f16(q), lo = f16(q - hi); h is [2 * NT_MAX][D_R] */
+	for (size_t t = 0; t < NT_MAX; t++)
+		for (size_t i = 0; i < D_R; i++) {
+			float q = hq[t * D_R + i];
+			uint16_t hi = half_f16_from_float(q);
+			h[2 * t * D_R + i] = hi;
+			h[(2 * t + 1) * D_R + i] = half_f16_from_float(q - half_f16_to_float(hi));
+		}
+	if (CU(cudaMemcpy(b->qh2, h, (size_t)NT_MAX * 2 * D_R * 2, cudaMemcpyHostToDevice)) != 0 ||
+	    CU(cudaMemcpy2D(b->qh1, D_R * 2, h, 2 * D_R * 2, D_R * 2, NT_MAX,
+	                    cudaMemcpyHostToDevice)) != 0)
 		goto out;
 
 	/* gathers from scattered host slots (797 is odd: a permutation of the 2048) */
@@ -450,6 +500,18 @@ shape_set(struct kb *b, uint32_t rows, uint32_t nt)
 	return 0;
 }
 
+/* C [rows x cols] (column-major, ld rows) = landmarks . q, q the f16 query columns [cols][D_R]. */
+static int
+gemm(struct kb *b, const uint16_t *q, uint32_t cols)
+{
+	const float alpha = 1.0f / sqrtf((float)D_R), beta = 0.0f;
+
+	return CB(cublasGemmEx(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)b->rows, (int)cols, D_R,
+	                       &alpha, b->lmk, CUDA_R_16F, D_R, q, CUDA_R_16F, D_R, &beta,
+	                       b->gemm_c, CUDA_R_32F, (int)b->rows, CUBLAS_COMPUTE_32F,
+	                       CUBLAS_GEMM_DEFAULT));
+}
+
 /* Enqueues ops, in the order of a round. */
 static int
 launch(struct kb *b, unsigned ops)
@@ -463,6 +525,13 @@ launch(struct kb *b, unsigned ops)
 		err = CU(cuk_gather(b->st, b->copies, b->n_gather, KV_BYTES));
 	if (err == 0 && (ops & OP_SCORE))
 		err = CU(cuk_score(b->st, &b->sa));
+	if (err == 0 && (ops & OP_GEMM2))
+		err = gemm(b, b->qh2, 2 * b->nt);
+	if (err == 0 && (ops & OP_GEMM1))
+		err = gemm(b, b->qh1, b->nt);
+	if (err == 0 && (ops & OP_PASS))
+		err = CU(cudaMemcpyAsync(b->gemm_pass, b->gemm_c, (size_t)b->rows * 2 * b->nt * 4,
+		                         cudaMemcpyDeviceToDevice, b->st));
 	if (err == 0 && (ops & OP_SELECT))
 		err = CU(cuk_select(b->st, &b->la));
 	if (err == 0 && (ops & OP_RESOLVE))
@@ -607,6 +676,66 @@ shape_check(struct kb *b)
 	return 0;
 }
 
+/*
+ * Each GEMM once, then rows of C against the host's scores in double: the 2-column pair summed
+ * against the fp32 query, the 1-column against the query rounded to f16. The tolerance catches a
+ * wrong layout, not a loss of precision: the largest error against the fp32 query is printed.
+ */
+static int
+gemm_check(struct kb *b, uint64_t tokens)
+{
+	static const uint32_t n_probe = 8;
+	uint32_t nt = b->nt;
+	float q[NT_MAX * D_R], c[2 * NT_MAX];
+	uint16_t l[D_R];
+	double err2 = 0, err1 = 0, err1_f16 = 0, scale = 1.0 / sqrt((double)D_R);
+	char name[64];
+
+	if (CU(cudaMemcpy(q, b->qr, (size_t)nt * D_R * 4, cudaMemcpyDeviceToHost)) != 0)
+		return -1;
+	for (int pass = 2; pass >= 1; pass--) {
+		if (launch(b, pass == 2 ? OP_GEMM2 : OP_GEMM1) != 0 ||
+		    CU(cudaStreamSynchronize(b->st)) != 0)
+			return -1;
+		for (uint32_t p = 0; p < n_probe; p++) {
+			uint32_t j = (uint32_t)((uint64_t)p * (b->rows - 1) / (n_probe - 1));
+			if (CU(cudaMemcpy(l, b->lmk + (size_t)j * D_R, sizeof(l),
+			                  cudaMemcpyDeviceToHost)) != 0 ||
+			    CU(cudaMemcpy2D(c, 4, b->gemm_c + j, (size_t)b->rows * 4, 4,
+			                    (size_t)pass * nt, cudaMemcpyDeviceToHost)) != 0)
+				return -1;
+			for (uint32_t t = 0; t < nt; t++) {
+				double s = 0, s_f16 = 0;
+				for (uint32_t i = 0; i < D_R; i++) {
+					float y = q[t * D_R + i];
+					double x = half_f16_to_float(l[i]);
+					s += x * y;
+					s_f16 += x * half_f16_to_float(half_f16_from_float(y));
+				}
+				s *= scale;
+				s_f16 *= scale;
+				if (pass == 2) {
+					err2 = fmax(err2,
+					            fabs((double)c[2 * t] + c[2 * t + 1] - s));
+				} else {
+					err1 = fmax(err1, fabs(c[t] - s));
+					err1_f16 = fmax(err1_f16, fabs(c[t] - s_f16));
+				}
+			}
+		}
+	}
+	if (err2 > 1e-3 || err1_f16 > 1e-3) {
+		fprintf(stderr, "bench_kernels: check: cublas off by %g (2 cols), %g (1 col)\n",
+		        err2, err1_f16);
+		return -1;
+	}
+	snprintf(name, sizeof(name), "cublas 2 cols/token max |err| n=%u", nt);
+	emit("check", tokens, name, err2, "abs");
+	snprintf(name, sizeof(name), "cublas 1 col/token max |err| n=%u", nt);
+	emit("check", tokens, name, err1, "abs");
+	return 0;
+}
+
 /* ---- the figures ---- */
 
 /* Launch floor, synchronisation, the small copies of a call, and gathers: no memory needed. */
@@ -700,6 +829,41 @@ shape_part(struct kb *b, uint32_t rows, uint32_t nt, int iters, double *us)
 	return 0;
 }
 
+/* cuBLAS in place of score for nt tokens; score itself where the sequence does not time it. */
+static int
+gemm_part(struct kb *b, uint32_t rows, uint32_t nt, bool score, int iters, double *us)
+{
+	static const struct {
+		const char *fmt;
+		unsigned ops;
+	} gemms[] = {{"cublas gemm f16 n=%u (2 cols/token)", OP_GEMM2},
+	             {"cublas gemm f16 n=%u (1 col/token)", OP_GEMM1},
+	             {"D2D copy of C n=%u (key pass proxy)", OP_PASS},
+	             {"cublas 2 cols/token + proxy n=%u", OP_GEMM2 | OP_PASS}};
+	uint64_t tokens = (uint64_t)rows * S_TOK;
+	double lmk = (double)rows * D_R * 2;
+	char name[64];
+	int err;
+
+	if ((err = shape_set(b, rows, nt)) != 0 || (err = gemm_check(b, tokens)) != 0)
+		return err;
+	if (score) {
+		if ((err = time_dev(b, OP_SCORE, iters, us)) != 0)
+			return err;
+		snprintf(name, sizeof(name), "score n=%u", nt);
+		report("kernel", tokens, name, us, iters, lmk);
+	}
+	for (size_t i = 0; i < sizeof(gemms) / sizeof(gemms[0]); i++) {
+		unsigned ops = gemms[i].ops;
+		if ((err = time_dev(b, ops, iters, us)) != 0)
+			return err;
+		snprintf(name, sizeof(name), gemms[i].fmt, nt);
+		report(ops == OP_PASS ? "copy" : "kernel", tokens, name, us, iters,
+		       ops == OP_PASS ? (double)rows * 2 * nt * 4 : lmk);
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -771,7 +935,10 @@ main(int argc, char **argv)
 		goto out;
 	for (uint32_t i = 0; i < n_rows; i++)
 		if (shape_part(&b, rows[i], 1, iters, us) != 0 ||
-		    shape_part(&b, rows[i], NT_MAX, iters, us) != 0)
+		    shape_part(&b, rows[i], NT_MAX, iters, us) != 0 ||
+		    gemm_part(&b, rows[i], 1, false, iters, us) != 0 ||
+		    gemm_part(&b, rows[i], 8, true, iters, us) != 0 ||
+		    gemm_part(&b, rows[i], NT_MAX, false, iters, us) != 0)
 			goto out;
 	rc = 0;
 out:
