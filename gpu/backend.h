@@ -1,8 +1,8 @@
 /*
  * backend.h: the compute backend interface. One table of operations, two implementations: the CPU
- * backend (gpu/cpu.c, always built, the oracle of every test) and the CUDA backend (gpu/cuda_*.cu,
- * built with --enable-cuda). The daemon picks one at start and falls back to the CPU backend when the
- * CUDA one fails.
+ * backend (gpu/cpu.c, always built, the oracle of every test) and the CUDA backend
+ * (gpu/cuda_*.c and gpu/cuda_kernels.cu, built with --enable-cuda). The daemon picks one at start
+ * and falls back to the CPU backend when the CUDA one fails.
  *
  * The one operation is HSA attention exactly as HSA.md states it: score every visible chunk's
  * landmark, take the top-k per kv head, weight them (softmax or stick-breaking), attend inside each
@@ -10,7 +10,8 @@
  * knows where they live: LMDB's map for the CPU, LMDB through pinned staging and a device cache for
  * CUDA.
  *
- * Backends are thread-safe: several workers may call attend() at once.
+ * Backends are thread-safe: several workers may call attend() at once (the CUDA backend computes
+ * calls that arrive together in one pass).
  */
 #ifndef HSAMEM_BACKEND_H
 #define HSAMEM_BACKEND_H

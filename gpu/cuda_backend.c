@@ -38,7 +38,8 @@
  *      directory updates and the gather list go up in one upload, and a gather kernel copies each
  *      run of batches of misses from mapped pinned memory as soon as its host copies are done;
  *      attention and fusion run again, and the stream is synchronised before the round ends, so
- *      the next round may reuse every buffer. Each call's share of the results is copied to its buffers.
+ *      the next round may reuse every buffer. Each call's share of the results is copied to its
+ *      buffers.
  *
  * The warm path of a round is thus one upload, seven kernels (score, three of the select, resolve,
  * attention, fusion), one download and one synchronisation; scratch buffers only grow, so
@@ -66,6 +67,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include "backend.h"
@@ -77,12 +79,17 @@
 #include "log.h"
 
 #define TOK_GROUP       32                  /* query tokens per round */
+#define GEMM_TOKENS     8                   /* a segment's tokens from which cuBLAS scores it */
+#define GEMM_QUERY_MAX  60000.0f            /* query elements cuBLAS's f16 split can carry */
+_Static_assert(TOK_GROUP <= CUK_SEG_TOKENS,
+               "the tokens of one memory in a round fit one scoring segment");
 #define LMK_STAGE_BYTES (8u << 20)          /* each of the two landmark staging buffers */
 #define SEG_BYTES       ((size_t)64 << 20) /* chunk cache segment */
 #define SLOT_ALIGN      256
 #define LMK_BUCKETS     1024
 #define MAX_POOLS       8
-#define CP_THREADS      8                   /* most copy-pool threads */
+#define CP_THREADS      16                  /* most copy-pool threads */
+#define CP_PUBLISH      4                   /* jobs published at a time by a walk */
 #define CP_MIN_BYTES    ((size_t)256 << 10) /* copies worth waking the pool for */
 #define CP_BATCH_BYTES  ((size_t)512 << 10) /* misses gathered by one launch */
 #define BATCH_CALLS     64                  /* most calls computed together */
@@ -100,6 +107,18 @@ cu_fail(cudaError_t e, const char *stmt, const char *file, int line)
 }
 
 #define CU(stmt)   cu_fail((stmt), #stmt, __FILE__, __LINE__)
+
+static int
+blas_fail(cublasStatus_t e, const char *stmt, const char *file, int line)
+{
+	if (e == CUBLAS_STATUS_SUCCESS)
+		return 0;
+	log_err("cuda: %s failed at %s:%d: %s (%d)", stmt, file, line, cublasGetStatusString(e),
+	        (int)e);
+	return HSAMEM_EBACKEND;
+}
+
+#define BLAS(stmt) blas_fail((stmt), #stmt, __FILE__, __LINE__)
 
 /* ---- state ---- */
 
@@ -169,10 +188,13 @@ struct cpool {
 	uint64_t gen;
 	struct cp_job *job;
 	atomic_uint *done; /* per batch */
-	atomic_uint n_avail, n_jobs;
 	uint32_t batch, gathered; /* jobs a gather; jobs whose gather is launched */
 	size_t bytes;
-	atomic_uint next, active;
+	/* what the threads spin on, what they take jobs by, and the rest, a cache line each */
+	_Alignas(64) atomic_uint n_avail;
+	atomic_uint n_jobs;
+	_Alignas(64) atomic_uint next;
+	_Alignas(64) atomic_uint active;
 	atomic_int err;
 };
 
@@ -200,6 +222,7 @@ struct cuda_backend {
 	int device;
 	char name[128];
 	cudaStream_t st;
+	cublasHandle_t blas;
 	cudaEvent_t ev[2];
 	bool failed;
 	bool uva; /* mapped pinned memory has the same address on the device */
@@ -216,6 +239,7 @@ struct cuda_backend {
 
 	/* device scratch */
 	struct buf d_q, d_keys, d_selst, d_cand, d_res, d_attn, d_partial, d_tab, d_stage;
+	struct buf d_qh, d_gemm; /* cuBLAS scoring: split queries, products */
 	/* pinned host scratch */
 	struct buf h_q, h_sel, h_attn, h_tab, h_stage, h_lmk[2];
 	/* plain host scratch */
@@ -698,7 +722,10 @@ struct round {
 	struct pool *pool;
 	uint32_t k, G, d_rh;
 	bool attn;
-	uint32_t nt, n_seg, seg_nt;
+	uint32_t nt, n_seg;
+	uint32_t n_dseg;  /* segments on the device: one per run of tokens of one memory */
+	uint32_t n_gemm;  /* of them, scored by cuBLAS */
+	uint32_t dseg_nt; /* most tokens of one of the others */
 	uint64_t max_vis;
 	struct seg seg[TOK_GROUP];
 	struct call *tok[TOK_GROUP]; /* the call of each token */
@@ -747,10 +774,14 @@ pack_queries(struct round *r, void *dst, size_t off[4])
 	struct cuk_seg *cs = (struct cuk_seg *)(d + off[2]);
 	void *const **dirs = (void *const **)(d + off[3]);
 
+	bool split_ok[TOK_GROUP]; /* per device segment: its queries survive cuBLAS's f16 split */
 	r->max_vis = 0;
+	r->n_dseg = r->n_gemm = r->dseg_nt = 0;
 	for (uint32_t i = 0; i < r->n_seg; i++) {
 		struct seg *g = &r->seg[i];
 		const struct call *c = g->c;
+		const float *qr = c->q->qr + (size_t)g->t0 * sp->d_r;
+		bool ok = sp->dtype == HSA_F16;
 		g->len = 0;
 		for (uint32_t t = 0; t < g->nt; t++) {
 			uint64_t v = c->q->pos[g->t0 + t] / sp->S;
@@ -761,15 +792,34 @@ pack_queries(struct round *r, void *dst, size_t off[4])
 			if (v > g->len)
 				g->len = v;
 		}
+		for (size_t x = 0; ok && x < (size_t)g->nt * sp->d_r; x++)
+			ok = fabsf(qr[x]) <= GEMM_QUERY_MAX; /* false for NaN too */
 		if (g->len > r->max_vis)
 			r->max_vis = g->len;
-		cs[i] = (struct cuk_seg){.lmk = c->lmk->dev, .t0 = g->rt0, .nt = g->nt,
-		                         .len = (uint32_t)g->len};
-		memcpy(d + (size_t)g->rt0 * sp->d_r * 4, c->q->qr + (size_t)g->t0 * sp->d_r,
-		       (size_t)g->nt * sp->d_r * 4);
+		/* segments of one memory are neighbours (batch_rounds): they score as one */
+		struct cuk_seg *last = r->n_dseg > 0 ? &cs[r->n_dseg - 1] : NULL;
+		if (last != NULL && last->lmk == c->lmk->dev) {
+			last->nt += g->nt;
+			if (g->len > last->len)
+				last->len = (uint32_t)g->len;
+			split_ok[r->n_dseg - 1] &= ok;
+		} else {
+			split_ok[r->n_dseg] = ok;
+			cs[r->n_dseg++] = (struct cuk_seg){.lmk = c->lmk->dev, .t0 = g->rt0,
+			                                   .nt = g->nt, .len = (uint32_t)g->len};
+		}
+		memcpy(d + (size_t)g->rt0 * sp->d_r * 4, qr, (size_t)g->nt * sp->d_r * 4);
 		memcpy(d + off[1] + (size_t)g->rt0 * sp->h_q * sp->d_h * 4,
 		       c->q->qa + (size_t)g->t0 * sp->h_q * sp->d_h,
 		       (size_t)g->nt * sp->h_q * sp->d_h * 4);
+	}
+	/* many tokens on one memory: cuBLAS; the others: cuk_score */
+	for (uint32_t i = 0; i < r->n_dseg; i++) {
+		cs[i].gemm = split_ok[i] && cs[i].nt >= GEMM_TOKENS && cs[i].len > 0;
+		if (cs[i].gemm)
+			r->n_gemm++;
+		else if (cs[i].nt > r->dseg_nt)
+			r->dseg_nt = cs[i].nt;
 	}
 	return off[3] + (size_t)nt * sizeof(void *);
 }
@@ -784,6 +834,57 @@ selst_reserve(struct cuda_backend *b, uint32_t pairs)
 	if (err == 0 && b->d_selst.cap != cap)
 		err = CU(cudaMemsetAsync(b->d_selst.p, 0, b->d_selst.cap, b->st));
 	return err;
+}
+
+/*
+ * The segments cuBLAS scores (pack_queries chose them), one after the other through the same
+ * scratch: the split queries, one GEMM over the kv heads, the keys (launches only).
+ */
+static int
+round_gemm(struct round *r, const char *dq, const size_t off[4], uint64_t ld)
+{
+	struct cuda_backend *b = r->b;
+	const struct hsa_spec *sp = r->spec;
+	const struct cuk_seg *cs = (const struct cuk_seg *)((const char *)b->h_q.p + off[2]);
+	float alpha = 1.0f / sqrtf((float)r->d_rh), beta = 0.0f;
+	int err;
+
+	for (uint32_t i = 0; i < r->n_dseg; i++) {
+		const struct cuk_seg *g = &cs[i];
+		uint64_t ldc = ((uint64_t)g->len + 3) & ~(uint64_t)3;
+		if (!g->gemm)
+			continue;
+		if ((err = dev_reserve(b, &b->d_qh, (size_t)2 * g->nt * sp->d_r * 2)) != 0 ||
+		    (err = dev_reserve(b, &b->d_gemm, (size_t)sp->h_kv * 2 * g->nt * ldc * 4)) != 0)
+			return err;
+		struct cuk_gemm_args ga = {
+		        .c = b->d_gemm.p,
+		        .vis = (const uint32_t *)(dq + off[0]),
+		        .keys = b->d_keys.p,
+		        .len = g->len,
+		        .ld = ld,
+		        .ldc = ldc,
+		        .lmk = g->lmk,
+		        .qr = (const float *)dq,
+		        .t0 = g->t0,
+		        .nt = g->nt,
+		        .h_kv = sp->h_kv,
+		        .d_r = sp->d_r,
+		        .d_rh = r->d_rh,
+		        .r_scale = alpha,
+		};
+		if ((err = CU(cuk_split(b->st, (const float *)dq + (size_t)g->t0 * sp->d_r, b->d_qh.p,
+		                        g->nt, sp->d_r))) != 0 ||
+		    (err = BLAS(cublasGemmStridedBatchedEx(
+		             b->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)g->len, (int)(2 * g->nt),
+		             (int)r->d_rh, &alpha, g->lmk, CUDA_R_16F, (int)sp->d_r, (long long)r->d_rh,
+		             b->d_qh.p, CUDA_R_16F, (int)sp->d_r, (long long)r->d_rh, &beta, b->d_gemm.p,
+		             CUDA_R_32F, (int)ldc, (long long)(ldc * 2 * g->nt), (int)sp->h_kv,
+		             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT))) != 0 ||
+		    (err = CU(cuk_gemm_keys(b->st, &ga))) != 0)
+			return err;
+	}
+	return 0;
 }
 
 /* Scores and the top-k of the round, with weights, into d_res (launches only). */
@@ -808,8 +909,8 @@ round_select(struct round *r, const char *dq, const size_t off[4])
 	        .keys = b->d_keys.p,
 	        .len = len,
 	        .ld = ld,
-	        .n_seg = r->n_seg,
-	        .seg_nt = r->seg_nt,
+	        .n_seg = r->n_dseg,
+	        .seg_nt = r->dseg_nt,
 	        .nt = nt,
 	        .h_kv = h_kv,
 	        .d_r = sp->d_r,
@@ -833,7 +934,9 @@ round_select(struct round *r, const char *dq, const size_t off[4])
 	        .score = (float *)(d_sel + (size_t)pairs * k),
 	};
 	a.weight = a.score + (size_t)pairs * k;
-	if ((err = CU(cuk_score(b->st, &sa))) != 0 || (err = CU(cuk_select(b->st, &a))) != 0)
+	if ((len > 0 && r->n_gemm < r->n_dseg && (err = CU(cuk_score(b->st, &sa))) != 0) ||
+	    (len > 0 && r->n_gemm > 0 && (err = round_gemm(r, dq, off, ld)) != 0) ||
+	    (err = CU(cuk_select(b->st, &a))) != 0)
 		return err;
 	return 0;
 }
@@ -1062,7 +1165,8 @@ cp_ready(struct cpool *cp)
 		return cp->n_th > 0;
 	cp->started = true;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned want = cpus > 1 ? (unsigned)(cpus / 2) : 0;
+	/* all but two CPUs: a round's copies are a short burst, and the caller copies too */
+	unsigned want = cpus > 2 ? (unsigned)(cpus - 2) : 0;
 	if (want > CP_THREADS)
 		want = CP_THREADS;
 	pthread_mutex_init(&cp->mu, NULL);
@@ -1192,6 +1296,7 @@ cp_run(struct cuda_backend *b, uint32_t n, uint32_t n_src, const struct cuk_copy
 	struct cpool *cp = &b->cp;
 	int err = 0;
 
+	cp_publish(cp, n);
 	atomic_store_explicit(&cp->n_jobs, n, memory_order_release);
 	if (!cp->woken && (size_t)n_src * cp->bytes >= CP_MIN_BYTES && cp_ready(cp)) {
 		/* late helpers: they copy the jobs published, which are all of them */
@@ -1543,7 +1648,9 @@ round_attend(struct round *r, const float *d_qa)
 		cp->dst = m->dev_slot != SLOT_NONE
 		                  ? dev_slot(p, m->dev_slot)
 		                  : (char *)b->d_stage.p + (size_t)m->dst_stage * p->slot_bytes;
-		cp_publish(&b->cp, ++n_miss);
+		/* in fours: each publication takes the line from every spinning thread */
+		if (++n_miss % CP_PUBLISH == 0)
+			cp_publish(&b->cp, n_miss);
 	}
 
 	/* 2: the chunk table and the directory updates */
@@ -1706,13 +1813,20 @@ batch_rounds(struct cuda_backend *b, struct call *list)
 			uint32_t m = c->q->n - c->placed;
 			if (m > TOK_GROUP - r.nt)
 				m = TOK_GROUP - r.nt;
-			r.seg[r.n_seg++] = (struct seg){.c = c, .t0 = c->placed, .nt = m, .rt0 = r.nt};
-			for (uint32_t t = 0; t < m; t++)
-				r.tok[r.nt + t] = c;
-			if (m > r.seg_nt)
-				r.seg_nt = m;
+			/* in place among the segments of its memory, so they score together */
+			uint32_t at = r.n_seg;
+			while (at > 0 && (uintptr_t)r.seg[at - 1].c->lmk > (uintptr_t)c->lmk)
+				at--;
+			memmove(&r.seg[at + 1], &r.seg[at], (r.n_seg - at) * sizeof(r.seg[0]));
+			r.seg[at] = (struct seg){.c = c, .t0 = c->placed, .nt = m};
+			r.n_seg++;
 			r.nt += m;
 			c->placed += m;
+		}
+		for (uint32_t i = 0, t = 0; i < r.n_seg; t += r.seg[i++].nt) {
+			r.seg[i].rt0 = t;
+			for (uint32_t x = 0; x < r.seg[i].nt; x++)
+				r.tok[t + x] = r.seg[i].c;
 		}
 		int err = round_run(&r);
 		if (err != 0)
@@ -2034,9 +2148,9 @@ cuda_free(struct gpu_backend *gb)
 		lmk_drop(b, b->lru_head);
 	for (unsigned i = 0; i < b->n_pools; i++)
 		pool_free_all(b, &b->pools[i]);
-	struct buf *dev[] = {&b->d_q,    &b->d_keys,    &b->d_selst, &b->d_cand,
-	                     &b->d_res,  &b->d_attn,    &b->d_partial, &b->d_tab,
-	                     &b->d_stage};
+	struct buf *dev[] = {&b->d_q,    &b->d_keys, &b->d_selst,   &b->d_cand,
+	                     &b->d_res,  &b->d_attn, &b->d_partial, &b->d_tab,
+	                     &b->d_stage, &b->d_qh,  &b->d_gemm};
 	for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
 		dev_release(dev[i]);
 	struct buf *host[] = {&b->h_q,     &b->h_attn,   &b->h_sel,   &b->h_tab,
@@ -2046,6 +2160,8 @@ cuda_free(struct gpu_backend *gb)
 	for (int i = 0; i < 2; i++)
 		if (b->ev[i] != NULL)
 			cudaEventDestroy(b->ev[i]);
+	if (b->blas != NULL)
+		cublasDestroy(b->blas);
 	if (b->st != NULL)
 		cudaStreamDestroy(b->st);
 	gpu_free(b->cpu);
@@ -2082,8 +2198,10 @@ gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **ou
 
 	if (opts == NULL || out == NULL)
 		return HSAMEM_EINVAL;
-	if ((b = calloc(1, sizeof(*b))) == NULL)
+	/* aligned as its members are: the copy pool keeps its counters a cache line apart */
+	if ((b = aligned_alloc(_Alignof(struct cuda_backend), sizeof(*b))) == NULL)
 		return -ENOMEM;
+	memset(b, 0, sizeof(*b));
 	b->base.ops = &cuda_ops;
 	b->device = opts->device;
 	pthread_mutex_init(&b->qmu, NULL);
@@ -2096,6 +2214,7 @@ gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **ou
 	    (err = CU(cudaGetDeviceProperties(&prop, opts->device))) != 0 ||
 	    (err = CU(cudaMemGetInfo(&free_b, &total_b))) != 0 ||
 	    (err = CU(cudaStreamCreateWithFlags(&b->st, cudaStreamNonBlocking))) != 0 ||
+	    (err = BLAS(cublasCreate(&b->blas))) != 0 || (err = BLAS(cublasSetStream(b->blas, b->st))) != 0 ||
 	    (err = CU(cuk_init())) != 0 ||
 	    (err = CU(cudaEventCreateWithFlags(&b->ev[0], cudaEventDisableTiming))) != 0 ||
 	    (err = CU(cudaEventCreateWithFlags(&b->ev[1], cudaEventDisableTiming))) != 0)

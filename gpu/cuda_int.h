@@ -18,13 +18,13 @@ extern "C" {
 
 /*
  * Selection, in two steps. cuk_score: fp32 dot products of each token's fp32 query with its
- * memory's landmark rows (converted from 16 bits in registers: the CPU backend's arithmetic, only the order
- * of additions differs), times r_scale, written as order-preserving 32-bit keys (NaN as -inf, -0 as
- * +0; 0 where the chunk is not visible to the token). cuk_select: a radix select of the k best per
- * (token, kv head) pair: a histogram of the keys' top CUK_HIST_BITS bits, the candidates at or
- * above the bin of the k-th best (a few hundred for ordinary scores), then one block per pair
- * finds the exact k-th by radix passes over (key, 0xffffffff - index), so ties go to the lower
- * index whatever their number, sorts the k and writes sel, score and weight.
+ * memory's landmark rows (converted from 16 bits in registers: the CPU backend's arithmetic, only
+ * the order of additions differs), times r_scale, written as order-preserving 32-bit keys (NaN as
+ * -inf, -0 as +0; 0 where the chunk is not visible to the token). cuk_select: a radix select of
+ * the k best per (token, kv head) pair: a histogram of the keys' top CUK_HIST_BITS bits, the
+ * candidates at or above the bin of the k-th best (a few hundred for ordinary scores), then one
+ * block per pair finds the exact k-th by radix passes over (key, 0xffffffff - index), so ties go
+ * to the lower index whatever their number, sorts the k and writes sel, score and weight.
  */
 #define CUK_HIST_BITS 12u
 #define CUK_HIST_BINS (1u << CUK_HIST_BITS)
@@ -38,6 +38,7 @@ struct cuk_seg {
 	const uint16_t *lmk; /* the memory's landmarks [rows][d_r] */
 	uint32_t t0, nt;     /* its tokens in the round, nt <= CUK_SEG_TOKENS */
 	uint32_t len;        /* rows to score: the most chunks one of its tokens sees */
+	uint32_t gemm;       /* scored by cuBLAS (cuk_gemm_keys), which cuk_score skips */
 };
 
 struct cuk_score_args {
@@ -50,6 +51,24 @@ struct cuk_score_args {
 	uint32_t nt, h_kv, d_r, d_rh;
 	int dtype;           /* HSA_F16 or HSA_BF16 */
 	float r_scale;       /* 1 / sqrt(d_r / h_kv) */
+};
+
+/*
+ * Scoring by cuBLAS, for segments of many tokens on f16 landmarks: cuk_split turns the segment's
+ * fp32 queries [nt][d_r] into f16 [2 nt][d_r], the high parts and then what they leave (so the
+ * products keep about 22 bits of each query, close to fp32); a GEMM (fp32 accumulation, times
+ * r_scale) gives c [h_kv][2 nt][ldc]; cuk_gemm_keys adds each row's two parts into the keys.
+ * Landmarks only: f16 (the split is f16's).
+ */
+struct cuk_gemm_args {
+	const float *c;
+	const uint32_t *vis;  /* [round tokens] */
+	uint32_t *keys;       /* [round tokens][h_kv][ld], as cuk_score writes them */
+	const uint16_t *lmk;  /* the segment's landmarks and the round's fp32 queries: rows */
+	const float *qr;      /* whose products are not finite are scored again from them */
+	uint64_t len, ld, ldc;
+	uint32_t t0, nt, h_kv, d_r, d_rh;
+	float r_scale;
 };
 
 /* Keys past a token's visibility are not read: each pair's scan stops at vis[pair / h_kv]. */
@@ -132,6 +151,8 @@ size_t cuk_attend_smem(uint32_t S, uint32_t d_h, uint32_t G);
 size_t cuk_attend_smem_max(void);
 
 cudaError_t cuk_score(cudaStream_t st, const struct cuk_score_args *a);
+cudaError_t cuk_split(cudaStream_t st, const float *qr, uint16_t *qh, uint32_t nt, uint32_t d_r);
+cudaError_t cuk_gemm_keys(cudaStream_t st, const struct cuk_gemm_args *a);
 cudaError_t cuk_select(cudaStream_t st, const struct cuk_select_args *a);
 cudaError_t cuk_attend(cudaStream_t st, const struct cuk_attend_args *a);
 cudaError_t cuk_fuse(cudaStream_t st, const struct cuk_fuse_args *a);

@@ -95,7 +95,7 @@ score_kernel(struct cuk_score_args a)
 	const struct cuk_seg sg = a.seg[blockIdx.z];
 	uint32_t r = blockIdx.y, tid = threadIdx.x, lr = tid % SC_ROWS, sub = tid / SC_ROWS;
 	uint64_t row0 = (uint64_t)blockIdx.x * SC_ROWS;
-	if (row0 >= sg.len)
+	if (row0 >= sg.len || sg.gemm)
 		return;
 	const uint16_t *base = sg.lmk + (size_t)r * a.d_rh;
 	const float *qr = a.qr + (size_t)sg.t0 * a.d_r;
@@ -164,6 +164,136 @@ score_kernel(struct cuk_score_args a)
 			keys[((size_t)t * a.h_kv + r) * a.ld + row] =
 			        row < vis[t] ? score_key(acc[j] * a.r_scale) : 0u;
 	}
+}
+
+/*
+ * Scoring for segments of few tokens (at most GV_TOK), where reading the landmarks is all the
+ * cost: no staging, every lane streams 16 bytes of a row at a time. LPR lanes hold one row of
+ * one kv head (PIECES pieces of 8 elements each), so a warp scores 32 / LPR rows a step,
+ * GV_UNROLL steps in flight; each lane keeps its query elements of every token in registers, and
+ * the row's lanes add their partial dot products by shuffles. The landmark bytes then move at
+ * close to the memory's rate.
+ */
+#define GV_TOK     4u
+#define GV_THREADS 256u
+#define GV_UNROLL  4u
+#define GV_BLOCKS  1024u /* per (kv head, segment): enough to fill the device several times */
+
+template <int DT, int NT, int LPR, int PIECES>
+__global__ void __launch_bounds__(GV_THREADS)
+score_gv_kernel(struct cuk_score_args a)
+{
+	const struct cuk_seg sg = a.seg[blockIdx.z];
+	const uint32_t r = blockIdx.y, lane = threadIdx.x % 32, sub = lane % LPR;
+	const uint32_t rows_step = 32 / LPR;
+	const uint64_t warp = ((uint64_t)blockIdx.x * GV_THREADS + threadIdx.x) / 32;
+	const uint64_t n_warps = (uint64_t)gridDim.x * GV_THREADS / 32;
+	const uint16_t *base = sg.lmk + (size_t)r * a.d_rh + sub * 8;
+	float q[NT][PIECES][8];
+	uint32_t vis[NT];
+
+	if (sg.nt > NT || sg.gemm)
+		return; /* the launcher sends such segments to score_kernel, or cuBLAS has them */
+#pragma unroll
+	for (int t = 0; t < NT; t++) {
+		vis[t] = (uint32_t)t < sg.nt ? a.vis[sg.t0 + t] : 0;
+		const float *qt = a.qr + (size_t)(sg.t0 + t) * a.d_r + (size_t)r * a.d_rh + sub * 8;
+#pragma unroll
+		for (int pc = 0; pc < PIECES; pc++)
+#pragma unroll
+			for (int e = 0; e < 8; e++)
+				q[t][pc][e] = (uint32_t)t < sg.nt ? qt[pc * LPR * 8 + e] : 0.0f;
+	}
+	for (uint64_t row0 = warp * rows_step * GV_UNROLL; row0 < sg.len;
+	     row0 += n_warps * rows_step * GV_UNROLL) {
+		uint4 v[GV_UNROLL][PIECES];
+#pragma unroll
+		for (uint32_t u = 0; u < GV_UNROLL; u++) {
+			uint64_t row = row0 + u * rows_step + lane / LPR;
+#pragma unroll
+			for (int pc = 0; pc < PIECES; pc++)
+				v[u][pc] = row < sg.len
+				                   ? *(const uint4 *)(base + row * a.d_r + pc * LPR * 8)
+				                   : make_uint4(0, 0, 0, 0);
+		}
+#pragma unroll
+		for (uint32_t u = 0; u < GV_UNROLL; u++) {
+			uint64_t row = row0 + u * rows_step + lane / LPR;
+			float acc[NT];
+#pragma unroll
+			for (int t = 0; t < NT; t++)
+				acc[t] = 0.0f;
+#pragma unroll
+			for (int pc = 0; pc < PIECES; pc++) {
+				uint32_t w[4] = {v[u][pc].x, v[u][pc].y, v[u][pc].z, v[u][pc].w};
+#pragma unroll
+				for (int e = 0; e < 4; e++) {
+					float k0 = to_f<DT>((uint16_t)(w[e] & 0xffff));
+					float k1 = to_f<DT>((uint16_t)(w[e] >> 16));
+#pragma unroll
+					for (int t = 0; t < NT; t++) {
+						acc[t] = fmaf(q[t][pc][2 * e], k0, acc[t]);
+						acc[t] = fmaf(q[t][pc][2 * e + 1], k1, acc[t]);
+					}
+				}
+			}
+#pragma unroll
+			for (int t = 0; t < NT; t++)
+#pragma unroll
+				for (int o = LPR / 2; o > 0; o >>= 1)
+					acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+			if (sub == 0 && row < sg.len) {
+#pragma unroll
+				for (int t = 0; t < NT; t++)
+					if ((uint32_t)t < sg.nt)
+						a.keys[((size_t)(sg.t0 + t) * a.h_kv + r) * a.ld + row] =
+						        row < vis[t] ? score_key(acc[t] * a.r_scale) : 0u;
+			}
+		}
+	}
+}
+
+/* The split of a segment's fp32 queries into f16 high and low parts, for cuBLAS. */
+__global__ void
+split_kernel(const float *qr, uint16_t *qh, uint32_t nt, uint32_t d_r)
+{
+	size_t n = (size_t)nt * d_r;
+
+	for (size_t x = (size_t)blockIdx.x * blockDim.x + threadIdx.x; x < n;
+	     x += (size_t)gridDim.x * blockDim.x) {
+		float q = qr[x];
+		__half hi = __float2half_rn(q);
+		qh[x] = __half_as_ushort(hi);
+		qh[n + x] = __half_as_ushort(__float2half_rn(q - __half2float(hi)));
+	}
+}
+
+/*
+ * cuBLAS's two products of each row, high and low, added into the token's keys. A row whose
+ * products are not finite (a landmark holding inf or NaN, where the low part's zero times inf
+ * would be NaN) is scored again here as cuk_score does, so such rows rank as the CPU ranks them.
+ */
+template <int DT>
+__global__ void
+gemm_keys_kernel(struct cuk_gemm_args a)
+{
+	uint64_t row = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	uint32_t t = blockIdx.y, r = blockIdx.z;
+
+	if (row >= a.len)
+		return;
+	const float *c = a.c + (size_t)r * a.ldc * 2 * a.nt;
+	float hi = c[(size_t)t * a.ldc + row], lo = c[(size_t)(a.nt + t) * a.ldc + row], s = hi + lo;
+	if (!isfinite(hi) || !isfinite(lo)) {
+		const uint16_t *l = a.lmk + row * a.d_r + (size_t)r * a.d_rh;
+		const float *q = a.qr + (size_t)(a.t0 + t) * a.d_r + (size_t)r * a.d_rh;
+		float acc = 0.0f;
+		for (uint32_t x = 0; x < a.d_rh; x++)
+			acc = fmaf(q[x], to_f<DT>(l[x]), acc);
+		s = acc * a.r_scale;
+	}
+	a.keys[((size_t)(a.t0 + t) * a.h_kv + r) * a.ld + row] =
+	        row < a.vis[a.t0 + t] ? score_key(s) : 0u;
 }
 
 /* Keys per block of the histogram and collection passes. */
@@ -477,7 +607,7 @@ cuk_attend_smem_max(void)
 }
 
 template <int DT>
-__global__ void
+__global__ void __launch_bounds__(1024)
 attend_kernel(struct cuk_attend_args a)
 {
 	extern __shared__ float smem[];
@@ -575,17 +705,22 @@ attend_kernel(struct cuk_attend_args a)
 __global__ void
 fuse_kernel(struct cuk_fuse_args a)
 {
+	__shared__ float w[256]; /* SPEC_TOPK_MAX */
 	uint32_t p = blockIdx.y, n = a.G * a.d_h;
 	size_t at = (size_t)p * a.k;
 	float *out = a.out + (size_t)p * n; /* pairs are (t, r) and heads r*G.. are contiguous */
 
+	/* a rank with no chunk, or weight 0, adds nothing (its partial was never written) */
+	for (uint32_t i = threadIdx.x; i < a.k; i += blockDim.x)
+		w[i] = a.sel[at + i] < 0 ? 0.0f : a.weight[at + i];
+	__syncthreads();
 	for (uint32_t x = blockIdx.x * blockDim.x + threadIdx.x; x < n; x += gridDim.x * blockDim.x) {
+		const float *part = a.partial + at * n + x;
 		float acc = 0.0f;
+#pragma unroll 8
 		for (uint32_t i = 0; i < a.k; i++) {
-			float w = a.weight[at + i];
-			if (a.sel[at + i] < 0 || w == 0.0f)
-				continue;
-			acc += w * a.partial[(at + i) * n + x];
+			float v = part[(size_t)i * n];
+			acc += w[i] != 0.0f ? w[i] * v : 0.0f;
 		}
 		out[x] = acc;
 	}
@@ -669,17 +804,80 @@ dir_update_kernel(const struct cuk_dir_set *sets, uint32_t n_clear, uint32_t n)
 
 /* ---- launchers ---- */
 
+/* The device's multiprocessors, for the attention's launch shape. */
+static int n_sms = 132;
+
 extern "C" cudaError_t
 cuk_init(void)
 {
 	cudaError_t e;
-	int v = (int)cuk_attend_smem_max();
+	int v = (int)cuk_attend_smem_max(), dev = 0;
+
+	if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
+	    (e = cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
+		return e;
 
 	if ((e = cudaFuncSetAttribute(attend_kernel<HSA_F16_CODE>,
 	                              cudaFuncAttributeMaxDynamicSharedMemorySize, v)) != cudaSuccess)
 		return e;
 	return cudaFuncSetAttribute(attend_kernel<HSA_BF16_CODE>,
 	                            cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+}
+
+/* The streaming kernel for NT tokens at most, if d_rh is one it covers. */
+template <int DT, int NT>
+static bool
+score_gv(cudaStream_t st, const struct cuk_score_args *a)
+{
+	uint64_t rows_per_block = (uint64_t)GV_THREADS / 32 * GV_UNROLL;
+	unsigned blocks = (unsigned)((a->len + rows_per_block - 1) / rows_per_block);
+	if (blocks > GV_BLOCKS)
+		blocks = GV_BLOCKS;
+	dim3 grid(blocks, a->h_kv, a->n_seg);
+
+	switch (a->d_rh) {
+	case 32:
+		score_gv_kernel<DT, NT, 4, 1><<<grid, GV_THREADS, 0, st>>>(*a);
+		return true;
+	case 64:
+		score_gv_kernel<DT, NT, 8, 1><<<grid, GV_THREADS, 0, st>>>(*a);
+		return true;
+	case 128:
+		score_gv_kernel<DT, NT, 16, 1><<<grid, GV_THREADS, 0, st>>>(*a);
+		return true;
+	case 256:
+		score_gv_kernel<DT, NT, 32, 1><<<grid, GV_THREADS, 0, st>>>(*a);
+		return true;
+	case 512: /* more pieces a lane: fewer tokens, or the registers spill */
+		if constexpr (NT <= 2) {
+			score_gv_kernel<DT, NT, 32, 2><<<grid, GV_THREADS, 0, st>>>(*a);
+			return true;
+		}
+		return false;
+	case 1024:
+		if constexpr (NT <= 1) {
+			score_gv_kernel<DT, NT, 32, 4><<<grid, GV_THREADS, 0, st>>>(*a);
+			return true;
+		}
+		return false;
+	default:
+		return false;
+	}
+}
+
+template <int DT>
+static bool
+score_gv_any(cudaStream_t st, const struct cuk_score_args *a)
+{
+	if (a->d_r % 8 != 0)
+		return false;
+	if (a->seg_nt <= 1)
+		return score_gv<DT, 1>(st, a);
+	if (a->seg_nt <= 2)
+		return score_gv<DT, 2>(st, a);
+	if (a->seg_nt <= GV_TOK)
+		return score_gv<DT, GV_TOK>(st, a);
+	return false;
 }
 
 extern "C" cudaError_t
@@ -689,6 +887,9 @@ cuk_score(cudaStream_t st, const struct cuk_score_args *a)
 		return cudaSuccess;
 	if (a->seg_nt > SC_TOK || a->n_seg == 0)
 		return cudaErrorInvalidValue;
+	if (a->dtype == HSA_F16_CODE ? score_gv_any<HSA_F16_CODE>(st, a)
+	                             : score_gv_any<HSA_BF16_CODE>(st, a))
+		return cudaGetLastError();
 	dim3 grid((unsigned)((a->len + SC_ROWS - 1) / SC_ROWS), a->h_kv, a->n_seg);
 	uint32_t tpt = (a->seg_nt + SC_SUBS - 1) / SC_SUBS;
 #define SC_LAUNCH(DT)                                                                       \
@@ -733,10 +934,12 @@ cuk_attend(cudaStream_t st, const struct cuk_attend_args *a)
 {
 	dim3 grid(a->k, a->nt * a->h_kv);
 	size_t smem = cuk_attend_smem(a->S, a->d_h, a->G);
+	/* few blocks (one query token): wide ones, so each block's chains of work are short */
+	unsigned threads = (size_t)grid.x * grid.y <= (size_t)n_sms ? 1024 : 256;
 	if (a->dtype == HSA_F16_CODE)
-		attend_kernel<HSA_F16_CODE><<<grid, 256, smem, st>>>(*a);
+		attend_kernel<HSA_F16_CODE><<<grid, threads, smem, st>>>(*a);
 	else
-		attend_kernel<HSA_BF16_CODE><<<grid, 256, smem, st>>>(*a);
+		attend_kernel<HSA_BF16_CODE><<<grid, threads, smem, st>>>(*a);
 	return cudaGetLastError();
 }
 
@@ -773,5 +976,23 @@ cuk_dir_update(cudaStream_t st, const struct cuk_dir_set *sets, uint32_t n_clear
 	if (n == 0)
 		return cudaSuccess;
 	dir_update_kernel<<<1, DIR_THREADS, 0, st>>>(sets, n_clear, n);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+cuk_split(cudaStream_t st, const float *qr, uint16_t *qh, uint32_t nt, uint32_t d_r)
+{
+	size_t n = (size_t)nt * d_r;
+	split_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(qr, qh, nt, d_r);
+	return cudaGetLastError();
+}
+
+extern "C" cudaError_t
+cuk_gemm_keys(cudaStream_t st, const struct cuk_gemm_args *a)
+{
+	if (a->len == 0)
+		return cudaSuccess;
+	dim3 grid((unsigned)((a->len + 255) / 256), a->nt, a->h_kv);
+	gemm_keys_kernel<HSA_F16_CODE><<<grid, 256, 0, st>>>(*a);
 	return cudaGetLastError();
 }

@@ -391,16 +391,18 @@ test_ties_extremes(struct gpu_backend *g)
 {
 	struct hsa_spec sp = mkspec(64, 1, 128, 16, 128, HSA_F16, HSA_SOFTMAX, false);
 	struct mem m;
-	uint64_t pos[4];
+	uint64_t pos[9];
 
-	/* ties: every landmark one of four rows; ranks must go to the lower index */
+	/* ties: every landmark one of four rows; ranks must go to the lower index (4 tokens are
+	 * scored by the backend's own kernel, 9 by cuBLAS) */
 	mem_init(&m, &sp, next_uid++, 3000, 0);
 	for (uint64_t j = 4; j < m.n_chunks; j++)
 		memcpy(m.lmk + j * m.row, m.lmk + (j % 4) * m.row, m.row);
-	for (int i = 0; i < 4; i++)
-		pos[i] = (uint64_t)m.n_chunks * 64 - (uint64_t)i * 999;
+	for (int i = 0; i < 9; i++)
+		pos[i] = (uint64_t)m.n_chunks * 64 - (uint64_t)i * 333;
 	int ties_before = near_ties;
 	compare(g, &m, 4, 64, pos, false, "ties");
+	compare(g, &m, 9, 64, pos, false, "ties, 9 tokens");
 	CHECK(near_ties == ties_before);
 	g->ops->forget(g, m.uid);
 
@@ -413,6 +415,7 @@ test_ties_extremes(struct gpu_backend *g)
 		memcpy(m.lmk + 12 * m.row + i * 2, &ninf, 2);
 	}
 	compare(g, &m, 4, 64, pos, true, "extremes");
+	compare(g, &m, 9, 64, pos, false, "extremes, 9 tokens");
 	compare(g, &m, 1, 256, pos, false, "extremes k256");
 	g->ops->forget(g, m.uid);
 
