@@ -18,9 +18,11 @@
  *      with a device-to-device copy: sealed chunks never change, so rows once loaded stay valid;
  *   2. one upload of the round's fp32 queries, visibilities, attention queries, segments and
  *      each token's directory;
- *   3. selection (gpu/cuda_kernels.cu): fp32 scores of every landmark a token sees, against its
- *      own memory's matrix, as 32-bit keys, a radix select of the k best per (token, kv head)
- *      with their weights;
+ *   3. selection (gpu/cuda_kernels.cu): scores of every landmark a token sees, against its own
+ *      memory's matrix, as 32-bit keys: a segment of GEMM_TOKENS or more on f16 landmarks by a
+ *      cuBLAS GEMM of the queries split into f16 high and low parts, fp32 accumulation; the
+ *      others by a kernel of fp32 dot products (streaming the landmarks for few tokens); then a
+ *      radix select of the k best per (token, kv head) with their weights;
  *   4. warm path: a kernel resolves the selected chunks through each memory's device directory
  *      (cuda_cache.h) to their slots, in the device cache or else in the pinned host cache (read
  *      in place over the bus), and counts those in neither; the in-chunk attention and fusion
@@ -41,9 +43,9 @@
  *      the next round may reuse every buffer. Each call's share of the results is copied to its
  *      buffers.
  *
- * The warm path of a round is thus one upload, seven kernels (score, three of the select, resolve,
- * attention, fusion), one download and one synchronisation; scratch buffers only grow, so
- * nothing is allocated once a shape has been seen.
+ * The warm path of a round of few tokens is thus one upload, seven kernels (score, three of the
+ * select, resolve, attention, fusion), one download and one synchronisation; scratch buffers only
+ * grow, so nothing is allocated once a shape has been seen.
  *
  * Memories the budget cannot hold, shapes the kernels do not cover and f32 memories are served by
  * a CPU backend of the backend's own, so a resource shortfall never reads as a device failure. A
@@ -2214,7 +2216,8 @@ gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **ou
 	    (err = CU(cudaGetDeviceProperties(&prop, opts->device))) != 0 ||
 	    (err = CU(cudaMemGetInfo(&free_b, &total_b))) != 0 ||
 	    (err = CU(cudaStreamCreateWithFlags(&b->st, cudaStreamNonBlocking))) != 0 ||
-	    (err = BLAS(cublasCreate(&b->blas))) != 0 || (err = BLAS(cublasSetStream(b->blas, b->st))) != 0 ||
+	    (err = BLAS(cublasCreate(&b->blas))) != 0 ||
+	    (err = BLAS(cublasSetStream(b->blas, b->st))) != 0 ||
 	    (err = CU(cuk_init())) != 0 ||
 	    (err = CU(cudaEventCreateWithFlags(&b->ev[0], cudaEventDisableTiming))) != 0 ||
 	    (err = CU(cudaEventCreateWithFlags(&b->ev[1], cudaEventDisableTiming))) != 0)
