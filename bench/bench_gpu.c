@@ -22,8 +22,8 @@
  *     miss rounds for the chunks-cold and host-cache calls at n=1 and n=32: per call with misses,
  *                 the time one of its rounds with misses spends in select, walk, copy, finish
  *                 and the four together (counter changes around the call / its miss rounds);
- *                 the p50 over the calls of each (the backend's counters; 0 where the backend
- *                 does not keep them)
+ *                 the p50 over the calls of each; no rows where no call had such a round
+ *                 (the device read the host cache in place)
  *     page cache  n=1, median of 3, after emptying every cache of the backend and evicting the
  *                 store's data.mdb from the page cache. The store is closed first (the kernel
  *                 never evicts pages mapped into a process, and LMDB's map would hold them), the
@@ -435,16 +435,18 @@ split_add(struct split *s, const struct gpu_cuda_counters *c0, const struct gpu_
 	s->us[4][s->n++] = total;
 }
 
-/* The p50s of s; 0 where no call had misses (a backend that does not keep the counters). */
+/* The p50s of s; nothing where no call had a round with misses. */
 static void
 emit_split(uint64_t tokens, const char *what, struct split *s)
 {
 	static const char *part[] = {"select", "walk", "copy", "finish", "total"};
 	char metric[64];
 
+	if (s->n == 0)
+		return;
 	for (int i = 0; i < 5; i++) {
 		snprintf(metric, sizeof(metric), "miss round %s: %s us p50", what, part[i]);
-		emit("gpu", tokens, metric, s->n > 0 ? pct(s->us[i], s->n, 50) : 0, "us");
+		emit("gpu", tokens, metric, pct(s->us[i], s->n, 50), "us");
 	}
 }
 

@@ -18,7 +18,8 @@
 #   scripts/gpu-check.sh [quick|full]     (OUT=DIR for the logs; default ./gpu-check-out)
 #
 # It runs every test with HSAMEM_REQUIRE_GPU=1 (a skip is a failure), then bench/bench_gpu for the
-# client spec and the lexical encoder's spec and bench/torch_ref.py on the same sizes, and writes
+# client spec and the lexical encoder's spec and bench/torch_ref.py on the same sizes, then
+# bench/bench_kernels (each kernel alone, and cuBLAS's scoring beside the backend's), and writes
 #   $OUT/machine.txt  the GPU, driver and CPU
 #   $OUT/tests.log    every test's output, and a PASS/FAIL line each
 #   $OUT/bench.log    both benchmarks' tables
@@ -80,5 +81,9 @@ bench python3 bench/torch_ref.py --spec lexical --tokens "$lex" --iters "$iters"
 	--json "$out/bench.json" || status=1
 bench "$build/bench/bench_gpu" --spec lexical --tokens "$lex" --iters "$iters" --append 0 \
 	--json "$out/bench.json" || status=1
+kern=1048576
+[ "$mode" = full ] && kern=1048576,16777216
+bench "$build/bench/bench_kernels" --tokens "$kern" --iters 200 --json "$out/bench.json" ||
+	status=1
 grep -E '^(PASS|FAIL)' "$out/tests.log"
 exit $status
