@@ -246,7 +246,6 @@ struct cuda_backend {
 	struct buf h_q, h_sel, h_attn, h_tab, h_stage, h_lmk[2];
 	/* plain host scratch */
 	struct miss *miss;
-	struct cuk_copy *cpy; /* [miss_cap]: the round's gathers, filled by its walk */
 	size_t miss_cap;
 	struct cuk_dir_set *dset; /* [dset_cap]: keys moved from 0, sets from dset_cap / 3 * 2 */
 	struct dir_key *dkey;     /* [dset_cap / 3 * 2]: the keys moved */
@@ -1262,11 +1261,13 @@ cp_cancel(struct cpool *cp)
 }
 
 /*
- * Launches one gather (device copy list d_copies) for the jobs past those gathered whose batches
- * are copied. Returns 0, or the launch's error; *any says whether it launched.
+ * Launches one gather (copy list copies, readable by the device) for the jobs past those gathered
+ * whose batches are copied: whole batches of the n published only, unless final (n is every
+ * job). Returns 0, or the launch's error; *any says whether it launched.
  */
 static int
-cp_gather_ready(struct cuda_backend *b, uint32_t n, const struct cuk_copy *d_copies, bool *any)
+cp_gather_ready(struct cuda_backend *b, uint32_t n, bool final, const struct cuk_copy *copies,
+                bool *any)
 {
 	struct cpool *cp = &b->cp;
 	uint32_t end = cp->gathered;
@@ -1274,13 +1275,14 @@ cp_gather_ready(struct cuda_backend *b, uint32_t n, const struct cuk_copy *d_cop
 	*any = false;
 	while (end < n) {
 		uint32_t size = n - end < cp->batch ? n - end : cp->batch;
-		if (atomic_load_explicit(&cp->done[end / cp->batch], memory_order_acquire) < size)
+		if ((size < cp->batch && !final) ||
+		    atomic_load_explicit(&cp->done[end / cp->batch], memory_order_acquire) < size)
 			break;
 		end += size;
 	}
 	if (end == cp->gathered)
 		return 0;
-	int err = CU(cuk_gather(b->st, d_copies + cp->gathered, end - cp->gathered, cp->bytes));
+	int err = CU(cuk_gather(b->st, copies + cp->gathered, end - cp->gathered, cp->bytes));
 	cp->gathered = end;
 	*any = true;
 	return err;
@@ -1289,11 +1291,11 @@ cp_gather_ready(struct cuda_backend *b, uint32_t n, const struct cuk_copy *d_cop
 /*
  * Completes the copies of the round's n misses, all published (cp_begin, cp_publish), with the
  * pool's threads when they were woken or there are enough bytes to share, and launches a gather
- * (device copy list d_copies) for every run of batches as soon as their copies are done. Returns
- * the first error, a source's included, once every job is through.
+ * (copy list copies) for every run of batches as soon as their copies are done. Returns the first
+ * error, a source's included, once every job is through.
  */
 static int
-cp_run(struct cuda_backend *b, uint32_t n, uint32_t n_src, const struct cuk_copy *d_copies)
+cp_run(struct cuda_backend *b, uint32_t n, uint32_t n_src, const struct cuk_copy *copies)
 {
 	struct cpool *cp = &b->cp;
 	int err = 0;
@@ -1311,7 +1313,7 @@ cp_run(struct cuda_backend *b, uint32_t n, uint32_t n_src, const struct cuk_copy
 	cp->woken = false;
 	while (cp->gathered < n && err == 0) {
 		bool any = false;
-		if ((err = cp_gather_ready(b, n, d_copies, &any)) == 0 && !any && !cp_one(cp))
+		if ((err = cp_gather_ready(b, n, true, copies, &any)) == 0 && !any && !cp_one(cp))
 			cp_relax();
 	}
 	if (err != 0) {
@@ -1426,10 +1428,6 @@ round_scratch(struct cuda_backend *b, size_t n)
 		if (dn == NULL)
 			return -ENOMEM;
 		b->cp.done = dn;
-		struct cuk_copy *cy = realloc(b->cpy, n * sizeof(*cy));
-		if (cy == NULL)
-			return -ENOMEM;
-		b->cpy = cy;
 		b->miss_cap = n;
 	}
 	if (b->dset_cap < 3 * n) {
@@ -1569,9 +1567,15 @@ round_attend(struct round *r, const float *d_qa)
 	if ((err = host_reserve(b, &b->h_tab, tab_cap)) != 0)
 		return err;
 	const void **ptr = b->h_tab.p;
+	/* the gathers read their list where the walk writes it, in mapped pinned memory */
+	struct cuk_copy *hcp = (struct cuk_copy *)(ptr + n);
+	const struct cuk_copy *d_hcp = hcp;
+	if (!b->uva && (err = mapped(hcp, (const void **)&d_hcp)) != 0)
+		return err;
 
 	/* 1: where each selected chunk is or will be; each miss's copy published to the pool */
 	cp_begin(&b->cp, p->kv_bytes, (uint32_t)n);
+	uint32_t walk_gather = 4 * b->cp.batch > n / 8 ? 4 * b->cp.batch : (uint32_t)(n / 8);
 	for (uint32_t i = 0; i < r->n_seg; i++)
 		r->seg[i].c->lmk->expect_miss = false;
 	for (size_t x = 0; x < n; x++) {
@@ -1642,7 +1646,7 @@ round_attend(struct round *r, const float *d_qa)
 		jb->dst = m->host_slot != SLOT_NONE
 		                  ? host_slot(p, m->host_slot)
 		                  : (char *)b->h_stage.p + (size_t)m->src_stage * p->slot_bytes;
-		struct cuk_copy *cp = &b->cpy[n_miss];
+		struct cuk_copy *cp = &hcp[n_miss];
 		if (b->uva)
 			cp->src = jb->dst;
 		else if ((err = mapped(jb->dst, &cp->src)) != 0)
@@ -1653,6 +1657,11 @@ round_attend(struct round *r, const float *d_qa)
 		/* in fours: each publication takes the line from every spinning thread */
 		if (++n_miss % CP_PUBLISH == 0)
 			cp_publish(&b->cp, n_miss);
+		/* a large round's first gathers go out while it walks, a few large launches */
+		bool any;
+		if (n_miss - b->cp.gathered >= walk_gather &&
+		    (err = cp_gather_ready(b, n_miss, false, d_hcp, &any)) != 0)
+			goto out;
 	}
 
 	/* 2: the chunk table and the directory updates */
@@ -1661,9 +1670,7 @@ round_attend(struct round *r, const float *d_qa)
 		         : kind[x] == 1 ? (const void *)dev_slot(p, which[x])
 		                        : (const void *)((char *)b->d_stage.p +
 		                                         (size_t)which[x] * p->slot_bytes);
-	struct cuk_copy *cp = (struct cuk_copy *)(ptr + n);
-	memcpy(cp, b->cpy, n_miss * sizeof(*cp));
-	struct cuk_dir_set *ds = (struct cuk_dir_set *)(cp + n_miss);
+	struct cuk_dir_set *ds = (struct cuk_dir_set *)(hcp + n_miss);
 	uint32_t n_dir = dir_finish(b, p, ds);
 	b->ctr.bytes_paged += (uint64_t)n_miss * p->kv_bytes;
 
@@ -1682,7 +1689,7 @@ round_attend(struct round *r, const float *d_qa)
 		goto out;
 	uint64_t t_copy = now_ns();
 	b->ctr.ns_walk += t_copy - t_walk;
-	if ((err = cp_run(b, n_miss, n_src, d_cp)) != 0)
+	if ((err = cp_run(b, n_miss, n_src, d_hcp)) != 0)
 		goto out;
 	uint64_t t_finish = now_ns();
 	b->ctr.ns_copy += t_finish - t_copy;
@@ -2169,7 +2176,6 @@ cuda_free(struct gpu_backend *gb)
 	gpu_free(b->cpu);
 	cp_stop(&b->cp);
 	free(b->miss);
-	free(b->cpy);
 	free(b->dset);
 	free(b->dkey);
 	free(b->which);
