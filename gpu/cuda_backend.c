@@ -1104,7 +1104,13 @@ staged_entry(struct cuda_backend *b, uint64_t uid, uint64_t j, uint32_t *n_stage
 
 /* ---- the copy pool ---- */
 
-static void cp_relax(void);
+static void
+cp_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
 
 /* Copies the next job, waiting for it to be published; false when there is none left. */
 static bool
@@ -1148,14 +1154,6 @@ cp_main(void *arg)
 			;
 		atomic_fetch_sub_explicit(&cp->active, 1, memory_order_release);
 	}
-}
-
-static void
-cp_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
 }
 
 /* Starts the pool's threads once; false when there are none (the caller copies alone). */
@@ -1376,33 +1374,21 @@ dir_finish(struct cuda_backend *b, const struct pool *p, struct cuk_dir_set *dst
 	return b->n_clear + b->n_set;
 }
 
-/* A device slot for (uid, j); the key it evicts has its directory entry rewritten. */
+/*
+ * A device slot (or a pinned host slot) for (uid, j), growing the cache within its budget first
+ * if it is full; the key it evicts has its directory entry rewritten.
+ */
 static uint32_t
-pool_insert_dev(struct cuda_backend *b, struct pool *p, uint64_t uid, uint64_t j)
+pool_insert(struct cuda_backend *b, struct pool *p, bool host, uint64_t uid, uint64_t j)
 {
+	struct slot_cache *sc = host ? &p->host : &p->dev;
 	uint64_t old_uid = 0, old_j = 0;
 	bool evicted = false;
 	uint32_t s;
 
-	if (p->dev.free_head == SLOT_NONE)
-		pool_add_seg(b, p, false);
-	s = slot_cache_insert_evict(&p->dev, uid, j, b->epoch, &evicted, &old_uid, &old_j);
-	if (evicted)
-		dir_moved(b, p, old_uid, old_j);
-	return s;
-}
-
-/* A pinned host slot for (uid, j); the key it evicts has its directory entry rewritten. */
-static uint32_t
-pool_insert_host(struct cuda_backend *b, struct pool *p, uint64_t uid, uint64_t j)
-{
-	uint64_t old_uid = 0, old_j = 0;
-	bool evicted = false;
-	uint32_t s;
-
-	if (p->host.free_head == SLOT_NONE)
-		pool_add_seg(b, p, true);
-	s = slot_cache_insert_evict(&p->host, uid, j, b->epoch, &evicted, &old_uid, &old_j);
+	if (sc->free_head == SLOT_NONE)
+		pool_add_seg(b, p, host);
+	s = slot_cache_insert_evict(sc, uid, j, b->epoch, &evicted, &old_uid, &old_j);
 	if (evicted)
 		dir_moved(b, p, old_uid, old_j);
 	return s;
@@ -1489,7 +1475,7 @@ round_touch(struct round *r)
 		if (!ready && (err = round_scratch(b, n)) != 0)
 			return err;
 		ready = true;
-		uint32_t d = pool_insert_dev(b, p, uid, j);
+		uint32_t d = pool_insert(b, p, false, uid, j);
 		if (d == SLOT_NONE)
 			continue; /* the device cache is full of this round's chunks */
 		b->miss[n_up].host_slot = h;
@@ -1595,7 +1581,7 @@ round_attend(struct round *r, const float *d_qa)
 			}
 			continue;
 		}
-		s = pool_insert_dev(b, p, src->uid, j);
+		s = pool_insert(b, p, false, src->uid, j);
 		struct miss *m = &b->miss[n_miss];
 		struct cp_job *jb = &b->cp.job[n_miss];
 		m->dev_slot = s;
@@ -1634,7 +1620,7 @@ round_attend(struct round *r, const float *d_qa)
 			b->ctr.source_reads++;
 			n_src++;
 			if (b->host_budget > 0)
-				m->host_slot = pool_insert_host(b, p, src->uid, j);
+				m->host_slot = pool_insert(b, p, true, src->uid, j);
 		}
 		if (m->host_slot == SLOT_NONE) {
 			/* pinned staging, for every miss left at the first one that needs it */
