@@ -32,7 +32,8 @@
  *                 evicts it, and the store is opened again; so the call reads its landmarks and
  *                 chunks from the disk, apart from the few pages that opening the store and
  *                 finding the user read back, and pages another process maps. Where the
- *                 fadvise fails the row is left out with a message.
+ *                 fadvise fails the row is left out with a message. The file is read once
+ *                 afterwards, so the end-to-end figures find the page cache warm.
  *   end to end over ipc (hsamemd started on that store, libhsamem):
  *     ping, attend warm n=1 and n=32, attend cold (first call after a restart), queries/s with 16
  *     clients, appends/s of one appender while 16 clients query, and the daemon's append rate.
@@ -543,6 +544,23 @@ page_cache_drop(const char *dir)
 	return -rc;
 }
 
+/* Reads the store's data file once, so that what follows finds the page cache warm again. */
+static void
+page_cache_fill(const char *dir)
+{
+	static char buf[8 << 20];
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	close(fd);
+}
+
 static void
 gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 {
@@ -756,6 +774,8 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 	}
 	if (np == 3)
 		emit("gpu", tokens, "attend n=1 cold (page cache dropped)", pct(t, np, 50), "us");
+	if (np > 0)
+		page_cache_fill(dir); /* the daemon's figures below are for a warm page cache */
 
 	gpu_free(g);
 	bsrc_close(&bs);
