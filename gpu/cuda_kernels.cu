@@ -607,7 +607,7 @@ cuk_attend_smem_max(void)
 	return 200 * 1024;
 }
 
-template <int DT>
+template <int DT, int T>
 __global__ void __launch_bounds__(1024)
 attend_kernel(struct cuk_attend_args a)
 {
@@ -647,20 +647,55 @@ attend_kernel(struct cuk_attend_args a)
 	}
 	__syncthreads();
 
-	for (uint32_t x = threadIdx.x; x < G * S; x += blockDim.x) {
-		uint32_t g = x / S, s = x % S;
-		const float *q = qs + (size_t)g * d_h;
-		const uint16_t *k = Ks + (size_t)s * R;
-		float acc0 = 0.0f, acc1 = 0.0f;
+	/*
+	 * Logits in tiles of T heads by T positions (heads g, g + tg, ..., positions s, s + ts, ...,
+	 * so a warp's rows of K are neighbours): each value read from shared memory serves T
+	 * products. Odd and even elements add up apart, as the untiled loop did.
+	 */
+	const uint32_t tg = (G + T - 1) / T, ts = (S + T - 1) / T;
+	for (uint32_t x = threadIdx.x; x < tg * ts; x += blockDim.x) {
+		uint32_t gi[T], si[T];
+		const float *q[T];
+		const uint16_t *k[T];
+		float ea[T][T], eb[T][T];
+#pragma unroll
+		for (int u = 0; u < T; u++) {
+			gi[u] = x / ts + u * tg;
+			si[u] = x % ts + u * ts;
+			q[u] = qs + (size_t)(gi[u] < G ? gi[u] : gi[0]) * d_h;
+			k[u] = Ks + (size_t)(si[u] < S ? si[u] : si[0]) * R;
+#pragma unroll
+			for (int v = 0; v < T; v++)
+				ea[u][v] = eb[u][v] = 0.0f;
+		}
 		uint32_t c = 0;
 		for (; c + 2 <= d_h; c += 2) {
-			uint32_t w = *(const uint32_t *)(k + c);
-			acc0 += q[c] * to_f<DT>((uint16_t)(w & 0xffff));
-			acc1 += q[c + 1] * to_f<DT>((uint16_t)(w >> 16));
+			float kl[T], kh[T], ql[T], qh[T];
+#pragma unroll
+			for (int u = 0; u < T; u++) {
+				uint32_t w = *(const uint32_t *)(k[u] + c);
+				kl[u] = to_f<DT>((uint16_t)(w & 0xffff));
+				kh[u] = to_f<DT>((uint16_t)(w >> 16));
+				ql[u] = q[u][c];
+				qh[u] = q[u][c + 1];
+			}
+#pragma unroll
+			for (int u = 0; u < T; u++)
+#pragma unroll
+				for (int v = 0; v < T; v++) {
+					ea[u][v] += ql[u] * kl[v];
+					eb[u][v] += qh[u] * kh[v];
+				}
 		}
-		if (c < d_h)
-			acc0 += q[c] * to_f<DT>(k[c]);
-		lg[x] = (acc0 + acc1) * a.a_scale;
+#pragma unroll
+		for (int u = 0; u < T; u++)
+#pragma unroll
+			for (int v = 0; v < T; v++) {
+				if (c < d_h)
+					ea[u][v] += q[u][c] * to_f<DT>(k[v][c]);
+				if (gi[u] < G && si[v] < S)
+					lg[(size_t)gi[u] * S + si[v]] = (ea[u][v] + eb[u][v]) * a.a_scale;
+			}
 	}
 	__syncthreads();
 
@@ -692,14 +727,43 @@ attend_kernel(struct cuk_attend_args a)
 	}
 	__syncthreads();
 
+	/* outputs in tiles of T heads by T columns (g, g + tg, ...; c, c + tc, ...) */
 	float *o = a.partial + ((size_t)p * a.k + i) * G * d_h;
-	for (uint32_t x = threadIdx.x; x < G * d_h; x += blockDim.x) {
-		uint32_t g = x / d_h, c = x % d_h;
-		const float *l = lg + (size_t)g * S;
-		float acc = 0.0f;
-		for (uint32_t s = 0; s < S; s++)
-			acc += l[s] * to_f<DT>(Vs[(size_t)s * d_h + c]);
-		o[x] = acc;
+	const uint32_t tc = (d_h + T - 1) / T;
+	for (uint32_t x = threadIdx.x; x < tg * tc; x += blockDim.x) {
+		uint32_t gi[T], ci[T];
+		const float *l[T];
+		const uint16_t *v[T];
+		float acc[T][T];
+#pragma unroll
+		for (int u = 0; u < T; u++) {
+			gi[u] = x / tc + u * tg;
+			ci[u] = x % tc + u * tc;
+			l[u] = lg + (size_t)(gi[u] < G ? gi[u] : gi[0]) * S;
+			v[u] = Vs + (ci[u] < d_h ? ci[u] : ci[0]);
+#pragma unroll
+			for (int w = 0; w < T; w++)
+				acc[u][w] = 0.0f;
+		}
+		for (uint32_t s = 0; s < S; s++) {
+			float lw[T], vw[T];
+#pragma unroll
+			for (int u = 0; u < T; u++) {
+				lw[u] = l[u][s];
+				vw[u] = to_f<DT>(v[u][(size_t)s * d_h]);
+			}
+#pragma unroll
+			for (int u = 0; u < T; u++)
+#pragma unroll
+				for (int w = 0; w < T; w++)
+					acc[u][w] += lw[u] * vw[w];
+		}
+#pragma unroll
+		for (int u = 0; u < T; u++)
+#pragma unroll
+			for (int w = 0; w < T; w++)
+				if (gi[u] < G && ci[w] < d_h)
+					o[(size_t)gi[u] * d_h + ci[w]] = acc[u][w];
 	}
 }
 
@@ -818,10 +882,14 @@ cuk_init(void)
 	    (e = cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
 		return e;
 
-	if ((e = cudaFuncSetAttribute(attend_kernel<HSA_F16_CODE>,
+	if ((e = cudaFuncSetAttribute(attend_kernel<HSA_F16_CODE, 1>,
+	                              cudaFuncAttributeMaxDynamicSharedMemorySize, v)) != cudaSuccess ||
+	    (e = cudaFuncSetAttribute(attend_kernel<HSA_F16_CODE, 2>,
+	                              cudaFuncAttributeMaxDynamicSharedMemorySize, v)) != cudaSuccess ||
+	    (e = cudaFuncSetAttribute(attend_kernel<HSA_BF16_CODE, 1>,
 	                              cudaFuncAttributeMaxDynamicSharedMemorySize, v)) != cudaSuccess)
 		return e;
-	return cudaFuncSetAttribute(attend_kernel<HSA_BF16_CODE>,
+	return cudaFuncSetAttribute(attend_kernel<HSA_BF16_CODE, 2>,
 	                            cudaFuncAttributeMaxDynamicSharedMemorySize, v);
 }
 
@@ -935,12 +1003,19 @@ cuk_attend(cudaStream_t st, const struct cuk_attend_args *a)
 {
 	dim3 grid(a->k, a->nt * a->h_kv);
 	size_t smem = cuk_attend_smem(a->S, a->d_h, a->G);
-	/* few blocks (one query token): wide ones, so each block's chains of work are short */
-	unsigned threads = (size_t)grid.x * grid.y <= (size_t)n_sms ? 1024 : 256;
-	if (a->dtype == HSA_F16_CODE)
-		attend_kernel<HSA_F16_CODE><<<grid, threads, smem, st>>>(*a);
+	/*
+	 * few blocks (one query token): wide ones, so each block's chains of work are short; many:
+	 * narrower ones that work in 2 x 2 tiles, reading shared memory half as often
+	 */
+	bool few = (size_t)grid.x * grid.y <= (size_t)n_sms;
+	if (a->dtype == HSA_F16_CODE && few)
+		attend_kernel<HSA_F16_CODE, 1><<<grid, 1024, smem, st>>>(*a);
+	else if (a->dtype == HSA_F16_CODE)
+		attend_kernel<HSA_F16_CODE, 2><<<grid, 256, smem, st>>>(*a);
+	else if (few)
+		attend_kernel<HSA_BF16_CODE, 1><<<grid, 1024, smem, st>>>(*a);
 	else
-		attend_kernel<HSA_BF16_CODE><<<grid, threads, smem, st>>>(*a);
+		attend_kernel<HSA_BF16_CODE, 2><<<grid, 256, smem, st>>>(*a);
 	return cudaGetLastError();
 }
 
