@@ -75,6 +75,7 @@
 #include "backend.h"
 #include "cuda_backend.h"
 #include "cuda_cache.h"
+#include "cuda_copy.h"
 #include "cuda_int.h"
 #include "half.h"
 #include "hsamem.h"
@@ -90,7 +91,6 @@ _Static_assert(TOK_GROUP <= CUK_SEG_TOKENS,
 #define SLOT_ALIGN      256
 #define LMK_BUCKETS     1024
 #define MAX_POOLS       8
-#define CP_THREADS      16                  /* most copy-pool threads */
 #define CP_PUBLISH      4                   /* jobs published at a time by a walk */
 #define CP_MIN_BYTES    ((size_t)256 << 10) /* copies worth waking the pool for */
 #define CP_BATCH_BYTES  ((size_t)512 << 10) /* misses gathered by one launch */
@@ -157,49 +157,6 @@ struct miss {
 	uint32_t dst_stage, src_stage;
 };
 
-/*
- * One miss to bring into pinned memory: copied from src (already looked up), or read through its
- * source's copy_kv when from is set, or nothing (a host cache hit).
- */
-struct cp_job {
-	void *dst;
-	const void *src;
-	const struct hsa_source *from;
-	uint64_t j;
-};
-
-#define CP_OPEN UINT32_MAX
-
-/*
- * The copy pool: threads that copy the misses out of the source (page faults of the LMDB map
- * included) into pinned memory beside the calling thread. A round that expects misses wakes them
- * under mu with a new gen while its selection runs; they spin until jobs appear. The calling
- * thread publishes the jobs one by one as it walks the selection (n_avail), then their number
- * (n_jobs, CP_OPEN until then); every thread, the caller too once its walk is done, takes the
- * next job by an atomic index and counts it done in its batch; active counts the threads not yet
- * through the jobs; err keeps the round's first source error. A source with copy_kv is read by
- * the pool's threads in parallel; one without is looked up by the calling thread as it walks
- * (chunk_kv may serialise its callers), the pool copying behind it.
- */
-struct cpool {
-	pthread_t th[CP_THREADS];
-	unsigned n_th;
-	bool started, stop, woken;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	uint64_t gen;
-	struct cp_job *job;
-	atomic_uint *done; /* per batch */
-	uint32_t batch, gathered; /* jobs a gather; jobs whose gather is launched */
-	size_t bytes;
-	/* what the threads spin on, what they take jobs by, and the rest, a cache line each */
-	_Alignas(64) atomic_uint n_avail;
-	atomic_uint n_jobs;
-	_Alignas(64) atomic_uint next;
-	_Alignas(64) atomic_uint active;
-	atomic_int err;
-};
-
 struct call;
 
 struct staged {
@@ -252,6 +209,7 @@ struct cuda_backend {
 	size_t dset_cap;
 	uint32_t n_clear, n_set;
 	struct cpool cp;
+	uint32_t gathered; /* the round's jobs whose gather is launched */
 	uint32_t *which; /* per (pair, rank) of a round: device slot or staging entry */
 	uint8_t *kind;   /* 0 none, 1 device slot, 2 device staging */
 	size_t which_cap;
@@ -1102,225 +1060,62 @@ staged_entry(struct cuda_backend *b, uint64_t uid, uint64_t j, uint32_t *n_stage
 	return e->entry;
 }
 
-/* ---- the copy pool ---- */
+/* ---- the copy pool (cuda_copy.h) and the gathers ---- */
 
-static void
-cp_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
-/* Copies the next job, waiting for it to be published; false when there is none left. */
+/* Starts the copy pool once: all CPUs but two (a round's copies are a short burst, and the
+ * calling thread copies too); false when it has no thread. */
 static bool
-cp_one(struct cpool *cp)
+copy_start(struct cuda_backend *b)
 {
-	uint32_t i = atomic_fetch_add_explicit(&cp->next, 1, memory_order_relaxed);
-
-	while (i >= atomic_load_explicit(&cp->n_avail, memory_order_acquire)) {
-		if (i >= atomic_load_explicit(&cp->n_jobs, memory_order_acquire))
-			return false;
-		cp_relax();
-	}
-	const struct cp_job *jb = &cp->job[i];
-	if (jb->src != NULL) {
-		memcpy(jb->dst, jb->src, cp->bytes);
-	} else if (jb->from != NULL) {
-		int err = jb->from->copy_kv(jb->from->ctx, jb->j, jb->dst), none = 0;
-		if (err != 0)
-			atomic_compare_exchange_strong(&cp->err, &none, err);
-	}
-	atomic_fetch_add_explicit(&cp->done[i / cp->batch], 1, memory_order_release);
-	return true;
-}
-
-static void *
-cp_main(void *arg)
-{
-	struct cpool *cp = arg;
-	uint64_t seen = 0;
-
-	for (;;) {
-		pthread_mutex_lock(&cp->mu);
-		while (!cp->stop && cp->gen == seen)
-			pthread_cond_wait(&cp->cv, &cp->mu);
-		seen = cp->gen;
-		bool stop = cp->stop;
-		pthread_mutex_unlock(&cp->mu);
-		if (stop)
-			return NULL;
-		while (cp_one(cp))
-			;
-		atomic_fetch_sub_explicit(&cp->active, 1, memory_order_release);
-	}
-}
-
-/* Starts the pool's threads once; false when there are none (the caller copies alone). */
-static bool
-cp_ready(struct cpool *cp)
-{
-	if (cp->started)
-		return cp->n_th > 0;
-	cp->started = true;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	/* all but two CPUs: a round's copies are a short burst, and the caller copies too */
-	unsigned want = cpus > 2 ? (unsigned)(cpus - 2) : 0;
-	if (want > CP_THREADS)
-		want = CP_THREADS;
-	pthread_mutex_init(&cp->mu, NULL);
-	pthread_cond_init(&cp->cv, NULL);
-	atomic_init(&cp->next, 0);
-	atomic_init(&cp->active, 0);
-	atomic_init(&cp->n_avail, 0);
-	atomic_init(&cp->n_jobs, 0);
-	atomic_init(&cp->err, 0);
-	for (cp->n_th = 0; cp->n_th < want; cp->n_th++)
-		if (pthread_create(&cp->th[cp->n_th], NULL, cp_main, cp) != 0)
-			break;
-	return cp->n_th > 0;
-}
 
-static void
-cp_stop(struct cpool *cp)
-{
-	if (!cp->started)
-		return;
-	pthread_mutex_lock(&cp->mu);
-	cp->stop = true;
-	pthread_cond_broadcast(&cp->cv);
-	pthread_mutex_unlock(&cp->mu);
-	for (unsigned i = 0; i < cp->n_th; i++)
-		pthread_join(cp->th[i], NULL);
-	pthread_mutex_destroy(&cp->mu);
-	pthread_cond_destroy(&cp->cv);
-	free(cp->job);
-	free(cp->done);
-}
-
-/* Waits out the helpers still in the previous jobs, and opens the pool for a round's. */
-static void
-cp_reset(struct cpool *cp)
-{
-	while (atomic_load_explicit(&cp->active, memory_order_acquire) != 0)
-		cp_relax();
-	atomic_store_explicit(&cp->n_avail, 0, memory_order_relaxed);
-	atomic_store_explicit(&cp->n_jobs, CP_OPEN, memory_order_relaxed);
-	atomic_store_explicit(&cp->next, 0, memory_order_relaxed);
-	atomic_store_explicit(&cp->err, 0, memory_order_relaxed);
-}
-
-/* Wakes the pool's threads to wait for the round's jobs. */
-static void
-cp_wake(struct cpool *cp)
-{
-	cp_reset(cp);
-	pthread_mutex_lock(&cp->mu);
-	atomic_store_explicit(&cp->active, cp->n_th, memory_order_relaxed);
-	cp->gen++;
-	pthread_cond_broadcast(&cp->cv);
-	pthread_mutex_unlock(&cp->mu);
-	cp->woken = true;
+	return cp_start(&b->cp, cpus > 2 ? (unsigned)(cpus - 2) : 0);
 }
 
 /*
- * Before the round's first job: the size of a copy, the jobs of a gather and room for n jobs
- * (cp->job and cp->done, which the pool's threads read only once a job is published).
- */
-static void
-cp_begin(struct cpool *cp, size_t bytes, uint32_t n)
-{
-	if (!cp->woken)
-		cp_reset(cp);
-	cp->bytes = bytes;
-	cp->batch = (uint32_t)(CP_BATCH_BYTES / bytes);
-	if (cp->batch == 0)
-		cp->batch = 1;
-	cp->gathered = 0;
-	for (uint32_t i = 0; i < (n + cp->batch - 1) / cp->batch; i++)
-		atomic_store_explicit(&cp->done[i], 0, memory_order_relaxed);
-}
-
-/* Publishes job n - 1 (jobs are published in order). */
-static void
-cp_publish(struct cpool *cp, uint32_t n)
-{
-	atomic_store_explicit(&cp->n_avail, n, memory_order_release);
-}
-
-/* Ends the round's jobs where they stand: woken threads finish the published ones and sleep. */
-static void
-cp_cancel(struct cpool *cp)
-{
-	if (!cp->woken)
-		return;
-	atomic_store_explicit(&cp->n_jobs, atomic_load(&cp->n_avail), memory_order_release);
-	cp->woken = false;
-}
-
-/*
- * Launches one gather (copy list copies, readable by the device) for the jobs past those gathered
- * whose batches are copied: whole batches of the n published only, unless final (n is every
- * job). Returns 0, or the launch's error; *any says whether it launched.
+ * Launches one gather (copy list copies, readable by the device) for the jobs past those
+ * gathered whose batches are copied: whole batches of the n published only, unless final (n is
+ * every job). Returns 0, or the launch's error; *any says whether it launched.
  */
 static int
-cp_gather_ready(struct cuda_backend *b, uint32_t n, bool final, const struct cuk_copy *copies,
-                bool *any)
+gather_ready(struct cuda_backend *b, uint32_t n, bool final, const struct cuk_copy *copies,
+             bool *any)
 {
-	struct cpool *cp = &b->cp;
-	uint32_t end = cp->gathered;
+	uint32_t end = cp_copied(&b->cp, b->gathered, n, final);
 
-	*any = false;
-	while (end < n) {
-		uint32_t size = n - end < cp->batch ? n - end : cp->batch;
-		if ((size < cp->batch && !final) ||
-		    atomic_load_explicit(&cp->done[end / cp->batch], memory_order_acquire) < size)
-			break;
-		end += size;
-	}
-	if (end == cp->gathered)
+	*any = end > b->gathered;
+	if (!*any)
 		return 0;
-	int err = CU(cuk_gather(b->st, copies + cp->gathered, end - cp->gathered, cp->bytes));
-	cp->gathered = end;
-	*any = true;
+	int err = CU(cuk_gather(b->st, copies + b->gathered, end - b->gathered, b->cp.bytes));
+	b->gathered = end;
 	return err;
 }
 
 /*
- * Completes the copies of the round's n misses, all published (cp_begin, cp_publish), with the
- * pool's threads when they were woken or there are enough bytes to share, and launches a gather
- * (copy list copies) for every run of batches as soon as their copies are done. Returns the first
- * error, a source's included, once every job is through.
+ * Completes the copies of the round's n misses, all published, with the pool's threads when they
+ * were woken or there are enough bytes to share, and launches a gather (copy list copies) for
+ * every run of batches as soon as their copies are done. Returns the first error, a source's
+ * included, once every job is through.
  */
 static int
-cp_run(struct cuda_backend *b, uint32_t n, uint32_t n_src, const struct cuk_copy *copies)
+copy_run(struct cuda_backend *b, uint32_t n, uint32_t n_src, const struct cuk_copy *copies)
 {
 	struct cpool *cp = &b->cp;
 	int err = 0;
 
-	cp_publish(cp, n);
-	atomic_store_explicit(&cp->n_jobs, n, memory_order_release);
-	if (!cp->woken && (size_t)n_src * cp->bytes >= CP_MIN_BYTES && cp_ready(cp)) {
-		/* late helpers: they copy the jobs published, which are all of them */
-		pthread_mutex_lock(&cp->mu);
-		atomic_store_explicit(&cp->active, cp->n_th, memory_order_relaxed);
-		cp->gen++;
-		pthread_cond_broadcast(&cp->cv);
-		pthread_mutex_unlock(&cp->mu);
-	}
-	cp->woken = false;
-	while (cp->gathered < n && err == 0) {
+	cp_close(cp, n, (size_t)n_src * cp->bytes >= CP_MIN_BYTES && copy_start(b));
+	while (b->gathered < n && err == 0) {
 		bool any = false;
-		if ((err = cp_gather_ready(b, n, true, copies, &any)) == 0 && !any && !cp_one(cp))
+		if ((err = gather_ready(b, n, true, copies, &any)) == 0 && !any && !cp_help(cp))
 			cp_relax();
 	}
 	if (err != 0) {
 		/* the helpers must be done with the jobs before the caller moves on */
-		while (cp_one(cp))
+		while (cp_help(cp))
 			;
 		return err;
 	}
-	return atomic_load(&cp->err);
+	return cp_error(cp);
 }
 
 /*
@@ -1406,14 +1201,8 @@ round_scratch(struct cuda_backend *b, size_t n)
 		if (m == NULL)
 			return -ENOMEM;
 		b->miss = m;
-		struct cp_job *jb = realloc(b->cp.job, n * sizeof(*jb));
-		if (jb == NULL)
+		if (cp_reserve(&b->cp, n) != 0)
 			return -ENOMEM;
-		b->cp.job = jb;
-		atomic_uint *dn = realloc(b->cp.done, n * sizeof(*dn));
-		if (dn == NULL)
-			return -ENOMEM;
-		b->cp.done = dn;
 		b->miss_cap = n;
 	}
 	if (b->dset_cap < 3 * n) {
@@ -1560,7 +1349,9 @@ round_attend(struct round *r, const float *d_qa)
 		return err;
 
 	/* 1: where each selected chunk is or will be; each miss's copy published to the pool */
-	cp_begin(&b->cp, p->kv_bytes, (uint32_t)n);
+	uint32_t batch = (uint32_t)(CP_BATCH_BYTES / p->kv_bytes);
+	cp_begin(&b->cp, p->kv_bytes, batch, (uint32_t)n);
+	b->gathered = 0;
 	uint32_t walk_gather = 4 * b->cp.batch > n / 8 ? 4 * b->cp.batch : (uint32_t)(n / 8);
 	for (uint32_t i = 0; i < r->n_seg; i++)
 		r->seg[i].c->lmk->expect_miss = false;
@@ -1645,8 +1436,8 @@ round_attend(struct round *r, const float *d_qa)
 			cp_publish(&b->cp, n_miss);
 		/* a large round's first gathers go out while it walks, a few large launches */
 		bool any;
-		if (n_miss - b->cp.gathered >= walk_gather &&
-		    (err = cp_gather_ready(b, n_miss, false, d_hcp, &any)) != 0)
+		if (n_miss - b->gathered >= walk_gather &&
+		    (err = gather_ready(b, n_miss, false, d_hcp, &any)) != 0)
 			goto out;
 	}
 
@@ -1675,7 +1466,7 @@ round_attend(struct round *r, const float *d_qa)
 		goto out;
 	uint64_t t_copy = now_ns();
 	b->ctr.ns_walk += t_copy - t_walk;
-	if ((err = cp_run(b, n_miss, n_src, d_hcp)) != 0)
+	if ((err = copy_run(b, n_miss, n_src, d_hcp)) != 0)
 		goto out;
 	uint64_t t_finish = now_ns();
 	b->ctr.ns_copy += t_finish - t_copy;
@@ -1719,7 +1510,7 @@ round_run(struct round *r)
 		expect_miss |= r->seg[i].c->lmk->expect_miss;
 	if (expect_miss) {
 		/* the copy pool wakes while the selection runs, ready for the misses */
-		if (n * r->pool->kv_bytes >= CP_MIN_BYTES && cp_ready(&b->cp))
+		if (n * r->pool->kv_bytes >= CP_MIN_BYTES && copy_start(b))
 			cp_wake(&b->cp);
 		err = round_fetch_sel(r);
 		misses = 1;
@@ -2196,6 +1987,7 @@ gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **ou
 	if ((b = aligned_alloc(_Alignof(struct cuda_backend), sizeof(*b))) == NULL)
 		return -ENOMEM;
 	memset(b, 0, sizeof(*b));
+	cp_init(&b->cp);
 	b->base.ops = &cuda_ops;
 	b->device = opts->device;
 	pthread_mutex_init(&b->qmu, NULL);

@@ -6,9 +6,9 @@
 #
 #   mkdir -p build-gpu && cd build-gpu
 #   ../configure --disable-shared --enable-cuda=yes
-#   make -j hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_probe tests/test_hsa \
+#   make -j hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_copy tests/test_cuda_probe tests/test_hsa \
 #       tests/test_daemon_attend bench/bench_gpu bench/bench_kernels
-#   strip hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_probe tests/test_hsa \
+#   strip hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_copy tests/test_cuda_probe tests/test_hsa \
 #       tests/test_daemon_attend bench/bench_gpu bench/bench_kernels
 #   cd .. && ../shared/tools/devlibs build-gpu/hsamemd build-gpu/bench/bench_gpu \
 #       build-gpu/tests/test_daemon_attend -o .devlibs
@@ -53,7 +53,7 @@ esac
 
 status=0
 : >"$out/tests.log"
-for t in test_cuda_probe test_cuda_cache test_hsa test_cuda test_daemon_attend; do
+for t in test_cuda_probe test_cuda_cache test_cuda_copy test_hsa test_cuda test_daemon_attend; do
 	start=$(date +%s)
 	"$build/tests/$t" >>"$out/tests.log" 2>&1
 	rc=$?
