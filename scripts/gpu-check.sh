@@ -6,10 +6,9 @@
 #
 #   mkdir -p build-gpu && cd build-gpu
 #   ../configure --disable-shared --enable-cuda=yes
-#   make -j hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_copy tests/test_cuda_probe tests/test_hsa \
-#       tests/test_daemon_attend bench/bench_gpu bench/bench_kernels
-#   strip hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_copy tests/test_cuda_probe tests/test_hsa \
-#       tests/test_daemon_attend bench/bench_gpu bench/bench_kernels
+#   progs="hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_copy tests/test_cuda_probe
+#       tests/test_hsa tests/test_daemon_attend bench/bench_gpu bench/bench_kernels"
+#   make -j $progs && strip $progs
 #   cd .. && ../shared/tools/devlibs build-gpu/hsamemd build-gpu/bench/bench_gpu \
 #       build-gpu/tests/test_daemon_attend -o .devlibs
 #
