@@ -5,6 +5,7 @@
  * clients appending at once lose nothing; SIGKILL in the middle of a stream of appends loses no
  * append that was acknowledged.
  */
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -80,6 +81,51 @@ raw_call(const char *url, const void *buf, size_t len, int timeout_ms)
 	}
 	nng_close(s);
 	return rep;
+}
+
+/*
+ * Offers a message of len bytes on a bare connection to the daemon's ipc socket, written as NNG's
+ * ipc transport frames it (8 bytes of greeting, 0 'S' 'P' 0 and the protocol, req0 = 0x30; then
+ * a type byte 1 and the length, 8 bytes big-endian, before the bytes). Returns whether the daemon
+ * closed the connection without a reply. No NNG client is involved: NNG 1.5's nng_close can wait
+ * forever on a pipe its peer dropped in the middle of a send, which would hang the test, not the
+ * daemon.
+ */
+static bool
+offer_oversized(const char *url, size_t len)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 5};
+	uint8_t hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0}, peer[8], head[9] = {1}, buf[4096];
+	bool closed = false;
+	int fd;
+
+	if (strncmp(url, "ipc://", 6) != 0 ||
+	    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", url + 6) >= (int)sizeof(sa.sun_path) ||
+	    (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return false;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	for (int i = 0; i < 8; i++)
+		head[1 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+	memset(buf, 0, sizeof(buf));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    send(fd, hello, sizeof(hello), MSG_NOSIGNAL) == (ssize_t)sizeof(hello) &&
+	    recv(fd, peer, sizeof(peer), MSG_WAITALL) == (ssize_t)sizeof(peer) &&
+	    send(fd, head, sizeof(head), MSG_NOSIGNAL) == (ssize_t)sizeof(head)) {
+		/* as much of the message as the daemon takes before it hangs up */
+		for (size_t sent = 0; sent < len;) {
+			ssize_t n = send(fd, buf, len - sent < sizeof(buf) ? len - sent : sizeof(buf),
+			                 MSG_NOSIGNAL);
+			if (n <= 0)
+				break;
+			sent += (size_t)n;
+		}
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		closed = n == 0 || (n < 0 && errno == ECONNRESET);
+	}
+	close(fd);
+	return closed;
 }
 
 static Hsamem__Reply *
@@ -201,12 +247,9 @@ test_bad_messages(struct harness *h)
 	expect_status(call(h->url, &req), HSAMEM_ETOOBIG, "oversized entry");
 	free(big);
 
-	/* a message over max-message (1M here) is dropped; the daemon goes on */
-	size_t huge = 2u << 20;
-	uint8_t *hb = calloc(1, huge);
-	Hsamem__Reply *rep = raw_call(h->url, hb, huge, 2000);
-	CHECK(rep == NULL);
-	free(hb);
+	/* a message over max-message (1M here) is dropped with its connection; the daemon goes on */
+	CHECK(offer_oversized(h->url, 2u << 20));
+	check_serving(h);
 
 	/* unknown users */
 	Hsamem__QueryRequest qq = HSAMEM__QUERY_REQUEST__INIT;
