@@ -131,14 +131,18 @@ load_main(void *arg)
 /* Runs n clients for the given seconds; returns operations per second. */
 static double
 run_clients(const char *url, const struct corpus *corpus, const char *user, int mode, int n,
-	    double seconds, uint64_t *errors)
+            double seconds, uint64_t *errors)
 {
 	struct load l[64];
 	pthread_t t[64];
 	double t0 = now_s();
 	for (int i = 0; i < n; i++) {
-		l[i] = (struct load){.url = url, .corpus = corpus, .user = user, .id = i,
-				     .mode = mode, .seconds = seconds};
+		l[i] = (struct load){.url = url,
+		                     .corpus = corpus,
+		                     .user = user,
+		                     .id = i,
+		                     .mode = mode,
+		                     .seconds = seconds};
 		pthread_create(&t[i], NULL, load_main, &l[i]);
 	}
 	uint64_t ops = 0;
@@ -164,11 +168,13 @@ memory_tokens(struct hsamem *c, const char *user)
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"corpus", required_argument, NULL, 'c'}, {"tokens", required_argument, NULL, 't'},
-		{"queries", required_argument, NULL, 'q'}, {"seconds", required_argument, NULL, 's'},
-		{"json", required_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"corpus", required_argument, NULL, 'c'},
+	                                     {"tokens", required_argument, NULL, 't'},
+	                                     {"queries", required_argument, NULL, 'q'},
+	                                     {"seconds", required_argument, NULL, 's'},
+	                                     {"json", required_argument, NULL, 'j'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	const char *corpus_path = NULL, *json = NULL;
 	uint64_t target = 1000000;
 	int queries = 1000, opt;
@@ -181,15 +187,16 @@ main(int argc, char **argv)
 		case 's': seconds = atof(optarg); break;
 		case 'j': json = optarg; break;
 		default:
-			fprintf(stderr, "usage: bench_daemon --corpus FILE [--tokens N] [--queries N] "
-					"[--seconds S] [--json FILE]\n");
+			fprintf(stderr,
+			        "usage: bench_daemon --corpus FILE [--tokens N] [--queries N] "
+			        "[--seconds S] [--json FILE]\n");
 			return opt == 'h' ? 0 : 2;
 		}
 	}
 	struct corpus corpus;
 	if (corpus_path == NULL || load_corpus(corpus_path, &corpus) != 0) {
 		fprintf(stderr, "bench_daemon: --corpus FILE with one entry per line is needed "
-				"(bench/corpus.sh makes one)\n");
+		                "(bench/corpus.sh makes one)\n");
 		return 2;
 	}
 	struct harness h;
@@ -218,10 +225,11 @@ main(int argc, char **argv)
 	while (tokens < target) {
 		for (int i = 0; i < 64; i++)
 			batch[i] = (struct hsamem_entry_in){.text = corpus.lines[next++ % corpus.n],
-							    .role = HSAMEM_ROLE_USER};
+			                                    .role = HSAMEM_ROLE_USER};
 		struct hsamem_append_info ai;
 		if (hsamem_append(c, "bench", batch, 64, NULL, 0, 0, &ai) != 0) {
-			fprintf(stderr, "bench_daemon: append failed: %s\n", hsamem_last_message(c));
+			fprintf(stderr, "bench_daemon: append failed: %s\n",
+			        hsamem_last_message(c));
 			errors++;
 			break;
 		}
@@ -230,7 +238,7 @@ main(int argc, char **argv)
 	}
 	double fill_s = now_s() - t0, fill_rate = (double)tokens / fill_s;
 	fprintf(stderr, "fill: %llu tokens in %.1f s (%.0f tokens/s)\n", (unsigned long long)tokens,
-		fill_s, fill_rate);
+	        fill_s, fill_rate);
 
 	/* ping and query latency, one client */
 	double *lat = malloc((size_t)(queries > 1000 ? queries : 1000) * sizeof(double));
@@ -252,18 +260,20 @@ main(int argc, char **argv)
 		lat[i] = (now_s() - s0) * 1e3;
 		hsamem_result_free(r);
 	}
-	double q50 = quantile(lat, (size_t)queries, 0.5), q99 = quantile(lat, (size_t)queries, 0.99);
+	double q50 = quantile(lat, (size_t)queries, 0.5),
+	       q99 = quantile(lat, (size_t)queries, 0.99);
 	double qps8 = run_clients(h.url, &corpus, "bench", 1, 8, seconds, &errors);
 	uint64_t chunks = tokens / 64;
 
 	printf("| measure | value |\n|---|---|\n");
 	printf("| append, 1 client, 1 entry/request | %.0f appends/s, %.0f tokens/s |\n", a1, tok1);
-	printf("| append, 8 clients, 1 entry/request | %.0f appends/s, %.0f tokens/s |\n", a8, tok8);
+	printf("| append, 8 clients, 1 entry/request | %.0f appends/s, %.0f tokens/s |\n", a8,
+	       tok8);
 	printf("| append, 1 client, 64 entries/request | %.0f tokens/s |\n", fill_rate);
 	printf("| memory for queries | %llu tokens, %llu chunks |\n", (unsigned long long)tokens,
 	       (unsigned long long)chunks);
-	printf("| query latency, 1 client, k=8 | p50 %.3f ms, p99 %.3f ms (%d queries) |\n", q50, q99,
-	       queries);
+	printf("| query latency, 1 client, k=8 | p50 %.3f ms, p99 %.3f ms (%d queries) |\n", q50,
+	       q99, queries);
 	printf("| query throughput, 8 clients | %.0f queries/s |\n", qps8);
 	printf("| ping round trip, 1 client | p50 %.3f ms |\n", ping50);
 	printf("| errors | %llu |\n", (unsigned long long)errors);
@@ -271,13 +281,14 @@ main(int argc, char **argv)
 		FILE *f = fopen(json, "w");
 		if (f != NULL) {
 			fprintf(f,
-				"{\"append1_per_s\": %.1f, \"append1_tokens_per_s\": %.1f, "
-				"\"append8_per_s\": %.1f, \"append8_tokens_per_s\": %.1f, "
-				"\"fill_tokens_per_s\": %.1f, \"tokens\": %llu, "
-				"\"query_p50_ms\": %.4f, \"query_p99_ms\": %.4f, "
-				"\"query8_per_s\": %.1f, \"ping_p50_ms\": %.4f, \"errors\": %llu}\n",
-				a1, tok1, a8, tok8, fill_rate, (unsigned long long)tokens, q50, q99,
-				qps8, ping50, (unsigned long long)errors);
+			        "{\"append1_per_s\": %.1f, \"append1_tokens_per_s\": %.1f, "
+			        "\"append8_per_s\": %.1f, \"append8_tokens_per_s\": %.1f, "
+			        "\"fill_tokens_per_s\": %.1f, \"tokens\": %llu, "
+			        "\"query_p50_ms\": %.4f, \"query_p99_ms\": %.4f, "
+			        "\"query8_per_s\": %.1f, \"ping_p50_ms\": %.4f, \"errors\": "
+			        "%llu}\n",
+			        a1, tok1, a8, tok8, fill_rate, (unsigned long long)tokens, q50, q99,
+			        qps8, ping50, (unsigned long long)errors);
 			fclose(f);
 		}
 	}

@@ -31,7 +31,8 @@ read_file(const char *path, size_t *len)
 	fseek(f, 0, SEEK_END);
 	long n = ftell(f);
 	fseek(f, 0, SEEK_SET);
-	if (n > 0 && (buf = malloc((size_t)n)) != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+	if (n > 0 && (buf = malloc((size_t)n)) != NULL &&
+	    fread(buf, 1, (size_t)n, f) != (size_t)n) {
 		free(buf);
 		buf = NULL;
 	}
@@ -44,8 +45,8 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"corpus", required_argument, NULL, 'c'},
-					     {"seconds", required_argument, NULL, 's'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"seconds", required_argument, NULL, 's'},
+	                                     {NULL, 0, NULL, 0}};
 	const char *corpus = NULL;
 	double seconds = 3;
 	int opt;
@@ -62,7 +63,8 @@ main(int argc, char **argv)
 	size_t len = 0;
 	char *text = corpus != NULL ? read_file(corpus, &len) : NULL;
 	if (text == NULL || len == 0) {
-		fprintf(stderr, "bench_encoder: --corpus FILE is needed (bench/corpus.sh makes one)\n");
+		fprintf(stderr,
+		        "bench_encoder: --corpus FILE is needed (bench/corpus.sh makes one)\n");
 		return 2;
 	}
 	const struct enc_ops *enc = enc_default();

@@ -68,8 +68,8 @@
 #include "hsamem.h"
 #include "store.h"
 
-#define K_SEL 64
-#define N_SETS 16
+#define K_SEL     64
+#define N_SETS    16
 #define N_THREADS 16
 
 static FILE *json;
@@ -159,8 +159,14 @@ emit(const char *part, uint64_t tokens, const char *metric, double value, const 
 static struct hsa_spec
 bench_spec(void)
 {
-	struct hsa_spec s = {.S = 64, .h_kv = 1, .d_h = 128, .h_q = 16, .d_r = 128,
-	                     .dtype = HSA_F16, .weighting = HSA_SOFTMAX, .top_k = K_SEL};
+	struct hsa_spec s = {.S = 64,
+	                     .h_kv = 1,
+	                     .d_h = 128,
+	                     .h_q = 16,
+	                     .d_r = 128,
+	                     .dtype = HSA_F16,
+	                     .weighting = HSA_SOFTMAX,
+	                     .top_k = K_SEL};
 	if (strcmp(spec_name, "lexical") == 0) {
 		s.d_h = 64;
 		s.h_q = 1;
@@ -177,7 +183,8 @@ build_store(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 {
 	size_t kvb = spec_kv_bytes(sp), lb = spec_landmark_bytes(sp);
 	struct store_opts o = {.map_size = (uint64_t)((kvb + lb) * n_chunks * 1.6) + (1ull << 30),
-	                       .map_max = 1ull << 40, .no_sync = true};
+	                       .map_max = 1ull << 40,
+	                       .no_sync = true};
 	struct store *st = NULL;
 	struct store_txn txn;
 	struct store_user u;
@@ -281,8 +288,11 @@ bsrc_open(struct store *st, struct bsrc *bs)
 	}
 	bs->kvb = spec_kv_bytes(&bs->u.spec);
 	pthread_mutex_init(&bs->mu, NULL);
-	bs->src = (struct hsa_source){.ctx = bs, .uid = bs->u.uid, .n_chunks = bs->u.n_chunks,
-	                              .landmarks = bs_landmarks, .chunk_kv = bs_kv,
+	bs->src = (struct hsa_source){.ctx = bs,
+	                              .uid = bs->u.uid,
+	                              .n_chunks = bs->u.n_chunks,
+	                              .landmarks = bs_landmarks,
+	                              .chunk_kv = bs_kv,
 	                              .copy_kv = bs_copy_kv};
 	return 0;
 }
@@ -491,8 +501,8 @@ conc_main(void *arg)
  * over the run. Returns calls/s over the wall time from the start to the last call's return.
  */
 static double
-conc_run(struct store *st, struct gpu_backend *g, const struct hsa_spec *sp, struct qset *q,
-         int n, int calls, double *t, struct gpu_cuda_counters *d)
+conc_run(struct store *st, struct gpu_backend *g, const struct hsa_spec *sp, struct qset *q, int n,
+         int calls, double *t, struct gpu_cuda_counters *d)
 {
 	struct conc c[N_THREADS];
 	pthread_t th[N_THREADS];
@@ -502,8 +512,14 @@ conc_run(struct store *st, struct gpu_backend *g, const struct hsa_spec *sp, str
 	assert(n >= 1 && n <= N_THREADS);
 	pthread_barrier_init(&go, NULL, (unsigned)n + 1);
 	for (int i = 0; i < n; i++) {
-		c[i] = (struct conc){.st = st, .g = g, .sp = sp, .q = q, .go = &go, .id = i,
-		                     .calls = calls, .t = t + (size_t)i * calls};
+		c[i] = (struct conc){.st = st,
+		                     .g = g,
+		                     .sp = sp,
+		                     .q = q,
+		                     .go = &go,
+		                     .id = i,
+		                     .calls = calls,
+		                     .t = t + (size_t)i * calls};
 		pthread_create(&th[i], NULL, conc_main, &c[i]);
 	}
 	gpu_cuda_counters(g, &c0);
@@ -568,8 +584,8 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 	size_t kvb = spec_kv_bytes(sp), lb = spec_landmark_bytes(sp);
 	struct store_opts so = {.map_size = (uint64_t)((kvb + lb) * n_chunks * 1.6) + (1ull << 30),
 	                        .map_max = 1ull << 40};
-	const unsigned all = GPU_CUDA_DROP_LANDMARKS | GPU_CUDA_DROP_DEVICE_CHUNKS |
-	                     GPU_CUDA_DROP_HOST_CHUNKS;
+	const unsigned all =
+	        GPU_CUDA_DROP_LANDMARKS | GPU_CUDA_DROP_DEVICE_CHUNKS | GPU_CUDA_DROP_HOST_CHUNKS;
 	struct store *st = NULL;
 	struct bsrc bs;
 	struct gpu_cuda_opts go = {.device = 0, .mem_budget = 0, .host_cache = host_cache};
@@ -795,8 +811,12 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 static double
 e2e_attend(struct hsamem *c, const char *user, struct qset *q, bool check)
 {
-	struct hsamem_attend a = {.n = q->n, .qr = q->qr, .qr_len = 0, .qa = q->qa,
-	                          .positions = q->pos, .top_k = K_SEL};
+	struct hsamem_attend a = {.n = q->n,
+	                          .qr = q->qr,
+	                          .qr_len = 0,
+	                          .qa = q->qa,
+	                          .positions = q->pos,
+	                          .top_k = K_SEL};
 	struct hsa_spec sp = bench_spec();
 	a.qr_len = (size_t)q->n * sp.d_r;
 	a.qa_len = (size_t)q->n * sp.h_q * sp.d_h;
@@ -844,7 +864,8 @@ load_main(void *arg)
 		while (!atomic_load(l->stop)) {
 			struct hsamem_chunk_in ch = {k, kvb, v, kvb, lm, lb};
 			struct hsamem_entry_in e = {.tokens = tok, .n_tokens = sp.S};
-			if (hsamem_append(c, "bench", &e, 1, &ch, 1, HSAMEM_APPEND_NO_CREATE, NULL) != 0)
+			if (hsamem_append(c, "bench", &e, 1, &ch, 1, HSAMEM_APPEND_NO_CREATE,
+			                  NULL) != 0)
 				break;
 			l->done++;
 		}
@@ -992,14 +1013,21 @@ e2e_part(struct harness *h, const struct hsa_spec *sp, uint64_t n_chunks)
 	return 0;
 }
 
-/* The daemon's own append rate for client chunks, 32 chunks (1 MiB for the client spec) a request. */
+/* The daemon's own append rate for client chunks, 32 chunks (1 MiB for the client spec)
+ * a request. */
 static int
 append_rate(struct harness *h, const struct hsa_spec *sp, uint64_t n_chunks)
 {
 	struct hsamem *c = NULL;
-	struct hsamem_spec hs = {.encoder = "client", .chunk_size = sp->S, .h_kv = sp->h_kv,
-	                         .d_h = sp->d_h, .h_q = sp->h_q, .d_r = sp->d_r,
-	                         .dtype = HSAMEM_F16, .weighting = HSAMEM_SOFTMAX, .top_k = K_SEL};
+	struct hsamem_spec hs = {.encoder = "client",
+	                         .chunk_size = sp->S,
+	                         .h_kv = sp->h_kv,
+	                         .d_h = sp->d_h,
+	                         .h_q = sp->h_q,
+	                         .d_r = sp->d_r,
+	                         .dtype = HSAMEM_F16,
+	                         .weighting = HSAMEM_SOFTMAX,
+	                         .top_k = K_SEL};
 	size_t half = spec_kv_bytes(sp) / 2, lb = spec_landmark_bytes(sp);
 	uint16_t *k = malloc(32 * half), *v = malloc(32 * half), *lm = malloc(32 * lb);
 	uint32_t *tok = malloc(32 * sp->S * 4);
@@ -1017,8 +1045,9 @@ append_rate(struct harness *h, const struct hsa_spec *sp, uint64_t n_chunks)
 		tok[i] = i + 1;
 	struct hsamem_chunk_in ch[32];
 	for (int i = 0; i < 32; i++)
-		ch[i] = (struct hsamem_chunk_in){(char *)k + i * half, half, (char *)v + i * half,
-		                                 half, (char *)lm + i * lb, lb};
+		ch[i] = (struct hsamem_chunk_in){(char *)k + i * half, half,
+		                                 (char *)v + i * half, half,
+		                                 (char *)lm + i * lb,  lb};
 	double t0 = now_s();
 	for (uint64_t j = 0; j < n_chunks; j += 32) {
 		struct hsamem_entry_in e = {.tokens = tok, .n_tokens = 32 * sp->S};
@@ -1042,11 +1071,14 @@ append_rate(struct harness *h, const struct hsa_spec *sp, uint64_t n_chunks)
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	        {"spec", required_argument, NULL, 's'},  {"tokens", required_argument, NULL, 't'},
-	        {"iters", required_argument, NULL, 'i'}, {"json", required_argument, NULL, 'j'},
-	        {"no-e2e", no_argument, NULL, 'n'},      {"host-cache", required_argument, NULL, 'c'},
-	        {"append", required_argument, NULL, 'a'}, {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"spec", required_argument, NULL, 's'},
+	                                     {"tokens", required_argument, NULL, 't'},
+	                                     {"iters", required_argument, NULL, 'i'},
+	                                     {"json", required_argument, NULL, 'j'},
+	                                     {"no-e2e", no_argument, NULL, 'n'},
+	                                     {"host-cache", required_argument, NULL, 'c'},
+	                                     {"append", required_argument, NULL, 'a'},
+	                                     {NULL, 0, NULL, 0}};
 	char *tokens = strdup("1048576,4194304,16777216");
 	bool e2e = true;
 	uint64_t append_chunks = 4096;
@@ -1056,7 +1088,10 @@ main(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 's': spec_name = optarg; break;
-		case 't': free(tokens); tokens = strdup(optarg); break;
+		case 't':
+			free(tokens);
+			tokens = strdup(optarg);
+			break;
 		case 'i': iters = atoi(optarg); break;
 		case 'j': json = fopen(optarg, "a"); break;
 		case 'n': e2e = false; break;

@@ -492,8 +492,8 @@ shape_set(struct kb *b, uint32_t rows, uint32_t nt)
 	                               .d_h = D_H,
 	                               .G = G_Q,
 	                               .k = K_SEL};
-	/* what round_run uploads (queries, visibility, the segment, the directories) and reads back
-	 */
+	/* what round_run uploads (queries, visibility, the segment, the directories) and
+	 * reads back */
 	b->up_bytes = (size_t)nt * D_R * 4 + (size_t)nt * 4 + (size_t)nt * H_Q * D_H * 4 +
 	              sizeof(struct cuk_seg) + (size_t)nt * sizeof(void *);
 	b->down_bytes = res_bytes(n, (size_t)nt * H_Q * D_H);
@@ -877,12 +877,8 @@ main(int argc, char **argv)
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
-		case 't':
-			tokens = optarg;
-			break;
-		case 'i':
-			iters = atoi(optarg);
-			break;
+		case 't': tokens = optarg; break;
+		case 'i': iters = atoi(optarg); break;
 		case 'j':
 			if ((json = fopen(optarg, "a")) == NULL) {
 				perror(optarg);

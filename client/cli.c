@@ -29,11 +29,11 @@
 #define MAX_TAGS             64
 
 struct ctx {
-	const char *url;     /* -s, $HSAMEM_SOCKET, or NULL for the library's default */
-	int timeout_ms;      /* -t; 0: the library's default */
+	const char *url; /* -s, $HSAMEM_SOCKET, or NULL for the library's default */
+	int timeout_ms;  /* -t; 0: the library's default */
 	const struct cmd *cmd;
-	struct hsamem *h;    /* opened on first use */
-	int io_err;          /* a local read or write failed: -errno */
+	struct hsamem *h; /* opened on first use */
+	int io_err;       /* a local read or write failed: -errno */
 };
 
 struct cmd {
@@ -68,8 +68,7 @@ fail(struct ctx *c, int err)
 	return exit_for(err);
 }
 
-static int
-usage_error(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int
 usage_error(struct ctx *c, const char *fmt, ...)
@@ -100,7 +99,7 @@ open_handle(struct ctx *c)
 		return 0;
 	if ((err = hsamem_open(c->url, &c->h)) != 0) {
 		fprintf(stderr, "hsamem: %s: %s: %s\n", c->cmd->name,
-			c->url != NULL ? c->url : "default address", hsamem_strerror(err));
+		        c->url != NULL ? c->url : "default address", hsamem_strerror(err));
 		return err == HSAMEM_EINVAL ? EXIT_USAGE : EXIT_SERVER;
 	}
 	if (c->timeout_ms != 0)
@@ -136,7 +135,11 @@ parse_u32(const char *s, uint32_t *v)
 }
 
 /* The options every command takes, appended to its own. */
-#define COMMON_LONG {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}
+#define COMMON_LONG                                                                                \
+	{"json", no_argument, NULL, 'j'},                                                          \
+	{                                                                                          \
+		"help", no_argument, NULL, 'h'                                                     \
+	}
 
 static void
 cmd_help(const struct cmd *cmd)
@@ -155,12 +158,8 @@ static int
 common_opt(struct ctx *c, int opt)
 {
 	switch (opt) {
-	case 'j':
-		out.json = true;
-		return -1;
-	case 'h':
-		cmd_help(c->cmd);
-		return EXIT_OK;
+	case 'j': out.json = true; return -1;
+	case 'h': cmd_help(c->cmd); return EXIT_OK;
 	}
 	/* getopt has already said what was wrong. */
 	fprintf(stderr, "usage: hsamem %s %s\n", c->cmd->name, c->cmd->args);
@@ -215,20 +214,20 @@ run_create(struct ctx *c, int argc, char **argv)
 {
 	enum { O_ENC = 256, O_TOK, O_REV, O_S, O_HKV, O_DH, O_HQ, O_DR, O_DT, O_W, O_OB1, O_K };
 	static const struct option lo[] = {
-		{"encoder", required_argument, NULL, O_ENC},
-		{"tokenizer", required_argument, NULL, O_TOK},
-		{"revision", required_argument, NULL, O_REV},
-		{"chunk-size", required_argument, NULL, O_S},
-		{"h-kv", required_argument, NULL, O_HKV},
-		{"d-h", required_argument, NULL, O_DH},
-		{"h-q", required_argument, NULL, O_HQ},
-		{"d-r", required_argument, NULL, O_DR},
-		{"dtype", required_argument, NULL, O_DT},
-		{"weighting", required_argument, NULL, O_W},
-		{"off-by-one", no_argument, NULL, O_OB1},
-		{"top-k", required_argument, NULL, O_K},
-		COMMON_LONG,
-		{0},
+	        {"encoder", required_argument, NULL, O_ENC},
+	        {"tokenizer", required_argument, NULL, O_TOK},
+	        {"revision", required_argument, NULL, O_REV},
+	        {"chunk-size", required_argument, NULL, O_S},
+	        {"h-kv", required_argument, NULL, O_HKV},
+	        {"d-h", required_argument, NULL, O_DH},
+	        {"h-q", required_argument, NULL, O_HQ},
+	        {"d-r", required_argument, NULL, O_DR},
+	        {"dtype", required_argument, NULL, O_DT},
+	        {"weighting", required_argument, NULL, O_W},
+	        {"off-by-one", no_argument, NULL, O_OB1},
+	        {"top-k", required_argument, NULL, O_K},
+	        COMMON_LONG,
+	        {0},
 	};
 	struct hsamem_spec spec = {0};
 	struct hsamem_memory *m;
@@ -340,7 +339,7 @@ merge_append(struct hsamem_append_info *sum, const struct hsamem_append_info *a,
 
 static int
 append_lines(struct ctx *c, const char *user, const struct append_opts *o,
-	     struct hsamem_append_info *sum)
+             struct hsamem_append_info *sum)
 {
 	struct hsamem_entry_in e[APPEND_BATCH_ENTRIES];
 	struct hsamem_append_info info;
@@ -390,7 +389,7 @@ append_lines(struct ctx *c, const char *user, const struct append_opts *o,
 			n = bytes = 0;
 			if (progress && (len >= 0 || shown)) {
 				fprintf(stderr, "\rhsamem: append: %llu entries",
-					(unsigned long long)total);
+				        (unsigned long long)total);
 				shown = true;
 			}
 		}
@@ -413,12 +412,12 @@ run_append(struct ctx *c, int argc, char **argv)
 {
 	enum { O_ROLE = 256, O_TAG, O_LINES, O_NOCREATE };
 	static const struct option lo[] = {
-		{"role", required_argument, NULL, O_ROLE},
-		{"tag", required_argument, NULL, O_TAG},
-		{"lines", no_argument, NULL, O_LINES},
-		{"no-create", no_argument, NULL, O_NOCREATE},
-		COMMON_LONG,
-		{0},
+	        {"role", required_argument, NULL, O_ROLE},
+	        {"tag", required_argument, NULL, O_TAG},
+	        {"lines", no_argument, NULL, O_LINES},
+	        {"no-create", no_argument, NULL, O_NOCREATE},
+	        COMMON_LONG,
+	        {0},
 	};
 	struct append_opts o = {.role = HSAMEM_ROLE_USER};
 	struct hsamem_append_info info;
@@ -439,7 +438,7 @@ run_append(struct ctx *c, int argc, char **argv)
 				}
 			if (!role_ok)
 				return usage_error(c, "--role is user, assistant, system, tool "
-						      "or other");
+				                      "or other");
 			break;
 		case O_TAG:
 			if (o.n_tags == MAX_TAGS)
@@ -494,11 +493,11 @@ run_query(struct ctx *c, int argc, char **argv)
 {
 	enum { O_ENTRIES = 256, O_NOTAIL };
 	static const struct option lo[] = {
-		{"top-k", required_argument, NULL, 'k'},
-		{"entries", required_argument, NULL, O_ENTRIES},
-		{"no-tail", no_argument, NULL, O_NOTAIL},
-		COMMON_LONG,
-		{0},
+	        {"top-k", required_argument, NULL, 'k'},
+	        {"entries", required_argument, NULL, O_ENTRIES},
+	        {"no-tail", no_argument, NULL, O_NOTAIL},
+	        COMMON_LONG,
+	        {0},
 	};
 	struct hsamem_query q = {0};
 	struct hsamem_query_result *res;
@@ -630,7 +629,7 @@ attend_n(struct ctx *c, const char *user, size_t qa_len, uint32_t *n)
 	if ((err = hsamem_stats(c->h, user, &st)) != 0)
 		return fail(c, err);
 	per = st->n_memories == 1 ? (uint64_t)st->memories[0].spec.h_q * st->memories[0].spec.d_h
-				  : 0;
+	                          : 0;
 	hsamem_result_free(st);
 	if (per == 0 || qa_len % per != 0 || qa_len / per > UINT32_MAX)
 		return usage_error(c, "cannot tell n from the qa file and the spec; give -n");
@@ -643,14 +642,14 @@ run_attend(struct ctx *c, int argc, char **argv)
 {
 	enum { O_QR = 256, O_QA, O_POS, O_OUT, O_ATT };
 	static const struct option lo[] = {
-		{"qr", required_argument, NULL, O_QR},
-		{"qa", required_argument, NULL, O_QA},
-		{"pos", required_argument, NULL, O_POS},
-		{"out", required_argument, NULL, O_OUT},
-		{"attention", no_argument, NULL, O_ATT},
-		{"top-k", required_argument, NULL, 'k'},
-		COMMON_LONG,
-		{0},
+	        {"qr", required_argument, NULL, O_QR},
+	        {"qa", required_argument, NULL, O_QA},
+	        {"pos", required_argument, NULL, O_POS},
+	        {"out", required_argument, NULL, O_OUT},
+	        {"attention", no_argument, NULL, O_ATT},
+	        {"top-k", required_argument, NULL, 'k'},
+	        COMMON_LONG,
+	        {0},
 	};
 	const char *qr_path = NULL, *qa_path = NULL, *out_path = NULL, *pos_arg = NULL;
 	struct hsamem_attend a = {0};
@@ -781,10 +780,13 @@ range_opts(struct ctx *c, int argc, char **argv, uint64_t *first, uint32_t *coun
 {
 	enum { O_FIRST = 256, O_COUNT, O_TENSORS };
 #define RANGE_LONG                                                                                 \
-	{"first", required_argument, NULL, O_FIRST}, {"count", required_argument, NULL, O_COUNT}
+	{"first", required_argument, NULL, O_FIRST},                                               \
+	{                                                                                          \
+		"count", required_argument, NULL, O_COUNT                                          \
+	}
 	static const struct option lo_entries[] = {RANGE_LONG, COMMON_LONG, {0}};
 	static const struct option lo_chunks[] = {
-		RANGE_LONG, {"tensors", no_argument, NULL, O_TENSORS}, COMMON_LONG, {0}};
+	        RANGE_LONG, {"tensors", no_argument, NULL, O_TENSORS}, COMMON_LONG, {0}};
 #undef RANGE_LONG
 	const struct option *use = tensors != NULL ? lo_chunks : lo_entries;
 	int opt, rv;
@@ -839,7 +841,7 @@ run_chunks(struct ctx *c, int argc, char **argv)
 	if ((rv = range_opts(c, argc, argv, &first, &count, &tensors)) != 0)
 		return rv;
 	err = hsamem_chunks(c->h, argv[optind], first, count, tensors ? HSAMEM_CHUNKS_TENSORS : 0,
-			    &l);
+	                    &l);
 	if (err != 0)
 		return fail(c, err);
 	print_chunks(argv[optind], l, tensors);
@@ -914,7 +916,7 @@ run_transfer(struct ctx *c, int argc, char **argv, bool export)
 		return rv;
 	if (export && isatty(STDOUT_FILENO))
 		return usage_error(c, "refusing to write an export stream to a terminal; "
-				      "redirect stdout to a file");
+		                      "redirect stdout to a file");
 	if (!export && isatty(STDIN_FILENO))
 		return usage_error(c, "reads an export stream from stdin; redirect it from a file");
 	if ((rv = open_handle(c)) != 0)
@@ -933,8 +935,8 @@ run_transfer(struct ctx *c, int argc, char **argv, bool export)
 		if (isatty(STDERR_FILENO)) {
 			char b[16];
 			fprintf(stderr, "hsamem: export: %s: %llu entries, %llu chunks, %s\n",
-				argv[optind], (unsigned long long)t.entries,
-				(unsigned long long)t.chunks, fmt_bytes(t.bytes, b, sizeof(b)));
+			        argv[optind], (unsigned long long)t.entries,
+			        (unsigned long long)t.chunks, fmt_bytes(t.bytes, b, sizeof(b)));
 		}
 		return EXIT_OK;
 	}
@@ -1002,67 +1004,67 @@ run_version(struct ctx *c, int argc, char **argv)
 }
 
 static const struct cmd cmds[] = {
-	{"ping", run_ping, "", "Checks that the daemon answers; shows its version and backend.",
-	 NULL},
-	{"create", run_create,
-	 "USER [--encoder NAME] [--chunk-size N] [--h-kv N] [--d-h N] [--h-q N]\n"
-	 "       [--d-r N] [--dtype f16|bf16|f32] [--weighting softmax|stickbreak]\n"
-	 "       [--off-by-one] [--top-k N]",
-	 "Creates the memory of USER with an explicit spec.",
-	 "Options left out take the encoder's defaults. Creating is optional for built-in\n"
-	 "encoders: the first append creates the memory with the defaults.\n\n"
-	 "  --encoder NAME     lexical (built in, the default) or client (K/V/L from the caller)\n"
-	 "  --tokenizer NAME   --revision N: the encoder's tokenizer and revision\n"
-	 "  --chunk-size N     S, tokens per chunk\n"
-	 "  --h-kv N --d-h N   key/value heads and head dimension\n"
-	 "  --h-q N --d-r N    query heads (a multiple of h-kv), landmark dimension\n"
-	 "  --dtype T          element type of stored tensors\n"
-	 "  --weighting W      fusion of the selected chunks\n"
-	 "  --off-by-one       softmax-off-by-one inside chunks\n"
-	 "  --top-k N          default k of queries\n"},
-	{"append", run_append, "USER [TEXT] [--role ROLE] [--tag TAG]... [--lines] [--no-create]",
-	 "Appends entries to USER's memory.",
-	 "TEXT is one entry; without TEXT, all of stdin is one entry, or each non-empty\n"
-	 "line one entry with --lines.\n\n"
-	 "  --role ROLE        user (default), assistant, system, tool or other\n"
-	 "  --tag TAG          a tag for the entries (repeatable)\n"
-	 "  --lines            one entry per non-empty line of stdin, sent in batches\n"
-	 "  --no-create        fail if USER has no memory instead of creating one\n"},
-	{"query", run_query, "USER TEXT [-k N] [--entries N] [--no-tail]",
-	 "Shows the chunks of USER's memory that matter most for TEXT.",
-	 "Each hit shows its score, weight, chunk text and the entries it covers, with the\n"
-	 "tokens that weigh most highlighted.\n\n"
-	 "  -k, --top-k N      chunks to return (default: the memory's)\n"
-	 "  --entries N        covered entries shown per chunk (default 8)\n"
-	 "  --no-tail          do not consider the unsealed tail\n"},
-	{"attend", run_attend,
-	 "USER --qr FILE --qa FILE [--pos N,...] [-n N] [-k N] [--out FILE] [--attention]",
-	 "Runs HSA attention for query vectors against a client memory.",
-	 "Shows the selected chunks and their weights per token and kv head.\n\n"
-	 "  --qr FILE          retrieval queries, raw little-endian f32 [n][h_kv][d_r/h_kv]\n"
-	 "  --qa FILE          attention queries, raw little-endian f32 [n][h_q][d_h]\n"
-	 "  --pos N,...        each token's stream position (default: after the stream)\n"
-	 "  -n N               query tokens (default: from --pos, or from the spec)\n"
-	 "  -k, --top-k N      chunks per token (default: the memory's)\n"
-	 "  --out FILE         write the fused output, raw little-endian f32 [n][h_q][d_h]\n"
-	 "  --attention        also ask for the in-chunk attention\n"},
-	{"flush", run_flush, "USER", "Seals USER's unsealed tail as a padded chunk.", NULL},
-	{"users", run_users, "", "Lists the memories.", NULL},
-	{"stats", run_stats, "[USER]", "Shows the daemon's counters, latencies and memories.",
-	 NULL},
-	{"entries", run_entries, "USER [--first N] [--count N]",
-	 "Lists entries of USER's memory (default: the first 100).", NULL},
-	{"chunks", run_chunks, "USER [--first N] [--count N] [--tensors]",
-	 "Lists sealed chunks of USER's memory (default: the first 16).",
-	 "  --tensors          also fetch K, V and landmark (sizes; base64 with --json)\n"},
-	{"delete", run_delete, "USER", "Deletes USER's memory, everything of it. There is no undo.",
-	 NULL},
-	{"export", run_export, "USER > FILE",
-	 "Writes USER's memory to stdout as an export stream (not to a terminal).", NULL},
-	{"import", run_import, "USER < FILE",
-	 "Creates USER's memory from an export stream on stdin; USER must not exist.", NULL},
-	{"help", run_help, "[COMMAND]", "Shows this help, or a command's.", NULL},
-	{"version", run_version, "", "Shows the versions of hsamem and its protocol.", NULL},
+        {"ping", run_ping, "", "Checks that the daemon answers; shows its version and backend.",
+         NULL},
+        {"create", run_create,
+         "USER [--encoder NAME] [--chunk-size N] [--h-kv N] [--d-h N] [--h-q N]\n"
+         "       [--d-r N] [--dtype f16|bf16|f32] [--weighting softmax|stickbreak]\n"
+         "       [--off-by-one] [--top-k N]",
+         "Creates the memory of USER with an explicit spec.",
+         "Options left out take the encoder's defaults. Creating is optional for built-in\n"
+         "encoders: the first append creates the memory with the defaults.\n\n"
+         "  --encoder NAME     lexical (built in, the default) or client (K/V/L from the caller)\n"
+         "  --tokenizer NAME   --revision N: the encoder's tokenizer and revision\n"
+         "  --chunk-size N     S, tokens per chunk\n"
+         "  --h-kv N --d-h N   key/value heads and head dimension\n"
+         "  --h-q N --d-r N    query heads (a multiple of h-kv), landmark dimension\n"
+         "  --dtype T          element type of stored tensors\n"
+         "  --weighting W      fusion of the selected chunks\n"
+         "  --off-by-one       softmax-off-by-one inside chunks\n"
+         "  --top-k N          default k of queries\n"},
+        {"append", run_append, "USER [TEXT] [--role ROLE] [--tag TAG]... [--lines] [--no-create]",
+         "Appends entries to USER's memory.",
+         "TEXT is one entry; without TEXT, all of stdin is one entry, or each non-empty\n"
+         "line one entry with --lines.\n\n"
+         "  --role ROLE        user (default), assistant, system, tool or other\n"
+         "  --tag TAG          a tag for the entries (repeatable)\n"
+         "  --lines            one entry per non-empty line of stdin, sent in batches\n"
+         "  --no-create        fail if USER has no memory instead of creating one\n"},
+        {"query", run_query, "USER TEXT [-k N] [--entries N] [--no-tail]",
+         "Shows the chunks of USER's memory that matter most for TEXT.",
+         "Each hit shows its score, weight, chunk text and the entries it covers, with the\n"
+         "tokens that weigh most highlighted.\n\n"
+         "  -k, --top-k N      chunks to return (default: the memory's)\n"
+         "  --entries N        covered entries shown per chunk (default 8)\n"
+         "  --no-tail          do not consider the unsealed tail\n"},
+        {"attend", run_attend,
+         "USER --qr FILE --qa FILE [--pos N,...] [-n N] [-k N] [--out FILE] [--attention]",
+         "Runs HSA attention for query vectors against a client memory.",
+         "Shows the selected chunks and their weights per token and kv head.\n\n"
+         "  --qr FILE          retrieval queries, raw little-endian f32 [n][h_kv][d_r/h_kv]\n"
+         "  --qa FILE          attention queries, raw little-endian f32 [n][h_q][d_h]\n"
+         "  --pos N,...        each token's stream position (default: after the stream)\n"
+         "  -n N               query tokens (default: from --pos, or from the spec)\n"
+         "  -k, --top-k N      chunks per token (default: the memory's)\n"
+         "  --out FILE         write the fused output, raw little-endian f32 [n][h_q][d_h]\n"
+         "  --attention        also ask for the in-chunk attention\n"},
+        {"flush", run_flush, "USER", "Seals USER's unsealed tail as a padded chunk.", NULL},
+        {"users", run_users, "", "Lists the memories.", NULL},
+        {"stats", run_stats, "[USER]", "Shows the daemon's counters, latencies and memories.",
+         NULL},
+        {"entries", run_entries, "USER [--first N] [--count N]",
+         "Lists entries of USER's memory (default: the first 100).", NULL},
+        {"chunks", run_chunks, "USER [--first N] [--count N] [--tensors]",
+         "Lists sealed chunks of USER's memory (default: the first 16).",
+         "  --tensors          also fetch K, V and landmark (sizes; base64 with --json)\n"},
+        {"delete", run_delete, "USER", "Deletes USER's memory, everything of it. There is no undo.",
+         NULL},
+        {"export", run_export, "USER > FILE",
+         "Writes USER's memory to stdout as an export stream (not to a terminal).", NULL},
+        {"import", run_import, "USER < FILE",
+         "Creates USER's memory from an export stream on stdin; USER must not exist.", NULL},
+        {"help", run_help, "[COMMAND]", "Shows this help, or a command's.", NULL},
+        {"version", run_version, "", "Shows the versions of hsamem and its protocol.", NULL},
 };
 
 static const struct cmd *
@@ -1078,26 +1080,26 @@ static void
 main_help(FILE *f)
 {
 	fprintf(f, "usage: hsamem [-s URL] [--json] [-t SECONDS] COMMAND [ARGS]\n\n"
-		   "The command-line client of hsamemd, the persistent memory daemon for\n"
-		   "Hierarchical Sparse Attention.\n\n"
-		   "Commands:\n");
+	           "The command-line client of hsamemd, the persistent memory daemon for\n"
+	           "Hierarchical Sparse Attention.\n\n"
+	           "Commands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-9s %.*s\n", cmds[i].name, (int)strcspn(cmds[i].summary, "\n"),
-			cmds[i].summary);
+		        cmds[i].summary);
 	fprintf(f, "\nOptions:\n"
-		   "  -s, --socket URL   the daemon's address (default: $HSAMEM_SOCKET, else\n"
-		   "                     ipc://DIR/hsamemd.sock with DIR $RUNTIME_DIRECTORY,\n"
-		   "                     else $XDG_RUNTIME_DIR, else /tmp)\n"
-		   "  -j, --json         print results as JSON\n"
-		   "  -t, --timeout S    seconds to wait for each reply (default 30; 0: forever)\n"
-		   "  -h, --help         this help; `hsamem help COMMAND` for a command's\n"
-		   "  -V, --version      the version\n"
-		   "\nExit status:\n"
-		   "  0  success\n"
-		   "  1  the daemon answered with an error (e.g. no such user)\n"
-		   "  2  usage error\n"
-		   "  3  cannot connect to the daemon, or no reply in time\n"
-		   "  4  local I/O error (a file, stdin or stdout)\n");
+	           "  -s, --socket URL   the daemon's address (default: $HSAMEM_SOCKET, else\n"
+	           "                     ipc://DIR/hsamemd.sock with DIR $RUNTIME_DIRECTORY,\n"
+	           "                     else $XDG_RUNTIME_DIR, else /tmp)\n"
+	           "  -j, --json         print results as JSON\n"
+	           "  -t, --timeout S    seconds to wait for each reply (default 30; 0: forever)\n"
+	           "  -h, --help         this help; `hsamem help COMMAND` for a command's\n"
+	           "  -V, --version      the version\n"
+	           "\nExit status:\n"
+	           "  0  success\n"
+	           "  1  the daemon answered with an error (e.g. no such user)\n"
+	           "  2  usage error\n"
+	           "  3  cannot connect to the daemon, or no reply in time\n"
+	           "  4  local I/O error (a file, stdin or stdout)\n");
 }
 
 /* Terminal width for trimmed text: the terminal's, else $COLUMNS, else 100. */
@@ -1119,15 +1121,12 @@ int
 main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"json", no_argument, NULL, 'j'},
-		{"timeout", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{0},
+	        {"socket", required_argument, NULL, 's'},  {"json", no_argument, NULL, 'j'},
+	        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},       {0},
 	};
 	static const struct cmd global = {"hsamem", NULL, "[-s URL] [--json] [-t SECONDS] COMMAND",
-					  "", NULL};
+	                                  "", NULL};
 	struct ctx c = {.cmd = &global};
 	const char *env;
 	double secs;
@@ -1151,9 +1150,7 @@ main(int argc, char **argv)
 			c.timeout_ms = secs == 0 ? -1 : (secs * 1000 < 1 ? 1 : (int)(secs * 1000));
 			break;
 		case 'h': main_help(stdout); return EXIT_OK;
-		case 'V':
-			print_version();
-			return EXIT_OK;
+		case 'V': print_version(); return EXIT_OK;
 		default: main_help(stderr); return EXIT_USAGE;
 		}
 	}

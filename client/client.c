@@ -38,16 +38,11 @@ const char *
 hsamem_role_name(enum hsamem_role role)
 {
 	switch (role) {
-	case HSAMEM_ROLE_OTHER:
-		return "other";
-	case HSAMEM_ROLE_USER:
-		return "user";
-	case HSAMEM_ROLE_ASSISTANT:
-		return "assistant";
-	case HSAMEM_ROLE_SYSTEM:
-		return "system";
-	case HSAMEM_ROLE_TOOL:
-		return "tool";
+	case HSAMEM_ROLE_OTHER: return "other";
+	case HSAMEM_ROLE_USER: return "user";
+	case HSAMEM_ROLE_ASSISTANT: return "assistant";
+	case HSAMEM_ROLE_SYSTEM: return "system";
+	case HSAMEM_ROLE_TOOL: return "tool";
 	}
 	return NULL;
 }
@@ -56,14 +51,10 @@ const char *
 hsamem_dtype_name(enum hsamem_dtype dtype)
 {
 	switch (dtype) {
-	case HSAMEM_DTYPE_DEFAULT:
-		return NULL;
-	case HSAMEM_F16:
-		return "f16";
-	case HSAMEM_BF16:
-		return "bf16";
-	case HSAMEM_F32:
-		return "f32";
+	case HSAMEM_DTYPE_DEFAULT: return NULL;
+	case HSAMEM_F16: return "f16";
+	case HSAMEM_BF16: return "bf16";
+	case HSAMEM_F32: return "f32";
 	}
 	return NULL;
 }
@@ -72,12 +63,9 @@ const char *
 hsamem_weighting_name(enum hsamem_weighting weighting)
 {
 	switch (weighting) {
-	case HSAMEM_WEIGHTING_DEFAULT:
-		return NULL;
-	case HSAMEM_SOFTMAX:
-		return "softmax";
-	case HSAMEM_STICKBREAK:
-		return "stickbreak";
+	case HSAMEM_WEIGHTING_DEFAULT: return NULL;
+	case HSAMEM_SOFTMAX: return "softmax";
+	case HSAMEM_STICKBREAK: return "stickbreak";
 	}
 	return NULL;
 }
@@ -163,18 +151,14 @@ static int
 map_nng(int rv, bool dialing)
 {
 	switch (rv) {
-	case NNG_ENOMEM:
-		return -ENOMEM;
-	case NNG_ETIMEDOUT:
-		return -ETIMEDOUT;
+	case NNG_ENOMEM: return -ENOMEM;
+	case NNG_ETIMEDOUT: return -ETIMEDOUT;
 	case NNG_EADDRINVAL:
-	case NNG_ENOTSUP:
-		return dialing ? HSAMEM_ECONNECT : HSAMEM_EINVAL;
+	case NNG_ENOTSUP: return dialing ? HSAMEM_ECONNECT : HSAMEM_EINVAL;
 	case NNG_ECONNRESET:
 	case NNG_ECONNSHUT:
 	case NNG_ECLOSED:
-	case NNG_ECONNABORTED:
-		return dialing ? HSAMEM_ECONNECT : -ECONNRESET;
+	case NNG_ECONNABORTED: return dialing ? HSAMEM_ECONNECT : -ECONNRESET;
 	}
 	return HSAMEM_ECONNECT;
 }

@@ -19,11 +19,11 @@
  *
  * ERRORS
  * Every fallible function returns an int: 0 on success, or a negative error code. Codes from -1 to
- * -999 are negated errno values (-ECONNREFUSED, -ENOMEM, -ETIMEDOUT, ...); codes from -1000 down are
- * hsamem's own, listed below. The daemon sends the same codes in its replies, so an error raised on
- * the server reaches the caller unchanged. hsamem_strerror() turns any code into a message, and
- * hsamem_last_message() gives the sentence that goes with the last error on a handle (the daemon's
- * reply message, or the library's own explanation).
+ * -999 are negated errno values (-ECONNREFUSED, -ENOMEM, -ETIMEDOUT, ...); codes from -1000 down
+ * are hsamem's own, listed below. The daemon sends the same codes in its replies, so an error
+ * raised on the server reaches the caller unchanged. hsamem_strerror() turns any code into a
+ * message, and hsamem_last_message() gives the sentence that goes with the last error on a handle
+ * (the daemon's reply message, or the library's own explanation).
  *
  * The errors that any request may return, besides those listed with each function:
  *   HSAMEM_ECONNECT  the daemon could not be reached (no socket at the address, refused). The next
@@ -90,7 +90,8 @@ enum hsamem_error {
 	HSAMEM_ENOUSER = -1004,
 	/* The user already has a memory (create), or the import target exists. */
 	HSAMEM_EEXIST = -1005,
-	/* The request does not fit the memory's spec: a dimension, element type or count differs. */
+	/* The request does not fit the memory's spec: a dimension, element type or
+	 * count differs. */
 	HSAMEM_ESPEC = -1006,
 	/* A message, field or count is larger than the daemon accepts. */
 	HSAMEM_ETOOBIG = -1007,
@@ -108,7 +109,8 @@ enum hsamem_error {
 	HSAMEM_EBACKEND = -1013,
 	/* The memory's encoder is not available in this daemon. */
 	HSAMEM_EENCODER = -1014,
-	/* The operation does not apply to this memory (e.g. a text query on a client-supplied one). */
+	/* The operation does not apply to this memory (e.g. a text query on a
+	 * client-supplied one). */
 	HSAMEM_ENOTSUP = -1015,
 	/* An export stream is malformed, truncated or of an unknown version. */
 	HSAMEM_EIMPORT = -1016,
@@ -267,9 +269,9 @@ struct hsamem_memory {
 
 /* What hsamem_ping() learns about the daemon. */
 struct hsamem_server {
-	const char *server_version;  /* e.g. "0.1.0" */
+	const char *server_version; /* e.g. "0.1.0" */
 	uint32_t protocol_version;
-	const char *backend;         /* "cpu" or "cuda: <device>" */
+	const char *backend; /* "cpu" or "cuda: <device>" */
 	uint64_t uptime_ms;
 };
 
@@ -288,7 +290,7 @@ int hsamem_ping(struct hsamem *h, struct hsamem_server **out);
  * is out of range; the message names it), HSAMEM_EENCODER (no such encoder in this daemon).
  */
 int hsamem_create(struct hsamem *h, const char *user, const struct hsamem_spec *spec,
-		  struct hsamem_memory **out);
+                  struct hsamem_memory **out);
 
 /*
  * One entry to append: text and/or token ids. Built-in encoders tokenize text (tokens must then be
@@ -297,12 +299,12 @@ int hsamem_create(struct hsamem *h, const char *user, const struct hsamem_spec *
  * the call returns.
  */
 struct hsamem_entry_in {
-	const char *text;         /* UTF-8, NUL-terminated; NULL: none */
-	const uint32_t *tokens;   /* token ids, n_tokens of them; NULL when n_tokens is 0 */
+	const char *text;       /* UTF-8, NUL-terminated; NULL: none */
+	const uint32_t *tokens; /* token ids, n_tokens of them; NULL when n_tokens is 0 */
 	size_t n_tokens;
 	enum hsamem_role role;
-	int64_t timestamp_ms;     /* the caller's clock (Unix ms); 0: the daemon's */
-	const char *const *tags;  /* n_tags NUL-terminated strings */
+	int64_t timestamp_ms;    /* the caller's clock (Unix ms); 0: the daemon's */
+	const char *const *tags; /* n_tags NUL-terminated strings */
 	size_t n_tags;
 };
 
@@ -312,7 +314,7 @@ struct hsamem_entry_in {
  */
 struct hsamem_chunk_in {
 	const void *k;
-	size_t k_size;            /* bytes */
+	size_t k_size; /* bytes */
 	const void *v;
 	size_t v_size;
 	const void *landmark;
@@ -350,15 +352,15 @@ struct hsamem_append_info {
  * HSAMEM_ESTORE, HSAMEM_EFULL.
  */
 int hsamem_append(struct hsamem *h, const char *user, const struct hsamem_entry_in *entries,
-		  size_t n_entries, const struct hsamem_chunk_in *chunks, size_t n_chunks,
-		  unsigned flags, struct hsamem_append_info *out);
+                  size_t n_entries, const struct hsamem_chunk_in *chunks, size_t n_chunks,
+                  unsigned flags, struct hsamem_append_info *out);
 
 /*
  * The common case of hsamem_append(): one text entry with a role, now, no tags. seq (may be NULL):
  * out, the entry's seq. Errors as hsamem_append().
  */
-int hsamem_append_text(struct hsamem *h, const char *user, enum hsamem_role role,
-		       const char *text, uint64_t *seq);
+int hsamem_append_text(struct hsamem *h, const char *user, enum hsamem_role role, const char *text,
+                       uint64_t *seq);
 
 /* What a flush did. */
 struct hsamem_flush_info {
@@ -374,58 +376,58 @@ struct hsamem_flush_info {
  * Errors: HSAMEM_ENOUSER, HSAMEM_ESPEC (a client memory's tensors missing or of the wrong size).
  */
 int hsamem_flush(struct hsamem *h, const char *user, const struct hsamem_chunk_in *chunk,
-		 struct hsamem_flush_info *out);
+                 struct hsamem_flush_info *out);
 
 /* A text query's parameters. Zero the struct and set text (or tokens). */
 struct hsamem_query {
-	const char *text;         /* the query, for built-in encoders */
-	const uint32_t *tokens;   /* or token ids */
+	const char *text;       /* the query, for built-in encoders */
+	const uint32_t *tokens; /* or token ids */
 	size_t n_tokens;
-	uint32_t top_k;           /* chunks to return; 0: the memory's default */
-	uint32_t max_entries;     /* covered entries returned per hit; 0: the default (8) */
-	bool no_tail;             /* do not score the unsealed tail */
+	uint32_t top_k;       /* chunks to return; 0: the memory's default */
+	uint32_t max_entries; /* covered entries returned per hit; 0: the default (8) */
+	bool no_tail;         /* do not score the unsealed tail */
 };
 
 /* One entry of a memory. */
 struct hsamem_entry {
-	uint64_t seq;             /* number within the user's memory, from 0 */
-	enum hsamem_role role;    /* a role this library does not know reads HSAMEM_ROLE_OTHER */
+	uint64_t seq;          /* number within the user's memory, from 0 */
+	enum hsamem_role role; /* a role this library does not know reads HSAMEM_ROLE_OTHER */
 	int64_t timestamp_ms;
-	uint64_t first_token;     /* position of its first token in the stream */
+	uint64_t first_token; /* position of its first token in the stream */
 	uint32_t n_tokens;
 	const char *text;
-	const char **tags;        /* n_tags strings */
+	const char **tags; /* n_tags strings */
 	size_t n_tags;
 };
 
 /* A token that the in-chunk attention of a query weighs most. */
 struct hsamem_token_weight {
-	uint32_t index;           /* token slot in the chunk, < the hit's n_tokens */
-	uint32_t id;              /* token id */
-	const char *text;         /* the token's text, as the tokenizer spells it */
-	float weight;             /* attention weight, averaged over query heads */
+	uint32_t index;   /* token slot in the chunk, < the hit's n_tokens */
+	uint32_t id;      /* token id */
+	const char *text; /* the token's text, as the tokenizer spells it */
+	float weight;     /* attention weight, averaged over query heads */
 };
 
 /* One chunk a query selected. */
 struct hsamem_hit {
-	uint64_t chunk;           /* chunk index; for the tail: the number of sealed chunks */
-	bool tail;                /* the hit is the unsealed tail, not a sealed chunk */
-	float score;              /* landmark score (HSA.md step 1) */
-	float weight;             /* fusion weight (step 3) */
-	uint32_t n_tokens;        /* tokens in the chunk (fewer for the tail) */
-	const char *text;         /* the chunk's text (it may start and end inside entries) */
-	struct hsamem_entry *entries;   /* the entries the chunk covers, at most max_entries */
+	uint64_t chunk;               /* chunk index; for the tail: the number of sealed chunks */
+	bool tail;                    /* the hit is the unsealed tail, not a sealed chunk */
+	float score;                  /* landmark score (HSA.md step 1) */
+	float weight;                 /* fusion weight (step 3) */
+	uint32_t n_tokens;            /* tokens in the chunk (fewer for the tail) */
+	const char *text;             /* the chunk's text (it may start and end inside entries) */
+	struct hsamem_entry *entries; /* the entries the chunk covers, at most max_entries */
 	size_t n_entries;
-	struct hsamem_token_weight *top_tokens;  /* heaviest first */
+	struct hsamem_token_weight *top_tokens; /* heaviest first */
 	size_t n_top_tokens;
 };
 
 /* What hsamem_query() returns. */
 struct hsamem_query_result {
-	struct hsamem_hit *hits;  /* best first */
+	struct hsamem_hit *hits; /* best first */
 	size_t n_hits;
-	uint64_t chunks;          /* chunks searched */
-	uint32_t k;               /* the k used */
+	uint64_t chunks; /* chunks searched */
+	uint32_t k;      /* the k used */
 };
 
 /*
@@ -436,11 +438,11 @@ struct hsamem_query_result {
  * HSAMEM_EINVAL (neither text nor tokens; k out of range).
  */
 int hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
-		 struct hsamem_query_result **out);
+                 struct hsamem_query_result **out);
 
 /* hsamem_query() with a text and k (0: the memory's default), other parameters their defaults. */
 int hsamem_query_text(struct hsamem *h, const char *user, const char *text, uint32_t top_k,
-		      struct hsamem_query_result **out);
+                      struct hsamem_query_result **out);
 
 /*
  * An attention request (HSA.md "The operator"), for client memories: n query tokens, each with a
@@ -448,16 +450,16 @@ int hsamem_query_text(struct hsamem *h, const char *user, const char *text, uint
  * library sends them little-endian). The arrays are read during the call only.
  */
 struct hsamem_attend {
-	uint32_t n;               /* query tokens, at least 1 */
-	const float *qr;          /* [n][h_kv][d_r/h_kv] */
-	size_t qr_len;            /* floats in qr */
-	const float *qa;          /* [n][h_q][d_h] */
-	size_t qa_len;            /* floats in qa */
+	uint32_t n;      /* query tokens, at least 1 */
+	const float *qr; /* [n][h_kv][d_r/h_kv] */
+	size_t qr_len;   /* floats in qr */
+	const float *qa; /* [n][h_q][d_h] */
+	size_t qa_len;   /* floats in qa */
 	/* [n] stream positions: chunk j is visible to a token iff (j+1)*S <= its position; 0 means
 	 * after the whole stream. NULL: all 0. */
 	const uint64_t *positions;
-	uint32_t top_k;           /* 0: the memory's default */
-	bool want_attention;      /* also return the in-chunk attention of each selected chunk */
+	uint32_t top_k;      /* 0: the memory's default */
+	bool want_attention; /* also return the in-chunk attention of each selected chunk */
 };
 
 /*
@@ -466,16 +468,16 @@ struct hsamem_attend {
  * lengths is always safe.
  */
 struct hsamem_attend_result {
-	uint32_t n;               /* query tokens */
-	uint32_t k;               /* chunks selected per token and kv head */
-	uint32_t h_kv;            /* kv heads (derived from the sizes) */
-	float *output;            /* [n][h_q][d_h] fused output; output_len = request qa_len */
+	uint32_t n;    /* query tokens */
+	uint32_t k;    /* chunks selected per token and kv head */
+	uint32_t h_kv; /* kv heads (derived from the sizes) */
+	float *output; /* [n][h_q][d_h] fused output; output_len = request qa_len */
 	size_t output_len;
-	int64_t *selected;        /* [n][h_kv][k] chunk indices; -1 where fewer were visible */
-	float *weights;           /* [n][h_kv][k] fusion weights */
-	float *scores;            /* [n][h_kv][k] landmark scores */
-	size_t selected_len;      /* n * h_kv * k: the length of selected, weights and scores */
-	float *attention;         /* [n][h_q][k][S] in-chunk attention, or NULL if not asked for */
+	int64_t *selected;   /* [n][h_kv][k] chunk indices; -1 where fewer were visible */
+	float *weights;      /* [n][h_kv][k] fusion weights */
+	float *scores;       /* [n][h_kv][k] landmark scores */
+	size_t selected_len; /* n * h_kv * k: the length of selected, weights and scores */
+	float *attention;    /* [n][h_q][k][S] in-chunk attention, or NULL if not asked for */
 	size_t attention_len;
 };
 
@@ -485,13 +487,13 @@ struct hsamem_attend_result {
  * Errors: HSAMEM_ENOUSER, HSAMEM_ESPEC (qr or qa not n times the spec's sizes), HSAMEM_EINVAL.
  */
 int hsamem_attend(struct hsamem *h, const char *user, const struct hsamem_attend *a,
-		  struct hsamem_attend_result **out);
+                  struct hsamem_attend_result **out);
 
 /* A range of entries. */
 struct hsamem_entry_list {
 	struct hsamem_entry *entries;
 	size_t n_entries;
-	uint64_t total;           /* entries in the memory */
+	uint64_t total; /* entries in the memory */
 };
 
 /*
@@ -500,16 +502,16 @@ struct hsamem_entry_list {
  * Errors: HSAMEM_ENOUSER, HSAMEM_ETOOBIG (count above the daemon's limit).
  */
 int hsamem_entries(struct hsamem *h, const char *user, uint64_t first, uint32_t count,
-		   struct hsamem_entry_list **out);
+                   struct hsamem_entry_list **out);
 
 /* One sealed chunk. */
 struct hsamem_chunk {
 	uint64_t index;
-	uint32_t *tokens;         /* S token ids, padding included */
+	uint32_t *tokens; /* S token ids, padding included */
 	size_t n_tokens;
-	uint32_t n_real;          /* tokens before the padding of a flushed chunk (<= n_tokens) */
+	uint32_t n_real; /* tokens before the padding of a flushed chunk (<= n_tokens) */
 	const char *text;
-	uint64_t first_entry;     /* entries the chunk covers */
+	uint64_t first_entry; /* entries the chunk covers */
 	uint64_t last_entry;
 	/* With HSAMEM_CHUNKS_TENSORS: little-endian bytes in the memory's dtype, k and v
 	 * [S][h_kv][d_h], landmark [d_r]; else NULL and 0. Check the sizes against the spec before
@@ -526,7 +528,7 @@ struct hsamem_chunk {
 struct hsamem_chunk_list {
 	struct hsamem_chunk *chunks;
 	size_t n_chunks;
-	uint64_t total;           /* sealed chunks in the memory */
+	uint64_t total; /* sealed chunks in the memory */
 };
 
 /* Flags of hsamem_chunks(). */
@@ -538,11 +540,11 @@ struct hsamem_chunk_list {
  * Errors: HSAMEM_ENOUSER, HSAMEM_ETOOBIG.
  */
 int hsamem_chunks(struct hsamem *h, const char *user, uint64_t first, uint32_t count,
-		  unsigned flags, struct hsamem_chunk_list **out);
+                  unsigned flags, struct hsamem_chunk_list **out);
 
 /* Every memory of the daemon. */
 struct hsamem_user_list {
-	struct hsamem_memory *users;  /* in name order */
+	struct hsamem_memory *users; /* in name order */
 	size_t n_users;
 };
 
@@ -552,8 +554,8 @@ int hsamem_users(struct hsamem *h, struct hsamem_user_list **out);
 /* A latency histogram. counts has n_bounds + 1 elements: the last counts what exceeds the last
  * bound. */
 struct hsamem_histogram {
-	const char *name;         /* the operation, e.g. "query" */
-	double *bounds_ms;        /* upper bounds of the buckets */
+	const char *name;  /* the operation, e.g. "query" */
+	double *bounds_ms; /* upper bounds of the buckets */
 	size_t n_bounds;
 	uint64_t *counts;
 	uint64_t total;
@@ -566,24 +568,24 @@ struct hsamem_stats {
 	uint64_t users;
 	uint64_t tokens;
 	uint64_t chunks;
-	uint64_t store_map_size;      /* bytes */
+	uint64_t store_map_size; /* bytes */
 	uint64_t store_map_used;
 	const char *backend;
-	uint64_t gpu_mem_used;        /* bytes */
+	uint64_t gpu_mem_used; /* bytes */
 	uint64_t gpu_mem_budget;
 	uint64_t gpu_resident_users;
-	uint64_t landmark_hits;       /* GPU landmark cache */
+	uint64_t landmark_hits; /* GPU landmark cache */
 	uint64_t landmark_misses;
-	uint64_t chunk_hits;          /* chunk cache */
+	uint64_t chunk_hits; /* chunk cache */
 	uint64_t chunk_misses;
 	uint64_t requests;
 	uint64_t errors;
-	uint64_t commits;             /* group commits */
+	uint64_t commits; /* group commits */
 	uint64_t committed_appends;
 	uint64_t uptime_ms;
 	struct hsamem_histogram *latency;
 	size_t n_latency;
-	struct hsamem_memory *memories;  /* the one asked for, or every one */
+	struct hsamem_memory *memories; /* the one asked for, or every one */
 	size_t n_memories;
 };
 
@@ -617,11 +619,11 @@ int hsamem_delete(struct hsamem *h, const char *user, struct hsamem_delete_info 
 
 /* Totals of an export or import. */
 struct hsamem_transfer {
-	uint64_t records;         /* records written or read */
-	uint64_t bytes;           /* stream bytes written or read */
-	uint64_t entries;         /* entries in the stream (import: as the daemon counted them) */
-	uint64_t chunks;          /* chunks in the stream (likewise) */
-	uint32_t requests;        /* requests it took */
+	uint64_t records;  /* records written or read */
+	uint64_t bytes;    /* stream bytes written or read */
+	uint64_t entries;  /* entries in the stream (import: as the daemon counted them) */
+	uint64_t chunks;   /* chunks in the stream (likewise) */
+	uint32_t requests; /* requests it took */
 };
 
 /*
@@ -646,7 +648,7 @@ typedef long (*hsamem_read_fn)(void *arg, void *buf, size_t len);
  * Errors: HSAMEM_ENOUSER, the errors of write, HSAMEM_EPROTO.
  */
 int hsamem_export_cb(struct hsamem *h, const char *user, hsamem_write_fn write, void *arg,
-		     struct hsamem_transfer *out);
+                     struct hsamem_transfer *out);
 
 /* hsamem_export_cb() to a file descriptor (a file, pipe or socket; written with write(2), EINTR
  * retried). A failed write returns -errno. The descriptor stays open. */
@@ -664,7 +666,7 @@ int hsamem_export(struct hsamem *h, const char *user, int fd, struct hsamem_tran
  * HSAMEM_EENCODER (the stream's encoder is not available here), the errors of read.
  */
 int hsamem_import_cb(struct hsamem *h, const char *user, hsamem_read_fn read, void *arg,
-		     struct hsamem_transfer *out);
+                     struct hsamem_transfer *out);
 
 /* hsamem_import_cb() from a file descriptor (read with read(2), EINTR retried). A failed read
  * returns -errno. The descriptor stays open. */

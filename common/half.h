@@ -53,7 +53,8 @@ half_f16_from_float(float f)
 			return (uint16_t)sign;
 		man |= 0x800000;
 		uint32_t shift = (uint32_t)(14 - e);
-		uint32_t h = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+		uint32_t h = man >> shift, rem = man & ((1u << shift) - 1),
+		         half = 1u << (shift - 1);
 		if (rem > half || (rem == half && (h & 1)))
 			h++;
 		return (uint16_t)(sign | h);

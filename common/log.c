@@ -1,5 +1,6 @@
 /*
- * log.c: one line per message, written with a single write() so lines from threads never interleave.
+ * log.c: one line per message, written with a single write() so lines from threads never
+ * interleave.
  */
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -13,8 +14,8 @@
 
 static atomic_int threshold = LOG_INFO;
 
-static const char *const level_names[] = {"emerg", "alert", "crit", "err",
-					  "warning", "notice", "info", "debug"};
+static const char *const level_names[] = {"emerg",   "alert",  "crit", "err",
+                                          "warning", "notice", "info", "debug"};
 
 void
 log_set_level(int level)
@@ -54,8 +55,8 @@ log_msg(int level, const char *fmt, ...)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		localtime_r(&ts.tv_sec, &tm);
 		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-		n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ld %s: ", ts.tv_nsec / 1000000,
-				      level_names[level & 7]);
+		n += (size_t)snprintf(line + n, sizeof(line) - n,
+		                      ".%03ld %s: ", ts.tv_nsec / 1000000, level_names[level & 7]);
 	}
 	va_list ap;
 	va_start(ap, fmt);

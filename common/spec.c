@@ -29,7 +29,8 @@ spec_check(const struct hsa_spec *s, char *why, size_t why_len)
 	if (s->d_h < 1 || s->d_h > 1024)
 		return fail(why, why_len, "spec: d_h must be 1..1024");
 	if (s->h_q < s->h_kv || s->h_q % s->h_kv != 0 || s->h_q / s->h_kv > 64)
-		return fail(why, why_len, "spec: h_q must be a multiple of h_kv, at most 64 times it");
+		return fail(why, why_len,
+		            "spec: h_q must be a multiple of h_kv, at most 64 times it");
 	if (s->d_r < s->h_kv || s->d_r % s->h_kv != 0 || s->d_r > 8192)
 		return fail(why, why_len, "spec: d_r must be a multiple of h_kv, at most 8192");
 	if (spec_dtype_name(s->dtype) == NULL)

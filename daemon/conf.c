@@ -1,6 +1,6 @@
 /*
- * conf.c: the settings table and its parsers. Every setting has one parser that checks its range, so
- * a bad value is refused with the key named, whether it came from the file or from -o. This file
+ * conf.c: the settings table and its parsers. Every setting has one parser that checks its range,
+ * so a bad value is refused with the key named, whether it came from the file or from -o. This file
  * only parses and prints; applying a setting is the job of the module that owns it.
  */
 #include <ctype.h>
@@ -26,26 +26,26 @@ struct conf_key {
 
 #define F(m) offsetof(struct conf, m)
 static const struct conf_key keys[] = {
-	{"listen", T_LISTEN, F(listen), 0, 0},
-	{"state-dir", T_STRING, F(state_dir), 0, 0},
-	{"workers", T_UINT, F(workers), 1, 256},
-	{"contexts", T_UINT, F(contexts), 1, 4096},
-	{"max-message", T_SIZE, F(max_message), 64 << 10, 1ull << 31},
-	{"max-entry", T_SIZE, F(max_entry), 1, 64 << 20},
-	{"max-batch", T_UINT, F(max_batch), 1, 65536},
-	{"log-level", T_LEVEL, F(log_level), 0, 0},
-	{"gpu", T_GPU, F(gpu), 0, 0},
-	{"gpu-memory", T_SIZE, F(gpu_memory), 0, 1ull << 50},
-	{"host-cache", T_SIZE, F(host_cache), 0, 1ull << 50},
-	{"cpu-threads", T_UINT, F(cpu_threads), 0, 1024},
-	{"map-size", T_SIZE, F(map_size), 1 << 20, 1ull << 50},
-	{"map-max", T_SIZE, F(map_max), 1 << 20, 1ull << 50},
-	{"socket-mode", T_MODE, F(socket_mode), 0, 0777},
+        {"listen", T_LISTEN, F(listen), 0, 0},
+        {"state-dir", T_STRING, F(state_dir), 0, 0},
+        {"workers", T_UINT, F(workers), 1, 256},
+        {"contexts", T_UINT, F(contexts), 1, 4096},
+        {"max-message", T_SIZE, F(max_message), 64 << 10, 1ull << 31},
+        {"max-entry", T_SIZE, F(max_entry), 1, 64 << 20},
+        {"max-batch", T_UINT, F(max_batch), 1, 65536},
+        {"log-level", T_LEVEL, F(log_level), 0, 0},
+        {"gpu", T_GPU, F(gpu), 0, 0},
+        {"gpu-memory", T_SIZE, F(gpu_memory), 0, 1ull << 50},
+        {"host-cache", T_SIZE, F(host_cache), 0, 1ull << 50},
+        {"cpu-threads", T_UINT, F(cpu_threads), 0, 1024},
+        {"map-size", T_SIZE, F(map_size), 1 << 20, 1ull << 50},
+        {"map-max", T_SIZE, F(map_max), 1 << 20, 1ull << 50},
+        {"socket-mode", T_MODE, F(socket_mode), 0, 0777},
 };
 #undef F
 
-static const char *const level_names[] = {"emerg", "alert", "crit", "err",
-					  "warning", "notice", "info", "debug"};
+static const char *const level_names[] = {"emerg",   "alert",  "crit", "err",
+                                          "warning", "notice", "info", "debug"};
 
 void
 conf_default_listen(char *buf, size_t len)
@@ -130,10 +130,22 @@ parse_size(const char *s, uint64_t *out)
 		return -1;
 	unsigned shift = 0;
 	switch (toupper((unsigned char)*end)) {
-	case 'K': shift = 10; end++; break;
-	case 'M': shift = 20; end++; break;
-	case 'G': shift = 30; end++; break;
-	case 'T': shift = 40; end++; break;
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 'T':
+		shift = 40;
+		end++;
+		break;
 	}
 	if (shift != 0 && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
 		end += strlen(end);
@@ -223,8 +235,8 @@ conf_set(struct conf *c, const char *setting, char *err, size_t err_len)
 	}
 	case T_UINT:
 		if (parse_uint(val, 10, &v) != 0 || v < k->min || v > k->max) {
-			snprintf(err, err_len, "%s: expected a number from %" PRIu64 " to %" PRIu64, key,
-				 k->min, k->max);
+			snprintf(err, err_len, "%s: expected a number from %" PRIu64 " to %" PRIu64,
+			         key, k->min, k->max);
 			return HSAMEM_EINVAL;
 		}
 		*(unsigned *)field = (unsigned)v;
@@ -232,9 +244,9 @@ conf_set(struct conf *c, const char *setting, char *err, size_t err_len)
 	case T_SIZE:
 		if (parse_size(val, &v) != 0 || v < k->min || v > k->max) {
 			snprintf(err, err_len,
-				 "%s: expected a size from %" PRIu64 " to %" PRIu64
-				 " bytes (suffixes K, M, G, T)",
-				 key, k->min, k->max);
+			         "%s: expected a size from %" PRIu64 " to %" PRIu64
+			         " bytes (suffixes K, M, G, T)",
+			         key, k->min, k->max);
 			return HSAMEM_EINVAL;
 		}
 		*(uint64_t *)field = v;
@@ -242,8 +254,9 @@ conf_set(struct conf *c, const char *setting, char *err, size_t err_len)
 	case T_LEVEL: {
 		int level = log_level_parse(val);
 		if (level < 0)
-			return bad(err, err_len, key,
-				   "expected debug, info, notice, warning, err, crit, alert or emerg");
+			return bad(
+			        err, err_len, key,
+			        "expected debug, info, notice, warning, err, crit, alert or emerg");
 		*(int *)field = level;
 		return 0;
 	}

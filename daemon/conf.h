@@ -15,21 +15,21 @@
 struct conf {
 	char *listen[CONF_LISTEN_MAX];
 	unsigned n_listen;
-	bool listen_explicit;   /* an address was set: the default is gone */
+	bool listen_explicit; /* an address was set: the default is gone */
 	char *state_dir;
-	unsigned workers;       /* request worker threads */
-	unsigned contexts;      /* requests in flight per socket */
-	uint64_t max_message;   /* bytes of one request or reply */
-	uint64_t max_entry;     /* bytes of one entry's text */
-	unsigned max_batch;     /* appends in one group commit */
+	unsigned workers;     /* request worker threads */
+	unsigned contexts;    /* requests in flight per socket */
+	uint64_t max_message; /* bytes of one request or reply */
+	uint64_t max_entry;   /* bytes of one entry's text */
+	unsigned max_batch;   /* appends in one group commit */
 	int log_level;
-	int gpu;                /* -1 auto, -2 off, else the device ordinal */
-	uint64_t gpu_memory;    /* device bytes for the CUDA backend; 0: 80% of free */
-	uint64_t host_cache;    /* pinned host bytes for the chunk cache */
-	unsigned cpu_threads;   /* CPU backend threads; 0: one per CPU */
-	uint64_t map_size;      /* initial LMDB map size */
-	uint64_t map_max;       /* largest LMDB map size */
-	unsigned socket_mode;   /* permissions of ipc:// sockets */
+	int gpu;              /* -1 auto, -2 off, else the device ordinal */
+	uint64_t gpu_memory;  /* device bytes for the CUDA backend; 0: 80% of free */
+	uint64_t host_cache;  /* pinned host bytes for the chunk cache */
+	unsigned cpu_threads; /* CPU backend threads; 0: one per CPU */
+	uint64_t map_size;    /* initial LMDB map size */
+	uint64_t map_max;     /* largest LMDB map size */
+	unsigned socket_mode; /* permissions of ipc:// sockets */
 };
 
 /* Fills c with the defaults (the default listen address and state directory follow the

@@ -38,9 +38,9 @@ struct daemon {
 	struct conf conf;
 	char *conf_path;
 	struct store *store;
-	struct gpu_backend *cpu;     /* always there: the fallback and the oracle */
-	struct gpu_backend *gpu;     /* the CUDA backend, or NULL */
-	atomic_bool gpu_ok;          /* cleared for good by the first CUDA failure */
+	struct gpu_backend *cpu; /* always there: the fallback and the oracle */
+	struct gpu_backend *gpu; /* the CUDA backend, or NULL */
+	atomic_bool gpu_ok;      /* cleared for good by the first CUDA failure */
 	struct wrk_pool *workers;
 	struct commit *commit;
 	struct server *server;
@@ -58,24 +58,25 @@ struct job_entry {
 
 struct job {
 	struct daemon *d;
-	Hsamem__Request *req;   /* unpacked request, freed when the reply is sent */
+	Hsamem__Request *req; /* unpacked request, freed when the reply is sent */
 	Hsamem__Reply reply;
-	struct arena arena;     /* the reply's memory */
-	int64_t t0_ns;          /* arrival, for the latency histograms */
+	struct arena arena; /* the reply's memory */
+	int64_t t0_ns;      /* arrival, for the latency histograms */
 	enum stats_op op;
 	void (*finish)(struct job *job); /* packs and sends the reply (set by the server) */
-	struct job *next;       /* the committer's queue */
+	struct job *next;                /* the committer's queue */
 	/* write operations: prepared by the worker, applied by the committer */
 	const struct enc_ops *enc;
-	struct hsa_spec spec;   /* create: the spec to create with */
+	struct hsa_spec spec;      /* create: the spec to create with */
 	struct job_entry *entries; /* in the arena */
 	size_t n_entries;
-	uint64_t uid;           /* the memory a delete or import wrote, for the work after commit */
+	uint64_t uid; /* the memory a delete or import wrote, for the work after commit */
 };
 
-/* Sets the reply's status and message (printf-style). Returns status, for `return job_fail(...)`. */
+/* Sets the reply's status and message (printf-style). Returns status, for
+ * `return job_fail(...)`. */
 int job_fail(struct job *job, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* The backend to run a memory's query on: the GPU one while it works and supports the spec. */
 struct gpu_backend *daemon_backend(struct daemon *d, const struct hsa_spec *spec);

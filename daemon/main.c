@@ -29,28 +29,29 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: hsamemd [OPTION]...\n"
-		"The hsamem daemon: keeps each user's token history as HSA chunk memory in LMDB\n"
-		"and answers hsamem clients over NNG. Runs in the foreground.\n"
-		"\n"
-		"  -l, --listen URL     listen on URL (ipc:// or tcp://); repeatable\n"
-		"                       (default: ipc://$RUNTIME_DIRECTORY/hsamemd.sock, else\n"
-		"                       $XDG_RUNTIME_DIR, else /tmp)\n"
-		"  -d, --state-dir DIR  keep the store in DIR (default: $STATE_DIRECTORY, else\n"
-		"                       $XDG_STATE_HOME/hsamem, else ~/.local/state/hsamem)\n"
-		"  -c, --config FILE    read settings from FILE (default: %s, if present)\n"
-		"  -o KEY=VALUE         set one setting; wins over the file; repeatable\n"
-		"  -p, --print-config   print the effective settings and exit\n"
-		"      --check-config   check the settings and exit\n"
-		"  -v, --verbose        log at debug level\n"
-		"  -h, --help           print this help and exit\n"
-		"  -V, --version        print the version and exit\n"
-		"\n"
-		"Signals: SIGHUP reloads the config file (log-level applies at once, other settings at\n"
-		"the next start); SIGTERM and SIGINT answer the requests in flight and exit.\n"
-		"Exit status: 0 after a clean stop, 1 when the daemon could not start or failed,\n"
-		"2 for a usage or configuration error. See hsamemd(8) and hsamem.conf(5).\n",
-		SYSCONFDIR "/hsamem.conf");
+	        "Usage: hsamemd [OPTION]...\n"
+	        "The hsamem daemon: keeps each user's token history as HSA chunk memory in LMDB\n"
+	        "and answers hsamem clients over NNG. Runs in the foreground.\n"
+	        "\n"
+	        "  -l, --listen URL     listen on URL (ipc:// or tcp://); repeatable\n"
+	        "                       (default: ipc://$RUNTIME_DIRECTORY/hsamemd.sock, else\n"
+	        "                       $XDG_RUNTIME_DIR, else /tmp)\n"
+	        "  -d, --state-dir DIR  keep the store in DIR (default: $STATE_DIRECTORY, else\n"
+	        "                       $XDG_STATE_HOME/hsamem, else ~/.local/state/hsamem)\n"
+	        "  -c, --config FILE    read settings from FILE (default: %s, if present)\n"
+	        "  -o KEY=VALUE         set one setting; wins over the file; repeatable\n"
+	        "  -p, --print-config   print the effective settings and exit\n"
+	        "      --check-config   check the settings and exit\n"
+	        "  -v, --verbose        log at debug level\n"
+	        "  -h, --help           print this help and exit\n"
+	        "  -V, --version        print the version and exit\n"
+	        "\n"
+	        "Signals: SIGHUP reloads the config file (log-level applies at once, other "
+	        "settings at\n"
+	        "the next start); SIGTERM and SIGINT answer the requests in flight and exit.\n"
+	        "Exit status: 0 after a clean stop, 1 when the daemon could not start or failed,\n"
+	        "2 for a usage or configuration error. See hsamemd(8) and hsamem.conf(5).\n",
+	        SYSCONFDIR "/hsamem.conf");
 }
 
 /* Creates dir and its parents, mode 0700 for what it creates. */
@@ -140,14 +141,14 @@ start_gpu(struct daemon *d)
 		return;
 	}
 	struct gpu_cuda_opts o = {
-		.device = d->conf.gpu >= 0 ? d->conf.gpu : 0,
-		.mem_budget = d->conf.gpu_memory,
-		.host_cache = d->conf.host_cache,
+	        .device = d->conf.gpu >= 0 ? d->conf.gpu : 0,
+	        .mem_budget = d->conf.gpu_memory,
+	        .host_cache = d->conf.host_cache,
 	};
 	int ret = gpu_cuda_alloc(&o, &d->gpu);
 	if (ret != 0) {
 		log_warn("gpu: CUDA device %d not usable (%s); serving on the CPU", o.device,
-			 hsamem_strerror(ret));
+		         hsamem_strerror(ret));
 		return;
 	}
 	atomic_store(&d->gpu_ok, true);
@@ -168,7 +169,8 @@ reload(struct daemon *d, bool path_given, bool verbose, char **sets, int n_sets)
 			d->conf.log_level = c.log_level;
 			log_set_level(c.log_level);
 		}
-		log_notice("conf: reloaded (settings other than log-level apply at the next start)");
+		log_notice(
+		        "conf: reloaded (settings other than log-level apply at the next start)");
 		conf_fini(&c);
 	}
 	notify_send("READY=1");
@@ -178,15 +180,15 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"listen", required_argument, NULL, 'l'},
-		{"state-dir", required_argument, NULL, 'd'},
-		{"config", required_argument, NULL, 'c'},
-		{"print-config", no_argument, NULL, 'p'},
-		{"check-config", no_argument, NULL, 'C'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	        {"listen", required_argument, NULL, 'l'},
+	        {"state-dir", required_argument, NULL, 'd'},
+	        {"config", required_argument, NULL, 'c'},
+	        {"print-config", no_argument, NULL, 'p'},
+	        {"check-config", no_argument, NULL, 'C'},
+	        {"verbose", no_argument, NULL, 'v'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},
+	        {NULL, 0, NULL, 0},
 	};
 	struct daemon d;
 	char *conf_path = SYSCONFDIR "/hsamem.conf";
@@ -203,8 +205,9 @@ main(int argc, char **argv)
 		switch (opt) {
 		case 'l':
 		case 'd':
-			if (n_owned == 64 || asprintf(&s, "%s=%s", opt == 'l' ? "listen" : "state-dir",
-						      optarg) < 0) {
+			if (n_owned == 64 ||
+			    asprintf(&s, "%s=%s", opt == 'l' ? "listen" : "state-dir", optarg) <
+			            0) {
 				fprintf(stderr, "hsamemd: too many options\n");
 				status = 2;
 				goto out_args;
@@ -297,8 +300,8 @@ main(int argc, char **argv)
 	if ((ret = srv_start(&d, &d.server)) != 0)
 		goto out_workers;
 
-	log_notice("hsamemd %s ready: state in %s, %u workers", PACKAGE_VERSION,
-		   d.conf.state_dir, d.conf.workers);
+	log_notice("hsamemd %s ready: state in %s, %u workers", PACKAGE_VERSION, d.conf.state_dir,
+	           d.conf.workers);
 	notify_send("READY=1");
 	for (;;) {
 		int sig;

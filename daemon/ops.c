@@ -63,14 +63,14 @@ ops_check_name(struct job *job, const char *name)
 	size_t n = strlen(name);
 	if (n > HSAMEM_NAME_MAX)
 		return job_fail(job, HSAMEM_EBADNAME, "user name is longer than %d bytes",
-				HSAMEM_NAME_MAX);
+		                HSAMEM_NAME_MAX);
 	if (name[0] == '.' || name[0] == '-')
 		return job_fail(job, HSAMEM_EBADNAME, "user name must not start with '.' or '-'");
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)name[i];
 		if (!isalnum(ch) && strchr("_.@:-", ch) == NULL)
 			return job_fail(job, HSAMEM_EBADNAME,
-					"user name may hold only letters, digits and _.@:-");
+			                "user name may hold only letters, digits and _.@:-");
 	}
 	return 0;
 }
@@ -83,7 +83,7 @@ ops_get_user(struct job *job, struct store_txn *txn, const char *name, struct st
 		return job_fail(job, HSAMEM_ENOUSER, "no memory for user '%s'", name);
 	if (ret != 0)
 		return job_fail(job, ret, "store: cannot read user '%s': %s", name,
-				hsamem_strerror(ret));
+		                hsamem_strerror(ret));
 	return 0;
 }
 
@@ -110,11 +110,11 @@ ops_encoder(struct job *job, const struct hsa_spec *spec, const struct enc_ops *
 	const struct enc_ops *enc = enc_find(spec->encoder);
 	if (enc == NULL)
 		return job_fail(job, HSAMEM_EENCODER, "encoder '%s' is not built into this daemon",
-				spec->encoder);
+		                spec->encoder);
 	if (enc->revision != spec->revision)
 		return job_fail(job, HSAMEM_EENCODER,
-				"memory was encoded by %s revision %u; this daemon has revision %u",
-				spec->encoder, spec->revision, enc->revision);
+		                "memory was encoded by %s revision %u; this daemon has revision %u",
+		                spec->encoder, spec->revision, enc->revision);
 	*out = enc;
 	return 0;
 }
@@ -124,8 +124,8 @@ ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *ou
 {
 	struct hsa_spec s;
 	const char *encoder = in != NULL && in->encoder != NULL && *in->encoder != '\0'
-				      ? in->encoder
-				      : enc_default()->name;
+	                              ? in->encoder
+	                              : enc_default()->name;
 	const struct enc_ops *enc = NULL;
 	char why[256];
 
@@ -136,7 +136,7 @@ ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *ou
 		/* the client's model decides the shapes: they must all be given */
 		if (in == NULL || !in->has_h_kv || !in->has_d_h || !in->has_h_q || !in->has_d_r)
 			return job_fail(job, HSAMEM_EINVAL,
-					"spec: a client memory needs h_kv, d_h, h_q and d_r");
+			                "spec: a client memory needs h_kv, d_h, h_q and d_r");
 		strcpy(s.encoder, "client");
 		s.S = 64;
 		s.dtype = HSA_F16;
@@ -145,7 +145,7 @@ ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *ou
 	} else {
 		if ((enc = enc_find(encoder)) == NULL)
 			return job_fail(job, HSAMEM_EENCODER,
-					"encoder '%s' is not built into this daemon", encoder);
+			                "encoder '%s' is not built into this daemon", encoder);
 		enc->default_spec(&s);
 	}
 	if (in != NULL) {
@@ -154,8 +154,8 @@ ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *ou
 	if (in->has) {                                                                             \
 		if (enc != NULL && s.field != (val))                                               \
 			return job_fail(job, HSAMEM_ESPEC,                                         \
-					"spec: encoder %s has " #field " %u, not %u", enc->name,   \
-					(unsigned)s.field, (unsigned)(val));                       \
+			                "spec: encoder %s has " #field " %u, not %u", enc->name,   \
+			                (unsigned)s.field, (unsigned)(val));                       \
 		s.field = (val);                                                                   \
 	}
 		SHAPE(S, has_chunk_size, in->chunk_size)
@@ -167,17 +167,18 @@ ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *ou
 #undef SHAPE
 		if (in->has_revision && enc != NULL && in->revision != enc->revision)
 			return job_fail(job, HSAMEM_EENCODER,
-					"spec: encoder %s is at revision %u, not %u", enc->name,
-					enc->revision, in->revision);
+			                "spec: encoder %s is at revision %u, not %u", enc->name,
+			                enc->revision, in->revision);
 		if (in->has_revision && enc == NULL)
 			s.revision = in->revision;
 		if (in->tokenizer != NULL && *in->tokenizer != '\0') {
 			if (enc != NULL && strcmp(in->tokenizer, s.tokenizer) != 0)
 				return job_fail(job, HSAMEM_ESPEC,
-						"spec: encoder %s uses tokenizer %s", enc->name,
-						s.tokenizer);
+				                "spec: encoder %s uses tokenizer %s", enc->name,
+				                s.tokenizer);
 			if (strlen(in->tokenizer) > SPEC_NAME_MAX)
-				return job_fail(job, HSAMEM_EINVAL, "spec: tokenizer name too long");
+				return job_fail(job, HSAMEM_EINVAL,
+				                "spec: tokenizer name too long");
 			strcpy(s.tokenizer, in->tokenizer);
 		}
 		if (in->has_weighting && in->weighting != HSAMEM__WEIGHTING__WEIGHTING_UNSET)
@@ -240,13 +241,13 @@ ops_memory_info(struct job *job, const struct store_user *u)
 
 int
 ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uint64_t seq,
-		   Hsamem__Entry **out)
+                   Hsamem__Entry **out)
 {
 	struct store_entry e;
 	int ret = store_entry_get(txn, uid, seq, &e);
 	if (ret != 0)
 		return job_fail(job, ret, "store: cannot read entry %llu: %s",
-				(unsigned long long)seq, hsamem_strerror(ret));
+		                (unsigned long long)seq, hsamem_strerror(ret));
 	Hsamem__Entry *m = arena_alloc(&job->arena, sizeof(*m));
 	if (m == NULL)
 		return ops_oom(job);
@@ -273,7 +274,7 @@ ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uint64_
 
 char *
 ops_tokens_text(struct job *job, struct store_txn *txn, uint64_t uid,
-		const struct store_tokref *refs, uint32_t from, uint32_t to)
+                const struct store_tokref *refs, uint32_t from, uint32_t to)
 {
 	size_t cap = 256, len = 0;
 	char *buf = malloc(cap), *out = NULL;
@@ -331,7 +332,7 @@ source_chunk_kv(void *ctx, uint64_t j, const void **kv)
 	pthread_mutex_unlock(&s->mu);
 	if (ret == 0 && len != s->kv_bytes) {
 		log_err("store: chunk %llu of user %s holds %zu bytes of K/V, expected %zu",
-			(unsigned long long)j, s->user.name, len, s->kv_bytes);
+		        (unsigned long long)j, s->user.name, len, s->kv_bytes);
 		ret = HSAMEM_EFORMAT;
 	}
 	return ret;
@@ -345,7 +346,7 @@ source_copy_kv(void *ctx, uint64_t j, void *dst)
 
 	if (ret == HSAMEM_EFORMAT)
 		log_err("store: chunk %llu of user %s does not hold %zu bytes of K/V",
-			(unsigned long long)j, s->user.name, s->kv_bytes);
+		        (unsigned long long)j, s->user.name, s->kv_bytes);
 	return ret;
 }
 
@@ -384,12 +385,12 @@ daemon_gpu_failed(struct daemon *d, int err)
 {
 	if (atomic_exchange(&d->gpu_ok, false))
 		log_err("gpu: backend failed (%s); serving on the CPU from now on",
-			hsamem_strerror(err));
+		        hsamem_strerror(err));
 }
 
 int
 ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,
-	   const struct hsa_query *q, struct hsa_result *res)
+           const struct hsa_query *q, struct hsa_result *res)
 {
 	struct daemon *d = job->d;
 	struct gpu_backend *b = daemon_backend(d, spec);
@@ -403,7 +404,7 @@ ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source
 
 void
 ops_fuse_weights(const struct hsa_spec *spec, const float *score, const int64_t *chunk, size_t n,
-		 float *weight)
+                 float *weight)
 {
 	if (n == 0)
 		return;
@@ -498,7 +499,7 @@ users_cb(const struct store_user *u, void *arg)
 
 static int
 walk_users(struct job *job, struct store_txn *txn, struct users_walk *w, const char *only,
-	   bool collect)
+           bool collect)
 {
 	memset(w, 0, sizeof(*w));
 	w->job = job;
@@ -667,7 +668,7 @@ op_chunks(struct job *job, struct store_txn *txn)
 	uint32_t count = q->has_count ? q->count : 16;
 	if (count > OPS_MAX_CHUNK_LIST) {
 		job_fail(job, HSAMEM_EINVAL, "count: at most %d chunks per request",
-			 OPS_MAX_CHUNK_LIST);
+		         OPS_MAX_CHUNK_LIST);
 		return;
 	}
 	uint64_t first = q->first < u.n_chunks ? q->first : u.n_chunks;
@@ -676,7 +677,7 @@ op_chunks(struct job *job, struct store_txn *txn)
 	size_t lmk_bytes = spec_landmark_bytes(&u.spec);
 	if (q->tensors && (end - first) * (kv_bytes + lmk_bytes) > job->d->conf.max_message / 2) {
 		job_fail(job, HSAMEM_ETOOBIG, "count: %llu chunks with tensors exceed max-message",
-			 (unsigned long long)(end - first));
+		         (unsigned long long)(end - first));
 		return;
 	}
 	Hsamem__ChunksReply *r = arena_alloc(&job->arena, sizeof(*r));
@@ -692,7 +693,7 @@ op_chunks(struct job *job, struct store_txn *txn)
 		Hsamem__Chunk *m = arena_alloc(&job->arena, sizeof(*m));
 		if (ret != 0) {
 			job_fail(job, ret, "store: cannot read chunk %llu: %s",
-				 (unsigned long long)j, hsamem_strerror(ret));
+			         (unsigned long long)j, hsamem_strerror(ret));
 			return;
 		}
 		if (m == NULL) {
@@ -719,12 +720,12 @@ op_chunks(struct job *job, struct store_txn *txn)
 			if ((ret = store_kv_get(txn, u.uid, j, &kv, &len)) != 0 ||
 			    (ret = store_landmarks_get(txn, &u, j, &row, &cnt)) != 0) {
 				job_fail(job, ret, "store: cannot read tensors of chunk %llu: %s",
-					 (unsigned long long)j, hsamem_strerror(ret));
+				         (unsigned long long)j, hsamem_strerror(ret));
 				return;
 			}
 			if (len != kv_bytes) {
 				job_fail(job, HSAMEM_EFORMAT, "store: chunk %llu has a corrupt K/V",
-					 (unsigned long long)j);
+				         (unsigned long long)j);
 				return;
 			}
 			m->has_k = m->has_v = m->has_landmark = true;

@@ -10,13 +10,13 @@
 #include "daemon.h"
 
 /* Limits on what one request may carry, beyond max-message. */
-#define OPS_MAX_ENTRIES 100000   /* entries in one append */
-#define OPS_MAX_TAGS 32          /* tags of one entry */
-#define OPS_MAX_TAG_BYTES 256
+#define OPS_MAX_ENTRIES      100000 /* entries in one append */
+#define OPS_MAX_TAGS         32     /* tags of one entry */
+#define OPS_MAX_TAG_BYTES    256
 #define OPS_MAX_QUERY_TOKENS 4096
-#define OPS_MAX_LIST 1000        /* entries of one entries request */
-#define OPS_MAX_CHUNK_LIST 256   /* chunks of one chunks request */
-#define OPS_MAX_HITS_ENTRIES 64  /* covered entries returned per hit */
+#define OPS_MAX_LIST         1000 /* entries of one entries request */
+#define OPS_MAX_CHUNK_LIST   256  /* chunks of one chunks request */
+#define OPS_MAX_HITS_ENTRIES 64   /* covered entries returned per hit */
 
 /* Fails the job for want of memory; returns -ENOMEM. */
 int ops_oom(struct job *job);
@@ -49,12 +49,12 @@ Hsamem__MemoryInfo *ops_memory_info(struct job *job, const struct store_user *u)
 
 /* Reads entry seq into a reply message allocated in the arena. */
 int ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uint64_t seq,
-		       Hsamem__Entry **out);
+                       Hsamem__Entry **out);
 
 /* The text of tokens [from, to) of a chunk or tail, from the entries the refs point to; pieces of
  * different entries are joined by a newline. NULL on a store error. */
 char *ops_tokens_text(struct job *job, struct store_txn *txn, uint64_t uid,
-		      const struct store_tokref *refs, uint32_t from, uint32_t to);
+                      const struct store_tokref *refs, uint32_t from, uint32_t to);
 
 /* A chunk source over a read transaction; the mutex serialises the LMDB calls, since the backend
  * calls the source from several threads and a transaction must not be used concurrently. */
@@ -70,12 +70,12 @@ void ops_source_fini(struct ops_source *s);
 
 /* Runs the operator on the daemon's backend, falling back to the CPU if the GPU fails. */
 int ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,
-	       const struct hsa_query *q, struct hsa_result *res);
+               const struct hsa_query *q, struct hsa_result *res);
 
 /* Fusion weights of n <= SPEC_TOPK_MAX + 1 selected scores (softmax, or stick-breaking ordered by
  * chunk index, highest first), as HSA.md step 3. */
 void ops_fuse_weights(const struct hsa_spec *spec, const float *score, const int64_t *chunk,
-		      size_t n, float *weight);
+                      size_t n, float *weight);
 
 /* Writes: prepared in a worker (ops_write.c) */
 void ops_prepare_create(struct job *job);

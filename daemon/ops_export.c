@@ -28,7 +28,7 @@ new_record(struct job *job)
 /* Splits token references into the record's three parallel arrays. */
 static int
 split_refs(struct job *job, const struct store_tokref *refs, uint32_t n, uint64_t **entry,
-	   uint32_t **off, uint32_t **len)
+           uint32_t **off, uint32_t **len)
 {
 	*entry = arena_calloc(&job->arena, n + 1, sizeof(uint64_t));
 	*off = arena_calloc(&job->arena, n + 1, sizeof(uint32_t));
@@ -45,7 +45,7 @@ split_refs(struct job *job, const struct store_tokref *refs, uint32_t n, uint64_
 
 static int
 first_records(struct job *job, struct store_txn *txn, const struct store_user *u,
-	      Hsamem__ExportRecord **list, size_t *n, size_t *bytes)
+              Hsamem__ExportRecord **list, size_t *n, size_t *bytes)
 {
 	struct store_tail tail;
 	int ret = store_tail_get(txn, u->uid, &tail);
@@ -89,7 +89,7 @@ first_records(struct job *job, struct store_txn *txn, const struct store_user *u
 
 static int
 chunk_record(struct job *job, struct store_txn *txn, const struct store_user *u, uint64_t j,
-	     Hsamem__ExportRecord **out)
+             Hsamem__ExportRecord **out)
 {
 	struct store_chunk c;
 	const void *kv, *row;
@@ -102,7 +102,7 @@ chunk_record(struct job *job, struct store_txn *txn, const struct store_user *u,
 		ret = store_landmarks_get(txn, u, j, &row, &cnt);
 	if (ret != 0)
 		return job_fail(job, ret, "store: cannot read chunk %llu: %s",
-				(unsigned long long)j, hsamem_strerror(ret));
+		                (unsigned long long)j, hsamem_strerror(ret));
 	Hsamem__ExportRecord *r = new_record(job);
 	Hsamem__ExportRecord__ChunkRec *m = arena_alloc(&job->arena, sizeof(*m));
 	if (r == NULL || m == NULL)
@@ -137,16 +137,16 @@ ops_export(struct job *job)
 	uint64_t cursor = q->cursor, upto_e = u.n_entries, upto_c = u.n_chunks;
 	if (cursor != 0) {
 		if (!q->has_upto_entries || !q->has_upto_chunks) {
-			job_fail(job, HSAMEM_EINVAL, "export: a cursor needs the first reply's counts");
+			job_fail(job, HSAMEM_EINVAL,
+			         "export: a cursor needs the first reply's counts");
 			goto out;
 		}
 		upto_e = q->upto_entries;
 		upto_c = q->upto_chunks;
-		if (upto_e > u.n_entries || upto_c > u.n_chunks ||
-		    cursor > 1 + upto_e + upto_c) {
+		if (upto_e > u.n_entries || upto_c > u.n_chunks || cursor > 1 + upto_e + upto_c) {
 			job_fail(job, HSAMEM_EINVAL,
-				 "export: cursor or counts do not match the memory (was it "
-				 "deleted?)");
+			         "export: cursor or counts do not match the memory (was it "
+			         "deleted?)");
 			goto out;
 		}
 	}
@@ -155,8 +155,8 @@ ops_export(struct job *job)
 		page = EXPORT_MIN_PAGE;
 	if (page > job->d->conf.max_message / 2)
 		page = job->d->conf.max_message / 2;
-	size_t record_bytes = spec_kv_bytes(&u.spec) + spec_landmark_bytes(&u.spec) +
-			      u.spec.S * 20 + 64;
+	size_t record_bytes =
+	        spec_kv_bytes(&u.spec) + spec_landmark_bytes(&u.spec) + u.spec.S * 20 + 64;
 	size_t cap = page / 64 + 4, n = 0, bytes = 0;
 	Hsamem__ExportRecord **list = arena_calloc(&job->arena, cap, sizeof(*list));
 	Hsamem__ExportReply *r = arena_alloc(&job->arena, sizeof(*r));

@@ -6,10 +6,10 @@
  * weights and, on request, the in-chunk attention.
  *
  * query: text in, chunks out, for memories with a built-in encoder. The question is encoded into
- * one query token placed after the whole stream, so every sealed chunk is visible; the unsealed tail
- * is scored too (encoded on the fly) so that what was just appended can be found before it seals.
- * Each hit carries the chunk's text, the entries it covers and the tokens the in-chunk attention
- * weighs most.
+ * one query token placed after the whole stream, so every sealed chunk is visible; the unsealed
+ * tail is scored too (encoded on the fly) so that what was just appended can be found before it
+ * seals. Each hit carries the chunk's text, the entries it covers and the tokens the in-chunk
+ * attention weighs most.
  */
 #include <errno.h>
 #include <math.h>
@@ -46,13 +46,13 @@ ops_attend_request(struct job *job)
 	size_t qr_len = (size_t)n * spec->d_r * 4, qa_len = (size_t)n * spec->h_q * spec->d_h * 4;
 	if (!q->has_qr || q->qr.len != qr_len) {
 		job_fail(job, HSAMEM_ESPEC, "qr must be %zu bytes (n=%u x d_r=%u f32), got %zu",
-			 qr_len, n, spec->d_r, q->has_qr ? q->qr.len : 0);
+		         qr_len, n, spec->d_r, q->has_qr ? q->qr.len : 0);
 		goto out;
 	}
 	if (!q->has_qa || q->qa.len != qa_len) {
 		job_fail(job, HSAMEM_ESPEC,
-			 "qa must be %zu bytes (n=%u x h_q=%u x d_h=%u f32), got %zu", qa_len, n,
-			 spec->h_q, spec->d_h, q->has_qa ? q->qa.len : 0);
+		         "qa must be %zu bytes (n=%u x h_q=%u x d_h=%u f32), got %zu", qa_len, n,
+		         spec->h_q, spec->d_h, q->has_qa ? q->qa.len : 0);
 		goto out;
 	}
 	if (q->n_positions != 0 && q->n_positions != n) {
@@ -63,18 +63,19 @@ ops_attend_request(struct job *job)
 	size_t n_out = (size_t)n * spec->h_q * spec->d_h;
 	size_t n_attn = q->want_attention ? (size_t)n * spec->h_q * k * spec->S : 0;
 	if ((n_out + n_attn + 3 * n_sel) * 4 > job->d->conf.max_message) {
-		job_fail(job, HSAMEM_ETOOBIG, "the reply would exceed max-message: ask for fewer "
-					      "query tokens, a smaller k, or no attention");
+		job_fail(job, HSAMEM_ETOOBIG,
+		         "the reply would exceed max-message: ask for fewer "
+		         "query tokens, a smaller k, or no attention");
 		goto out;
 	}
 	uint64_t *pos = arena_calloc(&job->arena, n, sizeof(uint64_t));
 	float *qr = arena_alloc(&job->arena, qr_len), *qa = arena_alloc(&job->arena, qa_len);
 	struct hsa_result res = {
-		.out = arena_calloc(&job->arena, n_out, 4),
-		.sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
-		.score = arena_calloc(&job->arena, n_sel, 4),
-		.weight = arena_calloc(&job->arena, n_sel, 4),
-		.attn = n_attn ? arena_calloc(&job->arena, n_attn, 4) : NULL,
+	        .out = arena_calloc(&job->arena, n_out, 4),
+	        .sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
+	        .score = arena_calloc(&job->arena, n_sel, 4),
+	        .weight = arena_calloc(&job->arena, n_sel, 4),
+	        .attn = n_attn ? arena_calloc(&job->arena, n_attn, 4) : NULL,
 	};
 	Hsamem__AttendReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (!pos || !qr || !qa || !res.out || !res.sel || !res.score || !res.weight || !r ||
@@ -87,7 +88,7 @@ ops_attend_request(struct job *job)
 	memcpy(qa, q->qa.data, qa_len);
 	for (uint32_t i = 0; i < n; i++)
 		pos[i] = q->n_positions && q->positions[i] != 0 ? q->positions[i]
-							       : u.n_chunks * spec->S;
+		                                                : u.n_chunks * spec->S;
 	struct hsa_query hq = {.n = n, .k = k, .pos = pos, .qr = qr, .qa = qa};
 	ops_source_init(&src, &txn, &u);
 	ret = ops_attend(job, spec, &src.src, &hq, &res);
@@ -120,7 +121,8 @@ out:
 struct candidate {
 	int64_t chunk; /* the tail is n_chunks */
 	float score;
-	const float *attn; /* [G][S] of this chunk for one kv head; NULL for the tail (see tail_attn) */
+	const float
+	        *attn; /* [G][S] of this chunk for one kv head; NULL for the tail (see tail_attn) */
 	uint32_t head;
 };
 
@@ -137,7 +139,7 @@ cmp_candidate(const void *a, const void *b)
  * kv head), among its n_real real tokens. */
 static size_t
 top_tokens(const float *attn, uint32_t G, uint32_t stride, uint32_t n_real, uint32_t *slot,
-	   float *weight)
+           float *weight)
 {
 	size_t n = 0;
 	for (uint32_t s = 0; s < n_real; s++) {
@@ -164,8 +166,8 @@ top_tokens(const float *attn, uint32_t G, uint32_t stride, uint32_t n_real, uint
 /* Fills a hit's text, covered entries and top tokens from the chunk's (or tail's) records. */
 static int
 fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsamem__Hit *h,
-	 const uint32_t *tokens, const struct store_tokref *refs, uint32_t n_real,
-	 const float *attn, uint32_t G, uint32_t stride, uint32_t max_entries)
+         const uint32_t *tokens, const struct store_tokref *refs, uint32_t n_real,
+         const float *attn, uint32_t G, uint32_t stride, uint32_t max_entries)
 {
 	h->text = ops_tokens_text(job, txn, u->uid, refs, 0, n_real);
 	h->has_n_tokens = true;
@@ -212,7 +214,7 @@ fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsa
  */
 static int
 score_tail(const struct enc_ops *enc, const struct hsa_spec *spec, const struct store_tail *t,
-	   const float *qr, const float *qa, float *score, uint32_t *head, float *attn)
+           const float *qr, const float *qa, float *score, uint32_t *head, float *attn)
 {
 	size_t per = (size_t)spec->S * spec->h_kv * spec->d_h;
 	float *K = malloc(per * sizeof(float)), *V = malloc(per * sizeof(float));
@@ -277,21 +279,22 @@ ops_query(struct job *job)
 	const struct hsa_spec *spec = &u.spec;
 	if (enc == NULL) {
 		job_fail(job, HSAMEM_ENOTSUP,
-			 "the memory of '%s' is a client memory: use attend with your model's "
-			 "queries",
-			 q->user);
+		         "the memory of '%s' is a client memory: use attend with your model's "
+		         "queries",
+		         q->user);
 		goto out;
 	}
 	uint32_t k = q->top_k != 0 ? q->top_k : spec->top_k;
 	uint32_t max_entries = q->has_max_entries ? q->max_entries : 8;
 	if (k > SPEC_TOPK_MAX || max_entries > OPS_MAX_HITS_ENTRIES) {
 		job_fail(job, HSAMEM_EINVAL, "top_k: at most %d; max_entries: at most %d",
-			 SPEC_TOPK_MAX, OPS_MAX_HITS_ENTRIES);
+		         SPEC_TOPK_MAX, OPS_MAX_HITS_ENTRIES);
 		goto out;
 	}
 	bool has_text = q->text != NULL && *q->text != '\0';
 	if (has_text == (q->n_tokens > 0)) {
-		job_fail(job, HSAMEM_EINVAL, "a query is text, or token ids of the memory's tokenizer");
+		job_fail(job, HSAMEM_EINVAL,
+		         "a query is text, or token ids of the memory's tokenizer");
 		goto out;
 	}
 	if (has_text) {
@@ -315,11 +318,11 @@ ops_query(struct job *job)
 	float *qa = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4);
 	size_t n_sel = (size_t)spec->h_kv * k;
 	struct hsa_result res = {
-		.out = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4),
-		.sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
-		.score = arena_calloc(&job->arena, n_sel, 4),
-		.weight = arena_calloc(&job->arena, n_sel, 4),
-		.attn = arena_calloc(&job->arena, (size_t)spec->h_q * k * S, 4),
+	        .out = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4),
+	        .sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
+	        .score = arena_calloc(&job->arena, n_sel, 4),
+	        .weight = arena_calloc(&job->arena, n_sel, 4),
+	        .attn = arena_calloc(&job->arena, (size_t)spec->h_q * k * S, 4),
 	};
 	float *tail_attn = arena_calloc(&job->arena, (size_t)G * S, 4);
 	struct candidate *cand = arena_calloc(&job->arena, n_sel + 1, sizeof(*cand));
@@ -356,8 +359,8 @@ ops_query(struct job *job)
 					;
 				if (c == n_cand)
 					cand[n_cand++] = (struct candidate){
-						res.sel[at], res.score[at],
-						res.attn + ((size_t)r * G * k + i) * S, r};
+					        res.sel[at], res.score[at],
+					        res.attn + ((size_t)r * G * k + i) * S, r};
 				else if (res.score[at] > cand[c].score)
 					cand[c].score = res.score[at];
 			}
@@ -365,7 +368,8 @@ ops_query(struct job *job)
 	if ((!q->has_include_tail || q->include_tail) &&
 	    (ret = store_tail_get(&txn, u.uid, &tail)) == 0 && tail.n > 0) {
 		struct candidate t = {.chunk = (int64_t)u.n_chunks};
-		if ((ret = score_tail(enc, spec, &tail, qr, qa, &t.score, &t.head, tail_attn)) != 0) {
+		if ((ret = score_tail(enc, spec, &tail, qr, qa, &t.score, &t.head, tail_attn)) !=
+		    0) {
 			job_fail(job, ret, "encoder %s failed on the tail", enc->name);
 			goto out;
 		}
@@ -403,19 +407,19 @@ ops_query(struct job *job)
 		h->weight = weights[i];
 		h->tail = cand[i].chunk == (int64_t)u.n_chunks;
 		if (h->tail) {
-			ret = fill_hit(job, &txn, &u, h, tail.tokens, tail.refs, tail.n, tail_attn, G,
-				       S, max_entries);
+			ret = fill_hit(job, &txn, &u, h, tail.tokens, tail.refs, tail.n, tail_attn,
+			               G, S, max_entries);
 		} else {
 			struct store_chunk c;
 			ret = store_chunk_get(&txn, u.uid, (uint64_t)cand[i].chunk, &c);
 			if (ret != 0) {
 				job_fail(job, ret, "store: cannot read chunk %lld: %s",
-					 (long long)cand[i].chunk, hsamem_strerror(ret));
+				         (long long)cand[i].chunk, hsamem_strerror(ret));
 				goto out;
 			}
 			/* attention rows of one chunk for the G heads are k*S apart */
 			ret = fill_hit(job, &txn, &u, h, c.tokens, c.refs, c.n_real, cand[i].attn,
-				       G, k * S, max_entries);
+			               G, k * S, max_entries);
 		}
 		if (ret != 0)
 			goto out;

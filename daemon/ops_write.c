@@ -3,9 +3,10 @@
  *
  * Each write is split in two. ops_prepare_* runs in a worker: it checks everything that does not
  * depend on the store's current state (names, sizes, roles, tensor byte counts) and tokenises the
- * text, then queues the job to the committer. ops_apply runs in the committer, inside a nested write
- * transaction: it reads the memory as it is now, checks what depends on it (chunk counts, import
- * order), writes, and fills the reply. A failure there aborts only that job's nested transaction.
+ * text, then queues the job to the committer. ops_apply runs in the committer, inside a nested
+ * write transaction: it reads the memory as it is now, checks what depends on it (chunk counts,
+ * import order), writes, and fills the reply. A failure there aborts only that job's nested
+ * transaction.
  *
  * The stream of a memory: entries add tokens to the tail; every S tokens seal a chunk (tokens, text
  * references, K|V, landmark), and the tail keeps the rest. A flush seals a short tail as a padded
@@ -26,11 +27,11 @@ struct sealer {
 	struct store_txn *txn;
 	struct store_user *u;
 	const struct enc_ops *enc;
-	float *K, *V, *L;      /* encoder outputs, fp32 */
-	void *kv, *row;        /* the same in the spec's dtype */
-	uint32_t *tokens;      /* [S] padded */
+	float *K, *V, *L; /* encoder outputs, fp32 */
+	void *kv, *row;   /* the same in the spec's dtype */
+	uint32_t *tokens; /* [S] padded */
 	struct store_tokref *refs;
-	uint32_t *ctx;         /* [enc->context] */
+	uint32_t *ctx; /* [enc->context] */
 };
 
 static void
@@ -48,7 +49,7 @@ sealer_fini(struct sealer *s)
 
 static int
 sealer_init(struct sealer *s, struct job *job, struct store_txn *txn, struct store_user *u,
-	    const struct enc_ops *enc)
+            const struct enc_ops *enc)
 {
 	const struct hsa_spec *spec = &u->spec;
 	size_t per = (size_t)spec->S * spec->h_kv * spec->d_h;
@@ -116,11 +117,11 @@ seal(struct sealer *s, const uint32_t *buf, const struct store_tokref *refs, siz
 	if (s->enc != NULL) {
 		size_t n_ctx = gather_context(s, buf, at);
 		int ret = s->enc->encode_chunk(spec, s->ctx, n_ctx, s->tokens, n_real, s->K, s->V,
-					       s->L);
+		                               s->L);
 		if (ret != 0)
 			return job_fail(s->job, ret, "encoder %s failed on chunk %llu: %s",
-					s->enc->name, (unsigned long long)u->n_chunks,
-					hsamem_strerror(ret));
+			                s->enc->name, (unsigned long long)u->n_chunks,
+			                hsamem_strerror(ret));
 		half_from_float_row(spec->dtype, s->K, s->kv, per);
 		half_from_float_row(spec->dtype, s->V, (char *)s->kv + half, per);
 		half_from_float_row(spec->dtype, s->L, s->row, spec->d_r);
@@ -130,7 +131,7 @@ seal(struct sealer *s, const uint32_t *buf, const struct store_tokref *refs, siz
 		memcpy(s->row, in->landmark.data, spec_landmark_bytes(spec));
 	}
 	struct store_chunk c = {
-		.n_tokens = spec->S, .n_real = n_real, .tokens = s->tokens, .refs = s->refs};
+	        .n_tokens = spec->S, .n_real = n_real, .tokens = s->tokens, .refs = s->refs};
 	store_chunk_put(s->txn, u->uid, u->n_chunks, &c);
 	store_kv_put(s->txn, u->uid, u->n_chunks, s->kv, kv_bytes);
 	int ret = store_landmark_put(s->txn, u, u->n_chunks, s->row);
@@ -151,14 +152,14 @@ check_chunk_in(struct job *job, const struct hsa_spec *spec, const Hsamem__Chunk
 		return job_fail(job, HSAMEM_ESPEC, "chunk %zu: k, v and landmark are required", i);
 	if (c->k.len != half || c->v.len != half)
 		return job_fail(job, HSAMEM_ESPEC,
-				"chunk %zu: k and v must be %zu bytes each "
-				"(S=%u x h_kv=%u x d_h=%u %s), got %zu and %zu",
-				i, half, spec->S, spec->h_kv, spec->d_h,
-				spec_dtype_name(spec->dtype), c->k.len, c->v.len);
+		                "chunk %zu: k and v must be %zu bytes each "
+		                "(S=%u x h_kv=%u x d_h=%u %s), got %zu and %zu",
+		                i, half, spec->S, spec->h_kv, spec->d_h,
+		                spec_dtype_name(spec->dtype), c->k.len, c->v.len);
 	if (c->landmark.len != lmk)
 		return job_fail(job, HSAMEM_ESPEC,
-				"chunk %zu: landmark must be %zu bytes (d_r=%u %s), got %zu", i,
-				lmk, spec->d_r, spec_dtype_name(spec->dtype), c->landmark.len);
+		                "chunk %zu: landmark must be %zu bytes (d_r=%u %s), got %zu", i,
+		                lmk, spec->d_r, spec_dtype_name(spec->dtype), c->landmark.len);
 	return 0;
 }
 
@@ -217,7 +218,7 @@ ops_prepare_append(struct job *job)
 	}
 	if (q->n_entries > OPS_MAX_ENTRIES) {
 		job_fail(job, HSAMEM_ETOOBIG, "append carries %zu entries; at most %d",
-			 q->n_entries, OPS_MAX_ENTRIES);
+		         q->n_entries, OPS_MAX_ENTRIES);
 		goto reply;
 	}
 	/* Which encoder tokenises depends on the memory; the committer checks it did not change. */
@@ -236,7 +237,7 @@ ops_prepare_append(struct job *job)
 		job->enc->default_spec(&job->spec);
 	} else if (ret != 0) {
 		job_fail(job, ret, "store: cannot read user '%s': %s", q->user,
-			 hsamem_strerror(ret));
+		         hsamem_strerror(ret));
 		goto reply;
 	} else if (u.flags & STORE_USER_IMPORTING) {
 		job_fail(job, HSAMEM_EBUSY, "user '%s' is being imported", q->user);
@@ -258,38 +259,41 @@ ops_prepare_append(struct job *job)
 		struct job_entry *je = &job->entries[i];
 		size_t text_len = e->text != NULL ? strlen(e->text) : 0;
 		je->in = e;
-		if (e->has_role && (e->role < HSAMEM__ROLE__ROLE_OTHER ||
-				    e->role > HSAMEM__ROLE__ROLE_TOOL)) {
+		if (e->has_role &&
+		    (e->role < HSAMEM__ROLE__ROLE_OTHER || e->role > HSAMEM__ROLE__ROLE_TOOL)) {
 			job_fail(job, HSAMEM_EINVAL, "entry %zu: unknown role %d", i, (int)e->role);
 			goto reply;
 		}
 		if (e->n_tags > OPS_MAX_TAGS) {
-			job_fail(job, HSAMEM_ETOOBIG, "entry %zu: at most %d tags", i, OPS_MAX_TAGS);
+			job_fail(job, HSAMEM_ETOOBIG, "entry %zu: at most %d tags", i,
+			         OPS_MAX_TAGS);
 			goto reply;
 		}
 		for (size_t t = 0; t < e->n_tags; t++)
 			if (strlen(e->tags[t]) > OPS_MAX_TAG_BYTES || e->tags[t][0] == '\0') {
-				job_fail(job, HSAMEM_EINVAL, "entry %zu: tags must be 1 to %d bytes",
-					 i, OPS_MAX_TAG_BYTES);
+				job_fail(job, HSAMEM_EINVAL,
+				         "entry %zu: tags must be 1 to %d bytes", i,
+				         OPS_MAX_TAG_BYTES);
 				goto reply;
 			}
 		if (text_len > d->conf.max_entry) {
 			job_fail(job, HSAMEM_ETOOBIG,
-				 "entry %zu: text of %zu bytes exceeds max-entry (%llu)", i,
-				 text_len, (unsigned long long)d->conf.max_entry);
+			         "entry %zu: text of %zu bytes exceeds max-entry (%llu)", i,
+			         text_len, (unsigned long long)d->conf.max_entry);
 			goto reply;
 		}
 		if (job->enc != NULL) {
 			struct enc_token *toks = NULL;
 			if (e->n_tokens > 0) {
-				job_fail(job, HSAMEM_ENOTSUP,
-					 "entry %zu: memory of '%s' uses the %s encoder: send text, "
-					 "not token ids",
-					 i, q->user, job->enc->name);
+				job_fail(
+				        job, HSAMEM_ENOTSUP,
+				        "entry %zu: memory of '%s' uses the %s encoder: send text, "
+				        "not token ids",
+				        i, q->user, job->enc->name);
 				goto reply;
 			}
 			if ((ret = job->enc->tokenize(e->text ? e->text : "", text_len, &toks,
-						      &je->n)) != 0) {
+			                              &je->n)) != 0) {
 				job_fail(job, ret, "entry %zu: tokenizer failed", i);
 				goto reply;
 			}
@@ -310,7 +314,7 @@ ops_prepare_append(struct job *job)
 		} else {
 			if (e->n_tokens == 0) {
 				job_fail(job, HSAMEM_EINVAL,
-					 "entry %zu: client memories take token ids", i);
+				         "entry %zu: client memories take token ids", i);
 				goto reply;
 			}
 			if (e->n_tokens > d->conf.max_entry) {
@@ -346,7 +350,7 @@ reply:
 /* The memory an append or flush writes to, as it is now; checks the encoder the worker used. */
 static int
 write_target(struct job *job, struct store_txn *txn, const char *name, bool create,
-	     struct store_user *u, bool *created)
+             struct store_user *u, bool *created)
 {
 	int ret = store_user_get(txn, name, u);
 	*created = false;
@@ -368,9 +372,9 @@ write_target(struct job *job, struct store_txn *txn, const char *name, bool crea
 		return job_fail(job, HSAMEM_EBUSY, "user '%s' is being imported", name);
 	if (strcmp(u->spec.encoder, job->spec.encoder) != 0 ||
 	    u->spec.revision != job->spec.revision || u->spec.S != job->spec.S)
-		return job_fail(job, HSAMEM_ESPEC,
-				"the memory of '%s' was replaced while the append was queued; retry",
-				name);
+		return job_fail(
+		        job, HSAMEM_ESPEC,
+		        "the memory of '%s' was replaced while the append was queued; retry", name);
 	return 0;
 }
 
@@ -392,13 +396,14 @@ apply_append(struct job *job, struct store_txn *txn)
 	size_t n_seal = total / S;
 	if (job->enc == NULL && q->n_chunks != n_seal)
 		return job_fail(job, HSAMEM_ESPEC,
-				"this append seals %zu chunk(s) (tail %zu + %zu new tokens, S=%u) "
-				"but carries tensors for %zu",
-				n_seal, tail_n, total - tail_n, S, q->n_chunks);
+		                "this append seals %zu chunk(s) (tail %zu + %zu new tokens, S=%u) "
+		                "but carries tensors for %zu",
+		                n_seal, tail_n, total - tail_n, S, q->n_chunks);
 	if ((ret = store_tail_get(txn, u.uid, &tail)) != 0)
 		return ret;
 	if (tail.n != tail_n)
-		return job_fail(job, HSAMEM_EFORMAT, "store: tail of '%s' is inconsistent", q->user);
+		return job_fail(job, HSAMEM_EFORMAT, "store: tail of '%s' is inconsistent",
+		                q->user);
 
 	uint32_t *buf = malloc(total * sizeof(uint32_t));
 	struct store_tokref *refs = malloc(total * sizeof(struct store_tokref));
@@ -425,16 +430,16 @@ apply_append(struct job *job, struct store_txn *txn)
 			tags_len += (uint32_t)l;
 		}
 		struct store_entry se = {
-			.seq = u.n_entries,
-			.role = e->has_role ? (uint32_t)e->role : 0,
-			.timestamp_ms = e->has_timestamp_ms && e->timestamp_ms != 0 ? e->timestamp_ms
-										  : now,
-			.first_token = u.n_tokens,
-			.n_tokens = (uint32_t)je->n,
-			.text = e->text != NULL ? e->text : "",
-			.text_len = e->text != NULL ? (uint32_t)strlen(e->text) : 0,
-			.tags = tags,
-			.tags_len = tags_len,
+		        .seq = u.n_entries,
+		        .role = e->has_role ? (uint32_t)e->role : 0,
+		        .timestamp_ms =
+		                e->has_timestamp_ms && e->timestamp_ms != 0 ? e->timestamp_ms : now,
+		        .first_token = u.n_tokens,
+		        .n_tokens = (uint32_t)je->n,
+		        .text = e->text != NULL ? e->text : "",
+		        .text_len = e->text != NULL ? (uint32_t)strlen(e->text) : 0,
+		        .tags = tags,
+		        .tags_len = tags_len,
 		};
 		store_entry_put(txn, u.uid, &se);
 		for (size_t t = 0; t < je->n; t++, n++) {
@@ -495,9 +500,11 @@ ops_prepare_flush(struct job *job)
 	if (ops_encoder(job, &u.spec, &job->enc) != 0)
 		goto reply;
 	job->spec = u.spec;
-	if (q->chunk != NULL && (job->enc != NULL || check_chunk_in(job, &u.spec, q->chunk, 0) != 0)) {
+	if (q->chunk != NULL &&
+	    (job->enc != NULL || check_chunk_in(job, &u.spec, q->chunk, 0) != 0)) {
 		if (job->enc != NULL)
-			job_fail(job, HSAMEM_EINVAL, "chunk tensors are only sent to client memories");
+			job_fail(job, HSAMEM_EINVAL,
+			         "chunk tensors are only sent to client memories");
 		goto reply;
 	}
 	commit_submit(job->d->commit, job);
@@ -521,9 +528,9 @@ apply_flush(struct job *job, struct store_txn *txn)
 		return job_fail(job, HSAMEM_EINVAL, "the tail is empty: no chunk to seal");
 	if (tail.n > 0 && job->enc == NULL && q->chunk == NULL)
 		return job_fail(job, HSAMEM_ESPEC,
-				"flushing a client memory seals %u tail token(s) into a padded "
-				"chunk: send its tensors",
-				tail.n);
+		                "flushing a client memory seals %u tail token(s) into a padded "
+		                "chunk: send its tensors",
+		                tail.n);
 	if (tail.n > 0) {
 		/* tail's tokens point into the map: copy them before writing */
 		uint32_t *buf = malloc(tail.n * sizeof(uint32_t));
@@ -636,7 +643,7 @@ ops_prepare_import(struct job *job)
 
 static int
 import_header(struct job *job, struct store_txn *txn, const Hsamem__ExportRecord__Header *h,
-	      struct store_user *u)
+              struct store_user *u)
 {
 	const char *name = job->req->import->user;
 	const struct enc_ops *enc;
@@ -644,7 +651,7 @@ import_header(struct job *job, struct store_txn *txn, const Hsamem__ExportRecord
 	char why[256];
 	if (!h->has_format || h->format != 1)
 		return job_fail(job, HSAMEM_EIMPORT, "import: export format %u is not supported",
-				h->has_format ? h->format : 0);
+		                h->has_format ? h->format : 0);
 	if (h->spec == NULL || h->spec->encoder == NULL)
 		return job_fail(job, HSAMEM_EIMPORT, "import: the header has no spec");
 	/* the stream's spec is taken as is: every shape must be present */
@@ -677,8 +684,8 @@ import_header(struct job *job, struct store_txn *txn, const Hsamem__ExportRecord
 			return ret;
 		import_forget(old.uid);
 	} else if (ret == 0) {
-		return job_fail(job, HSAMEM_EEXIST, "user '%s' already has a memory: delete it first",
-				name);
+		return job_fail(job, HSAMEM_EEXIST,
+		                "user '%s' already has a memory: delete it first", name);
 	} else if (ret != HSAMEM_ENOUSER) {
 		return ret;
 	}
@@ -705,18 +712,18 @@ import_header(struct job *job, struct store_txn *txn, const Hsamem__ExportRecord
 
 static int
 import_entry(struct job *job, struct store_txn *txn, struct store_user *u, const Hsamem__Entry *e,
-	     uint64_t max_tokens)
+             uint64_t max_tokens)
 {
 	char tags[OPS_MAX_TAGS * (OPS_MAX_TAG_BYTES + 1)];
 	uint32_t tags_len = 0;
 	size_t text_len = e->text != NULL ? strlen(e->text) : 0;
 	if (!e->has_seq || e->seq != u->n_entries)
 		return job_fail(job, HSAMEM_EIMPORT, "import: entry %llu is out of order",
-				(unsigned long long)e->seq);
+		                (unsigned long long)e->seq);
 	if (e->n_tags > OPS_MAX_TAGS || text_len > job->d->conf.max_entry ||
 	    e->first_token > max_tokens || e->n_tokens > max_tokens - e->first_token)
 		return job_fail(job, HSAMEM_EIMPORT, "import: entry %llu is malformed",
-				(unsigned long long)e->seq);
+		                (unsigned long long)e->seq);
 	for (size_t t = 0; t < e->n_tags; t++) {
 		size_t l = strlen(e->tags[t]) + 1;
 		if (l > OPS_MAX_TAG_BYTES + 1)
@@ -725,15 +732,15 @@ import_entry(struct job *job, struct store_txn *txn, struct store_user *u, const
 		tags_len += (uint32_t)l;
 	}
 	struct store_entry se = {
-		.seq = e->seq,
-		.role = e->has_role ? (uint32_t)e->role : 0,
-		.timestamp_ms = e->timestamp_ms,
-		.first_token = e->first_token,
-		.n_tokens = e->n_tokens,
-		.text = e->text != NULL ? e->text : "",
-		.text_len = (uint32_t)text_len,
-		.tags = tags,
-		.tags_len = tags_len,
+	        .seq = e->seq,
+	        .role = e->has_role ? (uint32_t)e->role : 0,
+	        .timestamp_ms = e->timestamp_ms,
+	        .first_token = e->first_token,
+	        .n_tokens = e->n_tokens,
+	        .text = e->text != NULL ? e->text : "",
+	        .text_len = (uint32_t)text_len,
+	        .tags = tags,
+	        .tags_len = tags_len,
 	};
 	u->n_entries++;
 	return store_entry_put(txn, u->uid, &se);
@@ -742,8 +749,8 @@ import_entry(struct job *job, struct store_txn *txn, struct store_user *u, const
 /* Copies a record's token references, checking the counts and that they point at entries. */
 static int
 import_refs(struct job *job, uint32_t n, size_t n_entry, const uint64_t *entry, size_t n_off,
-	    const uint32_t *off, size_t n_len, const uint32_t *len, uint64_t n_entries,
-	    struct store_tokref *out)
+            const uint32_t *off, size_t n_len, const uint32_t *len, uint64_t n_entries,
+            struct store_tokref *out)
 {
 	if (n_entry != n || n_off != n || n_len != n)
 		return job_fail(job, HSAMEM_EIMPORT, "import: token references do not match");
@@ -757,24 +764,25 @@ import_refs(struct job *job, uint32_t n, size_t n_entry, const uint64_t *entry, 
 
 static int
 import_chunk(struct job *job, struct store_txn *txn, struct store_user *u,
-	     const Hsamem__ExportRecord__ChunkRec *c, uint64_t n_entries_expected)
+             const Hsamem__ExportRecord__ChunkRec *c, uint64_t n_entries_expected)
 {
 	const struct hsa_spec *spec = &u->spec;
 	if (!c->has_index || c->index != u->n_chunks || c->n_tokens != spec->S ||
 	    c->n_real > spec->S || c->kv.len != spec_kv_bytes(spec) ||
 	    c->landmark.len != spec_landmark_bytes(spec))
-		return job_fail(job, HSAMEM_EIMPORT, "import: chunk %llu is malformed or out of order",
-				(unsigned long long)c->index);
+		return job_fail(job, HSAMEM_EIMPORT,
+		                "import: chunk %llu is malformed or out of order",
+		                (unsigned long long)c->index);
 	struct store_tokref *refs = malloc(spec->S * sizeof(*refs));
 	if (refs == NULL)
 		return ops_oom(job);
 	int ret = import_refs(job, spec->S, c->n_ref_entry, c->ref_entry, c->n_ref_off, c->ref_off,
-			      c->n_ref_len, c->ref_len, n_entries_expected, refs);
+	                      c->n_ref_len, c->ref_len, n_entries_expected, refs);
 	if (ret == 0) {
 		struct store_chunk sc = {.n_tokens = spec->S,
-					 .n_real = c->has_n_real ? c->n_real : spec->S,
-					 .tokens = c->tokens,
-					 .refs = refs};
+		                         .n_real = c->has_n_real ? c->n_real : spec->S,
+		                         .tokens = c->tokens,
+		                         .refs = refs};
 		store_chunk_put(txn, u->uid, u->n_chunks, &sc);
 		store_kv_put(txn, u->uid, u->n_chunks, c->kv.data, c->kv.len);
 		ret = store_landmark_put(txn, u, u->n_chunks, c->landmark.data);
@@ -806,9 +814,9 @@ apply_import(struct job *job, struct store_txn *txn)
 		if (ret == HSAMEM_ENOUSER || (ret == 0 && !(u.flags & STORE_USER_IMPORTING)) ||
 		    (ret == 0 && import_find(u.uid) == NULL))
 			return job_fail(job, HSAMEM_EIMPORT,
-					"import: no import of '%s' in progress (the first batch "
-					"starts with the stream's header)",
-					q->user);
+			                "import: no import of '%s' in progress (the first batch "
+			                "starts with the stream's header)",
+			                q->user);
 		if (ret != 0)
 			return ret;
 	}
@@ -834,12 +842,12 @@ apply_import(struct job *job, struct store_txn *txn)
 				return job_fail(job, HSAMEM_EIMPORT, "import: tail is too long");
 			}
 			ret = import_refs(job, (uint32_t)t->n_tokens, t->n_ref_entry, t->ref_entry,
-					  t->n_ref_off, t->ref_off, t->n_ref_len, t->ref_len,
-					  x->entries, refs);
+			                  t->n_ref_off, t->ref_off, t->n_ref_len, t->ref_len,
+			                  x->entries, refs);
 			if (ret == 0) {
 				struct store_tail nt = {.n = (uint32_t)t->n_tokens,
-							.tokens = t->tokens,
-							.refs = refs};
+				                        .tokens = t->tokens,
+				                        .refs = refs};
 				ret = store_tail_put(txn, u.uid, &nt);
 				tail.n = nt.n;
 			}
@@ -847,8 +855,8 @@ apply_import(struct job *job, struct store_txn *txn)
 			break;
 		}
 		default:
-			ret = job_fail(job, HSAMEM_EIMPORT, "import: record %zu is of no known kind",
-				       i);
+			ret = job_fail(job, HSAMEM_EIMPORT,
+			               "import: record %zu is of no known kind", i);
 		}
 		if (ret != 0)
 			return ret;
@@ -858,15 +866,13 @@ apply_import(struct job *job, struct store_txn *txn)
 	bool done = q->has_last && q->last;
 	if (done) {
 		if (u.n_entries != x->entries || u.n_chunks != x->chunks || u.n_tokens != x->tokens)
-			return job_fail(job, HSAMEM_EIMPORT,
-					"import: the stream is incomplete: %llu/%llu entries, "
-					"%llu/%llu chunks, %llu/%llu tokens",
-					(unsigned long long)u.n_entries,
-					(unsigned long long)x->entries,
-					(unsigned long long)u.n_chunks,
-					(unsigned long long)x->chunks,
-					(unsigned long long)u.n_tokens,
-					(unsigned long long)x->tokens);
+			return job_fail(
+			        job, HSAMEM_EIMPORT,
+			        "import: the stream is incomplete: %llu/%llu entries, "
+			        "%llu/%llu chunks, %llu/%llu tokens",
+			        (unsigned long long)u.n_entries, (unsigned long long)x->entries,
+			        (unsigned long long)u.n_chunks, (unsigned long long)x->chunks,
+			        (unsigned long long)u.n_tokens, (unsigned long long)x->tokens);
 		u.flags &= ~(uint32_t)STORE_USER_IMPORTING;
 	}
 	if ((ret = store_user_update(txn, &u)) != 0)

@@ -88,8 +88,8 @@ job_send(struct job *job)
 	size_t size = hsamem__reply__get_packed_size(rep);
 	if (size > d->conf.max_message) {
 		job_fail(job, HSAMEM_ETOOBIG,
-			 "reply of %zu bytes exceeds max-message (%llu): ask for less", size,
-			 (unsigned long long)d->conf.max_message);
+		         "reply of %zu bytes exceeds max-message (%llu): ask for less", size,
+		         (unsigned long long)d->conf.max_message);
 		rep->body_case = HSAMEM__REPLY__BODY__NOT_SET;
 		size = hsamem__reply__get_packed_size(rep);
 	}
@@ -159,8 +159,8 @@ on_recv(struct srv_ctx *c)
 		job_fail(job, HSAMEM_EPROTO, "request is not a valid hsamem message");
 	} else if (!job->req->has_version || job->req->version != HSAMEM_PROTOCOL_VERSION) {
 		job_fail(job, HSAMEM_EVERSION,
-			 "protocol version %u is not supported; this daemon speaks version %d",
-			 job->req->has_version ? job->req->version : 0, HSAMEM_PROTOCOL_VERSION);
+		         "protocol version %u is not supported; this daemon speaks version %d",
+		         job->req->has_version ? job->req->version : 0, HSAMEM_PROTOCOL_VERSION);
 	} else if ((job->op = op_of(job->req)) == OP_INVALID) {
 		job_fail(job, HSAMEM_EPROTO, "request names no operation this daemon knows");
 	} else {
@@ -195,9 +195,7 @@ ctx_callback(void *arg)
 		}
 		ctx_recv(c);
 		break;
-	default:
-		log_err("server: callback in unexpected state %d", c->state);
-		break;
+	default: log_err("server: callback in unexpected state %d", c->state); break;
 	}
 }
 
@@ -207,7 +205,8 @@ listen_on(struct server *srv, const char *url)
 	nng_listener l;
 	int rv = nng_listener_create(&l, srv->sock, url);
 	if (rv == 0 && strncmp(url, "ipc://", 6) == 0)
-		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, (int)srv->d->conf.socket_mode);
+		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,
+		                          (int)srv->d->conf.socket_mode);
 	if (rv == 0)
 		rv = nng_listener_start(l, 0);
 	if (rv != 0) {
@@ -287,8 +286,8 @@ srv_drain(struct server *srv, unsigned drain_ms)
 		if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until) == ETIMEDOUT)
 			break;
 	if (srv->n_done < srv->n_ctx)
-		log_warn("server: %u requests still in flight after %u ms", srv->n_ctx - srv->n_done,
-			 drain_ms);
+		log_warn("server: %u requests still in flight after %u ms",
+		         srv->n_ctx - srv->n_done, drain_ms);
 	pthread_mutex_unlock(&srv->mu);
 }
 

@@ -6,8 +6,8 @@
 #include "stats.h"
 
 static const char *const op_names[OP_COUNT] = {
-	"ping", "create", "append", "flush", "query", "attend", "entries",
-	"chunks", "users", "stats", "delete", "export", "import", "invalid",
+        "ping",   "create", "append", "flush",  "query",  "attend", "entries",
+        "chunks", "users",  "stats",  "delete", "export", "import", "invalid",
 };
 
 const char *

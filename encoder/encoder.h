@@ -38,20 +38,19 @@ struct enc_ops {
 
 	/*
 	 * Encodes one chunk of n tokens (n == S for a full chunk; fewer when a chunk is padded by a
-	 * flush, or when a query scores the unsealed tail), preceded by n_ctx tokens of left context
-	 * (the most recent last; n_ctx <= context). Writes, in fp32:
-	 *   K [S][h_kv][d_h] (RMS-normalised per head), V [S][h_kv][d_h], L [d_r].
-	 * Rows of K and V past n are zero.
+	 * flush, or when a query scores the unsealed tail), preceded by n_ctx tokens of left
+	 * context (the most recent last; n_ctx <= context). Writes, in fp32: K [S][h_kv][d_h]
+	 * (RMS-normalised per head), V [S][h_kv][d_h], L [d_r]. Rows of K and V past n are zero.
 	 */
 	int (*encode_chunk)(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
-			    const uint32_t *tok, size_t n, float *K, float *V, float *L);
+	                    const uint32_t *tok, size_t n, float *K, float *V, float *L);
 
 	/*
-	 * Encodes a query of n tokens into the retrieval query qr [h_kv][d_r / h_kv] and the attention
-	 * query qa [h_q][d_h], fp32.
+	 * Encodes a query of n tokens into the retrieval query qr [h_kv][d_r / h_kv] and the
+	 * attention query qa [h_q][d_h], fp32.
 	 */
 	int (*encode_query)(const struct hsa_spec *spec, const uint32_t *tok, size_t n, float *qr,
-			    float *qa);
+	                    float *qa);
 
 	/*
 	 * Whether this encoder can serve a memory of this spec: its encoder name, revision,

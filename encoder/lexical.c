@@ -157,10 +157,8 @@ weight(uint32_t id)
 	case LEX1_K_WORD:
 		return class_weight[id >> LEX1_CLASS_SHIFT] *
 		       (is_common(id) ? COMMON_WEIGHT : 1.0f);
-	case LEX1_K_OTHER:
-		return class_weight[0];
-	default:
-		return 0.0f;
+	case LEX1_K_OTHER: return class_weight[0];
+	default: return 0.0f;
 	}
 }
 

@@ -18,7 +18,7 @@ gpu_shape_ok(const struct hsa_spec *sp)
 
 int
 gpu_check_call(const struct hsa_spec *sp, const struct hsa_source *src, const struct hsa_query *q,
-	       const struct hsa_result *res)
+               const struct hsa_result *res)
 {
 	if (sp == NULL || src == NULL || q == NULL || res == NULL || !gpu_shape_ok(sp))
 		return HSAMEM_EINVAL;

@@ -33,14 +33,14 @@ struct hsa_source {
 	/* Sealed chunks 0 .. n_chunks-1 exist; the count only grows while a uid lives. */
 	uint64_t n_chunks;
 	/*
-	 * Landmarks of chunks first, first+1, ...: sets *rows to d_r contiguous elements per chunk in
-	 * the spec's dtype, and *count to how many rows follow contiguously (at least 1, at most
+	 * Landmarks of chunks first, first+1, ...: sets *rows to d_r contiguous elements per chunk
+	 * in the spec's dtype, and *count to how many rows follow contiguously (at least 1, at most
 	 * n_chunks - first). The memory stays valid until attend() returns. Returns 0 or an error.
 	 */
 	int (*landmarks)(void *ctx, uint64_t first, const void **rows, uint64_t *count);
 	/*
-	 * K then V of chunk j: K [S][h_kv][d_h] followed by V [S][h_kv][d_h], spec dtype, contiguous
-	 * (spec_kv_bytes bytes). Valid until attend() returns. Returns 0 or an error.
+	 * K then V of chunk j: K [S][h_kv][d_h] followed by V [S][h_kv][d_h], spec dtype,
+	 * contiguous (spec_kv_bytes bytes). Valid until attend() returns. Returns 0 or an error.
 	 */
 	int (*chunk_kv)(void *ctx, uint64_t j, const void **kv);
 	/*
@@ -53,11 +53,11 @@ struct hsa_source {
 
 /* A batch of query tokens of one memory. */
 struct hsa_query {
-	uint32_t n;           /* query tokens, >= 1 */
-	uint32_t k;           /* top-k, 1 .. SPEC_TOPK_MAX */
-	const uint64_t *pos;  /* [n] positions t: chunk j is visible iff (j + 1) * S <= t */
-	const float *qr;      /* [n][h_kv][d_r / h_kv] retrieval queries */
-	const float *qa;      /* [n][h_q][d_h] attention queries (RMS-normalised by the model) */
+	uint32_t n;          /* query tokens, >= 1 */
+	uint32_t k;          /* top-k, 1 .. SPEC_TOPK_MAX */
+	const uint64_t *pos; /* [n] positions t: chunk j is visible iff (j + 1) * S <= t */
+	const float *qr;     /* [n][h_kv][d_r / h_kv] retrieval queries */
+	const float *qa;     /* [n][h_q][d_h] attention queries (RMS-normalised by the model) */
 };
 
 /*
@@ -66,23 +66,24 @@ struct hsa_query {
  * sel = -1, score = -INFINITY, weight = 0. A token that sees no chunk gets an output of zeros.
  */
 struct hsa_result {
-	float *out;     /* [n][h_q][d_h] fused outputs */
-	int64_t *sel;   /* [n][h_kv][k] selected chunk indices */
-	float *score;   /* [n][h_kv][k] landmark scores s_j */
-	float *weight;  /* [n][h_kv][k] fusion weights w_i */
-	float *attn;    /* optional, may be NULL: [n][h_q][k][S] in-chunk attention probabilities */
+	float *out;    /* [n][h_q][d_h] fused outputs */
+	int64_t *sel;  /* [n][h_kv][k] selected chunk indices */
+	float *score;  /* [n][h_kv][k] landmark scores s_j */
+	float *weight; /* [n][h_kv][k] fusion weights w_i */
+	float *attn;   /* optional, may be NULL: [n][h_q][k][S] in-chunk attention probabilities */
 };
 
 struct gpu_stats {
-	char name[32];           /* "cpu", "cuda" */
-	char device[128];        /* e.g. "NVIDIA H100 80GB HBM3", or the CPU thread count */
-	uint64_t calls;          /* attend() calls served */
+	char name[32];    /* "cpu", "cuda" */
+	char device[128]; /* e.g. "NVIDIA H100 80GB HBM3", or the CPU thread count */
+	uint64_t calls;   /* attend() calls served */
 	uint64_t errors;
-	uint64_t mem_budget;     /* device bytes the backend may use; 0 for the CPU */
+	uint64_t mem_budget; /* device bytes the backend may use; 0 for the CPU */
 	uint64_t mem_used;
-	uint64_t resident_users; /* memories whose landmarks are resident */
-	uint64_t lmk_hits, lmk_misses;     /* landmark rows found resident / loaded */
-	uint64_t chunk_hits, chunk_misses; /* selected chunks found in the device cache / paged in */
+	uint64_t resident_users;       /* memories whose landmarks are resident */
+	uint64_t lmk_hits, lmk_misses; /* landmark rows found resident / loaded */
+	uint64_t chunk_hits,
+	        chunk_misses; /* selected chunks found in the device cache / paged in */
 };
 
 struct gpu_backend;
@@ -92,8 +93,9 @@ struct gpu_ops {
 	/* Whether this backend can serve memories of this spec (dtype, sizes). */
 	bool (*supports)(struct gpu_backend *b, const struct hsa_spec *spec);
 	/* Runs the operator. Returns 0, or a negative code (the result is then unspecified). */
-	int (*attend)(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_source *src,
-		      const struct hsa_query *q, struct hsa_result *res);
+	int (*attend)(struct gpu_backend *b, const struct hsa_spec *spec,
+	              const struct hsa_source *src, const struct hsa_query *q,
+	              struct hsa_result *res);
 	/* Drops everything cached for a memory (it was deleted or replaced). May be NULL. */
 	void (*forget)(struct gpu_backend *b, uint64_t uid);
 	void (*stats)(struct gpu_backend *b, struct gpu_stats *out);
@@ -113,9 +115,9 @@ int gpu_cpu_alloc(unsigned threads, struct gpu_backend **out);
 
 /* Options of the CUDA backend (issue: the CUDA backend). */
 struct gpu_cuda_opts {
-	int device;            /* CUDA device ordinal */
-	uint64_t mem_budget;   /* device bytes for landmarks and the chunk cache; 0: 80% of free */
-	uint64_t host_cache;   /* pinned host bytes for the chunk cache; 0: none */
+	int device;          /* CUDA device ordinal */
+	uint64_t mem_budget; /* device bytes for landmarks and the chunk cache; 0: 80% of free */
+	uint64_t host_cache; /* pinned host bytes for the chunk cache; 0: none */
 };
 
 /*
@@ -137,12 +139,12 @@ bool gpu_shape_ok(const struct hsa_spec *spec);
 
 /* The arguments of an attend() call as every backend checks them: HSAMEM_EINVAL or 0. */
 int gpu_check_call(const struct hsa_spec *spec, const struct hsa_source *src,
-		   const struct hsa_query *q, const struct hsa_result *res);
+                   const struct hsa_query *q, const struct hsa_result *res);
 
 /* Convenience wrappers, NULL-safe where it makes sense. */
 static inline int
 gpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_source *src,
-	   const struct hsa_query *q, struct hsa_result *res)
+           const struct hsa_query *q, struct hsa_result *res)
 {
 	return b->ops->attend(b, spec, src, q, res);
 }

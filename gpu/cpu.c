@@ -1007,8 +1007,8 @@ cpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_
 	c.r_scale = 1.0f / sqrtf((float)c.d_rh);
 	c.a_scale = 1.0f / sqrtf((float)spec->d_h);
 
-	/* Groups as large as the heaps' budget allows: larger ones read the landmarks fewer times.
-	 */
+	/* Groups as large as the heaps' budget allows: larger ones read the landmarks
+	 * fewer times. */
 	size_t per_token = (size_t)cb->threads * spec->h_kv * c.k * sizeof(struct cand);
 	size_t group = HEAP_BYTES / per_token;
 	group = group < 1 ? 1 : group > TOK_GROUP ? TOK_GROUP : group;

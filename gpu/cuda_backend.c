@@ -81,12 +81,12 @@
 #include "hsamem.h"
 #include "log.h"
 
-#define TOK_GROUP       32                  /* query tokens per round */
-#define GEMM_TOKENS     8                   /* a segment's tokens from which cuBLAS scores it */
-#define GEMM_QUERY_MAX  60000.0f            /* query elements cuBLAS's f16 split can carry */
+#define TOK_GROUP      32       /* query tokens per round */
+#define GEMM_TOKENS    8        /* a segment's tokens from which cuBLAS scores it */
+#define GEMM_QUERY_MAX 60000.0f /* query elements cuBLAS's f16 split can carry */
 _Static_assert(TOK_GROUP <= CUK_SEG_TOKENS,
                "the tokens of one memory in a round fit one scoring segment");
-#define LMK_STAGE_BYTES (8u << 20)          /* each of the two landmark staging buffers */
+#define LMK_STAGE_BYTES (8u << 20)         /* each of the two landmark staging buffers */
 #define SEG_BYTES       ((size_t)64 << 20) /* chunk cache segment */
 #define SLOT_ALIGN      256
 #define LMK_BUCKETS     1024
@@ -108,7 +108,7 @@ cu_fail(cudaError_t e, const char *stmt, const char *file, int line)
 	return HSAMEM_EBACKEND;
 }
 
-#define CU(stmt)   cu_fail((stmt), #stmt, __FILE__, __LINE__)
+#define CU(stmt) cu_fail((stmt), #stmt, __FILE__, __LINE__)
 
 static int
 blas_fail(cublasStatus_t e, const char *stmt, const char *file, int line)
@@ -129,9 +129,9 @@ struct lmk {
 	size_t row_bytes, kv_bytes;
 	uint64_t rows, cap; /* rows loaded; rows allocated */
 	void *dev;
-	void **dir; /* [cap]: the device directory (cuda_cache.h), on the device */
-	bool expect_miss; /* directory new or cleared, or the last round missed */
-	uint64_t batch;   /* the last batch that used it: pinned while that batch runs */
+	void **dir;              /* [cap]: the device directory (cuda_cache.h), on the device */
+	bool expect_miss;        /* directory new or cleared, or the last round missed */
+	uint64_t batch;          /* the last batch that used it: pinned while that batch runs */
 	struct lmk *prev, *next; /* LRU, head most recent */
 	struct lmk *hnext;
 };
@@ -184,7 +184,7 @@ struct cuda_backend {
 	cublasHandle_t blas;
 	cudaEvent_t ev[2];
 	bool failed;
-	bool uva; /* mapped pinned memory has the same address on the device */
+	bool uva;                /* mapped pinned memory has the same address on the device */
 	struct gpu_backend *cpu; /* fallback, made on first need */
 
 	uint64_t budget, chunk_budget, host_budget;
@@ -210,8 +210,8 @@ struct cuda_backend {
 	uint32_t n_clear, n_set;
 	struct cpool cp;
 	uint32_t gathered; /* the round's jobs whose gather is launched */
-	uint32_t *which; /* per (pair, rank) of a round: device slot or staging entry */
-	uint8_t *kind;   /* 0 none, 1 device slot, 2 device staging */
+	uint32_t *which;   /* per (pair, rank) of a round: device slot or staging entry */
+	uint8_t *kind;     /* 0 none, 1 device slot, 2 device staging */
 	size_t which_cap;
 	struct staged *staged; /* per round: (uid, j) -> device staging entry, open addressing */
 	size_t staged_cap;
@@ -273,8 +273,8 @@ buf_reserve(struct cuda_backend *b, struct buf *x, size_t bytes, bool host)
 	         : cudaMalloc(&p, bytes);
 	if (e == cudaErrorMemoryAllocation) {
 		cudaGetLastError();
-		log_warn("cuda: no %s memory for %zu bytes of scratch", host ? "pinned host" : "device",
-		         bytes);
+		log_warn("cuda: no %s memory for %zu bytes of scratch",
+		         host ? "pinned host" : "device", bytes);
 		return -ENOMEM;
 	}
 	if (CU(e) != 0)
@@ -429,12 +429,10 @@ lmk_grow(struct cuda_backend *b, struct lmk *l, uint64_t rows)
 	}
 	if ((err = CU(e)) != 0)
 		return err;
-	if ((l->rows > 0 &&
-	     (err = CU(cudaMemcpyAsync(p, l->dev, l->rows * l->row_bytes, cudaMemcpyDeviceToDevice,
-	                               b->st))) != 0) ||
-	    (l->cap > 0 &&
-	     (err = CU(cudaMemcpyAsync(dir, l->dir, l->cap * sizeof(void *),
-	                               cudaMemcpyDeviceToDevice, b->st))) != 0) ||
+	if ((l->rows > 0 && (err = CU(cudaMemcpyAsync(p, l->dev, l->rows * l->row_bytes,
+	                                              cudaMemcpyDeviceToDevice, b->st))) != 0) ||
+	    (l->cap > 0 && (err = CU(cudaMemcpyAsync(dir, l->dir, l->cap * sizeof(void *),
+	                                             cudaMemcpyDeviceToDevice, b->st))) != 0) ||
 	    (err = CU(cudaMemsetAsync(dir + l->cap, 0, (rows - l->cap) * sizeof(void *), b->st))) ||
 	    (l->dev != NULL && (err = CU(cudaFree(l->dev))) != 0) ||
 	    (l->dir != NULL && (err = CU(cudaFree(l->dir))) != 0)) {
@@ -473,7 +471,8 @@ lmk_load(struct cuda_backend *b, struct lmk *l, const struct hsa_source *src, ui
 			count = need - first;
 		for (uint64_t off = 0; off < count;) {
 			uint64_t n = count - off < per - fill ? count - off : per - fill;
-			if (fill == 0 && used[cur] && (err = CU(cudaEventSynchronize(b->ev[cur]))) != 0)
+			if (fill == 0 && used[cur] &&
+			    (err = CU(cudaEventSynchronize(b->ev[cur]))) != 0)
 				goto out;
 			memcpy((char *)b->h_lmk[cur].p + fill * l->row_bytes,
 			       (const char *)rows + off * l->row_bytes, n * l->row_bytes);
@@ -660,7 +659,7 @@ struct call {
 	struct hsa_result *res;
 	struct lmk *lmk;
 	struct pool *pool;
-	uint32_t placed;   /* tokens given to rounds so far */
+	uint32_t placed; /* tokens given to rounds so far */
 	int err;
 	bool done;         /* under qmu: err and res are final */
 	struct call *next; /* the queue, then the batch */
@@ -764,8 +763,10 @@ pack_queries(struct round *r, void *dst, size_t off[4])
 			split_ok[r->n_dseg - 1] &= ok;
 		} else {
 			split_ok[r->n_dseg] = ok;
-			cs[r->n_dseg++] = (struct cuk_seg){.lmk = c->lmk->dev, .t0 = g->rt0,
-			                                   .nt = g->nt, .len = (uint32_t)g->len};
+			cs[r->n_dseg++] = (struct cuk_seg){.lmk = c->lmk->dev,
+			                                   .t0 = g->rt0,
+			                                   .nt = g->nt,
+			                                   .len = (uint32_t)g->len};
 		}
 		memcpy(d + (size_t)g->rt0 * sp->d_r * 4, qr, (size_t)g->nt * sp->d_r * 4);
 		memcpy(d + off[1] + (size_t)g->rt0 * sp->h_q * sp->d_h * 4,
@@ -832,14 +833,15 @@ round_gemm(struct round *r, const char *dq, const size_t off[4], uint64_t ld)
 		        .d_rh = r->d_rh,
 		        .r_scale = alpha,
 		};
-		if ((err = CU(cuk_split(b->st, (const float *)dq + (size_t)g->t0 * sp->d_r, b->d_qh.p,
-		                        g->nt, sp->d_r))) != 0 ||
+		if ((err = CU(cuk_split(b->st, (const float *)dq + (size_t)g->t0 * sp->d_r,
+		                        b->d_qh.p, g->nt, sp->d_r))) != 0 ||
 		    (err = BLAS(cublasGemmStridedBatchedEx(
 		             b->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)g->len, (int)(2 * g->nt),
-		             (int)r->d_rh, &alpha, g->lmk, CUDA_R_16F, (int)sp->d_r, (long long)r->d_rh,
-		             b->d_qh.p, CUDA_R_16F, (int)sp->d_r, (long long)r->d_rh, &beta, b->d_gemm.p,
-		             CUDA_R_32F, (int)ldc, (long long)(ldc * 2 * g->nt), (int)sp->h_kv,
-		             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT))) != 0 ||
+		             (int)r->d_rh, &alpha, g->lmk, CUDA_R_16F, (int)sp->d_r,
+		             (long long)r->d_rh, b->d_qh.p, CUDA_R_16F, (int)sp->d_r,
+		             (long long)r->d_rh, &beta, b->d_gemm.p, CUDA_R_32F, (int)ldc,
+		             (long long)(ldc * 2 * g->nt), (int)sp->h_kv, CUBLAS_COMPUTE_32F,
+		             CUBLAS_GEMM_DEFAULT))) != 0 ||
 		    (err = CU(cuk_gemm_keys(b->st, &ga))) != 0)
 			return err;
 	}
@@ -1138,7 +1140,8 @@ dir_value(const struct cuda_backend *b, const struct pool *p, uint64_t uid, uint
 static void
 dir_set(struct cuda_backend *b, struct lmk *l, uint64_t j, void *val)
 {
-	b->dset[b->dset_cap / 3 * 2 + b->n_set++] = (struct cuk_dir_set){.at = l->dir + j, .val = val};
+	b->dset[b->dset_cap / 3 * 2 + b->n_set++] =
+	        (struct cuk_dir_set){.at = l->dir + j, .val = val};
 }
 
 /*
@@ -1487,8 +1490,9 @@ round_run(struct round *r)
 	const struct hsa_spec *sp = r->spec;
 	size_t off[4], bytes, n = round_n(r), n_out = round_n_out(r);
 	size_t bound = (size_t)r->nt * sp->d_r * 4 + (size_t)r->nt * 4 +
-	               (size_t)r->nt * sp->h_q * sp->d_h * 4 + (size_t)r->n_seg * sizeof(struct cuk_seg) +
-	               (size_t)r->nt * sizeof(void *) + 64;
+	               (size_t)r->nt * sp->h_q * sp->d_h * 4 +
+	               (size_t)r->n_seg * sizeof(struct cuk_seg) + (size_t)r->nt * sizeof(void *) +
+	               64;
 	bool expect_miss = false;
 	uint32_t misses = 0;
 	int err;
@@ -1500,8 +1504,8 @@ round_run(struct round *r)
 	    (err = host_reserve(b, &b->h_sel, res_bytes(n, n_out))) != 0)
 		return err;
 	bytes = pack_queries(r, b->h_q.p, off);
-	if ((err = CU(cudaMemcpyAsync(b->d_q.p, b->h_q.p, bytes, cudaMemcpyHostToDevice,
-	                              b->st))) != 0)
+	if ((err = CU(cudaMemcpyAsync(b->d_q.p, b->h_q.p, bytes, cudaMemcpyHostToDevice, b->st))) !=
+	    0)
 		return err;
 	const char *dq = b->d_q.p;
 	if ((err = round_select(r, dq, off)) != 0)
@@ -1844,15 +1848,16 @@ dirs_rebuild(struct cuda_backend *b)
 			const struct pool *p = &b->pools[i];
 			for (uint32_t s = p->dev.head; s != SLOT_NONE; s = p->dev.next[s])
 				dir_add(b, p, sets, &n, p->dev.uid[s], p->dev.j[s], dev_slot(p, s));
-			for (uint32_t s = p->host.head; b->uva && s != SLOT_NONE; s = p->host.next[s])
-				if (slot_cache_peek(&p->dev, p->host.uid[s], p->host.j[s]) == SLOT_NONE)
+			for (uint32_t s = p->host.head; b->uva && s != SLOT_NONE;
+			     s = p->host.next[s])
+				if (slot_cache_peek(&p->dev, p->host.uid[s], p->host.j[s]) ==
+				    SLOT_NONE)
 					dir_add(b, p, sets, &n, p->host.uid[s], p->host.j[s],
 					        host_slot(p, s));
 		}
-		if (n > 0 &&
-		    ((err = CU(cudaMemcpyAsync(b->d_tab.p, sets, n * sizeof(*sets),
-		                               cudaMemcpyHostToDevice, b->st))) != 0 ||
-		     (err = CU(cuk_dir_update(b->st, b->d_tab.p, 0, n))) != 0))
+		if (n > 0 && ((err = CU(cudaMemcpyAsync(b->d_tab.p, sets, n * sizeof(*sets),
+		                                        cudaMemcpyHostToDevice, b->st))) != 0 ||
+		              (err = CU(cuk_dir_update(b->st, b->d_tab.p, 0, n))) != 0))
 			return err;
 	}
 	return CU(cudaStreamSynchronize(b->st));
@@ -1865,8 +1870,8 @@ gpu_cuda_drop(struct gpu_backend *gb, unsigned what)
 
 	pthread_mutex_lock(&b->mu);
 	/* the stream may still read the scratch that the rebuild writes */
-	if (!b->failed && (CU(cudaSetDevice(b->device)) != 0 ||
-	                   CU(cudaStreamSynchronize(b->st)) != 0))
+	if (!b->failed &&
+	    (CU(cudaSetDevice(b->device)) != 0 || CU(cudaStreamSynchronize(b->st)) != 0))
 		b->failed = true;
 	if (what & GPU_CUDA_DROP_LANDMARKS)
 		while (b->lru_head != NULL)
@@ -1934,9 +1939,9 @@ cuda_free(struct gpu_backend *gb)
 		lmk_drop(b, b->lru_head);
 	for (unsigned i = 0; i < b->n_pools; i++)
 		pool_free_all(b, &b->pools[i]);
-	struct buf *dev[] = {&b->d_q,    &b->d_keys, &b->d_selst,   &b->d_cand,
-	                     &b->d_res,  &b->d_attn, &b->d_partial, &b->d_tab,
-	                     &b->d_stage, &b->d_qh,  &b->d_gemm};
+	struct buf *dev[] = {&b->d_q,     &b->d_keys, &b->d_selst,   &b->d_cand,
+	                     &b->d_res,   &b->d_attn, &b->d_partial, &b->d_tab,
+	                     &b->d_stage, &b->d_qh,   &b->d_gemm};
 	for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++)
 		dev_release(dev[i]);
 	struct buf *host[] = {&b->h_q,     &b->h_attn,   &b->h_sel,   &b->h_tab,
@@ -2001,8 +2006,7 @@ gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **ou
 	    (err = CU(cudaMemGetInfo(&free_b, &total_b))) != 0 ||
 	    (err = CU(cudaStreamCreateWithFlags(&b->st, cudaStreamNonBlocking))) != 0 ||
 	    (err = BLAS(cublasCreate(&b->blas))) != 0 ||
-	    (err = BLAS(cublasSetStream(b->blas, b->st))) != 0 ||
-	    (err = CU(cuk_init())) != 0 ||
+	    (err = BLAS(cublasSetStream(b->blas, b->st))) != 0 || (err = CU(cuk_init())) != 0 ||
 	    (err = CU(cudaEventCreateWithFlags(&b->ev[0], cudaEventDisableTiming))) != 0 ||
 	    (err = CU(cudaEventCreateWithFlags(&b->ev[1], cudaEventDisableTiming))) != 0)
 		goto fail;

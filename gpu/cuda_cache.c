@@ -159,8 +159,7 @@ slot_cache_peek(const struct slot_cache *sc, uint64_t uid, uint64_t j)
 }
 
 uint32_t
-slot_cache_lookup(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoch,
-                  bool *was_pinned)
+slot_cache_lookup(struct slot_cache *sc, uint64_t uid, uint64_t j, uint64_t epoch, bool *was_pinned)
 {
 	uint32_t s = slot_cache_peek(sc, uid, j);
 

@@ -47,11 +47,11 @@ struct cpool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint64_t gen;
-	struct cp_job *job;        /* [cap] */
-	atomic_uint *done;         /* [cap]: jobs done per batch */
+	struct cp_job *job; /* [cap] */
+	atomic_uint *done;  /* [cap]: jobs done per batch */
 	size_t cap;
-	uint32_t batch;            /* jobs a batch */
-	size_t bytes;              /* a copy */
+	uint32_t batch; /* jobs a batch */
+	size_t bytes;   /* a copy */
 	/* what the threads spin on, what they take jobs by, and the rest, a cache line each */
 	_Alignas(64) atomic_uint n_avail;
 	atomic_uint n_jobs;

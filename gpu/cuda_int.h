@@ -26,8 +26,8 @@ extern "C" {
  * block per pair finds the exact k-th by radix passes over (key, 0xffffffff - index), so ties go
  * to the lower index whatever their number, sorts the k and writes sel, score and weight.
  */
-#define CUK_HIST_BITS 12u
-#define CUK_HIST_BINS (1u << CUK_HIST_BITS)
+#define CUK_HIST_BITS  12u
+#define CUK_HIST_BINS  (1u << CUK_HIST_BITS)
 #define CUK_SEG_TOKENS 32u /* most tokens of one segment */
 
 /*
@@ -43,14 +43,14 @@ struct cuk_seg {
 
 struct cuk_score_args {
 	const struct cuk_seg *seg; /* [n_seg], on the device */
-	const float *qr;     /* [nt][d_r] */
-	const uint32_t *vis; /* [nt] chunks visible to each token */
-	uint32_t *keys;      /* [nt][h_kv][ld] */
-	uint64_t len, ld;    /* the largest segment len; ld >= len, a multiple of 4 */
-	uint32_t n_seg, seg_nt; /* segments; most tokens in one */
+	const float *qr;           /* [nt][d_r] */
+	const uint32_t *vis;       /* [nt] chunks visible to each token */
+	uint32_t *keys;            /* [nt][h_kv][ld] */
+	uint64_t len, ld;          /* the largest segment len; ld >= len, a multiple of 4 */
+	uint32_t n_seg, seg_nt;    /* segments; most tokens in one */
 	uint32_t nt, h_kv, d_r, d_rh;
-	int dtype;           /* HSA_F16 or HSA_BF16 */
-	float r_scale;       /* 1 / sqrt(d_r / h_kv) */
+	int dtype;     /* HSA_F16 or HSA_BF16 */
+	float r_scale; /* 1 / sqrt(d_r / h_kv) */
 };
 
 /*
@@ -62,10 +62,10 @@ struct cuk_score_args {
  */
 struct cuk_gemm_args {
 	const float *c;
-	const uint32_t *vis;  /* [round tokens] */
-	uint32_t *keys;       /* [round tokens][h_kv][ld], as cuk_score writes them */
-	const uint16_t *lmk;  /* the segment's landmarks and the round's fp32 queries: rows */
-	const float *qr;      /* whose products are not finite are scored again from them */
+	const uint32_t *vis; /* [round tokens] */
+	uint32_t *keys;      /* [round tokens][h_kv][ld], as cuk_score writes them */
+	const uint16_t *lmk; /* the segment's landmarks and the round's fp32 queries: rows */
+	const float *qr;     /* whose products are not finite are scored again from them */
 	uint64_t len, ld, ldc;
 	uint32_t t0, nt, h_kv, d_r, d_rh;
 	float r_scale;
@@ -76,11 +76,11 @@ struct cuk_select_args {
 	const uint32_t *keys; /* [pairs][ld], from cuk_score */
 	const uint32_t *vis;  /* [nt] */
 	uint64_t len, ld;
-	uint32_t *hist;       /* [pairs][CUK_HIST_BINS], then [pairs] counts: zero between calls */
-	uint64_t *cand;       /* [pairs][len] */
+	uint32_t *hist; /* [pairs][CUK_HIST_BINS], then [pairs] counts: zero between calls */
+	uint64_t *cand; /* [pairs][len] */
 	uint32_t pairs, h_kv, k;
 	int stickbreak;
-	int64_t *sel;         /* [pairs][k] */
+	int64_t *sel; /* [pairs][k] */
 	float *score, *weight;
 };
 
@@ -126,11 +126,11 @@ struct cuk_copy {
  * thousand entries.
  */
 struct cuk_resolve_args {
-	const int64_t *sel;         /* [n] */
-	void *const *const *dir;    /* [n / per_tok]: each token's memory's directory */
-	const void **chunk;         /* [n] out */
-	uint32_t *misses;           /* out */
-	uint32_t n, per_tok;        /* entries; entries per token (h_kv * k) */
+	const int64_t *sel;      /* [n] */
+	void *const *const *dir; /* [n / per_tok]: each token's memory's directory */
+	const void **chunk;      /* [n] out */
+	uint32_t *misses;        /* out */
+	uint32_t n, per_tok;     /* entries; entries per token (h_kv * k) */
 };
 
 /*

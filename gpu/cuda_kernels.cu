@@ -88,8 +88,8 @@ to_f(uint16_t u)
 #define SC_TOK     CUK_SEG_TOKENS
 
 template <int DT, int TPT>
-__global__ void __launch_bounds__(SC_THREADS)
-score_kernel(struct cuk_score_args a)
+__global__ void
+__launch_bounds__(SC_THREADS) score_kernel(struct cuk_score_args a)
 {
 	__shared__ uint32_t tile[SC_ROWS * SC_W];
 	__shared__ __align__(16) float qs[SC_TOK * SC_COLS];
@@ -143,7 +143,8 @@ score_kernel(struct cuk_score_args a)
 		const uint32_t *kr = tile + lr * SC_W;
 		for (uint32_t c = 0; c < we; c += 2) {
 			uint32_t kw = kr[c / 2];
-			float k0 = to_f<DT>((uint16_t)(kw & 0xffff)), k1 = to_f<DT>((uint16_t)(kw >> 16));
+			float k0 = to_f<DT>((uint16_t)(kw & 0xffff)),
+			      k1 = to_f<DT>((uint16_t)(kw >> 16));
 #pragma unroll
 			for (int j = 0; j < TPT; j++) {
 				uint32_t t = sub + SC_SUBS * j;
@@ -181,8 +182,8 @@ score_kernel(struct cuk_score_args a)
 #define GV_BLOCKS  1024u /* per (kv head, segment): enough to fill the device several times */
 
 template <int DT, int NT, int LPR, int PIECES>
-__global__ void __launch_bounds__(GV_THREADS)
-score_gv_kernel(struct cuk_score_args a)
+__global__ void
+__launch_bounds__(GV_THREADS) score_gv_kernel(struct cuk_score_args a)
 {
 	const struct cuk_seg sg = a.seg[blockIdx.z];
 	const uint32_t r = blockIdx.y, lane = threadIdx.x % 32, sub = lane % LPR;
@@ -213,9 +214,9 @@ score_gv_kernel(struct cuk_score_args a)
 			uint64_t row = row0 + u * rows_step + lane / LPR;
 #pragma unroll
 			for (int pc = 0; pc < PIECES; pc++)
-				v[u][pc] = row < sg.len
-				                   ? *(const uint4 *)(base + row * a.d_r + pc * LPR * 8)
-				                   : make_uint4(0, 0, 0, 0);
+				v[u][pc] = row < sg.len ? *(const uint4 *)(base + row * a.d_r +
+				                                           pc * LPR * 8)
+				                        : make_uint4(0, 0, 0, 0);
 		}
 #pragma unroll
 		for (uint32_t u = 0; u < GV_UNROLL; u++) {
@@ -247,8 +248,10 @@ score_gv_kernel(struct cuk_score_args a)
 #pragma unroll
 				for (int t = 0; t < NT; t++)
 					if ((uint32_t)t < sg.nt)
-						a.keys[((size_t)(sg.t0 + t) * a.h_kv + r) * a.ld + row] =
-						        row < vis[t] ? score_key(acc[t] * a.r_scale) : 0u;
+						a.keys[((size_t)(sg.t0 + t) * a.h_kv + r) * a.ld +
+						       row] =
+						        row < vis[t] ? score_key(acc[t] * a.r_scale)
+						                     : 0u;
 			}
 		}
 	}
@@ -284,7 +287,8 @@ gemm_keys_kernel(struct cuk_gemm_args a)
 	if (row >= a.len)
 		return;
 	const float *c = a.c + (size_t)r * a.ldc * 2 * a.nt;
-	float hi = c[(size_t)t * a.ldc + row], lo = c[(size_t)(a.nt + t) * a.ldc + row], s = hi + lo;
+	float hi = c[(size_t)t * a.ldc + row], lo = c[(size_t)(a.nt + t) * a.ldc + row],
+	      s = hi + lo;
 	if (!isfinite(hi) || !isfinite(lo)) {
 		const uint16_t *l = a.lmk + row * a.d_r + (size_t)r * a.d_rh;
 		const float *q = a.qr + (size_t)(a.t0 + t) * a.d_r + (size_t)r * a.d_rh;
@@ -316,8 +320,8 @@ pair_len(const struct cuk_select_args &a, uint32_t p)
 }
 
 /* The histogram of the top bits of the visible keys, per pair. */
-__global__ void __launch_bounds__(SEL_THREADS)
-hist_kernel(struct cuk_select_args a)
+__global__ void
+__launch_bounds__(SEL_THREADS) hist_kernel(struct cuk_select_args a)
 {
 	__shared__ uint32_t h[CUK_HIST_BINS];
 	uint32_t p = blockIdx.y, tid = threadIdx.x;
@@ -372,8 +376,8 @@ block_excl_scan(uint32_t v, uint32_t *total)
 }
 
 /* Appends the pair's keys at or above the bin of its k-th best to its candidates. */
-__global__ void __launch_bounds__(SEL_THREADS)
-collect_kernel(struct cuk_select_args a)
+__global__ void
+__launch_bounds__(SEL_THREADS) collect_kernel(struct cuk_select_args a)
 {
 	__shared__ uint32_t thr_s;
 	uint32_t p = blockIdx.y, tid = threadIdx.x, lane = tid % 32;
@@ -436,8 +440,8 @@ collect_kernel(struct cuk_select_args a)
  * next differ; then the k best sorted, the selection and its weights. Leaves the pair's histogram
  * and count zero for the next call.
  */
-__global__ void __launch_bounds__(SEL_THREADS)
-final_kernel(struct cuk_select_args a)
+__global__ void
+__launch_bounds__(SEL_THREADS) final_kernel(struct cuk_select_args a)
 {
 	__shared__ uint32_t h[256];
 	__shared__ uint64_t keys[256];
@@ -555,7 +559,7 @@ final_kernel(struct cuk_select_args a)
 	} else if (threadIdx.x == 0 && kk > 0) {
 		float m = sc[0], sum = 0.0f;
 		for (uint32_t i = 0; i < kk; i++) {
-			float w = m == -INFINITY ? 0.0f
+			float w = m == -INFINITY  ? 0.0f
 			          : m == INFINITY ? (sc[i] == INFINITY ? 1.0f : 0.0f)
 			                          : expf(sc[i] - m);
 			wv[i] = w;
@@ -608,8 +612,7 @@ cuk_attend_smem_max(void)
 }
 
 template <int DT, int T>
-__global__ void __launch_bounds__(1024)
-attend_kernel(struct cuk_attend_args a)
+__global__ void __launch_bounds__(1024) attend_kernel(struct cuk_attend_args a)
 {
 	extern __shared__ float smem[];
 	uint32_t i = blockIdx.x, p = blockIdx.y, t = p / a.h_kv, r = p % a.h_kv;
@@ -648,8 +651,8 @@ attend_kernel(struct cuk_attend_args a)
 	__syncthreads();
 
 	/*
-	 * Logits in tiles of T heads by T positions (heads g, g + tg, ..., positions s, s + ts, ...,
-	 * so a warp's rows of K are neighbours): each value read from shared memory serves T
+	 * Logits in tiles of T heads by T positions (heads g, g + tg, ..., positions s, s + ts,
+	 * ..., so a warp's rows of K are neighbours): each value read from shared memory serves T
 	 * products. Odd and even elements add up apart, as the untiled loop did.
 	 */
 	const uint32_t tg = (G + T - 1) / T, ts = (S + T - 1) / T;
@@ -694,7 +697,8 @@ attend_kernel(struct cuk_attend_args a)
 				if (c < d_h)
 					ea[u][v] += q[u][c] * to_f<DT>(k[v][c]);
 				if (gi[u] < G && si[v] < S)
-					lg[(size_t)gi[u] * S + si[v]] = (ea[u][v] + eb[u][v]) * a.a_scale;
+					lg[(size_t)gi[u] * S + si[v]] =
+					        (ea[u][v] + eb[u][v]) * a.a_scale;
 			}
 	}
 	__syncthreads();
@@ -779,7 +783,8 @@ fuse_kernel(struct cuk_fuse_args a)
 	for (uint32_t i = threadIdx.x; i < a.k; i += blockDim.x)
 		w[i] = a.sel[at + i] < 0 ? 0.0f : a.weight[at + i];
 	__syncthreads();
-	for (uint32_t x = blockIdx.x * blockDim.x + threadIdx.x; x < n; x += gridDim.x * blockDim.x) {
+	for (uint32_t x = blockIdx.x * blockDim.x + threadIdx.x; x < n;
+	     x += gridDim.x * blockDim.x) {
 		const float *part = a.partial + at * n + x;
 		float acc = 0.0f;
 #pragma unroll 8
@@ -801,8 +806,9 @@ fuse_kernel(struct cuk_fuse_args a)
 #define GATHER_THREADS 128u
 #define GATHER_PART    (GATHER_THREADS * 4u * 16u)
 
-__global__ void __launch_bounds__(GATHER_THREADS)
-gather_kernel(const struct cuk_copy *copies, size_t bytes, uint32_t parts)
+__global__ void
+__launch_bounds__(GATHER_THREADS)
+        gather_kernel(const struct cuk_copy *copies, size_t bytes, uint32_t parts)
 {
 	const struct cuk_copy c = copies[blockIdx.x / parts];
 	uint32_t part = blockIdx.x % parts;
@@ -833,8 +839,8 @@ gather_kernel(const struct cuk_copy *copies, size_t bytes, uint32_t parts)
 
 #define DIR_THREADS 1024u
 
-__global__ void __launch_bounds__(DIR_THREADS)
-resolve_kernel(struct cuk_resolve_args a)
+__global__ void
+__launch_bounds__(DIR_THREADS) resolve_kernel(struct cuk_resolve_args a)
 {
 	__shared__ uint32_t n_miss;
 	uint32_t mine = 0;
@@ -857,8 +863,9 @@ resolve_kernel(struct cuk_resolve_args a)
 		*a.misses = n_miss;
 }
 
-__global__ void __launch_bounds__(DIR_THREADS)
-dir_update_kernel(const struct cuk_dir_set *sets, uint32_t n_clear, uint32_t n)
+__global__ void
+__launch_bounds__(DIR_THREADS)
+        dir_update_kernel(const struct cuk_dir_set *sets, uint32_t n_clear, uint32_t n)
 {
 	for (uint32_t x = threadIdx.x; x < n_clear; x += DIR_THREADS)
 		*sets[x].at = sets[x].val;
@@ -879,15 +886,19 @@ cuk_init(void)
 	int v = (int)cuk_attend_smem_max(), dev = 0;
 
 	if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
-	    (e = cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
+	    (e = cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, dev)) !=
+	            cudaSuccess)
 		return e;
 
 	if ((e = cudaFuncSetAttribute(attend_kernel<HSA_F16_CODE, 1>,
-	                              cudaFuncAttributeMaxDynamicSharedMemorySize, v)) != cudaSuccess ||
+	                              cudaFuncAttributeMaxDynamicSharedMemorySize, v)) !=
+	            cudaSuccess ||
 	    (e = cudaFuncSetAttribute(attend_kernel<HSA_F16_CODE, 2>,
-	                              cudaFuncAttributeMaxDynamicSharedMemorySize, v)) != cudaSuccess ||
+	                              cudaFuncAttributeMaxDynamicSharedMemorySize, v)) !=
+	            cudaSuccess ||
 	    (e = cudaFuncSetAttribute(attend_kernel<HSA_BF16_CODE, 1>,
-	                              cudaFuncAttributeMaxDynamicSharedMemorySize, v)) != cudaSuccess)
+	                              cudaFuncAttributeMaxDynamicSharedMemorySize, v)) !=
+	            cudaSuccess)
 		return e;
 	return cudaFuncSetAttribute(attend_kernel<HSA_BF16_CODE, 2>,
 	                            cudaFuncAttributeMaxDynamicSharedMemorySize, v);
@@ -905,18 +916,10 @@ score_gv(cudaStream_t st, const struct cuk_score_args *a)
 	dim3 grid(blocks, a->h_kv, a->n_seg);
 
 	switch (a->d_rh) {
-	case 32:
-		score_gv_kernel<DT, NT, 4, 1><<<grid, GV_THREADS, 0, st>>>(*a);
-		return true;
-	case 64:
-		score_gv_kernel<DT, NT, 8, 1><<<grid, GV_THREADS, 0, st>>>(*a);
-		return true;
-	case 128:
-		score_gv_kernel<DT, NT, 16, 1><<<grid, GV_THREADS, 0, st>>>(*a);
-		return true;
-	case 256:
-		score_gv_kernel<DT, NT, 32, 1><<<grid, GV_THREADS, 0, st>>>(*a);
-		return true;
+	case 32: score_gv_kernel<DT, NT, 4, 1><<<grid, GV_THREADS, 0, st>>>(*a); return true;
+	case 64: score_gv_kernel<DT, NT, 8, 1><<<grid, GV_THREADS, 0, st>>>(*a); return true;
+	case 128: score_gv_kernel<DT, NT, 16, 1><<<grid, GV_THREADS, 0, st>>>(*a); return true;
+	case 256: score_gv_kernel<DT, NT, 32, 1><<<grid, GV_THREADS, 0, st>>>(*a); return true;
 	case 512: /* more pieces a lane: fewer tokens, or the registers spill */
 		if constexpr (NT <= 2) {
 			score_gv_kernel<DT, NT, 32, 2><<<grid, GV_THREADS, 0, st>>>(*a);
@@ -929,8 +932,7 @@ score_gv(cudaStream_t st, const struct cuk_score_args *a)
 			return true;
 		}
 		return false;
-	default:
-		return false;
+	default: return false;
 	}
 }
 
@@ -961,16 +963,16 @@ cuk_score(cudaStream_t st, const struct cuk_score_args *a)
 		return cudaGetLastError();
 	dim3 grid((unsigned)((a->len + SC_ROWS - 1) / SC_ROWS), a->h_kv, a->n_seg);
 	uint32_t tpt = (a->seg_nt + SC_SUBS - 1) / SC_SUBS;
-#define SC_LAUNCH(DT)                                                                       \
-	do {                                                                                \
-		if (tpt <= 1)                                                               \
-			score_kernel<DT, 1><<<grid, SC_THREADS, 0, st>>>(*a);               \
-		else if (tpt <= 2)                                                          \
-			score_kernel<DT, 2><<<grid, SC_THREADS, 0, st>>>(*a);               \
-		else if (tpt <= 4)                                                          \
-			score_kernel<DT, 4><<<grid, SC_THREADS, 0, st>>>(*a);               \
-		else                                                                        \
-			score_kernel<DT, 8><<<grid, SC_THREADS, 0, st>>>(*a);               \
+#define SC_LAUNCH(DT)                                                                              \
+	do {                                                                                       \
+		if (tpt <= 1)                                                                      \
+			score_kernel<DT, 1><<<grid, SC_THREADS, 0, st>>>(*a);                      \
+		else if (tpt <= 2)                                                                 \
+			score_kernel<DT, 2><<<grid, SC_THREADS, 0, st>>>(*a);                      \
+		else if (tpt <= 4)                                                                 \
+			score_kernel<DT, 4><<<grid, SC_THREADS, 0, st>>>(*a);                      \
+		else                                                                               \
+			score_kernel<DT, 8><<<grid, SC_THREADS, 0, st>>>(*a);                      \
 	} while (0)
 	if (a->dtype == HSA_F16_CODE)
 		SC_LAUNCH(HSA_F16_CODE);

@@ -83,9 +83,9 @@ struct store {
 	uint64_t map_max;
 	pthread_mutex_t gate_mu; /* the gate: invariant 3 */
 	pthread_cond_t gate_cv;
-	unsigned gate_shared; /* top-level transactions open */
-	bool gate_exclusive;  /* store_grow holds the gate or waits for it */
-	uint64_t serial;      /* of this store among those opened by the process, from 1 */
+	unsigned gate_shared;   /* top-level transactions open */
+	bool gate_exclusive;    /* store_grow holds the gate or waits for it */
+	uint64_t serial;        /* of this store among those opened by the process, from 1 */
 	struct reader *readers; /* of store_kv_copy's threads, under gate_mu */
 };
 
@@ -134,8 +134,8 @@ gate_leave(struct store *st)
 	pthread_mutex_unlock(&st->gate_mu);
 }
 
-/* New transactions wait from the moment store_grow asks, so a stream of readers cannot starve it.
- */
+/* New transactions wait from the moment store_grow asks, so a stream of readers cannot
+ * starve it. */
 static void
 gate_lock_exclusive(struct store *st)
 {

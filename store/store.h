@@ -25,16 +25,17 @@
  *   begin --> [ops...] --> commit --> done
  *                 \-----> abort ---> done        (commit after a failure aborts, returns it)
  *
- * Values read from a transaction (borrowed pointers: entry text, chunk tokens, K/V, landmarks) point
- * into LMDB's map and stay valid until the transaction ends or, for a write transaction, until its
- * next write. Copy out what must outlive it.
+ * Values read from a transaction (borrowed pointers: entry text, chunk tokens, K/V, landmarks)
+ * point into LMDB's map and stay valid until the transaction ends or, for a write transaction,
+ * until its next write. Copy out what must outlive it.
  *
  * MAP SIZE
  * The map starts at opts.map_size and doubles when a write fails with MDB_MAP_FULL, up to
  * opts.map_max: the write transaction fails with HSAMEM_EFULL, the caller aborts it, calls
- * store_grow() and runs the whole transaction again. store_grow() waits until no transaction of this
- * process is open (transactions hold a shared lock that store_grow takes exclusively). Stale reader
- * slots left by dead processes are cleared at open and whenever LMDB reports MDB_READERS_FULL.
+ * store_grow() and runs the whole transaction again. store_grow() waits until no transaction of
+ * this process is open (transactions hold a shared lock that store_grow takes exclusively). Stale
+ * reader slots left by dead processes are cleared at open and whenever LMDB reports
+ * MDB_READERS_FULL.
  */
 #ifndef HSAMEM_STORE_H
 #define HSAMEM_STORE_H
@@ -66,14 +67,14 @@ struct store_user {
 	uint64_t uid;
 	char name[HSAMEM_NAME_MAX + 1];
 	struct hsa_spec spec;
-	uint64_t n_entries;  /* entries appended; the next one gets seq n_entries */
-	uint64_t n_tokens;   /* tokens in the stream: n_chunks * S + the tail's */
-	uint64_t n_chunks;   /* sealed chunks */
-	uint64_t n_padded;   /* of them, chunks sealed short by a flush (padded) */
-	int64_t created_ms;  /* unix time of creation, ms */
-	int64_t updated_ms;  /* unix time of the last append, ms */
+	uint64_t n_entries;    /* entries appended; the next one gets seq n_entries */
+	uint64_t n_tokens;     /* tokens in the stream: n_chunks * S + the tail's */
+	uint64_t n_chunks;     /* sealed chunks */
+	uint64_t n_padded;     /* of them, chunks sealed short by a flush (padded) */
+	int64_t created_ms;    /* unix time of creation, ms */
+	int64_t updated_ms;    /* unix time of the last append, ms */
 	uint32_t lmk_per_page; /* landmarks per landmarks record, fixed at creation */
-	uint32_t flags;      /* store_user_flags */
+	uint32_t flags;        /* store_user_flags */
 };
 
 /* Where a token's text lives: bytes [off, off + len) of entry `entry`'s text (len 0: no text). */
@@ -89,18 +90,18 @@ struct store_entry {
 	int64_t timestamp_ms; /* the client's timestamp */
 	uint64_t first_token; /* position of its first token in the stream */
 	uint32_t n_tokens;
-	const char *text;     /* not NUL-terminated; borrowed on get */
+	const char *text; /* not NUL-terminated; borrowed on get */
 	uint32_t text_len;
-	const char *tags;     /* tags, each followed by a NUL; borrowed on get */
+	const char *tags; /* tags, each followed by a NUL; borrowed on get */
 	uint32_t tags_len;
 };
 
 /* A sealed chunk: S token slots, of which n_real are real and the rest padding (flushed chunk). */
 struct store_chunk {
-	uint32_t n_tokens;  /* S */
-	uint32_t n_real;    /* <= S */
-	const uint32_t *tokens;           /* [n_tokens], borrowed on get; padding slots are 0 */
-	const struct store_tokref *refs;  /* [n_tokens], borrowed on get */
+	uint32_t n_tokens;               /* S */
+	uint32_t n_real;                 /* <= S */
+	const uint32_t *tokens;          /* [n_tokens], borrowed on get; padding slots are 0 */
+	const struct store_tokref *refs; /* [n_tokens], borrowed on get */
 };
 
 /* The unsealed tail: fewer than S tokens. */
@@ -111,9 +112,9 @@ struct store_tail {
 };
 
 struct store_info {
-	uint64_t map_size;   /* current map size */
-	uint64_t map_used;   /* bytes of the map in use */
-	unsigned readers;    /* reader slots in use */
+	uint64_t map_size; /* current map size */
+	uint64_t map_used; /* bytes of the map in use */
+	unsigned readers;  /* reader slots in use */
 	unsigned max_readers;
 	uint32_t format;
 };
@@ -122,7 +123,7 @@ struct store_txn {
 	struct store *st;
 	void *txn; /* MDB_txn */
 	struct store_txn *parent;
-	int ret;   /* sticky error */
+	int ret; /* sticky error */
 	bool write;
 	void *scratch; /* copies handed out by gets (aligned or decoded), freed when it ends */
 };
@@ -147,7 +148,8 @@ int store_reader_check(struct store *st, int *cleared);
  * or an open write transaction to nest in (then write must be true).
  */
 int store_txn_begin(struct store *st, struct store_txn *txn, bool write, struct store_txn *parent);
-/* Commits (synced unless opts.no_sync); returns the sticky error, aborting instead if there is one. */
+/* Commits (synced unless opts.no_sync); returns the sticky error, aborting instead if there
+ * is one. */
 int store_txn_commit(struct store_txn *txn);
 /* Aborts; a no-op on a transaction that already ended. */
 void store_txn_abort(struct store_txn *txn);
@@ -161,7 +163,7 @@ int store_user_update(struct store_txn *txn, const struct store_user *u);
 int store_user_delete(struct store_txn *txn, const struct store_user *u);
 /* Calls cb for every user in name order; a non-zero return from cb stops and is returned. */
 int store_user_foreach(struct store_txn *txn, int (*cb)(const struct store_user *u, void *arg),
-		       void *arg);
+                       void *arg);
 
 /* Entries. get: HSAMEM_EINVAL when seq does not exist. */
 int store_entry_put(struct store_txn *txn, uint64_t uid, const struct store_entry *e);
@@ -191,9 +193,9 @@ int store_kv_copy(struct store_txn *txn, uint64_t uid, uint64_t j, void *dst, si
  * n_chunks sealed chunks.
  */
 int store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j,
-		       const void *row);
+                       const void *row);
 int store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
-			const void **rows, uint64_t *count);
+                        const void **rows, uint64_t *count);
 
 /* The tail. get on a user with no tail record gives n = 0. put with n = 0 deletes the record. */
 int store_tail_get(struct store_txn *txn, uint64_t uid, struct store_tail *out);

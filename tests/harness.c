@@ -45,7 +45,8 @@ harness_start(struct harness *h)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
-		const char *argv[32] = {bin, "-l", h->url, "-d", h->state, "-o", "log-level=notice"};
+		const char *argv[32] = {
+		        bin, "-l", h->url, "-d", h->state, "-o", "log-level=notice"};
 		int argc = 7;
 		for (int i = 0; i < 8 && h->extra[i] != NULL; i++)
 			argv[argc++] = h->extra[i];

@@ -14,7 +14,8 @@ struct harness {
 	char state[300]; /* DIR/state */
 	char log[300];   /* DIR/hsamemd.log: the daemon's stderr */
 	pid_t pid;
-	const char *extra[8]; /* further arguments for hsamemd (e.g. "-o", "workers=2"), NULL-ended */
+	const char
+	        *extra[8]; /* further arguments for hsamemd (e.g. "-o", "workers=2"), NULL-ended */
 };
 
 /* Makes the temporary directory; the daemon is not started yet. */

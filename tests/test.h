@@ -18,18 +18,18 @@ static int test_checks;
 		test_checks++;                                                                     \
 		if (!(cond)) {                                                                     \
 			test_failures++;                                                           \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);  \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
 		}                                                                                  \
 	} while (0)
 
 #define CHECK_RET(expr, want)                                                                      \
 	do {                                                                                       \
-		long long got_ = (long long)(expr), want_ = (long long)(want);                    \
+		long long got_ = (long long)(expr), want_ = (long long)(want);                     \
 		test_checks++;                                                                     \
 		if (got_ != want_) {                                                               \
 			test_failures++;                                                           \
-			fprintf(stderr, "%s:%d: %s returned %lld, expected %lld\n", __FILE__,     \
-				__LINE__, #expr, got_, want_);                                     \
+			fprintf(stderr, "%s:%d: %s returned %lld, expected %lld\n", __FILE__,      \
+			        __LINE__, #expr, got_, want_);                                     \
 		}                                                                                  \
 	} while (0)
 
@@ -39,8 +39,8 @@ static int test_checks;
 		test_checks++;                                                                     \
 		if (!(fabs(a_ - b_) <= (tol))) {                                                   \
 			test_failures++;                                                           \
-			fprintf(stderr, "%s:%d: %s = %g, expected %g (tolerance %g)\n", __FILE__, \
-				__LINE__, #a, a_, b_, (double)(tol));                              \
+			fprintf(stderr, "%s:%d: %s = %g, expected %g (tolerance %g)\n", __FILE__,  \
+			        __LINE__, #a, a_, b_, (double)(tol));                              \
 		}                                                                                  \
 	} while (0)
 

@@ -95,8 +95,11 @@ src_copy_kv(void *ctx, uint64_t j, void *dst)
 static struct hsa_source
 mem_source(struct mem *m)
 {
-	return (struct hsa_source){.ctx = m, .uid = m->uid, .n_chunks = m->n_chunks,
-	                           .landmarks = src_landmarks, .chunk_kv = src_kv,
+	return (struct hsa_source){.ctx = m,
+	                           .uid = m->uid,
+	                           .n_chunks = m->n_chunks,
+	                           .landmarks = src_landmarks,
+	                           .chunk_kv = src_kv,
 	                           .copy_kv = m->uid % 2 == 1 ? src_copy_kv : NULL};
 }
 
@@ -153,8 +156,15 @@ static struct hsa_spec
 mkspec(uint32_t S, uint32_t h_kv, uint32_t d_h, uint32_t h_q, uint32_t d_r, enum hsa_dtype t,
        enum hsa_weighting w, bool obo)
 {
-	struct hsa_spec s = {.S = S, .h_kv = h_kv, .d_h = d_h, .h_q = h_q, .d_r = d_r,
-	                     .dtype = t, .weighting = w, .off_by_one = obo, .top_k = 8};
+	struct hsa_spec s = {.S = S,
+	                     .h_kv = h_kv,
+	                     .d_h = d_h,
+	                     .h_q = h_q,
+	                     .d_r = d_r,
+	                     .dtype = t,
+	                     .weighting = w,
+	                     .off_by_one = obo,
+	                     .top_k = 8};
 	strcpy(s.encoder, "client");
 	return s;
 }
@@ -227,7 +237,8 @@ compare(struct gpu_backend *gpu, struct mem *m, uint32_t n, uint32_t k, const ui
 	const struct hsa_spec *sp = &m->spec;
 	uint32_t S = sp->S, G = sp->h_q / sp->h_kv;
 	uint64_t *pos = malloc(n * sizeof(uint64_t));
-	float *qr = malloc((size_t)n * sp->d_r * 4), *qa = malloc((size_t)n * sp->h_q * sp->d_h * 4);
+	float *qr = malloc((size_t)n * sp->d_r * 4),
+	      *qa = malloc((size_t)n * sp->h_q * sp->d_h * 4);
 	struct result a, b;
 	int bad_sel = 0, bad_score = 0, bad_w = 0, bad_out = 0, bad_attn = 0;
 
@@ -240,7 +251,8 @@ compare(struct gpu_backend *gpu, struct mem *m, uint32_t n, uint32_t k, const ui
 		else if (t % 7 == 3)
 			pos[t] = (uint64_t)(uniform() * 0.5 + 0.5) * S; /* sees nothing */
 		else
-			pos[t] = (uint64_t)((uniform() * 0.6 + 0.6) * (double)(m->n_chunks + 1) * S);
+			pos[t] =
+			        (uint64_t)((uniform() * 0.6 + 0.6) * (double)(m->n_chunks + 1) * S);
 	}
 	for (size_t i = 0; i < (size_t)n * sp->d_r; i++)
 		qr[i] = (float)(uniform() * 3);
@@ -366,9 +378,9 @@ test_shapes(struct gpu_backend *g)
 	static const uint32_t ks[] = {1, 8, 64, 256};
 
 	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
-		struct hsa_spec sp = mkspec(shapes[s].S, shapes[s].h_kv, shapes[s].d_h,
-		                            shapes[s].h_q, shapes[s].d_r, shapes[s].t, shapes[s].w,
-		                            shapes[s].obo);
+		struct hsa_spec sp =
+		        mkspec(shapes[s].S, shapes[s].h_kv, shapes[s].d_h, shapes[s].h_q,
+		               shapes[s].d_r, shapes[s].t, shapes[s].w, shapes[s].obo);
 		CHECK(g->ops->supports(g, &sp));
 		for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
 			struct mem m;
@@ -673,8 +685,8 @@ test_batching(struct gpu_backend *g)
 	gpu_cuda_counters(g, &c1);
 	gpu_gate = NULL;
 	pthread_barrier_destroy(&gate);
-	printf("test_cuda: batching: %" PRIu64 " passes, %" PRIu64 " calls batched, at most %" PRIu64
-	       " a pass\n",
+	printf("test_cuda: batching: %" PRIu64 " passes, %" PRIu64
+	       " calls batched, at most %" PRIu64 " a pass\n",
 	       c1.batches - c0.batches, c1.batched_calls - c0.batched_calls, c1.max_batch);
 	CHECK(c1.batched_calls > c0.batched_calls);
 	CHECK(c1.max_batch >= 3);

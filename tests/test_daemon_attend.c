@@ -52,7 +52,7 @@ encode(enum hsamem_dtype t, const float *src, void *dst, size_t n)
 /* HSA.md, literally, for one query token t and every kv head. */
 static void
 reference(const struct shape *s, const float *K, const float *V, const float *L, const float *qr,
-	  const float *qa, uint64_t t, int64_t *sel, double *w, double *out)
+          const float *qa, uint64_t t, int64_t *sel, double *w, double *out)
 {
 	uint32_t dr = s->d_r / s->h_kv, G = s->h_q / s->h_kv, S = s->S;
 	size_t kvc = (size_t)S * s->h_kv * s->d_h;
@@ -76,7 +76,8 @@ reference(const struct shape *s, const float *K, const float *V, const float *L,
 			I[i] = -1;
 			W[i] = 0;
 		}
-		for (uint32_t i = 0; i < k; i++) { /* selection: best score, ties to the lower index */
+		for (uint32_t i = 0; i < k;
+		     i++) { /* selection: best score, ties to the lower index */
 			int64_t best = -1;
 			for (uint32_t j = 0; j < s->n_chunks; j++) {
 				bool taken = false;
@@ -116,7 +117,8 @@ reference(const struct shape *s, const float *K, const float *V, const float *L,
 			double *o = out + (size_t)h * s->d_h;
 			memset(o, 0, s->d_h * sizeof(double));
 			for (uint32_t i = 0; i < k; i++) {
-				const float *Kc = K + (size_t)I[i] * kvc, *Vc = V + (size_t)I[i] * kvc;
+				const float *Kc = K + (size_t)I[i] * kvc,
+				            *Vc = V + (size_t)I[i] * kvc;
 				double a[1024], max = s->off_by_one ? 0 : -INFINITY, sum = 0;
 				for (uint32_t p = 0; p < S; p++) {
 					double d = 0;
@@ -133,7 +135,7 @@ reference(const struct shape *s, const float *K, const float *V, const float *L,
 				for (uint32_t p = 0; p < S; p++)
 					for (uint32_t x = 0; x < s->d_h; x++)
 						o[x] += W[i] * a[p] / sum *
-							Vc[((size_t)p * s->h_kv + r) * s->d_h + x];
+						        Vc[((size_t)p * s->h_kv + r) * s->d_h + x];
 			}
 		}
 		free(score);
@@ -143,10 +145,16 @@ reference(const struct shape *s, const float *K, const float *V, const float *L,
 static void
 run_shape(struct hsamem *c, const struct shape *s)
 {
-	struct hsamem_spec spec = {
-		.encoder = "client", .chunk_size = s->S, .h_kv = s->h_kv, .d_h = s->d_h,
-		.h_q = s->h_q, .d_r = s->d_r, .dtype = s->dtype, .weighting = s->weighting,
-		.off_by_one = s->off_by_one, .top_k = s->k};
+	struct hsamem_spec spec = {.encoder = "client",
+	                           .chunk_size = s->S,
+	                           .h_kv = s->h_kv,
+	                           .d_h = s->d_h,
+	                           .h_q = s->h_q,
+	                           .d_r = s->d_r,
+	                           .dtype = s->dtype,
+	                           .weighting = s->weighting,
+	                           .off_by_one = s->off_by_one,
+	                           .top_k = s->k};
 	size_t kvc = (size_t)s->S * s->h_kv * s->d_h, esz = s->dtype == HSAMEM_F16 ? 2 : 4;
 	float *K = malloc(s->n_chunks * kvc * 4), *V = malloc(s->n_chunks * kvc * 4);
 	float *L = malloc((size_t)s->n_chunks * s->d_r * 4);
@@ -176,8 +184,8 @@ run_shape(struct hsamem *c, const struct shape *s)
 			encode(s->dtype, K + (j + i) * kvc, kp, kvc);
 			encode(s->dtype, V + (j + i) * kvc, vp, kvc);
 			encode(s->dtype, L + (size_t)(j + i) * s->d_r, lp, s->d_r);
-			ch[i] = (struct hsamem_chunk_in){kp, kvc * esz, vp, kvc * esz, lp,
-							 s->d_r * esz};
+			ch[i] = (struct hsamem_chunk_in){kp,        kvc * esz, vp,
+			                                 kvc * esz, lp,        s->d_r * esz};
 		}
 		for (uint32_t t = 0; t < n * s->S; t++)
 			tokens[t] = j * s->S + t + 1;
@@ -186,8 +194,12 @@ run_shape(struct hsamem *c, const struct shape *s)
 	}
 
 	/* query tokens at positions: none visible, one chunk, fewer than k, all, "after all" */
-	uint64_t pos[6] = {s->S - 1, s->S, (uint64_t)s->S * (s->k / 2 + 1) + 3,
-			   (uint64_t)s->S * s->n_chunks, 0, (uint64_t)s->S * s->n_chunks * 3};
+	uint64_t pos[6] = {s->S - 1,
+	                   s->S,
+	                   (uint64_t)s->S * (s->k / 2 + 1) + 3,
+	                   (uint64_t)s->S * s->n_chunks,
+	                   0,
+	                   (uint64_t)s->S * s->n_chunks * 3};
 	uint32_t n = 6;
 	size_t dr = s->d_r, nqa = (size_t)s->h_q * s->d_h;
 	float *qr = malloc(n * dr * 4), *qa = malloc(n * nqa * 4);
@@ -195,8 +207,13 @@ run_shape(struct hsamem *c, const struct shape *s)
 		qr[i] = (float)(uniform() * 3);
 	for (size_t i = 0; i < n * nqa; i++)
 		qa[i] = (float)(uniform() * 2);
-	struct hsamem_attend a = {.n = n, .qr = qr, .qr_len = n * dr, .qa = qa,
-				  .qa_len = n * nqa, .positions = pos, .top_k = s->k};
+	struct hsamem_attend a = {.n = n,
+	                          .qr = qr,
+	                          .qr_len = n * dr,
+	                          .qa = qa,
+	                          .qa_len = n * nqa,
+	                          .positions = pos,
+	                          .top_k = s->k};
 	struct hsamem_attend_result *res = NULL;
 	CHECK_RET(hsamem_attend(c, user, &a, &res), 0);
 	if (res != NULL) {
@@ -215,8 +232,8 @@ run_shape(struct hsamem *c, const struct shape *s)
 				worst = fmax(worst, fabs(res->output[t * nqa + i] - out[i]));
 		}
 		if (bad_sel || worst > 1e-3)
-			fprintf(stderr, "%s: %d selections differ, largest difference %g\n", s->name,
-				bad_sel, worst);
+			fprintf(stderr, "%s: %d selections differ, largest difference %g\n",
+			        s->name, bad_sel, worst);
 		CHECK(bad_sel == 0);
 		CHECK(worst <= 1e-3);
 		hsamem_result_free(res);
@@ -236,11 +253,11 @@ int
 main(void)
 {
 	static const struct shape shapes[] = {
-		{"paper", 64, 1, 128, 16, 128, 8, 40, HSAMEM_F16, HSAMEM_SOFTMAX, false},
-		{"heads", 16, 2, 32, 8, 64, 4, 30, HSAMEM_F32, HSAMEM_SOFTMAX, true},
-		{"stick", 8, 4, 16, 8, 32, 5, 25, HSAMEM_F16, HSAMEM_STICKBREAK, false},
-		{"stick1", 4, 1, 8, 1, 8, 3, 12, HSAMEM_F32, HSAMEM_STICKBREAK, true},
-		{"k1", 32, 1, 64, 4, 64, 1, 20, HSAMEM_F16, HSAMEM_SOFTMAX, false},
+	        {"paper", 64, 1, 128, 16, 128, 8, 40, HSAMEM_F16, HSAMEM_SOFTMAX, false},
+	        {"heads", 16, 2, 32, 8, 64, 4, 30, HSAMEM_F32, HSAMEM_SOFTMAX, true},
+	        {"stick", 8, 4, 16, 8, 32, 5, 25, HSAMEM_F16, HSAMEM_STICKBREAK, false},
+	        {"stick1", 4, 1, 8, 1, 8, 3, 12, HSAMEM_F32, HSAMEM_STICKBREAK, true},
+	        {"k1", 32, 1, 64, 4, 64, 1, 20, HSAMEM_F16, HSAMEM_SOFTMAX, false},
 	};
 	struct harness h;
 	struct hsamem *c;

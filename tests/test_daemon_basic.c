@@ -20,11 +20,11 @@
 #include "test.h"
 
 static const char *const facts[][2] = {
-	{"Alice's cat is named Whiskers and sleeps on the red sofa.",
-	 "What is the name of Alice's cat?"},
-	{"The password for the blue vault is tangerine.", "What is the blue vault password?"},
-	{"The quarterly budget meeting moved to Thursday in room 418.",
-	 "Where is the quarterly budget meeting?"},
+        {"Alice's cat is named Whiskers and sleeps on the red sofa.",
+         "What is the name of Alice's cat?"},
+        {"The password for the blue vault is tangerine.", "What is the blue vault password?"},
+        {"The quarterly budget meeting moved to Thursday in room 418.",
+         "Where is the quarterly budget meeting?"},
 };
 
 /* Ordinary text: sentences made from a fixed vocabulary with a simple generator, so the test
@@ -33,12 +33,14 @@ static void
 filler(unsigned seed, char *buf, size_t len)
 {
 	static const char *const words[] = {
-		"the", "river", "morning", "people", "walked", "along", "quiet", "road",
-		"market", "opened", "early", "bread", "children", "played", "near", "school",
-		"weather", "turned", "cold", "evening", "train", "arrived", "late", "station",
-		"garden", "flowers", "grew", "tall", "summer", "letters", "were", "written",
-		"by", "hand", "old", "friends", "shared", "stories", "about", "mountains",
-		"and", "a", "of", "in", "to", "was", "with", "for", "on", "their"};
+	        "the",     "river",   "morning", "people",  "walked",    "along",    "quiet",
+	        "road",    "market",  "opened",  "early",   "bread",     "children", "played",
+	        "near",    "school",  "weather", "turned",  "cold",      "evening",  "train",
+	        "arrived", "late",    "station", "garden",  "flowers",   "grew",     "tall",
+	        "summer",  "letters", "were",    "written", "by",        "hand",     "old",
+	        "friends", "shared",  "stories", "about",   "mountains", "and",      "a",
+	        "of",      "in",      "to",      "was",     "with",      "for",      "on",
+	        "their"};
 	size_t n = 0, nw = sizeof(words) / sizeof(words[0]);
 	unsigned x = seed * 2654435761u + 1;
 	int count = 12 + (int)(seed % 14);
@@ -86,8 +88,9 @@ test_facts_and_restart(struct harness *h)
 		uint64_t seq;
 		if (i % 130 == 60) {
 			size_t f = i / 130;
-			CHECK_RET(hsamem_append_text(c, "alice", HSAMEM_ROLE_USER, facts[f][0], &seq),
-				  0);
+			CHECK_RET(
+			        hsamem_append_text(c, "alice", HSAMEM_ROLE_USER, facts[f][0], &seq),
+			        0);
 			fact_seq[f] = seq;
 		}
 		filler(i, text, sizeof(text));
@@ -97,9 +100,9 @@ test_facts_and_restart(struct harness *h)
 
 	/* the most recent entry sits in the unsealed tail and is found all the same */
 	uint64_t seq;
-	CHECK_RET(hsamem_append_text(c, "alice", HSAMEM_ROLE_USER,
-				     "My bicycle lock code is 7291.", &seq),
-		  0);
+	CHECK_RET(hsamem_append_text(c, "alice", HSAMEM_ROLE_USER, "My bicycle lock code is 7291.",
+	                             &seq),
+	          0);
 	struct hsamem_query_result *r = NULL;
 	CHECK_RET(hsamem_query_text(c, "alice", "bicycle lock code", 3, &r), 0);
 	CHECK(r != NULL && r->n_hits > 0 && rank_of(r, seq) == 1);
@@ -125,8 +128,8 @@ test_isolation(struct harness *h)
 	uint64_t seq;
 	CHECK_RET(hsamem_open(h->url, &c), 0);
 	CHECK_RET(hsamem_append_text(c, "bob", HSAMEM_ROLE_USER, "Bob keeps a parrot called Rio.",
-				     &seq),
-		  0);
+	                             &seq),
+	          0);
 	/* bob's memory holds nothing of alice's */
 	CHECK_RET(hsamem_query_text(c, "bob", "Alice cat Whiskers tangerine vault", 8, &r), 0);
 	for (size_t i = 0; r != NULL && i < r->n_hits; i++) {
@@ -172,7 +175,8 @@ test_query_tokens(struct harness *h)
 	CHECK_RET(hsamem_chunks(c, "alice", 7, 1, 0, &cl), 0);
 	if (cl != NULL && cl->n_chunks == 1) {
 		struct hsamem_query q = {.tokens = cl->chunks[0].tokens,
-					 .n_tokens = cl->chunks[0].n_real, .top_k = 3};
+		                         .n_tokens = cl->chunks[0].n_real,
+		                         .top_k = 3};
 		CHECK_RET(hsamem_query(c, "alice", &q, &r), 0);
 		CHECK(r != NULL && r->n_hits > 0 && r->hits[0].chunk == 7);
 		hsamem_result_free(r);
@@ -192,7 +196,7 @@ test_stickbreak_query(struct harness *h)
 	CHECK_RET(hsamem_open(h->url, &c), 0);
 	CHECK_RET(hsamem_create(c, "erin", &spec, NULL), 0);
 	const char *notes[] = {"the green kettle whistles loudly", "a green kettle on the stove",
-			       "kettle descaling with vinegar", "the garden shed needs paint"};
+	                       "kettle descaling with vinegar", "the garden shed needs paint"};
 	for (int i = 0; i < 4; i++) {
 		CHECK_RET(hsamem_append_text(c, "erin", HSAMEM_ROLE_USER, notes[i], NULL), 0);
 		CHECK_RET(hsamem_flush(c, "erin", NULL, NULL), 0); /* one chunk each */
@@ -254,7 +258,7 @@ test_flush(struct harness *h)
 	hsamem_result_free(m);
 	CHECK_RET(hsamem_create(c, "dave", NULL, &m), HSAMEM_EEXIST);
 	CHECK_RET(hsamem_append_text(c, "dave", HSAMEM_ROLE_USER, "short note about turnips", NULL),
-		  0);
+	          0);
 	CHECK_RET(hsamem_flush(c, "dave", NULL, &fi), 0);
 	CHECK(fi.sealed && fi.chunks == 1);
 	CHECK_RET(hsamem_flush(c, "dave", NULL, &fi), 0);
@@ -262,7 +266,8 @@ test_flush(struct harness *h)
 	struct hsamem_chunk_list *cl = NULL;
 	CHECK_RET(hsamem_chunks(c, "dave", 0, 4, HSAMEM_CHUNKS_TENSORS, &cl), 0);
 	CHECK(cl != NULL && cl->n_chunks == 1 && cl->chunks[0].n_real == 4 &&
-	      cl->chunks[0].n_tokens == 64 && strcmp(cl->chunks[0].text, "short note about turnips") == 0);
+	      cl->chunks[0].n_tokens == 64 &&
+	      strcmp(cl->chunks[0].text, "short note about turnips") == 0);
 	hsamem_result_free(cl);
 	hsamem_close(c);
 }

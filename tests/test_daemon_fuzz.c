@@ -44,9 +44,20 @@ pick(uint64_t n)
 static uint64_t
 edgy(void)
 {
-	static const uint64_t v[] = {0, 1, 2, 3, 4, 7, 8, 15, 16, 63, 64, 65, 127, 255, 256, 257,
-				     1000, 1024, 4096, 4097, 65535, 65536, 1u << 20, INT32_MAX,
-				     UINT32_MAX, (uint64_t)INT64_MAX, UINT64_MAX};
+	static const uint64_t v[] = {0,          1,
+	                             2,          3,
+	                             4,          7,
+	                             8,          15,
+	                             16,         63,
+	                             64,         65,
+	                             127,        255,
+	                             256,        257,
+	                             1000,       1024,
+	                             4096,       4097,
+	                             65535,      65536,
+	                             1u << 20,   INT32_MAX,
+	                             UINT32_MAX, (uint64_t)INT64_MAX,
+	                             UINT64_MAX};
 	return pick(4) == 0 ? rnd() : v[pick(sizeof(v) / sizeof(v[0]))];
 }
 
@@ -83,8 +94,8 @@ static bool protect;
 static char *
 some_name(void)
 {
-	static const char *const names[] = {"victim", "model", "fuzz", "fuzz2", "", "-x", ".x",
-					    "a b", "a/b", "\x01", "名前"};
+	static const char *const names[] = {"victim", "model", "fuzz", "fuzz2", "",    "-x",
+	                                    ".x",     "a b",   "a/b",  "\x01",  "名前"};
 	if (protect)
 		return pick(2) ? "fuzz" : "fuzz2";
 	if (pick(8) == 0) {
@@ -99,8 +110,14 @@ some_name(void)
 static char *
 some_text(void)
 {
-	static const char *const texts[] = {"", " ", "the blue vault", "Alice's cat", "\xff\xfe\xfd",
-					    "é 名 🙂", "a\tb\nc", "0123456789"};
+	static const char *const texts[] = {"",
+	                                    " ",
+	                                    "the blue vault",
+	                                    "Alice's cat",
+	                                    "\xff\xfe\xfd",
+	                                    "é 名 🙂",
+	                                    "a\tb\nc",
+	                                    "0123456789"};
 	if (pick(4) == 0) {
 		size_t n = (size_t)pick(pick(10) == 0 ? 70000 : 300);
 		char *s = take(n + 1);
@@ -469,8 +486,7 @@ exchange(nng_socket s, const uint8_t *buf, size_t len)
 {
 	char *msg = NULL;
 	size_t mlen = 0;
-	if (nng_send(s, (void *)buf, len, 0) != 0 ||
-	    nng_recv(s, &msg, &mlen, NNG_FLAG_ALLOC) != 0)
+	if (nng_send(s, (void *)buf, len, 0) != 0 || nng_recv(s, &msg, &mlen, NNG_FLAG_ALLOC) != 0)
 		return false;
 	Hsamem__Reply *rep = hsamem__reply__unpack(NULL, mlen, (uint8_t *)msg);
 	nng_free(msg, mlen);
@@ -483,8 +499,13 @@ exchange(nng_socket s, const uint8_t *buf, size_t len)
 static int
 setup(struct hsamem *c)
 {
-	struct hsamem_spec spec = {.encoder = "client", .chunk_size = 4, .h_kv = 2, .d_h = 8,
-				   .h_q = 4, .d_r = 8, .dtype = HSAMEM_F16};
+	struct hsamem_spec spec = {.encoder = "client",
+	                           .chunk_size = 4,
+	                           .h_kv = 2,
+	                           .d_h = 8,
+	                           .h_q = 4,
+	                           .d_r = 8,
+	                           .dtype = HSAMEM_F16};
 	uint16_t k[64] = {0}, v[64] = {0}, l[8] = {0};
 	uint32_t tokens[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
 	struct hsamem_entry_in e = {.tokens = tokens, .n_tokens = 12};
@@ -498,7 +519,7 @@ setup(struct hsamem *c)
 		ret = hsamem_append(c, "model", &e, 1, ch, 3, HSAMEM_APPEND_NO_CREATE, NULL);
 	if (ret == 0)
 		ret = hsamem_append_text(c, "victim", HSAMEM_ROLE_USER,
-					 "The zebrafish gate code is quixotic.", NULL);
+		                         "The zebrafish gate code is quixotic.", NULL);
 	return ret;
 }
 
@@ -519,8 +540,7 @@ check_intact(struct hsamem *c)
 	struct hsamem_entry_list *el = NULL;
 	/* appends may have added entries; the first one stays as it was */
 	CHECK_RET(hsamem_entries(c, "model", 0, 1, &el), 0);
-	CHECK(el != NULL && el->n_entries == 1 && el->entries[0].n_tokens == 12 &&
-	      el->total >= 1);
+	CHECK(el != NULL && el->n_entries == 1 && el->entries[0].n_tokens == 12 && el->total >= 1);
 	hsamem_result_free(el);
 }
 
@@ -565,8 +585,9 @@ main(void)
 		}
 		if (len <= (4u << 20) && !exchange(s, buf, len)) {
 			/* a request the daemon could not answer: reconnect and count it */
-			fprintf(stderr, "fuzz: round %u: no reply to a request of kind %d, %zu bytes\n",
-				i, (int)req.body_case, len);
+			fprintf(stderr,
+			        "fuzz: round %u: no reply to a request of kind %d, %zu bytes\n", i,
+			        (int)req.body_case, len);
 			no_reply++;
 			nng_close(s);
 			nng_req0_open(&s);

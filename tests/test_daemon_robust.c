@@ -115,8 +115,9 @@ offer_oversized(const char *url, size_t len)
 	    send(fd, head, sizeof(head), MSG_NOSIGNAL) == (ssize_t)sizeof(head)) {
 		/* as much of the message as the daemon takes before it hangs up */
 		for (size_t sent = 0; sent < len;) {
-			ssize_t n = send(fd, buf, len - sent < sizeof(buf) ? len - sent : sizeof(buf),
-			                 MSG_NOSIGNAL);
+			ssize_t n =
+			        send(fd, buf, len - sent < sizeof(buf) ? len - sent : sizeof(buf),
+			             MSG_NOSIGNAL);
 			if (n <= 0)
 				break;
 			sent += (size_t)n;
@@ -147,7 +148,7 @@ expect_status(Hsamem__Reply *rep, int status, const char *what)
 		return;
 	if (rep->status != status)
 		fprintf(stderr, "%s: status %d (%s), expected %d\n", what, rep->status,
-			rep->message ? rep->message : "", status);
+		        rep->message ? rep->message : "", status);
 	CHECK(rep->status == status);
 	CHECK(rep->status == 0 || (rep->message != NULL && *rep->message != '\0'));
 	hsamem__reply__free_unpacked(rep, NULL);
@@ -220,8 +221,14 @@ test_bad_messages(struct harness *h)
 	expect_status(call(h->url, &empty), HSAMEM_EPROTO, "no body");
 
 	/* bad user names */
-	const char *bad_names[] = {"", "-x", ".hidden", "a/b", "sp ace", "tab\t",
-				   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+	const char *bad_names[] = {
+	        "",
+	        "-x",
+	        ".hidden",
+	        "a/b",
+	        "sp ace",
+	        "tab\t",
+	        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
 	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
 		ap.user = (char *)bad_names[i];
 		expect_status(call(h->url, &req), HSAMEM_EBADNAME, "bad name");
@@ -230,7 +237,8 @@ test_bad_messages(struct harness *h)
 	expect_status(call(h->url, &req), HSAMEM_EBADNAME, "no name");
 	ap.user = "mallory";
 
-	/* an unknown role, an empty entry, no entries, an oversized entry (max-entry is 64K here) */
+	/* an unknown role, an empty entry, no entries, an oversized entry (max-entry is
+	 * 64K here) */
 	e.has_role = true;
 	e.role = 77;
 	expect_status(call(h->url, &req), HSAMEM_EINVAL, "unknown role");
@@ -247,7 +255,8 @@ test_bad_messages(struct harness *h)
 	expect_status(call(h->url, &req), HSAMEM_ETOOBIG, "oversized entry");
 	free(big);
 
-	/* a message over max-message (1M here) is dropped with its connection; the daemon goes on */
+	/* a message over max-message (1M here) is dropped with its connection; the daemon
+	 * goes on */
 	CHECK(offer_oversized(h->url, 2u << 20));
 	check_serving(h);
 
@@ -278,8 +287,13 @@ static void
 test_wrong_dimensions(struct harness *h)
 {
 	struct hsamem *c;
-	struct hsamem_spec spec = {.encoder = "client", .chunk_size = 4, .h_kv = 1, .d_h = 8,
-				   .h_q = 2, .d_r = 8, .dtype = HSAMEM_F32};
+	struct hsamem_spec spec = {.encoder = "client",
+	                           .chunk_size = 4,
+	                           .h_kv = 1,
+	                           .d_h = 8,
+	                           .h_q = 2,
+	                           .d_r = 8,
+	                           .dtype = HSAMEM_F32};
 	CHECK_RET(hsamem_open(h->url, &c), 0);
 	CHECK_RET(hsamem_create(c, "model", &spec, NULL), 0);
 	float k[4 * 8] = {0}, v[4 * 8] = {0}, l[8] = {0};
@@ -326,7 +340,7 @@ test_wrong_dimensions(struct harness *h)
 	check_serving(h);
 }
 
-#define WRITERS 16
+#define WRITERS    16
 #define PER_WRITER 40
 
 struct writer {
@@ -387,8 +401,9 @@ check_acked(struct harness *h, struct writer *w, int n_writers)
 			    el->n_entries != 1) {
 				missing++;
 			} else {
-				snprintf(want, sizeof(want), "writer %d says number %u of the stream",
-					 w[i].id, w[i].acked_n[a]);
+				snprintf(want, sizeof(want),
+				         "writer %d says number %u of the stream", w[i].id,
+				         w[i].acked_n[a]);
 				missing += strcmp(el->entries[0].text, want) != 0;
 			}
 			hsamem_result_free(el);

@@ -215,21 +215,11 @@ qbuf_init(struct qbuf *b, const struct hsa_spec *sp, uint64_t n_chunks, uint32_t
 	for (uint32_t t = 0; t < n; t++) {
 		/* a spread of positions: none visible, past everything, on and off chunk edges */
 		switch (t % 6) {
-		case 0:
-			b->pos[t] = rnd_below(sp->S);
-			break;
-		case 1:
-			b->pos[t] = UINT64_MAX / 2 + rnd_below(1000);
-			break;
-		case 2:
-			b->pos[t] = (n_chunks + rnd_below(3)) * sp->S;
-			break;
-		case 3:
-			b->pos[t] = rnd_below(n_chunks + 1) * sp->S;
-			break;
-		default:
-			b->pos[t] = rnd_below((n_chunks + 2) * sp->S);
-			break;
+		case 0: b->pos[t] = rnd_below(sp->S); break;
+		case 1: b->pos[t] = UINT64_MAX / 2 + rnd_below(1000); break;
+		case 2: b->pos[t] = (n_chunks + rnd_below(3)) * sp->S; break;
+		case 3: b->pos[t] = rnd_below(n_chunks + 1) * sp->S; break;
+		default: b->pos[t] = rnd_below((n_chunks + 2) * sp->S); break;
 		}
 	}
 	for (size_t i = 0; i < (size_t)n * sp->d_r; i++)

@@ -108,8 +108,8 @@ dot(const float *a, const float *b, size_t n)
 static void
 test_shapes(void)
 {
-	/* A general spec: two kv heads, two query heads each, 96-dim heads (not a multiple of 64).
-	 */
+	/* A general spec: two kv heads, two query heads each, 96-dim heads (not a multiple
+	 * of 64). */
 	struct hsa_spec s = spec;
 	s.S = 32, s.h_kv = 2, s.h_q = 4, s.d_h = 96, s.d_r = 512;
 	size_t rows = (size_t)s.S * s.h_kv * s.d_h;
@@ -136,8 +136,8 @@ test_shapes(void)
 			}
 		}
 	}
-	/* Landmark heads: unit length (this chunk has enough content words to be past the floor).
-	 */
+	/* Landmark heads: unit length (this chunk has enough content words to be past
+	 * the floor). */
 	CHECK_NEAR(dot(L, L, 256), 1.0, 1e-5);
 	CHECK_NEAR(dot(L + 256, L + 256, 256), 1.0, 1e-5);
 	/* The heads are hashed with different seeds. */
@@ -183,8 +183,8 @@ test_shapes(void)
 		CHECK(a_best - a_other > 2.0);
 	}
 
-	/* An empty chunk, a chunk of stopwords and punctuation: zero landmark, keys still normal.
-	 */
+	/* An empty chunk, a chunk of stopwords and punctuation: zero landmark, keys
+	 * still normal. */
 	CHECK_RET(enc->encode_chunk(&s, NULL, 0, tok, 0, K, V, L), 0);
 	CHECK(dot(K, K, rows) == 0 && dot(L, L, 512) == 0);
 	n = ids_of("It is what it is, and that is that.", tok, 32);
@@ -317,21 +317,11 @@ sentence(char *buf, size_t cap)
 	for (; *t && n + 32 < cap; t++) {
 		const char *w = NULL;
 		switch (*t) {
-		case 'N':
-			w = pick(nouns, N_OF(nouns));
-			break;
-		case 'V':
-			w = pick(verbs, N_OF(verbs));
-			break;
-		case 'A':
-			w = pick(adjectives, N_OF(adjectives));
-			break;
-		case 'P':
-			w = pick(names, N_OF(names));
-			break;
-		case 'T':
-			w = pick(times, N_OF(times));
-			break;
+		case 'N': w = pick(nouns, N_OF(nouns)); break;
+		case 'V': w = pick(verbs, N_OF(verbs)); break;
+		case 'A': w = pick(adjectives, N_OF(adjectives)); break;
+		case 'P': w = pick(names, N_OF(names)); break;
+		case 'T': w = pick(times, N_OF(times)); break;
 		}
 		if (w != NULL) {
 			size_t l = strlen(w);

@@ -27,8 +27,8 @@ check_tokens(const char *s, size_t len, const struct want *want, size_t n_want)
 	CHECK_RET(n, n_want);
 	for (size_t i = 0; i < n && i < n_want; i++) {
 		size_t wl = strlen(want[i].text);
-		/* Tokens come in order; find where the wanted bytes start at or after the last one.
-		 */
+		/* Tokens come in order; find where the wanted bytes start at or after the
+		 * last one. */
 		while (at + wl <= len && memcmp(s + at, want[i].text, wl) != 0)
 			at++;
 		CHECK_RET(t[i].off, at);
@@ -180,8 +180,8 @@ test_edges(void)
 	CHECK_RET(n, 0);
 	CHECK_RET(lex1_tokenize("x", (size_t)UINT32_MAX + 1, &t, &n), HSAMEM_ETOOBIG);
 
-	/* Invalid UTF-8: a stray byte is a one-byte letter; a cut-off sequence at the very end too.
-	 */
+	/* Invalid UTF-8: a stray byte is a one-byte letter; a cut-off sequence at the very
+	 * end too. */
 	static const char bad[] = "ab\xff"
 	                          "cd \xe2\x82 x\xc3";
 	static const struct want wb[] = {
