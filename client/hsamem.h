@@ -67,64 +67,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hsamem_defs.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* The protocol version this library speaks; the daemon refuses requests of any other version. */
-#define HSAMEM_PROTOCOL_VERSION 1
-
-/* The longest user name, in bytes. A user name is 1 to 64 bytes of [A-Za-z0-9_.@:-] and does not
- * start with '.' or '-'. */
-#define HSAMEM_NAME_MAX 64
-
-enum hsamem_error {
-	HSAMEM_OK = 0,
-	/* The message could not be decoded, or lacks a field that the operation needs. */
-	HSAMEM_EPROTO = -1001,
-	/* The request's protocol version is not one the daemon speaks. */
-	HSAMEM_EVERSION = -1002,
-	/* An argument is out of its range or malformed; the reply's message names it. */
-	HSAMEM_EINVAL = -1003,
-	/* The user has no memory. */
-	HSAMEM_ENOUSER = -1004,
-	/* The user already has a memory (create), or the import target exists. */
-	HSAMEM_EEXIST = -1005,
-	/* The request does not fit the memory's spec: a dimension, element type or
-	 * count differs. */
-	HSAMEM_ESPEC = -1006,
-	/* A message, field or count is larger than the daemon accepts. */
-	HSAMEM_ETOOBIG = -1007,
-	/* The user name is not valid (see HSAMEM_NAME_MAX). */
-	HSAMEM_EBADNAME = -1008,
-	/* The store (LMDB) failed; the daemon log has the details. Nothing was written. */
-	HSAMEM_ESTORE = -1009,
-	/* The state directory holds a store of another format version, or a corrupt record. */
-	HSAMEM_EFORMAT = -1010,
-	/* The daemon is shutting down or overloaded; try again later. */
-	HSAMEM_EBUSY = -1011,
-	/* The library could not reach the daemon at the given address. */
-	HSAMEM_ECONNECT = -1012,
-	/* The compute backend failed; the daemon retries on the CPU. */
-	HSAMEM_EBACKEND = -1013,
-	/* The memory's encoder is not available in this daemon. */
-	HSAMEM_EENCODER = -1014,
-	/* The operation does not apply to this memory (e.g. a text query on a
-	 * client-supplied one). */
-	HSAMEM_ENOTSUP = -1015,
-	/* An export stream is malformed, truncated or of an unknown version. */
-	HSAMEM_EIMPORT = -1016,
-	/* The store's map reached its configured maximum size. */
-	HSAMEM_EFULL = -1017,
-	/* A bug: an internal invariant failed. The daemon log has the details. */
-	HSAMEM_EINTERNAL = -1018,
-};
-
-/*
- * Returns a static, human-readable message for an error code (hsamem's own codes and negated errno
- * values alike). Never returns NULL; unknown codes give "unknown error".
- */
-const char *hsamem_strerror(int err);
 
 /* ---- enumerations (the values are those of the protocol) ---- */
 

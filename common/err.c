@@ -4,7 +4,7 @@
  */
 #include <string.h>
 
-#include "hsamem.h"
+#include "hsamem_defs.h"
 
 const char *
 hsamem_strerror(int err)
@@ -29,6 +29,7 @@ hsamem_strerror(int err)
 	case HSAMEM_EIMPORT: return "malformed export stream";
 	case HSAMEM_EFULL: return "store map is full";
 	case HSAMEM_EINTERNAL: return "internal error";
+	case HSAMEM_ENOTFOUND: return "no such entry or chunk";
 	}
 	if (err < 0 && err > -1000)
 		return strerror(-err);

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hsamem.h"
+#include "hsamem_defs.h"
 #include "spec.h"
 
 static int

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "conf.h"
-#include "hsamem.h"
+#include "hsamem_defs.h"
 #include "log.h"
 
 enum conf_type { T_LISTEN, T_STRING, T_UINT, T_SIZE, T_LEVEL, T_GPU, T_MODE };

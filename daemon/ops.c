@@ -395,7 +395,7 @@ ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source
 	struct daemon *d = job->d;
 	struct gpu_backend *b = daemon_backend(d, spec);
 	int ret = gpu_attend(b, spec, src, q, res);
-	if (ret != 0 && b != d->cpu && ret != HSAMEM_EINVAL) {
+	if (ret == HSAMEM_EBACKEND && b != d->cpu) {
 		daemon_gpu_failed(d, ret);
 		ret = gpu_attend(d->cpu, spec, src, q, res);
 	}

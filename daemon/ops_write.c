@@ -132,10 +132,10 @@ seal(struct sealer *s, const uint32_t *buf, const struct store_tokref *refs, siz
 	}
 	struct store_chunk c = {
 	        .n_tokens = spec->S, .n_real = n_real, .tokens = s->tokens, .refs = s->refs};
-	store_chunk_put(s->txn, u->uid, u->n_chunks, &c);
-	store_kv_put(s->txn, u->uid, u->n_chunks, s->kv, kv_bytes);
-	int ret = store_landmark_put(s->txn, u, u->n_chunks, s->row);
-	if (ret != 0)
+	int ret;
+	if ((ret = store_chunk_put(s->txn, u->uid, u->n_chunks, &c)) != 0 ||
+	    (ret = store_kv_put(s->txn, u->uid, u->n_chunks, s->kv, kv_bytes)) != 0 ||
+	    (ret = store_landmark_put(s->txn, u, u->n_chunks, s->row)) != 0)
 		return ret;
 	u->n_chunks++;
 	if (n_real < spec->S)
@@ -441,7 +441,8 @@ apply_append(struct job *job, struct store_txn *txn)
 		        .tags = tags,
 		        .tags_len = tags_len,
 		};
-		store_entry_put(txn, u.uid, &se);
+		if ((ret = store_entry_put(txn, u.uid, &se)) != 0)
+			goto out;
 		for (size_t t = 0; t < je->n; t++, n++) {
 			buf[n] = je->tokens[t];
 			refs[n] = (struct store_tokref){u.n_entries, je->off[t], je->len[t]};
@@ -459,9 +460,8 @@ apply_append(struct job *job, struct store_txn *txn)
 	if (ret != 0)
 		goto out;
 	struct store_tail nt = {.n = (uint32_t)(total - at), .tokens = buf + at, .refs = refs + at};
-	store_tail_put(txn, u.uid, &nt);
 	u.updated_ms = now;
-	if ((ret = store_user_update(txn, &u)) != 0)
+	if ((ret = store_tail_put(txn, u.uid, &nt)) != 0 || (ret = store_user_update(txn, &u)) != 0)
 		goto out;
 
 	Hsamem__AppendReply *r = arena_alloc(&job->arena, sizeof(*r));
@@ -549,10 +549,10 @@ apply_flush(struct job *job, struct store_txn *txn)
 		if (ret != 0)
 			return ret;
 		struct store_tail empty = {0};
-		store_tail_put(txn, u.uid, &empty);
 		u.n_tokens = u.n_chunks * u.spec.S;
 		u.updated_ms = now_ms();
-		if ((ret = store_user_update(txn, &u)) != 0)
+		if ((ret = store_tail_put(txn, u.uid, &empty)) != 0 ||
+		    (ret = store_user_update(txn, &u)) != 0)
 			return ret;
 		sealed = true;
 	}
@@ -783,10 +783,9 @@ import_chunk(struct job *job, struct store_txn *txn, struct store_user *u,
 		                         .n_real = c->has_n_real ? c->n_real : spec->S,
 		                         .tokens = c->tokens,
 		                         .refs = refs};
-		store_chunk_put(txn, u->uid, u->n_chunks, &sc);
-		store_kv_put(txn, u->uid, u->n_chunks, c->kv.data, c->kv.len);
-		ret = store_landmark_put(txn, u, u->n_chunks, c->landmark.data);
-		if (ret == 0) {
+		if ((ret = store_chunk_put(txn, u->uid, u->n_chunks, &sc)) == 0 &&
+		    (ret = store_kv_put(txn, u->uid, u->n_chunks, c->kv.data, c->kv.len)) == 0 &&
+		    (ret = store_landmark_put(txn, u, u->n_chunks, c->landmark.data)) == 0) {
 			u->n_chunks++;
 			if (sc.n_real < spec->S)
 				u->n_padded++;

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hsamem.h"
+#include "hsamem_defs.h"
 #include "lexical.h"
 #include "tokenizer.h"
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hsamem.h"
+#include "hsamem_defs.h"
 #include "tokenizer.h"
 
 /* Ids 1 .. N in this order. Append-only is NOT allowed either: ids of stored chunks would change

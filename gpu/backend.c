@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 #include "backend.h"
-#include "hsamem.h"
+#include "hsamem_defs.h"
 
 bool
 gpu_shape_ok(const struct hsa_spec *sp)

@@ -92,7 +92,11 @@ struct gpu_ops {
 	const char *name;
 	/* Whether this backend can serve memories of this spec (dtype, sizes). */
 	bool (*supports)(struct gpu_backend *b, const struct hsa_spec *spec);
-	/* Runs the operator. Returns 0, or a negative code (the result is then unspecified). */
+	/*
+	 * Runs the operator. Returns 0, or a negative code and the result is unspecified:
+	 * HSAMEM_EBACKEND when the backend itself failed (the caller may run the call again on the
+	 * CPU backend), HSAMEM_EINVAL from gpu_check_call, or the source's own error unchanged.
+	 */
 	int (*attend)(struct gpu_backend *b, const struct hsa_spec *spec,
 	              const struct hsa_source *src, const struct hsa_query *q,
 	              struct hsa_result *res);

@@ -47,7 +47,7 @@
 
 #include "backend.h"
 #include "half.h"
-#include "hsamem.h"
+#include "hsamem_defs.h"
 
 #define TOK_GROUP        64         /* most tokens scored together, per pass over the landmarks */
 #define HEAP_BYTES       (16 << 20) /* the heaps' memory, which may shrink a group */

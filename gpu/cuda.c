@@ -17,7 +17,7 @@
 #include <stdio.h>
 
 #include "backend.h"
-#include "hsamem.h"
+#include "hsamem_defs.h"
 
 #ifdef HAVE_CUDA
 #include <cuda_runtime_api.h>

@@ -78,7 +78,7 @@
 #include "cuda_copy.h"
 #include "cuda_int.h"
 #include "half.h"
-#include "hsamem.h"
+#include "hsamem_defs.h"
 #include "log.h"
 
 #define TOK_GROUP      32       /* query tokens per round */

@@ -985,7 +985,7 @@ store_entry_get(struct store_txn *txn, uint64_t uid, uint64_t seq, struct store_
 	if (ret != 0 || (ret = db_get(txn, DB_ENTRIES, &k, &v, "read entry")) < 0)
 		return ret;
 	if (ret == NOTFOUND)
-		return HSAMEM_EINVAL;
+		return HSAMEM_ENOTFOUND;
 	struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
 	e.role = rd_u32(&r);
 	e.n_tokens = rd_u32(&r);
@@ -1070,7 +1070,7 @@ store_chunk_get(struct store_txn *txn, uint64_t uid, uint64_t j, struct store_ch
 	if (ret != 0 || (ret = db_get(txn, DB_CHUNKS, &k, &v, "read chunk")) < 0)
 		return ret;
 	if (ret == NOTFOUND)
-		return HSAMEM_EINVAL;
+		return HSAMEM_ENOTFOUND;
 	struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
 	c.n_tokens = rd_u32(&r);
 	c.n_real = rd_u32(&r);
@@ -1154,7 +1154,7 @@ store_kv_get(struct store_txn *txn, uint64_t uid, uint64_t j, const void **kv, s
 	if (ret != 0 || (ret = db_get(txn, DB_KV, &k, &v, "read kv")) < 0)
 		return ret;
 	if (ret == NOTFOUND)
-		return HSAMEM_EINVAL;
+		return HSAMEM_ENOTFOUND;
 	if ((p = aligned(txn, v.mv_data, v.mv_size, 8)) == NULL)
 		return txn_fail(txn, -ENOMEM);
 	*kv = p;
@@ -1193,7 +1193,7 @@ store_kv_copy(struct store_txn *txn, uint64_t uid, uint64_t j, void *dst, size_t
 	}
 	rc = mdb_get(my_reader.txn, st->dbi[DB_KV], &k, &v);
 	if (rc == MDB_NOTFOUND)
-		ret = HSAMEM_EINVAL;
+		ret = HSAMEM_ENOTFOUND;
 	else if (rc != 0)
 		ret = mdb_error("read kv", rc);
 	else if (v.mv_size != len)
@@ -1255,7 +1255,7 @@ store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t 
 	if (rb == 0 || per_page == 0)
 		return txn_fail(txn, HSAMEM_EINVAL);
 	if (first >= u->n_chunks)
-		return HSAMEM_EINVAL;
+		return HSAMEM_ENOTFOUND;
 	page = first / per_page;
 	slot = first % per_page;
 	k = key_uid_n(kb, u->uid, page);

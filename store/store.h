@@ -18,9 +18,10 @@
  * later operation is a no-op that returns it, and commit returns it): callers chain operations and
  * check once. One write transaction exists at a time (LMDB serialises them); write transactions may
  * nest (store_txn_begin with a parent) so that one request of a group commit can fail alone.
- * A read that finds nothing (HSAMEM_ENOUSER from store_user_get, HSAMEM_EINVAL from the other gets)
- * is an answer, not a failure: the transaction stays usable. HSAMEM_EFULL in a nested transaction
- * is also kept by its parent, since the whole transaction must run again after store_grow().
+ * A read that finds nothing (HSAMEM_ENOUSER from store_user_get, HSAMEM_ENOTFOUND from the other
+ * gets) is an answer, not a failure: the transaction stays usable. HSAMEM_EFULL in a nested
+ * transaction is also kept by its parent, since the whole transaction must run again after
+ * store_grow().
  *
  *   begin --> [ops...] --> commit --> done
  *                 \-----> abort ---> done        (commit after a failure aborts, returns it)
@@ -44,7 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hsamem.h"
+#include "hsamem_defs.h"
 #include "spec.h"
 
 #define STORE_FORMAT_VERSION 1
@@ -165,11 +166,11 @@ int store_user_delete(struct store_txn *txn, const struct store_user *u);
 int store_user_foreach(struct store_txn *txn, int (*cb)(const struct store_user *u, void *arg),
                        void *arg);
 
-/* Entries. get: HSAMEM_EINVAL when seq does not exist. */
+/* Entries. get: HSAMEM_ENOTFOUND when seq does not exist. */
 int store_entry_put(struct store_txn *txn, uint64_t uid, const struct store_entry *e);
 int store_entry_get(struct store_txn *txn, uint64_t uid, uint64_t seq, struct store_entry *out);
 
-/* Chunks (tokens and text references). get: HSAMEM_EINVAL when chunk j does not exist. */
+/* Chunks (tokens and text references). get: HSAMEM_ENOTFOUND when chunk j does not exist. */
 int store_chunk_put(struct store_txn *txn, uint64_t uid, uint64_t j, const struct store_chunk *c);
 int store_chunk_get(struct store_txn *txn, uint64_t uid, uint64_t j, struct store_chunk *out);
 
@@ -178,7 +179,7 @@ int store_kv_put(struct store_txn *txn, uint64_t uid, uint64_t j, const void *kv
 int store_kv_get(struct store_txn *txn, uint64_t uid, uint64_t j, const void **kv, size_t *len);
 /*
  * Copies the K|V blob of chunk j into dst, which holds len bytes: HSAMEM_EFORMAT when the blob
- * has another size, HSAMEM_EINVAL when there is none. Unlike the other calls it may run on many
+ * has another size, HSAMEM_ENOTFOUND when there is none. Unlike the other calls it may run on many
  * threads at once, beside txn's own use: it reads through a read transaction of the calling
  * thread's own (the newest committed snapshot, which holds every chunk txn sees unless its user
  * was deleted since), kept until store_close. txn must stay open meanwhile: it keeps the map from
@@ -190,7 +191,7 @@ int store_kv_copy(struct store_txn *txn, uint64_t uid, uint64_t j, void *dst, si
  * Landmarks. put writes the landmark of chunk j (row_bytes = spec_landmark_bytes) into its page;
  * chunks are put in order (j == the number of landmarks stored so far). get borrows the rows of
  * chunks first .. first + *count - 1, contiguous within one page (*count >= 1), for a user with
- * n_chunks sealed chunks.
+ * n_chunks sealed chunks; HSAMEM_ENOTFOUND when first >= n_chunks.
  */
 int store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j,
                        const void *row);

@@ -88,12 +88,12 @@ now_ms(void)
 static void
 test_strerror(void)
 {
-	const char *seen[-HSAMEM_EINTERNAL - 1000];
+	const char *seen[-HSAMEM_ENOTFOUND - 1000];
 	int n = 0;
 
 	CHECK(strcmp(hsamem_strerror(0), "success") == 0);
 	/* Every code has its own message. */
-	for (int e = HSAMEM_EPROTO; e >= HSAMEM_EINTERNAL; e--) {
+	for (int e = HSAMEM_EPROTO; e >= HSAMEM_ENOTFOUND; e--) {
 		const char *m = hsamem_strerror(e);
 		CHECK(m != NULL && strcmp(m, "unknown error") != 0);
 		for (int i = 0; i < n; i++)
@@ -104,7 +104,7 @@ test_strerror(void)
 	CHECK(strcmp(hsamem_strerror(-ETIMEDOUT), strerror(ETIMEDOUT)) == 0);
 	CHECK(strcmp(hsamem_strerror(5), "unknown error") == 0);
 	CHECK(strcmp(hsamem_strerror(-5000), "unknown error") == 0);
-	CHECK(strcmp(hsamem_strerror(HSAMEM_EINTERNAL - 1), "unknown error") == 0);
+	CHECK(strcmp(hsamem_strerror(HSAMEM_ENOTFOUND - 1), "unknown error") == 0);
 }
 
 static void

@@ -326,8 +326,8 @@ test_records(void)
 	CHECK(got.tags_len == 0);
 	CHECK_RET(store_entry_get(&txn, u.uid, 2, &got), 0);
 	CHECK(got.text_len == sizeof(big) && memcmp(got.text, big, sizeof(big)) == 0);
-	CHECK_RET(store_entry_get(&txn, u.uid, 3, &got), HSAMEM_EINVAL); /* absent: not sticky */
-	CHECK_RET(store_entry_get(&txn, u.uid + 1, 0, &got), HSAMEM_EINVAL);
+	CHECK_RET(store_entry_get(&txn, u.uid, 3, &got), HSAMEM_ENOTFOUND); /* absent: not sticky */
+	CHECK_RET(store_entry_get(&txn, u.uid + 1, 0, &got), HSAMEM_ENOTFOUND);
 
 	CHECK_RET(store_chunk_get(&txn, u.uid, 0, &cg), 0);
 	CHECK(cg.n_tokens == 4 && cg.n_real == 3);
@@ -337,7 +337,7 @@ test_records(void)
 	for (int i = 0; i < 4; i++)
 		CHECK(cg.refs[i].entry == refs[i].entry && cg.refs[i].off == refs[i].off &&
 		      cg.refs[i].len == refs[i].len);
-	CHECK_RET(store_chunk_get(&txn, u.uid, 1, &cg), HSAMEM_EINVAL);
+	CHECK_RET(store_chunk_get(&txn, u.uid, 1, &cg), HSAMEM_ENOTFOUND);
 
 	CHECK_RET(store_kv_get(&txn, u.uid, 0, &kv, &len), 0);
 	CHECK(len == 3 && memcmp(kv, kv_small, 3) == 0 && (uintptr_t)kv % 8 == 0);
@@ -345,7 +345,7 @@ test_records(void)
 	CHECK(len == 10 && memcmp(kv, kv_mid, 10) == 0 && (uintptr_t)kv % 8 == 0);
 	CHECK_RET(store_kv_get(&txn, u.uid, 2, &kv, &len), 0);
 	CHECK(len == 200000 && memcmp(kv, kv_big, 200000) == 0 && (uintptr_t)kv % 8 == 0);
-	CHECK_RET(store_kv_get(&txn, u.uid, 3, &kv, &len), HSAMEM_EINVAL);
+	CHECK_RET(store_kv_get(&txn, u.uid, 3, &kv, &len), HSAMEM_ENOTFOUND);
 
 	CHECK_RET(store_tail_get(&txn, u.uid, &tg), 0);
 	CHECK(tg.n == 3 && memcmp(tg.tokens, tk3, sizeof(tk3)) == 0 && tg.refs[2].len == 70000);
@@ -432,7 +432,7 @@ check_landmarks(struct store *st, const struct store_user *u)
 			bad += !row_ok((const uint8_t *)rows + i * rb, rb, u->uid, first + i);
 	}
 	CHECK(bad == 0);
-	CHECK_RET(store_landmarks_get(&txn, u, u->n_chunks, &rows, &n), HSAMEM_EINVAL);
+	CHECK_RET(store_landmarks_get(&txn, u, u->n_chunks, &rows, &n), HSAMEM_ENOTFOUND);
 	CHECK(txn.ret == 0);
 	store_txn_abort(&txn);
 }
@@ -604,7 +604,7 @@ test_partition(void)
 	again = create_user(st, "alice", spec_of(256, HSA_F32));
 	CHECK(again.uid > bob.uid);
 	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
-	CHECK_RET(store_entry_get(&txn, again.uid, 0, &e), HSAMEM_EINVAL);
+	CHECK_RET(store_entry_get(&txn, again.uid, 0, &e), HSAMEM_ENOTFOUND);
 	CHECK_RET(store_user_delete(&txn, &alice), HSAMEM_ENOUSER);
 	store_txn_abort(&txn);
 	CHECK(count(st, again.uid) == 1);
@@ -648,7 +648,7 @@ test_sticky(void)
 
 	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
 	CHECK_RET(store_entry_put(&txn, 1, &e0), 0);
-	CHECK_RET(store_entry_get(&txn, 1, 5, &got), HSAMEM_EINVAL);
+	CHECK_RET(store_entry_get(&txn, 1, 5, &got), HSAMEM_ENOTFOUND);
 	CHECK(txn.ret == 0);
 	CHECK_RET(store_chunk_put(&txn, 1, 0, &bad), HSAMEM_EINVAL);
 	CHECK(txn.ret == HSAMEM_EINVAL);
@@ -689,7 +689,7 @@ test_nested(void)
 	CHECK_RET(store_entry_get(&child, 1, 0, &got), 0); /* the parent's work is visible */
 	CHECK_RET(store_entry_put(&child, 1, &e[1]), 0);
 	store_txn_abort(&child);
-	CHECK_RET(store_entry_get(&txn, 1, 1, &got), HSAMEM_EINVAL);
+	CHECK_RET(store_entry_get(&txn, 1, 1, &got), HSAMEM_ENOTFOUND);
 	CHECK_RET(store_txn_begin(st, &child, true, &txn), 0);
 	CHECK_RET(store_entry_put(&child, 1, &e[2]), 0);
 	CHECK_RET(store_txn_commit(&child), 0);
@@ -1012,8 +1012,8 @@ test_kv_copy(void)
 	CHECK_RET(store_kv_copy(&txn, 7, 5, got, COPY_BYTES), 0);
 	CHECK(got[0] == 5 && got[COPY_BYTES - 1] == 35);
 	CHECK_RET(store_kv_copy(&txn, 7, 5, got, COPY_BYTES - 1), HSAMEM_EFORMAT);
-	CHECK_RET(store_kv_copy(&txn, 7, COPY_CHUNKS + 100, got, COPY_BYTES), HSAMEM_EINVAL);
-	CHECK_RET(store_kv_copy(&txn, 8, 0, got, COPY_BYTES), HSAMEM_EINVAL);
+	CHECK_RET(store_kv_copy(&txn, 7, COPY_CHUNKS + 100, got, COPY_BYTES), HSAMEM_ENOTFOUND);
+	CHECK_RET(store_kv_copy(&txn, 8, 0, got, COPY_BYTES), HSAMEM_ENOTFOUND);
 	for (int i = 0; i < COPY_THREADS; i++) {
 		arg[i] = (struct copy_arg){&txn, 0};
 		pthread_create(&th[i], NULL, copy_main, &arg[i]);
