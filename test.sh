@@ -1,26 +1,66 @@
 #!/bin/sh
-# Installs what is missing, builds, and runs the whole test suite. The last line says
+# Installs what is missing, builds, and runs the whole test suite twice: built by gcc in the source
+# tree, and built by clang from the distribution's files (make distdir) in build-clang/, which also
+# proves the tarball complete. Then checks the sources' formatting. The last line says
 # "N passed, N failed" (", N skipped" when some tests could not run here, e.g. GPU tests).
 set -eu
 cd "$(dirname "$0")"
-sh scripts/deps.sh
+sh scripts/deps.sh test
 sh scripts/build.sh
+
+passed=0 failed=0 skipped=0
+
+# Prints the results of one `make check` in $1, with their logs when some failed, and counts them.
+report() {
+	dir=$1 tag=$2 status=$3 out=$4
+	sed -n "s/^\(PASS\|FAIL\|SKIP\|ERROR\|XFAIL\|XPASS\): \(.*\)/\1: \2$tag/p" "$out"
+	trs=$(ls "$dir"/tests/*.trs 2>/dev/null || true)
+	p=0 f=0 s=0
+	if [ -n "$trs" ]; then
+		# shellcheck disable=SC2086
+		p=$(cat $trs | grep -cE '^:test-result: (PASS|XFAIL)' || true)
+		# shellcheck disable=SC2086
+		f=$(cat $trs | grep -cE '^:test-result: (FAIL|ERROR|XPASS)' || true)
+		# shellcheck disable=SC2086
+		s=$(cat $trs | grep -cE '^:test-result: SKIP' || true)
+		# shellcheck disable=SC2086
+		for log in $(grep -lE '^:test-result: (FAIL|ERROR|XPASS)' $trs); do
+			echo "---- ${log%.trs}.log$tag"
+			tail -n 40 "${log%.trs}.log"
+		done
+	fi
+	if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "---- the build failed$tag:"
+		grep -E 'error|Error' "$out" | head -n 20 || true
+		f=1
+	fi
+	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+}
+
 status=0
 make -j"$(nproc)" check >check.out 2>&1 || status=$?
-grep -E '^(PASS|FAIL|SKIP|ERROR|XFAIL|XPASS):' check.out || true
-if [ "$status" -ne 0 ]; then
-	for log in $(grep -lE '^:test-result: (FAIL|ERROR|XPASS)' tests/*.trs 2>/dev/null); do
-		echo "---- ${log%.trs}.log"
-		tail -n 40 "${log%.trs}.log"
-	done
-	grep -E 'error|Error' check.out | head -n 20 || true
+report . "" "$status" check.out
+
+# The same suite built by clang, from exactly the files a release tarball holds.
+status=0
+rm -rf build-clang
+(
+	make distdir distdir=build-clang/src &&
+		cd build-clang/src &&
+		CC=clang ./configure -q &&
+		make -j"$(nproc)" &&
+		make -j"$(nproc)" check
+) >check-clang.out 2>&1 || status=$?
+report build-clang/src " (clang)" "$status" check-clang.out
+
+if make -s format-check; then
+	echo "PASS: format-check"
+	passed=$((passed + 1))
+else
+	echo "FAIL: format-check"
+	failed=$((failed + 1))
 fi
-passed=$(cat tests/*.trs 2>/dev/null | grep -cE '^:test-result: (PASS|XFAIL)' || true)
-failed=$(cat tests/*.trs 2>/dev/null | grep -cE '^:test-result: (FAIL|ERROR|XPASS)' || true)
-skipped=$(cat tests/*.trs 2>/dev/null | grep -cE '^:test-result: SKIP' || true)
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-	failed=1 # the build of the tests failed
-fi
+
 if [ "$skipped" -gt 0 ]; then
 	echo "$passed passed, $failed failed, $skipped skipped"
 else

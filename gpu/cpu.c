@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define CPU_HAVE_AVX2_PATH 1
 #endif
@@ -343,9 +344,11 @@ kernels_pick(void)
 	if (force != NULL && strcmp(force, "portable") == 0)
 		return &kernels_portable;
 #ifdef CPU_HAVE_AVX2_PATH
+	/* clang's __builtin_cpu_supports has no "f16c": ask CPUID leaf 1 */
+	unsigned a, b, c, d;
+	bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
 	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-	    __builtin_cpu_supports("f16c"))
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
 		return &kernels_avx2;
 #endif
 	return &kernels_portable;

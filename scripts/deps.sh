@@ -1,10 +1,14 @@
 #!/bin/sh
 # Installs what hsamem needs to build and test, with apt-get, when something is missing.
-# Sourced by quickstart.sh and test.sh; safe to run again.
+# Run by quickstart.sh, and by test.sh as `deps.sh test`; safe to run again.
 set -eu
 
 HSAMEM_PACKAGES="build-essential pkg-config autoconf automake libtool \
 liblmdb-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler python3"
+# The test suite also builds with clang and checks the sources' formatting.
+if [ "${1:-}" = test ]; then
+	HSAMEM_PACKAGES="$HSAMEM_PACKAGES clang clang-format"
+fi
 
 missing=""
 for p in $HSAMEM_PACKAGES; do
