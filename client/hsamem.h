@@ -37,7 +37,8 @@
  *                    match its count, a required part is missing). Nothing of it is returned.
  *   HSAMEM_EVERSION  the daemon speaks another protocol version.
  *   HSAMEM_EBADNAME  the user name is not valid; checked before anything is sent.
- *   HSAMEM_EBUSY     the daemon is shutting down or overloaded; retry later.
+ *   HSAMEM_EBUSY     the memory is being imported, or the daemon's store has no free reader
+ *                    slot; retry later.
  *   -ENOMEM          out of memory in the library (nothing was sent, or the reply was dropped).
  *
  * RESULTS AND MEMORY
@@ -293,10 +294,11 @@ struct hsamem_append_info {
  *
  * Keep a request to a few MiB: the daemon refuses messages past its limit with HSAMEM_ETOOBIG;
  * split larger batches into several calls.
- * Errors: HSAMEM_ENOUSER (with HSAMEM_APPEND_NO_CREATE), HSAMEM_ESPEC (tokens given to a
- * text memory, a tensor of the wrong size, or not the number of chunks expected: the message says
- * how many), HSAMEM_EINVAL (no entries, an entry with neither text nor tokens), HSAMEM_ETOOBIG,
- * HSAMEM_ESTORE, HSAMEM_EFULL.
+ * Errors: HSAMEM_ENOUSER (with HSAMEM_APPEND_NO_CREATE), HSAMEM_ENOTSUP (token ids given to a
+ * memory of a built-in encoder), HSAMEM_ESPEC (a tensor of the wrong size, or not the number of
+ * chunks expected: the message says how many), HSAMEM_EINVAL (no entries, an entry with neither
+ * text nor tokens), HSAMEM_ETOOBIG (too many entries or tags, a text past max-entry),
+ * HSAMEM_EBUSY (the memory is being imported), HSAMEM_ESTORE, HSAMEM_EFULL.
  */
 int hsamem_append(struct hsamem *h, const char *user, const struct hsamem_entry_in *entries,
                   size_t n_entries, const struct hsamem_chunk_in *chunks, size_t n_chunks,
@@ -320,7 +322,8 @@ struct hsamem_flush_info {
  * (otherwise the tail waits until S tokens have arrived). A memory with an empty tail is left as it
  * is (out->sealed false). chunk: for client memories with a non-empty tail, the tensors of the
  * padded chunk; NULL otherwise. out (may be NULL).
- * Errors: HSAMEM_ENOUSER, HSAMEM_ESPEC (a client memory's tensors missing or of the wrong size).
+ * Errors: HSAMEM_ENOUSER, HSAMEM_ESPEC (a client memory's tensors missing or of the wrong size),
+ * HSAMEM_EINVAL (tensors sent for a memory of a built-in encoder), HSAMEM_EBUSY.
  */
 int hsamem_flush(struct hsamem *h, const char *user, const struct hsamem_chunk_in *chunk,
                  struct hsamem_flush_info *out);
@@ -382,7 +385,8 @@ struct hsamem_query_result {
  * scores every chunk's landmark, and returns the top k with their text, the entries they cover and
  * the tokens its in-chunk attention weighs most. out: a heap result (hsamem_result_free()).
  * Errors: HSAMEM_ENOUSER, HSAMEM_ENOTSUP (a text query on a client memory: use hsamem_attend()),
- * HSAMEM_EINVAL (neither text nor tokens; k out of range).
+ * HSAMEM_EINVAL (neither text nor tokens; k or max_entries out of range), HSAMEM_ETOOBIG (a
+ * question longer than max-entry).
  */
 int hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
                  struct hsamem_query_result **out);
@@ -431,7 +435,9 @@ struct hsamem_attend_result {
 /*
  * Computes the HSA output of query vectors against a client memory: selects the top k chunks per
  * token and kv head, attends inside each, fuses. out: a heap result.
- * Errors: HSAMEM_ENOUSER, HSAMEM_ESPEC (qr or qa not n times the spec's sizes), HSAMEM_EINVAL.
+ * Errors: HSAMEM_ENOUSER, HSAMEM_ESPEC (qr or qa not n times the spec's sizes), HSAMEM_EINVAL
+ * (n not 1 to 4096, k out of range, positions neither none nor n), HSAMEM_ETOOBIG (the reply would
+ * exceed max-message).
  */
 int hsamem_attend(struct hsamem *h, const char *user, const struct hsamem_attend *a,
                   struct hsamem_attend_result **out);
@@ -446,7 +452,7 @@ struct hsamem_entry_list {
 /*
  * Reads entries first, first+1, ... (at most count; 0: the daemon's default, 100), with their text
  * and tags. Past the end gives an empty list. out: a heap result.
- * Errors: HSAMEM_ENOUSER, HSAMEM_ETOOBIG (count above the daemon's limit).
+ * Errors: HSAMEM_ENOUSER, HSAMEM_EINVAL (count above the daemon's limit, 1000).
  */
 int hsamem_entries(struct hsamem *h, const char *user, uint64_t first, uint32_t count,
                    struct hsamem_entry_list **out);
@@ -484,7 +490,8 @@ struct hsamem_chunk_list {
 /*
  * Reads sealed chunks first, first+1, ... (at most count; 0: the daemon's default, 16), with their
  * tokens and text, and with HSAMEM_CHUNKS_TENSORS their tensors. out: a heap result.
- * Errors: HSAMEM_ENOUSER, HSAMEM_ETOOBIG.
+ * Errors: HSAMEM_ENOUSER, HSAMEM_EINVAL (count above the daemon's limit, 256), HSAMEM_ETOOBIG
+ * (with HSAMEM_CHUNKS_TENSORS: that many chunks' tensors would pass half of max-message).
  */
 int hsamem_chunks(struct hsamem *h, const char *user, uint64_t first, uint32_t count,
                   unsigned flags, struct hsamem_chunk_list **out);

@@ -21,7 +21,7 @@ hsamem_strerror(int err)
 	case HSAMEM_EBADNAME: return "invalid user name";
 	case HSAMEM_ESTORE: return "store failure";
 	case HSAMEM_EFORMAT: return "store format mismatch or corrupt record";
-	case HSAMEM_EBUSY: return "daemon busy or shutting down";
+	case HSAMEM_EBUSY: return "busy: being imported, or no free reader slot";
 	case HSAMEM_ECONNECT: return "cannot connect to the daemon";
 	case HSAMEM_EBACKEND: return "compute backend failure";
 	case HSAMEM_EENCODER: return "encoder not available";

@@ -32,13 +32,14 @@ enum hsamem_error {
 	/* An argument is out of its range or malformed; the reply's message names it. Never used
 	 * for something that does not exist: that is HSAMEM_ENOUSER or HSAMEM_ENOTFOUND. */
 	HSAMEM_EINVAL = -1003,
-	/* The user has no memory. */
+	/* The user has no memory (a memory being imported counts as none). */
 	HSAMEM_ENOUSER = -1004,
 	/* The user already has a memory (create), or the import target exists. */
 	HSAMEM_EEXIST = -1005,
 	/* The request does not fit the memory's spec: a dimension, dtype or count differs. */
 	HSAMEM_ESPEC = -1006,
-	/* A message, field or count is larger than the daemon accepts. */
+	/* What a request carries (the message, a text, its entries or tags), or the reply it would
+	 * get, is larger than the daemon accepts. A count asked of a listing is HSAMEM_EINVAL. */
 	HSAMEM_ETOOBIG = -1007,
 	/* The user name is not valid (see HSAMEM_NAME_MAX). */
 	HSAMEM_EBADNAME = -1008,
@@ -46,8 +47,8 @@ enum hsamem_error {
 	HSAMEM_ESTORE = -1009,
 	/* The state directory holds a store of another format version, or a corrupt record. */
 	HSAMEM_EFORMAT = -1010,
-	/* The daemon is shutting down, or the memory is busy with another client's import; try
-	 * again later. */
+	/* Busy for now, try again later: the memory is being imported, or the store has no free
+	 * reader slot. */
 	HSAMEM_EBUSY = -1011,
 	/* The library could not reach the daemon at the given address. */
 	HSAMEM_ECONNECT = -1012,
