@@ -43,7 +43,7 @@ report . "" "$status" check.out
 
 # The same suite built by clang, from exactly the files a release tarball holds.
 status=0
-rm -rf build-clang
+rm -rf build-clang && mkdir build-clang
 (
 	make distdir distdir=build-clang/src &&
 		cd build-clang/src &&
