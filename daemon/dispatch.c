@@ -69,17 +69,11 @@ dispatch_invalid(void)
 	return N_OPS - 1;
 }
 
-unsigned
-dispatch_count(void)
+void
+dispatch_init(struct stats *stats)
 {
-	return N_OPS;
-}
-
-const char *
-dispatch_name(unsigned op)
-{
-	assert(op < N_OPS);
-	return ops[op].name;
+	for (unsigned i = 0; i < N_OPS; i++)
+		stats_name(stats, i, ops[i].name);
 }
 
 void

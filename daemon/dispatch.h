@@ -11,15 +11,15 @@
 #include "hsamem.pb-c.h"
 
 struct job;
+struct stats;
 struct store_txn;
 
 /* The operation req names, or dispatch_invalid() when it names none this daemon knows. */
 unsigned dispatch_find(const Hsamem__Request *req);
 /* The number under which requests that name no operation are counted ("invalid"). */
 unsigned dispatch_invalid(void);
-/* Operations are numbered 0 .. dispatch_count() - 1, in the order the statistics list them. */
-unsigned dispatch_count(void);
-const char *dispatch_name(unsigned op);
+/* Names the latency histogram of every operation, in the order the stats reply lists them. */
+void dispatch_init(struct stats *stats);
 
 /*
  * The workers' run function (worker.h): runs each job's operation. A read is answered at once

@@ -9,6 +9,7 @@
  *   store (and the cleanup of lost imports)     store_close
  *   CPU backend                                 gpu_free(cpu)
  *   CUDA backend, when usable                   gpu_free(gpu)
+ *   the operations' statistics (dispatch_init)  -
  *   server: socket and contexts (srv_open)      srv_close     (the contexts hold the jobs)
  *   committer                                   commit_stop   (applies what is queued)
  *   workers                                     wrk_stop      (run what is queued)
@@ -345,6 +346,7 @@ main(int argc, char **argv)
 		goto out_store;
 	}
 	start_gpu(&d);
+	dispatch_init(&d.stats);
 	if ((ret = srv_open(&d, &d.server)) != 0)
 		goto out_gpu;
 	if ((ret = commit_start(d.store, d.conf.max_batch, dispatch_apply, dispatch_committed,

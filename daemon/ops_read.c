@@ -9,7 +9,6 @@
 
 #include "commit.h"
 #include "config.h"
-#include "dispatch.h"
 #include "ops.h"
 
 /* The counters of the backend that serves now, and its "name: device" in the arena. */
@@ -131,10 +130,10 @@ static int
 latency(struct job *job, Hsamem__StatsReply *r)
 {
 	const struct stats *st = &job->d->stats;
-	r->latency = arena_calloc(&job->arena, dispatch_count(), sizeof(*r->latency));
+	r->latency = arena_calloc(&job->arena, st->n_ops, sizeof(*r->latency));
 	if (r->latency == NULL)
 		return ops_oom(job);
-	for (unsigned op = 0; op < dispatch_count(); op++) {
+	for (unsigned op = 0; op < st->n_ops; op++) {
 		const struct stats_hist *h = &st->hist[op];
 		uint64_t total = stats_total(h);
 		if (total == 0)
@@ -145,7 +144,7 @@ latency(struct job *job, Hsamem__StatsReply *r)
 		if (hm == NULL || bounds == NULL || counts == NULL)
 			return ops_oom(job);
 		hsamem__histogram__init(hm);
-		hm->name = (char *)dispatch_name(op);
+		hm->name = (char *)st->names[op];
 		for (int i = 0; i < STATS_BUCKETS; i++)
 			bounds[i] = stats_bound_ms(i);
 		for (int i = 0; i <= STATS_BUCKETS; i++)

@@ -6,6 +6,15 @@
 
 #include "stats.h"
 
+void
+stats_name(struct stats *s, unsigned op, const char *name)
+{
+	assert(op < STATS_MAX_OPS);
+	s->names[op] = name;
+	if (op >= s->n_ops)
+		s->n_ops = op + 1;
+}
+
 double
 stats_bound_ms(int i)
 {

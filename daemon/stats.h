@@ -2,7 +2,8 @@
  * stats.h: request counters and latency histograms, updated lock-free by every worker.
  * Buckets are log-spaced, ten per decade from 10 us to 10 s, so a percentile read from them is
  * within about 26% of the true value; benchmarks that need exact figures time on the client.
- * Operations are known here by number only: their names are in the table of dispatch.c.
+ * Operations are known here by number; the table of dispatch.c gives each histogram its name at
+ * start.
  */
 #ifndef HSAMEM_STATS_H
 #define HSAMEM_STATS_H
@@ -23,8 +24,13 @@ struct stats_hist {
 struct stats {
 	atomic_uint_fast64_t requests;
 	atomic_uint_fast64_t errors;
+	unsigned n_ops;                   /* histograms named: 0 .. n_ops - 1 */
+	const char *names[STATS_MAX_OPS]; /* their names, in the stats reply */
 	struct stats_hist hist[STATS_MAX_OPS];
 };
+
+/* Names histogram op (< STATS_MAX_OPS), before requests are recorded; name must outlive s. */
+void stats_name(struct stats *s, unsigned op, const char *name);
 
 void stats_record(struct stats *s, unsigned op, int64_t ns, bool error);
 /* Upper bound of bucket i in milliseconds. */
