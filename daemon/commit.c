@@ -8,27 +8,29 @@
  * new jobs queue up and form the next batch: the more clients write at once, the more each commit
  * carries.
  *
- *   queue --take--> apply each (nested txn) --commit (sync)--> replies
+ *   queue --take--> apply each (nested txn) --commit (sync)--> committed each --> replies
  *                      |                         |
  *                      +-- HSAMEM_EFULL ---------+--> abort, store_grow, apply the batch again
  *
- * This file must not interpret requests (ops.c does) nor touch the socket (the job's finish does).
+ * The queue and the thread are a worker pool of one thread (worker.c). This file must not
+ * interpret requests (the apply and committed functions given at start do) nor touch the socket
+ * (the job's finish does).
  */
 #include <errno.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
-#include "daemon.h"
+#include "commit.h"
+#include "job.h"
 #include "log.h"
+#include "store.h"
+#include "worker.h"
 
 struct commit {
-	struct daemon *d;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct job *head, *tail;
-	bool stopping;
-	unsigned max_batch;
+	struct store *store;
+	commit_apply_fn *apply;
+	commit_done_fn *committed;
+	struct wrk_pool *pool;
 	atomic_uint_fast64_t commits, applied;
 };
 
@@ -42,9 +44,9 @@ apply_batch(struct commit *c, struct job *batch, struct store_txn *txn)
 		struct store_txn nested;
 		j->reply.status = 0;
 		j->reply.message = NULL;
-		int ret = store_txn_begin(c->d->store, &nested, true, txn);
+		int ret = store_txn_begin(c->store, &nested, true, txn);
 		if (ret == 0) {
-			ret = ops_apply(j, &nested);
+			ret = c->apply(j, &nested);
 			if (ret == 0)
 				ret = store_txn_commit(&nested);
 			else
@@ -59,12 +61,13 @@ apply_batch(struct commit *c, struct job *batch, struct store_txn *txn)
 }
 
 static void
-run_batch(struct commit *c, struct job *batch)
+run_batch(void *arg, struct job *batch)
 {
+	struct commit *c = arg;
 	struct store_txn txn;
 	int ret;
 	for (;;) {
-		ret = store_txn_begin(c->d->store, &txn, true, NULL);
+		ret = store_txn_begin(c->store, &txn, true, NULL);
 		if (ret != 0)
 			break;
 		ret = apply_batch(c, batch, &txn);
@@ -74,7 +77,7 @@ run_batch(struct commit *c, struct job *batch)
 			store_txn_abort(&txn);
 		if (ret != HSAMEM_EFULL)
 			break;
-		if ((ret = store_grow(c->d->store)) != 0) {
+		if ((ret = store_grow(c->store)) != 0) {
 			log_err("store: map is full and cannot grow further (map-max)");
 			ret = HSAMEM_EFULL;
 			break;
@@ -88,52 +91,25 @@ run_batch(struct commit *c, struct job *batch)
 			job_fail(j, ret, "store: commit failed: %s", hsamem_strerror(ret));
 		if (j->reply.status == 0)
 			atomic_fetch_add(&c->applied, 1);
-		ops_committed(j, ret);
+		c->committed(j, ret);
 		j->finish(j);
 	}
 }
 
-static void *
-commit_main(void *arg)
-{
-	struct commit *c = arg;
-	pthread_mutex_lock(&c->mu);
-	for (;;) {
-		while (c->head == NULL && !c->stopping)
-			pthread_cond_wait(&c->cv, &c->mu);
-		if (c->head == NULL)
-			break;
-		struct job *batch = c->head, *last = batch;
-		for (unsigned n = 1; n < c->max_batch && last->next != NULL; n++)
-			last = last->next;
-		c->head = last->next;
-		if (c->head == NULL)
-			c->tail = NULL;
-		last->next = NULL;
-		pthread_mutex_unlock(&c->mu);
-		run_batch(c, batch);
-		pthread_mutex_lock(&c->mu);
-	}
-	pthread_mutex_unlock(&c->mu);
-	return NULL;
-}
-
 int
-commit_start(struct daemon *d, unsigned max_batch, struct commit **out)
+commit_start(struct store *store, unsigned max_batch, commit_apply_fn *apply,
+             commit_done_fn *committed, struct commit **out)
 {
 	struct commit *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return -ENOMEM;
-	c->d = d;
-	c->max_batch = max_batch;
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
-	int ret = pthread_create(&c->thread, NULL, commit_main, c);
+	c->store = store;
+	c->apply = apply;
+	c->committed = committed;
+	int ret = wrk_start(1, max_batch, run_batch, c, &c->pool);
 	if (ret != 0) {
-		pthread_cond_destroy(&c->cv);
-		pthread_mutex_destroy(&c->mu);
 		free(c);
-		return -ret;
+		return ret;
 	}
 	*out = c;
 	return 0;
@@ -142,15 +118,7 @@ commit_start(struct daemon *d, unsigned max_batch, struct commit **out)
 void
 commit_submit(struct commit *c, struct job *job)
 {
-	job->next = NULL;
-	pthread_mutex_lock(&c->mu);
-	if (c->tail != NULL)
-		c->tail->next = job;
-	else
-		c->head = job;
-	c->tail = job;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mu);
+	wrk_submit(c->pool, job);
 }
 
 void
@@ -158,13 +126,7 @@ commit_stop(struct commit *c)
 {
 	if (c == NULL)
 		return;
-	pthread_mutex_lock(&c->mu);
-	c->stopping = true;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mu);
-	pthread_join(c->thread, NULL);
-	pthread_cond_destroy(&c->cv);
-	pthread_mutex_destroy(&c->mu);
+	wrk_stop(c->pool);
 	free(c);
 }
 

@@ -47,7 +47,8 @@ static const struct conf_key keys[] = {
 static const char *const level_names[] = {"emerg",   "alert",  "crit", "err",
                                           "warning", "notice", "info", "debug"};
 
-void
+/* The default ipc:// address, written to buf. */
+static void
 conf_default_listen(char *buf, size_t len)
 {
 	const char *dir = getenv("RUNTIME_DIRECTORY");
@@ -60,7 +61,8 @@ conf_default_listen(char *buf, size_t len)
 	snprintf(buf, len, "ipc://%.*s/hsamemd.sock", (int)n, dir);
 }
 
-char *
+/* The default state directory (malloc'd, or NULL). */
+static char *
 conf_default_state_dir(void)
 {
 	const char *dir = getenv("STATE_DIRECTORY");

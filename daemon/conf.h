@@ -47,8 +47,4 @@ int conf_load(struct conf *c, const char *path, char *err, size_t err_len);
 /* Prints the effective configuration in the config file's syntax. */
 void conf_print(const struct conf *c, FILE *out);
 
-/* The default ipc:// address (written to buf) and state directory (malloc'd, or NULL). */
-void conf_default_listen(char *buf, size_t len);
-char *conf_default_state_dir(void);
-
 #endif

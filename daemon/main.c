@@ -1,8 +1,22 @@
 /*
- * main.c: hsamemd's start and stop. Modules start in dependency order (config, log, store, compute
- * backends, committer, workers, server) and stop in exactly the reverse order. Signals are blocked
- * in every thread and taken synchronously here: SIGHUP reloads the config file, SIGTERM and SIGINT
- * drain the requests in flight and close.
+ * main.c: hsamemd's start and stop. Modules start in dependency order and stop in exactly the
+ * reverse order, on failure as after a clean stop (one ladder in main):
+ *
+ *   start                                       stop
+ *   config                                      conf_fini
+ *   log level, signal mask                      -
+ *   state directory lock                        close
+ *   store (and the cleanup of lost imports)     store_close
+ *   CPU backend                                 gpu_free(cpu)
+ *   CUDA backend, when usable                   gpu_free(gpu)
+ *   the operations' statistics (dispatch_init)  -
+ *   server: socket and contexts (srv_open)      srv_close     (the contexts hold the jobs)
+ *   committer                                   commit_stop   (applies what is queued)
+ *   workers                                     wrk_stop      (run what is queued)
+ *   server: listen and receive (srv_start)      srv_stop      (answers what is in flight)
+ *
+ * Signals are blocked in every thread and taken synchronously here: SIGHUP reloads the config
+ * file, SIGTERM and SIGINT drain the requests in flight and close.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,12 +29,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
+#include "commit.h"
 #include "config.h"
 #include "daemon.h"
+#include "dispatch.h"
+#include "job.h"
 #include "log.h"
 #include "notify.h"
 #include "ops.h"
 #include "server.h"
+#include "store.h"
 #include "worker.h"
 
 #define DRAIN_MS 10000
@@ -176,8 +195,27 @@ reload(struct daemon *d, bool path_given, bool verbose, char **sets, int n_sets)
 	notify_send("READY=1");
 }
 
-int
-main(int argc, char **argv)
+/* The command line: settings (-o, and -l and -d turned into settings) in the order given. */
+struct args {
+	char *conf_path;
+	bool path_given, print, check, verbose;
+	char **sets;
+	int n_sets;
+	char *owned[64]; /* the settings made here from -l and -d */
+	int n_owned;
+};
+
+static void
+args_fini(struct args *a)
+{
+	for (int i = 0; i < a->n_owned; i++)
+		free(a->owned[i]);
+	free(a->sets);
+}
+
+/* Returns -1 to go on, or the exit status (0 after --help or --version, 2 for a usage error). */
+static int
+args_parse(struct args *a, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	        {"listen", required_argument, NULL, 'l'},
@@ -190,67 +228,86 @@ main(int argc, char **argv)
 	        {"version", no_argument, NULL, 'V'},
 	        {NULL, 0, NULL, 0},
 	};
-	struct daemon d;
-	char *conf_path = SYSCONFDIR "/hsamem.conf";
-	bool path_given = false, print = false, check = false, verbose = false;
-	char **sets = calloc((size_t)argc + 2, sizeof(char *));
-	char *owned[64];
-	int n_sets = 0, n_owned = 0, opt, status = 1, ret, lock_fd = -1;
+	int opt;
 
-	memset(&d, 0, sizeof(d));
-	if (sets == NULL)
+	memset(a, 0, sizeof(*a));
+	a->conf_path = SYSCONFDIR "/hsamem.conf";
+	if ((a->sets = calloc((size_t)argc + 2, sizeof(char *))) == NULL)
 		return 1;
 	while ((opt = getopt_long(argc, argv, "l:d:c:o:pvhV", longopts, NULL)) != -1) {
 		char *s = NULL;
 		switch (opt) {
 		case 'l':
 		case 'd':
-			if (n_owned == 64 ||
+			if (a->n_owned == 64 ||
 			    asprintf(&s, "%s=%s", opt == 'l' ? "listen" : "state-dir", optarg) <
 			            0) {
 				fprintf(stderr, "hsamemd: too many options\n");
-				status = 2;
-				goto out_args;
+				return 2;
 			}
-			owned[n_owned++] = sets[n_sets++] = s;
+			a->owned[a->n_owned++] = a->sets[a->n_sets++] = s;
 			break;
-		case 'o': sets[n_sets++] = optarg; break;
+		case 'o': a->sets[a->n_sets++] = optarg; break;
 		case 'c':
-			conf_path = optarg;
-			path_given = true;
+			a->conf_path = optarg;
+			a->path_given = true;
 			break;
-		case 'p': print = true; break;
-		case 'C': check = true; break;
-		case 'v': verbose = true; break;
-		case 'h':
-			usage(stdout);
-			status = 0;
-			goto out_args;
+		case 'p': a->print = true; break;
+		case 'C': a->check = true; break;
+		case 'v': a->verbose = true; break;
+		case 'h': usage(stdout); return 0;
 		case 'V':
 			printf("hsamemd %s (protocol %d, store format %d)\n", PACKAGE_VERSION,
 			       HSAMEM_PROTOCOL_VERSION, STORE_FORMAT_VERSION);
-			status = 0;
-			goto out_args;
-		default:
-			usage(stderr);
-			status = 2;
-			goto out_args;
+			return 0;
+		default: usage(stderr); return 2;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "hsamemd: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	return -1;
+}
+
+/* Takes the signals until SIGTERM or SIGINT; SIGHUP reloads the config. */
+static void
+serve(struct daemon *d, const struct args *a, sigset_t *sigs)
+{
+	for (;;) {
+		int sig;
+		if (sigwait(sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			reload(d, a->path_given, a->verbose, a->sets, a->n_sets);
+			continue;
+		}
+		log_notice("hsamemd: %s received; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		return;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d;
+	struct args a;
+	int status = 1, ret, lock_fd = -1;
+
+	memset(&d, 0, sizeof(d));
+	if ((ret = args_parse(&a, argc, argv)) >= 0) {
+		status = ret;
+		goto out_args;
+	}
+	if (load_config(&d.conf, a.conf_path, a.path_given, a.sets, a.n_sets) != 0) {
 		status = 2;
 		goto out_args;
 	}
-	if (load_config(&d.conf, conf_path, path_given, sets, n_sets) != 0) {
-		status = 2;
-		goto out_args;
-	}
-	d.conf_path = conf_path;
-	if (verbose)
+	d.conf_path = a.conf_path;
+	if (a.verbose)
 		d.conf.log_level = LOG_DEBUG;
-	if (print || check) {
-		if (print)
+	if (a.print || a.check) {
+		if (a.print)
 			conf_print(&d.conf, stdout);
 		else
 			printf("hsamemd: configuration is valid\n");
@@ -278,9 +335,9 @@ main(int argc, char **argv)
 	struct store_opts so = {.map_size = d.conf.map_size, .map_max = d.conf.map_max};
 	if ((ret = store_open(d.conf.state_dir, &so, &d.store)) != 0) {
 		log_err("store: cannot open %s: %s", d.conf.state_dir, hsamem_strerror(ret));
-		goto out_conf;
+		goto out_lock;
 	}
-	if ((ret = ops_cleanup_imports(&d)) != 0) {
+	if ((ret = ops_import_cleanup(d.store)) != 0) {
 		log_err("store: cannot remove unfinished imports: %s", hsamem_strerror(ret));
 		goto out_store;
 	}
@@ -289,55 +346,46 @@ main(int argc, char **argv)
 		goto out_store;
 	}
 	start_gpu(&d);
-	if ((ret = commit_start(&d, d.conf.max_batch, &d.commit)) != 0) {
+	dispatch_init(&d.stats);
+	if ((ret = srv_open(&d, &d.server)) != 0)
+		goto out_gpu;
+	if ((ret = commit_start(d.store, d.conf.max_batch, dispatch_apply, dispatch_committed,
+	                        &d.commit)) != 0) {
 		log_err("commit: cannot start: %s", hsamem_strerror(ret));
-		goto out_backends;
+		goto out_server;
 	}
-	if ((ret = wrk_start(d.conf.workers, ops_run, &d.workers)) != 0) {
+	if ((ret = wrk_start(d.conf.workers, 1, dispatch_run, NULL, &d.workers)) != 0) {
 		log_err("workers: cannot start: %s", hsamem_strerror(ret));
 		goto out_commit;
 	}
-	if ((ret = srv_start(&d, &d.server)) != 0)
+	if ((ret = srv_start(d.server)) != 0)
 		goto out_workers;
 
 	log_notice("hsamemd %s ready: state in %s, %u workers", PACKAGE_VERSION, d.conf.state_dir,
 	           d.conf.workers);
 	notify_send("READY=1");
-	for (;;) {
-		int sig;
-		if (sigwait(&sigs, &sig) != 0)
-			continue;
-		if (sig == SIGHUP) {
-			reload(&d, path_given, verbose, sets, n_sets);
-			continue;
-		}
-		log_notice("hsamemd: %s received; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-		break;
-	}
+	serve(&d, &a, &sigs);
 	notify_send("STOPPING=1");
 	status = 0;
-	/* Answer what is in flight, let the workers and the committer finish every job they hold,
-	 * and only then take the contexts away. */
-	srv_drain(d.server, DRAIN_MS);
+	srv_stop(d.server, DRAIN_MS);
 out_workers:
 	wrk_stop(d.workers);
 out_commit:
 	commit_stop(d.commit);
+out_server:
 	srv_close(d.server);
-out_backends:
+out_gpu:
 	gpu_free(d.gpu);
 	gpu_free(d.cpu);
 out_store:
 	store_close(d.store);
 	if (status == 0)
 		log_notice("hsamemd: stopped");
+out_lock:
+	close(lock_fd);
 out_conf:
-	if (lock_fd >= 0)
-		close(lock_fd);
 	conf_fini(&d.conf);
 out_args:
-	for (int i = 0; i < n_owned; i++)
-		free(owned[i]);
-	free(sets);
+	args_fini(&a);
 	return status;
 }

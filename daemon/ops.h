@@ -1,13 +1,19 @@
 /*
- * ops.h: what the operation handlers share (ops.c: dispatch, reads, conversions; ops_write.c:
- * the writes the committer applies; ops_query.c: query and attend). Internal to the daemon.
+ * ops.h: the operation handlers, which dispatch.c runs, and what they share (ops.c). Internal to
+ * the daemon. A read handler answers its job; a write is prepared in a worker (returning 0 to have
+ * it applied, or the job's error) and applied in the committer inside a nested write transaction
+ * (returning 0, the job's error, or HSAMEM_EFULL to have the batch grown and run again).
  */
 #ifndef HSAMEM_OPS_H
 #define HSAMEM_OPS_H
 
 #include <pthread.h>
 
+#include "backend.h"
 #include "daemon.h"
+#include "encoder.h"
+#include "job.h"
+#include "store.h"
 
 /* Limits on what one request may carry, beyond max-message. */
 #define OPS_MAX_ENTRIES      100000 /* entries in one append */
@@ -77,19 +83,39 @@ int ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_so
 void ops_fuse_weights(const struct hsa_spec *spec, const float *score, const int64_t *chunk,
                       size_t n, float *weight);
 
-/* Writes: prepared in a worker (ops_write.c) */
-void ops_prepare_create(struct job *job);
-void ops_prepare_append(struct job *job);
-void ops_prepare_flush(struct job *job);
-void ops_prepare_delete(struct job *job);
-void ops_prepare_import(struct job *job);
+/* Reads: ops_read.c */
+void ops_ping(struct job *job);
+void ops_users(struct job *job);
+void ops_stats(struct job *job);
+void ops_entries(struct job *job);
+void ops_chunks(struct job *job);
 
-/* Reads (ops_query.c, ops_export.c) */
+/* Reads: ops_query.c */
 void ops_query(struct job *job);
 void ops_attend_request(struct job *job);
-void ops_export(struct job *job);
 
+/* Writes to a memory's stream: ops_write.c */
+int ops_prepare_create(struct job *job);
+int ops_apply_create(struct job *job, struct store_txn *txn);
+int ops_prepare_append(struct job *job);
+int ops_apply_append(struct job *job, struct store_txn *txn);
+int ops_prepare_flush(struct job *job);
+int ops_apply_flush(struct job *job, struct store_txn *txn);
+
+/* Delete: ops_delete.c */
+int ops_prepare_delete(struct job *job);
+int ops_apply_delete(struct job *job, struct store_txn *txn);
+void ops_committed_delete(struct job *job);
+
+/* Export and import: ops_export.c */
+void ops_export(struct job *job);
+int ops_prepare_import(struct job *job);
+int ops_apply_import(struct job *job, struct store_txn *txn);
+void ops_committed_import(struct job *job);
+/* Forgets what an import in progress of memory uid promised (the memory was deleted). Committer
+ * thread only. */
+void ops_import_forget(uint64_t uid);
 /* Deletes memories left half-imported by a previous run (at start, before serving). */
-int ops_cleanup_imports(struct daemon *d);
+int ops_import_cleanup(struct store *store);
 
 #endif

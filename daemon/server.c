@@ -1,15 +1,16 @@
 /*
  * server.c: the NNG side. One rep0 socket, listening on every configured address, served by
- * conf.contexts contexts; each context carries one request at a time through the job state machine
- * of daemon.h:
+ * conf.contexts contexts; each context embeds the job it carries, one request at a time, through
+ * the job's life of job.h. A context's own states:
  *
  *   RECV --recv done--> WORK --job->finish--> SEND --send done--> RECV
  *     \                                          \
  *      +--cancelled (stopping)--> DONE            +--stopping--> DONE
  *
- * The aio callbacks never block: they decode a request and queue it to the workers, or hand a
- * packed reply to nng. This file owns the socket, the contexts and the wire format of a reply; it
- * must not interpret requests (ops.c does).
+ * WORK covers the job's WORK and COMMIT, while a worker or the committer holds it. The aio
+ * callbacks never block: they decode a request and queue it to the workers, or hand a packed
+ * reply to nng. This file owns the socket, the contexts and the wire format of a reply; it must not
+ * interpret requests (the handlers do; dispatch.c says which).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +23,9 @@
 #include <nng/transport/ipc/ipc.h>
 
 #include "daemon.h"
+#include "dispatch.h"
+#include "hsamem_defs.h"
+#include "job.h"
 #include "log.h"
 #include "server.h"
 #include "worker.h"
@@ -115,27 +119,6 @@ job_send(struct job *job)
 	nng_ctx_send(c->ctx, c->aio);
 }
 
-static enum stats_op
-op_of(const Hsamem__Request *req)
-{
-	switch (req->body_case) {
-	case HSAMEM__REQUEST__BODY_PING: return OP_PING;
-	case HSAMEM__REQUEST__BODY_CREATE: return OP_CREATE;
-	case HSAMEM__REQUEST__BODY_APPEND: return OP_APPEND;
-	case HSAMEM__REQUEST__BODY_FLUSH: return OP_FLUSH;
-	case HSAMEM__REQUEST__BODY_QUERY: return OP_QUERY;
-	case HSAMEM__REQUEST__BODY_ATTEND: return OP_ATTEND;
-	case HSAMEM__REQUEST__BODY_ENTRIES: return OP_ENTRIES;
-	case HSAMEM__REQUEST__BODY_CHUNKS: return OP_CHUNKS;
-	case HSAMEM__REQUEST__BODY_USERS: return OP_USERS;
-	case HSAMEM__REQUEST__BODY_STATS: return OP_STATS;
-	case HSAMEM__REQUEST__BODY_DELETE: return OP_DELETE;
-	case HSAMEM__REQUEST__BODY_EXPORT: return OP_EXPORT;
-	case HSAMEM__REQUEST__BODY_IMPORT: return OP_IMPORT;
-	default: return OP_INVALID;
-	}
-}
-
 /* A request arrived: decode it and queue it, or answer a malformed one at once. */
 static void
 on_recv(struct srv_ctx *c)
@@ -146,7 +129,7 @@ on_recv(struct srv_ctx *c)
 	job->d = c->srv->d;
 	job->finish = job_send;
 	job->t0_ns = now_ns();
-	job->op = OP_INVALID;
+	job->op = dispatch_invalid();
 	arena_init(&job->arena);
 	hsamem__reply__init(&job->reply);
 	pthread_mutex_lock(&c->srv->mu);
@@ -161,7 +144,7 @@ on_recv(struct srv_ctx *c)
 		job_fail(job, HSAMEM_EVERSION,
 		         "protocol version %u is not supported; this daemon speaks version %d",
 		         job->req->has_version ? job->req->version : 0, HSAMEM_PROTOCOL_VERSION);
-	} else if ((job->op = op_of(job->req)) == OP_INVALID) {
+	} else if ((job->op = dispatch_find(job->req)) == dispatch_invalid()) {
 		job_fail(job, HSAMEM_EPROTO, "request names no operation this daemon knows");
 	} else {
 		wrk_submit(job->d->workers, job);
@@ -218,10 +201,10 @@ listen_on(struct server *srv, const char *url)
 }
 
 int
-srv_start(struct daemon *d, struct server **out)
+srv_open(struct daemon *d, struct server **out)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
-	int ret = -ENOMEM, rv;
+	int ret = -EIO, rv;
 	if (srv == NULL)
 		return -ENOMEM;
 	srv->d = d;
@@ -229,14 +212,15 @@ srv_start(struct daemon *d, struct server **out)
 	pthread_cond_init(&srv->cv, NULL);
 	if ((rv = nng_rep0_open(&srv->sock)) != 0) {
 		log_err("server: cannot open the socket: %s", nng_strerror(rv));
-		ret = -EIO;
 		goto fail;
 	}
 	srv->sock_open = true;
 	nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, (size_t)d->conf.max_message);
 	srv->ctxs = calloc(d->conf.contexts, sizeof(*srv->ctxs));
-	if (srv->ctxs == NULL)
+	if (srv->ctxs == NULL) {
+		ret = -ENOMEM;
 		goto fail;
+	}
 	for (; srv->n_ctx < d->conf.contexts; srv->n_ctx++) {
 		struct srv_ctx *c = &srv->ctxs[srv->n_ctx];
 		c->srv = srv;
@@ -247,24 +231,32 @@ srv_start(struct daemon *d, struct server **out)
 			goto fail_nng;
 		}
 	}
-	for (unsigned i = 0; i < d->conf.n_listen; i++)
-		if ((ret = listen_on(srv, d->conf.listen[i])) != 0)
-			goto fail;
-	for (unsigned i = 0; i < srv->n_ctx; i++)
-		ctx_recv(&srv->ctxs[i]);
 	*out = srv;
 	return 0;
 
 fail_nng:
 	log_err("server: cannot set up contexts: %s", nng_strerror(rv));
-	ret = -EIO;
 fail:
 	srv_close(srv);
 	return ret;
 }
 
+int
+srv_start(struct server *srv)
+{
+	const struct conf *conf = &srv->d->conf;
+	for (unsigned i = 0; i < conf->n_listen; i++) {
+		int ret = listen_on(srv, conf->listen[i]);
+		if (ret != 0)
+			return ret;
+	}
+	for (unsigned i = 0; i < srv->n_ctx; i++)
+		ctx_recv(&srv->ctxs[i]);
+	return 0;
+}
+
 void
-srv_drain(struct server *srv, unsigned drain_ms)
+srv_stop(struct server *srv, unsigned drain_ms)
 {
 	if (srv == NULL)
 		return;

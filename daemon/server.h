@@ -1,5 +1,7 @@
 /*
- * server.h: the daemon's NNG socket and its request contexts.
+ * server.h: the daemon's NNG socket and its request contexts. The contexts hold the jobs that the
+ * workers and the committer borrow, so the server is opened before them and closed after them;
+ * it takes requests only between srv_start and srv_stop, while they run.
  */
 #ifndef HSAMEM_SERVER_H
 #define HSAMEM_SERVER_H
@@ -7,11 +9,13 @@
 struct daemon;
 struct server;
 
-/* Opens the rep0 socket, listens on every conf.listen address, and starts receiving. */
-int srv_start(struct daemon *d, struct server **out);
-/* Stops receiving and waits up to drain_ms for the requests in flight to be answered. The
- * workers and the committer must still run while it drains. NULL-safe. */
-void srv_drain(struct server *srv, unsigned drain_ms);
+/* Opens the rep0 socket and its conf.contexts contexts; nothing is received yet. */
+int srv_open(struct daemon *d, struct server **out);
+/* Listens on every conf.listen address and starts receiving. The workers and the committer must
+ * run from now until srv_stop returns. On failure nothing is received: skip srv_stop. */
+int srv_start(struct server *srv);
+/* Stops receiving and waits up to drain_ms for the requests in flight to be answered. NULL-safe. */
+void srv_stop(struct server *srv, unsigned drain_ms);
 /* Closes the socket and frees the contexts. Call it after the workers and the committer have
  * stopped, so that no job can still reach a context. NULL-safe. */
 void srv_close(struct server *srv);

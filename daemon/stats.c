@@ -1,19 +1,18 @@
 /*
  * stats.c: histogram arithmetic.
  */
+#include <assert.h>
 #include <math.h>
 
 #include "stats.h"
 
-static const char *const op_names[OP_COUNT] = {
-        "ping",   "create", "append", "flush",  "query",  "attend", "entries",
-        "chunks", "users",  "stats",  "delete", "export", "import", "invalid",
-};
-
-const char *
-stats_op_name(enum stats_op op)
+void
+stats_name(struct stats *s, unsigned op, const char *name)
 {
-	return op < OP_COUNT ? op_names[op] : "?";
+	assert(op < STATS_MAX_OPS);
+	s->names[op] = name;
+	if (op >= s->n_ops)
+		s->n_ops = op + 1;
 }
 
 double
@@ -23,8 +22,9 @@ stats_bound_ms(int i)
 }
 
 void
-stats_record(struct stats *s, enum stats_op op, int64_t ns, bool error)
+stats_record(struct stats *s, unsigned op, int64_t ns, bool error)
 {
+	assert(op < STATS_MAX_OPS);
 	atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
 	if (error)
 		atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);

@@ -2,6 +2,8 @@
  * stats.h: request counters and latency histograms, updated lock-free by every worker.
  * Buckets are log-spaced, ten per decade from 10 us to 10 s, so a percentile read from them is
  * within about 26% of the true value; benchmarks that need exact figures time on the client.
+ * Operations are known here by number; the table of dispatch.c gives each histogram its name at
+ * start.
  */
 #ifndef HSAMEM_STATS_H
 #define HSAMEM_STATS_H
@@ -10,23 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum stats_op {
-	OP_PING,
-	OP_CREATE,
-	OP_APPEND,
-	OP_FLUSH,
-	OP_QUERY,
-	OP_ATTEND,
-	OP_ENTRIES,
-	OP_CHUNKS,
-	OP_USERS,
-	OP_STATS,
-	OP_DELETE,
-	OP_EXPORT,
-	OP_IMPORT,
-	OP_INVALID,
-	OP_COUNT
-};
+/* Histograms kept: one per operation, numbered as in dispatch.c (which checks that they fit). */
+#define STATS_MAX_OPS 16
 
 #define STATS_BUCKETS 60
 
@@ -37,15 +24,19 @@ struct stats_hist {
 struct stats {
 	atomic_uint_fast64_t requests;
 	atomic_uint_fast64_t errors;
-	struct stats_hist hist[OP_COUNT];
+	unsigned n_ops;                   /* histograms named: 0 .. n_ops - 1 */
+	const char *names[STATS_MAX_OPS]; /* their names, in the stats reply */
+	struct stats_hist hist[STATS_MAX_OPS];
 };
 
-void stats_record(struct stats *s, enum stats_op op, int64_t ns, bool error);
+/* Names histogram op (< STATS_MAX_OPS), before requests are recorded; name must outlive s. */
+void stats_name(struct stats *s, unsigned op, const char *name);
+
+void stats_record(struct stats *s, unsigned op, int64_t ns, bool error);
 /* Upper bound of bucket i in milliseconds. */
 double stats_bound_ms(int i);
 /* Requests of op recorded so far, and the q-quantile (0 < q < 1) in ms (0 when none). */
 uint64_t stats_total(const struct stats_hist *h);
 double stats_quantile_ms(const struct stats_hist *h, double q);
-const char *stats_op_name(enum stats_op op);
 
 #endif

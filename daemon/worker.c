@@ -1,13 +1,14 @@
 /*
  * worker.c: the queue is a singly linked list through job->next; the pool owns no job, it only
- * passes each to run().
+ * passes each batch to run(). A thread takes at most `batch` jobs and leaves the rest queued, so
+ * that jobs which arrive while a batch runs form the next one.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "daemon.h"
+#include "job.h"
 #include "worker.h"
 
 struct wrk_pool {
@@ -15,7 +16,9 @@ struct wrk_pool {
 	pthread_cond_t cv;
 	struct job *head, *tail;
 	bool stopping;
-	void (*run)(struct job *job);
+	unsigned batch;
+	wrk_run_fn *run;
+	void *arg;
 	unsigned n_threads;
 	pthread_t threads[];
 };
@@ -28,15 +31,17 @@ wrk_main(void *arg)
 	for (;;) {
 		while (p->head == NULL && !p->stopping)
 			pthread_cond_wait(&p->cv, &p->mu);
-		struct job *job = p->head;
-		if (job == NULL)
+		if (p->head == NULL)
 			break;
-		p->head = job->next;
+		struct job *first = p->head, *last = first;
+		for (unsigned n = 1; n < p->batch && last->next != NULL; n++)
+			last = last->next;
+		p->head = last->next;
 		if (p->head == NULL)
 			p->tail = NULL;
-		job->next = NULL;
+		last->next = NULL;
 		pthread_mutex_unlock(&p->mu);
-		p->run(job);
+		p->run(p->arg, first);
 		pthread_mutex_lock(&p->mu);
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -44,14 +49,16 @@ wrk_main(void *arg)
 }
 
 int
-wrk_start(unsigned threads, void (*run)(struct job *job), struct wrk_pool **out)
+wrk_start(unsigned threads, unsigned batch, wrk_run_fn *run, void *arg, struct wrk_pool **out)
 {
 	struct wrk_pool *p = calloc(1, sizeof(*p) + threads * sizeof(pthread_t));
 	if (p == NULL)
 		return -ENOMEM;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
+	p->batch = batch > 0 ? batch : 1;
 	p->run = run;
+	p->arg = arg;
 	for (; p->n_threads < threads; p->n_threads++) {
 		int ret = pthread_create(&p->threads[p->n_threads], NULL, wrk_main, p);
 		if (ret != 0) {

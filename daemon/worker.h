@@ -1,14 +1,26 @@
 /*
- * worker.h: a fixed pool of threads running queued jobs in arrival order. The server's callbacks
- * never block; they queue the request here.
+ * worker.h: a queue of jobs served by a fixed set of threads, in arrival order. The request workers
+ * are one such pool (conf.workers threads, one job at a time); the group committer is another (one
+ * thread, up to max-batch jobs at a time). The server's callbacks never block; they queue the
+ * request here.
  */
 #ifndef HSAMEM_WORKER_H
 #define HSAMEM_WORKER_H
 
-struct wrk_pool;
 struct job;
+struct wrk_pool;
 
-int wrk_start(unsigned threads, void (*run)(struct job *job), struct wrk_pool **out);
+/*
+ * Runs one job or a batch of them, linked through job->next (NULL-terminated, in arrival order).
+ * It owns the jobs it is given.
+ */
+typedef void wrk_run_fn(void *arg, struct job *jobs);
+
+/*
+ * Starts `threads` threads, each taking up to `batch` (at least 1) queued jobs at a time and
+ * passing them to run(arg, jobs). Returns 0, or a negative errno with nothing started.
+ */
+int wrk_start(unsigned threads, unsigned batch, wrk_run_fn *run, void *arg, struct wrk_pool **out);
 /* Queues a job; never blocks for long (takes a mutex). */
 void wrk_submit(struct wrk_pool *p, struct job *job);
 /* Runs what is queued, then joins the threads. NULL-safe. */

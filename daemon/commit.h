@@ -1,0 +1,38 @@
+/*
+ * commit.h: the group committer, the only writer of the store. Workers hand it prepared write jobs;
+ * it applies them in group commits and answers each once its commit is durable (job.h, invariant
+ * 2). It knows no operation: the functions that apply a job and that follow its commit are given
+ * at start.
+ */
+#ifndef HSAMEM_COMMIT_H
+#define HSAMEM_COMMIT_H
+
+#include <stdint.h>
+
+struct commit;
+struct job;
+struct store;
+struct store_txn;
+
+/*
+ * Applies a prepared write inside txn (a nested transaction of the group commit). Returns 0, or
+ * the job's error (its reply already says why, or the committer says "store: ..."), or
+ * HSAMEM_EFULL to have the map grown and the whole batch run again.
+ */
+typedef int commit_apply_fn(struct job *job, struct store_txn *txn);
+/* Runs after the group commit that held the job, before the reply is sent; status is the
+ * commit's outcome (0: durable). */
+typedef void commit_done_fn(struct job *job, int status);
+
+/* Starts the committer's thread; batches hold at most max_batch jobs. Returns 0 or a negative
+ * errno. */
+int commit_start(struct store *store, unsigned max_batch, commit_apply_fn *apply,
+                 commit_done_fn *committed, struct commit **out);
+/* Queues a prepared job; the committer owns it from now on and calls its finish. */
+void commit_submit(struct commit *c, struct job *job);
+/* Applies what is queued, then stops the thread. NULL-safe. */
+void commit_stop(struct commit *c);
+/* Group commits run so far, and jobs they applied without error. */
+void commit_counters(struct commit *c, uint64_t *commits, uint64_t *applied);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * dispatch.h: the operations of the protocol, in one table (dispatch.c): for each, the request that
+ * names it, its name in the statistics, and its handlers. A read is answered by a worker; a write
+ * is prepared by a worker, applied by the committer and, once durable, followed up (job.h has the
+ * job's life). An operation is known everywhere else by its number, the job's op: its row in the
+ * table and the index of its latency histogram.
+ */
+#ifndef HSAMEM_DISPATCH_H
+#define HSAMEM_DISPATCH_H
+
+#include "hsamem.pb-c.h"
+
+struct job;
+struct stats;
+struct store_txn;
+
+/* The operation req names, or dispatch_invalid() when it names none this daemon knows. */
+unsigned dispatch_find(const Hsamem__Request *req);
+/* The number under which requests that name no operation are counted ("invalid"). */
+unsigned dispatch_invalid(void);
+/* Names the latency histogram of every operation, in the order the stats reply lists them. */
+void dispatch_init(struct stats *stats);
+
+/*
+ * The workers' run function (worker.h): runs each job's operation. A read is answered at once
+ * (job->finish called); a write is prepared and handed to the committer, or answered at once when
+ * its request is refused.
+ */
+void dispatch_run(void *arg, struct job *jobs);
+/* The committer's functions (commit.h): apply a prepared write, and follow up after the group
+ * commit. */
+int dispatch_apply(struct job *job, struct store_txn *txn);
+void dispatch_committed(struct job *job, int status);
+
+#endif
