@@ -9,7 +9,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,36 +367,4 @@ ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source
 		ret = gpu_attend(d->cpu, spec, src, q, res);
 	}
 	return ret;
-}
-
-void
-ops_fuse_weights(const struct hsa_spec *spec, const float *score, const int64_t *chunk, size_t n,
-                 float *weight)
-{
-	if (n == 0)
-		return;
-	if (spec->weighting == HSA_SOFTMAX) {
-		float max = -INFINITY;
-		double sum = 0;
-		for (size_t i = 0; i < n; i++)
-			max = score[i] > max ? score[i] : max;
-		for (size_t i = 0; i < n; i++)
-			sum += exp((double)score[i] - max);
-		for (size_t i = 0; i < n; i++)
-			weight[i] = (float)(exp((double)score[i] - max) / sum);
-		return;
-	}
-	/* stick-breaking, most recent (highest chunk index) first */
-	bool done[SPEC_TOPK_MAX + 1] = {false};
-	double rest = 1.0;
-	for (size_t step = 0; step < n && step <= SPEC_TOPK_MAX; step++) {
-		size_t best = n;
-		for (size_t i = 0; i < n; i++)
-			if (!done[i] && (best == n || chunk[i] > chunk[best]))
-				best = i;
-		double sig = 1.0 / (1.0 + exp(-(double)score[best]));
-		weight[best] = (float)(sig * rest);
-		rest *= 1.0 - sig;
-		done[best] = true;
-	}
 }

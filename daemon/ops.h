@@ -78,11 +78,6 @@ void ops_source_fini(struct ops_source *s);
 int ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,
                const struct hsa_query *q, struct hsa_result *res);
 
-/* Fusion weights of n <= SPEC_TOPK_MAX + 1 selected scores (softmax, or stick-breaking ordered by
- * chunk index, highest first), as HSA.md step 3. */
-void ops_fuse_weights(const struct hsa_spec *spec, const float *score, const int64_t *chunk,
-                      size_t n, float *weight);
-
 /* Reads: ops_read.c */
 void ops_ping(struct job *job);
 void ops_users(struct job *job);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hsa_math.h"
 #include "log.h"
 #include "ops.h"
 
@@ -391,7 +392,7 @@ ops_query(struct job *job)
 		scores[i] = cand[i].score;
 		chunks[i] = cand[i].chunk;
 	}
-	ops_fuse_weights(spec, scores, chunks, n_cand, weights);
+	hsa_fusion_weights(spec->weighting, chunks, scores, (uint32_t)n_cand, weights);
 
 	hsamem__query_reply__init(r);
 	for (size_t i = 0; i < n_cand; i++) {

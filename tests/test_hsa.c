@@ -4,8 +4,9 @@
  * shapes and all three element types (16-bit data is generated, rounded to its type, and the naive
  * version reads the rounded values), both weightings, off-by-one on and off; then the edges: no
  * visible chunk, fewer than k, exact ties, NaN and extreme scores, k = 1 and 256, 100k chunks,
- * thread counts, landmark runs of every length, misaligned rows, concurrent callers, bad arguments
- * and source errors. HSAMEM_TEST_QUICK=1 leaves out the large cases (for valgrind).
+ * thread counts, landmark runs of every length, misaligned rows, concurrent callers, the fusion
+ * weights of a merged list, bad arguments and source errors. HSAMEM_TEST_QUICK=1 leaves out the
+ * large cases (for valgrind).
  *
  * Scores of "grid" data (multiples of 1/4) are exact in float, so the selection must match the
  * naive one exactly, ties included; with continuous data two chunks whose scores differ only by
@@ -22,6 +23,7 @@
 
 #include "backend.h"
 #include "half.h"
+#include "hsa_math.h"
 #include "hsamem.h"
 #include "test.h"
 
@@ -1056,6 +1058,33 @@ test_concurrent(void)
 	mem_fini(&m);
 }
 
+/*
+ * The fusion weights as the daemon uses them, on a merged list that is ranked by score but not
+ * ordered by chunk index: against the formulas of HSA.md step 3 in double.
+ */
+static void
+test_fusion_weights(void)
+{
+	const int64_t sel[5] = {7, 2, 9, 0, 4};
+	const float score[5] = {3.5f, 1.25f, 0.5f, -2.0f, -7.0f};
+	float w[5];
+	double sum = 0, rest = 1;
+
+	hsa_fusion_weights(HSA_SOFTMAX, sel, score, 5, w);
+	for (int i = 0; i < 5; i++)
+		sum += exp(score[i] - score[0]);
+	for (int i = 0; i < 5; i++)
+		CHECK(near(w[i], exp(score[i] - score[0]) / sum, 1e-6));
+	hsa_fusion_weights(HSA_STICKBREAK, sel, score, 5, w);
+	static const int by_recency[5] = {2, 0, 4, 1, 3}; /* chunks 9, 7, 4, 2, 0 */
+	for (int n = 0; n < 5; n++) {
+		int i = by_recency[n];
+		CHECK(near(w[i], sigmoid(score[i]) * rest, 1e-6));
+		rest *= 1 - sigmoid(score[i]);
+	}
+	hsa_fusion_weights(HSA_SOFTMAX, sel, score, 0, w); /* nothing selected: nothing written */
+}
+
 static void
 test_bad_args(void)
 {
@@ -1239,6 +1268,7 @@ main(void)
 	test_runs();
 	test_portable();
 	test_concurrent();
+	test_fusion_weights();
 	test_bad_args();
 	test_source_errors();
 	test_stats();
