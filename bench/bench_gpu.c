@@ -589,7 +589,7 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 	struct store *st = NULL;
 	struct bsrc bs;
 	struct gpu_cuda_opts go = {.device = 0, .mem_budget = 0, .host_cache = host_cache};
-	struct gpu_backend *g = NULL;
+	struct gpu_backend *g = NULL, *cpu = NULL;
 	struct qset q1[N_SETS], q32[N_SETS];
 	struct outbuf o1, o32;
 	struct gpu_cuda_counters c0, c1, d;
@@ -602,6 +602,11 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 		fprintf(stderr, "bench_gpu: store: %s\n", hsamem_strerror(err));
 		exit(1);
 	}
+	if ((err = gpu_cpu_alloc(0, &cpu)) != 0) {
+		fprintf(stderr, "bench_gpu: CPU backend: %s\n", hsamem_strerror(err));
+		exit(1);
+	}
+	go.cpu = cpu;
 	if ((err = gpu_cuda_alloc(&go, &g)) != 0) {
 		fprintf(stderr, "bench_gpu: CUDA backend: %s\n", hsamem_strerror(err));
 		exit(1);
@@ -794,6 +799,7 @@ gpu_part(const char *dir, const struct hsa_spec *sp, uint64_t n_chunks)
 		page_cache_fill(dir); /* the daemon's figures below are for a warm page cache */
 
 	gpu_free(g);
+	gpu_free(cpu);
 	bsrc_close(&bs);
 	store_close(st);
 	for (int i = 0; i < N_SETS; i++) {

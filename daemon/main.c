@@ -163,6 +163,7 @@ start_gpu(struct daemon *d)
 	        .device = d->conf.gpu >= 0 ? d->conf.gpu : 0,
 	        .mem_budget = d->conf.gpu_memory,
 	        .host_cache = d->conf.host_cache,
+	        .cpu = d->cpu,
 	};
 	int ret = gpu_cuda_alloc(&o, &d->gpu);
 	if (ret != 0) {

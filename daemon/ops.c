@@ -1,8 +1,9 @@
 /*
  * ops.c: what the operation handlers share: name checks, memory lookup, spec conversion, entry and
- * text rendering, the chunk source over a read transaction, and running the HSA operator on the
- * daemon's backend. The handlers themselves are in ops_read.c, ops_query.c, ops_write.c,
- * ops_delete.c and ops_export.c; dispatch.c says which runs for which request.
+ * text rendering, the chunk source over a read transaction (and the unsealed tail, encoded on the
+ * spot, as its last chunk), and running the HSA operator on the daemon's backend. The handlers
+ * themselves are in ops_read.c, ops_query.c, ops_write.c, ops_delete.c and ops_export.c;
+ * dispatch.c says which runs for which request.
  *
  * Every number, size and string of a request is checked here or in the handler before use; a bad
  * one fails the job with a message naming it, and nothing is written.
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "half.h"
 #include "log.h"
 #include "ops.h"
 
@@ -279,10 +281,21 @@ done:
 
 /* ---- the chunk source over a read transaction ---- */
 
+/*
+ * Chunks past the sealed ones are the tail's, held by the source itself (ops_source_add_tail);
+ * the sealed ones are read from the store.
+ */
 static int
 source_landmarks(void *ctx, uint64_t first, const void **rows, uint64_t *count)
 {
 	struct ops_source *s = ctx;
+	if (first >= s->user.n_chunks) {
+		if (s->tail_lmk == NULL || first != s->user.n_chunks)
+			return HSAMEM_ENOTFOUND;
+		*rows = s->tail_lmk;
+		*count = 1;
+		return 0;
+	}
 	pthread_mutex_lock(&s->mu);
 	int ret = store_landmarks_get(s->txn, &s->user, first, rows, count);
 	pthread_mutex_unlock(&s->mu);
@@ -294,6 +307,12 @@ source_chunk_kv(void *ctx, uint64_t j, const void **kv)
 {
 	struct ops_source *s = ctx;
 	size_t len = 0;
+	if (j >= s->user.n_chunks) {
+		if (s->tail_kv == NULL || j != s->user.n_chunks)
+			return HSAMEM_ENOTFOUND;
+		*kv = s->tail_kv;
+		return 0;
+	}
 	pthread_mutex_lock(&s->mu);
 	int ret = store_kv_get(s->txn, s->user.uid, j, kv, &len);
 	pthread_mutex_unlock(&s->mu);
@@ -309,6 +328,12 @@ static int
 source_copy_kv(void *ctx, uint64_t j, void *dst)
 {
 	struct ops_source *s = ctx;
+	if (j >= s->user.n_chunks) {
+		if (s->tail_kv == NULL || j != s->user.n_chunks)
+			return HSAMEM_ENOTFOUND;
+		memcpy(dst, s->tail_kv, s->kv_bytes);
+		return 0;
+	}
 	int ret = store_kv_copy(s->txn, s->user.uid, j, dst, s->kv_bytes);
 
 	if (ret == HSAMEM_EFORMAT)
@@ -333,9 +358,43 @@ ops_source_init(struct ops_source *s, struct store_txn *txn, const struct store_
 	s->src.copy_kv = source_copy_kv;
 }
 
+int
+ops_source_add_tail(struct ops_source *s, const struct enc_ops *enc, const struct store_tail *t)
+{
+	const struct hsa_spec *spec = &s->user.spec;
+	size_t per = (size_t)spec->S * spec->h_kv * spec->d_h;
+	float *K = malloc(per * sizeof(float)), *V = malloc(per * sizeof(float));
+	float *L = malloc(spec->d_r * sizeof(float));
+	char *kv = malloc(s->kv_bytes), *lmk = malloc(spec_landmark_bytes(spec));
+	int ret = -ENOMEM;
+
+	if (K == NULL || V == NULL || L == NULL || kv == NULL || lmk == NULL)
+		goto out;
+	/* as the query always encoded it: without left context */
+	if ((ret = enc->encode_chunk(spec, NULL, 0, t->tokens, t->n, K, V, L)) != 0)
+		goto out;
+	half_from_float_row(spec->dtype, K, kv, per);
+	half_from_float_row(spec->dtype, V, kv + s->kv_bytes / 2, per);
+	half_from_float_row(spec->dtype, L, lmk, spec->d_r);
+	s->tail_kv = kv;
+	s->tail_lmk = lmk;
+	kv = lmk = NULL;
+	s->src.n_chunks = s->user.n_chunks + 1;
+	s->src.tail_keys = t->n;
+out:
+	free(lmk);
+	free(kv);
+	free(L);
+	free(V);
+	free(K);
+	return ret;
+}
+
 void
 ops_source_fini(struct ops_source *s)
 {
+	free(s->tail_lmk);
+	free(s->tail_kv);
 	pthread_mutex_destroy(&s->mu);
 }
 

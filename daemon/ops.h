@@ -70,9 +70,20 @@ struct ops_source {
 	struct store_user user;
 	size_t kv_bytes;
 	pthread_mutex_t mu;
+	/* the tail as chunk user.n_chunks (ops_source_add_tail), in the spec's dtype; or NULL */
+	void *tail_kv, *tail_lmk;
 };
 void ops_source_init(struct ops_source *s, struct store_txn *txn, const struct store_user *u);
 void ops_source_fini(struct ops_source *s);
+
+/*
+ * Adds the memory's unsealed tail (t->n >= 1 tokens) to the source as one more chunk, index
+ * n_chunks, encoded now by the memory's built-in encoder (backend.h: never cached by a backend,
+ * its softmax over its real tokens only). Returns 0, -ENOMEM or the encoder's error; the source
+ * is unchanged on failure.
+ */
+int ops_source_add_tail(struct ops_source *s, const struct enc_ops *enc,
+                        const struct store_tail *t);
 
 /* Runs the operator on the daemon's backend, falling back to the CPU if the GPU fails. */
 int ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,

@@ -7,9 +7,11 @@
  *
  * query: text in, chunks out, for memories with a built-in encoder. The question is encoded into
  * one query token placed after the whole stream, so every sealed chunk is visible; the unsealed
- * tail is scored too (encoded on the fly) so that what was just appended can be found before it
- * seals. Each hit carries the chunk's text, the entries it covers and the tokens the in-chunk
- * attention weighs most.
+ * tail goes to the backend as one more chunk of the source (encoded on the fly,
+ * ops_source_add_tail) so that what was just appended can be found before it seals. The selections
+ * of the kv heads are merged into one list and weighted by the reference math (hsa_math.h). Each
+ * hit carries the chunk's text, the entries it covers and the tokens the in-chunk attention weighs
+ * most.
  */
 #include <errno.h>
 #include <math.h>
@@ -122,9 +124,7 @@ out:
 struct candidate {
 	int64_t chunk; /* the tail is n_chunks */
 	float score;
-	const float
-	        *attn; /* [G][S] of this chunk for one kv head; NULL for the tail (see tail_attn) */
-	uint32_t head;
+	const float *attn; /* [G][S] of this chunk for one kv head, rows k*S apart */
 };
 
 static int
@@ -210,53 +210,68 @@ fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsa
 }
 
 /*
- * Scores the unsealed tail as one more candidate chunk: its landmark and keys are encoded now.
- * Writes its best score over the kv heads, that head, and its in-chunk attention [G][S].
+ * The selections of all kv heads as one list: a chunk chosen by several heads keeps its best score
+ * and the attention of the first head that chose it. Returns the number of candidates.
+ */
+static size_t
+merge_heads(const struct hsa_spec *spec, uint32_t k, const struct hsa_result *res,
+            struct candidate *cand)
+{
+	uint32_t G = spec->h_q / spec->h_kv, S = spec->S;
+	size_t n = 0;
+	for (uint32_t r = 0; r < spec->h_kv; r++)
+		for (uint32_t i = 0; i < k; i++) {
+			size_t at = (size_t)r * k + i, c;
+			if (res->sel[at] < 0)
+				continue;
+			for (c = 0; c < n && cand[c].chunk != res->sel[at]; c++)
+				;
+			if (c == n)
+				cand[n++] =
+				        (struct candidate){res->sel[at], res->score[at],
+				                           res->attn + ((size_t)r * G * k + i) * S};
+			else if (res->score[at] > cand[c].score)
+				cand[c].score = res->score[at];
+		}
+	return n;
+}
+
+/*
+ * The question of the query request as token ids: its text tokenized, or the ids it gives, the
+ * first OPS_MAX_QUERY_TOKENS of them. On success *ids is malloc'd (the caller frees it); on failure
+ * the job is failed and its code returned.
  */
 static int
-score_tail(const struct enc_ops *enc, const struct hsa_spec *spec, const struct store_tail *t,
-           const float *qr, const float *qa, float *score, uint32_t *head, float *attn)
+query_tokens(struct job *job, const struct enc_ops *enc, uint32_t **ids, size_t *n)
 {
-	size_t per = (size_t)spec->S * spec->h_kv * spec->d_h;
-	float *K = malloc(per * sizeof(float)), *V = malloc(per * sizeof(float));
-	float *L = malloc(spec->d_r * sizeof(float));
-	int ret = -ENOMEM;
-	if (K == NULL || V == NULL || L == NULL)
-		goto out;
-	if ((ret = enc->encode_chunk(spec, NULL, 0, t->tokens, t->n, K, V, L)) != 0)
-		goto out;
-	uint32_t dr = spec->d_r / spec->h_kv, G = spec->h_q / spec->h_kv;
-	*score = -INFINITY;
-	for (uint32_t r = 0; r < spec->h_kv; r++) {
-		float s = 0;
-		for (uint32_t i = 0; i < dr; i++)
-			s += qr[r * dr + i] * L[r * dr + i];
-		s /= sqrtf((float)dr);
-		if (s > *score) {
-			*score = s;
-			*head = r;
-		}
+	const Hsamem__QueryRequest *q = job->req->query;
+	bool has_text = q->text != NULL && *q->text != '\0';
+	struct enc_token *toks = NULL;
+	size_t n_tok;
+	int ret = 0;
+	if (has_text == (q->n_tokens > 0))
+		return job_fail(job, HSAMEM_EINVAL,
+		                "a query is text, or token ids of the memory's tokenizer");
+	if (has_text) {
+		size_t text_len = strlen(q->text);
+		if (text_len > job->d->conf.max_entry)
+			return job_fail(job, HSAMEM_ETOOBIG, "query text exceeds max-entry");
+		if ((ret = enc->tokenize(q->text, text_len, &toks, &n_tok)) != 0)
+			return job_fail(job, ret, "tokenizer failed");
+	} else {
+		n_tok = q->n_tokens;
 	}
-	for (uint32_t g = 0; g < G; g++) {
-		const float *q = qa + ((size_t)*head * G + g) * spec->d_h;
-		float *a = attn + (size_t)g * spec->S, max = -INFINITY, sum = 0;
-		for (uint32_t s = 0; s < t->n; s++) {
-			const float *k = K + ((size_t)s * spec->h_kv + *head) * spec->d_h;
-			float dot = 0;
-			for (uint32_t i = 0; i < spec->d_h; i++)
-				dot += q[i] * k[i];
-			a[s] = dot / sqrtf((float)spec->d_h);
-			max = a[s] > max ? a[s] : max;
-		}
-		for (uint32_t s = 0; s < t->n; s++)
-			sum += a[s] = expf(a[s] - max);
-		for (uint32_t s = 0; s < t->n; s++)
-			a[s] /= sum;
+	if (n_tok > OPS_MAX_QUERY_TOKENS)
+		n_tok = OPS_MAX_QUERY_TOKENS;
+	if ((*ids = malloc((n_tok + 1) * sizeof(uint32_t))) == NULL) {
+		ret = ops_oom(job);
+		goto out;
 	}
+	for (size_t i = 0; i < n_tok; i++)
+		(*ids)[i] = has_text ? toks[i].id : q->tokens[i];
+	*n = n_tok;
 out:
-	free(K);
-	free(V);
-	free(L);
+	free(toks);
 	return ret;
 }
 
@@ -269,12 +284,12 @@ ops_query(struct job *job)
 	struct store_tail tail = {0};
 	struct ops_source src;
 	const struct enc_ops *enc;
-	struct enc_token *toks = NULL;
 	uint32_t *ids = NULL;
 	size_t n_tok = 0;
 	int ret;
 	if (ops_read_user(job, q->user, &txn, &u) != 0)
 		return;
+	ops_source_init(&src, &txn, &u);
 	if (ops_encoder(job, &u.spec, &enc) != 0)
 		goto out;
 	const struct hsa_spec *spec = &u.spec;
@@ -292,29 +307,9 @@ ops_query(struct job *job)
 		         SPEC_TOPK_MAX, OPS_MAX_HITS_ENTRIES);
 		goto out;
 	}
-	bool has_text = q->text != NULL && *q->text != '\0';
-	if (has_text == (q->n_tokens > 0)) {
-		job_fail(job, HSAMEM_EINVAL,
-		         "a query is text, or token ids of the memory's tokenizer");
+	if (query_tokens(job, enc, &ids, &n_tok) != 0)
 		goto out;
-	}
-	if (has_text) {
-		size_t text_len = strlen(q->text);
-		if (text_len > job->d->conf.max_entry) {
-			job_fail(job, HSAMEM_ETOOBIG, "query text exceeds max-entry");
-			goto out;
-		}
-		if ((ret = enc->tokenize(q->text, text_len, &toks, &n_tok)) != 0) {
-			job_fail(job, ret, "tokenizer failed");
-			goto out;
-		}
-	} else {
-		n_tok = q->n_tokens;
-	}
-	if (n_tok > OPS_MAX_QUERY_TOKENS)
-		n_tok = OPS_MAX_QUERY_TOKENS;
 	uint32_t G = spec->h_q / spec->h_kv, S = spec->S;
-	uint64_t pos = u.n_chunks * S;
 	float *qr = arena_calloc(&job->arena, spec->d_r, 4);
 	float *qa = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4);
 	size_t n_sel = (size_t)spec->h_kv * k;
@@ -325,56 +320,33 @@ ops_query(struct job *job)
 	        .weight = arena_calloc(&job->arena, n_sel, 4),
 	        .attn = arena_calloc(&job->arena, (size_t)spec->h_q * k * S, 4),
 	};
-	float *tail_attn = arena_calloc(&job->arena, (size_t)G * S, 4);
 	struct candidate *cand = arena_calloc(&job->arena, n_sel + 1, sizeof(*cand));
-	ids = malloc((n_tok + 1) * sizeof(uint32_t));
-	if (!qr || !qa || !res.out || !res.sel || !res.score || !res.weight || !res.attn ||
-	    !tail_attn || !cand || !ids) {
+	if (!qr || !qa || !res.out || !res.sel || !res.score || !res.weight || !res.attn || !cand) {
 		ops_oom(job);
 		goto out;
 	}
-	for (size_t i = 0; i < n_tok; i++)
-		ids[i] = has_text ? toks[i].id : q->tokens[i];
 	if ((ret = enc->encode_query(spec, ids, n_tok, qr, qa)) != 0) {
 		job_fail(job, ret, "encoder %s failed on the query", enc->name);
 		goto out;
 	}
 
+	/* The tail, if asked for, is chunk n_chunks of the source; a tail that cannot be read
+	 * is left out, as if there were none. */
+	if ((!q->has_include_tail || q->include_tail) && store_tail_get(&txn, u.uid, &tail) == 0 &&
+	    tail.n > 0 && (ret = ops_source_add_tail(&src, enc, &tail)) != 0) {
+		job_fail(job, ret, "encoder %s failed on the tail", enc->name);
+		goto out;
+	}
 	size_t n_cand = 0;
-	if (u.n_chunks > 0) {
+	if (src.src.n_chunks > 0) {
+		/* after the whole stream, the tail counted whole: every chunk is visible */
+		uint64_t pos = src.src.n_chunks * S;
 		struct hsa_query hq = {.n = 1, .k = k, .pos = &pos, .qr = qr, .qa = qa};
-		ops_source_init(&src, &txn, &u);
-		ret = ops_attend(job, spec, &src.src, &hq, &res);
-		ops_source_fini(&src);
-		if (ret != 0) {
+		if ((ret = ops_attend(job, spec, &src.src, &hq, &res)) != 0) {
 			job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
 			goto out;
 		}
-		/* one list over the kv heads: a chunk chosen by several keeps its best score */
-		for (uint32_t r = 0; r < spec->h_kv; r++)
-			for (uint32_t i = 0; i < k; i++) {
-				size_t at = (size_t)r * k + i, c;
-				if (res.sel[at] < 0)
-					continue;
-				for (c = 0; c < n_cand && cand[c].chunk != res.sel[at]; c++)
-					;
-				if (c == n_cand)
-					cand[n_cand++] = (struct candidate){
-					        res.sel[at], res.score[at],
-					        res.attn + ((size_t)r * G * k + i) * S, r};
-				else if (res.score[at] > cand[c].score)
-					cand[c].score = res.score[at];
-			}
-	}
-	if ((!q->has_include_tail || q->include_tail) &&
-	    (ret = store_tail_get(&txn, u.uid, &tail)) == 0 && tail.n > 0) {
-		struct candidate t = {.chunk = (int64_t)u.n_chunks};
-		if ((ret = score_tail(enc, spec, &tail, qr, qa, &t.score, &t.head, tail_attn)) !=
-		    0) {
-			job_fail(job, ret, "encoder %s failed on the tail", enc->name);
-			goto out;
-		}
-		cand[n_cand++] = t;
+		n_cand = merge_heads(spec, k, &res, cand);
 	}
 	qsort(cand, n_cand, sizeof(*cand), cmp_candidate);
 	if (n_cand > k)
@@ -407,22 +379,16 @@ ops_query(struct job *job)
 		h->score = cand[i].score;
 		h->weight = weights[i];
 		h->tail = cand[i].chunk == (int64_t)u.n_chunks;
-		if (h->tail) {
-			ret = fill_hit(job, &txn, &u, h, tail.tokens, tail.refs, tail.n, tail_attn,
-			               G, S, max_entries);
-		} else {
-			struct store_chunk c;
-			ret = store_chunk_get(&txn, u.uid, (uint64_t)cand[i].chunk, &c);
-			if (ret != 0) {
-				job_fail(job, ret, "store: cannot read chunk %lld: %s",
-				         (long long)cand[i].chunk, hsamem_strerror(ret));
-				goto out;
-			}
-			/* attention rows of one chunk for the G heads are k*S apart */
-			ret = fill_hit(job, &txn, &u, h, c.tokens, c.refs, c.n_real, cand[i].attn,
-			               G, k * S, max_entries);
+		/* the tail's tokens, or the sealed chunk's */
+		struct store_chunk c = {.n_real = tail.n, .tokens = tail.tokens, .refs = tail.refs};
+		if (!h->tail && (ret = store_chunk_get(&txn, u.uid, h->chunk, &c)) != 0) {
+			job_fail(job, ret, "store: cannot read chunk %llu: %s",
+			         (unsigned long long)h->chunk, hsamem_strerror(ret));
+			goto out;
 		}
-		if (ret != 0)
+		/* attention rows of one chunk for the G heads are k*S apart */
+		if (fill_hit(job, &txn, &u, h, c.tokens, c.refs, c.n_real, cand[i].attn, G, k * S,
+		             max_entries) != 0)
 			goto out;
 		hits[r->n_hits++] = h;
 	}
@@ -433,7 +399,7 @@ ops_query(struct job *job)
 	job->reply.body_case = HSAMEM__REPLY__BODY_QUERY;
 	job->reply.query = r;
 out:
-	free(toks);
+	ops_source_fini(&src);
 	free(ids);
 	store_txn_abort(&txn);
 }

@@ -24,6 +24,8 @@ gpu_check_call(const struct hsa_spec *sp, const struct hsa_source *src, const st
 		return HSAMEM_EINVAL;
 	if (src->landmarks == NULL || src->chunk_kv == NULL)
 		return HSAMEM_EINVAL;
+	if (src->tail_keys > sp->S || (src->tail_keys > 0 && src->n_chunks == 0))
+		return HSAMEM_EINVAL;
 	if (q->n < 1 || q->k < 1 || q->k > SPEC_TOPK_MAX || q->pos == NULL || q->qr == NULL ||
 	    q->qa == NULL)
 		return HSAMEM_EINVAL;

@@ -12,6 +12,25 @@
  *
  * Backends are thread-safe: several workers may call attend() at once (the CUDA backend computes
  * calls that arrive together in one pass).
+ *
+ * Sealed chunks and the tail. A memory's sealed chunks never change while its uid lives, so a
+ * backend may keep them between calls: the CUDA backend keeps each memory's landmark matrix
+ * resident and caches chunk K/V by (uid, j) on the device and in pinned host memory. A source may
+ * also end with the memory's unsealed tail as one more chunk (tail_keys > 0), so that a query sees
+ * what was appended last the same way it sees the rest. The tail is not stable: it changes with
+ * every append, and is later sealed, with other content, under the same index. So:
+ *   1. chunks 0 .. gpu_source_sealed(src)-1 are sealed and may be cached; the tail, chunk
+ *      n_chunks-1 when tail_keys > 0, is read from the source afresh in every call and never
+ *      cached, kept resident, or counted as a loaded row;
+ *   2. the tail holds tail_keys real keys followed by padding (its rows past them are whatever the
+ *      source wrote, zeros from the built-in encoders); its in-chunk softmax runs over the real
+ *      keys only and its attention probabilities past them are 0. A sealed chunk's padding (a
+ *      flushed chunk) is part of the chunk, as the model that made it saw it: its softmax runs
+ *      over all S keys;
+ *   3. the tail is visible like any chunk: to positions t >= n_chunks * S.
+ * The CPU backend keeps nothing, so 1 holds for it as it is. The CUDA backend serves a call whose
+ * source has a tail on the CPU backend it was given (gpu_cuda_opts.cpu), so nothing of the tail
+ * ever reaches its caches; a call without one runs on the device as before.
  */
 #ifndef HSAMEM_BACKEND_H
 #define HSAMEM_BACKEND_H
@@ -23,15 +42,21 @@
 #include "spec.h"
 
 /*
- * Where a memory's sealed chunks are read from. Valid for one attend() call; the callbacks may be
- * called from any of the backend's threads at once.
+ * Where a memory's chunks are read from. Valid for one attend() call; the callbacks may be called
+ * from any of the backend's threads at once.
  */
 struct hsa_source {
 	void *ctx;
 	/* Identity of the memory for device-side caches: user ids are never reused. */
 	uint64_t uid;
-	/* Sealed chunks 0 .. n_chunks-1 exist; the count only grows while a uid lives. */
+	/* Chunks 0 .. n_chunks-1 exist, the tail included when there is one. */
 	uint64_t n_chunks;
+	/*
+	 * 0: every chunk is sealed. 1 .. S: chunk n_chunks-1 is the memory's unsealed tail, of
+	 * which the first tail_keys keys are real (see "Sealed chunks and the tail" above). The
+	 * number of sealed chunks, gpu_source_sealed(), only grows while a uid lives.
+	 */
+	uint32_t tail_keys;
 	/*
 	 * Landmarks of chunks first, first+1, ...: sets *rows to d_r contiguous elements per chunk
 	 * in the spec's dtype, and *count to how many rows follow contiguously (at least 1, at most
@@ -122,6 +147,12 @@ struct gpu_cuda_opts {
 	int device;          /* CUDA device ordinal */
 	uint64_t mem_budget; /* device bytes for landmarks and the chunk cache; 0: 80% of free */
 	uint64_t host_cache; /* pinned host bytes for the chunk cache; 0: none */
+	/*
+	 * The CPU backend that serves the calls the device does not: shapes its kernels do not
+	 * cover, f32 memories, memories the budget cannot hold, sources with a tail. Required; the
+	 * CUDA backend borrows it, so it must outlive the CUDA backend (the daemon passes its own).
+	 */
+	struct gpu_backend *cpu;
 };
 
 /*
@@ -133,7 +164,7 @@ int gpu_cuda_probe(char *desc, size_t desc_len);
 
 /*
  * The CUDA backend on opts->device. Returns -ENODEV when CUDA was not built in or no device is
- * usable, HSAMEM_EBACKEND when the device fails to initialise.
+ * usable, HSAMEM_EINVAL without opts->cpu, HSAMEM_EBACKEND when the device fails to initialise.
  */
 int gpu_cuda_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **out);
 
@@ -144,6 +175,13 @@ bool gpu_shape_ok(const struct hsa_spec *spec);
 /* The arguments of an attend() call as every backend checks them: HSAMEM_EINVAL or 0. */
 int gpu_check_call(const struct hsa_spec *spec, const struct hsa_source *src,
                    const struct hsa_query *q, const struct hsa_result *res);
+
+/* The sealed chunks of a source: those a backend may cache. */
+static inline uint64_t
+gpu_source_sealed(const struct hsa_source *src)
+{
+	return src->n_chunks - (src->tail_keys > 0 ? 1 : 0);
+}
 
 /* Convenience wrappers, NULL-safe where it makes sense. */
 static inline int

@@ -1,7 +1,8 @@
 /*
  * cpu.c: the CPU backend. HSA attention exactly as HSA.md states it, in fp32, on a pool of threads
  * of its own (cpu_pool.h). It owns that pool and nothing else: no cache and no state between calls
- * but two counters; every landmark and K/V is read from the source during the call. It is
+ * but two counters; every landmark and K/V is read from the source during the call, so the
+ * unsealed tail of a source (backend.h) needs no care beyond leaving its padding keys out. It is
  * the oracle that the CUDA backend is tested against and the daemon's fallback. The formulas are
  * the reference math's (hsa_math.h) and the inner loops the kernels' (cpu_kernels.h); this file
  * cuts a call into pieces and moves the data between them. Speed comes from streaming the
@@ -222,10 +223,22 @@ chunk_prefetch(const struct call *c, const void *kv, uint32_t r)
 	}
 }
 
-/* Attention inside selected chunk kv (rank i, weight w) for the query heads of kv head r. */
+/* The keys of chunk j that its softmax runs over: all S, but only the real ones of the tail. */
+static inline uint32_t
+chunk_keys(const struct call *c, int64_t j)
+{
+	if ((uint64_t)j >= gpu_source_sealed(c->src))
+		return c->src->tail_keys;
+	return c->spec->S;
+}
+
+/*
+ * Attention inside selected chunk kv (rank i, weight w) for the query heads of kv head r, over its
+ * first n keys.
+ */
 static void
 attend_chunk(const struct call *c, struct attend_scratch *sc, uint32_t t, uint32_t r, uint32_t i,
-             const void *kv, float w)
+             const void *kv, float w, uint32_t n)
 {
 	const struct hsa_spec *sp = c->spec;
 	uint32_t S = sp->S, d_h = sp->d_h, G = c->G;
@@ -235,8 +248,8 @@ attend_chunk(const struct call *c, struct attend_scratch *sc, uint32_t t, uint32
 	const char *V = K + (size_t)S * sp->h_kv * d_h * c->esz;
 	bool fused = sp->dtype != HSA_F32 && c->kern->dots16 != NULL && ((uintptr_t)K & 1) == 0;
 
-	for (uint32_t s0 = 0; s0 < S; s0 += (uint32_t)sc->key_block) {
-		size_t nb = S - s0 < sc->key_block ? S - s0 : sc->key_block;
+	for (uint32_t s0 = 0; s0 < n; s0 += (uint32_t)sc->key_block) {
+		size_t nb = n - s0 < sc->key_block ? n - s0 : sc->key_block;
 		if (fused) {
 			const uint16_t *kh = (const uint16_t *)K + (size_t)s0 * sp->h_kv * d_h;
 			for (uint32_t g = 0; g < G; g++)
@@ -250,16 +263,17 @@ attend_chunk(const struct call *c, struct attend_scratch *sc, uint32_t t, uint32
 			c->kern->dots(c->q->qa + (head0 + g) * d_h, rows, ld, nb, d_h,
 			              sc->logits + (size_t)g * S + s0);
 	}
+	/* Probabilities past n stay as attend_pair cleared them: zero. */
 	for (uint32_t g = 0; g < G; g++) {
 		float *p = sc->logits + (size_t)g * S;
-		hsa_chunk_softmax(p, S, c->a_scale, sp->off_by_one);
+		hsa_chunk_softmax(p, n, c->a_scale, sp->off_by_one);
 		if (c->res->attn != NULL)
-			memcpy(c->res->attn + ((head0 + g) * c->k + i) * S, p, S * sizeof(float));
+			memcpy(c->res->attn + ((head0 + g) * c->k + i) * S, p, n * sizeof(float));
 	}
 	if (w == 0.0f)
 		return;
-	for (uint32_t s0 = 0; s0 < S; s0 += (uint32_t)sc->key_block) {
-		size_t nb = S - s0 < sc->key_block ? S - s0 : sc->key_block;
+	for (uint32_t s0 = 0; s0 < n; s0 += (uint32_t)sc->key_block) {
+		size_t nb = n - s0 < sc->key_block ? n - s0 : sc->key_block;
 		rows = chunk_rows(c, sc, V, s0, nb, &ld);
 		for (uint32_t g = 0; g < G; g++) {
 			c->kern->wsum(sc->logits + (size_t)g * S + s0, rows, ld, nb, d_h, w,
@@ -330,7 +344,8 @@ attend_pair(const struct call *c, struct attend_scratch *sc, uint32_t t, uint32_
 		i_next = i + 1;
 		if ((err = next_chunk(c, r, at, kk, &i_next, &kv_next)) != 0)
 			break;
-		attend_chunk(c, sc, t, r, i, kv, res->weight[at + i]);
+		attend_chunk(c, sc, t, r, i, kv, res->weight[at + i],
+		             chunk_keys(c, res->sel[at + i]));
 		i = i_next;
 		kv = kv_next;
 	}

@@ -47,8 +47,9 @@
  * select, resolve, attention, fusion), one download and one synchronisation; scratch buffers only
  * grow, so nothing is allocated once a shape has been seen.
  *
- * Memories the budget cannot hold, shapes the kernels do not cover and f32 memories are served by
- * a CPU backend of the backend's own, so a resource shortfall never reads as a device failure. A
+ * Memories the budget cannot hold, shapes the kernels do not cover, f32 memories and sources with
+ * an unsealed tail (never cached: backend.h) are served by the CPU backend the backend was given,
+ * so a resource shortfall never reads as a device failure. A
  * CUDA error is logged with its statement, file and line, fails the call with
  * HSAMEM_EBACKEND and leaves the backend failed: the daemon then serves on the CPU.
  *
@@ -185,7 +186,7 @@ struct cuda_backend {
 	cudaEvent_t ev[2];
 	bool failed;
 	bool uva;                /* mapped pinned memory has the same address on the device */
-	struct gpu_backend *cpu; /* fallback, made on first need */
+	struct gpu_backend *cpu; /* the fallback, borrowed (gpu_cuda_opts.cpu) */
 
 	uint64_t budget, chunk_budget, host_budget;
 	uint64_t lmk_bytes, chunk_bytes, host_bytes, scratch_bytes;
@@ -1706,23 +1707,15 @@ cuda_supports(struct gpu_backend *gb, const struct hsa_spec *sp)
 	return cuk_attend_smem(sp->S, sp->d_h, sp->h_q / sp->h_kv) <= cuk_attend_smem_max();
 }
 
-/* Serves a call on the backend's CPU fallback; called without the lock. */
+/* Serves a call on the CPU fallback; called without the lock. */
 static int
 cpu_serve(struct cuda_backend *b, const struct hsa_spec *spec, const struct hsa_source *src,
           const struct hsa_query *q, struct hsa_result *res)
 {
-	struct gpu_backend *cpu;
-	int err = 0;
-
 	pthread_mutex_lock(&b->mu);
-	if (b->cpu == NULL)
-		err = gpu_cpu_alloc(0, &b->cpu);
-	cpu = b->cpu;
 	b->ctr.cpu_fallbacks++;
 	pthread_mutex_unlock(&b->mu);
-	if (err != 0)
-		return err;
-	return gpu_attend(cpu, spec, src, q, res);
+	return gpu_attend(b->cpu, spec, src, q, res);
 }
 
 /*
@@ -1742,7 +1735,7 @@ cuda_attend(struct gpu_backend *gb, const struct hsa_spec *spec, const struct hs
 	atomic_fetch_add_explicit(&b->calls, 1, memory_order_relaxed);
 	if ((err = gpu_check_call(spec, src, q, res)) != 0)
 		goto out;
-	if (!cuda_supports(gb, spec)) {
+	if (!cuda_supports(gb, spec) || gpu_source_sealed(src) < src->n_chunks) {
 		err = cpu_serve(b, spec, src, q, res);
 		goto out;
 	}
@@ -1955,7 +1948,6 @@ cuda_free(struct gpu_backend *gb)
 		cublasDestroy(b->blas);
 	if (b->st != NULL)
 		cudaStreamDestroy(b->st);
-	gpu_free(b->cpu);
 	cp_stop(&b->cp);
 	free(b->miss);
 	free(b->dset);
@@ -1986,7 +1978,7 @@ gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **ou
 	size_t free_b = 0, total_b = 0;
 	int err;
 
-	if (opts == NULL || out == NULL)
+	if (opts == NULL || out == NULL || opts->cpu == NULL)
 		return HSAMEM_EINVAL;
 	/* aligned as its members are: the copy pool keeps its counters a cache line apart */
 	if ((b = aligned_alloc(_Alignof(struct cuda_backend), sizeof(*b))) == NULL)
@@ -1995,6 +1987,7 @@ gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **ou
 	cp_init(&b->cp);
 	b->base.ops = &cuda_ops;
 	b->device = opts->device;
+	b->cpu = opts->cpu;
 	pthread_mutex_init(&b->qmu, NULL);
 	pthread_cond_init(&b->qcv, NULL);
 	b->q_tail = &b->q_head;

@@ -52,8 +52,9 @@ void hsa_fusion_weights(enum hsa_weighting mode, const int64_t *sel, const float
 
 /*
  * The softmax inside one chunk (HSA.md step 4), in place over the logits of its n keys: each is
- * multiplied by scale (1/sqrt(d_h)) first; off_by_one adds exp(0) to the denominator. n is S, the
- * padding keys of a flushed chunk included.
+ * multiplied by scale (1/sqrt(d_h)) first; off_by_one adds exp(0) to the denominator. n is S for a
+ * sealed chunk, padding keys of a flushed chunk included; for the unsealed tail it is its real
+ * keys only (backend.h).
  */
 void hsa_chunk_softmax(float *a, uint32_t n, float scale, bool off_by_one);
 

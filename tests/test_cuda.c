@@ -6,7 +6,8 @@
  * forces landmark eviction across users, a memory that grows between calls, forget(), the pinned
  * host cache (read in place by the device, then copied to it), both caches churning, concurrent
  * callers, calls batched together (shapes, k and probabilities mixed, one
- * caller's source failing), bad arguments, and an f32 memory (served by the fallback).
+ * caller's source failing), a source ending with the unsealed tail that is then sealed under the
+ * same index, bad arguments, and an f32 memory (served by the fallback).
  *
  * Selections must match exactly except where two chunks' scores agree to within rounding (a
  * near tie, counted and allowed; that token's outputs are then not compared). Scores, weights,
@@ -48,7 +49,8 @@ uniform(void)
 struct mem {
 	struct hsa_spec spec;
 	uint64_t uid, n_chunks, cap, page;
-	uint64_t fail_kv; /* non-zero: reading the K/V of chunks from this one on fails */
+	uint64_t fail_kv;   /* non-zero: reading the K/V of chunks from this one on fails */
+	uint32_t tail_keys; /* non-zero: the last chunk is the unsealed tail, of this many keys */
 	size_t row, kvb;
 	char *lmk, *kv;
 };
@@ -98,6 +100,7 @@ mem_source(struct mem *m)
 	return (struct hsa_source){.ctx = m,
 	                           .uid = m->uid,
 	                           .n_chunks = m->n_chunks,
+	                           .tail_keys = m->tail_keys,
 	                           .landmarks = src_landmarks,
 	                           .chunk_kv = src_kv,
 	                           .copy_kv = m->uid % 2 == 1 ? src_copy_kv : NULL};
@@ -343,7 +346,8 @@ out:
 static struct gpu_backend *
 mkgpu(uint64_t budget, uint64_t host)
 {
-	struct gpu_cuda_opts o = {.device = 0, .mem_budget = budget, .host_cache = host};
+	struct gpu_cuda_opts o = {
+	        .device = 0, .mem_budget = budget, .host_cache = host, .cpu = cpu_b};
 	struct gpu_backend *g = NULL;
 	int err = gpu_cuda_alloc(&o, &g);
 	CHECK_RET(err, 0);
@@ -696,6 +700,43 @@ test_batching(struct gpu_backend *g)
 	}
 }
 
+/*
+ * A source whose last chunk is the memory's unsealed tail (backend.h): computed right while the
+ * sealed chunks are resident, without loading or caching anything of the tail; then the tail is
+ * sealed under the same index with other content, and the device serves the new content.
+ */
+static void
+test_tail(struct gpu_backend *g)
+{
+	struct hsa_spec sp = mkspec(64, 1, 128, 16, 128, HSA_F16, HSA_SOFTMAX, false);
+	struct gpu_cuda_counters c0, c1, c2;
+	struct mem m;
+	uint64_t before[3] = {39 * 64, 39 * 64, 20 * 64};
+	uint64_t pos[3] = {40 * 64, 40 * 64, 39 * 64 + 5}; /* the last one does not see the tail */
+
+	mem_init(&m, &sp, next_uid++, 40, 0);
+	m.n_chunks = 39;
+	compare(g, &m, 3, 64, before, true, "before the tail"); /* k covers every chunk */
+	m.n_chunks = 40;
+	m.tail_keys = 10;
+	gpu_cuda_counters(g, &c0);
+	compare(g, &m, 3, 64, pos, true, "tail");
+	gpu_cuda_counters(g, &c1);
+	CHECK(c1.cpu_fallbacks == c0.cpu_fallbacks + 1);
+	CHECK(c1.lmk_bytes_loaded == c0.lmk_bytes_loaded);
+	CHECK(c1.source_reads == c0.source_reads);
+	/* sealed: chunk 39 now holds other data, all 64 keys of it */
+	fill(sp.dtype, m.lmk + 39 * m.row, sp.d_r, 2.0);
+	fill(sp.dtype, m.kv + 39 * m.kvb, m.kvb / spec_elem_size(sp.dtype), 1.0);
+	m.tail_keys = 0;
+	compare(g, &m, 3, 64, pos, true, "tail sealed");
+	gpu_cuda_counters(g, &c2);
+	CHECK(c2.cpu_fallbacks == c1.cpu_fallbacks);
+	CHECK(c2.lmk_bytes_loaded - c1.lmk_bytes_loaded == m.row);
+	g->ops->forget(g, m.uid);
+	mem_fini(&m);
+}
+
 static void
 test_errors(struct gpu_backend *g)
 {
@@ -775,6 +816,7 @@ main(void)
 	test_ties_extremes(g);
 	test_concurrent(g);
 	test_batching(g);
+	test_tail(g);
 	test_errors(g);
 	g->ops->stats(g, &st);
 	printf("test_cuda: %" PRIu64 " calls, %" PRIu64 " chunk hits, %" PRIu64 " misses, "

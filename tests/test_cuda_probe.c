@@ -60,6 +60,9 @@ main(void)
 	CHECK_RET(gpu_cuda_alloc(&opts, &b), -ENODEV);
 	CHECK(b == NULL);
 	opts.device = 0;
+	struct gpu_backend *cpu = NULL;
+	CHECK_RET(gpu_cpu_alloc(1, &cpu), 0);
+	opts.cpu = cpu;
 	int err = gpu_cuda_alloc(&opts, &b);
 #ifdef HAVE_CUDA_BACKEND
 	CHECK_RET(err, 0);
@@ -67,8 +70,14 @@ main(void)
 		CHECK(strcmp(b->ops->name, "cuda") == 0);
 		gpu_free(b);
 	}
+	/* the CPU fallback is the caller's: none given, no backend */
+	opts.cpu = NULL;
+	b = NULL;
+	CHECK_RET(gpu_cuda_alloc(&opts, &b), HSAMEM_EINVAL);
+	CHECK(b == NULL);
 #else
 	CHECK_RET(err, -ENODEV); /* the backend is not built yet */
 #endif
+	gpu_free(cpu);
 	return test_done("test_cuda_probe");
 }

@@ -2,7 +2,7 @@
  * test_daemon_basic.c: the real hsamemd driven through libhsamem: facts appended among ordinary
  * text are found by questions, before and after a restart; users never see each other's memory;
  * delete leaves no record of the user in the store; export then import reproduces a memory exactly;
- * flush seals the tail.
+ * flush seals the tail, which a query finds before and after.
  */
 #include <math.h>
 #include <signal.h>
@@ -259,8 +259,26 @@ test_flush(struct harness *h)
 	CHECK_RET(hsamem_create(c, "dave", NULL, &m), HSAMEM_EEXIST);
 	CHECK_RET(hsamem_append_text(c, "dave", HSAMEM_ROLE_USER, "short note about turnips", NULL),
 	          0);
+	/* the tail is found, its top tokens among its own four; once sealed (the same index, now a
+	 * padded chunk), the same question finds the chunk with the same score */
+	struct hsamem_query_result *r = NULL;
+	float tail_score = 0;
+	CHECK_RET(hsamem_query_text(c, "dave", "turnips", 3, &r), 0);
+	CHECK(r != NULL && r->n_hits == 1 && r->hits[0].tail && r->hits[0].chunk == 0 &&
+	      r->hits[0].n_tokens == 4 && r->hits[0].n_top_tokens > 0);
+	for (size_t i = 0; r != NULL && r->n_hits == 1 && i < r->hits[0].n_top_tokens; i++)
+		CHECK(r->hits[0].top_tokens[i].index < 4);
+	if (r != NULL && r->n_hits == 1)
+		tail_score = r->hits[0].score;
+	hsamem_result_free(r);
 	CHECK_RET(hsamem_flush(c, "dave", NULL, &fi), 0);
 	CHECK(fi.sealed && fi.chunks == 1);
+	r = NULL;
+	CHECK_RET(hsamem_query_text(c, "dave", "turnips", 3, &r), 0);
+	CHECK(r != NULL && r->n_hits == 1 && !r->hits[0].tail && r->hits[0].chunk == 0 &&
+	      r->hits[0].score == tail_score &&
+	      strcmp(r->hits[0].text, "short note about turnips") == 0);
+	hsamem_result_free(r);
 	CHECK_RET(hsamem_flush(c, "dave", NULL, &fi), 0);
 	CHECK(!fi.sealed && fi.chunks == 1);
 	struct hsamem_chunk_list *cl = NULL;

@@ -4,9 +4,10 @@
  * shapes and all three element types (16-bit data is generated, rounded to its type, and the naive
  * version reads the rounded values), both weightings, off-by-one on and off; then the edges: no
  * visible chunk, fewer than k, exact ties, NaN and extreme scores, k = 1 and 256, 100k chunks,
- * thread counts, landmark runs of every length, misaligned rows, concurrent callers, the fusion
- * weights of a merged list, bad arguments and source errors. HSAMEM_TEST_QUICK=1 leaves out the
- * large cases (for valgrind).
+ * thread counts, landmark runs of every length, misaligned rows, concurrent callers, a source
+ * whose last chunk is the unsealed tail (and the same index sealed later), the fusion weights of a
+ * merged list, bad arguments and source errors. HSAMEM_TEST_QUICK=1 leaves out the large cases (for
+ * valgrind).
  *
  * Scores of "grid" data (multiples of 1/4) are exact in float, so the selection must match the
  * naive one exactly, ties included; with continuous data two chunks whose scores differ only by
@@ -90,6 +91,7 @@ struct mem {
 	char *lmk_alloc, *kv_alloc;
 	char *lmk, *kv; /* possibly misaligned inside the allocations */
 	size_t lmk_bytes, kv_bytes;
+	uint32_t tail_keys;  /* non-zero: the last chunk is the unsealed tail, of this many keys */
 	uint64_t max_run;    /* 0: whole runs; else runs of at most this many rows */
 	bool varied_runs;    /* run lengths vary with the first row asked for */
 	bool zero_count;     /* misbehave: count 0 */
@@ -145,6 +147,7 @@ mem_source(struct mem *m)
 	return (struct hsa_source){.ctx = m,
 	                           .uid = 1,
 	                           .n_chunks = m->n_chunks,
+	                           .tail_keys = m->tail_keys,
 	                           .landmarks = src_landmarks,
 	                           .chunk_kv = src_kv};
 }
@@ -391,7 +394,11 @@ naive(const struct mem *m, const struct hsa_query *q, struct ref *ref)
 				for (uint32_t i = 0; i < kk; i++) {
 					const char *kv = m->kv + (size_t)cand[i].j * m->kv_bytes;
 					double mx = -INFINITY, den = 0;
-					for (uint32_t s = 0; s < S; s++) {
+					/* the tail's padding keys are no part of it */
+					bool tail = m->tail_keys > 0 &&
+					            (uint64_t)cand[i].j + 1 == m->n_chunks;
+					uint32_t nk = tail ? m->tail_keys : S;
+					for (uint32_t s = 0; s < nk; s++) {
 						size_t at = ((size_t)s * sp->h_kv + r) * sp->d_h;
 						a[s] = 0;
 						for (uint32_t e = 0; e < sp->d_h; e++)
@@ -403,9 +410,9 @@ naive(const struct mem *m, const struct hsa_query *q, struct ref *ref)
 					if (sp->off_by_one && mx < 0)
 						mx = 0;
 					den = sp->off_by_one ? exp(0 - mx) : 0;
-					for (uint32_t s = 0; s < S; s++)
+					for (uint32_t s = 0; s < nk; s++)
 						den += exp(a[s] - mx);
-					for (uint32_t s = 0; s < S; s++) {
+					for (uint32_t s = 0; s < nk; s++) {
 						double p = exp(a[s] - mx) / den;
 						size_t at =
 						        kvh + ((size_t)s * sp->h_kv + r) * sp->d_h;
@@ -1059,6 +1066,87 @@ test_concurrent(void)
 }
 
 /*
+ * Runs one batch on one and four threads (bit-identical, both checked against the naive operator)
+ * and checks that no token's attention to the tail reaches past its real keys.
+ */
+static void
+tail_case(struct mem *m, struct qbuf *qb, const char *what)
+{
+	const struct hsa_spec *sp = &m->spec;
+	uint32_t n = qb->q.n, k = qb->q.k, G = sp->h_q / sp->h_kv;
+	struct rbuf r1, r4;
+	struct ref ref;
+
+	rbuf_init(&r1, sp, n, k, true);
+	rbuf_init(&r4, sp, n, k, true);
+	CHECK_RET(attend(cpu1, m, &qb->q, &r1), 0);
+	CHECK_RET(attend(cpu4, m, &qb->q, &r4), 0);
+	CHECK(rbuf_same(&r1, &r4));
+	naive(m, &qb->q, &ref);
+	compare(m, &qb->q, &r1.r, &ref, 1e-4, what);
+	for (size_t x = 0; m->tail_keys > 0 && x < r1.n_sel; x++) {
+		if (r1.r.sel[x] + 1 != (int64_t)m->n_chunks)
+			continue;
+		size_t tr = x / k, i = x % k; /* (token, kv head), rank */
+		for (uint32_t g = 0; g < G; g++)
+			for (uint32_t s = m->tail_keys; s < sp->S; s++)
+				CHECK(r1.r.attn[((tr * G + g) * k + i) * sp->S + s] == 0.0f);
+	}
+	ref_fini(&ref);
+	rbuf_fini(&r4);
+	rbuf_fini(&r1);
+}
+
+/*
+ * The unsealed tail as the source's last chunk: its in-chunk softmax runs over its real keys only
+ * (its padding rows hold random values here, which must not count), it is visible from
+ * n_chunks * S on, and once it is sealed under the same index with other content, all S keys of
+ * the new content count and nothing of the old one is left.
+ */
+static void
+test_tail(void)
+{
+	char what[128];
+
+	for (int c = 0; c < 12; c++) {
+		enum hsa_dtype dt = (enum hsa_dtype)(HSA_F16 + c % 3);
+		enum hsa_weighting w = c / 3 % 2 ? HSA_STICKBREAK : HSA_SOFTMAX;
+		bool obo = c / 6;
+		struct hsa_spec sp = make_spec(16, 2, 2, 16, 32, dt, w, obo);
+		uint64_t n_chunks = 1 + rnd_below(30);
+		uint32_t k = 1 + (uint32_t)rnd_below(12);
+		struct mem m;
+		struct qbuf qb;
+
+		mem_init(&m, &sp, n_chunks, DATA_RAND, 1, 0);
+		m.tail_keys = 1 + (uint32_t)rnd_below(sp.S);
+		qbuf_init(&qb, &sp, n_chunks, 8, k, DATA_RAND, 1, 1);
+		qb.pos[0] = n_chunks * sp.S;     /* the tail just visible */
+		qb.pos[1] = n_chunks * sp.S - 1; /* just not */
+		snprintf(what, sizeof(what), "tail of %u keys, %llu chunks, %s %s%s k=%u",
+		         m.tail_keys, (unsigned long long)n_chunks, spec_dtype_name(dt),
+		         spec_weighting_name(w), obo ? " off-by-one" : "", k);
+		tail_case(&m, &qb, what);
+
+		/* sealed: new content under the same index */
+		char *lmk = m.lmk + (n_chunks - 1) * m.lmk_bytes;
+		char *kv = m.kv + (n_chunks - 1) * m.kv_bytes;
+		for (size_t i = 0; i < sp.d_r; i++)
+			put_elem(dt, lmk, i, rnd_value(DATA_RAND) * 2.0f);
+		for (size_t i = 0; i < m.kv_bytes / spec_elem_size(dt); i++)
+			put_elem(dt, kv, i, rnd_value(DATA_RAND) * 2.0f);
+		m.tail_keys = 0;
+		snprintf(what, sizeof(what), "sealed tail, %llu chunks, %s %s%s k=%u",
+		         (unsigned long long)n_chunks, spec_dtype_name(dt), spec_weighting_name(w),
+		         obo ? " off-by-one" : "", k);
+		tail_case(&m, &qb, what);
+		CHECK(atomic_load(&m.bad_calls) == 0);
+		qbuf_fini(&qb);
+		mem_fini(&m);
+	}
+}
+
+/*
  * The fusion weights as the daemon uses them, on a merged list that is ranked by score but not
  * ordered by chunk index: against the formulas of HSA.md step 3 in double.
  */
@@ -1144,6 +1232,12 @@ test_bad_args(void)
 	CHECK_RET(gpu_attend(cpu1, &sp, &s2, &qb.q, &r.r), HSAMEM_EINVAL);
 	s2 = src;
 	s2.chunk_kv = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &s2, &qb.q, &r.r), HSAMEM_EINVAL);
+	s2 = src;
+	s2.tail_keys = sp.S + 1; /* a tail has at most S keys */
+	CHECK_RET(gpu_attend(cpu1, &sp, &s2, &qb.q, &r.r), HSAMEM_EINVAL);
+	s2.tail_keys = 1;
+	s2.n_chunks = 0; /* and is a chunk of the source */
 	CHECK_RET(gpu_attend(cpu1, &sp, &s2, &qb.q, &r.r), HSAMEM_EINVAL);
 
 	struct {
@@ -1268,6 +1362,7 @@ main(void)
 	test_runs();
 	test_portable();
 	test_concurrent();
+	test_tail();
 	test_fusion_weights();
 	test_bad_args();
 	test_source_errors();
