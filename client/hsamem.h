@@ -386,7 +386,7 @@ struct hsamem_query_result {
  * the tokens its in-chunk attention weighs most. out: a heap result (hsamem_result_free()).
  * Errors: HSAMEM_ENOUSER, HSAMEM_ENOTSUP (a text query on a client memory: use hsamem_attend()),
  * HSAMEM_EINVAL (neither text nor tokens; k or max_entries out of range), HSAMEM_ETOOBIG (a
- * question longer than max-entry).
+ * question longer than max-entry, or of more than 4096 tokens).
  */
 int hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
                  struct hsamem_query_result **out);

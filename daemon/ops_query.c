@@ -237,9 +237,9 @@ merge_heads(const struct hsa_spec *spec, uint32_t k, const struct hsa_result *re
 }
 
 /*
- * The question of the query request as token ids: its text tokenized, or the ids it gives, the
- * first OPS_MAX_QUERY_TOKENS of them. On success *ids is malloc'd (the caller frees it); on failure
- * the job is failed and its code returned.
+ * The question of the query request as token ids: its text tokenized, or the ids it gives. A
+ * question of more than OPS_MAX_QUERY_TOKENS tokens is refused, never cut short. On success *ids is
+ * malloc'd (the caller frees it); on failure the job is failed and its code returned.
  */
 static int
 query_tokens(struct job *job, const struct enc_ops *enc, uint32_t **ids, size_t *n)
@@ -261,8 +261,12 @@ query_tokens(struct job *job, const struct enc_ops *enc, uint32_t **ids, size_t 
 	} else {
 		n_tok = q->n_tokens;
 	}
-	if (n_tok > OPS_MAX_QUERY_TOKENS)
-		n_tok = OPS_MAX_QUERY_TOKENS;
+	if (n_tok > OPS_MAX_QUERY_TOKENS) {
+		ret = job_fail(job, HSAMEM_ETOOBIG,
+		               "the query has %zu tokens; at most %d are allowed", n_tok,
+		               OPS_MAX_QUERY_TOKENS);
+		goto out;
+	}
 	if ((*ids = malloc((n_tok + 1) * sizeof(uint32_t))) == NULL) {
 		ret = ops_oom(job);
 		goto out;

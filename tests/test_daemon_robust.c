@@ -279,6 +279,32 @@ test_bad_messages(struct harness *h)
 	qq.has_top_k = true;
 	qq.top_k = 100000;
 	expect_status(call(h->url, &q), HSAMEM_EINVAL, "huge k");
+	qq.has_top_k = false;
+
+	/* a question of more than 4096 tokens is refused with the limit named, never cut short:
+	 * as token ids and as text (within max-entry) alike */
+	uint32_t ids[4097];
+	for (size_t i = 0; i < 4097; i++)
+		ids[i] = 1000 + (uint32_t)i;
+	qq.text = NULL;
+	qq.tokens = ids;
+	qq.n_tokens = 4096;
+	expect_status(call(h->url, &q), 0, "4096 query tokens");
+	qq.n_tokens = 4097;
+	Hsamem__Reply *rep = call(h->url, &q);
+	CHECK(rep != NULL && rep->status == HSAMEM_ETOOBIG && rep->message != NULL &&
+	      strstr(rep->message, "4096") != NULL);
+	if (rep != NULL)
+		hsamem__reply__free_unpacked(rep, NULL);
+	char *words = malloc(5000 * 5 + 1);
+	for (size_t i = 0; i < 5000; i++)
+		memcpy(words + 5 * i, "word ", 5);
+	words[5000 * 5] = '\0';
+	qq.tokens = NULL;
+	qq.n_tokens = 0;
+	qq.text = words;
+	expect_status(call(h->url, &q), HSAMEM_ETOOBIG, "a question of 5000 words");
+	free(words);
 	check_serving(h);
 }
 
