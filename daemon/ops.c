@@ -281,21 +281,10 @@ done:
 
 /* ---- the chunk source over a read transaction ---- */
 
-/*
- * Chunks past the sealed ones are the tail's, held by the source itself (ops_source_add_tail);
- * the sealed ones are read from the store.
- */
 static int
 source_landmarks(void *ctx, uint64_t first, const void **rows, uint64_t *count)
 {
 	struct ops_source *s = ctx;
-	if (first >= s->user.n_chunks) {
-		if (s->tail_lmk == NULL || first != s->user.n_chunks)
-			return HSAMEM_ENOTFOUND;
-		*rows = s->tail_lmk;
-		*count = 1;
-		return 0;
-	}
 	pthread_mutex_lock(&s->mu);
 	int ret = store_landmarks_get(s->txn, &s->user, first, rows, count);
 	pthread_mutex_unlock(&s->mu);
@@ -307,12 +296,6 @@ source_chunk_kv(void *ctx, uint64_t j, const void **kv)
 {
 	struct ops_source *s = ctx;
 	size_t len = 0;
-	if (j >= s->user.n_chunks) {
-		if (s->tail_kv == NULL || j != s->user.n_chunks)
-			return HSAMEM_ENOTFOUND;
-		*kv = s->tail_kv;
-		return 0;
-	}
 	pthread_mutex_lock(&s->mu);
 	int ret = store_kv_get(s->txn, s->user.uid, j, kv, &len);
 	pthread_mutex_unlock(&s->mu);
@@ -328,18 +311,44 @@ static int
 source_copy_kv(void *ctx, uint64_t j, void *dst)
 {
 	struct ops_source *s = ctx;
-	if (j >= s->user.n_chunks) {
-		if (s->tail_kv == NULL || j != s->user.n_chunks)
-			return HSAMEM_ENOTFOUND;
-		memcpy(dst, s->tail_kv, s->kv_bytes);
-		return 0;
-	}
 	int ret = store_kv_copy(s->txn, s->user.uid, j, dst, s->kv_bytes);
 
 	if (ret == HSAMEM_EFORMAT)
 		log_err("store: chunk %llu of user %s does not hold %zu bytes of K/V",
 		        (unsigned long long)j, s->user.name, s->kv_bytes);
 	return ret;
+}
+
+/* The tail's own source: one chunk, held in memory (ops_source_tail). */
+static int
+tail_landmarks(void *ctx, uint64_t first, const void **rows, uint64_t *count)
+{
+	struct ops_source *s = ctx;
+	if (first != 0)
+		return HSAMEM_ENOTFOUND;
+	*rows = s->tail_lmk;
+	*count = 1;
+	return 0;
+}
+
+static int
+tail_chunk_kv(void *ctx, uint64_t j, const void **kv)
+{
+	struct ops_source *s = ctx;
+	if (j != 0)
+		return HSAMEM_ENOTFOUND;
+	*kv = s->tail_kv;
+	return 0;
+}
+
+static int
+tail_copy_kv(void *ctx, uint64_t j, void *dst)
+{
+	struct ops_source *s = ctx;
+	if (j != 0)
+		return HSAMEM_ENOTFOUND;
+	memcpy(dst, s->tail_kv, s->kv_bytes);
+	return 0;
 }
 
 void
@@ -359,7 +368,7 @@ ops_source_init(struct ops_source *s, struct store_txn *txn, const struct store_
 }
 
 int
-ops_source_add_tail(struct ops_source *s, const struct enc_ops *enc, const struct store_tail *t)
+ops_source_tail(struct ops_source *s, const struct enc_ops *enc, const struct store_tail *t)
 {
 	const struct hsa_spec *spec = &s->user.spec;
 	size_t per = (size_t)spec->S * spec->h_kv * spec->d_h;
@@ -379,8 +388,13 @@ ops_source_add_tail(struct ops_source *s, const struct enc_ops *enc, const struc
 	s->tail_kv = kv;
 	s->tail_lmk = lmk;
 	kv = lmk = NULL;
-	s->src.n_chunks = s->user.n_chunks + 1;
-	s->src.tail_keys = t->n;
+	s->tail = (struct hsa_source){.ctx = s,
+	                              .uid = s->user.uid,
+	                              .n_chunks = 1,
+	                              .tail_keys = t->n,
+	                              .landmarks = tail_landmarks,
+	                              .chunk_kv = tail_chunk_kv,
+	                              .copy_kv = tail_copy_kv};
 out:
 	free(lmk);
 	free(kv);
@@ -426,4 +440,11 @@ ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source
 		ret = gpu_attend(d->cpu, spec, src, q, res);
 	}
 	return ret;
+}
+
+int
+ops_attend_tail(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,
+                const struct hsa_query *q, struct hsa_result *res)
+{
+	return gpu_attend(job->d->cpu, spec, src, q, res);
 }

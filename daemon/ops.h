@@ -70,24 +70,28 @@ struct ops_source {
 	struct store_user user;
 	size_t kv_bytes;
 	pthread_mutex_t mu;
-	/* the tail as chunk user.n_chunks (ops_source_add_tail), in the spec's dtype; or NULL */
+	/* the unsealed tail as a source of its own (ops_source_tail): its one chunk, in the spec's
+	 * dtype, or NULL */
+	struct hsa_source tail;
 	void *tail_kv, *tail_lmk;
 };
 void ops_source_init(struct ops_source *s, struct store_txn *txn, const struct store_user *u);
 void ops_source_fini(struct ops_source *s);
 
 /*
- * Adds the memory's unsealed tail (t->n >= 1 tokens) to the source as one more chunk, index
- * n_chunks, encoded now by the memory's built-in encoder (backend.h: never cached by a backend,
- * its softmax over its real tokens only). Returns 0, -ENOMEM or the encoder's error; the source
- * is unchanged on failure.
+ * Makes s->tail, a source of one chunk: the memory's unsealed tail (t->n >= 1 tokens, tail_keys =
+ * t->n), encoded now by the memory's built-in encoder. The sealed chunks stay in s->src for the
+ * daemon's backend; the tail, which changes with every append, is computed on the CPU backend
+ * (ops_attend_tail), so no device cache ever holds it. Returns 0, -ENOMEM or the encoder's error.
  */
-int ops_source_add_tail(struct ops_source *s, const struct enc_ops *enc,
-                        const struct store_tail *t);
+int ops_source_tail(struct ops_source *s, const struct enc_ops *enc, const struct store_tail *t);
 
 /* Runs the operator on the daemon's backend, falling back to the CPU if the GPU fails. */
 int ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,
                const struct hsa_query *q, struct hsa_result *res);
+/* Runs the operator on the CPU backend: for a source that holds a tail (ops_source_tail). */
+int ops_attend_tail(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,
+                    const struct hsa_query *q, struct hsa_result *res);
 
 /* Reads: ops_read.c */
 void ops_ping(struct job *job);

@@ -124,7 +124,8 @@ out:
 struct candidate {
 	int64_t chunk; /* the tail is n_chunks */
 	float score;
-	const float *attn; /* [G][S] of this chunk for one kv head, rows k*S apart */
+	const float *attn; /* [G][S] of this chunk for one kv head, rows `stride` apart */
+	uint32_t stride;
 };
 
 static int
@@ -227,13 +228,46 @@ merge_heads(const struct hsa_spec *spec, uint32_t k, const struct hsa_result *re
 			for (c = 0; c < n && cand[c].chunk != res->sel[at]; c++)
 				;
 			if (c == n)
-				cand[n++] =
-				        (struct candidate){res->sel[at], res->score[at],
-				                           res->attn + ((size_t)r * G * k + i) * S};
+				cand[n++] = (struct candidate){
+				        res->sel[at], res->score[at],
+				        res->attn + ((size_t)r * G * k + i) * S, k * S};
 			else if (res->score[at] > cand[c].score)
 				cand[c].score = res->score[at];
 		}
 	return n;
+}
+
+/*
+ * The unsealed tail as one more candidate, index n_chunks: the CPU backend runs the operator on
+ * the tail's own one-chunk source (ops_source_tail) with the same query. It keeps its best score
+ * over the kv heads and that head's attention (the first head on a tie), as merge_heads does.
+ */
+static int
+tail_candidate(struct job *job, const struct hsa_spec *spec, struct ops_source *src,
+               const float *qr, const float *qa, struct candidate *out)
+{
+	uint32_t S = spec->S;
+	uint64_t pos = S;
+	struct hsa_query q = {.n = 1, .k = 1, .pos = &pos, .qr = qr, .qa = qa};
+	struct hsa_result res = {
+	        .out = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4),
+	        .sel = arena_calloc(&job->arena, spec->h_kv, sizeof(int64_t)),
+	        .score = arena_calloc(&job->arena, spec->h_kv, 4),
+	        .weight = arena_calloc(&job->arena, spec->h_kv, 4),
+	        .attn = arena_calloc(&job->arena, (size_t)spec->h_q * S, 4),
+	};
+	if (!res.out || !res.sel || !res.score || !res.weight || !res.attn)
+		return ops_oom(job);
+	int ret = ops_attend_tail(job, spec, &src->tail, &q, &res);
+	if (ret != 0)
+		return job_fail(job, ret, "query failed on the tail: %s", hsamem_strerror(ret));
+	uint32_t best = 0, G = spec->h_q / spec->h_kv;
+	for (uint32_t r = 1; r < spec->h_kv; r++)
+		if (res.score[r] > res.score[best])
+			best = r;
+	*out = (struct candidate){(int64_t)src->user.n_chunks, res.score[best],
+	                          res.attn + (size_t)best * G * S, S};
+	return 0;
 }
 
 /*
@@ -334,23 +368,28 @@ ops_query(struct job *job)
 		goto out;
 	}
 
-	/* The tail, if asked for, is chunk n_chunks of the source; a tail that cannot be read
-	 * is left out, as if there were none. */
-	if ((!q->has_include_tail || q->include_tail) && store_tail_get(&txn, u.uid, &tail) == 0 &&
-	    tail.n > 0 && (ret = ops_source_add_tail(&src, enc, &tail)) != 0) {
-		job_fail(job, ret, "encoder %s failed on the tail", enc->name);
-		goto out;
-	}
 	size_t n_cand = 0;
-	if (src.src.n_chunks > 0) {
-		/* after the whole stream, the tail counted whole: every chunk is visible */
-		uint64_t pos = src.src.n_chunks * S;
+	if (u.n_chunks > 0) {
+		/* after the whole stream: every sealed chunk is visible */
+		uint64_t pos = u.n_chunks * S;
 		struct hsa_query hq = {.n = 1, .k = k, .pos = &pos, .qr = qr, .qa = qa};
 		if ((ret = ops_attend(job, spec, &src.src, &hq, &res)) != 0) {
 			job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
 			goto out;
 		}
 		n_cand = merge_heads(spec, k, &res, cand);
+	}
+	/* The tail, if asked for, competes as chunk n_chunks; a tail that cannot be read is left
+	 * out, as if there were none. */
+	if ((!q->has_include_tail || q->include_tail) && store_tail_get(&txn, u.uid, &tail) == 0 &&
+	    tail.n > 0) {
+		if ((ret = ops_source_tail(&src, enc, &tail)) != 0) {
+			job_fail(job, ret, "encoder %s failed on the tail", enc->name);
+			goto out;
+		}
+		if (tail_candidate(job, spec, &src, qr, qa, &cand[n_cand]) != 0)
+			goto out;
+		n_cand++;
 	}
 	qsort(cand, n_cand, sizeof(*cand), cmp_candidate);
 	if (n_cand > k)
@@ -390,9 +429,8 @@ ops_query(struct job *job)
 			         (unsigned long long)h->chunk, hsamem_strerror(ret));
 			goto out;
 		}
-		/* attention rows of one chunk for the G heads are k*S apart */
-		if (fill_hit(job, &txn, &u, h, c.tokens, c.refs, c.n_real, cand[i].attn, G, k * S,
-		             max_entries) != 0)
+		if (fill_hit(job, &txn, &u, h, c.tokens, c.refs, c.n_real, cand[i].attn, G,
+		             cand[i].stride, max_entries) != 0)
 			goto out;
 		hits[r->n_hits++] = h;
 	}

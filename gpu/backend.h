@@ -17,8 +17,10 @@
  * backend may keep them between calls: the CUDA backend keeps each memory's landmark matrix
  * resident and caches chunk K/V by (uid, j) on the device and in pinned host memory. A source may
  * also end with the memory's unsealed tail as one more chunk (tail_keys > 0), so that a query sees
- * what was appended last the same way it sees the rest. The tail is not stable: it changes with
- * every append, and is later sealed, with other content, under the same index. So:
+ * what was appended last the same way it sees the rest (the daemon gives the tail a source of its
+ * own, one chunk, and runs it on the CPU backend beside the sealed chunks on whichever backend
+ * serves). The tail is not stable: it changes with every append, and is later sealed, with other
+ * content, under the same index. So:
  *   1. chunks 0 .. gpu_source_sealed(src)-1 are sealed and may be cached; the tail, chunk
  *      n_chunks-1 when tail_keys > 0, is read from the source afresh in every call and never
  *      cached, kept resident, or counted as a loaded row;
