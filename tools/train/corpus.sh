@@ -1,8 +1,8 @@
 #!/bin/sh
 # Build the training data of the learned encoder from Debian packages:
-#   DATADIR/text/{train,heldout}.txt   plain text documents (corpus.py)
-#   DATADIR/hsamem-bpe.tok              byte-level BPE tokenizer (tokenizer.py)
-#   DATADIR/tokens.npz                  both splits tokenized, uint16 (pack.py)
+#   DATADIR/text/{train,heldout}.txt   plain text documents (hsatrain/corpus.py)
+#   DATADIR/hsamem-bpe.tok              byte-level BPE tokenizer (hsatrain/tokenizer.py)
+#   DATADIR/tokens.npz                  both splits tokenized, uint16 (hsatrain/pack.py)
 # Usage: tools/train/corpus.sh [DATADIR]   (default .train-data; needs root for apt-get)
 # Reproducible: the same Debian package versions give byte-identical outputs.
 set -eu
@@ -20,6 +20,9 @@ if [ -n "$missing" ]; then
 fi
 mkdir -p "$data"
 dpkg-query -W $pkgs > "$data/packages.txt"
-"$py" "$here/corpus.py" "$data/text"
-"$py" "$here/tokenizer.py" train "$data/text/train.txt" "$data/hsamem-bpe.tok" --vocab 8192
-PYTHONPATH="$here" "$py" "$here/pack.py" "$data/text" "$data/hsamem-bpe.tok" "$data/tokens.npz"
+# The steps are modules of the hsatrain package, which lives beside this script.
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH
+"$py" -m hsatrain.corpus "$data/text"
+"$py" -m hsatrain.tokenizer train "$data/text/train.txt" "$data/hsamem-bpe.tok" --vocab 8192
+"$py" -m hsatrain.pack "$data/text" "$data/hsamem-bpe.tok" "$data/tokens.npz"

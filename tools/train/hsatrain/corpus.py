@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Build the English training corpus from installed Debian documentation packages.
 
-Reads the files that these packages install (see corpus.sh, which installs them):
+Reads the files that these packages install (see ../corpus.sh, which installs them):
   linux-doc (reStructuredText), python3.11-doc, debian-reference-en and
   debian-handbook (HTML), dict-gcide (dictionary), bible-kjv (King James Bible,
   printed by its `bible` program), fortunes, gnu-standards (plain text).
@@ -10,7 +9,7 @@ train or held-out split by a hash of their name, so the split does not depend on
 the order files are found in. Output: OUT/train.txt and OUT/heldout.txt, documents
 separated by a line holding a single form feed character.
 
-Usage: corpus.py OUTDIR [--heldout-percent 20]
+Usage: python3 -m hsatrain.corpus OUTDIR [--heldout-percent 20]
 """
 import argparse
 import gzip

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Export a trained model for the daemon and write golden test vectors.
 
-    export.py --model OUT/model.safetensors --tok DATA/hsamem-bpe.tok --data DATA/tokens.npz
-              --dest models/hsa-small
+    python3 -m hsatrain.export --model OUT/model.safetensors --tok DATA/hsamem-bpe.tok
+        --data DATA/tokens.npz --dest models/hsa-small
 
 Writes into DEST:
   model.safetensors   the weights (bf16), config JSON and training step in the metadata
@@ -17,16 +16,14 @@ import argparse
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import st  # noqa: E402
-from model import Config, HSAModel, hsa_sparse  # noqa: E402
-from tasks import TaskMaker  # noqa: E402
-from tokenizer import ATOK, QTOK, Tokenizer  # noqa: E402
+from . import st
+from .model import Config, HSAModel, hsa_sparse
+from .tasks import TaskMaker
+from .tokenizer import ATOK, QTOK, Tokenizer
 
 TOKENIZER_CASES = [
     "", "a", "Hello, world!", "  two  spaces\tand a tab\n\nnew lines\r\n",

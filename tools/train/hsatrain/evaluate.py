@@ -1,9 +1,9 @@
-#!/usr/bin/env python3
 """Evaluate the learned HSA encoder on long haystacks, against lexical and BM25 ranking.
 
-    evaluate.py --model models/hsa-small/model.safetensors --tok models/hsa-small/hsamem-bpe.tok
-                --data DATA/tokens.npz --out OUTDIR [--lengths 4096,65536,1048576,4194304]
-                [--trials 10] [--depths 0,0.25,0.5,0.75,1] [--seed 7]
+    python3 -m hsatrain.evaluate --model models/hsa-small/model.safetensors
+        --tok models/hsa-small/hsamem-bpe.tok --data DATA/tokens.npz --out OUTDIR
+        [--lengths 4096,65536,1048576,4194304] [--trials 10] [--depths 0,0.25,0.5,0.75,1]
+        [--seed 7]
 
 For each length, the haystack is the first LENGTH tokens of the held-out split (text the
 model never trained on). Its chunks are encoded once. Each trial hides one task instance's
@@ -32,17 +32,15 @@ import json
 import math
 import os
 import re
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import st  # noqa: E402
-from model import Config, HSAModel  # noqa: E402
-from tasks import EVAL_TASKS, TaskMaker  # noqa: E402
-from tokenizer import EOS, Tokenizer  # noqa: E402
+from . import st
+from .model import Config, HSAModel
+from .tasks import EVAL_TASKS, TaskMaker
+from .tokenizer import EOS, Tokenizer
 
 STOP = set("""a about above after again against all am an and any are as at be because been before
 being below between both but by can could did do does doing down during each few for from further had

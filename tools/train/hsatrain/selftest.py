@@ -1,20 +1,17 @@
-#!/usr/bin/env python3
 """CPU self-test of tools/train (tiny random model, a minute): the dense training HSA equals
 the sparse reference operator, the evaluation's memory/query path equals the training forward
 on the same sequence (also with replaced chunks), and the tokenizer round-trips.
 
-    selftest.py [TOKFILE]
+    python3 -m hsatrain.selftest [TOKFILE]
 """
-import os
 import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from evaluate import Memory, query_step  # noqa: E402
-from model import Config, HSAModel, hsa_sparse  # noqa: E402
-from tokenizer import Tokenizer, train  # noqa: E402
+from .evaluate import Memory, query_step
+from .model import Config, HSAModel, hsa_sparse
+from .tokenizer import Tokenizer, train
 
 
 def main():

@@ -18,7 +18,7 @@ query of the token before each answer token should select that part's needle.
 """
 import numpy as np
 
-from tokenizer import ATOK, EOS, QTOK
+from .tokenizer import ATOK, EOS, QTOK
 
 # Personal-fact relations: (name, values, training fact templates, training question
 # templates, evaluation fact template, evaluation question template, hard evaluation fact

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Byte-level BPE tokenizer of the learned hsamem encoder.
 
 Token ids: 0..255 are the raw bytes; 256..256+N_SPECIAL-1 are special tokens
@@ -32,8 +31,8 @@ File format (UTF-8 text, one item per line):
     <left id> <right id>    (M lines; line i defines id 256+N+i)
 
 Usage:
-    tokenizer.py train INPUT.txt OUT.tok [--vocab 8192] [--max-chars 60000000]
-    tokenizer.py encode TOKFILE "text"
+    python3 -m hsatrain.tokenizer train INPUT.txt OUT.tok [--vocab 8192] [--max-chars 60000000]
+    python3 -m hsatrain.tokenizer encode TOKFILE "text"
 """
 import argparse
 import collections

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Recompute the golden vectors with numpy alone, following models/README.md step by step,
 and compare them with models/hsa-small/golden.safetensors. It checks the written contract
 (what a C implementation follows), not the PyTorch code.
 
-    check_golden.py [models/hsa-small]
+    python3 -m hsatrain.check_golden [models/hsa-small]
 """
 import json
 import os

@@ -1,14 +1,13 @@
-#!/usr/bin/env python3
 """Tokenize the corpus splits into uint16 arrays: DATADIR/tokens.npz with arrays
 `train` and `heldout` (documents separated by <|eos|>), compressed.
 
-Usage: pack.py TEXTDIR TOKFILE OUT.npz
+Usage: python3 -m hsatrain.pack TEXTDIR TOKFILE OUT.npz
 """
 import sys
 
 import numpy as np
 
-from tokenizer import EOS, Tokenizer
+from .tokenizer import EOS, Tokenizer
 
 
 def encode_split(tok, path):

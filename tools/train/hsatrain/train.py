@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Train the learned HSA encoder.
 
-    train.py --data DATA/tokens.npz --tok DATA/hsamem-bpe.tok --out OUTDIR
-             [--resume FILE] [--time-limit SECONDS] [--seed N] [--schedule SPEC]
+    python3 -m hsatrain.train --data DATA/tokens.npz --tok DATA/hsamem-bpe.tok --out OUTDIR
+        [--resume FILE] [--time-limit SECONDS] [--seed N] [--schedule SPEC]
 
 The schedule is a list of phases "name:steps:seq_len:batch:topk:task_share:lr:decay:mix",
 separated by commas (lr: peak learning rate; decay 1: cosine decay to 10% of lr over
@@ -24,18 +23,16 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import st  # noqa: E402
-from model import Config, HSAModel, count_params  # noqa: E402
-from tasks import TaskMaker, build_training_sample  # noqa: E402
-from tokenizer import PAD, Tokenizer  # noqa: E402
+from . import st
+from .model import Config, HSAModel, count_params
+from .tasks import TaskMaker, build_training_sample
+from .tokenizer import PAD, Tokenizer
 
 DEFAULT_SCHEDULE = ("warm:1500:2048:24:64:0.6:2e-3:0:base,sparse:1500:2048:24:8:0.6:2e-3:0:base,"
                     "long:2000:8192:6:8:0.6:2e-3:1:base,tune:2000:4096:12:8:0.8:6e-4:1:tune")
