@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""torch_ref.py: the PyTorch reference of HSA attention (HSA.md "The operator"), for the ratio in
+"""torch_ref.py: the PyTorch reference of HSA attention (hsamem(7), THE HSA OPERATOR), for the ratio in
 bench/RESULTS.md: matmul of the retrieval query against all landmarks, topk, gather of the
 selected chunks' K/V, per-chunk softmax attention, softmax fusion. Two variants: chunk K/V in
 device memory, and chunk K/V in pinned host memory gathered per query (indices to the host, an

@@ -1,5 +1,5 @@
 /*
- * spec.h: the spec of a memory (HSA.md "Shapes"), fixed when the memory is created.
+ * spec.h: the spec of a memory (hsamem(7), CONCEPTS), fixed when the memory is created.
  *
  * Every module that touches chunk tensors takes its sizes from here, and every request that carries
  * tensors is checked against the memory's spec before anything is written. h_r, the number of

@@ -2,7 +2,7 @@
  * ops_query.c: the two operations that run HSA attention over a memory.
  *
  * attend: the client brings its model's queries (qr, qa) and positions; the backend selects and
- * fuses chunks exactly as HSA.md states, and the reply carries the outputs, the selection, the
+ * fuses chunks exactly as hsamem(7) states, and the reply carries the outputs, the selection, the
  * weights and, on request, the in-chunk attention.
  *
  * query: text in, chunks out, for memories with a built-in encoder. The question is encoded into

@@ -4,7 +4,7 @@
  * (gpu/cuda_*.c and gpu/cuda_kernels.cu, built with --enable-cuda). The daemon picks one at start
  * and falls back to the CPU backend when the CUDA one fails.
  *
- * The one operation is HSA attention exactly as HSA.md states it: score every visible chunk's
+ * The one operation is HSA attention exactly as hsamem(7) states it: score every visible chunk's
  * landmark, take the top-k per kv head, weight them (softmax or stick-breaking), attend inside each
  * selected chunk separately, and fuse. Chunks are read through a source (below), so a backend never
  * knows where they live: LMDB's map for the CPU, LMDB through pinned staging and a device cache for

@@ -1,10 +1,10 @@
 /*
- * cpu.c: the CPU backend. HSA attention exactly as HSA.md states it, in fp32, on a pool of threads
- * of its own (cpu_pool.h). It owns that pool and nothing else: no cache and no state between calls
- * but two counters; every landmark and K/V is read from the source during the call, so the
- * unsealed tail of a source (backend.h) needs no care beyond leaving its padding keys out. It is
- * the oracle that the CUDA backend is tested against and the daemon's fallback. The formulas are
- * the reference math's (hsa_math.h) and the inner loops the kernels' (cpu_kernels.h); this file
+ * cpu.c: the CPU backend. HSA attention exactly as hsamem(7) states it, in fp32, on a pool of
+ * threads of its own (cpu_pool.h). It owns that pool and nothing else: no cache and no state
+ * between calls but two counters; every landmark and K/V is read from the source during the call,
+ * so the unsealed tail of a source (backend.h) needs no care beyond leaving its padding keys out.
+ * It is the oracle that the CUDA backend is tested against and the daemon's fallback. The formulas
+ * are the reference math's (hsa_math.h) and the inner loops the kernels' (cpu_kernels.h); this file
  * cuts a call into pieces and moves the data between them. Speed comes from streaming the
  * landmarks once (converted to f32 in blocks that stay in L1, or in registers on the way into the
  * dot products) rather than from cleverness.

@@ -1,9 +1,9 @@
 /*
  * cuda_kernels.cu: the CUDA backend's kernels: landmark scores (beside cuBLAS's, for many tokens),
- * top-k over them with visibility, ties and NaN as HSA.md and the CPU backend rank them; in-chunk
- * attention for all query heads of a kv head; fusion of the selected chunks' outputs; the gather
- * of missing chunks from mapped pinned host memory. Every launcher enqueues on the caller's stream
- * and returns the launch's error; nothing here allocates or synchronises.
+ * top-k over them with visibility, ties and NaN as hsamem(7) and the CPU backend rank them;
+ * in-chunk attention for all query heads of a kv head; fusion of the selected chunks' outputs; the
+ * gather of missing chunks from mapped pinned host memory. Every launcher enqueues on the caller's
+ * stream and returns the launch's error; nothing here allocates or synchronises.
  *
  * All arithmetic is fp32 on fp16/bf16 inputs (cuBLAS multiplies f16 landmarks by the queries'
  * f16 high and low parts, products exact in fp32). Results match the CPU backend to rounding:

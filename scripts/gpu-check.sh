@@ -1,5 +1,5 @@
 #!/bin/bash
-# gpu-check.sh: the GPU tests and the GPU benchmark, in one go, on a GPU host (docs: GPU.md).
+# gpu-check.sh: the GPU tests and the GPU benchmark, in one go, on a GPU host (README: Benchmarks).
 #
 # The GPU host has no LMDB, NNG, protobuf-c or autotools, so everything is built beforehand on the
 # build host, in a build folder of real ELF binaries, with the non-CUDA libraries beside it:

@@ -1,7 +1,7 @@
 /*
  * test_daemon_attend.c: client-supplied memories end to end. Random K, V and landmarks are
  * appended through the daemon, and attend's outputs, selections and weights are compared with an
- * independent implementation of HSA.md written here in double precision, within 1e-3. Several
+ * independent implementation of hsamem(7) written here in double precision, within 1e-3. Several
  * shapes, both weightings, off-by-one, positions that see no chunk or fewer than k, f16 and f32.
  */
 #include <math.h>
@@ -49,7 +49,7 @@ encode(enum hsamem_dtype t, const float *src, void *dst, size_t n)
 	half_from_float_row(t == HSAMEM_F16 ? HSA_F16 : HSA_F32, src, dst, n);
 }
 
-/* HSA.md, literally, for one query token t and every kv head. */
+/* hsamem(7), literally, for one query token t and every kv head. */
 static void
 reference(const struct shape *s, const float *K, const float *V, const float *L, const float *qr,
           const float *qa, uint64_t t, int64_t *sel, double *w, double *out)

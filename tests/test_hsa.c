@@ -1,5 +1,5 @@
 /*
- * test_hsa.c: the CPU backend's HSA attention against a naive version written here from HSA.md
+ * test_hsa.c: the CPU backend's HSA attention against a naive version written here from hsamem(7)
  * alone: double precision, one loop per formula, a full sort for the top-k. Random memories of many
  * shapes and all three element types (16-bit data is generated, rounded to its type, and the naive
  * version reads the rounded values), both weightings, off-by-one on and off; then the edges: no
@@ -288,7 +288,7 @@ rbuf_same(const struct rbuf *a, const struct rbuf *b)
 	        memcmp(a->r.attn, b->r.attn, a->n_attn * sizeof(float)) == 0);
 }
 
-/* ---- the naive operator, straight from HSA.md ---- */
+/* ---- the naive operator, straight from hsamem(7) ---- */
 
 struct ref {
 	uint32_t *kk;  /* [n][h_kv] */
@@ -1148,7 +1148,7 @@ test_tail(void)
 
 /*
  * The fusion weights as the daemon uses them, on a merged list that is ranked by score but not
- * ordered by chunk index: against the formulas of HSA.md step 3 in double.
+ * ordered by chunk index: against the formulas of hsamem(7) step 4 in double.
  */
 static void
 test_fusion_weights(void)

@@ -1,9 +1,9 @@
 /*
  * test_lexical.c: the lexical encoder: its spec, the shape rules of K/V/L (RMS-normalised keys,
  * zero padding rows, unit landmarks), determinism, and retrieval: facts appended among generated
- * English-like entries must be found, with the exact score of HSA.md, by questions that share their
- * rarer words, at 500 chunks and at 16,384 chunks (1M tokens); HSAMEM_TEST_LONG=1 adds 262,144
- * chunks (16M tokens), where a fact must at least be among the top_k selected chunks.
+ * English-like entries must be found, with the exact score of hsamem(7), by questions that share
+ * their rarer words, at 500 chunks and at 16,384 chunks (1M tokens); HSAMEM_TEST_LONG=1 adds
+ * 262,144 chunks (16M tokens), where a fact must at least be among the top_k selected chunks.
  */
 #include <errno.h>
 #include <math.h>
@@ -486,7 +486,7 @@ retrieval(size_t n_chunks, int max_rank)
 		for (size_t j = 0; j < n_chunks; j++)
 			if (!(r->has_fact[j] & (1u << f)) && r->score[f][j] > best_fact)
 				rank++;
-		/* The fact chunk's softmax weight among the top-k, as HSA.md weighs them. */
+		/* The fact chunk's softmax weight among the top-k, as hsamem(7) weighs them. */
 		memcpy(sorted, r->score[f], n_chunks * sizeof(float));
 		qsort(sorted, n_chunks, sizeof(float), cmp_desc);
 		double z = 0;
