@@ -1,9 +1,12 @@
 /*
  * client_int.h: what the files of libhsamem share and nothing outside the library sees: the handle,
- * the request/reply exchange, and the arena that holds a heap result.
+ * the request/reply exchange, and the conversions of replies into heap results.
  *
- * client.c owns the handle and the transport; result.c turns checked replies into result structs;
- * xfer.c runs export and import. None of them writes to stdout/stderr or exits.
+ * client.c owns the handle and the transport; request.c builds each request and hands its reply to
+ * result.c, which owns the arena of heap results and turns checked replies into result structs;
+ * xfer.c runs export and import. Calls go one way only: request.c calls result.c and client.c,
+ * result.c and xfer.c call client.c, and client.c calls none of them. None of them writes to
+ * stdout/stderr or exits.
  */
 #ifndef HSAMEM_CLIENT_INT_H
 #define HSAMEM_CLIENT_INT_H
@@ -45,31 +48,21 @@ int clib_rpc(struct hsamem *h, Hsamem__Request *req, Hsamem__Reply__BodyCase wan
              Hsamem__Reply **replyp);
 
 /*
- * The arena of a heap result: blocks chained from the first, whose data begins with the result
- * struct itself, so that hsamem_result_free() finds the chain from the pointer it is given.
+ * The heap results of replies (result.c). Each checks the reply's sizes against its counts (and
+ * against the request: count asked for, attend's n and lengths), copies it into one arena and
+ * returns 0 with *out set, or an error (-ENOMEM, HSAMEM_EPROTO) with the handle's message set and
+ * nothing allocated. in is a body that clib_rpc() returned; it stays the caller's to free.
  */
-struct arena_blk;
-struct arena {
-	struct arena_blk *first;
-	struct arena_blk *cur;
-	struct hsamem *h; /* where conversions report what was wrong */
-};
-
-/* Starts an arena whose first allocation, returned, is a zeroed result struct of size bytes. On
- * failure (NULL) the arena is empty and arena_abort() is harmless. */
-void *arena_start(struct arena *a, struct hsamem *h, size_t size);
-/* Zeroed memory of n * size bytes, aligned for any type; NULL on overflow or out of memory. */
-void *arena_calloc(struct arena *a, size_t n, size_t size);
-/* A copy of s (NULL gives ""), or NULL on out of memory. */
-char *arena_strdup(struct arena *a, const char *s);
-/* Frees everything of an arena that was not handed out (on an error path). */
-void arena_abort(struct arena *a);
-
-/*
- * Conversions of reply parts into result structs in the arena. Each returns 0, or -ENOMEM or
- * HSAMEM_EPROTO with the handle's message set. in may be NULL (an absent part reads as zeros).
- */
-int res_memory(struct arena *a, struct hsamem_memory *out, const Hsamem__MemoryInfo *in);
-int res_entry(struct arena *a, struct hsamem_entry *out, const Hsamem__Entry *in);
+int res_server(struct hsamem *h, const Hsamem__PingReply *in, struct hsamem_server **out);
+int res_memory(struct hsamem *h, const Hsamem__MemoryInfo *in, struct hsamem_memory **out);
+int res_query(struct hsamem *h, const Hsamem__QueryReply *in, struct hsamem_query_result **out);
+int res_attend(struct hsamem *h, const Hsamem__AttendReply *in, const struct hsamem_attend *rq,
+               struct hsamem_attend_result **out);
+int res_entries(struct hsamem *h, const Hsamem__EntriesReply *in, uint32_t count,
+                struct hsamem_entry_list **out);
+int res_chunks(struct hsamem *h, const Hsamem__ChunksReply *in, uint32_t count,
+               struct hsamem_chunk_list **out);
+int res_users(struct hsamem *h, const Hsamem__UsersReply *in, struct hsamem_user_list **out);
+int res_stats(struct hsamem *h, const Hsamem__StatsReply *in, struct hsamem_stats **out);
 
 #endif

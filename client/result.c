@@ -1,12 +1,15 @@
 /*
- * result.c: heap results of libhsamem, and the requests that return them (query, attend, entries,
- * chunks, users, stats).
+ * result.c: the heap results of libhsamem: the arena that holds each one, and the conversions of
+ * checked replies into result structs; also the names of the enumerations that results carry.
  *
  * A result is one arena: a chain of blocks whose first one starts with the result struct, so that
  * hsamem_result_free() needs nothing but the pointer it is given. Replies are copied into the arena
  * only after, or while, each size is checked against the counts it must agree with; a result is
  * handed over whole or not at all. Nothing here trusts a count from the wire to size a loop over
  * memory it did not check.
+ *
+ * request.c builds the requests and calls one res_*() per reply; nothing here sends or receives.
+ * The only call back into the library is clib_fail(), which sets the handle's message.
  */
 #include <errno.h>
 #include <stdalign.h>
@@ -24,6 +27,12 @@ struct arena_blk {
 	size_t cap;
 	size_t used;
 	max_align_t data[];
+};
+
+struct arena {
+	struct arena_blk *first;
+	struct arena_blk *cur;
+	struct hsamem *h; /* where conversions report what was wrong */
 };
 
 static struct arena_blk *
@@ -46,17 +55,8 @@ round_up(size_t n)
 	return (n + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
 }
 
-void *
-arena_start(struct arena *a, struct hsamem *h, size_t size)
-{
-	a->h = h;
-	a->first = a->cur = blk_alloc(size > BLOCK_BYTES ? round_up(size) : BLOCK_BYTES);
-	if (a->first == NULL)
-		return NULL;
-	return arena_calloc(a, 1, size);
-}
-
-void *
+/* Zeroed memory of n * size bytes, aligned for any type; NULL on overflow or out of memory. */
+static void *
 arena_calloc(struct arena *a, size_t n, size_t size)
 {
 	struct arena_blk *b;
@@ -82,7 +82,20 @@ arena_calloc(struct arena *a, size_t n, size_t size)
 	return p;
 }
 
-char *
+/* Starts an arena whose first allocation, returned, is a zeroed result struct of size bytes. On
+ * failure (NULL) the arena is empty and arena_abort() is harmless. */
+static void *
+arena_start(struct arena *a, struct hsamem *h, size_t size)
+{
+	a->h = h;
+	a->first = a->cur = blk_alloc(size > BLOCK_BYTES ? round_up(size) : BLOCK_BYTES);
+	if (a->first == NULL)
+		return NULL;
+	return arena_calloc(a, 1, size);
+}
+
+/* A copy of s (NULL gives ""), or NULL on out of memory. */
+static char *
 arena_strdup(struct arena *a, const char *s)
 {
 	size_t len;
@@ -107,7 +120,8 @@ chain_free(struct arena_blk *b)
 	}
 }
 
-void
+/* Frees everything of an arena that was not handed out (on an error path). */
+static void
 arena_abort(struct arena *a)
 {
 	chain_free(a->first);
@@ -126,6 +140,44 @@ hsamem_result_free(void *result)
 		return; /* not ours: leaking beats corrupting the caller's heap */
 	chain_free(b);
 }
+
+const char *
+hsamem_role_name(enum hsamem_role role)
+{
+	switch (role) {
+	case HSAMEM_ROLE_OTHER: return "other";
+	case HSAMEM_ROLE_USER: return "user";
+	case HSAMEM_ROLE_ASSISTANT: return "assistant";
+	case HSAMEM_ROLE_SYSTEM: return "system";
+	case HSAMEM_ROLE_TOOL: return "tool";
+	}
+	return NULL;
+}
+
+const char *
+hsamem_dtype_name(enum hsamem_dtype dtype)
+{
+	switch (dtype) {
+	case HSAMEM_DTYPE_DEFAULT: return NULL;
+	case HSAMEM_F16: return "f16";
+	case HSAMEM_BF16: return "bf16";
+	case HSAMEM_F32: return "f32";
+	}
+	return NULL;
+}
+
+const char *
+hsamem_weighting_name(enum hsamem_weighting weighting)
+{
+	switch (weighting) {
+	case HSAMEM_WEIGHTING_DEFAULT: return NULL;
+	case HSAMEM_SOFTMAX: return "softmax";
+	case HSAMEM_STICKBREAK: return "stickbreak";
+	}
+	return NULL;
+}
+
+/* ---- conversions of reply parts into an arena ---- */
 
 static int
 oom(struct arena *a)
@@ -188,7 +240,7 @@ copy_bytes(struct arena *a, void **out, size_t *len, const ProtobufCBinaryData *
 }
 
 static int
-res_spec(struct arena *a, struct hsamem_spec *out, const Hsamem__Spec *in)
+conv_spec(struct arena *a, struct hsamem_spec *out, const Hsamem__Spec *in)
 {
 	if (in == NULL) {
 		out->encoder = out->tokenizer = "";
@@ -210,8 +262,8 @@ res_spec(struct arena *a, struct hsamem_spec *out, const Hsamem__Spec *in)
 	return 0;
 }
 
-int
-res_memory(struct arena *a, struct hsamem_memory *out, const Hsamem__MemoryInfo *in)
+static int
+conv_memory(struct arena *a, struct hsamem_memory *out, const Hsamem__MemoryInfo *in)
 {
 	static const Hsamem__MemoryInfo none = HSAMEM__MEMORY_INFO__INIT;
 
@@ -226,11 +278,27 @@ res_memory(struct arena *a, struct hsamem_memory *out, const Hsamem__MemoryInfo 
 	out->bytes = in->bytes;
 	out->created_ms = in->created_ms;
 	out->updated_ms = in->updated_ms;
-	return res_spec(a, &out->spec, in->spec);
+	return conv_spec(a, &out->spec, in->spec);
 }
 
-int
-res_entry(struct arena *a, struct hsamem_entry *out, const Hsamem__Entry *in)
+static int
+conv_memories(struct arena *a, struct hsamem_memory **out, size_t *n_out,
+              Hsamem__MemoryInfo *const *in, size_t n)
+{
+	size_t i;
+	int err;
+
+	if ((*out = arena_calloc(a, n, sizeof(**out))) == NULL)
+		return oom(a);
+	for (i = 0; i < n; i++)
+		if ((err = conv_memory(a, &(*out)[i], in[i])) != 0)
+			return err;
+	*n_out = n;
+	return 0;
+}
+
+static int
+conv_entry(struct arena *a, struct hsamem_entry *out, const Hsamem__Entry *in)
 {
 	static const Hsamem__Entry none = HSAMEM__ENTRY__INIT;
 	size_t i;
@@ -256,7 +324,7 @@ res_entry(struct arena *a, struct hsamem_entry *out, const Hsamem__Entry *in)
 }
 
 static int
-res_hit(struct arena *a, struct hsamem_hit *out, const Hsamem__Hit *in)
+conv_hit(struct arena *a, struct hsamem_hit *out, const Hsamem__Hit *in)
 {
 	size_t i;
 	int err;
@@ -273,7 +341,7 @@ res_hit(struct arena *a, struct hsamem_hit *out, const Hsamem__Hit *in)
 	if ((out->entries = arena_calloc(a, in->n_entries, sizeof(*out->entries))) == NULL)
 		return oom(a);
 	for (i = 0; i < in->n_entries; i++)
-		if ((err = res_entry(a, &out->entries[i], in->entries[i])) != 0)
+		if ((err = conv_entry(a, &out->entries[i], in->entries[i])) != 0)
 			return err;
 	out->n_entries = in->n_entries;
 	if ((out->top_tokens = arena_calloc(a, in->n_top_tokens, sizeof(*out->top_tokens))) == NULL)
@@ -298,110 +366,124 @@ res_hit(struct arena *a, struct hsamem_hit *out, const Hsamem__Hit *in)
 	return 0;
 }
 
-/* The end of every function that returns a heap result: hand it over or throw it away. */
 static int
-finish(struct arena *a, int err, void *res, void *outp, Hsamem__Reply *r)
+conv_chunk(struct arena *a, struct hsamem_chunk *out, const Hsamem__Chunk *in)
+{
+	int err;
+
+	if (in == NULL)
+		return clib_fail(a->h, HSAMEM_EPROTO, "reply: empty chunk");
+	out->index = in->index;
+	if ((out->tokens = arena_calloc(a, in->n_tokens, sizeof(uint32_t))) == NULL)
+		return oom(a);
+	if (in->n_tokens > 0)
+		memcpy(out->tokens, in->tokens, in->n_tokens * sizeof(uint32_t));
+	out->n_tokens = in->n_tokens;
+	out->n_real = in->has_n_real ? in->n_real : (uint32_t)in->n_tokens;
+	if (out->n_real > in->n_tokens)
+		return clib_fail(a->h, HSAMEM_EPROTO, "reply: chunk %llu has %u real tokens of %zu",
+		                 (unsigned long long)in->index, out->n_real, in->n_tokens);
+	if (in->k.len != in->v.len)
+		return clib_fail(a->h, HSAMEM_EPROTO,
+		                 "reply: chunk %llu has K of %zu bytes, V of %zu",
+		                 (unsigned long long)in->index, in->k.len, in->v.len);
+	if ((out->text = arena_strdup(a, in->text)) == NULL)
+		return oom(a);
+	out->first_entry = in->first_entry;
+	out->last_entry = in->last_entry;
+	if ((err = copy_bytes(a, &out->k, &out->k_size, &in->k)) != 0 ||
+	    (err = copy_bytes(a, &out->v, &out->v_size, &in->v)) != 0 ||
+	    (err = copy_bytes(a, &out->landmark, &out->landmark_size, &in->landmark)) != 0)
+		return err;
+	return 0;
+}
+
+static int
+conv_histogram(struct arena *a, struct hsamem_histogram *out, const Hsamem__Histogram *in)
+{
+	if (in == NULL)
+		return clib_fail(a->h, HSAMEM_EPROTO, "reply: empty histogram");
+	if (!(in->n_counts == in->n_bounds_ms + 1 || (in->n_counts == 0 && in->n_bounds_ms == 0)))
+		return clib_fail(a->h, HSAMEM_EPROTO,
+		                 "reply: histogram %s has %zu bounds and %zu counts",
+		                 in->name != NULL ? in->name : "", in->n_bounds_ms, in->n_counts);
+	if ((out->name = arena_strdup(a, in->name)) == NULL ||
+	    (out->bounds_ms = arena_calloc(a, in->n_bounds_ms, sizeof(double))) == NULL ||
+	    (out->counts = arena_calloc(a, in->n_bounds_ms + 1, sizeof(uint64_t))) == NULL)
+		return oom(a);
+	if (in->n_bounds_ms > 0)
+		memcpy(out->bounds_ms, in->bounds_ms, in->n_bounds_ms * sizeof(double));
+	if (in->n_counts > 0)
+		memcpy(out->counts, in->counts, in->n_counts * sizeof(uint64_t));
+	out->n_bounds = in->n_bounds_ms;
+	out->total = in->total;
+	out->p50_ms = in->p50_ms;
+	out->p99_ms = in->p99_ms;
+	return 0;
+}
+
+/* ---- whole results: one arena each ---- */
+
+/* The end of every res_*(): hand the result over, or throw it away. */
+static int
+hand_over(struct arena *a, int err, void *res, void *outp)
 {
 	if (err == 0)
 		*(void **)outp = res;
 	else
 		arena_abort(a);
-	hsamem__reply__free_unpacked(r, NULL);
 	return err;
 }
 
 int
-hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
-             struct hsamem_query_result **out)
+res_server(struct hsamem *h, const Hsamem__PingReply *in, struct hsamem_server **out)
 {
-	Hsamem__Request req = HSAMEM__REQUEST__INIT;
-	Hsamem__QueryRequest qr = HSAMEM__QUERY_REQUEST__INIT;
-	struct hsamem_query_result *res;
-	Hsamem__QueryReply *rq;
-	Hsamem__Reply *r;
+	struct hsamem_server *s;
 	struct arena a;
-	size_t i;
-	int err;
 
-	if ((err = clib_check_user(h, user)) != 0)
-		return err;
-	if (q == NULL || (q->text == NULL && q->n_tokens == 0))
-		return clib_fail(h, HSAMEM_EINVAL, "a query needs text or tokens");
-	if (q->n_tokens > 0 && q->tokens == NULL)
-		return clib_fail(h, HSAMEM_EINVAL, "n_tokens without tokens");
-	qr.user = (char *)user;
-	qr.text = (char *)q->text;
-	qr.n_tokens = q->n_tokens;
-	qr.tokens = (uint32_t *)q->tokens;
-	qr.has_top_k = q->top_k != 0;
-	qr.top_k = q->top_k;
-	if (q->max_entries != 0) {
-		qr.has_max_entries = 1;
-		qr.max_entries = q->max_entries;
-	}
-	if (q->no_tail) {
-		qr.has_include_tail = 1;
-		qr.include_tail = 0;
-	}
-	req.body_case = HSAMEM__REQUEST__BODY_QUERY;
-	req.query = &qr;
-	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_QUERY, &r)) != 0)
-		return err;
-	rq = r->query;
-	if ((res = arena_start(&a, h, sizeof(*res))) == NULL)
-		return finish(&a, oom(&a), NULL, out, r);
-	res->chunks = rq->chunks;
-	res->k = rq->k;
-	if ((res->hits = arena_calloc(&a, rq->n_hits, sizeof(*res->hits))) == NULL)
-		return finish(&a, oom(&a), NULL, out, r);
-	for (i = 0; i < rq->n_hits && err == 0; i++)
-		err = res_hit(&a, &res->hits[i], rq->hits[i]);
-	res->n_hits = rq->n_hits;
-	return finish(&a, err, res, out, r);
+	if ((s = arena_start(&a, h, sizeof(*s))) == NULL ||
+	    (s->server_version = arena_strdup(&a, in->server_version)) == NULL ||
+	    (s->backend = arena_strdup(&a, in->backend)) == NULL)
+		return hand_over(&a, oom(&a), NULL, out);
+	s->protocol_version = in->protocol_version;
+	s->uptime_ms = in->uptime_ms;
+	return hand_over(&a, 0, s, out);
 }
 
 int
-hsamem_query_text(struct hsamem *h, const char *user, const char *text, uint32_t top_k,
-                  struct hsamem_query_result **out)
+res_memory(struct hsamem *h, const Hsamem__MemoryInfo *in, struct hsamem_memory **out)
 {
-	struct hsamem_query q = {.text = text, .top_k = top_k};
+	struct hsamem_memory *m;
+	struct arena a;
 
-	if (text == NULL)
-		return clib_fail(h, HSAMEM_EINVAL, "no query text given");
-	return hsamem_query(h, user, &q, out);
+	if ((m = arena_start(&a, h, sizeof(*m))) == NULL)
+		return hand_over(&a, oom(&a), NULL, out);
+	return hand_over(&a, conv_memory(&a, m, in), m, out);
 }
 
-/* The request's f32 arrays as little-endian bytes: the caller's own memory on a little-endian
- * host, a converted copy (to be freed) elsewhere. */
-static int
-f32_to_wire(ProtobufCBinaryData *b, const float *f, size_t n, void **copy)
+int
+res_query(struct hsamem *h, const Hsamem__QueryReply *in, struct hsamem_query_result **out)
 {
-	*copy = NULL;
-	b->len = n * 4;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	b->data = (uint8_t *)f;
-#else
-	uint8_t *p;
-	if ((p = malloc(n * 4 + 1)) == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t u;
-		memcpy(&u, &f[i], 4);
-		p[4 * i] = u;
-		p[4 * i + 1] = u >> 8;
-		p[4 * i + 2] = u >> 16;
-		p[4 * i + 3] = u >> 24;
-	}
-	b->data = p;
-	*copy = p;
-#endif
-	return 0;
+	struct hsamem_query_result *res;
+	struct arena a;
+	size_t i;
+	int err = 0;
+
+	if ((res = arena_start(&a, h, sizeof(*res))) == NULL ||
+	    (res->hits = arena_calloc(&a, in->n_hits, sizeof(*res->hits))) == NULL)
+		return hand_over(&a, oom(&a), NULL, out);
+	res->chunks = in->chunks;
+	res->k = in->k;
+	for (i = 0; i < in->n_hits && err == 0; i++)
+		err = conv_hit(&a, &res->hits[i], in->hits[i]);
+	res->n_hits = in->n_hits;
+	return hand_over(&a, err, res, out);
 }
 
 /* Checks an attend reply against the request and converts it. */
 static int
-res_attend(struct arena *a, struct hsamem_attend_result *res, const Hsamem__AttendReply *in,
-           const struct hsamem_attend *rq)
+conv_attend(struct arena *a, struct hsamem_attend_result *res, const Hsamem__AttendReply *in,
+            const struct hsamem_attend *rq)
 {
 	uint64_t nk, h_kv = 0;
 	size_t i;
@@ -455,274 +537,107 @@ res_attend(struct arena *a, struct hsamem_attend_result *res, const Hsamem__Atte
 }
 
 int
-hsamem_attend(struct hsamem *h, const char *user, const struct hsamem_attend *at,
-              struct hsamem_attend_result **out)
+res_attend(struct hsamem *h, const Hsamem__AttendReply *in, const struct hsamem_attend *rq,
+           struct hsamem_attend_result **out)
 {
-	Hsamem__Request req = HSAMEM__REQUEST__INIT;
-	Hsamem__AttendRequest ar = HSAMEM__ATTEND_REQUEST__INIT;
 	struct hsamem_attend_result *res;
-	void *qr_copy = NULL, *qa_copy = NULL;
-	Hsamem__Reply *r;
 	struct arena a;
-	int err;
 
-	if ((err = clib_check_user(h, user)) != 0)
-		return err;
-	if (at == NULL || at->n == 0 || at->qr == NULL || at->qa == NULL)
-		return clib_fail(h, HSAMEM_EINVAL, "attend needs n >= 1, qr and qa");
-	if (at->qr_len == 0 || at->qr_len % at->n != 0 || at->qa_len == 0 ||
-	    at->qa_len % at->n != 0)
-		return clib_fail(h, HSAMEM_EINVAL, "qr_len and qa_len must be multiples of n (%u)",
-		                 at->n);
-	if (at->qr_len > SIZE_MAX / 4 || at->qa_len > SIZE_MAX / 4)
-		return clib_fail(h, HSAMEM_ETOOBIG, "queries too large");
-	if ((err = f32_to_wire(&ar.qr, at->qr, at->qr_len, &qr_copy)) != 0 ||
-	    (err = f32_to_wire(&ar.qa, at->qa, at->qa_len, &qa_copy)) != 0) {
-		err = clib_fail(h, err, "out of memory");
-		goto done;
-	}
-	ar.user = (char *)user;
-	ar.has_n = 1;
-	ar.n = at->n;
-	ar.has_qr = ar.has_qa = 1;
-	if (at->positions != NULL) {
-		ar.n_positions = at->n;
-		ar.positions = (uint64_t *)at->positions;
-	}
-	ar.has_top_k = at->top_k != 0;
-	ar.top_k = at->top_k;
-	ar.has_want_attention = at->want_attention;
-	ar.want_attention = at->want_attention;
-	req.body_case = HSAMEM__REQUEST__BODY_ATTEND;
-	req.attend = &ar;
-	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_ATTEND, &r)) != 0)
-		goto done;
 	if ((res = arena_start(&a, h, sizeof(*res))) == NULL)
-		err = finish(&a, oom(&a), NULL, out, r);
-	else
-		err = finish(&a, res_attend(&a, res, r->attend, at), res, out, r);
-done:
-	free(qr_copy);
-	free(qa_copy);
-	return err;
+		return hand_over(&a, oom(&a), NULL, out);
+	return hand_over(&a, conv_attend(&a, res, in, rq), res, out);
 }
 
 int
-hsamem_entries(struct hsamem *h, const char *user, uint64_t first, uint32_t count,
-               struct hsamem_entry_list **out)
+res_entries(struct hsamem *h, const Hsamem__EntriesReply *in, uint32_t count,
+            struct hsamem_entry_list **out)
 {
-	Hsamem__Request req = HSAMEM__REQUEST__INIT;
-	Hsamem__EntriesRequest er = HSAMEM__ENTRIES_REQUEST__INIT;
 	struct hsamem_entry_list *res;
-	Hsamem__EntriesReply *re;
-	Hsamem__Reply *r;
 	struct arena a;
 	size_t i;
-	int err;
+	int err = 0;
 
-	if ((err = clib_check_user(h, user)) != 0)
-		return err;
-	er.user = (char *)user;
-	er.has_first = 1;
-	er.first = first;
-	er.has_count = count != 0;
-	er.count = count;
-	req.body_case = HSAMEM__REQUEST__BODY_ENTRIES;
-	req.entries = &er;
-	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_ENTRIES, &r)) != 0)
-		return err;
-	re = r->entries;
 	if ((res = arena_start(&a, h, sizeof(*res))) == NULL ||
-	    (res->entries = arena_calloc(&a, re->n_entries, sizeof(*res->entries))) == NULL)
-		return finish(&a, oom(&a), NULL, out, r);
-	if (count != 0 && re->n_entries > count)
-		err = clib_fail(h, HSAMEM_EPROTO, "reply: %zu entries, asked for %u", re->n_entries,
+	    (res->entries = arena_calloc(&a, in->n_entries, sizeof(*res->entries))) == NULL)
+		return hand_over(&a, oom(&a), NULL, out);
+	if (count != 0 && in->n_entries > count)
+		err = clib_fail(h, HSAMEM_EPROTO, "reply: %zu entries, asked for %u", in->n_entries,
 		                count);
-	for (i = 0; i < re->n_entries && err == 0; i++)
-		err = res_entry(&a, &res->entries[i], re->entries[i]);
-	res->n_entries = re->n_entries;
-	res->total = re->total;
-	return finish(&a, err, res, out, r);
-}
-
-static int
-res_chunk(struct arena *a, struct hsamem_chunk *out, const Hsamem__Chunk *in)
-{
-	int err;
-
-	if (in == NULL)
-		return clib_fail(a->h, HSAMEM_EPROTO, "reply: empty chunk");
-	out->index = in->index;
-	if ((out->tokens = arena_calloc(a, in->n_tokens, sizeof(uint32_t))) == NULL)
-		return oom(a);
-	if (in->n_tokens > 0)
-		memcpy(out->tokens, in->tokens, in->n_tokens * sizeof(uint32_t));
-	out->n_tokens = in->n_tokens;
-	out->n_real = in->has_n_real ? in->n_real : (uint32_t)in->n_tokens;
-	if (out->n_real > in->n_tokens)
-		return clib_fail(a->h, HSAMEM_EPROTO, "reply: chunk %llu has %u real tokens of %zu",
-		                 (unsigned long long)in->index, out->n_real, in->n_tokens);
-	if (in->k.len != in->v.len)
-		return clib_fail(a->h, HSAMEM_EPROTO,
-		                 "reply: chunk %llu has K of %zu bytes, V of %zu",
-		                 (unsigned long long)in->index, in->k.len, in->v.len);
-	if ((out->text = arena_strdup(a, in->text)) == NULL)
-		return oom(a);
-	out->first_entry = in->first_entry;
-	out->last_entry = in->last_entry;
-	if ((err = copy_bytes(a, &out->k, &out->k_size, &in->k)) != 0 ||
-	    (err = copy_bytes(a, &out->v, &out->v_size, &in->v)) != 0 ||
-	    (err = copy_bytes(a, &out->landmark, &out->landmark_size, &in->landmark)) != 0)
-		return err;
-	return 0;
+	for (i = 0; i < in->n_entries && err == 0; i++)
+		err = conv_entry(&a, &res->entries[i], in->entries[i]);
+	res->n_entries = in->n_entries;
+	res->total = in->total;
+	return hand_over(&a, err, res, out);
 }
 
 int
-hsamem_chunks(struct hsamem *h, const char *user, uint64_t first, uint32_t count, unsigned flags,
-              struct hsamem_chunk_list **out)
+res_chunks(struct hsamem *h, const Hsamem__ChunksReply *in, uint32_t count,
+           struct hsamem_chunk_list **out)
 {
-	Hsamem__Request req = HSAMEM__REQUEST__INIT;
-	Hsamem__ChunksRequest cr = HSAMEM__CHUNKS_REQUEST__INIT;
 	struct hsamem_chunk_list *res;
-	Hsamem__ChunksReply *rc;
-	Hsamem__Reply *r;
 	struct arena a;
 	size_t i;
-	int err;
+	int err = 0;
 
-	if ((err = clib_check_user(h, user)) != 0)
-		return err;
-	cr.user = (char *)user;
-	cr.has_first = 1;
-	cr.first = first;
-	cr.has_count = count != 0;
-	cr.count = count;
-	cr.has_tensors = (flags & HSAMEM_CHUNKS_TENSORS) != 0;
-	cr.tensors = cr.has_tensors;
-	req.body_case = HSAMEM__REQUEST__BODY_CHUNKS;
-	req.chunks = &cr;
-	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_CHUNKS, &r)) != 0)
-		return err;
-	rc = r->chunks;
 	if ((res = arena_start(&a, h, sizeof(*res))) == NULL ||
-	    (res->chunks = arena_calloc(&a, rc->n_chunks, sizeof(*res->chunks))) == NULL)
-		return finish(&a, oom(&a), NULL, out, r);
-	if (count != 0 && rc->n_chunks > count)
-		err = clib_fail(h, HSAMEM_EPROTO, "reply: %zu chunks, asked for %u", rc->n_chunks,
+	    (res->chunks = arena_calloc(&a, in->n_chunks, sizeof(*res->chunks))) == NULL)
+		return hand_over(&a, oom(&a), NULL, out);
+	if (count != 0 && in->n_chunks > count)
+		err = clib_fail(h, HSAMEM_EPROTO, "reply: %zu chunks, asked for %u", in->n_chunks,
 		                count);
-	for (i = 0; i < rc->n_chunks && err == 0; i++)
-		err = res_chunk(&a, &res->chunks[i], rc->chunks[i]);
-	res->n_chunks = rc->n_chunks;
-	res->total = rc->total;
-	return finish(&a, err, res, out, r);
-}
-
-static int
-res_memories(struct arena *a, struct hsamem_memory **out, size_t *n_out,
-             Hsamem__MemoryInfo *const *in, size_t n)
-{
-	size_t i;
-	int err;
-
-	if ((*out = arena_calloc(a, n, sizeof(**out))) == NULL)
-		return oom(a);
-	for (i = 0; i < n; i++)
-		if ((err = res_memory(a, &(*out)[i], in[i])) != 0)
-			return err;
-	*n_out = n;
-	return 0;
+	for (i = 0; i < in->n_chunks && err == 0; i++)
+		err = conv_chunk(&a, &res->chunks[i], in->chunks[i]);
+	res->n_chunks = in->n_chunks;
+	res->total = in->total;
+	return hand_over(&a, err, res, out);
 }
 
 int
-hsamem_users(struct hsamem *h, struct hsamem_user_list **out)
+res_users(struct hsamem *h, const Hsamem__UsersReply *in, struct hsamem_user_list **out)
 {
-	Hsamem__Request req = HSAMEM__REQUEST__INIT;
-	Hsamem__UsersRequest ur = HSAMEM__USERS_REQUEST__INIT;
 	struct hsamem_user_list *res;
-	Hsamem__Reply *r;
 	struct arena a;
-	int err;
 
-	req.body_case = HSAMEM__REQUEST__BODY_USERS;
-	req.users = &ur;
-	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_USERS, &r)) != 0)
-		return err;
 	if ((res = arena_start(&a, h, sizeof(*res))) == NULL)
-		return finish(&a, oom(&a), NULL, out, r);
-	err = res_memories(&a, &res->users, &res->n_users, r->users->users, r->users->n_users);
-	return finish(&a, err, res, out, r);
-}
-
-static int
-res_histogram(struct arena *a, struct hsamem_histogram *out, const Hsamem__Histogram *in)
-{
-	if (in == NULL)
-		return clib_fail(a->h, HSAMEM_EPROTO, "reply: empty histogram");
-	if (!(in->n_counts == in->n_bounds_ms + 1 || (in->n_counts == 0 && in->n_bounds_ms == 0)))
-		return clib_fail(a->h, HSAMEM_EPROTO,
-		                 "reply: histogram %s has %zu bounds and %zu counts",
-		                 in->name != NULL ? in->name : "", in->n_bounds_ms, in->n_counts);
-	if ((out->name = arena_strdup(a, in->name)) == NULL ||
-	    (out->bounds_ms = arena_calloc(a, in->n_bounds_ms, sizeof(double))) == NULL ||
-	    (out->counts = arena_calloc(a, in->n_bounds_ms + 1, sizeof(uint64_t))) == NULL)
-		return oom(a);
-	if (in->n_bounds_ms > 0)
-		memcpy(out->bounds_ms, in->bounds_ms, in->n_bounds_ms * sizeof(double));
-	if (in->n_counts > 0)
-		memcpy(out->counts, in->counts, in->n_counts * sizeof(uint64_t));
-	out->n_bounds = in->n_bounds_ms;
-	out->total = in->total;
-	out->p50_ms = in->p50_ms;
-	out->p99_ms = in->p99_ms;
-	return 0;
+		return hand_over(&a, oom(&a), NULL, out);
+	return hand_over(&a, conv_memories(&a, &res->users, &res->n_users, in->users, in->n_users),
+	                 res, out);
 }
 
 int
-hsamem_stats(struct hsamem *h, const char *user, struct hsamem_stats **out)
+res_stats(struct hsamem *h, const Hsamem__StatsReply *in, struct hsamem_stats **out)
 {
-	Hsamem__Request req = HSAMEM__REQUEST__INIT;
-	Hsamem__StatsRequest sr = HSAMEM__STATS_REQUEST__INIT;
 	struct hsamem_stats *res;
-	Hsamem__StatsReply *rs;
-	Hsamem__Reply *r;
 	struct arena a;
 	size_t i;
-	int err;
+	int err = 0;
 
-	if (user != NULL && (err = clib_check_user(h, user)) != 0)
-		return err;
-	sr.user = (char *)user;
-	req.body_case = HSAMEM__REQUEST__BODY_STATS;
-	req.stats = &sr;
-	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_STATS, &r)) != 0)
-		return err;
-	rs = r->stats;
 	if ((res = arena_start(&a, h, sizeof(*res))) == NULL ||
-	    (res->backend = arena_strdup(&a, rs->backend)) == NULL ||
-	    (res->latency = arena_calloc(&a, rs->n_latency, sizeof(*res->latency))) == NULL)
-		return finish(&a, oom(&a), NULL, out, r);
-	res->users = rs->users;
-	res->tokens = rs->tokens;
-	res->chunks = rs->chunks;
-	res->store_map_size = rs->store_map_size;
-	res->store_map_used = rs->store_map_used;
-	res->gpu_mem_used = rs->gpu_mem_used;
-	res->gpu_mem_budget = rs->gpu_mem_budget;
-	res->gpu_resident_users = rs->gpu_resident_users;
-	res->landmark_hits = rs->landmark_hits;
-	res->landmark_misses = rs->landmark_misses;
-	res->chunk_hits = rs->chunk_hits;
-	res->chunk_misses = rs->chunk_misses;
-	res->requests = rs->requests;
-	res->errors = rs->errors;
-	res->commits = rs->commits;
-	res->committed_appends = rs->committed_appends;
-	res->uptime_ms = rs->uptime_ms;
-	for (i = 0; i < rs->n_latency && err == 0; i++)
-		err = res_histogram(&a, &res->latency[i], rs->latency[i]);
-	res->n_latency = rs->n_latency;
+	    (res->backend = arena_strdup(&a, in->backend)) == NULL ||
+	    (res->latency = arena_calloc(&a, in->n_latency, sizeof(*res->latency))) == NULL)
+		return hand_over(&a, oom(&a), NULL, out);
+	res->users = in->users;
+	res->tokens = in->tokens;
+	res->chunks = in->chunks;
+	res->store_map_size = in->store_map_size;
+	res->store_map_used = in->store_map_used;
+	res->gpu_mem_used = in->gpu_mem_used;
+	res->gpu_mem_budget = in->gpu_mem_budget;
+	res->gpu_resident_users = in->gpu_resident_users;
+	res->landmark_hits = in->landmark_hits;
+	res->landmark_misses = in->landmark_misses;
+	res->chunk_hits = in->chunk_hits;
+	res->chunk_misses = in->chunk_misses;
+	res->requests = in->requests;
+	res->errors = in->errors;
+	res->commits = in->commits;
+	res->committed_appends = in->committed_appends;
+	res->uptime_ms = in->uptime_ms;
+	for (i = 0; i < in->n_latency && err == 0; i++)
+		err = conv_histogram(&a, &res->latency[i], in->latency[i]);
+	res->n_latency = in->n_latency;
 	if (err == 0)
-		err = res_memories(&a, &res->memories, &res->n_memories, rs->memories,
-		                   rs->n_memories);
-	return finish(&a, err, res, out, r);
+		err = conv_memories(&a, &res->memories, &res->n_memories, in->memories,
+		                    in->n_memories);
+	return hand_over(&a, err, res, out);
 }
