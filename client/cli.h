@@ -1,70 +1,53 @@
 /*
- * cli.h: what the hsamem CLI's two files share. cli.c parses the command line and makes the
- * requests; cli_format.c prints results, as tables and text for people or as JSON for scripts.
- * Neither touches the protocol: the CLI is a plain user of libhsamem.
+ * cli.h: how the hsamem CLI describes a command: the entry of each in the table of commands.
+ *
+ * cli.c parses the command line: the global options, then the command's options as its entry of
+ * the table lists them, then its arguments; only then does the command's run() start. The
+ * commands live by what they do: cli_read.c (ping, query, users, stats, entries, chunks),
+ * cli_write.c (create, append, flush, delete), cli_attend.c, cli_transfer.c (export, import).
+ * What they use while they run is in cli_ctx.h; results are shown through cli_format.h. None of
+ * them touches the protocol: the CLI is a plain user of libhsamem.
  */
 #ifndef HSAMEM_CLI_H
 #define HSAMEM_CLI_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
-#include "hsamem.h"
+#include "cli_ctx.h"
 
-/* Exit codes, as documented in --help and hsamem(1). */
-enum {
-	EXIT_OK = 0,
-	EXIT_SERVER = 1,  /* the daemon answered with an error (no such user, bad spec, ...) */
-	EXIT_USAGE = 2,   /* bad command line */
-	EXIT_CONNECT = 3, /* cannot reach the daemon, or no reply in time */
-	EXIT_IO = 4,      /* a local file, stdin or stdout failed */
+/* The largest state a command's opt() and run() may share (struct cmd). */
+#define CMD_STATE_MAX 1024
+
+/*
+ * A command. cli.c parses its options (opts, plus --json and --help, which every command takes)
+ * and calls opt() for each of its own, in the order given; then it checks the number of
+ * arguments and calls run() with them. opt() and run() share a state of state_size bytes, zeroed
+ * and then copied from defaults when it is not NULL.
+ *
+ * An option's id is what opt() receives: for one with a short form, its letter; else a number of
+ * 256 or more. Each returns -1 to go on, or the exit status to end with (a usage error).
+ */
+struct cmd {
+	const char *name;
+	const char *args;          /* what follows the name in its usage line */
+	const char *summary;       /* one line, for hsamem --help */
+	const char *details;       /* the rest of its help, or NULL */
+	const struct option *opts; /* its own long options, ended by {0}; NULL: none */
+	const char *shortopts;     /* its own short options, as getopt spells them */
+	int min_args, max_args;
+	const char *missing; /* the usage error for fewer than min_args arguments */
+	size_t state_size;   /* at most CMD_STATE_MAX */
+	const void *defaults;
+	int (*opt)(struct ctx *c, void *state, int id, const char *arg);
+	/* args: the arguments left after the options, n_args of them. */
+	int (*run)(struct ctx *c, void *state, char **args, int n_args);
+	bool raw; /* no option parsing: run() gets every word after the name (help) */
 };
 
-/* How results are shown; set once by cli.c. */
-struct out_style {
-	bool json;
-	bool highlight_bold; /* bold on a terminal; [brackets] elsewhere */
-	int width;           /* columns for trimmed text */
-};
-extern struct out_style out;
-
-/* ---- JSON: one compact document per command, written to stdout ---- */
-/* key is NULL inside arrays and for the top-level value. */
-void j_obj(const char *key);
-void j_arr(const char *key);
-void j_end(void); /* closes the innermost object or array; a newline after the top level */
-void j_str(const char *key, const char *v);
-void j_u64(const char *key, uint64_t v);
-void j_i64(const char *key, int64_t v);
-void j_f64(const char *key, double v);
-void j_bool(const char *key, bool v);
-void j_null(const char *key);
-void j_base64(const char *key, const void *data, size_t len);
-/* Writes s as a JSON string literal (UTF-8 checked: invalid bytes become U+FFFD). */
-void j_write_string(const char *s);
-
-/* ---- human-readable helpers ---- */
-/* "1.5 GiB", "312 B"; buf of at least 16 bytes. */
-const char *fmt_bytes(uint64_t n, char *buf, size_t size);
-/* "3d 04h", "2h 05m", "4m 10s", "12.3 s", "120 ms"; buf of at least 24 bytes. */
-const char *fmt_duration(uint64_t ms, char *buf, size_t size);
-/* "2025-01-02 10:11:12" in local time, or "-" for 0; buf of at least 24 bytes. */
-const char *fmt_time(int64_t ms, char *buf, size_t size);
-
-/* ---- per-command output (human or JSON by out.json) ---- */
-void print_ping(const char *url, const struct hsamem_server *s, double rtt_ms);
-void print_memory(const struct hsamem_memory *m);
-void print_append(const char *user, const struct hsamem_append_info *a);
-void print_flush(const char *user, const struct hsamem_flush_info *f);
-void print_query(const char *user, const struct hsamem_query_result *q);
-void print_attend(const char *user, const struct hsamem_attend_result *r, const uint64_t *positions,
-                  const char *out_file);
-void print_entries(const char *user, const struct hsamem_entry_list *l);
-void print_chunks(const char *user, const struct hsamem_chunk_list *l, bool tensors);
-void print_users(const struct hsamem_user_list *l);
-void print_stats(const struct hsamem_stats *s);
-void print_delete(const char *user, const struct hsamem_delete_info *d);
-void print_transfer(const char *verb, const char *user, const struct hsamem_transfer *t);
+/* The commands of the other files; cli.c lists them, with help and version, in its table. */
+extern const struct cmd cmd_ping, cmd_create, cmd_append, cmd_query, cmd_attend, cmd_flush,
+        cmd_users, cmd_stats, cmd_entries, cmd_chunks, cmd_delete, cmd_export, cmd_import;
 
 #endif

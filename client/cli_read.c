@@ -1,0 +1,263 @@
+/*
+ * cli_read.c: the hsamem commands that read and change nothing: ping, query, users, stats,
+ * entries and chunks. Each makes one request and shows its result.
+ */
+#include <time.h>
+
+#include "cli.h"
+#include "cli_format.h"
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int
+ping_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	struct hsamem_server *s;
+	double t0;
+	int rv, err;
+
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	t0 = now_ms();
+	if ((err = hsamem_ping(c->h, &s)) != 0)
+		return cli_fail(c, err);
+	print_ping(hsamem_url(c->h), s, now_ms() - t0);
+	hsamem_result_free(s);
+	return EXIT_OK;
+}
+
+const struct cmd cmd_ping = {
+        .name = "ping",
+        .args = "",
+        .summary = "Checks that the daemon answers; shows its version and backend.",
+        .run = ping_run,
+};
+
+/* ---- query ---- */
+
+enum { O_ENTRIES = 256, O_NOTAIL };
+
+static int
+query_opt(struct ctx *c, void *state, int id, const char *arg)
+{
+	struct hsamem_query *q = state;
+
+	switch (id) {
+	case 'k':
+		if (!cli_parse_u32(arg, &q->top_k) || q->top_k == 0)
+			return cli_usage(c, "-k takes a positive number");
+		break;
+	case O_ENTRIES:
+		if (!cli_parse_u32(arg, &q->max_entries))
+			return cli_usage(c, "--entries takes a number");
+		break;
+	case O_NOTAIL: q->no_tail = true; break;
+	}
+	return -1;
+}
+
+static int
+query_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	struct hsamem_query *q = state;
+	struct hsamem_query_result *res;
+	int rv, err;
+
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	q->text = args[1];
+	if ((err = hsamem_query(c->h, args[0], q, &res)) != 0)
+		return cli_fail(c, err);
+	print_query(args[0], res);
+	hsamem_result_free(res);
+	return EXIT_OK;
+}
+
+static const struct option query_options[] = {
+        {"top-k", required_argument, NULL, 'k'},
+        {"entries", required_argument, NULL, O_ENTRIES},
+        {"no-tail", no_argument, NULL, O_NOTAIL},
+        {0},
+};
+
+static const char query_details[] =
+        "Each hit shows its score, weight, chunk text and the entries it covers, with the\n"
+        "tokens that weigh most highlighted.\n\n"
+        "  -k, --top-k N      chunks to return (default: the memory's)\n"
+        "  --entries N        covered entries shown per chunk (default 8)\n"
+        "  --no-tail          do not consider the unsealed tail\n";
+
+const struct cmd cmd_query = {
+        .name = "query",
+        .args = "USER TEXT [-k N] [--entries N] [--no-tail]",
+        .summary = "Shows the chunks of USER's memory that matter most for TEXT.",
+        .details = query_details,
+        .opts = query_options,
+        .shortopts = "k:",
+        .min_args = 2,
+        .max_args = 2,
+        .missing = "give USER and TEXT",
+        .state_size = sizeof(struct hsamem_query),
+        .opt = query_opt,
+        .run = query_run,
+};
+
+/* ---- users and stats ---- */
+
+static int
+users_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	struct hsamem_user_list *l;
+	int rv, err;
+
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	if ((err = hsamem_users(c->h, &l)) != 0)
+		return cli_fail(c, err);
+	print_users(l);
+	hsamem_result_free(l);
+	return EXIT_OK;
+}
+
+const struct cmd cmd_users = {
+        .name = "users",
+        .args = "",
+        .summary = "Lists the memories.",
+        .run = users_run,
+};
+
+static int
+stats_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	struct hsamem_stats *s;
+	int rv, err;
+
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	if ((err = hsamem_stats(c->h, n_args > 0 ? args[0] : NULL, &s)) != 0)
+		return cli_fail(c, err);
+	print_stats(s);
+	hsamem_result_free(s);
+	return EXIT_OK;
+}
+
+const struct cmd cmd_stats = {
+        .name = "stats",
+        .args = "[USER]",
+        .summary = "Shows the daemon's counters, latencies and memories.",
+        .max_args = 1,
+        .run = stats_run,
+};
+
+/* ---- entries and chunks: --first N --count N [--tensors] ---- */
+
+enum { O_FIRST = 256, O_COUNT, O_TENSORS };
+
+struct range {
+	uint64_t first;
+	uint32_t count;
+	bool tensors;
+};
+
+static int
+range_opt(struct ctx *c, void *state, int id, const char *arg)
+{
+	struct range *r = state;
+
+	switch (id) {
+	case O_FIRST:
+		if (!cli_parse_u64(arg, UINT64_MAX, &r->first))
+			return cli_usage(c, "--first takes a number");
+		break;
+	case O_COUNT:
+		if (!cli_parse_u32(arg, &r->count) || r->count == 0)
+			return cli_usage(c, "--count takes a positive number");
+		break;
+	case O_TENSORS: r->tensors = true; break;
+	}
+	return -1;
+}
+
+static int
+entries_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	const struct range *r = state;
+	struct hsamem_entry_list *l;
+	int rv, err;
+
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	if ((err = hsamem_entries(c->h, args[0], r->first, r->count, &l)) != 0)
+		return cli_fail(c, err);
+	print_entries(args[0], l);
+	hsamem_result_free(l);
+	return EXIT_OK;
+}
+
+static const struct option entries_options[] = {
+        {"first", required_argument, NULL, O_FIRST},
+        {"count", required_argument, NULL, O_COUNT},
+        {0},
+};
+
+const struct cmd cmd_entries = {
+        .name = "entries",
+        .args = "USER [--first N] [--count N]",
+        .summary = "Lists entries of USER's memory (default: the first 100).",
+        .opts = entries_options,
+        .min_args = 1,
+        .max_args = 1,
+        .missing = "no USER given",
+        .state_size = sizeof(struct range),
+        .opt = range_opt,
+        .run = entries_run,
+};
+
+static int
+chunks_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	const struct range *r = state;
+	struct hsamem_chunk_list *l;
+	int rv, err;
+
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	err = hsamem_chunks(c->h, args[0], r->first, r->count,
+	                    r->tensors ? HSAMEM_CHUNKS_TENSORS : 0, &l);
+	if (err != 0)
+		return cli_fail(c, err);
+	print_chunks(args[0], l, r->tensors);
+	hsamem_result_free(l);
+	return EXIT_OK;
+}
+
+static const struct option chunks_options[] = {
+        {"first", required_argument, NULL, O_FIRST},
+        {"count", required_argument, NULL, O_COUNT},
+        {"tensors", no_argument, NULL, O_TENSORS},
+        {0},
+};
+
+static const char chunks_details[] =
+        "  --tensors          also fetch K, V and landmark (sizes; base64 with --json)\n";
+
+const struct cmd cmd_chunks = {
+        .name = "chunks",
+        .args = "USER [--first N] [--count N] [--tensors]",
+        .summary = "Lists sealed chunks of USER's memory (default: the first 16).",
+        .details = chunks_details,
+        .opts = chunks_options,
+        .min_args = 1,
+        .max_args = 1,
+        .missing = "no USER given",
+        .state_size = sizeof(struct range),
+        .opt = range_opt,
+        .run = chunks_run,
+};

@@ -1,0 +1,113 @@
+/*
+ * cli_transfer.c: the hsamem export and import commands: a user's memory as an export stream on
+ * stdout, and a new memory from one on stdin.
+ *
+ * Neither goes to or comes from a terminal: an export stream is binary, and an import waiting on
+ * a terminal would look like a hang. A failure of our own stdin or stdout exits 4, not 1: the
+ * stream callbacks remember it, as the library cannot tell it from an errno sent by the daemon.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cli_format.h"
+#include "cli_text.h"
+
+static int
+export_write(void *arg, const void *buf, size_t len)
+{
+	struct ctx *c = arg;
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(STDOUT_FILENO, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return c->io_err = -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static long
+import_read(void *arg, void *buf, size_t len)
+{
+	struct ctx *c = arg;
+	ssize_t n;
+
+	do
+		n = read(STDIN_FILENO, buf, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return c->io_err = -errno;
+	return (long)n;
+}
+
+static int
+export_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	struct hsamem_transfer t;
+	char b[16];
+	int rv, err;
+
+	if (isatty(STDOUT_FILENO))
+		return cli_usage(c, "refusing to write an export stream to a terminal; "
+		                    "redirect stdout to a file");
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	/* A large memory takes a while; the per-request timeout still bounds each page. */
+	err = hsamem_export_cb(c->h, args[0], export_write, c, &t);
+	if (err != 0 && c->io_err != 0 && err == c->io_err)
+		return cli_io_error(c, "writing stdout", err);
+	if (err != 0)
+		return cli_fail(c, err);
+	/* stdout holds the stream: the summary goes to a terminal on stderr only. */
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "hsamem: export: %s: %llu entries, %llu chunks, %s\n", args[0],
+		        (unsigned long long)t.entries, (unsigned long long)t.chunks,
+		        fmt_bytes(t.bytes, b, sizeof(b)));
+	return EXIT_OK;
+}
+
+const struct cmd cmd_export = {
+        .name = "export",
+        .args = "USER > FILE",
+        .summary = "Writes USER's memory to stdout as an export stream (not to a terminal).",
+        .min_args = 1,
+        .max_args = 1,
+        .missing = "no USER given",
+        .run = export_run,
+};
+
+static int
+import_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	struct hsamem_transfer t;
+	int rv, err;
+
+	if (isatty(STDIN_FILENO))
+		return cli_usage(c, "reads an export stream from stdin; redirect it from a file");
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	err = hsamem_import_cb(c->h, args[0], import_read, c, &t);
+	if (err != 0 && c->io_err != 0 && err == c->io_err)
+		return cli_io_error(c, "reading stdin", err);
+	if (err != 0)
+		return cli_fail(c, err);
+	print_transfer("imported", args[0], &t);
+	return EXIT_OK;
+}
+
+const struct cmd cmd_import = {
+        .name = "import",
+        .args = "USER < FILE",
+        .summary = "Creates USER's memory from an export stream on stdin; USER must not exist.",
+        .min_args = 1,
+        .max_args = 1,
+        .missing = "no USER given",
+        .run = import_run,
+};

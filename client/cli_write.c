@@ -1,0 +1,380 @@
+/*
+ * cli_write.c: the hsamem commands that change a memory: create, append, flush and delete.
+ *
+ * append sends one entry (TEXT, or all of stdin), or with --lines one entry per non-empty line of
+ * stdin, in batches of at most APPEND_BATCH_ENTRIES entries or APPEND_BATCH_BYTES bytes, each
+ * batch one atomic request; what the batches did is shown as one result. A failed batch ends the
+ * command: the batches before it stay appended.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cli_format.h"
+
+#define APPEND_BATCH_ENTRIES 256
+#define APPEND_BATCH_BYTES   (1u << 20)
+#define MAX_TAGS             64
+
+/* ---- create ---- */
+
+enum { O_ENC = 256, O_TOK, O_REV, O_S, O_HKV, O_DH, O_HQ, O_DR, O_DT, O_W, O_OB1, O_K };
+
+static int
+create_opt(struct ctx *c, void *state, int id, const char *arg)
+{
+	struct hsamem_spec *spec = state;
+	uint32_t *num = NULL;
+	int t;
+
+	switch (id) {
+	case O_ENC: spec->encoder = arg; break;
+	case O_TOK: spec->tokenizer = arg; break;
+	case O_REV: num = &spec->revision; break;
+	case O_S: num = &spec->chunk_size; break;
+	case O_HKV: num = &spec->h_kv; break;
+	case O_DH: num = &spec->d_h; break;
+	case O_HQ: num = &spec->h_q; break;
+	case O_DR: num = &spec->d_r; break;
+	case O_K: num = &spec->top_k; break;
+	case O_OB1: spec->off_by_one = true; break;
+	case O_DT:
+		for (t = HSAMEM_F16; t <= HSAMEM_F32; t++)
+			if (strcmp(arg, hsamem_dtype_name(t)) == 0)
+				spec->dtype = t;
+		if (spec->dtype == HSAMEM_DTYPE_DEFAULT)
+			return cli_usage(c, "--dtype is f16, bf16 or f32");
+		break;
+	case O_W:
+		for (t = HSAMEM_SOFTMAX; t <= HSAMEM_STICKBREAK; t++)
+			if (strcmp(arg, hsamem_weighting_name(t)) == 0)
+				spec->weighting = t;
+		if (spec->weighting == HSAMEM_WEIGHTING_DEFAULT)
+			return cli_usage(c, "--weighting is softmax or stickbreak");
+		break;
+	}
+	if (num != NULL && !cli_parse_u32(arg, num))
+		return cli_usage(c, "'%s' is not a number", arg);
+	return -1;
+}
+
+static int
+create_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	const struct hsamem_spec *spec = state;
+	struct hsamem_memory *m;
+	int rv, err;
+
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	if ((err = hsamem_create(c->h, args[0], spec, &m)) != 0)
+		return cli_fail(c, err);
+	print_memory(m);
+	hsamem_result_free(m);
+	return EXIT_OK;
+}
+
+static const struct option create_options[] = {
+        {"encoder", required_argument, NULL, O_ENC},
+        {"tokenizer", required_argument, NULL, O_TOK},
+        {"revision", required_argument, NULL, O_REV},
+        {"chunk-size", required_argument, NULL, O_S},
+        {"h-kv", required_argument, NULL, O_HKV},
+        {"d-h", required_argument, NULL, O_DH},
+        {"h-q", required_argument, NULL, O_HQ},
+        {"d-r", required_argument, NULL, O_DR},
+        {"dtype", required_argument, NULL, O_DT},
+        {"weighting", required_argument, NULL, O_W},
+        {"off-by-one", no_argument, NULL, O_OB1},
+        {"top-k", required_argument, NULL, O_K},
+        {0},
+};
+
+static const char create_details[] =
+        "Options left out take the encoder's defaults. Creating is optional for built-in\n"
+        "encoders: the first append creates the memory with the defaults.\n\n"
+        "  --encoder NAME     lexical (built in, the default) or client (K/V/L from the caller)\n"
+        "  --tokenizer NAME   --revision N: the encoder's tokenizer and revision\n"
+        "  --chunk-size N     S, tokens per chunk\n"
+        "  --h-kv N --d-h N   key/value heads and head dimension\n"
+        "  --h-q N --d-r N    query heads (a multiple of h-kv), landmark dimension\n"
+        "  --dtype T          element type of stored tensors\n"
+        "  --weighting W      fusion of the selected chunks\n"
+        "  --off-by-one       softmax-off-by-one inside chunks\n"
+        "  --top-k N          default k of queries\n";
+
+const struct cmd cmd_create = {
+        .name = "create",
+        .args = "USER [--encoder NAME] [--chunk-size N] [--h-kv N] [--d-h N] [--h-q N]\n"
+                "       [--d-r N] [--dtype f16|bf16|f32] [--weighting softmax|stickbreak]\n"
+                "       [--off-by-one] [--top-k N]",
+        .summary = "Creates the memory of USER with an explicit spec.",
+        .details = create_details,
+        .opts = create_options,
+        .min_args = 1,
+        .max_args = 1,
+        .missing = "no USER given",
+        .state_size = sizeof(struct hsamem_spec),
+        .opt = create_opt,
+        .run = create_run,
+};
+
+/* ---- append ---- */
+
+enum { O_ROLE = 256, O_TAG, O_LINES, O_NOCREATE };
+
+struct append_state {
+	enum hsamem_role role;
+	const char *tags[MAX_TAGS];
+	size_t n_tags;
+	unsigned flags;
+	bool lines;
+};
+
+static const struct append_state append_defaults = {.role = HSAMEM_ROLE_USER};
+
+static int
+append_opt(struct ctx *c, void *state, int id, const char *arg)
+{
+	struct append_state *o = state;
+	bool role_ok = false;
+	int r;
+
+	switch (id) {
+	case O_ROLE:
+		for (r = HSAMEM_ROLE_OTHER; r <= HSAMEM_ROLE_TOOL; r++)
+			if (strcmp(arg, hsamem_role_name(r)) == 0) {
+				o->role = r;
+				role_ok = true;
+			}
+		if (!role_ok)
+			return cli_usage(c, "--role is user, assistant, system, tool or other");
+		break;
+	case O_TAG:
+		if (o->n_tags == MAX_TAGS)
+			return cli_usage(c, "at most %d tags", MAX_TAGS);
+		o->tags[o->n_tags++] = arg;
+		break;
+	case O_LINES: o->lines = true; break;
+	case O_NOCREATE: o->flags |= HSAMEM_APPEND_NO_CREATE; break;
+	}
+	return -1;
+}
+
+/* Accumulates the outcome of several append requests as one. */
+static void
+merge_append(struct hsamem_append_info *sum, const struct hsamem_append_info *a, bool first)
+{
+	if (first) {
+		*sum = *a;
+		return;
+	}
+	sum->count += a->count;
+	sum->tokens = a->tokens;
+	sum->chunks = a->chunks;
+	sum->sealed += a->sealed;
+	sum->created = sum->created || a->created;
+}
+
+static int
+append_lines(struct ctx *c, const char *user, const struct append_state *o,
+             struct hsamem_append_info *sum)
+{
+	struct hsamem_entry_in e[APPEND_BATCH_ENTRIES];
+	struct hsamem_append_info info;
+	bool progress = isatty(STDERR_FILENO), shown = false;
+	size_t n = 0, bytes = 0, cap = 0, i;
+	uint64_t total = 0;
+	char *line = NULL;
+	ssize_t len;
+	int err = 0, rv = EXIT_OK;
+
+	memset(e, 0, sizeof(e));
+	for (;;) {
+		errno = 0;
+		len = getline(&line, &cap, stdin);
+		if (len >= 0) {
+			while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+				line[--len] = '\0';
+			if (line[strspn(line, " \t\v\f")] == '\0')
+				continue;
+			e[n].role = o->role;
+			e[n].tags = o->tags;
+			e[n].n_tags = o->n_tags;
+			if ((e[n].text = strdup(line)) == NULL) {
+				rv = cli_io_error(c, "reading stdin", -ENOMEM);
+				goto done;
+			}
+			n++;
+			bytes += (size_t)len;
+		} else if (errno != 0) {
+			rv = cli_io_error(c, "reading stdin", -errno);
+			goto done;
+		}
+		if (n > 0 &&
+		    (len < 0 || n == APPEND_BATCH_ENTRIES || bytes >= APPEND_BATCH_BYTES)) {
+			err = hsamem_append(c->h, user, e, n, NULL, 0, o->flags, &info);
+			if (err != 0) {
+				if (shown)
+					fputc('\n', stderr);
+				shown = false;
+				rv = cli_fail(c, err);
+				goto done;
+			}
+			merge_append(sum, &info, total == 0);
+			total += n;
+			for (i = 0; i < n; i++)
+				free((char *)e[i].text);
+			n = bytes = 0;
+			if (progress && (len >= 0 || shown)) {
+				fprintf(stderr, "\rhsamem: append: %llu entries",
+				        (unsigned long long)total);
+				shown = true;
+			}
+		}
+		if (len < 0)
+			break;
+	}
+	if (total == 0)
+		rv = cli_usage(c, "no non-empty line on stdin");
+done:
+	if (shown)
+		fputc('\n', stderr);
+	for (i = 0; i < n; i++)
+		free((char *)e[i].text);
+	free(line);
+	return rv;
+}
+
+/* Appends one entry: text, or all of stdin when text is NULL. */
+static int
+append_one(struct ctx *c, const char *user, const struct append_state *o, const char *text,
+           struct hsamem_append_info *info)
+{
+	struct hsamem_entry_in e = {.text = text, .role = o->role};
+	char *buf = NULL;
+	size_t len;
+	int err;
+
+	if (text == NULL) {
+		if ((err = cli_slurp(STDIN_FILENO, &buf, &len)) != 0)
+			return cli_io_error(c, "reading stdin", err);
+		while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+			buf[--len] = '\0';
+		e.text = buf;
+	}
+	if (e.text[0] == '\0') {
+		free(buf);
+		return cli_usage(c, "nothing to append");
+	}
+	e.tags = o->tags;
+	e.n_tags = o->n_tags;
+	err = hsamem_append(c->h, user, &e, 1, NULL, 0, o->flags, info);
+	free(buf);
+	return err != 0 ? cli_fail(c, err) : EXIT_OK;
+}
+
+static int
+append_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	const struct append_state *o = state;
+	struct hsamem_append_info info;
+	int rv;
+
+	if (o->lines && n_args == 2)
+		return cli_usage(c, "--lines reads stdin; give no TEXT");
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	if (o->lines)
+		rv = append_lines(c, args[0], o, &info);
+	else
+		rv = append_one(c, args[0], o, n_args == 2 ? args[1] : NULL, &info);
+	if (rv != EXIT_OK)
+		return rv;
+	print_append(args[0], &info);
+	return EXIT_OK;
+}
+
+static const struct option append_options[] = {
+        {"role", required_argument, NULL, O_ROLE},
+        {"tag", required_argument, NULL, O_TAG},
+        {"lines", no_argument, NULL, O_LINES},
+        {"no-create", no_argument, NULL, O_NOCREATE},
+        {0},
+};
+
+static const char append_details[] =
+        "TEXT is one entry; without TEXT, all of stdin is one entry, or each non-empty\n"
+        "line one entry with --lines.\n\n"
+        "  --role ROLE        user (default), assistant, system, tool or other\n"
+        "  --tag TAG          a tag for the entries (repeatable)\n"
+        "  --lines            one entry per non-empty line of stdin, sent in batches\n"
+        "  --no-create        fail if USER has no memory instead of creating one\n";
+
+const struct cmd cmd_append = {
+        .name = "append",
+        .args = "USER [TEXT] [--role ROLE] [--tag TAG]... [--lines] [--no-create]",
+        .summary = "Appends entries to USER's memory.",
+        .details = append_details,
+        .opts = append_options,
+        .min_args = 1,
+        .max_args = 2,
+        .missing = "no USER given",
+        .state_size = sizeof(struct append_state),
+        .defaults = &append_defaults,
+        .opt = append_opt,
+        .run = append_run,
+};
+
+/* ---- flush and delete ---- */
+
+static int
+flush_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	struct hsamem_flush_info f;
+	int rv, err;
+
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	if ((err = hsamem_flush(c->h, args[0], NULL, &f)) != 0)
+		return cli_fail(c, err);
+	print_flush(args[0], &f);
+	return EXIT_OK;
+}
+
+const struct cmd cmd_flush = {
+        .name = "flush",
+        .args = "USER",
+        .summary = "Seals USER's unsealed tail as a padded chunk.",
+        .min_args = 1,
+        .max_args = 1,
+        .missing = "no USER given",
+        .run = flush_run,
+};
+
+static int
+delete_run(struct ctx *c, void *state, char **args, int n_args)
+{
+	struct hsamem_delete_info d;
+	int rv, err;
+
+	if ((rv = cli_connect(c)) != 0)
+		return rv;
+	if ((err = hsamem_delete(c->h, args[0], &d)) != 0)
+		return cli_fail(c, err);
+	print_delete(args[0], &d);
+	return EXIT_OK;
+}
+
+const struct cmd cmd_delete = {
+        .name = "delete",
+        .args = "USER",
+        .summary = "Deletes USER's memory, everything of it. There is no undo.",
+        .min_args = 1,
+        .max_args = 1,
+        .missing = "no USER given",
+        .run = delete_run,
+};
