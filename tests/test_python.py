@@ -1,5 +1,6 @@
-"""test_python.py: the Python client (client/python/hsamem.py) against a real hsamemd, started by
-tests/test_python.sh on a temporary socket ($HSAMEM_SOCKET) with libhsamem at $HSAMEM_LIBRARY.
+"""test_python.py: the Python client (the package client/python/hsamem/) against a real hsamemd,
+started by tests/test_python.sh on a temporary socket ($HSAMEM_SOCKET) with libhsamem at
+$HSAMEM_LIBRARY.
 
 Every method of Client: append and query finding a fact among filler paragraphs, entries, chunks
 with tensors, flush, users, stats, a client memory with attend, export and import round trips

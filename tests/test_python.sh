@@ -1,5 +1,5 @@
 #!/bin/sh
-# The Python client (client/python/hsamem.py): a daemon on a temporary socket and state
+# The Python client (the package client/python/hsamem/): a daemon on a temporary socket and state
 # directory, driven by tests/test_python.py through the libhsamem of this build. Skips (77)
 # without python3 or without a shared libhsamem (--disable-shared).
 set -u

@@ -1,0 +1,399 @@
+"""hsamem.client: Client, one connection to hsamemd through libhsamem, with a method for each
+request of hsamem.h; and the library-wide functions library_version() and default_url().
+
+Each method checks and converts its arguments (_args), makes the call with the Client's lock
+held, raises the exception of a failure (errors) and copies the result out (results).
+"""
+
+import ctypes
+import errno as _errno
+import io
+import math
+import os
+import threading
+
+from ._args import (_b, _chunk_in, _chunks_in, _entry_in, _enum_value, _floats, _u32_array,
+                    _user)
+from ._capi import (_P, _READ_FN, _URL_MAX, _WRITE_FN, _CAppendInfo, _CAttend, _CAttendResult,
+                    _CChunkList, _CDeleteInfo, _CEntryIn, _CEntryList, _CFlushInfo, _CMemory,
+                    _CQuery, _CQueryResult, _CServer, _CSpec, _CStats, _CTransfer, _CUserList,
+                    _SPEC_FIELDS, _f32, _s, _strerror, _u64, DTYPES, WEIGHTINGS, load_library)
+from .errors import ERRORS, HsamemError
+from .results import (AppendInfo, AttendResult, ChunkList, DeleteInfo, EntryList, FlushInfo,
+                      Hits, Server, Transfer, _array, _chunk, _entry, _hit, _memory, _stats)
+
+
+def library_version():
+    """The version of libhsamem, e.g. "0.1.0"."""
+    return load_library().hsamem_version().decode()
+
+
+def default_url():
+    """The daemon's default address by the library's rule (RUNTIME_DIRECTORY, XDG_RUNTIME_DIR,
+    else ipc:///tmp/hsamemd.sock). Client() uses $HSAMEM_SOCKET first, then this."""
+    buf = ctypes.create_string_buffer(_URL_MAX)
+    err = load_library().hsamem_default_url(buf, _URL_MAX)
+    if err:
+        raise HsamemError(err)
+    return buf.value.decode()
+
+
+def _fileno(fileobj, reading):
+    """The descriptor to hand to the library, or None where it must go through callbacks: an
+    object without one (io.BytesIO), or a buffered, unseekable reader whose buffer may already
+    hold part of the stream."""
+    if isinstance(fileobj, int):
+        return fileobj
+    try:
+        fd = fileobj.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if reading and not isinstance(fileobj, io.RawIOBase) and not fileobj.seekable():
+        return None
+    return fd
+
+
+def _resync(fileobj, fd):
+    """After the library moved fd's offset, makes a buffered file object agree with it: a seek
+    to the end always drops the buffer and asks the OS, then a seek to the offset."""
+    if isinstance(fileobj, int) or not fileobj.seekable():
+        return
+    pos = os.lseek(fd, 0, os.SEEK_CUR)
+    fileobj.seek(0, os.SEEK_END)
+    fileobj.seek(pos)
+
+
+class Client:
+    """A connection to hsamemd.
+
+    url: "ipc:///path" or "tcp://host:port"; None takes $HSAMEM_SOCKET when set, else the
+    library's default (see default_url()). timeout: seconds each request waits for its reply;
+    None keeps the library's 30 s, math.inf waits forever.
+
+    Opening does not wait for the daemon: the first request connects (ConnectError when nothing
+    listens); ping() checks. A Client is a context manager; close() (or leaving the with block)
+    closes the connection. Its methods may be called from several threads: a lock serializes
+    them.
+    """
+
+    def __init__(self, url=None, timeout=None):
+        self._lib = load_library()
+        self._lock = threading.Lock()
+        self._h = ctypes.c_void_p()
+        if url is None:
+            url = os.environ.get("HSAMEM_SOCKET") or None
+        err = self._lib.hsamem_open(_b(url, "the URL"), ctypes.byref(self._h))
+        if err:
+            raise ERRORS.get(err, HsamemError)(err, "%s: %s" % (url, _strerror(err)))
+        if timeout is not None:
+            self.set_timeout(timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return "<hsamem.Client %s>" % (self.url if self._h else "closed")
+
+    def close(self):
+        """Closes the connection; the client may not be used afterwards. Idempotent."""
+        with self._lock:
+            if self._h:
+                self._lib.hsamem_close(self._h)
+                self._h = ctypes.c_void_p()
+
+    @property
+    def url(self):
+        """The URL the client was opened with."""
+        with self._lock:
+            self._check()
+            return _s(self._lib.hsamem_url(self._h))
+
+    def set_timeout(self, seconds):
+        """Sets how long each request waits for its reply, in seconds; math.inf: forever.
+        Long imports or big appends may need more than the default 30 s."""
+        ms = -1 if math.isinf(seconds) else int(round(seconds * 1000))
+        if ms < -1 or (ms == -1 and not math.isinf(seconds)):
+            raise ValueError("hsamem: a timeout is positive")
+        with self._lock:
+            self._check()
+            self._raise(self._lib.hsamem_set_timeout(self._h, min(ms, 2**31 - 1)))
+
+    # -- plumbing --
+
+    def _check(self):
+        if not self._h:
+            raise ValueError("hsamem: the client is closed")
+
+    def _raise(self, err):
+        """Raises the exception for err (called with the lock held, before the next request
+        replaces the last message)."""
+        if err == 0:
+            return
+        msg = _s(self._lib.hsamem_last_message(self._h)) if self._h else ""
+        raise ERRORS.get(err, HsamemError)(err, msg or _strerror(err))
+
+    def _call(self, fn, convert, *args, out_type=None):
+        """Calls a function that returns a heap result through its last argument: copies the
+        result out with convert and frees it."""
+        out = _P(out_type)()
+        with self._lock:
+            self._check()
+            err = getattr(self._lib, fn)(self._h, *args, ctypes.byref(out))
+            self._raise(err)
+        try:
+            return convert(out.contents)
+        finally:
+            self._lib.hsamem_result_free(out)
+
+    def _info(self, fn, info_type, *args):
+        """Calls a function that writes a small result into a caller's struct."""
+        info = info_type()
+        with self._lock:
+            self._check()
+            self._raise(getattr(self._lib, fn)(self._h, *args, ctypes.byref(info)))
+        return info
+
+    # -- requests --
+
+    def ping(self):
+        """Asks the daemon whether it is there: returns a Server. Raises ConnectError when no
+        daemon listens at the URL."""
+        return self._call("hsamem_ping", lambda c: Server(
+            _s(c.server_version), c.protocol_version, _s(c.backend), c.uptime_ms),
+            out_type=_CServer)
+
+    def create(self, user, **spec):
+        """Creates the memory of user and returns it (a Memory with its effective spec).
+
+        spec: the fields of Spec to set (encoder="client", chunk_size, h_kv, d_h, h_q, d_r,
+        dtype="f16"|"bf16"|"f32", weighting="softmax"|"stickbreak", off_by_one, top_k,
+        tokenizer, revision); those left out take the encoder's defaults. Creating is optional
+        for built-in encoders: the first append creates the memory with the defaults.
+        Raises AlreadyExists, InvalidArgument, EncoderUnavailable.
+        """
+        c = _CSpec()
+        keep = []
+        for name, value in spec.items():
+            if name not in _SPEC_FIELDS:
+                raise TypeError("hsamem: create() got an unknown spec field %r" % name)
+            if name in ("encoder", "tokenizer"):
+                value = _b(value, name)
+                keep.append(value)
+            elif name == "dtype":
+                value = _enum_value(DTYPES, value, "dtype")
+            elif name == "weighting":
+                value = _enum_value(WEIGHTINGS, value, "weighting")
+            elif name == "off_by_one":
+                value = bool(value)
+            else:
+                value = int(value or 0)
+            setattr(c, name, value)
+        return self._call("hsamem_create", _memory, _user(user), ctypes.byref(c),
+                          out_type=_CMemory)
+
+    def append(self, user, text=None, *, tokens=None, role="user", tags=(), timestamp_ms=0,
+               chunks=(), create=True):
+        """Appends one entry to user's memory, durably; returns an AppendInfo.
+
+        text: the entry's text (built-in encoders tokenize it); tokens: token ids, for client
+        memories (text is then kept for display). role: "user", "assistant", "system", "tool" or
+        "other". tags: strings. timestamp_ms: the caller's clock (Unix ms); 0 takes the
+        daemon's. chunks: for client memories, the tensors of exactly the chunks this append
+        seals, each (k, v, landmark) as bytes-like objects in the memory's dtype (or a Chunk
+        read with tensors=True). create=False raises NoSuchUser instead of creating the memory.
+        """
+        return self.append_many(user, [{"text": text, "tokens": tokens, "role": role,
+                                        "tags": tags, "timestamp_ms": timestamp_ms}],
+                                chunks=chunks, create=create)
+
+    def append_many(self, user, entries, *, chunks=(), create=True):
+        """Appends several entries as one atomic, durable step; returns an AppendInfo.
+
+        entries: each a str (a "user" entry of that text) or a dict with the keywords of
+        append() (text, tokens, role, tags, timestamp_ms). chunks and create as in append().
+        Keep a call to a few MiB (TooBig otherwise): split big batches.
+        """
+        keep = []
+        entries = list(entries)
+        arr = (_CEntryIn * len(entries))()
+        for i, e in enumerate(entries):
+            arr[i] = _entry_in(e, keep)
+        carr, nc = _chunks_in(chunks, keep)
+        i = self._info("hsamem_append", _CAppendInfo, _user(user), arr, len(entries), carr, nc,
+                       0 if create else 1)
+        return AppendInfo(i.first_seq, i.count, i.tokens, i.chunks, i.sealed, bool(i.created))
+
+    def flush(self, user, chunk=None):
+        """Seals user's unsealed tail now, padded to S tokens, so that it is retrievable as a
+        chunk; returns a FlushInfo. chunk: for a client memory with a non-empty tail, the padded
+        chunk's (k, v, landmark). Raises NoSuchUser, SpecMismatch."""
+        keep = []
+        c = ctypes.byref(_chunk_in(chunk, keep)) if chunk is not None else None
+        i = self._info("hsamem_flush", _CFlushInfo, _user(user), c)
+        return FlushInfo(i.chunks, bool(i.sealed))
+
+    def query(self, user, text=None, k=None, max_entries=None, include_tail=True, *,
+              tokens=None):
+        """Asks user's memory which chunks matter for text (or token ids): returns Hits, a list
+        of Hit, best first. k: chunks to return (None: the memory's default); max_entries:
+        covered entries per hit (None: 8); include_tail=False does not score the unsealed tail.
+        Raises NoSuchUser, NotSupported (a client memory: use attend()), InvalidArgument."""
+        q = _CQuery()
+        q.text = t = _b(text)
+        toks, n = _u32_array(tokens)
+        if toks is not None:
+            q.tokens, q.n_tokens = toks, n
+        q.top_k = k or 0
+        q.max_entries = max_entries or 0
+        q.no_tail = not include_tail
+        conv = lambda c: Hits([_hit(c.hits[i]) for i in range(c.n_hits)], c.chunks, c.k)
+        res = self._call("hsamem_query", conv, _user(user), ctypes.byref(q),
+                         out_type=_CQueryResult)
+        del t, toks
+        return res
+
+    def attend(self, user, qr, qa, n, positions=None, k=None, want_attention=False):
+        """Computes the HSA output of n query tokens against a client memory (HSA.md "The
+        operator"); returns an AttendResult.
+
+        qr: retrieval queries [n][h_kv][d_r/h_kv], qa: attention queries [n][h_q][d_h], as
+        float32: an array('f'), any buffer of float32 (or of raw bytes, host order), or a
+        (nested) sequence of numbers. positions: n stream positions (chunk j is visible to a
+        token iff (j+1)*S <= its position; 0: after the whole stream), None: all 0. k: chunks
+        per token and kv head (None: the memory's default). want_attention: also return the
+        in-chunk attention. Raises NoSuchUser, SpecMismatch, InvalidArgument.
+        """
+        qr, qa = _floats(qr, "qr"), _floats(qa, "qa")
+        a = _CAttend()
+        a.n = n
+        a.qr = (_f32 * len(qr)).from_buffer(qr) if len(qr) else None
+        a.qr_len = len(qr)
+        a.qa = (_f32 * len(qa)).from_buffer(qa) if len(qa) else None
+        a.qa_len = len(qa)
+        if positions is not None:
+            if len(positions) != n:
+                raise ValueError("hsamem: %d positions for %d query tokens" %
+                                 (len(positions), n))
+            a.positions = (_u64 * n)(*positions)
+        a.top_k = k or 0
+        a.want_attention = bool(want_attention)
+
+        def conv(c):
+            att = (_array("f", c.attention, c.attention_len, 4) if c.attention else None)
+            return AttendResult(c.n, c.k, c.h_kv, _array("f", c.output, c.output_len, 4),
+                                _array("q", c.selected, c.selected_len, 8),
+                                _array("f", c.weights, c.selected_len, 4),
+                                _array("f", c.scores, c.selected_len, 4), att)
+
+        return self._call("hsamem_attend", conv, _user(user), ctypes.byref(a),
+                          out_type=_CAttendResult)
+
+    def entries(self, user, first=0, count=100):
+        """Reads entries first .. first+count-1 of user's memory: an EntryList (a list of
+        Entry, with .total). Past the end gives an empty list. Raises NoSuchUser, TooBig."""
+        return self._call("hsamem_entries", lambda c: EntryList(
+            [_entry(c.entries[i]) for i in range(c.n_entries)], c.total),
+            _user(user), first, count, out_type=_CEntryList)
+
+    def chunks(self, user, first=0, count=16, tensors=False):
+        """Reads sealed chunks first .. first+count-1: a ChunkList (a list of Chunk, with
+        .total); tensors=True includes K, V and landmark bytes. Raises NoSuchUser, TooBig."""
+        return self._call("hsamem_chunks", lambda c: ChunkList(
+            [_chunk(c.chunks[i]) for i in range(c.n_chunks)], c.total),
+            _user(user), first, count, 1 if tensors else 0, out_type=_CChunkList)
+
+    def users(self):
+        """Every memory of the daemon, in name order: a list of Memory."""
+        return self._call("hsamem_users",
+                          lambda c: [_memory(c.users[i]) for i in range(c.n_users)],
+                          out_type=_CUserList)
+
+    def stats(self, user=None):
+        """The daemon's statistics (a Stats), with the memory of user, or of every user when
+        user is None. Stats.as_dict() gives a dict. Raises NoSuchUser."""
+        return self._call("hsamem_stats", _stats, _user(user) if user is not None else None,
+                          out_type=_CStats)
+
+    def delete(self, user):
+        """Deletes user's memory, everything of it, durably; no undo. Returns a DeleteInfo.
+        Raises NoSuchUser."""
+        i = self._info("hsamem_delete", _CDeleteInfo, _user(user))
+        return DeleteInfo(i.entries, i.chunks)
+
+    def export(self, user, fileobj):
+        """Writes user's memory as an export stream to fileobj (a binary file, a file
+        descriptor, or any object with write(), such as io.BytesIO); returns a Transfer.
+        Raises NoSuchUser; an OSError of the file raises HsamemError with its errno."""
+        fd = _fileno(fileobj, False)
+        if fd is not None:
+            if not isinstance(fileobj, int):
+                fileobj.flush()
+            try:
+                t = self._info("hsamem_export", _CTransfer, _user(user), fd)
+            finally:
+                _resync(fileobj, fd)
+        else:
+            failure = []
+
+            def write(_arg, buf, size):
+                try:
+                    fileobj.write(ctypes.string_at(buf, size))
+                    return 0
+                except BaseException as e:
+                    failure.append(e)
+                    return -(getattr(e, "errno", None) or _errno.EIO)
+
+            cb = _WRITE_FN(write)
+            try:
+                t = self._info("hsamem_export_cb", _CTransfer, _user(user), cb, None)
+            except HsamemError:
+                if failure:
+                    raise failure[0]
+                raise
+        return Transfer(t.records, t.bytes, t.entries, t.chunks, t.requests)
+
+    def import_(self, user, fileobj):
+        """Imports an export stream from fileobj (a binary file, a file descriptor, or any
+        object with read(), such as io.BytesIO) as the memory of user, which must have none
+        yet; returns a Transfer. The stream is read from the current position to the end. The
+        memory appears complete or not at all.
+        Raises AlreadyExists, ImportStreamError, SpecMismatch, EncoderUnavailable."""
+        fd = _fileno(fileobj, True)
+        if fd is not None:
+            if not isinstance(fileobj, int) and fileobj.seekable():
+                os.lseek(fd, fileobj.tell(), os.SEEK_SET)
+            try:
+                t = self._info("hsamem_import", _CTransfer, _user(user), fd)
+            finally:
+                _resync(fileobj, fd)
+        else:
+            failure = []
+
+            def read(_arg, buf, size):
+                try:
+                    data = fileobj.read(size)
+                    if not data:
+                        return 0
+                    ctypes.memmove(buf, data, len(data))
+                    return len(data)
+                except BaseException as e:
+                    failure.append(e)
+                    return -(getattr(e, "errno", None) or _errno.EIO)
+
+            cb = _READ_FN(read)
+            try:
+                t = self._info("hsamem_import_cb", _CTransfer, _user(user), cb, None)
+            except HsamemError:
+                if failure:
+                    raise failure[0]
+                raise
+        return Transfer(t.records, t.bytes, t.entries, t.chunks, t.requests)

@@ -1,0 +1,270 @@
+"""hsamem.results: what the requests of a Client return: plain Python objects (dataclasses,
+lists, str, bytes, array.array), and their conversion from the C results of libhsamem.
+
+A C result is copied out whole by the functions at the end of this module, then freed by the
+caller: nothing returned refers to the library's memory.
+"""
+
+import array
+import ctypes
+import dataclasses
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from ._capi import _DTYPE_NAMES, _ROLE_NAMES, _STATS_COUNTERS, _WEIGHTING_NAMES, _s
+
+
+def _array(typecode, ptr, n, itemsize):
+    a = array.array(typecode)
+    if n and ptr:
+        a.frombytes(ctypes.string_at(ptr, n * itemsize))
+    return a
+
+
+def _blob(ptr, size):
+    return ctypes.string_at(ptr, size) if ptr and size else None
+
+
+@dataclass
+class Server:
+    """What ping() learns about the daemon."""
+    server_version: str
+    protocol_version: int
+    backend: str
+    uptime_ms: int
+
+
+@dataclass
+class Spec:
+    """A memory's spec (hsamem.h, struct hsamem_spec). dtype and weighting are names ("f16",
+    "softmax"; None for a value this module does not know)."""
+    encoder: str
+    revision: int
+    tokenizer: str
+    chunk_size: int
+    h_kv: int
+    d_h: int
+    h_q: int
+    d_r: int
+    dtype: Optional[str]
+    weighting: Optional[str]
+    off_by_one: bool
+    top_k: int
+
+
+@dataclass
+class Memory:
+    """A memory as the daemon describes it (create, users, stats). Times are Unix ms."""
+    user: str
+    spec: Spec
+    entries: int
+    tokens: int
+    chunks: int
+    tail_tokens: int
+    bytes: int
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass
+class AppendInfo:
+    """What an append did: the entries are numbered first_seq .. first_seq + count - 1."""
+    first_seq: int
+    count: int
+    tokens: int
+    chunks: int
+    sealed: int
+    created: bool
+
+
+@dataclass
+class FlushInfo:
+    """What a flush did: sealed chunks after it, and whether it sealed the tail."""
+    chunks: int
+    sealed: bool
+
+
+@dataclass
+class Entry:
+    """One entry of a memory. role is "user", "assistant", "system", "tool" or "other"."""
+    seq: int
+    role: str
+    timestamp_ms: int
+    first_token: int
+    n_tokens: int
+    text: str
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Hit:
+    """One chunk a query selected: its landmark score, fusion weight, text, the entries it covers
+    and the tokens its in-chunk attention weighs most, as (text, weight), heaviest first. tail:
+    the hit is the unsealed tail (then chunk is the number of sealed chunks)."""
+    chunk: int
+    tail: bool
+    score: float
+    weight: float
+    n_tokens: int
+    text: str
+    entries: List[Entry] = field(default_factory=list)
+    top_tokens: List[Tuple[str, float]] = field(default_factory=list)
+
+
+class Hits(list):
+    """The hits of a query, best first (a list of Hit), with chunks (chunks searched) and k (the
+    k used)."""
+
+    def __init__(self, hits=(), chunks=0, k=0):
+        super().__init__(hits)
+        self.chunks = chunks
+        self.k = k
+
+
+class EntryList(list):
+    """A range of entries (a list of Entry), with total: the entries in the memory."""
+
+    def __init__(self, entries=(), total=0):
+        super().__init__(entries)
+        self.total = total
+
+
+@dataclass
+class Chunk:
+    """One sealed chunk: its S token ids (padding included), n_real tokens before the padding,
+    its text, the entries it covers, and with tensors=True its K, V and landmark as little-endian
+    bytes in the memory's dtype (k and v [S][h_kv][d_h], landmark [d_r]), else None."""
+    index: int
+    tokens: List[int]
+    n_real: int
+    text: str
+    first_entry: int
+    last_entry: int
+    k: Optional[bytes] = None
+    v: Optional[bytes] = None
+    landmark: Optional[bytes] = None
+
+
+class ChunkList(list):
+    """A range of chunks (a list of Chunk), with total: the sealed chunks in the memory."""
+
+    def __init__(self, chunks=(), total=0):
+        super().__init__(chunks)
+        self.total = total
+
+
+@dataclass
+class AttendResult:
+    """What attend() returns; flat, row-major arrays in the shapes given.
+
+    output: array('f') [n][h_q][d_h], the fused output; selected: array('q') [n][h_kv][k],
+    chunk indices (-1 where fewer were visible); weights and scores: array('f') [n][h_kv][k];
+    attention: array('f') [n][h_q][k][S] with want_attention, else None.
+    """
+    n: int
+    k: int
+    h_kv: int
+    output: array.array
+    selected: array.array
+    weights: array.array
+    scores: array.array
+    attention: Optional[array.array] = None
+
+
+@dataclass
+class Histogram:
+    """A latency histogram: counts has len(bounds_ms) + 1 buckets, the last past the last
+    bound."""
+    name: str
+    bounds_ms: List[float] = field(repr=False)
+    counts: List[int] = field(repr=False)
+    total: int
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass
+class Stats:
+    """The daemon's counters (0 where the daemon fills none), its latency histograms, and the
+    memory asked for, or every memory. as_dict() gives it all as plain dicts and lists."""
+    users: int
+    tokens: int
+    chunks: int
+    store_map_size: int
+    store_map_used: int
+    backend: str
+    gpu_mem_used: int
+    gpu_mem_budget: int
+    gpu_resident_users: int
+    landmark_hits: int
+    landmark_misses: int
+    chunk_hits: int
+    chunk_misses: int
+    requests: int
+    errors: int
+    commits: int
+    committed_appends: int
+    uptime_ms: int
+    latency: List[Histogram] = field(default_factory=list, repr=False)
+    memories: List[Memory] = field(default_factory=list)
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class DeleteInfo:
+    """What a delete removed."""
+    entries: int
+    chunks: int
+
+
+@dataclass
+class Transfer:
+    """Totals of an export or import."""
+    records: int
+    bytes: int
+    entries: int
+    chunks: int
+    requests: int
+
+
+def _spec(c):
+    return Spec(_s(c.encoder), c.revision, _s(c.tokenizer), c.chunk_size, c.h_kv, c.d_h, c.h_q,
+                c.d_r, _DTYPE_NAMES.get(c.dtype), _WEIGHTING_NAMES.get(c.weighting),
+                bool(c.off_by_one), c.top_k)
+
+
+def _memory(c):
+    return Memory(_s(c.user), _spec(c.spec), c.entries, c.tokens, c.chunks, c.tail_tokens,
+                  c.bytes, c.created_ms, c.updated_ms)
+
+
+def _entry(c):
+    return Entry(c.seq, _ROLE_NAMES.get(c.role, "other"), c.timestamp_ms, c.first_token,
+                 c.n_tokens, _s(c.text), [_s(c.tags[i]) for i in range(c.n_tags)])
+
+
+def _hit(c):
+    return Hit(c.chunk, bool(c.tail), c.score, c.weight, c.n_tokens, _s(c.text),
+               [_entry(c.entries[i]) for i in range(c.n_entries)],
+               [(_s(c.top_tokens[i].text), c.top_tokens[i].weight)
+                for i in range(c.n_top_tokens)])
+
+
+def _chunk(c):
+    return Chunk(c.index, list(c.tokens[:c.n_tokens]) if c.n_tokens else [], c.n_real,
+                 _s(c.text), c.first_entry, c.last_entry, _blob(c.k, c.k_size),
+                 _blob(c.v, c.v_size), _blob(c.landmark, c.landmark_size))
+
+
+def _histogram(c):
+    return Histogram(_s(c.name), list(c.bounds_ms[:c.n_bounds]) if c.n_bounds else [],
+                     list(c.counts[:c.n_bounds + 1]) if c.counts else [], c.total, c.p50_ms,
+                     c.p99_ms)
+
+
+def _stats(c):
+    vals = [(_s(getattr(c, n)) if n == "backend" else getattr(c, n)) for n in _STATS_COUNTERS]
+    return Stats(*vals, latency=[_histogram(c.latency[i]) for i in range(c.n_latency)],
+                 memories=[_memory(c.memories[i]) for i in range(c.n_memories)])
