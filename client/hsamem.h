@@ -93,7 +93,8 @@ enum hsamem_dtype {
 	HSAMEM_F32 = 3,
 };
 
-/* How the outputs of the selected chunks are fused (HSA.md step 3). 0 asks for the default. */
+/* How the outputs of the selected chunks are fused (hsamem(7), THE HSA OPERATOR, step 4). 0 asks
+ * for the default. */
 enum hsamem_weighting {
 	HSAMEM_WEIGHTING_DEFAULT = 0,
 	HSAMEM_SOFTMAX = 1,
@@ -180,10 +181,10 @@ void hsamem_result_free(void *result);
 /* ---- the memory spec ---- */
 
 /*
- * The spec of a memory (see HSA.md "Shapes"): the encoder that makes its representations and their
- * sizes. Fixed when the memory is created. To create one, zero the struct and set what matters: a
- * field left 0 (NULL for the strings) takes the encoder's default. The number of retrieval heads
- * always equals h_kv.
+ * The spec of a memory (see hsamem(7), CONCEPTS): the encoder that makes its representations and
+ * their sizes. Fixed when the memory is created. To create one, zero the struct and set what
+ * matters: a field left 0 (NULL for the strings) takes the encoder's default. The number of
+ * retrieval heads always equals h_kv.
  */
 struct hsamem_spec {
 	const char *encoder;             /* "lexical" (built in) or "client" (K/V/L from caller) */
@@ -362,8 +363,8 @@ struct hsamem_token_weight {
 struct hsamem_hit {
 	uint64_t chunk;               /* chunk index; for the tail: the number of sealed chunks */
 	bool tail;                    /* the hit is the unsealed tail, not a sealed chunk */
-	float score;                  /* landmark score (HSA.md step 1) */
-	float weight;                 /* fusion weight (step 3) */
+	float score;                  /* landmark score (hsamem(7) operator, step 2) */
+	float weight;                 /* fusion weight (step 4) */
 	uint32_t n_tokens;            /* tokens in the chunk (fewer for the tail) */
 	const char *text;             /* the chunk's text (it may start and end inside entries) */
 	struct hsamem_entry *entries; /* the entries the chunk covers, at most max_entries */
@@ -396,9 +397,9 @@ int hsamem_query_text(struct hsamem *h, const char *user, const char *text, uint
                       struct hsamem_query_result **out);
 
 /*
- * An attention request (HSA.md "The operator"), for client memories: n query tokens, each with a
- * retrieval query qr [h_kv][d_r/h_kv] and attention queries qa [h_q][d_h], host-order f32 (the
- * library sends them little-endian). The arrays are read during the call only.
+ * An attention request (hsamem(7), THE HSA OPERATOR), for client memories: n query tokens, each
+ * with a retrieval query qr [h_kv][d_r/h_kv] and attention queries qa [h_q][d_h], host-order f32
+ * (the library sends them little-endian). The arrays are read during the call only.
  */
 struct hsamem_attend {
 	uint32_t n;      /* query tokens, at least 1 */

@@ -262,8 +262,8 @@ class Client:
         return res
 
     def attend(self, user, qr, qa, n, positions=None, k=None, want_attention=False):
-        """Computes the HSA output of n query tokens against a client memory (HSA.md "The
-        operator"); returns an AttendResult.
+        """Computes the HSA output of n query tokens against a client memory (hsamem(7), THE
+        HSA OPERATOR); returns an AttendResult.
 
         qr: retrieval queries [n][h_kv][d_r/h_kv], qa: attention queries [n][h_q][d_h], as
         float32: an array('f'), any buffer of float32 (or of raw bytes, host order), or a
