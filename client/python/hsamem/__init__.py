@@ -36,8 +36,9 @@ from ._capi import DTYPES, ROLES, WEIGHTINGS, load_library
 from .client import Client, default_url, library_version
 from .errors import (ERRORS, AlreadyExists, BackendError, BadName, Busy, ConnectError,
                      EncoderUnavailable, FormatError, HsamemError, ImportStreamError,
-                     InternalError, InvalidArgument, NoSuchUser, NotSupported, ProtocolError,
-                     SpecMismatch, StoreError, StoreFull, Timeout, TooBig, VersionError)
+                     InternalError, InvalidArgument, NoSuchUser, NotFound, NotSupported,
+                     ProtocolError, SpecMismatch, StoreError, StoreFull, Timeout, TooBig,
+                     VersionError)
 from .results import (AppendInfo, AttendResult, Chunk, ChunkList, DeleteInfo, Entry, EntryList,
                       FlushInfo, Histogram, Hit, Hits, Memory, Server, Spec, Stats, Transfer)
 
@@ -49,7 +50,7 @@ __all__ = [
     "HsamemError", "ProtocolError", "VersionError", "InvalidArgument", "NoSuchUser",
     "AlreadyExists", "SpecMismatch", "TooBig", "BadName", "StoreError", "FormatError", "Busy",
     "ConnectError", "BackendError", "EncoderUnavailable", "NotSupported", "ImportStreamError",
-    "StoreFull", "InternalError", "Timeout",
+    "StoreFull", "InternalError", "NotFound", "Timeout",
 ]
 
 # The classes are hsamem.NAME for users (in reprs, tracebacks and pickles), wherever they are

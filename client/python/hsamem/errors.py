@@ -67,7 +67,8 @@ class FormatError(HsamemError):
 
 
 class Busy(HsamemError):
-    """HSAMEM_EBUSY: the daemon is shutting down or overloaded; retry later."""
+    """HSAMEM_EBUSY: the memory is being imported, or the daemon's store has no free reader
+    slot; retry later."""
 
 
 class ConnectError(HsamemError):
@@ -99,6 +100,10 @@ class InternalError(HsamemError):
     """HSAMEM_EINTERNAL: an internal invariant failed (a bug); the daemon log has details."""
 
 
+class NotFound(HsamemError):
+    """HSAMEM_ENOTFOUND: the memory exists, but the entry, chunk or record asked for does not."""
+
+
 class Timeout(HsamemError):
     """-ETIMEDOUT: no reply within the client's timeout. The request may or may not have been
     carried out."""
@@ -110,5 +115,5 @@ ERRORS = {
     -1005: AlreadyExists, -1006: SpecMismatch, -1007: TooBig, -1008: BadName, -1009: StoreError,
     -1010: FormatError, -1011: Busy, -1012: ConnectError, -1013: BackendError,
     -1014: EncoderUnavailable, -1015: NotSupported, -1016: ImportStreamError, -1017: StoreFull,
-    -1018: InternalError, -_errno.ETIMEDOUT: Timeout,
+    -1018: InternalError, -1019: NotFound, -_errno.ETIMEDOUT: Timeout,
 }
