@@ -1,9 +1,9 @@
 /*
  * bench_kernels.c: each kernel launcher of the CUDA backend (gpu/cuda_int.h) timed alone on the
  * device, to split the time of a warm attend call between its kernels, its copies and its
- * synchronisation. It calls the launchers directly, with arguments laid out as
- * gpu/cuda_backend.c lays them out (round_select, round_resolve, round_attention), and never
- * goes through the backend.
+ * synchronisation. It calls the launchers directly, with arguments laid out as gpu/cuda_round.c
+ * lays them out (round_select, round_resolve, round_attention), and never goes through the
+ * backend.
  *
  * One memory of the client spec (S64 h_kv1 d_h128 h_q16 d_r128 f16, k=64): random landmark rows
  * (16384 and 262144 by default: 1M and 16M tokens), a pool of 4096 random chunks (K|V, 32 KiB

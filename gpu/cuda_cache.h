@@ -2,8 +2,8 @@
  * cuda_cache.h: the bookkeeping of a cache of fixed-size slots keyed by (uid, chunk), least
  * recently used first out, with pinning for the duration of one call. Plain C and no memory of
  * its own beyond its tables: the CUDA backend keeps one for the device chunk cache and one for the
- * pinned host chunk cache of each chunk size, and maps slot numbers to addresses itself. It is not
- * thread-safe: the backend calls it under its lock.
+ * pinned host chunk cache of each chunk size, and maps slot numbers to addresses itself
+ * (cuda_pool.h). It is not thread-safe: the backend calls it under its lock.
  *
  * THE LIFE OF A SLOT
  *
@@ -29,33 +29,8 @@
  *      them).
  *   4. forget removes every key of a uid, pinned or not (the backend calls it between calls).
  *
- * THE DEVICE DIRECTORY
- *
- * The backend also keeps, per resident memory and beside its landmarks, a directory on the
- * device: dir[j] is the address of the slot holding (uid, j): a device slot when the device cache
- * holds it, else (with unified addressing) its pinned host slot, which the device reads in place
- * over the bus, else NULL. After the top-k a kernel resolves the selection through it, so a call
- * whose chunks are all in either cache runs to its results with one synchronisation; the host
- * then touches the selected chunks, and copies those read from host slots into device slots with
- * a gather it leaves running on the stream. Only when the kernel counts a miss (a NULL entry)
- * does the host walk the selection through the caches (lookup, insert, page in) and run the
- * attention again. The host updates the directory in stream order:
- *   - a key that leaves a cache (slot_cache_insert_evict reports it) has its entry rewritten to
- *     where it still is (the other cache, or nowhere), computed once the round's inserts are
- *     done; then the entries of the chunks the round made resident on the device are set (so a
- *     key evicted and paged in again within the round ends up named);
- *   - forget drops the memory's directory with its landmarks; emptying a cache rebuilds every
- *     directory from the caches as they stand; a memory's directory grows with its landmarks,
- *     keeping its entries.
- *   5. A directory entry that is not NULL names a slot (device or host) that holds that key.
- *      The converse need not hold (a directory made afresh after its landmarks were evicted):
- *      such a chunk reads as a miss, and the call's walk through the caches sets its entry.
- *   6. On the warm path the device reads slots that the host has not yet looked up in this
- *      epoch. That is safe because the host inserts nothing and copies nothing between the
- *      resolve kernel and the round's synchronisation, and then looks every selected chunk up
- *      (made most recent and pinned, invariant 3) before anything of the round can evict it. A
- *      gather left running by a round reads host slots that later rounds may reuse only after
- *      their own first synchronisation, which follows it on the stream.
+ * The backend names these slots for its kernels in a device directory per memory, which follows
+ * every key a cache takes in or lets go: cuda_dir.h has its rules (invariants 5 and 6).
  */
 #ifndef HSAMEM_CUDA_CACHE_H
 #define HSAMEM_CUDA_CACHE_H

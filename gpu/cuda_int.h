@@ -1,8 +1,8 @@
 /*
- * cuda_int.h: what the CUDA backend's C side (gpu/cuda_backend.c) and its kernels
- * (gpu/cuda_kernels.cu) share: the arguments of each kernel and the C-callable functions that
- * launch them on a stream. Launchers only enqueue; they return the launch's cudaError_t and never
- * synchronise. Internal to gpu/.
+ * cuda_int.h: what the CUDA backend's C side (gpu/cuda_backend.c and its modules, chiefly
+ * cuda_round.c) and its kernels (gpu/cuda_kernels.cu) share: the arguments of each kernel and the
+ * C-callable functions that launch them on a stream. Launchers only enqueue; they return the
+ * launch's cudaError_t and never synchronise. Internal to gpu/.
  */
 #ifndef HSAMEM_CUDA_INT_H
 #define HSAMEM_CUDA_INT_H

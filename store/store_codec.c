@@ -1,0 +1,624 @@
+/*
+ * store_codec.c: the records of the LMDB store (store.h): their keys and layouts, and the
+ * operations on users, entries, chunks, the tail, K|V blobs and landmark pages, each a few LMDB
+ * calls through a transaction of store.c (store_int.h), whose sticky error they keep.
+ *
+ * It checks the shape of what it stores (sizes, the order of landmarks, that a record decodes) and
+ * never its meaning: whether tokens fit a spec or counters add up is the daemon's business. A
+ * record that does not decode is logged as corrupt and fails the transaction (HSAMEM_EFORMAT).
+ *
+ * RECORDS are fixed-layout little-endian; strings and byte arrays carry their lengths:
+ *   user       u64 uid, u8 len + encoder, u8 len + tokenizer, u32 revision S h_kv d_h h_q d_r,
+ *              u8 dtype weighting off_by_one, u32 top_k,
+ *              u64 n_entries n_tokens n_chunks n_padded, i64 created_ms updated_ms,
+ *              u32 lmk_per_page flags
+ *   entry      u32 role n_tokens, i64 timestamp_ms, u64 first_token, u32 text_len tags_len,
+ *              text, tags
+ *   chunk      u32 n_tokens n_real, then the token list: n x u32 token,
+ *              n x (u64 entry, u32 off, u32 len)
+ *   tail       u32 n, then the token list
+ *   kv         the caller's bytes
+ *   landmarks  rows 0 .. n-1 of the page, back to back
+ *   meta       "format": u32, "build": the daemon's name and version (written at open, store.c)
+ *   uids       "next": u64
+ *
+ * INVARIANTS (3 and 4, of the environment and the transactions, are store.c's)
+ *  1. Every key of entries, chunks, kv, landmarks and tail starts with the user's big-endian uid;
+ *     every lookup builds its key from one uid, so no operation crosses users.
+ *  2. A landmarks record holds rows 0 .. n-1 of its page, n = size / row bytes <= lmk_per_page;
+ *     rows are appended in chunk order, so a page is full before the next one exists.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lmdb.h>
+
+#include "log.h"
+#include "store.h"
+#include "store_fields.h"
+#include "store_int.h"
+
+#define LANDMARK_PAGE_BYTES 65536
+
+/* The databases whose keys start with a uid (invariant 1). */
+static const int user_dbs[] = {DB_ENTRIES, DB_CHUNKS, DB_KV, DB_LANDMARKS, DB_TAIL};
+
+/* ---- users ---- */
+
+static uint32_t
+landmarks_per_page(const struct hsa_spec *spec)
+{
+	size_t row = spec_landmark_bytes(spec), fit = LANDMARK_PAGE_BYTES / row;
+	uint32_t n = 1;
+	while ((size_t)n * 2 <= fit)
+		n *= 2;
+	return n;
+}
+
+static int
+user_key(const char *name, MDB_val *k)
+{
+	size_t len = strnlen(name, HSAMEM_NAME_MAX + 1);
+	if (len == 0 || len > HSAMEM_NAME_MAX)
+		return HSAMEM_EBADNAME;
+	*k = (MDB_val){.mv_size = len, .mv_data = (void *)name};
+	return 0;
+}
+
+static int
+user_write(struct store_txn *txn, MDB_val *k, const struct store_user *u)
+{
+	const struct hsa_spec *s = &u->spec;
+	size_t enc = strlen(s->encoder), tok = strlen(s->tokenizer);
+	size_t len = 8 + 1 + enc + 1 + tok + 6 * 4 + 3 + 4 + 6 * 8 + 2 * 4;
+	uint8_t *p;
+	int ret = store_db_reserve(txn, DB_USERS, k, len, &p, "write user");
+	if (ret != 0)
+		return ret;
+	p = put_u64(p, u->uid);
+	p = put_bytes(put_u8(p, (uint8_t)enc), s->encoder, enc);
+	p = put_bytes(put_u8(p, (uint8_t)tok), s->tokenizer, tok);
+	p = put_u32(put_u32(put_u32(p, s->revision), s->S), s->h_kv);
+	p = put_u32(put_u32(put_u32(p, s->d_h), s->h_q), s->d_r);
+	p = put_u8(put_u8(put_u8(p, (uint8_t)s->dtype), (uint8_t)s->weighting), s->off_by_one);
+	p = put_u32(p, s->top_k);
+	p = put_u64(put_u64(put_u64(put_u64(p, u->n_entries), u->n_tokens), u->n_chunks),
+	            u->n_padded);
+	p = put_u64(put_u64(p, (uint64_t)u->created_ms), (uint64_t)u->updated_ms);
+	put_u32(put_u32(p, u->lmk_per_page), u->flags);
+	return 0;
+}
+
+static void
+rd_string(struct rd *r, char *dst, size_t cap)
+{
+	size_t len = rd_u8(r);
+	const uint8_t *p = len < cap ? rd_take(r, len) : NULL;
+	if (p == NULL) {
+		r->bad = true;
+		return;
+	}
+	memcpy(dst, p, len);
+	dst[len] = '\0';
+}
+
+static int
+user_decode(const MDB_val *k, const MDB_val *v, struct store_user *out)
+{
+	struct rd r = {v->mv_data, (const uint8_t *)v->mv_data + v->mv_size, false};
+	struct store_user u = {0};
+	struct hsa_spec *s = &u.spec;
+
+	if (k->mv_size == 0 || k->mv_size > HSAMEM_NAME_MAX)
+		return HSAMEM_EFORMAT;
+	memcpy(u.name, k->mv_data, k->mv_size);
+	u.uid = rd_u64(&r);
+	rd_string(&r, s->encoder, sizeof(s->encoder));
+	rd_string(&r, s->tokenizer, sizeof(s->tokenizer));
+	s->revision = rd_u32(&r);
+	s->S = rd_u32(&r);
+	s->h_kv = rd_u32(&r);
+	s->d_h = rd_u32(&r);
+	s->h_q = rd_u32(&r);
+	s->d_r = rd_u32(&r);
+	s->dtype = (enum hsa_dtype)rd_u8(&r);
+	s->weighting = (enum hsa_weighting)rd_u8(&r);
+	s->off_by_one = rd_u8(&r) != 0;
+	s->top_k = rd_u32(&r);
+	u.n_entries = rd_u64(&r);
+	u.n_tokens = rd_u64(&r);
+	u.n_chunks = rd_u64(&r);
+	u.n_padded = rd_u64(&r);
+	u.created_ms = (int64_t)rd_u64(&r);
+	u.updated_ms = (int64_t)rd_u64(&r);
+	u.lmk_per_page = rd_u32(&r);
+	u.flags = rd_u32(&r);
+	if (!rd_done(&r) || spec_check(s, NULL, 0) != 0 || u.lmk_per_page == 0) {
+		log_err("store: the record of user %.*s is corrupt", (int)k->mv_size,
+		        (const char *)k->mv_data);
+		return HSAMEM_EFORMAT;
+	}
+	*out = u;
+	return 0;
+}
+
+/* The record of user name: 0 and *u, NOTFOUND, or a (sticky) error. */
+static int
+user_read(struct store_txn *txn, const char *name, struct store_user *u)
+{
+	MDB_val k, v;
+	int ret = user_key(name, &k);
+	if (ret != 0)
+		return store_txn_fail(txn, ret);
+	if ((ret = store_db_get(txn, DB_USERS, &k, &v, "read user")) != 0)
+		return ret;
+	return store_txn_fail(txn, user_decode(&k, &v, u));
+}
+
+int
+store_user_get(struct store_txn *txn, const char *name, struct store_user *out)
+{
+	int ret = store_txn_usable(txn, false, "user get");
+	if (ret == 0)
+		ret = user_read(txn, name, out);
+	return ret == NOTFOUND ? HSAMEM_ENOUSER : ret;
+}
+
+int
+store_user_create(struct store_txn *txn, struct store_user *u)
+{
+	MDB_val k = key_str("next"), v, name;
+	struct store_user stored, nu = *u;
+	uint8_t next[8];
+	int ret = store_txn_usable(txn, true, "user create");
+
+	if (ret != 0 || (ret = user_read(txn, u->name, &stored)) < 0)
+		return ret;
+	if (ret == 0)
+		return store_txn_fail(txn, HSAMEM_EEXIST);
+	if (spec_check(&u->spec, NULL, 0) != 0)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	if ((ret = store_db_get(txn, DB_UIDS, &k, &v, "read next uid")) < 0)
+		return ret;
+	if (ret == NOTFOUND) {
+		nu.uid = 1;
+	} else {
+		struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
+		nu.uid = rd_u64(&r);
+		if (!rd_done(&r) || nu.uid == 0)
+			return store_corrupt(txn, "next uid", 0, nu.uid);
+	}
+	put_u64(next, nu.uid + 1);
+	if ((ret = store_db_put(txn, DB_UIDS, &k, next, sizeof(next), "write next uid")) != 0)
+		return ret;
+	nu.lmk_per_page = landmarks_per_page(&u->spec);
+	user_key(u->name, &name);
+	if ((ret = user_write(txn, &name, &nu)) != 0)
+		return ret;
+	u->uid = nu.uid;
+	u->lmk_per_page = nu.lmk_per_page;
+	return 0;
+}
+
+/* The stored record of u, which must be the same user (same uid), not one created since. */
+static int
+user_same(struct store_txn *txn, const struct store_user *u, struct store_user *stored)
+{
+	int ret = user_read(txn, u->name, stored);
+	if (ret == 0 && stored->uid != u->uid)
+		ret = NOTFOUND;
+	return ret == NOTFOUND ? store_txn_fail(txn, HSAMEM_ENOUSER) : ret;
+}
+
+int
+store_user_update(struct store_txn *txn, const struct store_user *u)
+{
+	struct store_user stored;
+	MDB_val k;
+	int ret = store_txn_usable(txn, true, "user update");
+
+	if (ret != 0 || (ret = user_same(txn, u, &stored)) != 0)
+		return ret;
+	/* The spec, uid, page size and creation time are fixed at creation. */
+	stored.n_entries = u->n_entries;
+	stored.n_tokens = u->n_tokens;
+	stored.n_chunks = u->n_chunks;
+	stored.n_padded = u->n_padded;
+	stored.updated_ms = u->updated_ms;
+	stored.flags = u->flags;
+	user_key(u->name, &k);
+	return user_write(txn, &k, &stored);
+}
+
+/* Visits every record of db whose key starts with uid: deletes it, or with n, counts it. */
+static int
+walk_prefix(struct store_txn *txn, int db, uint64_t uid, uint64_t *n)
+{
+	uint8_t prefix[8];
+	MDB_val k = key_uid(prefix, uid), v;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn->txn, txn->st->dbi[db], &cur);
+
+	if (rc != 0)
+		return store_txn_fail(txn, store_lmdb_error(store_db_names[db], rc));
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0 && k.mv_size >= 8 && memcmp(k.mv_data, prefix, 8) == 0) {
+		/* After a delete the cursor rests on the next record, which MDB_NEXT returns. */
+		if (n != NULL)
+			++*n;
+		else
+			rc = mdb_cursor_del(cur, 0);
+		if (rc == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_txn_fail(txn, store_lmdb_error(store_db_names[db], rc));
+	return 0;
+}
+
+int
+store_user_delete(struct store_txn *txn, const struct store_user *u)
+{
+	struct store_user stored;
+	MDB_val k;
+	int ret = store_txn_usable(txn, true, "user delete"), rc;
+
+	if (ret != 0 || (ret = user_same(txn, u, &stored)) != 0)
+		return ret;
+	user_key(u->name, &k);
+	if ((rc = mdb_del(txn->txn, txn->st->dbi[DB_USERS], &k, NULL)) != 0)
+		return store_txn_fail(txn, store_lmdb_error("delete user", rc));
+	for (size_t i = 0; i < sizeof(user_dbs) / sizeof(user_dbs[0]); i++)
+		if ((ret = walk_prefix(txn, user_dbs[i], stored.uid, NULL)) != 0)
+			return ret;
+	return 0;
+}
+
+int
+store_user_foreach(struct store_txn *txn, int (*cb)(const struct store_user *u, void *arg),
+                   void *arg)
+{
+	struct store_user u;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int ret = store_txn_usable(txn, false, "user foreach"), rc;
+
+	if (ret != 0)
+		return ret;
+	if ((rc = mdb_cursor_open(txn->txn, txn->st->dbi[DB_USERS], &cur)) != 0)
+		return store_txn_fail(txn, store_lmdb_error("list users", rc));
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && ret == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if ((ret = user_decode(&k, &v, &u)) != 0)
+			store_txn_fail(txn, ret);
+		else
+			ret = cb(&u, arg);
+	}
+	mdb_cursor_close(cur);
+	if (ret == 0 && rc != MDB_NOTFOUND)
+		ret = store_txn_fail(txn, store_lmdb_error("list users", rc));
+	return ret;
+}
+
+/* ---- entries ---- */
+
+#define ENTRY_HEADER 32
+
+int
+store_entry_put(struct store_txn *txn, uint64_t uid, const struct store_entry *e)
+{
+	uint8_t kb[16], *p;
+	MDB_val k = key_uid_n(kb, uid, e->seq);
+	int ret = store_txn_usable(txn, true, "entry put");
+
+	if (ret != 0)
+		return ret;
+	if ((e->text_len > 0 && e->text == NULL) || (e->tags_len > 0 && e->tags == NULL) ||
+	    (e->tags_len > 0 && e->tags[e->tags_len - 1] != '\0'))
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	ret = store_db_reserve(txn, DB_ENTRIES, &k,
+	                       ENTRY_HEADER + (size_t)e->text_len + e->tags_len, &p, "write entry");
+	if (ret != 0)
+		return ret;
+	p = put_u32(put_u32(p, e->role), e->n_tokens);
+	p = put_u64(put_u64(p, (uint64_t)e->timestamp_ms), e->first_token);
+	p = put_u32(put_u32(p, e->text_len), e->tags_len);
+	put_bytes(put_bytes(p, e->text, e->text_len), e->tags, e->tags_len);
+	return 0;
+}
+
+int
+store_entry_get(struct store_txn *txn, uint64_t uid, uint64_t seq, struct store_entry *out)
+{
+	uint8_t kb[16];
+	MDB_val k = key_uid_n(kb, uid, seq), v;
+	struct store_entry e = {.seq = seq};
+	int ret = store_txn_usable(txn, false, "entry get");
+
+	if (ret != 0 || (ret = store_db_get(txn, DB_ENTRIES, &k, &v, "read entry")) < 0)
+		return ret;
+	if (ret == NOTFOUND)
+		return HSAMEM_ENOTFOUND;
+	struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
+	e.role = rd_u32(&r);
+	e.n_tokens = rd_u32(&r);
+	e.timestamp_ms = (int64_t)rd_u64(&r);
+	e.first_token = rd_u64(&r);
+	e.text_len = rd_u32(&r);
+	e.tags_len = rd_u32(&r);
+	e.text = (const char *)rd_take(&r, e.text_len);
+	e.tags = (const char *)rd_take(&r, e.tags_len);
+	if (!rd_done(&r) || (e.tags_len > 0 && e.tags[e.tags_len - 1] != '\0'))
+		return store_corrupt(txn, "entry", uid, seq);
+	*out = e;
+	return 0;
+}
+
+/* ---- chunks and the tail: token lists ---- */
+
+#define TOKEN_BYTES 20 /* u32 token + u64 entry + u32 off + u32 len */
+
+static uint8_t *
+put_tokens(uint8_t *p, uint32_t n, const uint32_t *tokens, const struct store_tokref *refs)
+{
+	for (uint32_t i = 0; i < n; i++)
+		p = put_u32(p, tokens[i]);
+	for (uint32_t i = 0; i < n; i++)
+		p = put_u32(put_u32(put_u64(p, refs[i].entry), refs[i].off), refs[i].len);
+	return p;
+}
+
+/* Decodes n tokens from r into scratch copies. -ENOMEM, or 0 (r->bad tells a short record). */
+static int
+rd_tokens(struct store_txn *txn, struct rd *r, uint32_t n, const uint32_t **tokens,
+          const struct store_tokref **refs)
+{
+	if ((size_t)(r->end - r->p) != (size_t)n * TOKEN_BYTES || n == 0) {
+		r->bad = true;
+		return 0;
+	}
+	struct store_tokref *rf =
+	        store_scratch_alloc(txn, (size_t)n * (sizeof(*rf) + sizeof(uint32_t)));
+	if (rf == NULL)
+		return store_txn_fail(txn, -ENOMEM);
+	uint32_t *tk = (uint32_t *)(rf + n);
+	for (uint32_t i = 0; i < n; i++)
+		tk[i] = rd_u32(r);
+	for (uint32_t i = 0; i < n; i++) {
+		rf[i].entry = rd_u64(r);
+		rf[i].off = rd_u32(r);
+		rf[i].len = rd_u32(r);
+	}
+	*tokens = tk;
+	*refs = rf;
+	return 0;
+}
+
+int
+store_chunk_put(struct store_txn *txn, uint64_t uid, uint64_t j, const struct store_chunk *c)
+{
+	uint8_t kb[16], *p;
+	MDB_val k = key_uid_n(kb, uid, j);
+	int ret = store_txn_usable(txn, true, "chunk put");
+
+	if (ret != 0)
+		return ret;
+	if (c->n_tokens == 0 || c->n_real > c->n_tokens || c->tokens == NULL || c->refs == NULL)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	ret = store_db_reserve(txn, DB_CHUNKS, &k, 8 + (size_t)c->n_tokens * TOKEN_BYTES, &p,
+	                       "write chunk");
+	if (ret == 0)
+		put_tokens(put_u32(put_u32(p, c->n_tokens), c->n_real), c->n_tokens, c->tokens,
+		           c->refs);
+	return ret;
+}
+
+int
+store_chunk_get(struct store_txn *txn, uint64_t uid, uint64_t j, struct store_chunk *out)
+{
+	uint8_t kb[16];
+	MDB_val k = key_uid_n(kb, uid, j), v;
+	struct store_chunk c;
+	int ret = store_txn_usable(txn, false, "chunk get");
+
+	if (ret != 0 || (ret = store_db_get(txn, DB_CHUNKS, &k, &v, "read chunk")) < 0)
+		return ret;
+	if (ret == NOTFOUND)
+		return HSAMEM_ENOTFOUND;
+	struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
+	c.n_tokens = rd_u32(&r);
+	c.n_real = rd_u32(&r);
+	if ((ret = rd_tokens(txn, &r, c.n_tokens, &c.tokens, &c.refs)) != 0)
+		return ret;
+	if (!rd_done(&r) || c.n_real > c.n_tokens)
+		return store_corrupt(txn, "chunk", uid, j);
+	*out = c;
+	return 0;
+}
+
+int
+store_tail_put(struct store_txn *txn, uint64_t uid, const struct store_tail *t)
+{
+	uint8_t kb[8], *p;
+	MDB_val k = key_uid(kb, uid);
+	int ret = store_txn_usable(txn, true, "tail put"), rc;
+
+	if (ret != 0)
+		return ret;
+	if (t->n == 0) {
+		rc = mdb_del(txn->txn, txn->st->dbi[DB_TAIL], &k, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return store_txn_fail(txn, store_lmdb_error("delete tail", rc));
+		return 0;
+	}
+	if (t->tokens == NULL || t->refs == NULL)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	ret = store_db_reserve(txn, DB_TAIL, &k, 4 + (size_t)t->n * TOKEN_BYTES, &p, "write tail");
+	if (ret == 0)
+		put_tokens(put_u32(p, t->n), t->n, t->tokens, t->refs);
+	return ret;
+}
+
+int
+store_tail_get(struct store_txn *txn, uint64_t uid, struct store_tail *out)
+{
+	uint8_t kb[8];
+	MDB_val k = key_uid(kb, uid), v;
+	struct store_tail t = {0};
+	int ret = store_txn_usable(txn, false, "tail get");
+
+	if (ret != 0 || (ret = store_db_get(txn, DB_TAIL, &k, &v, "read tail")) < 0)
+		return ret;
+	if (ret == 0) {
+		struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
+		t.n = rd_u32(&r);
+		if ((ret = rd_tokens(txn, &r, t.n, &t.tokens, &t.refs)) != 0)
+			return ret;
+		if (!rd_done(&r))
+			return store_corrupt(txn, "tail", uid, 0);
+	}
+	*out = t;
+	return 0;
+}
+
+/* ---- K|V ---- */
+
+int
+store_kv_put(struct store_txn *txn, uint64_t uid, uint64_t j, const void *kv, size_t len)
+{
+	uint8_t kb[16];
+	MDB_val k = key_uid_n(kb, uid, j);
+	int ret = store_txn_usable(txn, true, "kv put");
+
+	if (ret != 0)
+		return ret;
+	if (kv == NULL || len == 0)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	return store_db_put(txn, DB_KV, &k, kv, len, "write kv");
+}
+
+int
+store_kv_get(struct store_txn *txn, uint64_t uid, uint64_t j, const void **kv, size_t *len)
+{
+	uint8_t kb[16];
+	MDB_val k = key_uid_n(kb, uid, j), v;
+	const void *p;
+	int ret = store_txn_usable(txn, false, "kv get");
+
+	if (ret != 0 || (ret = store_db_get(txn, DB_KV, &k, &v, "read kv")) < 0)
+		return ret;
+	if (ret == NOTFOUND)
+		return HSAMEM_ENOTFOUND;
+	if ((p = store_aligned(txn, v.mv_data, v.mv_size, 8)) == NULL)
+		return store_txn_fail(txn, -ENOMEM);
+	*kv = p;
+	*len = v.mv_size;
+	return 0;
+}
+
+/* ---- landmarks ---- */
+
+int
+store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row)
+{
+	size_t rb = spec_landmark_bytes(&u->spec), have;
+	uint32_t per_page = u->lmk_per_page;
+	uint8_t kb[16], *page;
+	MDB_val k, v = {0};
+	int ret = store_txn_usable(txn, true, "landmark put");
+
+	if (ret != 0)
+		return ret;
+	if (row == NULL || rb == 0 || per_page == 0)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	k = key_uid_n(kb, u->uid, j / per_page);
+	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
+		return ret;
+	have = ret == NOTFOUND ? 0 : v.mv_size;
+	if (have % rb != 0 || have / rb > per_page)
+		return store_corrupt(txn, "landmarks page", u->uid, j / per_page);
+	if (have != (j % per_page) * rb) /* not the next landmark (invariant 2) */
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	/* The old rows are copied out first: the put may move or free the pages they live on. */
+	if ((page = malloc(have + rb)) == NULL)
+		return store_txn_fail(txn, -ENOMEM);
+	put_bytes(put_bytes(page, v.mv_data, have), row, rb);
+	ret = store_db_put(txn, DB_LANDMARKS, &k, page, have + rb, "write landmarks");
+	free(page);
+	return ret;
+}
+
+int
+store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                    const void **rows, uint64_t *count)
+{
+	size_t rb = spec_landmark_bytes(&u->spec);
+	uint32_t per_page = u->lmk_per_page;
+	uint64_t page, slot, stored, n;
+	uint8_t kb[16];
+	MDB_val k, v = {0};
+	const void *p;
+	int ret = store_txn_usable(txn, false, "landmarks get");
+
+	if (ret != 0)
+		return ret;
+	if (rb == 0 || per_page == 0)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	if (first >= u->n_chunks)
+		return HSAMEM_ENOTFOUND;
+	page = first / per_page;
+	slot = first % per_page;
+	k = key_uid_n(kb, u->uid, page);
+	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
+		return ret;
+	stored = ret == NOTFOUND ? 0 : v.mv_size / rb;
+	if ((ret == 0 && v.mv_size % rb != 0) || stored > per_page || slot >= stored)
+		return store_corrupt(txn, "landmarks page", u->uid, page);
+	n = stored - slot;
+	if (n > u->n_chunks - first)
+		n = u->n_chunks - first;
+	p = store_aligned(txn, (const uint8_t *)v.mv_data + slot * rb, n * rb,
+	                  spec_elem_size(u->spec.dtype));
+	if (p == NULL)
+		return store_txn_fail(txn, -ENOMEM);
+	*rows = p;
+	*count = n;
+	return 0;
+}
+
+/* ---- tests ---- */
+
+struct count {
+	uint64_t uid, n;
+};
+
+static int
+count_user(const struct store_user *u, void *arg)
+{
+	struct count *c = arg;
+	c->n += u->uid == c->uid;
+	return 0;
+}
+
+int
+store_count_records(struct store *st, uint64_t uid, uint64_t *n)
+{
+	struct store_txn txn;
+	struct count c = {uid, 0};
+	int ret = store_txn_begin(st, &txn, false, NULL);
+
+	if (ret == 0)
+		ret = store_user_foreach(&txn, count_user, &c);
+	for (size_t i = 0; ret == 0 && i < sizeof(user_dbs) / sizeof(user_dbs[0]); i++)
+		ret = walk_prefix(&txn, user_dbs[i], uid, &c.n);
+	store_txn_abort(&txn);
+	if (ret == 0)
+		*n = c.n;
+	return ret;
+}

@@ -1,0 +1,66 @@
+/*
+ * store_int.h: what the two halves of the store share, internal to store/. store.c owns the LMDB
+ * environment, the gate, the readers and the transactions with their sticky error, and the
+ * helpers below, through which every record operation reaches LMDB; store_codec.c owns the
+ * records: their layouts and the record operations of store.h, built on these helpers.
+ */
+#ifndef HSAMEM_STORE_INT_H
+#define HSAMEM_STORE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#define NOTFOUND 1 /* internal result of store_db_get: no such key */
+
+enum { DB_META, DB_USERS, DB_ENTRIES, DB_CHUNKS, DB_KV, DB_LANDMARKS, DB_TAIL, DB_UIDS, DB_COUNT };
+
+extern const char *const store_db_names[DB_COUNT];
+
+struct reader;
+struct store_txn;
+
+struct store {
+	MDB_env *env;
+	MDB_dbi dbi[DB_COUNT];
+	uint64_t map_max;
+	pthread_mutex_t gate_mu; /* the gate: store.c's invariant 3 */
+	pthread_cond_t gate_cv;
+	unsigned gate_shared;   /* top-level transactions open */
+	bool gate_exclusive;    /* store_grow holds the gate or waits for it */
+	uint64_t serial;        /* of this store among those opened by the process, from 1 */
+	struct reader *readers; /* of store_kv_copy's threads, under gate_mu */
+};
+
+/* An LMDB return code as an hsamem one; logged unless it is the caller's to handle (map full). */
+int store_lmdb_error(const char *op, int rc);
+
+/* Keeps the first failure of txn and returns ret. */
+int store_txn_fail(struct store_txn *txn, int ret);
+
+/* 0 when txn can run an operation (a write one if write), else the error the operation returns. */
+int store_txn_usable(struct store_txn *txn, bool write, const char *op);
+
+/* Logs that record (what, n) of user uid is corrupt; fails txn with HSAMEM_EFORMAT. */
+int store_corrupt(struct store_txn *txn, const char *what, uint64_t uid, uint64_t n);
+
+/* The value of k in db: 0 and *v (borrowed), NOTFOUND, or a (sticky) error. */
+int store_db_get(struct store_txn *txn, int db, MDB_val *k, MDB_val *v, const char *op);
+
+/* Reserves len bytes under k; *p gets where to write them. */
+int store_db_reserve(struct store_txn *txn, int db, MDB_val *k, size_t len, uint8_t **p,
+                     const char *op);
+
+int store_db_put(struct store_txn *txn, int db, MDB_val *k, const void *data, size_t len,
+                 const char *op);
+
+/* len bytes, aligned for any type, that live until txn ends; NULL when out of memory. */
+void *store_scratch_alloc(struct store_txn *txn, size_t len);
+
+/* p, or a copy of its len bytes when p is not aligned to align. NULL when out of memory. */
+const void *store_aligned(struct store_txn *txn, const void *p, size_t len, size_t align);
+
+#endif
