@@ -24,7 +24,7 @@
 #endif
 
 #ifdef HAVE_CUDA_BACKEND
-/* In gpu/cuda_backend.cu, with C linkage: creates the backend on a device the probe found. */
+/* In gpu/cuda_backend.c: creates the backend on a device the probe found. */
 int gpu_cuda_backend_alloc(const struct gpu_cuda_opts *opts, struct gpu_backend **out);
 #endif
 

@@ -1,5 +1,5 @@
 /*
- * store.h: hsamem's persistent state in one LMDB environment (DESIGN.md "Storage").
+ * store.h: hsamem's persistent state in one LMDB environment (hsamem(7), STORE LAYOUT).
  *
  * Named databases, keys big-endian so that cursors walk a user's records in order:
  *   meta       "format" -> format version (u32)      "build" -> daemon version string
