@@ -7,6 +7,8 @@
  *   query latency, 1 client                 p50 and p99 on a memory of --tokens tokens
  *   query throughput, 8 clients             queries/s
  *   ping, 1 client                          the round trip floor of the transport
+ *   export and import, 1 client             MB/s of the stream of the query memory, through
+ *                                           a temporary file (import checks every record)
  *
  * Usage: bench_daemon --corpus FILE [--tokens N] [--queries N] [--seconds S] [--json FILE]
  * The corpus has one entry per line (bench/corpus.sh makes one). The daemon is started on a
@@ -265,6 +267,28 @@ main(int argc, char **argv)
 	double qps8 = run_clients(h.url, &corpus, "bench", 1, 8, seconds, &errors);
 	uint64_t chunks = tokens / 64;
 
+	/* export the query memory to a file, and import it as another user */
+	struct hsamem_transfer tx = {0}, rx = {0};
+	FILE *xf = tmpfile();
+	double e0 = now_s(), export_s = 0, import_s = 0;
+	if (xf == NULL || hsamem_export(c, "bench", fileno(xf), &tx) != 0) {
+		fprintf(stderr, "bench_daemon: export failed: %s\n", hsamem_last_message(c));
+		errors++;
+	} else {
+		export_s = now_s() - e0;
+		rewind(xf);
+		e0 = now_s();
+		if (hsamem_import(c, "bench-copy", fileno(xf), &rx) != 0) {
+			fprintf(stderr, "bench_daemon: import failed: %s\n",
+			        hsamem_last_message(c));
+			errors++;
+		}
+		import_s = now_s() - e0;
+	}
+	if (xf != NULL)
+		fclose(xf);
+	double mb = (double)tx.bytes / 1e6;
+
 	printf("| measure | value |\n|---|---|\n");
 	printf("| append, 1 client, 1 entry/request | %.0f appends/s, %.0f tokens/s |\n", a1, tok1);
 	printf("| append, 8 clients, 1 entry/request | %.0f appends/s, %.0f tokens/s |\n", a8,
@@ -276,6 +300,10 @@ main(int argc, char **argv)
 	       q99, queries);
 	printf("| query throughput, 8 clients | %.0f queries/s |\n", qps8);
 	printf("| ping round trip, 1 client | p50 %.3f ms |\n", ping50);
+	printf("| export, 1 client | %.1f MB/s (%.1f MB in %.2f s) |\n",
+	       export_s > 0 ? mb / export_s : 0, mb, export_s);
+	printf("| import, 1 client | %.1f MB/s (%.1f MB in %.2f s) |\n",
+	       import_s > 0 ? mb / import_s : 0, mb, import_s);
 	printf("| errors | %llu |\n", (unsigned long long)errors);
 	if (json != NULL) {
 		FILE *f = fopen(json, "w");
@@ -285,10 +313,11 @@ main(int argc, char **argv)
 			        "\"append8_per_s\": %.1f, \"append8_tokens_per_s\": %.1f, "
 			        "\"fill_tokens_per_s\": %.1f, \"tokens\": %llu, "
 			        "\"query_p50_ms\": %.4f, \"query_p99_ms\": %.4f, "
-			        "\"query8_per_s\": %.1f, \"ping_p50_ms\": %.4f, \"errors\": "
-			        "%llu}\n",
+			        "\"query8_per_s\": %.1f, \"ping_p50_ms\": %.4f, "
+			        "\"export_mb\": %.2f, \"export_s\": %.3f, \"import_s\": %.3f, "
+			        "\"errors\": %llu}\n",
 			        a1, tok1, a8, tok8, fill_rate, (unsigned long long)tokens, q50, q99,
-			        qps8, ping50, (unsigned long long)errors);
+			        qps8, ping50, mb, export_s, import_s, (unsigned long long)errors);
 			fclose(f);
 		}
 	}

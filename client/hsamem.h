@@ -600,7 +600,9 @@ typedef long (*hsamem_read_fn)(void *arg, void *buf, size_t len);
  * one page only. The counts of entries and chunks are fixed by the first page: appends made while
  * the export runs are not in it, and the stream stays consistent. out (may be NULL): totals.
  * When it fails, the part already written is not a valid stream.
- * Errors: HSAMEM_ENOUSER, the errors of write, HSAMEM_EPROTO.
+ * Errors: HSAMEM_ENOUSER (no memory; also when the memory was deleted while the export ran, even
+ * if the user has a new one: the stream is never a mix of two memories), the errors of write,
+ * HSAMEM_EPROTO.
  */
 int hsamem_export_cb(struct hsamem *h, const char *user, hsamem_write_fn write, void *arg,
                      struct hsamem_transfer *out);
@@ -615,10 +617,14 @@ int hsamem_export(struct hsamem *h, const char *user, int fd, struct hsamem_tran
  * checks that each decodes, and sends them in batches of at most about 4 MiB; the last batch is
  * marked as such, and only then does the memory become visible, complete. A stream that ends inside
  * a record is refused with HSAMEM_EIMPORT before the last batch is sent, so a truncated stream
- * never becomes a memory. out (may be NULL): totals.
+ * never becomes a memory. The daemon checks every record (hsamem(7), EXPORT STREAMS); a batch it
+ * refuses leaves nothing of the import. The import belongs to this handle's connection: no other
+ * can continue it, and another import of the same user is refused while it runs.
+ * out (may be NULL): totals.
  * Errors: HSAMEM_EEXIST (the user has a memory), HSAMEM_EIMPORT (malformed, truncated or empty
  * stream, or one the daemon refuses; the message says which record), HSAMEM_ESPEC or
- * HSAMEM_EENCODER (the stream's encoder is not available here), the errors of read.
+ * HSAMEM_EENCODER (the stream's spec is not what this daemon's encoder of that name has),
+ * HSAMEM_EBUSY (another connection is importing the user), the errors of read.
  */
 int hsamem_import_cb(struct hsamem *h, const char *user, hsamem_read_fn read, void *arg,
                      struct hsamem_transfer *out);

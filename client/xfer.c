@@ -3,8 +3,9 @@
  *
  * Export asks the daemon for pages (ExportRequest with a cursor) until it says done, writing each
  * record as [u32 little-endian length][record] as soon as its page arrives; the first reply fixes
- * upto_entries/upto_chunks, which every later request repeats, so that the stream is one consistent
- * snapshot even while appends go on. Import reads records, checks that each decodes, and sends them
+ * upto_entries/upto_chunks and names the memory (memory_id), which every later request repeats, so
+ * that the stream is one consistent snapshot even while appends go on, or an error if the memory
+ * was deleted meanwhile. Import reads records, checks that each decodes, and sends them
  * in batches of at most BATCH_BYTES (a bigger record goes alone); it reads one record ahead so that
  * the final batch is known and marked last, and sends nothing marked last for a stream that turns
  * out truncated. Memory use is one page or one batch, whatever the size of the memory.
@@ -96,6 +97,8 @@ hsamem_export_cb(struct hsamem *h, const char *user, hsamem_write_fn write, void
 			er.has_upto_entries = er.has_upto_chunks = 1;
 			er.upto_entries = ex->upto_entries;
 			er.upto_chunks = ex->upto_chunks;
+			er.has_memory_id = ex->has_memory_id;
+			er.memory_id = ex->memory_id;
 		}
 		for (i = 0; i < ex->n_records; i++) {
 			if (ex->records[i] == NULL)

@@ -1,11 +1,13 @@
 /*
  * half.h: conversions between float and the 16-bit element types (IEEE binary16 and bfloat16),
  * round to nearest even, NaN kept NaN. Scalar and exact; hot loops convert whole rows with
- * half_to_float_row / half_from_float_row.
+ * half_to_float_row / half_from_float_row. half_row_finite checks tensors that come from outside.
  */
 #ifndef HSAMEM_HALF_H
 #define HSAMEM_HALF_H
 
+#include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -113,6 +115,29 @@ half_from_float_row(enum hsa_dtype t, const float *src, void *dst, size_t n)
 	else
 		for (size_t i = 0; i < n; i++)
 			h[i] = half_bf16_from_float(src[i]);
+}
+
+/* Whether all n elements of type t at src (any alignment) are finite: no NaN, no infinity. */
+static inline bool
+half_row_finite(enum hsa_dtype t, const void *src, size_t n)
+{
+	const unsigned char *p = src;
+	if (t == HSA_F32) {
+		for (size_t i = 0; i < n; i++) {
+			float f;
+			memcpy(&f, p + 4 * i, 4);
+			if (!isfinite(f))
+				return false;
+		}
+		return true;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint16_t h;
+		memcpy(&h, p + 2 * i, 2);
+		if (!isfinite(t == HSA_F16 ? half_f16_to_float(h) : half_bf16_to_float(h)))
+			return false;
+	}
+	return true;
 }
 
 #endif

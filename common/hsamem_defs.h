@@ -32,7 +32,8 @@ enum hsamem_error {
 	/* An argument is out of its range or malformed; the reply's message names it. Never used
 	 * for something that does not exist: that is HSAMEM_ENOUSER or HSAMEM_ENOTFOUND. */
 	HSAMEM_EINVAL = -1003,
-	/* The user has no memory (a memory being imported counts as none). */
+	/* The user has no memory (a memory being imported counts as none); for a later page of an
+	 * export, the memory the export began with was deleted (even if the user has a new one). */
 	HSAMEM_ENOUSER = -1004,
 	/* The user already has a memory (create), or the import target exists. */
 	HSAMEM_EEXIST = -1005,
@@ -47,8 +48,8 @@ enum hsamem_error {
 	HSAMEM_ESTORE = -1009,
 	/* The state directory holds a store of another format version, or a corrupt record. */
 	HSAMEM_EFORMAT = -1010,
-	/* Busy for now, try again later: the memory is being imported, or the store has no free
-	 * reader slot. */
+	/* Busy for now, try again later: the memory is being imported (for an import: by another
+	 * connection), or the store has no free reader slot. */
 	HSAMEM_EBUSY = -1011,
 	/* The library could not reach the daemon at the given address. */
 	HSAMEM_ECONNECT = -1012,

@@ -57,6 +57,7 @@ struct job {
 	struct arena arena;              /* the reply's memory */
 	int64_t t0_ns;                   /* arrival, for the latency histograms */
 	unsigned op;                     /* the operation, an index into the table of dispatch.c */
+	uint32_t conn;                   /* the connection it came on (conn.h) */
 	void (*finish)(struct job *job); /* packs and sends the reply (set by the server) */
 	struct job *next;                /* the queue or batch that holds the job */
 	/* write operations: prepared by the worker, applied by the committer */

@@ -117,7 +117,8 @@ int ops_prepare_delete(struct job *job);
 int ops_apply_delete(struct job *job, struct store_txn *txn);
 void ops_committed_delete(struct job *job);
 
-/* Export and import: ops_export.c */
+/* Export: ops_export.c; import: ops_import.c */
+#define OPS_EXPORT_FORMAT 1 /* the format of the stream, in its header */
 void ops_export(struct job *job);
 int ops_prepare_import(struct job *job);
 int ops_apply_import(struct job *job, struct store_txn *txn);

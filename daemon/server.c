@@ -22,6 +22,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/transport/ipc/ipc.h>
 
+#include "conn.h"
 #include "daemon.h"
 #include "dispatch.h"
 #include "hsamem_defs.h"
@@ -137,6 +138,7 @@ on_recv(struct srv_ctx *c)
 	pthread_mutex_unlock(&c->srv->mu);
 
 	job->req = hsamem__request__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+	job->conn = conn_of_msg(msg);
 	nng_msg_free(msg);
 	if (job->req == NULL) {
 		job_fail(job, HSAMEM_EPROTO, "request is not a valid hsamem message");
