@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what is missing, builds, and runs the whole test suite twice: built by gcc in the source
 # tree, and built by clang from the distribution's files (make distdir) in build-clang/, which also
-# proves the tarball complete. Then checks the sources' formatting. The last line says
+# proves the tarball complete. Then checks the sources' formatting and layering. The last line says
 # "N passed, N failed" (", N skipped" when some tests could not run here, e.g. GPU tests).
 set -eu
 cd "$(dirname "$0")"
@@ -53,13 +53,16 @@ rm -rf build-clang && mkdir build-clang
 ) >check-clang.out 2>&1 || status=$?
 report build-clang/src " (clang)" "$status" check-clang.out
 
-if make -s format-check; then
-	echo "PASS: format-check"
-	passed=$((passed + 1))
-else
-	echo "FAIL: format-check"
-	failed=$((failed + 1))
-fi
+# The habits the code keeps: formatting, and layers without loops.
+for check in format-check deps-check; do
+	if make -s "$check"; then
+		echo "PASS: $check"
+		passed=$((passed + 1))
+	else
+		echo "FAIL: $check"
+		failed=$((failed + 1))
+	fi
+done
 
 if [ "$skipped" -gt 0 ]; then
 	echo "$passed passed, $failed failed, $skipped skipped"
