@@ -313,6 +313,66 @@ out:
 	return ret;
 }
 
+/*
+ * The reply of a query from its candidates, ranked best first and cut to k: their fusion weights,
+ * and per hit its chunk's (or the tail's) text, entries and most attended tokens.
+ */
+static void
+query_reply(struct job *job, struct store_txn *txn, const struct store_user *u,
+            const struct store_tail *tail, const struct candidate *cand, size_t n_cand, uint32_t k,
+            uint32_t max_entries)
+{
+	uint32_t G = u->spec.h_q / u->spec.h_kv;
+	int ret;
+	float *scores = arena_calloc(&job->arena, n_cand + 1, 4);
+	float *weights = arena_calloc(&job->arena, n_cand + 1, 4);
+	int64_t *chunks = arena_calloc(&job->arena, n_cand + 1, sizeof(int64_t));
+	Hsamem__QueryReply *r = arena_alloc(&job->arena, sizeof(*r));
+	Hsamem__Hit **hits = arena_calloc(&job->arena, n_cand + 1, sizeof(*hits));
+	if (!scores || !weights || !chunks || !r || !hits) {
+		ops_oom(job);
+		return;
+	}
+	for (size_t i = 0; i < n_cand; i++) {
+		scores[i] = cand[i].score;
+		chunks[i] = cand[i].chunk;
+	}
+	hsa_fusion_weights(u->spec.weighting, chunks, scores, (uint32_t)n_cand, weights);
+
+	hsamem__query_reply__init(r);
+	for (size_t i = 0; i < n_cand; i++) {
+		Hsamem__Hit *h = arena_alloc(&job->arena, sizeof(*h));
+		if (h == NULL) {
+			ops_oom(job);
+			return;
+		}
+		hsamem__hit__init(h);
+		h->has_chunk = h->has_score = h->has_weight = h->has_tail = true;
+		h->chunk = (uint64_t)cand[i].chunk;
+		h->score = cand[i].score;
+		h->weight = weights[i];
+		h->tail = cand[i].chunk == (int64_t)u->n_chunks;
+		/* the tail's tokens, or the sealed chunk's */
+		struct store_chunk c = {
+		        .n_real = tail->n, .tokens = tail->tokens, .refs = tail->refs};
+		if (!h->tail && (ret = store_chunk_get(txn, u->uid, h->chunk, &c)) != 0) {
+			job_fail(job, ret, "store: cannot read chunk %llu: %s",
+			         (unsigned long long)h->chunk, hsamem_strerror(ret));
+			return;
+		}
+		if (fill_hit(job, txn, u, h, c.tokens, c.refs, c.n_real, cand[i].attn, G,
+		             cand[i].stride, max_entries) != 0)
+			return;
+		hits[r->n_hits++] = h;
+	}
+	r->hits = hits;
+	r->has_chunks = r->has_k = true;
+	r->chunks = u->n_chunks;
+	r->k = k;
+	job->reply.body_case = HSAMEM__REPLY__BODY_QUERY;
+	job->reply.query = r;
+}
+
 void
 ops_query(struct job *job)
 {
@@ -347,7 +407,7 @@ ops_query(struct job *job)
 	}
 	if (query_tokens(job, enc, &ids, &n_tok) != 0)
 		goto out;
-	uint32_t G = spec->h_q / spec->h_kv, S = spec->S;
+	uint32_t S = spec->S;
 	float *qr = arena_calloc(&job->arena, spec->d_r, 4);
 	float *qa = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4);
 	size_t n_sel = (size_t)spec->h_kv * k;
@@ -392,54 +452,7 @@ ops_query(struct job *job)
 		n_cand++;
 	}
 	qsort(cand, n_cand, sizeof(*cand), cmp_candidate);
-	if (n_cand > k)
-		n_cand = k;
-	float *scores = arena_calloc(&job->arena, n_cand + 1, 4);
-	float *weights = arena_calloc(&job->arena, n_cand + 1, 4);
-	int64_t *chunks = arena_calloc(&job->arena, n_cand + 1, sizeof(int64_t));
-	Hsamem__QueryReply *r = arena_alloc(&job->arena, sizeof(*r));
-	Hsamem__Hit **hits = arena_calloc(&job->arena, n_cand + 1, sizeof(*hits));
-	if (!scores || !weights || !chunks || !r || !hits) {
-		ops_oom(job);
-		goto out;
-	}
-	for (size_t i = 0; i < n_cand; i++) {
-		scores[i] = cand[i].score;
-		chunks[i] = cand[i].chunk;
-	}
-	hsa_fusion_weights(spec->weighting, chunks, scores, (uint32_t)n_cand, weights);
-
-	hsamem__query_reply__init(r);
-	for (size_t i = 0; i < n_cand; i++) {
-		Hsamem__Hit *h = arena_alloc(&job->arena, sizeof(*h));
-		if (h == NULL) {
-			ops_oom(job);
-			goto out;
-		}
-		hsamem__hit__init(h);
-		h->has_chunk = h->has_score = h->has_weight = h->has_tail = true;
-		h->chunk = (uint64_t)cand[i].chunk;
-		h->score = cand[i].score;
-		h->weight = weights[i];
-		h->tail = cand[i].chunk == (int64_t)u.n_chunks;
-		/* the tail's tokens, or the sealed chunk's */
-		struct store_chunk c = {.n_real = tail.n, .tokens = tail.tokens, .refs = tail.refs};
-		if (!h->tail && (ret = store_chunk_get(&txn, u.uid, h->chunk, &c)) != 0) {
-			job_fail(job, ret, "store: cannot read chunk %llu: %s",
-			         (unsigned long long)h->chunk, hsamem_strerror(ret));
-			goto out;
-		}
-		if (fill_hit(job, &txn, &u, h, c.tokens, c.refs, c.n_real, cand[i].attn, G,
-		             cand[i].stride, max_entries) != 0)
-			goto out;
-		hits[r->n_hits++] = h;
-	}
-	r->hits = hits;
-	r->has_chunks = r->has_k = true;
-	r->chunks = u.n_chunks;
-	r->k = k;
-	job->reply.body_case = HSAMEM__REPLY__BODY_QUERY;
-	job->reply.query = r;
+	query_reply(job, &txn, &u, &tail, cand, n_cand < k ? n_cand : k, k, max_entries);
 out:
 	ops_source_fini(&src);
 	free(ids);
