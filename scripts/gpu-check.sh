@@ -7,7 +7,8 @@
 #   mkdir -p build-gpu && cd build-gpu
 #   ../configure --disable-shared --enable-cuda=yes
 #   progs="hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_copy tests/test_cuda_probe
-#       tests/test_hsa tests/test_daemon_attend bench/bench_gpu bench/bench_kernels"
+#       tests/test_hsa tests/test_hsa_cpu tests/test_hsa_math tests/test_daemon_attend
+#       bench/bench_gpu bench/bench_kernels"
 #   make -j $progs && strip $progs
 #   cd .. && ../shared/tools/devlibs build-gpu/hsamemd build-gpu/bench/bench_gpu \
 #       build-gpu/tests/test_daemon_attend -o .devlibs
@@ -52,7 +53,8 @@ esac
 
 status=0
 : >"$out/tests.log"
-for t in test_cuda_probe test_cuda_cache test_cuda_copy test_hsa test_cuda test_daemon_attend; do
+for t in test_cuda_probe test_cuda_cache test_cuda_copy test_hsa test_hsa_cpu test_hsa_math test_cuda \
+	test_daemon_attend; do
 	start=$(date +%s)
 	"$build/tests/$t" >>"$out/tests.log" 2>&1
 	rc=$?

@@ -1,0 +1,305 @@
+/*
+ * test_hsa_cpu.c: the CPU backend's own promises, beside its math (test_hsa.c checks that against a
+ * naive operator): the same bits on one thread or four, with landmark runs of every length, with
+ * misaligned rows and with several callers at once; arguments it must refuse, a source's errors
+ * reaching the caller from any thread (and a source that misbehaves caught), and its counters.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "hsa_fixture.h"
+#include "hsamem.h"
+#include "test.h"
+
+static struct gpu_backend *cpu1, *cpu4;
+
+/* Misaligned f32 rows take the converting path and give the same bits. */
+static void
+test_misaligned(void)
+{
+	struct hsa_spec sp = make_spec(8, 2, 2, 16, 32, HSA_F32, HSA_SOFTMAX, false);
+	struct mem a, b;
+	struct qbuf qb;
+	struct rbuf ra, rb;
+
+	mem_init(&a, &sp, 300, DATA_RAND, 1, 0);
+	mem_init(&b, &sp, 300, DATA_RAND, 1, 2);
+	memcpy(b.lmk, a.lmk, 300 * a.lmk_bytes);
+	memcpy(b.kv, a.kv, 300 * a.kv_bytes);
+	qbuf_init(&qb, &sp, 300, 7, 12, DATA_RAND, 1, 1);
+	rbuf_init(&ra, &sp, 7, 12, true);
+	rbuf_init(&rb, &sp, 7, 12, true);
+	CHECK_RET(attend(cpu4, &a, &qb.q, &ra), 0);
+	CHECK_RET(attend(cpu4, &b, &qb.q, &rb), 0);
+	CHECK(rbuf_same(&ra, &rb));
+	rbuf_fini(&rb);
+	rbuf_fini(&ra);
+	qbuf_fini(&qb);
+	mem_fini(&b);
+	mem_fini(&a);
+}
+
+/* Landmark runs of one row, of a fixed odd length, and of varied lengths: the same bits. */
+static void
+test_runs(void)
+{
+	struct hsa_spec sp = make_spec(4, 2, 2, 8, 24, HSA_F16, HSA_STICKBREAK, false);
+	struct mem m;
+	struct qbuf qb;
+	struct rbuf r0, r;
+	static const uint64_t runs[] = {1, 3, 7, 64, 1000};
+
+	mem_init(&m, &sp, 9000, DATA_RAND, 1, 0);
+	qbuf_init(&qb, &sp, 9000, 10, 24, DATA_RAND, 1, 1);
+	rbuf_init(&r0, &sp, 10, 24, true);
+	CHECK_RET(attend(cpu4, &m, &qb.q, &r0), 0);
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		for (int varied = 0; varied < 2; varied++) {
+			m.max_run = runs[i];
+			m.varied_runs = varied;
+			rbuf_init(&r, &sp, 10, 24, true);
+			CHECK_RET(attend(i % 2 ? cpu1 : cpu4, &m, &qb.q, &r), 0);
+			CHECK(rbuf_same(&r0, &r));
+			rbuf_fini(&r);
+		}
+	}
+	CHECK(atomic_load(&m.bad_calls) == 0);
+	rbuf_fini(&r0);
+	qbuf_fini(&qb);
+	mem_fini(&m);
+}
+
+struct concurrent {
+	struct mem *m;
+	struct hsa_query *q;
+	struct rbuf r;
+	int err;
+};
+
+static void *
+concurrent_main(void *arg)
+{
+	struct concurrent *c = arg;
+	for (int i = 0; i < 3 && c->err == 0; i++)
+		c->err = attend(cpu4, c->m, c->q, &c->r);
+	return NULL;
+}
+
+/* Several callers on one backend at once: each gets what it would have got alone. */
+static void
+test_concurrent(void)
+{
+	struct hsa_spec sp = make_spec(4, 2, 2, 16, 64, HSA_F16, HSA_SOFTMAX, false);
+	struct mem m;
+	struct qbuf qb[3];
+	struct rbuf alone[3];
+	struct concurrent cc[3];
+	pthread_t th[3];
+
+	mem_init(&m, &sp, 20000, DATA_RAND, 1, 0);
+	for (int i = 0; i < 3; i++) {
+		qbuf_init(&qb[i], &sp, 20000, 5, 32, DATA_RAND, 1, 1);
+		rbuf_init(&alone[i], &sp, 5, 32, false);
+		CHECK_RET(attend(cpu1, &m, &qb[i].q, &alone[i]), 0);
+		cc[i] = (struct concurrent){.m = &m, .q = &qb[i].q};
+		rbuf_init(&cc[i].r, &sp, 5, 32, false);
+	}
+	for (int i = 0; i < 3; i++)
+		CHECK_RET(pthread_create(&th[i], NULL, concurrent_main, &cc[i]), 0);
+	for (int i = 0; i < 3; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_RET(cc[i].err, 0);
+		CHECK(rbuf_same(&alone[i], &cc[i].r));
+		rbuf_fini(&cc[i].r);
+		rbuf_fini(&alone[i]);
+		qbuf_fini(&qb[i]);
+	}
+	mem_fini(&m);
+}
+
+static void
+test_bad_args(void)
+{
+	struct hsa_spec sp = make_spec(4, 2, 2, 8, 16, HSA_F32, HSA_SOFTMAX, false);
+	struct mem m;
+	struct qbuf qb;
+	struct rbuf r;
+	struct hsa_source src;
+	struct hsa_query q;
+	struct hsa_spec bad;
+	struct hsa_result res;
+
+	mem_init(&m, &sp, 10, DATA_RAND, 1, 0);
+	src = mem_source(&m);
+	qbuf_init(&qb, &sp, 10, 2, 4, DATA_RAND, 1, 1);
+	rbuf_init(&r, &sp, 2, SPEC_TOPK_MAX + 1, false);
+
+	CHECK(cpu1->ops->supports(cpu1, &sp));
+	CHECK_RET(gpu_attend(cpu1, NULL, &src, &qb.q, &r.r), HSAMEM_EINVAL);
+	CHECK_RET(gpu_attend(cpu1, &sp, NULL, &qb.q, &r.r), HSAMEM_EINVAL);
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, NULL, &r.r), HSAMEM_EINVAL);
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &qb.q, NULL), HSAMEM_EINVAL);
+
+	q = qb.q;
+	q.n = 0;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &q, &r.r), HSAMEM_EINVAL);
+	q = qb.q;
+	q.k = 0;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &q, &r.r), HSAMEM_EINVAL);
+	q.k = SPEC_TOPK_MAX + 1;
+	CHECK_RET(gpu_attend(cpu4, &sp, &src, &q, &r.r), HSAMEM_EINVAL);
+	q = qb.q;
+	q.pos = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &q, &r.r), HSAMEM_EINVAL);
+	q = qb.q;
+	q.qr = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &q, &r.r), HSAMEM_EINVAL);
+	q = qb.q;
+	q.qa = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &q, &r.r), HSAMEM_EINVAL);
+
+	res = r.r;
+	res.out = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &qb.q, &res), HSAMEM_EINVAL);
+	res = r.r;
+	res.sel = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &qb.q, &res), HSAMEM_EINVAL);
+	res = r.r;
+	res.score = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &qb.q, &res), HSAMEM_EINVAL);
+	res = r.r;
+	res.weight = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &qb.q, &res), HSAMEM_EINVAL);
+
+	struct hsa_source s2 = src;
+	s2.landmarks = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &s2, &qb.q, &r.r), HSAMEM_EINVAL);
+	s2 = src;
+	s2.chunk_kv = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &s2, &qb.q, &r.r), HSAMEM_EINVAL);
+	s2 = src;
+	s2.tail_keys = sp.S + 1; /* a tail has at most S keys */
+	CHECK_RET(gpu_attend(cpu1, &sp, &s2, &qb.q, &r.r), HSAMEM_EINVAL);
+	s2.tail_keys = 1;
+	s2.n_chunks = 0; /* and is a chunk of the source */
+	CHECK_RET(gpu_attend(cpu1, &sp, &s2, &qb.q, &r.r), HSAMEM_EINVAL);
+
+	struct {
+		uint32_t *field;
+		uint32_t value;
+	} shapes[] = {
+	        {&bad.S, 0},   {&bad.h_kv, 0}, {&bad.d_h, 0}, {&bad.h_q, 3},
+	        {&bad.h_q, 0}, {&bad.d_r, 15}, {&bad.d_r, 1},
+	};
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		bad = sp;
+		*shapes[i].field = shapes[i].value;
+		CHECK(!cpu1->ops->supports(cpu1, &bad));
+		CHECK_RET(gpu_attend(cpu1, &bad, &src, &qb.q, &r.r), HSAMEM_EINVAL);
+	}
+	bad = sp;
+	bad.dtype = (enum hsa_dtype)7;
+	CHECK(!cpu1->ops->supports(cpu1, &bad));
+	CHECK_RET(gpu_attend(cpu1, &bad, &src, &qb.q, &r.r), HSAMEM_EINVAL);
+	bad = sp;
+	bad.weighting = (enum hsa_weighting)0;
+	CHECK(!cpu1->ops->supports(cpu1, &bad));
+	CHECK_RET(gpu_attend(cpu1, &bad, &src, &qb.q, &r.r), HSAMEM_EINVAL);
+
+	/* the largest k is accepted */
+	q = qb.q;
+	q.k = SPEC_TOPK_MAX;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &q, &r.r), 0);
+
+	rbuf_fini(&r);
+	qbuf_fini(&qb);
+	mem_fini(&m);
+}
+
+/* A source's error reaches the caller, from any thread; a source that misbehaves is caught. */
+static void
+test_source_errors(void)
+{
+	struct hsa_spec sp = make_spec(4, 2, 2, 8, 16, HSA_F16, HSA_SOFTMAX, false);
+	struct gpu_backend *bs[2] = {cpu1, cpu4};
+	struct gpu_stats st0, st1;
+	struct mem m;
+	struct qbuf qb;
+	struct rbuf r;
+
+	mem_init(&m, &sp, 20000, DATA_RAND, 1, 0);
+	qbuf_init(&qb, &sp, 20000, 4, 8, DATA_RAND, 1, 1);
+	for (int t = 0; t < 4; t++)
+		qb.pos[t] = 20000 * 4;
+	rbuf_init(&r, &sp, 4, 8, false);
+	for (int i = 0; i < 2; i++) {
+		bs[i]->ops->stats(bs[i], &st0);
+		m.fail_code = -EIO;
+		m.fail_lmk_at = 15000;
+		CHECK_RET(attend(bs[i], &m, &qb.q, &r), -EIO);
+		m.fail_lmk_at = 0;
+		m.fail_code = HSAMEM_ESTORE;
+		CHECK_RET(attend(bs[i], &m, &qb.q, &r), HSAMEM_ESTORE);
+		m.fail_lmk_at = -1;
+		CHECK_RET(attend(bs[i], &m, &qb.q, &r), 0);
+		m.fail_kv_at = r.r.sel[5]; /* a chunk that is selected */
+		CHECK_RET(attend(bs[i], &m, &qb.q, &r), HSAMEM_ESTORE);
+		m.fail_kv_at = -1;
+		m.zero_count = true;
+		CHECK_RET(attend(bs[i], &m, &qb.q, &r), HSAMEM_EINTERNAL);
+		m.zero_count = false;
+		CHECK_RET(attend(bs[i], &m, &qb.q, &r), 0);
+		bs[i]->ops->stats(bs[i], &st1);
+		CHECK(st1.calls == st0.calls + 6);
+		CHECK(st1.errors == st0.errors + 4);
+	}
+	rbuf_fini(&r);
+	qbuf_fini(&qb);
+	mem_fini(&m);
+}
+
+static void
+test_stats(void)
+{
+	struct gpu_stats st;
+	struct gpu_backend *b = NULL;
+
+	cpu4->ops->stats(cpu4, &st);
+	CHECK(strcmp(st.name, "cpu") == 0);
+	CHECK(strstr(st.device, "4 threads") != NULL);
+	CHECK(st.calls > 0);
+	CHECK(st.mem_budget == 0);
+	CHECK(strcmp(cpu4->ops->name, "cpu") == 0);
+	if (cpu4->ops->forget != NULL)
+		cpu4->ops->forget(cpu4, 1);
+	CHECK_RET(gpu_cpu_alloc(0, &b), 0);
+	b->ops->stats(b, &st);
+	CHECK(strstr(st.device, "threads") != NULL);
+	gpu_free(b);
+	gpu_free(NULL);
+}
+
+int
+main(void)
+{
+	rnd_seed(12345);
+	if (gpu_cpu_alloc(1, &cpu1) != 0 || gpu_cpu_alloc(4, &cpu4) != 0)
+		return 99;
+
+	test_misaligned();
+	test_runs();
+	test_concurrent();
+	test_bad_args();
+	test_source_errors();
+	test_stats();
+
+	gpu_free(cpu4);
+	gpu_free(cpu1);
+	return test_done("test_hsa_cpu");
+}
