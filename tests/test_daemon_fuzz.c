@@ -299,185 +299,228 @@ some_record(void)
 	return r;
 }
 
+/* A ping. */
+static void
+some_ping(Hsamem__Request *req)
+{
+	Hsamem__PingRequest *p = take(sizeof(*p));
+	hsamem__ping_request__init(p);
+	req->body_case = HSAMEM__REQUEST__BODY_PING;
+	req->ping = p;
+}
+
+/* A create of "fuzz" or any name, with a spec or none. */
+static void
+some_create(Hsamem__Request *req)
+{
+	Hsamem__CreateRequest *c = take(sizeof(*c));
+	hsamem__create_request__init(c);
+	c->user = pick(2) ? "fuzz" : some_name();
+	c->spec = pick(5) ? some_spec() : NULL;
+	req->body_case = HSAMEM__REQUEST__BODY_CREATE;
+	req->create = c;
+}
+
+/* An append of a few entries (now and then hundreds) and chunks to any name. */
+static void
+some_append(Hsamem__Request *req)
+{
+	Hsamem__AppendRequest *a = take(sizeof(*a));
+	hsamem__append_request__init(a);
+	a->user = some_name();
+	a->n_entries = (size_t)pick(pick(10) == 0 ? 300 : 4);
+	a->entries = take(a->n_entries * sizeof(*a->entries));
+	for (size_t i = 0; i < a->n_entries; i++) {
+		Hsamem__EntryIn *e = take(sizeof(*e));
+		hsamem__entry_in__init(e);
+		e->text = pick(4) ? some_text() : NULL;
+		if (pick(3) == 0)
+			e->tokens = some_u32s(&e->n_tokens);
+		e->has_role = pick(2);
+		e->role = (Hsamem__Role)pick(7);
+		e->has_timestamp_ms = pick(2);
+		e->timestamp_ms = (int64_t)edgy();
+		e->n_tags = (size_t)pick(pick(8) == 0 ? 40 : 3);
+		e->tags = take(e->n_tags * sizeof(char *));
+		for (size_t t = 0; t < e->n_tags; t++)
+			e->tags[t] = some_text();
+		a->entries[i] = e;
+	}
+	a->n_chunks = (size_t)pick(4);
+	a->chunks = take(a->n_chunks * sizeof(*a->chunks));
+	for (size_t i = 0; i < a->n_chunks; i++)
+		a->chunks[i] = some_chunk();
+	a->has_create = pick(2);
+	a->create = pick(2);
+	req->body_case = HSAMEM__REQUEST__BODY_APPEND;
+	req->append = a;
+}
+
+/* A flush of any name, with a chunk or none. */
+static void
+some_flush(Hsamem__Request *req)
+{
+	Hsamem__FlushRequest *f = take(sizeof(*f));
+	hsamem__flush_request__init(f);
+	f->user = some_name();
+	f->chunk = pick(2) ? some_chunk() : NULL;
+	req->body_case = HSAMEM__REQUEST__BODY_FLUSH;
+	req->flush = f;
+}
+
+/* A query of any name, by text or tokens, with any k and entry limit. */
+static void
+some_query(Hsamem__Request *req)
+{
+	Hsamem__QueryRequest *q = take(sizeof(*q));
+	hsamem__query_request__init(q);
+	q->user = some_name();
+	q->text = pick(4) ? some_text() : NULL;
+	if (pick(3) == 0)
+		q->tokens = some_u32s(&q->n_tokens);
+	q->has_top_k = pick(2);
+	q->top_k = pick(2) ? edgy32() : (uint32_t)pick(300);
+	q->has_max_entries = pick(2);
+	q->max_entries = pick(2) ? edgy32() : (uint32_t)pick(70);
+	q->has_include_tail = pick(2);
+	q->include_tail = pick(2);
+	req->body_case = HSAMEM__REQUEST__BODY_QUERY;
+	req->query = q;
+}
+
+/* An attend of "model" (unless protected) or any name, with tensors that fit it or not. */
+static void
+some_attend(Hsamem__Request *req)
+{
+	Hsamem__AttendRequest *a = take(sizeof(*a));
+	hsamem__attend_request__init(a);
+	a->user = pick(2) && !protect ? "model" : some_name();
+	a->has_n = pick(8) != 0;
+	a->n = pick(2) ? (uint32_t)(1 + pick(4)) : edgy32();
+	a->n_positions = pick(2) && a->n <= 8 ? a->n : (size_t)pick(6);
+	a->positions = some_u64s(a->n_positions);
+	/* the model's spec: qr n x 16 bytes, qa n x 4 x 8 x 4 bytes */
+	a->has_qr = a->has_qa = pick(8) != 0;
+	a->qr = some_bytes((size_t)a->n * 16 * (a->n <= 4));
+	a->qa = some_bytes((size_t)a->n * 128 * (a->n <= 4));
+	a->has_top_k = pick(2);
+	a->top_k = pick(2) ? edgy32() : (uint32_t)pick(300);
+	a->has_want_attention = pick(2);
+	a->want_attention = pick(2);
+	req->body_case = HSAMEM__REQUEST__BODY_ATTEND;
+	req->attend = a;
+}
+
+/* A listing of any name's entries from anywhere. */
+static void
+some_entries(Hsamem__Request *req)
+{
+	Hsamem__EntriesRequest *e = take(sizeof(*e));
+	hsamem__entries_request__init(e);
+	e->user = some_name();
+	e->has_first = e->has_count = pick(2);
+	e->first = edgy();
+	e->count = edgy32();
+	req->body_case = HSAMEM__REQUEST__BODY_ENTRIES;
+	req->entries = e;
+}
+
+/* A listing of any name's chunks, with tensors or without. */
+static void
+some_chunks(Hsamem__Request *req)
+{
+	Hsamem__ChunksRequest *c = take(sizeof(*c));
+	hsamem__chunks_request__init(c);
+	c->user = some_name();
+	c->has_first = c->has_count = pick(2);
+	c->first = edgy();
+	c->count = edgy32();
+	c->has_tensors = pick(2);
+	c->tensors = pick(2);
+	req->body_case = HSAMEM__REQUEST__BODY_CHUNKS;
+	req->chunks = c;
+}
+
+/* Stats of any name or of all. */
+static void
+some_stats(Hsamem__Request *req)
+{
+	Hsamem__StatsRequest *s = take(sizeof(*s));
+	hsamem__stats_request__init(s);
+	s->user = pick(2) ? some_name() : NULL;
+	req->body_case = HSAMEM__REQUEST__BODY_STATS;
+	req->stats = s;
+}
+
+/* A delete, of the fuzzer's own users only. */
+static void
+some_delete(Hsamem__Request *req)
+{
+	Hsamem__DeleteRequest *d = take(sizeof(*d));
+	hsamem__delete_request__init(d);
+	d->user = pick(2) ? "fuzz" : "fuzz2"; /* never the memories checked at the end */
+	req->body_case = HSAMEM__REQUEST__BODY_DELETE;
+	req->delete_ = d;
+}
+
+/* An export of any name from any cursor, with any limits. */
+static void
+some_export(Hsamem__Request *req)
+{
+	Hsamem__ExportRequest *e = take(sizeof(*e));
+	hsamem__export_request__init(e);
+	e->user = some_name();
+	e->has_cursor = pick(2);
+	e->cursor = pick(2) ? edgy() : pick(20);
+	e->has_max_bytes = pick(2);
+	e->max_bytes = edgy32();
+	e->has_upto_entries = e->has_upto_chunks = pick(2);
+	e->upto_entries = pick(2) ? edgy() : pick(10);
+	e->upto_chunks = pick(2) ? edgy() : pick(10);
+	req->body_case = HSAMEM__REQUEST__BODY_EXPORT;
+	req->export = e;
+}
+
+/* An import of a few random records into "fuzz2" or any name. */
+static void
+some_import(Hsamem__Request *req)
+{
+	Hsamem__ImportRequest *im = take(sizeof(*im));
+	hsamem__import_request__init(im);
+	im->user = pick(2) ? "fuzz2" : some_name();
+	im->n_records = (size_t)pick(6);
+	im->records = take(im->n_records * sizeof(*im->records));
+	for (size_t i = 0; i < im->n_records; i++)
+		im->records[i] = some_record();
+	im->has_last = pick(2);
+	im->last = pick(2);
+	req->body_case = HSAMEM__REQUEST__BODY_IMPORT;
+	req->import = im;
+}
+
+/* A listing of the users. */
+static void
+some_users(Hsamem__Request *req)
+{
+	Hsamem__UsersRequest *u = take(sizeof(*u));
+	hsamem__users_request__init(u);
+	req->body_case = HSAMEM__REQUEST__BODY_USERS;
+	req->users = u;
+}
+
 /* One random request of a random kind. */
 static void
 some_request(Hsamem__Request *req)
 {
+	static void (*const kinds[])(Hsamem__Request *) = {
+	        some_ping,   some_create,  some_append, some_flush, some_query,
+	        some_attend, some_entries, some_chunks, some_stats, some_delete,
+	        some_export, some_import,  some_users};
+
 	hsamem__request__init(req);
 	req->has_version = pick(40) != 0;
 	req->version = pick(40) ? HSAMEM_PROTOCOL_VERSION : edgy32();
-	switch (pick(13)) {
-	case 0: {
-		Hsamem__PingRequest *p = take(sizeof(*p));
-		hsamem__ping_request__init(p);
-		req->body_case = HSAMEM__REQUEST__BODY_PING;
-		req->ping = p;
-		break;
-	}
-	case 1: {
-		Hsamem__CreateRequest *c = take(sizeof(*c));
-		hsamem__create_request__init(c);
-		c->user = pick(2) ? "fuzz" : some_name();
-		c->spec = pick(5) ? some_spec() : NULL;
-		req->body_case = HSAMEM__REQUEST__BODY_CREATE;
-		req->create = c;
-		break;
-	}
-	case 2: {
-		Hsamem__AppendRequest *a = take(sizeof(*a));
-		hsamem__append_request__init(a);
-		a->user = some_name();
-		a->n_entries = (size_t)pick(pick(10) == 0 ? 300 : 4);
-		a->entries = take(a->n_entries * sizeof(*a->entries));
-		for (size_t i = 0; i < a->n_entries; i++) {
-			Hsamem__EntryIn *e = take(sizeof(*e));
-			hsamem__entry_in__init(e);
-			e->text = pick(4) ? some_text() : NULL;
-			if (pick(3) == 0)
-				e->tokens = some_u32s(&e->n_tokens);
-			e->has_role = pick(2);
-			e->role = (Hsamem__Role)pick(7);
-			e->has_timestamp_ms = pick(2);
-			e->timestamp_ms = (int64_t)edgy();
-			e->n_tags = (size_t)pick(pick(8) == 0 ? 40 : 3);
-			e->tags = take(e->n_tags * sizeof(char *));
-			for (size_t t = 0; t < e->n_tags; t++)
-				e->tags[t] = some_text();
-			a->entries[i] = e;
-		}
-		a->n_chunks = (size_t)pick(4);
-		a->chunks = take(a->n_chunks * sizeof(*a->chunks));
-		for (size_t i = 0; i < a->n_chunks; i++)
-			a->chunks[i] = some_chunk();
-		a->has_create = pick(2);
-		a->create = pick(2);
-		req->body_case = HSAMEM__REQUEST__BODY_APPEND;
-		req->append = a;
-		break;
-	}
-	case 3: {
-		Hsamem__FlushRequest *f = take(sizeof(*f));
-		hsamem__flush_request__init(f);
-		f->user = some_name();
-		f->chunk = pick(2) ? some_chunk() : NULL;
-		req->body_case = HSAMEM__REQUEST__BODY_FLUSH;
-		req->flush = f;
-		break;
-	}
-	case 4: {
-		Hsamem__QueryRequest *q = take(sizeof(*q));
-		hsamem__query_request__init(q);
-		q->user = some_name();
-		q->text = pick(4) ? some_text() : NULL;
-		if (pick(3) == 0)
-			q->tokens = some_u32s(&q->n_tokens);
-		q->has_top_k = pick(2);
-		q->top_k = pick(2) ? edgy32() : (uint32_t)pick(300);
-		q->has_max_entries = pick(2);
-		q->max_entries = pick(2) ? edgy32() : (uint32_t)pick(70);
-		q->has_include_tail = pick(2);
-		q->include_tail = pick(2);
-		req->body_case = HSAMEM__REQUEST__BODY_QUERY;
-		req->query = q;
-		break;
-	}
-	case 5: {
-		Hsamem__AttendRequest *a = take(sizeof(*a));
-		hsamem__attend_request__init(a);
-		a->user = pick(2) && !protect ? "model" : some_name();
-		a->has_n = pick(8) != 0;
-		a->n = pick(2) ? (uint32_t)(1 + pick(4)) : edgy32();
-		a->n_positions = pick(2) && a->n <= 8 ? a->n : (size_t)pick(6);
-		a->positions = some_u64s(a->n_positions);
-		/* the model's spec: qr n x 16 bytes, qa n x 4 x 8 x 4 bytes */
-		a->has_qr = a->has_qa = pick(8) != 0;
-		a->qr = some_bytes((size_t)a->n * 16 * (a->n <= 4));
-		a->qa = some_bytes((size_t)a->n * 128 * (a->n <= 4));
-		a->has_top_k = pick(2);
-		a->top_k = pick(2) ? edgy32() : (uint32_t)pick(300);
-		a->has_want_attention = pick(2);
-		a->want_attention = pick(2);
-		req->body_case = HSAMEM__REQUEST__BODY_ATTEND;
-		req->attend = a;
-		break;
-	}
-	case 6: {
-		Hsamem__EntriesRequest *e = take(sizeof(*e));
-		hsamem__entries_request__init(e);
-		e->user = some_name();
-		e->has_first = e->has_count = pick(2);
-		e->first = edgy();
-		e->count = edgy32();
-		req->body_case = HSAMEM__REQUEST__BODY_ENTRIES;
-		req->entries = e;
-		break;
-	}
-	case 7: {
-		Hsamem__ChunksRequest *c = take(sizeof(*c));
-		hsamem__chunks_request__init(c);
-		c->user = some_name();
-		c->has_first = c->has_count = pick(2);
-		c->first = edgy();
-		c->count = edgy32();
-		c->has_tensors = pick(2);
-		c->tensors = pick(2);
-		req->body_case = HSAMEM__REQUEST__BODY_CHUNKS;
-		req->chunks = c;
-		break;
-	}
-	case 8: {
-		Hsamem__StatsRequest *s = take(sizeof(*s));
-		hsamem__stats_request__init(s);
-		s->user = pick(2) ? some_name() : NULL;
-		req->body_case = HSAMEM__REQUEST__BODY_STATS;
-		req->stats = s;
-		break;
-	}
-	case 9: {
-		Hsamem__DeleteRequest *d = take(sizeof(*d));
-		hsamem__delete_request__init(d);
-		d->user = pick(2) ? "fuzz" : "fuzz2"; /* never the memories checked at the end */
-		req->body_case = HSAMEM__REQUEST__BODY_DELETE;
-		req->delete_ = d;
-		break;
-	}
-	case 10: {
-		Hsamem__ExportRequest *e = take(sizeof(*e));
-		hsamem__export_request__init(e);
-		e->user = some_name();
-		e->has_cursor = pick(2);
-		e->cursor = pick(2) ? edgy() : pick(20);
-		e->has_max_bytes = pick(2);
-		e->max_bytes = edgy32();
-		e->has_upto_entries = e->has_upto_chunks = pick(2);
-		e->upto_entries = pick(2) ? edgy() : pick(10);
-		e->upto_chunks = pick(2) ? edgy() : pick(10);
-		req->body_case = HSAMEM__REQUEST__BODY_EXPORT;
-		req->export = e;
-		break;
-	}
-	case 11: {
-		Hsamem__ImportRequest *im = take(sizeof(*im));
-		hsamem__import_request__init(im);
-		im->user = pick(2) ? "fuzz2" : some_name();
-		im->n_records = (size_t)pick(6);
-		im->records = take(im->n_records * sizeof(*im->records));
-		for (size_t i = 0; i < im->n_records; i++)
-			im->records[i] = some_record();
-		im->has_last = pick(2);
-		im->last = pick(2);
-		req->body_case = HSAMEM__REQUEST__BODY_IMPORT;
-		req->import = im;
-		break;
-	}
-	default: {
-		Hsamem__UsersRequest *u = take(sizeof(*u));
-		hsamem__users_request__init(u);
-		req->body_case = HSAMEM__REQUEST__BODY_USERS;
-		req->users = u;
-		break;
-	}
-	}
+	kinds[pick(sizeof(kinds) / sizeof(kinds[0]))](req);
 }
 
 /* Sends bytes; true when a reply that decodes came back. */

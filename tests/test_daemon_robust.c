@@ -166,8 +166,9 @@ check_serving(struct harness *h)
 	hsamem_close(c);
 }
 
+/* Random bytes of many lengths: each an error reply (EPROTO or EVERSION). */
 static void
-test_bad_messages(struct harness *h)
+send_junk(struct harness *h)
 {
 	uint8_t junk[4096];
 	unsigned x = 12345;
@@ -175,29 +176,45 @@ test_bad_messages(struct harness *h)
 		x = x * 1103515245u + 12345u;
 		junk[i] = (uint8_t)(x >> 16);
 	}
-	/* random bytes of many lengths: each an error reply (EPROTO or EVERSION) */
 	for (size_t len = 0; len < sizeof(junk); len = len * 2 + 1) {
 		Hsamem__Reply *rep = raw_call(h->url, junk, len, 5000);
 		CHECK(rep != NULL && rep->status != 0);
 		if (rep != NULL)
 			hsamem__reply__free_unpacked(rep, NULL);
 	}
+}
 
-	/* a valid append, truncated at every length */
-	Hsamem__Request req = HSAMEM__REQUEST__INIT;
-	Hsamem__AppendRequest ap = HSAMEM__APPEND_REQUEST__INIT;
-	Hsamem__EntryIn e = HSAMEM__ENTRY_IN__INIT, *ep = &e;
-	req.has_version = true;
-	req.version = HSAMEM_PROTOCOL_VERSION;
-	req.body_case = HSAMEM__REQUEST__BODY_APPEND;
-	req.append = &ap;
-	ap.user = "mallory";
-	ap.entries = &ep;
-	ap.n_entries = 1;
-	e.text = "a perfectly ordinary entry that will be cut short";
-	size_t len = hsamem__request__get_packed_size(&req);
+/* A valid append of one entry for "mallory", which the cases below spoil one field at a time. */
+struct append_req {
+	Hsamem__Request req;
+	Hsamem__AppendRequest ap;
+	Hsamem__EntryIn e, *ep;
+};
+
+static void
+append_req_init(struct append_req *a)
+{
+	*a = (struct append_req){.req = HSAMEM__REQUEST__INIT,
+	                         .ap = HSAMEM__APPEND_REQUEST__INIT,
+	                         .e = HSAMEM__ENTRY_IN__INIT};
+	a->ep = &a->e;
+	a->req.has_version = true;
+	a->req.version = HSAMEM_PROTOCOL_VERSION;
+	a->req.body_case = HSAMEM__REQUEST__BODY_APPEND;
+	a->req.append = &a->ap;
+	a->ap.user = "mallory";
+	a->ap.entries = &a->ep;
+	a->ap.n_entries = 1;
+	a->e.text = "a perfectly ordinary entry that will be cut short";
+}
+
+/* A valid append, truncated at every length: each gets a reply. */
+static void
+send_truncated(struct harness *h, Hsamem__Request *req)
+{
+	size_t len = hsamem__request__get_packed_size(req);
 	uint8_t *buf = malloc(len);
-	hsamem__request__pack(&req, buf);
+	hsamem__request__pack(req, buf);
 	for (size_t cut = 1; cut < len; cut++) {
 		Hsamem__Reply *rep = raw_call(h->url, buf, cut, 5000);
 		CHECK(rep != NULL);
@@ -205,14 +222,21 @@ test_bad_messages(struct harness *h)
 			hsamem__reply__free_unpacked(rep, NULL);
 	}
 	free(buf);
+}
+
+/* Appends with a wrong or missing version, no body, bad names and bad entries. */
+static void
+send_bad_appends(struct harness *h, struct append_req *a)
+{
+	Hsamem__Request *req = &a->req;
 
 	/* wrong or missing version */
-	req.version = 2;
-	expect_status(call(h->url, &req), HSAMEM_EVERSION, "version 2");
-	req.has_version = false;
-	expect_status(call(h->url, &req), HSAMEM_EVERSION, "no version");
-	req.has_version = true;
-	req.version = HSAMEM_PROTOCOL_VERSION;
+	req->version = 2;
+	expect_status(call(h->url, req), HSAMEM_EVERSION, "version 2");
+	req->has_version = false;
+	expect_status(call(h->url, req), HSAMEM_EVERSION, "no version");
+	req->has_version = true;
+	req->version = HSAMEM_PROTOCOL_VERSION;
 
 	/* no operation */
 	Hsamem__Request empty = HSAMEM__REQUEST__INIT;
@@ -230,36 +254,41 @@ test_bad_messages(struct harness *h)
 	        "tab\t",
 	        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
 	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
-		ap.user = (char *)bad_names[i];
-		expect_status(call(h->url, &req), HSAMEM_EBADNAME, "bad name");
+		a->ap.user = (char *)bad_names[i];
+		expect_status(call(h->url, req), HSAMEM_EBADNAME, "bad name");
 	}
-	ap.user = NULL;
-	expect_status(call(h->url, &req), HSAMEM_EBADNAME, "no name");
-	ap.user = "mallory";
+	a->ap.user = NULL;
+	expect_status(call(h->url, req), HSAMEM_EBADNAME, "no name");
+	a->ap.user = "mallory";
 
 	/* an unknown role, an empty entry, no entries, an oversized entry (max-entry is
 	 * 64K here) */
-	e.has_role = true;
-	e.role = 77;
-	expect_status(call(h->url, &req), HSAMEM_EINVAL, "unknown role");
-	e.has_role = false;
-	e.text = "";
-	expect_status(call(h->url, &req), HSAMEM_EINVAL, "empty entry");
-	ap.n_entries = 0;
-	expect_status(call(h->url, &req), HSAMEM_EINVAL, "no entries");
-	ap.n_entries = 1;
+	a->e.has_role = true;
+	a->e.role = 77;
+	expect_status(call(h->url, req), HSAMEM_EINVAL, "unknown role");
+	a->e.has_role = false;
+	a->e.text = "";
+	expect_status(call(h->url, req), HSAMEM_EINVAL, "empty entry");
+	a->ap.n_entries = 0;
+	expect_status(call(h->url, req), HSAMEM_EINVAL, "no entries");
+	a->ap.n_entries = 1;
 	char *big = malloc(70000);
 	memset(big, 'w', 69999);
 	big[69999] = '\0';
-	e.text = big;
-	expect_status(call(h->url, &req), HSAMEM_ETOOBIG, "oversized entry");
+	a->e.text = big;
+	expect_status(call(h->url, req), HSAMEM_ETOOBIG, "oversized entry");
+	a->e.text = NULL;
 	free(big);
+}
 
-	/* a message over max-message (1M here) is dropped with its connection; the daemon
-	 * goes on */
-	CHECK(offer_oversized(h->url, 2u << 20));
-	check_serving(h);
-
+/*
+ * Queries of an unknown user, without text, with a huge k, and of too many tokens (refused with
+ * the limit named, never cut short: as token ids and as text within max-entry alike); the append
+ * a makes mallory exist.
+ */
+static void
+send_bad_queries(struct harness *h, struct append_req *a)
+{
 	/* unknown users */
 	Hsamem__QueryRequest qq = HSAMEM__QUERY_REQUEST__INIT;
 	Hsamem__Request q = HSAMEM__REQUEST__INIT;
@@ -272,8 +301,8 @@ test_bad_messages(struct harness *h)
 	expect_status(call(h->url, &q), HSAMEM_ENOUSER, "unknown user");
 	qq.user = "mallory";
 	qq.text = NULL;
-	e.text = "mallory exists now";
-	expect_status(call(h->url, &req), 0, "append");
+	a->e.text = "mallory exists now";
+	expect_status(call(h->url, &a->req), 0, "append");
 	expect_status(call(h->url, &q), HSAMEM_EINVAL, "query without text");
 	qq.text = "exists";
 	qq.has_top_k = true;
@@ -281,8 +310,7 @@ test_bad_messages(struct harness *h)
 	expect_status(call(h->url, &q), HSAMEM_EINVAL, "huge k");
 	qq.has_top_k = false;
 
-	/* a question of more than 4096 tokens is refused with the limit named, never cut short:
-	 * as token ids and as text (within max-entry) alike */
+	/* a question of more than 4096 tokens */
 	uint32_t ids[4097];
 	for (size_t i = 0; i < 4097; i++)
 		ids[i] = 1000 + (uint32_t)i;
@@ -305,6 +333,24 @@ test_bad_messages(struct harness *h)
 	qq.text = words;
 	expect_status(call(h->url, &q), HSAMEM_ETOOBIG, "a question of 5000 words");
 	free(words);
+}
+
+static void
+test_bad_messages(struct harness *h)
+{
+	struct append_req a;
+
+	send_junk(h);
+	append_req_init(&a);
+	send_truncated(h, &a.req);
+	send_bad_appends(h, &a);
+
+	/* a message over max-message (1M here) is dropped with its connection; the daemon
+	 * goes on */
+	CHECK(offer_oversized(h->url, 2u << 20));
+	check_serving(h);
+
+	send_bad_queries(h, &a);
 	check_serving(h);
 }
 
