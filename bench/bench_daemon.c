@@ -167,6 +167,160 @@ memory_tokens(struct hsamem *c, const char *user)
 	return n;
 }
 
+/* What a run measured: the table and the JSON are made from it. */
+struct figures {
+	double a1, tok1, a8, tok8; /* appends/s and tokens/s of 1 and 8 appending clients */
+	double fill_rate;          /* tokens/s of the fill, 64 entries a request */
+	uint64_t tokens;           /* in the query memory */
+	size_t lines;              /* corpus lines appended to it */
+	double ping50, q50, q99;   /* ms */
+	double qps8;               /* queries/s of 8 clients */
+	double mb, export_s, import_s;
+	uint64_t errors;
+};
+
+/* Appends, one entry a request, from 1 client and then 8, each to a user of its own. */
+static void
+measure_appends(const char *url, struct hsamem *c, const struct corpus *corpus, double seconds,
+                struct figures *f)
+{
+	f->a1 = run_clients(url, corpus, "append1", 0, 1, seconds, &f->errors);
+	f->tok1 = (double)memory_tokens(c, "append1") / seconds;
+	f->a8 = run_clients(url, corpus, "append8", 0, 8, seconds, &f->errors);
+	f->tok8 = (double)memory_tokens(c, "append8") / seconds;
+	fprintf(stderr, "append: 1 client %.0f appends/s, 8 clients %.0f appends/s\n", f->a1,
+	        f->a8);
+}
+
+/* Fills the query memory "bench" up to target tokens, in batches of 64 entries. */
+static void
+fill_memory(struct hsamem *c, const struct corpus *corpus, uint64_t target, struct figures *f)
+{
+	struct hsamem_entry_in batch[64];
+	size_t next = 0;
+	uint64_t tokens = 0, batches = 0;
+	double t0 = now_s();
+	while (tokens < target) {
+		for (int i = 0; i < 64; i++)
+			batch[i] =
+			        (struct hsamem_entry_in){.text = corpus->lines[next++ % corpus->n],
+			                                 .role = HSAMEM_ROLE_USER};
+		struct hsamem_append_info ai;
+		if (hsamem_append(c, "bench", batch, 64, NULL, 0, 0, &ai) != 0) {
+			fprintf(stderr, "bench_daemon: append failed: %s\n",
+			        hsamem_last_message(c));
+			f->errors++;
+			break;
+		}
+		tokens = ai.tokens;
+		batches++;
+	}
+	double fill_s = now_s() - t0;
+	f->fill_rate = (double)tokens / fill_s;
+	f->tokens = tokens;
+	f->lines = next;
+	fprintf(stderr, "fill: %llu tokens in %.1f s (%.0f tokens/s)\n", (unsigned long long)tokens,
+	        fill_s, f->fill_rate);
+}
+
+/* Ping and query latency of one client: 1000 pings, then queries queries of the memory. */
+static void
+measure_latency(struct hsamem *c, const struct corpus *corpus, int queries, struct figures *f)
+{
+	double *lat = malloc((size_t)(queries > 1000 ? queries : 1000) * sizeof(double));
+	for (int i = 0; i < 1000; i++) {
+		struct hsamem_server *s = NULL;
+		double s0 = now_s();
+		hsamem_ping(c, &s);
+		lat[i] = (now_s() - s0) * 1e3;
+		hsamem_result_free(s);
+	}
+	f->ping50 = quantile(lat, 1000, 0.5);
+	for (int i = 0; i < queries; i++) {
+		char q[160];
+		struct hsamem_query_result *r = NULL;
+		snprintf(q, sizeof(q), "%.80s", corpus->lines[(size_t)i * 104729 % f->lines]);
+		double s0 = now_s();
+		if (hsamem_query_text(c, "bench", q, 8, &r) != 0)
+			f->errors++;
+		lat[i] = (now_s() - s0) * 1e3;
+		hsamem_result_free(r);
+	}
+	f->q50 = quantile(lat, (size_t)queries, 0.5);
+	f->q99 = quantile(lat, (size_t)queries, 0.99);
+	free(lat);
+}
+
+/* Exports the query memory to a temporary file and imports it as another user. */
+static void
+measure_transfer(struct hsamem *c, struct figures *f)
+{
+	struct hsamem_transfer tx = {0}, rx = {0};
+	FILE *xf = tmpfile();
+	double e0 = now_s();
+	if (xf == NULL || hsamem_export(c, "bench", fileno(xf), &tx) != 0) {
+		fprintf(stderr, "bench_daemon: export failed: %s\n", hsamem_last_message(c));
+		f->errors++;
+	} else {
+		f->export_s = now_s() - e0;
+		rewind(xf);
+		e0 = now_s();
+		if (hsamem_import(c, "bench-copy", fileno(xf), &rx) != 0) {
+			fprintf(stderr, "bench_daemon: import failed: %s\n",
+			        hsamem_last_message(c));
+			f->errors++;
+		}
+		f->import_s = now_s() - e0;
+	}
+	if (xf != NULL)
+		fclose(xf);
+	f->mb = (double)tx.bytes / 1e6;
+}
+
+static void
+print_table(const struct figures *f, int queries)
+{
+	uint64_t chunks = f->tokens / 64;
+
+	printf("| measure | value |\n|---|---|\n");
+	printf("| append, 1 client, 1 entry/request | %.0f appends/s, %.0f tokens/s |\n", f->a1,
+	       f->tok1);
+	printf("| append, 8 clients, 1 entry/request | %.0f appends/s, %.0f tokens/s |\n", f->a8,
+	       f->tok8);
+	printf("| append, 1 client, 64 entries/request | %.0f tokens/s |\n", f->fill_rate);
+	printf("| memory for queries | %llu tokens, %llu chunks |\n", (unsigned long long)f->tokens,
+	       (unsigned long long)chunks);
+	printf("| query latency, 1 client, k=8 | p50 %.3f ms, p99 %.3f ms (%d queries) |\n", f->q50,
+	       f->q99, queries);
+	printf("| query throughput, 8 clients | %.0f queries/s |\n", f->qps8);
+	printf("| ping round trip, 1 client | p50 %.3f ms |\n", f->ping50);
+	printf("| export, 1 client | %.1f MB/s (%.1f MB in %.2f s) |\n",
+	       f->export_s > 0 ? f->mb / f->export_s : 0, f->mb, f->export_s);
+	printf("| import, 1 client | %.1f MB/s (%.1f MB in %.2f s) |\n",
+	       f->import_s > 0 ? f->mb / f->import_s : 0, f->mb, f->import_s);
+	printf("| errors | %llu |\n", (unsigned long long)f->errors);
+}
+
+static void
+write_json(const char *json, const struct figures *f)
+{
+	FILE *out = fopen(json, "w");
+	if (out == NULL)
+		return;
+	fprintf(out,
+	        "{\"append1_per_s\": %.1f, \"append1_tokens_per_s\": %.1f, "
+	        "\"append8_per_s\": %.1f, \"append8_tokens_per_s\": %.1f, "
+	        "\"fill_tokens_per_s\": %.1f, \"tokens\": %llu, "
+	        "\"query_p50_ms\": %.4f, \"query_p99_ms\": %.4f, "
+	        "\"query8_per_s\": %.1f, \"ping_p50_ms\": %.4f, "
+	        "\"export_mb\": %.2f, \"export_s\": %.3f, \"import_s\": %.3f, "
+	        "\"errors\": %llu}\n",
+	        f->a1, f->tok1, f->a8, f->tok8, f->fill_rate, (unsigned long long)f->tokens, f->q50,
+	        f->q99, f->qps8, f->ping50, f->mb, f->export_s, f->import_s,
+	        (unsigned long long)f->errors);
+	fclose(out);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -208,121 +362,20 @@ main(int argc, char **argv)
 		return 1;
 	}
 	struct hsamem *c;
-	uint64_t errors = 0;
+	struct figures f = {0};
 	hsamem_open(h.url, &c);
 	hsamem_set_timeout(c, 120000);
 
-	/* appends, one entry a request */
-	double a1 = run_clients(h.url, &corpus, "append1", 0, 1, seconds, &errors);
-	double tok1 = (double)memory_tokens(c, "append1") / seconds;
-	double a8 = run_clients(h.url, &corpus, "append8", 0, 8, seconds, &errors);
-	double tok8 = (double)memory_tokens(c, "append8") / seconds;
-	fprintf(stderr, "append: 1 client %.0f appends/s, 8 clients %.0f appends/s\n", a1, a8);
+	measure_appends(h.url, c, &corpus, seconds, &f);
+	fill_memory(c, &corpus, target, &f);
+	measure_latency(c, &corpus, queries, &f);
+	f.qps8 = run_clients(h.url, &corpus, "bench", 1, 8, seconds, &f.errors);
+	measure_transfer(c, &f);
 
-	/* fill the query memory in batches of 64 entries */
-	struct hsamem_entry_in batch[64];
-	size_t next = 0;
-	uint64_t tokens = 0, batches = 0;
-	double t0 = now_s();
-	while (tokens < target) {
-		for (int i = 0; i < 64; i++)
-			batch[i] = (struct hsamem_entry_in){.text = corpus.lines[next++ % corpus.n],
-			                                    .role = HSAMEM_ROLE_USER};
-		struct hsamem_append_info ai;
-		if (hsamem_append(c, "bench", batch, 64, NULL, 0, 0, &ai) != 0) {
-			fprintf(stderr, "bench_daemon: append failed: %s\n",
-			        hsamem_last_message(c));
-			errors++;
-			break;
-		}
-		tokens = ai.tokens;
-		batches++;
-	}
-	double fill_s = now_s() - t0, fill_rate = (double)tokens / fill_s;
-	fprintf(stderr, "fill: %llu tokens in %.1f s (%.0f tokens/s)\n", (unsigned long long)tokens,
-	        fill_s, fill_rate);
-
-	/* ping and query latency, one client */
-	double *lat = malloc((size_t)(queries > 1000 ? queries : 1000) * sizeof(double));
-	for (int i = 0; i < 1000; i++) {
-		struct hsamem_server *s = NULL;
-		double s0 = now_s();
-		hsamem_ping(c, &s);
-		lat[i] = (now_s() - s0) * 1e3;
-		hsamem_result_free(s);
-	}
-	double ping50 = quantile(lat, 1000, 0.5);
-	for (int i = 0; i < queries; i++) {
-		char q[160];
-		struct hsamem_query_result *r = NULL;
-		snprintf(q, sizeof(q), "%.80s", corpus.lines[(size_t)i * 104729 % next]);
-		double s0 = now_s();
-		if (hsamem_query_text(c, "bench", q, 8, &r) != 0)
-			errors++;
-		lat[i] = (now_s() - s0) * 1e3;
-		hsamem_result_free(r);
-	}
-	double q50 = quantile(lat, (size_t)queries, 0.5),
-	       q99 = quantile(lat, (size_t)queries, 0.99);
-	double qps8 = run_clients(h.url, &corpus, "bench", 1, 8, seconds, &errors);
-	uint64_t chunks = tokens / 64;
-
-	/* export the query memory to a file, and import it as another user */
-	struct hsamem_transfer tx = {0}, rx = {0};
-	FILE *xf = tmpfile();
-	double e0 = now_s(), export_s = 0, import_s = 0;
-	if (xf == NULL || hsamem_export(c, "bench", fileno(xf), &tx) != 0) {
-		fprintf(stderr, "bench_daemon: export failed: %s\n", hsamem_last_message(c));
-		errors++;
-	} else {
-		export_s = now_s() - e0;
-		rewind(xf);
-		e0 = now_s();
-		if (hsamem_import(c, "bench-copy", fileno(xf), &rx) != 0) {
-			fprintf(stderr, "bench_daemon: import failed: %s\n",
-			        hsamem_last_message(c));
-			errors++;
-		}
-		import_s = now_s() - e0;
-	}
-	if (xf != NULL)
-		fclose(xf);
-	double mb = (double)tx.bytes / 1e6;
-
-	printf("| measure | value |\n|---|---|\n");
-	printf("| append, 1 client, 1 entry/request | %.0f appends/s, %.0f tokens/s |\n", a1, tok1);
-	printf("| append, 8 clients, 1 entry/request | %.0f appends/s, %.0f tokens/s |\n", a8,
-	       tok8);
-	printf("| append, 1 client, 64 entries/request | %.0f tokens/s |\n", fill_rate);
-	printf("| memory for queries | %llu tokens, %llu chunks |\n", (unsigned long long)tokens,
-	       (unsigned long long)chunks);
-	printf("| query latency, 1 client, k=8 | p50 %.3f ms, p99 %.3f ms (%d queries) |\n", q50,
-	       q99, queries);
-	printf("| query throughput, 8 clients | %.0f queries/s |\n", qps8);
-	printf("| ping round trip, 1 client | p50 %.3f ms |\n", ping50);
-	printf("| export, 1 client | %.1f MB/s (%.1f MB in %.2f s) |\n",
-	       export_s > 0 ? mb / export_s : 0, mb, export_s);
-	printf("| import, 1 client | %.1f MB/s (%.1f MB in %.2f s) |\n",
-	       import_s > 0 ? mb / import_s : 0, mb, import_s);
-	printf("| errors | %llu |\n", (unsigned long long)errors);
-	if (json != NULL) {
-		FILE *f = fopen(json, "w");
-		if (f != NULL) {
-			fprintf(f,
-			        "{\"append1_per_s\": %.1f, \"append1_tokens_per_s\": %.1f, "
-			        "\"append8_per_s\": %.1f, \"append8_tokens_per_s\": %.1f, "
-			        "\"fill_tokens_per_s\": %.1f, \"tokens\": %llu, "
-			        "\"query_p50_ms\": %.4f, \"query_p99_ms\": %.4f, "
-			        "\"query8_per_s\": %.1f, \"ping_p50_ms\": %.4f, "
-			        "\"export_mb\": %.2f, \"export_s\": %.3f, \"import_s\": %.3f, "
-			        "\"errors\": %llu}\n",
-			        a1, tok1, a8, tok8, fill_rate, (unsigned long long)tokens, q50, q99,
-			        qps8, ping50, mb, export_s, import_s, (unsigned long long)errors);
-			fclose(f);
-		}
-	}
-	free(lat);
+	print_table(&f, queries);
+	if (json != NULL)
+		write_json(json, &f);
 	hsamem_close(c);
 	harness_fini(&h);
-	return errors == 0 ? 0 : 1;
+	return f.errors == 0 ? 0 : 1;
 }
