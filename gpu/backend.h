@@ -1,7 +1,7 @@
 /*
  * backend.h: the compute backend interface. One table of operations, two implementations: the CPU
  * backend (gpu/cpu.c, always built, the oracle of every test) and the CUDA backend
- * (gpu/cuda_*.c and gpu/cuda_kernels.cu, built with --enable-cuda). The daemon picks one at start
+ * (gpu/cuda_*.c and gpu/cuda_*.cu, built with --enable-cuda). The daemon picks one at start
  * and falls back to the CPU backend when the CUDA one fails.
  *
  * The one operation is HSA attention exactly as hsamem(7) states it: score every visible chunk's

@@ -20,7 +20,7 @@
  *      once loaded stay valid;
  *   2. (cuda_round.c) one upload of the round's fp32 queries, visibilities, attention queries,
  *      segments and each token's directory;
- *   3. selection (cuda_round.c, gpu/cuda_kernels.cu): scores of every landmark a token sees,
+ *   3. selection (cuda_round.c, gpu/cuda_select.cu): scores of every landmark a token sees,
  *      against its own memory's matrix, as 32-bit keys: a segment of GEMM_TOKENS or more on f16
  *      landmarks by a cuBLAS GEMM of the queries split into f16 high and low parts, fp32
  *      accumulation; the others by a kernel of fp32 dot products (streaming the landmarks for few

@@ -1,6 +1,6 @@
 /*
  * cuda_int.h: what the CUDA backend's C side (gpu/cuda_backend.c and its modules, chiefly
- * cuda_round.c) and its kernels (gpu/cuda_kernels.cu) share: the arguments of each kernel and the
+ * cuda_round.c) and its kernels (gpu/cuda_*.cu) share: the arguments of each kernel and the
  * C-callable functions that launch them on a stream. Launchers only enqueue; they return the
  * launch's cudaError_t and never synchronise. Internal to gpu/.
  */

@@ -3,7 +3,7 @@
  * written for the host: how a chunk's score is made and ranked, how the top-k is kept, the fusion
  * weights of a selection, and the softmax inside a chunk. The CPU backend (gpu/cpu.c) computes the
  * operator with these; the daemon weights a query's merged hit list with hsa_fusion_weights(); the
- * CUDA kernels (gpu/cuda_kernels.cu) compute the same formulas on the device and are tested
+ * CUDA kernels (gpu/cuda_*.cu) compute the same formulas on the device and are tested
  * against the CPU backend.
  *
  * Everything is fp32, pure (no state, no allocation) and deterministic: equal inputs give
