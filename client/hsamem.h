@@ -557,8 +557,10 @@ struct hsamem_delete_info {
 };
 
 /*
- * Deletes a user's memory: every entry, chunk and tensor, durably; nothing of it is left behind.
- * There is no undo (export first to keep a copy). out (may be NULL). Errors: HSAMEM_ENOUSER.
+ * Deletes a user's memory: every entry, chunk and tensor, durably; nothing of it is left behind:
+ * when it returns, the daemon has also overwritten every byte the memory left in the store's
+ * files and its GPU caches (hsamem(7), DELETE AND ERASURE). There is no undo (export first to keep
+ * a copy). out (may be NULL). Errors: HSAMEM_ENOUSER.
  */
 int hsamem_delete(struct hsamem *h, const char *user, struct hsamem_delete_info *out);
 

@@ -8,9 +8,13 @@
  * new jobs queue up and form the next batch: the more clients write at once, the more each commit
  * carries.
  *
- *   queue --take--> apply each (nested txn) --commit (sync)--> committed each --> replies
+ *   queue --take--> apply each (nested txn) --commit (sync)--> erase --> committed each --> replies
  *                      |                         |
  *                      +-- HSAMEM_EFULL ---------+--> abort, store_grow, apply the batch again
+ *
+ * When the batch removed records (a delete, an abandoned import) or wrote and was aborted, the
+ * store erases what they leave in data.mdb before any reply goes out (store_erase): a client
+ * told that its memory is deleted finds nothing of it in the store's files.
  *
  * The queue and the thread are a worker pool of one thread (worker.c). This file must not
  * interpret requests (the apply and committed functions given at start do) nor touch the socket
@@ -84,6 +88,8 @@ run_batch(void *arg, struct job *batch)
 		}
 	}
 	atomic_fetch_add(&c->commits, 1);
+	/* a delete is erased before it is answered (store.h, ERASURE); a no-op without one */
+	store_erase(c->store, false);
 	for (struct job *j = batch, *next; j != NULL; j = next) {
 		next = j->next;
 		j->next = NULL;

@@ -342,6 +342,9 @@ main(int argc, char **argv)
 		log_err("store: cannot remove unfinished imports: %s", hsamem_strerror(ret));
 		goto out_store;
 	}
+	/* finishes an erasure that the last run owed (a stop right after a delete), and erases the
+	 * imports just removed; one held back or failed is retried after later writes */
+	store_erase(d.store, true);
 	if ((ret = gpu_cpu_alloc(d.conf.cpu_threads, &d.cpu)) != 0) {
 		log_err("cpu: cannot start the CPU backend: %s", hsamem_strerror(ret));
 		goto out_store;

@@ -1,7 +1,9 @@
 /*
  * ops_delete.c: deleting a memory, everything of it: its records in the store (the committer's
- * nested transaction), and once that is durable, what the daemon keeps of it elsewhere: an import
- * in progress and the GPU backend's resident copies. A half-imported memory can be deleted too.
+ * nested transaction, which marks the store for erasure: the committer has every byte they
+ * leave in data.mdb overwritten before the reply, store.h), and once that is durable, what the
+ * daemon keeps of it elsewhere: an import in progress and the GPU backend's copies, which the
+ * backend overwrites as it drops them. A half-imported memory can be deleted too.
  */
 #include "ops.h"
 

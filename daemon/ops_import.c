@@ -7,7 +7,8 @@
  * promised. Each batch is one write of the committer, applied in a transaction of its own inside
  * the job's. Every record is checked against the memory's spec and against what the store holds
  * before it is written; a batch that fails takes its import with it (the memory is deleted in the
- * job's transaction), so a refused stream leaves nothing behind. The last batch checks that the
+ * job's transaction), so a refused stream leaves nothing behind, not even in the store's free
+ * pages: the store erases what it wrote (store.h, ERASURE). The last batch checks that the
  * stream adds up and clears the mark. A memory left marked by a previous run is deleted at start
  * (ops_import_cleanup).
  *
@@ -619,10 +620,13 @@ ops_apply_import(struct job *job, struct store_txn *txn)
 		store_txn_abort(&own);
 		return ret;
 	}
-	if ((ret = import_batch(&b, header ? 1 : 0, last)) == 0)
+	if ((ret = import_batch(&b, header ? 1 : 0, last)) == 0) {
 		ret = store_txn_commit(&own);
-	else
+	} else {
 		store_txn_abort(&own);
+		/* what it wrote is in LMDB's buffers; a later batch's abandon also marks */
+		store_erase_want(job->d->store);
+	}
 	if (ret == 0 && (ret = import_publish(&b.x)) == 0) {
 		if (b.replaced != 0)
 			ops_import_forget(b.replaced);

@@ -55,6 +55,10 @@
  * statement, file and line, fails the call with HSAMEM_EBACKEND and leaves the backend failed: the
  * daemon then serves on the CPU.
  *
+ * A deleted memory is forgotten with its data overwritten (erase_locked): the device and pinned
+ * host slots of its chunks, its landmark matrix and directory, and the staging buffers are
+ * zeroed before the delete is answered, as the store erases its pages (store.h, ERASURE).
+ *
  * Concurrency: one stream, one lock over the device state held by the caller computing a pass,
  * and the queue's own lock. A round that fails for a reason of its own (a source's error, a
  * shortfall) has its pass's calls computed again one by one, so each caller gets its own result
@@ -341,14 +345,67 @@ forget_locked(struct cuda_backend *b, uint64_t uid)
 	}
 }
 
+/* The slots of a deleted memory, zeroed as the caches free them (erase_locked). */
+struct zeroing {
+	struct cuda_backend *b;
+	struct pool *p;
+	bool host;
+	int err;
+};
+
+static void
+zero_slot(uint32_t s, void *arg)
+{
+	struct zeroing *z = arg;
+
+	if (z->host)
+		memset(host_slot(z->p, s), 0, z->p->slot_bytes);
+	else if (z->err == 0)
+		z->err = CU(cudaMemsetAsync(dev_slot(z->p, s), 0, z->p->slot_bytes, z->b->st));
+}
+
+/*
+ * Forgets a deleted memory and zeroes what held its data: its device and pinned host slots, its
+ * landmarks and directory, and the staging buffers, which may hold its last chunks and
+ * landmarks. The stream is drained first (a gather left running reads host slots) and at the
+ * end, so that nothing is left when the delete is answered.
+ */
+static int
+erase_locked(struct cuda_backend *b, uint64_t uid)
+{
+	struct lmk *l = lmk_find(b, uid);
+	int err = CU(cudaStreamSynchronize(b->st));
+
+	if (err == 0 && l != NULL)
+		err = lmk_erase(b, l);
+	for (unsigned i = 0; i < b->n_pools && err == 0; i++) {
+		struct zeroing dev = {b, &b->pools[i], false, 0}, host = {b, &b->pools[i], true, 0};
+		slot_cache_forget_each(&b->pools[i].dev, uid, zero_slot, &dev);
+		slot_cache_forget_each(&b->pools[i].host, uid, zero_slot, &host);
+		err = dev.err;
+	}
+	struct buf *staging[] = {&b->h_lmk[0], &b->h_lmk[1], &b->h_stage};
+	for (size_t i = 0; i < sizeof(staging) / sizeof(staging[0]); i++)
+		if (staging[i]->p != NULL)
+			memset(staging[i]->p, 0, staging[i]->cap);
+	if (err == 0 && b->d_stage.p != NULL)
+		err = CU(cudaMemsetAsync(b->d_stage.p, 0, b->d_stage.cap, b->st));
+	if (err == 0)
+		err = CU(cudaStreamSynchronize(b->st));
+	return err;
+}
+
 static void
 cuda_forget(struct gpu_backend *gb, uint64_t uid)
 {
 	struct cuda_backend *b = (struct cuda_backend *)gb;
 
 	pthread_mutex_lock(&b->mu);
-	cudaSetDevice(b->device);
-	forget_locked(b, uid);
+	if (b->failed || CU(cudaSetDevice(b->device)) != 0 || erase_locked(b, uid) != 0) {
+		/* a failed device is not used again; its memory goes with the process */
+		b->failed = true;
+		forget_locked(b, uid);
+	}
 	pthread_mutex_unlock(&b->mu);
 }
 

@@ -226,19 +226,28 @@ slot_free(struct slot_cache *sc, uint32_t s)
 }
 
 uint32_t
-slot_cache_forget(struct slot_cache *sc, uint64_t uid)
+slot_cache_forget_each(struct slot_cache *sc, uint64_t uid, void (*each)(uint32_t slot, void *arg),
+                       void *arg)
 {
 	uint32_t n = 0;
 
 	for (uint32_t s = sc->head; s != SLOT_NONE;) {
 		uint32_t nx = sc->next[s];
 		if (sc->uid[s] == uid) {
+			if (each != NULL)
+				each(s, arg);
 			slot_free(sc, s);
 			n++;
 		}
 		s = nx;
 	}
 	return n;
+}
+
+uint32_t
+slot_cache_forget(struct slot_cache *sc, uint64_t uid)
+{
+	return slot_cache_forget_each(sc, uid, NULL, NULL);
 }
 
 void

@@ -27,7 +27,8 @@
  *   3. insert never evicts a PINNED slot: a call's chunks stay put until its kernels have run
  *      (the backend synchronises its stream before the call ends, so the next epoch may reuse
  *      them).
- *   4. forget removes every key of a uid, pinned or not (the backend calls it between calls).
+ *   4. forget removes every key of a uid, pinned or not (the backend calls it between calls),
+ *      and can name each slot it frees (slot_cache_forget_each).
  *
  * The backend names these slots for its kernels in a device directory per memory, which follows
  * every key a cache takes in or lets go: cuda_dir.h has its rules (invariants 5 and 6).
@@ -85,6 +86,11 @@ uint32_t slot_cache_insert_evict(struct slot_cache *sc, uint64_t uid, uint64_t j
 
 /* Frees every slot of uid; returns how many. */
 uint32_t slot_cache_forget(struct slot_cache *sc, uint64_t uid);
+
+/* slot_cache_forget that calls each (may be NULL) with every slot it frees, before freeing it:
+ * the backend zeroes the slots of a deleted memory. */
+uint32_t slot_cache_forget_each(struct slot_cache *sc, uint64_t uid,
+                                void (*each)(uint32_t slot, void *arg), void *arg);
 
 /* Frees every slot. */
 void slot_cache_clear(struct slot_cache *sc);

@@ -83,6 +83,21 @@ lmk_drop(struct cuda_backend *b, struct lmk *l)
 	free(l);
 }
 
+int
+lmk_erase(struct cuda_backend *b, struct lmk *l)
+{
+	int err = 0;
+
+	if (l->dev != NULL)
+		err = CU(cudaMemsetAsync(l->dev, 0, l->cap * l->row_bytes, b->st));
+	if (err == 0 && l->dir != NULL)
+		err = CU(cudaMemsetAsync(l->dir, 0, l->cap * sizeof(void *), b->st));
+	if (err == 0)
+		err = CU(cudaStreamSynchronize(b->st));
+	lmk_drop(b, l);
+	return err;
+}
+
 /*
  * Device memory of rows landmarks and directory entries for l, keeping its loaded rows and its
  * directory: evicts other memories' landmarks (least recently used first) until it fits beside
@@ -122,6 +137,8 @@ lmk_grow(struct cuda_backend *b, struct lmk *l, uint64_t rows)
 	    (l->cap > 0 && (err = CU(cudaMemcpyAsync(dir, l->dir, l->cap * sizeof(void *),
 	                                             cudaMemcpyDeviceToDevice, b->st))) != 0) ||
 	    (err = CU(cudaMemsetAsync(dir + l->cap, 0, (rows - l->cap) * sizeof(void *), b->st))) ||
+	    (err = CU(cudaMemsetAsync((char *)p + l->rows * l->row_bytes, 0,
+	                              (rows - l->rows) * l->row_bytes, b->st))) ||
 	    (l->dev != NULL && (err = CU(cudaFree(l->dev))) != 0) ||
 	    (l->dir != NULL && (err = CU(cudaFree(l->dir))) != 0)) {
 		cudaFree(p);

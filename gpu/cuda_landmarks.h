@@ -7,7 +7,9 @@
  * evicting the least recently used ones, never one that the current batch uses (its batch
  * number is the backend's) nor the one that needs the room. Rows are copied from the source
  * through two pinned staging buffers, so that the host's memcpy into one overlaps the DMA of the
- * other. Not thread-safe: the backend calls it under its lock.
+ * other. A matrix's rows past those loaded are zeroed when it grows, and a deleted memory's matrix
+ * before it is freed (lmk_erase), so that no device memory of the backend holds landmarks of a
+ * memory the store has erased. Not thread-safe: the backend calls it under its lock.
  */
 #ifndef HSAMEM_CUDA_LANDMARKS_H
 #define HSAMEM_CUDA_LANDMARKS_H
@@ -40,6 +42,10 @@ struct lmk *lmk_find(struct cuda_backend *b, uint64_t uid);
 
 /* Frees l's landmarks and directory and forgets it. */
 void lmk_drop(struct cuda_backend *b, struct lmk *l);
+
+/* lmk_drop for a deleted memory: its landmarks and directory are zeroed on the stream first
+ * (the caller synchronises it). 0 or HSAMEM_EBACKEND; l is dropped either way. */
+int lmk_erase(struct cuda_backend *b, struct lmk *l);
 
 /*
  * Makes the first need rows of the memory's landmarks resident (need <= src->n_chunks); *out

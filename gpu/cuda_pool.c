@@ -70,7 +70,11 @@ pool_add_seg(struct cuda_backend *b, struct pool *p, bool host)
 		cudaGetLastError();
 		return false;
 	}
-	if (slot_cache_grow(sc, n) != 0) {
+	/* a slot's bytes past its chunk are never written: they must not keep what the memory
+	 * held before (landmarks of another memory, maybe deleted since) */
+	if ((!host && cudaMemsetAsync(mem, 0, bytes, b->st) != cudaSuccess) ||
+	    slot_cache_grow(sc, n) != 0) {
+		cudaGetLastError();
 		host ? cudaFreeHost(mem) : cudaFree(mem);
 		return false;
 	}

@@ -4,7 +4,8 @@
  * from open transactions, the per-thread readers of store_kv_copy, and the transaction wrapper
  * with its sticky error. The records (their keys and layouts, and the operations on users,
  * entries, chunks, the tail, K|V and landmarks) are store_codec.c's, which reaches LMDB only
- * through the helpers of store_int.h defined here.
+ * through the helpers of store_int.h defined here. Erasure (store.h, ERASURE) is store_erase.c's
+ * and store_pages.c's: they take the gate here, and close and reopen the environment.
  *
  * It keeps no transaction open beyond one call of its own, and logs only what no caller is
  * expected to handle: "not found", "exists" and "map full" are answers, LMDB failures are logged.
@@ -18,9 +19,11 @@
  *   the parent (nested): a full map fails the whole transaction, which must run again after growth.
  *
  * INVARIANTS (1 and 2, of the records, are store_codec.c's)
- *  3. mdb_env_set_mapsize runs only with the gate held exclusively: no transaction of this process
- *     is open. The gate is a counter under a mutex rather than a rwlock because a read transaction
- *     (MDB_NOTLS) may end on another thread than the one that began it.
+ *  3. mdb_env_set_mapsize, and the reopening of the environment by store_erase.c, run only with
+ *     the gate held exclusively: no transaction of this process is open. A reopening that fails
+ *     leaves env NULL, and every entry point here then fails with HSAMEM_ESTORE. The gate is a
+ * counter under a mutex rather than a rwlock because a read transaction (MDB_NOTLS) may end on
+ * another thread than the one that began it.
  *  4. Pointers handed out are aligned for their element type: borrowed from the map when they are
  *     (large values live on page-aligned overflow pages), else copied into the transaction's
  *     scratch list, which lives until the transaction ends.
@@ -121,6 +124,18 @@ gate_unlock_exclusive(struct store *st)
 	st->gate_exclusive = false;
 	pthread_cond_broadcast(&st->gate_cv);
 	pthread_mutex_unlock(&st->gate_mu);
+}
+
+void
+store_gate_lock(struct store *st)
+{
+	gate_lock_exclusive(st);
+}
+
+void
+store_gate_unlock(struct store *st)
+{
+	gate_unlock_exclusive(st);
 }
 
 /* ---- errors ---- */
@@ -230,6 +245,8 @@ int
 store_reader_check(struct store *st, int *cleared)
 {
 	int dead = 0;
+	if (st->env == NULL)
+		return HSAMEM_ESTORE;
 	int rc = mdb_reader_check(st->env, &dead);
 	if (rc != 0)
 		return store_lmdb_error("check readers", rc);
@@ -389,11 +406,7 @@ store_close(struct store *st)
 		return;
 	if (st->gate_shared > 0)
 		log_err("store: closed with %u transactions open", st->gate_shared);
-	for (struct reader *r = st->readers, *next; r != NULL; r = next) {
-		next = r->next;
-		mdb_txn_abort(r->txn);
-		free(r);
-	}
+	store_readers_close(st);
 	mdb_env_close(st->env);
 	pthread_cond_destroy(&st->gate_cv);
 	pthread_mutex_destroy(&st->gate_mu);
@@ -420,6 +433,10 @@ store_grow(struct store *st)
 	int ret = 0, rc;
 
 	gate_lock_exclusive(st);
+	if (st->env == NULL) {
+		ret = HSAMEM_ESTORE;
+		goto out;
+	}
 	if ((rc = mdb_env_info(st->env, &info)) != 0) {
 		ret = store_lmdb_error("grow map", rc);
 		goto out;
@@ -461,6 +478,10 @@ store_info(struct store *st, struct store_info *out)
 	int rc;
 
 	gate_enter(st);
+	if (st->env == NULL) {
+		gate_leave(st);
+		return HSAMEM_ESTORE;
+	}
 	if ((rc = mdb_env_info(st->env, &info)) == 0 && (rc = mdb_env_stat(st->env, &stat)) == 0 &&
 	    (rc = mdb_reader_list(st->env, count_reader, &readers)) >= 0)
 		rc = mdb_env_get_maxreaders(st->env, &max_readers);
@@ -509,6 +530,10 @@ store_txn_begin(struct store *st, struct store_txn *txn, bool write, struct stor
 		rc = mdb_txn_begin(st->env, parent->txn, 0, &t);
 	} else {
 		gate_enter(st);
+		if (st->env == NULL) { /* lost by a failed reopen (store_erase.c) */
+			gate_leave(st);
+			return txn->ret = HSAMEM_ESTORE;
+		}
 		rc = mdb_txn_begin(st->env, NULL, flags, &t);
 		if (rc == MDB_READERS_FULL && store_reader_check(st, NULL) == 0) {
 			rc = mdb_txn_begin(st->env, NULL, flags, &t);
@@ -569,6 +594,18 @@ store_txn_abort(struct store_txn *txn)
 }
 
 /* ---- the readers of store_kv_copy ---- */
+
+void
+store_readers_close(struct store *st)
+{
+	for (struct reader *r = st->readers, *next; r != NULL; r = next) {
+		next = r->next;
+		mdb_txn_abort(r->txn);
+		free(r);
+	}
+	st->readers = NULL;
+	st->serial = atomic_fetch_add(&store_serials, 1) + 1;
+}
 
 int
 store_kv_copy(struct store_txn *txn, uint64_t uid, uint64_t j, void *dst, size_t len)

@@ -37,6 +37,16 @@
  * this process is open (transactions hold a shared lock that store_grow takes exclusively). Stale
  * reader slots left by dead processes are cleared at open and whenever LMDB reports
  * MDB_READERS_FULL.
+ *
+ * ERASURE
+ * LMDB never clears what it frees, and writes pages from buffers it does not clear, so deleted
+ * records outlive their delete in data.mdb: in free pages, in the unused bytes of other users'
+ * pages, and in LMDB's buffers. A write transaction that removes records marks the store
+ * (store_erase_mark, durable with the removal; store_user_delete does it); once it has
+ * committed, store_erase overwrites with zeros every byte of data.mdb that no live record uses,
+ * syncs, reopens the environment to drop LMDB's buffers, and removes the mark. A mark left by a
+ * process that stopped first is taken up by store_erase with resume. store_erase.c has the why
+ * and the cost.
  */
 #ifndef HSAMEM_STORE_H
 #define HSAMEM_STORE_H
@@ -160,7 +170,8 @@ void store_txn_abort(struct store_txn *txn);
 int store_user_get(struct store_txn *txn, const char *name, struct store_user *out);
 int store_user_create(struct store_txn *txn, struct store_user *u);
 int store_user_update(struct store_txn *txn, const struct store_user *u);
-/* Removes the user and every record with its uid, in every database. */
+/* Removes the user and every record with its uid, in every database, and marks the store for
+ * erasure (store_erase_mark). */
 int store_user_delete(struct store_txn *txn, const struct store_user *u);
 /* Calls cb for every user in name order; a non-zero return from cb stops and is returned. */
 int store_user_foreach(struct store_txn *txn, int (*cb)(const struct store_user *u, void *arg),
@@ -201,6 +212,26 @@ int store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint6
 /* The tail. get on a user with no tail record gives n = 0. put with n = 0 deletes the record. */
 int store_tail_get(struct store_txn *txn, uint64_t uid, struct store_tail *out);
 int store_tail_put(struct store_txn *txn, uint64_t uid, const struct store_tail *t);
+
+/*
+ * Erasure (ERASURE above). store_erase_mark records in write transaction txn, durably with it,
+ * that records were removed; store_erase_want says that a write transaction was aborted after
+ * writing (its pages stayed in LMDB's buffers), which needs a scrub but no mark.
+ */
+int store_erase_mark(struct store_txn *txn);
+void store_erase_want(struct store *st);
+
+/*
+ * Runs the erasure that a mark or store_erase_want asked for since the last one (with resume,
+ * also one that a mark left by an earlier process asks for), or does nothing (0). Waits until
+ * no transaction of this process is open and holds new ones back meanwhile; call it with none
+ * open, from one thread at a time, after the removing transaction has committed. 0 once done;
+ * HSAMEM_EBUSY when a reader of another process still reads a snapshot older than the removal
+ * (what it may read is left, and the next call after it has moved on erases it); another error
+ * when it failed (logged; the mark stays, for the next call or start). HSAMEM_ESTORE when the
+ * store could not be opened again: it is unusable until the daemon restarts.
+ */
+int store_erase(struct store *st, bool resume);
 
 /* For tests only: *n gets the number of records of user uid, its users record included, counted
  * by walking every database with a raw cursor. */

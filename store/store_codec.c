@@ -19,7 +19,8 @@
  *   tail       u32 n, then the token list
  *   kv         the caller's bytes
  *   landmarks  rows 0 .. n-1 of the page, back to back
- *   meta       "format": u32, "build": the daemon's name and version (written at open, store.c)
+ *   meta       "format": u32, "build": the daemon's name and version (written at open, store.c),
+ *              "erase": u8 1, while an erasure is owed (store_erase.c)
  *   uids       "next": u64
  *
  * INVARIANTS (3 and 4, of the environment and the transactions, are store.c's)
@@ -277,7 +278,7 @@ store_user_delete(struct store_txn *txn, const struct store_user *u)
 	for (size_t i = 0; i < sizeof(user_dbs) / sizeof(user_dbs[0]); i++)
 		if ((ret = walk_prefix(txn, user_dbs[i], stored.uid, NULL)) != 0)
 			return ret;
-	return 0;
+	return store_erase_mark(txn);
 }
 
 int

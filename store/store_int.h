@@ -1,13 +1,15 @@
 /*
- * store_int.h: what the two halves of the store share, internal to store/. store.c owns the LMDB
+ * store_int.h: what the parts of the store share, internal to store/. store.c owns the LMDB
  * environment, the gate, the readers and the transactions with their sticky error, and the
  * helpers below, through which every record operation reaches LMDB; store_codec.c owns the
- * records: their layouts and the record operations of store.h, built on these helpers.
+ * records: their layouts and the record operations of store.h, built on these helpers;
+ * store_erase.c and store_pages.c own erasure (store.h, ERASURE).
  */
 #ifndef HSAMEM_STORE_INT_H
 #define HSAMEM_STORE_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,7 +35,39 @@ struct store {
 	bool gate_exclusive;    /* store_grow holds the gate or waits for it */
 	uint64_t serial;        /* of this store among those opened by the process, from 1 */
 	struct reader *readers; /* of store_kv_copy's threads, under gate_mu */
+	/* erasure (store_erase.c); env is NULL only after an environment could not be reopened */
+	atomic_bool erase_wanted; /* a transaction removed records, or an erasure is owed */
+	bool erase_off;           /* the pages did not read as expected: no erasure until restart */
+	uint64_t erase_waiting;   /* the snapshot of another process that held the last one back */
 };
+
+/* Takes the gate exclusively (no transaction of this process is open, new ones wait), and gives
+ * it back: store_grow's and store_erase's. */
+void store_gate_lock(struct store *st);
+void store_gate_unlock(struct store *st);
+
+/* Aborts the readers of store_kv_copy and gives the store a new serial number, so that no thread
+ * uses them again; with the gate held exclusively, before the environment closes. */
+void store_readers_close(struct store *st);
+
+/* What a scrub of the pages found and did (store_pages.c). */
+struct store_scrub {
+	uint64_t pages;      /* up to the last page in use, the meta pages included */
+	uint64_t live, free; /* pages in use; pages on the free list */
+	uint64_t cleaned;    /* live pages and overflow runs whose unused bytes were cleared */
+	uint64_t zeroed;     /* dead pages overwritten, and pages' worth past the last in use */
+	uint64_t held;       /* dead pages holding data that another process may still read */
+	uint64_t bytes;      /* written */
+};
+
+/*
+ * Overwrites with zeros every byte of data.mdb that no live record uses (store_erase.c says
+ * why and how), reading the pages of r's snapshot, which must be the newest: the caller holds
+ * LMDB's writer lock and the gate exclusively. Dead pages that a reader of a snapshot older
+ * than oldest may use (UINT64_MAX: no reader) are left, and counted in held. Writes nothing
+ * when the pages do not read as expected: HSAMEM_EINTERNAL, logged, and st->erase_off set.
+ */
+int store_pages_scrub(struct store *st, MDB_txn *r, uint64_t oldest, struct store_scrub *out);
 
 /* An LMDB return code as an hsamem one; logged unless it is the caller's to handle (map full). */
 int store_lmdb_error(const char *op, int rc);

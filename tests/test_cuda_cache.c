@@ -1,7 +1,7 @@
 /*
  * test_cuda_cache.c: the slot cache of the CUDA backend (gpu/cuda_cache.h), on any host: lookups
  * and inserts against a plain model of the same LRU policy over many random operations, pinning
- * within an epoch, growth, forget and clear.
+ * within an epoch, growth, forget (naming each slot it frees, which the backend zeroes) and clear.
  */
 #include "config.h"
 
@@ -62,6 +62,21 @@ check_agrees(struct slot_cache *sc, struct model *m)
 	CHECK(walked == used);
 }
 
+/* The slots slot_cache_forget_each names. */
+struct freed {
+	uint32_t slot[MODEL_MAX], n;
+	uint8_t seen[MODEL_MAX];
+};
+
+static void
+note_freed(uint32_t slot, void *arg)
+{
+	struct freed *f = arg;
+	if (f->n < MODEL_MAX)
+		f->slot[f->n] = slot;
+	f->n++;
+}
+
 int
 main(void)
 {
@@ -85,12 +100,25 @@ main(void)
 			m.n += 64;
 		} else if (what < 5) {
 			uint32_t n = 0;
+			struct freed fr = {0};
+			bool same = true;
 			for (uint32_t s = 0; s < m.n; s++)
 				if (m.used[s] && m.uid[s] == uid) {
 					m.used[s] = false;
+					fr.seen[s] = 1; /* the model's: to be named once */
 					n++;
 				}
-			CHECK(slot_cache_forget(&sc, uid) == n);
+			if (op % 2 == 0) {
+				CHECK(slot_cache_forget(&sc, uid) == n);
+				continue;
+			}
+			/* the slots named are the memory's own, each once: the backend zeroes them
+			 */
+			CHECK(slot_cache_forget_each(&sc, uid, note_freed, &fr) == n);
+			CHECK(fr.n == n);
+			for (uint32_t i = 0; i < fr.n && i < MODEL_MAX; i++)
+				same = same && fr.slot[i] < m.n && fr.seen[fr.slot[i]]-- == 1;
+			CHECK(same);
 		} else {
 			uint32_t want = model_find(&m, uid, j);
 			bool again = false;
