@@ -10,7 +10,8 @@
  *       +--------------------bad request--------------------------+
  *
  * The transitions and the function that performs each:
- *   RECV -> WORK     on_recv (server.c): decodes the request, finds its operation, wrk_submit.
+ *   RECV -> WORK     on_recv (server.c): req_decode (request.c) decodes the request and finds its
+ *                    operation; wrk_submit.
  *   RECV -> SEND     on_recv: a request that cannot be decoded or names no operation is answered.
  *   WORK -> SEND     dispatch_run (a worker): the operation's read, then job->finish; also a write
  *                    whose prepare fails.

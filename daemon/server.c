@@ -9,8 +9,9 @@
  *
  * WORK covers the job's WORK and COMMIT, while a worker or the committer holds it. The aio
  * callbacks never block: they decode a request and queue it to the workers, or hand a packed
- * reply to nng. This file owns the socket, the contexts and the wire format of a reply; it must not
- * interpret requests (the handlers do; dispatch.c says which).
+ * reply to nng. This file owns the socket and the contexts; the decoding of a request and the
+ * sizing of its reply are request.c's. It must not interpret requests (the handlers do;
+ * dispatch.c says which).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -24,10 +25,9 @@
 
 #include "conn.h"
 #include "daemon.h"
-#include "dispatch.h"
-#include "hsamem_defs.h"
 #include "job.h"
 #include "log.h"
+#include "request.h"
 #include "server.h"
 #include "worker.h"
 
@@ -83,31 +83,14 @@ static void
 job_send(struct job *job)
 {
 	struct srv_ctx *c = (struct srv_ctx *)((char *)job - offsetof(struct srv_ctx, job));
-	struct daemon *d = job->d;
-	Hsamem__Reply *rep = &job->reply;
 	nng_msg *msg = NULL;
 
-	rep->has_version = true;
-	rep->version = HSAMEM_PROTOCOL_VERSION;
-	rep->has_status = true;
-	size_t size = hsamem__reply__get_packed_size(rep);
-	if (size > d->conf.max_message) {
-		job_fail(job, HSAMEM_ETOOBIG,
-		         "reply of %zu bytes exceeds max-message (%llu): ask for less", size,
-		         (unsigned long long)d->conf.max_message);
-		rep->body_case = HSAMEM__REPLY__BODY__NOT_SET;
-		size = hsamem__reply__get_packed_size(rep);
-	}
+	size_t size = req_reply_size(job);
 	if (nng_msg_alloc(&msg, size) == 0)
-		hsamem__reply__pack(rep, nng_msg_body(msg));
+		hsamem__reply__pack(&job->reply, nng_msg_body(msg));
 	else
 		log_err("server: out of memory for a reply of %zu bytes", size);
-
-	stats_record(&d->stats, job->op, now_ns() - job->t0_ns, rep->status != 0);
-	if (job->req != NULL)
-		hsamem__request__free_unpacked(job->req, NULL);
-	job->req = NULL;
-	arena_fini(&job->arena);
+	req_done(job);
 
 	if (msg == NULL) { /* the client times out; the context lives on */
 		ctx_recv(c);
@@ -126,33 +109,17 @@ on_recv(struct srv_ctx *c)
 {
 	struct job *job = &c->job;
 	nng_msg *msg = nng_aio_get_msg(c->aio);
-	memset(job, 0, sizeof(*job));
-	job->d = c->srv->d;
-	job->finish = job_send;
-	job->t0_ns = now_ns();
-	job->op = dispatch_invalid();
-	arena_init(&job->arena);
-	hsamem__reply__init(&job->reply);
 	pthread_mutex_lock(&c->srv->mu);
 	c->state = CTX_WORK;
 	pthread_mutex_unlock(&c->srv->mu);
 
-	job->req = hsamem__request__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
-	job->conn = conn_of_msg(msg);
+	int ret = req_decode(job, c->srv->d, conn_of_msg(msg), nng_msg_body(msg), nng_msg_len(msg));
 	nng_msg_free(msg);
-	if (job->req == NULL) {
-		job_fail(job, HSAMEM_EPROTO, "request is not a valid hsamem message");
-	} else if (!job->req->has_version || job->req->version != HSAMEM_PROTOCOL_VERSION) {
-		job_fail(job, HSAMEM_EVERSION,
-		         "protocol version %u is not supported; this daemon speaks version %d",
-		         job->req->has_version ? job->req->version : 0, HSAMEM_PROTOCOL_VERSION);
-	} else if ((job->op = dispatch_find(job->req)) == dispatch_invalid()) {
-		job_fail(job, HSAMEM_EPROTO, "request names no operation this daemon knows");
-	} else {
+	job->finish = job_send;
+	if (ret == 0)
 		wrk_submit(job->d->workers, job);
-		return;
-	}
-	job_send(job);
+	else
+		job_send(job);
 }
 
 static void

@@ -65,7 +65,7 @@ harness_start(struct harness *h)
 	if (ret != 0)
 		return ret;
 	hsamem_set_timeout(c, 1000);
-	for (int i = 0; i < 200; i++) {
+	for (int i = 0; i < 2000; i++) {
 		struct hsamem_server *s = NULL;
 		if ((ret = hsamem_ping(c, &s)) == 0) {
 			hsamem_result_free(s);
@@ -75,7 +75,7 @@ harness_start(struct harness *h)
 			ret = -ECHILD;
 			break;
 		}
-		sleep_ms(100);
+		sleep_ms(10);
 	}
 	hsamem_close(c);
 	return ret;
