@@ -145,7 +145,7 @@ setup_tls(struct hsamem *h)
 	}
 out:
 	if (key_pem != NULL)
-		memset(key_pem, 0, strlen(key_pem));
+		explicit_bzero(key_pem, strlen(key_pem));
 	free(key_pem);
 	free(cert_pem);
 	nng_tls_config_free(cfg); /* the reference nng_dialer_get_ptr took */
@@ -197,7 +197,7 @@ void
 clib_auth_free(struct hsamem *h)
 {
 	if (h->secret != NULL)
-		memset(h->secret, 0, h->secret_len);
+		explicit_bzero(h->secret, h->secret_len);
 	free(h->secret);
 	h->secret = NULL;
 }

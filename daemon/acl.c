@@ -320,7 +320,7 @@ read_secret(const char *name, const char *path, struct secret *s, char *err, siz
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	ret = 0;
 out:
-	memset(buf, 0, sizeof(buf));
+	explicit_bzero(buf, sizeof(buf));
 	if (fd >= 0)
 		close(fd);
 	return ret;
@@ -436,7 +436,7 @@ acl_put(struct acl *acl)
 	if (acl == NULL || atomic_fetch_sub(&acl->refs, 1) != 1)
 		return;
 	for (unsigned i = 0; acl->secret != NULL && i < acl->n_secret; i++) {
-		memset(acl->secret[i].value, 0, acl->secret[i].len);
+		explicit_bzero(acl->secret[i].value, acl->secret[i].len);
 		free(acl->secret[i].value);
 	}
 	pthread_mutex_destroy(&acl->mu);

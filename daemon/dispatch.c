@@ -145,7 +145,7 @@ access_ok(struct job *job, const struct op_def *op)
 	acl_identify(job->acl, &job->peer, r->has_secret ? r->secret.data : NULL,
 	             r->has_secret ? r->secret.len : 0, id);
 	if (r->has_secret && r->secret.data != NULL)
-		memset(r->secret.data, 0, r->secret.len);
+		explicit_bzero(r->secret.data, r->secret.len);
 	if (admin_op)
 		ok = id->admin;
 	else if (op->access == ACC_ANY)

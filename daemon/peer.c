@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,16 +38,25 @@ format_addr(const nng_sockaddr *sa, char *buf, size_t len)
 	}
 }
 
-void
-peer_of_msg(nng_msg *msg, struct peer *p)
+/* What NNG tells of a pipe does not change while it lives, and reading it costs system calls
+ * (getsockopt for each credential): the last peers are kept by pipe id, which NNG never gives
+ * twice in a process's first 2^31 connections. */
+#define CACHE_SLOTS 256
+static struct {
+	int id;
+	struct peer p;
+} cache[CACHE_SLOTS];
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+peer_of_pipe(nng_pipe pipe, struct peer *p)
 {
-	nng_pipe pipe = nng_msg_get_pipe(msg);
 	nng_sockaddr sa;
 	uint64_t uid, gid;
 	bool verified;
 
 	memset(p, 0, sizeof(*p));
-	if (nng_pipe_id(pipe) <= 0 || nng_pipe_get_addr(pipe, NNG_OPT_REMADDR, &sa) != 0)
+	if (nng_pipe_get_addr(pipe, NNG_OPT_REMADDR, &sa) != 0)
 		return;
 	if (sa.s_family == NNG_AF_IPC) {
 		p->transport = PEER_IPC;
@@ -82,6 +92,33 @@ peer_of_msg(nng_msg *msg, struct peer *p)
 				*c = '?';
 	}
 #endif
+}
+
+void
+peer_of_msg(nng_msg *msg, struct peer *p)
+{
+	nng_pipe pipe = nng_msg_get_pipe(msg);
+	int id = nng_pipe_id(pipe);
+	unsigned slot = (unsigned)id % CACHE_SLOTS;
+
+	if (id <= 0) {
+		memset(p, 0, sizeof(*p));
+		return;
+	}
+	pthread_mutex_lock(&cache_mu);
+	bool hit = cache[slot].id == id;
+	if (hit)
+		*p = cache[slot].p;
+	pthread_mutex_unlock(&cache_mu);
+	if (hit)
+		return;
+	peer_of_pipe(pipe, p);
+	if (p->transport == PEER_UNKNOWN)
+		return; /* the pipe is gone: nothing to keep */
+	pthread_mutex_lock(&cache_mu);
+	cache[slot].id = id;
+	cache[slot].p = *p;
+	pthread_mutex_unlock(&cache_mu);
 }
 
 /* Reads a PEM file into a string (malloc'd). A private key must not be readable by others. */
@@ -165,7 +202,7 @@ out:
 	if (cfg != NULL)
 		nng_tls_config_free(cfg); /* the listener holds its own reference */
 	if (key != NULL)
-		memset(key, 0, strlen(key));
+		explicit_bzero(key, strlen(key));
 	free(key);
 	free(cert);
 	return ret;

@@ -5,8 +5,8 @@
  * client's). The policy (acl.h) turns a peer into an identity; this module decides nothing.
  *
  * peer_of_msg runs in the server's receive callback, so it must not block: it reads only what NNG
- * already holds for the message's pipe (the Unix socket's SO_PEERCRED, the TLS verification, the
- * remote address) and looks nothing up.
+ * holds for the message's pipe (the Unix socket's SO_PEERCRED, the TLS verification, the remote
+ * address), once per connection (a small cache by pipe id), and looks nothing up.
  */
 #ifndef HSAMEM_PEER_H
 #define HSAMEM_PEER_H
