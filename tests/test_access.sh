@@ -74,7 +74,7 @@ as_nobody "$cli" --json entries nobody:seed | grep -q "made by root for nobody" 
 	fail "nobody: query of nobody:seed"
 
 # refused, with the same answer whether the memory exists or not, and nothing changed
-for cmd in "query launch" entries chunks "append mine-now" flush stats export create; do
+for cmd in "query launch" entries "append mine-now" flush stats export; do
 	set -- $cmd
 	verb=$1
 	shift
