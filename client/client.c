@@ -25,10 +25,10 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "client_int.h"
+#include "sockdir.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define RECV_MAX_BYTES     (256u << 20)
-#define SOCK_NAME          "hsamemd.sock"
 
 const char *
 hsamem_version(void)
@@ -39,26 +39,8 @@ hsamem_version(void)
 int
 hsamem_default_url(char *buf, size_t size)
 {
-	const char *dir = getenv("RUNTIME_DIRECTORY");
-	size_t dir_len;
-	int n;
-
-	if (dir == NULL || dir[0] == '\0')
-		dir = getenv("XDG_RUNTIME_DIR");
-	if (dir == NULL || dir[0] == '\0')
-		dir = "/tmp";
-	/* systemd joins several RuntimeDirectory= entries with ':'; the socket is in the first. */
-	dir_len = strcspn(dir, ":");
-	if (dir_len > (size_t)HSAMEM_URL_MAX)
-		goto toolong;
-	n = snprintf(buf, size, "ipc://%.*s/%s", (int)dir_len, dir, SOCK_NAME);
-	if (n < 0 || (size_t)n >= size)
-		goto toolong;
-	return 0;
-toolong:
-	if (size > 0)
-		buf[0] = '\0';
-	return -ENAMETOOLONG;
+	/* the daemon's own rule (sockdir.h) */
+	return sockdir_default_url(buf, size);
 }
 
 int
@@ -192,6 +174,7 @@ hsamem_close(struct hsamem *h)
 	if (h == NULL)
 		return;
 	nng_close(h->sock); /* closes the dialer and its pipes too */
+	clib_auth_free(h);
 	free(h->url);
 	free(h);
 }
@@ -223,6 +206,8 @@ dial(struct hsamem *h)
 
 	if (h->dialed)
 		return 0;
+	if ((rv = clib_auth_dial(h)) != 0)
+		return rv;
 	rv = nng_dialer_start(h->dialer, 0);
 	if (rv != 0)
 		return clib_fail(h, map_nng(rv, true), "cannot connect to %s: %s", h->url,
@@ -245,6 +230,7 @@ clib_rpc(struct hsamem *h, Hsamem__Request *req, Hsamem__Reply__BodyCase want,
 		return err;
 	req->has_version = 1;
 	req->version = HSAMEM_PROTOCOL_VERSION;
+	clib_auth_request(h, req);
 	len = hsamem__request__get_packed_size(req);
 	if ((rv = nng_msg_alloc(&m, len)) != 0)
 		return clib_fail(h, map_nng(rv, false), "request of %zu bytes: %s", len,

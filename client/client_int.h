@@ -2,11 +2,12 @@
  * client_int.h: what the files of libhsamem share and nothing outside the library sees: the handle,
  * the request/reply exchange, and the conversions of replies into heap results.
  *
- * client.c owns the handle and the transport; request.c builds each request and hands its reply to
+ * client.c owns the handle and the transport; auth.c what the client proves to the daemon and the
+ * check of the default socket's directory; request.c builds each request and hands its reply to
  * result.c, which owns the arena of heap results and turns checked replies into result structs;
  * xfer.c runs export and import. Calls go one way only: request.c calls result.c and client.c,
- * result.c and xfer.c call client.c, and client.c calls none of them. None of them writes to
- * stdout/stderr or exits.
+ * result.c and xfer.c call client.c, client.c calls auth.c, and auth.c calls none of them. None
+ * of them writes to stdout/stderr or exits.
  */
 #ifndef HSAMEM_CLIENT_INT_H
 #define HSAMEM_CLIENT_INT_H
@@ -28,6 +29,9 @@ struct hsamem {
 	bool dialed; /* the dialer has connected once; NNG redials on its own since */
 	int timeout_ms;
 	char *url;
+	bool auth_done;  /* clib_auth_dial succeeded once */
+	uint8_t *secret; /* the shared secret sent with every request over tcp (auth.c), or NULL */
+	size_t secret_len;
 	char msg[CLIB_MSG_MAX]; /* hsamem_last_message() */
 };
 
@@ -46,6 +50,13 @@ int clib_check_user(struct hsamem *h, const char *user);
  */
 int clib_rpc(struct hsamem *h, Hsamem__Request *req, Hsamem__Reply__BodyCase want,
              Hsamem__Reply **replyp);
+
+/* auth.c: before the first connection, checks the default socket's private directory, or reads
+ * the secret and sets up TLS from the environment (0, or the error with the message set); puts
+ * the secret into each request; wipes and frees it. */
+int clib_auth_dial(struct hsamem *h);
+void clib_auth_request(struct hsamem *h, Hsamem__Request *req);
+void clib_auth_free(struct hsamem *h);
 
 /*
  * The heap results of replies (result.c). Each checks the reply's sizes against its counts (and

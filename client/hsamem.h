@@ -39,6 +39,11 @@
  *   HSAMEM_EBADNAME  the user name is not valid; checked before anything is sent.
  *   HSAMEM_EBUSY     the memory is being imported, or the daemon's store has no free reader
  *                    slot; retry later.
+ *   HSAMEM_EPERM     the daemon's access policy refuses this client the memory the request
+ *                    names, or the operation (delete, import, stats without a user are for the
+ *                    daemon's administrators), or, over tcp://, the client sent no valid secret.
+ *                    The answer is the same whether the memory exists or not. hsamemd(8),
+ *                    ACCESS CONTROL, has the rules.
  *   -ENOMEM          out of memory in the library (nothing was sent, or the reply was dropped).
  *
  * RESULTS AND MEMORY
@@ -60,6 +65,20 @@
  * The library keeps no global state besides what NNG keeps.
  *
  * The library never aborts or exits, and never writes to stdout or stderr.
+ *
+ * ENVIRONMENT
+ * Read when a handle first connects:
+ *   HSAMEM_SECRET_FILE, HSAMEM_SECRET  the shared secret for tcp:// and tls+tcp:// addresses: a
+ *                    file holding it (a final newline is not part of it), else the value itself.
+ *                    Sent with every request over tcp, never over ipc://, where the daemon knows
+ *                    the client's uid. Without one, a tcp:// daemon answers HSAMEM_EPERM.
+ *   HSAMEM_TLS_CA    for tls+tcp://: the PEM file of the authority that signed the daemon's
+ *                    certificate (required); the certificate must also name the URL's host.
+ *   HSAMEM_TLS_CERT, HSAMEM_TLS_KEY  for tls+tcp://: the client's certificate and its key (PEM),
+ *                    which the daemon requires.
+ * A file that cannot be read, or a TLS handshake that fails (no client certificate, one the
+ * daemon's authority did not sign, a daemon certificate HSAMEM_TLS_CA did not sign), gives
+ * HSAMEM_ECONNECT with the reason in hsamem_last_message().
  */
 #ifndef HSAMEM_H
 #define HSAMEM_H
@@ -125,8 +144,10 @@ struct hsamem;
  * Writes the daemon's default address into buf (size bytes), by the daemon's own rule:
  * "ipc://$RUNTIME_DIRECTORY/hsamemd.sock" when RUNTIME_DIRECTORY is set and not empty (as systemd
  * sets it for the service), else "ipc://$XDG_RUNTIME_DIR/hsamemd.sock" when that is set and not
- * empty, else "ipc:///tmp/hsamemd.sock". A RUNTIME_DIRECTORY holding several directories
- * (separated by ':') stands for its first.
+ * empty, else "ipc://$TMPDIR/hsamem-UID/hsamemd.sock" with UID the effective uid and TMPDIR /tmp
+ * unless the variable holds an absolute path: a directory of this user's own, which the daemon
+ * creates (mode 0700), never a name in /tmp itself that another user could take first. A
+ * RUNTIME_DIRECTORY holding several directories (separated by ':') stands for its first.
  *
  * Returns 0, or -ENAMETOOLONG when the URL does not fit (buf then holds ""). HSAMEM_URL_MAX bytes
  * always suffice for the environment's usual values.
@@ -134,13 +155,18 @@ struct hsamem;
 int hsamem_default_url(char *buf, size_t size);
 
 /*
- * Opens a handle for the daemon at url ("ipc:///path" or "tcp://host:port"); NULL means
+ * Opens a handle for the daemon at url ("ipc:///path", "tcp://host:port" or
+ * "tls+tcp://host:port"); NULL means
  * hsamem_default_url(). The handle's timeout is 30 s and replies up to 256 MiB are accepted.
  *
  * hsamem_open() does not wait for the daemon: it checks the URL and prepares the socket. The first
  * request connects (and fails with HSAMEM_ECONNECT, quickly, when nothing listens there); once
  * connected, NNG reconnects by itself if the daemon restarts. So a program may open its handle
- * before the daemon runs; call hsamem_ping() to find out whether it does.
+ * before the daemon runs; call hsamem_ping() to find out whether it does. Before connecting to a
+ * socket in the private directory of hsamem_default_url(), the first request checks that the
+ * directory belongs to this user and is closed to others, and fails with HSAMEM_ECONNECT if not.
+ * For tcp:// and tls+tcp:// the first request also reads the secret and the certificates named
+ * by the environment (see ENVIRONMENT above).
  *
  * hp: out, the new handle, to be closed with hsamem_close().
  * Returns 0, HSAMEM_EINVAL (the URL is malformed or its transport is not supported), or -ENOMEM.
@@ -497,13 +523,14 @@ struct hsamem_chunk_list {
 int hsamem_chunks(struct hsamem *h, const char *user, uint64_t first, uint32_t count,
                   unsigned flags, struct hsamem_chunk_list **out);
 
-/* Every memory of the daemon. */
+/* The memories of the daemon that this client may use (an administrator's: every one). */
 struct hsamem_user_list {
 	struct hsamem_memory *users; /* in name order */
 	size_t n_users;
 };
 
-/* Lists the memories. out: a heap result. */
+/* Lists the memories this client may use (all of them for an administrator of the daemon).
+ * out: a heap result. */
 int hsamem_users(struct hsamem *h, struct hsamem_user_list **out);
 
 /* A latency histogram. counts has n_bounds + 1 elements: the last counts what exceeds the last
@@ -546,7 +573,9 @@ struct hsamem_stats {
 
 /*
  * Reads the daemon's statistics: global counters, latency histograms, and the memory of user (or
- * of every user when user is NULL). out: a heap result. Errors: HSAMEM_ENOUSER.
+ * of every user when user is NULL). The counts of users, tokens and chunks cover the memories the
+ * client may use. out: a heap result. Errors: HSAMEM_ENOUSER; HSAMEM_EPERM when user is NULL and
+ * the client is not an administrator of the daemon.
  */
 int hsamem_stats(struct hsamem *h, const char *user, struct hsamem_stats **out);
 
@@ -560,7 +589,8 @@ struct hsamem_delete_info {
  * Deletes a user's memory: every entry, chunk and tensor, durably; nothing of it is left behind:
  * when it returns, the daemon has also overwritten every byte the memory left in the store's
  * files and its GPU caches (hsamem(7), DELETE AND ERASURE). There is no undo (export first to keep
- * a copy). out (may be NULL). Errors: HSAMEM_ENOUSER.
+ * a copy). out (may be NULL). Errors: HSAMEM_ENOUSER; HSAMEM_EPERM when the client is not an
+ * administrator of the daemon.
  */
 int hsamem_delete(struct hsamem *h, const char *user, struct hsamem_delete_info *out);
 
@@ -623,7 +653,8 @@ int hsamem_export(struct hsamem *h, const char *user, int fd, struct hsamem_tran
  * refuses leaves nothing of the import. The import belongs to this handle's connection: no other
  * can continue it, and another import of the same user is refused while it runs.
  * out (may be NULL): totals.
- * Errors: HSAMEM_EEXIST (the user has a memory), HSAMEM_EIMPORT (malformed, truncated or empty
+ * Errors: HSAMEM_EPERM (only the daemon's administrators import), HSAMEM_EEXIST (the user has a
+ * memory), HSAMEM_EIMPORT (malformed, truncated or empty
  * stream, or one the daemon refuses; the message says which record), HSAMEM_ESPEC or
  * HSAMEM_EENCODER (the stream's spec is not what this daemon's encoder of that name has),
  * HSAMEM_EBUSY (another connection is importing the user), the errors of read.

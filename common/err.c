@@ -30,6 +30,7 @@ hsamem_strerror(int err)
 	case HSAMEM_EFULL: return "store map is full";
 	case HSAMEM_EINTERNAL: return "internal error";
 	case HSAMEM_ENOTFOUND: return "no such entry or chunk";
+	case HSAMEM_EPERM: return "permission denied by the daemon's access policy";
 	}
 	if (err < 0 && err > -1000)
 		return strerror(-err);

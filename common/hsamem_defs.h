@@ -67,6 +67,11 @@ enum hsamem_error {
 	HSAMEM_EINTERNAL = -1018,
 	/* The user's memory exists, but the entry, chunk or record asked for does not. */
 	HSAMEM_ENOTFOUND = -1019,
+	/* The daemon's access policy does not let this client do this: use the memory, run an
+	 * administrator's operation, or talk to this address without a valid shared secret or
+	 * certificate. The same whether or not the memory exists. A code of hsamem's own, not
+	 * -EACCES, so that it is never taken for a local file's permissions. */
+	HSAMEM_EPERM = -1020,
 };
 
 /*

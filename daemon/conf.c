@@ -11,17 +11,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "conf.h"
 #include "hsamem_defs.h"
 #include "log.h"
+#include "sockdir.h"
 
-enum conf_type { T_LISTEN, T_STRING, T_UINT, T_SIZE, T_LEVEL, T_GPU, T_MODE };
+enum conf_type { T_LISTEN, T_STRING, T_PATH, T_UINT, T_SIZE, T_LEVEL, T_GPU, T_MODE, T_LIST };
 
 struct conf_key {
 	const char *name;
 	enum conf_type type;
 	size_t offset;
-	uint64_t min, max; /* T_UINT, T_SIZE */
+	uint64_t min, max; /* T_UINT, T_SIZE; for T_LIST, min is the line's enum acl_line */
 };
 
 #define F(m) offsetof(struct conf, m)
@@ -41,25 +43,17 @@ static const struct conf_key keys[] = {
         {"map-size", T_SIZE, F(map_size), 1 << 20, 1ull << 50},
         {"map-max", T_SIZE, F(map_max), 1 << 20, 1ull << 50},
         {"socket-mode", T_MODE, F(socket_mode), 0, 0777},
+        {"admin", T_LIST, F(admin), ACL_LINE_ADMIN, 0},
+        {"allow", T_LIST, F(allow), ACL_LINE_ALLOW, 0},
+        {"secret", T_LIST, F(secret), ACL_LINE_SECRET, 0},
+        {"tls-cert", T_PATH, F(tls_cert), 0, 0},
+        {"tls-key", T_PATH, F(tls_key), 0, 0},
+        {"tls-ca", T_PATH, F(tls_ca), 0, 0},
 };
 #undef F
 
 static const char *const level_names[] = {"emerg",   "alert",  "crit", "err",
                                           "warning", "notice", "info", "debug"};
-
-/* The default ipc:// address, written to buf. */
-static void
-conf_default_listen(char *buf, size_t len)
-{
-	const char *dir = getenv("RUNTIME_DIRECTORY");
-	if (dir == NULL || *dir == '\0')
-		dir = getenv("XDG_RUNTIME_DIR");
-	if (dir == NULL || *dir == '\0')
-		dir = "/tmp";
-	/* systemd may list several runtime directories separated by ':'; the first is ours */
-	size_t n = strcspn(dir, ":");
-	snprintf(buf, len, "ipc://%.*s/hsamemd.sock", (int)n, dir);
-}
 
 /* The default state directory (malloc'd, or NULL). */
 static char *
@@ -88,7 +82,8 @@ conf_init(struct conf *c)
 	char listen[512];
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	memset(c, 0, sizeof(*c));
-	conf_default_listen(listen, sizeof(listen));
+	if (sockdir_default_url(listen, sizeof(listen)) != 0)
+		return HSAMEM_EINVAL;
 	c->listen[0] = strdup(listen);
 	c->n_listen = 1;
 	c->state_dir = conf_default_state_dir();
@@ -105,7 +100,11 @@ conf_init(struct conf *c)
 	c->map_size = 1ull << 30;
 	c->map_max = 1ull << 40;
 	c->socket_mode = 0660;
-	if (c->listen[0] == NULL || c->state_dir == NULL) {
+	c->admin.v[0] = strdup(ACL_DEFAULT_ADMIN);
+	c->allow.v[0] = strdup(ACL_DEFAULT_ALLOW);
+	c->admin.n = c->allow.n = 1;
+	if (c->listen[0] == NULL || c->state_dir == NULL || c->admin.v[0] == NULL ||
+	    c->allow.v[0] == NULL) {
 		conf_fini(c);
 		return -ENOMEM;
 	}
@@ -115,10 +114,64 @@ conf_init(struct conf *c)
 void
 conf_fini(struct conf *c)
 {
+	struct conf_list *lists[] = {&c->admin, &c->allow, &c->secret};
 	for (unsigned i = 0; i < c->n_listen; i++)
 		free(c->listen[i]);
+	for (size_t l = 0; l < sizeof(lists) / sizeof(lists[0]); l++)
+		for (unsigned i = 0; i < lists[l]->n; i++)
+			free(lists[l]->v[i]);
 	free(c->state_dir);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_ca);
 	memset(c, 0, sizeof(*c));
+}
+
+void
+conf_next_layer(struct conf *c)
+{
+	c->listen_explicit = false;
+	c->admin.explicit = c->allow.explicit = c->secret.explicit = false;
+}
+
+/* Whether url is of one of the tcp transports; *tls tells whether it is tls+tcp. */
+static bool
+is_tcp(const char *url, bool *tls)
+{
+	*tls = strncmp(url, "tls+", 4) == 0;
+	if (*tls)
+		url += 4;
+	return strncmp(url, "tcp://", 6) == 0 || strncmp(url, "tcp4://", 7) == 0 ||
+	       strncmp(url, "tcp6://", 7) == 0;
+}
+
+int
+conf_check(const struct conf *c, char *err, size_t err_len)
+{
+	bool tls;
+	if (c->map_max < c->map_size) {
+		snprintf(err, err_len, "map-max must be at least map-size");
+		return HSAMEM_EINVAL;
+	}
+	for (unsigned i = 0; i < c->n_listen; i++) {
+		if (!is_tcp(c->listen[i], &tls))
+			continue;
+		if (tls && (c->tls_cert == NULL || c->tls_key == NULL || c->tls_ca == NULL)) {
+			snprintf(err, err_len,
+			         "listen %s: a tls+tcp:// address needs tls-cert, tls-key and "
+			         "tls-ca (the authority of the client certificates)",
+			         c->listen[i]);
+			return HSAMEM_EINVAL;
+		}
+		if (!tls && c->secret.n == 0) {
+			snprintf(err, err_len,
+			         "listen %s: a tcp:// address needs a shared secret (secret = NAME "
+			         "FILE), or use tls+tcp:// with client certificates",
+			         c->listen[i]);
+			return HSAMEM_EINVAL;
+		}
+	}
+	return 0;
 }
 
 /* "64M", "1G", "4096": bytes, with binary suffixes K, M, G, T (an optional "iB" or "B" follows). */
@@ -208,10 +261,11 @@ conf_set(struct conf *c, const char *setting, char *err, size_t err_len)
 	void *field = (char *)c + k->offset;
 	uint64_t v;
 	switch (k->type) {
-	case T_LISTEN:
-		if (strncmp(val, "ipc://", 6) != 0 && strncmp(val, "tcp://", 6) != 0 &&
-		    strncmp(val, "tcp4://", 7) != 0 && strncmp(val, "tcp6://", 7) != 0)
-			return bad(err, err_len, key, "expected an ipc:// or tcp:// address");
+	case T_LISTEN: {
+		bool tls;
+		if (strncmp(val, "ipc://", 6) != 0 && !is_tcp(val, &tls))
+			return bad(err, err_len, key,
+			           "expected an ipc://, tcp:// or tls+tcp:// address");
 		/* The first explicit address replaces the default one. */
 		if (!c->listen_explicit) {
 			for (unsigned i = 0; i < c->n_listen; i++)
@@ -225,10 +279,36 @@ conf_set(struct conf *c, const char *setting, char *err, size_t err_len)
 			return -ENOMEM;
 		c->n_listen++;
 		return 0;
+	}
+	case T_LIST: {
+		struct conf_list *l = field;
+		char why[300];
+		if (acl_check_line((enum acl_line)k->min, val, why, sizeof(why)) != 0)
+			return bad(err, err_len, key, why);
+		char *copy = strdup(val);
+		if (copy == NULL)
+			return -ENOMEM;
+		/* The first line of a layer replaces the default or the earlier layer's. */
+		if (!l->explicit) {
+			for (unsigned i = 0; i < l->n; i++)
+				free(l->v[i]);
+			l->n = 0;
+			l->explicit = true;
+		}
+		if (l->n == CONF_LIST_MAX) {
+			free(copy);
+			return bad(err, err_len, key, "too many lines (at most 64)");
+		}
+		l->v[l->n++] = copy;
+		return 0;
+	}
+	case T_PATH:
 	case T_STRING: {
 		char **s = field, *copy;
 		if (*val == '\0')
 			return bad(err, err_len, key, "must not be empty");
+		if (k->type == T_PATH && *val != '/')
+			return bad(err, err_len, key, "expected an absolute path");
 		if ((copy = strdup(val)) == NULL)
 			return -ENOMEM;
 		free(*s);
@@ -328,6 +408,16 @@ print_size(FILE *out, const char *key, uint64_t v)
 		fprintf(out, "%s = %" PRIu64 "%c\n", key, v, suffix[i]);
 }
 
+/* An empty list is printed as `none`, which reads back as one. */
+static void
+print_list(FILE *out, const char *key, const struct conf_list *l)
+{
+	if (l->n == 0 && strcmp(key, "secret") != 0)
+		fprintf(out, "%s = none\n", key);
+	for (unsigned i = 0; i < l->n; i++)
+		fprintf(out, "%s = %s\n", key, l->v[i]);
+}
+
 void
 conf_print(const struct conf *c, FILE *out)
 {
@@ -352,4 +442,13 @@ conf_print(const struct conf *c, FILE *out)
 	print_size(out, "map-size", c->map_size);
 	print_size(out, "map-max", c->map_max);
 	fprintf(out, "socket-mode = %04o\n", c->socket_mode);
+	print_list(out, "admin", &c->admin);
+	print_list(out, "allow", &c->allow);
+	print_list(out, "secret", &c->secret);
+	if (c->tls_cert != NULL)
+		fprintf(out, "tls-cert = %s\n", c->tls_cert);
+	if (c->tls_key != NULL)
+		fprintf(out, "tls-key = %s\n", c->tls_key);
+	if (c->tls_ca != NULL)
+		fprintf(out, "tls-ca = %s\n", c->tls_ca);
 }

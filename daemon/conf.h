@@ -11,6 +11,15 @@
 #include <stdio.h>
 
 #define CONF_LISTEN_MAX 8
+#define CONF_LIST_MAX   64
+
+/* A repeatable setting other than listen: its lines as given, in order. The first line of a
+ * layer (the file, then the command line) replaces what came before (the default, the file). */
+struct conf_list {
+	char *v[CONF_LIST_MAX];
+	unsigned n;
+	bool explicit; /* a line of this layer was set */
+};
 
 struct conf {
 	char *listen[CONF_LISTEN_MAX];
@@ -30,6 +39,10 @@ struct conf {
 	uint64_t map_size;    /* initial LMDB map size */
 	uint64_t map_max;     /* largest LMDB map size */
 	unsigned socket_mode; /* permissions of ipc:// sockets */
+	/* the access policy (acl.h): who administers, who may use which memories, and the shared
+	 * secrets of tcp:// clients ("NAME FILE") */
+	struct conf_list admin, allow, secret;
+	char *tls_cert, *tls_key, *tls_ca; /* tls+tcp:// listeners; NULL: unset */
 };
 
 /* Fills c with the defaults (the default listen address and state directory follow the
@@ -40,6 +53,15 @@ void conf_fini(struct conf *c);
 /* Applies one "key=value" (or "key = value") setting. Returns 0, or HSAMEM_EINVAL with a message
  * naming the key written to err. */
 int conf_set(struct conf *c, const char *setting, char *err, size_t err_len);
+
+/* Starts the next layer of settings (the command line after the file): the first `listen`,
+ * `admin`, `allow` or `secret` of the new layer replaces those of the earlier ones. */
+void conf_next_layer(struct conf *c);
+
+/* Checks what no single setting can: every tcp:// address needs a secret, every tls+tcp://
+ * address tls-cert, tls-key and tls-ca; map-max is at least map-size. Returns 0, or
+ * HSAMEM_EINVAL with the reason written to err. */
+int conf_check(const struct conf *c, char *err, size_t err_len);
 
 /* Reads a config file; err names the file and line of the first bad setting. */
 int conf_load(struct conf *c, const char *path, char *err, size_t err_len);

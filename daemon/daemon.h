@@ -1,7 +1,8 @@
 /*
  * daemon.h: the daemon object, what every module of hsamemd reaches through a job: the settings,
- * the store, the compute backends, the worker pool, the committer and the server, and the request
- * statistics. main.c fills it, module by module, and empties it in the reverse order.
+ * the store, the compute backends, the worker pool, the committer and the server, the access
+ * policy and the request statistics. main.c fills it, module by module, and empties it in the
+ * reverse order.
  */
 #ifndef HSAMEM_DAEMON_H
 #define HSAMEM_DAEMON_H
@@ -9,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "acl.h"
 #include "conf.h"
 #include "stats.h"
 
@@ -29,6 +31,7 @@ struct daemon {
 	struct commit *commit;
 	struct server *server;
 	struct stats stats;
+	struct acl_box acl; /* the access policy, swapped on reload */
 	int64_t started_ms;
 };
 

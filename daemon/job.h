@@ -11,10 +11,11 @@
  *
  * The transitions and the function that performs each:
  *   RECV -> WORK     on_recv (server.c): req_decode (request.c) decodes the request and finds its
- *                    operation; wrk_submit.
+ *                    operation; peer_of_msg (peer.c) notes who sent it; wrk_submit.
  *   RECV -> SEND     on_recv: a request that cannot be decoded or names no operation is answered.
- *   WORK -> SEND     dispatch_run (a worker): the operation's read, then job->finish; also a write
- *                    whose prepare fails.
+ *   WORK -> SEND     dispatch_run (a worker): the access check (acl.c), then the operation's read,
+ *                    then job->finish; also a request the policy refuses, and a write whose
+ *                    prepare fails.
  *   WORK -> COMMIT   dispatch_run: the operation's prepare, then commit_submit.
  *   COMMIT -> SEND   run_batch (the committer, commit.c): the operation's apply in a nested
  *                    transaction of the group commit, the synced commit, the operation's
@@ -36,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acl.h"
 #include "arena.h"
 #include "hsamem.pb-c.h"
 #include "spec.h"
@@ -60,7 +62,10 @@ struct job {
 	unsigned op;                     /* the operation, an index into the table of dispatch.c */
 	uint32_t conn;                   /* the connection it came on (conn.h) */
 	void (*finish)(struct job *job); /* packs and sends the reply (set by the server) */
-	struct job *next;                /* the queue or batch that holds the job */
+	struct peer peer; /* who sent it, as the transport tells (set by the server) */
+	struct acl *acl;  /* the policy the job was judged by, while a worker has it */
+	struct acl_id id; /* who sent it, as the policy sees it (dispatch.c) */
+	struct job *next; /* the queue or batch that holds the job */
 	/* write operations: prepared by the worker, applied by the committer */
 	const struct enc_ops *enc;
 	struct hsa_spec spec;      /* create: the spec to create with */

@@ -4,6 +4,7 @@
  *
  *   start                                       stop
  *   config                                      conf_fini
+ *   access policy (acl_open, into d.acl)        acl_box_fini
  *   log level, signal mask                      -
  *   state directory lock                        close
  *   store (and the cleanup of lost imports)     store_close
@@ -52,9 +53,10 @@ usage(FILE *out)
 	        "The hsamem daemon: keeps each user's token history as HSA chunk memory in LMDB\n"
 	        "and answers hsamem clients over NNG. Runs in the foreground.\n"
 	        "\n"
-	        "  -l, --listen URL     listen on URL (ipc:// or tcp://); repeatable\n"
-	        "                       (default: ipc://$RUNTIME_DIRECTORY/hsamemd.sock, else\n"
-	        "                       $XDG_RUNTIME_DIR, else /tmp)\n"
+	        "  -l, --listen URL     listen on URL: ipc://, tcp:// (with a secret) or\n"
+	        "                       tls+tcp://; repeatable (default:\n"
+	        "                       ipc://$RUNTIME_DIRECTORY/hsamemd.sock, else in\n"
+	        "                       $XDG_RUNTIME_DIR, else in a private /tmp/hsamem-UID)\n"
 	        "  -d, --state-dir DIR  keep the store in DIR (default: $STATE_DIRECTORY, else\n"
 	        "                       $XDG_STATE_HOME/hsamem, else ~/.local/state/hsamem)\n"
 	        "  -c, --config FILE    read settings from FILE (default: %s, if present)\n"
@@ -65,9 +67,9 @@ usage(FILE *out)
 	        "  -h, --help           print this help and exit\n"
 	        "  -V, --version        print the version and exit\n"
 	        "\n"
-	        "Signals: SIGHUP reloads the config file (log-level applies at once, other "
-	        "settings at\n"
-	        "the next start); SIGTERM and SIGINT answer the requests in flight and exit.\n"
+	        "Signals: SIGHUP reloads the config file (log-level and the access policy\n"
+	        "apply at once, other settings at the next start); SIGTERM and SIGINT answer\n"
+	        "the requests in flight and exit.\n"
 	        "Exit status: 0 after a clean stop, 1 when the daemon could not start or failed,\n"
 	        "2 for a usage or configuration error. See hsamemd(8) and hsamem.conf(5).\n",
 	        SYSCONFDIR "/hsamem.conf");
@@ -131,18 +133,35 @@ load_config(struct conf *c, const char *path, bool path_given, char **sets, int 
 		return ret;
 	}
 	/* an address given on the command line replaces the file's, as every other setting does */
-	c->listen_explicit = false;
+	conf_next_layer(c);
 	for (int i = 0; i < n_sets; i++)
 		if ((ret = conf_set(c, sets[i], err, sizeof(err))) != 0) {
 			fprintf(stderr, "hsamemd: %s\n", err);
 			conf_fini(c);
 			return ret;
 		}
-	if (c->map_max < c->map_size) {
-		fprintf(stderr, "hsamemd: map-max must be at least map-size\n");
+	if ((ret = conf_check(c, err, sizeof(err))) != 0) {
+		fprintf(stderr, "hsamemd: %s\n", err);
 		conf_fini(c);
-		return HSAMEM_EINVAL;
+		return ret;
 	}
+	return 0;
+}
+
+/* Opens the access policy of c (reading its secret files) into the daemon's box. */
+static int
+load_policy(struct daemon *d, const struct conf *c)
+{
+	struct acl_lines admin = {c->admin.v, c->admin.n}, allow = {c->allow.v, c->allow.n},
+	                 secret = {c->secret.v, c->secret.n};
+	char err[600];
+	struct acl *acl;
+	int ret = acl_open(&admin, &allow, &secret, &acl, err, sizeof(err));
+	if (ret != 0) {
+		log_err("acl: %s", err);
+		return ret;
+	}
+	acl_box_set(&d->acl, acl);
 	return 0;
 }
 
@@ -182,6 +201,9 @@ reload(struct daemon *d, bool path_given, bool verbose, char **sets, int n_sets)
 	notify_send("RELOADING=1");
 	if (load_config(&c, d->conf_path, path_given, sets, n_sets) != 0) {
 		log_err("conf: reload failed; keeping the running settings");
+	} else if (load_policy(d, &c) != 0) {
+		log_err("conf: reload failed; keeping the running settings");
+		conf_fini(&c);
 	} else {
 		if (verbose)
 			c.log_level = LOG_DEBUG;
@@ -189,8 +211,8 @@ reload(struct daemon *d, bool path_given, bool verbose, char **sets, int n_sets)
 			d->conf.log_level = c.log_level;
 			log_set_level(c.log_level);
 		}
-		log_notice(
-		        "conf: reloaded (settings other than log-level apply at the next start)");
+		log_notice("conf: reloaded (log-level, admin, allow and secret apply at once, "
+		           "other settings at the next start)");
 		conf_fini(&c);
 	}
 	notify_send("READY=1");
@@ -296,6 +318,7 @@ main(int argc, char **argv)
 	int status = 1, ret, lock_fd = -1;
 
 	memset(&d, 0, sizeof(d));
+	acl_box_init(&d.acl);
 	if ((ret = args_parse(&a, argc, argv)) >= 0) {
 		status = ret;
 		goto out_args;
@@ -307,6 +330,10 @@ main(int argc, char **argv)
 	d.conf_path = a.conf_path;
 	if (a.verbose)
 		d.conf.log_level = LOG_DEBUG;
+	if (!a.print && load_policy(&d, &d.conf) != 0) {
+		status = 2;
+		goto out_conf;
+	}
 	if (a.print || a.check) {
 		if (a.print)
 			conf_print(&d.conf, stdout);
@@ -390,6 +417,7 @@ out_lock:
 out_conf:
 	conf_fini(&d.conf);
 out_args:
+	acl_box_fini(&d.acl);
 	args_fini(&a);
 	return status;
 }

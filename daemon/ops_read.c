@@ -71,6 +71,9 @@ users_cb(const struct store_user *u, void *arg)
 	struct users_walk *w = arg;
 	if (u->flags & STORE_USER_IMPORTING)
 		return 0;
+	/* what the peer may not use is neither listed nor counted */
+	if (!w->job->id.admin && !acl_may_use(w->job->acl, &w->job->id, u->name))
+		return 0;
 	w->users++;
 	w->tokens += u->n_tokens;
 	w->chunks += u->n_chunks;

@@ -27,6 +27,7 @@
 #include "daemon.h"
 #include "job.h"
 #include "log.h"
+#include "peer.h"
 #include "request.h"
 #include "server.h"
 #include "worker.h"
@@ -114,6 +115,7 @@ on_recv(struct srv_ctx *c)
 	pthread_mutex_unlock(&c->srv->mu);
 
 	int ret = req_decode(job, c->srv->d, conn_of_msg(msg), nng_msg_body(msg), nng_msg_len(msg));
+	peer_of_msg(msg, &job->peer);
 	nng_msg_free(msg);
 	job->finish = job_send;
 	if (ret == 0)
@@ -155,7 +157,11 @@ static int
 listen_on(struct server *srv, const char *url)
 {
 	nng_listener l;
-	int rv = nng_listener_create(&l, srv->sock, url);
+	int rv = nng_listener_create(&l, srv->sock, url), ret;
+	if (rv == 0 && (ret = peer_listener_setup(l, url, &srv->d->conf)) != 0) {
+		nng_listener_close(l);
+		return ret;
+	}
 	if (rv == 0 && strncmp(url, "ipc://", 6) == 0)
 		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,
 		                          (int)srv->d->conf.socket_mode);

@@ -6,11 +6,11 @@ set -eu
 HSAMEM_PACKAGES="build-essential pkg-config autoconf automake libtool \
 liblmdb-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler python3"
 # The test suite also builds with clang, runs the libFuzzer target of tests/stress (libFuzzer and
-# the sanitizers' runtimes are in libclang-rt-dev), checks the sources' formatting, and judges the
+# the sanitizers' runtimes are in libclang-rt-dev), checks the sources' formatting, judges the
 # service unit with systemd-analyze (in package systemd, which minimal images such as Docker's
-# debian:12 leave out).
+# debian:12 leave out), and makes throwaway TLS certificates with openssl (tests/test_access.sh).
 if [ "${1:-}" = test ]; then
-	HSAMEM_PACKAGES="$HSAMEM_PACKAGES clang libclang-rt-dev clang-format systemd"
+	HSAMEM_PACKAGES="$HSAMEM_PACKAGES clang libclang-rt-dev clang-format systemd openssl"
 fi
 
 missing=""

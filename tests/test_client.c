@@ -1,5 +1,6 @@
 /*
- * test_client.c: libhsamem without a daemon: error strings, the default address, a dead address,
+ * test_client.c: libhsamem without a daemon: error strings, the default address and the check
+ * of its private directory, a dead address, the shared secret (sent over tcp, never over ipc),
  * and a fake daemon (an NNG rep0 socket in a thread, answering with replies each case crafts) that
  * checks what the library sends and feeds it broken replies, which must come back as
  * HSAMEM_EPROTO and never as a crash. Export/import paging and batching run against it too.
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +32,8 @@ static handler_fn handler;
 static uint8_t *reply_buf; /* what the handler packed */
 static size_t reply_len;
 static int bad_versions; /* requests without version 1 or with no body */
+static int with_secret;  /* requests that carried a secret */
+static char last_secret[64];
 
 static void
 reply(Hsamem__Reply *r)
@@ -60,6 +64,11 @@ server_main(void *arg)
 		if (req == NULL || !req->has_version || req->version != HSAMEM_PROTOCOL_VERSION ||
 		    req->body_case == HSAMEM__REQUEST__BODY__NOT_SET)
 			bad_versions++;
+		if (req != NULL && req->has_secret) {
+			with_secret++;
+			snprintf(last_secret, sizeof(last_secret), "%.*s", (int)req->secret.len,
+			         (const char *)req->secret.data);
+		}
 		reply_buf = NULL;
 		if (req != NULL && handler != NULL)
 			handler(req);
@@ -88,12 +97,12 @@ now_ms(void)
 static void
 test_strerror(void)
 {
-	const char *seen[-HSAMEM_ENOTFOUND - 1000];
+	const char *seen[-HSAMEM_EPERM - 1000];
 	int n = 0;
 
 	CHECK(strcmp(hsamem_strerror(0), "success") == 0);
 	/* Every code has its own message. */
-	for (int e = HSAMEM_EPROTO; e >= HSAMEM_ENOTFOUND; e--) {
+	for (int e = HSAMEM_EPROTO; e >= HSAMEM_EPERM; e--) {
 		const char *m = hsamem_strerror(e);
 		CHECK(m != NULL && strcmp(m, "unknown error") != 0);
 		for (int i = 0; i < n; i++)
@@ -104,7 +113,7 @@ test_strerror(void)
 	CHECK(strcmp(hsamem_strerror(-ETIMEDOUT), strerror(ETIMEDOUT)) == 0);
 	CHECK(strcmp(hsamem_strerror(5), "unknown error") == 0);
 	CHECK(strcmp(hsamem_strerror(-5000), "unknown error") == 0);
-	CHECK(strcmp(hsamem_strerror(HSAMEM_ENOTFOUND - 1), "unknown error") == 0);
+	CHECK(strcmp(hsamem_strerror(HSAMEM_EPERM - 1), "unknown error") == 0);
 }
 
 static void
@@ -122,7 +131,7 @@ test_names(void)
 static void
 test_default_url(void)
 {
-	char buf[HSAMEM_URL_MAX], small[12];
+	char buf[HSAMEM_URL_MAX], want[HSAMEM_URL_MAX], small[12];
 
 	setenv("RUNTIME_DIRECTORY", "/run/hsamemd", 1);
 	setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1);
@@ -137,14 +146,73 @@ test_default_url(void)
 	unsetenv("RUNTIME_DIRECTORY");
 	CHECK_RET(hsamem_default_url(buf, sizeof(buf)), 0);
 	CHECK(strcmp(buf, "ipc:///run/user/1000/hsamemd.sock") == 0);
+	/* without a runtime directory: a private directory of this uid, never /tmp itself */
 	unsetenv("XDG_RUNTIME_DIR");
+	unsetenv("TMPDIR");
+	snprintf(want, sizeof(want), "ipc:///tmp/hsamem-%u/hsamemd.sock", (unsigned)geteuid());
 	CHECK_RET(hsamem_default_url(buf, sizeof(buf)), 0);
-	CHECK(strcmp(buf, "ipc:///tmp/hsamemd.sock") == 0);
+	CHECK(strcmp(buf, want) == 0);
 	setenv("XDG_RUNTIME_DIR", "", 1);
+	setenv("TMPDIR", "relative", 1);
 	CHECK_RET(hsamem_default_url(buf, sizeof(buf)), 0);
-	CHECK(strcmp(buf, "ipc:///tmp/hsamemd.sock") == 0);
+	CHECK(strcmp(buf, want) == 0);
+	setenv("TMPDIR", "/var/tmp", 1);
+	snprintf(want, sizeof(want), "ipc:///var/tmp/hsamem-%u/hsamemd.sock", (unsigned)geteuid());
+	CHECK_RET(hsamem_default_url(buf, sizeof(buf)), 0);
+	CHECK(strcmp(buf, want) == 0);
 	CHECK_RET(hsamem_default_url(small, sizeof(small)), -ENAMETOOLONG);
 	CHECK(small[0] == '\0');
+	unsetenv("TMPDIR");
+}
+
+/* The client connects to the private directory's socket only when the directory is its own and
+ * closed to others: another user could have made it and be listening there. */
+static void
+test_private_dir(void)
+{
+	char tmp[] = "/tmp/hsamem-test-priv-XXXXXX", dir[128], sock[160];
+	struct hsamem *h = NULL;
+	nng_socket s;
+
+	if (mkdtemp(tmp) == NULL) {
+		CHECK(0);
+		return;
+	}
+	setenv("TMPDIR", tmp, 1);
+	snprintf(dir, sizeof(dir), "%s/hsamem-%u", tmp, (unsigned)geteuid());
+	snprintf(sock, sizeof(sock), "ipc://%s/hsamemd.sock", dir);
+	CHECK_RET(hsamem_open(NULL, &h), 0);
+	if (h == NULL)
+		goto out;
+	CHECK(strcmp(hsamem_url(h), sock) == 0);
+	hsamem_set_timeout(h, 2000);
+	CHECK_RET(hsamem_ping(h, NULL), HSAMEM_ECONNECT);
+	CHECK(strstr(hsamem_last_message(h), "does not exist") != NULL);
+
+	/* someone listens there, in a directory others may write to: refused before connecting */
+	CHECK(mkdir(dir, 0777) == 0 && chmod(dir, 0777) == 0);
+	if (nng_rep0_open(&s) != 0 || nng_listen(s, sock, NULL, 0) != 0) {
+		CHECK(0);
+		goto out;
+	}
+	CHECK_RET(hsamem_ping(h, NULL), HSAMEM_ECONNECT);
+	CHECK(strstr(hsamem_last_message(h), "mode 0777") != NULL);
+	/* the same by its URL, as the Python client passes it */
+	hsamem_close(h);
+	CHECK_RET(hsamem_open(sock, &h), 0);
+	CHECK_RET(hsamem_ping(h, NULL), HSAMEM_ECONNECT);
+	CHECK(strstr(hsamem_last_message(h), "must be 0700") != NULL);
+	if (geteuid() == 0) { /* owned by another uid */
+		CHECK(chmod(dir, 0700) == 0 && chown(dir, 65534, 65534) == 0);
+		CHECK_RET(hsamem_ping(h, NULL), HSAMEM_ECONNECT);
+		CHECK(strstr(hsamem_last_message(h), "belongs to uid 65534") != NULL);
+	}
+	nng_close(s);
+out:
+	hsamem_close(h);
+	unsetenv("TMPDIR");
+	snprintf(sock, sizeof(sock), "rm -rf '%s'", tmp);
+	CHECK(system(sock) == 0);
 }
 
 static void
@@ -678,6 +746,49 @@ test_transfer(struct hsamem *h)
 	fclose(trunc);
 }
 
+/* Over tcp:// the secret travels with every request, as HSAMEM_SECRET_FILE or HSAMEM_SECRET
+ * says, without its final newline. */
+static void
+test_secret(void)
+{
+	char url[64], path[] = "/tmp/hsamem-test-secret-XXXXXX";
+	struct hsamem *h = NULL;
+	nng_listener l;
+	int port = 0, fd;
+
+	if (nng_listener_create(&l, srv, "tcp://127.0.0.1:0") != 0 ||
+	    nng_listener_start(l, 0) != 0 ||
+	    nng_listener_get_int(l, NNG_OPT_TCP_BOUND_PORT, &port) != 0) {
+		CHECK(0);
+		return;
+	}
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port);
+	handler = h_ping;
+	CHECK_RET(hsamem_open(url, &h), 0);
+	hsamem_set_timeout(h, 5000);
+	CHECK_RET(hsamem_ping(h, NULL), 0);
+	CHECK_RET(hsamem_ping(h, NULL), 0);
+	CHECK(with_secret == 2 && strcmp(last_secret, "fake-secret-0123456789") == 0);
+	hsamem_close(h);
+
+	fd = mkstemp(path);
+	CHECK(fd >= 0 && write(fd, "from-a-file-0123456789\n", 23) == 23);
+	close(fd);
+	setenv("HSAMEM_SECRET_FILE", path, 1);
+	CHECK_RET(hsamem_open(url, &h), 0);
+	CHECK_RET(hsamem_ping(h, NULL), 0);
+	CHECK(with_secret == 3 && strcmp(last_secret, "from-a-file-0123456789") == 0);
+	hsamem_close(h);
+	setenv("HSAMEM_SECRET_FILE", "/nonexistent/secret", 1);
+	CHECK_RET(hsamem_open(url, &h), 0);
+	CHECK_RET(hsamem_ping(h, NULL), HSAMEM_ECONNECT);
+	CHECK(strstr(hsamem_last_message(h), "HSAMEM_SECRET_FILE") != NULL);
+	hsamem_close(h);
+	unsetenv("HSAMEM_SECRET_FILE");
+	unsetenv("HSAMEM_SECRET");
+	unlink(path);
+}
+
 static void
 test_fake_daemon(void)
 {
@@ -694,6 +805,7 @@ test_fake_daemon(void)
 		return;
 	}
 	pthread_create(&thr, NULL, server_main, NULL);
+	setenv("HSAMEM_SECRET", "fake-secret-0123456789", 1);
 	CHECK_RET(hsamem_open(url, &h), 0);
 	hsamem_set_timeout(h, 5000);
 
@@ -733,7 +845,9 @@ test_fake_daemon(void)
 	CHECK_RET(hsamem_ping(h, NULL), 0);
 
 	CHECK(bad_versions == 0);
+	CHECK(with_secret == 0); /* HSAMEM_SECRET is set, but never sent over ipc */
 	hsamem_close(h);
+	test_secret();
 	nng_close(srv);
 	pthread_join(thr, NULL);
 }
@@ -744,6 +858,7 @@ main(void)
 	test_strerror();
 	test_names();
 	test_default_url();
+	test_private_dir();
 	test_open_errors();
 	test_fake_daemon();
 	return test_done("test_client");

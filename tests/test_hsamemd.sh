@@ -1,7 +1,8 @@
 #!/bin/sh
 # hsamemd's command line and configuration: --help and --version, -p printing the effective
-# settings, the file/-o precedence, clear errors with exit status 2 for bad settings, and a tcp://
-# listener that the CLI reaches.
+# settings, the file/-o precedence, clear errors with exit status 2 for bad settings (the access
+# policy's among them: a tcp:// address needs a secret), and a tcp:// listener that the CLI
+# reaches with the secret. tests/test_access.sh tests what the policy allows.
 set -u
 top=${HSAMEM_TOP_BUILDDIR:-.}
 d="$top/hsamemd"
@@ -54,19 +55,55 @@ echo "$err" | grep -q "bad.conf:2: max-entry" || fail "bad file: no file:line in
 "$d" -o map-size=2G -o map-max=1G --check-config >/dev/null 2>&1; [ $? -eq 2 ] ||
 	fail "map-max below map-size"
 
-# a tcp listener on a free loopback port
+# the access policy's settings: defaults printed, bad lines refused with the key named
+out=$("$d" -p)
+echo "$out" | grep -qx "admin = uid:0 self group:hsamem" || fail "default admin not printed"
+echo "$out" | grep -qx 'allow = \* \$login \$login:\*' || fail "default allow not printed"
+out=$("$d" -o "allow=user:alice alice bob:*" -o "admin=none" -p)
+echo "$out" | grep -qx "allow = user:alice alice bob:\*" || fail "allow not replaced"
+echo "$out" | grep -q "allow = \*" && fail "the default allow is kept beside an explicit one"
+echo "$out" | grep -qx "admin = none" || fail "admin = none"
+for bad in "admin=uid:x" "admin=wizard" "allow=alice" "allow=* a*b" "allow=* \$user" \
+	"secret=name" "secret=name relative/path" "tls-ca=relative.pem" "allow=cert: y"; do
+	err=$("$d" -o "$bad" --check-config 2>&1); rc=$?
+	[ $rc -eq 2 ] || fail "-o $bad: exit $rc, expected 2"
+	echo "$err" | grep -q "${bad%%=*}" || fail "-o $bad: the error does not name the key"
+done
+
+# tcp:// needs a shared secret, tls+tcp:// a certificate, key and client authority
 port=$((20000 + $$ % 20000))
-"$d" -l "tcp://127.0.0.1:$port" -d "$dir/state" -o log-level=warning 2>"$dir/log" &
+err=$("$d" -l "tcp://127.0.0.1:$port" -d "$dir/state" --check-config 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "tcp:// without a secret: exit $rc, expected 2"
+echo "$err" | grep -q "needs a shared secret" || fail "tcp:// without a secret: '$err'"
+err=$("$d" -l "tls+tcp://127.0.0.1:$port" -o "secret=app $dir/none" --check-config 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "tls+tcp:// without tls-cert: exit $rc, expected 2"
+echo "$err" | grep -q "tls-cert, tls-key and tls-ca" || fail "tls+tcp:// without tls-cert: '$err'"
+printf 'a-secret-of-at-least-16-bytes\n' > "$dir/secret"
+chmod 0644 "$dir/secret"
+err=$("$d" -l "tcp://127.0.0.1:$port" -o "secret=app $dir/secret" --check-config 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "a secret file others can read: exit $rc, expected 2"
+echo "$err" | grep -q "others cannot read" || fail "a secret file others can read: '$err'"
+chmod 0600 "$dir/secret"
+printf 'short\n' > "$dir/short"
+chmod 0600 "$dir/short"
+"$d" -l "tcp://127.0.0.1:$port" -o "secret=app $dir/short" --check-config >/dev/null 2>&1
+[ $? -eq 2 ] || fail "a secret shorter than 16 bytes must be refused"
+
+# a tcp listener with a secret on a free loopback port
+"$d" -l "tcp://127.0.0.1:$port" -d "$dir/state" -o log-level=warning \
+	-o "secret=app $dir/secret" 2>"$dir/log" &
 pid=$!
+export HSAMEM_SECRET_FILE="$dir/secret"
 i=0
 until "$top/hsamem" -s "tcp://127.0.0.1:$port" -t 1 ping >/dev/null 2>&1; do
 	i=$((i + 1)); [ $i -gt 100 ] && { fail "no answer over tcp"; break; }
 	sleep 0.1
 done
-"$top/hsamem" -s "tcp://127.0.0.1:$port" append tcpuser "over tcp" >/dev/null || fail "tcp append"
+"$top/hsamem" -s "tcp://127.0.0.1:$port" append app "over tcp" >/dev/null || fail "tcp append"
 kill -HUP "$pid"
 sleep 0.2
 "$top/hsamem" -s "tcp://127.0.0.1:$port" ping >/dev/null || fail "serving after SIGHUP"
+unset HSAMEM_SECRET_FILE
 kill -TERM "$pid"; wait "$pid" || fail "exit status after SIGTERM"
 pid=""
 

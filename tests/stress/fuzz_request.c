@@ -13,7 +13,11 @@
  * Every input starts from an empty store: after an input, the memories it left (half-imported
  * ones too) are deleted through the delete operation, which must succeed. Each input comes on a
  * connection of its own (conn.h, answered here without NNG), closed when the next begins. Commits
- * are not synced (store_opts.no_sync): a crash of the host is not what this looks for. User ids,
+ * are not synced (store_opts.no_sync): a crash of the host is not what this looks for. The access
+ * policy is the default one (acl.h), and an input's requests come from a local peer as server.c
+ * would note it: root, an administrator, for an input of even length, nobody (which may use the
+ * memories "nobody" and "nobody:*" only) for one of odd length, so that the refusals are fuzzed
+ * too and an input always takes the same way; the wipe comes from root. User ids,
  * the request statistics and the table of imports in progress live on across inputs, as they do in
  * hsamemd.
  *
@@ -28,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "backend.h"
 #include "commit.h"
 #include "conn.h"
@@ -57,7 +62,8 @@ static char dir[256];
 /* Each input is one client connection (conn.h): its own number, and the inputs before it have
  * closed theirs. The wipe after an input comes on a connection of its own. */
 static uint32_t conn_now;
-static bool verbose; /* HSAMEM_FUZZ_VERBOSE: print each request's outcome */
+static bool verbose;     /* HSAMEM_FUZZ_VERBOSE: print each request's outcome */
+static uint32_t uid_now; /* the peer of the input being run */
 
 static void
 fail(const char *what, const char *why, const char *msg)
@@ -115,6 +121,8 @@ run_request(const uint8_t *buf, size_t len)
 	pthread_cond_init(&f.cv, NULL);
 	f.done = false;
 	int ret = req_decode(&f.job, &d, conn_now, buf, len);
+	f.job.peer = (struct peer){
+	        .transport = PEER_IPC, .has_creds = true, .uid = uid_now, .gid = uid_now, .pid = 1};
 	snprintf(f.what, sizeof(f.what), "%s request of %zu bytes", d.stats.names[f.job.op], len);
 	f.job.finish = fuzz_finish;
 	if (ret == 0)
@@ -181,6 +189,7 @@ stop(void)
 	commit_stop(d.commit);
 	gpu_free(d.cpu);
 	store_close(d.store);
+	acl_box_fini(&d.acl);
 	conf_fini(&d.conf);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (dir[0] != '\0' && system(cmd) != 0)
@@ -221,6 +230,15 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "fuzz_request: cannot open the store in %s\n", dir);
 		exit(1);
 	}
+	struct acl_lines admin = {d.conf.admin.v, d.conf.admin.n},
+	                 allow = {d.conf.allow.v, d.conf.allow.n}, secret = {0};
+	struct acl *acl;
+	acl_box_init(&d.acl);
+	if (acl_open(&admin, &allow, &secret, &acl, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fuzz_request: cannot open the access policy: %s\n", err);
+		exit(1);
+	}
+	acl_box_set(&d.acl, acl);
 	dispatch_init(&d.stats);
 	if (commit_start(d.store, d.conf.max_batch, dispatch_apply, dispatch_committed,
 	                 &d.commit) != 0 ||
@@ -237,6 +255,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const uint8_t *p = data, *end = data + size;
 	conn_now = conn_now + 1 ? conn_now + 1 : 1;
+	uid_now = size % 2 == 0 ? 0 : 65534;
 	for (int i = 0; i < FUZZ_MAX_REQUESTS; i++) {
 		const uint8_t *sep = memmem(p, (size_t)(end - p), FUZZ_SEP, FUZZ_SEP_LEN);
 		const uint8_t *stop_at = sep != NULL ? sep : end;
@@ -246,6 +265,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		p = sep + FUZZ_SEP_LEN;
 	}
 	conn_now = conn_now + 1 ? conn_now + 1 : 1;
+	uid_now = 0;
 	wipe();
 	return 0;
 }

@@ -37,8 +37,8 @@ from .client import Client, default_url, library_version
 from .errors import (ERRORS, AlreadyExists, BackendError, BadName, Busy, ConnectError,
                      EncoderUnavailable, FormatError, HsamemError, ImportStreamError,
                      InternalError, InvalidArgument, NoSuchUser, NotFound, NotSupported,
-                     ProtocolError, SpecMismatch, StoreError, StoreFull, Timeout, TooBig,
-                     VersionError)
+                     PermissionDenied, ProtocolError, SpecMismatch, StoreError, StoreFull, Timeout,
+                     TooBig, VersionError)
 from .results import (AppendInfo, AttendResult, Chunk, ChunkList, DeleteInfo, Entry, EntryList,
                       FlushInfo, Histogram, Hit, Hits, Memory, Server, Spec, Stats, Transfer)
 
@@ -50,7 +50,7 @@ __all__ = [
     "HsamemError", "ProtocolError", "VersionError", "InvalidArgument", "NoSuchUser",
     "AlreadyExists", "SpecMismatch", "TooBig", "BadName", "StoreError", "FormatError", "Busy",
     "ConnectError", "BackendError", "EncoderUnavailable", "NotSupported", "ImportStreamError",
-    "StoreFull", "InternalError", "NotFound", "Timeout",
+    "StoreFull", "InternalError", "NotFound", "PermissionDenied", "Timeout",
 ]
 
 # The classes are hsamem.NAME for users (in reprs, tracebacks and pickles), wherever they are

@@ -30,7 +30,8 @@ def library_version():
 
 def default_url():
     """The daemon's default address by the library's rule (RUNTIME_DIRECTORY, XDG_RUNTIME_DIR,
-    else ipc:///tmp/hsamemd.sock). Client() uses $HSAMEM_SOCKET first, then this."""
+    else a private directory of this user, ipc:///tmp/hsamem-UID/hsamemd.sock). Client() uses
+    $HSAMEM_SOCKET first, then this."""
     buf = ctypes.create_string_buffer(_URL_MAX)
     err = load_library().hsamem_default_url(buf, _URL_MAX)
     if err:

@@ -104,6 +104,12 @@ class NotFound(HsamemError):
     """HSAMEM_ENOTFOUND: the memory exists, but the entry, chunk or record asked for does not."""
 
 
+class PermissionDenied(HsamemError):
+    """HSAMEM_EPERM: the daemon's access policy refuses this client the memory or the operation
+    (or, over tcp://, the client sent no valid secret: HSAMEM_SECRET_FILE or HSAMEM_SECRET). The
+    same whether or not the memory exists."""
+
+
 class Timeout(HsamemError):
     """-ETIMEDOUT: no reply within the client's timeout. The request may or may not have been
     carried out."""
@@ -115,5 +121,6 @@ ERRORS = {
     -1005: AlreadyExists, -1006: SpecMismatch, -1007: TooBig, -1008: BadName, -1009: StoreError,
     -1010: FormatError, -1011: Busy, -1012: ConnectError, -1013: BackendError,
     -1014: EncoderUnavailable, -1015: NotSupported, -1016: ImportStreamError, -1017: StoreFull,
-    -1018: InternalError, -1019: NotFound, -_errno.ETIMEDOUT: Timeout,
+    -1018: InternalError, -1019: NotFound, -1020: PermissionDenied,
+    -_errno.ETIMEDOUT: Timeout,
 }
