@@ -10,9 +10,11 @@
  * sends one message and waits for the daemon's reply, at most the handle's timeout (30 s unless
  * changed with hsamem_set_timeout()).
  *
- * A memory belongs to a user (a name, see HSAMEM_NAME_MAX) and is an append-only stream of entries
- * (pieces of text and/or token ids). The daemon cuts the stream into chunks of S tokens, keeps per
- * chunk the HSA representations (K, V, landmark), and answers queries with the chunks that matter.
+ * A memory belongs to a user (a name: see HSAMEM_NAME_MAX for the rule, which hsamem_name_check()
+ * applies) and is an append-only stream of entries (pieces of text and/or token ids). The daemon
+ * cuts the stream into chunks of S tokens, keeps per chunk the HSA representations (K, V,
+ * landmark), and answers queries with the chunks that matter. Strings (names, texts, tags) are C
+ * strings: they cannot hold a NUL byte, and the daemon refuses one sent by other clients.
  * Memories of a built-in encoder are fed text; memories of the "client" encoder are fed token ids
  * together with the K/V/landmark tensors of every chunk an append seals (an LLM runtime computes
  * them), and are read with hsamem_attend().
@@ -36,7 +38,8 @@
  *   HSAMEM_EPROTO    the reply could not be decoded or is inconsistent (an array's size does not
  *                    match its count, a required part is missing). Nothing of it is returned.
  *   HSAMEM_EVERSION  the daemon speaks another protocol version.
- *   HSAMEM_EBADNAME  the user name is not valid; checked before anything is sent.
+ *   HSAMEM_EBADNAME  the user name is not valid (hsamem_name_check()); checked before anything is
+ *                    sent.
  *   HSAMEM_EBUSY     the memory is being imported, or the daemon's store has no free reader
  *                    slot; retry later.
  *   -ENOMEM          out of memory in the library (nothing was sent, or the reply was dropped).

@@ -8,9 +8,10 @@
  *      +--cancelled (stopping)--> DONE            +--stopping--> DONE
  *
  * WORK covers the job's WORK and COMMIT, while a worker or the committer holds it. The aio
- * callbacks never block: they decode a request and queue it to the workers, or hand a packed
- * reply to nng. This file owns the socket, the contexts and the wire format of a reply; it must not
- * interpret requests (the handlers do; dispatch.c says which).
+ * callbacks never block: they decode a request (refusing one whose strings hold a NUL byte, which
+ * decoding would hide: wire.h) and queue it to the workers, or hand a packed reply to nng. This
+ * file owns the socket, the contexts and the wire format of a reply; it must not interpret
+ * requests (the handlers do; dispatch.c says which).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -29,6 +30,7 @@
 #include "job.h"
 #include "log.h"
 #include "server.h"
+#include "wire.h"
 #include "worker.h"
 
 enum ctx_state { CTX_RECV, CTX_WORK, CTX_SEND, CTX_DONE };
@@ -120,6 +122,30 @@ job_send(struct job *job)
 	nng_ctx_send(c->ctx, c->aio);
 }
 
+/*
+ * Unpacking cut every string field at its first NUL byte (wire.h): refuses a request whose
+ * strings hold one, from the serialized bytes, before any handler sees the cut string. A user
+ * field is a bad name ("victim\0/../x" must not act on "victim"); any other string is a bad
+ * argument, since names, texts and tags are kept as C strings. Returns 0, or the job's error.
+ */
+static int
+check_strings(struct job *job, nng_msg *msg)
+{
+	struct wire_nul at;
+	int r = wire_find_nul(&hsamem__request__descriptor, nng_msg_body(msg), nng_msg_len(msg),
+	                      &at);
+	if (r == 0)
+		return 0;
+	if (r < 0)
+		return job_fail(job, HSAMEM_EPROTO, "request is not a valid hsamem message");
+	if (strcmp(at.field->name, "user") == 0)
+		return job_fail(job, HSAMEM_EBADNAME,
+		                "%s: user name holds a NUL byte (at byte %zu)", at.path, at.offset);
+	return job_fail(job, HSAMEM_EINVAL,
+	                "%s holds a NUL byte (at byte %zu): strings may not hold NUL bytes",
+	                at.path, at.offset);
+}
+
 /* A request arrived: decode it and queue it, or answer a malformed one at once. */
 static void
 on_recv(struct srv_ctx *c)
@@ -139,6 +165,7 @@ on_recv(struct srv_ctx *c)
 
 	job->req = hsamem__request__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
 	job->conn = conn_of_msg(msg);
+	int strings = job->req == NULL ? 0 : check_strings(job, msg);
 	nng_msg_free(msg);
 	if (job->req == NULL) {
 		job_fail(job, HSAMEM_EPROTO, "request is not a valid hsamem message");
@@ -146,6 +173,9 @@ on_recv(struct srv_ctx *c)
 		job_fail(job, HSAMEM_EVERSION,
 		         "protocol version %u is not supported; this daemon speaks version %d",
 		         job->req->has_version ? job->req->version : 0, HSAMEM_PROTOCOL_VERSION);
+	} else if (strings != 0) {
+		/* check_strings failed the job; dispatch_find only names it for the statistics */
+		job->op = dispatch_find(job->req);
 	} else if ((job->op = dispatch_find(job->req)) == dispatch_invalid()) {
 		job_fail(job, HSAMEM_EPROTO, "request names no operation this daemon knows");
 	} else {

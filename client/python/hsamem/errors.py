@@ -55,7 +55,8 @@ class TooBig(HsamemError):
 
 
 class BadName(HsamemError):
-    """HSAMEM_EBADNAME: the user name is not valid (1 to 64 bytes of [A-Za-z0-9_.@:-])."""
+    """HSAMEM_EBADNAME: the user name is not valid (1 to 64 bytes, each of A-Z a-z 0-9 _ . @ : -,
+    the first not '.' or '-': no NUL, no control character)."""
 
 
 class StoreError(HsamemError):
