@@ -302,7 +302,8 @@ struct hsamem_append_info {
  * memory of a built-in encoder), HSAMEM_ESPEC (a tensor of the wrong size, or not the number of
  * chunks expected: the message says how many), HSAMEM_EINVAL (no entries, an entry with neither
  * text nor tokens), HSAMEM_ETOOBIG (too many entries or tags, a text past max-entry),
- * HSAMEM_EBUSY (the memory is being imported), HSAMEM_ESTORE, HSAMEM_EFULL.
+ * HSAMEM_EBUSY (the memory is being imported), HSAMEM_ESTORE, HSAMEM_EFULL (the store has no room:
+ * map-max reached or the disk full; the message says which and what to do).
  */
 int hsamem_append(struct hsamem *h, const char *user, const struct hsamem_entry_in *entries,
                   size_t n_entries, const struct hsamem_chunk_in *chunks, size_t n_chunks,

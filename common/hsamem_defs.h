@@ -65,7 +65,9 @@ enum hsamem_error {
 	HSAMEM_ENOTSUP = -1015,
 	/* An export stream is malformed, truncated or of an unknown version. */
 	HSAMEM_EIMPORT = -1016,
-	/* The store's map reached its configured maximum size. */
+	/* The store has no room: its map is at map-max, or the file system of the state directory
+	 * is full, over quota or at the daemon's file size limit. The message says which and what
+	 * to do; nothing was written. Deleting memories makes room (hsamem(7), STORE LAYOUT). */
 	HSAMEM_EFULL = -1017,
 	/* A bug: an internal invariant failed. The daemon log has the details. */
 	HSAMEM_EINTERNAL = -1018,

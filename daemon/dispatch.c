@@ -25,30 +25,34 @@ struct op_def {
 	int (*apply)(struct job *job, struct store_txn *txn);
 	/* optional: after the group commit made the job's write durable, before its reply */
 	void (*committed)(struct job *job);
+	/* optional: a write that makes room, run in steps of its own transactions when it found no
+	 * room even alone (commit_reclaim_fn) */
+	int (*reclaim)(struct job *job);
 };
 
 /* clang-format off */
-#define READ(req, name, read) {HSAMEM__REQUEST__BODY_##req, name, read, NULL, NULL, NULL}
-#define WRITE(req, name, prepare, apply, committed) \
-	{HSAMEM__REQUEST__BODY_##req, name, NULL, prepare, apply, committed}
+#define READ(req, name, read) {HSAMEM__REQUEST__BODY_##req, name, read, NULL, NULL, NULL, NULL}
+#define WRITE(req, name, prepare, apply, committed, reclaim) \
+	{HSAMEM__REQUEST__BODY_##req, name, NULL, prepare, apply, committed, reclaim}
 /* clang-format on */
 
 /* In the order of the statistics reply; "invalid" is last and counts what names no operation. */
 static const struct op_def ops[] = {
         READ(PING, "ping", ops_ping),
-        WRITE(CREATE, "create", ops_prepare_create, ops_apply_create, NULL),
-        WRITE(APPEND, "append", ops_prepare_append, ops_apply_append, NULL),
-        WRITE(FLUSH, "flush", ops_prepare_flush, ops_apply_flush, NULL),
+        WRITE(CREATE, "create", ops_prepare_create, ops_apply_create, NULL, NULL),
+        WRITE(APPEND, "append", ops_prepare_append, ops_apply_append, NULL, NULL),
+        WRITE(FLUSH, "flush", ops_prepare_flush, ops_apply_flush, NULL, NULL),
         READ(QUERY, "query", ops_query),
         READ(ATTEND, "attend", ops_attend_request),
         READ(ENTRIES, "entries", ops_entries),
         READ(CHUNKS, "chunks", ops_chunks),
         READ(USERS, "users", ops_users),
         READ(STATS, "stats", ops_stats),
-        WRITE(DELETE, "delete", ops_prepare_delete, ops_apply_delete, ops_committed_delete),
+        WRITE(DELETE, "delete", ops_prepare_delete, ops_apply_delete, ops_committed_delete,
+              ops_reclaim_delete),
         READ(EXPORT, "export", ops_export),
-        WRITE(IMPORT, "import", ops_prepare_import, ops_apply_import, ops_committed_import),
-        {HSAMEM__REQUEST__BODY__NOT_SET, "invalid", NULL, NULL, NULL, NULL},
+        WRITE(IMPORT, "import", ops_prepare_import, ops_apply_import, ops_committed_import, NULL),
+        {HSAMEM__REQUEST__BODY__NOT_SET, "invalid", NULL, NULL, NULL, NULL, NULL},
 };
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
@@ -100,6 +104,13 @@ dispatch_apply(struct job *job, struct store_txn *txn)
 	const struct op_def *op = &ops[job->op];
 	assert(op->apply != NULL);
 	return op->apply(job, txn);
+}
+
+int
+dispatch_reclaim(struct job *job)
+{
+	const struct op_def *op = &ops[job->op];
+	return op->reclaim != NULL ? op->reclaim(job) : HSAMEM_ENOTSUP;
 }
 
 void

@@ -94,7 +94,9 @@ class ImportStreamError(HsamemError):
 
 
 class StoreFull(HsamemError):
-    """HSAMEM_EFULL: the store's map reached its configured maximum size."""
+    """HSAMEM_EFULL: the daemon's store has no room: its map is at map-max, or the disk of its
+    state directory is full (or over quota, or at the file size limit). The message says which
+    and what to do; deleting memories makes room."""
 
 
 class InternalError(HsamemError):
