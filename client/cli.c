@@ -165,7 +165,7 @@ main_help(FILE *f)
 	           "\nExit status:\n"
 	           "  0  success\n"
 	           "  1  the daemon answered with an error (e.g. no such user, permission denied)\n"
-	           "  2  usage error\n"
+	           "  2  usage error (also stdin text with a NUL byte: nothing is sent)\n"
 	           "  3  cannot connect to the daemon, or no reply in time\n"
 	           "  4  local I/O error (a file, stdin or stdout)\n");
 }

@@ -4,7 +4,8 @@
  * append sends one entry (TEXT, or all of stdin), or with --lines one entry per non-empty line of
  * stdin, in batches of at most APPEND_BATCH_ENTRIES entries or APPEND_BATCH_BYTES bytes, each
  * batch one atomic request; what the batches did is shown as one result. A failed batch ends the
- * command: the batches before it stay appended.
+ * command: the batches before it stay appended. stdin is read whole before anything is sent, and
+ * refused (EXIT_USAGE) when it holds a NUL byte, which no text can hold.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -179,101 +180,102 @@ merge_append(struct hsamem_append_info *sum, const struct hsamem_append_info *a,
 	sum->created = sum->created || a->created;
 }
 
+/* Reads all of stdin into *buf (NUL-terminated) and refuses it when it holds a NUL byte: the
+ * daemon keeps text as C strings, and the input is checked whole before anything is sent. */
 static int
-append_lines(struct ctx *c, const char *user, const struct append_state *o,
+read_input(struct ctx *c, char **buf, size_t *len)
+{
+	const char *nul, *p;
+	size_t line = 1;
+	int err;
+
+	if ((err = cli_slurp(STDIN_FILENO, buf, len)) != 0)
+		return cli_io_error(c, "reading stdin", err);
+	if ((nul = memchr(*buf, '\0', *len)) == NULL)
+		return EXIT_OK;
+	for (p = *buf; p < nul; p++)
+		line += *p == '\n';
+	fprintf(stderr,
+	        "hsamem: %s: stdin holds a NUL byte (byte %zu, line %zu); text cannot hold NUL "
+	        "bytes: nothing was sent\n",
+	        c->name, (size_t)(nul - *buf), line);
+	free(*buf);
+	*buf = NULL;
+	return EXIT_USAGE;
+}
+
+/* Appends each non-empty line of the len bytes at input (NUL-terminated, holding no other NUL;
+ * cut into lines in place) as one entry, in batches. */
+static int
+append_lines(struct ctx *c, const char *user, const struct append_state *o, char *input, size_t len,
              struct hsamem_append_info *sum)
 {
 	struct hsamem_entry_in e[APPEND_BATCH_ENTRIES];
 	struct hsamem_append_info info;
 	bool progress = isatty(STDERR_FILENO), shown = false;
-	size_t n = 0, bytes = 0, cap = 0, i;
+	char *line = input, *end = input + len, *nl;
+	size_t n = 0, bytes = 0, ll;
 	uint64_t total = 0;
-	char *line = NULL;
-	ssize_t len;
-	int err = 0, rv = EXIT_OK;
+	int err, rv = EXIT_OK;
 
 	memset(e, 0, sizeof(e));
-	for (;;) {
-		errno = 0;
-		len = getline(&line, &cap, stdin);
-		if (len >= 0) {
-			while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-				line[--len] = '\0';
-			if (line[strspn(line, " \t\v\f")] == '\0')
-				continue;
-			e[n].role = o->role;
-			e[n].tags = o->tags;
-			e[n].n_tags = o->n_tags;
-			if ((e[n].text = strdup(line)) == NULL) {
-				rv = cli_io_error(c, "reading stdin", -ENOMEM);
-				goto done;
+	while (line < end || n > 0) {
+		if (line < end) {
+			if ((nl = memchr(line, '\n', (size_t)(end - line))) != NULL)
+				*nl = '\0';
+			ll = strlen(line);
+			while (ll > 0 && line[ll - 1] == '\r')
+				line[--ll] = '\0';
+			if (line[strspn(line, " \t\v\f")] != '\0') {
+				e[n].role = o->role;
+				e[n].tags = o->tags;
+				e[n].n_tags = o->n_tags;
+				e[n].text = line;
+				n++;
+				bytes += ll;
 			}
-			n++;
-			bytes += (size_t)len;
-		} else if (errno != 0) {
-			rv = cli_io_error(c, "reading stdin", -errno);
-			goto done;
+			line = nl != NULL ? nl + 1 : end;
 		}
 		if (n > 0 &&
-		    (len < 0 || n == APPEND_BATCH_ENTRIES || bytes >= APPEND_BATCH_BYTES)) {
+		    (line >= end || n == APPEND_BATCH_ENTRIES || bytes >= APPEND_BATCH_BYTES)) {
 			err = hsamem_append(c->h, user, e, n, NULL, 0, o->flags, &info);
 			if (err != 0) {
 				if (shown)
 					fputc('\n', stderr);
 				shown = false;
 				rv = cli_fail(c, err);
-				goto done;
+				break;
 			}
 			merge_append(sum, &info, total == 0);
 			total += n;
-			for (i = 0; i < n; i++)
-				free((char *)e[i].text);
 			n = bytes = 0;
-			if (progress && (len >= 0 || shown)) {
+			if (progress && (line < end || shown)) {
 				fprintf(stderr, "\rhsamem: append: %llu entries",
 				        (unsigned long long)total);
 				shown = true;
 			}
 		}
-		if (len < 0)
-			break;
 	}
-	if (total == 0)
+	if (rv == EXIT_OK && total == 0)
 		rv = cli_usage(c, "no non-empty line on stdin");
-done:
 	if (shown)
 		fputc('\n', stderr);
-	for (i = 0; i < n; i++)
-		free((char *)e[i].text);
-	free(line);
 	return rv;
 }
 
-/* Appends one entry: text, or all of stdin when text is NULL. */
+/* Appends one entry: text (TEXT, or all of stdin). */
 static int
 append_one(struct ctx *c, const char *user, const struct append_state *o, const char *text,
            struct hsamem_append_info *info)
 {
 	struct hsamem_entry_in e = {.text = text, .role = o->role};
-	char *buf = NULL;
-	size_t len;
 	int err;
 
-	if (text == NULL) {
-		if ((err = cli_slurp(STDIN_FILENO, &buf, &len)) != 0)
-			return cli_io_error(c, "reading stdin", err);
-		while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-			buf[--len] = '\0';
-		e.text = buf;
-	}
-	if (e.text[0] == '\0') {
-		free(buf);
+	if (text[0] == '\0')
 		return cli_usage(c, "nothing to append");
-	}
 	e.tags = o->tags;
 	e.n_tags = o->n_tags;
 	err = hsamem_append(c->h, user, &e, 1, NULL, 0, o->flags, info);
-	free(buf);
 	return err != 0 ? cli_fail(c, err) : EXIT_OK;
 }
 
@@ -282,20 +284,29 @@ append_run(struct ctx *c, void *state, char **args, int n_args)
 {
 	const struct append_state *o = state;
 	struct hsamem_append_info info;
+	char *input = NULL;
+	size_t len = 0;
 	int rv;
 
 	if (o->lines && n_args == 2)
 		return cli_usage(c, "--lines reads stdin; give no TEXT");
+	if (n_args == 1 && (rv = read_input(c, &input, &len)) != EXIT_OK)
+		return rv;
 	if ((rv = cli_connect(c)) != 0)
-		return rv;
-	if (o->lines)
-		rv = append_lines(c, args[0], o, &info);
-	else
-		rv = append_one(c, args[0], o, n_args == 2 ? args[1] : NULL, &info);
-	if (rv != EXIT_OK)
-		return rv;
-	print_append(args[0], &info);
-	return EXIT_OK;
+		goto out;
+	if (o->lines) {
+		rv = append_lines(c, args[0], o, input, len, &info);
+	} else {
+		while (input != NULL && len > 0 &&
+		       (input[len - 1] == '\n' || input[len - 1] == '\r'))
+			input[--len] = '\0';
+		rv = append_one(c, args[0], o, n_args == 2 ? args[1] : input, &info);
+	}
+	if (rv == EXIT_OK)
+		print_append(args[0], &info);
+out:
+	free(input);
+	return rv;
 }
 
 static const struct option append_options[] = {
@@ -308,7 +319,8 @@ static const struct option append_options[] = {
 
 static const char append_details[] =
         "TEXT is one entry; without TEXT, all of stdin is one entry, or each non-empty\n"
-        "line one entry with --lines.\n\n"
+        "line one entry with --lines. stdin is read whole before anything is sent; input\n"
+        "with a NUL byte is refused (exit status 2) and nothing is sent.\n\n"
         "  --role ROLE        user (default), assistant, system, tool or other\n"
         "  --tag TAG          a tag for the entries (repeatable)\n"
         "  --lines            one entry per non-empty line of stdin, sent in batches\n"

@@ -73,23 +73,12 @@ set_message(struct hsamem *h, const char *text)
 int
 clib_check_user(struct hsamem *h, const char *user)
 {
-	size_t len, i;
+	const char *why = NULL;
 
 	if (user == NULL)
 		return clib_fail(h, HSAMEM_EBADNAME, "no user name given");
-	len = strlen(user);
-	if (len == 0 || len > HSAMEM_NAME_MAX)
-		return clib_fail(h, HSAMEM_EBADNAME, "a user name is 1 to %d bytes long",
-		                 HSAMEM_NAME_MAX);
-	if (user[0] == '.' || user[0] == '-')
-		return clib_fail(h, HSAMEM_EBADNAME, "a user name does not start with '.' or '-'");
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)user[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      strchr("_.@:-", c) != NULL))
-			return clib_fail(h, HSAMEM_EBADNAME,
-			                 "a user name is made of A-Z a-z 0-9 _ . @ : - only");
-	}
+	if (hsamem_name_check(user, strlen(user), &why) != 0)
+		return clib_fail(h, HSAMEM_EBADNAME, "%s", why);
 	return 0;
 }
 

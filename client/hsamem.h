@@ -10,9 +10,11 @@
  * sends one message and waits for the daemon's reply, at most the handle's timeout (30 s unless
  * changed with hsamem_set_timeout()).
  *
- * A memory belongs to a user (a name, see HSAMEM_NAME_MAX) and is an append-only stream of entries
- * (pieces of text and/or token ids). The daemon cuts the stream into chunks of S tokens, keeps per
- * chunk the HSA representations (K, V, landmark), and answers queries with the chunks that matter.
+ * A memory belongs to a user (a name: see HSAMEM_NAME_MAX for the rule, which hsamem_name_check()
+ * applies) and is an append-only stream of entries (pieces of text and/or token ids). The daemon
+ * cuts the stream into chunks of S tokens, keeps per chunk the HSA representations (K, V,
+ * landmark), and answers queries with the chunks that matter. Strings (names, texts, tags) are C
+ * strings: they cannot hold a NUL byte, and the daemon refuses one sent by other clients.
  * Memories of a built-in encoder are fed text; memories of the "client" encoder are fed token ids
  * together with the K/V/landmark tensors of every chunk an append seals (an LLM runtime computes
  * them), and are read with hsamem_attend().
@@ -36,7 +38,8 @@
  *   HSAMEM_EPROTO    the reply could not be decoded or is inconsistent (an array's size does not
  *                    match its count, a required part is missing). Nothing of it is returned.
  *   HSAMEM_EVERSION  the daemon speaks another protocol version.
- *   HSAMEM_EBADNAME  the user name is not valid; checked before anything is sent.
+ *   HSAMEM_EBADNAME  the user name is not valid (hsamem_name_check()); checked before anything is
+ *                    sent.
  *   HSAMEM_EBUSY     the memory is being imported, or the daemon's store has no free reader
  *                    slot; retry later.
  *   HSAMEM_EPERM     the daemon's access policy refuses this client the memory the request
@@ -325,7 +328,8 @@ struct hsamem_append_info {
  * memory of a built-in encoder), HSAMEM_ESPEC (a tensor of the wrong size, or not the number of
  * chunks expected: the message says how many), HSAMEM_EINVAL (no entries, an entry with neither
  * text nor tokens), HSAMEM_ETOOBIG (too many entries or tags, a text past max-entry),
- * HSAMEM_EBUSY (the memory is being imported), HSAMEM_ESTORE, HSAMEM_EFULL.
+ * HSAMEM_EBUSY (the memory is being imported), HSAMEM_ESTORE, HSAMEM_EFULL (the store has no room:
+ * map-max reached or the disk full; the message says which and what to do).
  */
 int hsamem_append(struct hsamem *h, const char *user, const struct hsamem_entry_in *entries,
                   size_t n_entries, const struct hsamem_chunk_in *chunks, size_t n_chunks,

@@ -5,10 +5,11 @@
  * record as [u32 little-endian length][record] as soon as its page arrives; the first reply fixes
  * upto_entries/upto_chunks and names the memory (memory_id), which every later request repeats, so
  * that the stream is one consistent snapshot even while appends go on, or an error if the memory
- * was deleted meanwhile. Import reads records, checks that each decodes, and sends them
- * in batches of at most BATCH_BYTES (a bigger record goes alone); it reads one record ahead so that
- * the final batch is known and marked last, and sends nothing marked last for a stream that turns
- * out truncated. Memory use is one page or one batch, whatever the size of the memory.
+ * was deleted meanwhile. Import reads records, checks that each decodes and that no string in it
+ * holds a NUL byte (which decoding would cut at: wire.h), and sends them in batches of at most
+ * BATCH_BYTES (a bigger record goes alone); it reads one record ahead so that the final batch is
+ * known and marked last, and sends nothing marked last for a stream that turns out truncated.
+ * Memory use is one page or one batch, whatever the size of the memory.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "client_int.h"
+#include "wire.h"
 
 #define BATCH_BYTES      (4u << 20)
 #define RECORD_MAX       (256u << 20)
@@ -203,6 +205,7 @@ hsamem_import_cb(struct hsamem *h, const char *user, hsamem_read_fn read, void *
 {
 	struct hsamem_transfer t = {0};
 	struct batch b = {0};
+	struct wire_nul nul;
 	Hsamem__ExportRecord *rec, **recs;
 	uint8_t hdr[4], *buf = NULL;
 	uint32_t len;
@@ -248,6 +251,13 @@ hsamem_import_cb(struct hsamem *h, const char *user, hsamem_read_fn read, void *
 			err = clib_fail(h, HSAMEM_EIMPORT,
 			                "import: the stream ends inside record %llu",
 			                (unsigned long long)t.records);
+			goto done;
+		}
+		if (wire_find_nul(&hsamem__export_record__descriptor, buf, len, &nul) == 1) {
+			err = clib_fail(h, HSAMEM_EIMPORT,
+			                "import: record %llu (at byte %llu): %s holds a NUL byte",
+			                (unsigned long long)t.records, (unsigned long long)t.bytes,
+			                nul.path);
 			goto done;
 		}
 		rec = hsamem__export_record__unpack(NULL, len, buf);

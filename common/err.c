@@ -27,7 +27,7 @@ hsamem_strerror(int err)
 	case HSAMEM_EENCODER: return "encoder not available";
 	case HSAMEM_ENOTSUP: return "operation not supported by this memory";
 	case HSAMEM_EIMPORT: return "malformed export stream";
-	case HSAMEM_EFULL: return "store map is full";
+	case HSAMEM_EFULL: return "store is full: map-max reached or disk full";
 	case HSAMEM_EINTERNAL: return "internal error";
 	case HSAMEM_ENOTFOUND: return "no such entry or chunk";
 	case HSAMEM_EPERM: return "permission denied by the daemon's access policy";

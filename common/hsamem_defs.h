@@ -11,6 +11,8 @@
 #ifndef HSAMEM_DEFS_H
 #define HSAMEM_DEFS_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -19,8 +21,10 @@ extern "C" {
  * version. */
 #define HSAMEM_PROTOCOL_VERSION 1
 
-/* The longest user name, in bytes. A user name is 1 to 64 bytes of [A-Za-z0-9_.@:-] and does not
- * start with '.' or '-'. */
+/* The longest user name, in bytes. A user name is 1 to 64 bytes, each one of A-Z a-z 0-9 _ . @ : -
+ * (ASCII, whatever the locale), and does not start with '.' or '-'. So a name holds no NUL byte, no
+ * control byte (0x00-0x1f, 0x7f), no '/', no space and no byte above 0x7f. hsamem_name_check()
+ * applies the rule. */
 #define HSAMEM_NAME_MAX 64
 
 enum hsamem_error {
@@ -61,7 +65,9 @@ enum hsamem_error {
 	HSAMEM_ENOTSUP = -1015,
 	/* An export stream is malformed, truncated or of an unknown version. */
 	HSAMEM_EIMPORT = -1016,
-	/* The store's map reached its configured maximum size. */
+	/* The store has no room: its map is at map-max, or the file system of the state directory
+	 * is full, over quota or at the daemon's file size limit. The message says which and what
+	 * to do; nothing was written. Deleting memories makes room (hsamem(7), STORE LAYOUT). */
 	HSAMEM_EFULL = -1017,
 	/* A bug: an internal invariant failed. The daemon log has the details. */
 	HSAMEM_EINTERNAL = -1018,
@@ -73,6 +79,15 @@ enum hsamem_error {
 	 * -EACCES, so that it is never taken for a local file's permissions. */
 	HSAMEM_EPERM = -1020,
 };
+
+/*
+ * Checks the user name of len bytes at name against the rule of HSAMEM_NAME_MAX, byte by byte: a
+ * NUL byte inside the len bytes is an error, not the end of the name. Returns 0 when the name is
+ * valid; otherwise HSAMEM_EBADNAME, and, when why is not NULL, *why gets a static sentence saying
+ * what is wrong ("user name holds a control byte"). The daemon and libhsamem apply this same
+ * function, so a name that passes here is never refused as a name by either. Needs no connection.
+ */
+int hsamem_name_check(const char *name, size_t len, const char **why);
 
 /*
  * Returns a static, human-readable message for an error code (hsamem's own codes and negated errno

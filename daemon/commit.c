@@ -11,17 +11,27 @@
  *   queue --take--> apply each (nested txn) --commit (sync)--> erase --> committed each --> replies
  *                      |                         |
  *                      +-- HSAMEM_EFULL ---------+--> abort, store_grow, apply the batch again
+ *                      +-- no room (map-max, disk full) --> abort, commit each job alone
+ *
+ * When the store has no room (store.h, ROOM), one job's failure must not fail the others: a
+ * delete that would make room must not fail because an append in its batch found none. So the
+ * jobs of such a batch are then committed one by one, and a job that finds no room gets one more
+ * try after store_recycle() (LMDB reuses the pages a delete freed only after a later commit); a
+ * delete that still finds none runs in steps (commit_reclaim_fn: ops_delete.c). A job that still
+ * finds none fails with HSAMEM_EFULL and a message saying what is full and what to do; the others
+ * go on.
  *
  * When the batch removed records (a delete, an abandoned import) or wrote and was aborted, the
  * store erases what they leave in data.mdb before any reply goes out (store_erase): a client
  * told that its memory is deleted finds nothing of it in the store's files.
  *
  * The queue and the thread are a worker pool of one thread (worker.c). This file must not
- * interpret requests (the apply and committed functions given at start do) nor touch the socket
- * (the job's finish does).
+ * interpret requests (the apply, reclaim and committed functions given at start do) nor touch the
+ * socket (the job's finish does).
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "commit.h"
@@ -33,14 +43,15 @@
 struct commit {
 	struct store *store;
 	commit_apply_fn *apply;
+	commit_reclaim_fn *reclaim;
 	commit_done_fn *committed;
 	struct wrk_pool *pool;
 	atomic_uint_fast64_t commits, applied;
 };
 
 /* Applies every job of the batch into one write transaction. Returns 0 when the transaction can
- * be committed (some jobs may have failed alone), HSAMEM_EFULL to grow and retry, or an error of
- * the transaction itself. */
+ * be committed (some jobs may have failed alone), a store_full() code (HSAMEM_EFULL: grow and
+ * retry), or an error of the transaction itself. */
 static int
 apply_batch(struct commit *c, struct job *batch, struct store_txn *txn)
 {
@@ -56,7 +67,7 @@ apply_batch(struct commit *c, struct job *batch, struct store_txn *txn)
 			else
 				store_txn_abort(&nested);
 		}
-		if (ret == HSAMEM_EFULL)
+		if (store_full(ret))
 			return ret;
 		if (ret != 0 && j->reply.status == 0)
 			job_fail(j, ret, "store: %s", hsamem_strerror(ret));
@@ -64,28 +75,69 @@ apply_batch(struct commit *c, struct job *batch, struct store_txn *txn)
 	return 0;
 }
 
-static void
-run_batch(void *arg, struct job *batch)
+/* Applies and commits the jobs in one transaction, growing the map and running it again while
+ * LMDB finds the map full below map-max. Returns 0, or the error of the transaction. */
+static int
+commit_jobs(struct commit *c, struct job *jobs)
 {
-	struct commit *c = arg;
 	struct store_txn txn;
 	int ret;
 	for (;;) {
-		ret = store_txn_begin(c->store, &txn, true, NULL);
-		if (ret != 0)
-			break;
-		ret = apply_batch(c, batch, &txn);
+		if ((ret = store_txn_begin(c->store, &txn, true, NULL)) != 0)
+			return ret;
+		ret = apply_batch(c, jobs, &txn);
 		if (ret == 0)
 			ret = store_txn_commit(&txn);
 		else
 			store_txn_abort(&txn);
-		if (ret != HSAMEM_EFULL)
-			break;
-		if ((ret = store_grow(c->store)) != 0) {
-			log_err("store: map is full and cannot grow further (map-max)");
-			ret = HSAMEM_EFULL;
-			break;
+		if (ret != HSAMEM_EFULL || (ret = store_grow(c->store)) != 0)
+			return ret;
+	}
+}
+
+/*
+ * The batch found no room (ret, a store_full() code). Commits its jobs one by one, so that a
+ * delete is not failed by an append beside it; a job that finds no room alone gets one more try
+ * after store_recycle(), which makes the pages freed by the commits before it (a delete's)
+ * reusable, and then, if it can make room in steps (a delete), c->reclaim. Each job's reply says
+ * how it ended.
+ */
+static void
+commit_alone(struct commit *c, struct job *batch, int ret)
+{
+	bool tried = batch->next == NULL; /* a batch of one has just tried alone */
+	char why[256];
+
+	for (struct job *j = batch, *next; j != NULL; j = next, tried = false) {
+		next = j->next;
+		j->next = NULL;
+		if (!tried)
+			ret = commit_jobs(c, j);
+		if (store_full(ret) && store_recycle(c->store) == 0)
+			ret = commit_jobs(c, j);
+		if (store_full(ret) && c->reclaim != NULL) {
+			int r = c->reclaim(j);
+			ret = r == HSAMEM_ENOTSUP ? ret : r;
 		}
+		j->next = next;
+		if (store_full(ret)) {
+			store_full_message(c->store, ret, why, sizeof(why));
+			log_err("store: no room for a write: %s", why);
+			job_fail(j, HSAMEM_EFULL, "%s", why);
+		} else if (ret != 0 && j->reply.status == 0) {
+			job_fail(j, ret, "store: commit failed: %s", hsamem_strerror(ret));
+		}
+	}
+}
+
+static void
+run_batch(void *arg, struct job *batch)
+{
+	struct commit *c = arg;
+	int ret = commit_jobs(c, batch);
+	if (store_full(ret)) {
+		commit_alone(c, batch, ret);
+		ret = 0; /* each job's reply says how it ended */
 	}
 	atomic_fetch_add(&c->commits, 1);
 	/* a delete is erased before it is answered (store.h, ERASURE); a no-op without one */
@@ -104,13 +156,14 @@ run_batch(void *arg, struct job *batch)
 
 int
 commit_start(struct store *store, unsigned max_batch, commit_apply_fn *apply,
-             commit_done_fn *committed, struct commit **out)
+             commit_reclaim_fn *reclaim, commit_done_fn *committed, struct commit **out)
 {
 	struct commit *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return -ENOMEM;
 	c->store = store;
 	c->apply = apply;
+	c->reclaim = reclaim;
 	c->committed = committed;
 	int ret = wrk_start(1, max_batch, run_batch, c, &c->pool);
 	if (ret != 0) {

@@ -16,18 +16,25 @@ struct store_txn;
 
 /*
  * Applies a prepared write inside txn (a nested transaction of the group commit). Returns 0, or
- * the job's error (its reply already says why, or the committer says "store: ..."), or
- * HSAMEM_EFULL to have the map grown and the whole batch run again.
+ * the job's error (its reply already says why, or the committer says "store: ..."), or a
+ * store_full() code: HSAMEM_EFULL to have the map grown and the whole batch run again, or no room
+ * at all (commit.c says what the committer does then).
  */
 typedef int commit_apply_fn(struct job *job, struct store_txn *txn);
 /* Runs after the group commit that held the job, before the reply is sent; status is the
  * commit's outcome (0: durable). */
 typedef void commit_done_fn(struct job *job, int status);
+/*
+ * Runs a write that found no room even in a transaction of its own, in steps of transactions of
+ * its own (a delete, which makes room in pieces). Returns 0 when the write is done and durable,
+ * HSAMEM_ENOTSUP for a write that cannot be run so, or its error.
+ */
+typedef int commit_reclaim_fn(struct job *job);
 
 /* Starts the committer's thread; batches hold at most max_batch jobs. Returns 0 or a negative
  * errno. */
 int commit_start(struct store *store, unsigned max_batch, commit_apply_fn *apply,
-                 commit_done_fn *committed, struct commit **out);
+                 commit_reclaim_fn *reclaim, commit_done_fn *committed, struct commit **out);
 /* Queues a prepared job; the committer owns it from now on and calls its finish. */
 void commit_submit(struct commit *c, struct job *job);
 /* Applies what is queued, then stops the thread. NULL-safe. */

@@ -40,13 +40,16 @@ struct op_def {
 	int (*apply)(struct job *job, struct store_txn *txn);
 	/* optional: after the group commit made the job's write durable, before its reply */
 	void (*committed)(struct job *job);
+	/* optional: a write that makes room, run in steps of its own transactions when it found no
+	 * room even alone (commit_reclaim_fn) */
+	int (*reclaim)(struct job *job);
 };
 
 /* clang-format off */
 #define READ(req, name, access, read) \
-	{HSAMEM__REQUEST__BODY_##req, name, ACC_##access, read, NULL, NULL, NULL}
-#define WRITE(req, name, access, prepare, apply, committed) \
-	{HSAMEM__REQUEST__BODY_##req, name, ACC_##access, NULL, prepare, apply, committed}
+	{HSAMEM__REQUEST__BODY_##req, name, ACC_##access, read, NULL, NULL, NULL, NULL}
+#define WRITE(req, name, access, prepare, apply, committed, reclaim) \
+	{HSAMEM__REQUEST__BODY_##req, name, ACC_##access, NULL, prepare, apply, committed, reclaim}
 /* clang-format on */
 
 /* In the order of the statistics reply; "invalid" is last and counts what names no operation.
@@ -54,19 +57,21 @@ struct op_def {
  * list of them, which only administrators see. */
 static const struct op_def ops[] = {
         READ(PING, "ping", ANY, ops_ping),
-        WRITE(CREATE, "create", MEMORY, ops_prepare_create, ops_apply_create, NULL),
-        WRITE(APPEND, "append", MEMORY, ops_prepare_append, ops_apply_append, NULL),
-        WRITE(FLUSH, "flush", MEMORY, ops_prepare_flush, ops_apply_flush, NULL),
+        WRITE(CREATE, "create", MEMORY, ops_prepare_create, ops_apply_create, NULL, NULL),
+        WRITE(APPEND, "append", MEMORY, ops_prepare_append, ops_apply_append, NULL, NULL),
+        WRITE(FLUSH, "flush", MEMORY, ops_prepare_flush, ops_apply_flush, NULL, NULL),
         READ(QUERY, "query", MEMORY, ops_query),
         READ(ATTEND, "attend", MEMORY, ops_attend_request),
         READ(ENTRIES, "entries", MEMORY, ops_entries),
         READ(CHUNKS, "chunks", MEMORY, ops_chunks),
         READ(USERS, "users", ANY, ops_users),
         READ(STATS, "stats", STATS, ops_stats),
-        WRITE(DELETE, "delete", ADMIN, ops_prepare_delete, ops_apply_delete, ops_committed_delete),
+        WRITE(DELETE, "delete", ADMIN, ops_prepare_delete, ops_apply_delete, ops_committed_delete,
+              ops_reclaim_delete),
         READ(EXPORT, "export", MEMORY, ops_export),
-        WRITE(IMPORT, "import", ADMIN, ops_prepare_import, ops_apply_import, ops_committed_import),
-        {HSAMEM__REQUEST__BODY__NOT_SET, "invalid", ACC_ADMIN, NULL, NULL, NULL, NULL},
+        WRITE(IMPORT, "import", ADMIN, ops_prepare_import, ops_apply_import, ops_committed_import,
+              NULL),
+        {HSAMEM__REQUEST__BODY__NOT_SET, "invalid", ACC_ADMIN, NULL, NULL, NULL, NULL, NULL},
 };
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
@@ -200,6 +205,13 @@ dispatch_apply(struct job *job, struct store_txn *txn)
 	const struct op_def *op = &ops[job->op];
 	assert(op->apply != NULL);
 	return op->apply(job, txn);
+}
+
+int
+dispatch_reclaim(struct job *job)
+{
+	const struct op_def *op = &ops[job->op];
+	return op->reclaim != NULL ? op->reclaim(job) : HSAMEM_ENOTSUP;
 }
 
 void

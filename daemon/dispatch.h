@@ -27,9 +27,11 @@ void dispatch_init(struct stats *stats);
  * its request is refused.
  */
 void dispatch_run(void *arg, struct job *jobs);
-/* The committer's functions (commit.h): apply a prepared write, and follow up after the group
- * commit. */
+/* The committer's functions (commit.h): apply a prepared write, run one that found no room in
+ * steps (HSAMEM_ENOTSUP for an operation that cannot make room: all but delete), and follow up
+ * after the group commit. */
 int dispatch_apply(struct job *job, struct store_txn *txn);
+int dispatch_reclaim(struct job *job);
 void dispatch_committed(struct job *job, int status);
 
 #endif

@@ -353,6 +353,8 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* a file size limit (RLIMIT_FSIZE) fails the write (EFBIG) instead of killing the daemon */
+	signal(SIGXFSZ, SIG_IGN);
 
 	if ((ret = mkdir_p(d.conf.state_dir)) != 0) {
 		log_err("store: cannot create %s: %s", d.conf.state_dir, strerror(-ret));
@@ -365,7 +367,11 @@ main(int argc, char **argv)
 		log_err("store: cannot open %s: %s", d.conf.state_dir, hsamem_strerror(ret));
 		goto out_lock;
 	}
-	if ((ret = ops_import_cleanup(d.store)) != 0) {
+	if ((ret = ops_import_cleanup(d.store)) != 0 && store_full(ret)) {
+		/* they stay hidden, and a delete removes them: no reason not to serve */
+		log_warn("store: no room to remove unfinished imports and deletes; a delete of "
+		         "their users removes them");
+	} else if (ret != 0) {
 		log_err("store: cannot remove unfinished imports: %s", hsamem_strerror(ret));
 		goto out_store;
 	}
@@ -380,8 +386,8 @@ main(int argc, char **argv)
 	dispatch_init(&d.stats);
 	if ((ret = srv_open(&d, &d.server)) != 0)
 		goto out_gpu;
-	if ((ret = commit_start(d.store, d.conf.max_batch, dispatch_apply, dispatch_committed,
-	                        &d.commit)) != 0) {
+	if ((ret = commit_start(d.store, d.conf.max_batch, dispatch_apply, dispatch_reclaim,
+	                        dispatch_committed, &d.commit)) != 0) {
 		log_err("commit: cannot start: %s", hsamem_strerror(ret));
 		goto out_server;
 	}

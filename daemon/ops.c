@@ -8,7 +8,6 @@
  * Every number, size and string of a request is checked here or in the handler before use; a bad
  * one fails the job with a message naming it, and nothing is written.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,20 +26,12 @@ ops_oom(struct job *job)
 int
 ops_check_name(struct job *job, const char *name)
 {
-	if (name == NULL || *name == '\0')
+	const char *why = NULL;
+	if (name == NULL)
 		return job_fail(job, HSAMEM_EBADNAME, "user name is missing");
-	size_t n = strlen(name);
-	if (n > HSAMEM_NAME_MAX)
-		return job_fail(job, HSAMEM_EBADNAME, "user name is longer than %d bytes",
-		                HSAMEM_NAME_MAX);
-	if (name[0] == '.' || name[0] == '-')
-		return job_fail(job, HSAMEM_EBADNAME, "user name must not start with '.' or '-'");
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)name[i];
-		if (!isalnum(ch) && strchr("_.@:-", ch) == NULL)
-			return job_fail(job, HSAMEM_EBADNAME,
-			                "user name may hold only letters, digits and _.@:-");
-	}
+	/* the server refused NUL bytes on the wire (wire.h): strlen is the name's length */
+	if (hsamem_name_check(name, strlen(name), &why) != 0)
+		return job_fail(job, HSAMEM_EBADNAME, "%s (the rule is in hsamem(7))", why);
 	return 0;
 }
 

@@ -2,7 +2,7 @@
  * ops.h: the operation handlers, which dispatch.c runs, and what they share (ops.c). Internal to
  * the daemon. A read handler answers its job; a write is prepared in a worker (returning 0 to have
  * it applied, or the job's error) and applied in the committer inside a nested write transaction
- * (returning 0, the job's error, or HSAMEM_EFULL to have the batch grown and run again).
+ * (returning 0, the job's error, or a store_full() code, which the committer handles: commit.h).
  */
 #ifndef HSAMEM_OPS_H
 #define HSAMEM_OPS_H
@@ -116,6 +116,9 @@ int ops_apply_flush(struct job *job, struct store_txn *txn);
 int ops_prepare_delete(struct job *job);
 int ops_apply_delete(struct job *job, struct store_txn *txn);
 void ops_committed_delete(struct job *job);
+/* A delete that found no room even alone: deletes the memory in steps of transactions of its own
+ * (ops_delete.c). 0 when the memory is gone, else the error. */
+int ops_reclaim_delete(struct job *job);
 
 /* Export: ops_export.c; import: ops_import.c */
 #define OPS_EXPORT_FORMAT 1 /* the format of the stream, in its header */

@@ -632,7 +632,7 @@ ops_apply_import(struct job *job, struct store_txn *txn)
 			ops_import_forget(b.replaced);
 		return import_reply(&b, last);
 	}
-	if (ret == HSAMEM_EFULL || header)
+	if (store_full(ret) || header)
 		return ret;
 	return import_abandon(&b, txn, ret);
 }

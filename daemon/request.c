@@ -10,6 +10,30 @@
 #include "hsamem_defs.h"
 #include "job.h"
 #include "request.h"
+#include "wire.h"
+
+/*
+ * Unpacking cut every string field at its first NUL byte (wire.h): refuses a request whose
+ * strings hold one, from the serialized bytes, before any handler sees the cut string. A user
+ * field is a bad name ("victim\0/../x" must not act on "victim"); any other string is a bad
+ * argument, since names, texts and tags are kept as C strings. Returns 0, or the job's error.
+ */
+static int
+check_strings(struct job *job, const void *buf, size_t len)
+{
+	struct wire_nul at;
+	int r = wire_find_nul(&hsamem__request__descriptor, buf, len, &at);
+	if (r == 0)
+		return 0;
+	if (r < 0)
+		return job_fail(job, HSAMEM_EPROTO, "request is not a valid hsamem message");
+	if (strcmp(at.field->name, "user") == 0)
+		return job_fail(job, HSAMEM_EBADNAME,
+		                "%s: user name holds a NUL byte (at byte %zu)", at.path, at.offset);
+	return job_fail(job, HSAMEM_EINVAL,
+	                "%s holds a NUL byte (at byte %zu): strings may not hold NUL bytes",
+	                at.path, at.offset);
+}
 
 int
 req_decode(struct job *job, struct daemon *d, uint32_t conn, const void *buf, size_t len)
@@ -30,7 +54,11 @@ req_decode(struct job *job, struct daemon *d, uint32_t conn, const void *buf, si
 		        job, HSAMEM_EVERSION,
 		        "protocol version %u is not supported; this daemon speaks version %d",
 		        job->req->has_version ? job->req->version : 0, HSAMEM_PROTOCOL_VERSION);
-	if ((job->op = dispatch_find(job->req)) == dispatch_invalid())
+	job->op = dispatch_find(job->req); /* named in the statistics even when refused below */
+	int ret = check_strings(job, buf, len);
+	if (ret != 0)
+		return ret;
+	if (job->op == dispatch_invalid())
 		return job_fail(job, HSAMEM_EPROTO, "request names no operation this daemon knows");
 	return 0;
 }

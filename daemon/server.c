@@ -9,9 +9,9 @@
  *
  * WORK covers the job's WORK and COMMIT, while a worker or the committer holds it. The aio
  * callbacks never block: they decode a request and queue it to the workers, or hand a packed
- * reply to nng. This file owns the socket and the contexts; the decoding of a request and the
- * sizing of its reply are request.c's. It must not interpret requests (the handlers do;
- * dispatch.c says which).
+ * reply to nng. This file owns the socket and the contexts; the decoding of a request (which
+ * refuses one whose strings hold a NUL byte, wire.h) and the sizing of its reply are request.c's.
+ * It must not interpret requests (the handlers do; dispatch.c says which).
  */
 #include <errno.h>
 #include <pthread.h>

@@ -8,7 +8,7 @@ The folders are layers. A file may include headers of its own folder and of the 
 
     common                      error codes, spec, logging, arena, half floats
     store, encoder, gpu         each on common only (gpu's CUDA backend reads chunks through a source)
-    proto                       generated protocol code
+    proto                       generated protocol code, and wire.c that walks it
     daemon                      on all of the above
     client                      on common and proto: the client never includes the daemon
     tests, bench                on anything

@@ -1,6 +1,7 @@
 /*
  * store.c: the LMDB store's environment and transactions (store.h): the environment and its
- * named databases, the format version, the growth of the map, the gate that keeps growth away
+ * named databases, the format version, the growth of the map and the write that lets freed pages
+ * be reused (store_recycle; store_room.c says what is full), the gate that keeps growth away
  * from open transactions, the per-thread readers of store_kv_copy, and the transaction wrapper
  * with its sticky error. The records (their keys and layouts, and the operations on users,
  * entries, chunks, the tail, K|V and landmarks) are store_codec.c's, which reaches LMDB only
@@ -15,8 +16,9 @@
  *   op:     a no-op returning txn->ret once set; a failure sets it (store_txn_fail)
  *   commit: with txn->ret set, abort; else mdb_txn_commit;  then txn_end
  *   abort:  mdb_txn_abort; then txn_end
- *   txn_end frees the scratch copies, and leaves the gate (top level) or hands HSAMEM_EFULL up to
- *   the parent (nested): a full map fails the whole transaction, which must run again after growth.
+ *   txn_end frees the scratch copies, and leaves the gate (top level) or hands HSAMEM_EFULL (or
+ *   another store_full() code) up to the parent (nested): a full map fails the whole transaction,
+ *   which must run again after growth.
  *
  * INVARIANTS (1 and 2, of the records, are store_codec.c's)
  *  3. mdb_env_set_mapsize, and the reopening of the environment by store_erase.c, run only with
@@ -146,6 +148,11 @@ store_lmdb_error(const char *op, int rc)
 	int ret = HSAMEM_ESTORE;
 	if (rc == MDB_MAP_FULL)
 		return HSAMEM_EFULL;
+	if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) { /* store.h, ROOM */
+		log_err("store: %s: the file system refused to extend the store: %s", op,
+		        strerror(rc));
+		return -rc;
+	}
 	if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE)
 		ret = HSAMEM_EFORMAT;
 	else if (rc == MDB_READERS_FULL)
@@ -413,17 +420,6 @@ store_close(struct store *st)
 	free(st);
 }
 
-/* "512 KiB", "64 MiB": sizes for the log. */
-static const char *
-size_str(char *buf, size_t len, uint64_t bytes)
-{
-	if (bytes >= 1 << 20)
-		snprintf(buf, len, "%llu MiB", (unsigned long long)(bytes >> 20));
-	else
-		snprintf(buf, len, "%llu KiB", (unsigned long long)(bytes >> 10));
-	return buf;
-}
-
 int
 store_grow(struct store *st)
 {
@@ -446,7 +442,7 @@ store_grow(struct store *st)
 	next -= next % page;
 	if (next <= cur || next > SIZE_MAX) {
 		log_warn("store: map is full at its largest size, %s",
-		         size_str(size, sizeof(size), cur));
+		         store_size_str(size, sizeof(size), cur));
 		ret = HSAMEM_EFULL;
 		goto out;
 	}
@@ -454,10 +450,24 @@ store_grow(struct store *st)
 		ret = store_lmdb_error("grow map", rc);
 		goto out;
 	}
-	log_notice("store: map grown to %s", size_str(size, sizeof(size), next));
+	log_notice("store: map grown to %s", store_size_str(size, sizeof(size), next));
 out:
 	gate_unlock_exclusive(st);
 	return ret;
+}
+
+int
+store_recycle(struct store *st)
+{
+	struct store_txn txn;
+	MDB_val k = key_str("build"), v = key_str(PACKAGE_STRING);
+	int ret = store_txn_begin(st, &txn, true, NULL);
+
+	if (ret != 0)
+		return ret;
+	/* the same value again: a write of a page or two, which moves LMDB's transaction id on */
+	store_db_put(&txn, DB_META, &k, v.mv_data, v.mv_size, "recycle freed pages");
+	return store_txn_commit(&txn);
 }
 
 static int
@@ -564,8 +574,8 @@ txn_end(struct store_txn *txn)
 	}
 	if (txn->parent == NULL)
 		gate_leave(txn->st);
-	else if (txn->ret == HSAMEM_EFULL)
-		store_txn_fail(txn->parent, HSAMEM_EFULL);
+	else if (store_full(txn->ret))
+		store_txn_fail(txn->parent, txn->ret);
 }
 
 int
@@ -578,6 +588,8 @@ store_txn_commit(struct store_txn *txn)
 		return txn->ret;
 	}
 	int rc = mdb_txn_commit(txn->txn);
+	if (rc == EIO) /* or a write cut short by a full disk */
+		rc = store_short_write(txn->st);
 	if (rc != 0)
 		txn->ret = store_lmdb_error("commit", rc);
 	txn_end(txn);

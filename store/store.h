@@ -47,10 +47,28 @@
  * syncs, reopens the environment to drop LMDB's buffers, and removes the mark. A mark left by a
  * process that stopped first is taken up by store_erase with resume. store_erase.c has the why
  * and the cost.
+ *
+ * ROOM
+ * A write finds no room in two ways, and fails its whole transaction (nothing is written): the
+ * map is at opts.map_max (HSAMEM_EFULL, from store_grow), or the file system refuses to extend
+ * the file: -ENOSPC (disk full), -EDQUOT (quota), -EFBIG (the process's file size limit). LMDB
+ * reports a write cut short as EIO: a commit that fails so at the file size limit, or on a file
+ * system with less than 1 MiB left, returns -EFBIG or -ENOSPC rather than HSAMEM_ESTORE.
+ * store_full() tells these codes apart from the others; store_full_message() says which it was.
+ * Deleting records frees their pages inside the file, which never shrinks, for later writes to
+ * reuse. LMDB reuses a page only once no reader can still see it: from the second write
+ * transaction after the one that freed it (and not while a reader begun before that one is
+ * open). A write that fails for want of room commits nothing, so it moves nothing on:
+ * store_recycle() commits a write of a page or two, after which the pages freed before it are
+ * reusable by the next write. A delete needs room too: LMDB writes the list of the pages a
+ * transaction frees (8 bytes a page) into pages an earlier commit freed, so a large user may not
+ * be deletable in one transaction of a full store; store_user_delete_some() deletes it in steps,
+ * with store_recycle() between them (the daemon's ops_delete.c).
  */
 #ifndef HSAMEM_STORE_H
 #define HSAMEM_STORE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -151,6 +169,23 @@ int store_grow(struct store *st);
 
 int store_info(struct store *st, struct store_info *out);
 
+/* Whether ret says that the store has no room (see ROOM above). */
+static inline bool
+store_full(int ret)
+{
+	return ret == HSAMEM_EFULL || ret == -ENOSPC || ret == -EDQUOT || ret == -EFBIG;
+}
+
+/* Writes into buf (len bytes) a sentence for a client saying what is full (ret, a store_full()
+ * code: the map at map-max, the disk, a quota or the file size limit), with the figures, and what
+ * to do about it. */
+void store_full_message(struct store *st, int ret, char *buf, size_t len);
+
+/* Commits a write of a page or two so that the pages freed by the last commit become reusable by
+ * the next write transaction (see ROOM above). Returns 0, or the commit's error (a store_full()
+ * code when even that finds no room). */
+int store_recycle(struct store *st);
+
 /* Clears reader slots of dead processes; *cleared (may be NULL) gets their count. */
 int store_reader_check(struct store *st, int *cleared);
 
@@ -173,6 +208,11 @@ int store_user_update(struct store_txn *txn, const struct store_user *u);
 /* Removes the user and every record with its uid, in every database, and marks the store for
  * erasure (store_erase_mark). */
 int store_user_delete(struct store_txn *txn, const struct store_user *u);
+/* Deletes at most max records of user uid's own databases (entries, chunks, K|V, landmarks, tail),
+ * K|V first, and not the user record (store_user_delete removes it and what is left). *left
+ * gets whether more may remain. For deleting a large memory in steps, each its own transaction,
+ * when the store has no room to delete it in one (see ROOM above). */
+int store_user_delete_some(struct store_txn *txn, uint64_t uid, uint64_t max, bool *left);
 /* Calls cb for every user in name order; a non-zero return from cb stops and is returned. */
 int store_user_foreach(struct store_txn *txn, int (*cb)(const struct store_user *u, void *arg),
                        void *arg);

@@ -236,9 +236,10 @@ store_user_update(struct store_txn *txn, const struct store_user *u)
 	return user_write(txn, &k, &stored);
 }
 
-/* Visits every record of db whose key starts with uid: deletes it, or with n, counts it. */
+/* Visits every record of db whose key starts with uid: deletes it, or with n, counts it. With
+ * budget, deletes at most *budget records, and takes those it deleted off *budget. */
 static int
-walk_prefix(struct store_txn *txn, int db, uint64_t uid, uint64_t *n)
+walk_prefix(struct store_txn *txn, int db, uint64_t uid, uint64_t *n, uint64_t *budget)
 {
 	uint8_t prefix[8];
 	MDB_val k = key_uid(prefix, uid), v;
@@ -248,12 +249,13 @@ walk_prefix(struct store_txn *txn, int db, uint64_t uid, uint64_t *n)
 	if (rc != 0)
 		return store_txn_fail(txn, store_lmdb_error(store_db_names[db], rc));
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	while (rc == 0 && k.mv_size >= 8 && memcmp(k.mv_data, prefix, 8) == 0) {
+	while (rc == 0 && k.mv_size >= 8 && memcmp(k.mv_data, prefix, 8) == 0 &&
+	       (budget == NULL || *budget > 0)) {
 		/* After a delete the cursor rests on the next record, which MDB_NEXT returns. */
 		if (n != NULL)
 			++*n;
-		else
-			rc = mdb_cursor_del(cur, 0);
+		else if ((rc = mdb_cursor_del(cur, 0)) == 0 && budget != NULL)
+			--*budget;
 		if (rc == 0)
 			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
@@ -276,9 +278,24 @@ store_user_delete(struct store_txn *txn, const struct store_user *u)
 	if ((rc = mdb_del(txn->txn, txn->st->dbi[DB_USERS], &k, NULL)) != 0)
 		return store_txn_fail(txn, store_lmdb_error("delete user", rc));
 	for (size_t i = 0; i < sizeof(user_dbs) / sizeof(user_dbs[0]); i++)
-		if ((ret = walk_prefix(txn, user_dbs[i], stored.uid, NULL)) != 0)
+		if ((ret = walk_prefix(txn, user_dbs[i], stored.uid, NULL, NULL)) != 0)
 			return ret;
 	return store_erase_mark(txn);
+}
+
+int
+store_user_delete_some(struct store_txn *txn, uint64_t uid, uint64_t max, bool *left)
+{
+	/* the largest records first: they free the most room per record */
+	static const int order[] = {DB_KV, DB_LANDMARKS, DB_CHUNKS, DB_ENTRIES, DB_TAIL};
+	uint64_t budget = max;
+	int ret = store_txn_usable(txn, true, "user delete some");
+
+	for (size_t i = 0; ret == 0 && i < sizeof(order) / sizeof(order[0]); i++)
+		ret = walk_prefix(txn, order[i], uid, NULL, &budget);
+	if (ret == 0) /* the budget ran out: there may be more */
+		*left = budget == 0;
+	return ret == 0 && budget < max ? store_erase_mark(txn) : ret;
 }
 
 int
@@ -617,7 +634,7 @@ store_count_records(struct store *st, uint64_t uid, uint64_t *n)
 	if (ret == 0)
 		ret = store_user_foreach(&txn, count_user, &c);
 	for (size_t i = 0; ret == 0 && i < sizeof(user_dbs) / sizeof(user_dbs[0]); i++)
-		ret = walk_prefix(&txn, user_dbs[i], uid, &c.n);
+		ret = walk_prefix(&txn, user_dbs[i], uid, &c.n, NULL);
 	store_txn_abort(&txn);
 	if (ret == 0)
 		*n = c.n;

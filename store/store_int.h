@@ -69,8 +69,17 @@ struct store_scrub {
  */
 int store_pages_scrub(struct store *st, MDB_txn *r, uint64_t oldest, struct store_scrub *out);
 
-/* An LMDB return code as an hsamem one; logged unless it is the caller's to handle (map full). */
+/* An LMDB return code as an hsamem one; logged unless it is the caller's to handle (map full).
+ * ENOSPC, EDQUOT and EFBIG come back negated (store.h, ROOM). */
 int store_lmdb_error(const char *op, int rc);
+
+/* After LMDB failed a write with EIO: ENOSPC when the file system has (almost) no room left,
+ * EFBIG when the file reached the file size limit (LMDB reports a write cut short as EIO), else
+ * EIO. store_room.c. */
+int store_short_write(struct store *st);
+
+/* "512 KiB", "64 MiB": sizes for the log and for messages. store_room.c. */
+const char *store_size_str(char *buf, size_t len, uint64_t bytes);
 
 /* Keeps the first failure of txn and returns ret. */
 int store_txn_fail(struct store_txn *txn, int ret);

@@ -2,7 +2,8 @@
 # The CLI as a new user drives it: a daemon on a temporary socket and state directory; several
 # hundred paragraphs of ordinary text (the license texts every Debian system ships) and a few facts
 # appended with `hsamem append`; questions about the facts must return the fact's entry among the
-# top 3 hits, before and after a clean restart and after SIGKILL.
+# top 3 hits, before and after a clean restart and after SIGKILL. Bad names and stdin with a NUL
+# byte are refused with the documented exit status.
 set -u
 top=${HSAMEM_TOP_BUILDDIR:-.}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/hsamem-cli-XXXXXX")
@@ -93,6 +94,22 @@ check_facts "after SIGKILL"
 [ $rc -eq 1 ] || fail "query of an unknown user exited $rc, expected 1"
 "$hsamem" append "bad name" "x" >/dev/null 2>&1; rc=$?
 [ $rc -eq 1 ] || fail "append with a bad user name exited $rc, expected 1"
+"$hsamem" append "$(printf 'tab\tname')" "x" >/dev/null 2>"$dir/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "control byte" "$dir/err" ||
+	fail "append with a control byte in the name exited $rc: $(cat "$dir/err")"
+
+# stdin with a NUL byte is refused whole (exit 2) and nothing is sent: as one entry, and with
+# --lines even when the NUL byte comes after more lines than one batch holds
+printf 'before\0after\n' | "$hsamem" append nul >/dev/null 2>"$dir/err"; rc=$?
+[ $rc -eq 2 ] || fail "append of stdin with a NUL byte exited $rc, expected 2"
+grep -q "stdin holds a NUL byte (byte 6, line 1)" "$dir/err" ||
+	fail "append of a NUL byte: $(cat "$dir/err")"
+{ seq 1 600 | sed 's/^/line /'; printf 'bad\0line\n'; } |
+	"$hsamem" append nul --lines >/dev/null 2>"$dir/err"; rc=$?
+[ $rc -eq 2 ] || fail "append --lines of stdin with a NUL byte exited $rc, expected 2"
+grep -q "line 601" "$dir/err" || fail "append --lines of a NUL byte: $(cat "$dir/err")"
+"$hsamem" stats nul >/dev/null 2>&1 && fail "stdin with a NUL byte left a memory"
+
 "$hsamem" delete alice >/dev/null || fail "delete"
 "$hsamem" query alice "$q1" >/dev/null 2>&1; rc=$?
 [ $rc -eq 1 ] || fail "query after delete exited $rc, expected 1"

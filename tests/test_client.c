@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ static size_t reply_len;
 static int bad_versions; /* requests without version 1 or with no body */
 static int with_secret;  /* requests that carried a secret */
 static char last_secret[64];
+static atomic_int requests_seen;
 
 static void
 reply(Hsamem__Reply *r)
@@ -59,6 +61,7 @@ server_main(void *arg)
 
 	(void)arg;
 	while (nng_recvmsg(srv, &m, 0) == 0) {
+		atomic_fetch_add(&requests_seen, 1);
 		req = hsamem__request__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
 		nng_msg_free(m);
 		if (req == NULL || !req->has_version || req->version != HSAMEM_PROTOCOL_VERSION ||
@@ -126,6 +129,42 @@ test_names(void)
 	CHECK(hsamem_dtype_name(HSAMEM_DTYPE_DEFAULT) == NULL);
 	CHECK(strcmp(hsamem_weighting_name(HSAMEM_STICKBREAK), "stickbreak") == 0);
 	CHECK(hsamem_version()[0] != '\0');
+}
+
+/* The rule of user names, byte by byte, as hsamem_name_check() (which the daemon applies too)
+ * says it: every byte value in the middle of a name, at its start, and the lengths. */
+static void
+test_name_rule(void)
+{
+	char name[HSAMEM_NAME_MAX + 2];
+	const char *why;
+
+	for (int b = 0; b < 256; b++) {
+		char mid[3] = {'a', (char)b, 'z'}, first[2] = {(char)b, 'z'};
+		bool ok = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
+		          (b >= '0' && b <= '9') || (b != 0 && strchr("_.@:-", b) != NULL);
+		why = NULL;
+		CHECK_RET(hsamem_name_check(mid, 3, &why), ok ? 0 : HSAMEM_EBADNAME);
+		CHECK(ok == (why == NULL));
+		if (b == 0)
+			CHECK(why != NULL && strstr(why, "NUL") != NULL);
+		else if (b < 0x20 || b == 0x7f)
+			CHECK(why != NULL && strstr(why, "control byte") != NULL);
+		else if (!ok)
+			CHECK(why != NULL && strstr(why, "A-Z a-z 0-9 _ . @ : -") != NULL);
+		CHECK_RET(hsamem_name_check(first, 2, NULL),
+		          ok && b != '.' && b != '-' ? 0 : HSAMEM_EBADNAME);
+	}
+	/* a NUL inside the length is seen, not taken for the end */
+	CHECK_RET(hsamem_name_check("victim\0/../x", 12, &why), HSAMEM_EBADNAME);
+	CHECK(strstr(why, "NUL") != NULL);
+	CHECK_RET(hsamem_name_check("victim", 6, NULL), 0);
+	CHECK_RET(hsamem_name_check("", 0, &why), HSAMEM_EBADNAME);
+	CHECK_RET(hsamem_name_check(NULL, 3, NULL), HSAMEM_EBADNAME);
+	memset(name, 'n', sizeof(name));
+	CHECK_RET(hsamem_name_check(name, HSAMEM_NAME_MAX, NULL), 0);
+	CHECK_RET(hsamem_name_check(name, HSAMEM_NAME_MAX + 1, &why), HSAMEM_EBADNAME);
+	CHECK(strstr(why, "longer than 64 bytes") != NULL);
 }
 
 static void
@@ -588,6 +627,30 @@ test_append(struct hsamem *h)
 	          HSAMEM_EPROTO);
 }
 
+/* Names that break the rule are refused before anything is sent, by every operation. */
+static void
+test_bad_names(struct hsamem *h)
+{
+	char name[HSAMEM_NAME_MAX + 2], ctl[4] = {'a', 0, 'z', 0};
+	int before = atomic_load(&requests_seen);
+
+	handler = h_ping;
+	for (int b = 1; b <= 0x7f; b = b == 0x1f ? 0x7f : b + 1) {
+		ctl[1] = (char)b;
+		CHECK_RET(hsamem_delete(h, ctl, NULL), HSAMEM_EBADNAME);
+		CHECK(strstr(hsamem_last_message(h), "control byte") != NULL);
+		CHECK_RET(hsamem_append_text(h, ctl, HSAMEM_ROLE_USER, "x", NULL), HSAMEM_EBADNAME);
+		CHECK_RET(hsamem_entries(h, ctl, 0, 1, NULL), HSAMEM_EBADNAME);
+	}
+	memset(name, 'n', sizeof(name));
+	name[HSAMEM_NAME_MAX + 1] = '\0';
+	CHECK_RET(hsamem_flush(h, name, NULL, NULL), HSAMEM_EBADNAME);
+	CHECK_RET(hsamem_create(h, "-dash", NULL, NULL), HSAMEM_EBADNAME);
+	CHECK_RET(hsamem_query_text(h, "a/b", "x", 1, NULL), HSAMEM_EBADNAME);
+	CHECK_RET(hsamem_import(h, "", 0, NULL), HSAMEM_EBADNAME);
+	CHECK(atomic_load(&requests_seen) == before);
+}
+
 /* ---- export and import ---- */
 
 #define BIG_KV (3u << 20)
@@ -685,6 +748,35 @@ h_import(const Hsamem__Request *req)
 	reply(ok_reply(&r, HSAMEM__REPLY__BODY_IMPORT, &ir));
 }
 
+/* Writes to fd a stream of a header and an entry whose text holds a NUL byte: packed with an X
+ * where the NUL goes, then patched (protobuf-c packs a string up to its first NUL). */
+static void
+write_nul_stream(int fd)
+{
+	Hsamem__ExportRecord hr = HSAMEM__EXPORT_RECORD__INIT, er = HSAMEM__EXPORT_RECORD__INIT;
+	Hsamem__ExportRecord__Header hd = HSAMEM__EXPORT_RECORD__HEADER__INIT;
+	Hsamem__Entry e = HSAMEM__ENTRY__INIT;
+	Hsamem__ExportRecord *recs[2] = {&hr, &er};
+	uint8_t buf[256];
+
+	hd.has_format = 1;
+	hd.format = 1;
+	hr.rec_case = HSAMEM__EXPORT_RECORD__REC_HEADER;
+	hr.header = &hd;
+	e.text = "hello Xworld";
+	er.rec_case = HSAMEM__EXPORT_RECORD__REC_ENTRY;
+	er.entry = &e;
+	for (int i = 0; i < 2; i++) {
+		size_t len = hsamem__export_record__pack(recs[i], buf + 4);
+		uint8_t *x = memchr(buf + 4, 'X', len);
+		if (x != NULL)
+			*x = 0;
+		for (int b = 0; b < 4; b++)
+			buf[b] = (uint8_t)(len >> (8 * b));
+		CHECK(write(fd, buf, len + 4) == (ssize_t)(len + 4));
+	}
+}
+
 static void
 test_transfer(struct hsamem *h)
 {
@@ -720,6 +812,18 @@ test_transfer(struct hsamem *h)
 	CHECK_RET(hsamem_import(h, "bob", fileno(trunc), NULL), HSAMEM_EIMPORT);
 	CHECK(import_last == 0);
 	CHECK(strstr(hsamem_last_message(h), "record 3") != NULL);
+
+	/* A record whose string holds a NUL byte (which decoding would cut at) is refused before
+	 * anything of the stream is sent. */
+	ftruncate(fileno(trunc), 0);
+	lseek(fileno(trunc), 0, SEEK_SET);
+	write_nul_stream(fileno(trunc));
+	lseek(fileno(trunc), 0, SEEK_SET);
+	import_batches = 0;
+	CHECK_RET(hsamem_import(h, "bob", fileno(trunc), NULL), HSAMEM_EIMPORT);
+	CHECK(strstr(hsamem_last_message(h), "record 1") != NULL &&
+	      strstr(hsamem_last_message(h), "entry.text holds a NUL byte") != NULL);
+	CHECK(import_batches == 0);
 
 	/* A stream that does not start with a header. */
 	ftruncate(fileno(trunc), 0);
@@ -835,6 +939,7 @@ test_fake_daemon(void)
 	test_attend(h);
 	test_chunks(h);
 	test_append(h);
+	test_bad_names(h);
 	test_transfer(h);
 
 	/* No reply in time: -ETIMEDOUT, and the handle goes on working. */
@@ -857,6 +962,7 @@ main(void)
 {
 	test_strerror();
 	test_names();
+	test_name_rule();
 	test_default_url();
 	test_private_dir();
 	test_open_errors();

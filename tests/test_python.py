@@ -272,6 +272,14 @@ def test_errors_and_delete(c):
     raises(hsamem.BadName, c.query, "x" * 65, "x")
     raises(hsamem.BadName, c.entries, "-dash")
     raises(hsamem.BadName, c.append, "nul\0name", "x")
+    raises(hsamem.BadName, c.append, "tab\tname", "x")
+    # a NUL character cannot travel in a C string: refused before anything is sent
+    e = raises(hsamem.InvalidArgument, c.append, "nul-text", "before\0after")
+    check(e is not None and e.code == -1003 and "NUL" in str(e), "NUL text: %r" % (e,))
+    raises(hsamem.InvalidArgument, c.append, "nul-text", "x", tags=["a\0b"])
+    raises(hsamem.InvalidArgument, c.append_many, "nul-text", ["fine", "not\0fine"])
+    raises(hsamem.InvalidArgument, c.query, "alice", "what\0")
+    check("nul-text" not in [u.user for u in c.users()], "a text with a NUL left a memory")
     raises(hsamem.EncoderUnavailable, c.create, "enc", encoder="no-such-encoder")
     raises(hsamem.InvalidArgument, c.create, "enc", encoder="client", h_kv=3, d_h=4, h_q=4,
            d_r=8)

@@ -2,8 +2,9 @@
  * test_store.c: the store's environment and transactions (store/store.c) against the real LMDB:
  * the sticky error and nested transactions, the map full and grown (by us, behind open
  * transactions, and by another process), reopening and the format check, corrupt and foreign
- * files, reader slots left by the dead, and store_kv_copy from many threads beside a writer.
- * test_store_codec.c tests the records.
+ * files, reader slots left by the dead, store_kv_copy from many threads beside a writer, and a
+ * store with no room (store_room.c, store_recycle, deleting in steps). test_store_codec.c tests
+ * the records.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -503,6 +504,111 @@ test_kv_copy(void)
 	store_close(st);
 }
 
+static int
+put_kv(struct store *st, uint64_t uid, uint64_t j, const uint8_t *blob, size_t len)
+{
+	struct store_txn txn;
+	store_txn_begin(st, &txn, true, NULL);
+	store_kv_put(&txn, uid, j, blob, len);
+	return store_txn_commit(&txn);
+}
+
+/* ROOM: a store at map-max says so; the pages that deleting a user frees are reused by later
+ * writes once a commit after the delete moved LMDB on (store_recycle), not by the write right
+ * after it; a user too large to delete in one transaction of the full store is deleted in steps
+ * (store_user_delete_some); which codes mean "no room", and what their messages say. */
+static void
+test_room(void)
+{
+	const char *dir = new_dir("room");
+	struct store_opts opts = {.map_size = 1 << 20, .map_max = 1 << 20};
+	struct store *st = open_store(dir, &opts);
+	struct store_user u = create_user(st, "small", spec_of(8, HSA_F16)), got;
+	static uint8_t blob[16 << 10];
+	struct store_txn txn;
+	uint64_t n = 0, m = 0, steps = 0, step = 16;
+	bool left = true;
+	char msg[256];
+	int ret;
+
+	while ((ret = put_kv(st, u.uid, n, blob, sizeof(blob))) == 0)
+		n++;
+	CHECK_RET(ret, HSAMEM_EFULL);
+	CHECK_RET(store_grow(st), HSAMEM_EFULL);
+	CHECK(n > 16);
+	store_full_message(st, HSAMEM_EFULL, msg, sizeof(msg));
+	CHECK(strstr(msg, "map-max reached") != NULL && strstr(msg, "1 MiB") != NULL);
+	/* a delete in one transaction needs a few free pages (for the list of those it frees, and
+	 * its erase mark): deleting a blob and moving LMDB on gives them */
+	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+	CHECK_RET(store_user_delete_some(&txn, u.uid, 1, &left), 0);
+	CHECK_RET(store_txn_commit(&txn), 0);
+	CHECK_RET(store_recycle(st), 0);
+	n--;
+	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+	CHECK_RET(store_user_get(&txn, "small", &got), 0);
+	CHECK_RET(store_user_delete(&txn, &got), 0);
+	CHECK_RET(store_txn_commit(&txn), 0);
+	/* LMDB reuses a page from the second commit after the one that freed it */
+	CHECK_RET(put_kv(st, 99, 0, blob, sizeof(blob)), HSAMEM_EFULL);
+	CHECK_RET(store_recycle(st), 0);
+	while (m < n && put_kv(st, 99, m, blob, sizeof(blob)) == 0)
+		m++;
+	CHECK(m >= n / 2);
+	store_close(st);
+
+	/* 8 MiB full of one user: its delete lists more freed pages than there is room for */
+	dir = new_dir("room-steps");
+	opts.map_size = opts.map_max = 8 << 20;
+	st = open_store(dir, &opts);
+	u = create_user(st, "large", spec_of(8, HSA_F16));
+	for (n = 0; put_kv(st, u.uid, n, blob, sizeof(blob)) == 0;)
+		n++;
+	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+	CHECK_RET(store_user_delete(&txn, &u), 0);
+	CHECK_RET(store_txn_commit(&txn), HSAMEM_EFULL);
+	left = true;
+	while (left && steps < 1000) {
+		bool more = true;
+		steps++;
+		CHECK_RET(store_recycle(st), 0);
+		CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+		ret = store_user_delete_some(&txn, u.uid, step, &more);
+		if ((ret = ret == 0 ? store_txn_commit(&txn) : (store_txn_abort(&txn), ret)) == 0) {
+			left = more;
+			step *= 2;
+		} else {
+			CHECK_RET(ret, HSAMEM_EFULL);
+			step = step > 1 ? step / 2 : 1;
+		}
+	}
+	uint64_t records = 0;
+	CHECK_RET(store_count_records(st, u.uid, &records), 0);
+	CHECK(!left && records == 1); /* the user record is all that is left */
+	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+	CHECK_RET(store_user_delete(&txn, &u), 0);
+	CHECK_RET(store_txn_commit(&txn), 0);
+	CHECK_RET(store_count_records(st, u.uid, &records), 0);
+	CHECK(records == 0);
+	CHECK_RET(store_recycle(st), 0);
+	for (m = 0; m < n && put_kv(st, 99, m, blob, sizeof(blob)) == 0;)
+		m++;
+	fprintf(stderr, "room: %llu blobs fit, %llu after a delete in %llu steps\n",
+	        (unsigned long long)n, (unsigned long long)m, (unsigned long long)steps);
+	CHECK(m >= n / 2);
+
+	CHECK(store_full(HSAMEM_EFULL) && store_full(-ENOSPC) && store_full(-EDQUOT) &&
+	      store_full(-EFBIG));
+	CHECK(!store_full(0) && !store_full(HSAMEM_ESTORE) && !store_full(-EIO));
+	store_full_message(st, -ENOSPC, msg, sizeof(msg));
+	CHECK(strstr(msg, "disk full") != NULL && strstr(msg, dir) != NULL);
+	store_full_message(st, -EDQUOT, msg, sizeof(msg));
+	CHECK(strstr(msg, "quota") != NULL);
+	store_full_message(st, -EFBIG, msg, sizeof(msg));
+	CHECK(strstr(msg, "file size limit") != NULL);
+	store_close(st);
+}
+
 int
 main(void)
 {
@@ -515,6 +621,7 @@ main(void)
 	test_reopen();
 	test_readers();
 	test_kv_copy();
+	test_room();
 
 	return fixture_end();
 }

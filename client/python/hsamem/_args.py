@@ -1,6 +1,7 @@
 """hsamem._args: the arguments of a Client's requests as libhsamem takes them: str as UTF-8
-bytes without NUL, names of enumerations as their values, float sequences and buffers as
-float32 arrays, entries and chunks as the C structs of hsamem.h.
+bytes without NUL (C strings cannot hold one: a NUL raises InvalidArgument, or BadName in a user
+name, before anything is sent), names of enumerations as their values, float sequences and
+buffers as float32 arrays, entries and chunks as the C structs of hsamem.h.
 
 Each C struct points into Python objects; the functions that build one append those objects to
 keep, a list the caller holds until the request returns.
@@ -11,7 +12,7 @@ import ctypes
 import sys
 
 from ._capi import _CChunkIn, _CEntryIn, _cstr, _u32, ROLES
-from .errors import BadName
+from .errors import BadName, InvalidArgument
 
 
 def _b(s, what="text"):
@@ -19,7 +20,8 @@ def _b(s, what="text"):
         return None
     b = s.encode("utf-8") if isinstance(s, str) else bytes(s)
     if b"\0" in b:
-        raise ValueError("hsamem: %s contains a NUL character" % what)
+        raise InvalidArgument(-1003, "hsamem: %s holds a NUL character (at %d); strings cannot "
+                              "hold one" % (what, b.index(b"\0")))
     return b
 
 
@@ -28,7 +30,7 @@ def _user(user):
         raise TypeError("hsamem: a user name is a str")
     b = user.encode("utf-8")
     if b"\0" in b:
-        raise BadName(-1008, "user name contains a NUL character")
+        raise BadName(-1008, "user name holds a NUL character")
     return b
 
 

@@ -211,6 +211,7 @@ class Client:
         daemon's. chunks: for client memories, the tensors of exactly the chunks this append
         seals, each (k, v, landmark) as bytes-like objects in the memory's dtype (or a Chunk
         read with tensors=True). create=False raises NoSuchUser instead of creating the memory.
+        A text or tag holding a NUL character raises InvalidArgument, and nothing is sent.
         """
         return self.append_many(user, [{"text": text, "tokens": tokens, "role": role,
                                         "tags": tags, "timestamp_ms": timestamp_ms}],

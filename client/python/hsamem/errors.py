@@ -55,7 +55,8 @@ class TooBig(HsamemError):
 
 
 class BadName(HsamemError):
-    """HSAMEM_EBADNAME: the user name is not valid (1 to 64 bytes of [A-Za-z0-9_.@:-])."""
+    """HSAMEM_EBADNAME: the user name is not valid (1 to 64 bytes, each of A-Z a-z 0-9 _ . @ : -,
+    the first not '.' or '-': no NUL, no control character)."""
 
 
 class StoreError(HsamemError):
@@ -93,7 +94,9 @@ class ImportStreamError(HsamemError):
 
 
 class StoreFull(HsamemError):
-    """HSAMEM_EFULL: the store's map reached its configured maximum size."""
+    """HSAMEM_EFULL: the daemon's store has no room: its map is at map-max, or the disk of its
+    state directory is full (or over quota, or at the file size limit). The message says which
+    and what to do; deleting memories makes room."""
 
 
 class InternalError(HsamemError):
