@@ -102,14 +102,16 @@ reader_line(const char *line, void *arg)
 }
 
 /*
- * The oldest snapshot that a reader of another process reads (UINT64_MAX: none). This process's
- * own are left out: the scrub runs with the gate held exclusively, when none is open (the
- * readers of store_kv_copy are reset), and the first look, before it, need not count them.
+ * The oldest snapshot that a reader of another live process reads (UINT64_MAX: none), once the
+ * slots of dead processes are cleared. This process's own are left out: the scrub runs with the
+ * gate held exclusively, when none is open (the readers of store_kv_copy are reset), and the first
+ * look, before it, need not count them.
  */
 static uint64_t
 oldest_reader(struct store *st)
 {
 	struct oldest o = {(int)getpid(), UINT64_MAX};
+	store_reader_check(st, NULL); /* a dead process's slot would hold it back for ever */
 	if (mdb_reader_list(st->env, reader_line, &o) < 0)
 		return 0; /* unknown: as if a reader read every snapshot */
 	return o.txnid;
@@ -207,10 +209,16 @@ env_reopen(struct store *st)
 	return 0;
 }
 
+/*
+ * Removes the mark, in a commit whose meta page is not synced (MDB_NOMETASYNC: consistent, not
+ * durable): the next commit makes it durable, and should the daemon stop before, the next start
+ * scrubs again, finding nothing more to clear. The scrub's writes were synced before.
+ */
 static int
 unmark(struct store *st)
 {
 	MDB_val k = key_str(MARK_KEY);
+	unsigned flags = 0;
 	MDB_txn *t;
 	int rc = mdb_txn_begin(st->env, NULL, 0, &t);
 	if (rc != 0)
@@ -219,7 +227,12 @@ unmark(struct store *st)
 		mdb_txn_abort(t);
 		return rc == MDB_NOTFOUND ? 0 : store_lmdb_error("erase: remove the mark", rc);
 	}
+	bool synced = mdb_env_get_flags(st->env, &flags) == 0 && !(flags & MDB_NOMETASYNC);
+	if (synced)
+		mdb_env_set_flags(st->env, MDB_NOMETASYNC, 1);
 	rc = mdb_txn_commit(t);
+	if (synced)
+		mdb_env_set_flags(st->env, MDB_NOMETASYNC, 0);
 	return rc == 0 ? 0 : store_lmdb_error("erase: remove the mark", rc);
 }
 

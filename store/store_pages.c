@@ -568,38 +568,51 @@ clean_page(struct scrub *s, lm_pgno p)
 	return write_at(s, buf, s->psize, (off_t)(p * s->psize));
 }
 
+/* Whether page p is free, and not held back by a reader. */
+static bool
+erasable(const struct scrub *s, lm_pgno p)
+{
+	return p <= s->last && p < s->file_pages && bit(s->free, p) && !bit(s->pinned, p);
+}
+
 /*
- * Zeroes the free pages that hold data, in runs; counts those a reader holds back. A page that is
- * neither live nor free (walk_overflow) is left as it is.
+ * Zeroes the free pages that hold data, read and written by runs of consecutive ones (a deleted
+ * memory's pages mostly are); counts the pages a reader holds back. A page that is neither live
+ * nor free (walk_overflow) is left as it is.
  */
 static int
 zero_free(struct scrub *s)
 {
-	lm_pgno run = 0, n = 0;
+	static uint8_t buf[sizeof(zeros)];
+	lm_pgno per = sizeof(buf) / s->psize;
 	int ret = 0;
-	for (lm_pgno p = LM_METAS; p <= s->last && p < s->file_pages && ret == 0; p++) {
-		if (!bit(s->free, p))
-			continue;
-		if ((ret = read_page(s, p, s->one)) != 0)
-			break;
-		if (all_zero(s->one, s->psize))
-			continue;
-		if (bit(s->pinned, p)) {
-			s->held++;
-			continue;
+	for (lm_pgno p = LM_METAS; p <= s->last && p < s->file_pages; p++)
+		if (bit(s->free, p) && bit(s->pinned, p)) {
+			if ((ret = read_page(s, p, s->one)) != 0)
+				return ret;
+			s->held += !all_zero(s->one, s->psize);
 		}
-		s->zeroed++;
-		if (n > 0 && run + n == p && n < 256) {
+	for (lm_pgno p = LM_METAS; p <= s->last && ret == 0;) {
+		lm_pgno n = 0;
+		while (n < per && erasable(s, p + n))
 			n++;
+		if (n == 0) {
+			p++;
 			continue;
 		}
-		if (n > 0)
-			ret = write_zeros(s, (off_t)(run * s->psize), n * s->psize);
-		run = p;
-		n = 1;
+		if ((ret = read_at(s, buf, n * s->psize, (off_t)(p * s->psize))) != 0)
+			break;
+		for (lm_pgno i = 0, k; i < n && ret == 0; i = k) {
+			for (k = i; k < n && !all_zero(buf + k * s->psize, s->psize); k++)
+				s->zeroed++;
+			if (k > i) /* pages i .. k - 1 hold data */
+				ret = write_zeros(s, (off_t)((p + i) * s->psize),
+				                  (k - i) * s->psize);
+			else
+				k++;
+		}
+		p += n;
 	}
-	if (n > 0 && ret == 0)
-		ret = write_zeros(s, (off_t)(run * s->psize), n * s->psize);
 	return ret;
 }
 

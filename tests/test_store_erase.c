@@ -7,7 +7,8 @@
  * B reads back as written, also after more writes to B (LMDB's buffers no longer hold A) and
  * after a reopen. The same after a stop between the delete and the erasure (the mark), with a
  * reader of another process holding an old snapshot (held back, then done once it has gone),
- * and after a nested transaction that wrote A's records and was aborted.
+ * and after a nested transaction that wrote A's records and was aborted; a process that died in
+ * a read transaction holds nothing back.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -358,6 +359,38 @@ test_held_back(void)
 	store_close(st);
 }
 
+/* A process that died in a read transaction leaves its reader slot: it holds nothing back. */
+static void
+test_dead_reader(void)
+{
+	const char *dir = new_dir("dead");
+	struct store *st = open_store(dir, NULL);
+	struct who users[2];
+	int status = -1;
+	init_users(users);
+	create(st, &users[0]);
+	create(st, &users[1]);
+	write_rounds(st, users, 2, 0, ROUNDS);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		MDB_env *env;
+		MDB_txn *t;
+		int rc = mdb_env_create(&env);
+		if (rc == 0 && (rc = mdb_env_set_maxdbs(env, 16)) == 0 &&
+		    (rc = mdb_env_open(env, dir, MDB_NOTLS, 0600)) == 0)
+			rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &t);
+		_exit(rc == 0 ? 0 : 1); /* without ending it */
+	}
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	      WEXITSTATUS(status) == 0);
+	delete_user(st, &users[0]);
+	CHECK_RET(store_erase(st, false), 0);
+	CHECK_RET(traces_of_a(dir), 0);
+	check_user(st, &users[1], ROUNDS);
+	store_close(st);
+}
+
 /* A nested transaction wrote A's records and was aborted: its pages stayed in LMDB's buffers. */
 static void
 test_aborted(void)
@@ -392,6 +425,7 @@ main(void)
 	test_delete();
 	test_resume();
 	test_held_back();
+	test_dead_reader();
 	test_aborted();
 	return fixture_end();
 }
