@@ -71,7 +71,7 @@ ops_encoder(struct job *job, const struct hsa_spec *spec, const struct enc_ops *
 	if (enc == NULL)
 		return job_fail(job, HSAMEM_EENCODER, "encoder '%s' is not built into this daemon",
 		                spec->encoder);
-	if (enc->revision != spec->revision)
+	if (!enc_serves(enc, spec->revision))
 		return job_fail(job, HSAMEM_EENCODER,
 		                "memory was encoded by %s revision %u; this daemon has revision %u",
 		                spec->encoder, spec->revision, enc->revision);
@@ -125,11 +125,12 @@ ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *ou
 		SHAPE(d_r, has_d_r, in->d_r)
 		SHAPE(dtype, has_dtype, (enum hsa_dtype)in->dtype)
 #undef SHAPE
-		if (in->has_revision && enc != NULL && in->revision != enc->revision)
+		/* an older revision that the encoder still serves may be asked for by name */
+		if (in->has_revision && enc != NULL && !enc_serves(enc, in->revision))
 			return job_fail(job, HSAMEM_EENCODER,
 			                "spec: encoder %s is at revision %u, not %u", enc->name,
 			                enc->revision, in->revision);
-		if (in->has_revision && enc == NULL)
+		if (in->has_revision)
 			s.revision = in->revision;
 		if (in->tokenizer != NULL && *in->tokenizer != '\0') {
 			if (enc != NULL && strcmp(in->tokenizer, s.tokenizer) != 0)

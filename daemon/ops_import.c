@@ -407,6 +407,16 @@ check_chunk(struct batch *b, const Hsamem__ExportRecord__ChunkRec *c, const char
 	return 0;
 }
 
+/* A built-in encoder's memory keeps term statistics (store.h, TERMS). A stream does not carry
+ * them: they are counted again from the chunks' tokens, as the seals counted them. */
+static int
+import_terms(struct batch *b, const uint32_t *tokens, uint32_t n_real)
+{
+	if (strcmp(b->u.spec.encoder, "client") == 0)
+		return 0;
+	return store_terms_add(b->txn, b->u.uid, tokens, n_real);
+}
+
 static int
 import_chunk(struct batch *b, const Hsamem__ExportRecord__ChunkRec *c)
 {
@@ -432,7 +442,8 @@ import_chunk(struct batch *b, const Hsamem__ExportRecord__ChunkRec *c)
 		        .n_tokens = spec->S, .n_real = n_real, .tokens = c->tokens, .refs = refs};
 		if ((ret = store_chunk_put(b->txn, b->u.uid, j, &sc)) == 0 &&
 		    (ret = store_kv_put(b->txn, b->u.uid, j, c->kv.data, c->kv.len)) == 0 &&
-		    (ret = store_landmark_put(b->txn, &b->u, j, c->landmark.data)) == 0) {
+		    (ret = store_landmark_put(b->txn, &b->u, j, c->landmark.data)) == 0 &&
+		    (ret = import_terms(b, c->tokens, n_real)) == 0) {
 			b->u.n_chunks++;
 			b->u.n_padded += n_real < spec->S;
 			b->x.real += n_real;

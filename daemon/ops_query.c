@@ -129,6 +129,13 @@ struct candidate {
 };
 
 static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+static int
 cmp_candidate(const void *a, const void *b)
 {
 	const struct candidate *x = a, *y = b;
@@ -317,6 +324,37 @@ out:
  * The reply of a query from its candidates, ranked best first and cut to k: their fusion weights,
  * and per hit its chunk's (or the tail's) text, entries and most attended tokens.
  */
+/*
+ * Encodes the question, weighed by the memory's term statistics where the encoder asks for them
+ * (store.h, TERMS): the document frequencies of its distinct tokens, read in the query's snapshot.
+ */
+static int
+encode_query(struct job *job, struct store_txn *txn, const struct store_user *u,
+             const struct enc_ops *enc, const uint32_t *tok, size_t n, float *qr, float *qa)
+{
+	if (enc->encode_query_stats == NULL)
+		return enc->encode_query(&u->spec, tok, n, qr, qa);
+	struct store_terms t;
+	uint32_t *ids = arena_calloc(&job->arena, n + 1, sizeof(*ids));
+	uint32_t *df = arena_calloc(&job->arena, n + 1, sizeof(*df));
+	if (ids == NULL || df == NULL)
+		return -ENOMEM;
+	memcpy(ids, tok, n * sizeof(*ids));
+	qsort(ids, n, sizeof(*ids), cmp_u32);
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (m == 0 || ids[m - 1] != ids[i])
+			ids[m++] = ids[i];
+	int ret = store_terms_get(txn, u->uid, &t);
+	if (ret == 0)
+		ret = store_terms_df(txn, u->uid, ids, m, df);
+	if (ret != 0)
+		return ret;
+	struct enc_stats st = {
+	        .chunks = t.chunks, .tokens = t.tokens, .n = m, .ids = ids, .df = df};
+	return enc->encode_query_stats(&u->spec, &st, tok, n, qr, qa);
+}
+
 static void
 query_reply(struct job *job, struct store_txn *txn, const struct store_user *u,
             const struct store_tail *tail, const struct candidate *cand, size_t n_cand, uint32_t k,
@@ -423,7 +461,7 @@ ops_query(struct job *job)
 		ops_oom(job);
 		goto out;
 	}
-	if ((ret = enc->encode_query(spec, ids, n_tok, qr, qa)) != 0) {
+	if ((ret = encode_query(job, &txn, &u, enc, ids, n_tok, qr, qa)) != 0) {
 		job_fail(job, ret, "encoder %s failed on the query", enc->name);
 		goto out;
 	}

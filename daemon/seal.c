@@ -2,8 +2,9 @@
  * seal.c: sealing the chunks of a memory's stream. The stream: entries add tokens to the tail;
  * every S tokens seal a chunk (tokens, text references, K|V, landmark), and the tail keeps the
  * rest; a flush seals a short tail as a padded chunk, so the next token starts the next chunk.
- * A built-in encoder computes the chunk's tensors here, with the left context it asks for; a client
- * memory's tensors come with the request. This file writes the chunk's records; the tail, the
+ * A built-in encoder computes the chunk's tensors here, with the left context it asks for, and the
+ * chunk joins the memory's term statistics (store.h, TERMS); a client memory's tensors come with
+ * the request. This file writes the chunk's records; the tail, the
  * entries and the memory's counters are the caller's (ops_write.c).
  */
 #include <stdlib.h>
@@ -111,6 +112,9 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	if ((ret = store_chunk_put(s->txn, u->uid, u->n_chunks, &c)) != 0 ||
 	    (ret = store_kv_put(s->txn, u->uid, u->n_chunks, s->kv, kv_bytes)) != 0 ||
 	    (ret = store_landmark_put(s->txn, u, u->n_chunks, s->row)) != 0)
+		return ret;
+	/* the term statistics of a built-in encoder's ranking, in the seal's transaction */
+	if (s->enc != NULL && (ret = store_terms_add(s->txn, u->uid, s->tokens, n_real)) != 0)
 		return ret;
 	u->n_chunks++;
 	if (n_real < spec->S)

@@ -21,9 +21,24 @@ struct enc_token {
 	uint32_t len; /* bytes */
 };
 
+/*
+ * A memory's term statistics (store.h, TERMS), for an encoder that weighs a query by them: the
+ * chunks and real tokens counted, and the document frequency of the query's distinct token ids
+ * (ids sorted ascending, df[i] the number of counted chunks that hold ids[i]).
+ */
+struct enc_stats {
+	uint64_t chunks;
+	uint64_t tokens;
+	size_t n;
+	const uint32_t *ids;
+	const uint32_t *df;
+};
+
 struct enc_ops {
-	const char *name;      /* as in hsa_spec.encoder */
-	uint32_t revision;     /* bumped whenever the output for the same input changes */
+	const char *name;  /* as in hsa_spec.encoder */
+	uint32_t revision; /* bumped whenever the output for the same input changes */
+	uint32_t
+	        min_revision; /* the oldest revision whose memories it still serves (0: revision) */
 	const char *tokenizer; /* as in hsa_spec.tokenizer */
 	uint32_t context;      /* left-context tokens encode_chunk reads (0: none) */
 
@@ -53,10 +68,18 @@ struct enc_ops {
 	                    float *qa);
 
 	/*
-	 * Whether this encoder can serve a memory of this spec: its encoder name, revision,
-	 * tokenizer and sizes. Returns 0, or HSAMEM_ESPEC (HSAMEM_EINVAL from spec_check) with a
-	 * sentence naming the field written to why (why may be NULL). encode_chunk and
-	 * encode_query refuse a spec that fails it with the same code.
+	 * Optional: encode_query, weighing the query's tokens by the memory's term statistics
+	 * (stats->n may be 0: nothing counted yet). The daemon calls it instead of encode_query
+	 * when it is set.
+	 */
+	int (*encode_query_stats)(const struct hsa_spec *spec, const struct enc_stats *stats,
+	                          const uint32_t *tok, size_t n, float *qr, float *qa);
+
+	/*
+	 * Whether this encoder can serve a memory of this spec: its encoder name, revision (from
+	 * min_revision to revision), tokenizer and sizes. Returns 0, or HSAMEM_ESPEC (HSAMEM_EINVAL
+	 * from spec_check) with a sentence naming the field written to why (why may be NULL).
+	 * encode_chunk and encode_query refuse a spec that fails it with the same code.
 	 */
 	int (*check_spec)(const struct hsa_spec *spec, char *why, size_t why_len);
 };
@@ -66,5 +89,13 @@ const struct enc_ops *enc_find(const char *name);
 
 /* The encoder that memories created implicitly use ("lexical"). */
 const struct enc_ops *enc_default(void);
+
+/* Whether enc serves memories of revision rev (min_revision .. revision). */
+static inline int
+enc_serves(const struct enc_ops *enc, uint32_t rev)
+{
+	uint32_t lo = enc->min_revision != 0 ? enc->min_revision : enc->revision;
+	return rev >= lo && rev <= enc->revision;
+}
 
 #endif

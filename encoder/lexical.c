@@ -27,6 +27,15 @@
  * words (a flushed tail, a chunk of punctuation) does not score like a perfect match. */
 #define L_FLOOR 2.0f
 
+/* Revision 2's BM25: saturation k1, length normalisation b against a fixed reference length of
+ * BM25_AVGDL words (a 64-token chunk of prose holds about that many), buckets per term, and which
+ * tokens are terms. */
+#define BM25_K1      1.2f
+#define BM25_B       0.75f
+#define BM25_AVGDL   48.0f
+#define BM25_BUCKETS 8
+#define BM25_TERMS   T_CONTENT
+
 /* In-chunk attention: a key that matches a query word gets logit BETA over one that does not; any
  * content word gets GAMMA, any stopword or punctuation mark -GAMMA. */
 #define BETA  6.0f
@@ -179,13 +188,13 @@ feature_key(enum purpose p, uint32_t head, uint32_t id)
 	return mix64(((uint64_t)p << 56) ^ ((uint64_t)head << 32) ^ id);
 }
 
-/* Adds w times the landmark feature of id (BUCKETS signed buckets) to v, d components. */
+/* Adds w times the landmark feature of id (nb signed buckets) to v, d components. */
 static void
-add_landmark(float *v, uint32_t d, uint32_t head, uint32_t id, float w)
+add_landmark(float *v, uint32_t d, uint32_t head, uint32_t id, float w, uint32_t nb)
 {
 	uint64_t key = feature_key(P_LANDMARK, head, id);
-	float a = w * (float)(1.0 / sqrt(BUCKETS));
-	for (uint64_t b = 1; b <= BUCKETS; b++) {
+	float a = w * (float)(1.0 / sqrt(nb));
+	for (uint64_t b = 1; b <= nb; b++) {
 		uint64_t x = mix64(key + b * GOLDEN);
 		uint32_t idx = (uint32_t)(((x & 0xffffffffu) * d) >> 32);
 		v[idx] += (x >> 63) ? -a : a;
@@ -244,17 +253,30 @@ cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Which tokens count: content words, stopwords, or both (the words of a text). */
+enum terms { T_CONTENT, T_STOP, T_WORDS };
+
+static bool
+is_term(uint32_t id, enum terms which)
+{
+	switch (which) {
+	case T_CONTENT: return weight(id) > 0;
+	case T_STOP: return lex1_kind(id) == LEX1_K_STOP;
+	default: return weight(id) > 0 || lex1_kind(id) == LEX1_K_STOP;
+	}
+}
+
 /*
- * Copies the content ids of tok[0..n) (or, when !content, its stopword ids) into ids, sorted and
+ * Copies the ids of tok[0..n) that are terms of kind which into ids, sorted and
  * distinct, with their counts in cnt. Returns how many distinct ids there are. Sorting makes the
  * sums below independent of token order, and so bit-for-bit reproducible.
  */
 static size_t
-distinct(const uint32_t *tok, size_t n, bool content, uint32_t *ids, uint32_t *cnt)
+distinct(const uint32_t *tok, size_t n, enum terms which, uint32_t *ids, uint32_t *cnt)
 {
 	size_t m = 0, k = 0;
 	for (size_t i = 0; i < n; i++)
-		if (content ? weight(tok[i]) > 0 : lex1_kind(tok[i]) == LEX1_K_STOP)
+		if (is_term(tok[i], which))
 			ids[m++] = tok[i];
 	qsort(ids, m, sizeof(*ids), cmp_u32);
 	for (size_t i = 0; i < m; i++) {
@@ -279,7 +301,68 @@ bag(float *v, uint32_t d, uint32_t head, const uint32_t *ids, const uint32_t *cn
 	memset(v, 0, d * sizeof(*v));
 	for (size_t i = 0; i < m; i++)
 		add_landmark(v, d, head, ids[i],
-		             weight(ids[i]) * (1.0f + 0.5f * logf((float)cnt[i])));
+		             weight(ids[i]) * (1.0f + 0.5f * logf((float)cnt[i])), BUCKETS);
+}
+
+/*
+ * Revision 2: BM25 (LEXICAL.md, "revision 2"). The landmark holds each term's document-side
+ * weight, tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl)), in BM25_BUCKETS signed buckets; the
+ * query holds each term's idf from the memory's statistics, so that <qr, L> is the chunk's BM25
+ * score (plus the hash noise of colliding buckets).
+ */
+static void
+bag_bm25(float *v, uint32_t d, uint32_t head, const uint32_t *ids, const uint32_t *cnt, size_t m,
+         size_t dl)
+{
+	float norm = BM25_K1 * (1.0f - BM25_B + BM25_B * (float)dl / BM25_AVGDL);
+	memset(v, 0, d * sizeof(*v));
+	for (size_t i = 0; i < m; i++) {
+		float tf = (float)cnt[i];
+		add_landmark(v, d, head, ids[i], tf * (BM25_K1 + 1.0f) / (tf + norm), BM25_BUCKETS);
+	}
+}
+
+/* The document frequency of id in st (0 when it was never counted). */
+static uint32_t
+stats_df(const struct enc_stats *st, uint32_t id)
+{
+	size_t lo = 0, hi = st->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (st->ids[mid] == id)
+			return st->df[mid];
+		if (st->ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+/* BM25's idf, ln(1 + (N - df + 0.5) / (df + 0.5)): positive, however common the word. */
+static float
+idf(uint64_t chunks, uint32_t df)
+{
+	double N = (double)chunks, f = df > chunks ? N : (double)df;
+	return (float)log(1.0 + (N - f + 0.5) / (f + 0.5));
+}
+
+/* The retrieval query of one head: each term's idf, scaled so that a chunk holding every term
+ * once at the reference length scores LEX_BM25_SCALE (score = <qr, L> / sqrt(d)). */
+static void
+query_bm25(float *v, uint32_t d, uint32_t head, const uint32_t *ids, size_t m,
+           const struct enc_stats *st)
+{
+	double sum = 0;
+	memset(v, 0, d * sizeof(*v));
+	for (size_t i = 0; i < m; i++)
+		sum += idf(st->chunks, stats_df(st, ids[i]));
+	if (sum <= 0)
+		return;
+	float c = (float)(LEX_BM25_SCALE * sqrt((double)d) / sum);
+	for (size_t i = 0; i < m; i++)
+		add_landmark(v, d, head, ids[i], c * idf(st->chunks, stats_df(st, ids[i])),
+		             BM25_BUCKETS);
 }
 
 static int
@@ -299,7 +382,7 @@ lex_check_spec(const struct hsa_spec *s, char *why, size_t why_len)
 	if (strcmp(s->encoder, LEX_NAME) != 0)
 		return lex_fail(HSAMEM_ESPEC, why, why_len,
 		                "lexical: the spec names another encoder");
-	if (s->revision != LEX_REVISION)
+	if (s->revision < 1 || s->revision > LEX_REVISION)
 		return lex_fail(
 		        HSAMEM_ESPEC, why, why_len,
 		        "lexical: the memory was encoded by another revision of the encoder");
@@ -360,17 +443,26 @@ lex_encode_chunk(const struct hsa_spec *s, const uint32_t *ctx, size_t n_ctx, co
 	}
 
 	uint32_t ids[IDS_MAX], cnt[IDS_MAX];
-	size_t m = distinct(tok, n, true, ids, cnt);
 	uint32_t d = s->d_r / s->h_kv;
-	for (uint32_t r = 0; r < s->h_kv; r++) {
-		bag(L + (size_t)r * d, d, r, ids, cnt, m);
-		scale_to(L + (size_t)r * d, d, 0, L_FLOOR);
+	if (s->revision == 1) {
+		size_t m = distinct(tok, n, T_CONTENT, ids, cnt);
+		for (uint32_t r = 0; r < s->h_kv; r++) {
+			bag(L + (size_t)r * d, d, r, ids, cnt, m);
+			scale_to(L + (size_t)r * d, d, 0, L_FLOOR);
+		}
+		return 0;
 	}
+	size_t m = distinct(tok, n, BM25_TERMS, ids, cnt), dl = 0;
+	for (size_t i = 0; i < n; i++)
+		dl += is_term(tok[i], T_WORDS);
+	for (uint32_t r = 0; r < s->h_kv; r++)
+		bag_bm25(L + (size_t)r * d, d, r, ids, cnt, m, dl);
 	return 0;
 }
 
 static int
-lex_encode_query(const struct hsa_spec *s, const uint32_t *tok, size_t n, float *qr, float *qa)
+lex_encode_query_stats(const struct hsa_spec *s, const struct enc_stats *st, const uint32_t *tok,
+                       size_t n, float *qr, float *qa)
 {
 	int err = lex_check_spec(s, NULL, 0);
 	if (err != 0)
@@ -385,16 +477,24 @@ lex_encode_query(const struct hsa_spec *s, const uint32_t *tok, size_t n, float 
 		cnt = ids + n;
 	}
 
-	size_t m = distinct(tok, n, true, ids, cnt);
 	uint32_t d = s->d_r / s->h_kv;
-	for (uint32_t r = 0; r < s->h_kv; r++) {
-		bag(qr + (size_t)r * d, d, r, ids, cnt, m);
-		scale_to(qr + (size_t)r * d, d, LEX_TEMPERATURE * sqrtf((float)d), 0);
+	size_t m;
+	if (s->revision == 1) {
+		m = distinct(tok, n, T_CONTENT, ids, cnt);
+		for (uint32_t r = 0; r < s->h_kv; r++) {
+			bag(qr + (size_t)r * d, d, r, ids, cnt, m);
+			scale_to(qr + (size_t)r * d, d, LEX_TEMPERATURE * sqrtf((float)d), 0);
+		}
+	} else {
+		m = distinct(tok, n, BM25_TERMS, ids, cnt);
+		for (uint32_t r = 0; r < s->h_kv; r++)
+			query_bm25(qr + (size_t)r * d, d, r, ids, m, st);
 	}
 
-	/* A question of stopwords alone still points the attention at those words. */
-	if (m == 0)
-		m = distinct(tok, n, false, ids, cnt);
+	/* The attention query: the content words; a question of stopwords alone still points
+	 * the attention at those words. */
+	if ((m = distinct(tok, n, T_CONTENT, ids, cnt)) == 0)
+		m = distinct(tok, n, T_STOP, ids, cnt);
 	uint32_t group = s->h_q / s->h_kv;
 	float c = BETA * sqrtf((float)s->d_h) / (float)(s->d_h - 1), row[1024]; /* d_h <= 1024 */
 	for (uint32_t h = 0; h < s->h_q; h++) {
@@ -413,14 +513,23 @@ lex_encode_query(const struct hsa_spec *s, const uint32_t *tok, size_t n, float 
 	return 0;
 }
 
+static int
+lex_encode_query(const struct hsa_spec *s, const uint32_t *tok, size_t n, float *qr, float *qa)
+{
+	struct enc_stats none = {0};
+	return lex_encode_query_stats(s, &none, tok, n, qr, qa);
+}
+
 const struct enc_ops enc_lexical = {
         .name = LEX_NAME,
         .revision = LEX_REVISION,
+        .min_revision = 1,
         .tokenizer = LEX1_NAME,
         .context = 0,
         .default_spec = lex_default_spec,
         .tokenize = lex1_tokenize,
         .encode_chunk = lex_encode_chunk,
         .encode_query = lex_encode_query,
+        .encode_query_stats = lex_encode_query_stats,
         .check_spec = lex_check_spec,
 };

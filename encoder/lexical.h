@@ -12,7 +12,7 @@
 #include "encoder.h"
 
 #define LEX_NAME     "lexical"
-#define LEX_REVISION 1
+#define LEX_REVISION 2
 
 /*
  * The scale of scores: for a query qr and a landmark L of this encoder, the HSA score
@@ -20,6 +20,13 @@
  * landmark's length floored, see LEXICAL.md), so scores lie in [-LEX_TEMPERATURE, LEX_TEMPERATURE].
  */
 #define LEX_TEMPERATURE 16.0f
+
+/*
+ * Revision 2's scale: a chunk that holds each word of the query once, at the reference length,
+ * scores LEX_BM25_SCALE; a chunk's score is LEX_BM25_SCALE times its BM25 score over the sum of
+ * the query words' idf (LEXICAL.md).
+ */
+#define LEX_BM25_SCALE 8.0f
 
 extern const struct enc_ops enc_lexical;
 

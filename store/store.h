@@ -10,8 +10,16 @@
  *   landmarks  (uid, page) -> landmarks of chunks page*per_page .. +per_page-1, contiguous
  *   tail       (uid)       -> the unsealed last tokens of the stream
  *   uids       "next"      -> the next user id (user ids are never reused)
+ *   terms      (uid), (uid, token id) -> term statistics (TERMS below)
  * A user's records are a hard partition of every database by the uid prefix: no lookup ever crosses
  * it, and deleting the user removes every key with that prefix.
+ *
+ * TERMS
+ * For ranking by BM25, a memory may keep term statistics: for each token id the number of its
+ * chunks that hold it (document frequency), and the number of chunks and of real tokens counted.
+ * The daemon adds every chunk of a memory with a built-in encoder in the write transaction that
+ * stores the chunk, so they match the chunks of every snapshot. Keys are the token ids themselves
+ * (32 bits, no further hashing). store_user_delete removes them with the rest.
  *
  * TRANSACTIONS
  * A store_txn wraps one LMDB transaction with a sticky error (the first failure is kept, every
@@ -133,6 +141,12 @@ struct store_chunk {
 	const struct store_tokref *refs; /* [n_tokens], borrowed on get */
 };
 
+/* The totals of a memory's term statistics (TERMS above). */
+struct store_terms {
+	uint64_t chunks; /* chunks counted */
+	uint64_t tokens; /* their real tokens */
+};
+
 /* The unsealed tail: fewer than S tokens. */
 struct store_tail {
 	uint32_t n;
@@ -208,7 +222,8 @@ int store_user_update(struct store_txn *txn, const struct store_user *u);
 /* Removes the user and every record with its uid, in every database, and marks the store for
  * erasure (store_erase_mark). */
 int store_user_delete(struct store_txn *txn, const struct store_user *u);
-/* Deletes at most max records of user uid's own databases (entries, chunks, K|V, landmarks, tail),
+/* Deletes at most max records of user uid's own databases (entries, chunks, K|V, landmarks, tail,
+ * terms),
  * K|V first, and not the user record (store_user_delete removes it and what is left). *left
  * gets whether more may remain. For deleting a large memory in steps, each its own transaction,
  * when the store has no room to delete it in one (see ROOM above). */
@@ -252,6 +267,17 @@ int store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint6
 /* The tail. get on a user with no tail record gives n = 0. put with n = 0 deletes the record. */
 int store_tail_get(struct store_txn *txn, uint64_t uid, struct store_tail *out);
 int store_tail_put(struct store_txn *txn, uint64_t uid, const struct store_tail *t);
+
+/*
+ * Term statistics (TERMS above). add counts one chunk of n real tokens (at most 1024; token 0,
+ * padding, is not a term): one more chunk for each distinct id, and the totals. get gives the
+ * totals (zeros when nothing was counted); df writes the count of each of ids[0..n) to df
+ * (0 for an id never counted).
+ */
+int store_terms_add(struct store_txn *txn, uint64_t uid, const uint32_t *tokens, size_t n);
+int store_terms_get(struct store_txn *txn, uint64_t uid, struct store_terms *out);
+int store_terms_df(struct store_txn *txn, uint64_t uid, const uint32_t *ids, size_t n,
+                   uint32_t *df);
 
 /*
  * Erasure (ERASURE above). store_erase_mark records in write transaction txn, durably with it,

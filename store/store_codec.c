@@ -22,10 +22,11 @@
  *   meta       "format": u32, "build": the daemon's name and version (written at open, store.c),
  *              "erase": u8 1, while an erasure is owed (store_erase.c)
  *   uids       "next": u64
+ *   terms      store_terms.c's
  *
  * INVARIANTS (3 and 4, of the environment and the transactions, are store.c's)
- *  1. Every key of entries, chunks, kv, landmarks and tail starts with the user's big-endian uid;
- *     every lookup builds its key from one uid, so no operation crosses users.
+ *  1. Every key of entries, chunks, kv, landmarks, tail and terms starts with the user's big-endian
+ * uid; every lookup builds its key from one uid, so no operation crosses users.
  *  2. A landmarks record holds rows 0 .. n-1 of its page, n = size / row bytes <= lmk_per_page;
  *     rows are appended in chunk order, so a page is full before the next one exists.
  */
@@ -47,7 +48,7 @@
 #define LANDMARK_PAGE_BYTES 65536
 
 /* The databases whose keys start with a uid (invariant 1). */
-static const int user_dbs[] = {DB_ENTRIES, DB_CHUNKS, DB_KV, DB_LANDMARKS, DB_TAIL};
+static const int user_dbs[] = {DB_ENTRIES, DB_CHUNKS, DB_KV, DB_LANDMARKS, DB_TAIL, DB_TERMS};
 
 /* ---- users ---- */
 
@@ -287,7 +288,7 @@ int
 store_user_delete_some(struct store_txn *txn, uint64_t uid, uint64_t max, bool *left)
 {
 	/* the largest records first: they free the most room per record */
-	static const int order[] = {DB_KV, DB_LANDMARKS, DB_CHUNKS, DB_ENTRIES, DB_TAIL};
+	static const int order[] = {DB_KV, DB_LANDMARKS, DB_CHUNKS, DB_ENTRIES, DB_TAIL, DB_TERMS};
 	uint64_t budget = max;
 	int ret = store_txn_usable(txn, true, "user delete some");
 

@@ -18,7 +18,18 @@
 
 #define NOTFOUND 1 /* internal result of store_db_get: no such key */
 
-enum { DB_META, DB_USERS, DB_ENTRIES, DB_CHUNKS, DB_KV, DB_LANDMARKS, DB_TAIL, DB_UIDS, DB_COUNT };
+enum {
+	DB_META,
+	DB_USERS,
+	DB_ENTRIES,
+	DB_CHUNKS,
+	DB_KV,
+	DB_LANDMARKS,
+	DB_TAIL,
+	DB_UIDS,
+	DB_TERMS,
+	DB_COUNT
+};
 
 extern const char *const store_db_names[DB_COUNT];
 
