@@ -1,0 +1,221 @@
+/*
+ * test_daemon_terms.c: the term statistics of lexical memories (store.h, TERMS) and the BM25
+ * ranking of lexical revision 2 that reads them, through the real daemon and the real store.
+ *
+ * The statistics match the sealed chunks (every distinct token id of every chunk, counted from the
+ * chunks themselves with the store stopped) after appends, after a restart, after SIGKILL right
+ * after acknowledged appends, and after an export imported as another user; a delete leaves no
+ * record of them. The ranking: many chunks share the common words of a question, one holds its
+ * rare code; revision 2 (idf from the statistics) ranks that chunk first, revision 1 (a fixed
+ * rarity prior and the cosine) does not.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "hsamem.h"
+#include "store.h"
+#include "test.h"
+
+#define N_FILLER 400
+
+static const char *const filler[] = {
+        "maintenance", "inspection", "reservoir", "turbine",  "generator", "pipeline",
+        "calibration", "schedule",   "operator",  "pressure", "coolant",   "valves",
+};
+
+/* Entries whose chunks mostly hold the question's common words; the code is in one of them. */
+static void
+append_haystack(struct hsamem *c, const char *user)
+{
+	char text[512];
+	uint64_t r = 12345;
+	for (int i = 0; i < N_FILLER; i++) {
+		size_t len = 0;
+		/* two entries in three hold the question's common words, but not those near the
+		 * code */
+		if (i % 3 != 0 && (i < N_FILLER / 2 - 6 || i > N_FILLER / 2 + 6))
+			len += (size_t)snprintf(text, sizeof(text),
+			                        "Transmission configuration parameters were "
+			                        "reviewed by the committee. ");
+		for (int w = 0; w < 10; w++) {
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			len += (size_t)snprintf(text + len, sizeof(text) - len, "%s ",
+			                        filler[(r >> 33) % 12]);
+		}
+		if (i == N_FILLER / 2)
+			snprintf(text + len, sizeof(text) - len, "The unit was tagged qk7.");
+		CHECK_RET(hsamem_append_text(c, user, HSAMEM_ROLE_USER, text, NULL), 0);
+	}
+	CHECK_RET(hsamem_flush(c, user, NULL, NULL), 0);
+}
+
+/* Whether the first hit of the question holds the code. */
+static bool
+finds_code(struct hsamem *c, const char *user)
+{
+	struct hsamem_query_result *q = NULL;
+	bool found = false;
+	CHECK_RET(hsamem_query_text(c, user,
+	                            "transmission configuration parameters of the unit qk7", 8, &q),
+	          0);
+	if (q != NULL && q->n_hits > 0) {
+		found = strstr(q->hits[0].text, "qk7") != NULL;
+		printf("  %s: first hit chunk %llu, score %.2f, %s the code\n", user,
+		       (unsigned long long)q->hits[0].chunk, q->hits[0].score,
+		       found ? "holds" : "does not hold");
+	}
+	hsamem_result_free(q);
+	return found;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * With the daemon stopped: the statistics of user match its chunks. Counts every token id's
+ * chunks from the chunks themselves and compares with the store's df of the ids of the first and
+ * last chunks; *chunks gets the sealed chunks (0 and no checks when the user is absent).
+ */
+static void
+check_terms(const char *state, const char *user, uint64_t *chunks, uint64_t *uid)
+{
+	struct store *st = NULL;
+	struct store_txn txn;
+	struct store_user u;
+	struct store_terms t;
+	*chunks = 0;
+	CHECK_RET(store_open(state, NULL, &st), 0);
+	if (st == NULL)
+		return;
+	CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
+	if (store_user_get(&txn, user, &u) != 0)
+		goto out;
+	*chunks = u.n_chunks;
+	*uid = u.uid;
+	CHECK_RET(store_terms_get(&txn, u.uid, &t), 0);
+	uint64_t real = 0;
+	uint32_t probe[2][64];
+	size_t n_probe[2] = {0, 0};
+	for (uint64_t j = 0; j < u.n_chunks; j++) {
+		struct store_chunk ch;
+		CHECK_RET(store_chunk_get(&txn, u.uid, j, &ch), 0);
+		real += ch.n_real;
+		if (j == 0 || j == u.n_chunks - 1) {
+			int p = j == 0 ? 0 : 1;
+			n_probe[p] = ch.n_real;
+			memcpy(probe[p], ch.tokens, ch.n_real * sizeof(uint32_t));
+		}
+	}
+	CHECK(t.chunks == u.n_chunks && t.tokens == real);
+	for (int p = 0; p < 2; p++) {
+		qsort(probe[p], n_probe[p], sizeof(uint32_t), cmp_u32);
+		uint32_t df[64];
+		CHECK_RET(store_terms_df(&txn, u.uid, probe[p], n_probe[p], df), 0);
+		for (size_t i = 0; i < n_probe[p]; i++) {
+			uint32_t want = 0;
+			for (uint64_t j = 0; j < u.n_chunks; j++) {
+				struct store_chunk ch;
+				CHECK_RET(store_chunk_get(&txn, u.uid, j, &ch), 0);
+				for (uint32_t k = 0; k < ch.n_real; k++)
+					if (ch.tokens[k] == probe[p][i]) {
+						want++;
+						break;
+					}
+			}
+			if (df[i] != want)
+				printf("  token %u: df %u, in %u chunks\n", probe[p][i], df[i],
+				       want);
+			CHECK(df[i] == want);
+		}
+	}
+out:
+	store_txn_abort(&txn);
+	store_close(st);
+}
+
+static struct hsamem *
+restart(struct harness *h, struct hsamem *c, int sig)
+{
+	hsamem_close(c);
+	harness_stop(h, sig);
+	CHECK_RET(harness_start(h), 0);
+	c = NULL;
+	CHECK_RET(hsamem_open(h->url, &c), 0);
+	return c;
+}
+
+int
+main(void)
+{
+	struct harness h;
+	struct hsamem *c = NULL;
+	uint64_t n, n2, uid = 0, uid2 = 0;
+	CHECK_RET(harness_init(&h), 0);
+	CHECK_RET(harness_start(&h), 0);
+	CHECK_RET(hsamem_open(h.url, &c), 0);
+
+	/* The ranking: revision 1 (asked for by name) misses the rare code, revision 2 finds it. */
+	struct hsamem_spec old = {.encoder = "lexical", .revision = 1};
+	CHECK_RET(hsamem_create(c, "old", &old, NULL), 0);
+	append_haystack(c, "old");
+	append_haystack(c, "new");
+	CHECK(finds_code(c, "new"));
+	CHECK(!finds_code(c, "old"));
+
+	/* The statistics match the chunks, after a clean stop and after a restart. */
+	hsamem_close(c);
+	CHECK_RET(harness_stop(&h, SIGTERM), 0);
+	check_terms(h.state, "new", &n, &uid);
+	CHECK(n > 50);
+	CHECK_RET(harness_start(&h), 0);
+	CHECK_RET(hsamem_open(h.url, &c), 0);
+	append_haystack(c, "new");
+	CHECK(finds_code(c, "new"));
+
+	/* SIGKILL right after acknowledged appends: the statistics hold exactly what committed. */
+	c = restart(&h, c, SIGKILL);
+	hsamem_close(c);
+	CHECK_RET(harness_stop(&h, SIGKILL), 128 + SIGKILL);
+	check_terms(h.state, "new", &n2, &uid);
+	CHECK(n2 > n);
+	CHECK_RET(harness_start(&h), 0);
+	CHECK_RET(hsamem_open(h.url, &c), 0);
+
+	/* An import counts its chunks again: the copy's statistics match its chunks. */
+	char path[400];
+	snprintf(path, sizeof(path), "%s/new.export", h.dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	CHECK_RET(hsamem_export(c, "new", fd, NULL), 0);
+	CHECK(lseek(fd, 0, SEEK_SET) == 0);
+	CHECK_RET(hsamem_import(c, "copy", fd, NULL), 0);
+	close(fd);
+	CHECK(finds_code(c, "copy"));
+
+	/* A delete leaves no record of the memory, its statistics included. */
+	CHECK_RET(hsamem_delete(c, "new", NULL), 0);
+	hsamem_close(c);
+	CHECK_RET(harness_stop(&h, SIGTERM), 0);
+	check_terms(h.state, "copy", &n, &uid2);
+	CHECK(n == n2);
+	struct store *st = NULL;
+	uint64_t records = 1;
+	CHECK_RET(store_open(h.state, NULL, &st), 0);
+	if (st != NULL) {
+		CHECK_RET(store_count_records(st, uid, &records), 0);
+		CHECK(records == 0);
+		store_close(st);
+	}
+	harness_fini(&h);
+	return test_done("test_daemon_terms");
+}
