@@ -1,7 +1,7 @@
 /*
  * cpu_kernels.h: the CPU backend's inner loops: widening f16/bf16 elements to floats, dot products
  * of one query against many rows, and weighted sums of rows. They know nothing of HSA: the backend
- * (gpu/cpu.c) calls them on landmarks, keys and values, and the reference math (gpu/hsa_math.h)
+ * (gpu/cpu.c) calls them on landmarks, keys and values, and the reference math (common/hsa_math.h)
  * decides what their results mean.
  *
  * Two flavours: a portable one, written so that gcc -O2 vectorises its fixed-width inner loops,

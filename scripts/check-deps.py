@@ -6,7 +6,7 @@ symbols their objects define and use.
 
 The folders are layers. A file may include headers of its own folder and of the folders below it:
 
-    common                      error codes, spec, logging, arena, half floats
+    common                      error codes, spec, logging, arena, half floats, HSA math
     store, encoder, gpu         each on common only (gpu's CUDA backend reads chunks through a source)
     proto                       generated protocol code, and wire.c that walks it
     daemon                      on all of the above

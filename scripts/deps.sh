@@ -4,7 +4,7 @@
 set -eu
 
 HSAMEM_PACKAGES="build-essential pkg-config autoconf automake libtool \
-liblmdb-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler python3"
+liblmdb-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev libopenblas-dev python3"
 # The test suite also builds with clang, runs the libFuzzer target of tests/stress (libFuzzer and
 # the sanitizers' runtimes are in libclang-rt-dev), checks the sources' formatting, judges the
 # service unit with systemd-analyze (in package systemd, which minimal images such as Docker's

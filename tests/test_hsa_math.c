@@ -1,5 +1,5 @@
 /*
- * test_hsa_math.c: the reference math of HSA attention (gpu/hsa_math.h), alone: the ranking of
+ * test_hsa_math.c: the reference math of HSA attention (common/hsa_math.h), alone: the ranking of
  * candidates, the bounded top-k fed in ranges, the fusion weights of a merged list and the softmax
  * inside a chunk, each against its formula in hsamem(7) written here in double. The operator built
  * from them is test_hsa.c's.
