@@ -149,11 +149,117 @@ test_malformed(void)
 	CHECK_RET(wire_find_nul(&hsamem__request__descriptor, NULL, 0, NULL), 0);
 }
 
+/* An allocator that counts as the daemon's does (wire_alloc_cost per allocation, freed or not). */
+static void *
+count_alloc(void *data, size_t size)
+{
+	*(uint64_t *)data += wire_alloc_cost(size);
+	return malloc(size);
+}
+
+static void
+count_free(void *data, void *ptr)
+{
+	free(ptr);
+}
+
+/* Scans buf and unpacks it counting: the scan's bound holds, and is within twice the truth. */
+static void
+expect_bound(const uint8_t *buf, size_t len, struct wire_scan *s)
+{
+	uint64_t used = 0;
+	ProtobufCAllocator a = {count_alloc, count_free, &used};
+
+	CHECK_RET(wire_scan(&hsamem__request__descriptor, buf, len, s), 0);
+	Hsamem__Request *req = hsamem__request__unpack(&a, len, buf);
+	CHECK(req != NULL);
+	hsamem__request__free_unpacked(req, &a);
+	if (used > s->unpacked || s->unpacked > 2 * used + 4096)
+		fprintf(stderr, "%zu bytes: unpack allocated %llu, the scan said %llu\n", len,
+		        (unsigned long long)used, (unsigned long long)s->unpacked);
+	CHECK(used <= s->unpacked && s->unpacked <= 2 * used + 4096);
+}
+
+/* The scan's bound on what unpack allocates, on the shapes a hostile append takes (many empty
+ * entries, many tags, unknown fields) and on ordinary ones; and its counts. */
+static void
+test_bound(void)
+{
+	enum { N = 5000 };
+	static Hsamem__EntryIn e[N];
+	static Hsamem__EntryIn *ep[N];
+	static uint32_t tokens[70000];
+	static char *tags[40];
+	static uint8_t buf[1 << 20], kv[100000];
+	Hsamem__Request req = HSAMEM__REQUEST__INIT;
+	Hsamem__AppendRequest ap = HSAMEM__APPEND_REQUEST__INIT;
+	Hsamem__ChunkIn ch = HSAMEM__CHUNK_IN__INIT, *chp = &ch;
+	struct wire_count counts[2] = {{hsamem__append_request__descriptor.fields + 1, 0},
+	                               {hsamem__entry_in__descriptor.fields + 4, 0}};
+	struct wire_scan s = {.counts = counts, .n_counts = 2};
+
+	CHECK(strcmp(counts[0].field->name, "entries") == 0 &&
+	      strcmp(counts[1].field->name, "tags") == 0);
+	for (int i = 0; i < 40; i++)
+		tags[i] = "t";
+	for (size_t i = 0; i < N; i++) {
+		hsamem__entry_in__init(&e[i]);
+		ep[i] = &e[i];
+	}
+	req.has_version = 1;
+	req.version = 1;
+	req.body_case = HSAMEM__REQUEST__BODY_APPEND;
+	req.append = &ap;
+	ap.user = "alice";
+	ap.entries = ep;
+	for (size_t n = 1; n <= N; n *= 10) { /* empty entries */
+		ap.n_entries = n;
+		expect_bound(buf, hsamem__request__pack(&req, buf), &s);
+		CHECK(counts[0].n == n && counts[1].n == 0);
+	}
+	for (size_t i = 0; i < N; i++) { /* 40 one-byte tags each */
+		e[i].n_tags = 40;
+		e[i].tags = tags;
+	}
+	ap.n_entries = N;
+	expect_bound(buf, hsamem__request__pack(&req, buf), &s);
+	CHECK(counts[0].n == N && counts[1].n == 40 * N && s.fields > 41 * N);
+	for (size_t i = 0; i < N; i++) { /* texts, token arrays, tensors */
+		e[i].n_tags = i % 3;
+		e[i].text = i % 2 ? "some text of an entry" : NULL;
+		e[i].n_tokens = i % 7;
+		e[i].tokens = tokens;
+	}
+	e[0].n_tokens = 70000;
+	for (size_t i = 0; i < 70000; i++)
+		tokens[i] = (uint32_t)(i * 2654435761u);
+	ch.k.data = ch.v.data = kv;
+	ch.k.len = sizeof(kv);
+	ch.v.len = 10;
+	ap.n_chunks = 1;
+	ap.chunks = &chp;
+	expect_bound(buf, hsamem__request__pack(&req, buf), &s);
+	CHECK(s.fields < 10 * N + 100);
+	/* unknown fields: 20000 varints and a length-delimited one, in the request itself */
+	size_t len = 0;
+	for (int i = 0; i < 20000; i++) {
+		buf[len++] = 0xf8; /* field 31, varint */
+		buf[len++] = 0x01;
+		buf[len++] = 0x7f;
+	}
+	memcpy(buf + len, (uint8_t[]){0xfa, 0x01, 0x03, 1, 2, 3}, 6);
+	expect_bound(buf, len + 6, &s);
+	/* an empty message is still one struct */
+	expect_bound(buf, 0, &s);
+	CHECK(s.unpacked > 0 && s.fields == 0);
+}
+
 int
 main(void)
 {
 	test_append();
 	test_import();
 	test_malformed();
+	test_bound();
 	return test_done("test_wire");
 }
