@@ -34,6 +34,7 @@ static const struct conf_key keys[] = {
         {"contexts", T_UINT, F(contexts), 1, 4096},
         {"max-message", T_SIZE, F(max_message), 64 << 10, 1ull << 31},
         {"max-entry", T_SIZE, F(max_entry), 1, 64 << 20},
+        {"max-inflight", T_SIZE, F(max_inflight), 1 << 20, 1ull << 40},
         {"max-batch", T_UINT, F(max_batch), 1, 65536},
         {"log-level", T_LEVEL, F(log_level), 0, 0},
         {"gpu", T_GPU, F(gpu), 0, 0},
@@ -91,6 +92,7 @@ conf_init(struct conf *c)
 	c->contexts = 128;
 	c->max_message = 64 << 20;
 	c->max_entry = 1 << 20;
+	c->max_inflight = 1ull << 30;
 	c->max_batch = 1024;
 	c->log_level = LOG_INFO;
 	c->gpu = -1;
@@ -151,6 +153,12 @@ conf_check(const struct conf *c, char *err, size_t err_len)
 	bool tls;
 	if (c->map_max < c->map_size) {
 		snprintf(err, err_len, "map-max must be at least map-size");
+		return HSAMEM_EINVAL;
+	}
+	if (c->max_inflight < 2 * c->max_message) {
+		snprintf(err, err_len,
+		         "max-inflight must be at least twice max-message, or a request of "
+		         "max-message bytes could never be taken");
 		return HSAMEM_EINVAL;
 	}
 	for (unsigned i = 0; i < c->n_listen; i++) {
@@ -428,6 +436,7 @@ conf_print(const struct conf *c, FILE *out)
 	fprintf(out, "contexts = %u\n", c->contexts);
 	print_size(out, "max-message", c->max_message);
 	print_size(out, "max-entry", c->max_entry);
+	print_size(out, "max-inflight", c->max_inflight);
 	fprintf(out, "max-batch = %u\n", c->max_batch);
 	fprintf(out, "log-level = %s\n", level_names[c->log_level & 7]);
 	if (c->gpu == -1)

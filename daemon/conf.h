@@ -26,11 +26,12 @@ struct conf {
 	unsigned n_listen;
 	bool listen_explicit; /* an address was set: the default is gone */
 	char *state_dir;
-	unsigned workers;     /* request worker threads */
-	unsigned contexts;    /* requests in flight per socket */
-	uint64_t max_message; /* bytes of one request or reply */
-	uint64_t max_entry;   /* bytes of one entry's text */
-	unsigned max_batch;   /* appends in one group commit */
+	unsigned workers;      /* request worker threads */
+	unsigned contexts;     /* requests in flight per socket */
+	uint64_t max_message;  /* bytes of one request or reply */
+	uint64_t max_entry;    /* bytes of one entry's text */
+	uint64_t max_inflight; /* bytes held by requests in flight: messages and decoded */
+	unsigned max_batch;    /* appends in one group commit */
 	int log_level;
 	int gpu;              /* -1 auto, -2 off, else the device ordinal */
 	uint64_t gpu_memory;  /* device bytes for the CUDA backend; 0: 80% of free */
@@ -59,7 +60,8 @@ int conf_set(struct conf *c, const char *setting, char *err, size_t err_len);
 void conf_next_layer(struct conf *c);
 
 /* Checks what no single setting can: every tcp:// address needs a secret, every tls+tcp://
- * address tls-cert, tls-key and tls-ca; map-max is at least map-size. Returns 0, or
+ * address tls-cert, tls-key and tls-ca; map-max is at least map-size;
+ * max-inflight at least twice max-message. Returns 0, or
  * HSAMEM_EINVAL with the reason written to err. */
 int conf_check(const struct conf *c, char *err, size_t err_len);
 

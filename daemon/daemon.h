@@ -31,7 +31,8 @@ struct daemon {
 	struct commit *commit;
 	struct server *server;
 	struct stats stats;
-	struct acl_box acl; /* the access policy, swapped on reload */
+	_Atomic uint64_t inflight; /* bytes held by requests in flight, at most max-inflight */
+	struct acl_box acl;        /* the access policy, swapped on reload */
 	int64_t started_ms;
 };
 

@@ -34,6 +34,7 @@
 #ifndef HSAMEM_JOB_H
 #define HSAMEM_JOB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,7 +56,11 @@ struct job_entry {
 
 struct job {
 	struct daemon *d;
-	Hsamem__Request *req; /* unpacked request, freed when the reply is sent */
+	Hsamem__Request *req;     /* unpacked request, freed when the reply is sent */
+	ProtobufCAllocator alloc; /* req's allocator (request.c): at most alloc_left more bytes */
+	uint64_t alloc_left;
+	bool alloc_over;  /* the allocator refused for want of alloc_left */
+	uint64_t charged; /* bytes charged to the daemon's requests in flight (request.c) */
 	Hsamem__Reply reply;
 	struct arena arena;              /* the reply's memory */
 	int64_t t0_ns;                   /* arrival, for the latency histograms */

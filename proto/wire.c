@@ -25,6 +25,7 @@ struct walker {
 	struct wire_scan *s;
 	const uint8_t *end; /* of the whole message */
 	uint64_t rep_bytes; /* of the elements of repeated fields so far */
+	bool over;          /* a count passed its max */
 	struct hop hops[WIRE_MAX_DEPTH];
 };
 
@@ -183,18 +184,24 @@ account_repeated(struct walker *w, const ProtobufCFieldDescriptor *f, const stru
 	    f->type != PROTOBUF_C_TYPE_BYTES && f->type != PROTOBUF_C_TYPE_MESSAGE)
 		n = packed_count(f->type, fl->val, fl->len);
 	w->s->unpacked += n * elt_size(f->type);
-	for (size_t i = 0; i < w->s->n_counts; i++)
-		if (w->s->counts[i].field == f)
-			w->s->counts[i].n += n;
+	w->rep_bytes += n * elt_size(f->type);
+	for (size_t i = 0; i < w->s->n_counts; i++) {
+		struct wire_count *c = &w->s->counts[i];
+		if (c->field == f && (c->n += n) > c->max && c->max > 0)
+			w->over = true;
+	}
 }
 
-/* Walks the message at p..end, a desc, at depth. 0, or -1 when malformed. */
+/* Walks the message at p..end, a desc, at depth. 0; 1 when a count or unpacked passed its max;
+ * -1 when malformed. */
 static int
 walk(struct walker *w, const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_t *end,
      int depth)
 {
 	struct wire_scan *s = w->s;
+	const ProtobufCFieldDescriptor *f = NULL;
 	const uint8_t *msg = p, *at;
+	int r;
 	uint64_t n = 0, n_unknown = 0, n_repeated = 0, rep0 = w->rep_bytes;
 	struct field fl;
 
@@ -205,8 +212,10 @@ walk(struct walker *w, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
 		if (next_field(&p, end, &fl) != 0)
 			return -1;
 		n++;
-		const ProtobufCFieldDescriptor *f =
-		        protobuf_c_message_descriptor_get_field(desc, fl.num);
+		if (w->over || (s->unpacked > s->max_unpacked && s->max_unpacked > 0))
+			return 1;
+		if (f == NULL || f->id != fl.num) /* repeated fields come one after another */
+			f = protobuf_c_message_descriptor_get_field(desc, fl.num);
 		if (f == NULL) { /* kept as a copy of its value, length included */
 			n_unknown++;
 			s->unpacked += wire_alloc_cost((size_t)(p - fl.raw));
@@ -232,8 +241,8 @@ walk(struct walker *w, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
 			s->unpacked += wire_alloc_cost((size_t)fl.len);
 		} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
 			w->hops[depth] = (struct hop){f, msg, at};
-			if (walk(w, f->descriptor, fl.val, fl.val + fl.len, depth + 1) != 0)
-				return -1;
+			if ((r = walk(w, f->descriptor, fl.val, fl.val + fl.len, depth + 1)) != 0)
+				return r;
 		}
 	}
 	s->fields += n;
@@ -244,7 +253,7 @@ walk(struct walker *w, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
 	               4112 * ((w->rep_bytes - rep0) >> 16);
 	if (n_unknown > 0)
 		s->unpacked += wire_alloc_cost(n_unknown * sizeof(ProtobufCMessageUnknownField));
-	return 0;
+	return w->over || (s->unpacked > s->max_unpacked && s->max_unpacked > 0) ? 1 : 0;
 }
 
 int
@@ -273,7 +282,7 @@ wire_find_nul(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t
 
 	if (at != NULL)
 		*at = s.nul;
-	if (r != 0)
+	if (r < 0)
 		return -1;
 	return s.has_nul ? 1 : 0;
 }

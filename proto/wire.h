@@ -31,6 +31,7 @@ struct wire_nul {
  * (each element of a packed array counts). */
 struct wire_count {
 	const ProtobufCFieldDescriptor *field; /* in: a repeated field of some message */
+	uint64_t max;                          /* in: the walk stops once n passes it; 0: never */
 	uint64_t n;                            /* out */
 };
 
@@ -38,7 +39,8 @@ struct wire_count {
 struct wire_scan {
 	struct wire_count *counts; /* in: the fields to count (n_counts of them), or NULL */
 	size_t n_counts;
-	bool has_nul; /* out: a string field holds a NUL byte; nul says the first */
+	uint64_t max_unpacked; /* in: the walk stops once unpacked passes it; 0: never */
+	bool has_nul;          /* out: a string field holds a NUL byte; nul says the first */
 	struct wire_nul nul;
 	uint64_t fields;   /* out: field occurrences, at every depth */
 	uint64_t unpacked; /* out: the bytes protobuf-c's unpack would allocate, in all (below) */
@@ -46,10 +48,13 @@ struct wire_scan {
 
 /*
  * Walks the serialized message of len bytes at buf, a desc, and its sub-messages (those of its
- * fields, at any depth), filling the out fields of *s. Returns 0, or -1 when buf is not a
- * well-formed message (a truncated field, a length past the end, a group, nesting deeper than 32),
- * which protobuf-c's unpack refuses too. Unknown fields are skipped, as unpack skips them (and
- * counted in unpacked, since unpack keeps a copy of each).
+ * fields, at any depth), filling the out fields of *s. Returns 0; 1 when it stopped early, as
+ * soon as a count passed its max or unpacked passed max_unpacked (the counts are then lower
+ * bounds: one of them or unpacked is past its max; the rest is not walked, so that refusing a
+ * hostile message costs little); -1 when buf is not a well-formed message (a truncated field, a
+ * length past the end, a group, nesting deeper than 32), which protobuf-c's unpack refuses too.
+ * Unknown fields are skipped, as unpack skips them (and counted in unpacked, since unpack keeps a
+ * copy of each).
  *
  * s->unpacked bounds what protobuf-c 1.4's unpack allocates for the message, counted with
  * wire_alloc_cost() per allocation, and summed over every allocation unpack makes, freed or not
@@ -63,7 +68,8 @@ int wire_scan(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t
 
 /*
  * wire_scan() for the NUL bytes alone: 0 when no string field holds one; 1 when one does, with
- * *at (when not NULL) saying which (the first in the message's order); -1 when buf is malformed.
+ * *at (when not NULL) saying which (the first in the message's order); -1 when buf is malformed
+ * (or, having found a NUL, malformed further on).
  */
 int wire_find_nul(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
                   struct wire_nul *at);

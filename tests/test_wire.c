@@ -194,8 +194,8 @@ test_bound(void)
 	Hsamem__Request req = HSAMEM__REQUEST__INIT;
 	Hsamem__AppendRequest ap = HSAMEM__APPEND_REQUEST__INIT;
 	Hsamem__ChunkIn ch = HSAMEM__CHUNK_IN__INIT, *chp = &ch;
-	struct wire_count counts[2] = {{hsamem__append_request__descriptor.fields + 1, 0},
-	                               {hsamem__entry_in__descriptor.fields + 4, 0}};
+	struct wire_count counts[2] = {{hsamem__append_request__descriptor.fields + 1, 0, 0},
+	                               {hsamem__entry_in__descriptor.fields + 4, 0, 0}};
 	struct wire_scan s = {.counts = counts, .n_counts = 2};
 
 	CHECK(strcmp(counts[0].field->name, "entries") == 0 &&
@@ -249,6 +249,19 @@ test_bound(void)
 	}
 	memcpy(buf + len, (uint8_t[]){0xfa, 0x01, 0x03, 1, 2, 3}, 6);
 	expect_bound(buf, len + 6, &s);
+	/* the walk stops once a count passes its max, or unpacked its */
+	counts[0].max = 100;
+	CHECK_RET(
+	        wire_scan(&hsamem__request__descriptor, buf, hsamem__request__pack(&req, buf), &s),
+	        1);
+	CHECK(counts[0].n == 101 && s.fields < 200 * 10);
+	counts[0].max = 0;
+	s.max_unpacked = 100000;
+	CHECK_RET(
+	        wire_scan(&hsamem__request__descriptor, buf, hsamem__request__pack(&req, buf), &s),
+	        1);
+	CHECK(s.unpacked > 100000 && s.fields < 100); /* past it after the first entry */
+	s.max_unpacked = 0;
 	/* an empty message is still one struct */
 	expect_bound(buf, 0, &s);
 	CHECK(s.unpacked > 0 && s.fields == 0);
