@@ -9,8 +9,8 @@
  *     transport holds, plus 24 MiB;
  *   - an append within the count limits whose unpacking would pass max-inflight (100000 entries of
  *     32 one-byte tags, ~10 MB that unpack to ~250 MB) is refused the same way, naming
- *     max-inflight; one half its size is unpacked and refused by its handler, and the memory goes
- *     back (malloc_trim) to within 16 MiB of where it was;
+ *     max-inflight; one half its size (~130 MB unpacked) is unpacked and refused by its handler,
+ *     and the memory goes back (malloc_trim) to within 24 MiB of where it was;
  *   - 16 clients sending the 59 MiB append at once: the peak stays within the 16 messages plus
  *     64 MiB (under 1 GiB; this daemon has no caches: gpu=off);
  *   - 16 clients sending the half-size heavy append at once: what is unpacked at a time stays
@@ -257,7 +257,7 @@ test_count_limits(void)
 	base = reset_peak();
 	expect_refused(buf, len, HSAMEM_EINVAL, "entry 0 has no tokens");
 	expect_peak_under(base, len + MAX_INFLIGHT_MB * MiB + 24 * MiB, "50000 entries of 32 tags");
-	check_after(base, 16 * MiB, "50000 entries of 32 tags");
+	check_after(base, 24 * MiB, "50000 entries of 32 tags");
 	free(buf);
 }
 
@@ -320,7 +320,7 @@ test_concurrent(void)
 	/* the messages, what max-inflight lets be unpacked at once, the allocator's slack */
 	expect_peak_under(base, 16 * len + MAX_INFLIGHT_MB * MiB + 64 * MiB,
 	                  "16 x 50000 entries of 32 tags");
-	check_after(base, 16 * MiB, "16 x 50000 entries of 32 tags");
+	check_after(base, 24 * MiB, "16 x 50000 entries of 32 tags");
 	free(buf);
 }
 
