@@ -40,8 +40,9 @@
  *   HSAMEM_EVERSION  the daemon speaks another protocol version.
  *   HSAMEM_EBADNAME  the user name is not valid (hsamem_name_check()); checked before anything is
  *                    sent.
- *   HSAMEM_EBUSY     the memory is being imported, or the daemon's store has no free reader
- *                    slot; retry later.
+ *   HSAMEM_EBUSY     the memory is being imported, the daemon's store has no free reader slot,
+ *                    or the daemon's requests in flight hold all the memory its max-inflight
+ *                    allows; retry later.
  *   HSAMEM_EPERM     the daemon's access policy refuses this client the memory the request
  *                    names, or the operation (delete, import, stats without a user are for the
  *                    daemon's administrators), or, over tcp://, the client sent no valid secret.

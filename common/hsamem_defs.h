@@ -53,7 +53,8 @@ enum hsamem_error {
 	/* The state directory holds a store of another format version, or a corrupt record. */
 	HSAMEM_EFORMAT = -1010,
 	/* Busy for now, try again later: the memory is being imported (for an import: by another
-	 * connection), or the store has no free reader slot. */
+	 * connection), the store has no free reader slot, or the requests in flight hold the memory
+	 * that max-inflight allows. */
 	HSAMEM_EBUSY = -1011,
 	/* The library could not reach the daemon at the given address. */
 	HSAMEM_ECONNECT = -1012,

@@ -190,7 +190,13 @@ srv_open(struct daemon *d, struct server **out)
 		goto fail;
 	}
 	srv->sock_open = true;
-	nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, (size_t)d->conf.max_message);
+	/* The transports read a message's length first and drop a connection that announces more
+	 * than this, before they allocate or read any of it; listeners take it from the socket. */
+	if ((rv = nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ, (size_t)d->conf.max_message)) !=
+	    0) {
+		log_err("server: cannot limit messages to max-message: %s", nng_strerror(rv));
+		goto fail;
+	}
 	srv->ctxs = calloc(d->conf.contexts, sizeof(*srv->ctxs));
 	if (srv->ctxs == NULL) {
 		ret = -ENOMEM;
