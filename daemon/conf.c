@@ -92,7 +92,7 @@ conf_init(struct conf *c)
 	c->contexts = 128;
 	c->max_message = 64 << 20;
 	c->max_entry = 1 << 20;
-	c->max_inflight = 1ull << 30;
+	c->max_inflight = 0; /* conf_max_inflight() */
 	c->max_batch = 1024;
 	c->log_level = LOG_INFO;
 	c->gpu = -1;
@@ -136,6 +136,14 @@ conf_next_layer(struct conf *c)
 	c->admin.explicit = c->allow.explicit = c->secret.explicit = false;
 }
 
+uint64_t
+conf_max_inflight(const struct conf *c)
+{
+	if (c->max_inflight != 0)
+		return c->max_inflight;
+	return 2 * c->max_message > (1ull << 30) ? 2 * c->max_message : 1ull << 30;
+}
+
 /* Whether url is of one of the tcp transports; *tls tells whether it is tls+tcp. */
 static bool
 is_tcp(const char *url, bool *tls)
@@ -155,7 +163,7 @@ conf_check(const struct conf *c, char *err, size_t err_len)
 		snprintf(err, err_len, "map-max must be at least map-size");
 		return HSAMEM_EINVAL;
 	}
-	if (c->max_inflight < 2 * c->max_message) {
+	if (c->max_inflight != 0 && c->max_inflight < 2 * c->max_message) {
 		snprintf(err, err_len,
 		         "max-inflight must be at least twice max-message, or a request of "
 		         "max-message bytes could never be taken");
@@ -436,7 +444,7 @@ conf_print(const struct conf *c, FILE *out)
 	fprintf(out, "contexts = %u\n", c->contexts);
 	print_size(out, "max-message", c->max_message);
 	print_size(out, "max-entry", c->max_entry);
-	print_size(out, "max-inflight", c->max_inflight);
+	print_size(out, "max-inflight", conf_max_inflight(c));
 	fprintf(out, "max-batch = %u\n", c->max_batch);
 	fprintf(out, "log-level = %s\n", level_names[c->log_level & 7]);
 	if (c->gpu == -1)

@@ -30,7 +30,7 @@ struct conf {
 	unsigned contexts;     /* requests in flight per socket */
 	uint64_t max_message;  /* bytes of one request or reply */
 	uint64_t max_entry;    /* bytes of one entry's text */
-	uint64_t max_inflight; /* bytes held by requests in flight: messages and decoded */
+	uint64_t max_inflight; /* bytes held by requests in flight; 0: conf_max_inflight() */
 	unsigned max_batch;    /* appends in one group commit */
 	int log_level;
 	int gpu;              /* -1 auto, -2 off, else the device ordinal */
@@ -64,6 +64,9 @@ void conf_next_layer(struct conf *c);
  * max-inflight at least twice max-message. Returns 0, or
  * HSAMEM_EINVAL with the reason written to err. */
 int conf_check(const struct conf *c, char *err, size_t err_len);
+
+/* The effective max-inflight: as set, or 1 GiB or twice max-message, whichever is more. */
+uint64_t conf_max_inflight(const struct conf *c);
 
 /* Reads a config file; err names the file and line of the first bad setting. */
 int conf_load(struct conf *c, const char *path, char *err, size_t err_len);

@@ -118,7 +118,7 @@ static int
 charge(struct job *job, uint64_t bytes)
 {
 	struct daemon *d = job->d;
-	uint64_t max = d->conf.max_inflight, used = atomic_load(&d->inflight);
+	uint64_t max = conf_max_inflight(&d->conf), used = atomic_load(&d->inflight);
 
 	if (bytes > max)
 		return job_fail(job, HSAMEM_ETOOBIG,
@@ -168,7 +168,7 @@ decode(struct job *job, const void *buf, size_t len)
 
 	count_fields(counts);
 	/* the walk stops as soon as the request cannot fit max-inflight */
-	uint64_t max = job->d->conf.max_inflight;
+	uint64_t max = conf_max_inflight(&job->d->conf);
 	s.max_unpacked = len < max ? max - len + 1 : 1;
 	int walked = wire_scan(&hsamem__request__descriptor, buf, len, &s);
 	if (walked < 0)

@@ -52,6 +52,12 @@ err=$("$d" -c "$dir/bad.conf" --check-config 2>&1); rc=$?
 echo "$err" | grep -q "bad.conf:2: max-entry" || fail "bad file: no file:line in '$err'"
 "$d" -c "$dir/missing.conf" --check-config >/dev/null 2>&1; [ $? -eq 2 ] ||
 	fail "a named config file that does not exist must be an error"
+out=$("$d" -o max-message=1G -p) || fail "max-message=1G refused"
+echo "$out" | grep -qx "max-inflight = 2G" || fail "max-inflight does not follow max-message"
+err=$("$d" -o max-message=64M -o max-inflight=100M --check-config 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "max-inflight under twice max-message: exit $rc, expected 2"
+echo "$err" | grep -q "max-inflight must be at least twice max-message" ||
+	fail "max-inflight: no reason in '$err'"
 "$d" -o map-size=2G -o map-max=1G --check-config >/dev/null 2>&1; [ $? -eq 2 ] ||
 	fail "map-max below map-size"
 
