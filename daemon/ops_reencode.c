@@ -34,7 +34,7 @@
 #include "seal.h"
 
 /* Tokens a step encodes before it stops (it finishes the entry it is in). */
-#define STEP_TOKENS 32768
+#define STEP_TOKENS 8192
 
 /* The token stream of the new memory in one step: its tail, then the entries the step adds;
  * tokens [at, n) are not sealed yet. */
