@@ -90,10 +90,10 @@ ops_prepare_reencode(struct job *job)
 		                "daemon's: it cannot encode text (export the memory and import it "
 		                "with your model's tensors)");
 	if ((job->enc = enc_find(name)) == NULL)
-		return job_fail(
-		        job, HSAMEM_EENCODER,
-		        "reencode: encoder '%s' is not built into this daemon (built in: %s)", name,
-		        enc_default()->name);
+		return job_fail(job, HSAMEM_EENCODER,
+		                "reencode: encoder '%s' is not built into this daemon (its default "
+		                "encoder is %s)",
+		                name, enc_default()->name);
 	uint32_t rev = q->has_revision && q->revision != 0 ? q->revision : job->enc->revision;
 	if (!enc_serves(job->enc, rev))
 		return job_fail(
