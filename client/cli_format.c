@@ -401,3 +401,42 @@ print_transfer(const char *verb, const char *user, const struct hsamem_transfer 
 {
 	render(&transfer_result, &(struct view){.res = t, .user = user, .verb = verb});
 }
+
+static void
+json_encoder(const char *key, const void *base)
+{
+	j_str(key, ((const struct hsamem_reencode_info *)base)->encoder);
+}
+
+static const struct field reencode_fields[] = {
+        FIELD(struct hsamem_reencode_info, switched, K_BOOL),
+        {.name = "encoder", .kind = K_CUSTOM, .json = json_encoder},
+        FIELD(struct hsamem_reencode_info, revision, K_U32),
+        FIELD(struct hsamem_reencode_info, entries_total, K_U64),
+        FIELD(struct hsamem_reencode_info, chunks, K_U64),
+        FIELD(struct hsamem_reencode_info, tokens, K_U64),
+};
+static const struct shape reencode_shape = SHAPE(struct hsamem_reencode_info, reencode_fields);
+
+static void
+reencode_human(const struct view *v)
+{
+	const struct hsamem_reencode_info *r = v->res;
+
+	if (!r->switched)
+		printf("%s: already encoded by %s revision %u; nothing to do\n", v->user,
+		       r->encoder, r->revision);
+	else
+		printf("%s: re-encoded %llu entries with %s revision %u: %llu chunks, %llu tokens "
+		       "(%.1f s)\n",
+		       v->user, (unsigned long long)r->entries_total, r->encoder, r->revision,
+		       (unsigned long long)r->chunks, (unsigned long long)r->tokens, v->seconds);
+}
+
+static const struct result reencode_result = {&reencode_shape, W_USER, reencode_human};
+
+void
+print_reencode(const char *user, const struct hsamem_reencode_info *r, double seconds)
+{
+	render(&reencode_result, &(struct view){.res = r, .user = user, .seconds = seconds});
+}

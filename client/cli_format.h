@@ -27,6 +27,8 @@ void print_chunks(const char *user, const struct hsamem_chunk_list *l, bool tens
 void print_users(const struct hsamem_user_list *l);
 void print_stats(const struct hsamem_stats *s);
 void print_delete(const char *user, const struct hsamem_delete_info *d);
+/* seconds: how long the command took. */
+void print_reencode(const char *user, const struct hsamem_reencode_info *r, double seconds);
 /* verb: what was done, for people ("imported"). */
 void print_transfer(const char *verb, const char *user, const struct hsamem_transfer *t);
 

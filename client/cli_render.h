@@ -132,6 +132,7 @@ struct view {
 	const char *out_file;
 	const uint64_t *positions; /* attend's, or NULL */
 	const char *verb;          /* transfer: what was done */
+	double seconds;            /* reencode: how long it took */
 	unsigned when;             /* W_ flags of this view beyond its result's */
 };
 

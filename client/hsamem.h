@@ -671,6 +671,43 @@ int hsamem_import_cb(struct hsamem *h, const char *user, hsamem_read_fn read, vo
  * returns -errno. The descriptor stays open. */
 int hsamem_import(struct hsamem *h, const char *user, int fd, struct hsamem_transfer *out);
 
+/* ---- re-encode ---- */
+
+/* Where a re-encode stands after one step. The source counts are of the memory being re-encoded
+ * as it is now (appends made meanwhile count, so the totals may grow between steps). */
+struct hsamem_reencode_info {
+	bool done;     /* the memory is now encoded by encoder/revision */
+	bool switched; /* this step swapped the memories (false when done: it already was) */
+	uint64_t entries_done;  /* entries the new memory holds so far */
+	uint64_t entries_total; /* entries of the memory */
+	uint64_t chunks_done;   /* chunks of the memory whose text the new memory holds */
+	uint64_t chunks_total;
+	uint64_t tokens_done; /* tokens of the memory (its encoder's) whose text is re-encoded */
+	uint64_t tokens_total;
+	uint64_t chunks; /* chunks of the new memory so far */
+	uint64_t tokens; /* tokens of the new memory so far */
+	char encoder[32];
+	uint32_t revision;
+};
+
+/*
+ * Runs one step of re-encoding user's memory with the built-in encoder `encoder` at `revision`
+ * (0: the encoder's newest): the daemon rebuilds the memory from its kept text (entries, with
+ * their roles, timestamps and tags, as they are) in a hidden memory, one step of a bounded number
+ * of tokens per call, and the step that catches up swaps the memories in one transaction
+ * (hsamem(7), RE-ENCODING). Call it again until out->done; every call may be the first (the
+ * hidden memory says how far the re-encode got), and a re-encode to another encoder or revision
+ * starts over. Meanwhile the memory keeps serving queries, and appends to it go on and are
+ * re-encoded too. A memory already encoded so gets done at once, with switched false.
+ * out: written on success.
+ * Errors: HSAMEM_ENOUSER; HSAMEM_EENCODER (encoder not built in, or a revision it does not have);
+ * HSAMEM_EINVAL (the "client" encoder, which only the client's model runs, or an entry that has
+ * no tokens for the new encoder); HSAMEM_ENOTSUP (a client memory: its entries are token ids, not
+ * text); HSAMEM_EPERM (the client may not use the memory).
+ */
+int hsamem_reencode(struct hsamem *h, const char *user, const char *encoder, uint32_t revision,
+                    struct hsamem_reencode_info *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,7 @@
  * xfer.c.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -260,6 +261,45 @@ hsamem_delete(struct hsamem *h, const char *user, struct hsamem_delete_info *out
 		out->entries = r->delete_->entries;
 		out->chunks = r->delete_->chunks;
 	}
+	hsamem__reply__free_unpacked(r, NULL);
+	return 0;
+}
+
+int
+hsamem_reencode(struct hsamem *h, const char *user, const char *encoder, uint32_t revision,
+                struct hsamem_reencode_info *out)
+{
+	Hsamem__Request req = HSAMEM__REQUEST__INIT;
+	Hsamem__ReencodeRequest rr = HSAMEM__REENCODE_REQUEST__INIT;
+	Hsamem__Reply *r;
+	int err;
+
+	if ((err = clib_check_user(h, user)) != 0)
+		return err;
+	if (encoder == NULL || out == NULL)
+		return clib_fail(h, HSAMEM_EINVAL, "reencode: encoder and out are required");
+	rr.user = (char *)user;
+	rr.encoder = (char *)encoder;
+	rr.has_revision = revision != 0;
+	rr.revision = revision;
+	req.body_case = HSAMEM__REQUEST__BODY_REENCODE;
+	req.reencode = &rr;
+	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_REENCODE, &r)) != 0)
+		return err;
+	const Hsamem__ReencodeReply *p = r->reencode;
+	memset(out, 0, sizeof(*out));
+	out->done = p->done;
+	out->switched = p->switched;
+	out->entries_done = p->entries_done;
+	out->entries_total = p->entries_total;
+	out->chunks_done = p->chunks_done;
+	out->chunks_total = p->chunks_total;
+	out->tokens_done = p->tokens_done;
+	out->tokens_total = p->tokens_total;
+	out->chunks = p->chunks;
+	out->tokens = p->tokens;
+	snprintf(out->encoder, sizeof(out->encoder), "%s", p->encoder != NULL ? p->encoder : "");
+	out->revision = p->revision;
 	hsamem__reply__free_unpacked(r, NULL);
 	return 0;
 }

@@ -71,6 +71,8 @@ static const struct op_def ops[] = {
         READ(EXPORT, "export", MEMORY, ops_export),
         WRITE(IMPORT, "import", ADMIN, ops_prepare_import, ops_apply_import, ops_committed_import,
               NULL),
+        WRITE(REENCODE, "reencode", MEMORY, ops_prepare_reencode, ops_apply_reencode,
+              ops_committed_reencode, NULL),
         {HSAMEM__REQUEST__BODY__NOT_SET, "invalid", ACC_ADMIN, NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -115,6 +117,7 @@ memory_of(const Hsamem__Request *r)
 	case HSAMEM__REQUEST__BODY_DELETE: return r->delete_->user;
 	case HSAMEM__REQUEST__BODY_EXPORT: return r->export->user;
 	case HSAMEM__REQUEST__BODY_IMPORT: return r->import->user;
+	case HSAMEM__REQUEST__BODY_REENCODE: return r->reencode->user;
 	default: return NULL;
 	}
 }

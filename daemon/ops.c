@@ -61,20 +61,31 @@ ops_read_user(struct job *job, const char *name, struct store_txn *txn, struct s
 }
 
 int
-ops_encoder(struct job *job, const struct hsa_spec *spec, const struct enc_ops **out)
+ops_encoder(struct job *job, const struct store_user *u, const struct enc_ops **out)
 {
+	const struct hsa_spec *spec = &u->spec;
 	if (strcmp(spec->encoder, "client") == 0) {
 		*out = NULL;
 		return 0;
 	}
+	/* the text is kept: the memory can be rebuilt with an encoder this daemon has */
 	const struct enc_ops *enc = enc_find(spec->encoder);
 	if (enc == NULL)
-		return job_fail(job, HSAMEM_EENCODER, "encoder '%s' is not built into this daemon",
-		                spec->encoder);
+		return job_fail(
+		        job, HSAMEM_EENCODER,
+		        "the memory of '%s' was encoded by %s, which is not built into this "
+		        "daemon: rebuild it from its text with `hsamem reencode %s --encoder "
+		        "%s`",
+		        u->name, spec->encoder, u->name, enc_default()->name);
 	if (!enc_serves(enc, spec->revision))
-		return job_fail(job, HSAMEM_EENCODER,
-		                "memory was encoded by %s revision %u; this daemon has revision %u",
-		                spec->encoder, spec->revision, enc->revision);
+		return job_fail(
+		        job, HSAMEM_EENCODER,
+		        "the memory of '%s' was encoded by %s revision %u; this daemon's %s "
+		        "serves revisions %u to %u: rebuild it from its text with `hsamem "
+		        "reencode %s --encoder %s`",
+		        u->name, spec->encoder, spec->revision, enc->name,
+		        enc->min_revision != 0 ? enc->min_revision : enc->revision, enc->revision,
+		        u->name, enc->name);
 	*out = enc;
 	return 0;
 }

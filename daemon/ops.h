@@ -43,9 +43,10 @@ int ops_get_user(struct job *job, struct store_txn *txn, const char *name, struc
  */
 int ops_read_user(struct job *job, const char *name, struct store_txn *txn, struct store_user *u);
 
-/* The built-in encoder of a memory, checked against its spec's revision; NULL for client memories.
- * Fails the job with HSAMEM_EENCODER when the encoder is unknown or of another revision. */
-int ops_encoder(struct job *job, const struct hsa_spec *spec, const struct enc_ops **out);
+/* The built-in encoder of memory u, checked against its spec's revision; NULL for client memories.
+ * Fails the job with HSAMEM_EENCODER when the encoder is unknown or of a revision it does not
+ * serve, with a message that names the re-encode that would rebuild the memory. */
+int ops_encoder(struct job *job, const struct store_user *u, const struct enc_ops **out);
 
 /* Conversions between the wire's Spec and hsa_spec. spec_from_proto fills missing fields from
  * the encoder's defaults and checks the result (failing the job with the reason). */
@@ -131,5 +132,12 @@ void ops_committed_import(struct job *job);
 void ops_import_forget(uint64_t uid);
 /* Deletes memories left half-imported by a previous run (at start, before serving). */
 int ops_import_cleanup(struct store *store);
+
+/* Re-encode: ops_reencode.c */
+int ops_prepare_reencode(struct job *job);
+int ops_apply_reencode(struct job *job, struct store_txn *txn);
+void ops_committed_reencode(struct job *job);
+/* Deletes the memory a re-encode of u is building, if any (u is being deleted). */
+int ops_reencode_drop(struct store_txn *txn, const struct store_user *u);
 
 #endif

@@ -57,7 +57,9 @@ ops_apply_delete(struct job *job, struct store_txn *txn)
 	int ret = store_user_get(txn, name, &u); /* half-imported memories can be deleted too */
 	if (ret == HSAMEM_ENOUSER)
 		return job_fail(job, ret, "no memory for user '%s'", name);
-	if (ret != 0 || (ret = store_user_delete(txn, &u)) != 0)
+	/* and the memory a re-encode of it is building */
+	if (ret != 0 || (ret = ops_reencode_drop(txn, &u)) != 0 ||
+	    (ret = store_user_delete(txn, &u)) != 0)
 		return ret;
 	return delete_reply(job, &u);
 }

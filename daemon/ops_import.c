@@ -692,7 +692,9 @@ ops_import_cleanup(struct store *store)
 		struct store_user u;
 		if ((ret = store_user_get(&txn, c.names[i], &u)) == 0)
 			ret = store_user_delete(&txn, &u);
-		log_notice("store: removed the unfinished import of user '%s'", c.names[i]);
+		/* a re-encode's hidden memory (ops_reencode.c) is named ~reencode.<uid> */
+		log_notice("store: removed the unfinished %s '%s'",
+		           c.names[i][0] == '~' ? "re-encode" : "import of user", c.names[i]);
 	}
 	if (ret == 0)
 		ret = store_txn_commit(&txn);

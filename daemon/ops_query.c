@@ -426,7 +426,7 @@ ops_query(struct job *job)
 	if (ops_read_user(job, q->user, &txn, &u) != 0)
 		return;
 	ops_source_init(&src, &txn, &u);
-	if (ops_encoder(job, &u.spec, &enc) != 0)
+	if (ops_encoder(job, &u, &enc) != 0)
 		goto out;
 	const struct hsa_spec *spec = &u.spec;
 	if (enc == NULL) {

@@ -97,7 +97,7 @@ prepare_target(struct job *job, const Hsamem__AppendRequest *q)
 	if (u.flags & STORE_USER_IMPORTING)
 		return job_fail(job, HSAMEM_EBUSY, "user '%s' is being imported", q->user);
 	job->spec = u.spec;
-	return ops_encoder(job, &u.spec, &job->enc);
+	return ops_encoder(job, &u, &job->enc);
 }
 
 /* Checks entry i of an append and tokenises it (built-in encoders) into job->entries[i]. */
@@ -193,6 +193,26 @@ ops_prepare_append(struct job *job)
 	return 0;
 }
 
+/*
+ * A re-encode swapped the memory while the write was queued (ops_reencode.c): the write goes to
+ * the new memory, its entries tokenised again by the new encoder, here in the committer.
+ */
+static int
+retarget(struct job *job, const struct store_user *u)
+{
+	int ret = ops_encoder(job, u, &job->enc);
+	if (ret != 0 || job->enc == NULL)
+		return ret != 0 ? ret
+		                : job_fail(job, HSAMEM_ESPEC, "the memory was replaced; retry");
+	job->spec = u->spec;
+	if (job->req->body_case != HSAMEM__REQUEST__BODY_APPEND)
+		return 0;
+	for (size_t i = 0; i < job->n_entries; i++)
+		if ((ret = prepare_entry(job, job->req->append, i)) != 0)
+			return ret;
+	return 0;
+}
+
 /* The memory an append or flush writes to, as it is now; checks the encoder the worker used. */
 static int
 write_target(struct job *job, struct store_txn *txn, const char *name, bool create,
@@ -216,12 +236,14 @@ write_target(struct job *job, struct store_txn *txn, const char *name, bool crea
 		return ret;
 	if (u->flags & STORE_USER_IMPORTING)
 		return job_fail(job, HSAMEM_EBUSY, "user '%s' is being imported", name);
-	if (strcmp(u->spec.encoder, job->spec.encoder) != 0 ||
-	    u->spec.revision != job->spec.revision || u->spec.S != job->spec.S)
+	if (strcmp(u->spec.encoder, job->spec.encoder) == 0 &&
+	    u->spec.revision == job->spec.revision && u->spec.S == job->spec.S)
+		return 0;
+	if (job->enc == NULL || strcmp(u->spec.encoder, "client") == 0)
 		return job_fail(
 		        job, HSAMEM_ESPEC,
 		        "the memory of '%s' was replaced while the append was queued; retry", name);
-	return 0;
+	return retarget(job, u);
 }
 
 int
@@ -344,7 +366,7 @@ ops_prepare_flush(struct job *job)
 	if (ret != 0)
 		return ret;
 	store_txn_abort(&txn);
-	if ((ret = ops_encoder(job, &u.spec, &job->enc)) != 0)
+	if ((ret = ops_encoder(job, &u, &job->enc)) != 0)
 		return ret;
 	job->spec = u.spec;
 	if (q->chunk == NULL)

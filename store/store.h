@@ -219,6 +219,9 @@ void store_txn_abort(struct store_txn *txn);
 int store_user_get(struct store_txn *txn, const char *name, struct store_user *out);
 int store_user_create(struct store_txn *txn, struct store_user *u);
 int store_user_update(struct store_txn *txn, const struct store_user *u);
+/* Moves memory u (the same uid as stored) to name, which must be free (HSAMEM_EEXIST), with u's
+ * creation and update times and flags: its records stay where they are, under its uid. */
+int store_user_rename(struct store_txn *txn, const struct store_user *u, const char *name);
 /* Removes the user and every record with its uid, in every database, and marks the store for
  * erasure (store_erase_mark). */
 int store_user_delete(struct store_txn *txn, const struct store_user *u);

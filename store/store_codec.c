@@ -237,6 +237,29 @@ store_user_update(struct store_txn *txn, const struct store_user *u)
 	return user_write(txn, &k, &stored);
 }
 
+int
+store_user_rename(struct store_txn *txn, const struct store_user *u, const char *name)
+{
+	struct store_user stored, other;
+	MDB_val k;
+	int ret = store_txn_usable(txn, true, "user rename"), rc;
+
+	if (ret != 0 || (ret = user_same(txn, u, &stored)) != 0)
+		return ret;
+	if ((ret = user_read(txn, name, &other)) < 0)
+		return ret;
+	if (ret == 0)
+		return store_txn_fail(txn, HSAMEM_EEXIST);
+	user_key(u->name, &k);
+	if ((rc = mdb_del(txn->txn, txn->st->dbi[DB_USERS], &k, NULL)) != 0)
+		return store_txn_fail(txn, store_lmdb_error("rename user", rc));
+	stored.created_ms = u->created_ms;
+	stored.updated_ms = u->updated_ms;
+	stored.flags = u->flags;
+	user_key(name, &k);
+	return user_write(txn, &k, &stored);
+}
+
 /* Visits every record of db whose key starts with uid: deletes it, or with n, counts it. With
  * budget, deletes at most *budget records, and takes those it deleted off *budget. */
 static int

@@ -318,8 +318,29 @@ def test_threads(c):
     check(c.entries("threads", count=1).total == 80, "threads appended 80 entries")
 
 
+def test_reencode(c):
+    c.create("renc", encoder="lexical", revision=1)
+    c.append_many("renc", [{"text": "a turbine inspection note %d" % i, "tags": ["t"],
+                            "role": "assistant"} for i in range(50)])
+    before = c.entries("renc", 0, 100)
+    seen = []
+    r = c.reencode("renc", "lexical", progress=seen.append)
+    check(r.done and r.switched and r.revision == 2 and r.encoder == "lexical",
+          "reencode: done with lexical revision 2: %r" % (r,))
+    check(seen and seen[-1] == r, "reencode: progress saw the last step")
+    check(c.stats("renc").memories[0].spec.revision == 2, "reencode: the spec says revision 2")
+    after = c.entries("renc", 0, 100)
+    check([(e.seq, e.text, e.role, e.tags) for e in before] ==
+          [(e.seq, e.text, e.role, e.tags) for e in after], "reencode: the entries are kept")
+    check(not c.reencode_step("renc", "lexical").switched, "reencode: again is a no-op")
+    raises(hsamem.EncoderUnavailable, c.reencode_step, "renc", "nope")
+    raises(hsamem.InvalidArgument, c.reencode_step, "renc", "client")
+    c.delete("renc")
+
+
 def main():
     with hsamem.Client(timeout=60) as c:
+        test_reencode(c)
         test_text(c)
         test_client_memory(c)
         test_transfer(c)

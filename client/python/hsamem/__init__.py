@@ -40,13 +40,14 @@ from .errors import (ERRORS, AlreadyExists, BackendError, BadName, Busy, Connect
                      PermissionDenied, ProtocolError, SpecMismatch, StoreError, StoreFull, Timeout,
                      TooBig, VersionError)
 from .results import (AppendInfo, AttendResult, Chunk, ChunkList, DeleteInfo, Entry, EntryList,
-                      FlushInfo, Histogram, Hit, Hits, Memory, Server, Spec, Stats, Transfer)
+                      FlushInfo, Histogram, Hit, Hits, Memory, Reencode, Server, Spec, Stats,
+                      Transfer)
 
 __all__ = [
     "Client", "load_library", "library_version", "default_url",
     "Server", "Spec", "Memory", "AppendInfo", "FlushInfo", "Entry", "Hit", "Hits",
     "AttendResult", "Chunk", "ChunkList", "EntryList", "Histogram", "Stats", "DeleteInfo",
-    "Transfer", "ROLES", "DTYPES", "WEIGHTINGS", "ERRORS",
+    "Transfer", "Reencode", "ROLES", "DTYPES", "WEIGHTINGS", "ERRORS",
     "HsamemError", "ProtocolError", "VersionError", "InvalidArgument", "NoSuchUser",
     "AlreadyExists", "SpecMismatch", "TooBig", "BadName", "StoreError", "FormatError", "Busy",
     "ConnectError", "BackendError", "EncoderUnavailable", "NotSupported", "ImportStreamError",

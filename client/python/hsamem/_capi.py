@@ -144,6 +144,14 @@ class _CDeleteInfo(ctypes.Structure):
     _fields_ = [("entries", _u64), ("chunks", _u64)]
 
 
+class _CReencodeInfo(ctypes.Structure):
+    _fields_ = [("done", ctypes.c_bool), ("switched", ctypes.c_bool),
+                ("entries_done", _u64), ("entries_total", _u64), ("chunks_done", _u64),
+                ("chunks_total", _u64), ("tokens_done", _u64), ("tokens_total", _u64),
+                ("chunks", _u64), ("tokens", _u64), ("encoder", ctypes.c_char * 32),
+                ("revision", _u32)]
+
+
 class _CTransfer(ctypes.Structure):
     _fields_ = [("records", _u64), ("bytes", _u64), ("entries", _u64), ("chunks", _u64),
                 ("requests", _u32)]
@@ -184,6 +192,8 @@ _PROTOTYPES = {
     "hsamem_users": (ctypes.c_int, [ctypes.c_void_p, _P(_P(_CUserList))]),
     "hsamem_stats": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_P(_CStats))]),
     "hsamem_delete": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CDeleteInfo)]),
+    "hsamem_reencode": (ctypes.c_int, [ctypes.c_void_p, _cstr, _cstr, _u32,
+                                       _P(_CReencodeInfo)]),
     "hsamem_export": (ctypes.c_int, [ctypes.c_void_p, _cstr, ctypes.c_int, _P(_CTransfer)]),
     "hsamem_import": (ctypes.c_int, [ctypes.c_void_p, _cstr, ctypes.c_int, _P(_CTransfer)]),
     "hsamem_export_cb": (ctypes.c_int, [ctypes.c_void_p, _cstr, _WRITE_FN, ctypes.c_void_p,

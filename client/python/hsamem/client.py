@@ -16,11 +16,11 @@ from ._args import (_b, _chunk_in, _chunks_in, _entry_in, _enum_value, _floats, 
                     _user)
 from ._capi import (_P, _READ_FN, _URL_MAX, _WRITE_FN, _CAppendInfo, _CAttend, _CAttendResult,
                     _CChunkList, _CDeleteInfo, _CEntryIn, _CEntryList, _CFlushInfo, _CMemory,
-                    _CQuery, _CQueryResult, _CServer, _CSpec, _CStats, _CTransfer, _CUserList,
+                    _CQuery, _CQueryResult, _CReencodeInfo, _CServer, _CSpec, _CStats, _CTransfer, _CUserList,
                     _SPEC_FIELDS, _f32, _s, _strerror, _u64, DTYPES, WEIGHTINGS, load_library)
 from .errors import ERRORS, HsamemError
 from .results import (AppendInfo, AttendResult, ChunkList, DeleteInfo, EntryList, FlushInfo,
-                      Hits, Server, Transfer, _array, _chunk, _entry, _hit, _memory, _stats)
+                      Hits, Reencode, Server, Transfer, _array, _chunk, _entry, _hit, _memory, _stats)
 
 
 def library_version():
@@ -330,6 +330,27 @@ class Client:
         Raises NoSuchUser."""
         i = self._info("hsamem_delete", _CDeleteInfo, _user(user))
         return DeleteInfo(i.entries, i.chunks)
+
+    def reencode_step(self, user, encoder, revision=0):
+        """Runs one step of re-encoding user's memory with the built-in encoder `encoder` at
+        `revision` (0: its newest), from the memory's kept text: returns a Reencode; call again
+        until .done. The memory keeps serving meanwhile (hsamem(7), RE-ENCODING). Raises
+        NoSuchUser, EncoderUnavailable (unknown encoder or revision), InvalidArgument (the
+        "client" encoder), NotSupported (a client memory)."""
+        i = self._info("hsamem_reencode", _CReencodeInfo, _user(user), _b(encoder), revision)
+        return Reencode(bool(i.done), bool(i.switched), i.entries_done, i.entries_total,
+                        i.chunks_done, i.chunks_total, i.tokens_done, i.tokens_total, i.chunks,
+                        i.tokens, i.encoder.decode(), i.revision)
+
+    def reencode(self, user, encoder, revision=0, progress=None):
+        """Re-encodes user's memory to the end (reencode_step until done); progress, if given,
+        is called with each step's Reencode. Returns the last Reencode."""
+        while True:
+            r = self.reencode_step(user, encoder, revision)
+            if progress is not None:
+                progress(r)
+            if r.done:
+                return r
 
     def export(self, user, fileobj):
         """Writes user's memory as an export stream to fileobj (a binary file, a file

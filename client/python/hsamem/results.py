@@ -220,6 +220,23 @@ class DeleteInfo:
 
 
 @dataclass
+class Reencode:
+    """Where a re-encode stands after a step (Client.reencode_step), or how it ended."""
+    done: bool
+    switched: bool
+    entries_done: int
+    entries_total: int
+    chunks_done: int
+    chunks_total: int
+    tokens_done: int
+    tokens_total: int
+    chunks: int
+    tokens: int
+    encoder: str
+    revision: int
+
+
+@dataclass
 class Transfer:
     """Totals of an export or import."""
     records: int
