@@ -15,6 +15,13 @@
  *   committer                                   commit_stop   (applies what is queued)
  *   workers                                     wrk_stop      (run what is queued)
  *   server: listen and receive (srv_start)      srv_stop      (answers what is in flight)
+ *   listener watchdog (wd_start)                wd_stop
+ *
+ * A second daemon never disturbs a first: on the same state directory the lock refuses it before
+ * anything else; on the same ipc:// path srv_start asks the path with a full handshake and a ping
+ * and refuses. srv_close waits a bounded time for NNG (nng_close can hang in NNG 1.5); when it
+ * gives up, every acknowledged request is durable already (the committer has stopped), the rest
+ * of the ladder runs, and the process leaves with _exit() past NNG's threads.
  *
  * Signals are blocked in every thread and taken synchronously here: SIGHUP reloads the config
  * file, SIGTERM and SIGINT drain the requests in flight and close.
@@ -41,6 +48,7 @@
 #include "ops.h"
 #include "server.h"
 #include "store.h"
+#include "watch.h"
 #include "worker.h"
 
 #define DRAIN_MS 10000
@@ -111,7 +119,8 @@ lock_state_dir(const char *dir)
 		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		log_err("store: %s is in use by another hsamemd", dir);
+		log_err("store: %s is in use by another hsamemd; not starting a second one on it",
+		        dir);
 		close(fd);
 		return -1;
 	}
@@ -316,6 +325,8 @@ main(int argc, char **argv)
 	struct daemon d;
 	struct args a;
 	int status = 1, ret, lock_fd = -1;
+	struct watchdog *wd = NULL;
+	bool abandoned = false; /* srv_close gave up on NNG */
 
 	memset(&d, 0, sizeof(d));
 	acl_box_init(&d.acl);
@@ -397,6 +408,10 @@ main(int argc, char **argv)
 	}
 	if ((ret = srv_start(d.server)) != 0)
 		goto out_workers;
+	if ((ret = wd_start(d.server, &d.conf, &wd)) != 0) {
+		log_err("server: cannot start the listener watchdog: %s", hsamem_strerror(ret));
+		goto out_listen;
+	}
 
 	log_notice("hsamemd %s ready: state in %s, %u workers", PACKAGE_VERSION, d.conf.state_dir,
 	           d.conf.workers);
@@ -404,13 +419,15 @@ main(int argc, char **argv)
 	serve(&d, &a, &sigs);
 	notify_send("STOPPING=1");
 	status = 0;
+	wd_stop(wd);
+out_listen:
 	srv_stop(d.server, DRAIN_MS);
 out_workers:
 	wrk_stop(d.workers);
 out_commit:
 	commit_stop(d.commit);
 out_server:
-	srv_close(d.server);
+	abandoned = srv_close(d.server) != 0;
 out_gpu:
 	gpu_free(d.gpu);
 	gpu_free(d.cpu);
@@ -425,5 +442,10 @@ out_conf:
 out_args:
 	acl_box_fini(&d.acl);
 	args_fini(&a);
+	if (abandoned) {
+		/* a thread of NNG's may still wait in nng_close; exit() would wait with it */
+		fflush(NULL);
+		_exit(status);
+	}
 	return status;
 }

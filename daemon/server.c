@@ -12,12 +12,22 @@
  * reply to nng. This file owns the socket and the contexts; the decoding of a request (which
  * refuses one whose strings hold a NUL byte, wire.h) and the sizing of its reply are request.c's.
  * It must not interpret requests (the handlers do; dispatch.c says which).
+ *
+ * Listeners: before an ipc:// path is listened on, whatever answers there is asked, with a full
+ * handshake and a ping (probe.h): a live daemon is left alone and this one refuses to start, a
+ * socket file nobody listens on is removed. NNG would otherwise find out itself, by connecting
+ * and closing at once, which a listener of NNG 1.5 does not survive (watch.c). srv_relisten()
+ * replaces a listener that stopped accepting. Closing the socket is bounded (SRV_CLOSE_MS): NNG
+ * 1.5's nng_close can wait forever, and by then every acknowledged request is durable.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -28,16 +38,29 @@
 #include "job.h"
 #include "log.h"
 #include "peer.h"
+#include "probe.h"
 #include "request.h"
 #include "server.h"
 #include "worker.h"
 
+#define CLAIM_MS     2000 /* the wait for an answer from what listens on a path already */
+#define SRV_CLOSE_MS 2000 /* the wait for nng_close at the end */
+
 enum ctx_state { CTX_RECV, CTX_WORK, CTX_SEND, CTX_DONE };
+
+struct srv_listener {
+	nng_listener l;
+	atomic_int id;         /* l's id, read by on_pipe_add */
+	atomic_ulong accepted; /* connections it handed to the socket */
+};
 
 struct srv_ctx {
 	struct server *srv;
 	nng_ctx ctx;
 	nng_aio *aio;
+#define CLAIM_MS     2000 /* the wait for an answer from what listens on a path already */
+#define SRV_CLOSE_MS 2000 /* the wait for nng_close at the end */
+
 	enum ctx_state state;
 	struct job job;
 };
@@ -51,6 +74,9 @@ struct server {
 	bool stopping;
 	unsigned n_ctx, n_done;
 	struct srv_ctx *ctxs;
+	struct srv_listener *lis; /* one per conf.listen address; srv_relisten replaces them */
+	unsigned n_lis;
+	bool closed; /* the closing thread finished (under mu) */
 };
 
 static void
@@ -153,16 +179,74 @@ ctx_callback(void *arg)
 	}
 }
 
+/*
+ * Before listening on an ipc:// path that exists: a daemon that answers there keeps it, and so
+ * does anything else that accepts the connection; a socket file that refuses it was left by a
+ * daemon that is gone, and is removed.
+ */
 static int
-listen_on(struct server *srv, const char *url)
+claim_ipc(const char *url)
 {
+	const char *path = url + 6;
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return 0; /* nothing there, or NNG says why it cannot listen */
+	if (!S_ISSOCK(st.st_mode)) {
+		log_err("server: cannot listen on %s: %s exists and is not a socket", url, path);
+		return -EEXIST;
+	}
+	int ret = probe_ipc(path, CLAIM_MS, true);
+	switch (ret) {
+	case -ENOENT: return 0;
+	case -ECONNREFUSED:
+		log_notice("server: removing %s: no daemon listens there any more", path);
+		if (unlink(path) != 0 && errno != ENOENT) {
+			log_err("server: cannot remove %s: %s", path, strerror(errno));
+			return -errno;
+		}
+		return 0;
+	case 0:
+		log_err("server: another hsamemd answers on %s; leaving it alone (stop it, or give "
+		        "this one another address with -l)",
+		        url);
+		return -EADDRINUSE;
+	default:
+		log_err("server: something listens on %s but does not answer as hsamemd (%s); "
+		        "leaving it alone",
+		        url, strerror(-ret));
+		return -EADDRINUSE;
+	}
+}
+
+/* Listens on conf.listen[i]; first: the daemon is starting, so a path in use is checked first. */
+/* A connection was handed to the socket: its listener still accepts (srv_accepted). */
+static void
+on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct server *srv = arg;
+	int id = nng_listener_id(nng_pipe_listener(p));
+	(void)ev;
+	for (unsigned i = 0; id > 0 && i < srv->n_lis; i++)
+		if (atomic_load(&srv->lis[i].id) == id)
+			atomic_fetch_add(&srv->lis[i].accepted, 1);
+}
+
+static int
+listen_on(struct server *srv, unsigned i, bool first)
+{
+	const char *url = srv->d->conf.listen[i];
+	bool ipc = strncmp(url, "ipc://", 6) == 0;
 	nng_listener l;
-	int rv = nng_listener_create(&l, srv->sock, url), ret;
+	int rv, ret;
+
+	if (first && ipc && (ret = claim_ipc(url)) != 0)
+		return ret;
+	rv = nng_listener_create(&l, srv->sock, url);
 	if (rv == 0 && (ret = peer_listener_setup(l, url, &srv->d->conf)) != 0) {
 		nng_listener_close(l);
 		return ret;
 	}
-	if (rv == 0 && strncmp(url, "ipc://", 6) == 0)
+	if (rv == 0 && ipc)
 		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,
 		                          (int)srv->d->conf.socket_mode);
 	if (rv == 0)
@@ -171,7 +255,10 @@ listen_on(struct server *srv, const char *url)
 		log_err("server: cannot listen on %s: %s", url, nng_strerror(rv));
 		return rv == NNG_EADDRINUSE ? -EADDRINUSE : -EINVAL;
 	}
-	log_info("server: listening on %s", url);
+	srv->lis[i].l = l;
+	atomic_store(&srv->lis[i].id, nng_listener_id(l));
+	if (first)
+		log_info("server: listening on %s", url);
 	return 0;
 }
 
@@ -198,10 +285,14 @@ srv_open(struct daemon *d, struct server **out)
 		goto fail;
 	}
 	srv->ctxs = calloc(d->conf.contexts, sizeof(*srv->ctxs));
-	if (srv->ctxs == NULL) {
+	srv->lis = calloc(d->conf.n_listen + 1, sizeof(*srv->lis));
+	if (srv->ctxs == NULL || srv->lis == NULL) {
 		ret = -ENOMEM;
 		goto fail;
 	}
+	srv->n_lis = d->conf.n_listen;
+	if ((rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_POST, on_pipe_add, srv)) != 0)
+		goto fail_nng;
 	for (; srv->n_ctx < d->conf.contexts; srv->n_ctx++) {
 		struct srv_ctx *c = &srv->ctxs[srv->n_ctx];
 		c->srv = srv;
@@ -227,7 +318,7 @@ srv_start(struct server *srv)
 {
 	const struct conf *conf = &srv->d->conf;
 	for (unsigned i = 0; i < conf->n_listen; i++) {
-		int ret = listen_on(srv, conf->listen[i]);
+		int ret = listen_on(srv, i, true);
 		if (ret != 0)
 			return ret;
 	}
@@ -264,23 +355,77 @@ srv_stop(struct server *srv, unsigned drain_ms)
 	pthread_mutex_unlock(&srv->mu);
 }
 
-void
-srv_close(struct server *srv)
+unsigned long
+srv_accepted(struct server *srv, unsigned i)
 {
-	if (srv == NULL)
-		return;
-	pthread_mutex_lock(&srv->mu);
-	srv->stopping = true;
-	pthread_mutex_unlock(&srv->mu);
-	/* Closing the socket aborts what is still pending; nng_aio_stop waits for the callbacks. */
+	return atomic_load(&srv->lis[i].accepted);
+}
+
+int
+srv_relisten(struct server *srv, unsigned i)
+{
+	/* closing it closes the connections it accepted (their clients dial again) and removes the
+	 * socket file, so that the new listener binds the path afresh */
+	nng_listener_close(srv->lis[i].l);
+	return listen_on(srv, i, false);
+}
+
+/* The closing thread: closing the socket aborts what is still pending, and nng_aio_stop waits for
+ * the callbacks. Either can wait forever in NNG 1.5; srv_close waits for this thread a while. */
+static void *
+close_main(void *arg)
+{
+	struct server *srv = arg;
 	if (srv->sock_open)
 		nng_close(srv->sock);
 	for (unsigned i = 0; i < srv->n_ctx; i++) {
 		nng_aio_stop(srv->ctxs[i].aio);
 		nng_aio_free(srv->ctxs[i].aio);
 	}
+	pthread_mutex_lock(&srv->mu);
+	srv->closed = true;
+	pthread_cond_broadcast(&srv->cv);
+	pthread_mutex_unlock(&srv->mu);
+	return NULL;
+}
+
+int
+srv_close(struct server *srv)
+{
+	pthread_t t;
+	bool closed;
+
+	if (srv == NULL)
+		return 0;
+	pthread_mutex_lock(&srv->mu);
+	srv->stopping = true;
+	pthread_mutex_unlock(&srv->mu);
+	if (pthread_create(&t, NULL, close_main, srv) != 0) {
+		close_main(srv);
+	} else {
+		pthread_detach(t);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += SRV_CLOSE_MS / 1000;
+		pthread_mutex_lock(&srv->mu);
+		while (!srv->closed)
+			if (pthread_cond_timedwait(&srv->cv, &srv->mu, &until) == ETIMEDOUT)
+				break;
+		closed = srv->closed;
+		pthread_mutex_unlock(&srv->mu);
+		if (!closed) {
+			/* the closing thread still uses srv: it stays allocated until the exit */
+			log_warn("server: the socket did not close within %d ms (NNG); going on "
+			         "without "
+			         "it: every acknowledged request is already durable",
+			         SRV_CLOSE_MS);
+			return -ETIMEDOUT;
+		}
+	}
+	free(srv->lis);
 	free(srv->ctxs);
 	pthread_cond_destroy(&srv->cv);
 	pthread_mutex_destroy(&srv->mu);
 	free(srv);
+	return 0;
 }

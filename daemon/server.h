@@ -16,8 +16,17 @@ int srv_open(struct daemon *d, struct server **out);
 int srv_start(struct server *srv);
 /* Stops receiving and waits up to drain_ms for the requests in flight to be answered. NULL-safe. */
 void srv_stop(struct server *srv, unsigned drain_ms);
+/* How many connections conf.listen[i]'s listener has handed to the socket (NNG's pipe
+ * notification); the watchdog watches it grow. Any thread. */
+unsigned long srv_accepted(struct server *srv, unsigned i);
+/* Closes conf.listen[i]'s listener, and the connections it accepted, and listens there again:
+ * the watchdog's remedy for a listener that stopped accepting (watch.h). Only between srv_start
+ * and srv_stop, from one thread. 0, or the error of listening again (logged). */
+int srv_relisten(struct server *srv, unsigned i);
 /* Closes the socket and frees the contexts. Call it after the workers and the committer have
- * stopped, so that no job can still reach a context. NULL-safe. */
-void srv_close(struct server *srv);
+ * stopped, so that no job can still reach a context. Waits at most 2 s for NNG to close the
+ * socket; returns -ETIMEDOUT when it gave up (logged), 0 otherwise. Then a thread of NNG's may
+ * still run: the caller must leave with _exit(). NULL-safe. */
+int srv_close(struct server *srv);
 
 #endif

@@ -1,0 +1,169 @@
+/*
+ * watch.c: the listener watchdog (watch.h). One thread: every WD_PERIOD_MS it probes each ipc://
+ * address with a full SP handshake and waits for the connection to reach the socket (NNG's pipe
+ * notification, srv_accepted): NNG 1.5 completes the handshake of a stuck listener at the
+ * transport and then never hands the connection on. No request is sent, so workers busy with
+ * long requests cannot make a healthy listener look stuck. When the connection does not arrive
+ * within WD_TIMEOUT_MS, or the socket file is gone or refuses, the server listens there again. So a
+ * stuck listener is replaced within WD_PERIOD_MS + WD_TIMEOUT_MS of the connection that broke it.
+ * Replacing it closes the connections it had accepted: their clients dial again by themselves
+ * (libhsamem's NNG dialer), and a request in flight on one fails with a connection error.
+ *
+ * It owns its thread and nothing of the server's; it must not probe during srv_stop's drain
+ * (main stops it first).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "config.h"
+#include "job.h"
+#include "log.h"
+#include "probe.h"
+#include "server.h"
+#include "watch.h"
+
+#include <nng/nng.h>
+
+#define WD_PERIOD_MS  250
+#define WD_TIMEOUT_MS 600
+
+struct watchdog {
+	struct server *srv;
+	const struct conf *conf;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* CLOCK_MONOTONIC */
+	bool stop;
+	unsigned long replaced;
+};
+
+/* Connects to conf.listen[i] with a full handshake and waits until its listener hands a
+ * connection to the socket; 0, or why it did not. */
+static int
+probe(struct watchdog *wd, unsigned i)
+{
+	unsigned long before = srv_accepted(wd->srv, i);
+	int64_t deadline = now_ms() + WD_TIMEOUT_MS;
+	int fd, ret = probe_ipc_hello(wd->conf->listen[i] + 6, WD_TIMEOUT_MS, &fd);
+	if (ret != 0)
+		return ret;
+	ret = -ETIMEDOUT;
+	while (now_ms() < deadline) {
+		if (srv_accepted(wd->srv, i) != before) {
+			ret = 0;
+			break;
+		}
+		struct timespec ts = {0, 2000000};
+		nanosleep(&ts, NULL);
+	}
+	close(fd);
+	return ret;
+}
+
+/* Probes every ipc:// address once, and replaces the listeners that did not answer. */
+static void
+check_all(struct watchdog *wd)
+{
+	for (unsigned i = 0; i < wd->conf->n_listen; i++) {
+		const char *url = wd->conf->listen[i];
+		if (strncmp(url, "ipc://", 6) != 0)
+			continue;
+		int ret = probe(wd, i);
+		if (ret == 0 || ret == -ENOMEM || ret == -EMFILE || ret == -ENFILE)
+			continue; /* accepted, or the shortage is ours, not the listener's */
+		wd->replaced++;
+		log_warn("server: %s stopped accepting (%s); listening there again (%lu so far)",
+		         url,
+		         ret == -ETIMEDOUT ? "a connection did not reach the socket"
+		                           : strerror(-ret),
+		         wd->replaced);
+		if (srv_relisten(wd->srv, i) != 0)
+			log_err("server: cannot listen on %s again; retrying in %d ms", url,
+			        WD_PERIOD_MS);
+	}
+}
+
+static void *
+wd_main(void *arg)
+{
+	struct watchdog *wd = arg;
+	pthread_mutex_lock(&wd->mu);
+	while (!wd->stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += WD_PERIOD_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (!wd->stop && pthread_cond_timedwait(&wd->cv, &wd->mu, &until) != ETIMEDOUT)
+			;
+		if (wd->stop)
+			break;
+		pthread_mutex_unlock(&wd->mu);
+		check_all(wd);
+		pthread_mutex_lock(&wd->mu);
+	}
+	pthread_mutex_unlock(&wd->mu);
+	return NULL;
+}
+
+int
+wd_start(struct server *srv, const struct conf *conf, struct watchdog **out)
+{
+	*out = NULL;
+#if HSAMEM_NNG_LISTENER_BUG
+	bool any = false;
+	for (unsigned i = 0; i < conf->n_listen; i++)
+		any |= strncmp(conf->listen[i], "ipc://", 6) == 0;
+	if (!any)
+		return 0;
+	struct watchdog *wd = calloc(1, sizeof(*wd));
+	if (wd == NULL)
+		return -ENOMEM;
+	wd->srv = srv;
+	wd->conf = conf;
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&wd->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&wd->mu, NULL);
+	int rv = pthread_create(&wd->thread, NULL, wd_main, wd);
+	if (rv != 0) {
+		pthread_cond_destroy(&wd->cv);
+		pthread_mutex_destroy(&wd->mu);
+		free(wd);
+		return -rv;
+	}
+	log_debug("server: watching the ipc listeners (NNG %s stops accepting after a broken "
+	          "handshake)",
+	          nng_version());
+	*out = wd;
+#else
+	(void)srv;
+	(void)conf;
+#endif
+	return 0;
+}
+
+void
+wd_stop(struct watchdog *wd)
+{
+	if (wd == NULL)
+		return;
+	pthread_mutex_lock(&wd->mu);
+	wd->stop = true;
+	pthread_cond_broadcast(&wd->cv);
+	pthread_mutex_unlock(&wd->mu);
+	pthread_join(wd->thread, NULL);
+	pthread_cond_destroy(&wd->cv);
+	pthread_mutex_destroy(&wd->mu);
+	free(wd);
+}
