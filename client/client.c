@@ -10,16 +10,24 @@
  * again after a silence or a broken connection, and an append must never be applied twice. With it
  * off, a connection that breaks under a request fails that request at once with -ECONNRESET.
  *
+ * hsamem_close() waits at most CLOSE_WAIT_MS for NNG: nng_close of NNG 1.5 can wait forever (its
+ * reaper stuck on a pipe; seen with many threads opening and closing handles at once), so it runs
+ * in a thread of its own, which finishes the close, or is left to it, after the handle is gone.
+ * A first connection refused because the daemon's backlog is full (NNG_EAGAIN, a crowd of clients
+ * connecting at once) is tried again within the handle's timeout.
+ *
  * Every reply is distrusted: it must decode, carry status 0 or a negative code, and carry the body
  * of the request it answers; result.c checks the sizes inside bodies.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -29,6 +37,15 @@
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define RECV_MAX_BYTES     (256u << 20)
+#define CLOSE_WAIT_MS      2000
+
+/* A socket being closed by a thread of its own; freed by the last of it and hsamem_close. */
+struct closing {
+	nng_socket sock;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* CLOCK_MONOTONIC */
+	bool done, abandoned;
+};
 
 const char *
 hsamem_version(void)
@@ -157,12 +174,73 @@ fail_h:
 	return err;
 }
 
+static void
+closing_free(struct closing *c)
+{
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+static void *
+closing_main(void *arg)
+{
+	struct closing *c = arg;
+	nng_close(c->sock); /* closes the dialer and its pipes too */
+	pthread_mutex_lock(&c->mu);
+	c->done = true;
+	bool orphan = c->abandoned;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	if (orphan)
+		closing_free(c);
+	return NULL;
+}
+
+/* Closes sock, waiting at most CLOSE_WAIT_MS; past that the close goes on without the caller. */
+static void
+close_bounded(nng_socket sock)
+{
+	struct closing *c = calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
+	pthread_t t;
+
+	if (c == NULL) {
+		nng_close(sock);
+		return;
+	}
+	c->sock = sock;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&t, NULL, closing_main, c) != 0) {
+		nng_close(sock);
+		closing_free(c);
+		return;
+	}
+	pthread_detach(t);
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += CLOSE_WAIT_MS / 1000;
+	pthread_mutex_lock(&c->mu);
+	while (!c->done)
+		if (pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT)
+			break;
+	bool done = c->done;
+	c->abandoned = !done;
+	pthread_mutex_unlock(&c->mu);
+	if (done)
+		closing_free(c);
+}
+
 void
 hsamem_close(struct hsamem *h)
 {
 	if (h == NULL)
 		return;
-	nng_close(h->sock); /* closes the dialer and its pipes too */
+	close_bounded(h->sock);
 	clib_auth_free(h);
 	free(h->url);
 	free(h);
@@ -197,7 +275,16 @@ dial(struct hsamem *h)
 		return 0;
 	if ((rv = clib_auth_dial(h)) != 0)
 		return rv;
-	rv = nng_dialer_start(h->dialer, 0);
+	/* NNG_EAGAIN: the daemon's backlog is full; wait 1, 2, 4 ... 64 ms, within the timeout */
+	int64_t waited = 0;
+	for (long ms = 1;; ms = ms < 64 ? ms * 2 : ms) {
+		rv = nng_dialer_start(h->dialer, 0);
+		if (rv != NNG_EAGAIN || (h->timeout_ms >= 0 && waited + ms > h->timeout_ms))
+			break;
+		struct timespec ts = {0, ms * 1000000};
+		nanosleep(&ts, NULL);
+		waited += ms;
+	}
 	if (rv != 0)
 		return clib_fail(h, map_nng(rv, true), "cannot connect to %s: %s", h->url,
 		                 nng_strerror(rv));

@@ -43,27 +43,33 @@ struct watchdog {
 	unsigned long replaced;
 };
 
-/* Connects to conf.listen[i] with a full handshake and waits until its listener hands a
- * connection to the socket; 0, or why it did not. */
+/*
+ * Connects to conf.listen[i] with a full handshake and waits until its listener hands a
+ * connection to the socket; 0, or why it did not. Any connection handed on meanwhile counts (a
+ * flood of clients can slow the handshake, or fill the backlog, of a listener that accepts).
+ */
 static int
 probe(struct watchdog *wd, unsigned i)
 {
 	unsigned long before = srv_accepted(wd->srv, i);
 	int64_t deadline = now_ms() + WD_TIMEOUT_MS;
 	int fd, ret = probe_ipc_hello(wd->conf->listen[i] + 6, WD_TIMEOUT_MS, &fd);
-	if (ret != 0)
-		return ret;
-	ret = -ETIMEDOUT;
-	while (now_ms() < deadline) {
-		if (srv_accepted(wd->srv, i) != before) {
-			ret = 0;
-			break;
+	if (ret == 0) {
+		ret = -ETIMEDOUT;
+		while (now_ms() < deadline && ret != 0) {
+			struct timespec ts = {0, 2000000};
+			nanosleep(&ts, NULL);
+			if (srv_accepted(wd->srv, i) != before)
+				ret = 0;
 		}
-		struct timespec ts = {0, 2000000};
-		nanosleep(&ts, NULL);
+		close(fd);
 	}
-	close(fd);
-	return ret;
+	if (ret == -ENOENT || ret == -ECONNREFUSED)
+		return ret; /* the socket file is gone, or another one took its place */
+	if (ret == -EAGAIN || ret == -ENOMEM || ret == -EMFILE || ret == -ENFILE)
+		return 0; /* a full backlog: busy (a stuck listener's backlog does not fill, NNG
+		           * accepts at the transport); the others are our shortage */
+	return srv_accepted(wd->srv, i) != before ? 0 : ret;
 }
 
 /* Probes every ipc:// address once, and replaces the listeners that did not answer. */
@@ -75,8 +81,8 @@ check_all(struct watchdog *wd)
 		if (strncmp(url, "ipc://", 6) != 0)
 			continue;
 		int ret = probe(wd, i);
-		if (ret == 0 || ret == -ENOMEM || ret == -EMFILE || ret == -ENFILE)
-			continue; /* accepted, or the shortage is ours, not the listener's */
+		if (ret == 0)
+			continue;
 		wd->replaced++;
 		log_warn("server: %s stopped accepting (%s); listening there again (%lu so far)",
 		         url,
