@@ -178,7 +178,9 @@ int hsamem_default_url(char *buf, size_t size);
 int hsamem_open(const char *url, struct hsamem **hp);
 
 /* Closes a handle: drops the connection and frees the handle. Accepts NULL. Results obtained
- * through the handle stay valid. */
+ * through the handle stay valid. Returns within 2 s: NNG 1.5's close can wait forever now and
+ * then, and is then left to finish in a thread of the library's own, the connection's descriptor
+ * open until it does. */
 void hsamem_close(struct hsamem *h);
 
 /*
