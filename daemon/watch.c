@@ -30,8 +30,9 @@
 
 #include <nng/nng.h>
 
-#define WD_PERIOD_MS  250
-#define WD_TIMEOUT_MS 600
+#define WD_PERIOD_MS  200
+#define WD_TIMEOUT_MS 500
+#define WD_SAY_EVERY  (60000 / WD_PERIOD_MS)
 
 struct watchdog {
 	struct server *srv;
@@ -41,6 +42,7 @@ struct watchdog {
 	pthread_cond_t cv; /* CLOCK_MONOTONIC */
 	bool stop;
 	unsigned long replaced;
+	unsigned *failing; /* per address: listening again failed so many times in a row */
 };
 
 /*
@@ -84,13 +86,19 @@ check_all(struct watchdog *wd)
 		if (ret == 0)
 			continue;
 		wd->replaced++;
-		log_warn("server: %s stopped accepting (%s); listening there again (%lu so far)",
-		         url,
-		         ret == -ETIMEDOUT ? "a connection did not reach the socket"
-		                           : strerror(-ret),
-		         wd->replaced);
-		if (srv_relisten(wd->srv, i) != 0)
-			log_err("server: cannot listen on %s again; retrying in %d ms", url,
+		/* a path that cannot be listened on again is said once, then once a minute */
+		bool say = wd->failing[i] % WD_SAY_EVERY == 0;
+		if (say)
+			log_warn("server: %s stopped accepting (%s); listening there again (%lu so "
+			         "far)",
+			         url,
+			         ret == -ETIMEDOUT ? "a connection did not reach the socket"
+			                           : strerror(-ret),
+			         wd->replaced);
+		if (srv_relisten(wd->srv, i) == 0)
+			wd->failing[i] = 0;
+		else if (wd->failing[i]++ == 0)
+			log_err("server: cannot listen on %s again; retrying every %d ms", url,
 			        WD_PERIOD_MS);
 	}
 }
@@ -131,8 +139,10 @@ wd_start(struct server *srv, const struct conf *conf, struct watchdog **out)
 	if (!any)
 		return 0;
 	struct watchdog *wd = calloc(1, sizeof(*wd));
-	if (wd == NULL)
+	if (wd == NULL || (wd->failing = calloc(conf->n_listen, sizeof(*wd->failing))) == NULL) {
+		free(wd);
 		return -ENOMEM;
+	}
 	wd->srv = srv;
 	wd->conf = conf;
 	pthread_condattr_t ca;
@@ -145,6 +155,7 @@ wd_start(struct server *srv, const struct conf *conf, struct watchdog **out)
 	if (rv != 0) {
 		pthread_cond_destroy(&wd->cv);
 		pthread_mutex_destroy(&wd->mu);
+		free(wd->failing);
 		free(wd);
 		return -rv;
 	}
@@ -171,5 +182,6 @@ wd_stop(struct watchdog *wd)
 	pthread_join(wd->thread, NULL);
 	pthread_cond_destroy(&wd->cv);
 	pthread_mutex_destroy(&wd->mu);
+	free(wd->failing);
 	free(wd);
 }
