@@ -443,7 +443,8 @@ out_args:
 	acl_box_fini(&d.acl);
 	args_fini(&a);
 	if (abandoned) {
-		/* a thread of NNG's may still wait in nng_close; exit() would wait with it */
+		/* a thread may still be inside nng_close: leave without running the libraries'
+		 * destructors and atexit handlers under it */
 		fflush(NULL);
 		_exit(status);
 	}
