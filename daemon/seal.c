@@ -22,6 +22,12 @@
 #include "ops.h"
 #include "seal.h"
 
+/* Chunks of one encode_chunks call (the fp32 outputs of one slice: about 1 MB), and the most
+ * that one write may seal when a worker encodes them (their tensors wait in the job: about 17 KB
+ * a chunk in f16). */
+#define SEAL_PRE_SLICE 32
+#define SEAL_PRE_MAX   8192
+
 void
 seal_fini(struct sealer *s)
 {
@@ -205,6 +211,30 @@ out:
 	return ret;
 }
 
+/* Encodes chunks [c0, c0 + m) of buf (n_tok tokens) and stores them in pre, in the spec's dtype. */
+static int
+pre_slice(const struct enc_ops *enc, const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
+          const uint32_t *buf, size_t n_tok, size_t c0, size_t m, float *K, float *V, float *L,
+          struct seal_pre *pre)
+{
+	size_t S = spec->S, per = S * spec->h_kv * spec->d_h, at = c0 * S;
+	size_t kv_bytes = spec_kv_bytes(spec), lmk_bytes = spec_landmark_bytes(spec);
+	size_t n = n_tok - at < m * S ? n_tok - at : m * S;
+	/* a later slice's context is the chunk before it, which is whole */
+	int ret = c0 == 0 ? enc->encode_chunks(spec, ctx, n_ctx, buf, n, K, V, L)
+	                  : enc->encode_chunks(spec, buf + at - S, S, buf + at, n, K, V, L);
+	if (ret != 0)
+		return ret;
+	for (size_t c = 0; c < m; c++) {
+		char *kv = pre->kv + (c0 + c) * kv_bytes;
+		half_from_float_row(spec->dtype, K + c * per, kv, per);
+		half_from_float_row(spec->dtype, V + c * per, kv + kv_bytes / 2, per);
+		half_from_float_row(spec->dtype, L + c * spec->d_r, pre->lmk + (c0 + c) * lmk_bytes,
+		                    spec->d_r);
+	}
+	return 0;
+}
+
 int
 seal_pre_encode(struct job *job, const char *user, bool flush)
 {
@@ -224,28 +254,30 @@ seal_pre_encode(struct job *job, const char *user, bool flush)
 		goto out;
 	const struct hsa_spec *spec = &u.spec;
 	size_t n = (n_tok + spec->S - 1) / spec->S, per = (size_t)spec->S * spec->h_kv * spec->d_h;
-	size_t kv_bytes = spec_kv_bytes(spec), lmk_bytes = spec_landmark_bytes(spec);
+	if (n > SEAL_PRE_MAX) {
+		ret = job_fail(job, HSAMEM_ETOOBIG,
+		               "this append would seal %zu chunks; an append to a memory of the %s "
+		               "encoder seals at most %d (%d tokens): split it",
+		               n, enc->name, SEAL_PRE_MAX, SEAL_PRE_MAX * (int)spec->S);
+		goto out;
+	}
 	struct seal_pre *pre = arena_alloc(&job->arena, sizeof(*pre));
-	K = malloc(n * per * sizeof(float));
-	V = malloc(n * per * sizeof(float));
-	L = malloc(n * spec->d_r * sizeof(float));
+	K = malloc(SEAL_PRE_SLICE * per * sizeof(float));
+	V = malloc(SEAL_PRE_SLICE * per * sizeof(float));
+	L = malloc(SEAL_PRE_SLICE * spec->d_r * sizeof(float));
 	if (pre == NULL || K == NULL || V == NULL || L == NULL ||
-	    (pre->kv = arena_alloc(&job->arena, n * kv_bytes)) == NULL ||
-	    (pre->lmk = arena_alloc(&job->arena, n * lmk_bytes)) == NULL) {
+	    (pre->kv = arena_alloc(&job->arena, n * spec_kv_bytes(spec))) == NULL ||
+	    (pre->lmk = arena_alloc(&job->arena, n * spec_landmark_bytes(spec))) == NULL) {
 		ret = ops_oom(job);
 		goto out;
 	}
-	if ((ret = enc->encode_chunks(spec, ctx, n_ctx, buf, n_tok, K, V, L)) != 0) {
+	for (size_t c0 = 0; c0 < n && ret == 0; c0 += SEAL_PRE_SLICE)
+		ret = pre_slice(enc, spec, ctx, n_ctx, buf, n_tok, c0,
+		                n - c0 < SEAL_PRE_SLICE ? n - c0 : SEAL_PRE_SLICE, K, V, L, pre);
+	if (ret != 0) {
 		job_fail(job, ret, "encoder %s failed on %zu chunk(s): %s", enc->name, n,
 		         hsamem_strerror(ret));
 		goto out;
-	}
-	for (size_t c = 0; c < n; c++) {
-		half_from_float_row(spec->dtype, K + c * per, pre->kv + c * kv_bytes, per);
-		half_from_float_row(spec->dtype, V + c * per, pre->kv + c * kv_bytes + kv_bytes / 2,
-		                    per);
-		half_from_float_row(spec->dtype, L + c * spec->d_r, pre->lmk + c * lmk_bytes,
-		                    spec->d_r);
 	}
 	pre->uid = u.uid;
 	pre->n_tokens = u.n_tokens;

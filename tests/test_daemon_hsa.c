@@ -364,6 +364,7 @@ test_concurrent(struct harness *h)
 			CHECK(ul->users[i].entries == 30);
 	}
 	hsamem_result_free(ul);
+	check_tensors(c, "c1"); /* more chunks than one batch of the encoder */
 
 	/* two writers of one memory: each snapshot may be overtaken by the other's append */
 	struct writer w1 = {h->url, "c3", 9000, 6, 4, 0, 0}, w2 = {h->url, "c3", 9500, 6, 4, 0, 0};
