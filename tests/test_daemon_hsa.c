@@ -374,6 +374,13 @@ test_concurrent(struct harness *h)
 	pthread_join(t[2], NULL);
 	CHECK(!w1.failed && !w2.failed);
 	check_tensors(c, "c3");
+
+	/* a lexical memory rebuilt from its text with hsa-small: its chunks are the model's */
+	struct hsamem_reencode_info ri = {0};
+	for (int step = 0; step < 100 && !ri.done; step++)
+		CHECK_RET(hsamem_reencode(c, "lex", "hsa-small", 0, &ri), 0);
+	CHECK(ri.done && ri.switched);
+	check_tensors(c, "lex");
 	hsamem_close(c);
 }
 
