@@ -334,10 +334,6 @@ out:
 }
 
 /*
- * The reply of a query from its candidates, ranked best first and cut to k: their fusion weights,
- * and per hit its chunk's (or the tail's) text, entries and most attended tokens.
- */
-/*
  * Encodes the question after the stream's last query_context tokens (encode_query_ctx): the
  * tail's, preceded by the real tokens of the last sealed chunk where the tail is shorter. Read in
  * the query's snapshot.
@@ -368,6 +364,10 @@ encode_query_ctx(struct job *job, struct store_txn *txn, const struct store_user
 	return enc->encode_query_ctx(&u->spec, ctx, n_ctx, tok, n, qr, qa);
 }
 
+/*
+ * The reply of a query from its candidates, ranked best first and cut to k: their fusion weights,
+ * and per hit its chunk's (or the tail's) text, entries and most attended tokens.
+ */
 /*
  * Encodes the question, weighed by the memory's term statistics where the encoder asks for them
  * (store.h, TERMS): the document frequencies of its distinct tokens, read in the query's snapshot.
