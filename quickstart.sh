@@ -21,6 +21,13 @@ In another terminal:
     ./hsamem stats alice
     ./hsamem --help
 
+The learned encoder (models/hsa-small, loaded from this tree) for a memory of its own:
+
+    ./hsamem create bob --encoder hsa-small
+    ./hsamem append bob "One of the special magic numbers for quiet-harbor is: 4829301."
+    ./hsamem flush bob
+    ./hsamem query bob "What is the special magic number for quiet-harbor?"
+
 Ctrl-C stops the daemon.
 
 MSG

@@ -97,7 +97,8 @@ static const struct option create_options[] = {
 static const char create_details[] =
         "Options left out take the encoder's defaults. Creating is optional for built-in\n"
         "encoders: the first append creates the memory with the defaults.\n\n"
-        "  --encoder NAME     lexical (built in, the default) or client (K/V/L from the caller)\n"
+        "  --encoder NAME     lexical (built in, the default), hsa-small (built in, learned)\n"
+        "                     or client (K/V/L from the caller)\n"
         "  --tokenizer NAME   --revision N: the encoder's tokenizer and revision\n"
         "  --chunk-size N     S, tokens per chunk\n"
         "  --h-kv N --d-h N   key/value heads and head dimension\n"

@@ -17,6 +17,10 @@
 #include "log.h"
 #include "sockdir.h"
 
+#ifndef HSAMEM_PKGDATADIR
+#define HSAMEM_PKGDATADIR "/usr/share/hsamem"
+#endif
+
 enum conf_type { T_LISTEN, T_STRING, T_PATH, T_UINT, T_SIZE, T_LEVEL, T_GPU, T_MODE, T_LIST };
 
 struct conf_key {
@@ -50,6 +54,7 @@ static const struct conf_key keys[] = {
         {"tls-cert", T_PATH, F(tls_cert), 0, 0},
         {"tls-key", T_PATH, F(tls_key), 0, 0},
         {"tls-ca", T_PATH, F(tls_ca), 0, 0},
+        {"model-dir", T_PATH, F(model_dir), 0, 0},
 };
 #undef F
 
@@ -77,6 +82,28 @@ conf_default_state_dir(void)
 	return strdup("/var/lib/hsamem");
 }
 
+/*
+ * The default model folder of hsa-small (malloc'd, or NULL): the installed copy under the data
+ * directory; but a daemon run from its build tree (its executable lies under the build directory
+ * configure recorded) uses the source tree's models/, so that it runs before `make install` and
+ * never with another build's model.
+ */
+static char *
+conf_default_model_dir(void)
+{
+#if defined(HSAMEM_BUILDDIR) && defined(HSAMEM_SRCDIR)
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	size_t b = strlen(HSAMEM_BUILDDIR);
+	if (n > 0) {
+		exe[n] = '\0';
+		if (strncmp(exe, HSAMEM_BUILDDIR, b) == 0 && exe[b] == '/')
+			return strdup(HSAMEM_SRCDIR "/models/hsa-small");
+	}
+#endif
+	return strdup(HSAMEM_PKGDATADIR "/models/hsa-small");
+}
+
 int
 conf_init(struct conf *c)
 {
@@ -88,6 +115,7 @@ conf_init(struct conf *c)
 	c->listen[0] = strdup(listen);
 	c->n_listen = 1;
 	c->state_dir = conf_default_state_dir();
+	c->model_dir = conf_default_model_dir();
 	c->workers = cpus < 2 ? 4 : (unsigned)(cpus * 2 > 64 ? 64 : cpus * 2);
 	c->contexts = 128;
 	c->max_message = 64 << 20;
@@ -105,8 +133,8 @@ conf_init(struct conf *c)
 	c->admin.v[0] = strdup(ACL_DEFAULT_ADMIN);
 	c->allow.v[0] = strdup(ACL_DEFAULT_ALLOW);
 	c->admin.n = c->allow.n = 1;
-	if (c->listen[0] == NULL || c->state_dir == NULL || c->admin.v[0] == NULL ||
-	    c->allow.v[0] == NULL) {
+	if (c->listen[0] == NULL || c->state_dir == NULL || c->model_dir == NULL ||
+	    c->admin.v[0] == NULL || c->allow.v[0] == NULL) {
 		conf_fini(c);
 		return -ENOMEM;
 	}
@@ -126,6 +154,7 @@ conf_fini(struct conf *c)
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->tls_ca);
+	free(c->model_dir);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -468,4 +497,5 @@ conf_print(const struct conf *c, FILE *out)
 		fprintf(out, "tls-key = %s\n", c->tls_key);
 	if (c->tls_ca != NULL)
 		fprintf(out, "tls-ca = %s\n", c->tls_ca);
+	fprintf(out, "model-dir = %s\n", c->model_dir);
 }

@@ -44,6 +44,7 @@ struct conf {
 	 * secrets of tcp:// clients ("NAME FILE") */
 	struct conf_list admin, allow, secret;
 	char *tls_cert, *tls_key, *tls_ca; /* tls+tcp:// listeners; NULL: unset */
+	char *model_dir;                   /* the model folder of the hsa-small encoder */
 };
 
 /* Fills c with the defaults (the default listen address and state directory follow the

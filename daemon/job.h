@@ -45,6 +45,7 @@
 
 struct daemon;
 struct enc_ops;
+struct seal_pre;
 
 /* Prepared data of one entry of an append (tokenised by a worker before the group commit). */
 struct job_entry {
@@ -76,7 +77,8 @@ struct job {
 	struct hsa_spec spec;      /* create: the spec to create with */
 	struct job_entry *entries; /* in the arena */
 	size_t n_entries;
-	uint64_t uid; /* the memory a delete or import wrote, for the work after commit */
+	uint64_t uid;         /* the memory a delete or import wrote, for the work after commit */
+	struct seal_pre *pre; /* append, flush: chunks the worker encoded (seal.h), or NULL */
 };
 
 /* Sets the reply's status and message (printf-style). Returns status, for

@@ -10,6 +10,7 @@
  *   store (and the cleanup of lost imports)     store_close
  *   CPU backend                                 gpu_free(cpu)
  *   CUDA backend, when usable                   gpu_free(gpu)
+ *   encoders' files (enc_load: model-dir)       enc_unload    (a failure is logged, not fatal)
  *   the operations' statistics (dispatch_init)  -
  *   server: socket and contexts (srv_open)      srv_close     (the contexts hold the jobs)
  *   committer                                   commit_stop   (applies what is queued)
@@ -245,6 +246,22 @@ args_fini(struct args *a)
 	free(a->sets);
 }
 
+/* Loads hsa-small's model folder. Without it the daemon serves every other memory; requests that
+ * need the model are answered HSAMEM_EENCODER with the reason logged here. */
+static void
+load_encoders(struct daemon *d)
+{
+	char why[600];
+	const struct enc_ops *enc = enc_find("hsa-small");
+	if (enc_load(d->conf.model_dir, why, sizeof(why)) != 0)
+		log_warn("%s; its memories are refused until hsamemd restarts with a working "
+		         "model-dir",
+		         why);
+	else if (enc != NULL)
+		log_info("encoder hsa-small: revision %u loaded from %s", enc->revision,
+		         d->conf.model_dir);
+}
+
 /* Returns -1 to go on, or the exit status (0 after --help or --version, 2 for a usage error). */
 static int
 args_parse(struct args *a, int argc, char **argv)
@@ -394,6 +411,7 @@ main(int argc, char **argv)
 		goto out_store;
 	}
 	start_gpu(&d);
+	load_encoders(&d);
 	dispatch_init(&d.stats);
 	if ((ret = srv_open(&d, &d.server)) != 0)
 		goto out_gpu;
@@ -429,6 +447,7 @@ out_commit:
 out_server:
 	abandoned = srv_close(d.server) != 0;
 out_gpu:
+	enc_unload();
 	gpu_free(d.gpu);
 	gpu_free(d.cpu);
 out_store:

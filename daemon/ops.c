@@ -70,6 +70,7 @@ ops_encoder(struct job *job, const struct store_user *u, const struct enc_ops **
 	}
 	/* the text is kept: the memory can be rebuilt with an encoder this daemon has */
 	const struct enc_ops *enc = enc_find(spec->encoder);
+	char why[600];
 	if (enc == NULL)
 		return job_fail(
 		        job, HSAMEM_EENCODER,
@@ -77,6 +78,8 @@ ops_encoder(struct job *job, const struct store_user *u, const struct enc_ops **
 		        "daemon: rebuild it from its text with `hsamem reencode %s --encoder "
 		        "%s`",
 		        u->name, spec->encoder, u->name, enc_default()->name);
+	if (enc->ready != NULL && enc->ready(why, sizeof(why)) != 0)
+		return job_fail(job, HSAMEM_EENCODER, "%s", why);
 	if (!enc_serves(enc, spec->revision))
 		return job_fail(
 		        job, HSAMEM_EENCODER,
@@ -98,7 +101,8 @@ ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *ou
 	                              ? in->encoder
 	                              : enc_default()->name;
 	const struct enc_ops *enc = NULL;
-	char why[256];
+	char why[600];
+	int ret;
 
 	memset(&s, 0, sizeof(s));
 	if (strlen(encoder) > SPEC_NAME_MAX)
@@ -117,6 +121,8 @@ ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *ou
 		if ((enc = enc_find(encoder)) == NULL)
 			return job_fail(job, HSAMEM_EENCODER,
 			                "encoder '%s' is not built into this daemon", encoder);
+		if (enc->ready != NULL && enc->ready(why, sizeof(why)) != 0)
+			return job_fail(job, HSAMEM_EENCODER, "%s", why);
 		enc->default_spec(&s);
 	}
 	if (in != NULL) {
@@ -162,6 +168,8 @@ ops_spec_from_proto(struct job *job, const Hsamem__Spec *in, struct hsa_spec *ou
 	}
 	if (spec_check(&s, why, sizeof(why)) != 0)
 		return job_fail(job, HSAMEM_EINVAL, "%s", why);
+	if (enc != NULL && (ret = enc->check_spec(&s, why, sizeof(why))) != 0)
+		return job_fail(job, ret, "spec: %s", why);
 	*out = s;
 	return 0;
 }

@@ -11,10 +11,14 @@
  * ops_source_add_tail) so that what was just appended can be found before it seals. The selections
  * of the kv heads are merged into one list and weighted by the reference math (hsa_math.h). Each
  * hit carries the chunk's text, the entries it covers and the tokens the in-chunk attention weighs
- * most.
+ * most. An encoder that reads the stream before the question (encode_query_ctx: hsa-small) gets
+ * the stream's last tokens, the tail's and the last sealed chunk's, as its context; the tail is
+ * then in the question's own window and is not ranked: such memories rank sealed chunks only
+ * (models/README.md, "Query path").
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -295,17 +299,26 @@ query_tokens(struct job *job, const struct enc_ops *enc, uint32_t **ids, size_t 
 		                "a query is text, or token ids of the memory's tokenizer");
 	if (has_text) {
 		size_t text_len = strlen(q->text);
+		char *text = q->text;
 		if (text_len > job->d->conf.max_entry)
 			return job_fail(job, HSAMEM_ETOOBIG, "query text exceeds max-entry");
-		if ((ret = enc->tokenize(q->text, text_len, &toks, &n_tok)) != 0)
+		/* a model's question is tokenized as it was trained (hsa-small: after a space) */
+		if (enc->query_prefix != NULL &&
+		    asprintf(&text, "%s%s", enc->query_prefix, q->text) < 0)
+			return ops_oom(job);
+		ret = enc->tokenize(text, strlen(text), &toks, &n_tok);
+		if (text != q->text)
+			free(text);
+		if (ret != 0)
 			return job_fail(job, ret, "tokenizer failed");
 	} else {
 		n_tok = q->n_tokens;
 	}
-	if (n_tok > OPS_MAX_QUERY_TOKENS) {
+	uint32_t max = enc->max_query != 0 ? enc->max_query : OPS_MAX_QUERY_TOKENS;
+	if (n_tok > max) {
 		ret = job_fail(job, HSAMEM_ETOOBIG,
-		               "the query has %zu tokens; at most %d are allowed", n_tok,
-		               OPS_MAX_QUERY_TOKENS);
+		               "the query has %zu tokens; encoder %s takes at most %u", n_tok,
+		               enc->name, max);
 		goto out;
 	}
 	if ((*ids = malloc((n_tok + 1) * sizeof(uint32_t))) == NULL) {
@@ -321,6 +334,37 @@ out:
 }
 
 /*
+ * Encodes the question after the stream's last query_context tokens (encode_query_ctx): the
+ * tail's, preceded by the real tokens of the last sealed chunk where the tail is shorter. Read in
+ * the query's snapshot.
+ */
+static int
+encode_query_ctx(struct job *job, struct store_txn *txn, const struct store_user *u,
+                 const struct enc_ops *enc, const uint32_t *tok, size_t n, float *qr, float *qa)
+{
+	size_t want = enc->query_context, n_ctx = 0;
+	uint32_t *ctx = arena_calloc(&job->arena, want + 1, sizeof(*ctx));
+	struct store_tail tail = {0};
+	struct store_chunk prev;
+	if (ctx == NULL)
+		return -ENOMEM;
+	int ret = store_tail_get(txn, u->uid, &tail);
+	if (ret != 0)
+		return ret;
+	size_t from_tail = tail.n < want ? tail.n : want;
+	if (from_tail < want && u->n_chunks > 0) {
+		if ((ret = store_chunk_get(txn, u->uid, u->n_chunks - 1, &prev)) != 0)
+			return ret;
+		n_ctx = want - from_tail < prev.n_real ? want - from_tail : prev.n_real;
+		memcpy(ctx, prev.tokens + prev.n_real - n_ctx, n_ctx * sizeof(*ctx));
+	}
+	if (from_tail > 0)
+		memcpy(ctx + n_ctx, tail.tokens + tail.n - from_tail, from_tail * sizeof(*ctx));
+	n_ctx += from_tail;
+	return enc->encode_query_ctx(&u->spec, ctx, n_ctx, tok, n, qr, qa);
+}
+
+/*
  * The reply of a query from its candidates, ranked best first and cut to k: their fusion weights,
  * and per hit its chunk's (or the tail's) text, entries and most attended tokens.
  */
@@ -332,6 +376,8 @@ static int
 encode_query(struct job *job, struct store_txn *txn, const struct store_user *u,
              const struct enc_ops *enc, const uint32_t *tok, size_t n, float *qr, float *qa)
 {
+	if (enc->encode_query_ctx != NULL)
+		return encode_query_ctx(job, txn, u, enc, tok, n, qr, qa);
 	if (enc->encode_query_stats == NULL)
 		return enc->encode_query(&u->spec, tok, n, qr, qa);
 	struct store_terms t;
@@ -479,8 +525,8 @@ ops_query(struct job *job)
 	}
 	/* The tail, if asked for, competes as chunk n_chunks; a tail that cannot be read is left
 	 * out, as if there were none. */
-	if ((!q->has_include_tail || q->include_tail) && store_tail_get(&txn, u.uid, &tail) == 0 &&
-	    tail.n > 0) {
+	if ((!q->has_include_tail || q->include_tail) && enc->encode_query_ctx == NULL &&
+	    store_tail_get(&txn, u.uid, &tail) == 0 && tail.n > 0) {
 		if ((ret = ops_source_tail(&src, enc, &tail)) != 0) {
 			job_fail(job, ret, "encoder %s failed on the tail", enc->name);
 			goto out;

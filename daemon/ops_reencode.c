@@ -33,8 +33,10 @@
 #include "ops.h"
 #include "seal.h"
 
-/* Tokens a step encodes before it stops (it finishes the entry it is in). */
-#define STEP_TOKENS 8192
+/* Tokens a step encodes before it stops (it finishes the entry it is in); fewer for a model
+ * (enc_ops.encode_chunks: hsa-small), whose chunks cost milliseconds each in the committer. */
+#define STEP_TOKENS       8192
+#define STEP_TOKENS_MODEL 1024
 
 /* The token stream of the new memory in one step: its tail, then the entries the step adds;
  * tokens [at, n) are not sealed yet. */
@@ -80,7 +82,7 @@ ops_prepare_reencode(struct job *job)
 {
 	const Hsamem__ReencodeRequest *q = job->req->reencode;
 	const char *name = q->encoder != NULL ? q->encoder : "";
-	char why[256];
+	char why[600];
 	int ret = ops_check_name(job, q->user);
 	if (ret != 0)
 		return ret;
@@ -101,6 +103,8 @@ ops_prepare_reencode(struct job *job)
 		        "reencode: this daemon's %s has revisions %u to %u, not %u", job->enc->name,
 		        job->enc->min_revision != 0 ? job->enc->min_revision : job->enc->revision,
 		        job->enc->revision, rev);
+	if (job->enc->ready != NULL && job->enc->ready(why, sizeof(why)) != 0)
+		return job_fail(job, HSAMEM_EENCODER, "reencode: %s", why);
 	job->enc->default_spec(&job->spec);
 	job->spec.revision = rev;
 	if (job->enc->check_spec(&job->spec, why, sizeof(why)) != 0)
@@ -324,7 +328,8 @@ step_run(struct step *p)
 	    (ret = seal_init(&p->s, p->job, p->txn, &p->neu, p->job->enc)) != 0)
 		return ret;
 	p->sealing = true;
-	while (ret == 0 && p->neu.n_entries < p->old.n_entries && tokens < STEP_TOKENS)
+	size_t budget = p->job->enc->encode_chunks != NULL ? STEP_TOKENS_MODEL : STEP_TOKENS;
+	while (ret == 0 && p->neu.n_entries < p->old.n_entries && tokens < budget)
 		ret = copy_entry(p, p->neu.n_entries, &tokens);
 	if (ret != 0)
 		return ret;

@@ -6,7 +6,8 @@
  * text; dispatch.c then queues the job to the committer. ops_apply_* runs in the committer, inside
  * a nested write transaction: it reads the memory as it is now, checks what depends on it (chunk
  * counts, the encoder the worker used), writes, and fills the reply. A failure there aborts only
- * that job's nested transaction. Sealing the chunks the tokens fill is seal.c's.
+ * that job's nested transaction. Sealing the chunks the tokens fill is seal.c's; an encoder that
+ * is a model encodes them in prepare, outside the committer (seal_pre_encode).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -190,7 +191,7 @@ ops_prepare_append(struct job *job)
 	for (size_t i = 0; i < q->n_chunks; i++)
 		if ((ret = check_chunk_in(job, &job->spec, q->chunks[i], i)) != 0)
 			return ret;
-	return 0;
+	return seal_pre_encode(job, q->user, false);
 }
 
 /*
@@ -258,6 +259,7 @@ ops_apply_append(struct job *job, struct store_txn *txn)
 	if (ret != 0)
 		return ret;
 	const uint32_t S = u.spec.S;
+	const uint64_t n_tokens0 = u.n_tokens;
 	size_t tail_n = (size_t)(u.n_tokens - u.n_chunks * S), total = tail_n;
 	for (size_t i = 0; i < job->n_entries; i++)
 		total += job->entries[i].n;
@@ -321,6 +323,7 @@ ops_apply_append(struct job *job, struct store_txn *txn)
 
 	if ((ret = seal_init(&s, job, txn, &u, job->enc)) != 0)
 		goto out;
+	seal_use_pre(&s, job->pre, n_tokens0, n_seal);
 	size_t at = 0;
 	for (size_t c = 0; c < n_seal && ret == 0; c++, at += S)
 		ret = seal_chunk(&s, buf, refs, at, S, job->enc == NULL ? q->chunks[c] : NULL);
@@ -370,7 +373,7 @@ ops_prepare_flush(struct job *job)
 		return ret;
 	job->spec = u.spec;
 	if (q->chunk == NULL)
-		return 0;
+		return seal_pre_encode(job, q->user, true);
 	if (job->enc != NULL)
 		return job_fail(job, HSAMEM_EINVAL,
 		                "chunk tensors are only sent to client memories");
@@ -406,6 +409,7 @@ ops_apply_flush(struct job *job, struct store_txn *txn)
 		}
 		memcpy(buf, tail.tokens, tail.n * sizeof(uint32_t));
 		memcpy(refs, tail.refs, tail.n * sizeof(struct store_tokref));
+		seal_use_pre(&s, job->pre, u.n_tokens, 1);
 		ret = seal_chunk(&s, buf, refs, 0, tail.n, q->chunk);
 		seal_fini(&s);
 		free(buf);

@@ -6,13 +6,27 @@
  * chunk joins the memory's term statistics (store.h, TERMS); a client memory's tensors come with
  * the request. This file writes the chunk's records; the tail, the
  * entries and the memory's counters are the caller's (ops_write.c).
+ *
+ * A model (enc_ops.encode_chunks) costs too much to run in the committer, which every write of
+ * every memory waits for: the worker that prepares the write encodes its chunks beforehand, in one
+ * batched call, from a snapshot of the memory's tail (seal_pre_encode). A memory's stream only
+ * grows, so the snapshot is still right when the memory has the same uid, token and chunk counts
+ * at apply time; when another write to it got in between, the committer encodes them itself
+ * (seal_chunk, one encode_chunk per chunk), which is slower but as correct.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "half.h"
+#include "log.h"
 #include "ops.h"
 #include "seal.h"
+
+/* Chunks of one encode_chunks call (the fp32 outputs of one slice: about 1 MB), and the most
+ * that one write may seal when a worker encodes them (their tensors wait in the job: about 17 KB
+ * a chunk in f16). */
+#define SEAL_PRE_SLICE 32
+#define SEAL_PRE_MAX   8192
 
 void
 seal_fini(struct sealer *s)
@@ -90,7 +104,12 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	memset(s->refs, 0, spec->S * sizeof(struct store_tokref));
 	memcpy(s->tokens, buf + at, n_real * sizeof(uint32_t));
 	memcpy(s->refs, refs + at, n_real * sizeof(struct store_tokref));
-	if (s->enc != NULL) {
+	if (s->pre != NULL && s->pre_next < s->pre->n) {
+		memcpy(s->kv, s->pre->kv + s->pre_next * kv_bytes, kv_bytes);
+		memcpy(s->row, s->pre->lmk + s->pre_next * spec_landmark_bytes(spec),
+		       spec_landmark_bytes(spec));
+		s->pre_next++;
+	} else if (s->enc != NULL) {
 		size_t n_ctx = gather_context(s, buf, at);
 		int ret = s->enc->encode_chunk(spec, s->ctx, n_ctx, s->tokens, n_real, s->K, s->V,
 		                               s->L);
@@ -120,4 +139,156 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	if (n_real < spec->S)
 		u->n_padded++;
 	return 0;
+}
+
+bool
+seal_use_pre(struct sealer *s, const struct seal_pre *pre, uint64_t n_tokens0, size_t n_seal)
+{
+	const struct store_user *u = s->u;
+	if (pre == NULL)
+		return false;
+	if (pre->uid != u->uid || pre->n_tokens != n_tokens0 || pre->n_chunks != u->n_chunks ||
+	    pre->n != n_seal) {
+		log_debug("seal: the memory of '%s' changed while its %zu chunk(s) were encoded; "
+		          "encoding them again in the committer",
+		          u->name, pre->n);
+		return false;
+	}
+	s->pre = pre;
+	s->pre_next = 0;
+	return true;
+}
+
+/*
+ * The snapshot of a pre-encoding: the tokens to encode (the tail's, then the entries') into *buf
+ * and the left context before the tail (the last sealed chunk's last tokens) into ctx. Reads in a
+ * transaction of its own, ended before the model runs. Returns 0 with *n_tok 0 when nothing is to
+ * be encoded.
+ */
+static int
+pre_snapshot(struct job *job, const char *user, bool flush, struct store_user *u, uint32_t **buf,
+             size_t *n_tok, uint32_t *ctx, size_t *n_ctx)
+{
+	struct store_txn txn;
+	struct store_tail tail;
+	struct store_chunk prev;
+	int ret = store_txn_begin(job->d->store, &txn, false, NULL);
+	*n_tok = *n_ctx = 0;
+	if (ret != 0)
+		return job_fail(job, ret, "store: cannot begin a read: %s", hsamem_strerror(ret));
+	/* a memory that is missing or not as the job expects: the committer answers */
+	if (store_user_get(&txn, user, u) != 0 || strcmp(u->spec.encoder, job->spec.encoder) != 0 ||
+	    u->spec.revision != job->spec.revision || u->spec.S != job->spec.S ||
+	    store_tail_get(&txn, u->uid, &tail) != 0 ||
+	    tail.n != u->n_tokens - u->n_chunks * u->spec.S)
+		goto out;
+	size_t S = u->spec.S, total = tail.n;
+	for (size_t i = 0; i < job->n_entries; i++)
+		total += job->entries[i].n;
+	size_t n = flush ? tail.n : total / S * S;
+	if (n == 0)
+		goto out;
+	if ((*buf = malloc(n * sizeof(uint32_t))) == NULL) {
+		ret = ops_oom(job);
+		goto out;
+	}
+	size_t at = n < tail.n ? n : tail.n;
+	if (at > 0)
+		memcpy(*buf, tail.tokens, at * sizeof(uint32_t));
+	for (size_t i = 0; i < job->n_entries && at < n; i++) {
+		size_t m = job->entries[i].n < n - at ? job->entries[i].n : n - at;
+		memcpy(*buf + at, job->entries[i].tokens, m * sizeof(uint32_t));
+		at += m;
+	}
+	if (u->n_chunks > 0 && job->enc->context > 0 &&
+	    store_chunk_get(&txn, u->uid, u->n_chunks - 1, &prev) == 0) {
+		*n_ctx = prev.n_real < job->enc->context ? prev.n_real : job->enc->context;
+		memcpy(ctx, prev.tokens + prev.n_real - *n_ctx, *n_ctx * sizeof(uint32_t));
+	}
+	*n_tok = n;
+out:
+	store_txn_abort(&txn);
+	return ret;
+}
+
+/* Encodes chunks [c0, c0 + m) of buf (n_tok tokens) and stores them in pre, in the spec's dtype. */
+static int
+pre_slice(const struct enc_ops *enc, const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
+          const uint32_t *buf, size_t n_tok, size_t c0, size_t m, float *K, float *V, float *L,
+          struct seal_pre *pre)
+{
+	size_t S = spec->S, per = S * spec->h_kv * spec->d_h, at = c0 * S;
+	size_t kv_bytes = spec_kv_bytes(spec), lmk_bytes = spec_landmark_bytes(spec);
+	size_t n = n_tok - at < m * S ? n_tok - at : m * S;
+	/* a later slice's context is the chunk before it, which is whole */
+	int ret = c0 == 0 ? enc->encode_chunks(spec, ctx, n_ctx, buf, n, K, V, L)
+	                  : enc->encode_chunks(spec, buf + at - S, S, buf + at, n, K, V, L);
+	if (ret != 0)
+		return ret;
+	for (size_t c = 0; c < m; c++) {
+		char *kv = pre->kv + (c0 + c) * kv_bytes;
+		half_from_float_row(spec->dtype, K + c * per, kv, per);
+		half_from_float_row(spec->dtype, V + c * per, kv + kv_bytes / 2, per);
+		half_from_float_row(spec->dtype, L + c * spec->d_r, pre->lmk + (c0 + c) * lmk_bytes,
+		                    spec->d_r);
+	}
+	return 0;
+}
+
+int
+seal_pre_encode(struct job *job, const char *user, bool flush)
+{
+	const struct enc_ops *enc = job->enc;
+	struct store_user u;
+	uint32_t *buf = NULL, *ctx = NULL;
+	float *K = NULL, *V = NULL, *L = NULL;
+	size_t n_tok = 0, n_ctx = 0;
+	int ret;
+	job->pre = NULL;
+	if (enc == NULL || enc->encode_chunks == NULL)
+		return 0;
+	if ((ctx = malloc((enc->context + 1) * sizeof(uint32_t))) == NULL)
+		return ops_oom(job);
+	if ((ret = pre_snapshot(job, user, flush, &u, &buf, &n_tok, ctx, &n_ctx)) != 0 ||
+	    n_tok == 0)
+		goto out;
+	const struct hsa_spec *spec = &u.spec;
+	size_t n = (n_tok + spec->S - 1) / spec->S, per = (size_t)spec->S * spec->h_kv * spec->d_h;
+	if (n > SEAL_PRE_MAX) {
+		ret = job_fail(job, HSAMEM_ETOOBIG,
+		               "this append would seal %zu chunks; an append to a memory of the %s "
+		               "encoder seals at most %d (%d tokens): split it",
+		               n, enc->name, SEAL_PRE_MAX, SEAL_PRE_MAX * (int)spec->S);
+		goto out;
+	}
+	struct seal_pre *pre = arena_alloc(&job->arena, sizeof(*pre));
+	K = malloc(SEAL_PRE_SLICE * per * sizeof(float));
+	V = malloc(SEAL_PRE_SLICE * per * sizeof(float));
+	L = malloc(SEAL_PRE_SLICE * spec->d_r * sizeof(float));
+	if (pre == NULL || K == NULL || V == NULL || L == NULL ||
+	    (pre->kv = arena_alloc(&job->arena, n * spec_kv_bytes(spec))) == NULL ||
+	    (pre->lmk = arena_alloc(&job->arena, n * spec_landmark_bytes(spec))) == NULL) {
+		ret = ops_oom(job);
+		goto out;
+	}
+	for (size_t c0 = 0; c0 < n && ret == 0; c0 += SEAL_PRE_SLICE)
+		ret = pre_slice(enc, spec, ctx, n_ctx, buf, n_tok, c0,
+		                n - c0 < SEAL_PRE_SLICE ? n - c0 : SEAL_PRE_SLICE, K, V, L, pre);
+	if (ret != 0) {
+		job_fail(job, ret, "encoder %s failed on %zu chunk(s): %s", enc->name, n,
+		         hsamem_strerror(ret));
+		goto out;
+	}
+	pre->uid = u.uid;
+	pre->n_tokens = u.n_tokens;
+	pre->n_chunks = u.n_chunks;
+	pre->n = n;
+	job->pre = pre;
+out:
+	free(L);
+	free(V);
+	free(K);
+	free(ctx);
+	free(buf);
+	return ret;
 }

@@ -1,10 +1,14 @@
 /*
  * seal.h: turning S tokens of a memory's stream into a sealed chunk, in the committer's write
- * transaction (seal.c). One sealer holds the buffers for the chunks of one write.
+ * transaction (seal.c). One sealer holds the buffers for the chunks of one write. An encoder with
+ * batched encoding (enc_ops.encode_chunks: a model) encodes in the worker instead, before the
+ * commit (seal_pre_encode), and the sealer takes those tensors when the memory is still as the
+ * worker saw it.
  */
 #ifndef HSAMEM_SEAL_H
 #define HSAMEM_SEAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +20,16 @@ struct store_tokref;
 struct store_txn;
 struct store_user;
 
+/*
+ * The chunks a worker encoded for one write (seal_pre_encode), in the spec's dtype: valid for the
+ * memory uid while it has n_tokens tokens and n_chunks chunks, since its stream only grows.
+ */
+struct seal_pre {
+	uint64_t uid, n_tokens, n_chunks;
+	size_t n;       /* chunks */
+	char *kv, *lmk; /* [n][spec_kv_bytes], [n][spec_landmark_bytes] */
+};
+
 struct sealer {
 	struct job *job;
 	struct store_txn *txn;
@@ -25,7 +39,9 @@ struct sealer {
 	void *kv, *row;   /* the same in the spec's dtype */
 	uint32_t *tokens; /* [S] padded */
 	struct store_tokref *refs;
-	uint32_t *ctx; /* [enc->context] */
+	uint32_t *ctx;              /* [enc->context] */
+	const struct seal_pre *pre; /* chunks encoded by the worker, or NULL */
+	size_t pre_next;            /* the next of them to seal */
 };
 
 /* Allocates the buffers for sealing chunks of u with enc (NULL: a client memory). Fails the job
@@ -35,10 +51,27 @@ int seal_init(struct sealer *s, struct job *job, struct store_txn *txn, struct s
 void seal_fini(struct sealer *s);
 
 /*
+ * In a worker, for an encoder with encode_chunks: encodes the chunks that the job's write will
+ * seal (an append: those its entries' tokens fill after the memory's tail; a flush: the tail,
+ * padded) from a snapshot of the memory, all in one call, and sets job->pre (in the job's arena).
+ * Leaves job->pre NULL when nothing seals, the memory does not exist or is not as the job
+ * expects (the committer then decides). Returns 0, or fails the job and returns its code.
+ */
+int seal_pre_encode(struct job *job, const char *user, bool flush);
+
+/*
+ * Has s seal from pre when pre was encoded for u as it was before this write (uid, n_tokens0
+ * tokens, u->n_chunks chunks) and holds n_seal chunks; otherwise another write got in between,
+ * and seal_chunk encodes here, in the committer (rare). Returns whether pre is used.
+ */
+bool seal_use_pre(struct sealer *s, const struct seal_pre *pre, uint64_t n_tokens0, size_t n_seal);
+
+/*
  * Seals chunk u->n_chunks from n_real tokens at buf[at], with their text references at refs[at]
  * (n_real < S: padded). Client memories pass the tensors in `in` (checked against the spec by the
- * caller); built-in ones are encoded here. Advances u's chunk counters; the caller stores u.
- * Returns 0, the job's error (the encoder failed), or the store's.
+ * caller); built-in ones come from the sealer's pre-encoded chunks or are encoded here. Advances
+ * u's chunk counters; the caller stores u. Returns 0, the job's error (the encoder failed), or the
+ * store's.
  */
 int seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *refs, size_t at,
                uint32_t n_real, const Hsamem__ChunkIn *in);

@@ -2,9 +2,10 @@
  * encoder.h: the built-in encoders, which turn text into tokens, a sealed chunk's tokens into its
  * K, V and landmark, and a query's tokens into retrieval and attention queries.
  *
- * An encoder is stateless and thread-safe: the daemon calls it from its workers and its committer
- * at once. Memories whose encoder is "client" have no encoder here: the client computes K/V/L and
- * the queries itself.
+ * An encoder is thread-safe: the daemon calls it from its workers and its committer at once. Most
+ * are stateless; one that needs files (hsa-small's model folder) is loaded once by enc_load before
+ * the daemon serves, and until it is loaded its ready() says why it cannot serve. Memories whose
+ * encoder is "client" have no encoder here: the client computes K/V/L and the queries itself.
  */
 #ifndef HSAMEM_ENCODER_H
 #define HSAMEM_ENCODER_H
@@ -82,6 +83,35 @@ struct enc_ops {
 	 * encode_chunk and encode_query refuse a spec that fails it with the same code.
 	 */
 	int (*check_spec)(const struct hsa_spec *spec, char *why, size_t why_len);
+
+	/*
+	 * Optional (NULL: always ready): whether the encoder can serve now. Returns 0, or
+	 * HSAMEM_EENCODER with a sentence saying why not (the model folder and its problem).
+	 */
+	int (*ready)(char *why, size_t why_len);
+
+	/*
+	 * Optional: encode_chunk for consecutive chunks of the stream in one call, where batching
+	 * pays (a model's GEMMs). tok holds n tokens, chunk c being tok[c*S ..]; only the last may
+	 * be short (a flush's padded chunk). ctx (n_ctx <= context tokens, the most recent last)
+	 * precedes the first chunk; each later chunk's context is the chunk before it. Writes K, V
+	 * [ceil(n/S)][S][h_kv][d_h] and L [ceil(n/S)][d_r], as encode_chunk would chunk by chunk.
+	 * The daemon calls it outside its committer, so that encoding does not hold up other
+	 * writes.
+	 */
+	int (*encode_chunks)(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
+	                     const uint32_t *tok, size_t n, float *K, float *V, float *L);
+
+	/*
+	 * Optional: encode_query for an encoder that reads the memory's stream before the question:
+	 * ctx is the stream's last n_ctx <= query_context tokens (the most recent last). The daemon
+	 * calls it instead of encode_query(_stats) when it is set.
+	 */
+	int (*encode_query_ctx)(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
+	                        const uint32_t *tok, size_t n, float *qr, float *qa);
+	uint32_t query_context;   /* stream tokens encode_query_ctx reads (0: none) */
+	uint32_t max_query;       /* most tokens of a question (0: the daemon's own limit) */
+	const char *query_prefix; /* text put before a question's text to tokenize it, or NULL */
 };
 
 /* The encoder of that name, or NULL. */
@@ -89,6 +119,17 @@ const struct enc_ops *enc_find(const char *name);
 
 /* The encoder that memories created implicitly use ("lexical"). */
 const struct enc_ops *enc_default(void);
+
+/*
+ * Loads the encoders that need files, once, before any thread encodes: hsa-small from the model
+ * folder model_dir. An encoder that fails to load stays in the table and answers HSAMEM_EENCODER
+ * (its ready() says why); the others are not affected. Returns 0, or the first failure's code
+ * with its sentence (naming the folder and the problem) written to why.
+ */
+int enc_load(const char *model_dir, char *why, size_t why_len);
+
+/* Frees what enc_load loaded; no thread may be encoding. */
+void enc_unload(void);
 
 /* Whether enc serves memories of revision rev (min_revision .. revision). */
 static inline int

@@ -61,6 +61,13 @@ echo "$err" | grep -q "max-inflight must be at least twice max-message" ||
 "$d" -o map-size=2G -o map-max=1G --check-config >/dev/null 2>&1; [ $? -eq 2 ] ||
 	fail "map-max below map-size"
 
+# model-dir: a daemon of this build tree uses the source tree's model; a relative path is refused
+out=$("$d" -p)
+echo "$out" | grep -qx "model-dir = ${HSAMEM_TOP_SRCDIR:-$PWD}/models/hsa-small" ||
+	fail "default model-dir of a build-tree daemon: $(echo "$out" | grep model-dir)"
+"$d" -o model-dir=models/hsa-small --check-config >/dev/null 2>&1; [ $? -eq 2 ] ||
+	fail "relative model-dir accepted"
+
 # the access policy's settings: defaults printed, bad lines refused with the key named
 out=$("$d" -p)
 echo "$out" | grep -qx "admin = uid:0 self group:hsamem" || fail "default admin not printed"

@@ -1,0 +1,261 @@
+/*
+ * bench_hsa_daemon.c: hsamemd end to end with the learned encoder hsa-small, over ipc, on real
+ * English text (bench/corpus.sh).
+ *
+ *   ingest, 1 client     tokens/s into one memory, appends of --batch entries, up to --tokens
+ *   ingest, 2 clients    tokens/s into two memories at once (--tokens / 4 each)
+ *   query, 1 client      p50 and p99 over --queries questions on the --tokens memory
+ *   query encoding       the model's part of a query alone (encode_query_ctx in this process:
+ *                        the 64-token context and the question through the model), p50
+ *
+ * Usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] [--batch N]
+ * HSAMEM_TOP_SRCDIR (default .) locates models/hsa-small for the in-process measure; the daemon
+ * finds it itself (run from the build tree). Timing figures belong in bench/RESULTS.md.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "encoder.h"
+#include "harness.h"
+#include "hsamem.h"
+
+static char **lines;
+static size_t n_lines;
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+read_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char buf[1 << 16];
+	size_t cap = 0;
+	if (f == NULL)
+		return -1;
+	while (fgets(buf, sizeof(buf), f) != NULL) {
+		buf[strcspn(buf, "\n")] = '\0';
+		if (buf[0] == '\0')
+			continue;
+		if (n_lines == cap &&
+		    (lines = realloc(lines, (cap = cap * 2 + 4096) * sizeof(*lines))) == NULL)
+			return -1;
+		lines[n_lines++] = strdup(buf);
+	}
+	fclose(f);
+	return n_lines > 0 ? 0 : -1;
+}
+
+static int
+by_value(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Sorts v and returns its q-quantile (nearest rank). */
+static double
+pct(double *v, size_t n, double q)
+{
+	qsort(v, n, sizeof(*v), by_value);
+	return n ? v[(size_t)(q * (double)(n - 1) + 0.5)] : 0;
+}
+
+struct ingest {
+	const char *url, *user;
+	size_t from, batch;
+	uint64_t tokens, want;
+	double seconds;
+	int failed;
+};
+
+static void *
+ingest_main(void *arg)
+{
+	struct ingest *g = arg;
+	struct hsamem *c;
+	struct hsamem_spec spec = {.encoder = "hsa-small"};
+	struct hsamem_entry_in in[256];
+	if (hsamem_open(g->url, &c) != 0 || hsamem_create(c, g->user, &spec, NULL) != 0) {
+		g->failed = 1;
+		return NULL;
+	}
+	hsamem_set_timeout(c, -1);
+	double t0 = now_s();
+	for (size_t i = g->from; g->tokens < g->want && !g->failed;) {
+		size_t n = 0;
+		for (; n < g->batch && n < 256; n++, i++)
+			in[n] = (struct hsamem_entry_in){.text = lines[i % n_lines]};
+		struct hsamem_append_info ai;
+		if (hsamem_append(c, g->user, in, n, NULL, 0, 0, &ai) != 0) {
+			fprintf(stderr, "append: %s\n", hsamem_last_message(c));
+			g->failed = 1;
+		}
+		g->tokens = ai.tokens;
+	}
+	g->seconds = now_s() - t0;
+	hsamem_close(c);
+	return NULL;
+}
+
+static double
+ingest(const char *url, const char *const *users, int n, uint64_t want, size_t batch)
+{
+	struct ingest g[2];
+	pthread_t t[2];
+	uint64_t tokens = 0;
+	double worst = 0;
+	for (int i = 0; i < n; i++) {
+		g[i] = (struct ingest){url, users[i], (size_t)i * 50021, batch, 0, want, 0, 0};
+		pthread_create(&t[i], NULL, ingest_main, &g[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_join(t[i], NULL);
+		if (g[i].failed)
+			return -1;
+		tokens += g[i].tokens;
+		worst = g[i].seconds > worst ? g[i].seconds : worst;
+	}
+	return (double)tokens / worst;
+}
+
+/* A question from a corpus line: its first eight words, at most 40 bytes of them. */
+static void
+question(size_t i, char *q, size_t len)
+{
+	const char *s = lines[(i * 7919) % n_lines];
+	size_t words = 0, n = 0;
+	for (; s[n] != '\0' && n < 40; n++)
+		if (s[n] == ' ' && ++words == 8)
+			break;
+	snprintf(q, len, "What does the text say about %.*s?", (int)n, s);
+}
+
+static void
+query_latency(const char *url, const char *user, size_t nq)
+{
+	struct hsamem *c;
+	double *v = calloc(nq, sizeof(double));
+	size_t failed = 0;
+	if (v == NULL || hsamem_open(url, &c) != 0)
+		return;
+	for (size_t i = 0; i < nq; i++) {
+		char q[256];
+		struct hsamem_query_result *r = NULL;
+		question(i, q, sizeof(q));
+		double t0 = now_s();
+		if (hsamem_query_text(c, user, q, 8, &r) != 0 && failed++ < 3)
+			fprintf(stderr, "query: %s\n", hsamem_last_message(c));
+		v[i] = (now_s() - t0) * 1e3;
+		hsamem_result_free(r);
+	}
+	double p50 = pct(v, nq, 0.5), p99 = pct(v, nq, 0.99);
+	printf("query, 1 client, k 8: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu queries, %zu "
+	       "failed)\n",
+	       p50, p99, v[nq - 1], nq, failed);
+	hsamem_close(c);
+	free(v);
+}
+
+/* The model's share of a query, in this process: the window's forward pass alone. */
+static void
+query_encoding(size_t nq)
+{
+	char dir[1024], why[600];
+	const char *top = getenv("HSAMEM_TOP_SRCDIR");
+	snprintf(dir, sizeof(dir), "%s/models/hsa-small", top ? top : ".");
+	if (enc_load(dir, why, sizeof(why)) != 0) {
+		fprintf(stderr, "%s\n", why);
+		return;
+	}
+	const struct enc_ops *enc = enc_find("hsa-small");
+	struct hsa_spec spec;
+	struct enc_token *ctx_t = NULL, *q_t = NULL;
+	size_t n_ctx = 0, n_q = 0;
+	uint32_t ctx[64], q[64];
+	float qr[128], qa[512];
+	double *v = calloc(nq, sizeof(double));
+	enc->default_spec(&spec);
+	for (size_t i = 0; v != NULL && i < nq; i++) {
+		char text[256];
+		question(i, text + 1, sizeof(text) - 1);
+		text[0] = ' ';
+		const char *s = lines[i % n_lines];
+		enc->tokenize(s, strlen(s), &ctx_t, &n_ctx);
+		enc->tokenize(text, strlen(text), &q_t, &n_q);
+		n_ctx = n_ctx < 64 ? n_ctx : 64;
+		n_q = n_q < 62 ? n_q : 62;
+		for (size_t j = 0; j < n_ctx; j++)
+			ctx[j] = ctx_t[j].id;
+		for (size_t j = 0; j < n_q; j++)
+			q[j] = q_t[j].id;
+		double t0 = now_s();
+		enc->encode_query_ctx(&spec, ctx, n_ctx, q, n_q, qr, qa);
+		v[i] = (now_s() - t0) * 1e3;
+		free(ctx_t);
+		free(q_t);
+	}
+	if (v != NULL) {
+		double p50 = pct(v, nq, 0.5), p99 = pct(v, nq, 0.99);
+		printf("query encoding alone (model forward, 1 thread): p50 %.1f ms, p99 %.1f ms\n",
+		       p50, p99);
+	}
+	free(v);
+	enc_unload();
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *corpus = NULL;
+	uint64_t tokens = 65536;
+	size_t queries = 200, batch = 32;
+	static const struct option opts[] = {{"corpus", required_argument, NULL, 'c'},
+	                                     {"tokens", required_argument, NULL, 't'},
+	                                     {"queries", required_argument, NULL, 'q'},
+	                                     {"batch", required_argument, NULL, 'b'},
+	                                     {NULL, 0, NULL, 0}};
+	for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+		if (o == 'c')
+			corpus = optarg;
+		else if (o == 't')
+			tokens = strtoull(optarg, NULL, 10);
+		else if (o == 'q')
+			queries = strtoull(optarg, NULL, 10);
+		else if (o == 'b')
+			batch = strtoull(optarg, NULL, 10);
+		else
+			return 2;
+	}
+	if (corpus == NULL || read_lines(corpus) != 0 || queries == 0 || batch == 0) {
+		fprintf(stderr, "usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] "
+		                "[--batch N]\n");
+		return 2;
+	}
+	struct harness h;
+	if (harness_init(&h) != 0 || harness_start(&h) != 0) {
+		fprintf(stderr, "cannot start hsamemd\n");
+		return 1;
+	}
+	const char *one[] = {"q"}, *two[] = {"w1", "w2"};
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	double r1 = ingest(h.url, one, 1, tokens, batch);
+	printf("ingest, 1 client, %zu entries an append: %.0f tokens/s (%llu tokens)\n", batch, r1,
+	       (unsigned long long)tokens);
+	double r2 = ingest(h.url, two, 2, tokens / 4, batch);
+	printf("ingest, 2 clients, 2 memories: %.0f tokens/s together\n", r2);
+	query_latency(h.url, "q", queries);
+	harness_fini(&h);
+	query_encoding(queries);
+	return r1 > 0 && r2 > 0 ? 0 : 1;
+}

@@ -1,0 +1,305 @@
+/*
+ * hsa_small.c: the learned encoder "hsa-small" behind the encoder interface (encoder.h): the
+ * model of models/hsa-small, run on the CPU by hsa_forward.c, with its hsamem-bpe tokenizer.
+ *
+ * Unlike the lexical encoder it has state: the model, loaded once from a folder (hsa_small_load)
+ * and read-only after, so any number of threads encode at once, each with scratch of its own
+ * allocated per call. The model fixes the spec (models/README.md): revision = the weights' step,
+ * S, h_kv, d_h, h_q, d_r and top-k from its configuration, softmax weighting.
+ *
+ * Windows (models/README.md, "Windows"): a chunk is encoded in the window "previous chunk's S
+ * tokens ‖ the chunk", a query in "the stream's last S tokens ‖ <|q|> question <|a|>". Where the
+ * stream has fewer tokens before (the first chunk, a chunk after a flush's padded one), the
+ * first half is filled with <|pad|> on the left; a short (padded) chunk is filled with <|pad|> on
+ * the right, and its K and V rows past its tokens are zero.
+ *
+ * OpenBLAS threads: the daemon runs calls in several workers at once, which fill the cores; each
+ * call's GEMMs run on one thread (hsa_small_load sets it).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpe.h"
+#include "hsa_forward.h"
+#include "hsa_model.h"
+#include "hsa_small.h"
+#include "hsamem_defs.h"
+
+#define HS_BATCH 32 /* windows per hsa_encode_chunks call: about 70 MB of scratch */
+
+static struct hsa_model *model; /* NULL until loaded */
+static char load_error[600] = "encoder hsa-small: no model folder was loaded";
+
+static int
+hs_fail(int code, char *why, size_t why_len, const char *fmt, ...)
+{
+	va_list ap;
+	if (why != NULL && why_len > 0) {
+		va_start(ap, fmt);
+		vsnprintf(why, why_len, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+static int
+hs_ready(char *why, size_t why_len)
+{
+	if (model == NULL)
+		return hs_fail(HSAMEM_EENCODER, why, why_len, "%s", load_error);
+	return 0;
+}
+
+static void
+hs_default_spec(struct hsa_spec *s)
+{
+	const struct hsa_config *c = model != NULL ? &model->cfg : NULL;
+	memset(s, 0, sizeof(*s));
+	snprintf(s->encoder, sizeof(s->encoder), "%s", HSA_SMALL_NAME);
+	snprintf(s->tokenizer, sizeof(s->tokenizer), "%s", HSA_SMALL_TOKENIZER);
+	/* without a model, the shipped model's (models/README.md); such a spec is never used */
+	s->revision = c != NULL ? c->step : 0;
+	s->S = c != NULL ? c->chunk : 64;
+	s->h_kv = c != NULL ? c->h_kv : 1;
+	s->d_h = c != NULL ? c->d_h : 64;
+	s->h_q = c != NULL ? c->h_q : 8;
+	s->d_r = c != NULL ? c->d_r : 128;
+	s->top_k = c != NULL ? c->topk : 8;
+	s->dtype = HSA_F16;
+	s->weighting = HSA_SOFTMAX;
+	s->off_by_one = false;
+}
+
+static int
+hs_check_spec(const struct hsa_spec *s, char *why, size_t why_len)
+{
+	struct hsa_spec d;
+	int err = hs_ready(why, why_len);
+	if (err == 0)
+		err = spec_check(s, why, why_len);
+	if (err != 0)
+		return err;
+	hs_default_spec(&d);
+	if (strcmp(s->encoder, d.encoder) != 0)
+		return hs_fail(HSAMEM_ESPEC, why, why_len,
+		               "hsa-small: the spec names another encoder");
+	if (s->revision != d.revision)
+		return hs_fail(HSAMEM_ESPEC, why, why_len,
+		               "hsa-small: the memory is of revision %u; the model is %u",
+		               s->revision, d.revision);
+	if (strcmp(s->tokenizer, d.tokenizer) != 0)
+		return hs_fail(HSAMEM_ESPEC, why, why_len, "hsa-small: tokenizer must be %s",
+		               d.tokenizer);
+	if (s->S != d.S || s->h_kv != d.h_kv || s->d_h != d.d_h || s->h_q != d.h_q ||
+	    s->d_r != d.d_r)
+		return hs_fail(HSAMEM_ESPEC, why, why_len,
+		               "hsa-small: the model has S=%u h_kv=%u d_h=%u h_q=%u d_r=%u", d.S,
+		               d.h_kv, d.d_h, d.h_q, d.d_r);
+	if (s->weighting != HSA_SOFTMAX || s->off_by_one)
+		return hs_fail(HSAMEM_ESPEC, why, why_len,
+		               "hsa-small: the model was trained with softmax weighting and no "
+		               "off-by-one");
+	return 0;
+}
+
+static int
+hs_tokenize(const char *text, size_t len, struct enc_token **out, size_t *n)
+{
+	uint32_t *ids = NULL;
+	size_t m = 0, off = 0;
+	int err = hs_ready(NULL, 0);
+	if (err == 0)
+		err = bpe_encode(model->tok, text, len, &ids, &m);
+	if (err != 0)
+		return err;
+	*out = NULL;
+	*n = m;
+	if (m == 0)
+		return 0;
+	struct enc_token *t = malloc(m * sizeof(*t));
+	if (t == NULL) {
+		free(ids);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < m; i++) {
+		size_t l;
+		bpe_bytes(model->tok, ids[i], &l);
+		t[i] = (struct enc_token){ids[i], (uint32_t)off, (uint32_t)l};
+		off += l;
+	}
+	free(ids);
+	*out = t;
+	return 0;
+}
+
+/* First half of a window: S - n_ctx pads, then ctx. */
+static void
+window_context(uint32_t *w, uint32_t S, uint32_t pad, const uint32_t *ctx, size_t n_ctx)
+{
+	for (size_t i = 0; i < S - n_ctx; i++)
+		w[i] = pad;
+	if (n_ctx > 0)
+		memcpy(w + S - n_ctx, ctx, n_ctx * sizeof(uint32_t));
+}
+
+/* The windows of chunks first .. first+nw-1 of tok (n tokens) into win [nw][2S]. */
+static void
+chunk_windows(uint32_t *win, uint32_t S, uint32_t pad, const uint32_t *ctx, size_t n_ctx,
+              const uint32_t *tok, size_t n, size_t first, size_t nw)
+{
+	for (size_t w = 0; w < nw; w++) {
+		size_t c = first + w, at = c * S, m = n - at < S ? n - at : S;
+		uint32_t *row = win + w * 2 * S;
+		if (c == 0)
+			window_context(row, S, pad, ctx, n_ctx);
+		else
+			memcpy(row, tok + at - S, S * sizeof(uint32_t));
+		memcpy(row + S, tok + at, m * sizeof(uint32_t));
+		for (size_t i = m; i < S; i++)
+			row[S + i] = pad;
+	}
+}
+
+static int
+hs_encode_chunks(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
+                 const uint32_t *tok, size_t n, float *K, float *V, float *L)
+{
+	int err = hs_check_spec(spec, NULL, 0);
+	if (err != 0)
+		return err;
+	const struct hsa_config *c = &model->cfg;
+	uint32_t S = c->chunk, *win = NULL;
+	size_t n_chunks = (n + S - 1) / S, row = (size_t)c->h_kv * c->d_h, per = S * row;
+	struct hsa_scratch *s = NULL;
+	if (n == 0 || n_ctx > S)
+		return HSAMEM_EINVAL;
+	size_t batch = n_chunks < HS_BATCH ? n_chunks : HS_BATCH;
+	if ((win = malloc(batch * 2 * S * sizeof(uint32_t))) == NULL)
+		return -ENOMEM;
+	if ((err = hsa_scratch_alloc(model, (uint32_t)batch, &s)) != 0)
+		goto out;
+	for (size_t first = 0; first < n_chunks && err == 0; first += batch) {
+		size_t nw = n_chunks - first < batch ? n_chunks - first : batch;
+		chunk_windows(win, S, c->pad_id, ctx, n_ctx, tok, n, first, nw);
+		err = hsa_encode_chunks(model, s, win, (uint32_t)nw, K + first * per,
+		                        V + first * per, L + first * c->d_r);
+	}
+	/* the rows of a padded chunk's pads are zero (encoder.h) */
+	size_t n_real = n - (n_chunks - 1) * S;
+	if (err == 0 && n_real < S) {
+		memset(K + (n_chunks - 1) * per + n_real * row, 0,
+		       (S - n_real) * row * sizeof(float));
+		memset(V + (n_chunks - 1) * per + n_real * row, 0,
+		       (S - n_real) * row * sizeof(float));
+	}
+out:
+	hsa_scratch_free(s);
+	free(win);
+	return err;
+}
+
+static int
+hs_encode_chunk(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx, const uint32_t *tok,
+                size_t n, float *K, float *V, float *L)
+{
+	if (n > spec->S)
+		return HSAMEM_EINVAL;
+	return hs_encode_chunks(spec, ctx, n_ctx, tok, n, K, V, L);
+}
+
+static int
+hs_encode_query_ctx(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
+                    const uint32_t *tok, size_t n, float *qr, float *qa)
+{
+	int err = hs_check_spec(spec, NULL, 0);
+	if (err != 0)
+		return err;
+	const struct hsa_config *c = &model->cfg;
+	uint32_t S = c->chunk, win[256];
+	if (n_ctx > S || 2 * S > sizeof(win) / sizeof(win[0]))
+		return HSAMEM_EINVAL;
+	if (n + 2 > S)
+		return HSAMEM_ETOOBIG;
+	window_context(win, S, c->pad_id, ctx, n_ctx);
+	win[S] = c->q_id;
+	memcpy(win + S + 1, tok, n * sizeof(uint32_t));
+	win[S + 1 + n] = c->a_id;
+	uint32_t len = S + 2 + (uint32_t)n;
+	struct hsa_scratch *s = NULL;
+	struct hsa_memory none = {0};
+	struct hsa_query_out out = {.qr = qr, .qa = qa};
+	if ((err = hsa_scratch_alloc(model, 1, &s)) != 0)
+		return err;
+	/* the position of <|a|>: its queries rank the chunks the answer comes from */
+	err = hsa_query(model, s, win, len, len - 1, &none, &out);
+	hsa_scratch_free(s);
+	return err;
+}
+
+static int
+hs_encode_query(const struct hsa_spec *spec, const uint32_t *tok, size_t n, float *qr, float *qa)
+{
+	return hs_encode_query_ctx(spec, NULL, 0, tok, n, qr, qa);
+}
+
+struct enc_ops enc_hsa_small = {
+        .name = HSA_SMALL_NAME,
+        .revision = 0,
+        .tokenizer = HSA_SMALL_TOKENIZER,
+        .context = 64,
+        .default_spec = hs_default_spec,
+        .tokenize = hs_tokenize,
+        .encode_chunk = hs_encode_chunk,
+        .encode_query = hs_encode_query,
+        .check_spec = hs_check_spec,
+        .ready = hs_ready,
+        .encode_chunks = hs_encode_chunks,
+        .encode_query_ctx = hs_encode_query_ctx,
+        .query_context = 64,
+        .max_query = 62,
+        .query_prefix = " ",
+};
+
+int
+hsa_small_load(const char *dir, char *why, size_t why_len)
+{
+	char msg[512] = "";
+	struct hsa_model *m = NULL;
+	int err = dir != NULL ? hsa_model_load(dir, &m, msg, sizeof(msg)) : HSAMEM_EENCODER;
+	if (dir == NULL)
+		snprintf(msg, sizeof(msg), "no model-dir is set");
+	hsa_small_unload();
+	if (err != 0) {
+		snprintf(load_error, sizeof(load_error),
+		         "encoder hsa-small is not available: model folder %s: %s",
+		         dir != NULL ? dir : "(none)", msg[0] ? msg : hsamem_strerror(err));
+		return hs_fail(err, why, why_len, "%s", load_error);
+	}
+	/* the sizes the windows above assume: S tokens a half, and the query's specials */
+	if (m->cfg.chunk == 0 || m->cfg.chunk > 128 || m->cfg.h_kv == 0) {
+		snprintf(load_error, sizeof(load_error),
+		         "encoder hsa-small is not available: model folder %s: chunk %u is not "
+		         "supported (1 to 128)",
+		         dir, m->cfg.chunk);
+		hsa_model_free(m);
+		return hs_fail(HSAMEM_EENCODER, why, why_len, "%s", load_error);
+	}
+	model = m;
+	enc_hsa_small.revision = m->cfg.step;
+	enc_hsa_small.context = m->cfg.chunk;
+	enc_hsa_small.query_context = m->cfg.chunk;
+	enc_hsa_small.max_query = m->cfg.chunk - 2;
+	hsa_blas_threads(1);
+	return 0;
+}
+
+void
+hsa_small_unload(void)
+{
+	hsa_model_free(model);
+	model = NULL;
+	snprintf(load_error, sizeof(load_error), "encoder hsa-small: no model folder was loaded");
+}
