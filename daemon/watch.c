@@ -4,8 +4,12 @@
  * notification, srv_accepted): NNG 1.5 completes the handshake of a stuck listener at the
  * transport and then never hands the connection on. No request is sent, so workers busy with
  * long requests cannot make a healthy listener look stuck. When the connection does not arrive
- * within WD_TIMEOUT_MS, or the socket file is gone or refuses, the server listens there again. So a
- * stuck listener is replaced within WD_PERIOD_MS + WD_TIMEOUT_MS of the connection that broke it.
+ * within WD_TIMEOUT_MS, a second probe waits WD_CONFIRM_MS: a daemon whose NNG threads are busy
+ * (decoding a large request, a loaded machine) can be slow to hand a connection on, and replacing
+ * a healthy listener breaks its clients' connections, so only a listener that fails both is
+ * taken for stuck. When both fail, or the socket file is gone or refuses, the server listens
+ * there again. So a stuck listener is replaced within WD_PERIOD_MS + WD_TIMEOUT_MS +
+ * WD_CONFIRM_MS (under 2 s) of the connection that broke it.
  * Replacing it closes the connections it had accepted: their clients dial again by themselves
  * (libhsamem's NNG dialer), and a request in flight on one fails with a connection error.
  *
@@ -32,6 +36,7 @@
 
 #define WD_PERIOD_MS  200
 #define WD_TIMEOUT_MS 500
+#define WD_CONFIRM_MS 1000
 #define WD_SAY_EVERY  (60000 / WD_PERIOD_MS)
 
 struct watchdog {
@@ -51,11 +56,11 @@ struct watchdog {
  * flood of clients can slow the handshake, or fill the backlog, of a listener that accepts).
  */
 static int
-probe(struct watchdog *wd, unsigned i)
+probe(struct watchdog *wd, unsigned i, int wait_ms)
 {
 	unsigned long before = srv_accepted(wd->srv, i);
-	int64_t deadline = now_ms() + WD_TIMEOUT_MS;
-	int fd, ret = probe_ipc_hello(wd->conf->listen[i] + 6, WD_TIMEOUT_MS, &fd);
+	int64_t deadline = now_ms() + wait_ms;
+	int fd, ret = probe_ipc_hello(wd->conf->listen[i] + 6, wait_ms, &fd);
 	if (ret == 0) {
 		ret = -ETIMEDOUT;
 		while (now_ms() < deadline && ret != 0) {
@@ -82,7 +87,9 @@ check_all(struct watchdog *wd)
 		const char *url = wd->conf->listen[i];
 		if (strncmp(url, "ipc://", 6) != 0)
 			continue;
-		int ret = probe(wd, i);
+		int ret = probe(wd, i, WD_TIMEOUT_MS);
+		if (ret == -ETIMEDOUT)
+			ret = probe(wd, i, WD_CONFIRM_MS);
 		if (ret == 0)
 			continue;
 		wd->replaced++;
