@@ -601,6 +601,40 @@ struct hsamem_delete_info {
  */
 int hsamem_delete(struct hsamem *h, const char *user, struct hsamem_delete_info *out);
 
+/* ---- backup and compaction (hsamemd(8), OPERATIONS) ---- */
+
+/* What a backup wrote. */
+struct hsamem_backup_info {
+	uint64_t bytes; /* the copy's data.mdb */
+	uint64_t ms;    /* how long the copy took */
+};
+
+/*
+ * Has the daemon write a consistent copy of its whole store into directory path, on the
+ * daemon's side: an absolute path that does not exist (its parent must) or is an empty
+ * directory. Other requests go on meanwhile. path then holds data.mdb, which hsamemd -d path
+ * serves. It can take long: set a timeout to match (hsamem_set_timeout). out (may be NULL).
+ * Errors: HSAMEM_EINVAL (a relative path, or one the daemon cannot make or write: the message
+ * says why), HSAMEM_EEXIST (path is not an empty directory), HSAMEM_EBUSY (a compaction is
+ * running), HSAMEM_EPERM when the client is not an administrator of the daemon.
+ */
+int hsamem_backup(struct hsamem *h, const char *path, struct hsamem_backup_info *out);
+
+/* What a compaction did. */
+struct hsamem_compact_info {
+	uint64_t bytes_before; /* data.mdb before */
+	uint64_t bytes_after;
+	uint64_t ms;       /* the whole */
+	uint64_t pause_ms; /* of it, while every other request waited */
+};
+
+/*
+ * Has the daemon give back the space of deleted memories: its data.mdb is rewritten with only
+ * the pages in use. out (may be NULL). Errors: HSAMEM_EBUSY (a backup is running, or another
+ * process has the store open), HSAMEM_EPERM when the client is not an administrator.
+ */
+int hsamem_compact(struct hsamem *h, struct hsamem_compact_info *out);
+
 /* ---- export and import ---- */
 
 /*

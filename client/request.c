@@ -266,6 +266,49 @@ hsamem_delete(struct hsamem *h, const char *user, struct hsamem_delete_info *out
 }
 
 int
+hsamem_backup(struct hsamem *h, const char *path, struct hsamem_backup_info *out)
+{
+	Hsamem__Request req = HSAMEM__REQUEST__INIT;
+	Hsamem__BackupRequest br = HSAMEM__BACKUP_REQUEST__INIT;
+	Hsamem__Reply *r;
+	int err;
+
+	if (h == NULL || path == NULL)
+		return HSAMEM_EINVAL;
+	br.path = (char *)path;
+	req.body_case = HSAMEM__REQUEST__BODY_BACKUP;
+	req.backup = &br;
+	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_BACKUP, &r)) != 0)
+		return err;
+	if (out != NULL)
+		*out = (struct hsamem_backup_info){r->backup->bytes, r->backup->ms};
+	hsamem__reply__free_unpacked(r, NULL);
+	return 0;
+}
+
+int
+hsamem_compact(struct hsamem *h, struct hsamem_compact_info *out)
+{
+	Hsamem__Request req = HSAMEM__REQUEST__INIT;
+	Hsamem__CompactRequest cr = HSAMEM__COMPACT_REQUEST__INIT;
+	Hsamem__Reply *r;
+	int err;
+
+	if (h == NULL)
+		return HSAMEM_EINVAL;
+	req.body_case = HSAMEM__REQUEST__BODY_COMPACT;
+	req.compact = &cr;
+	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_COMPACT, &r)) != 0)
+		return err;
+	if (out != NULL)
+		*out = (struct hsamem_compact_info){r->compact->bytes_before,
+		                                    r->compact->bytes_after, r->compact->ms,
+		                                    r->compact->pause_ms};
+	hsamem__reply__free_unpacked(r, NULL);
+	return 0;
+}
+
+int
 hsamem_reencode(struct hsamem *h, const char *user, const char *encoder, uint32_t revision,
                 struct hsamem_reencode_info *out)
 {

@@ -73,6 +73,8 @@ static const struct op_def ops[] = {
               NULL),
         WRITE(REENCODE, "reencode", MEMORY, ops_prepare_reencode, ops_apply_reencode,
               ops_committed_reencode, NULL),
+        READ(BACKUP, "backup", ADMIN, ops_backup),
+        READ(COMPACT, "compact", ADMIN, ops_compact),
         {HSAMEM__REQUEST__BODY__NOT_SET, "invalid", ACC_ADMIN, NULL, NULL, NULL, NULL, NULL},
 };
 

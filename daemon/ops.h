@@ -101,6 +101,10 @@ void ops_stats(struct job *job);
 void ops_entries(struct job *job);
 void ops_chunks(struct job *job);
 
+/* The whole store: ops_copy.c */
+void ops_backup(struct job *job);
+void ops_compact(struct job *job);
+
 /* Reads: ops_query.c */
 void ops_query(struct job *job);
 void ops_attend_request(struct job *job);

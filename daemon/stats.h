@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 /* Histograms kept: one per operation, numbered as in dispatch.c (which checks that they fit). */
-#define STATS_MAX_OPS 16
+#define STATS_MAX_OPS 24
 
 #define STATS_BUCKETS 60
 

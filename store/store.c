@@ -21,8 +21,11 @@
  *   which must run again after growth.
  *
  * INVARIANTS (1 and 2, of the records, are store_codec.c's)
- *  3. mdb_env_set_mapsize, and the reopening of the environment by store_erase.c, run only with
- *     the gate held exclusively: no transaction of this process is open. A reopening that fails
+ *  3. mdb_env_set_mapsize, and the reopening of the environment by store_erase.c and
+ *     store_copy.c, run only with the gate held exclusively: no transaction of this process is
+ *     open, nor a copy (store_copy.c), whose read transaction holds no place in the gate so that
+ *     transactions go on beside it: growth waits for the copies to end, erasure and compaction
+ *     do not start while one runs. A reopening that fails
  *     leaves env NULL, and every entry point here then fails with HSAMEM_ESTORE. The gate is a
  * counter under a mutex rather than a rwlock because a read transaction (MDB_NOTLS) may end on
  * another thread than the one that began it.
@@ -107,11 +110,12 @@ gate_leave(struct store *st)
 
 /* New transactions wait from the moment store_grow asks, so a stream of readers cannot
  * starve it. */
+/* Waits for the copies too (store_copy.c): a remap under a copy would pull its pages away. */
 static void
 gate_lock_exclusive(struct store *st)
 {
 	pthread_mutex_lock(&st->gate_mu);
-	while (st->gate_exclusive)
+	while (st->gate_exclusive || st->copying > 0)
 		pthread_cond_wait(&st->gate_cv, &st->gate_mu);
 	st->gate_exclusive = true;
 	while (st->gate_shared > 0)
@@ -134,10 +138,49 @@ store_gate_lock(struct store *st)
 	gate_lock_exclusive(st);
 }
 
+int
+store_gate_trylock(struct store *st)
+{
+	pthread_mutex_lock(&st->gate_mu);
+	while (st->gate_exclusive)
+		pthread_cond_wait(&st->gate_cv, &st->gate_mu);
+	if (st->copying > 0) {
+		pthread_mutex_unlock(&st->gate_mu);
+		return HSAMEM_EBUSY;
+	}
+	st->gate_exclusive = true;
+	while (st->gate_shared > 0)
+		pthread_cond_wait(&st->gate_cv, &st->gate_mu);
+	pthread_mutex_unlock(&st->gate_mu);
+	return 0;
+}
+
 void
 store_gate_unlock(struct store *st)
 {
 	gate_unlock_exclusive(st);
+}
+
+int
+store_copy_enter(struct store *st)
+{
+	pthread_mutex_lock(&st->gate_mu);
+	while (st->gate_exclusive)
+		pthread_cond_wait(&st->gate_cv, &st->gate_mu);
+	int ret = st->env != NULL ? 0 : HSAMEM_ESTORE;
+	if (ret == 0)
+		st->copying++;
+	pthread_mutex_unlock(&st->gate_mu);
+	return ret;
+}
+
+void
+store_copy_leave(struct store *st)
+{
+	pthread_mutex_lock(&st->gate_mu);
+	if (--st->copying == 0)
+		pthread_cond_broadcast(&st->gate_cv);
+	pthread_mutex_unlock(&st->gate_mu);
 }
 
 /* ---- errors ---- */
@@ -379,9 +422,13 @@ store_open(const char *dir, const struct store_opts *opts, struct store **out)
 		ret = -ENOMEM;
 		goto fail_mutex;
 	}
+	if (pthread_mutex_init(&st->erase_mu, NULL) != 0) {
+		ret = -ENOMEM;
+		goto fail_cond;
+	}
 	if ((rc = mdb_env_create(&st->env)) != 0) {
 		ret = open_error(dir, "create environment", rc);
-		goto fail_cond;
+		goto fail_erase;
 	}
 	if ((rc = mdb_env_set_maxdbs(st->env, DB_COUNT)) != 0 ||
 	    (rc = mdb_env_set_maxreaders(st->env, o.max_readers)) != 0 ||
@@ -397,6 +444,8 @@ store_open(const char *dir, const struct store_opts *opts, struct store **out)
 
 fail_env:
 	mdb_env_close(st->env);
+fail_erase:
+	pthread_mutex_destroy(&st->erase_mu);
 fail_cond:
 	pthread_cond_destroy(&st->gate_cv);
 fail_mutex:
@@ -415,6 +464,7 @@ store_close(struct store *st)
 		log_err("store: closed with %u transactions open", st->gate_shared);
 	store_readers_close(st);
 	mdb_env_close(st->env);
+	pthread_mutex_destroy(&st->erase_mu);
 	pthread_cond_destroy(&st->gate_cv);
 	pthread_mutex_destroy(&st->gate_mu);
 	free(st);

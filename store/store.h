@@ -302,6 +302,37 @@ void store_erase_want(struct store *st);
  */
 int store_erase(struct store *st, bool resume);
 
+/*
+ * BACKUP AND COMPACTION (store_copy.c has the how)
+ * Both write LMDB's compacting copy of one snapshot: the pages in use, without the free ones.
+ * The copy's read transaction does not stop other transactions; while it runs, growth of the map
+ * waits for it and an erasure is put off until it ends (it then runs).
+ */
+struct store_copy_info {
+	uint64_t bytes;    /* the backup's data.mdb; the store's data.mdb after a compaction */
+	uint64_t before;   /* compaction: data.mdb before */
+	uint64_t ms;       /* the whole */
+	uint64_t pause_ms; /* compaction: while every transaction waited */
+};
+
+/*
+ * Writes a copy of the store into directory dir (an absolute path), which it creates, or which
+ * must be empty, as dir/data.mdb: written under another name, synced, renamed, the directory
+ * synced. A store opened on dir is the store as of the copy's snapshot. Errors: HSAMEM_EINVAL (a
+ * relative path), HSAMEM_EEXIST (dir is not an empty directory), -errno (dir cannot be made or
+ * written), or the store's; nothing is left in dir then.
+ */
+int store_backup(struct store *st, const char *dir, struct store_copy_info *out);
+
+/*
+ * Gives back the space of freed pages: copies the store compacted beside data.mdb while it
+ * serves, then, with every transaction of this process held, copies again if anything was
+ * committed meanwhile, and renames the copy over data.mdb and reopens the environment. A crash
+ * leaves the old file or the new one. HSAMEM_EBUSY while a backup runs or another process has
+ * the store open.
+ */
+int store_compact(struct store *st, struct store_copy_info *out);
+
 /* For tests only: *n gets the number of records of user uid, its users record included, counted
  * by walking every database with a raw cursor. */
 int store_count_records(struct store *st, uint64_t uid, uint64_t *n);

@@ -41,7 +41,8 @@
  * value, and writes only pages that hold data; every transaction waits meanwhile. Reads and
  * writes between deletes cost nothing more than before. bench/RESULTS.md has figures.
  *
- * One thread at a time calls store_erase: the committer, or the daemon's start before it.
+ * The committer calls store_erase, and the daemon's start before it, and the end of a backup
+ * (store_copy.c); erase_mu runs them one at a time.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -117,8 +118,8 @@ oldest_reader(struct store *st)
 	return o.txnid;
 }
 
-static int
-mark_present(struct store *st, bool *present)
+int
+store_erase_marked(struct store *st, bool *present)
 {
 	struct store_txn txn;
 	MDB_val k = key_str(MARK_KEY), v;
@@ -170,8 +171,8 @@ env_open(const char *dir, unsigned flags, unsigned readers, size_t mapsize, MDB_
  * held exclusively. Should the environment not open again (it just did: the directory would
  * have to be gone), st->env stays NULL and every transaction fails with HSAMEM_ESTORE.
  */
-static int
-env_reopen(struct store *st)
+int
+store_env_reopen(struct store *st)
 {
 	const char *path;
 	unsigned flags, readers;
@@ -260,20 +261,25 @@ erase_locked(struct store *st, struct store_scrub *sc)
 	int ret = store_pages_scrub(st, r, oldest, sc);
 	mdb_txn_abort(r);
 	mdb_txn_abort(w);
-	if (ret != 0 || (ret = env_reopen(st)) != 0)
+	if (ret != 0 || (ret = store_env_reopen(st)) != 0)
 		return ret;
 	st->erase_waiting = sc->held > 0 ? oldest : 0;
 	return sc->held > 0 ? 0 : unmark(st);
 }
 
-int
-store_erase(struct store *st, bool resume)
+/*
+ * store_erase with erase_mu held. A copy of the environment (store_copy.c: a backup) reads the
+ * pages a scrub would clear and the environment a scrub reopens: while one runs, the erasure
+ * waits, as for a reader of another process, and the copy's end runs it.
+ */
+static int
+erase_serial(struct store *st, bool resume)
 {
 	bool want = atomic_exchange(&st->erase_wanted, false);
 	struct store_scrub sc = {0};
 	struct timespec t0;
 	int ret;
-	if (!want && resume && (ret = mark_present(st, &want)) != 0)
+	if (!want && resume && (ret = store_erase_marked(st, &want)) != 0)
 		return ret;
 	if (!want)
 		return 0;
@@ -289,7 +295,11 @@ store_erase(struct store *st, bool resume)
 		return HSAMEM_EBUSY;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	store_gate_lock(st);
+	if (store_gate_trylock(st) != 0) {
+		atomic_store(&st->erase_wanted, true);
+		log_info("store: erasure waits for the backup that is running");
+		return HSAMEM_EBUSY;
+	}
 	ret = st->env != NULL ? erase_locked(st, &sc) : HSAMEM_ESTORE;
 	store_gate_unlock(st);
 	if (ret != 0) {
@@ -309,4 +319,13 @@ store_erase(struct store *st, bool resume)
 	         "delete; %llu pages wait for it",
 	         (unsigned long long)sc.held);
 	return HSAMEM_EBUSY;
+}
+
+int
+store_erase(struct store *st, bool resume)
+{
+	pthread_mutex_lock(&st->erase_mu);
+	int ret = erase_serial(st, resume);
+	pthread_mutex_unlock(&st->erase_mu);
+	return ret;
 }

@@ -42,10 +42,12 @@ struct store {
 	uint64_t map_max;
 	pthread_mutex_t gate_mu; /* the gate: store.c's invariant 3 */
 	pthread_cond_t gate_cv;
-	unsigned gate_shared;   /* top-level transactions open */
-	bool gate_exclusive;    /* store_grow holds the gate or waits for it */
-	uint64_t serial;        /* of this store among those opened by the process, from 1 */
-	struct reader *readers; /* of store_kv_copy's threads, under gate_mu */
+	unsigned gate_shared;     /* top-level transactions open */
+	bool gate_exclusive;      /* store_grow holds the gate or waits for it */
+	unsigned copying;         /* copies of the environment running (store_copy.c) */
+	pthread_mutex_t erase_mu; /* one store_erase at a time */
+	uint64_t serial;          /* of this store among those opened by the process, from 1 */
+	struct reader *readers;   /* of store_kv_copy's threads, under gate_mu */
 	/* erasure (store_erase.c); env is NULL only after an environment could not be reopened */
 	atomic_bool erase_wanted; /* a transaction removed records, or an erasure is owed */
 	bool erase_off;           /* the pages did not read as expected: no erasure until restart */
@@ -56,6 +58,23 @@ struct store {
  * it back: store_grow's and store_erase's. */
 void store_gate_lock(struct store *st);
 void store_gate_unlock(struct store *st);
+
+/* The same, unless a copy runs: then HSAMEM_EBUSY at once, and nothing held. Erasure's and
+ * compaction's, which would otherwise stop every transaction until the copy ends. */
+int store_gate_trylock(struct store *st);
+
+/* A copy of the environment (store_copy.c) begins and ends: while one runs, the map is not
+ * moved (growth waits) nor the environment reopened (erasure waits). Enter fails with
+ * HSAMEM_ESTORE when the environment was lost. */
+int store_copy_enter(struct store *st);
+void store_copy_leave(struct store *st);
+
+/* Closes the environment and opens it again with the same settings (store_erase.c), with the
+ * gate held exclusively; on failure env stays NULL and HSAMEM_ESTORE comes back. */
+int store_env_reopen(struct store *st);
+
+/* Whether the erase mark is in the store (store_erase.c). */
+int store_erase_marked(struct store *st, bool *present);
 
 /* Aborts the readers of store_kv_copy and gives the store a new serial number, so that no thread
  * uses them again; with the gate held exclusively, before the environment closes. */

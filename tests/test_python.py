@@ -338,8 +338,25 @@ def test_reencode(c):
     c.delete("renc")
 
 
+def test_backup_compact(c):
+    tmp = tempfile.TemporaryDirectory()
+    c.append("bk", "kept through a backup and a compaction")
+    b = c.backup(os.path.join(tmp.name, "bk"))
+    check(b.bytes > 0 and os.path.getsize(os.path.join(tmp.name, "bk", "data.mdb")) == b.bytes,
+          "backup size %r" % (b,))
+    raises(hsamem.AlreadyExists, c.backup, os.path.join(tmp.name, "bk"))
+    raises(hsamem.InvalidArgument, c.backup, "relative/bk")
+    r = c.compact()
+    check(r.bytes_after > 0 and r.bytes_after <= r.bytes_before and r.pause_ms <= r.ms,
+          "compact %r" % (r,))
+    check(c.entries("bk")[0].text == "kept through a backup and a compaction", "after compact")
+    c.delete("bk")
+    tmp.cleanup()
+
+
 def main():
     with hsamem.Client(timeout=60) as c:
+        test_backup_compact(c)
         test_reencode(c)
         test_text(c)
         test_client_memory(c)

@@ -144,6 +144,14 @@ class _CDeleteInfo(ctypes.Structure):
     _fields_ = [("entries", _u64), ("chunks", _u64)]
 
 
+class _CBackupInfo(ctypes.Structure):
+    _fields_ = [("bytes", _u64), ("ms", _u64)]
+
+
+class _CCompactInfo(ctypes.Structure):
+    _fields_ = [("bytes_before", _u64), ("bytes_after", _u64), ("ms", _u64), ("pause_ms", _u64)]
+
+
 class _CReencodeInfo(ctypes.Structure):
     _fields_ = [("done", ctypes.c_bool), ("switched", ctypes.c_bool),
                 ("entries_done", _u64), ("entries_total", _u64), ("chunks_done", _u64),
@@ -192,6 +200,8 @@ _PROTOTYPES = {
     "hsamem_users": (ctypes.c_int, [ctypes.c_void_p, _P(_P(_CUserList))]),
     "hsamem_stats": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_P(_CStats))]),
     "hsamem_delete": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CDeleteInfo)]),
+    "hsamem_backup": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CBackupInfo)]),
+    "hsamem_compact": (ctypes.c_int, [ctypes.c_void_p, _P(_CCompactInfo)]),
     "hsamem_reencode": (ctypes.c_int, [ctypes.c_void_p, _cstr, _cstr, _u32,
                                        _P(_CReencodeInfo)]),
     "hsamem_export": (ctypes.c_int, [ctypes.c_void_p, _cstr, ctypes.c_int, _P(_CTransfer)]),

@@ -15,12 +15,14 @@ import threading
 from ._args import (_b, _chunk_in, _chunks_in, _entry_in, _enum_value, _floats, _u32_array,
                     _user)
 from ._capi import (_P, _READ_FN, _URL_MAX, _WRITE_FN, _CAppendInfo, _CAttend, _CAttendResult,
-                    _CChunkList, _CDeleteInfo, _CEntryIn, _CEntryList, _CFlushInfo, _CMemory,
-                    _CQuery, _CQueryResult, _CReencodeInfo, _CServer, _CSpec, _CStats, _CTransfer, _CUserList,
-                    _SPEC_FIELDS, _f32, _s, _strerror, _u64, DTYPES, WEIGHTINGS, load_library)
+                    _CBackupInfo, _CChunkList, _CCompactInfo, _CDeleteInfo, _CEntryIn,
+                    _CEntryList, _CFlushInfo, _CMemory, _CQuery, _CQueryResult, _CReencodeInfo,
+                    _CServer, _CSpec, _CStats, _CTransfer, _CUserList, _SPEC_FIELDS, _f32, _s,
+                    _strerror, _u64, DTYPES, WEIGHTINGS, load_library)
 from .errors import ERRORS, HsamemError
-from .results import (AppendInfo, AttendResult, ChunkList, DeleteInfo, EntryList, FlushInfo,
-                      Hits, Reencode, Server, Transfer, _array, _chunk, _entry, _hit, _memory, _stats)
+from .results import (AppendInfo, AttendResult, BackupInfo, ChunkList, CompactInfo, DeleteInfo,
+                      EntryList, FlushInfo, Hits, Reencode, Server, Transfer, _array, _chunk,
+                      _entry, _hit, _memory, _stats)
 
 
 def library_version():
@@ -330,6 +332,21 @@ class Client:
         Raises NoSuchUser."""
         i = self._info("hsamem_delete", _CDeleteInfo, _user(user))
         return DeleteInfo(i.entries, i.chunks)
+
+    def backup(self, path):
+        """Has the daemon copy its whole store into directory path on its side (absolute; it
+        must not exist or be empty) while it serves; `hsamemd -d path` serves the copy.
+        Returns a BackupInfo. Administrators only (PermissionDenied); InvalidArgument for a
+        path the daemon cannot use, AlreadyExists for a non-empty one. Set the handle's
+        timeout to match a large store."""
+        i = self._info("hsamem_backup", _CBackupInfo, _b(path))
+        return BackupInfo(i.bytes, i.ms)
+
+    def compact(self):
+        """Has the daemon give back the space of deleted memories; returns a CompactInfo.
+        Administrators only (PermissionDenied); Busy while a backup runs."""
+        i = self._info("hsamem_compact", _CCompactInfo)
+        return CompactInfo(i.bytes_before, i.bytes_after, i.ms, i.pause_ms)
 
     def reencode_step(self, user, encoder, revision=0):
         """Runs one step of re-encoding user's memory with the built-in encoder `encoder` at

@@ -213,6 +213,23 @@ class Stats:
 
 
 @dataclass
+class BackupInfo:
+    """What a backup wrote: the copy's data.mdb (bytes) and how long it took (ms)."""
+    bytes: int
+    ms: int
+
+
+@dataclass
+class CompactInfo:
+    """What a compaction did: data.mdb before and after (bytes), how long it took and how
+    long of it every other request waited (ms)."""
+    bytes_before: int
+    bytes_after: int
+    ms: int
+    pause_ms: int
+
+
+@dataclass
 class DeleteInfo:
     """What a delete removed."""
     entries: int
