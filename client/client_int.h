@@ -27,6 +27,8 @@ struct hsamem {
 	nng_socket sock;
 	nng_dialer dialer;
 	bool dialed; /* the dialer has connected once; NNG redials on its own since */
+	bool search; /* opened with NULL: the first connection tries the default addresses, and
+	              * only then creates the dialer (client.c) */
 	int timeout_ms;
 	char *url;
 	bool auth_done;  /* clib_auth_dial succeeded once */

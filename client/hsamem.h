@@ -160,8 +160,13 @@ int hsamem_default_url(char *buf, size_t size);
 
 /*
  * Opens a handle for the daemon at url ("ipc:///path", "tcp://host:port" or
- * "tls+tcp://host:port"); NULL means
- * hsamem_default_url(). The handle's timeout is 30 s and replies up to 256 MiB are accepted.
+ * "tls+tcp://host:port"). The handle's timeout is 30 s and replies up to 256 MiB are accepted.
+ * NULL means the default addresses, which the first request tries in this order: the per-user
+ * hsamem_default_url() when a socket exists there, then the system service's
+ * "ipc:///run/hsamem/hsamemd.sock" (RuntimeDirectory=hsamem of hsamemd.service); the first daemon
+ * that accepts the connection is the handle's from then on. When none does, the request fails
+ * with HSAMEM_ECONNECT and hsamem_last_message() lists the addresses tried, each with its reason;
+ * the next request searches again.
  *
  * hsamem_open() does not wait for the daemon: it checks the URL and prepares the socket. The first
  * request connects (and fails with HSAMEM_ECONNECT, quickly, when nothing listens there); once
@@ -191,7 +196,9 @@ void hsamem_close(struct hsamem *h);
  */
 int hsamem_set_timeout(struct hsamem *h, int timeout_ms);
 
-/* The URL the handle was opened with. Valid until hsamem_close(). */
+/* The URL the handle was opened with; for one opened with NULL, the default address it connected
+ * to (before its first connection: the first one it will try). Valid until the next request or
+ * hsamem_close(). */
 const char *hsamem_url(const struct hsamem *h);
 
 /*
