@@ -54,6 +54,13 @@ fact3="The quarterly budget meeting moved to Thursday at 3pm in room 418."
 q3="Where is the quarterly budget meeting?"
 
 start
+# No -s and no HSAMEM_SOCKET: found at the per-user socket ($XDG_RUNTIME_DIR/hsamemd.sock).
+out=$(env -u HSAMEM_SOCKET -u RUNTIME_DIRECTORY XDG_RUNTIME_DIR="$dir" "$hsamem" -t 5 ping) ||
+	fail "ping by the default search"
+case $out in *"at $sock:"*) ;; *) fail "default search reached: $out" ;; esac
+# global options after the command name
+"$hsamem" -s "ipc://$dir/nothing.sock" ping -s "$sock" >/dev/null || fail "ping -s URL"
+"$hsamem" stats --json -s "$sock" -t 5 | grep -q '^{"users":' || fail "stats --json -s URL"
 head -n 150 "$dir/text.txt" | "$hsamem" append alice --lines >/dev/null || fail "append --lines"
 "$hsamem" append alice "$fact1" >/dev/null || fail "append fact 1"
 sed -n '151,300p' "$dir/text.txt" | "$hsamem" append alice --lines >/dev/null || fail "append"
