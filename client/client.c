@@ -265,6 +265,13 @@ hsamem_url(const struct hsamem *h)
 	return h->url;
 }
 
+void
+hsamem_set_progress(struct hsamem *h, hsamem_progress_fn fn, void *arg)
+{
+	h->progress = fn;
+	h->progress_arg = arg;
+}
+
 const char *
 hsamem_last_message(const struct hsamem *h)
 {

@@ -35,6 +35,8 @@ struct hsamem {
 	uint8_t *secret; /* the shared secret sent with every request over tcp (auth.c), or NULL */
 	size_t secret_len;
 	char msg[CLIB_MSG_MAX]; /* hsamem_last_message() */
+	hsamem_progress_fn progress; /* hsamem_set_progress(), called by xfer.c */
+	void *progress_arg;
 };
 
 /* Sets the handle's last message (printf-style) and returns err, so that error paths read

@@ -628,6 +628,18 @@ struct hsamem_transfer {
 };
 
 /*
+ * Progress of a long export or import on handle h, for a progress display: fn (NULL: none, the
+ * default) is called with arg after every page of an export (sofar: what was written so far) and
+ * after every batch of an import that the daemon has committed (sofar.entries and sofar.chunks:
+ * what the daemon has imported so far, by its reply; records and bytes: what was read).
+ * entries_total: the entries of the whole stream (the export's fixed count, the import header's),
+ * 0 when unknown. fn must not use h.
+ */
+typedef void (*hsamem_progress_fn)(void *arg, const struct hsamem_transfer *sofar,
+                                   uint64_t entries_total);
+void hsamem_set_progress(struct hsamem *h, hsamem_progress_fn fn, void *arg);
+
+/*
  * Where an export goes: called with consecutive pieces of the stream, in order. Returns 0, or a
  * negative code that stops the export and is returned by it (e.g. -errno of a failed write).
  */
