@@ -91,7 +91,7 @@ const struct cmd cmd_reencode = {
                    "memories at once when the new one has caught up; until then, an interrupted\n"
                    "run goes on where it stopped when run again, and a crash of the daemon\n"
                    "leaves the old memory. On a terminal it shows chunks done, rate and time\n"
-                   "left.\n",
+                   "left on stderr.\n",
         .opts = reencode_opts,
         .min_args = 1,
         .max_args = 1,

@@ -108,6 +108,7 @@ const struct cmd cmd_export = {
         .name = "export",
         .args = "USER > FILE",
         .summary = "Writes USER's memory to stdout as an export stream (not to a terminal).",
+        .details = "With stderr on a terminal, shows the entries written, rate and time left.\n",
         .min_args = 1,
         .max_args = 1,
         .missing = "no USER given",
@@ -137,6 +138,8 @@ const struct cmd cmd_import = {
         .name = "import",
         .args = "USER < FILE",
         .summary = "Creates USER's memory from an export stream on stdin; USER must not exist.",
+        .details = "With stderr on a terminal, shows the entries the daemon has committed, rate\n"
+                   "and time left.\n",
         .min_args = 1,
         .max_args = 1,
         .missing = "no USER given",

@@ -34,7 +34,7 @@ struct hsamem {
 	bool auth_done;  /* clib_auth_dial succeeded once */
 	uint8_t *secret; /* the shared secret sent with every request over tcp (auth.c), or NULL */
 	size_t secret_len;
-	char msg[CLIB_MSG_MAX]; /* hsamem_last_message() */
+	char msg[CLIB_MSG_MAX];      /* hsamem_last_message() */
 	hsamem_progress_fn progress; /* hsamem_set_progress(), called by xfer.c */
 	void *progress_arg;
 };
