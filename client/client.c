@@ -297,8 +297,8 @@ start_dialer(struct hsamem *h)
 }
 
 /*
- * Tries one default address (a handle opened with NULL): skips it when no socket is there, else
- * checks it as dial() does and connects. 0 when connected (h->url is then url); otherwise the
+ * Tries one default address (a handle opened with NULL): checks it as dial() does, skips it when
+ * no socket is there, else connects. 0 when connected (h->url is then url); otherwise the
  * reason, appended to tried.
  */
 static int
@@ -310,17 +310,18 @@ try_default(struct hsamem *h, const char *url, char *tried, size_t size)
 	char *copy;
 	int rv, err = HSAMEM_ECONNECT;
 
-	if (stat(url + strlen("ipc://"), &st) != 0 || !S_ISSOCK(st.st_mode)) {
-		why = "no socket there";
-		goto fail;
-	}
 	if ((copy = strdup(url)) == NULL)
 		return -ENOMEM;
 	free(h->url);
 	h->url = copy;
 	h->msg[0] = '\0';
+	/* the private directory's check first: one of another uid is reported as such */
 	if (clib_auth_dial(h) != 0) {
 		why = h->msg;
+		goto fail;
+	}
+	if (stat(url + strlen("ipc://"), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+		why = "no socket there";
 		goto fail;
 	}
 	if ((rv = nng_dialer_create(&h->dialer, h->sock, url)) != 0) {
