@@ -4,9 +4,10 @@
  * documented exit codes. The commands themselves are in the files cli.h names; their results are
  * shown through cli_format.h; errors go to stderr as `hsamem: COMMAND: MESSAGE`.
  *
- * Parsing has one path for every command: the global options here, then the command's own
- * options from its table entry (with --json and --help, which all take), then the count of its
- * arguments; the help texts are the table's. cli_ctx.c turns outcomes into exit codes.
+ * Parsing has one path for every command: the global options here (before the command name, and
+ * -s and -t also after it, up to "--"), then the command's own options from its table entry (with
+ * --json and --help, which all take), then the count of its arguments; the help texts are the
+ * table's. cli_ctx.c turns outcomes into exit codes.
  */
 #include "config.h"
 
@@ -157,11 +158,13 @@ main_help(FILE *f)
 	fprintf(f, "\nOptions:\n"
 	           "  -s, --socket URL   the daemon's address (default: $HSAMEM_SOCKET, else\n"
 	           "                     ipc://DIR/hsamemd.sock with DIR $RUNTIME_DIRECTORY,\n"
-	           "                     else $XDG_RUNTIME_DIR, else /tmp/hsamem-UID)\n"
+	           "                     else $XDG_RUNTIME_DIR, else /tmp/hsamem-UID, when a\n"
+	           "                     socket is there; then ipc:///run/hsamem/hsamemd.sock)\n"
 	           "  -j, --json         print results as JSON\n"
 	           "  -t, --timeout S    seconds to wait for each reply (default 30; 0: forever)\n"
 	           "  -h, --help         this help; `hsamem help COMMAND` for a command's\n"
 	           "  -V, --version      the version\n"
+	           "  -s, -t and --json may also follow the command name (before --).\n"
 	           "\nExit status:\n"
 	           "  0  success\n"
 	           "  1  the daemon answered with an error (e.g. no such user, permission denied)\n"
@@ -187,6 +190,92 @@ term_width(void)
 	return 100;
 }
 
+/* A global option that takes a value (-s, -t): -1 to go on, or the exit status to end with. */
+static int
+global_opt(struct ctx *c, int opt, const char *arg)
+{
+	double secs;
+	char *end;
+
+	if (opt == 's') {
+		c->url = arg;
+		return -1;
+	}
+	errno = 0;
+	secs = strtod(arg, &end);
+	if (errno != 0 || end == arg || *end != '\0' || !(secs >= 0) || secs > 2e6)
+		return cli_usage(c, "-t takes seconds, 0 to wait forever");
+	c->timeout_ms = secs == 0 ? -1 : (secs * 1000 < 1 ? 1 : (int)(secs * 1000));
+	return -1;
+}
+
+/* Whether word, an option of cmd's, takes the next word as its value: a long option (or a
+ * prefix of one, as getopt accepts) without '=' whose value is required, or a cluster of short
+ * options that ends with one that takes a value. */
+static bool
+takes_next(const struct cmd *cmd, const char *word)
+{
+	if (word[1] == '-') {
+		size_t n = strlen(word + 2);
+		if (strchr(word, '=') != NULL || cmd->opts == NULL)
+			return false;
+		for (const struct option *o = cmd->opts; o->name != NULL; o++)
+			if (strncmp(o->name, word + 2, n) == 0 && o->has_arg == required_argument)
+				return true;
+		return false;
+	}
+	for (const char *p = word + 1; *p != '\0'; p++) {
+		const char *so = cmd->shortopts != NULL ? strchr(cmd->shortopts, *p) : NULL;
+		if (so != NULL && so[1] == ':')
+			return p[1] == '\0';
+	}
+	return false;
+}
+
+/*
+ * Takes the global options that take values (-s URL, -t SECONDS, in any of getopt's spellings
+ * but a cluster) from among the command's words, argv[1..*argc), up to "--": they may follow the
+ * command name. Their words are removed; the rest keep their order. -1, or the exit status.
+ */
+static int
+take_globals(struct ctx *c, const struct cmd *cmd, int *argc, char **argv)
+{
+	int kept = 1, i = 1, rv;
+
+	for (; i < *argc; i++) {
+		const char *w = argv[i], *val = NULL;
+		int opt = 0;
+
+		if (strcmp(w, "--") == 0)
+			break;
+		if (strcmp(w, "-s") == 0 || strcmp(w, "--socket") == 0)
+			opt = 's';
+		else if (strcmp(w, "-t") == 0 || strcmp(w, "--timeout") == 0)
+			opt = 't';
+		else if (strncmp(w, "-s", 2) == 0 || strncmp(w, "-t", 2) == 0)
+			opt = w[1], val = w + 2;
+		else if (strncmp(w, "--socket=", 9) == 0)
+			opt = 's', val = w + 9;
+		else if (strncmp(w, "--timeout=", 10) == 0)
+			opt = 't', val = w + 10;
+		if (opt == 0) {
+			argv[kept++] = argv[i];
+			if (w[0] == '-' && w[1] != '\0' && takes_next(cmd, w) && i + 1 < *argc)
+				argv[kept++] = argv[++i];
+			continue;
+		}
+		if (val == NULL && (val = argv[++i]) == NULL)
+			return cli_usage(c, "%s needs a value", w);
+		if ((rv = global_opt(c, opt, val)) >= 0)
+			return rv;
+	}
+	while (i < *argc)
+		argv[kept++] = argv[i++];
+	argv[kept] = NULL;
+	*argc = kept;
+	return -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -198,8 +287,6 @@ main(int argc, char **argv)
 	struct ctx c = {.name = "hsamem", .usage = "[-s URL] [--json] [-t SECONDS] COMMAND"};
 	const struct cmd *cmd;
 	const char *env;
-	double secs;
-	char *end;
 	int opt, rv;
 
 	env = getenv("HSAMEM_SOCKET");
@@ -208,16 +295,12 @@ main(int argc, char **argv)
 	/* '+': stop at the command, whose options are its own. */
 	while ((opt = getopt_long(argc, argv, "+s:jt:hV", lo, NULL)) != -1) {
 		switch (opt) {
-		case 's': c.url = optarg; break;
-		case 'j': out.json = true; break;
+		case 's':
 		case 't':
-			errno = 0;
-			secs = strtod(optarg, &end);
-			if (errno != 0 || end == optarg || *end != '\0' || !(secs >= 0) ||
-			    secs > 2e6)
-				return cli_usage(&c, "-t takes seconds, 0 to wait forever");
-			c.timeout_ms = secs == 0 ? -1 : (secs * 1000 < 1 ? 1 : (int)(secs * 1000));
+			if ((rv = global_opt(&c, opt, optarg)) >= 0)
+				return rv;
 			break;
+		case 'j': out.json = true; break;
 		case 'h': main_help(stdout); return EXIT_OK;
 		case 'V': print_version(); return EXIT_OK;
 		default: main_help(stderr); return EXIT_USAGE;
@@ -236,7 +319,11 @@ main(int argc, char **argv)
 	out.highlight_bold = isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
 	c.name = cmd->name;
 	c.usage = cmd->args;
-	rv = run_cmd(&c, cmd, argc - optind, argv + optind);
+	argc -= optind;
+	argv += optind;
+	if (!cmd->raw && (rv = take_globals(&c, cmd, &argc, argv)) >= 0)
+		return rv;
+	rv = run_cmd(&c, cmd, argc, argv);
 	hsamem_close(c.h);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "hsamem: %s: writing stdout: %s\n", c.name, strerror(errno));

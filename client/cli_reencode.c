@@ -2,18 +2,18 @@
  * cli_reencode.c: the hsamem reencode command: rebuilds a memory from its kept text with another
  * built-in encoder, by driving the daemon's re-encode steps (hsamem_reencode) until the memory is
  * swapped. The daemon cannot send progress over its request-reply socket, so each step's reply is
- * the progress: on a terminal (and not with --json) a line shows the memory's chunks done of all,
- * the rate in tokens of the memory per second and the time left, rewritten after every step;
+ * the progress: the line of cli_progress.h (stderr on a terminal, not with --json) shows the
+ * memory's chunks and tokens done of all, the rate in tokens per second and the time left;
  * elsewhere only the result is printed. An interrupted command loses nothing: running it again
  * goes on where the daemon's hidden memory got to.
  */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "cli_format.h"
+#include "cli_progress.h"
 #include "cli_render.h"
 
 enum { O_ENCODER = 256, O_REVISION };
@@ -44,32 +44,13 @@ seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* One progress line: chunks done of all, rate, time left. */
-static void
-show_progress(const char *user, const struct hsamem_reencode_info *r, uint64_t tokens0, double t0)
-{
-	double dt = seconds() - t0, rate = dt > 0 ? (double)(r->tokens_done - tokens0) / dt : 0;
-	uint64_t left = r->tokens_total - r->tokens_done, pct = 0;
-	if (r->tokens_total > 0)
-		pct = r->tokens_done * 100 / r->tokens_total;
-	printf("\rreencode %s: %llu/%llu chunks (%llu%%), %.0f tokens/s", user,
-	       (unsigned long long)r->chunks_done, (unsigned long long)r->chunks_total,
-	       (unsigned long long)pct, rate);
-	if (rate > 0) {
-		unsigned long s = (unsigned long)((double)left / rate + 0.5);
-		printf(", %lu:%02lu:%02lu left", s / 3600, s / 60 % 60, s % 60);
-	}
-	printf("\033[K");
-	fflush(stdout);
-}
-
 static int
 reencode_run(struct ctx *c, void *state, char **args, int n_args)
 {
 	const struct reencode_state *s = state;
 	struct hsamem_reencode_info r;
-	bool progress = isatty(STDOUT_FILENO) && !out.json, shown = false;
-	uint64_t steps = 0, tokens0 = 0;
+	struct cli_progress p;
+	char label[HSAMEM_NAME_MAX + 16], chunks[64];
 	double t0 = seconds();
 	int rv, err;
 
@@ -77,21 +58,19 @@ reencode_run(struct ctx *c, void *state, char **args, int n_args)
 		return cli_usage(c, "--encoder NAME is required");
 	if ((rv = cli_connect(c)) != 0)
 		return rv;
+	snprintf(label, sizeof(label), "reencode %s", args[0]);
+	cli_progress_init(&p, label, "tokens");
 	do {
 		if ((err = hsamem_reencode(c->h, args[0], s->encoder, s->revision, &r)) != 0) {
-			if (shown)
-				putchar('\n');
+			cli_progress_end(&p);
 			return cli_fail(c, err);
 		}
-		if (steps++ == 0)
-			tokens0 = r.tokens_done; /* the rate of this run, not of one interrupted */
-		if (progress && !r.done) {
-			show_progress(args[0], &r, tokens0, t0);
-			shown = true;
-		}
+		snprintf(chunks, sizeof(chunks), "%llu/%llu chunks",
+		         (unsigned long long)r.chunks_done, (unsigned long long)r.chunks_total);
+		if (!r.done)
+			cli_progress_update(&p, r.tokens_done, r.tokens_total, chunks);
 	} while (!r.done);
-	if (shown)
-		printf("\r\033[K");
+	cli_progress_end(&p);
 	print_reencode(args[0], &r, seconds() - t0);
 	return EXIT_OK;
 }
@@ -112,7 +91,7 @@ const struct cmd cmd_reencode = {
                    "memories at once when the new one has caught up; until then, an interrupted\n"
                    "run goes on where it stopped when run again, and a crash of the daemon\n"
                    "leaves the old memory. On a terminal it shows chunks done, rate and time\n"
-                   "left.\n",
+                   "left on stderr.\n",
         .opts = reencode_opts,
         .min_args = 1,
         .max_args = 1,

@@ -3,8 +3,11 @@
  * stdout, and a new memory from one on stdin.
  *
  * Neither goes to or comes from a terminal: an export stream is binary, and an import waiting on
- * a terminal would look like a hang. A failure of our own stdin or stdout exits 4, not 1: the
- * stream callbacks remember it, as the library cannot tell it from an errno sent by the daemon.
+ * a terminal would look like a hang. With stderr on a terminal both show the progress line of
+ * cli_progress.h in entries: the export's as its pages are written, the import's as the daemon
+ * reports each batch committed (hsamem_set_progress()). A failure of our own stdin or stdout exits
+ * 4, not 1: the stream callbacks remember it, as the library cannot tell it from an errno sent by
+ * the daemon.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +15,7 @@
 
 #include "cli.h"
 #include "cli_format.h"
+#include "cli_progress.h"
 #include "cli_text.h"
 
 static int
@@ -47,6 +51,33 @@ import_read(void *arg, void *buf, size_t len)
 	return (long)n;
 }
 
+/* hsamem_set_progress()'s callback: the progress line in entries, of the stream's total. */
+static void
+transfer_progress(void *arg, const struct hsamem_transfer *sofar, uint64_t entries_total)
+{
+	cli_progress_update(arg, sofar->entries, entries_total, NULL);
+}
+
+/* Runs the export or import of user with the progress line shown on a terminal. */
+static int
+with_progress(struct ctx *c, const char *verb, const char *user, struct hsamem_transfer *t)
+{
+	struct cli_progress p;
+	char label[HSAMEM_NAME_MAX + 16];
+	int err;
+
+	snprintf(label, sizeof(label), "%s %s", verb, user);
+	cli_progress_init(&p, label, "entries");
+	hsamem_set_progress(c->h, p.on ? transfer_progress : NULL, &p);
+	if (verb[0] == 'e')
+		err = hsamem_export_cb(c->h, user, export_write, c, t);
+	else
+		err = hsamem_import_cb(c->h, user, import_read, c, t);
+	hsamem_set_progress(c->h, NULL, NULL);
+	cli_progress_end(&p);
+	return err;
+}
+
 static int
 export_run(struct ctx *c, void *state, char **args, int n_args)
 {
@@ -60,7 +91,7 @@ export_run(struct ctx *c, void *state, char **args, int n_args)
 	if ((rv = cli_connect(c)) != 0)
 		return rv;
 	/* A large memory takes a while; the per-request timeout still bounds each page. */
-	err = hsamem_export_cb(c->h, args[0], export_write, c, &t);
+	err = with_progress(c, "export", args[0], &t);
 	if (err != 0 && c->io_err != 0 && err == c->io_err)
 		return cli_io_error(c, "writing stdout", err);
 	if (err != 0)
@@ -77,6 +108,7 @@ const struct cmd cmd_export = {
         .name = "export",
         .args = "USER > FILE",
         .summary = "Writes USER's memory to stdout as an export stream (not to a terminal).",
+        .details = "With stderr on a terminal, shows the entries written, rate and time left.\n",
         .min_args = 1,
         .max_args = 1,
         .missing = "no USER given",
@@ -93,7 +125,7 @@ import_run(struct ctx *c, void *state, char **args, int n_args)
 		return cli_usage(c, "reads an export stream from stdin; redirect it from a file");
 	if ((rv = cli_connect(c)) != 0)
 		return rv;
-	err = hsamem_import_cb(c->h, args[0], import_read, c, &t);
+	err = with_progress(c, "import", args[0], &t);
 	if (err != 0 && c->io_err != 0 && err == c->io_err)
 		return cli_io_error(c, "reading stdin", err);
 	if (err != 0)
@@ -106,6 +138,8 @@ const struct cmd cmd_import = {
         .name = "import",
         .args = "USER < FILE",
         .summary = "Creates USER's memory from an export stream on stdin; USER must not exist.",
+        .details = "With stderr on a terminal, shows the entries the daemon has committed, rate\n"
+                   "and time left.\n",
         .min_args = 1,
         .max_args = 1,
         .missing = "no USER given",

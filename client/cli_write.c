@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_progress.h"
 #include "cli_format.h"
 
 #define APPEND_BATCH_ENTRIES 256
@@ -205,6 +206,25 @@ read_input(struct ctx *c, char **buf, size_t *len)
 	return EXIT_USAGE;
 }
 
+/* The non-empty lines of the len bytes at input, as append_lines() counts them: the total of its
+ * progress line. */
+static uint64_t
+count_lines(const char *input, size_t len)
+{
+	const char *line = input, *end = input + len, *nl;
+	uint64_t n = 0;
+
+	for (; line < end; line = nl != NULL ? nl + 1 : end) {
+		nl = memchr(line, '\n', (size_t)(end - line));
+		for (const char *q = line; q < (nl != NULL ? nl : end); q++)
+			if (strchr(" \t\v\f\r", *q) == NULL) {
+				n++;
+				break;
+			}
+	}
+	return n;
+}
+
 /* Appends each non-empty line of the len bytes at input (NUL-terminated, holding no other NUL;
  * cut into lines in place) as one entry, in batches. */
 static int
@@ -213,13 +233,18 @@ append_lines(struct ctx *c, const char *user, const struct append_state *o, char
 {
 	struct hsamem_entry_in e[APPEND_BATCH_ENTRIES];
 	struct hsamem_append_info info;
-	bool progress = isatty(STDERR_FILENO), shown = false;
+	struct cli_progress p;
+	char label[HSAMEM_NAME_MAX + 16];
 	char *line = input, *end = input + len, *nl;
 	size_t n = 0, bytes = 0, ll;
-	uint64_t total = 0;
+	uint64_t total = 0, lines = 0;
 	int err, rv = EXIT_OK;
 
 	memset(e, 0, sizeof(e));
+	snprintf(label, sizeof(label), "append %s", user);
+	cli_progress_init(&p, label, "entries");
+	if (p.on)
+		lines = count_lines(input, len);
 	while (line < end || n > 0) {
 		if (line < end) {
 			if ((nl = memchr(line, '\n', (size_t)(end - line))) != NULL)
@@ -241,26 +266,19 @@ append_lines(struct ctx *c, const char *user, const struct append_state *o, char
 		    (line >= end || n == APPEND_BATCH_ENTRIES || bytes >= APPEND_BATCH_BYTES)) {
 			err = hsamem_append(c->h, user, e, n, NULL, 0, o->flags, &info);
 			if (err != 0) {
-				if (shown)
-					fputc('\n', stderr);
-				shown = false;
+				cli_progress_end(&p);
 				rv = cli_fail(c, err);
 				break;
 			}
 			merge_append(sum, &info, total == 0);
 			total += n;
 			n = bytes = 0;
-			if (progress && (line < end || shown)) {
-				fprintf(stderr, "\rhsamem: append: %llu entries",
-				        (unsigned long long)total);
-				shown = true;
-			}
+			cli_progress_update(&p, total, lines, NULL);
 		}
 	}
+	cli_progress_end(&p);
 	if (rv == EXIT_OK && total == 0)
 		rv = cli_usage(c, "no non-empty line on stdin");
-	if (shown)
-		fputc('\n', stderr);
 	return rv;
 }
 

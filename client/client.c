@@ -6,9 +6,13 @@
  * A handle is one NNG req0 socket with one dialer. The dialer is created (which checks the URL) by
  * hsamem_open() but started only by the first request, blocking, so that "nothing listens there"
  * is an immediate HSAMEM_ECONNECT instead of a wait for the timeout; after the first connection NNG
- * redials by itself. The req0 resend timer is switched off: NNG would otherwise send a request
- * again after a silence or a broken connection, and an append must never be applied twice. With it
- * off, a connection that breaks under a request fails that request at once with -ECONNRESET.
+ * redials by itself. A handle opened without a URL has no dialer until that first request, which
+ * tries the default addresses in turn (search()): the per-user socket of sockdir.h when a socket
+ * is there, then the system service's; the one that accepts is the handle's from then on, so the
+ * search costs one stat() and one connect per address, once per handle. The req0 resend timer is
+ * switched off: NNG would otherwise send a request again after a silence or a broken connection,
+ * and an append must never be applied twice. With it off, a connection that breaks under a request
+ * fails that request at once with -ECONNRESET.
  *
  * hsamem_close() waits at most CLOSE_WAIT_MS for NNG: nng_close of NNG 1.5 can wait forever (its
  * reaper stuck on a pipe; seen with many threads opening and closing handles at once), so it runs
@@ -27,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <nng/nng.h>
@@ -136,13 +141,13 @@ hsamem_open(const char *url, struct hsamem **hp)
 	struct hsamem *h;
 	int rv, err;
 
-	if (url == NULL) {
-		if ((err = hsamem_default_url(def, sizeof(def))) != 0)
-			return HSAMEM_EINVAL;
-		url = def;
-	}
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return -ENOMEM;
+	if (url == NULL) {
+		/* the first address to try, until the first connection finds the daemon */
+		h->search = true;
+		url = hsamem_default_url(def, sizeof(def)) == 0 ? def : SOCKDIR_SYSTEM_URL;
+	}
 	err = -ENOMEM;
 	if ((h->url = strdup(url)) == NULL)
 		goto fail_h;
@@ -158,7 +163,7 @@ hsamem_open(const char *url, struct hsamem **hp)
 	}
 	if ((err = apply_timeout(h, DEFAULT_TIMEOUT_MS)) != 0)
 		goto fail_sock;
-	if ((rv = nng_dialer_create(&h->dialer, h->sock, url)) != 0) {
+	if (!h->search && (rv = nng_dialer_create(&h->dialer, h->sock, url)) != 0) {
 		err = rv == NNG_ENOMEM ? -ENOMEM : HSAMEM_EINVAL;
 		goto fail_sock;
 	}
@@ -260,10 +265,105 @@ hsamem_url(const struct hsamem *h)
 	return h->url;
 }
 
+void
+hsamem_set_progress(struct hsamem *h, hsamem_progress_fn fn, void *arg)
+{
+	h->progress = fn;
+	h->progress_arg = arg;
+}
+
 const char *
 hsamem_last_message(const struct hsamem *h)
 {
 	return h->msg;
+}
+
+/* Starts the dialer, blocking: 0 or NNG's error. NNG_EAGAIN (the daemon's backlog is full) is
+ * tried again after 1, 2, 4 ... 64 ms, within the handle's timeout. */
+static int
+start_dialer(struct hsamem *h)
+{
+	int64_t waited = 0;
+	int rv;
+
+	for (long ms = 1;; ms = ms < 64 ? ms * 2 : ms) {
+		rv = nng_dialer_start(h->dialer, 0);
+		if (rv != NNG_EAGAIN || (h->timeout_ms >= 0 && waited + ms > h->timeout_ms))
+			return rv;
+		struct timespec ts = {0, ms * 1000000};
+		nanosleep(&ts, NULL);
+		waited += ms;
+	}
+}
+
+/*
+ * Tries one default address (a handle opened with NULL): checks it as dial() does, skips it when
+ * no socket is there, else connects. 0 when connected (h->url is then url); otherwise the
+ * reason, appended to tried.
+ */
+static int
+try_default(struct hsamem *h, const char *url, char *tried, size_t size)
+{
+	struct stat st;
+	size_t used = strlen(tried);
+	const char *why;
+	char *copy;
+	int rv, err = HSAMEM_ECONNECT;
+
+	if ((copy = strdup(url)) == NULL)
+		return -ENOMEM;
+	free(h->url);
+	h->url = copy;
+	h->msg[0] = '\0';
+	/* the private directory's check first: one of another uid is reported as such */
+	if (clib_auth_dial(h) != 0) {
+		why = h->msg;
+		goto fail;
+	}
+	if (stat(url + strlen("ipc://"), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+		why = "no socket there";
+		goto fail;
+	}
+	if ((rv = nng_dialer_create(&h->dialer, h->sock, url)) != 0) {
+		why = nng_strerror(rv);
+		err = rv == NNG_ENOMEM ? -ENOMEM : HSAMEM_ECONNECT;
+		goto fail;
+	}
+	if ((rv = start_dialer(h)) == 0)
+		return 0;
+	nng_dialer_close(h->dialer);
+	why = nng_strerror(rv);
+	err = map_nng(rv, true);
+fail:
+	snprintf(tried + used, size - used, "%s%s (%s)", used > 0 ? "; " : "", url, why);
+	return err;
+}
+
+/* The first connection of a handle opened with NULL: the per-user address (sockdir.h), then the
+ * system service's; the first with a daemon that accepts the connection is kept. */
+static int
+search(struct hsamem *h)
+{
+	char user[HSAMEM_URL_MAX], tried[CLIB_MSG_MAX] = "";
+	const char *urls[2];
+	int n = 0, err = HSAMEM_ECONNECT;
+
+	if (sockdir_default_url(user, sizeof(user)) == 0 && strcmp(user, SOCKDIR_SYSTEM_URL) != 0)
+		urls[n++] = user;
+	urls[n++] = SOCKDIR_SYSTEM_URL;
+	for (int i = 0; i < n; i++) {
+		if ((err = try_default(h, urls[i], tried, sizeof(tried))) == 0) {
+			h->search = false;
+			h->dialed = true;
+			return 0;
+		}
+		if (err == -ENOMEM)
+			return clib_fail(h, err, "out of memory");
+	}
+	return clib_fail(h, err,
+	                 "no daemon at the default addresses: %s. Choose the daemon with "
+	                 "HSAMEM_SOCKET=URL (or hsamem -s URL)",
+	                 tried);
 }
 
 static int
@@ -273,19 +373,11 @@ dial(struct hsamem *h)
 
 	if (h->dialed)
 		return 0;
+	if (h->search)
+		return search(h);
 	if ((rv = clib_auth_dial(h)) != 0)
 		return rv;
-	/* NNG_EAGAIN: the daemon's backlog is full; wait 1, 2, 4 ... 64 ms, within the timeout */
-	int64_t waited = 0;
-	for (long ms = 1;; ms = ms < 64 ? ms * 2 : ms) {
-		rv = nng_dialer_start(h->dialer, 0);
-		if (rv != NNG_EAGAIN || (h->timeout_ms >= 0 && waited + ms > h->timeout_ms))
-			break;
-		struct timespec ts = {0, ms * 1000000};
-		nanosleep(&ts, NULL);
-		waited += ms;
-	}
-	if (rv != 0)
+	if ((rv = start_dialer(h)) != 0)
 		return clib_fail(h, map_nng(rv, true), "cannot connect to %s: %s", h->url,
 		                 nng_strerror(rv));
 	h->dialed = true;

@@ -27,12 +27,16 @@ struct hsamem {
 	nng_socket sock;
 	nng_dialer dialer;
 	bool dialed; /* the dialer has connected once; NNG redials on its own since */
+	bool search; /* opened with NULL: the first connection tries the default addresses, and
+	              * only then creates the dialer (client.c) */
 	int timeout_ms;
 	char *url;
 	bool auth_done;  /* clib_auth_dial succeeded once */
 	uint8_t *secret; /* the shared secret sent with every request over tcp (auth.c), or NULL */
 	size_t secret_len;
-	char msg[CLIB_MSG_MAX]; /* hsamem_last_message() */
+	char msg[CLIB_MSG_MAX];      /* hsamem_last_message() */
+	hsamem_progress_fn progress; /* hsamem_set_progress(), called by xfer.c */
+	void *progress_arg;
 };
 
 /* Sets the handle's last message (printf-style) and returns err, so that error paths read

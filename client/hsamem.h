@@ -160,8 +160,13 @@ int hsamem_default_url(char *buf, size_t size);
 
 /*
  * Opens a handle for the daemon at url ("ipc:///path", "tcp://host:port" or
- * "tls+tcp://host:port"); NULL means
- * hsamem_default_url(). The handle's timeout is 30 s and replies up to 256 MiB are accepted.
+ * "tls+tcp://host:port"). The handle's timeout is 30 s and replies up to 256 MiB are accepted.
+ * NULL means the default addresses, which the first request tries in this order: the per-user
+ * hsamem_default_url() when a socket exists there, then the system service's
+ * "ipc:///run/hsamem/hsamemd.sock" (RuntimeDirectory=hsamem of hsamemd.service); the first daemon
+ * that accepts the connection is the handle's from then on. When none does, the request fails
+ * with HSAMEM_ECONNECT and hsamem_last_message() lists the addresses tried, each with its reason;
+ * the next request searches again.
  *
  * hsamem_open() does not wait for the daemon: it checks the URL and prepares the socket. The first
  * request connects (and fails with HSAMEM_ECONNECT, quickly, when nothing listens there); once
@@ -191,7 +196,9 @@ void hsamem_close(struct hsamem *h);
  */
 int hsamem_set_timeout(struct hsamem *h, int timeout_ms);
 
-/* The URL the handle was opened with. Valid until hsamem_close(). */
+/* The URL the handle was opened with; for one opened with NULL, the default address it connected
+ * to (before its first connection: the first one it will try). Valid until the next request or
+ * hsamem_close(). */
 const char *hsamem_url(const struct hsamem *h);
 
 /*
@@ -653,6 +660,18 @@ struct hsamem_transfer {
 	uint64_t chunks;   /* chunks in the stream (likewise) */
 	uint32_t requests; /* requests it took */
 };
+
+/*
+ * Progress of a long export or import on handle h, for a progress display: fn (NULL: none, the
+ * default) is called with arg after every page of an export (sofar: what was written so far) and
+ * after every batch of an import that the daemon has committed (sofar.entries and sofar.chunks:
+ * what the daemon has imported so far, by its reply; records and bytes: what was read).
+ * entries_total: the entries of the whole stream (the export's fixed count, the import header's),
+ * 0 when unknown. fn must not use h.
+ */
+typedef void (*hsamem_progress_fn)(void *arg, const struct hsamem_transfer *sofar,
+                                   uint64_t entries_total);
+void hsamem_set_progress(struct hsamem *h, hsamem_progress_fn fn, void *arg);
 
 /*
  * Where an export goes: called with consecutive pieces of the stream, in order. Returns 0, or a

@@ -123,6 +123,8 @@ hsamem_export_cb(struct hsamem *h, const char *user, hsamem_write_fn write, void
 			goto fail;
 		}
 		er.cursor = ex->next_cursor;
+		if (h->progress != NULL)
+			h->progress(h->progress_arg, &t, er.upto_entries);
 		hsamem__reply__free_unpacked(r, NULL);
 		r = NULL;
 	}
@@ -172,7 +174,7 @@ batch_clear(struct batch *b)
 
 static int
 send_batch(struct hsamem *h, const char *user, struct batch *b, bool last,
-           struct hsamem_transfer *t)
+           struct hsamem_transfer *t, uint64_t total)
 {
 	Hsamem__Request req = HSAMEM__REQUEST__INIT;
 	Hsamem__ImportRequest ir = HSAMEM__IMPORT_REQUEST__INIT;
@@ -193,6 +195,8 @@ send_batch(struct hsamem *h, const char *user, struct batch *b, bool last,
 	t->requests++;
 	t->entries = r->import->entries;
 	t->chunks = r->import->chunks;
+	if (h->progress != NULL)
+		h->progress(h->progress_arg, t, total);
 	if (last && !r->import->done)
 		err = clib_fail(h, HSAMEM_EPROTO, "import: the daemon did not finish the import");
 	hsamem__reply__free_unpacked(r, NULL);
@@ -208,6 +212,7 @@ hsamem_import_cb(struct hsamem *h, const char *user, hsamem_read_fn read, void *
 	struct wire_nul nul;
 	Hsamem__ExportRecord *rec, **recs;
 	uint8_t hdr[4], *buf = NULL;
+	uint64_t total = 0;
 	uint32_t len;
 	long n;
 	int err;
@@ -273,8 +278,10 @@ hsamem_import_cb(struct hsamem *h, const char *user, hsamem_read_fn read, void *
 			hsamem__export_record__free_unpacked(rec, NULL);
 			goto done;
 		}
+		if (t.records == 0 && rec->header != NULL)
+			total = rec->header->entries;
 		if (b.n > 0 && b.bytes + len > BATCH_BYTES &&
-		    (err = send_batch(h, user, &b, false, &t)) != 0) {
+		    (err = send_batch(h, user, &b, false, &t, total)) != 0) {
 			hsamem__export_record__free_unpacked(rec, NULL);
 			goto done;
 		}
@@ -296,7 +303,7 @@ hsamem_import_cb(struct hsamem *h, const char *user, hsamem_read_fn read, void *
 		err = clib_fail(h, HSAMEM_EIMPORT, "import: the stream is empty");
 		goto done;
 	}
-	if ((err = send_batch(h, user, &b, true, &t)) == 0 && out != NULL)
+	if ((err = send_batch(h, user, &b, true, &t, total)) == 0 && out != NULL)
 		*out = t;
 done:
 	free(buf);

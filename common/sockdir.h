@@ -15,6 +15,10 @@
 #define SOCKDIR_SOCKET "hsamemd.sock"
 #define SOCKDIR_MAX    4096 /* the longest private directory's path, with its NUL */
 
+/* The system service's socket: systemd/hsamemd.service gives the daemon RuntimeDirectory=hsamem,
+ * so by the rule above it listens here. libhsamem tries it after the per-user address. */
+#define SOCKDIR_SYSTEM_URL "ipc:///run/hsamem/" SOCKDIR_SOCKET
+
 /* Writes the default ipc:// URL by the rule above. Returns 0, or -ENAMETOOLONG (buf is then ""). */
 int sockdir_default_url(char *buf, size_t size);
 

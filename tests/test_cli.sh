@@ -54,6 +54,13 @@ fact3="The quarterly budget meeting moved to Thursday at 3pm in room 418."
 q3="Where is the quarterly budget meeting?"
 
 start
+# No -s and no HSAMEM_SOCKET: found at the per-user socket ($XDG_RUNTIME_DIR/hsamemd.sock).
+out=$(env -u HSAMEM_SOCKET -u RUNTIME_DIRECTORY XDG_RUNTIME_DIR="$dir" "$hsamem" -t 5 ping) ||
+	fail "ping by the default search"
+case $out in *"at $sock:"*) ;; *) fail "default search reached: $out" ;; esac
+# global options after the command name
+"$hsamem" -s "ipc://$dir/nothing.sock" ping -s "$sock" >/dev/null || fail "ping -s URL"
+"$hsamem" stats --json -s "$sock" -t 5 | grep -q '^{"users":' || fail "stats --json -s URL"
 head -n 150 "$dir/text.txt" | "$hsamem" append alice --lines >/dev/null || fail "append --lines"
 "$hsamem" append alice "$fact1" >/dev/null || fail "append fact 1"
 sed -n '151,300p' "$dir/text.txt" | "$hsamem" append alice --lines >/dev/null || fail "append"
@@ -109,6 +116,32 @@ grep -q "stdin holds a NUL byte (byte 6, line 1)" "$dir/err" ||
 [ $rc -eq 2 ] || fail "append --lines of stdin with a NUL byte exited $rc, expected 2"
 grep -q "line 601" "$dir/err" || fail "append --lines of a NUL byte: $(cat "$dir/err")"
 "$hsamem" stats nul >/dev/null 2>&1 && fail "stdin with a NUL byte left a memory"
+
+# Progress lines: on stderr under a pseudo-terminal (script(1)), never into a pipe or with --json.
+if command -v script >/dev/null 2>&1; then
+	tty_run() { script -qec "$1" /dev/null >"$dir/tty" 2>&1 </dev/null; }
+	tty_run "'$hsamem' append prog --lines <'$dir/text.txt'" || fail "append --lines on a tty"
+	grep -q "hsamem: append prog: [0-9]*/[0-9]* entries" "$dir/tty" ||
+		fail "no progress line for append --lines: $(cat "$dir/tty")"
+	tty_run "'$hsamem' export prog >'$dir/prog.exp'" || fail "export on a tty"
+	grep -q "hsamem: export prog: [0-9]*/[0-9]* entries" "$dir/tty" ||
+		fail "no progress line for export: $(cat "$dir/tty")"
+	tty_run "'$hsamem' import prog-copy <'$dir/prog.exp'" || fail "import on a tty"
+	grep -q "hsamem: import prog-copy: [0-9]*/[0-9]* entries" "$dir/tty" ||
+		fail "no progress line for import: $(cat "$dir/tty")"
+	tty_run "'$hsamem' --json append prog-json --lines <'$dir/text.txt'" || fail "append --json"
+	grep -q "entries (" "$dir/tty" && fail "a progress line with --json: $(cat "$dir/tty")"
+	"$hsamem" delete prog-copy >/dev/null && "$hsamem" delete prog-json >/dev/null ||
+		fail "delete the progress memories"
+else
+	echo "test_cli: no script(1); the progress lines are not checked"
+fi
+"$hsamem" append piped --lines <"$dir/text.txt" 2>"$dir/err" >/dev/null || fail "append piped"
+[ -s "$dir/err" ] && fail "append --lines into a pipe wrote to stderr: $(cat "$dir/err")"
+"$hsamem" export piped 2>"$dir/err" | "$hsamem" import piped-copy 2>>"$dir/err" >/dev/null ||
+	fail "export | import"
+[ -s "$dir/err" ] && fail "export | import wrote to stderr: $(cat "$dir/err")"
+for u in prog piped piped-copy; do "$hsamem" delete "$u" >/dev/null || fail "delete $u"; done
 
 "$hsamem" delete alice >/dev/null || fail "delete"
 "$hsamem" query alice "$q1" >/dev/null 2>&1; rc=$?

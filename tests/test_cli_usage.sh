@@ -45,6 +45,10 @@ expect 0 "--version" "$HSAMEM" --version
 expect 3 "ping to a dead socket" "$HSAMEM" -t 2 -s "$DEAD" ping
 expect 3 "users to a dead socket" "$HSAMEM" -t 2 -s "$DEAD" --json users
 expect 3 "HSAMEM_SOCKET to a dead socket" env HSAMEM_SOCKET="$DEAD" "$HSAMEM" -t 2 ping
+expect 3 "-s after the command" "$HSAMEM" ping -t 2 -s "$DEAD"
+expect 3 "--socket= after the command" "$HSAMEM" users --json --socket="$DEAD"
+expect 2 "-s after the command without its value" "$HSAMEM" ping -s
+expect 2 "-t after the command, bad" "$HSAMEM" -s "$DEAD" ping -t soon
 expect 4 "attend with a missing file" "$HSAMEM" -s "$DEAD" attend alice --qr /nonexistent/qr \
 	--qa /nonexistent/qa
 
@@ -65,6 +69,23 @@ case $err in
 "hsamem: ping: "*) ;;
 *) echo "test_cli_usage: unexpected error line: $err"; failures=$((failures + 1)) ;;
 esac
+
+# No address given: the per-user socket, then the system service's; the failure names both
+# and how to choose.
+checks=$((checks + 1))
+empty=$(mktemp -d "${TMPDIR:-/tmp}/hsamem-usage-XXXXXX")
+err=$(env -u HSAMEM_SOCKET -u RUNTIME_DIRECTORY XDG_RUNTIME_DIR="$empty" "$HSAMEM" -t 2 ping \
+	2>&1 >/dev/null)
+got=$?
+rm -rf "$empty"
+if [ -e /run/hsamem/hsamemd.sock ]; then
+	echo "test_cli_usage: a system service listens; the failure of the default search is not checked"
+else
+	case $got:$err in
+	"3:hsamem: ping: "*"ipc://$empty/hsamemd.sock (no socket there)"*"ipc:///run/hsamem/hsamemd.sock"*"-s URL"*) ;;
+	*) echo "test_cli_usage: default search: exit $got, $err"; failures=$((failures + 1)) ;;
+	esac
+fi
 
 # version --json is one JSON object.
 checks=$((checks + 1))

@@ -13,13 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
+
 #include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "harness.h"
 #include "hsamem.h"
 #include "hsamem.pb-c.h"
 #include "test.h"
@@ -252,6 +257,75 @@ out:
 	unsetenv("TMPDIR");
 	snprintf(sock, sizeof(sock), "rm -rf '%s'", tmp);
 	CHECK(system(sock) == 0);
+}
+
+/*
+ * hsamem_open(NULL) with a real daemon: found at the per-user address ($XDG_RUNTIME_DIR here);
+ * with nothing there, or a socket nobody listens on, the failure lists every address tried and
+ * says how to choose one.
+ */
+static void
+test_default_search(void)
+{
+	char empty[] = "/tmp/hsamem-test-search-XXXXXX", want[400], stale[300];
+	struct harness d;
+	struct hsamem *h = NULL;
+	struct stat st;
+	const char *m;
+
+	if (harness_init(&d) != 0 || mkdtemp(empty) == NULL) {
+		CHECK(0);
+		return;
+	}
+	unsetenv("RUNTIME_DIRECTORY");
+	unsetenv("HSAMEM_SOCKET");
+	if (harness_start(&d) != 0) {
+		CHECK(0);
+		harness_dump_log(&d);
+		goto out;
+	}
+	/* the daemon's socket is DIR/hsamemd.sock: DIR is the per-user runtime directory */
+	setenv("XDG_RUNTIME_DIR", d.dir, 1);
+	CHECK_RET(hsamem_open(NULL, &h), 0);
+	CHECK_RET(hsamem_ping(h, NULL), 0);
+	CHECK(h != NULL && strcmp(hsamem_url(h), d.url) == 0);
+	CHECK_RET(hsamem_ping(h, NULL), 0); /* found once, kept */
+	hsamem_close(h);
+	h = NULL;
+
+	/* nothing at the per-user address */
+	setenv("XDG_RUNTIME_DIR", empty, 1);
+	snprintf(want, sizeof(want), "ipc://%s/hsamemd.sock (no socket there)", empty);
+	CHECK_RET(hsamem_open(NULL, &h), 0);
+	hsamem_set_timeout(h, 2000);
+	if (stat("/run/hsamem/hsamemd.sock", &st) == 0) {
+		printf("test_client: a system service listens; its fallback is not checked\n");
+		goto out;
+	}
+	CHECK_RET(hsamem_ping(h, NULL), HSAMEM_ECONNECT);
+	m = hsamem_last_message(h);
+	CHECK(strstr(m, want) != NULL);
+	CHECK(strstr(m, "ipc:///run/hsamem/hsamemd.sock (no socket there)") != NULL);
+	CHECK(strstr(m, "HSAMEM_SOCKET") != NULL && strstr(m, "-s URL") != NULL);
+
+	/* a socket file that nobody listens on any more (bound, never listened): tried, refused */
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	snprintf(stale, sizeof(stale), "ipc://%s/hsamemd.sock", empty);
+	CHECK(strlen(stale + 6) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, stale + 6, strlen(stale + 6) + 1);
+	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	close(fd);
+	CHECK_RET(hsamem_ping(h, NULL), HSAMEM_ECONNECT); /* the search runs again */
+	m = hsamem_last_message(h);
+	CHECK(strstr(m, stale) != NULL && strstr(m, want) == NULL);
+	CHECK(strstr(m, "refused") != NULL);
+out:
+	hsamem_close(h);
+	unsetenv("XDG_RUNTIME_DIR");
+	harness_fini(&d);
+	snprintf(want, sizeof(want), "rm -rf '%s'", empty);
+	CHECK(system(want) == 0);
 }
 
 static void
@@ -965,6 +1039,7 @@ main(void)
 	test_name_rule();
 	test_default_url();
 	test_private_dir();
+	test_default_search();
 	test_open_errors();
 	test_fake_daemon();
 	return test_done("test_client");

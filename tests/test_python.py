@@ -354,7 +354,36 @@ def test_backup_compact(c):
     tmp.cleanup()
 
 
+def test_default_search():
+    """No URL and no $HSAMEM_SOCKET: the per-user socket ($XDG_RUNTIME_DIR here, where the test's
+    daemon listens), then the system service's; a failure names both and how to choose."""
+    sock = os.environ["HSAMEM_SOCKET"]
+    saved = {k: os.environ.pop(k, None) for k in ("HSAMEM_SOCKET", "RUNTIME_DIRECTORY",
+                                                  "XDG_RUNTIME_DIR")}
+    empty = tempfile.TemporaryDirectory()
+    try:
+        os.environ["XDG_RUNTIME_DIR"] = os.path.dirname(sock[len("ipc://"):])
+        with hsamem.Client(timeout=5) as c:
+            c.ping()
+            check(c.url == sock, "default search: url %s, expected %s" % (c.url, sock))
+        os.environ["XDG_RUNTIME_DIR"] = empty.name
+        if not os.path.exists("/run/hsamem/hsamemd.sock"):
+            with hsamem.Client(timeout=2) as c:
+                e = raises(hsamem.ConnectError, c.ping)
+                msg = str(e)
+                check("ipc://%s/hsamemd.sock (no socket there)" % empty.name in msg and
+                      "ipc:///run/hsamem/hsamemd.sock" in msg and "HSAMEM_SOCKET" in msg,
+                      "default search failure: %s" % msg)
+    finally:
+        empty.cleanup()
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+
+
 def main():
+    test_default_search()
     with hsamem.Client(timeout=60) as c:
         test_backup_compact(c)
         test_reencode(c)

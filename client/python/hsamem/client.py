@@ -31,9 +31,10 @@ def library_version():
 
 
 def default_url():
-    """The daemon's default address by the library's rule (RUNTIME_DIRECTORY, XDG_RUNTIME_DIR,
-    else a private directory of this user, ipc:///tmp/hsamem-UID/hsamemd.sock). Client() uses
-    $HSAMEM_SOCKET first, then this."""
+    """The daemon's per-user default address by the library's rule (RUNTIME_DIRECTORY,
+    XDG_RUNTIME_DIR, else a private directory of this user, ipc:///tmp/hsamem-UID/hsamemd.sock).
+    Client() uses $HSAMEM_SOCKET first; without it, its first request tries this address when a
+    socket exists there, then the system service's ipc:///run/hsamem/hsamemd.sock."""
     buf = ctypes.create_string_buffer(_URL_MAX)
     err = load_library().hsamem_default_url(buf, _URL_MAX)
     if err:
@@ -70,7 +71,8 @@ class Client:
     """A connection to hsamemd.
 
     url: "ipc:///path" or "tcp://host:port"; None takes $HSAMEM_SOCKET when set, else the
-    library's default (see default_url()). timeout: seconds each request waits for its reply;
+    library's default addresses (see default_url()): the per-user socket, then the system
+    service's; a ConnectError names both when neither answers. timeout: seconds each request waits for its reply;
     None keeps the library's 30 s, math.inf waits forever.
 
     Opening does not wait for the daemon: the first request connects (ConnectError when nothing
@@ -115,7 +117,8 @@ class Client:
 
     @property
     def url(self):
-        """The URL the client was opened with."""
+        """The URL the client was opened with; without one, the default address it connected to
+        (before the first request: the first it will try)."""
         with self._lock:
             self._check()
             return _s(self._lib.hsamem_url(self._h))
