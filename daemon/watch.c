@@ -9,7 +9,7 @@
  * a healthy listener breaks its clients' connections, so only a listener that fails both is
  * taken for stuck. When both fail, or the socket file is gone or refuses, the server listens
  * there again. So a stuck listener is replaced within WD_PERIOD_MS + WD_TIMEOUT_MS +
- * WD_CONFIRM_MS (under 2 s) of the connection that broke it.
+ * WD_CONFIRM_MS (about 3 s) of the connection that broke it.
  * Replacing it closes the connections it had accepted: their clients dial again by themselves
  * (libhsamem's NNG dialer), and a request in flight on one fails with a connection error.
  *
@@ -36,7 +36,7 @@
 
 #define WD_PERIOD_MS  200
 #define WD_TIMEOUT_MS 500
-#define WD_CONFIRM_MS 1000
+#define WD_CONFIRM_MS 2500
 #define WD_SAY_EVERY  (60000 / WD_PERIOD_MS)
 
 struct watchdog {
