@@ -206,7 +206,8 @@ const char *hsamem_last_message(const struct hsamem *h);
 /*
  * Frees a result returned by any function of this library (struct hsamem_server, hsamem_memory,
  * hsamem_query_result, hsamem_attend_result, hsamem_entry_list, hsamem_chunk_list,
- * hsamem_user_list, hsamem_stats, the text of hsamem_stats_prometheus). Accepts NULL. Passing anything else is undefined.
+ * hsamem_user_list, hsamem_stats, the text of hsamem_stats_prometheus). Accepts NULL. Passing
+ * anything else is undefined.
  */
 void hsamem_result_free(void *result);
 

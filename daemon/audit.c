@@ -45,10 +45,11 @@ struct audit {
 static void
 pair_log(struct pair *p, unsigned interval_s)
 {
-	log_info("audit: append to memory '%s' by %s on connection %u: %llu requests, %llu entries, "
-	         "%llu failed in the last %u s",
-	         p->memory, p->who, p->conn, (unsigned long long)p->requests,
-	         (unsigned long long)p->entries, (unsigned long long)p->failed, interval_s);
+	log_info(
+	        "audit: append to memory '%s' by %s on connection %u: %llu requests, %llu entries, "
+	        "%llu failed in the last %u s",
+	        p->memory, p->who, p->conn, (unsigned long long)p->requests,
+	        (unsigned long long)p->entries, (unsigned long long)p->failed, interval_s);
 	p->requests = p->entries = p->failed = 0;
 }
 

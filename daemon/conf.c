@@ -492,12 +492,13 @@ conf_set(struct conf *c, const char *setting, char *err, size_t err_len)
 		v = isdigit((unsigned char)*val) ? strtoull(val, &end, 10) : UINT64_MAX;
 		if (v != UINT64_MAX && errno == 0 && strcmp(end, "s") == 0)
 			v = v <= k->max / 1000 ? v * 1000 : UINT64_MAX;
-		else if (v != UINT64_MAX && (errno != 0 || (*end != '\0' && strcmp(end, "ms") != 0)))
+		else if (v != UINT64_MAX &&
+		         (errno != 0 || (*end != '\0' && strcmp(end, "ms") != 0)))
 			v = UINT64_MAX;
 		if (v > k->max) {
 			snprintf(err, err_len,
-			         "%s: expected off or a duration such as 100ms or 2s, at most %" PRIu64
-			         " ms",
+			         "%s: expected off or a duration such as 100ms or 2s, at most "
+			         "%" PRIu64 " ms",
 			         key, k->max);
 			return HSAMEM_EINVAL;
 		}
@@ -605,7 +606,8 @@ conf_print(const struct conf *c, FILE *out)
 	if (c->tls_ca != NULL)
 		fprintf(out, "tls-ca = %s\n", c->tls_ca);
 	fprintf(out, "model-dir = %s\n", c->model_dir);
-	fprintf(out, "metrics-listen = %s\n", c->metrics_listen != NULL ? c->metrics_listen : "off");
+	fprintf(out, "metrics-listen = %s\n",
+	        c->metrics_listen != NULL ? c->metrics_listen : "off");
 	fprintf(out, "metrics-allow-remote = %s\n", c->metrics_remote ? "yes" : "no");
 	if (c->slow_request_ms == 0)
 		fprintf(out, "slow-request = off\n");

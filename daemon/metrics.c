@@ -23,9 +23,9 @@
 
 /* The names of hsamem's error codes, -1001 onwards (stats.h, codes[]). */
 static const char *const code_names[] = {
-        "system",    "EPROTO",   "EVERSION", "EINVAL",  "ENOUSER",  "EEXIST",   "ESPEC",
-        "ETOOBIG",   "EBADNAME", "ESTORE",   "EFORMAT", "EBUSY",    "ECONNECT", "EBACKEND",
-        "EENCODER",  "ENOTSUP",  "EIMPORT",  "EFULL",   "EINTERNAL", "ENOTFOUND", "EPERM",
+        "system",   "EPROTO",   "EVERSION", "EINVAL",  "ENOUSER",   "EEXIST",    "ESPEC",
+        "ETOOBIG",  "EBADNAME", "ESTORE",   "EFORMAT", "EBUSY",     "ECONNECT",  "EBACKEND",
+        "EENCODER", "ENOTSUP",  "EIMPORT",  "EFULL",   "EINTERNAL", "ENOTFOUND", "EPERM",
 };
 _Static_assert(sizeof(code_names) / sizeof(code_names[0]) <= STATS_CODES, "codes[] too small");
 
@@ -83,13 +83,15 @@ requests(FILE *f, const struct stats *st)
 			seen += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
 			if (i % LAT_STEP == LAT_STEP - 1 && i < STATS_BUCKETS)
 				fprintf(f,
-				        "hsamem_request_duration_seconds_bucket{op=\"%s\",le=\"%.3g\"} "
+				        "hsamem_request_duration_seconds_bucket{op=\"%s\",le=\"%."
+				        "3g\"} "
 				        "%" PRIu64 "\n",
 				        st->names[op], stats_bound_ms(i) / 1e3, seen);
 		}
 		/* _count is the +Inf bucket's sum, taken once: both read the same */
 		fprintf(f,
-		        "hsamem_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} %" PRIu64 "\n"
+		        "hsamem_request_duration_seconds_bucket{op=\"%s\",le=\"+Inf\"} %" PRIu64
+		        "\n"
 		        "hsamem_request_duration_seconds_sum{op=\"%s\"} %.9f\n"
 		        "hsamem_request_duration_seconds_count{op=\"%s\"} %" PRIu64 "\n",
 		        st->names[op], seen, st->names[op],
@@ -112,8 +114,8 @@ commits(FILE *f, struct commit *c)
 	family(f, "hsamem_commit_batch_size", "histogram", "Writes per group commit.");
 	for (unsigned i = 0; i < COMMIT_BATCH_BUCKETS; i++) {
 		seen += counts[i];
-		fprintf(f, "hsamem_commit_batch_size_bucket{le=\"%llu\"} %" PRIu64 "\n",
-		        1ull << i, seen);
+		fprintf(f, "hsamem_commit_batch_size_bucket{le=\"%llu\"} %" PRIu64 "\n", 1ull << i,
+		        seen);
 	}
 	fprintf(f,
 	        "hsamem_commit_batch_size_bucket{le=\"+Inf\"} %" PRIu64 "\n"
@@ -135,12 +137,12 @@ backend(FILE *f, struct daemon *d)
 	fprintf(f, "\",device=\"");
 	label(f, gs.device);
 	fprintf(f, "\"} 1\n");
-#define GS(fam, type, help, value)                                                            \
-	do {                                                                                  \
-		family(f, fam, type, help);                                                   \
-		fprintf(f, fam "{backend=\"");                                               \
-		label(f, gs.name);                                                            \
-		fprintf(f, "\"} %" PRIu64 "\n", (uint64_t)(value));                           \
+#define GS(fam, type, help, value)                                                                 \
+	do {                                                                                       \
+		family(f, fam, type, help);                                                        \
+		fprintf(f, fam "{backend=\"");                                                     \
+		label(f, gs.name);                                                                 \
+		fprintf(f, "\"} %" PRIu64 "\n", (uint64_t)(value));                                \
 	} while (0)
 	GS("hsamem_backend_calls_total", "counter", "Attention calls the backend served.",
 	   gs.calls);
@@ -148,23 +150,22 @@ backend(FILE *f, struct daemon *d)
 	   gs.errors);
 	GS("hsamem_gpu_memory_budget_bytes", "gauge", "Device memory the backend may use (0: cpu).",
 	   gs.mem_budget);
-	GS("hsamem_gpu_memory_used_bytes", "gauge", "Device memory the backend uses.",
-	   gs.mem_used);
+	GS("hsamem_gpu_memory_used_bytes", "gauge", "Device memory the backend uses.", gs.mem_used);
 	GS("hsamem_gpu_resident_memories", "gauge", "Memories whose landmarks are on the device.",
 	   gs.resident_users);
 #undef GS
-	family(f, "hsamem_gpu_cache_hits_total", "counter",
-	       "Landmark rows and selected chunks found on the device.");
-	family(f, "hsamem_gpu_cache_misses_total", "counter",
-	       "Landmark rows and selected chunks copied to the device.");
-	const char *caches[] = {"landmark", "chunk"};
-	uint64_t hits[] = {gs.lmk_hits, gs.chunk_hits}, misses[] = {gs.lmk_misses, gs.chunk_misses};
-	for (int i = 0; i < 2; i++) {
-		for (int m = 0; m < 2; m++) {
-			fprintf(f, "hsamem_gpu_cache_%s_total{backend=\"", m == 0 ? "hits" : "misses");
+	const char *caches[] = {"landmark", "chunk"}, *kinds[] = {"hits", "misses"};
+	const char *helps[] = {"Landmark rows and selected chunks found on the device.",
+	                       "Landmark rows and selected chunks copied to the device."};
+	uint64_t v[2][2] = {{gs.lmk_hits, gs.chunk_hits}, {gs.lmk_misses, gs.chunk_misses}};
+	for (int m = 0; m < 2; m++) {
+		char name[64];
+		snprintf(name, sizeof(name), "hsamem_gpu_cache_%s_total", kinds[m]);
+		family(f, name, "counter", helps[m]);
+		for (int i = 0; i < 2; i++) {
+			fprintf(f, "%s{backend=\"", name);
 			label(f, gs.name);
-			fprintf(f, "\",cache=\"%s\"} %" PRIu64 "\n", caches[i],
-			        m == 0 ? hits[i] : misses[i]);
+			fprintf(f, "\",cache=\"%s\"} %" PRIu64 "\n", caches[i], v[m][i]);
 		}
 	}
 }

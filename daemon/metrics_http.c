@@ -50,7 +50,8 @@ on_scrape(nng_aio *aio)
 
 	if ((ret = store_txn_begin(d->store, &txn, false, NULL)) != 0) {
 		log_warn("metrics: cannot begin a read: %s", hsamem_strerror(ret));
-		reply_error(aio, NNG_HTTP_STATUS_SERVICE_UNAVAILABLE, "store: cannot begin a read\n");
+		reply_error(aio, NNG_HTTP_STATUS_SERVICE_UNAVAILABLE,
+		            "store: cannot begin a read\n");
 		return;
 	}
 	ret = metrics_render(d, &txn, NULL, NULL, NULL, &text, &len);

@@ -30,8 +30,8 @@ struct stats {
 	atomic_uint_fast64_t errors;
 	atomic_uint_fast64_t op_errors[STATS_MAX_OPS]; /* failed requests of each operation */
 	atomic_uint_fast64_t codes[STATS_CODES];       /* failed requests by error kind */
-	unsigned n_ops;                   /* histograms named: 0 .. n_ops - 1 */
-	const char *names[STATS_MAX_OPS]; /* their names, in the stats reply */
+	unsigned n_ops;                                /* histograms named: 0 .. n_ops - 1 */
+	const char *names[STATS_MAX_OPS];              /* their names, in the stats reply */
 	struct stats_hist hist[STATS_MAX_OPS];
 };
 
