@@ -1,7 +1,7 @@
 /*
  * metrics_http.c: the metrics endpoint (metrics_http.h). One handler on NNG's HTTP server; a scrape
  * renders in the server's own thread within one short read transaction (metrics.h: the user
- * records only), which costs well under a millisecond (bench/bench_metrics.c), so it needs no
+ * records only), which costs well under a millisecond (bench/bench_metrics.sh), so it needs no
  * worker. It owns the server and its handler; it must not be started before the store and the
  * committer, nor stopped after them.
  */
