@@ -2,6 +2,7 @@
  * cli_read.c: the hsamem commands that read and change nothing: ping, query, users, stats,
  * entries and chunks. Each makes one request and shows its result.
  */
+#include <stdio.h>
 #include <time.h>
 
 #include "cli.h"
@@ -133,14 +134,45 @@ const struct cmd cmd_users = {
         .run = users_run,
 };
 
+enum { O_PROMETHEUS = 256 };
+
+struct stats_opts {
+	bool prometheus;
+};
+
+static int
+stats_opt(struct ctx *c, void *state, int id, const char *arg)
+{
+	struct stats_opts *o = state;
+	if (id == O_PROMETHEUS)
+		o->prometheus = true;
+	return -1;
+}
+
+/* The daemon renders the text (one renderer for this and its metrics endpoint). */
+static int
+stats_prometheus(struct ctx *c, const char *user)
+{
+	char *text;
+	int err = hsamem_stats_prometheus(c->h, user, &text);
+	if (err != 0)
+		return cli_fail(c, err);
+	fputs(text, stdout);
+	hsamem_result_free(text);
+	return EXIT_OK;
+}
+
 static int
 stats_run(struct ctx *c, void *state, char **args, int n_args)
 {
+	struct stats_opts *o = state;
 	struct hsamem_stats *s;
 	int rv, err;
 
 	if ((rv = cli_connect(c)) != 0)
 		return rv;
+	if (o->prometheus)
+		return stats_prometheus(c, n_args > 0 ? args[0] : NULL);
 	if ((err = hsamem_stats(c->h, n_args > 0 ? args[0] : NULL, &s)) != 0)
 		return cli_fail(c, err);
 	print_stats(s);
@@ -148,11 +180,24 @@ stats_run(struct ctx *c, void *state, char **args, int n_args)
 	return EXIT_OK;
 }
 
+static const struct option stats_options[] = {
+        {"prometheus", no_argument, NULL, O_PROMETHEUS},
+        {0},
+};
+
+static const char stats_details[] =
+        "  --prometheus       print the daemon's metrics in the Prometheus text format, as\n"
+        "                     its metrics endpoint serves them (hsamemd(8), METRICS)\n";
+
 const struct cmd cmd_stats = {
         .name = "stats",
-        .args = "[USER]",
+        .args = "[--prometheus] [USER]",
         .summary = "Shows the daemon's counters, latencies and memories.",
+        .details = stats_details,
+        .opts = stats_options,
         .max_args = 1,
+        .state_size = sizeof(struct stats_opts),
+        .opt = stats_opt,
         .run = stats_run,
 };
 

@@ -79,5 +79,7 @@ int res_chunks(struct hsamem *h, const Hsamem__ChunksReply *in, uint32_t count,
                struct hsamem_chunk_list **out);
 int res_users(struct hsamem *h, const Hsamem__UsersReply *in, struct hsamem_user_list **out);
 int res_stats(struct hsamem *h, const Hsamem__StatsReply *in, struct hsamem_stats **out);
+/* A heap result holding a copy of the string in. */
+int res_text(struct hsamem *h, const char *in, char **out);
 
 #endif

@@ -213,7 +213,8 @@ const char *hsamem_last_message(const struct hsamem *h);
 /*
  * Frees a result returned by any function of this library (struct hsamem_server, hsamem_memory,
  * hsamem_query_result, hsamem_attend_result, hsamem_entry_list, hsamem_chunk_list,
- * hsamem_user_list, hsamem_stats). Accepts NULL. Passing anything else is undefined.
+ * hsamem_user_list, hsamem_stats, the text of hsamem_stats_prometheus). Accepts NULL. Passing
+ * anything else is undefined.
  */
 void hsamem_result_free(void *result);
 
@@ -592,6 +593,15 @@ struct hsamem_stats {
  * the client is not an administrator of the daemon.
  */
 int hsamem_stats(struct hsamem *h, const char *user, struct hsamem_stats **out);
+
+/*
+ * Reads the daemon's metrics in the Prometheus text exposition format, version 0.0.4: the text the
+ * daemon's metrics endpoint serves (hsamemd(8), METRICS), with the per-memory series limited as
+ * hsamem_stats() limits its memories. user and the errors are those of hsamem_stats(), and
+ * HSAMEM_ENOTSUP from a daemon too old to render them. out: a heap result, a NUL-terminated
+ * string. Since libhsamem 1.3 (HSAMEM_1.3).
+ */
+int hsamem_stats_prometheus(struct hsamem *h, const char *user, char **out);
 
 /* What a delete removed. */
 struct hsamem_delete_info {

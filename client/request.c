@@ -541,22 +541,51 @@ hsamem_users(struct hsamem *h, struct hsamem_user_list **out)
 	return err;
 }
 
-int
-hsamem_stats(struct hsamem *h, const char *user, struct hsamem_stats **out)
+/* Sends a stats request (with the Prometheus text when prometheus); *r: the reply to free. */
+static int
+stats_rpc(struct hsamem *h, const char *user, bool prometheus, Hsamem__Reply **r)
 {
 	Hsamem__Request req = HSAMEM__REQUEST__INIT;
 	Hsamem__StatsRequest sr = HSAMEM__STATS_REQUEST__INIT;
-	Hsamem__Reply *r;
 	int err;
 
 	if (user != NULL && (err = clib_check_user(h, user)) != 0)
 		return err;
 	sr.user = (char *)user;
+	sr.has_prometheus = prometheus;
+	sr.prometheus = prometheus;
 	req.body_case = HSAMEM__REQUEST__BODY_STATS;
 	req.stats = &sr;
-	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_STATS, &r)) != 0)
+	return clib_rpc(h, &req, HSAMEM__REPLY__BODY_STATS, r);
+}
+
+int
+hsamem_stats(struct hsamem *h, const char *user, struct hsamem_stats **out)
+{
+	Hsamem__Reply *r;
+	int err;
+
+	if ((err = stats_rpc(h, user, false, &r)) != 0)
 		return err;
 	err = res_stats(h, r->stats, out);
+	hsamem__reply__free_unpacked(r, NULL);
+	return err;
+}
+
+int
+hsamem_stats_prometheus(struct hsamem *h, const char *user, char **out)
+{
+	Hsamem__Reply *r;
+	int err;
+
+	if ((err = stats_rpc(h, user, true, &r)) != 0)
+		return err;
+	if (r->stats->prometheus == NULL)
+		err = clib_fail(h, HSAMEM_ENOTSUP,
+		                "the daemon does not render metrics (an hsamemd older than this "
+		                "library)");
+	else
+		err = res_text(h, r->stats->prometheus, out);
 	hsamem__reply__free_unpacked(r, NULL);
 	return err;
 }

@@ -641,3 +641,16 @@ res_stats(struct hsamem *h, const Hsamem__StatsReply *in, struct hsamem_stats **
 		                    in->n_memories);
 	return hand_over(&a, err, res, out);
 }
+
+int
+res_text(struct hsamem *h, const char *in, char **out)
+{
+	struct arena a;
+	size_t len = strlen(in);
+	char *res = arena_start(&a, h, len + 1);
+
+	if (res == NULL)
+		return hand_over(&a, oom(&a), NULL, out);
+	memcpy(res, in, len);
+	return hand_over(&a, 0, res, out);
+}

@@ -47,6 +47,8 @@ struct commit {
 	commit_done_fn *committed;
 	struct wrk_pool *pool;
 	atomic_uint_fast64_t commits, applied;
+	/* jobs per group commit: batches[i] counts those of at most 2^i jobs (commit.h) */
+	atomic_uint_fast64_t batches[COMMIT_BATCH_BUCKETS], batch_jobs;
 };
 
 /* Applies every job of the batch into one write transaction. Returns 0 when the transaction can
@@ -130,6 +132,21 @@ commit_alone(struct commit *c, struct job *batch, int ret)
 	}
 }
 
+/* Notes the batch's size, and when its commit ended, for the slow-request log (job.h). */
+static void
+count_batch(struct commit *c, struct job *batch)
+{
+	uint64_t n = 0;
+	int64_t now = now_ns();
+	unsigned i = 0;
+	for (struct job *j = batch; j != NULL; j = j->next, n++)
+		j->t_commit_ns = now;
+	while (i < COMMIT_BATCH_BUCKETS - 1 && (1ull << i) < n)
+		i++;
+	atomic_fetch_add_explicit(&c->batches[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->batch_jobs, n, memory_order_relaxed);
+}
+
 static void
 run_batch(void *arg, struct job *batch)
 {
@@ -140,6 +157,7 @@ run_batch(void *arg, struct job *batch)
 		ret = 0; /* each job's reply says how it ended */
 	}
 	atomic_fetch_add(&c->commits, 1);
+	count_batch(c, batch);
 	/* a delete is erased before it is answered (store.h, ERASURE); a no-op without one */
 	store_erase(c->store, false);
 	for (struct job *j = batch, *next; j != NULL; j = next) {
@@ -194,4 +212,12 @@ commit_counters(struct commit *c, uint64_t *commits, uint64_t *applied)
 {
 	*commits = atomic_load(&c->commits);
 	*applied = atomic_load(&c->applied);
+}
+
+void
+commit_batches(struct commit *c, uint64_t counts[COMMIT_BATCH_BUCKETS], uint64_t *jobs)
+{
+	for (unsigned i = 0; i < COMMIT_BATCH_BUCKETS; i++)
+		counts[i] = atomic_load_explicit(&c->batches[i], memory_order_relaxed);
+	*jobs = atomic_load_explicit(&c->batch_jobs, memory_order_relaxed);
 }

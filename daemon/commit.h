@@ -39,7 +39,14 @@ int commit_start(struct store *store, unsigned max_batch, commit_apply_fn *apply
 void commit_submit(struct commit *c, struct job *job);
 /* Applies what is queued, then stops the thread. NULL-safe. */
 void commit_stop(struct commit *c);
+/* Buckets of the batch-size histogram: at most 1, 2, 4, ... 2^16 jobs (max-batch's limit). */
+#define COMMIT_BATCH_BUCKETS 17
+
 /* Group commits run so far, and jobs they applied without error. */
 void commit_counters(struct commit *c, uint64_t *commits, uint64_t *applied);
+
+/* The batch-size histogram: counts[i] group commits of at most 2^i jobs (not cumulative), and
+ * the jobs of all of them. */
+void commit_batches(struct commit *c, uint64_t counts[COMMIT_BATCH_BUCKETS], uint64_t *jobs);
 
 #endif

@@ -3,6 +3,7 @@
  * so a bad value is refused with the key named, whether it came from the file or from -o. This file
  * only parses and prints; applying a setting is the job of the module that owns it.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -21,7 +22,20 @@
 #define HSAMEM_PKGDATADIR "/usr/share/hsamem"
 #endif
 
-enum conf_type { T_LISTEN, T_STRING, T_PATH, T_UINT, T_SIZE, T_LEVEL, T_GPU, T_MODE, T_LIST };
+enum conf_type {
+	T_LISTEN,
+	T_STRING,
+	T_PATH,
+	T_UINT,
+	T_SIZE,
+	T_LEVEL,
+	T_GPU,
+	T_MODE,
+	T_LIST,
+	T_OFFSTR, /* a string, or off (NULL) */
+	T_BOOL,
+	T_MSEC, /* a duration: N, Nms or Ns; off or 0: none */
+};
 
 struct conf_key {
 	const char *name;
@@ -55,6 +69,10 @@ static const struct conf_key keys[] = {
         {"tls-key", T_PATH, F(tls_key), 0, 0},
         {"tls-ca", T_PATH, F(tls_ca), 0, 0},
         {"model-dir", T_PATH, F(model_dir), 0, 0},
+        {"metrics-listen", T_OFFSTR, F(metrics_listen), 0, 0},
+        {"metrics-allow-remote", T_BOOL, F(metrics_remote), 0, 0},
+        {"slow-request", T_MSEC, F(slow_request_ms), 0, 3600000},
+        {"audit-interval", T_UINT, F(audit_interval), 1, 3600},
 };
 #undef F
 
@@ -130,6 +148,8 @@ conf_init(struct conf *c)
 	c->map_size = 1ull << 30;
 	c->map_max = 1ull << 40;
 	c->socket_mode = 0660;
+	c->slow_request_ms = 100;
+	c->audit_interval = 10;
 	c->admin.v[0] = strdup(ACL_DEFAULT_ADMIN);
 	c->allow.v[0] = strdup(ACL_DEFAULT_ALLOW);
 	c->admin.n = c->allow.n = 1;
@@ -155,6 +175,7 @@ conf_fini(struct conf *c)
 	free(c->tls_key);
 	free(c->tls_ca);
 	free(c->model_dir);
+	free(c->metrics_listen);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -216,7 +237,52 @@ conf_check(const struct conf *c, char *err, size_t err_len)
 			return HSAMEM_EINVAL;
 		}
 	}
+	if (c->metrics_listen != NULL)
+		return conf_check_metrics(c->metrics_listen, c->metrics_remote, err, err_len);
 	return 0;
+}
+
+int
+conf_check_metrics(const char *url, bool remote, char *err, size_t err_len)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	unsigned char addr[sizeof(struct in6_addr)];
+	const char *h = url + 7, *end;
+	bool v6 = *h == '[';
+	uint64_t port;
+
+	if (strncmp(url, "http://", 7) != 0)
+		goto bad;
+	end = v6 ? strchr(h, ']') : strchr(h, ':');
+	if (end == NULL || (size_t)(end - h) >= sizeof(host))
+		goto bad;
+	memcpy(host, h + v6, (size_t)(end - h - v6));
+	host[end - h - v6] = '\0';
+	end += v6;
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1 || *end != ':' ||
+	    !isdigit((unsigned char)end[1]))
+		goto bad;
+	port = strtoull(end + 1, (char **)&end, 10);
+	if (port == 0 || port > 65535 || *end != '/')
+		goto bad;
+	/* The endpoint answers anyone who connects, without the access policy, and names every
+	 * memory: beyond loopback it would show them to the network. */
+	if (!remote && (v6 ? memcmp(addr, &in6addr_loopback, sizeof(in6addr_loopback)) != 0
+	                   : addr[0] != 127)) {
+		snprintf(err, err_len,
+		         "metrics-listen %s: not a loopback address; the metrics name every memory "
+		         "and are served to whoever connects, so set metrics-allow-remote = yes to "
+		         "serve them beyond this host",
+		         url);
+		return HSAMEM_EINVAL;
+	}
+	return 0;
+bad:
+	snprintf(err, err_len,
+	         "metrics-listen %s: expected http://ADDRESS:PORT/PATH with a numeric IPv4 or "
+	         "[IPv6] address, e.g. http://127.0.0.1:9464/metrics",
+	         url);
+	return HSAMEM_EINVAL;
 }
 
 /* "64M", "1G", "4096": bytes, with binary suffixes K, M, G, T (an optional "iB" or "B" follows). */
@@ -397,6 +463,48 @@ conf_set(struct conf *c, const char *setting, char *err, size_t err_len)
 		else
 			return bad(err, err_len, key, "expected auto, off or a device number");
 		return 0;
+	case T_OFFSTR: {
+		char **str = field, *copy = NULL;
+		if (*val == '\0')
+			return bad(err, err_len, key, "must not be empty (off turns it off)");
+		if (strcmp(val, "off") != 0 && (copy = strdup(val)) == NULL)
+			return -ENOMEM;
+		free(*str);
+		*str = copy;
+		return 0;
+	}
+	case T_BOOL:
+		if (strcmp(val, "yes") == 0 || strcmp(val, "true") == 0 || strcmp(val, "1") == 0)
+			*(bool *)field = true;
+		else if (strcmp(val, "no") == 0 || strcmp(val, "false") == 0 ||
+		         strcmp(val, "0") == 0)
+			*(bool *)field = false;
+		else
+			return bad(err, err_len, key, "expected yes or no");
+		return 0;
+	case T_MSEC: {
+		char *end;
+		if (strcmp(val, "off") == 0) {
+			*(unsigned *)field = 0;
+			return 0;
+		}
+		errno = 0;
+		v = isdigit((unsigned char)*val) ? strtoull(val, &end, 10) : UINT64_MAX;
+		if (v != UINT64_MAX && errno == 0 && strcmp(end, "s") == 0)
+			v = v <= k->max / 1000 ? v * 1000 : UINT64_MAX;
+		else if (v != UINT64_MAX &&
+		         (errno != 0 || (*end != '\0' && strcmp(end, "ms") != 0)))
+			v = UINT64_MAX;
+		if (v > k->max) {
+			snprintf(err, err_len,
+			         "%s: expected off or a duration such as 100ms or 2s, at most "
+			         "%" PRIu64 " ms",
+			         key, k->max);
+			return HSAMEM_EINVAL;
+		}
+		*(unsigned *)field = (unsigned)v;
+		return 0;
+	}
 	case T_MODE:
 		if (parse_uint(val, 8, &v) != 0 || v > k->max)
 			return bad(err, err_len, key, "expected an octal mode such as 0660");
@@ -498,4 +606,12 @@ conf_print(const struct conf *c, FILE *out)
 	if (c->tls_ca != NULL)
 		fprintf(out, "tls-ca = %s\n", c->tls_ca);
 	fprintf(out, "model-dir = %s\n", c->model_dir);
+	fprintf(out, "metrics-listen = %s\n",
+	        c->metrics_listen != NULL ? c->metrics_listen : "off");
+	fprintf(out, "metrics-allow-remote = %s\n", c->metrics_remote ? "yes" : "no");
+	if (c->slow_request_ms == 0)
+		fprintf(out, "slow-request = off\n");
+	else
+		fprintf(out, "slow-request = %ums\n", c->slow_request_ms);
+	fprintf(out, "audit-interval = %u\n", c->audit_interval);
 }

@@ -45,6 +45,13 @@ struct conf {
 	struct conf_list admin, allow, secret;
 	char *tls_cert, *tls_key, *tls_ca; /* tls+tcp:// listeners; NULL: unset */
 	char *model_dir;                   /* the model folder of the hsa-small encoder */
+	/* operations (hsamemd(8), METRICS and AUDIT): the Prometheus endpoint (NULL: off), whether
+	 * it may listen beyond loopback, the slow-request threshold (0: off), and how often the
+	 * audit trail summarises appends */
+	char *metrics_listen;
+	bool metrics_remote;
+	unsigned slow_request_ms;
+	unsigned audit_interval;
 };
 
 /* Fills c with the defaults (the default listen address and state directory follow the
@@ -65,6 +72,13 @@ void conf_next_layer(struct conf *c);
  * max-inflight at least twice max-message. Returns 0, or
  * HSAMEM_EINVAL with the reason written to err. */
 int conf_check(const struct conf *c, char *err, size_t err_len);
+
+/*
+ * Checks a metrics-listen address: http://HOST:PORT/PATH with a numeric IPv4 or IPv6 host (no
+ * name, which would be resolved) and a path; unless remote, the host must be a loopback address.
+ * Returns 0, or HSAMEM_EINVAL with the reason written to err.
+ */
+int conf_check_metrics(const char *url, bool remote, char *err, size_t err_len);
 
 /* The effective max-inflight: as set, or 1 GiB or twice max-message, whichever is more. */
 uint64_t conf_max_inflight(const struct conf *c);

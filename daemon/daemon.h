@@ -14,6 +14,7 @@
 #include "conf.h"
 #include "stats.h"
 
+struct audit;
 struct commit;
 struct gpu_backend;
 struct server;
@@ -34,6 +35,7 @@ struct daemon {
 	_Atomic uint64_t inflight; /* bytes held by requests in flight, at most max-inflight */
 	struct acl_box acl;        /* the access policy, swapped on reload */
 	int64_t started_ms;
+	struct audit *audit; /* the audit trail and the slow-request log */
 };
 
 #endif

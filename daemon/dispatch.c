@@ -188,6 +188,7 @@ dispatch_run(void *arg, struct job *jobs)
 		bool commit = false;
 		next = job->next;
 		job->next = NULL;
+		job->t_work_ns = now_ns();
 		assert(op->read != NULL || op->prepare != NULL);
 		if (access_ok(job, op)) {
 			if (op->read != NULL)
@@ -197,9 +198,10 @@ dispatch_run(void *arg, struct job *jobs)
 		}
 		acl_put(job->acl);
 		job->acl = NULL;
-		if (commit)
+		if (commit) {
+			job->t_submit_ns = now_ns();
 			commit_submit(job->d->commit, job);
-		else
+		} else
 			job->finish(job);
 	}
 }
@@ -225,4 +227,29 @@ dispatch_committed(struct job *job, int status)
 	const struct op_def *op = &ops[job->op];
 	if (status == 0 && job->reply.status == 0 && op->committed != NULL)
 		op->committed(job);
+}
+
+const char *
+dispatch_name(unsigned op)
+{
+	return op < N_OPS ? ops[op].name : "invalid";
+}
+
+bool
+dispatch_is_write(unsigned op)
+{
+	return op < N_OPS && ops[op].prepare != NULL;
+}
+
+bool
+dispatch_is_append(unsigned op)
+{
+	return op < N_OPS && ops[op].body == HSAMEM__REQUEST__BODY_APPEND;
+}
+
+const char *
+dispatch_memory(const struct job *job)
+{
+	const char *name = job->req != NULL ? memory_of(job->req) : NULL;
+	return name != NULL && *name != '\0' ? printable(name) : NULL;
 }

@@ -34,4 +34,13 @@ int dispatch_apply(struct job *job, struct store_txn *txn);
 int dispatch_reclaim(struct job *job);
 void dispatch_committed(struct job *job, int status);
 
+/* For the audit trail and the metrics: op's name ("invalid" past the table), whether it writes
+ * (goes through the committer), whether it is an append. */
+const char *dispatch_name(unsigned op);
+bool dispatch_is_write(unsigned op);
+bool dispatch_is_append(unsigned op);
+/* The memory the job's request names, as it may be logged ("(an invalid name)" for one that is
+ * not a valid name), or NULL when it names none. */
+const char *dispatch_memory(const struct job *job);
+
 #endif

@@ -63,8 +63,11 @@ struct job {
 	bool alloc_over;  /* the allocator refused for want of alloc_left */
 	uint64_t charged; /* bytes charged to the daemon's requests in flight (request.c) */
 	Hsamem__Reply reply;
-	struct arena arena;              /* the reply's memory */
-	int64_t t0_ns;                   /* arrival, for the latency histograms */
+	struct arena arena; /* the reply's memory */
+	int64_t t0_ns;      /* arrival, for the latency histograms */
+	/* when a worker took it, handed it to the committer, and its group commit ended (0: not
+	 * there), for the slow-request log (audit.h) */
+	int64_t t_work_ns, t_submit_ns, t_commit_ns;
 	unsigned op;                     /* the operation, an index into the table of dispatch.c */
 	uint32_t conn;                   /* the connection it came on (conn.h) */
 	void (*finish)(struct job *job); /* packs and sends the reply (set by the server) */

@@ -38,6 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "backend.h"
 #include "commit.h"
 #include "config.h"
@@ -45,6 +46,7 @@
 #include "dispatch.h"
 #include "job.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "notify.h"
 #include "ops.h"
 #include "server.h"
@@ -343,6 +345,7 @@ main(int argc, char **argv)
 	struct args a;
 	int status = 1, ret, lock_fd = -1;
 	struct watchdog *wd = NULL;
+	struct metrics_http *metrics = NULL;
 	bool abandoned = false; /* srv_close gave up on NNG */
 
 	memset(&d, 0, sizeof(d));
@@ -413,8 +416,12 @@ main(int argc, char **argv)
 	start_gpu(&d);
 	load_encoders(&d);
 	dispatch_init(&d.stats);
-	if ((ret = srv_open(&d, &d.server)) != 0)
+	if ((ret = audit_start(&d.conf, &d.audit)) != 0) {
+		log_err("audit: cannot start: %s", hsamem_strerror(ret));
 		goto out_gpu;
+	}
+	if ((ret = srv_open(&d, &d.server)) != 0)
+		goto out_audit;
 	if ((ret = commit_start(d.store, d.conf.max_batch, dispatch_apply, dispatch_reclaim,
 	                        dispatch_committed, &d.commit)) != 0) {
 		log_err("commit: cannot start: %s", hsamem_strerror(ret));
@@ -430,6 +437,8 @@ main(int argc, char **argv)
 		log_err("server: cannot start the listener watchdog: %s", hsamem_strerror(ret));
 		goto out_listen;
 	}
+	if (d.conf.metrics_listen != NULL && metrics_http_start(&d, &metrics) != 0)
+		goto out_watch;
 
 	log_notice("hsamemd %s ready: state in %s, %u workers", PACKAGE_VERSION, d.conf.state_dir,
 	           d.conf.workers);
@@ -437,6 +446,8 @@ main(int argc, char **argv)
 	serve(&d, &a, &sigs);
 	notify_send("STOPPING=1");
 	status = 0;
+	metrics_http_stop(metrics);
+out_watch:
 	wd_stop(wd);
 out_listen:
 	srv_stop(d.server, DRAIN_MS);
@@ -446,6 +457,10 @@ out_commit:
 	commit_stop(d.commit);
 out_server:
 	abandoned = srv_close(d.server) != 0;
+out_audit:
+	/* a thread NNG still holds may yet finish a job, which audits it */
+	if (!abandoned)
+		audit_stop(d.audit);
 out_gpu:
 	enc_unload();
 	gpu_free(d.gpu);

@@ -5,10 +5,12 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commit.h"
 #include "config.h"
+#include "metrics.h"
 #include "ops.h"
 
 /* The counters of the backend that serves now, and its "name: device" in the arena. */
@@ -165,6 +167,20 @@ latency(struct job *job, Hsamem__StatsReply *r)
 	return 0;
 }
 
+/* The metrics endpoint's text, of the memories the reply lists (metrics.h). */
+static int
+prometheus(struct job *job, struct store_txn *txn, const char *only, Hsamem__StatsReply *r)
+{
+	char *text;
+	size_t len;
+	int ret = metrics_render(job->d, txn, job->acl, &job->id, only, &text, &len);
+	if (ret != 0)
+		return job_fail(job, ret, "metrics: cannot render: %s", hsamem_strerror(ret));
+	r->prometheus = arena_strndup(&job->arena, text, len);
+	free(text);
+	return r->prometheus == NULL ? ops_oom(job) : 0;
+}
+
 static void
 stats_in(struct job *job, struct store_txn *txn)
 {
@@ -221,6 +237,9 @@ stats_in(struct job *job, struct store_txn *txn)
 	r->n_memories = w.n;
 
 	if (latency(job, r) != 0)
+		return;
+	if (job->req->stats->has_prometheus && job->req->stats->prometheus &&
+	    prometheus(job, txn, only, r) != 0)
 		return;
 	job->reply.body_case = HSAMEM__REPLY__BODY_STATS;
 	job->reply.stats = r;

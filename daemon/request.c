@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "audit.h"
 #include "dispatch.h"
 #include "hsamem_defs.h"
 #include "job.h"
@@ -238,7 +239,9 @@ void
 req_done(struct job *job)
 {
 	struct daemon *d = job->d;
-	stats_record(&d->stats, job->op, now_ns() - job->t0_ns, job->reply.status != 0);
+	int64_t elapsed = now_ns() - job->t0_ns;
+	stats_record(&d->stats, job->op, elapsed, job->reply.status);
+	audit_job(d->audit, job, elapsed);
 	if (job->req != NULL)
 		hsamem__request__free_unpacked(job->req, &job->alloc);
 	job->req = NULL;

@@ -21,13 +21,23 @@ stats_bound_ms(int i)
 	return 0.01 * pow(10.0, (i + 1) / 10.0);
 }
 
+unsigned
+stats_code_index(int status)
+{
+	return status <= -1001 && status > -1000 - STATS_CODES ? (unsigned)(-1000 - status) : 0;
+}
+
 void
-stats_record(struct stats *s, unsigned op, int64_t ns, bool error)
+stats_record(struct stats *s, unsigned op, int64_t ns, int status)
 {
 	assert(op < STATS_MAX_OPS);
 	atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
-	if (error)
+	if (status != 0) {
 		atomic_fetch_add_explicit(&s->errors, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->op_errors[op], 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&s->codes[stats_code_index(status)], 1,
+		                          memory_order_relaxed);
+	}
 	double ms = (double)ns / 1e6;
 	int i = ms <= 0.01 ? 0 : (int)floor(10.0 * log10(ms / 0.01));
 	if (i < 0)
@@ -35,6 +45,8 @@ stats_record(struct stats *s, unsigned op, int64_t ns, bool error)
 	if (i > STATS_BUCKETS)
 		i = STATS_BUCKETS;
 	atomic_fetch_add_explicit(&s->hist[op].counts[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->hist[op].sum_ns, ns > 0 ? (uint64_t)ns : 0,
+	                          memory_order_relaxed);
 }
 
 uint64_t
