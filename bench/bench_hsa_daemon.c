@@ -20,56 +20,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_corpus.h"
 #include "encoder.h"
 #include "harness.h"
 #include "hsamem.h"
-
-static char **lines;
-static size_t n_lines;
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-read_lines(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char buf[1 << 16];
-	size_t cap = 0;
-	if (f == NULL)
-		return -1;
-	while (fgets(buf, sizeof(buf), f) != NULL) {
-		buf[strcspn(buf, "\n")] = '\0';
-		if (buf[0] == '\0')
-			continue;
-		if (n_lines == cap &&
-		    (lines = realloc(lines, (cap = cap * 2 + 4096) * sizeof(*lines))) == NULL)
-			return -1;
-		lines[n_lines++] = strdup(buf);
-	}
-	fclose(f);
-	return n_lines > 0 ? 0 : -1;
-}
-
-static int
-by_value(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-/* Sorts v and returns its q-quantile (nearest rank). */
-static double
-pct(double *v, size_t n, double q)
-{
-	qsort(v, n, sizeof(*v), by_value);
-	return n ? v[(size_t)(q * (double)(n - 1) + 0.5)] : 0;
-}
 
 struct ingest {
 	const char *url, *user;
@@ -237,7 +191,7 @@ main(int argc, char **argv)
 		else
 			return 2;
 	}
-	if (corpus == NULL || read_lines(corpus) != 0 || queries == 0 || batch == 0) {
+	if (corpus == NULL || bench_read_lines(corpus) != 0 || queries == 0 || batch == 0) {
 		fprintf(stderr, "usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] "
 		                "[--batch N]\n");
 		return 2;

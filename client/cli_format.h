@@ -18,6 +18,7 @@ void print_memory(const struct hsamem_memory *m);
 void print_append(const char *user, const struct hsamem_append_info *a);
 void print_flush(const char *user, const struct hsamem_flush_info *f);
 void print_query(const char *user, const struct hsamem_query_result *q);
+void print_ask(const char *user, const struct hsamem_ask_result *r);
 /* positions: the request's (NULL: all after the stream); out_file: where the output went, or
  * NULL. */
 void print_attend(const char *user, const struct hsamem_attend_result *r, const uint64_t *positions,

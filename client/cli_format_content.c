@@ -153,6 +153,43 @@ print_query(const char *user, const struct hsamem_query_result *q)
 	render(&query_result, &(struct view){.res = q, .user = user});
 }
 
+/* ---- ask ---- */
+
+static const struct field ask_fields[] = {
+        FIELD(struct hsamem_ask_result, answer, K_STR),
+        ARRAY(struct hsamem_ask_result, tokens, K_U32S, n_tokens, NULL),
+        FIELD(struct hsamem_ask_result, experimental, K_BOOL),
+        FIELD(struct hsamem_ask_result, complete, K_BOOL),
+        FIELD(struct hsamem_ask_result, positions, K_U32),
+        FIELD(struct hsamem_ask_result, searched, K_U64),
+        FIELD(struct hsamem_ask_result, encoder, K_STR),
+        ARRAY(struct hsamem_ask_result, chunks, K_OBJS, n_chunks, &hit_shape),
+};
+static const struct shape ask_shape = SHAPE(struct hsamem_ask_result, ask_fields);
+
+static void
+ask_human(const struct view *v)
+{
+	const struct hsamem_ask_result *r = v->res;
+	char *a = text_collapse(r->answer);
+
+	printf("%s\n", a != NULL ? a : "");
+	free(a);
+	printf("(%zu token%s%s, %s over %llu sealed chunk%s; drawn on most:)\n", r->n_tokens,
+	       r->n_tokens == 1 ? "" : "s", r->complete ? "" : ", cut at the limit", r->encoder,
+	       (unsigned long long)r->searched, r->searched == 1 ? "" : "s");
+	for (size_t i = 0; i < r->n_chunks; i++)
+		hit_block(i + 1, &r->chunks[i]);
+}
+
+static const struct result ask_result = {&ask_shape, W_USER, ask_human};
+
+void
+print_ask(const char *user, const struct hsamem_ask_result *r)
+{
+	render(&ask_result, &(struct view){.res = r, .user = user});
+}
+
 /* ---- attend ---- */
 
 /* selected, weights and scores of attend: [n][h_kv][k] as nested arrays. */

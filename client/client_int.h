@@ -71,6 +71,7 @@ void clib_auth_free(struct hsamem *h);
 int res_server(struct hsamem *h, const Hsamem__PingReply *in, struct hsamem_server **out);
 int res_memory(struct hsamem *h, const Hsamem__MemoryInfo *in, struct hsamem_memory **out);
 int res_query(struct hsamem *h, const Hsamem__QueryReply *in, struct hsamem_query_result **out);
+int res_ask(struct hsamem *h, const Hsamem__AskReply *in, struct hsamem_ask_result **out);
 int res_attend(struct hsamem *h, const Hsamem__AttendReply *in, const struct hsamem_attend *rq,
                struct hsamem_attend_result **out);
 int res_entries(struct hsamem *h, const Hsamem__EntriesReply *in, uint32_t count,

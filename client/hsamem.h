@@ -773,6 +773,46 @@ struct hsamem_reencode_info {
 int hsamem_reencode(struct hsamem *h, const char *user, const char *encoder, uint32_t revision,
                     struct hsamem_reencode_info *out);
 
+/* ---- ask (experimental) ---- */
+
+/* An ask's parameters; zero for the defaults. */
+struct hsamem_ask {
+	uint32_t max_tokens;  /* most answer tokens: 0 means 32; at most 64 */
+	uint32_t max_entries; /* covered entries returned per chunk; 0: the default (8) */
+};
+
+/* What hsamem_ask() returns. */
+struct hsamem_ask_result {
+	const char *answer;     /* the answer's text */
+	const uint32_t *tokens; /* its token ids (the end-of-sequence token not included) */
+	size_t n_tokens;
+	/* the chunks the answer drew on most (at most 3), most weight first: weight is the chunk's
+	 * HSA fusion weight summed over the positions the answer was predicted from; score is 0 and
+	 * there are no top tokens */
+	struct hsamem_hit *chunks;
+	size_t n_chunks;
+	bool experimental;   /* true while the shipped model's answers are not reliable */
+	bool complete;       /* the model ended the answer (false: it reached max_tokens) */
+	uint32_t positions;  /* positions the model predicted from */
+	uint64_t searched;   /* sealed chunks ranked at every position */
+	const char *encoder; /* the model that answered */
+};
+
+/*
+ * EXPERIMENTAL. Answers a question from user's memory (hsamem(7), ASKING): the memory's model
+ * (encoder hsa-small) generates the answer greedily, with HSA over the memory's sealed chunks at
+ * every generated token, until it ends it or writes max_tokens tokens. The question is phrased
+ * as the model was trained (e.g. "What is the special magic number for KEY mentioned in the
+ * provided text?"); on other text the shipped model's answers are not reliable (models/EVAL.md).
+ * opts may be NULL. out: a heap result (hsamem_result_free()).
+ * Errors: HSAMEM_ENOUSER; HSAMEM_ENOTSUP (a memory whose encoder is not a language model: lexical,
+ * client); HSAMEM_EINVAL (no question, max_tokens or max_entries out of range); HSAMEM_ETOOBIG (a
+ * question of more tokens than the model's query block takes); HSAMEM_EENCODER (the model is not
+ * loaded); HSAMEM_EPERM.
+ */
+int hsamem_ask(struct hsamem *h, const char *user, const char *question,
+               const struct hsamem_ask *opts, struct hsamem_ask_result **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -386,6 +386,38 @@ hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
 }
 
 int
+hsamem_ask(struct hsamem *h, const char *user, const char *question, const struct hsamem_ask *opts,
+           struct hsamem_ask_result **out)
+{
+	Hsamem__Request req = HSAMEM__REQUEST__INIT;
+	Hsamem__AskRequest ar = HSAMEM__ASK_REQUEST__INIT;
+	Hsamem__Reply *r;
+	int err;
+
+	if ((err = clib_check_user(h, user)) != 0)
+		return err;
+	if (question == NULL || *question == '\0' || out == NULL)
+		return clib_fail(h, HSAMEM_EINVAL, "ask: a question and out are required");
+	ar.user = (char *)user;
+	ar.text = (char *)question;
+	if (opts != NULL) {
+		ar.has_max_tokens = opts->max_tokens != 0;
+		ar.max_tokens = opts->max_tokens;
+		if (opts->max_entries != 0) {
+			ar.has_max_entries = 1;
+			ar.max_entries = opts->max_entries;
+		}
+	}
+	req.body_case = HSAMEM__REQUEST__BODY_ASK;
+	req.ask = &ar;
+	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_ASK, &r)) != 0)
+		return err;
+	err = res_ask(h, r->ask, out);
+	hsamem__reply__free_unpacked(r, NULL);
+	return err;
+}
+
+int
 hsamem_query_text(struct hsamem *h, const char *user, const char *text, uint32_t top_k,
                   struct hsamem_query_result **out)
 {

@@ -480,6 +480,35 @@ res_query(struct hsamem *h, const Hsamem__QueryReply *in, struct hsamem_query_re
 	return hand_over(&a, err, res, out);
 }
 
+int
+res_ask(struct hsamem *h, const Hsamem__AskReply *in, struct hsamem_ask_result **out)
+{
+	struct hsamem_ask_result *res;
+	struct arena a;
+	uint32_t *tokens;
+	size_t i;
+	int err = 0;
+
+	if ((res = arena_start(&a, h, sizeof(*res))) == NULL ||
+	    (res->chunks = arena_calloc(&a, in->n_chunks, sizeof(*res->chunks))) == NULL ||
+	    (tokens = arena_calloc(&a, in->n_tokens, sizeof(*tokens))) == NULL ||
+	    (res->answer = arena_strdup(&a, in->answer)) == NULL ||
+	    (res->encoder = arena_strdup(&a, in->encoder)) == NULL)
+		return hand_over(&a, oom(&a), NULL, out);
+	if (in->n_tokens > 0)
+		memcpy(tokens, in->tokens, in->n_tokens * sizeof(*tokens));
+	res->tokens = tokens;
+	res->n_tokens = in->n_tokens;
+	res->experimental = in->experimental;
+	res->complete = in->complete;
+	res->positions = in->positions;
+	res->searched = in->searched;
+	for (i = 0; i < in->n_chunks && err == 0; i++)
+		err = conv_hit(&a, &res->chunks[i], in->chunks[i]);
+	res->n_chunks = in->n_chunks;
+	return hand_over(&a, err, res, out);
+}
+
 /* Checks an attend reply against the request and converts it. */
 static int
 conv_attend(struct arena *a, struct hsamem_attend_result *res, const Hsamem__AttendReply *in,

@@ -75,6 +75,7 @@ static const struct op_def ops[] = {
               ops_committed_reencode, NULL),
         READ(BACKUP, "backup", ADMIN, ops_backup),
         READ(COMPACT, "compact", ADMIN, ops_compact),
+        READ(ASK, "ask", MEMORY, ops_ask),
         {HSAMEM__REQUEST__BODY__NOT_SET, "invalid", ACC_ADMIN, NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -120,6 +121,7 @@ memory_of(const Hsamem__Request *r)
 	case HSAMEM__REQUEST__BODY_EXPORT: return r->export->user;
 	case HSAMEM__REQUEST__BODY_IMPORT: return r->import->user;
 	case HSAMEM__REQUEST__BODY_REENCODE: return r->reencode->user;
+	case HSAMEM__REQUEST__BODY_ASK: return r->ask->user;
 	default: return NULL;
 	}
 }

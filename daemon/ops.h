@@ -108,6 +108,19 @@ void ops_compact(struct job *job);
 /* Reads: ops_query.c */
 void ops_query(struct job *job);
 void ops_attend_request(struct job *job);
+/* Fills a hit's text, covered entries (at most max_entries) and top tokens (none when attn is
+ * NULL: else [G][S] of its kv head, rows stride apart) from a chunk's (or the tail's) records. */
+int ops_fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsamem__Hit *h,
+                 const uint32_t *tokens, const struct store_tokref *refs, uint32_t n_real,
+                 const float *attn, uint32_t G, uint32_t stride, uint32_t max_entries);
+/* The stream's last tokens, at most want, in the snapshot txn: the tail's, preceded by the real
+ * tokens of the last sealed chunk where the tail is shorter (the context of a model's question).
+ * *out is in the job's arena. 0, -ENOMEM or a store error. */
+int ops_query_context(struct job *job, struct store_txn *txn, const struct store_user *u,
+                      size_t want, uint32_t **out, size_t *n_out);
+
+/* Reads: ops_ask.c */
+void ops_ask(struct job *job);
 
 /* Writes to a memory's stream: ops_write.c */
 int ops_prepare_create(struct job *job);

@@ -176,11 +176,10 @@ top_tokens(const float *attn, uint32_t G, uint32_t stride, uint32_t n_real, uint
 	return n;
 }
 
-/* Fills a hit's text, covered entries and top tokens from the chunk's (or tail's) records. */
-static int
-fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsamem__Hit *h,
-         const uint32_t *tokens, const struct store_tokref *refs, uint32_t n_real,
-         const float *attn, uint32_t G, uint32_t stride, uint32_t max_entries)
+int
+ops_fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsamem__Hit *h,
+             const uint32_t *tokens, const struct store_tokref *refs, uint32_t n_real,
+             const float *attn, uint32_t G, uint32_t stride, uint32_t max_entries)
 {
 	h->text = ops_tokens_text(job, txn, u->uid, refs, 0, n_real);
 	h->has_n_tokens = true;
@@ -333,16 +332,11 @@ out:
 	return ret;
 }
 
-/*
- * Encodes the question after the stream's last query_context tokens (encode_query_ctx): the
- * tail's, preceded by the real tokens of the last sealed chunk where the tail is shorter. Read in
- * the query's snapshot.
- */
-static int
-encode_query_ctx(struct job *job, struct store_txn *txn, const struct store_user *u,
-                 const struct enc_ops *enc, const uint32_t *tok, size_t n, float *qr, float *qa)
+int
+ops_query_context(struct job *job, struct store_txn *txn, const struct store_user *u, size_t want,
+                  uint32_t **out, size_t *n_out)
 {
-	size_t want = enc->query_context, n_ctx = 0;
+	size_t n_ctx = 0;
 	uint32_t *ctx = arena_calloc(&job->arena, want + 1, sizeof(*ctx));
 	struct store_tail tail = {0};
 	struct store_chunk prev;
@@ -360,8 +354,20 @@ encode_query_ctx(struct job *job, struct store_txn *txn, const struct store_user
 	}
 	if (from_tail > 0)
 		memcpy(ctx + n_ctx, tail.tokens + tail.n - from_tail, from_tail * sizeof(*ctx));
-	n_ctx += from_tail;
-	return enc->encode_query_ctx(&u->spec, ctx, n_ctx, tok, n, qr, qa);
+	*out = ctx;
+	*n_out = n_ctx + from_tail;
+	return 0;
+}
+
+/* Encodes the question after the stream's last query_context tokens (encode_query_ctx). */
+static int
+encode_query_ctx(struct job *job, struct store_txn *txn, const struct store_user *u,
+                 const struct enc_ops *enc, const uint32_t *tok, size_t n, float *qr, float *qa)
+{
+	uint32_t *ctx;
+	size_t n_ctx;
+	int ret = ops_query_context(job, txn, u, enc->query_context, &ctx, &n_ctx);
+	return ret != 0 ? ret : enc->encode_query_ctx(&u->spec, ctx, n_ctx, tok, n, qr, qa);
 }
 
 /*
@@ -444,8 +450,8 @@ query_reply(struct job *job, struct store_txn *txn, const struct store_user *u,
 			         (unsigned long long)h->chunk, hsamem_strerror(ret));
 			return;
 		}
-		if (fill_hit(job, txn, u, h, c.tokens, c.refs, c.n_real, cand[i].attn, G,
-		             cand[i].stride, max_entries) != 0)
+		if (ops_fill_hit(job, txn, u, h, c.tokens, c.refs, c.n_real, cand[i].attn, G,
+		                 cand[i].stride, max_entries) != 0)
 			return;
 		hits[r->n_hits++] = h;
 	}

@@ -10,10 +10,14 @@
 #ifndef HSAMEM_ENCODER_H
 #define HSAMEM_ENCODER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "spec.h"
+
+/* A greedy answer in progress (answer_open). */
+struct enc_answer;
 
 /* One token of a text: its id and the bytes of the text it was read from. */
 struct enc_token {
@@ -112,6 +116,26 @@ struct enc_ops {
 	uint32_t query_context;   /* stream tokens encode_query_ctx reads (0: none) */
 	uint32_t max_query;       /* most tokens of a question (0: the daemon's own limit) */
 	const char *query_prefix; /* text put before a question's text to tokenize it, or NULL */
+
+	/*
+	 * Optional, for an encoder that is a language model (hsa-small): greedy answering, with
+	 * the sparse HSA over the memory's chunks left to the caller (the daemon's backend), one
+	 * generated token at a time. answer_open starts the answer to the question tok (n tokens,
+	 * as encode_query_ctx takes them) after ctx, for at most max_new tokens. Then, per token:
+	 * answer_step writes the retrieval and attention queries (qr [h_kv][d_r / h_kv], qa
+	 * [h_q][d_h]) of the position that predicts the next token; answer_next takes that
+	 * position's fused HSA output O [h_q][d_h] and gives the next token, or *eos (the answer is
+	 * complete; *tok is then not part of it). answer_close frees (NULL is fine). Each answer is
+	 * used by one thread; any number of answers may run at once.
+	 */
+	int (*answer_open)(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
+	                   const uint32_t *tok, size_t n, uint32_t max_new,
+	                   struct enc_answer **out);
+	int (*answer_step)(struct enc_answer *a, float *qr, float *qa);
+	int (*answer_next)(struct enc_answer *a, const float *O, uint32_t *tok, bool *eos);
+	void (*answer_close)(struct enc_answer *a);
+	/* Optional: the text of token ids (specials give none), a malloc'd C string *out. */
+	int (*decode)(const uint32_t *ids, size_t n, char **out);
 };
 
 /* The encoder of that name, or NULL. */

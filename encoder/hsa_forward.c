@@ -254,29 +254,79 @@ hsa_upper(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win,
 	return 0;
 }
 
-int
-hsa_query(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win, uint32_t n,
-          uint32_t first, const struct hsa_memory *mem, const struct hsa_query_out *out)
+/* The window through the model up to the HSA sub-layer's queries of positions first .. n-1: X
+ * stays in s->x, qr and qa in s->qr and s->qa. */
+static int
+query_heads(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win, uint32_t n,
+            uint32_t first, float *hidden)
 {
 	const struct hsa_config *c = &m->cfg;
 	uint32_t D = c->d_model, T, qd = c->h_q * c->d_h;
 	float *X;
 	int rc;
 
-	if (first >= n || (mem->n_chunks && (!mem->K || !mem->V || !mem->L)))
+	if (first >= n)
 		return HSAMEM_EINVAL;
 	rc = hsa_upper(m, s, win, n);
 	if (rc)
 		return rc;
 	T = n - first;
 	X = s->x + (size_t)first * D;
-	if (out->hidden)
-		memcpy(out->hidden, X, (size_t)T * D * sizeof(float));
+	if (hidden)
+		memcpy(hidden, X, (size_t)T * D * sizeof(float));
 	hsa_rmsnorm(X, D, s->w.xn, D, T, D, m->ret_norm, c->eps);
 	hsa_gemm(s->w.xn, D, T, D, m->ret_q, c->d_r, 0.0f, s->qr, c->d_r);
 	hsa_rmsnorm(X, D, s->w.xn, D, T, D, m->hsa_norm, c->eps);
 	hsa_gemm(s->w.xn, D, T, D, m->hsa_q, qd, 0.0f, s->qa, qd);
 	hsa_rmsnorm(s->qa, c->d_h, s->qa, c->d_h, T * c->h_q, c->d_h, NULL, c->eps);
+	return 0;
+}
+
+int
+hsa_query_heads(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win, uint32_t n,
+                uint32_t first, float *qr, float *qa)
+{
+	const struct hsa_config *c = &m->cfg;
+	int rc = query_heads(m, s, win, n, first, NULL);
+
+	if (rc)
+		return rc;
+	memcpy(qr, s->qr, (size_t)(n - first) * c->d_r * sizeof(float));
+	memcpy(qa, s->qa, (size_t)(n - first) * c->h_q * c->d_h * sizeof(float));
+	return 0;
+}
+
+int
+hsa_query_logits(const struct hsa_model *m, struct hsa_scratch *s, uint32_t n, uint32_t first,
+                 const float *O, float *logits)
+{
+	const struct hsa_config *c = &m->cfg;
+	uint32_t D = c->d_model, T = n - first, qd = c->h_q * c->d_h;
+	float *X = s->x + (size_t)first * D;
+
+	if (first >= n || n > 2 * c->chunk)
+		return HSAMEM_EINVAL;
+	hsa_gemm(O, qd, T, qd, m->hsa_o, D, 1.0f, X, D);
+	hsa_mlp_sublayer(c, &s->w, m->hsa_mlp_norm, m->hsa_w13, m->hsa_w2, X, T);
+	hsa_rmsnorm(X, D, s->w.xn, D, T, D, m->final_norm, c->eps);
+	hsa_gemm(s->w.xn, D, T, D, m->embed, c->vocab, 0.0f, logits, c->vocab);
+	return 0;
+}
+
+int
+hsa_query(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win, uint32_t n,
+          uint32_t first, const struct hsa_memory *mem, const struct hsa_query_out *out)
+{
+	const struct hsa_config *c = &m->cfg;
+	uint32_t T, qd = c->h_q * c->d_h;
+	int rc;
+
+	if (first >= n || (mem->n_chunks && (!mem->K || !mem->V || !mem->L)))
+		return HSAMEM_EINVAL;
+	rc = query_heads(m, s, win, n, first, out->hidden);
+	if (rc)
+		return rc;
+	T = n - first;
 	if (out->qr)
 		memcpy(out->qr, s->qr, (size_t)T * c->d_r * sizeof(float));
 	if (out->qa)
@@ -288,11 +338,7 @@ hsa_query(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win,
 		memcpy(out->hsa_out, s->o, (size_t)T * qd * sizeof(float));
 	if (!out->logits)
 		return 0;
-	hsa_gemm(s->o, qd, T, qd, m->hsa_o, D, 1.0f, X, D);
-	hsa_mlp_sublayer(c, &s->w, m->hsa_mlp_norm, m->hsa_w13, m->hsa_w2, X, T);
-	hsa_rmsnorm(X, D, s->w.xn, D, T, D, m->final_norm, c->eps);
-	hsa_gemm(s->w.xn, D, T, D, m->embed, c->vocab, 0.0f, out->logits, c->vocab);
-	return 0;
+	return hsa_query_logits(m, s, n, first, s->o, out->logits);
 }
 
 int

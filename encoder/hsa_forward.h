@@ -105,6 +105,19 @@ int hsa_query(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *
               uint32_t first, const struct hsa_memory *mem, const struct hsa_query_out *out);
 
 /*
+ * hsa_query in two halves, for a caller that runs the sparse HSA itself (the daemon, on its
+ * backend over the stored chunks): hsa_query_heads runs the window (as hsa_query) and writes the
+ * retrieval and attention queries of positions first .. n-1, qr [T][d_r] and qa [T][h_q][d_h];
+ * hsa_query_logits then takes their fused HSA output O [T][h_q][d_h] and writes logits
+ * [T][vocab]. It must follow hsa_query_heads on the same scratch with the same n and first, and
+ * runs once per hsa_query_heads. HSAMEM_EINVAL for bad sizes or ids.
+ */
+int hsa_query_heads(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win,
+                    uint32_t n, uint32_t first, float *qr, float *qa);
+int hsa_query_logits(const struct hsa_model *m, struct hsa_scratch *s, uint32_t n, uint32_t first,
+                     const float *O, float *logits);
+
+/*
  * Greedy answering through runtime rt: the query block q (n_q tokens: <|q|> question <|a|>)
  * after ctx (n_ctx <= S tokens: the memory's last tokens), extended by the argmax token until
  * <|eos|> or max_new tokens. The window is ctx then the block; once that passes 2S tokens its

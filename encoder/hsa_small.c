@@ -245,6 +245,106 @@ hs_encode_query(const struct hsa_spec *spec, const uint32_t *tok, size_t n, floa
 	return hs_encode_query_ctx(spec, NULL, 0, tok, n, qr, qa);
 }
 
+/*
+ * Greedy answering (encoder.h, answer_open): the window is the context then the query block so
+ * far, its last 2S tokens once it is longer (hsa_generate's rule); each step runs it once up to
+ * the queries of its last position and, given the daemon's HSA output there, on to the logits.
+ */
+struct enc_answer {
+	struct hsa_scratch *s;
+	uint32_t *all; /* ctx, <|q|> question <|a|>, then the answer so far */
+	uint32_t total, cap, n;
+	float *logits;
+};
+
+static void
+hs_answer_close(struct enc_answer *a)
+{
+	if (a == NULL)
+		return;
+	hsa_scratch_free(a->s);
+	free(a->all);
+	free(a->logits);
+	free(a);
+}
+
+static int
+hs_answer_open(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx, const uint32_t *tok,
+               size_t n, uint32_t max_new, struct enc_answer **out)
+{
+	int err = hs_check_spec(spec, NULL, 0);
+	if (err != 0)
+		return err;
+	const struct hsa_config *c = &model->cfg;
+	if (n_ctx > c->chunk || max_new > 4096)
+		return HSAMEM_EINVAL;
+	if (n + 2 > c->chunk)
+		return HSAMEM_ETOOBIG;
+	struct enc_answer *a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return -ENOMEM;
+	a->cap = c->chunk + 2 + (uint32_t)n + max_new;
+	a->all = malloc(a->cap * sizeof(uint32_t));
+	a->logits = malloc((size_t)c->vocab * sizeof(float));
+	if (a->all == NULL || a->logits == NULL) {
+		hs_answer_close(a);
+		return -ENOMEM;
+	}
+	if ((err = hsa_scratch_alloc(model, 1, &a->s)) != 0) {
+		hs_answer_close(a);
+		return err;
+	}
+	/* the context as a query's: pads on the left where the stream is shorter */
+	window_context(a->all, c->chunk, c->pad_id, ctx, n_ctx);
+	a->total = c->chunk;
+	a->all[a->total++] = c->q_id;
+	memcpy(a->all + a->total, tok, n * sizeof(uint32_t));
+	a->total += (uint32_t)n;
+	a->all[a->total++] = c->a_id;
+	*out = a;
+	return 0;
+}
+
+static int
+hs_answer_step(struct enc_answer *a, float *qr, float *qa)
+{
+	uint32_t win = 2 * model->cfg.chunk;
+	a->n = a->total < win ? a->total : win;
+	return hsa_query_heads(model, a->s, a->all + a->total - a->n, a->n, a->n - 1, qr, qa);
+}
+
+static int
+hs_answer_next(struct enc_answer *a, const float *O, uint32_t *tok, bool *eos)
+{
+	const struct hsa_config *c = &model->cfg;
+	uint32_t best = 0;
+	if (a->n == 0)
+		return HSAMEM_EINVAL;
+	int err = hsa_query_logits(model, a->s, a->n, a->n - 1, O, a->logits);
+	a->n = 0;
+	if (err != 0)
+		return err;
+	for (uint32_t v = 1; v < c->vocab; v++)
+		if (a->logits[v] > a->logits[best])
+			best = v;
+	*tok = best;
+	*eos = best == c->eos_id;
+	if (*eos)
+		return 0;
+	if (a->total == a->cap)
+		return HSAMEM_EINVAL; /* more than max_new tokens */
+	a->all[a->total++] = best;
+	return 0;
+}
+
+static int
+hs_decode(const uint32_t *ids, size_t n, char **out)
+{
+	size_t len;
+	int err = hs_ready(NULL, 0);
+	return err != 0 ? err : bpe_decode(model->tok, ids, n, out, &len);
+}
+
 struct enc_ops enc_hsa_small = {
         .name = HSA_SMALL_NAME,
         .revision = 0,
@@ -261,6 +361,11 @@ struct enc_ops enc_hsa_small = {
         .query_context = 64,
         .max_query = 62,
         .query_prefix = " ",
+        .answer_open = hs_answer_open,
+        .answer_step = hs_answer_step,
+        .answer_next = hs_answer_next,
+        .answer_close = hs_answer_close,
+        .decode = hs_decode,
 };
 
 int

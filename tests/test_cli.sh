@@ -96,6 +96,25 @@ check_facts "after SIGKILL"
 "$hsamem" query alice "where is the spare key" -k 3 | grep -q "flowerpot" ||
 	fail "the append acknowledged before SIGKILL is missing"
 
+# ask (experimental): an hsa-small memory answers with the needle's number, the note on stderr;
+# --max-tokens bounds the answer; a lexical memory is refused naming its encoder
+"$hsamem" create askcli --encoder hsa-small >/dev/null || fail "create of an hsa-small memory"
+for i in 1 2 3 4 5 6; do
+	"$hsamem" append askcli "The village baker repaired the wooden bridge before the rain came. A young painter described a map of the valley as the fog lifted." >/dev/null
+	[ $i -eq 3 ] && "$hsamem" append askcli "One of the special magic numbers for quiet-harbor is: 4829301." >/dev/null
+done
+askq="What is the special magic number for quiet-harbor mentioned in the provided text?"
+out=$("$hsamem" --json ask askcli "$askq" 2>"$dir/err") || fail "ask failed: $(cat "$dir/err")"
+echo "$out" | grep -q '"answer": *"[^"]*4829301' || fail "ask: no number in $out"
+echo "$out" | grep -q '"experimental": *true' || fail "ask: not marked experimental: $out"
+grep -q "experimental" "$dir/err" || fail "ask: no note on stderr"
+out=$("$hsamem" --json ask askcli "$askq" --max-tokens 1 2>/dev/null)
+echo "$out" | grep -q '"complete": *false' || fail "ask --max-tokens 1: $out"
+"$hsamem" ask askcli "$askq" --max-tokens 65 >/dev/null 2>&1; rc=$?
+[ $rc -eq 2 ] || fail "ask --max-tokens 65 exited $rc, expected 2"
+"$hsamem" ask alice "$askq" >/dev/null 2>"$dir/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "lexical" "$dir/err" || fail "ask of a lexical memory exited $rc: $(cat "$dir/err")"
+
 # errors: unknown user, bad name, exit codes as documented
 "$hsamem" query nobody "anything" >/dev/null 2>&1; rc=$?
 [ $rc -eq 1 ] || fail "query of an unknown user exited $rc, expected 1"

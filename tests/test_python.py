@@ -382,11 +382,36 @@ def test_default_search():
                 os.environ[k] = v
 
 
+def test_ask(c):
+    c.create("askpy", encoder="hsa-small")
+    texts = ["A tired teacher watched the harbour lights before the rain came. The night "
+             "train carried a basket of apples near the empty market." for _ in range(12)]
+    texts[5] = "One of the special magic numbers for quiet-harbor is: 4829301."
+    first = c.append_many("askpy", texts).first_seq
+    q = "What is the special magic number for quiet-harbor mentioned in the provided text?"
+    a = c.ask("askpy", q)
+    check(isinstance(a, hsamem.Answer) and "4829301" in a.text and a.experimental,
+          "ask: the answer holds the number: %r" % (a,))
+    check(any(e.seq == first + 5 for h in a.chunks for e in h.entries),
+          "ask: the needle's entry is among the chunks drawn on")
+    check(a.encoder == "hsa-small" and len(a.tokens) >= 1 and str(a) == a.text,
+          "ask: tokens and encoder")
+    cut = c.ask("askpy", q, max_tokens=1)
+    check(cut.tokens == a.tokens[:1] and not cut.complete, "ask: max_tokens=1 cuts it")
+    c.append("asklex", "the blue kettle whistles")
+    raises(hsamem.NotSupported, c.ask, "asklex", q)
+    raises(hsamem.NoSuchUser, c.ask, "askmissing", q)
+    raises(hsamem.InvalidArgument, c.ask, "askpy", q, max_tokens=65)
+    c.delete("askpy")
+    c.delete("asklex")
+
+
 def main():
     test_default_search()
     with hsamem.Client(timeout=60) as c:
         test_backup_compact(c)
         test_reencode(c)
+        test_ask(c)
         test_text(c)
         test_client_memory(c)
         test_transfer(c)

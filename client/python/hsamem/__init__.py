@@ -39,14 +39,16 @@ from .errors import (ERRORS, AlreadyExists, BackendError, BadName, Busy, Connect
                      InternalError, InvalidArgument, NoSuchUser, NotFound, NotSupported,
                      PermissionDenied, ProtocolError, SpecMismatch, StoreError, StoreFull, Timeout,
                      TooBig, VersionError)
-from .results import (AppendInfo, AttendResult, BackupInfo, Chunk, ChunkList, CompactInfo,
-                      DeleteInfo, Entry, EntryList, FlushInfo, Histogram, Hit, Hits, Memory, Reencode, Server, Spec, Stats,
+from .results import (Answer, AppendInfo, AttendResult, BackupInfo, Chunk, ChunkList, CompactInfo,
+                      DeleteInfo, Entry, EntryList, FlushInfo, Histogram, Hit, Hits, Memory,
+                      Reencode, Server, Spec, Stats,
                       Transfer)
 
 __all__ = [
     "Client", "load_library", "library_version", "default_url",
     "Server", "Spec", "Memory", "AppendInfo", "FlushInfo", "Entry", "Hit", "Hits",
-    "AttendResult", "Chunk", "ChunkList", "EntryList", "Histogram", "Stats", "DeleteInfo", "BackupInfo", "CompactInfo",
+    "AttendResult", "Answer", "Chunk", "ChunkList", "EntryList", "Histogram", "Stats",
+    "DeleteInfo", "BackupInfo", "CompactInfo",
     "Transfer", "Reencode", "ROLES", "DTYPES", "WEIGHTINGS", "ERRORS",
     "HsamemError", "ProtocolError", "VersionError", "InvalidArgument", "NoSuchUser",
     "AlreadyExists", "SpecMismatch", "TooBig", "BadName", "StoreError", "FormatError", "Busy",

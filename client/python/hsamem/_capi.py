@@ -91,6 +91,17 @@ class _CQueryResult(ctypes.Structure):
     _fields_ = [("hits", _P(_CHit)), ("n_hits", _sz), ("chunks", _u64), ("k", _u32)]
 
 
+class _CAsk(ctypes.Structure):
+    _fields_ = [("max_tokens", _u32), ("max_entries", _u32)]
+
+
+class _CAskResult(ctypes.Structure):
+    _fields_ = [("answer", _cstr), ("tokens", _P(_u32)), ("n_tokens", _sz),
+                ("chunks", _P(_CHit)), ("n_chunks", _sz), ("experimental", _bool),
+                ("complete", _bool), ("positions", _u32), ("searched", _u64),
+                ("encoder", _cstr)]
+
+
 class _CAttend(ctypes.Structure):
     _fields_ = [("n", _u32), ("qr", _P(_f32)), ("qr_len", _sz), ("qa", _P(_f32)),
                 ("qa_len", _sz), ("positions", _P(_u64)), ("top_k", _u32),
@@ -191,6 +202,7 @@ _PROTOTYPES = {
     "hsamem_flush": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CChunkIn), _P(_CFlushInfo)]),
     "hsamem_query": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CQuery),
                                     _P(_P(_CQueryResult))]),
+    "hsamem_ask": (ctypes.c_int, [ctypes.c_void_p, _cstr, _cstr, _P(_CAsk), _P(_P(_CAskResult))]),
     "hsamem_attend": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CAttend),
                                      _P(_P(_CAttendResult))]),
     "hsamem_entries": (ctypes.c_int, [ctypes.c_void_p, _cstr, _u64, _u32,

@@ -14,15 +14,16 @@ import threading
 
 from ._args import (_b, _chunk_in, _chunks_in, _entry_in, _enum_value, _floats, _u32_array,
                     _user)
-from ._capi import (_P, _READ_FN, _URL_MAX, _WRITE_FN, _CAppendInfo, _CAttend, _CAttendResult,
-                    _CBackupInfo, _CChunkList, _CCompactInfo, _CDeleteInfo, _CEntryIn,
-                    _CEntryList, _CFlushInfo, _CMemory, _CQuery, _CQueryResult, _CReencodeInfo,
-                    _CServer, _CSpec, _CStats, _CTransfer, _CUserList, _SPEC_FIELDS, _f32, _s,
-                    _strerror, _u64, DTYPES, WEIGHTINGS, load_library)
+from ._capi import (_P, _READ_FN, _URL_MAX, _WRITE_FN, _CAppendInfo, _CAsk, _CAskResult,
+                    _CAttend, _CAttendResult, _CBackupInfo, _CChunkList, _CCompactInfo,
+                    _CDeleteInfo, _CEntryIn, _CEntryList, _CFlushInfo, _CMemory, _CQuery,
+                    _CQueryResult, _CReencodeInfo, _CServer, _CSpec, _CStats, _CTransfer,
+                    _CUserList, _SPEC_FIELDS, _f32, _s, _strerror, _u64, DTYPES, WEIGHTINGS,
+                    load_library)
 from .errors import ERRORS, HsamemError
-from .results import (AppendInfo, AttendResult, BackupInfo, ChunkList, CompactInfo, DeleteInfo,
-                      EntryList, FlushInfo, Hits, Reencode, Server, Transfer, _array, _chunk,
-                      _entry, _hit, _memory, _stats)
+from .results import (Answer, AppendInfo, AttendResult, BackupInfo, ChunkList, CompactInfo,
+                      DeleteInfo, EntryList, FlushInfo, Hits, Reencode, Server, Transfer, _array,
+                      _chunk, _entry, _hit, _memory, _stats)
 
 
 def library_version():
@@ -266,6 +267,27 @@ class Client:
         res = self._call("hsamem_query", conv, _user(user), ctypes.byref(q),
                          out_type=_CQueryResult)
         del t, toks
+        return res
+
+    def ask(self, user, question, max_tokens=None, max_entries=None):
+        """EXPERIMENTAL. Answers question from user's memory with its model (encoder hsa-small):
+        returns an Answer, whose text the model wrote greedily with HSA over the memory at every
+        token, and the chunks it drew on most. max_tokens: at most 64 (None: 32); max_entries:
+        covered entries per chunk (None: 8). The shipped model answers reliably only questions
+        like its training tasks (models/EVAL.md). Raises NoSuchUser, NotSupported (a memory of
+        another encoder), InvalidArgument, TooBig, EncoderUnavailable."""
+        a = _CAsk()
+        a.max_tokens = max_tokens or 0
+        a.max_entries = max_entries or 0
+        q = _b(question)
+
+        def conv(c):
+            return Answer(_s(c.answer), list(_array("I", c.tokens, c.n_tokens, 4)),
+                          [_hit(c.chunks[i]) for i in range(c.n_chunks)], bool(c.experimental),
+                          bool(c.complete), c.positions, c.searched, _s(c.encoder))
+        res = self._call("hsamem_ask", conv, _user(user), q, ctypes.byref(a),
+                         out_type=_CAskResult)
+        del q
         return res
 
     def attend(self, user, qr, qa, n, positions=None, k=None, want_attention=False):

@@ -121,6 +121,26 @@ class Hits(list):
         self.k = k
 
 
+@dataclass
+class Answer:
+    """EXPERIMENTAL. The answer of an ask (Client.ask): its text, its token ids, and the chunks it
+    drew on most (Hit, most weight first; weight is the chunk's HSA fusion weight summed over the
+    positions the answer was predicted from, score is 0). experimental: True while the model's
+    answers are not reliable; complete: the model ended the answer (False: it reached
+    max_tokens); searched: sealed chunks ranked at every position; encoder: the model."""
+    text: str
+    tokens: List[int]
+    chunks: List[Hit]
+    experimental: bool
+    complete: bool
+    positions: int
+    searched: int
+    encoder: str
+
+    def __str__(self):
+        return self.text
+
+
 class EntryList(list):
     """A range of entries (a list of Entry), with total: the entries in the memory."""
 
