@@ -13,6 +13,7 @@
 
 #include "bpe.h"
 #include "hsamem_defs.h"
+#include "why.h"
 
 #define BPE_BYTES 256
 
@@ -27,19 +28,6 @@ struct bpe {
 	uint32_t *off; /* bytes of id i: pool[off[i] .. off[i+1]) */
 	unsigned char *pool;
 };
-
-static int
-bpe_fail(char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && why_len) {
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return HSAMEM_EENCODER;
-}
 
 static inline uint32_t
 bpe_hash(uint64_t k)
@@ -125,15 +113,16 @@ bpe_merges(struct bpe *b, char **cur, uint32_t *pair, const char *path, char *wh
 		    l >= b->first_merge + i || r >= b->first_merge + i ||
 		    (l >= BPE_BYTES && l < b->first_merge) ||
 		    (r >= BPE_BYTES && r < b->first_merge))
-			return bpe_fail(why, why_len,
+			return why_fail(why, why_len, HSAMEM_EENCODER,
 			                "%s: merge %u: expected two earlier non-special ids, found "
 			                "\"%.40s\"",
 			                path, i, line ? line : "(end of file)");
 		k = ((uint64_t)l << 32 | r) + 1;
 		for (h = bpe_hash(k) & b->mask; b->key[h]; h = (h + 1) & b->mask)
 			if (b->key[h] == k)
-				return bpe_fail(why, why_len, "%s: merge %u repeats the pair %u %u",
-				                path, i, l, r);
+				return why_fail(why, why_len, HSAMEM_EENCODER,
+				                "%s: merge %u repeats the pair %u %u", path, i, l,
+				                r);
 		b->key[h] = k;
 		b->rank[h] = i;
 		pair[2 * i] = l;
@@ -186,15 +175,17 @@ bpe_head(struct bpe *b, char **cur, const char *path, char *why, size_t why_len)
 	char *line = NULL, name[64], tail;
 
 	if (bpe_line(cur, &line) || strcmp(line, "hsamem-bpe 1"))
-		return bpe_fail(why, why_len,
+		return why_fail(why, why_len, HSAMEM_EENCODER,
 		                "%s: line 1: expected \"hsamem-bpe 1\", found \"%.40s\"", path,
 		                line ? line : "");
 	if (bpe_line(cur, &line) || sscanf(line, "vocab %u%c", &b->vocab, &tail) != 1 ||
 	    b->vocab <= BPE_BYTES || b->vocab > (1u << 24))
-		return bpe_fail(why, why_len, "%s: line 2: expected \"vocab N\"", path);
+		return why_fail(why, why_len, HSAMEM_EENCODER, "%s: line 2: expected \"vocab N\"",
+		                path);
 	if (bpe_line(cur, &line) || sscanf(line, "specials %u%c", &b->n_special, &tail) != 1 ||
 	    b->n_special > 1024 || BPE_BYTES + b->n_special > b->vocab)
-		return bpe_fail(why, why_len, "%s: line 3: expected \"specials N\"", path);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: line 3: expected \"specials N\"", path);
 	b->first_merge = BPE_BYTES + b->n_special;
 	b->special = calloc(b->n_special + 1, sizeof(*b->special));
 	if (!b->special)
@@ -202,15 +193,16 @@ bpe_head(struct bpe *b, char **cur, const char *path, char *why, size_t why_len)
 	for (i = 0; i < b->n_special; i++) {
 		if (bpe_line(cur, &line) || sscanf(line, "%63s %u%c", name, &id, &tail) != 2 ||
 		    id != BPE_BYTES + i)
-			return bpe_fail(why, why_len, "%s: special %u: expected \"<name> %u\"",
-			                path, i, BPE_BYTES + i);
+			return why_fail(why, why_len, HSAMEM_EENCODER,
+			                "%s: special %u: expected \"<name> %u\"", path, i,
+			                BPE_BYTES + i);
 		if (!(b->special[i] = strdup(name)))
 			return -ENOMEM;
 	}
 	if (bpe_line(cur, &line) || sscanf(line, "merges %u%c", &n_merges, &tail) != 1 ||
 	    n_merges != b->vocab - b->first_merge)
-		return bpe_fail(
-		        why, why_len,
+		return why_fail(
+		        why, why_len, HSAMEM_EENCODER,
 		        "%s: expected \"merges %u\" (vocab %u less bytes and specials), found "
 		        "\"%.40s\"",
 		        path, b->vocab - b->first_merge, b->vocab, line ? line : "");

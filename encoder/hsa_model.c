@@ -20,6 +20,7 @@
 #include "hsa_model.h"
 #include "hsamem_defs.h"
 #include "st.h"
+#include "why.h"
 
 /* Loading state: sticky error, the first failure wins and every later step is a no-op. */
 struct ld {
@@ -31,19 +32,6 @@ struct ld {
 	char *why;
 	size_t why_len;
 };
-
-static int
-ld_fail(char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && why_len) {
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return HSAMEM_EENCODER;
-}
 
 /* Checks tensor name against [rows] (cols 0) or [rows, cols], widens it; NULL after a failure. */
 static float *
@@ -59,8 +47,8 @@ ld_take(struct ld *l, const char *name, uint32_t rows, uint32_t cols)
 		return NULL;
 	t = st_find(l->st, name);
 	if (!t) {
-		l->rc = ld_fail(l->why, l->why_len, "%s: tensor %s is missing", st_path(l->st),
-		                name);
+		l->rc = why_fail(l->why, l->why_len, HSAMEM_EENCODER, "%s: tensor %s is missing",
+		                 st_path(l->st), name);
 		return NULL;
 	}
 	if (cols)
@@ -72,14 +60,15 @@ ld_take(struct ld *l, const char *name, uint32_t rows, uint32_t cols)
 		         (unsigned long long)t->shape[d]);
 	strcat(got, "]");
 	if (t->ndim != (cols ? 2u : 1u) || t->shape[0] != rows || (cols && t->shape[1] != cols)) {
-		l->rc = ld_fail(l->why, l->why_len, "%s: tensor %s: shape %s, expected %s",
-		                st_path(l->st), name, got, want);
+		l->rc = why_fail(l->why, l->why_len, HSAMEM_EENCODER,
+		                 "%s: tensor %s: shape %s, expected %s", st_path(l->st), name, got,
+		                 want);
 		return NULL;
 	}
 	if (t->dtype != l->dtype) {
-		l->rc = ld_fail(l->why, l->why_len, "%s: tensor %s: dtype %s, expected %s",
-		                st_path(l->st), name, st_dtype_name(t->dtype),
-		                st_dtype_name(l->dtype));
+		l->rc = why_fail(l->why, l->why_len, HSAMEM_EENCODER,
+		                 "%s: tensor %s: dtype %s, expected %s", st_path(l->st), name,
+		                 st_dtype_name(t->dtype), st_dtype_name(l->dtype));
 		return NULL;
 	}
 	l->n_seen++;
@@ -185,8 +174,8 @@ cfg_u32(json_t *o, const char *file, const char *key, uint32_t lo, uint32_t hi, 
 	json_t *j = json_object_get(o, key);
 
 	if (!json_is_integer(j) || json_integer_value(j) < lo || json_integer_value(j) > hi)
-		return ld_fail(why, why_len, "%s: \"%s\" must be an integer in %u..%u", file, key,
-		               lo, hi);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: \"%s\" must be an integer in %u..%u", file, key, lo, hi);
 	*v = (uint32_t)json_integer_value(j);
 	return 0;
 }
@@ -197,10 +186,11 @@ cfg_str(json_t *o, const char *file, const char *key, const char *want, char *wh
 	const char *s = json_string_value(json_object_get(o, key));
 
 	if (!s)
-		return ld_fail(why, why_len, "%s: \"%s\" must be a string", file, key);
+		return why_fail(why, why_len, HSAMEM_EENCODER, "%s: \"%s\" must be a string", file,
+		                key);
 	if (want && strcmp(s, want))
-		return ld_fail(why, why_len, "%s: \"%s\" is \"%s\", expected \"%s\"", file, key, s,
-		               want);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: \"%s\" is \"%s\", expected \"%s\"", file, key, s, want);
 	return 0;
 }
 
@@ -232,7 +222,8 @@ cfg_parse(json_t *root, const char *file, struct hsa_config *c, char *why, size_
 	if (rc)
 		return rc;
 	if (!json_is_object(sp))
-		return ld_fail(why, why_len, "%s: \"special_tokens\" must be an object", file);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: \"special_tokens\" must be an object", file);
 	rc = rc ? rc : cfg_u32(sp, file, "eos", 0, c->vocab - 1, &c->eos_id, why, why_len);
 	rc = rc ? rc : cfg_u32(sp, file, "q", 0, c->vocab - 1, &c->q_id, why, why_len);
 	rc = rc ? rc : cfg_u32(sp, file, "a", 0, c->vocab - 1, &c->a_id, why, why_len);
@@ -240,18 +231,21 @@ cfg_parse(json_t *root, const char *file, struct hsa_config *c, char *why, size_
 		return rc;
 	if (!json_is_number(json_object_get(root, "rope_theta")) ||
 	    !json_is_number(json_object_get(root, "eps")))
-		return ld_fail(why, why_len, "%s: \"rope_theta\" and \"eps\" must be numbers",
-		               file);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: \"rope_theta\" and \"eps\" must be numbers", file);
 	c->rope_theta = (float)json_number_value(json_object_get(root, "rope_theta"));
 	c->eps = (float)json_number_value(json_object_get(root, "eps"));
 	if (c->d_model % c->n_heads || (c->d_model / c->n_heads) % 2)
-		return ld_fail(why, why_len, "%s: d_model %u is not n_heads %u times an even size",
-		               file, c->d_model, c->n_heads);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: d_model %u is not n_heads %u times an even size", file,
+		                c->d_model, c->n_heads);
 	if (c->h_q % c->h_kv || c->d_r % c->h_kv)
-		return ld_fail(why, why_len, "%s: h_q %u and d_r %u must be multiples of h_kv %u",
-		               file, c->h_q, c->d_r, c->h_kv);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: h_q %u and d_r %u must be multiples of h_kv %u", file, c->h_q,
+		                c->d_r, c->h_kv);
 	if (!(c->rope_theta > 0) || !(c->eps > 0))
-		return ld_fail(why, why_len, "%s: rope_theta and eps must be positive", file);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: rope_theta and eps must be positive", file);
 	c->d_head = c->d_model / c->n_heads;
 	return 0;
 }
@@ -267,16 +261,18 @@ meta_check(const struct st_file *st, json_t *root, const struct hsa_config *c, c
 	int rc = 0;
 
 	if (!fmt || strcmp(fmt, HSA_FORMAT))
-		return ld_fail(why, why_len, "%s: metadata format is \"%s\", expected \"%s\"",
-		               st_path(st), fmt ? fmt : "(none)", HSA_FORMAT);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: metadata format is \"%s\", expected \"%s\"", st_path(st),
+		                fmt ? fmt : "(none)", HSA_FORMAT);
 	if (!step || strtoul(step, NULL, 10) != c->step)
-		return ld_fail(why, why_len, "%s: metadata step is %s, config.json says %u",
-		               st_path(st), step ? step : "(none)", c->step);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: metadata step is %s, config.json says %u", st_path(st),
+		                step ? step : "(none)", c->step);
 	mc = cfg ? json_loads(cfg, 0, NULL) : NULL;
 	if (!json_is_object(mc)) {
 		json_decref(mc);
-		return ld_fail(why, why_len, "%s: metadata config is not a JSON object",
-		               st_path(st));
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: metadata config is not a JSON object", st_path(st));
 	}
 	json_object_foreach(mc, key, val)
 	{
@@ -285,9 +281,9 @@ meta_check(const struct st_file *st, json_t *root, const struct hsa_config *c, c
 		                            ? json_number_value(val) == json_number_value(want)
 		                            : json_equal(val, want));
 		if (!same) {
-			rc = ld_fail(why, why_len,
-			             "%s: metadata config \"%s\" differs from config.json",
-			             st_path(st), key);
+			rc = why_fail(why, why_len, HSAMEM_EENCODER,
+			              "%s: metadata config \"%s\" differs from config.json",
+			              st_path(st), key);
 			break;
 		}
 	}
@@ -304,8 +300,9 @@ weights_load(struct hsa_model *m, const struct st_file *st, json_t *root, char *
 	int rc;
 
 	if (!dt || (strcmp(dt, "bf16") && strcmp(dt, "f32")))
-		return ld_fail(why, why_len, "config.json: \"dtype\" is \"%s\", expected \"bf16\"",
-		               dt ? dt : "(none)");
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "config.json: \"dtype\" is \"%s\", expected \"bf16\"",
+		                dt ? dt : "(none)");
 	l.dtype = strcmp(dt, "bf16") ? ST_F32 : ST_BF16;
 	rc = meta_check(st, root, &m->cfg, why, why_len);
 	if (rc)
@@ -314,8 +311,9 @@ weights_load(struct hsa_model *m, const struct st_file *st, json_t *root, char *
 	if (l.rc)
 		return l.rc;
 	if (l.n_seen != st_count(st))
-		return ld_fail(why, why_len, "%s: %zu tensors, the config calls for %zu",
-		               st_path(st), st_count(st), l.n_seen);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: %zu tensors, the config calls for %zu", st_path(st),
+		                st_count(st), l.n_seen);
 	m->n_params = l.used;
 	m->arena = malloc(l.used * sizeof(float));
 	if (!m->arena)
@@ -336,9 +334,10 @@ config_load(const char *dir, struct hsa_model *m, json_t **root, char *why, size
 	snprintf(path, sizeof(path), "%s/config.json", dir);
 	*root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!*root)
-		return ld_fail(why, why_len, "%s: line %d: %s", path, jerr.line, jerr.text);
+		return why_fail(why, why_len, HSAMEM_EENCODER, "%s: line %d: %s", path, jerr.line,
+		                jerr.text);
 	if (!json_is_object(*root))
-		return ld_fail(why, why_len, "%s: not a JSON object", path);
+		return why_fail(why, why_len, HSAMEM_EENCODER, "%s: not a JSON object", path);
 	return cfg_parse(*root, path, &m->cfg, why, why_len);
 }
 
@@ -352,19 +351,22 @@ tokenizer_load(const char *dir, struct hsa_model *m, json_t *root, char *why, si
 	int rc;
 
 	if (!name || strchr(name, '/'))
-		return ld_fail(why, why_len, "%s/config.json: \"tokenizer\" must name a file", dir);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s/config.json: \"tokenizer\" must name a file", dir);
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	rc = bpe_load(path, &m->tok, why, why_len);
 	if (rc)
-		return rc == -ENOENT ? ld_fail(why, why_len, "%s: missing", path) : rc;
+		return rc == -ENOENT ? why_fail(why, why_len, HSAMEM_EENCODER, "%s: missing", path)
+		                     : rc;
 	if (bpe_vocab(m->tok) != c->vocab)
-		return ld_fail(why, why_len, "%s: vocab %u, config.json says %u", path,
-		               bpe_vocab(m->tok), c->vocab);
+		return why_fail(why, why_len, HSAMEM_EENCODER, "%s: vocab %u, config.json says %u",
+		                path, bpe_vocab(m->tok), c->vocab);
 	if (bpe_special(m->tok, "<|pad|>") != (int32_t)c->pad_id ||
 	    bpe_special(m->tok, "<|eos|>") != (int32_t)c->eos_id ||
 	    bpe_special(m->tok, "<|q|>") != (int32_t)c->q_id ||
 	    bpe_special(m->tok, "<|a|>") != (int32_t)c->a_id)
-		return ld_fail(why, why_len, "%s: special token ids differ from config.json", path);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: special token ids differ from config.json", path);
 	return 0;
 }
 
@@ -393,13 +395,14 @@ hsa_model_load(const char *dir, struct hsa_model **out, char *why, size_t why_le
 	}
 	wname = json_string_value(json_object_get(root, "weights"));
 	if (!wname || strchr(wname, '/')) {
-		rc = ld_fail(why, why_len, "%s/config.json: \"weights\" must name a file", dir);
+		rc = why_fail(why, why_len, HSAMEM_EENCODER,
+		              "%s/config.json: \"weights\" must name a file", dir);
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/%s", dir, wname);
 	rc = st_open(path, &st, why, why_len);
 	if (rc == -ENOENT)
-		rc = ld_fail(why, why_len, "%s: missing", path);
+		rc = why_fail(why, why_len, HSAMEM_EENCODER, "%s: missing", path);
 	if (!rc)
 		rc = weights_load(m, st, root, why, why_len);
 	if (!rc)

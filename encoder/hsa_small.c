@@ -27,6 +27,7 @@
 #include "hsa_model.h"
 #include "hsa_small.h"
 #include "hsamem_defs.h"
+#include "why.h"
 
 #define HS_BATCH 32 /* windows per hsa_encode_chunks call: about 70 MB of scratch */
 
@@ -34,22 +35,10 @@ static struct hsa_model *model; /* NULL until loaded */
 static char load_error[600] = "encoder hsa-small: no model folder was loaded";
 
 static int
-hs_fail(int code, char *why, size_t why_len, const char *fmt, ...)
-{
-	va_list ap;
-	if (why != NULL && why_len > 0) {
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
-static int
 hs_ready(char *why, size_t why_len)
 {
 	if (model == NULL)
-		return hs_fail(HSAMEM_EENCODER, why, why_len, "%s", load_error);
+		return why_fail(why, why_len, HSAMEM_EENCODER, "%s", load_error);
 	return 0;
 }
 
@@ -84,24 +73,24 @@ hs_check_spec(const struct hsa_spec *s, char *why, size_t why_len)
 		return err;
 	hs_default_spec(&d);
 	if (strcmp(s->encoder, d.encoder) != 0)
-		return hs_fail(HSAMEM_ESPEC, why, why_len,
-		               "hsa-small: the spec names another encoder");
+		return why_fail(why, why_len, HSAMEM_ESPEC,
+		                "hsa-small: the spec names another encoder");
 	if (s->revision != d.revision)
-		return hs_fail(HSAMEM_ESPEC, why, why_len,
-		               "hsa-small: the memory is of revision %u; the model is %u",
-		               s->revision, d.revision);
+		return why_fail(why, why_len, HSAMEM_ESPEC,
+		                "hsa-small: the memory is of revision %u; the model is %u",
+		                s->revision, d.revision);
 	if (strcmp(s->tokenizer, d.tokenizer) != 0)
-		return hs_fail(HSAMEM_ESPEC, why, why_len, "hsa-small: tokenizer must be %s",
-		               d.tokenizer);
+		return why_fail(why, why_len, HSAMEM_ESPEC, "hsa-small: tokenizer must be %s",
+		                d.tokenizer);
 	if (s->S != d.S || s->h_kv != d.h_kv || s->d_h != d.d_h || s->h_q != d.h_q ||
 	    s->d_r != d.d_r)
-		return hs_fail(HSAMEM_ESPEC, why, why_len,
-		               "hsa-small: the model has S=%u h_kv=%u d_h=%u h_q=%u d_r=%u", d.S,
-		               d.h_kv, d.d_h, d.h_q, d.d_r);
+		return why_fail(why, why_len, HSAMEM_ESPEC,
+		                "hsa-small: the model has S=%u h_kv=%u d_h=%u h_q=%u d_r=%u", d.S,
+		                d.h_kv, d.d_h, d.h_q, d.d_r);
 	if (s->weighting != HSA_SOFTMAX || s->off_by_one)
-		return hs_fail(HSAMEM_ESPEC, why, why_len,
-		               "hsa-small: the model was trained with softmax weighting and no "
-		               "off-by-one");
+		return why_fail(why, why_len, HSAMEM_ESPEC,
+		                "hsa-small: the model was trained with softmax weighting and no "
+		                "off-by-one");
 	return 0;
 }
 
@@ -381,7 +370,7 @@ hsa_small_load(const char *dir, char *why, size_t why_len)
 		snprintf(load_error, sizeof(load_error),
 		         "encoder hsa-small is not available: model folder %s: %s",
 		         dir != NULL ? dir : "(none)", msg[0] ? msg : hsamem_strerror(err));
-		return hs_fail(err, why, why_len, "%s", load_error);
+		return why_fail(why, why_len, err, "%s", load_error);
 	}
 	/* the sizes the windows above assume: S tokens a half, and the query's specials */
 	if (m->cfg.chunk == 0 || m->cfg.chunk > 128 || m->cfg.h_kv == 0) {
@@ -390,7 +379,7 @@ hsa_small_load(const char *dir, char *why, size_t why_len)
 		         "supported (1 to 128)",
 		         dir, m->cfg.chunk);
 		hsa_model_free(m);
-		return hs_fail(HSAMEM_EENCODER, why, why_len, "%s", load_error);
+		return why_fail(why, why_len, HSAMEM_EENCODER, "%s", load_error);
 	}
 	model = m;
 	enc_hsa_small.revision = m->cfg.step;

@@ -17,6 +17,7 @@
 
 #include "hsamem_defs.h"
 #include "st.h"
+#include "why.h"
 
 /* A header larger than this is refused rather than parsed (the real ones are a few KiB). */
 #define ST_HEADER_MAX (64u << 20)
@@ -29,19 +30,6 @@ struct st_file {
 	struct st_tensor *t;
 	size_t n;
 };
-
-static int
-st_fail(char *why, size_t why_len, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && why_len) {
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 const char *
 st_dtype_name(enum st_dtype t)
@@ -85,15 +73,16 @@ st_tensor_parse(const char *path, const char *name, json_t *e, const unsigned ch
 	if (!json_is_string(dt) || !json_is_array(shape) || !json_is_array(offs) ||
 	    json_array_size(offs) != 2 || !json_is_integer(json_array_get(offs, 0)) ||
 	    !json_is_integer(json_array_get(offs, 1)))
-		return st_fail(why, why_len, HSAMEM_EENCODER,
-		               "%s: tensor %s: header entry lacks dtype, shape or data_offsets",
-		               path, name);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: tensor %s: header entry lacks dtype, shape or data_offsets",
+		                path, name);
 	if (st_dtype_parse(json_string_value(dt), &t->dtype, &esize))
-		return st_fail(why, why_len, HSAMEM_EENCODER, "%s: tensor %s: unsupported dtype %s",
-		               path, name, json_string_value(dt));
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: tensor %s: unsupported dtype %s", path, name,
+		                json_string_value(dt));
 	if (json_array_size(shape) > ST_MAX_DIMS)
-		return st_fail(why, why_len, HSAMEM_EENCODER, "%s: tensor %s: %zu dimensions", path,
-		               name, json_array_size(shape));
+		return why_fail(why, why_len, HSAMEM_EENCODER, "%s: tensor %s: %zu dimensions",
+		                path, name, json_array_size(shape));
 	t->name = name;
 	t->ndim = (uint32_t)json_array_size(shape);
 	t->count = 1;
@@ -101,8 +90,8 @@ st_tensor_parse(const char *path, const char *name, json_t *e, const unsigned ch
 		json_t *d = json_array_get(shape, i);
 		if (!json_is_integer(d) || json_integer_value(d) < 0 ||
 		    json_integer_value(d) > (1ll << 40))
-			return st_fail(why, why_len, HSAMEM_EENCODER,
-			               "%s: tensor %s: bad dimension %zu", path, name, i);
+			return why_fail(why, why_len, HSAMEM_EENCODER,
+			                "%s: tensor %s: bad dimension %zu", path, name, i);
 		t->shape[i] = (uint64_t)json_integer_value(d);
 		t->count *= t->shape[i];
 	}
@@ -110,13 +99,13 @@ st_tensor_parse(const char *path, const char *name, json_t *e, const unsigned ch
 	end = (uint64_t)json_integer_value(json_array_get(offs, 1));
 	if (json_integer_value(json_array_get(offs, 0)) < 0 || end < begin ||
 	    end - begin != t->count * esize)
-		return st_fail(
+		return why_fail(
 		        why, why_len, HSAMEM_EENCODER,
 		        "%s: tensor %s: data_offsets [%llu, %llu] do not hold %llu %s values", path,
 		        name, (unsigned long long)begin, (unsigned long long)end,
 		        (unsigned long long)t->count, st_dtype_name(t->dtype));
 	if (end > data_len)
-		return st_fail(
+		return why_fail(
 		        why, why_len, HSAMEM_EENCODER,
 		        "%s: truncated: tensor %s ends at byte %llu of the data, the file holds "
 		        "%llu",
@@ -138,19 +127,20 @@ st_parse(struct st_file *f, char *why, size_t why_len)
 	int rc;
 
 	if (f->size < 8)
-		return st_fail(why, why_len, HSAMEM_EENCODER, "%s: truncated: %zu bytes", f->path,
-		               f->size);
+		return why_fail(why, why_len, HSAMEM_EENCODER, "%s: truncated: %zu bytes", f->path,
+		                f->size);
 	for (i = 0; i < 8; i++)
 		hlen |= (uint64_t)f->map[i] << (8 * i);
 	if (hlen > ST_HEADER_MAX || hlen > f->size - 8)
-		return st_fail(
+		return why_fail(
 		        why, why_len, HSAMEM_EENCODER,
 		        "%s: truncated or not safetensors: header of %llu bytes in a file of %zu",
 		        f->path, (unsigned long long)hlen, f->size);
 	f->header = json_loadb((const char *)f->map + 8, hlen, JSON_REJECT_DUPLICATES, &jerr);
 	if (!f->header || !json_is_object(f->header))
-		return st_fail(why, why_len, HSAMEM_EENCODER, "%s: header is not a JSON object: %s",
-		               f->path, f->header ? "not an object" : jerr.text);
+		return why_fail(why, why_len, HSAMEM_EENCODER,
+		                "%s: header is not a JSON object: %s", f->path,
+		                f->header ? "not an object" : jerr.text);
 	f->t = calloc(json_object_size(f->header) + 1, sizeof(*f->t));
 	if (!f->t)
 		return -ENOMEM;
@@ -158,13 +148,13 @@ st_parse(struct st_file *f, char *why, size_t why_len)
 	{
 		if (!strcmp(key, "__metadata__")) {
 			if (!json_is_object(val))
-				return st_fail(why, why_len, HSAMEM_EENCODER,
-				               "%s: __metadata__ is not an object", f->path);
+				return why_fail(why, why_len, HSAMEM_EENCODER,
+				                "%s: __metadata__ is not an object", f->path);
 			continue;
 		}
 		if (!json_is_object(val))
-			return st_fail(why, why_len, HSAMEM_EENCODER,
-			               "%s: tensor %s: not an object", f->path, key);
+			return why_fail(why, why_len, HSAMEM_EENCODER,
+			                "%s: tensor %s: not an object", f->path, key);
 		rc = st_tensor_parse(f->path, key, val, f->map + 8 + hlen, f->size - 8 - hlen,
 		                     &f->t[f->n], why, why_len);
 		if (rc)
@@ -189,7 +179,7 @@ st_open(const char *path, struct st_file **out, char *why, size_t why_len)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb)) {
 		rc = -errno;
-		st_fail(why, why_len, rc, "%s: %s", path, strerror(errno));
+		why_fail(why, why_len, rc, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	f->size = (size_t)sb.st_size;
@@ -198,7 +188,7 @@ st_open(const char *path, struct st_file **out, char *why, size_t why_len)
 		if (f->map == MAP_FAILED) {
 			f->map = NULL;
 			rc = -errno;
-			st_fail(why, why_len, rc, "%s: mmap: %s", path, strerror(errno));
+			why_fail(why, why_len, rc, "%s: mmap: %s", path, strerror(errno));
 			goto fail;
 		}
 	}
