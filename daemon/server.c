@@ -13,52 +13,38 @@
  * refuses one whose strings hold a NUL byte, wire.h) and the sizing of its reply are request.c's.
  * It must not interpret requests (the handlers do; dispatch.c says which).
  *
- * Listeners: before an ipc:// path is listened on, whatever answers there is asked, with a full
- * handshake and a ping (probe.h): a live daemon is left alone and this one refuses to start, a
- * socket file nobody listens on is removed. NNG would otherwise find out itself, by connecting
- * and closing at once, which a listener of NNG 1.5 does not survive (watch.c). srv_relisten()
- * replaces a listener that stopped accepting. Closing the socket is bounded (SRV_CLOSE_MS): NNG
+ * Listeners are listeners.c's: srv_relisten() replaces one that stopped accepting (watch.c).
+ * Closing the socket is bounded (SRV_CLOSE_MS): NNG
  * 1.5's nng_close can wait forever, and by then every acknowledged request is durable.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
-#include <nng/transport/ipc/ipc.h>
 
 #include "conn.h"
 #include "daemon.h"
 #include "job.h"
+#include "listeners.h"
 #include "log.h"
 #include "peer.h"
-#include "probe.h"
 #include "request.h"
 #include "server.h"
 #include "worker.h"
 
-#define CLAIM_MS     2000 /* the wait for an answer from what listens on a path already */
 #define SRV_CLOSE_MS 2000 /* the wait for nng_close at the end */
 
 enum ctx_state { CTX_RECV, CTX_WORK, CTX_SEND, CTX_DONE };
-
-struct srv_listener {
-	nng_listener l;
-	atomic_int id;         /* l's id, read by on_pipe_add */
-	atomic_ulong accepted; /* connections it handed to the socket */
-};
 
 struct srv_ctx {
 	struct server *srv;
 	nng_ctx ctx;
 	nng_aio *aio;
-#define CLAIM_MS     2000 /* the wait for an answer from what listens on a path already */
 #define SRV_CLOSE_MS 2000 /* the wait for nng_close at the end */
 
 	enum ctx_state state;
@@ -74,8 +60,7 @@ struct server {
 	bool stopping;
 	unsigned n_ctx, n_done;
 	struct srv_ctx *ctxs;
-	struct srv_listener *lis; /* one per conf.listen address; srv_relisten replaces them */
-	unsigned n_lis;
+	struct listeners *lis;
 	bool closed; /* the closing thread finished (under mu) */
 };
 
@@ -179,89 +164,6 @@ ctx_callback(void *arg)
 	}
 }
 
-/*
- * Before listening on an ipc:// path that exists: a daemon that answers there keeps it, and so
- * does anything else that accepts the connection; a socket file that refuses it was left by a
- * daemon that is gone, and is removed.
- */
-static int
-claim_ipc(const char *url)
-{
-	const char *path = url + 6;
-	struct stat st;
-	if (lstat(path, &st) != 0)
-		return 0; /* nothing there, or NNG says why it cannot listen */
-	if (!S_ISSOCK(st.st_mode)) {
-		log_err("server: cannot listen on %s: %s exists and is not a socket", url, path);
-		return -EEXIST;
-	}
-	int ret = probe_ipc(path, CLAIM_MS, true);
-	switch (ret) {
-	case -ENOENT: return 0;
-	case -ECONNREFUSED:
-		log_notice("server: removing %s: no daemon listens there any more", path);
-		if (unlink(path) != 0 && errno != ENOENT) {
-			log_err("server: cannot remove %s: %s", path, strerror(errno));
-			return -errno;
-		}
-		return 0;
-	case 0:
-		log_err("server: another hsamemd answers on %s; leaving it alone (stop it, or give "
-		        "this one another address with -l)",
-		        url);
-		return -EADDRINUSE;
-	default:
-		log_err("server: something listens on %s but does not answer as hsamemd (%s); "
-		        "leaving it alone",
-		        url, strerror(-ret));
-		return -EADDRINUSE;
-	}
-}
-
-/* Listens on conf.listen[i]; first: the daemon is starting, so a path in use is checked first. */
-/* A connection was handed to the socket: its listener still accepts (srv_accepted). */
-static void
-on_pipe_add(nng_pipe p, nng_pipe_ev ev, void *arg)
-{
-	struct server *srv = arg;
-	int id = nng_listener_id(nng_pipe_listener(p));
-	(void)ev;
-	for (unsigned i = 0; id > 0 && i < srv->n_lis; i++)
-		if (atomic_load(&srv->lis[i].id) == id)
-			atomic_fetch_add(&srv->lis[i].accepted, 1);
-}
-
-static int
-listen_on(struct server *srv, unsigned i, bool first)
-{
-	const char *url = srv->d->conf.listen[i];
-	bool ipc = strncmp(url, "ipc://", 6) == 0;
-	nng_listener l;
-	int rv, ret;
-
-	if (first && ipc && (ret = claim_ipc(url)) != 0)
-		return ret;
-	rv = nng_listener_create(&l, srv->sock, url);
-	if (rv == 0 && (ret = peer_listener_setup(l, url, &srv->d->conf)) != 0) {
-		nng_listener_close(l);
-		return ret;
-	}
-	if (rv == 0 && ipc)
-		rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS,
-		                          (int)srv->d->conf.socket_mode);
-	if (rv == 0)
-		rv = nng_listener_start(l, 0);
-	if (rv != 0) {
-		log_err("server: cannot listen on %s: %s", url, nng_strerror(rv));
-		return rv == NNG_EADDRINUSE ? -EADDRINUSE : -EINVAL;
-	}
-	srv->lis[i].l = l;
-	atomic_store(&srv->lis[i].id, nng_listener_id(l));
-	if (first)
-		log_info("server: listening on %s", url);
-	return 0;
-}
-
 int
 srv_open(struct daemon *d, struct server **out)
 {
@@ -285,14 +187,12 @@ srv_open(struct daemon *d, struct server **out)
 		goto fail;
 	}
 	srv->ctxs = calloc(d->conf.contexts, sizeof(*srv->ctxs));
-	srv->lis = calloc(d->conf.n_listen + 1, sizeof(*srv->lis));
-	if (srv->ctxs == NULL || srv->lis == NULL) {
+	if (srv->ctxs == NULL) {
 		ret = -ENOMEM;
 		goto fail;
 	}
-	srv->n_lis = d->conf.n_listen;
-	if ((rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_POST, on_pipe_add, srv)) != 0)
-		goto fail_nng;
+	if ((ret = lsn_open(srv->sock, &d->conf, &srv->lis)) != 0)
+		goto fail;
 	for (; srv->n_ctx < d->conf.contexts; srv->n_ctx++) {
 		struct srv_ctx *c = &srv->ctxs[srv->n_ctx];
 		c->srv = srv;
@@ -316,12 +216,9 @@ fail:
 int
 srv_start(struct server *srv)
 {
-	const struct conf *conf = &srv->d->conf;
-	for (unsigned i = 0; i < conf->n_listen; i++) {
-		int ret = listen_on(srv, i, true);
-		if (ret != 0)
-			return ret;
-	}
+	int ret = lsn_start(srv->lis);
+	if (ret != 0)
+		return ret;
 	for (unsigned i = 0; i < srv->n_ctx; i++)
 		ctx_recv(&srv->ctxs[i]);
 	return 0;
@@ -332,7 +229,9 @@ srv_stop(struct server *srv, unsigned drain_ms)
 {
 	if (srv == NULL)
 		return;
-	/* Stop taking requests: cancel the receives; contexts busy with a request finish it. */
+	/* Stop taking requests: new clients find no socket file, the receives are cancelled, and
+	 * contexts busy with a request finish it. */
+	lsn_unlink(srv->lis);
 	pthread_mutex_lock(&srv->mu);
 	srv->stopping = true;
 	for (unsigned i = 0; i < srv->n_ctx; i++)
@@ -358,16 +257,19 @@ srv_stop(struct server *srv, unsigned drain_ms)
 unsigned long
 srv_accepted(struct server *srv, unsigned i)
 {
-	return atomic_load(&srv->lis[i].accepted);
+	return lsn_accepted(srv->lis, i);
 }
 
 int
-srv_relisten(struct server *srv, unsigned i)
+srv_relisten(struct server *srv, unsigned i, int probe_fd)
 {
-	/* closing it closes the connections it accepted (their clients dial again) and removes the
-	 * socket file, so that the new listener binds the path afresh */
-	nng_listener_close(srv->lis[i].l);
-	return listen_on(srv, i, false);
+	return lsn_replace(srv->lis, i, probe_fd);
+}
+
+void
+srv_sweep(struct server *srv)
+{
+	lsn_sweep(srv->lis);
 }
 
 /* The closing thread: closing the socket aborts what is still pending, and nng_aio_stop waits for
@@ -397,6 +299,7 @@ srv_close(struct server *srv)
 
 	if (srv == NULL)
 		return 0;
+	lsn_unlink(srv->lis);
 	pthread_mutex_lock(&srv->mu);
 	srv->stopping = true;
 	pthread_mutex_unlock(&srv->mu);
@@ -422,7 +325,7 @@ srv_close(struct server *srv)
 			return -ETIMEDOUT;
 		}
 	}
-	free(srv->lis);
+	lsn_free(srv->lis);
 	free(srv->ctxs);
 	pthread_cond_destroy(&srv->cv);
 	pthread_mutex_destroy(&srv->mu);

@@ -19,10 +19,13 @@ void srv_stop(struct server *srv, unsigned drain_ms);
 /* How many connections conf.listen[i]'s listener has handed to the socket (NNG's pipe
  * notification); the watchdog watches it grow. Any thread. */
 unsigned long srv_accepted(struct server *srv, unsigned i);
-/* Closes conf.listen[i]'s listener, and the connections it accepted, and listens there again:
- * the watchdog's remedy for a listener that stopped accepting (watch.h). Only between srv_start
- * and srv_stop, from one thread. 0, or the error of listening again (logged). */
-int srv_relisten(struct server *srv, unsigned i);
+/* Listens on conf.listen[i] afresh (lsn_replace: the old listener keeps its connections unless
+ * it turns out stuck; probe_fd, or -1, is the watchdog's connection that it did not hand on): the
+ * watchdog's remedy for a listener that stopped accepting (watch.h). Only between srv_start and
+ * srv_stop, from one thread, as srv_sweep. 0, or the error of listening again (logged). */
+int srv_relisten(struct server *srv, unsigned i, int probe_fd);
+/* Closes the replaced listeners that turned out stuck or have no connection left (lsn_sweep). */
+void srv_sweep(struct server *srv);
 /* Closes the socket and frees the contexts. Call it after the workers and the committer have
  * stopped, so that no job can still reach a context. Waits at most 2 s for NNG to close the
  * socket; returns -ETIMEDOUT when it gave up (logged), 0 otherwise. Then a thread of NNG's may

@@ -4,14 +4,11 @@
  * notification, srv_accepted): NNG 1.5 completes the handshake of a stuck listener at the
  * transport and then never hands the connection on. No request is sent, so workers busy with
  * long requests cannot make a healthy listener look stuck. When the connection does not arrive
- * within WD_TIMEOUT_MS, a second probe waits WD_CONFIRM_MS: a daemon whose NNG threads are busy
- * (decoding a large request, a loaded machine) can be slow to hand a connection on, and replacing
- * a healthy listener breaks its clients' connections, so only a listener that fails both is
- * taken for stuck. When both fail, or the socket file is gone or refuses, the server listens
- * there again. So a stuck listener is replaced within WD_PERIOD_MS + WD_TIMEOUT_MS +
- * WD_CONFIRM_MS (about 3 s) of the connection that broke it.
- * Replacing it closes the connections it had accepted: their clients dial again by themselves
- * (libhsamem's NNG dialer), and a request in flight on one fails with a connection error.
+ * within WD_TIMEOUT_MS while no other connection got through either, or the socket file is gone
+ * or refuses, the server listens there afresh (srv_relisten): the new listener takes the path's
+ * new connections, and the old one keeps those it had (listeners.c). So replacing a listener
+ * that was only slow, on a busy daemon, costs its clients nothing, and a stuck listener is
+ * replaced within WD_PERIOD_MS + WD_TIMEOUT_MS (0.7 s) of the connection that broke it.
  *
  * It owns its thread and nothing of the server's; it must not probe during srv_stop's drain
  * (main stops it first).
@@ -36,7 +33,6 @@
 
 #define WD_PERIOD_MS  200
 #define WD_TIMEOUT_MS 500
-#define WD_CONFIRM_MS 2500
 #define WD_SAY_EVERY  (60000 / WD_PERIOD_MS)
 
 struct watchdog {
@@ -52,15 +48,17 @@ struct watchdog {
 
 /*
  * Connects to conf.listen[i] with a full handshake and waits until its listener hands a
- * connection to the socket; 0, or why it did not. Any connection handed on meanwhile counts (a
+ * connection to the socket; 0, or why it did not (-ETIMEDOUT: with *waiting the probe's
+ * connection, left open). Any connection handed on meanwhile counts (a
  * flood of clients can slow the handshake, or fill the backlog, of a listener that accepts).
  */
 static int
-probe(struct watchdog *wd, unsigned i, int wait_ms)
+probe(struct watchdog *wd, unsigned i, int wait_ms, int *waiting)
 {
 	unsigned long before = srv_accepted(wd->srv, i);
 	int64_t deadline = now_ms() + wait_ms;
 	int fd, ret = probe_ipc_hello(wd->conf->listen[i] + 6, wait_ms, &fd);
+	*waiting = -1;
 	if (ret == 0) {
 		ret = -ETIMEDOUT;
 		while (now_ms() < deadline && ret != 0) {
@@ -69,27 +67,35 @@ probe(struct watchdog *wd, unsigned i, int wait_ms)
 			if (srv_accepted(wd->srv, i) != before)
 				ret = 0;
 		}
-		close(fd);
+		if (ret == 0)
+			close(fd);
+		else
+			*waiting =
+			        fd; /* what tells a slow listener from a stuck one (listeners.c) */
 	}
 	if (ret == -ENOENT || ret == -ECONNREFUSED)
 		return ret; /* the socket file is gone, or another one took its place */
 	if (ret == -EAGAIN || ret == -ENOMEM || ret == -EMFILE || ret == -ENFILE)
 		return 0; /* a full backlog: busy (a stuck listener's backlog does not fill, NNG
 		           * accepts at the transport); the others are our shortage */
-	return srv_accepted(wd->srv, i) != before ? 0 : ret;
+	if (srv_accepted(wd->srv, i) == before)
+		return ret;
+	if (*waiting >= 0)
+		close(*waiting);
+	*waiting = -1;
+	return 0;
 }
 
 /* Probes every ipc:// address once, and replaces the listeners that did not answer. */
 static void
 check_all(struct watchdog *wd)
 {
+	srv_sweep(wd->srv);
 	for (unsigned i = 0; i < wd->conf->n_listen; i++) {
 		const char *url = wd->conf->listen[i];
 		if (strncmp(url, "ipc://", 6) != 0)
 			continue;
-		int ret = probe(wd, i, WD_TIMEOUT_MS);
-		if (ret == -ETIMEDOUT)
-			ret = probe(wd, i, WD_CONFIRM_MS);
+		int waiting, ret = probe(wd, i, WD_TIMEOUT_MS, &waiting);
 		if (ret == 0)
 			continue;
 		wd->replaced++;
@@ -102,7 +108,7 @@ check_all(struct watchdog *wd)
 			         ret == -ETIMEDOUT ? "a connection did not reach the socket"
 			                           : strerror(-ret),
 			         wd->replaced);
-		if (srv_relisten(wd->srv, i) == 0)
+		if (srv_relisten(wd->srv, i, waiting) == 0)
 			wd->failing[i] = 0;
 		else if (wd->failing[i]++ == 0)
 			log_err("server: cannot listen on %s again; retrying every %d ms", url,

@@ -1,8 +1,10 @@
 /*
  * test_daemon_listen.c: no connection and no second daemon can silence hsamemd (hsamemd(8),
  * LISTENERS). A plain connect() and close() on its ipc:// socket, which NNG 1.5's listener does
- * not survive, must leave it answering within 6 s, existing handles included (the watchdog
- * replaces the listener within about 3.2 s; the rest is slack for a loaded build machine); a second
+ * not survive, must leave it answering: a client that comes a second later at once (the watchdog
+ * replaces the listener within about 0.7 s), one that came at once and an existing handle within
+ * 6 s (the stuck listener is closed 2 s after its replacement, and they reconnect; the rest is
+ * slack for a loaded build machine); a second
  * daemon on the same state directory, or on another state directory and the same socket, must
  * refuse to start with a clear message and leave the first answering; a socket file left by a
  * killed daemon must not keep a new one from starting.
@@ -135,27 +137,36 @@ main(void)
 
 	/* an open handle that has connected, and raw connections closed before the SP header */
 	CHECK(hsamem_open(h.url, &old) == 0);
-	CHECK(ping_within(old, 2000) >= 0);
+	CHECK(ping_within(old, 3000) >= 0);
 	for (int round = 0; round < 3; round++) {
+		/* a client that connects at once may reach the stuck listener: it waits until that
+		 * one is found stuck and closed, then reconnects by itself */
 		CHECK(raw_connect_close(path) == 0);
 		int64_t t = fresh_ping_within(h.url, 6000);
-		fprintf(stderr, "round %d: a new client answered after %lld ms\n", round,
+		fprintf(stderr, "round %d: a client right after answered after %lld ms\n", round,
 		        (long long)t);
 		CHECK(t >= 0);
 		CHECK(ping_within(old, 6000) >= 0);
+		/* one that comes a second later finds the new listener */
+		CHECK(raw_connect_close(path) == 0);
+		usleep(1000 * 1000);
+		t = fresh_ping_within(h.url, 2000);
+		fprintf(stderr, "round %d: a client a second later answered after %lld ms\n", round,
+		        (long long)t);
+		CHECK(t >= 0);
 	}
 
 	/* a second daemon on the same state directory */
 	CHECK(second_daemon(h.url, h.state, log) == 1);
 	CHECK(log_has(log, "in use by another hsamemd"));
-	CHECK(fresh_ping_within(h.url, 6000) >= 0);
+	CHECK(fresh_ping_within(h.url, 3000) >= 0);
 
 	/* on another state directory and the same socket: asked with a handshake and a ping */
 	snprintf(state, sizeof(state), "%s/state2", h.dir);
 	CHECK(second_daemon(h.url, state, log) == 1);
 	CHECK(log_has(log, "another hsamemd answers on"));
-	CHECK(fresh_ping_within(h.url, 6000) >= 0);
-	CHECK(ping_within(old, 6000) >= 0);
+	CHECK(fresh_ping_within(h.url, 3000) >= 0);
+	CHECK(ping_within(old, 3000) >= 0);
 	hsamem_close(old);
 
 	/* a socket file left by a killed daemon: the next one starts */
@@ -163,7 +174,7 @@ main(void)
 	CHECK(access(path, F_OK) == 0);
 	CHECK(harness_start(&h) == 0);
 	CHECK(log_has(h.log, "no daemon listens there any more"));
-	CHECK(fresh_ping_within(h.url, 2000) >= 0);
+	CHECK(fresh_ping_within(h.url, 3000) >= 0);
 	CHECK(harness_stop(&h, SIGTERM) == 0);
 	if (test_failures != 0)
 		harness_dump_log(&h);
