@@ -131,6 +131,11 @@ def test_text(c):
     d = st.as_dict()
     check(st.users == 1 and st.requests > 0 and st.backend and d["users"] == 1 and
           isinstance(d["memories"], list) and st.latency, "stats: %r" % (st,))
+    prom = c.stats_prometheus("alice")
+    check("# TYPE hsamem_requests_total counter" in prom and
+          'hsamem_memory_chunks{memory="alice"} %d' % fl.chunks in prom,
+          "stats_prometheus: %s" % prom[:400])
+    raises(hsamem.NoSuchUser, c.stats_prometheus, "nobody")
 
     c.create("bob", top_k=5)
     check(c.users()[1].spec.top_k == 5, "create with a spec")

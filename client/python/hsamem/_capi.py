@@ -211,6 +211,7 @@ _PROTOTYPES = {
                                      _P(_P(_CChunkList))]),
     "hsamem_users": (ctypes.c_int, [ctypes.c_void_p, _P(_P(_CUserList))]),
     "hsamem_stats": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_P(_CStats))]),
+    "hsamem_stats_prometheus": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(ctypes.c_void_p)]),
     "hsamem_delete": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CDeleteInfo)]),
     "hsamem_backup": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CBackupInfo)]),
     "hsamem_compact": (ctypes.c_int, [ctypes.c_void_p, _P(_CCompactInfo)]),

@@ -352,6 +352,20 @@ class Client:
         return self._call("hsamem_stats", _stats, _user(user) if user is not None else None,
                           out_type=_CStats)
 
+    def stats_prometheus(self, user=None):
+        """The daemon's metrics as text in the Prometheus exposition format, as its metrics
+        endpoint serves them (hsamemd(8), METRICS), with the memory of user, or of every user
+        when user is None. Raises NoSuchUser."""
+        out = ctypes.c_void_p()
+        with self._lock:
+            self._check()
+            self._raise(self._lib.hsamem_stats_prometheus(
+                self._h, _user(user) if user is not None else None, ctypes.byref(out)))
+        try:
+            return ctypes.string_at(out).decode()
+        finally:
+            self._lib.hsamem_result_free(out)
+
     def delete(self, user):
         """Deletes user's memory, everything of it, durably; no undo. Returns a DeleteInfo.
         Raises NoSuchUser."""
