@@ -18,7 +18,7 @@
 #include "cli_ctx.h"
 
 /* The largest state a command's opt() and run() may share (struct cmd). */
-#define CMD_STATE_MAX 1024
+#define CMD_STATE_MAX 8192
 
 /*
  * A command. cli.c parses its options (opts, plus --json and --help, which every command takes)

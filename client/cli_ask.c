@@ -7,17 +7,26 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "cli_filter.h"
 #include "cli_format.h"
 
 enum { O_MAX_TOKENS = 256, O_ENTRIES };
+
+struct ask_state {
+	struct hsamem_ask a;
+	struct cli_filter f;
+};
 
 #define ASK_MAX_TOKENS 64 /* the daemon's bound (hsamem(7), ASKING) */
 
 static int
 ask_opt(struct ctx *c, void *state, int id, const char *arg)
 {
-	struct hsamem_ask *a = state;
+	struct ask_state *s = state;
+	struct hsamem_ask *a = &s->a;
 
+	if (id >= O_F_SCOPE)
+		return cli_filter_opt(c, &s->f, id, arg);
 	switch (id) {
 	case O_MAX_TOKENS:
 		if (!cli_parse_u32(arg, &a->max_tokens) || a->max_tokens == 0 ||
@@ -40,7 +49,9 @@ ask_run(struct ctx *c, void *state, char **args, int n_args)
 
 	if ((rv = cli_connect(c)) != 0)
 		return rv;
-	if ((err = hsamem_ask(c->h, args[0], args[1], state, &res)) != 0)
+	struct ask_state *s = state;
+	if ((err = hsamem_ask_filtered(c->h, args[0], args[1], &s->a, cli_filter_get(&s->f),
+	                               &res)) != 0)
 		return cli_fail(c, err);
 	if (res->experimental)
 		fprintf(stderr,
@@ -55,6 +66,7 @@ ask_run(struct ctx *c, void *state, char **args, int n_args)
 static const struct option ask_options[] = {
         {"max-tokens", required_argument, NULL, O_MAX_TOKENS},
         {"entries", required_argument, NULL, O_ENTRIES},
+        CLI_FILTER_OPTIONS,
         {0},
 };
 
@@ -65,18 +77,20 @@ static const char ask_details[] =
         "it was trained on, e.g. \"What is the special magic number for KEY mentioned in the\n"
         "provided text?\"; memories of other encoders are refused.\n\n"
         "  --max-tokens N     most answer tokens, 1 to 64 (default 32)\n"
-        "  --entries N        covered entries shown per chunk (default 8)\n";
+        "  --entries N        covered entries shown per chunk (default 8)\n"
+        "With a filter, the model reads only chunks holding matching entries, and gets no\n"
+        "context from the end of the stream.\n" CLI_FILTER_HELP;
 
 const struct cmd cmd_ask = {
         .name = "ask",
-        .args = "USER QUESTION [--max-tokens N] [--entries N]",
+        .args = "USER QUESTION [--max-tokens N] [--entries N] [FILTER]",
         .summary = "Answers QUESTION from USER's memory with its model (experimental).",
         .details = ask_details,
         .opts = ask_options,
         .min_args = 2,
         .max_args = 2,
         .missing = "give USER and QUESTION",
-        .state_size = sizeof(struct hsamem_ask),
+        .state_size = sizeof(struct ask_state),
         .opt = ask_opt,
         .run = ask_run,
 };

@@ -18,6 +18,8 @@ void print_memory(const struct hsamem_memory *m);
 void print_append(const char *user, const struct hsamem_append_info *a);
 void print_flush(const char *user, const struct hsamem_flush_info *f);
 void print_query(const char *user, const struct hsamem_query_result *q);
+/* The entry view of a query; message: the daemon's (why nothing was found), or NULL. */
+void print_recall(const char *user, const struct hsamem_query_result *q, const char *message);
 void print_ask(const char *user, const struct hsamem_ask_result *r);
 /* positions: the request's (NULL: all after the stream); out_file: where the output went, or
  * NULL. */

@@ -27,9 +27,16 @@ static const struct field entry_fields[] = {
 };
 static const struct shape entry_shape = SHAPE(struct hsamem_entry, entry_fields);
 
+static const struct field attrs_fields[] = {
+        ARRAY(struct hsamem_attrs, scope, K_STRS, n_scope, NULL),
+        ARRAY(struct hsamem_attrs, meta, K_STRS, n_meta, NULL),
+};
+static const struct shape attrs_shape = SHAPE(struct hsamem_attrs, attrs_fields);
+
 static const struct field entry_list_fields[] = {
         FIELD(struct hsamem_entry_list, total, K_U64),
         ARRAY(struct hsamem_entry_list, entries, K_OBJS, n_entries, &entry_shape),
+        ARRAY(struct hsamem_entry_list, attrs, K_OBJS, n_entries, &attrs_shape),
 };
 static const struct shape entry_list_shape = SHAPE(struct hsamem_entry_list, entry_list_fields);
 
@@ -146,6 +153,84 @@ query_human(const struct view *v)
 }
 
 static const struct result query_result = {&query_shape, W_USER, query_human};
+
+/* ---- the entry view of a query ---- */
+
+static const struct field entry_hit_fields[] = {
+        {.name = "rank", .kind = K_RANK},
+        FIELD(struct hsamem_entry_hit, score, K_F32),
+        FIELD(struct hsamem_entry_hit, context, K_BOOL),
+        ARRAY(struct hsamem_entry_hit, chunks, K_U64S, n_chunks, NULL),
+        OBJECT(struct hsamem_entry_hit, entry, &entry_shape),
+        OBJECT(struct hsamem_entry_hit, attrs, &attrs_shape),
+};
+static const struct shape entry_hit_shape = SHAPE(struct hsamem_entry_hit, entry_hit_fields);
+
+static const struct field recall_fields[] = {
+        FIELD(struct hsamem_query_result, k, K_U32),
+        FIELD(struct hsamem_query_result, chunks, K_U64),
+        FIELD(struct hsamem_query_result, filtered, K_BOOL),
+        FIELD(struct hsamem_query_result, allowed, K_U64),
+        FIELD(struct hsamem_query_result, below_min_score, K_U32),
+        ARRAY(struct hsamem_query_result, entry_hits, K_OBJS, n_entry_hits, &entry_hit_shape),
+};
+static const struct shape recall_shape = SHAPE(struct hsamem_query_result, recall_fields);
+
+static void
+recall_human(const struct view *v)
+{
+	const struct hsamem_query_result *q = v->res;
+	size_t hits = 0;
+	char t[24];
+
+	for (size_t i = 0; i < q->n_entry_hits; i++)
+		hits += !q->entry_hits[i].context;
+	if (q->n_entry_hits == 0)
+		printf("%s: %s (%llu chunks searched", v->user,
+		       v->extra != NULL && *v->extra != '\0' ? v->extra : "no entry found",
+		       (unsigned long long)q->chunks);
+	else
+		printf("%s: %zu entr%s from the top %u of %llu chunks", v->user, hits,
+		       hits == 1 ? "y" : "ies", q->k, (unsigned long long)q->chunks);
+	if (q->filtered)
+		printf("; the filter kept %llu", (unsigned long long)q->allowed);
+	if (q->below_min_score > 0)
+		printf("; %u below --min-score", q->below_min_score);
+	printf("%s\n", q->n_entry_hits == 0 ? ")" : "");
+	for (size_t i = 0, rank = 0; i < q->n_entry_hits; i++) {
+		const struct hsamem_entry_hit *h = &q->entry_hits[i];
+		const struct hsamem_entry *e = &h->entry;
+		int head;
+		if (h->context)
+			head = printf("             #%llu %s %s: ", (unsigned long long)e->seq,
+			              hsamem_role_name(e->role),
+			              fmt_time(e->timestamp_ms, t, sizeof(t)));
+		else
+			head = printf("#%-3zu %7.4f  #%llu %s %s: ", ++rank, h->score,
+			              (unsigned long long)e->seq, hsamem_role_name(e->role),
+			              fmt_time(e->timestamp_ms, t, sizeof(t)));
+		text_print(e->text, NULL, 0, out.width - head, out.highlight_bold);
+		putchar('\n');
+		if (h->attrs.n_scope + h->attrs.n_meta + e->n_tags > 0 && !h->context) {
+			printf("     ");
+			for (size_t j = 0; j < h->attrs.n_scope; j++)
+				printf(" %s", h->attrs.scope[j]);
+			for (size_t j = 0; j < h->attrs.n_meta; j++)
+				printf(" %s", h->attrs.meta[j]);
+			for (size_t j = 0; j < e->n_tags; j++)
+				printf(" #%s", e->tags[j]);
+			putchar('\n');
+		}
+	}
+}
+
+static const struct result recall_result = {&recall_shape, W_USER, recall_human};
+
+void
+print_recall(const char *user, const struct hsamem_query_result *q, const char *message)
+{
+	render(&recall_result, &(struct view){.res = q, .user = user, .extra = message});
+}
 
 void
 print_query(const char *user, const struct hsamem_query_result *q)

@@ -2,10 +2,13 @@
  * cli_read.c: the hsamem commands that read and change nothing: ping, query, users, stats,
  * entries and chunks. Each makes one request and shows its result.
  */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "cli.h"
+#include "cli_filter.h"
 #include "cli_format.h"
 
 static double
@@ -43,14 +46,39 @@ const struct cmd cmd_ping = {
 
 /* ---- query ---- */
 
-enum { O_ENTRIES = 256, O_NOTAIL };
+enum { O_ENTRIES = 256, O_NOTAIL, O_CHUNKS, O_CONTEXT, O_MINSCORE, O_HITS };
+
+struct query_state {
+	struct hsamem_query q;
+	struct hsamem_recall r;
+	struct cli_filter f;
+};
 
 static int
 query_opt(struct ctx *c, void *state, int id, const char *arg)
 {
-	struct hsamem_query *q = state;
+	struct query_state *s = state;
+	struct hsamem_query *q = &s->q;
+	char *end;
 
+	if (id >= O_F_SCOPE)
+		return cli_filter_opt(c, &s->f, id, arg);
 	switch (id) {
+	case O_CHUNKS: s->r.chunks_only = true; break;
+	case O_CONTEXT:
+		if (!cli_parse_u32(arg, &s->r.context) || s->r.context > 8)
+			return cli_usage(c, "--context takes a number of entries, at most 8");
+		break;
+	case O_HITS:
+		if (!cli_parse_u32(arg, &s->r.max_hits) || s->r.max_hits == 0)
+			return cli_usage(c, "--hits takes a positive number");
+		break;
+	case O_MINSCORE:
+		s->r.min_score = strtof(arg, &end);
+		if (*arg == '\0' || *end != '\0' || !isfinite(s->r.min_score))
+			return cli_usage(c, "--min-score takes a number");
+		s->r.has_min_score = true;
+		break;
 	case 'k':
 		if (!cli_parse_u32(arg, &q->top_k) || q->top_k == 0)
 			return cli_usage(c, "-k takes a positive number");
@@ -67,16 +95,20 @@ query_opt(struct ctx *c, void *state, int id, const char *arg)
 static int
 query_run(struct ctx *c, void *state, char **args, int n_args)
 {
-	struct hsamem_query *q = state;
+	struct query_state *s = state;
 	struct hsamem_query_result *res;
 	int rv, err;
 
 	if ((rv = cli_connect(c)) != 0)
 		return rv;
-	q->text = args[1];
-	if ((err = hsamem_query(c->h, args[0], q, &res)) != 0)
+	s->q.text = args[1];
+	s->r.filter = cli_filter_get(&s->f);
+	if ((err = hsamem_query_filtered(c->h, args[0], &s->q, &s->r, &res)) != 0)
 		return cli_fail(c, err);
-	print_query(args[0], res);
+	if (s->r.chunks_only)
+		print_query(args[0], res);
+	else
+		print_recall(args[0], res, hsamem_last_message(c->h));
 	hsamem_result_free(res);
 	return EXIT_OK;
 }
@@ -85,27 +117,40 @@ static const struct option query_options[] = {
         {"top-k", required_argument, NULL, 'k'},
         {"entries", required_argument, NULL, O_ENTRIES},
         {"no-tail", no_argument, NULL, O_NOTAIL},
+        {"chunks", no_argument, NULL, O_CHUNKS},
+        {"context", required_argument, NULL, O_CONTEXT},
+        {"min-score", required_argument, NULL, O_MINSCORE},
+        {"hits", required_argument, NULL, O_HITS},
+        CLI_FILTER_OPTIONS,
         {0},
 };
 
 static const char query_details[] =
-        "Each hit shows its score, weight, chunk text and the entries it covers, with the\n"
-        "tokens that weigh most highlighted.\n\n"
-        "  -k, --top-k N      chunks to return (default: the memory's)\n"
-        "  --entries N        covered entries shown per chunk (default 8)\n"
-        "  --no-tail          do not consider the unsealed tail\n";
+        "Shows the entries that answer TEXT, best first: the entries of the k chunks HSA\n"
+        "selects, each scored by the evidence on its own tokens (its chunk's weight times\n"
+        "the chunk's attention on them), once each. With --chunks, the chunks instead:\n"
+        "each hit's score, weight, text and the entries it covers, with the tokens that\n"
+        "weigh most highlighted. A filter keeps only matching entries, before ranking.\n\n"
+        "  -k, --top-k N      chunks to select (default: the memory's)\n"
+        "  --hits N           entries to show (default: k)\n"
+        "  --context N        also show N matching entries on each side of each hit (<= 8)\n"
+        "  --min-score X      only entries scoring at least X; says so when none does\n"
+        "  --chunks           the chunk view\n"
+        "  --entries N        chunk view: covered entries shown per chunk (default 8)\n"
+        "  --no-tail          do not consider the unsealed tail\n" CLI_FILTER_HELP;
 
 const struct cmd cmd_query = {
         .name = "query",
-        .args = "USER TEXT [-k N] [--entries N] [--no-tail]",
-        .summary = "Shows the chunks of USER's memory that matter most for TEXT.",
+        .args = "USER TEXT [-k N] [--hits N] [--context N] [--min-score X] [--chunks] "
+                "[--entries N] [--no-tail] [FILTER]",
+        .summary = "Shows the entries (or chunks) of USER's memory that matter most for TEXT.",
         .details = query_details,
         .opts = query_options,
         .shortopts = "k:",
         .min_args = 2,
         .max_args = 2,
         .missing = "give USER and TEXT",
-        .state_size = sizeof(struct hsamem_query),
+        .state_size = sizeof(struct query_state),
         .opt = query_opt,
         .run = query_run,
 };
@@ -209,6 +254,7 @@ struct range {
 	uint64_t first;
 	uint32_t count;
 	bool tensors;
+	struct cli_filter f; /* entries */
 };
 
 static int
@@ -216,6 +262,8 @@ range_opt(struct ctx *c, void *state, int id, const char *arg)
 {
 	struct range *r = state;
 
+	if (id >= O_F_SCOPE)
+		return cli_filter_opt(c, &r->f, id, arg);
 	switch (id) {
 	case O_FIRST:
 		if (!cli_parse_u64(arg, UINT64_MAX, &r->first))
@@ -233,13 +281,14 @@ range_opt(struct ctx *c, void *state, int id, const char *arg)
 static int
 entries_run(struct ctx *c, void *state, char **args, int n_args)
 {
-	const struct range *r = state;
+	struct range *r = state;
 	struct hsamem_entry_list *l;
 	int rv, err;
 
 	if ((rv = cli_connect(c)) != 0)
 		return rv;
-	if ((err = hsamem_entries(c->h, args[0], r->first, r->count, &l)) != 0)
+	if ((err = hsamem_entries_filtered(c->h, args[0], r->first, r->count, cli_filter_get(&r->f),
+	                                   &l)) != 0)
 		return cli_fail(c, err);
 	print_entries(args[0], l);
 	hsamem_result_free(l);
@@ -249,13 +298,21 @@ entries_run(struct ctx *c, void *state, char **args, int n_args)
 static const struct option entries_options[] = {
         {"first", required_argument, NULL, O_FIRST},
         {"count", required_argument, NULL, O_COUNT},
+        CLI_FILTER_OPTIONS,
         {0},
 };
 
+static const char entries_details[] =
+        "With a filter, only the matching entries among those COUNT from FIRST are shown\n"
+        "(the next page starts at FIRST + COUNT).\n\n"
+        "  --first N          the first entry (default 0)\n"
+        "  --count N          entries looked at (default 100, at most 1000)\n" CLI_FILTER_HELP;
+
 const struct cmd cmd_entries = {
         .name = "entries",
-        .args = "USER [--first N] [--count N]",
+        .args = "USER [--first N] [--count N] [FILTER]",
         .summary = "Lists entries of USER's memory (default: the first 100).",
+        .details = entries_details,
         .opts = entries_options,
         .min_args = 1,
         .max_args = 1,

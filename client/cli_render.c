@@ -56,6 +56,7 @@ json_field(const struct field *f, const void *base, unsigned when, size_t index)
 	case K_OBJS:
 	case K_STRS:
 	case K_U32S:
+	case K_U64S:
 	case K_F64S:
 	case K_BLOB: n = AT(base, f->n_off, size_t); break;
 	default: break;
@@ -101,6 +102,12 @@ json_field(const struct field *f, const void *base, unsigned when, size_t index)
 		j_arr(f->name);
 		for (i = 0; i < n; i++)
 			j_u64(NULL, (*(const uint32_t *const *)p)[i]);
+		j_end();
+		break;
+	case K_U64S:
+		j_arr(f->name);
+		for (i = 0; i < n; i++)
+			j_u64(NULL, (*(const uint64_t *const *)p)[i]);
 		j_end();
 		break;
 	case K_F64S:

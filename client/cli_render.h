@@ -42,6 +42,7 @@ enum kind {
 	K_OBJS,        /* a pointer to n structs of shape sub */
 	K_STRS,        /* const char **, n of them */
 	K_U32S,        /* uint32_t *, n of them */
+	K_U64S,        /* uint64_t *, n of them */
 	K_F64S,        /* double *, n of them */
 	K_BLOB,        /* void * of n bytes, base64 in JSON */
 	K_CUSTOM,      /* written by the field's json() */
@@ -133,6 +134,7 @@ struct view {
 	const uint64_t *positions; /* attend's, or NULL */
 	const char *verb;          /* transfer: what was done */
 	double seconds;            /* reencode: how long it took */
+	const char *extra;         /* query's entry view: the daemon's message, or NULL */
 	unsigned when;             /* W_ flags of this view beyond its result's */
 };
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_filter.h"
 #include "cli_format.h"
 #include "cli_progress.h"
 #include "cli_text.h"
@@ -60,7 +61,8 @@ transfer_progress(void *arg, const struct hsamem_transfer *sofar, uint64_t entri
 
 /* Runs the export or import of user with the progress line shown on a terminal. */
 static int
-with_progress(struct ctx *c, const char *verb, const char *user, struct hsamem_transfer *t)
+with_progress(struct ctx *c, const char *verb, const char *user, const struct hsamem_filter *f,
+              struct hsamem_transfer *t)
 {
 	struct cli_progress p;
 	char label[HSAMEM_NAME_MAX + 16];
@@ -70,7 +72,7 @@ with_progress(struct ctx *c, const char *verb, const char *user, struct hsamem_t
 	cli_progress_init(&p, label, "entries");
 	hsamem_set_progress(c->h, p.on ? transfer_progress : NULL, &p);
 	if (verb[0] == 'e')
-		err = hsamem_export_cb(c->h, user, export_write, c, t);
+		err = hsamem_export_filtered(c->h, user, f, export_write, c, t);
 	else
 		err = hsamem_import_cb(c->h, user, import_read, c, t);
 	hsamem_set_progress(c->h, NULL, NULL);
@@ -91,7 +93,7 @@ export_run(struct ctx *c, void *state, char **args, int n_args)
 	if ((rv = cli_connect(c)) != 0)
 		return rv;
 	/* A large memory takes a while; the per-request timeout still bounds each page. */
-	err = with_progress(c, "export", args[0], &t);
+	err = with_progress(c, "export", args[0], cli_filter_get(state), &t);
 	if (err != 0 && c->io_err != 0 && err == c->io_err)
 		return cli_io_error(c, "writing stdout", err);
 	if (err != 0)
@@ -104,14 +106,33 @@ export_run(struct ctx *c, void *state, char **args, int n_args)
 	return EXIT_OK;
 }
 
+static int
+export_opt(struct ctx *c, void *state, int id, const char *arg)
+{
+	return cli_filter_opt(c, state, id, arg);
+}
+
+static const struct option export_options[] = {
+        CLI_FILTER_OPTIONS,
+        {0},
+};
+
+static const char export_details[] =
+        "With stderr on a terminal, shows the entries written, rate and time left.\n"
+        "With a filter, the stream lists the matching entries only, without chunks: a\n"
+        "listing that import refuses, not a backup.\n\n" CLI_FILTER_HELP;
+
 const struct cmd cmd_export = {
         .name = "export",
-        .args = "USER > FILE",
+        .args = "USER [FILTER] > FILE",
         .summary = "Writes USER's memory to stdout as an export stream (not to a terminal).",
-        .details = "With stderr on a terminal, shows the entries written, rate and time left.\n",
+        .details = export_details,
+        .opts = export_options,
         .min_args = 1,
         .max_args = 1,
         .missing = "no USER given",
+        .state_size = sizeof(struct cli_filter),
+        .opt = export_opt,
         .run = export_run,
 };
 
@@ -125,7 +146,7 @@ import_run(struct ctx *c, void *state, char **args, int n_args)
 		return cli_usage(c, "reads an export stream from stdin; redirect it from a file");
 	if ((rv = cli_connect(c)) != 0)
 		return rv;
-	err = with_progress(c, "import", args[0], &t);
+	err = with_progress(c, "import", args[0], NULL, &t);
 	if (err != 0 && c->io_err != 0 && err == c->io_err)
 		return cli_io_error(c, "reading stdin", err);
 	if (err != 0)

@@ -14,8 +14,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "cli_progress.h"
+#include "cli_filter.h"
 #include "cli_format.h"
+#include "cli_progress.h"
 
 #define APPEND_BATCH_ENTRIES 256
 #define APPEND_BATCH_BYTES   (1u << 20)
@@ -127,7 +128,7 @@ const struct cmd cmd_create = {
 
 /* ---- append ---- */
 
-enum { O_ROLE = 256, O_TAG, O_LINES, O_NOCREATE };
+enum { O_ROLE = 256, O_TAG, O_LINES, O_NOCREATE, O_SCOPE, O_META, O_TIME };
 
 struct append_state {
 	enum hsamem_role role;
@@ -135,6 +136,8 @@ struct append_state {
 	size_t n_tags;
 	unsigned flags;
 	bool lines;
+	int64_t timestamp_ms; /* --time; 0: the daemon's clock */
+	struct cli_pairs scope, meta;
 };
 
 static const struct append_state append_defaults = {.role = HSAMEM_ROLE_USER};
@@ -163,8 +166,30 @@ append_opt(struct ctx *c, void *state, int id, const char *arg)
 		break;
 	case O_LINES: o->lines = true; break;
 	case O_NOCREATE: o->flags |= HSAMEM_APPEND_NO_CREATE; break;
+	case O_SCOPE: return cli_pairs_add(c, &o->scope, arg, true, "--scope");
+	case O_META: return cli_pairs_add(c, &o->meta, arg, false, "--meta");
+	case O_TIME:
+		if (!cli_parse_time(arg, &o->timestamp_ms) || o->timestamp_ms == 0)
+			return cli_usage(c,
+			                 "--time takes an ISO 8601 date or time (2026-11-01, "
+			                 "2026-11-01T09:30:00+01:00), not '%s'",
+			                 arg);
+		break;
 	}
 	return -1;
+}
+
+/* The entries' scope and metadata for hsamem_append_attrs: the same for all n (at most
+ * APPEND_BATCH_ENTRIES), or NULL when none was given. */
+static const struct hsamem_attrs *
+attrs_of(const struct append_state *o, size_t n)
+{
+	static struct hsamem_attrs all[APPEND_BATCH_ENTRIES];
+	if (o->scope.n + o->meta.n == 0)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		all[i] = (struct hsamem_attrs){o->scope.v, o->scope.n, o->meta.v, o->meta.n};
+	return all;
 }
 
 /* Accumulates the outcome of several append requests as one. */
@@ -254,6 +279,7 @@ append_lines(struct ctx *c, const char *user, const struct append_state *o, char
 				line[--ll] = '\0';
 			if (line[strspn(line, " \t\v\f")] != '\0') {
 				e[n].role = o->role;
+				e[n].timestamp_ms = o->timestamp_ms;
 				e[n].tags = o->tags;
 				e[n].n_tags = o->n_tags;
 				e[n].text = line;
@@ -264,7 +290,8 @@ append_lines(struct ctx *c, const char *user, const struct append_state *o, char
 		}
 		if (n > 0 &&
 		    (line >= end || n == APPEND_BATCH_ENTRIES || bytes >= APPEND_BATCH_BYTES)) {
-			err = hsamem_append(c->h, user, e, n, NULL, 0, o->flags, &info);
+			err = hsamem_append_attrs(c->h, user, e, attrs_of(o, n), n, NULL, 0,
+			                          o->flags, &info);
 			if (err != 0) {
 				cli_progress_end(&p);
 				rv = cli_fail(c, err);
@@ -287,14 +314,14 @@ static int
 append_one(struct ctx *c, const char *user, const struct append_state *o, const char *text,
            struct hsamem_append_info *info)
 {
-	struct hsamem_entry_in e = {.text = text, .role = o->role};
+	struct hsamem_entry_in e = {.text = text, .role = o->role, .timestamp_ms = o->timestamp_ms};
 	int err;
 
 	if (text[0] == '\0')
 		return cli_usage(c, "nothing to append");
 	e.tags = o->tags;
 	e.n_tags = o->n_tags;
-	err = hsamem_append(c->h, user, &e, 1, NULL, 0, o->flags, info);
+	err = hsamem_append_attrs(c->h, user, &e, attrs_of(o, 1), 1, NULL, 0, o->flags, info);
 	return err != 0 ? cli_fail(c, err) : EXIT_OK;
 }
 
@@ -329,11 +356,10 @@ out:
 }
 
 static const struct option append_options[] = {
-        {"role", required_argument, NULL, O_ROLE},
-        {"tag", required_argument, NULL, O_TAG},
-        {"lines", no_argument, NULL, O_LINES},
-        {"no-create", no_argument, NULL, O_NOCREATE},
-        {0},
+        {"role", required_argument, NULL, O_ROLE},   {"tag", required_argument, NULL, O_TAG},
+        {"lines", no_argument, NULL, O_LINES},       {"no-create", no_argument, NULL, O_NOCREATE},
+        {"scope", required_argument, NULL, O_SCOPE}, {"meta", required_argument, NULL, O_META},
+        {"time", required_argument, NULL, O_TIME},   {0},
 };
 
 static const char append_details[] =
@@ -342,12 +368,17 @@ static const char append_details[] =
         "with a NUL byte is refused (exit status 2) and nothing is sent.\n\n"
         "  --role ROLE        user (default), assistant, system, tool or other\n"
         "  --tag TAG          a tag for the entries (repeatable)\n"
+        "  --scope K=V[,K=V]  the entries' scope, e.g. agent=planner,session=42 (at most 8\n"
+        "                     pairs; keys of letters, digits, '_', '.', '-')\n"
+        "  --meta K=V         metadata of the entries (repeatable, at most 8)\n"
+        "  --time TIME        the entries' time, ISO 8601 (default: the daemon's clock)\n"
         "  --lines            one entry per non-empty line of stdin, sent in batches\n"
         "  --no-create        fail if USER has no memory instead of creating one\n";
 
 const struct cmd cmd_append = {
         .name = "append",
-        .args = "USER [TEXT] [--role ROLE] [--tag TAG]... [--lines] [--no-create]",
+        .args = "USER [TEXT] [--role ROLE] [--tag TAG]... [--scope K=V[,K=V]] [--meta K=V]... "
+                "[--time TIME] [--lines] [--no-create]",
         .summary = "Appends entries to USER's memory.",
         .details = append_details,
         .opts = append_options,

@@ -76,6 +76,37 @@ int res_attend(struct hsamem *h, const Hsamem__AttendReply *in, const struct hsa
                struct hsamem_attend_result **out);
 int res_entries(struct hsamem *h, const Hsamem__EntriesReply *in, uint32_t count,
                 struct hsamem_entry_list **out);
+
+/* The wire form of a list of "key=value" strings: pairs pointing into one copy of the strings. */
+struct wire_attrs {
+	Hsamem__Attr *pairs, **ptrs;
+	char *buf;
+	size_t n;
+};
+
+/* A filter on the wire (scope.c); free with clib_filter_free. NULL gives the empty message. */
+struct wire_filter {
+	Hsamem__Filter f;
+	struct wire_attrs scope, meta;
+	Hsamem__Role *roles;
+};
+int clib_filter_to_wire(struct hsamem *h, const struct hsamem_filter *f, struct wire_filter *w);
+void clib_filter_free(struct wire_filter *w);
+
+/* hsamem_ask() and hsamem_export_cb() with a filter (NULL: none). */
+int clib_ask(struct hsamem *h, const char *user, const char *question,
+             const struct hsamem_ask *opts, Hsamem__Filter *filter, struct hsamem_ask_result **out);
+int clib_export(struct hsamem *h, const char *user, Hsamem__Filter *filter, hsamem_write_fn write,
+                void *arg, struct hsamem_transfer *out);
+
+/*
+ * hsamem_append(), with decorate (may be NULL) called on each wire entry before it is sent
+ * (scope.c adds scope and metadata).
+ */
+int clib_append(struct hsamem *h, const char *user, const struct hsamem_entry_in *entries,
+                size_t n_entries, const struct hsamem_chunk_in *chunks, size_t n_chunks,
+                unsigned flags, struct hsamem_append_info *out,
+                void (*decorate)(Hsamem__EntryIn *we, size_t i, void *arg), void *arg);
 int res_chunks(struct hsamem *h, const Hsamem__ChunksReply *in, uint32_t count,
                struct hsamem_chunk_list **out);
 int res_users(struct hsamem *h, const Hsamem__UsersReply *in, struct hsamem_user_list **out);

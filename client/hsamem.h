@@ -353,6 +353,50 @@ int hsamem_append(struct hsamem *h, const char *user, const struct hsamem_entry_
 int hsamem_append_text(struct hsamem *h, const char *user, enum hsamem_role role, const char *text,
                        uint64_t *seq);
 
+/*
+ * Scope and metadata of an entry (hsamem(7), SCOPES AND FILTERS): "key=value" strings. Keys are 1
+ * to 32 bytes of letters, digits, '_', '.' and '-'; values 1 to 128 bytes; at most 8 pairs of
+ * each, and a scope names each key once (the daemon refuses the append with HSAMEM_EINVAL or
+ * HSAMEM_ETOOBIG otherwise, and says which pair). Given to hsamem_append_attrs() (read during the
+ * call only) and found in results (owned by the result).
+ */
+struct hsamem_attrs {
+	const char *const *scope; /* e.g. "agent=planner", "session=42" */
+	size_t n_scope;
+	const char *const *meta; /* e.g. "source=email" */
+	size_t n_meta;
+};
+
+/*
+ * hsamem_append() with a scope and metadata per entry: attrs is NULL (none) or n_entries of them,
+ * attrs[i] for entries[i]. Errors as hsamem_append().
+ */
+int hsamem_append_attrs(struct hsamem *h, const char *user, const struct hsamem_entry_in *entries,
+                        const struct hsamem_attrs *attrs, size_t n_entries,
+                        const struct hsamem_chunk_in *chunks, size_t n_chunks, unsigned flags,
+                        struct hsamem_append_info *out);
+
+/*
+ * Which entries a reading operation sees (hsamem(7), SCOPES AND FILTERS): an entry passes when it
+ * has every scope pair, every tag and every metadata pair given, its role is one of roles (none
+ * given: any), and its timestamp is in [since_ms, until_ms) where those are set. Zero the struct
+ * and fill what applies; the zero filter passes every entry.
+ */
+struct hsamem_filter {
+	const char *const *scope; /* "key=value" strings */
+	size_t n_scope;
+	const enum hsamem_role *roles;
+	size_t n_roles;
+	bool has_since;
+	int64_t since_ms; /* Unix ms */
+	bool has_until;
+	int64_t until_ms;
+	const char *const *tags;
+	size_t n_tags;
+	const char *const *meta; /* "key=value" strings */
+	size_t n_meta;
+};
+
 /* What a flush did. */
 struct hsamem_flush_info {
 	uint64_t chunks; /* sealed chunks after the flush */
@@ -414,12 +458,31 @@ struct hsamem_hit {
 	size_t n_top_tokens;
 };
 
+/*
+ * One entry of the entry view (hsamem(7), ENTRY RECALL): scored by the HSA evidence on its tokens,
+ * or shown as context around such an entry.
+ */
+struct hsamem_entry_hit {
+	struct hsamem_entry entry;
+	struct hsamem_attrs attrs; /* its scope and metadata */
+	float score;            /* sum over selected chunks of weight x attention on its tokens */
+	bool context;           /* context of the hit before it, not a hit (score 0) */
+	const uint64_t *chunks; /* the selected chunks that hold its tokens (at most 4) */
+	size_t n_chunks;
+};
+
 /* What hsamem_query() returns. */
 struct hsamem_query_result {
 	struct hsamem_hit *hits; /* best first */
 	size_t n_hits;
 	uint64_t chunks; /* chunks searched */
 	uint32_t k;      /* the k used */
+	/* since 1.4 (hsamem_query_filtered(); hsamem_query() asks for the chunk view only): */
+	struct hsamem_entry_hit *entry_hits; /* the entry view: best first, context after its hit */
+	size_t n_entry_hits;
+	bool filtered;            /* a filter was applied */
+	uint64_t allowed;         /* with a filter: chunks holding a passing entry (the tail too) */
+	uint32_t below_min_score; /* entries scored but dropped by min_score */
 };
 
 /*
@@ -432,6 +495,29 @@ struct hsamem_query_result {
  */
 int hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
                  struct hsamem_query_result **out);
+
+/* Options of hsamem_query_filtered(). Zero the struct and fill what applies. */
+struct hsamem_recall {
+	const struct hsamem_filter *filter; /* NULL: every entry */
+	bool chunks_only;                   /* the chunk view only: no entry view */
+	uint32_t context;                   /* passing entries shown around each entry hit (<= 8) */
+	bool has_min_score;                 /* drop entries scoring below min_score */
+	float min_score;
+	uint32_t max_hits; /* entries returned, context aside; 0: the query's k */
+};
+
+/*
+ * hsamem_query() with a filter and the entry view (hsamem(7), SCOPES AND FILTERS, ENTRY RECALL).
+ * The filter is applied before ranking: only chunks that hold a passing entry compete for the top
+ * k, and what is shown of a chunk (its text, entries and top tokens) belongs to passing entries
+ * only. out->entry_hits ranks the passing entries of the selected chunks; with min_score, none
+ * may pass: n_entry_hits is 0 and below_min_score says how many were dropped (the last message,
+ * hsamem_last_message(), says so too). opts may be NULL (no filter, the entry view with defaults).
+ * Errors as hsamem_query(), and HSAMEM_EINVAL for a bad filter (the message names the field) or
+ * context above 8.
+ */
+int hsamem_query_filtered(struct hsamem *h, const char *user, const struct hsamem_query *q,
+                          const struct hsamem_recall *opts, struct hsamem_query_result **out);
 
 /* hsamem_query() with a text and k (0: the memory's default), other parameters their defaults. */
 int hsamem_query_text(struct hsamem *h, const char *user, const char *text, uint32_t top_k,
@@ -488,7 +574,8 @@ int hsamem_attend(struct hsamem *h, const char *user, const struct hsamem_attend
 struct hsamem_entry_list {
 	struct hsamem_entry *entries;
 	size_t n_entries;
-	uint64_t total; /* entries in the memory */
+	uint64_t total;             /* entries in the memory */
+	struct hsamem_attrs *attrs; /* since 1.4: [n_entries], each entry's scope and metadata */
 };
 
 /*
@@ -498,6 +585,14 @@ struct hsamem_entry_list {
  */
 int hsamem_entries(struct hsamem *h, const char *user, uint64_t first, uint32_t count,
                    struct hsamem_entry_list **out);
+
+/*
+ * hsamem_entries() with a filter (NULL: none): of entries first .. first+count-1, those that pass
+ * it (so a page may hold fewer than count; the next page starts at first + count), with their
+ * scope and metadata in out->attrs. Errors as hsamem_entries(), and HSAMEM_EINVAL for a bad filter.
+ */
+int hsamem_entries_filtered(struct hsamem *h, const char *user, uint64_t first, uint32_t count,
+                            const struct hsamem_filter *filter, struct hsamem_entry_list **out);
 
 /* One sealed chunk. */
 struct hsamem_chunk {
@@ -714,6 +809,15 @@ int hsamem_export_cb(struct hsamem *h, const char *user, hsamem_write_fn write, 
 int hsamem_export(struct hsamem *h, const char *user, int fd, struct hsamem_transfer *out);
 
 /*
+ * hsamem_export_cb() of the entries that pass filter (NULL: a whole export): a listing, not a
+ * backup (hsamem(7), SCOPES AND FILTERS): the header and the passing entries' records, no chunks
+ * and no tail; an import refuses it. Errors as hsamem_export_cb(), and HSAMEM_EINVAL for a bad
+ * filter.
+ */
+int hsamem_export_filtered(struct hsamem *h, const char *user, const struct hsamem_filter *filter,
+                           hsamem_write_fn write, void *arg, struct hsamem_transfer *out);
+
+/*
  * Imports a stream made by hsamem_export() as the memory of user, a user that must not have a
  * memory yet (the name may differ from the one exported). The library reads records through read,
  * checks that each decodes, and sends them in batches of at most about 4 MiB; the last batch is
@@ -812,6 +916,15 @@ struct hsamem_ask_result {
  */
 int hsamem_ask(struct hsamem *h, const char *user, const char *question,
                const struct hsamem_ask *opts, struct hsamem_ask_result **out);
+
+/*
+ * hsamem_ask() reading only the chunks that hold an entry passing filter (NULL: none), with no
+ * stream context, showing passing entries only (hsamem(7), SCOPES AND FILTERS). Errors as
+ * hsamem_ask(), and HSAMEM_EINVAL for a bad filter.
+ */
+int hsamem_ask_filtered(struct hsamem *h, const char *user, const char *question,
+                        const struct hsamem_ask *opts, const struct hsamem_filter *filter,
+                        struct hsamem_ask_result **out);
 
 #ifdef __cplusplus
 }

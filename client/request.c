@@ -108,6 +108,15 @@ hsamem_append(struct hsamem *h, const char *user, const struct hsamem_entry_in *
               size_t n_entries, const struct hsamem_chunk_in *chunks, size_t n_chunks,
               unsigned flags, struct hsamem_append_info *out)
 {
+	return clib_append(h, user, entries, n_entries, chunks, n_chunks, flags, out, NULL, NULL);
+}
+
+int
+clib_append(struct hsamem *h, const char *user, const struct hsamem_entry_in *entries,
+            size_t n_entries, const struct hsamem_chunk_in *chunks, size_t n_chunks, unsigned flags,
+            struct hsamem_append_info *out,
+            void (*decorate)(Hsamem__EntryIn *we, size_t i, void *arg), void *arg)
+{
 	Hsamem__Request req = HSAMEM__REQUEST__INIT;
 	Hsamem__AppendRequest ar = HSAMEM__APPEND_REQUEST__INIT;
 	Hsamem__EntryIn *we = NULL, **wep = NULL;
@@ -155,6 +164,8 @@ hsamem_append(struct hsamem *h, const char *user, const struct hsamem_entry_in *
 		}
 		we[i].n_tags = e->n_tags;
 		we[i].tags = (char **)e->tags;
+		if (decorate != NULL)
+			decorate(&we[i], i, arg);
 		wep[i] = &we[i];
 	}
 	for (i = 0; i < n_chunks; i++) {
@@ -376,6 +387,7 @@ hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
 		qr.has_include_tail = 1;
 		qr.include_tail = 0;
 	}
+	qr.has_chunks = qr.chunks = 1; /* the chunk view, as before 1.4 */
 	req.body_case = HSAMEM__REQUEST__BODY_QUERY;
 	req.query = &qr;
 	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_QUERY, &r)) != 0)
@@ -389,6 +401,13 @@ int
 hsamem_ask(struct hsamem *h, const char *user, const char *question, const struct hsamem_ask *opts,
            struct hsamem_ask_result **out)
 {
+	return clib_ask(h, user, question, opts, NULL, out);
+}
+
+int
+clib_ask(struct hsamem *h, const char *user, const char *question, const struct hsamem_ask *opts,
+         Hsamem__Filter *filter, struct hsamem_ask_result **out)
+{
 	Hsamem__Request req = HSAMEM__REQUEST__INIT;
 	Hsamem__AskRequest ar = HSAMEM__ASK_REQUEST__INIT;
 	Hsamem__Reply *r;
@@ -400,6 +419,7 @@ hsamem_ask(struct hsamem *h, const char *user, const char *question, const struc
 		return clib_fail(h, HSAMEM_EINVAL, "ask: a question and out are required");
 	ar.user = (char *)user;
 	ar.text = (char *)question;
+	ar.filter = filter;
 	if (opts != NULL) {
 		ar.has_max_tokens = opts->max_tokens != 0;
 		ar.max_tokens = opts->max_tokens;

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <stdalign.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -323,6 +324,57 @@ conv_entry(struct arena *a, struct hsamem_entry *out, const Hsamem__Entry *in)
 	return 0;
 }
 
+/* Pairs as "key=value" strings. */
+static int
+conv_pairs(struct arena *a, const char *const **out, size_t *n_out, Hsamem__Attr *const *in,
+           size_t n)
+{
+	const char **v = arena_calloc(a, n, sizeof(char *));
+	if (v == NULL)
+		return oom(a);
+	for (size_t i = 0; i < n; i++) {
+		const char *k = in[i]->key != NULL ? in[i]->key : "";
+		const char *x = in[i]->value != NULL ? in[i]->value : "";
+		char *s = arena_calloc(a, strlen(k) + strlen(x) + 2, 1);
+		if (s == NULL)
+			return oom(a);
+		snprintf(s, strlen(k) + strlen(x) + 2, "%s=%s", k, x);
+		v[i] = s;
+	}
+	*out = v;
+	*n_out = n;
+	return 0;
+}
+
+static int
+conv_attrs(struct arena *a, struct hsamem_attrs *out, const Hsamem__Entry *in)
+{
+	int err = conv_pairs(a, &out->scope, &out->n_scope, in->scope, in->n_scope);
+	return err != 0 ? err : conv_pairs(a, &out->meta, &out->n_meta, in->meta, in->n_meta);
+}
+
+static int
+conv_entry_hit(struct arena *a, struct hsamem_entry_hit *out, const Hsamem__EntryHit *in)
+{
+	static const Hsamem__Entry none = HSAMEM__ENTRY__INIT;
+	const Hsamem__Entry *e = in->entry != NULL ? in->entry : &none;
+	uint64_t *chunks = arena_calloc(a, in->n_chunks, sizeof(uint64_t));
+	int err;
+
+	if (chunks == NULL)
+		return oom(a);
+	if ((err = conv_entry(a, &out->entry, e)) != 0 ||
+	    (err = conv_attrs(a, &out->attrs, e)) != 0)
+		return err;
+	if (in->n_chunks > 0)
+		memcpy(chunks, in->chunks, in->n_chunks * sizeof(uint64_t));
+	out->chunks = chunks;
+	out->n_chunks = in->n_chunks;
+	out->score = in->score;
+	out->context = in->context;
+	return 0;
+}
+
 static int
 conv_hit(struct arena *a, struct hsamem_hit *out, const Hsamem__Hit *in)
 {
@@ -477,6 +529,15 @@ res_query(struct hsamem *h, const Hsamem__QueryReply *in, struct hsamem_query_re
 	for (i = 0; i < in->n_hits && err == 0; i++)
 		err = conv_hit(&a, &res->hits[i], in->hits[i]);
 	res->n_hits = in->n_hits;
+	if (err == 0 &&
+	    (res->entry_hits = arena_calloc(&a, in->n_entries, sizeof(*res->entry_hits))) == NULL)
+		err = oom(&a);
+	for (i = 0; i < in->n_entries && err == 0; i++)
+		err = conv_entry_hit(&a, &res->entry_hits[i], in->entries[i]);
+	res->n_entry_hits = err == 0 ? in->n_entries : 0;
+	res->filtered = in->has_allowed;
+	res->allowed = in->allowed;
+	res->below_min_score = in->below_min_score;
 	return hand_over(&a, err, res, out);
 }
 
@@ -592,8 +653,11 @@ res_entries(struct hsamem *h, const Hsamem__EntriesReply *in, uint32_t count,
 	if (count != 0 && in->n_entries > count)
 		err = clib_fail(h, HSAMEM_EPROTO, "reply: %zu entries, asked for %u", in->n_entries,
 		                count);
+	if (err == 0 && (res->attrs = arena_calloc(&a, in->n_entries, sizeof(*res->attrs))) == NULL)
+		err = oom(&a);
 	for (i = 0; i < in->n_entries && err == 0; i++)
-		err = conv_entry(&a, &res->entries[i], in->entries[i]);
+		if ((err = conv_entry(&a, &res->entries[i], in->entries[i])) == 0 && in->entries[i])
+			err = conv_attrs(&a, &res->attrs[i], in->entries[i]);
 	res->n_entries = in->n_entries;
 	res->total = in->total;
 	return hand_over(&a, err, res, out);

@@ -63,6 +63,13 @@ int
 hsamem_export_cb(struct hsamem *h, const char *user, hsamem_write_fn write, void *arg,
                  struct hsamem_transfer *out)
 {
+	return clib_export(h, user, NULL, write, arg, out);
+}
+
+int
+clib_export(struct hsamem *h, const char *user, Hsamem__Filter *filter, hsamem_write_fn write,
+            void *arg, struct hsamem_transfer *out)
+{
 	Hsamem__Request req = HSAMEM__REQUEST__INIT;
 	Hsamem__ExportRequest er = HSAMEM__EXPORT_REQUEST__INIT;
 	struct hsamem_transfer t = {0};
@@ -79,6 +86,7 @@ hsamem_export_cb(struct hsamem *h, const char *user, hsamem_write_fn write, void
 		return clib_fail(h, HSAMEM_EINVAL, "no write function given");
 	er.user = (char *)user;
 	er.has_cursor = 1;
+	er.filter = filter;
 	req.body_case = HSAMEM__REQUEST__BODY_EXPORT;
 	req.export = &er;
 	while (!done) {

@@ -68,6 +68,34 @@ hsa_offer_scores(struct hsa_cand *heap, uint32_t *size, uint32_t k, const float 
 }
 
 void
+hsa_offer_scores_masked(struct hsa_cand *heap, uint32_t *size, uint32_t k, const float *dots,
+                        size_t n, float scale, int64_t j0, const uint64_t *mask)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t j = (uint64_t)j0 + i;
+		if (!((mask[j / 64] >> (j % 64)) & 1))
+			continue;
+		float s = dots[i] * scale;
+		if (isnan(s))
+			s = -INFINITY;
+		heap_offer(heap, size, k, s, (int64_t)j);
+	}
+}
+
+uint64_t
+hsa_mask_count(const uint64_t *mask, uint64_t n)
+{
+	if (mask == NULL)
+		return n;
+	uint64_t c = 0;
+	for (uint64_t w = 0; w < n / 64; w++)
+		c += (uint64_t)__builtin_popcountll(mask[w]);
+	if (n % 64 != 0)
+		c += (uint64_t)__builtin_popcountll(mask[n / 64] & ((1ull << (n % 64)) - 1));
+	return c;
+}
+
+void
 hsa_fusion_weights(enum hsa_weighting mode, const int64_t *sel, const float *s, uint32_t kk,
                    float *w)
 {

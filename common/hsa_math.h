@@ -42,6 +42,16 @@ void hsa_offer_scores(struct hsa_cand *heap, uint32_t *size, uint32_t k, const f
                       size_t n, float scale, int64_t j0);
 
 /*
+ * The same, offering only the chunks whose bit is set in mask (bit j of mask[j / 64]; a filter's
+ * chunk mask, backend.h): the others are not candidates at all.
+ */
+void hsa_offer_scores_masked(struct hsa_cand *heap, uint32_t *size, uint32_t k, const float *dots,
+                             size_t n, float scale, int64_t j0, const uint64_t *mask);
+
+/* How many of chunks 0 .. n-1 mask allows (NULL: all n). */
+uint64_t hsa_mask_count(const uint64_t *mask, uint64_t n);
+
+/*
  * The fusion weights (hsamem(7) step 4) of n selected chunks listed best first by the ranking, with
  * their indices sel and scores score: a softmax over the scores (scores of +-inf take its limit),
  * or stick-breaking over the chunks most recent (highest index) first, which sums to at most 1.

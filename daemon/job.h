@@ -53,6 +53,8 @@ struct job_entry {
 	uint32_t *tokens;
 	uint32_t *off, *len; /* byte range of each token in the entry's text (len 0: none) */
 	size_t n;
+	char *scope, *meta; /* "key=value" lists (store_filter.h), in the job's arena */
+	uint32_t scope_len, meta_len;
 };
 
 struct job {

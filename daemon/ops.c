@@ -219,6 +219,35 @@ ops_memory_info(struct job *job, const struct store_user *u)
 	return m->user != NULL && m->spec != NULL ? m : NULL;
 }
 
+/* A stored "key=value" list as Attr messages in the arena. */
+static int
+attrs_to_proto(struct job *job, const char *list, uint32_t len, Hsamem__Attr ***out, size_t *n_out)
+{
+	size_t n = 0;
+	for (uint32_t i = 0; i < len; i++)
+		n += list[i] == '\0';
+	Hsamem__Attr **v = arena_calloc(&job->arena, n + 1, sizeof(*v));
+	if (v == NULL)
+		return ops_oom(job);
+	n = 0;
+	for (uint32_t i = 0; i < len; i += (uint32_t)strlen(list + i) + 1) {
+		const char *eq = strchr(list + i, '=');
+		Hsamem__Attr *a = arena_alloc(&job->arena, sizeof(*a));
+		if (a == NULL || eq == NULL)
+			return a == NULL ? ops_oom(job)
+			                 : job_fail(job, HSAMEM_EFORMAT, "bad attribute");
+		hsamem__attr__init(a);
+		a->key = arena_strndup(&job->arena, list + i, (size_t)(eq - (list + i)));
+		a->value = arena_strndup(&job->arena, eq + 1, strlen(eq + 1));
+		if (a->key == NULL || a->value == NULL)
+			return ops_oom(job);
+		v[n++] = a;
+	}
+	*out = v;
+	*n_out = n;
+	return 0;
+}
+
 int
 ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uint64_t seq,
                    Hsamem__Entry **out)
@@ -248,13 +277,17 @@ ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uint64_
 		return ops_oom(job);
 	for (uint32_t i = 0; i < e.tags_len; i += (uint32_t)strlen(e.tags + i) + 1)
 		m->tags[m->n_tags++] = arena_strndup(&job->arena, e.tags + i, strlen(e.tags + i));
+	if (attrs_to_proto(job, e.scope, e.scope_len, &m->scope, &m->n_scope) != 0 ||
+	    attrs_to_proto(job, e.meta, e.meta_len, &m->meta, &m->n_meta) != 0)
+		return job->reply.status;
 	*out = m;
 	return 0;
 }
 
 char *
 ops_tokens_text(struct job *job, struct store_txn *txn, uint64_t uid,
-                const struct store_tokref *refs, uint32_t from, uint32_t to)
+                const struct store_tokref *refs, uint32_t from, uint32_t to,
+                const struct store_filter *f)
 {
 	size_t cap = 256, len = 0;
 	char *buf = malloc(cap), *out = NULL;
@@ -268,7 +301,8 @@ ops_tokens_text(struct job *job, struct store_txn *txn, uint64_t uid,
 		uint32_t lo = refs[i].off, hi = refs[j].off + refs[j].len;
 		struct store_entry e;
 		if (refs[i].len + refs[j].len > 0 && hi > lo &&
-		    store_entry_get(txn, uid, refs[i].entry, &e) == 0 && hi <= e.text_len) {
+		    store_entry_get(txn, uid, refs[i].entry, &e) == 0 && hi <= e.text_len &&
+		    store_filter_match(f, &e)) {
 			size_t need = len + (hi - lo) + 2;
 			if (need > cap) {
 				cap = need * 2;

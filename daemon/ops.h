@@ -14,6 +14,7 @@
 #include "encoder.h"
 #include "job.h"
 #include "store.h"
+#include "store_filter.h"
 
 /* Limits on what one request may carry, beyond max-message. */
 #define OPS_MAX_ENTRIES      100000 /* entries in one append */
@@ -59,9 +60,11 @@ int ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uin
                        Hsamem__Entry **out);
 
 /* The text of tokens [from, to) of a chunk or tail, from the entries the refs point to; pieces of
- * different entries are joined by a newline. NULL on a store error. */
+ * different entries are joined by a newline. Entries that do not pass f (NULL: none is left out)
+ * contribute nothing. NULL on a store error. */
 char *ops_tokens_text(struct job *job, struct store_txn *txn, uint64_t uid,
-                      const struct store_tokref *refs, uint32_t from, uint32_t to);
+                      const struct store_tokref *refs, uint32_t from, uint32_t to,
+                      const struct store_filter *f);
 
 /* A chunk source over a read transaction; the mutex serialises the LMDB calls, since the backend
  * calls the source from several threads and a transaction must not be used concurrently. */
@@ -109,10 +112,12 @@ void ops_compact(struct job *job);
 void ops_query(struct job *job);
 void ops_attend_request(struct job *job);
 /* Fills a hit's text, covered entries (at most max_entries) and top tokens (none when attn is
- * NULL: else [G][S] of its kv head, rows stride apart) from a chunk's (or the tail's) records. */
+ * NULL: else [G][S] of its kv head, rows stride apart) from a chunk's (or the tail's) records.
+ * With a filter f (NULL: none), only what belongs to passing entries is shown. */
 int ops_fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsamem__Hit *h,
                  const uint32_t *tokens, const struct store_tokref *refs, uint32_t n_real,
-                 const float *attn, uint32_t G, uint32_t stride, uint32_t max_entries);
+                 const float *attn, uint32_t G, uint32_t stride, uint32_t max_entries,
+                 const struct store_filter *f);
 /* The stream's last tokens, at most want, in the snapshot txn: the tail's, preceded by the real
  * tokens of the last sealed chunk where the tail is shorter (the context of a model's question).
  * *out is in the job's arena. 0, -ENOMEM or a store error. */

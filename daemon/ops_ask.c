@@ -9,6 +9,10 @@
  * query's (ops_query_context), so the unsealed tail is in the model's own window and only sealed
  * chunks are ranked (models/README.md, "Query path").
  *
+ * With a filter (hsamem(7), SCOPES AND FILTERS) only chunks holding a passing entry are ranked,
+ * the question gets no stream context (the last tokens may belong to entries the filter leaves
+ * out), and the chunks named show only passing entries.
+ *
  * The reply names the chunks the answer drew on most: each chunk's fusion weight summed over the
  * positions the answer was predicted from (and averaged over the kv heads), the ASK_DRAWN
  * heaviest, with their text and entries.
@@ -19,6 +23,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "ops_filter.h"
 
 #define ASK_DEFAULT_TOKENS 32
 #define ASK_MAX_TOKENS     64
@@ -38,6 +43,9 @@ struct ask {
 	bool complete;
 	struct drawn *drawn; /* distinct chunks selected so far */
 	size_t n_drawn;
+	struct store_filter filter;
+	uint64_t *mask; /* the filter's chunk mask; NULL: none */
+	uint64_t allowed;
 };
 
 static int
@@ -80,7 +88,8 @@ generate(struct job *job, struct ops_source *src, struct ask *ak, uint32_t max_t
 	        .weight = arena_calloc(&job->arena, n_sel, 4),
 	};
 	uint64_t pos = src->user.n_chunks * spec->S;
-	struct hsa_query hq = {.n = 1, .k = spec->top_k, .pos = &pos, .qr = qr, .qa = qa};
+	struct hsa_query hq = {
+	        .n = 1, .k = spec->top_k, .pos = &pos, .qr = qr, .qa = qa, .mask = ak->mask};
 	int ret;
 	if (!qr || !qa || !res.out || !res.sel || !res.score || !res.weight)
 		return ops_oom(job);
@@ -90,7 +99,7 @@ generate(struct job *job, struct ops_source *src, struct ask *ak, uint32_t max_t
 			return job_fail(job, ret, "encoder %s failed on the answer", ak->enc->name);
 		/* no sealed chunk: the HSA output is zero (nothing to attend to) */
 		memset(res.out, 0, n_out * 4);
-		if (src->user.n_chunks > 0) {
+		if (src->user.n_chunks > 0 && ak->allowed > 0) {
 			if ((ret = ops_attend(job, spec, &src->src, &hq, &res)) != 0)
 				return job_fail(job, ret, "ask failed: %s", hsamem_strerror(ret));
 			add_weights(ak, spec, &res);
@@ -183,7 +192,7 @@ ask_reply(struct job *job, struct store_txn *txn, const struct store_user *u, st
 			return;
 		}
 		if (ops_fill_hit(job, txn, u, h, c.tokens, c.refs, c.n_real, NULL, 0, 0,
-		                 max_entries) != 0)
+		                 max_entries, &ak->filter) != 0)
 			return;
 		hits[r->n_chunks++] = h;
 	}
@@ -232,6 +241,9 @@ ops_ask(struct job *job)
 		         ASK_MAX_TOKENS, OPS_MAX_HITS_ENTRIES);
 		goto out;
 	}
+	if (ops_filter_from_proto(job, q->filter, &ak.filter) != 0 ||
+	    ops_filter_mask(job, &txn, &u, &ak.filter, &ak.mask, &ak.allowed) != 0)
+		goto out;
 	if (question_tokens(job, ak.enc, q->text, &ids, &n_ids) != 0)
 		goto out;
 	ak.tokens = arena_calloc(&job->arena, max_tokens + 1, sizeof(uint32_t));
@@ -241,7 +253,10 @@ ops_ask(struct job *job)
 		ops_oom(job);
 		goto out;
 	}
-	if ((ret = ops_query_context(job, &txn, &u, ak.enc->query_context, &ctx, &n_ctx)) != 0) {
+	/* with a filter, the stream's last tokens may belong to entries it leaves out: no context
+	 */
+	if (ak.mask == NULL &&
+	    (ret = ops_query_context(job, &txn, &u, ak.enc->query_context, &ctx, &n_ctx)) != 0) {
 		job_fail(job, ret, "store: cannot read the stream's last tokens");
 		goto out;
 	}

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "ops_filter.h"
 
 #define EXPORT_MIN_PAGE (64u << 10)
 
@@ -48,7 +49,7 @@ split_refs(struct job *job, const struct store_tokref *refs, uint32_t n, uint64_
 
 static int
 first_records(struct job *job, struct store_txn *txn, const struct store_user *u,
-              Hsamem__ExportRecord **list, size_t *n, size_t *bytes)
+              Hsamem__ExportRecord **list, size_t *n, size_t *bytes, bool with_tail)
 {
 	struct store_tail tail;
 	int ret = store_tail_get(txn, u->uid, &tail);
@@ -71,7 +72,7 @@ first_records(struct job *job, struct store_txn *txn, const struct store_user *u
 	r->rec_case = HSAMEM__EXPORT_RECORD__REC_HEADER;
 	r->header = h;
 	list[(*n)++] = r;
-	if (tail.n == 0)
+	if (tail.n == 0 || !with_tail)
 		return 0;
 	Hsamem__ExportRecord *tr = new_record(job);
 	Hsamem__ExportRecord__Tail *t = arena_alloc(&job->arena, sizeof(*t));
@@ -137,7 +138,13 @@ ops_export(struct job *job)
 	struct store_user u;
 	if (ops_read_user(job, q->user, &txn, &u) != 0)
 		return;
-	uint64_t cursor = q->cursor, upto_e = u.n_entries, upto_c = u.n_chunks;
+	struct store_filter filter;
+	if (ops_filter_from_proto(job, q->filter, &filter) != 0)
+		goto out;
+	/* filtered: a listing of the passing entries, without the chunks and the tail, whose
+	 * tokens belong to other entries too */
+	bool listing = !store_filter_empty(&filter);
+	uint64_t cursor = q->cursor, upto_e = u.n_entries, upto_c = listing ? 0 : u.n_chunks;
 	if (cursor != 0) {
 		if (!q->has_upto_entries || !q->has_upto_chunks || !q->has_memory_id) {
 			job_fail(job, HSAMEM_EPROTO,
@@ -174,13 +181,19 @@ ops_export(struct job *job)
 		goto out;
 	}
 	if (cursor == 0) {
-		if (first_records(job, &txn, &u, list, &n, &bytes) != 0)
+		if (first_records(job, &txn, &u, list, &n, &bytes, !listing) != 0)
 			goto out;
 		cursor = 1;
 	}
 	uint64_t end = 1 + upto_e + upto_c;
 	/* at least one record a page, whatever its size, so that the stream always advances */
 	for (; cursor < end && n < cap && (n == 0 || bytes < page); cursor++) {
+		bool pass = true;
+		if (cursor - 1 < upto_e &&
+		    ops_entry_passes(job, &txn, u.uid, &filter, cursor - 1, &pass) != 0)
+			goto out;
+		if (!pass)
+			continue;
 		if (cursor - 1 < upto_e) {
 			Hsamem__ExportRecord *rec = new_record(job);
 			if (rec == NULL) {

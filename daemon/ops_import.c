@@ -48,6 +48,7 @@
 #include "half.h"
 #include "log.h"
 #include "ops.h"
+#include "ops_filter.h"
 
 struct import {
 	uint64_t uid;
@@ -335,9 +336,22 @@ import_entry(struct batch *b, const Hsamem__Entry *e)
 		memcpy(tags + tags_len, e->tags[t], l);
 		tags_len += (uint32_t)l;
 	}
+	char *scope = NULL, *meta = NULL;
+	uint32_t scope_len = 0, meta_len = 0;
+	int ret;
+	if ((ret = ops_scope_check(job, e->scope, e->n_scope, "import: entry scope")) != 0 ||
+	    (ret = ops_attrs_pack(job, e->scope, e->n_scope, "import: entry scope", &scope,
+	                          &scope_len)) != 0 ||
+	    (ret = ops_attrs_pack(job, e->meta, e->n_meta, "import: entry meta", &meta,
+	                          &meta_len)) != 0)
+		return ret;
 	struct store_entry se = {
 	        .seq = seq,
 	        .role = e->has_role ? (uint32_t)e->role : 0,
+	        .scope = scope,
+	        .scope_len = scope_len,
+	        .meta = meta,
+	        .meta_len = meta_len,
 	        .timestamp_ms = e->timestamp_ms,
 	        .first_token = e->first_token,
 	        .n_tokens = e->n_tokens,

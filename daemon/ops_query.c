@@ -25,6 +25,8 @@
 #include "hsa_math.h"
 #include "log.h"
 #include "ops.h"
+#include "ops_filter.h"
+#include "ops_recall.h"
 
 #define TOP_TOKENS 6
 
@@ -151,11 +153,13 @@ cmp_candidate(const void *a, const void *b)
 /* The TOP_TOKENS slots of a chunk with the most attention (averaged over the query heads of the
  * kv head), among its n_real real tokens. */
 static size_t
-top_tokens(const float *attn, uint32_t G, uint32_t stride, uint32_t n_real, uint32_t *slot,
-           float *weight)
+top_tokens(const float *attn, uint32_t G, uint32_t stride, uint32_t n_real, const bool *ok,
+           uint32_t *slot, float *weight)
 {
 	size_t n = 0;
 	for (uint32_t s = 0; s < n_real; s++) {
+		if (ok != NULL && !ok[s])
+			continue;
 		float w = 0;
 		for (uint32_t g = 0; g < G; g++)
 			w += attn[(size_t)g * stride + s];
@@ -179,9 +183,11 @@ top_tokens(const float *attn, uint32_t G, uint32_t stride, uint32_t n_real, uint
 int
 ops_fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u, Hsamem__Hit *h,
              const uint32_t *tokens, const struct store_tokref *refs, uint32_t n_real,
-             const float *attn, uint32_t G, uint32_t stride, uint32_t max_entries)
+             const float *attn, uint32_t G, uint32_t stride, uint32_t max_entries,
+             const struct store_filter *f)
 {
-	h->text = ops_tokens_text(job, txn, u->uid, refs, 0, n_real);
+	bool *ok = NULL, pass = true;
+	h->text = ops_tokens_text(job, txn, u->uid, refs, 0, n_real, f);
 	h->has_n_tokens = true;
 	h->n_tokens = n_real;
 	if (h->text == NULL)
@@ -190,18 +196,27 @@ ops_fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u,
 	h->entries = arena_calloc(&job->arena, max_entries + 1, sizeof(*h->entries));
 	if (h->entries == NULL)
 		return ops_oom(job);
+	if (!store_filter_empty(f) && (ok = arena_calloc(&job->arena, n_real + 1, 1)) == NULL)
+		return ops_oom(job);
 	uint64_t last = UINT64_MAX;
-	for (uint32_t s = 0; s < n_real && h->n_entries < max_entries; s++) {
-		if (refs[s].entry == last)
-			continue;
-		last = refs[s].entry;
-		if (ops_entry_to_proto(job, txn, u->uid, last, &h->entries[h->n_entries]) != 0)
-			return job->reply.status;
-		h->n_entries++;
+	for (uint32_t s = 0; s < n_real; s++) {
+		if (refs[s].entry != last) {
+			last = refs[s].entry;
+			if (ops_entry_passes(job, txn, u->uid, f, last, &pass) != 0)
+				return job->reply.status;
+			if (pass && h->n_entries < max_entries) {
+				if (ops_entry_to_proto(job, txn, u->uid, last,
+				                       &h->entries[h->n_entries]) != 0)
+					return job->reply.status;
+				h->n_entries++;
+			}
+		}
+		if (ok != NULL)
+			ok[s] = pass;
 	}
 	uint32_t slot[TOP_TOKENS];
 	float weight[TOP_TOKENS];
-	size_t n = attn != NULL ? top_tokens(attn, G, stride, n_real, slot, weight) : 0;
+	size_t n = attn != NULL ? top_tokens(attn, G, stride, n_real, ok, slot, weight) : 0;
 	h->top_tokens = arena_calloc(&job->arena, n + 1, sizeof(*h->top_tokens));
 	if (h->top_tokens == NULL)
 		return ops_oom(job);
@@ -214,7 +229,7 @@ ops_fill_hit(struct job *job, struct store_txn *txn, const struct store_user *u,
 		t->index = slot[i];
 		t->id = tokens[slot[i]];
 		t->weight = weight[i];
-		t->text = ops_tokens_text(job, txn, u->uid, refs, slot[i], slot[i] + 1);
+		t->text = ops_tokens_text(job, txn, u->uid, refs, slot[i], slot[i] + 1, NULL);
 		h->top_tokens[h->n_top_tokens++] = t;
 	}
 	return 0;
@@ -407,11 +422,22 @@ encode_query(struct job *job, struct store_txn *txn, const struct store_user *u,
 	return enc->encode_query_stats(&u->spec, &st, tok, n, qr, qa);
 }
 
+/* What a query request asks of its reply beyond the candidates. */
+struct query_view {
+	uint32_t k, max_entries;
+	bool chunks; /* the chunk view only: no entry view */
+	struct recall_opts recall;
+	uint64_t *mask; /* NULL: no filter */
+	uint64_t allowed;
+};
+
 static void
 query_reply(struct job *job, struct store_txn *txn, const struct store_user *u,
-            const struct store_tail *tail, const struct candidate *cand, size_t n_cand, uint32_t k,
-            uint32_t max_entries)
+            const struct store_tail *tail, const struct candidate *cand, size_t n_cand,
+            const struct query_view *v)
 {
+	uint32_t k = v->k, max_entries = v->max_entries;
+	const struct store_filter *f = v->recall.f;
 	uint32_t G = u->spec.h_q / u->spec.h_kv;
 	int ret;
 	float *scores = arena_calloc(&job->arena, n_cand + 1, 4);
@@ -430,6 +456,13 @@ query_reply(struct job *job, struct store_txn *txn, const struct store_user *u,
 	hsa_fusion_weights(u->spec.weighting, chunks, scores, (uint32_t)n_cand, weights);
 
 	hsamem__query_reply__init(r);
+	r->has_allowed = v->mask != NULL;
+	r->allowed = v->allowed;
+	struct recall_chunk *rc = arena_calloc(&job->arena, n_cand + 1, sizeof(*rc));
+	if (rc == NULL) {
+		ops_oom(job);
+		return;
+	}
 	for (size_t i = 0; i < n_cand; i++) {
 		Hsamem__Hit *h = arena_alloc(&job->arena, sizeof(*h));
 		if (h == NULL) {
@@ -450,12 +483,23 @@ query_reply(struct job *job, struct store_txn *txn, const struct store_user *u,
 			         (unsigned long long)h->chunk, hsamem_strerror(ret));
 			return;
 		}
+		rc[i] = (struct recall_chunk){h->chunk,     c.refs, c.n_real,      weights[i],
+		                              cand[i].attn, G,      cand[i].stride};
 		if (ops_fill_hit(job, txn, u, h, c.tokens, c.refs, c.n_real, cand[i].attn, G,
-		                 cand[i].stride, max_entries) != 0)
+		                 cand[i].stride, max_entries, f) != 0)
 			return;
 		hits[r->n_hits++] = h;
 	}
 	r->hits = hits;
+	if (!v->chunks && ops_recall_entries(job, txn, u, rc, n_cand, &v->recall, r) != 0)
+		return;
+	if (!v->chunks && r->n_entries == 0)
+		job->reply.message =
+		        (char *)(v->mask != NULL && v->allowed == 0 ? "no entry passes the filter"
+		                 : r->below_min_score > 0 ? "no entry scored above min-score"
+		                                          : "no entry found");
+	else if (v->mask != NULL && v->allowed == 0)
+		job->reply.message = (char *)"no entry passes the filter";
 	r->has_chunks = r->has_k = true;
 	r->chunks = u->n_chunks;
 	r->k = k;
@@ -495,6 +539,27 @@ ops_query(struct job *job)
 		         SPEC_TOPK_MAX, OPS_MAX_HITS_ENTRIES);
 		goto out;
 	}
+	struct store_filter filter;
+	struct query_view view = {
+	        .k = k,
+	        .max_entries = max_entries,
+	        .chunks = q->has_chunks && q->chunks,
+	        .recall = {.max_hits = q->max_hits != 0 ? q->max_hits : k,
+	                   .context = q->context,
+	                   .has_min_score = q->has_min_score,
+	                   .min_score = q->min_score,
+	                   .f = &filter},
+	};
+	if (q->context > 8 || q->max_hits > OPS_MAX_LIST ||
+	    (q->has_min_score && !isfinite(q->min_score))) {
+		job_fail(job, HSAMEM_EINVAL,
+		         "context: at most 8 entries; max_hits: at most %d; min_score: a number",
+		         OPS_MAX_LIST);
+		goto out;
+	}
+	if (ops_filter_from_proto(job, q->filter, &filter) != 0 ||
+	    ops_filter_mask(job, &txn, &u, &filter, &view.mask, &view.allowed) != 0)
+		goto out;
 	if (query_tokens(job, enc, &ids, &n_tok) != 0)
 		goto out;
 	uint32_t S = spec->S;
@@ -519,10 +584,11 @@ ops_query(struct job *job)
 	}
 
 	size_t n_cand = 0;
-	if (u.n_chunks > 0) {
+	if (u.n_chunks > 0 && view.allowed > 0) {
 		/* after the whole stream: every sealed chunk is visible */
 		uint64_t pos = u.n_chunks * S;
-		struct hsa_query hq = {.n = 1, .k = k, .pos = &pos, .qr = qr, .qa = qa};
+		struct hsa_query hq = {
+		        .n = 1, .k = k, .pos = &pos, .qr = qr, .qa = qa, .mask = view.mask};
 		if ((ret = ops_attend(job, spec, &src.src, &hq, &res)) != 0) {
 			job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
 			goto out;
@@ -532,6 +598,7 @@ ops_query(struct job *job)
 	/* The tail, if asked for, competes as chunk n_chunks; a tail that cannot be read is left
 	 * out, as if there were none. */
 	if ((!q->has_include_tail || q->include_tail) && enc->encode_query_ctx == NULL &&
+	    (view.mask == NULL || store_mask_test(view.mask, u.n_chunks)) &&
 	    store_tail_get(&txn, u.uid, &tail) == 0 && tail.n > 0) {
 		if ((ret = ops_source_tail(&src, enc, &tail)) != 0) {
 			job_fail(job, ret, "encoder %s failed on the tail", enc->name);
@@ -542,7 +609,7 @@ ops_query(struct job *job)
 		n_cand++;
 	}
 	qsort(cand, n_cand, sizeof(*cand), cmp_candidate);
-	query_reply(job, &txn, &u, &tail, cand, n_cand < k ? n_cand : k, k, max_entries);
+	query_reply(job, &txn, &u, &tail, cand, n_cand < k ? n_cand : k, &view);
 out:
 	ops_source_fini(&src);
 	free(ids);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "ops.h"
+#include "ops_filter.h"
 
 /* The counters of the backend that serves now, and its "name: device" in the arena. */
 static char *
@@ -265,9 +266,14 @@ entries_in(struct job *job, struct store_txn *txn)
 		ops_oom(job);
 		return;
 	}
+	struct store_filter f;
+	bool pass = true;
+	if (ops_filter_from_proto(job, q->filter, &f) != 0)
+		return;
 	hsamem__entries_reply__init(r);
 	for (uint64_t s = first; s < end; s++)
-		if (ops_entry_to_proto(job, txn, u.uid, s, &list[r->n_entries++]) != 0)
+		if (ops_entry_passes(job, txn, u.uid, &f, s, &pass) != 0 ||
+		    (pass && ops_entry_to_proto(job, txn, u.uid, s, &list[r->n_entries++]) != 0))
 			return;
 	r->entries = list;
 	r->has_total = true;
@@ -326,7 +332,7 @@ chunks_in(struct job *job, struct store_txn *txn)
 		m->n_tokens = c.n_tokens;
 		m->first_entry = c.n_real > 0 ? c.refs[0].entry : 0;
 		m->last_entry = c.n_real > 0 ? c.refs[c.n_real - 1].entry : 0;
-		m->text = ops_tokens_text(job, txn, u.uid, c.refs, 0, c.n_real);
+		m->text = ops_tokens_text(job, txn, u.uid, c.refs, 0, c.n_real, NULL);
 		if (m->tokens == NULL || m->text == NULL) {
 			ops_oom(job);
 			return;

@@ -170,7 +170,7 @@ copy_entry(struct step *p, uint64_t seq, size_t *tokens)
 	if (ret != 0)
 		return ret;
 	/* the entry is borrowed from the map until the next write: copy it */
-	size_t need = (size_t)e.text_len + e.tags_len + 1;
+	size_t need = (size_t)e.text_len + e.tags_len + e.scope_len + e.meta_len + 1;
 	if (need > p->text_cap) {
 		char *t = realloc(p->text, need);
 		if (t == NULL)
@@ -181,8 +181,14 @@ copy_entry(struct step *p, uint64_t seq, size_t *tokens)
 	memcpy(p->text, e.text, e.text_len);
 	if (e.tags_len > 0)
 		memcpy(p->text + e.text_len, e.tags, e.tags_len);
+	if (e.scope_len > 0)
+		memcpy(p->text + e.text_len + e.tags_len, e.scope, e.scope_len);
+	if (e.meta_len > 0)
+		memcpy(p->text + e.text_len + e.tags_len + e.scope_len, e.meta, e.meta_len);
 	e.text = p->text;
 	e.tags = p->text + e.text_len;
+	e.scope = e.tags + e.tags_len;
+	e.meta = e.scope + e.scope_len;
 	/* where a flush padded the old memory's last chunk, flush the new one */
 	if (e.first_token != p->old_end && (ret = stream_seal(p, true)) != 0)
 		return ret;

@@ -9,10 +9,12 @@
  * that job's nested transaction. Sealing the chunks the tokens fill is seal.c's; an encoder that
  * is a model encodes them in prepare, outside the committer (seal_pre_encode).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops.h"
+#include "ops_filter.h"
 #include "seal.h"
 
 /* Checks the byte counts of a client chunk's tensors against the spec. */
@@ -121,6 +123,15 @@ prepare_entry(struct job *job, const Hsamem__AppendRequest *q, size_t i)
 		if (strlen(e->tags[t]) > OPS_MAX_TAG_BYTES || e->tags[t][0] == '\0')
 			return job_fail(job, HSAMEM_EINVAL, "entry %zu: tags must be 1 to %d bytes",
 			                i, OPS_MAX_TAG_BYTES);
+	char what[32];
+	snprintf(what, sizeof(what), "entry %zu scope", i);
+	if ((ret = ops_scope_check(job, e->scope, e->n_scope, what)) != 0 ||
+	    (ret = ops_attrs_pack(job, e->scope, e->n_scope, what, &je->scope, &je->scope_len)) !=
+	            0)
+		return ret;
+	snprintf(what, sizeof(what), "entry %zu meta", i);
+	if ((ret = ops_attrs_pack(job, e->meta, e->n_meta, what, &je->meta, &je->meta_len)) != 0)
+		return ret;
 	if (text_len > max_entry)
 		return job_fail(job, HSAMEM_ETOOBIG,
 		                "entry %zu: text of %zu bytes exceeds max-entry (%llu)", i,
@@ -310,6 +321,10 @@ ops_apply_append(struct job *job, struct store_txn *txn)
 		        .text_len = e->text != NULL ? (uint32_t)strlen(e->text) : 0,
 		        .tags = tags,
 		        .tags_len = tags_len,
+		        .scope = je->scope,
+		        .scope_len = je->scope_len,
+		        .meta = je->meta,
+		        .meta_len = je->meta_len,
 		};
 		if ((ret = store_entry_put(txn, u.uid, &se)) != 0)
 			goto out;

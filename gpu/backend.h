@@ -85,6 +85,13 @@ struct hsa_query {
 	const uint64_t *pos; /* [n] positions t: chunk j is visible iff (j + 1) * S <= t */
 	const float *qr;     /* [n][h_kv][d_r / h_kv] retrieval queries */
 	const float *qa;     /* [n][h_q][d_h] attention queries (RMS-normalised by the model) */
+	/*
+	 * NULL, or the chunks that may be selected: bit j of mask[j / 64] for j < n_chunks (a
+	 * filter's chunk mask, hsamem(7) SCOPES AND FILTERS). Top-k is taken among the visible
+	 * chunks whose bit is set; the others are never candidates, so a token sees
+	 * min(k, allowed visible chunks) and the rest of its selection is -1.
+	 */
+	const uint64_t *mask;
 };
 
 /*

@@ -23,7 +23,8 @@
  *   1. A chunk's score depends only on the chunk and the query, never on which piece scored it, and
  *      the ranking (score, then lower index) is a strict total order: results are bit-identical
  *      whatever the number of threads or the lengths of the source's landmark runs.
- *   2. Scores that are NaN rank as -inf; every visible chunk stays a candidate, whatever its score.
+ *   2. Scores that are NaN rank as -inf; every visible chunk stays a candidate, whatever its score,
+ *      unless the query's mask leaves it out (then it is never one).
  */
 #include "config.h"
 
@@ -72,6 +73,7 @@ struct call {
 	size_t esz;
 	float r_scale, a_scale; /* 1/sqrt(d_r/h_kv), 1/sqrt(d_h) */
 	uint64_t *vis;          /* [n] visible chunks per token */
+	uint64_t *cands;        /* [n] of them, those the query's mask allows */
 	uint32_t group;         /* tokens per group */
 	struct hsa_cand *heaps; /* [ranges][group][h_kv][k] */
 	uint32_t *heap_size;    /* [ranges][group][h_kv] */
@@ -158,8 +160,13 @@ score_piece(void *arg, size_t piece)
 					else
 						c->kern->dots(qr + r * c->d_rh, lm + r * c->d_rh,
 						              d_r, m, c->d_rh, sc);
-					hsa_offer_scores(h, &c->heap_size[slot], c->k, sc, m,
-					                 c->r_scale, (int64_t)jb);
+					if (c->q->mask != NULL)
+						hsa_offer_scores_masked(h, &c->heap_size[slot],
+						                        c->k, sc, m, c->r_scale,
+						                        (int64_t)jb, c->q->mask);
+					else
+						hsa_offer_scores(h, &c->heap_size[slot], c->k, sc,
+						                 m, c->r_scale, (int64_t)jb);
 				}
 			}
 		}
@@ -311,7 +318,7 @@ attend_pair(const struct call *c, struct attend_scratch *sc, uint32_t t, uint32_
 {
 	const struct hsa_spec *sp = c->spec;
 	struct hsa_result *res = c->res;
-	uint32_t k = c->k, kk = c->vis[t] < k ? (uint32_t)c->vis[t] : k;
+	uint32_t k = c->k, kk = c->cands[t] < k ? (uint32_t)c->cands[t] : k;
 	size_t at = ((size_t)t * sp->h_kv + r) * k, head0 = (size_t)t * sp->h_q + (size_t)r * c->G;
 	size_t n = 0;
 
@@ -451,15 +458,17 @@ cpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_
 	c.group = group < q->n ? (uint32_t)group : q->n;
 	size_t slots = (size_t)cb->threads * c.group * spec->h_kv;
 	c.vis = malloc(q->n * sizeof(uint64_t));
+	c.cands = malloc(q->n * sizeof(uint64_t));
 	c.heaps = malloc(slots * c.k * sizeof(struct hsa_cand));
 	c.heap_size = malloc(slots * sizeof(uint32_t));
-	if (c.vis == NULL || c.heaps == NULL || c.heap_size == NULL) {
+	if (c.vis == NULL || c.cands == NULL || c.heaps == NULL || c.heap_size == NULL) {
 		err = -ENOMEM;
 		goto out;
 	}
 	for (uint32_t t = 0; t < q->n; t++) {
 		uint64_t v = q->pos[t] / spec->S;
 		c.vis[t] = v < src->n_chunks ? v : src->n_chunks;
+		c.cands[t] = hsa_mask_count(q->mask, c.vis[t]);
 	}
 
 	for (c.t0 = 0; c.t0 < q->n; c.t0 += c.nt) {
@@ -476,6 +485,7 @@ cpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_
 out:
 	free(c.heap_size);
 	free(c.heaps);
+	free(c.cands);
 	free(c.vis);
 	atomic_fetch_add_explicit(&cb->calls, 1, memory_order_relaxed);
 	if (err != 0)

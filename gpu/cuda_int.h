@@ -82,6 +82,14 @@ struct cuk_select_args {
 	int stickbreak;
 	int64_t *sel; /* [pairs][k] */
 	float *score, *weight;
+	/*
+	 * NULL, or the chunk masks of the round's calls (backend.h, hsa_query.mask): token t's mask
+	 * starts at word mask_off[t] of mask_words (bit j of word j / 32), UINT32_MAX for a token
+	 * without one. The keys of chunks a mask leaves out are cleared to 0 ("not visible")
+	 * before the selection, so top-k is taken among the allowed chunks.
+	 */
+	const uint32_t *mask_off;   /* [nt] */
+	const uint32_t *mask_words; /* [sum of the masks' words] */
 };
 
 /* Words of the select state (histograms and counts) for pairs; zero it once, it stays zero. */

@@ -48,11 +48,12 @@ al16(size_t x)
 }
 
 /*
- * Packs the round's upload: fp32 queries, visibilities, attention queries, the segments and each
- * token's directory. Offsets of the parts after the first go to off[0..3].
+ * Packs the round's upload: fp32 queries, visibilities, attention queries, the segments, each
+ * token's directory, and the chunk masks of the calls that have one (each token's first word,
+ * then the words). Offsets of the parts after the first go to off[0..5].
  */
 static size_t
-pack_queries(struct round *r, void *dst, size_t off[4])
+pack_queries(struct round *r, void *dst, size_t off[6])
 {
 	const struct hsa_spec *sp = r->spec;
 	uint32_t nt = r->nt;
@@ -116,7 +117,23 @@ pack_queries(struct round *r, void *dst, size_t off[4])
 		else if (cs[i].nt > r->dseg_nt)
 			r->dseg_nt = cs[i].nt;
 	}
-	return off[3] + (size_t)nt * sizeof(void *);
+	off[4] = al16(off[3] + (size_t)nt * sizeof(void *));
+	off[5] = off[4] + al16((size_t)nt * 4);
+	uint32_t *moff = (uint32_t *)(d + off[4]), *words = (uint32_t *)(d + off[5]), nw = 0;
+	r->masked = false;
+	for (uint32_t i = 0; i < r->n_seg; i++) {
+		const struct seg *g = &r->seg[i];
+		const uint64_t *mask = g->c->q->mask;
+		uint32_t w = (uint32_t)((g->len + 31) / 32);
+		for (uint32_t t = 0; t < g->nt; t++)
+			moff[g->rt0 + t] = mask != NULL ? nw : UINT32_MAX;
+		if (mask == NULL)
+			continue;
+		memcpy(words + nw, mask, (size_t)w * 4); /* little-endian: u64 words as u32 pairs */
+		nw += w;
+		r->masked = true;
+	}
+	return off[5] + (size_t)nw * 4;
 }
 
 /* Room for the select state, which the kernels leave zero: zeroed whenever it is allocated. */
@@ -136,7 +153,7 @@ selst_reserve(struct cuda_backend *b, uint32_t pairs)
  * scratch: the split queries, one GEMM over the kv heads, the keys (launches only).
  */
 static int
-round_gemm(struct round *r, const char *dq, const size_t off[4], uint64_t ld)
+round_gemm(struct round *r, const char *dq, const size_t off[6], uint64_t ld)
 {
 	struct cuda_backend *b = r->b;
 	const struct hsa_spec *sp = r->spec;
@@ -185,7 +202,7 @@ round_gemm(struct round *r, const char *dq, const size_t off[4], uint64_t ld)
 
 /* Scores and the top-k of the round, with weights, into d_res (launches only). */
 static int
-round_select(struct round *r, const char *dq, const size_t off[4])
+round_select(struct round *r, const char *dq, const size_t off[6])
 {
 	struct cuda_backend *b = r->b;
 	const struct hsa_spec *sp = r->spec;
@@ -228,6 +245,8 @@ round_select(struct round *r, const char *dq, const size_t off[4])
 	        .stickbreak = sp->weighting == HSA_STICKBREAK,
 	        .sel = d_sel,
 	        .score = (float *)(d_sel + (size_t)pairs * k),
+	        .mask_off = r->masked ? (const uint32_t *)(dq + off[4]) : NULL,
+	        .mask_words = (const uint32_t *)(dq + off[5]),
 	};
 	a.weight = a.score + (size_t)pairs * k;
 	if ((len > 0 && r->n_gemm < r->n_dseg && (err = CU(cuk_score(b->st, &sa))) != 0) ||
@@ -303,7 +322,7 @@ round_attention(struct round *r, const float *d_qa, bool with_sel)
  * round_attend redoes it).
  */
 static int
-round_resolve(struct round *r, const char *dq, const size_t off[4], uint32_t *misses)
+round_resolve(struct round *r, const char *dq, const size_t off[6], uint32_t *misses)
 {
 	struct cuda_backend *b = r->b;
 	size_t n = round_n(r);
@@ -396,11 +415,14 @@ round_run(struct round *r)
 {
 	struct cuda_backend *b = r->b;
 	const struct hsa_spec *sp = r->spec;
-	size_t off[4], bytes, n = round_n(r), n_out = round_n_out(r);
+	size_t off[6], bytes, n = round_n(r), n_out = round_n_out(r);
 	size_t bound = (size_t)r->nt * sp->d_r * 4 + (size_t)r->nt * 4 +
 	               (size_t)r->nt * sp->h_q * sp->d_h * 4 +
 	               (size_t)r->n_seg * sizeof(struct cuk_seg) + (size_t)r->nt * sizeof(void *) +
-	               64;
+	               (size_t)r->nt * 4 + 96;
+	for (uint32_t i = 0; i < r->n_seg; i++)
+		if (r->seg[i].c->q->mask != NULL)
+			bound += (size_t)(r->seg[i].c->src->n_chunks + 31) / 32 * 4;
 	bool expect_miss = false;
 	uint32_t misses = 0;
 	int err;

@@ -308,6 +308,22 @@ pair_len(const struct cuk_select_args &a, uint32_t p)
 	return v < a.len ? v : a.len;
 }
 
+/* Clears the keys of the chunks a pair's token's mask leaves out (cuk_select_args.mask_off). */
+__global__ void
+__launch_bounds__(SEL_THREADS) mask_kernel(struct cuk_select_args a)
+{
+	uint32_t p = blockIdx.y, mo = a.mask_off[p / a.h_kv];
+	uint64_t len = pair_len(a, p), i = (uint64_t)blockIdx.x * SEL_SLICE + threadIdx.x;
+	uint64_t e = (uint64_t)(blockIdx.x + 1) * SEL_SLICE;
+	uint32_t *keys = (uint32_t *)a.keys + (size_t)p * a.ld;
+
+	if (mo == 0xffffffffu)
+		return;
+	for (; i < e && i < len; i += SEL_THREADS)
+		if (!((a.mask_words[mo + i / 32] >> (i % 32)) & 1u))
+			keys[i] = 0;
+}
+
 /* The histogram of the top bits of the visible keys, per pair. */
 __global__ void
 __launch_bounds__(SEL_THREADS) hist_kernel(struct cuk_select_args a)
@@ -662,6 +678,11 @@ cuk_select(cudaStream_t st, const struct cuk_select_args *a)
 
 	if (a->len > 0) {
 		dim3 grid((unsigned)((a->len + SEL_SLICE - 1) / SEL_SLICE), a->pairs);
+		if (a->mask_off != NULL) {
+			mask_kernel<<<grid, SEL_THREADS, 0, st>>>(*a);
+			if ((e = cudaGetLastError()) != cudaSuccess)
+				return e;
+		}
 		hist_kernel<<<grid, SEL_THREADS, 0, st>>>(*a);
 		if ((e = cudaGetLastError()) != cudaSuccess)
 			return e;

@@ -155,6 +155,7 @@ struct round {
 	uint32_t n_gemm;  /* of them, scored by cuBLAS */
 	uint32_t dseg_nt; /* most tokens of one of the others */
 	uint64_t max_vis;
+	bool masked; /* a call of the round has a chunk mask (pack_queries) */
 	struct seg seg[TOK_GROUP];
 	struct call *tok[TOK_GROUP]; /* the call of each token */
 	uint64_t t_start;            /* ns, for the counters of rounds with misses */

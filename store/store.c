@@ -61,7 +61,7 @@
 #define DEFAULT_READERS  126
 
 const char *const store_db_names[DB_COUNT] = {"meta",      "users", "entries", "chunks", "kv",
-                                              "landmarks", "tail",  "uids",    "terms"};
+                                              "landmarks", "tail",  "uids",    "terms",  "attrs"};
 
 /*
  * A read transaction of one thread's own, for store_kv_copy: begun at the thread's first copy

@@ -11,6 +11,8 @@
  *   tail       (uid)       -> the unsealed last tokens of the stream
  *   uids       "next"      -> the next user id (user ids are never reused)
  *   terms      (uid), (uid, token id) -> term statistics (TERMS below)
+ *   attrs      (uid, kind, term, seq) -> postings of entries' scope, metadata, tags and roles
+ *              (store_filter.h)
  * A user's records are a hard partition of every database by the uid prefix: no lookup ever crosses
  * it, and deleting the user removes every key with that prefix.
  *
@@ -131,6 +133,12 @@ struct store_entry {
 	uint32_t text_len;
 	const char *tags; /* tags, each followed by a NUL; borrowed on get */
 	uint32_t tags_len;
+	/* scope and metadata: "key=value" strings, each followed by a NUL; borrowed on get
+	 * (store_filter.h) */
+	const char *scope;
+	uint32_t scope_len;
+	const char *meta;
+	uint32_t meta_len;
 };
 
 /* A sealed chunk: S token slots, of which n_real are real and the rest padding (flushed chunk). */

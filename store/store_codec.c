@@ -13,7 +13,8 @@
  *              u64 n_entries n_tokens n_chunks n_padded, i64 created_ms updated_ms,
  *              u32 lmk_per_page flags
  *   entry      u32 role n_tokens, i64 timestamp_ms, u64 first_token, u32 text_len tags_len,
- *              text, tags
+ *              text, tags, and when the entry has scope or metadata (older records end
+ *              before): u32 scope_len meta_len, scope, meta (store_filter.h)
  *   chunk      u32 n_tokens n_real, then the token list: n x u32 token,
  *              n x (u64 entry, u32 off, u32 len)
  *   tail       u32 n, then the token list
@@ -43,12 +44,14 @@
 #include "log.h"
 #include "store.h"
 #include "store_fields.h"
+#include "store_index.h"
 #include "store_int.h"
 
 #define LANDMARK_PAGE_BYTES 65536
 
 /* The databases whose keys start with a uid (invariant 1). */
-static const int user_dbs[] = {DB_ENTRIES, DB_CHUNKS, DB_KV, DB_LANDMARKS, DB_TAIL, DB_TERMS};
+static const int user_dbs[] = {DB_ENTRIES, DB_CHUNKS, DB_KV,   DB_LANDMARKS,
+                               DB_TAIL,    DB_TERMS,  DB_ATTRS};
 
 /* ---- users ---- */
 
@@ -311,7 +314,8 @@ int
 store_user_delete_some(struct store_txn *txn, uint64_t uid, uint64_t max, bool *left)
 {
 	/* the largest records first: they free the most room per record */
-	static const int order[] = {DB_KV, DB_LANDMARKS, DB_CHUNKS, DB_ENTRIES, DB_TAIL, DB_TERMS};
+	static const int order[] = {DB_KV,   DB_LANDMARKS, DB_CHUNKS, DB_ENTRIES,
+	                            DB_TAIL, DB_TERMS,     DB_ATTRS};
 	uint64_t budget = max;
 	int ret = store_txn_usable(txn, true, "user delete some");
 
@@ -352,6 +356,13 @@ store_user_foreach(struct store_txn *txn, int (*cb)(const struct store_user *u, 
 
 #define ENTRY_HEADER 32
 
+/* A list of strings each followed by a NUL (tags, scope, metadata): len 0, or ends with a NUL. */
+static bool
+nul_list_ok(const char *s, uint32_t len)
+{
+	return len == 0 || (s != NULL && s[len - 1] == '\0');
+}
+
 int
 store_entry_put(struct store_txn *txn, uint64_t uid, const struct store_entry *e)
 {
@@ -361,18 +372,24 @@ store_entry_put(struct store_txn *txn, uint64_t uid, const struct store_entry *e
 
 	if (ret != 0)
 		return ret;
-	if ((e->text_len > 0 && e->text == NULL) || (e->tags_len > 0 && e->tags == NULL) ||
-	    (e->tags_len > 0 && e->tags[e->tags_len - 1] != '\0'))
+	if ((e->text_len > 0 && e->text == NULL) || !nul_list_ok(e->tags, e->tags_len) ||
+	    !nul_list_ok(e->scope, e->scope_len) || !nul_list_ok(e->meta, e->meta_len))
 		return store_txn_fail(txn, HSAMEM_EINVAL);
+	size_t attrs = e->scope_len + e->meta_len > 0 ? 8 + (size_t)e->scope_len + e->meta_len : 0;
 	ret = store_db_reserve(txn, DB_ENTRIES, &k,
-	                       ENTRY_HEADER + (size_t)e->text_len + e->tags_len, &p, "write entry");
+	                       ENTRY_HEADER + (size_t)e->text_len + e->tags_len + attrs, &p,
+	                       "write entry");
 	if (ret != 0)
 		return ret;
 	p = put_u32(put_u32(p, e->role), e->n_tokens);
 	p = put_u64(put_u64(p, (uint64_t)e->timestamp_ms), e->first_token);
 	p = put_u32(put_u32(p, e->text_len), e->tags_len);
-	put_bytes(put_bytes(p, e->text, e->text_len), e->tags, e->tags_len);
-	return 0;
+	p = put_bytes(put_bytes(p, e->text, e->text_len), e->tags, e->tags_len);
+	if (attrs > 0) {
+		p = put_u32(put_u32(p, e->scope_len), e->meta_len);
+		put_bytes(put_bytes(p, e->scope, e->scope_len), e->meta, e->meta_len);
+	}
+	return store_filter_index(txn, uid, e);
 }
 
 int
@@ -396,7 +413,14 @@ store_entry_get(struct store_txn *txn, uint64_t uid, uint64_t seq, struct store_
 	e.tags_len = rd_u32(&r);
 	e.text = (const char *)rd_take(&r, e.text_len);
 	e.tags = (const char *)rd_take(&r, e.tags_len);
-	if (!rd_done(&r) || (e.tags_len > 0 && e.tags[e.tags_len - 1] != '\0'))
+	if (!r.bad && r.p != r.end) {
+		e.scope_len = rd_u32(&r);
+		e.meta_len = rd_u32(&r);
+		e.scope = (const char *)rd_take(&r, e.scope_len);
+		e.meta = (const char *)rd_take(&r, e.meta_len);
+	}
+	if (!rd_done(&r) || !nul_list_ok(e.tags, e.tags_len) ||
+	    !nul_list_ok(e.scope, e.scope_len) || !nul_list_ok(e.meta, e.meta_len))
 		return store_corrupt(txn, "entry", uid, seq);
 	*out = e;
 	return 0;

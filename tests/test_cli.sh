@@ -2,8 +2,9 @@
 # The CLI as a new user drives it: a daemon on a temporary socket and state directory; several
 # hundred paragraphs of ordinary text (the license texts every Debian system ships) and a few facts
 # appended with `hsamem append`; questions about the facts must return the fact's entry among the
-# top 3 hits, before and after a clean restart and after SIGKILL. Bad names and stdin with a NUL
-# byte are refused with the documented exit status.
+# top 3 hits, before and after a clean restart and after SIGKILL. Scopes and filters on append,
+# query, entries and export. Bad names, bad filters and stdin with a NUL byte are refused with the
+# documented exit status.
 set -u
 top=${HSAMEM_TOP_BUILDDIR:-.}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/hsamem-cli-XXXXXX")
@@ -114,6 +115,40 @@ echo "$out" | grep -q '"complete": *false' || fail "ask --max-tokens 1: $out"
 [ $rc -eq 2 ] || fail "ask --max-tokens 65 exited $rc, expected 2"
 "$hsamem" ask alice "$askq" >/dev/null 2>"$dir/err"; rc=$?
 [ $rc -eq 1 ] && grep -q "lexical" "$dir/err" || fail "ask of a lexical memory exited $rc: $(cat "$dir/err")"
+
+# scopes and filters: append --scope/--meta/--time; query, entries and export with a filter show
+# only matching entries; the chunk view with --chunks; a filter that keeps nothing says so;
+# --min-score; bad filters and scopes are refused with the documented exit status
+"$hsamem" append scoped "The dentist appointment is on Friday at nine." --scope agent=cal,session=1 \
+	--meta src=sms --time 2026-11-02T09:00:00+01:00 >/dev/null || fail "append --scope"
+"$hsamem" append scoped "The spare key to the dentist office is under the red mat." \
+	--scope agent=home --role assistant --tag keys >/dev/null || fail "append --scope 2"
+head -n 40 "$dir/text.txt" | "$hsamem" append scoped --lines --scope agent=home >/dev/null ||
+	fail "append --lines --scope"
+out=$("$hsamem" query scoped "dentist" --scope agent=cal) || fail "query --scope"
+printf '%s' "$out" | grep -q "Friday" || fail "query --scope: the cal entry missing: $out"
+printf '%s' "$out" | grep -q "red mat" && fail "query --scope: another scope's entry shown: $out"
+out=$("$hsamem" query scoped "dentist" --scope agent=cal --chunks) || fail "query --chunks"
+printf '%s' "$out" | grep -q "chunk 0" || fail "query --chunks: no chunk view: $out"
+printf '%s' "$out" | grep -q "red mat" && fail "query --chunks: another scope's text shown"
+"$hsamem" --json query scoped "dentist" --where src=sms --since 2026-11-02T08:00Z \
+	--until 2026-11-02T08:01Z | grep -q '"scope":\["agent=cal","session=1"\],"meta":\["src=sms"\]' ||
+	fail "query --where --since --until: the entry at 08:00 UTC with its scope and meta"
+"$hsamem" query scoped "dentist" --scope agent=nobody | grep -q "no entry passes the filter" ||
+	fail "a filter that keeps nothing"
+"$hsamem" query scoped "dentist" --min-score 2 | grep -q "no entry scored above min-score" ||
+	fail "--min-score"
+n=$("$hsamem" --json entries scoped --where role=assistant --tag keys | grep -o '"seq":' | wc -l)
+[ "$n" -eq 1 ] || fail "entries --where role= --tag: $n entries"
+"$hsamem" export scoped --scope agent=cal >"$dir/listing" || fail "export --scope"
+"$hsamem" import scoped-copy <"$dir/listing" >/dev/null 2>&1 && fail "a filtered export imported"
+"$hsamem" query scoped x --since 2026-13-01 >/dev/null 2>&1; rc=$?
+[ $rc -eq 2 ] || fail "a bad --since exited $rc, expected 2"
+"$hsamem" query scoped x --scope agent >/dev/null 2>&1; rc=$?
+[ $rc -eq 2 ] || fail "--scope without a value exited $rc, expected 2"
+"$hsamem" append scoped x --scope "a=1,a=2" >/dev/null 2>&1; rc=$?
+[ $rc -eq 1 ] || fail "a scope naming a key twice exited $rc, expected 1"
+"$hsamem" delete scoped >/dev/null || fail "delete scoped"
 
 # errors: unknown user, bad name, exit codes as documented
 "$hsamem" query nobody "anything" >/dev/null 2>&1; rc=$?

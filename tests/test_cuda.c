@@ -7,7 +7,7 @@
  * host cache (read in place by the device, then copied to it), both caches churning, concurrent
  * callers, calls batched together (shapes, k and probabilities mixed, one
  * caller's source failing), a source ending with the unsealed tail that is then sealed under the
- * same index, bad arguments, and an f32 memory (served by the fallback).
+ * same index, a filter's chunk mask, bad arguments, and an f32 memory (served by the fallback).
  *
  * Selections must match exactly except where two chunks' scores agree to within rounding (a
  * near tie, counted and allowed; that token's outputs are then not compared). Scores, weights,
@@ -218,6 +218,7 @@ static int near_ties;
 static uint64_t fixed_seed; /* non-zero: compare() draws the same queries every time */
 static pthread_mutex_t tmu = PTHREAD_MUTEX_INITIALIZER; /* the draws and the checks */
 static pthread_barrier_t *gpu_gate; /* set: compare() waits there before its GPU call */
+static const uint64_t *cmp_mask;    /* set: compare()'s calls carry this chunk mask */
 
 static bool
 close_to(double a, double b, double tol)
@@ -261,7 +262,7 @@ compare(struct gpu_backend *gpu, struct mem *m, uint32_t n, uint32_t k, const ui
 		qr[i] = (float)(uniform() * 3);
 	for (size_t i = 0; i < (size_t)n * sp->h_q * sp->d_h; i++)
 		qa[i] = (float)(uniform() * 2);
-	struct hsa_query q = {.n = n, .k = k, .pos = pos, .qr = qr, .qa = qa};
+	struct hsa_query q = {.n = n, .k = k, .pos = pos, .qr = qr, .qa = qa, .mask = cmp_mask};
 	struct hsa_source src = mem_source(m);
 	result_alloc(&a, sp, n, k, attn);
 	result_alloc(&b, sp, n, k, attn);
@@ -737,6 +738,57 @@ test_tail(struct gpu_backend *g)
 	mem_fini(&m);
 }
 
+/*
+ * A filter's chunk mask (backend.h): the select kernels take top-k among the allowed chunks, as
+ * the CPU does; a mask keeping 1% of the chunks, one keeping fewer than k, one keeping none, and
+ * masked and unmasked calls batched together.
+ */
+static void
+test_mask(struct gpu_backend *g)
+{
+	struct hsa_spec sp = mkspec(64, 2, 128, 16, 128, HSA_F16, HSA_SOFTMAX, false);
+	struct mem m;
+	uint64_t n = 6000, words = n / 64 + 1;
+	uint64_t *mask = calloc(words, sizeof(uint64_t)), pos[4] = {n * 64, n * 64, 3000 * 64, 0};
+	struct gpu_cuda_counters c0, c1;
+
+	mem_init(&m, &sp, next_uid++, n, 0);
+	for (uint64_t j = 5; j < n; j += 100)
+		mask[j / 64] |= 1ull << (j % 64);
+	cmp_mask = mask;
+	gpu_cuda_counters(g, &c0);
+	compare(g, &m, 3, 16, pos, true, "mask of 1%");
+	gpu_cuda_counters(g, &c1);
+	CHECK(c1.cpu_fallbacks == c0.cpu_fallbacks); /* the device served it */
+	memset(mask, 0, words * 8);
+	mask[0] = 0x15; /* chunks 0, 2, 4: fewer than k */
+	compare(g, &m, 3, 16, pos, false, "mask shorter than k");
+	memset(mask, 0, words * 8);
+	compare(g, &m, 3, 16, pos, false, "empty mask");
+
+	/* every selected chunk is allowed: checked directly on the device's result */
+	struct result r;
+	float qr[128], qa[16 * 128];
+	for (size_t i = 0; i < 128; i++)
+		qr[i] = (float)(uniform() * 3);
+	for (size_t i = 0; i < 16 * 128; i++)
+		qa[i] = (float)(uniform() * 2);
+	for (uint64_t j = 7; j < n; j += 50)
+		mask[j / 64] |= 1ull << (j % 64);
+	struct hsa_query q = {.n = 1, .k = 32, .pos = pos, .qr = qr, .qa = qa, .mask = mask};
+	struct hsa_source src = mem_source(&m);
+	result_alloc(&r, &sp, 1, 32, false);
+	struct hsa_result res = as_hsa(&r);
+	CHECK_RET(gpu_attend(g, &sp, &src, &q, &res), 0);
+	for (size_t i = 0; i < 2 * 32; i++)
+		CHECK(r.sel[i] >= 0 && r.sel[i] % 50 == 7);
+	result_free(&r);
+	cmp_mask = NULL;
+	g->ops->forget(g, m.uid);
+	mem_fini(&m);
+	free(mask);
+}
+
 static void
 test_errors(struct gpu_backend *g)
 {
@@ -817,6 +869,7 @@ main(void)
 	test_concurrent(g);
 	test_batching(g);
 	test_tail(g);
+	test_mask(g);
 	test_errors(g);
 	g->ops->stats(g, &st);
 	printf("test_cuda: %" PRIu64 " calls, %" PRIu64 " chunk hits, %" PRIu64 " misses, "

@@ -1,8 +1,9 @@
 /*
  * test_hsa_cpu.c: the CPU backend's own promises, beside its math (test_hsa.c checks that against a
  * naive operator): the same bits on one thread or four, with landmark runs of every length, with
- * misaligned rows and with several callers at once; arguments it must refuse, a source's errors
- * reaching the caller from any thread (and a source that misbehaves caught), and its counters.
+ * misaligned rows and with several callers at once; a filter's chunk mask; arguments it must
+ * refuse, a source's errors reaching the caller from any thread (and a source that misbehaves
+ * caught), and its counters.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 
 #include "backend.h"
 #include "hsa_fixture.h"
+#include "hsa_math.h"
 #include "hsamem.h"
 #include "test.h"
 
@@ -71,6 +73,68 @@ test_runs(void)
 	}
 	CHECK(atomic_load(&m.bad_calls) == 0);
 	rbuf_fini(&r0);
+	qbuf_fini(&qb);
+	mem_fini(&m);
+}
+
+/*
+ * A filter's chunk mask (backend.h): each token's selection is the unmasked ranking of every
+ * visible chunk with the disallowed ones taken out, cut to k (fewer where fewer are allowed),
+ * and weighted over what is left; bit-identical on one thread or four.
+ */
+static void
+test_mask(void)
+{
+	struct hsa_spec sp = make_spec(4, 2, 2, 8, 24, HSA_F16, HSA_SOFTMAX, false);
+	const uint32_t n = 10, k = 8, all = 200;
+	uint64_t mask[4] = {0};
+	struct mem m;
+	struct qbuf qb;
+	struct rbuf full, r, r1;
+
+	for (uint64_t j = 3; j < all; j += 7)
+		mask[j / 64] |= 1ull << (j % 64);
+	mem_init(&m, &sp, all, DATA_RAND, 1, 0);
+	qbuf_init(&qb, &sp, all, n, all, DATA_RAND, 1, 1);
+	rbuf_init(&full, &sp, n, all, false);
+	CHECK_RET(attend(cpu4, &m, &qb.q, &full), 0);
+	qb.q.k = k;
+	qb.q.mask = mask;
+	rbuf_init(&r, &sp, n, k, false);
+	rbuf_init(&r1, &sp, n, k, false);
+	CHECK_RET(attend(cpu4, &m, &qb.q, &r), 0);
+	CHECK_RET(attend(cpu1, &m, &qb.q, &r1), 0);
+	CHECK(rbuf_same(&r, &r1));
+	for (uint32_t p = 0; p < n * sp.h_kv; p++) {
+		int64_t want[8];
+		float ws[8], ww[8];
+		uint32_t kk = 0;
+		for (uint32_t i = 0; i < all && kk < k; i++) {
+			int64_t j = full.r.sel[(size_t)p * all + i];
+			if (j >= 0 && (mask[j / 64] >> (j % 64)) & 1) {
+				ws[kk] = full.r.score[(size_t)p * all + i];
+				want[kk++] = j;
+			}
+		}
+		hsa_fusion_weights(sp.weighting, want, ws, kk, ww);
+		for (uint32_t i = 0; i < k; i++) {
+			int64_t got = r.r.sel[(size_t)p * k + i];
+			CHECK(got == (i < kk ? want[i] : -1));
+			if (i < kk)
+				CHECK(r.r.score[(size_t)p * k + i] == ws[i] &&
+				      near(r.r.weight[(size_t)p * k + i], ww[i], 1e-6));
+		}
+	}
+	/* a mask that allows nothing: no selection, a zero output */
+	memset(mask, 0, sizeof(mask));
+	CHECK_RET(attend(cpu4, &m, &qb.q, &r), 0);
+	for (size_t i = 0; i < (size_t)n * sp.h_kv * k; i++)
+		CHECK(r.r.sel[i] == -1);
+	for (size_t i = 0; i < r.n_out; i++)
+		CHECK(r.r.out[i] == 0.0f);
+	rbuf_fini(&r1);
+	rbuf_fini(&r);
+	rbuf_fini(&full);
 	qbuf_fini(&qb);
 	mem_fini(&m);
 }
@@ -294,6 +358,7 @@ main(void)
 
 	test_misaligned();
 	test_runs();
+	test_mask();
 	test_concurrent();
 	test_bad_args();
 	test_source_errors();

@@ -5,7 +5,8 @@ $HSAMEM_LIBRARY.
 Every method of Client: append and query finding a fact among filler paragraphs, entries, chunks
 with tensors, flush, users, stats, a client memory with attend, export and import round trips
 (through a file, a descriptor and io.BytesIO), delete, the error classes of the usual failures,
-and one client shared by several threads.
+one client shared by several threads, and scopes, metadata and filters with recall's entry view
+(an agent's filter never returning another's entry, a filter that keeps nothing, min_score).
 """
 
 import array
@@ -411,6 +412,45 @@ def test_ask(c):
     c.delete("asklex")
 
 
+def test_scopes(c):
+    rnd = random.Random(5)
+    words = ["orchard", "basalt", "ferry", "quarry", "violin", "lagoon", "saddle", "pepper"]
+    for i in range(150):
+        agent = ("red", "green")[i % 2]
+        text = " ".join(rnd.choice(words) for _ in range(7))
+        if i in (40, 41):
+            text += " the secret of this agent is %s" % ("papaya" if agent == "red" else "kumquat")
+        c.append("scoped", text, role="user" if agent == "red" else "assistant",
+                 scope={"agent": agent, "session": str(i // 50)}, meta={"n": str(i)},
+                 timestamp_ms=1700000000000 + i * 1000)
+    for agent, own, other in (("red", "papaya", "kumquat"), ("green", "kumquat", "papaya")):
+        for q in ("what is the secret papaya", "what is the secret kumquat"):
+            r = c.recall("scoped", q, k=6, context=1, where={"scope": {"agent": agent}})
+            check(r and r.allowed > 0, "recall %s: hits" % agent)
+            check(all(h.entry.scope.get("agent") == agent for h in r),
+                  "recall %s: only its own entries" % agent)
+            check(all(other not in h.entry.text for h in r), "recall %s: no other secret" % agent)
+            hits = c.query("scoped", q, k=6, where={"scope": "agent=" + agent})
+            check(len(hits) == 6 and all(other not in h.text for h in hits),
+                  "query %s: k chunks, no other secret" % agent)
+        r = c.recall("scoped", "what is the secret " + own, where={"scope": {"agent": agent}})
+        check(r and own in r[0].entry.text and not r[0].context, "recall %s: answer first" % agent)
+        check(len({h.entry.seq for h in r}) == len(r), "recall %s: each entry once" % agent)
+    r = c.recall("scoped", "secret", where={"scope": {"agent": "blue"}})
+    check(len(r) == 0 and r.allowed == 0 and r.message == "no entry passes the filter",
+          "a filter that keeps nothing")
+    r = c.recall("scoped", "secret papaya", min_score=2.0)
+    check(len(r) == 0 and r.below_min_score > 0 and "min-score" in r.message, "min_score")
+    e = c.entries("scoped", 0, 1000, where={"role": "assistant", "since": 1700000000000 + 100000})
+    check(len(e) == 25 and all(x.scope["agent"] == "green" and x.role == "assistant" for x in e),
+          "entries: role and since")
+    check(c.entries("scoped", 0, 1)[0].meta == {"n": "0"}, "entries: metadata")
+    raises(hsamem.InvalidArgument, c.recall, "scoped", "x", where={"scope": {"a b": "c"}})
+    raises(hsamem.InvalidArgument, c.append, "scoped", "x", scope="agent=a,agent=b")
+    check(c.entries("scoped", 0, 1).total == 150, "a refused append stores nothing")
+    c.delete("scoped")
+
+
 def main():
     test_default_search()
     with hsamem.Client(timeout=60) as c:
@@ -422,6 +462,7 @@ def main():
         test_transfer(c)
         test_errors_and_delete(c)
         test_threads(c)
+        test_scopes(c)
     if failures:
         print("test_python: %d failures" % failures)
         return 1

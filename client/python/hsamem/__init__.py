@@ -39,7 +39,7 @@ from .errors import (ERRORS, AlreadyExists, BackendError, BadName, Busy, Connect
                      InternalError, InvalidArgument, NoSuchUser, NotFound, NotSupported,
                      PermissionDenied, ProtocolError, SpecMismatch, StoreError, StoreFull, Timeout,
                      TooBig, VersionError)
-from .results import (Answer, AppendInfo, AttendResult, BackupInfo, Chunk, ChunkList, CompactInfo,
+from .results import (Answer, EntryHit, Recall, AppendInfo, AttendResult, BackupInfo, Chunk, ChunkList, CompactInfo,
                       DeleteInfo, Entry, EntryList, FlushInfo, Histogram, Hit, Hits, Memory,
                       Reencode, Server, Spec, Stats,
                       Transfer)
@@ -47,6 +47,7 @@ from .results import (Answer, AppendInfo, AttendResult, BackupInfo, Chunk, Chunk
 __all__ = [
     "Client", "load_library", "library_version", "default_url",
     "Server", "Spec", "Memory", "AppendInfo", "FlushInfo", "Entry", "Hit", "Hits",
+    "EntryHit", "Recall",
     "AttendResult", "Answer", "Chunk", "ChunkList", "EntryList", "Histogram", "Stats",
     "DeleteInfo", "BackupInfo", "CompactInfo",
     "Transfer", "Reencode", "ROLES", "DTYPES", "WEIGHTINGS", "ERRORS",

@@ -11,7 +11,7 @@ import array
 import ctypes
 import sys
 
-from ._capi import _CChunkIn, _CEntryIn, _cstr, _u32, ROLES
+from ._capi import _CAttrs, _CChunkIn, _CEntryIn, _CFilter, _cstr, _enum, _u32, ROLES
 from .errors import BadName, InvalidArgument
 
 
@@ -127,7 +127,7 @@ def _entry_in(e, keep):
     elif not isinstance(e, dict):
         raise TypeError("hsamem: an entry is a str or a dict (text, tokens, role, tags, "
                         "timestamp_ms), not %s" % type(e).__name__)
-    unknown = set(e) - {"text", "tokens", "role", "tags", "timestamp_ms"}
+    unknown = set(e) - {"text", "tokens", "role", "tags", "timestamp_ms", "scope", "meta"}
     if unknown:
         raise TypeError("hsamem: unknown entry field(s): %s" % ", ".join(sorted(unknown)))
     c = _CEntryIn()
@@ -148,3 +148,77 @@ def _entry_in(e, keep):
         keep.append(tarr)
         c.tags, c.n_tags = tarr, len(tags)
     return c
+
+
+def _pairs(pairs, what, keep):
+    """Scope or metadata as a C array of "key=value" strings: a dict, a "k=v,k=v" str (scope) or
+    a sequence of "k=v" strings. Returns (array or None, count)."""
+    if not pairs:
+        return None, 0
+    if isinstance(pairs, dict):
+        items = ["%s=%s" % (k, v) for k, v in pairs.items()]
+    elif isinstance(pairs, str):
+        items = [p for p in pairs.split(",") if p]
+    else:
+        items = list(pairs)
+    arr = (_cstr * len(items))(*[_b(i, what) for i in items])
+    keep.append(arr)
+    return arr, len(items)
+
+
+def _attrs_in(e, keep):
+    """The scope and metadata of an entry argument (a str or a dict) as a _CAttrs, or None."""
+    if isinstance(e, str) or not (e.get("scope") or e.get("meta")):
+        return None
+    a = _CAttrs()
+    a.scope, a.n_scope = _pairs(e.get("scope"), "a scope pair", keep)
+    a.meta, a.n_meta = _pairs(e.get("meta"), "a metadata pair", keep)
+    return a
+
+
+def _ms(t, what):
+    """A time as Unix ms: an int (ms), or a datetime (naive ones are UTC)."""
+    if isinstance(t, int):
+        return t
+    if hasattr(t, "timestamp"):
+        if getattr(t, "tzinfo", None) is None:
+            import datetime
+            t = t.replace(tzinfo=datetime.timezone.utc)
+        return int(round(t.timestamp() * 1000))
+    raise TypeError("hsamem: %s is Unix ms (int) or a datetime" % what)
+
+
+def _filter_in(where, keep):
+    """A filter (hsamem(7), SCOPES AND FILTERS) from a dict: scope (dict or "k=v,k=v"), role
+    (a name or a sequence of names: any of them), since and until (Unix ms or datetime), tags (a
+    str or a sequence: all of them), meta (dict). None gives None (no filter)."""
+    if where is None:
+        return None
+    if not isinstance(where, dict):
+        raise TypeError("hsamem: where is a dict (scope, role, since, until, tags, meta)")
+    unknown = set(where) - {"scope", "role", "since", "until", "tags", "meta"}
+    if unknown:
+        raise TypeError("hsamem: unknown filter field(s): %s" % ", ".join(sorted(unknown)))
+    f = _CFilter()
+    f.scope, f.n_scope = _pairs(where.get("scope"), "a scope pair", keep)
+    f.meta, f.n_meta = _pairs(where.get("meta"), "a metadata pair", keep)
+    roles = where.get("role") or ()
+    if isinstance(roles, str):
+        roles = (roles,)
+    if roles:
+        rarr = (_enum * len(roles))(*[_enum_value(ROLES, r, "role") for r in roles])
+        keep.append(rarr)
+        f.roles, f.n_roles = rarr, len(roles)
+    tags = where.get("tags") or ()
+    if isinstance(tags, str):
+        tags = (tags,)
+    if tags:
+        tarr = (_cstr * len(tags))(*[_b(t, "a tag") for t in tags])
+        keep.append(tarr)
+        f.tags, f.n_tags = tarr, len(tags)
+    if where.get("since") is not None:
+        f.has_since, f.since_ms = True, _ms(where["since"], "since")
+    if where.get("until") is not None:
+        f.has_until, f.until_ms = True, _ms(where["until"], "until")
+    keep.append(f)
+    return f

@@ -87,8 +87,31 @@ class _CHit(ctypes.Structure):
                 ("n_entries", _sz), ("top_tokens", _P(_CTokenWeight)), ("n_top_tokens", _sz)]
 
 
+class _CAttrs(ctypes.Structure):
+    _fields_ = [("scope", _P(_cstr)), ("n_scope", _sz), ("meta", _P(_cstr)), ("n_meta", _sz)]
+
+
+class _CFilter(ctypes.Structure):
+    _fields_ = [("scope", _P(_cstr)), ("n_scope", _sz), ("roles", _P(_enum)), ("n_roles", _sz),
+                ("has_since", _bool), ("since_ms", _i64), ("has_until", _bool),
+                ("until_ms", _i64), ("tags", _P(_cstr)), ("n_tags", _sz), ("meta", _P(_cstr)),
+                ("n_meta", _sz)]
+
+
+class _CRecall(ctypes.Structure):
+    _fields_ = [("filter", _P(_CFilter)), ("chunks_only", _bool), ("context", _u32),
+                ("has_min_score", _bool), ("min_score", _f32), ("max_hits", _u32)]
+
+
+class _CEntryHit(ctypes.Structure):
+    _fields_ = [("entry", _CEntry), ("attrs", _CAttrs), ("score", _f32), ("context", _bool),
+                ("chunks", _P(_u64)), ("n_chunks", _sz)]
+
+
 class _CQueryResult(ctypes.Structure):
-    _fields_ = [("hits", _P(_CHit)), ("n_hits", _sz), ("chunks", _u64), ("k", _u32)]
+    _fields_ = [("hits", _P(_CHit)), ("n_hits", _sz), ("chunks", _u64), ("k", _u32),
+                ("entry_hits", _P(_CEntryHit)), ("n_entry_hits", _sz), ("filtered", _bool),
+                ("allowed", _u64), ("below_min_score", _u32)]
 
 
 class _CAsk(ctypes.Structure):
@@ -116,7 +139,8 @@ class _CAttendResult(ctypes.Structure):
 
 
 class _CEntryList(ctypes.Structure):
-    _fields_ = [("entries", _P(_CEntry)), ("n_entries", _sz), ("total", _u64)]
+    _fields_ = [("entries", _P(_CEntry)), ("n_entries", _sz), ("total", _u64),
+                ("attrs", _P(_CAttrs))]
 
 
 class _CChunk(ctypes.Structure):
@@ -223,6 +247,17 @@ _PROTOTYPES = {
                                         _P(_CTransfer)]),
     "hsamem_import_cb": (ctypes.c_int, [ctypes.c_void_p, _cstr, _READ_FN, ctypes.c_void_p,
                                         _P(_CTransfer)]),
+    "hsamem_append_attrs": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CEntryIn), _P(_CAttrs),
+                                           _sz, _P(_CChunkIn), _sz, ctypes.c_uint,
+                                           _P(_CAppendInfo)]),
+    "hsamem_query_filtered": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CQuery),
+                                             _P(_CRecall), _P(_P(_CQueryResult))]),
+    "hsamem_entries_filtered": (ctypes.c_int, [ctypes.c_void_p, _cstr, _u64, _u32,
+                                               _P(_CFilter), _P(_P(_CEntryList))]),
+    "hsamem_ask_filtered": (ctypes.c_int, [ctypes.c_void_p, _cstr, _cstr, _P(_CAsk),
+                                           _P(_CFilter), _P(_P(_CAskResult))]),
+    "hsamem_export_filtered": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CFilter), _WRITE_FN,
+                                              ctypes.c_void_p, _P(_CTransfer)]),
 }
 
 

@@ -12,9 +12,10 @@ import math
 import os
 import threading
 
-from ._args import (_b, _chunk_in, _chunks_in, _entry_in, _enum_value, _floats, _u32_array,
-                    _user)
+from ._args import (_attrs_in, _b, _chunk_in, _chunks_in, _entry_in, _enum_value, _filter_in,
+                    _floats, _u32_array, _user)
 from ._capi import (_P, _READ_FN, _URL_MAX, _WRITE_FN, _CAppendInfo, _CAsk, _CAskResult,
+                    _CAttrs, _CRecall,
                     _CAttend, _CAttendResult, _CBackupInfo, _CChunkList, _CCompactInfo,
                     _CDeleteInfo, _CEntryIn, _CEntryList, _CFlushInfo, _CMemory, _CQuery,
                     _CQueryResult, _CReencodeInfo, _CServer, _CSpec, _CStats, _CTransfer,
@@ -22,8 +23,8 @@ from ._capi import (_P, _READ_FN, _URL_MAX, _WRITE_FN, _CAppendInfo, _CAsk, _CAs
                     load_library)
 from .errors import ERRORS, HsamemError
 from .results import (Answer, AppendInfo, AttendResult, BackupInfo, ChunkList, CompactInfo,
-                      DeleteInfo, EntryList, FlushInfo, Hits, Reencode, Server, Transfer, _array,
-                      _chunk, _entry, _hit, _memory, _stats)
+                      DeleteInfo, EntryList, FlushInfo, Hits, Recall, Reencode, Server, Transfer,
+                      _array, _chunk, _entry, _entry_hit, _hit, _memory, _stats)
 
 
 def library_version():
@@ -208,7 +209,7 @@ class Client:
                           out_type=_CMemory)
 
     def append(self, user, text=None, *, tokens=None, role="user", tags=(), timestamp_ms=0,
-               chunks=(), create=True):
+               scope=None, meta=None, chunks=(), create=True):
         """Appends one entry to user's memory, durably; returns an AppendInfo.
 
         text: the entry's text (built-in encoders tokenize it); tokens: token ids, for client
@@ -217,27 +218,37 @@ class Client:
         daemon's. chunks: for client memories, the tensors of exactly the chunks this append
         seals, each (k, v, landmark) as bytes-like objects in the memory's dtype (or a Chunk
         read with tensors=True). create=False raises NoSuchUser instead of creating the memory.
+        scope and meta: the entry's scope (e.g. {"agent": "planner", "session": "42"}, or
+        "agent=planner,session=42") and metadata (a dict), at most 8 pairs each (hsamem(7),
+        SCOPES AND FILTERS; a bad pair raises InvalidArgument or TooBig, nothing stored).
         A text or tag holding a NUL character raises InvalidArgument, and nothing is sent.
         """
         return self.append_many(user, [{"text": text, "tokens": tokens, "role": role,
-                                        "tags": tags, "timestamp_ms": timestamp_ms}],
+                                        "tags": tags, "timestamp_ms": timestamp_ms,
+                                        "scope": scope, "meta": meta}],
                                 chunks=chunks, create=create)
 
     def append_many(self, user, entries, *, chunks=(), create=True):
         """Appends several entries as one atomic, durable step; returns an AppendInfo.
 
         entries: each a str (a "user" entry of that text) or a dict with the keywords of
-        append() (text, tokens, role, tags, timestamp_ms). chunks and create as in append().
-        Keep a call to a few MiB (TooBig otherwise): split big batches.
+        append() (text, tokens, role, tags, timestamp_ms, scope, meta). chunks and create as in
+        append(). Keep a call to a few MiB (TooBig otherwise): split big batches.
         """
         keep = []
         entries = list(entries)
         arr = (_CEntryIn * len(entries))()
+        attrs = (_CAttrs * len(entries))()
+        any_attrs = False
         for i, e in enumerate(entries):
             arr[i] = _entry_in(e, keep)
+            a = _attrs_in(e, keep)
+            if a is not None:
+                attrs[i] = a
+                any_attrs = True
         carr, nc = _chunks_in(chunks, keep)
-        i = self._info("hsamem_append", _CAppendInfo, _user(user), arr, len(entries), carr, nc,
-                       0 if create else 1)
+        i = self._info("hsamem_append_attrs", _CAppendInfo, _user(user), arr,
+                       attrs if any_attrs else None, len(entries), carr, nc, 0 if create else 1)
         return AppendInfo(i.first_seq, i.count, i.tokens, i.chunks, i.sealed, bool(i.created))
 
     def flush(self, user, chunk=None):
@@ -250,11 +261,17 @@ class Client:
         return FlushInfo(i.chunks, bool(i.sealed))
 
     def query(self, user, text=None, k=None, max_entries=None, include_tail=True, *,
-              tokens=None):
+              tokens=None, where=None):
         """Asks user's memory which chunks matter for text (or token ids): returns Hits, a list
         of Hit, best first. k: chunks to return (None: the memory's default); max_entries:
         covered entries per hit (None: 8); include_tail=False does not score the unsealed tail.
+        where: a filter (see recall()), applied before ranking; a hit then shows only the
+        entries that pass it. recall() gives the entries that answer instead of chunks.
         Raises NoSuchUser, NotSupported (a client memory: use attend()), InvalidArgument."""
+        if where is not None:
+            r = self._recall(user, text, tokens, k, max_entries, include_tail, where,
+                             chunks_only=True)
+            return r[1]
         q = _CQuery()
         q.text = t = _b(text)
         toks, n = _u32_array(tokens)
@@ -269,13 +286,62 @@ class Client:
         del t, toks
         return res
 
-    def ask(self, user, question, max_tokens=None, max_entries=None):
+    def recall(self, user, text=None, k=None, *, hits=None, context=0, min_score=None,
+               where=None, include_tail=True, tokens=None):
+        """The entries of user's memory that answer text (or token ids), best first (hsamem(7),
+        ENTRY RECALL): returns a Recall, a list of EntryHit. Of the k chunks HSA selects (None:
+        the memory's default), each entry they cover is scored by the evidence on its own tokens
+        and listed once; hits: most entries returned (None: k); context: entries shown around
+        each hit, each side (at most 8), marked context=True; min_score: drop entries scoring
+        below it (the Recall's message then says why it is empty). where: a filter, applied
+        before ranking: a dict of scope ({"agent": "planner"} or "agent=planner"), role (a name
+        or several: any of them), since and until (Unix ms or datetime, until exclusive), tags
+        (all of them) and meta (a dict); only entries that pass are ranked or shown.
+        Raises NoSuchUser, NotSupported, InvalidArgument (a bad filter), TooBig."""
+        return self._recall(user, text, tokens, k, None, include_tail, where, hits=hits,
+                            context=context, min_score=min_score)[0]
+
+    def _recall(self, user, text, tokens, k, max_entries, include_tail, where, chunks_only=False,
+                hits=None, context=0, min_score=None):
+        keep = []
+        q = _CQuery()
+        q.text = t = _b(text)
+        toks, n = _u32_array(tokens)
+        if toks is not None:
+            q.tokens, q.n_tokens = toks, n
+        q.top_k = k or 0
+        q.max_entries = max_entries or 0
+        q.no_tail = not include_tail
+        o = _CRecall()
+        f = _filter_in(where, keep)
+        if f is not None:
+            o.filter = ctypes.pointer(f)
+        o.chunks_only = chunks_only
+        o.context = context or 0
+        if min_score is not None:
+            o.has_min_score, o.min_score = True, float(min_score)
+        o.max_hits = hits or 0
+
+        def conv(c):
+            return (Recall([_entry_hit(c.entry_hits[i]) for i in range(c.n_entry_hits)],
+                           c.chunks, c.k, c.allowed if c.filtered else None,
+                           c.below_min_score),
+                    Hits([_hit(c.hits[i]) for i in range(c.n_hits)], c.chunks, c.k))
+        res = self._call("hsamem_query_filtered", conv, _user(user), ctypes.byref(q),
+                         ctypes.byref(o), out_type=_CQueryResult)
+        del t, toks, keep
+        return res
+
+    def ask(self, user, question, max_tokens=None, max_entries=None, *, where=None):
         """EXPERIMENTAL. Answers question from user's memory with its model (encoder hsa-small):
         returns an Answer, whose text the model wrote greedily with HSA over the memory at every
         token, and the chunks it drew on most. max_tokens: at most 64 (None: 32); max_entries:
         covered entries per chunk (None: 8). The shipped model answers reliably only questions
-        like its training tasks (models/EVAL.md). Raises NoSuchUser, NotSupported (a memory of
+        like its training tasks (models/EVAL.md). where: a filter, as recall()'s: the model then
+        reads only chunks holding a passing entry. Raises NoSuchUser, NotSupported (a memory of
         another encoder), InvalidArgument, TooBig, EncoderUnavailable."""
+        keep = []
+        f = _filter_in(where, keep)
         a = _CAsk()
         a.max_tokens = max_tokens or 0
         a.max_entries = max_entries or 0
@@ -285,9 +351,9 @@ class Client:
             return Answer(_s(c.answer), list(_array("I", c.tokens, c.n_tokens, 4)),
                           [_hit(c.chunks[i]) for i in range(c.n_chunks)], bool(c.experimental),
                           bool(c.complete), c.positions, c.searched, _s(c.encoder))
-        res = self._call("hsamem_ask", conv, _user(user), q, ctypes.byref(a),
-                         out_type=_CAskResult)
-        del q
+        res = self._call("hsamem_ask_filtered", conv, _user(user), q, ctypes.byref(a),
+                         ctypes.byref(f) if f is not None else None, out_type=_CAskResult)
+        del q, keep
         return res
 
     def attend(self, user, qr, qa, n, positions=None, k=None, want_attention=False):
@@ -326,12 +392,17 @@ class Client:
         return self._call("hsamem_attend", conv, _user(user), ctypes.byref(a),
                           out_type=_CAttendResult)
 
-    def entries(self, user, first=0, count=100):
+    def entries(self, user, first=0, count=100, *, where=None):
         """Reads entries first .. first+count-1 of user's memory: an EntryList (a list of
-        Entry, with .total). Past the end gives an empty list. Raises NoSuchUser, TooBig."""
-        return self._call("hsamem_entries", lambda c: EntryList(
-            [_entry(c.entries[i]) for i in range(c.n_entries)], c.total),
-            _user(user), first, count, out_type=_CEntryList)
+        Entry, with .total), each with its scope and metadata. Past the end gives an empty
+        list. where: a filter, as recall()'s: only the entries of the range that pass it (the
+        next page starts at first + count). Raises NoSuchUser, TooBig, InvalidArgument."""
+        keep = []
+        f = _filter_in(where, keep)
+        return self._call("hsamem_entries_filtered", lambda c: EntryList(
+            [_entry(c.entries[i], c.attrs[i] if c.attrs else None) for i in range(c.n_entries)],
+            c.total), _user(user), first, count, ctypes.byref(f) if f is not None else None,
+            out_type=_CEntryList)
 
     def chunks(self, user, first=0, count=16, tensors=False):
         """Reads sealed chunks first .. first+count-1: a ChunkList (a list of Chunk, with
@@ -408,11 +479,15 @@ class Client:
             if r.done:
                 return r
 
-    def export(self, user, fileobj):
+    def export(self, user, fileobj, *, where=None):
         """Writes user's memory as an export stream to fileobj (a binary file, a file
         descriptor, or any object with write(), such as io.BytesIO); returns a Transfer.
+        where: a filter, as recall()'s: the stream then lists the passing entries only, without
+        chunks (a listing, which import refuses, not a backup).
         Raises NoSuchUser; an OSError of the file raises HsamemError with its errno."""
-        fd = _fileno(fileobj, False)
+        keep = []
+        flt = _filter_in(where, keep)
+        fd = _fileno(fileobj, False) if flt is None else None
         if fd is not None:
             if not isinstance(fileobj, int):
                 fileobj.flush()
@@ -425,7 +500,12 @@ class Client:
 
             def write(_arg, buf, size):
                 try:
-                    fileobj.write(ctypes.string_at(buf, size))
+                    data = ctypes.string_at(buf, size)
+                    if isinstance(fileobj, int):
+                        while data:
+                            data = data[os.write(fileobj, data):]
+                    else:
+                        fileobj.write(data)
                     return 0
                 except BaseException as e:
                     failure.append(e)
@@ -433,7 +513,11 @@ class Client:
 
             cb = _WRITE_FN(write)
             try:
-                t = self._info("hsamem_export_cb", _CTransfer, _user(user), cb, None)
+                if flt is None:
+                    t = self._info("hsamem_export_cb", _CTransfer, _user(user), cb, None)
+                else:
+                    t = self._info("hsamem_export_filtered", _CTransfer, _user(user),
+                                   ctypes.byref(flt), cb, None)
             except HsamemError:
                 if failure:
                     raise failure[0]

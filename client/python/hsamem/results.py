@@ -86,7 +86,9 @@ class FlushInfo:
 
 @dataclass
 class Entry:
-    """One entry of a memory. role is "user", "assistant", "system", "tool" or "other"."""
+    """One entry of a memory. role is "user", "assistant", "system", "tool" or "other". scope and
+    meta: its scope and metadata, as Client.entries and Client.recall read them (the entries of
+    a query's Hit leave them empty)."""
     seq: int
     role: str
     timestamp_ms: int
@@ -94,6 +96,8 @@ class Entry:
     n_tokens: int
     text: str
     tags: List[str] = field(default_factory=list)
+    scope: dict = field(default_factory=dict)  # e.g. {"agent": "planner", "session": "42"}
+    meta: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -119,6 +123,38 @@ class Hits(list):
         super().__init__(hits)
         self.chunks = chunks
         self.k = k
+
+
+@dataclass
+class EntryHit:
+    """One entry of the entry view of a recall (hsamem(7), ENTRY RECALL): the entry, its score
+    (the HSA evidence on its tokens: the selected chunks' weights times their attention on them),
+    the selected chunks that hold it, and context=True for an entry shown around a hit."""
+    entry: Entry
+    score: float
+    chunks: List[int]
+    context: bool = False
+
+
+class Recall(list):
+    """The entries that answer a recall, best first (a list of EntryHit, each hit followed by its
+    context), with chunks (searched), k, allowed (chunks the filter kept; None without a filter),
+    below_min_score (entries dropped by min_score) and message (why the list is empty, or "")."""
+
+    def __init__(self, hits=(), chunks=0, k=0, allowed=None, below_min_score=0):
+        super().__init__(hits)
+        self.chunks = chunks
+        self.k = k
+        self.allowed = allowed
+        self.below_min_score = below_min_score
+        if hits:
+            self.message = ""
+        elif allowed == 0:
+            self.message = "no entry passes the filter"
+        elif below_min_score:
+            self.message = "no entry scored above min-score"
+        else:
+            self.message = "no entry found"
 
 
 @dataclass
@@ -294,9 +330,26 @@ def _memory(c):
                   c.bytes, c.created_ms, c.updated_ms)
 
 
-def _entry(c):
-    return Entry(c.seq, _ROLE_NAMES.get(c.role, "other"), c.timestamp_ms, c.first_token,
-                 c.n_tokens, _s(c.text), [_s(c.tags[i]) for i in range(c.n_tags)])
+def _kv(arr, n):
+    out = {}
+    for i in range(n):
+        k, _, v = _s(arr[i]).partition("=")
+        out[k] = v
+    return out
+
+
+def _entry(c, attrs=None):
+    e = Entry(c.seq, _ROLE_NAMES.get(c.role, "other"), c.timestamp_ms, c.first_token,
+              c.n_tokens, _s(c.text), [_s(c.tags[i]) for i in range(c.n_tags)])
+    if attrs is not None:
+        e.scope = _kv(attrs.scope, attrs.n_scope)
+        e.meta = _kv(attrs.meta, attrs.n_meta)
+    return e
+
+
+def _entry_hit(c):
+    return EntryHit(_entry(c.entry, c.attrs), c.score, [c.chunks[i] for i in range(c.n_chunks)],
+                    bool(c.context))
 
 
 def _hit(c):
