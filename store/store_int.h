@@ -28,6 +28,7 @@ enum {
 	DB_TAIL,
 	DB_UIDS,
 	DB_TERMS,
+	DB_LINKS,
 	DB_COUNT
 };
 
