@@ -233,11 +233,12 @@ forget_range(struct job *job, struct store_txn *txn, struct store_user *u, uint6
 	if (ret != 0)
 		return ret;
 	if (f.enc == NULL)
-		return job_fail(job, HSAMEM_ENOTSUP,
-		                "the memory of '%s' holds a client model's tensors, which the daemon "
-		                "cannot compute again without the entry: forget is for memories of a "
-		                "built-in encoder",
-		                u->name);
+		return job_fail(
+		        job, HSAMEM_ENOTSUP,
+		        "the memory of '%s' holds a client model's tensors, which the daemon "
+		        "cannot compute again without the entry: forget is for memories of a "
+		        "built-in encoder",
+		        u->name);
 	if ((ret = forget_init(&f)) != 0 || (ret = forget_entries(&f, &lo, &hi)) != 0 ||
 	    f.entries == 0)
 		goto out;
@@ -291,7 +292,8 @@ ops_prepare_forget(struct job *job)
 	if (!q->has_first)
 		return job_fail(job, HSAMEM_EINVAL, "forget names no entry");
 	if (last < q->first)
-		return job_fail(job, HSAMEM_EINVAL, "forget: entries %llu to %llu: the range is empty",
+		return job_fail(job, HSAMEM_EINVAL,
+		                "forget: entries %llu to %llu: the range is empty",
 		                (unsigned long long)q->first, (unsigned long long)last);
 	if (last - q->first >= FORGET_MAX)
 		return job_fail(job, HSAMEM_ETOOBIG, "forget: at most %d entries at once",
@@ -328,7 +330,8 @@ ops_committed_forget(struct job *job)
 {
 	struct daemon *d = job->d;
 	/* the memory's sealed chunks changed under the same uid: nothing cached of it may stay */
-	if (job->reply.status == 0 && job->uid != 0 && d->gpu != NULL && d->gpu->ops->forget != NULL)
+	if (job->reply.status == 0 && job->uid != 0 && d->gpu != NULL &&
+	    d->gpu->ops->forget != NULL)
 		d->gpu->ops->forget(d->gpu, job->uid);
 }
 
@@ -342,7 +345,8 @@ ops_prepare_update(struct job *job)
 	if (ret != 0)
 		return ret;
 	if (!q->has_seq || q->entry == NULL)
-		return job_fail(job, HSAMEM_EINVAL, "update needs the entry it replaces and a new one");
+		return job_fail(job, HSAMEM_EINVAL,
+		                "update needs the entry it replaces and a new one");
 	Hsamem__AppendRequest *a = arena_alloc(&job->arena, sizeof(*a));
 	Hsamem__EntryIn **e = arena_alloc(&job->arena, sizeof(*e));
 	if (a == NULL || e == NULL)
@@ -371,10 +375,10 @@ ops_apply_update(struct job *job, struct store_txn *txn)
 		return job_fail(job, HSAMEM_EINVAL, "entry %llu of '%s' was forgotten",
 		                (unsigned long long)q->seq, q->user);
 	if (old.replaced_by != STORE_NO_SEQ)
-		return job_fail(job, HSAMEM_EINVAL,
-		                "entry %llu of '%s' was already replaced by entry %llu: update that",
-		                (unsigned long long)q->seq, q->user,
-		                (unsigned long long)old.replaced_by);
+		return job_fail(
+		        job, HSAMEM_EINVAL,
+		        "entry %llu of '%s' was already replaced by entry %llu: update that",
+		        (unsigned long long)q->seq, q->user, (unsigned long long)old.replaced_by);
 	if ((ret = ops_apply_append_req(job, txn, job->append)) != 0)
 		return ret;
 	uint64_t seq = job->reply.append->first_seq;

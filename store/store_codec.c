@@ -26,8 +26,8 @@
  *   links      store_links.c's: forgotten entries and the chains of updates
  *
  * INVARIANTS (3 and 4, of the environment and the transactions, are store.c's)
- *  1. Every key of entries, chunks, kv, landmarks, tail, terms and links starts with the user's big-endian
- * uid; every lookup builds its key from one uid, so no operation crosses users.
+ *  1. Every key of entries, chunks, kv, landmarks, tail, terms and links starts with the user's
+ * big-endian uid; every lookup builds its key from one uid, so no operation crosses users.
  *  2. A landmarks record holds rows 0 .. n-1 of its page, n = size / row bytes <= lmk_per_page;
  *     rows are appended in chunk order, so a page is full before the next one exists.
  */
