@@ -40,7 +40,7 @@ from .errors import (ERRORS, AlreadyExists, BackendError, BadName, Busy, Connect
                      PermissionDenied, ProtocolError, SpecMismatch, StoreError, StoreFull, Timeout,
                      TooBig, VersionError)
 from .results import (Answer, AppendInfo, AttendResult, BackupInfo, Chunk, ChunkList, CompactInfo,
-                      DeleteInfo, Entry, EntryList, FlushInfo, Histogram, Hit, Hits, Memory,
+                      DeleteInfo, Entry, EntryList, FlushInfo, ForgetInfo, HistoryItem, UpdateInfo, Histogram, Hit, Hits, Memory,
                       Reencode, Server, Spec, Stats,
                       Transfer)
 
@@ -48,7 +48,7 @@ __all__ = [
     "Client", "load_library", "library_version", "default_url",
     "Server", "Spec", "Memory", "AppendInfo", "FlushInfo", "Entry", "Hit", "Hits",
     "AttendResult", "Answer", "Chunk", "ChunkList", "EntryList", "Histogram", "Stats",
-    "DeleteInfo", "BackupInfo", "CompactInfo",
+    "DeleteInfo", "BackupInfo", "CompactInfo", "ForgetInfo", "UpdateInfo", "HistoryItem",
     "Transfer", "Reencode", "ROLES", "DTYPES", "WEIGHTINGS", "ERRORS",
     "HsamemError", "ProtocolError", "VersionError", "InvalidArgument", "NoSuchUser",
     "AlreadyExists", "SpecMismatch", "TooBig", "BadName", "StoreError", "FormatError", "Busy",
