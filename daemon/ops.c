@@ -16,7 +16,7 @@
 #include "half.h"
 #include "log.h"
 #include "ops.h"
-#include "seal.h"
+#include "holes.h"
 
 int
 ops_oom(struct job *job)
@@ -402,7 +402,7 @@ ops_source_tail(struct ops_source *s, const struct enc_ops *enc, const struct st
 	if (K == NULL || V == NULL || L == NULL || kv == NULL || lmk == NULL)
 		goto out;
 	/* as the query always encoded it: without left context (forgotten tokens: holes) */
-	if ((ret = seal_encode(enc, spec, NULL, 0, t->tokens, t->n, K, V, L)) != 0)
+	if ((ret = holes_encode(enc, spec, NULL, 0, t->tokens, t->n, K, V, L)) != 0)
 		goto out;
 	half_from_float_row(spec->dtype, K, kv, per);
 	half_from_float_row(spec->dtype, V, kv + s->kv_bytes / 2, per);

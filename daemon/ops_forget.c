@@ -8,7 +8,7 @@
  *      text and tags go) and its links record says it was forgotten;
  *   2. in the chunks and the tail, the slots of its tokens become padding (token 0, no text): the
  *      chunk boundaries of the rest of the stream do not move, nor do the token ranges of the
- *      other entries; a hole is encoded as padding is (seal_encode);
+ *      other entries; a hole is encoded as padding is (holes_encode);
  *   3. every sealed chunk that had such a slot is encoded again (K, V, landmark) and counted again
  *      in the term statistics without them; with an encoder that reads left context, so are the
  *      chunks whose context reached back into one of them;
@@ -31,7 +31,7 @@
 #include "half.h"
 #include "log.h"
 #include "ops.h"
-#include "seal.h"
+#include "holes.h"
 
 /* Entries one forget may name. */
 #define FORGET_MAX OPS_MAX_ENTRIES
@@ -184,7 +184,7 @@ forget_chunk(struct forget *f, uint64_t j, bool only, bool *changed)
 		return 0;
 	if (f->enc->context > 0 && (ret = context_of(f, j, &n_ctx)) != 0)
 		return ret;
-	if ((ret = seal_encode(f->enc, sp, f->ctx, n_ctx, f->tok, n, f->K, f->V, f->L)) != 0)
+	if ((ret = holes_encode(f->enc, sp, f->ctx, n_ctx, f->tok, n, f->K, f->V, f->L)) != 0)
 		return job_fail(f->job, ret, "encoder %s failed on chunk %llu: %s", f->enc->name,
 		                (unsigned long long)j, hsamem_strerror(ret));
 	half_from_float_row(sp->dtype, f->K, f->kv, per);

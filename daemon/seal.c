@@ -14,7 +14,7 @@
  * at apply time; when another write to it got in between, the committer encodes them itself
  * (seal_chunk, one encode_chunk per chunk), which is slower but as correct.
  *
- * Forgotten tokens (ops_forget.c) are padding in their slots: seal_encode hands the encoder the
+ * Forgotten tokens (ops_forget.c) are padding in their slots: holes_encode hands the encoder the
  * real tokens only and puts their rows back in their slots, zero rows in the holes, and they are
  * no one's left context. Such chunks are never pre-encoded.
  */
@@ -24,6 +24,7 @@
 #include "half.h"
 #include "log.h"
 #include "ops.h"
+#include "holes.h"
 #include "seal.h"
 
 /* Chunks of one encode_chunks call (the fp32 outputs of one slice: about 1 MB), and the most
@@ -31,7 +32,6 @@
  * a chunk in f16). */
 #define SEAL_PRE_SLICE 32
 #define SEAL_PRE_MAX   8192
-#define SEAL_S_MAX     1024 /* the largest chunk a spec may have (spec.c) */
 
 void
 seal_fini(struct sealer *s)
@@ -110,37 +110,6 @@ gather_context(struct sealer *s, const uint32_t *buf, size_t at)
 	return n;
 }
 
-int
-seal_encode(const struct enc_ops *enc, const struct hsa_spec *spec, const uint32_t *ctx,
-            size_t n_ctx, const uint32_t *tok, uint32_t n, float *K, float *V, float *L)
-{
-	size_t row = (size_t)spec->h_kv * spec->d_h, m = 0;
-	uint32_t real[SEAL_S_MAX], slot[SEAL_S_MAX];
-	real[0] = 0; /* for an encoder that reads a chunk of no real token */
-	if (n > spec->S || spec->S > SEAL_S_MAX)
-		return HSAMEM_EINVAL;
-	for (uint32_t i = 0; i < n; i++)
-		if (tok[i] != 0) {
-			slot[m] = i;
-			real[m++] = tok[i];
-		}
-	int ret = enc->encode_chunk(spec, ctx, n_ctx, real, m, K, V, L);
-	if (ret != 0 || m == n)
-		return ret;
-	/* rows 0 .. m-1 go to their slots, last first (slot[i] >= i): holes get zero rows, as
-	 * padding does */
-	for (size_t i = m; i-- > 0;) {
-		memmove(K + slot[i] * row, K + i * row, row * sizeof(float));
-		memmove(V + slot[i] * row, V + i * row, row * sizeof(float));
-	}
-	for (uint32_t i = 0; i < n; i++)
-		if (tok[i] == 0) {
-			memset(K + i * row, 0, row * sizeof(float));
-			memset(V + i * row, 0, row * sizeof(float));
-		}
-	return 0;
-}
-
 /* Whether the chunk's real slots hold a forgotten token (padding inside). */
 static bool
 has_holes(const uint32_t *tok, uint32_t n)
@@ -173,8 +142,8 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	} else if (s->enc != NULL) {
 		s->pre_next += s->pre != NULL && s->pre_next < s->pre->n; /* keeps its order */
 		size_t n_ctx = gather_context(s, buf, at);
-		int ret = seal_encode(s->enc, spec, s->ctx, n_ctx, s->tokens, n_real, s->K, s->V,
-		                      s->L);
+		int ret = holes_encode(s->enc, spec, s->ctx, n_ctx, s->tokens, n_real, s->K, s->V,
+		                       s->L);
 		if (ret != 0)
 			return job_fail(s->job, ret, "encoder %s failed on chunk %llu: %s",
 			                s->enc->name, (unsigned long long)u->n_chunks,

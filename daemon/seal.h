@@ -15,7 +15,6 @@
 #include "hsamem.pb-c.h"
 
 struct enc_ops;
-struct hsa_spec;
 struct job;
 struct store_tokref;
 struct store_txn;
@@ -66,14 +65,6 @@ int seal_pre_encode(struct job *job, const char *user, bool flush);
  * and seal_chunk encodes here, in the committer (rare). Returns whether pre is used.
  */
 bool seal_use_pre(struct sealer *s, const struct seal_pre *pre, uint64_t n_tokens0, size_t n_seal);
-
-/*
- * Encodes a chunk of n slots of which those holding token 0 (forgotten tokens) are holes: the
- * encoder sees the real tokens, after the real context ctx, and K and V get their rows in the
- * real tokens' slots and zero rows in the holes (as padding has). L as the encoder writes it.
- */
-int seal_encode(const struct enc_ops *enc, const struct hsa_spec *spec, const uint32_t *ctx,
-                size_t n_ctx, const uint32_t *tok, uint32_t n, float *K, float *V, float *L);
 
 /*
  * Seals chunk u->n_chunks from n_real tokens at buf[at], with their text references at refs[at]
