@@ -133,8 +133,16 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	memset(s->refs, 0, spec->S * sizeof(struct store_tokref));
 	memcpy(s->tokens, buf + at, n_real * sizeof(uint32_t));
 	memcpy(s->refs, refs + at, n_real * sizeof(struct store_tokref));
-	bool holes = has_holes(s->tokens, n_real);
-	if (s->pre != NULL && s->pre_next < s->pre->n && !holes) {
+	/* the worker encoded before a forget made holes: this chunk and those after it, whose
+	 * context it is, are encoded again */
+	s->no_pre |= has_holes(s->tokens, n_real);
+	if (!s->no_pre && s->pre != NULL && s->pre_next == 0 && s->enc != NULL &&
+	    s->enc->context > 0 && u->n_chunks > 0) {
+		struct store_chunk prev; /* the first chunk's context */
+		if (store_chunk_get(s->txn, u->uid, u->n_chunks - 1, &prev) == 0)
+			s->no_pre = has_holes(prev.tokens, prev.n_real);
+	}
+	if (s->pre != NULL && s->pre_next < s->pre->n && !s->no_pre) {
 		memcpy(s->kv, s->pre->kv + s->pre_next * kv_bytes, kv_bytes);
 		memcpy(s->row, s->pre->lmk + s->pre_next * spec_landmark_bytes(spec),
 		       spec_landmark_bytes(spec));
