@@ -50,6 +50,7 @@ struct cmd {
 extern const struct cmd cmd_ping, cmd_create, cmd_append, cmd_query, cmd_attend, cmd_flush,
         cmd_users, cmd_stats, cmd_entries, cmd_chunks, cmd_delete, cmd_export, cmd_import,
         cmd_reencode, cmd_ask;
-extern const struct cmd cmd_backup, cmd_compact; /* cli_admin.c */
+extern const struct cmd cmd_backup, cmd_compact;             /* cli_admin.c */
+extern const struct cmd cmd_forget, cmd_update, cmd_history; /* cli_forget.c */
 
 #endif

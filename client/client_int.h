@@ -74,6 +74,7 @@ int res_query(struct hsamem *h, const Hsamem__QueryReply *in, struct hsamem_quer
 int res_ask(struct hsamem *h, const Hsamem__AskReply *in, struct hsamem_ask_result **out);
 int res_attend(struct hsamem *h, const Hsamem__AttendReply *in, const struct hsamem_attend *rq,
                struct hsamem_attend_result **out);
+int res_history(struct hsamem *h, const Hsamem__HistoryReply *in, struct hsamem_history **out);
 int res_entries(struct hsamem *h, const Hsamem__EntriesReply *in, uint32_t count,
                 struct hsamem_entry_list **out);
 

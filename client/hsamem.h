@@ -713,6 +713,75 @@ struct hsamem_delete_info {
  */
 int hsamem_delete(struct hsamem *h, const char *user, struct hsamem_delete_info *out);
 
+/* ---- forgetting and correcting entries (hsamem(7), FORGETTING) ---- */
+
+/* What a forget did. */
+struct hsamem_forget_info {
+	uint64_t entries; /* entries forgotten now (those forgotten before are not counted) */
+	uint64_t chunks;  /* sealed chunks the daemon encoded again without them */
+};
+
+/*
+ * Forgets entries first .. last (inclusive) of a user's memory: their text and tokens leave the
+ * store, and what was derived from them (K, V and landmarks of the chunks that held them, the
+ * term statistics, the GPU's cached copies) is computed again without them. When it returns,
+ * the daemon has overwritten every byte they left in the store's files, as a delete does. Each
+ * entry keeps its number, role, time and token range, with no text (hsamem_history() says it was
+ * forgotten); chunk boundaries do not move. Durable like an append; there is no undo.
+ * out (may be NULL). Errors: HSAMEM_ENOUSER, HSAMEM_ENOTFOUND (an entry past the last),
+ * HSAMEM_EINVAL (last < first), HSAMEM_ETOOBIG (more than 100000 entries at once),
+ * HSAMEM_ENOTSUP (a client memory: the daemon cannot compute its tensors). Since libhsamem 1.3.
+ */
+int hsamem_forget(struct hsamem *h, const char *user, uint64_t first, uint64_t last,
+                  struct hsamem_forget_info *out);
+
+/*
+ * Forgets every entry of a user's memory that passes filter (hsamem_filter; it must name at least
+ * one condition), as hsamem_forget() forgets a range: forgetting a scope, a session or a tag takes
+ * everything of it. out (may be NULL). Errors: HSAMEM_ENOUSER, HSAMEM_EINVAL (a filter without a
+ * condition, or a bad one), HSAMEM_ENOTSUP (a client memory). Since libhsamem 1.4.
+ */
+int hsamem_forget_filtered(struct hsamem *h, const char *user, const struct hsamem_filter *filter,
+                           struct hsamem_forget_info *out);
+
+/* What an update did. */
+struct hsamem_update_info {
+	uint64_t seq;      /* the new entry */
+	uint64_t replaces; /* the entry it replaces */
+	bool forgotten;    /* whether the old one was forgotten (not keep_history) */
+};
+
+/*
+ * Replaces entry seq by text (appended as a new entry of this role, which records that it replaces
+ * seq): the old entry is forgotten as by hsamem_forget(), or, with keep_history, kept and marked
+ * as replaced. out (may be NULL). Errors: those of hsamem_append_text() and hsamem_forget(), and
+ * HSAMEM_EINVAL when seq was forgotten or already replaced (update the newest of its chain).
+ * Since libhsamem 1.3.
+ */
+int hsamem_update(struct hsamem *h, const char *user, uint64_t seq, enum hsamem_role role,
+                  const char *text, bool keep_history, struct hsamem_update_info *out);
+
+/* One entry of a chain of updates. */
+struct hsamem_history_item {
+	struct hsamem_entry entry; /* text "" when forgotten */
+	bool forgotten;
+	bool has_replaces, has_replaced_by;
+	uint64_t replaces, replaced_by;
+};
+
+/* A chain of updates, oldest first. */
+struct hsamem_history {
+	struct hsamem_history_item *items;
+	size_t n_items;
+};
+
+/*
+ * The chain of updates that entry seq belongs to, from the first entry of it to the newest (one
+ * item when seq was never updated). out: a heap result. Errors: HSAMEM_ENOUSER, HSAMEM_ENOTFOUND.
+ * Since libhsamem 1.3.
+ */
+int hsamem_history(struct hsamem *h, const char *user, uint64_t seq, struct hsamem_history **out);
+
 /* ---- backup and compaction (hsamemd(8), OPERATIONS) ---- */
 
 /* What a backup wrote. */

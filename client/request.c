@@ -277,6 +277,90 @@ hsamem_delete(struct hsamem *h, const char *user, struct hsamem_delete_info *out
 }
 
 int
+hsamem_forget(struct hsamem *h, const char *user, uint64_t first, uint64_t last,
+              struct hsamem_forget_info *out)
+{
+	Hsamem__Request req = HSAMEM__REQUEST__INIT;
+	Hsamem__ForgetRequest fr = HSAMEM__FORGET_REQUEST__INIT;
+	Hsamem__Reply *r;
+	int err;
+
+	if ((err = clib_check_user(h, user)) != 0)
+		return err;
+	fr.user = (char *)user;
+	fr.has_first = fr.has_last = true;
+	fr.first = first;
+	fr.last = last;
+	req.body_case = HSAMEM__REQUEST__BODY_FORGET;
+	req.forget = &fr;
+	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_FORGET, &r)) != 0)
+		return err;
+	if (out != NULL) {
+		out->entries = r->forget->entries;
+		out->chunks = r->forget->chunks;
+	}
+	hsamem__reply__free_unpacked(r, NULL);
+	return 0;
+}
+
+int
+hsamem_update(struct hsamem *h, const char *user, uint64_t seq, enum hsamem_role role,
+              const char *text, bool keep_history, struct hsamem_update_info *out)
+{
+	Hsamem__Request req = HSAMEM__REQUEST__INIT;
+	Hsamem__UpdateRequest ur = HSAMEM__UPDATE_REQUEST__INIT;
+	Hsamem__EntryIn e = HSAMEM__ENTRY_IN__INIT;
+	Hsamem__Reply *r;
+	int err;
+
+	if ((err = clib_check_user(h, user)) != 0)
+		return err;
+	if (text == NULL)
+		return clib_fail(h, HSAMEM_EINVAL, "no text given");
+	e.text = (char *)text;
+	e.has_role = true;
+	e.role = (Hsamem__Role)role;
+	ur.user = (char *)user;
+	ur.has_seq = ur.has_keep_history = true;
+	ur.seq = seq;
+	ur.keep_history = keep_history;
+	ur.entry = &e;
+	req.body_case = HSAMEM__REQUEST__BODY_UPDATE;
+	req.update = &ur;
+	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_UPDATE, &r)) != 0)
+		return err;
+	if (out != NULL) {
+		out->seq = r->update->seq;
+		out->replaces = r->update->replaces;
+		out->forgotten = r->update->forgotten;
+	}
+	hsamem__reply__free_unpacked(r, NULL);
+	return 0;
+}
+
+int
+hsamem_history(struct hsamem *h, const char *user, uint64_t seq, struct hsamem_history **out)
+{
+	Hsamem__Request req = HSAMEM__REQUEST__INIT;
+	Hsamem__HistoryRequest hr = HSAMEM__HISTORY_REQUEST__INIT;
+	Hsamem__Reply *r;
+	int err;
+
+	if ((err = clib_check_user(h, user)) != 0)
+		return err;
+	hr.user = (char *)user;
+	hr.has_seq = true;
+	hr.seq = seq;
+	req.body_case = HSAMEM__REQUEST__BODY_HISTORY;
+	req.history = &hr;
+	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_HISTORY, &r)) != 0)
+		return err;
+	err = res_history(h, r->history, out);
+	hsamem__reply__free_unpacked(r, NULL);
+	return err;
+}
+
+int
 hsamem_backup(struct hsamem *h, const char *path, struct hsamem_backup_info *out)
 {
 	Hsamem__Request req = HSAMEM__REQUEST__INIT;

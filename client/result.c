@@ -747,3 +747,29 @@ res_text(struct hsamem *h, const char *in, char **out)
 	memcpy(res, in, len);
 	return hand_over(&a, 0, res, out);
 }
+
+int
+res_history(struct hsamem *h, const Hsamem__HistoryReply *in, struct hsamem_history **out)
+{
+	struct hsamem_history *res;
+	struct arena a;
+	int err = 0;
+
+	if ((res = arena_start(&a, h, sizeof(*res))) == NULL ||
+	    (res->items = arena_calloc(&a, in->n_entries, sizeof(*res->items))) == NULL)
+		return hand_over(&a, oom(&a), NULL, out);
+	for (size_t i = 0; i < in->n_entries && err == 0; i++) {
+		struct hsamem_history_item *it = &res->items[i];
+		const Hsamem__Entry *e = in->entries[i];
+		err = conv_entry(&a, &it->entry, e);
+		if (err != 0 || e == NULL)
+			continue;
+		it->forgotten = e->forgotten;
+		it->has_replaces = e->has_replaces;
+		it->replaces = e->replaces;
+		it->has_replaced_by = e->has_replaced_by;
+		it->replaced_by = e->replaced_by;
+	}
+	res->n_items = in->n_entries;
+	return hand_over(&a, err, res, out);
+}

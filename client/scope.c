@@ -254,3 +254,34 @@ hsamem_export_filtered(struct hsamem *h, const char *user, const struct hsamem_f
 	clib_filter_free(&wf);
 	return err;
 }
+
+int
+hsamem_forget_filtered(struct hsamem *h, const char *user, const struct hsamem_filter *filter,
+                       struct hsamem_forget_info *out)
+{
+	Hsamem__Request req = HSAMEM__REQUEST__INIT;
+	Hsamem__ForgetRequest fr = HSAMEM__FORGET_REQUEST__INIT;
+	Hsamem__Reply *r;
+	struct wire_filter wf;
+	int err;
+
+	if (filter == NULL)
+		return clib_fail(h, HSAMEM_EINVAL, "forget: no filter given");
+	if ((err = clib_check_user(h, user)) != 0 ||
+	    (err = clib_filter_to_wire(h, filter, &wf)) != 0)
+		return err;
+	fr.user = (char *)user;
+	fr.filter = &wf.f;
+	req.body_case = HSAMEM__REQUEST__BODY_FORGET;
+	req.forget = &fr;
+	err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_FORGET, &r);
+	clib_filter_free(&wf);
+	if (err != 0)
+		return err;
+	if (out != NULL) {
+		out->entries = r->forget->entries;
+		out->chunks = r->forget->chunks;
+	}
+	hsamem__reply__free_unpacked(r, NULL);
+	return 0;
+}

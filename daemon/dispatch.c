@@ -76,6 +76,11 @@ static const struct op_def ops[] = {
         READ(BACKUP, "backup", ADMIN, ops_backup),
         READ(COMPACT, "compact", ADMIN, ops_compact),
         READ(ASK, "ask", MEMORY, ops_ask),
+        WRITE(FORGET, "forget", MEMORY, ops_prepare_forget, ops_apply_forget, ops_committed_forget,
+              NULL),
+        WRITE(UPDATE, "update", MEMORY, ops_prepare_update, ops_apply_update, ops_committed_forget,
+              NULL),
+        READ(HISTORY, "history", MEMORY, ops_history),
         {HSAMEM__REQUEST__BODY__NOT_SET, "invalid", ACC_ADMIN, NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -122,6 +127,9 @@ memory_of(const Hsamem__Request *r)
 	case HSAMEM__REQUEST__BODY_IMPORT: return r->import->user;
 	case HSAMEM__REQUEST__BODY_REENCODE: return r->reencode->user;
 	case HSAMEM__REQUEST__BODY_ASK: return r->ask->user;
+	case HSAMEM__REQUEST__BODY_FORGET: return r->forget->user;
+	case HSAMEM__REQUEST__BODY_UPDATE: return r->update->user;
+	case HSAMEM__REQUEST__BODY_HISTORY: return r->history->user;
 	default: return NULL;
 	}
 }

@@ -84,6 +84,8 @@ struct job {
 	size_t n_entries;
 	uint64_t uid;         /* the memory a delete or import wrote, for the work after commit */
 	struct seal_pre *pre; /* append, flush: chunks the worker encoded (seal.h), or NULL */
+	/* append, update: the append it makes (the request's, or one an update built) */
+	const Hsamem__AppendRequest *append;
 };
 
 /* Sets the reply's status and message (printf-style). Returns status, for

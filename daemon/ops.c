@@ -16,6 +16,7 @@
 #include "half.h"
 #include "log.h"
 #include "ops.h"
+#include "holes.h"
 
 int
 ops_oom(struct job *job)
@@ -280,6 +281,16 @@ ops_entry_to_proto(struct job *job, struct store_txn *txn, uint64_t uid, uint64_
 	if (attrs_to_proto(job, e.scope, e.scope_len, &m->scope, &m->n_scope) != 0 ||
 	    attrs_to_proto(job, e.meta, e.meta_len, &m->meta, &m->n_meta) != 0)
 		return job->reply.status;
+	struct store_link l;
+	if ((ret = store_link_get(txn, uid, seq, &l)) != 0)
+		return job_fail(job, ret, "store: cannot read entry %llu: %s",
+		                (unsigned long long)seq, hsamem_strerror(ret));
+	m->has_forgotten = (l.flags & STORE_LINK_FORGOTTEN) != 0;
+	m->forgotten = m->has_forgotten;
+	m->has_replaces = l.replaces != STORE_NO_SEQ;
+	m->replaces = m->has_replaces ? l.replaces : 0;
+	m->has_replaced_by = l.replaced_by != STORE_NO_SEQ;
+	m->replaced_by = m->has_replaced_by ? l.replaced_by : 0;
 	*out = m;
 	return 0;
 }
@@ -424,8 +435,8 @@ ops_source_tail(struct ops_source *s, const struct enc_ops *enc, const struct st
 
 	if (K == NULL || V == NULL || L == NULL || kv == NULL || lmk == NULL)
 		goto out;
-	/* as the query always encoded it: without left context */
-	if ((ret = enc->encode_chunk(spec, NULL, 0, t->tokens, t->n, K, V, L)) != 0)
+	/* as the query always encoded it: without left context (forgotten tokens: holes) */
+	if ((ret = holes_encode(enc, spec, NULL, 0, t->tokens, t->n, K, V, L)) != 0)
 		goto out;
 	half_from_float_row(spec->dtype, K, kv, per);
 	half_from_float_row(spec->dtype, V, kv + s->kv_bytes / 2, per);

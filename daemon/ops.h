@@ -134,6 +134,17 @@ int ops_prepare_append(struct job *job);
 int ops_apply_append(struct job *job, struct store_txn *txn);
 int ops_prepare_flush(struct job *job);
 int ops_apply_flush(struct job *job, struct store_txn *txn);
+/* The same for an append q that another write makes (an update): prepare sets job->append. */
+int ops_prepare_append_req(struct job *job, const Hsamem__AppendRequest *q);
+int ops_apply_append_req(struct job *job, struct store_txn *txn, const Hsamem__AppendRequest *q);
+
+/* Forget, update and history: ops_forget.c */
+int ops_prepare_forget(struct job *job);
+int ops_apply_forget(struct job *job, struct store_txn *txn);
+void ops_committed_forget(struct job *job);
+int ops_prepare_update(struct job *job);
+int ops_apply_update(struct job *job, struct store_txn *txn);
+void ops_history(struct job *job);
 
 /* Delete: ops_delete.c */
 int ops_prepare_delete(struct job *job);

@@ -178,6 +178,19 @@ copy_entry(struct step *p, uint64_t seq, size_t *tokens)
 		p->text = t;
 		p->text_cap = need;
 	}
+	struct store_link l;
+	if ((ret = store_link_get(p->txn, p->old.uid, seq, &l)) != 0)
+		return ret;
+	if (l.flags & STORE_LINK_FORGOTTEN) {
+		/* its number stays, with nothing in the stream (hsamem(7), FORGETTING) */
+		e.seq = p->neu.n_entries;
+		e.first_token = stream_pos(p);
+		e.n_tokens = 0;
+		if ((ret = store_entry_put(p->txn, p->neu.uid, &e)) == 0 &&
+		    (ret = store_link_put(p->txn, p->neu.uid, e.seq, &l)) == 0)
+			p->neu.n_entries++;
+		return ret;
+	}
 	memcpy(p->text, e.text, e.text_len);
 	if (e.tags_len > 0)
 		memcpy(p->text + e.text_len, e.tags, e.tags_len);

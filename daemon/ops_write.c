@@ -178,7 +178,12 @@ prepare_entry(struct job *job, const Hsamem__AppendRequest *q, size_t i)
 int
 ops_prepare_append(struct job *job)
 {
-	const Hsamem__AppendRequest *q = job->req->append;
+	return ops_prepare_append_req(job, job->req->append);
+}
+
+int
+ops_prepare_append_req(struct job *job, const Hsamem__AppendRequest *q)
+{
 	int ret = ops_check_name(job, q->user);
 	if (ret != 0)
 		return ret;
@@ -193,6 +198,7 @@ ops_prepare_append(struct job *job)
 	if (job->entries == NULL)
 		return ops_oom(job);
 	job->n_entries = q->n_entries;
+	job->append = q;
 	for (size_t i = 0; i < q->n_entries; i++)
 		if ((ret = prepare_entry(job, q, i)) != 0)
 			return ret;
@@ -217,10 +223,10 @@ retarget(struct job *job, const struct store_user *u)
 		return ret != 0 ? ret
 		                : job_fail(job, HSAMEM_ESPEC, "the memory was replaced; retry");
 	job->spec = u->spec;
-	if (job->req->body_case != HSAMEM__REQUEST__BODY_APPEND)
+	if (job->append == NULL)
 		return 0;
 	for (size_t i = 0; i < job->n_entries; i++)
-		if ((ret = prepare_entry(job, job->req->append, i)) != 0)
+		if ((ret = prepare_entry(job, job->append, i)) != 0)
 			return ret;
 	return 0;
 }
@@ -261,7 +267,12 @@ write_target(struct job *job, struct store_txn *txn, const char *name, bool crea
 int
 ops_apply_append(struct job *job, struct store_txn *txn)
 {
-	const Hsamem__AppendRequest *q = job->req->append;
+	return ops_apply_append_req(job, txn, job->append);
+}
+
+int
+ops_apply_append_req(struct job *job, struct store_txn *txn, const Hsamem__AppendRequest *q)
+{
 	struct store_user u;
 	struct store_tail tail;
 	struct sealer s;

@@ -13,6 +13,10 @@
  * grows, so the snapshot is still right when the memory has the same uid, token and chunk counts
  * at apply time; when another write to it got in between, the committer encodes them itself
  * (seal_chunk, one encode_chunk per chunk), which is slower but as correct.
+ *
+ * Forgotten tokens (ops_forget.c) are padding in their slots: holes_encode hands the encoder the
+ * real tokens only and puts their rows back in their slots, zero rows in the holes, and they are
+ * no one's left context. Such chunks are never pre-encoded.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,7 @@
 #include "half.h"
 #include "log.h"
 #include "ops.h"
+#include "holes.h"
 #include "seal.h"
 
 /* Chunks of one encode_chunks call (the fp32 outputs of one slice: about 1 MB), and the most
@@ -67,9 +72,27 @@ seal_init(struct sealer *s, struct job *job, struct store_txn *txn, struct store
 	return 0;
 }
 
+/* Puts the last of the real (non-zero: a forgotten token is padding) tokens of src[0, n) before
+ * the *n_out tokens at the end of dst (want slots); returns how many it took. */
+static size_t
+take_back(uint32_t *dst, size_t want, size_t *n_out, const uint32_t *src, size_t n)
+{
+	size_t took = 0;
+	while (n > 0 && *n_out < want) {
+		if (src[--n] != 0) {
+			dst[want - 1 - *n_out] = src[n];
+			++*n_out;
+			took++;
+		}
+	}
+	return took;
+}
+
 /*
- * The encoder's left context of a chunk that starts at buf[at]: the tokens before it, from the
- * buffer and, where the buffer does not reach back far enough, from the last sealed chunk.
+ * The encoder's left context of a chunk that starts at buf[at]: the real tokens before it, from
+ * the buffer and, where the buffer does not reach back far enough, from the last sealed chunk.
+ * Tokens forgotten (padding) are not context: the encoder sees the stream as if they were never
+ * said.
  */
 static size_t
 gather_context(struct sealer *s, const uint32_t *buf, size_t at)
@@ -77,18 +100,24 @@ gather_context(struct sealer *s, const uint32_t *buf, size_t at)
 	size_t want = s->enc->context, n = 0;
 	if (want == 0)
 		return 0;
-	if (at < want && s->u->n_chunks > 0) {
+	take_back(s->ctx, want, &n, buf, at);
+	if (n < want && s->u->n_chunks > 0) {
 		struct store_chunk prev;
-		if (store_chunk_get(s->txn, s->u->uid, s->u->n_chunks - 1, &prev) == 0) {
-			size_t from_prev = want - at < prev.n_real ? want - at : prev.n_real;
-			memcpy(s->ctx, prev.tokens + prev.n_real - from_prev,
-			       from_prev * sizeof(uint32_t));
-			n = from_prev;
-		}
+		if (store_chunk_get(s->txn, s->u->uid, s->u->n_chunks - 1, &prev) == 0)
+			take_back(s->ctx, want, &n, prev.tokens, prev.n_real);
 	}
-	size_t from_buf = at < want ? at : want;
-	memcpy(s->ctx + n, buf + at - from_buf, from_buf * sizeof(uint32_t));
-	return n + from_buf;
+	memmove(s->ctx, s->ctx + want - n, n * sizeof(uint32_t));
+	return n;
+}
+
+/* Whether the chunk's real slots hold a forgotten token (padding inside). */
+static bool
+has_holes(const uint32_t *tok, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (tok[i] == 0)
+			return true;
+	return false;
 }
 
 int
@@ -104,15 +133,25 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	memset(s->refs, 0, spec->S * sizeof(struct store_tokref));
 	memcpy(s->tokens, buf + at, n_real * sizeof(uint32_t));
 	memcpy(s->refs, refs + at, n_real * sizeof(struct store_tokref));
-	if (s->pre != NULL && s->pre_next < s->pre->n) {
+	/* the worker encoded before a forget made holes: this chunk and those after it, whose
+	 * context it is, are encoded again */
+	s->no_pre |= has_holes(s->tokens, n_real);
+	if (!s->no_pre && s->pre != NULL && s->pre_next == 0 && s->enc != NULL &&
+	    s->enc->context > 0 && u->n_chunks > 0) {
+		struct store_chunk prev; /* the first chunk's context */
+		if (store_chunk_get(s->txn, u->uid, u->n_chunks - 1, &prev) == 0)
+			s->no_pre = has_holes(prev.tokens, prev.n_real);
+	}
+	if (s->pre != NULL && s->pre_next < s->pre->n && !s->no_pre) {
 		memcpy(s->kv, s->pre->kv + s->pre_next * kv_bytes, kv_bytes);
 		memcpy(s->row, s->pre->lmk + s->pre_next * spec_landmark_bytes(spec),
 		       spec_landmark_bytes(spec));
 		s->pre_next++;
 	} else if (s->enc != NULL) {
+		s->pre_next += s->pre != NULL && s->pre_next < s->pre->n; /* keeps its order */
 		size_t n_ctx = gather_context(s, buf, at);
-		int ret = s->enc->encode_chunk(spec, s->ctx, n_ctx, s->tokens, n_real, s->K, s->V,
-		                               s->L);
+		int ret = holes_encode(s->enc, spec, s->ctx, n_ctx, s->tokens, n_real, s->K, s->V,
+		                       s->L);
 		if (ret != 0)
 			return job_fail(s->job, ret, "encoder %s failed on chunk %llu: %s",
 			                s->enc->name, (unsigned long long)u->n_chunks,
@@ -183,6 +222,12 @@ pre_snapshot(struct job *job, const char *user, bool flush, struct store_user *u
 	    tail.n != u->n_tokens - u->n_chunks * u->spec.S)
 		goto out;
 	size_t S = u->spec.S, total = tail.n;
+	/* a forgotten token in the tail or the last chunk: the committer encodes without it */
+	if (has_holes(tail.tokens, tail.n) ||
+	    (u->n_chunks > 0 && job->enc->context > 0 &&
+	     store_chunk_get(&txn, u->uid, u->n_chunks - 1, &prev) == 0 &&
+	     has_holes(prev.tokens, prev.n_real)))
+		goto out;
 	for (size_t i = 0; i < job->n_entries; i++)
 		total += job->entries[i].n;
 	size_t n = flush ? tail.n : total / S * S;

@@ -42,6 +42,7 @@ struct sealer {
 	uint32_t *ctx;              /* [enc->context] */
 	const struct seal_pre *pre; /* chunks encoded by the worker, or NULL */
 	size_t pre_next;            /* the next of them to seal */
+	bool no_pre;                /* a chunk had forgotten slots: the rest is encoded here */
 };
 
 /* Allocates the buffers for sealing chunks of u with enc (NULL: a client memory). Fails the job

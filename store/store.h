@@ -13,6 +13,7 @@
  *   terms      (uid), (uid, token id) -> term statistics (TERMS below)
  *   attrs      (uid, kind, term, seq) -> postings of entries' scope, metadata, tags and roles
  *              (store_filter.h)
+ *   links      (uid, seq)  -> what became of a forgotten or updated entry (FORGETTING below)
  * A user's records are a hard partition of every database by the uid prefix: no lookup ever crosses
  * it, and deleting the user removes every key with that prefix.
  *
@@ -57,6 +58,15 @@
  * syncs, reopens the environment to drop LMDB's buffers, and removes the mark. A mark left by a
  * process that stopped first is taken up by store_erase with resume. store_erase.c has the why
  * and the cost.
+ *
+ * FORGETTING AND HISTORY
+ * A forgotten entry keeps its entries record as a tombstone: its seq, role, timestamp and token
+ * range stay (positions in the stream do not move), its text and tags go. Its tokens, in the
+ * chunks and the tail, become padding (token 0, no text), in their slots; the chunks' n_real
+ * stays (slots of the stream, padding holes included). The daemon re-encodes the chunks that held
+ * them (store_landmark_set rewrites a landmark in place) and takes them out of the term
+ * statistics (store_terms_sub), and marks the store for erasure. The links database says which
+ * entries were forgotten, and for an update which entry a new one replaces: numbers only.
  *
  * ROOM
  * A write finds no room in two ways, and fails its whole transaction (nothing is written): the
@@ -153,6 +163,15 @@ struct store_chunk {
 struct store_terms {
 	uint64_t chunks; /* chunks counted */
 	uint64_t tokens; /* their real tokens */
+};
+
+/* What became of an entry (FORGETTING above): a missing record reads as flags 0, none, none. */
+#define STORE_NO_SEQ         UINT64_MAX
+#define STORE_LINK_FORGOTTEN 1u
+struct store_link {
+	uint32_t flags;       /* STORE_LINK_FORGOTTEN */
+	uint64_t replaces;    /* the entry this one replaced (an update), or STORE_NO_SEQ */
+	uint64_t replaced_by; /* the entry that replaced this one, or STORE_NO_SEQ */
 };
 
 /* The unsealed tail: fewer than S tokens. */
@@ -274,6 +293,14 @@ int store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64
                        const void *row);
 int store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
                         const void **rows, uint64_t *count);
+/* Rewrites the landmark of stored chunk j (a forget's re-encoding). HSAMEM_EINVAL when chunk j
+ * has no landmark yet. */
+int store_landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t j,
+                       const void *row);
+
+/* Links (FORGETTING above). get gives the record, or the empty one when there is none. */
+int store_link_get(struct store_txn *txn, uint64_t uid, uint64_t seq, struct store_link *out);
+int store_link_put(struct store_txn *txn, uint64_t uid, uint64_t seq, const struct store_link *l);
 
 /* The tail. get on a user with no tail record gives n = 0. put with n = 0 deletes the record. */
 int store_tail_get(struct store_txn *txn, uint64_t uid, struct store_tail *out);
@@ -287,6 +314,9 @@ int store_tail_put(struct store_txn *txn, uint64_t uid, const struct store_tail 
  */
 int store_terms_add(struct store_txn *txn, uint64_t uid, const uint32_t *tokens, size_t n);
 int store_terms_get(struct store_txn *txn, uint64_t uid, struct store_terms *out);
+/* Takes out one chunk that add counted with these tokens (a forget re-counts it without the
+ * forgotten ones); an id whose count falls to 0 loses its record. */
+int store_terms_sub(struct store_txn *txn, uint64_t uid, const uint32_t *tokens, size_t n);
 int store_terms_df(struct store_txn *txn, uint64_t uid, const uint32_t *ids, size_t n,
                    uint32_t *df);
 

@@ -24,10 +24,11 @@
  *              "erase": u8 1, while an erasure is owed (store_erase.c)
  *   uids       "next": u64
  *   terms      store_terms.c's
+ *   links      store_links.c's: forgotten entries and the chains of updates
  *
  * INVARIANTS (3 and 4, of the environment and the transactions, are store.c's)
- *  1. Every key of entries, chunks, kv, landmarks, tail and terms starts with the user's big-endian
- * uid; every lookup builds its key from one uid, so no operation crosses users.
+ *  1. Every key of entries, chunks, kv, landmarks, tail, terms and links starts with the user's
+ * big-endian uid; every lookup builds its key from one uid, so no operation crosses users.
  *  2. A landmarks record holds rows 0 .. n-1 of its page, n = size / row bytes <= lmk_per_page;
  *     rows are appended in chunk order, so a page is full before the next one exists.
  */
@@ -51,7 +52,7 @@
 
 /* The databases whose keys start with a uid (invariant 1). */
 static const int user_dbs[] = {DB_ENTRIES, DB_CHUNKS, DB_KV,   DB_LANDMARKS,
-                               DB_TAIL,    DB_TERMS,  DB_ATTRS};
+                               DB_TAIL,    DB_TERMS,  DB_ATTRS, DB_LINKS};
 
 /* ---- users ---- */
 
@@ -315,7 +316,7 @@ store_user_delete_some(struct store_txn *txn, uint64_t uid, uint64_t max, bool *
 {
 	/* the largest records first: they free the most room per record */
 	static const int order[] = {DB_KV,   DB_LANDMARKS, DB_CHUNKS, DB_ENTRIES,
-	                            DB_TAIL, DB_TERMS,     DB_ATTRS};
+	                            DB_TAIL, DB_TERMS,     DB_ATTRS, DB_LINKS};
 	uint64_t budget = max;
 	int ret = store_txn_usable(txn, true, "user delete some");
 
@@ -616,6 +617,35 @@ store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j
 		return store_txn_fail(txn, -ENOMEM);
 	put_bytes(put_bytes(page, v.mv_data, have), row, rb);
 	ret = store_db_put(txn, DB_LANDMARKS, &k, page, have + rb, "write landmarks");
+	free(page);
+	return ret;
+}
+
+int
+store_landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row)
+{
+	size_t rb = spec_landmark_bytes(&u->spec);
+	uint32_t per_page = u->lmk_per_page;
+	uint8_t kb[16], *page;
+	MDB_val k, v = {0};
+	int ret = store_txn_usable(txn, true, "landmark set");
+
+	if (ret != 0)
+		return ret;
+	if (row == NULL || rb == 0 || per_page == 0)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	k = key_uid_n(kb, u->uid, j / per_page);
+	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
+		return ret;
+	if (ret == NOTFOUND || v.mv_size % rb != 0 || v.mv_size / rb > per_page)
+		return store_corrupt(txn, "landmarks page", u->uid, j / per_page);
+	if (j % per_page >= v.mv_size / rb)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	if ((page = malloc(v.mv_size)) == NULL)
+		return store_txn_fail(txn, -ENOMEM);
+	memcpy(page, v.mv_data, v.mv_size);
+	memcpy(page + (j % per_page) * rb, row, rb);
+	ret = store_db_put(txn, DB_LANDMARKS, &k, page, v.mv_size, "write landmarks");
 	free(page);
 	return ret;
 }

@@ -29,6 +29,7 @@ enum {
 	DB_UIDS,
 	DB_TERMS,
 	DB_ATTRS,
+	DB_LINKS,
 	DB_COUNT
 };
 

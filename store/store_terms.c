@@ -6,8 +6,10 @@
  * after a crash too; they go with the memory on delete, since their keys start with its uid.
  *
  * RECORDS (in the terms database; keys big-endian, values little-endian):
- *   (uid)      -> u64 chunks, u64 tokens     the totals; absent: nothing counted yet
- *   (uid, id)  -> u32 df                     one per distinct token id ever counted
+ *   (uid)      -> u64 chunks, u64 tokens     the totals (tokens: non-zero ones); absent: none
+ *   (uid, id)  -> u32 df                     one per distinct token id counted, while df > 0
+ * A forget (store_terms_sub) takes a chunk out before it is counted again without the forgotten
+ * tokens; an id whose count falls to 0 loses its record, so that no id of a forgotten entry stays.
  * A token id is its own key: no second hash, so two ids share a count only where the tokenizer
  * already gave them the same id. A memory holds one record per distinct token, a few hundred
  * thousand for a large one; a seal updates one record per distinct id of its chunk.
@@ -126,7 +128,59 @@ store_terms_add(struct store_txn *txn, uint64_t uid, const uint32_t *tokens, siz
 			return ret;
 	if ((ret = store_terms_get(txn, uid, &t)) != 0)
 		return ret;
-	put_u64(put_u64(vb, t.chunks + 1), t.tokens + n);
+	put_u64(put_u64(vb, t.chunks + 1), t.tokens + m);
+	MDB_val k = key_uid(kb, uid);
+	return store_db_put(txn, DB_TERMS, &k, vb, sizeof(vb), "write terms");
+}
+
+/* Takes one from the count of id; the record goes at 0. */
+static int
+df_drop(struct store_txn *txn, uint64_t uid, uint32_t id)
+{
+	uint8_t kb[12], vb[4];
+	MDB_val k = key_term(kb, uid, id), v;
+	int ret = store_db_get(txn, DB_TERMS, &k, &v, "read terms"), rc;
+
+	if (ret < 0)
+		return ret;
+	if (ret == NOTFOUND || v.mv_size != 4)
+		return store_corrupt(txn, "term", uid, id);
+	struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + 4, false};
+	uint32_t df = rd_u32(&r);
+	if (df > 1) {
+		put_u32(vb, df - 1);
+		return store_db_put(txn, DB_TERMS, &k, vb, 4, "write terms");
+	}
+	if ((rc = mdb_del(txn->txn, txn->st->dbi[DB_TERMS], &k, NULL)) != 0)
+		return store_txn_fail(txn, store_lmdb_error("delete term", rc));
+	return 0;
+}
+
+int
+store_terms_sub(struct store_txn *txn, uint64_t uid, const uint32_t *tokens, size_t n)
+{
+	uint32_t ids[IDS_MAX];
+	uint8_t kb[8], vb[16];
+	struct store_terms t;
+	int ret = store_txn_usable(txn, true, "terms sub");
+
+	if (ret != 0)
+		return ret;
+	if (n > IDS_MAX)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (tokens[i] != 0)
+			ids[m++] = tokens[i];
+	qsort(ids, m, sizeof(*ids), cmp_u32);
+	for (size_t i = 0; i < m; i++)
+		if ((i == 0 || ids[i] != ids[i - 1]) && (ret = df_drop(txn, uid, ids[i])) != 0)
+			return ret;
+	if ((ret = store_terms_get(txn, uid, &t)) != 0)
+		return ret;
+	if (t.chunks == 0 || t.tokens < m)
+		return store_corrupt(txn, "terms", uid, 0);
+	put_u64(put_u64(vb, t.chunks - 1), t.tokens - m);
 	MDB_val k = key_uid(kb, uid);
 	return store_db_put(txn, DB_TERMS, &k, vb, sizeof(vb), "write terms");
 }

@@ -197,6 +197,25 @@ fi
 [ -s "$dir/err" ] && fail "export | import wrote to stderr: $(cat "$dir/err")"
 for u in prog piped piped-copy; do "$hsamem" delete "$u" >/dev/null || fail "delete $u"; done
 
+# forget: refused without --yes off a terminal, asked on one (script(1)), done with --yes
+"$hsamem" append forgetful "the lake froze" >/dev/null &&
+	"$hsamem" append forgetful "my locker code is 31337 walrus" >/dev/null || fail "append forgetful"
+"$hsamem" forget forgetful 1 </dev/null >/dev/null 2>&1; rc=$?
+[ $rc -eq 2 ] || fail "forget off a terminal without --yes exited $rc, expected 2"
+"$hsamem" entries forgetful | grep -q walrus || fail "forget without --yes forgot"
+if command -v script >/dev/null 2>&1; then
+	echo n | script -qec "$hsamem forget forgetful 1" /dev/null >"$dir/out" 2>&1
+	grep -q "cannot be undone" "$dir/out" || fail "forget on a terminal did not ask"
+	"$hsamem" entries forgetful | grep -q walrus || fail "forget answered no forgot"
+fi
+"$hsamem" forget forgetful 0-1 --yes | grep -q "forgot 2 entries" || fail "forget --yes"
+"$hsamem" entries forgetful | grep -q walrus && fail "forgotten text still listed"
+"$hsamem" update forgetful 1 "x" >/dev/null 2>&1 && fail "update of a forgotten entry"
+"$hsamem" append forgetful "bob lives in Bergen" >/dev/null || fail "append forgetful"
+"$hsamem" update forgetful 2 "bob lives in Oslo" | grep -q "replaces entry 2" || fail "update"
+"$hsamem" --json history forgetful 3 | grep -q '"replaces":2' || fail "history --json"
+"$hsamem" delete forgetful >/dev/null || fail "delete forgetful"
+
 "$hsamem" delete alice >/dev/null || fail "delete"
 "$hsamem" query alice "$q1" >/dev/null 2>&1; rc=$?
 [ $rc -eq 1 ] || fail "query after delete exited $rc, expected 1"

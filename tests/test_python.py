@@ -261,6 +261,27 @@ def test_transfer(c):
     tmp.cleanup()
 
 
+def test_forget(c):
+    c.append_many("forgetful", ["the lake froze early", "my pin is 4711 zanzibar", "snow fell"])
+    check(any("zanzibar" in h.text for h in c.query("forgetful", "zanzibar pin")),
+          "forget: found before")
+    f = c.forget("forgetful", 1)
+    check(f.entries == 1, "forget: %r" % (f,))
+    check(not any("zanzibar" in h.text for h in c.query("forgetful", "zanzibar pin")),
+          "forget: found after")
+    e = c.entries("forgetful", 0, 3)
+    check([x.text for x in e] == ["the lake froze early", "", "snow fell"], "forget: %r" % (e,))
+    u = c.update("forgetful", 2, "rain fell", keep_history=True)
+    check(u.replaces == 2 and not u.forgotten, "update: %r" % (u,))
+    h = c.history("forgetful", u.seq)
+    check([(x.entry.seq, x.forgotten, x.replaces, x.replaced_by) for x in h] ==
+          [(2, False, None, u.seq), (u.seq, False, 2, None)], "history: %r" % (h,))
+    check(c.history("forgetful", 1)[0].forgotten, "history of a forgotten entry")
+    raises(hsamem.NotFound, c.forget, "forgetful", 99)
+    raises(hsamem.InvalidArgument, c.update, "forgetful", 1, "x")
+    c.delete("forgetful")
+
+
 def test_errors_and_delete(c):
     d = c.delete("alice-copy")
     check(d.entries == c.entries("alice", count=1).total and d.chunks > 0, "delete: %r" % (d,))
@@ -460,6 +481,7 @@ def main():
         test_text(c)
         test_client_memory(c)
         test_transfer(c)
+        test_forget(c)
         test_errors_and_delete(c)
         test_threads(c)
         test_scopes(c)

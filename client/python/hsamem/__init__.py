@@ -39,8 +39,9 @@ from .errors import (ERRORS, AlreadyExists, BackendError, BadName, Busy, Connect
                      InternalError, InvalidArgument, NoSuchUser, NotFound, NotSupported,
                      PermissionDenied, ProtocolError, SpecMismatch, StoreError, StoreFull, Timeout,
                      TooBig, VersionError)
-from .results import (Answer, EntryHit, Recall, AppendInfo, AttendResult, BackupInfo, Chunk, ChunkList, CompactInfo,
-                      DeleteInfo, Entry, EntryList, FlushInfo, Histogram, Hit, Hits, Memory,
+from .results import (Answer, EntryHit, Recall, AppendInfo, AttendResult, BackupInfo, Chunk,
+                      ChunkList, CompactInfo, DeleteInfo, Entry, EntryList, FlushInfo, ForgetInfo,
+                      HistoryItem, UpdateInfo, Histogram, Hit, Hits, Memory,
                       Reencode, Server, Spec, Stats,
                       Transfer)
 
@@ -49,7 +50,7 @@ __all__ = [
     "Server", "Spec", "Memory", "AppendInfo", "FlushInfo", "Entry", "Hit", "Hits",
     "EntryHit", "Recall",
     "AttendResult", "Answer", "Chunk", "ChunkList", "EntryList", "Histogram", "Stats",
-    "DeleteInfo", "BackupInfo", "CompactInfo",
+    "DeleteInfo", "BackupInfo", "CompactInfo", "ForgetInfo", "UpdateInfo", "HistoryItem",
     "Transfer", "Reencode", "ROLES", "DTYPES", "WEIGHTINGS", "ERRORS",
     "HsamemError", "ProtocolError", "VersionError", "InvalidArgument", "NoSuchUser",
     "AlreadyExists", "SpecMismatch", "TooBig", "BadName", "StoreError", "FormatError", "Busy",

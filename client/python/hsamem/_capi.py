@@ -179,6 +179,23 @@ class _CDeleteInfo(ctypes.Structure):
     _fields_ = [("entries", _u64), ("chunks", _u64)]
 
 
+class _CForgetInfo(ctypes.Structure):
+    _fields_ = [("entries", _u64), ("chunks", _u64)]
+
+
+class _CUpdateInfo(ctypes.Structure):
+    _fields_ = [("seq", _u64), ("replaces", _u64), ("forgotten", _bool)]
+
+
+class _CHistoryItem(ctypes.Structure):
+    _fields_ = [("entry", _CEntry), ("forgotten", _bool), ("has_replaces", _bool),
+                ("has_replaced_by", _bool), ("replaces", _u64), ("replaced_by", _u64)]
+
+
+class _CHistory(ctypes.Structure):
+    _fields_ = [("items", _P(_CHistoryItem)), ("n_items", _sz)]
+
+
 class _CBackupInfo(ctypes.Structure):
     _fields_ = [("bytes", _u64), ("ms", _u64)]
 
@@ -237,6 +254,10 @@ _PROTOTYPES = {
     "hsamem_stats": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_P(_CStats))]),
     "hsamem_stats_prometheus": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(ctypes.c_void_p)]),
     "hsamem_delete": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CDeleteInfo)]),
+    "hsamem_forget": (ctypes.c_int, [ctypes.c_void_p, _cstr, _u64, _u64, _P(_CForgetInfo)]),
+    "hsamem_update": (ctypes.c_int, [ctypes.c_void_p, _cstr, _u64, _enum, _cstr, _bool,
+                                     _P(_CUpdateInfo)]),
+    "hsamem_history": (ctypes.c_int, [ctypes.c_void_p, _cstr, _u64, _P(_P(_CHistory))]),
     "hsamem_backup": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CBackupInfo)]),
     "hsamem_compact": (ctypes.c_int, [ctypes.c_void_p, _P(_CCompactInfo)]),
     "hsamem_reencode": (ctypes.c_int, [ctypes.c_void_p, _cstr, _cstr, _u32,

@@ -17,14 +17,15 @@ from ._args import (_attrs_in, _b, _chunk_in, _chunks_in, _entry_in, _enum_value
 from ._capi import (_P, _READ_FN, _URL_MAX, _WRITE_FN, _CAppendInfo, _CAsk, _CAskResult,
                     _CAttrs, _CRecall,
                     _CAttend, _CAttendResult, _CBackupInfo, _CChunkList, _CCompactInfo,
-                    _CDeleteInfo, _CEntryIn, _CEntryList, _CFlushInfo, _CMemory, _CQuery,
+                    _CDeleteInfo, _CEntryIn, _CForgetInfo, _CHistory, _CUpdateInfo, _CEntryList, _CFlushInfo, _CMemory, _CQuery,
                     _CQueryResult, _CReencodeInfo, _CServer, _CSpec, _CStats, _CTransfer,
-                    _CUserList, _SPEC_FIELDS, _f32, _s, _strerror, _u64, DTYPES, WEIGHTINGS,
+                    _CUserList, _SPEC_FIELDS, _f32, _s, _strerror, _u64, DTYPES, ROLES, WEIGHTINGS,
                     load_library)
 from .errors import ERRORS, HsamemError
 from .results import (Answer, AppendInfo, AttendResult, BackupInfo, ChunkList, CompactInfo,
-                      DeleteInfo, EntryList, FlushInfo, Hits, Recall, Reencode, Server, Transfer,
-                      _array, _chunk, _entry, _entry_hit, _hit, _memory, _stats)
+                      DeleteInfo, EntryList, FlushInfo, ForgetInfo, HistoryItem, UpdateInfo, Hits,
+                      Recall, Reencode, Server, Transfer, _array, _chunk, _entry, _entry_hit, _hit,
+                      _memory, _stats)
 
 
 def library_version():
@@ -442,6 +443,35 @@ class Client:
         Raises NoSuchUser."""
         i = self._info("hsamem_delete", _CDeleteInfo, _user(user))
         return DeleteInfo(i.entries, i.chunks)
+
+    def forget(self, user, first, last=None):
+        """Forgets entries first .. last (inclusive; last None: first alone) of user's memory:
+        their text and tokens leave the store, and what was derived from them is computed again
+        without them; the daemon overwrites what they left in its files before it answers. Each
+        keeps its number, role, time and token range, with no text. No undo. Returns a
+        ForgetInfo. Raises NoSuchUser, NotFound (past the last entry), InvalidArgument,
+        NotSupported (a client memory)."""
+        i = self._info("hsamem_forget", _CForgetInfo, _user(user), first,
+                       first if last is None else last)
+        return ForgetInfo(i.entries, i.chunks)
+
+    def update(self, user, seq, text, role="user", keep_history=False):
+        """Replaces entry seq by text, a new entry that records which one it replaces; the old
+        one is forgotten, or kept as history with keep_history=True. Returns an UpdateInfo.
+        Raises NoSuchUser, NotFound, InvalidArgument (seq forgotten or already replaced)."""
+        i = self._info("hsamem_update", _CUpdateInfo, _user(user), seq,
+                       _enum_value(ROLES, role, "role"), _b(text), bool(keep_history))
+        return UpdateInfo(i.seq, i.replaces, i.forgotten)
+
+    def history(self, user, seq):
+        """The chain of updates that entry seq belongs to, oldest first: a list of HistoryItem.
+        Raises NoSuchUser, NotFound."""
+        def items(c):
+            return [HistoryItem(_entry(it.entry), it.forgotten,
+                                it.replaces if it.has_replaces else None,
+                                it.replaced_by if it.has_replaced_by else None)
+                    for it in (c.items[i] for i in range(c.n_items))]
+        return self._call("hsamem_history", items, _user(user), seq, out_type=_CHistory)
 
     def backup(self, path):
         """Has the daemon copy its whole store into directory path on its side (absolute; it

@@ -293,6 +293,31 @@ class DeleteInfo:
 
 
 @dataclass
+class ForgetInfo:
+    """What a forget did: entries forgotten now, sealed chunks encoded again without them."""
+    entries: int
+    chunks: int
+
+
+@dataclass
+class UpdateInfo:
+    """What an update did: the new entry, the one it replaces, whether that one was forgotten."""
+    seq: int
+    replaces: int
+    forgotten: bool
+
+
+@dataclass
+class HistoryItem:
+    """One entry of a chain of updates: the Entry (text "" when forgotten), whether it was
+    forgotten, and the entries it replaces and was replaced by (None: none)."""
+    entry: "Entry"
+    forgotten: bool
+    replaces: Optional[int]
+    replaced_by: Optional[int]
+
+
+@dataclass
 class Reencode:
     """Where a re-encode stands after a step (Client.reencode_step), or how it ended."""
     done: bool

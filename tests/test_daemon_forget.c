@@ -1,0 +1,425 @@
+/*
+ * test_daemon_forget.c: forget, update and history (hsamem(7), FORGETTING) against the real
+ * hsamemd and its real LMDB store. Alice's memory holds ordinary entries and, at a few places,
+ * a secret phrase of words no other entry has. What is searched for, byte for byte, in every file
+ * of the state directory: the phrase's text and its token ids as the store keeps them (u32,
+ * little-endian, one after another), and the tag, scope and metadata values the secret entries
+ * carry (in their records and the filter index's keys). Each is found before the forget, so that
+ * the search can fail, and none after it; a query for the phrase no longer returns it, while the
+ * entries around it, and the chunk boundaries, stay. Then: forgets while other clients append and
+ * query (every acknowledged append is there after), a forget acknowledged just before a SIGKILL
+ * (nothing of it after the restart), update with and without history, and the errors.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "hsamem.h"
+#include "test.h"
+
+#define N_ENTRIES 400
+#define SECRET    "zebrasecret quokkasecret yaksecret"
+
+static uint32_t ids[3]; /* the phrase's token ids */
+
+/* What else of a secret entry is kept: a tag, a scope value and a metadata value, each in the
+ * entry record and in the filter index's keys. */
+static const char *const secret_marks[] = {"walrustag", "narwhalsession", "okapimeta"};
+
+/* Occurrences of the phrase's text (what = 0), of its token ids (1) or of secret_marks[what - 2]
+ * in the state directory. */
+static size_t
+count_traces(struct harness *h, int what)
+{
+	DIR *d = opendir(h->state);
+	struct dirent *e;
+	size_t n = 0;
+	CHECK(d != NULL);
+	while (d != NULL && (e = readdir(d)) != NULL) {
+		char path[600];
+		struct stat sb;
+		snprintf(path, sizeof(path), "%s/%s", h->state, e->d_name);
+		if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+			continue;
+		int fd = open(path, O_RDONLY);
+		uint8_t *buf = malloc((size_t)sb.st_size + 1);
+		const void *pat = what == 0   ? (const void *)"zebrasecret"
+		                  : what == 1 ? (const void *)ids
+		                              : (const void *)secret_marks[what - 2];
+		size_t plen = what == 0   ? 11
+		              : what == 1 ? sizeof(ids)
+		                          : strlen(secret_marks[what - 2]);
+		if (fd >= 0 && buf != NULL && read(fd, buf, (size_t)sb.st_size) == sb.st_size)
+			for (const uint8_t *p = buf, *end = buf + sb.st_size;
+			     (p = memmem(p, (size_t)(end - p), pat, plen)) != NULL; p++)
+				n++;
+		free(buf);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (d != NULL)
+		closedir(d);
+	return n;
+}
+
+/* Whether a query for the phrase returns a hit holding it. */
+static bool
+query_finds(struct hsamem *c, const char *user)
+{
+	struct hsamem_query_result *q = NULL;
+	bool found = false;
+	CHECK_RET(hsamem_query_text(c, user, "zebrasecret quokkasecret", 8, &q), 0);
+	for (size_t i = 0; q != NULL && i < q->n_hits; i++)
+		found |= q->hits[i].text != NULL && strstr(q->hits[i].text, "zebrasecret") != NULL;
+	hsamem_result_free(q);
+	return found;
+}
+
+static void
+phrase_ids(struct hsamem *c)
+{
+	struct hsamem_chunk_list *l = NULL;
+	CHECK_RET(hsamem_append_text(c, "probe", HSAMEM_ROLE_USER, SECRET, NULL), 0);
+	CHECK_RET(hsamem_flush(c, "probe", NULL, NULL), 0);
+	CHECK_RET(hsamem_chunks(c, "probe", 0, 1, 0, &l), 0);
+	CHECK(l != NULL && l->n_chunks == 1 && l->chunks[0].n_real == 3);
+	if (l != NULL && l->n_chunks == 1)
+		memcpy(ids, l->chunks[0].tokens, sizeof(ids));
+	hsamem_result_free(l);
+	CHECK_RET(hsamem_delete(c, "probe", NULL), 0);
+}
+
+static const char *
+filler(uint64_t i, char *buf, size_t len)
+{
+	snprintf(buf, len,
+	         "entry %llu says the weather was mild and the river ran high near mill %llu",
+	         (unsigned long long)i, (unsigned long long)(i * 7 % 13));
+	return buf;
+}
+
+/* Alice: N_ENTRIES entries, the phrase in entries 100, 200 and 300, with a tag, a scope and
+ * metadata of their own. */
+static void
+fill(struct hsamem *c)
+{
+	char buf[200];
+	const char *tag = "walrustag", *scope = "session=narwhalsession", *meta = "src=okapimeta";
+	for (uint64_t i = 0; i < N_ENTRIES; i++) {
+		if (i % 100 != 0 || i == 0) {
+			CHECK_RET(hsamem_append_text(c, "alice", HSAMEM_ROLE_USER,
+			                             filler(i, buf, sizeof(buf)), NULL),
+			          0);
+			continue;
+		}
+		struct hsamem_entry_in e = {
+		        .text = SECRET, .role = HSAMEM_ROLE_USER, .tags = &tag, .n_tags = 1};
+		struct hsamem_attrs a = {.scope = &scope, .n_scope = 1, .meta = &meta, .n_meta = 1};
+		CHECK_RET(hsamem_append_attrs(c, "alice", &e, &a, 1, NULL, 0, 0, NULL), 0);
+	}
+}
+
+static void
+check_entry(struct hsamem *c, uint64_t seq, bool forgotten)
+{
+	struct hsamem_entry_list *l = NULL;
+	struct hsamem_history *h = NULL;
+	char buf[200];
+	CHECK_RET(hsamem_entries(c, "alice", seq, 1, &l), 0);
+	CHECK(l != NULL && l->n_entries == 1);
+	if (l != NULL && l->n_entries == 1) {
+		CHECK(l->entries[0].n_tokens > 0); /* its place in the stream stays */
+		if (forgotten)
+			CHECK(strcmp(l->entries[0].text, "") == 0);
+		else if (seq % 100 != 0)
+			CHECK(strcmp(l->entries[0].text, filler(seq, buf, sizeof(buf))) == 0);
+	}
+	hsamem_result_free(l);
+	CHECK_RET(hsamem_history(c, "alice", seq, &h), 0);
+	CHECK(h != NULL && h->n_items == 1 && h->items[0].forgotten == forgotten);
+	hsamem_result_free(h);
+}
+
+static void
+test_forget(struct harness *h, struct hsamem *c)
+{
+	struct hsamem_forget_info f;
+	for (int what = 0; what < 5; what++)
+		CHECK(count_traces(h, what) > 0);
+	CHECK(query_finds(c, "alice"));
+	CHECK_RET(hsamem_forget(c, "alice", 100, 100, &f), 0);
+	CHECK(f.entries == 1 && f.chunks >= 1);
+	CHECK(query_finds(c, "alice")); /* 200 and 300 still hold it */
+	CHECK_RET(hsamem_forget(c, "alice", 200, 300, &f), 0);
+	CHECK(f.entries == 101);
+	for (int what = 0; what < 5; what++)
+		CHECK(count_traces(h, what) == 0);
+	CHECK(!query_finds(c, "alice"));
+	check_entry(c, 99, false);
+	check_entry(c, 100, true);
+	check_entry(c, 101, false);
+	check_entry(c, 250, true);
+	check_entry(c, 301, false);
+	/* forgotten again: nothing more to do */
+	CHECK_RET(hsamem_forget(c, "alice", 100, 100, &f), 0);
+	CHECK(f.entries == 0);
+	CHECK_RET(hsamem_forget(c, "alice", 5, N_ENTRIES + 5, NULL), HSAMEM_ENOTFOUND);
+	CHECK_RET(hsamem_forget(c, "alice", 5, 4, NULL), HSAMEM_EINVAL);
+	CHECK_RET(hsamem_forget(c, "nobody-here", 0, 0, NULL), HSAMEM_ENOUSER);
+}
+
+/* ---- under concurrent appends and queries ---- */
+
+struct load {
+	const char *url;
+	bool query;
+	uint64_t acked; /* appends acknowledged */
+	volatile bool *stop;
+};
+
+static void *
+load_run(void *arg)
+{
+	struct load *l = arg;
+	struct hsamem *c = NULL;
+	char buf[200];
+	if (hsamem_open(l->url, &c) != 0)
+		return NULL;
+	while (!*l->stop) {
+		if (l->query) {
+			struct hsamem_query_result *q = NULL;
+			if (hsamem_query_text(c, "alice", "weather river", 8, &q) == 0)
+				hsamem_result_free(q);
+		} else if (hsamem_append_text(c, "alice", HSAMEM_ROLE_USER,
+		                              filler(N_ENTRIES + l->acked, buf, sizeof(buf)),
+		                              NULL) == 0) {
+			l->acked++;
+		}
+	}
+	hsamem_close(c);
+	return NULL;
+}
+
+static void
+test_concurrent(struct harness *h, struct hsamem *c)
+{
+	volatile bool stop = false;
+	struct load a = {h->url, false, 0, &stop}, q = {h->url, true, 0, &stop};
+	struct hsamem_entry_list *l = NULL;
+	pthread_t ta, tq;
+	uint64_t n0 = 0;
+	CHECK_RET(hsamem_entries(c, "alice", 0, 1, &l), 0);
+	n0 = l != NULL ? l->total : 0;
+	hsamem_result_free(l);
+	CHECK(pthread_create(&ta, NULL, load_run, &a) == 0);
+	CHECK(pthread_create(&tq, NULL, load_run, &q) == 0);
+	for (uint64_t seq = 10; seq < 30; seq++)
+		CHECK_RET(hsamem_forget(c, "alice", seq, seq, NULL), 0);
+	stop = true;
+	pthread_join(ta, NULL);
+	pthread_join(tq, NULL);
+	CHECK(a.acked > 0);
+	l = NULL;
+	CHECK_RET(hsamem_entries(c, "alice", n0, 1000, &l), 0);
+	CHECK(l != NULL && l->total == n0 + a.acked && l->n_entries == a.acked);
+	for (size_t i = 0; l != NULL && i < l->n_entries; i++)
+		CHECK(strncmp(l->entries[i].text, "entry ", 6) == 0);
+	hsamem_result_free(l);
+	check_entry(c, 9, false);
+	check_entry(c, 20, true);
+	check_entry(c, 30, false);
+}
+
+/* ---- a forget acknowledged, then SIGKILL ---- */
+
+static struct hsamem *
+test_kill(struct harness *h, struct hsamem *c)
+{
+	CHECK_RET(hsamem_append_text(c, "alice", HSAMEM_ROLE_USER, SECRET, NULL), 0);
+	struct hsamem_entry_list *l = NULL;
+	CHECK_RET(hsamem_entries(c, "alice", 0, 1, &l), 0);
+	uint64_t seq = l != NULL ? l->total - 1 : 0;
+	hsamem_result_free(l);
+	CHECK(count_traces(h, 0) > 0);
+	CHECK_RET(hsamem_forget(c, "alice", seq, seq, NULL), 0);
+	hsamem_close(c);
+	CHECK(harness_stop(h, SIGKILL) == 128 + SIGKILL);
+	CHECK(count_traces(h, 0) == 0);
+	CHECK(harness_start(h) == 0);
+	c = NULL;
+	CHECK_RET(hsamem_open(h->url, &c), 0);
+	check_entry(c, seq, true);
+	CHECK(!query_finds(c, "alice"));
+	return c;
+}
+
+/* ---- update and history ---- */
+
+static void
+test_update(struct harness *h, struct hsamem *c)
+{
+	struct hsamem_update_info u;
+	struct hsamem_history *hi = NULL;
+	CHECK_RET(hsamem_update(c, "alice", 50, HSAMEM_ROLE_USER, "the mill closed in winter", true,
+	                        &u),
+	          0);
+	CHECK(u.replaces == 50 && !u.forgotten);
+	uint64_t second = u.seq;
+	CHECK_RET(hsamem_update(c, "alice", 50, HSAMEM_ROLE_USER, "again", false, NULL),
+	          HSAMEM_EINVAL); /* already replaced */
+	CHECK_RET(hsamem_update(c, "alice", second, HSAMEM_ROLE_USER, SECRET, false, &u), 0);
+	CHECK(u.replaces == second && u.forgotten);
+	uint64_t third = u.seq;
+	CHECK_RET(hsamem_history(c, "alice", second, &hi), 0);
+	CHECK(hi != NULL && hi->n_items == 3);
+	if (hi != NULL && hi->n_items == 3) {
+		CHECK(hi->items[0].entry.seq == 50 && !hi->items[0].forgotten &&
+		      hi->items[0].has_replaced_by && hi->items[0].replaced_by == second);
+		CHECK(hi->items[1].entry.seq == second && hi->items[1].forgotten &&
+		      hi->items[1].replaces == 50);
+		CHECK(hi->items[2].entry.seq == third && !hi->items[2].has_replaced_by &&
+		      strcmp(hi->items[2].entry.text, SECRET) == 0);
+	}
+	hsamem_result_free(hi);
+	CHECK(count_traces(h, 0) > 0);
+	/* the newest forgotten: the chain stays, the text goes */
+	CHECK_RET(hsamem_forget(c, "alice", third, third, NULL), 0);
+	CHECK(count_traces(h, 0) == 0);
+	CHECK_RET(hsamem_update(c, "alice", third, HSAMEM_ROLE_USER, "x", false, NULL),
+	          HSAMEM_EINVAL);
+	CHECK_RET(hsamem_update(c, "alice", 1u << 30, HSAMEM_ROLE_USER, "x", false, NULL),
+	          HSAMEM_ENOTFOUND);
+}
+
+/* ---- an encoder with left context: the chunks after the one that held it are encoded again ----
+ */
+
+static void
+test_hsa_small(struct harness *h, struct hsamem *c)
+{
+	struct hsamem_spec spec = {.encoder = "hsa-small"};
+	struct hsamem_entry_in in[40];
+	struct hsamem_append_info info = {0};
+	struct hsamem_forget_info f;
+	struct hsamem_chunk_list *before = NULL, *after = NULL;
+	static char texts[40][200];
+	int err = hsamem_create(c, "hs", &spec, NULL);
+	if (err == HSAMEM_EENCODER) {
+		printf("test_daemon_forget: no hsa-small model here; its part skipped\n");
+		return;
+	}
+	CHECK_RET(err, 0);
+	for (unsigned i = 0; i < 40; i++) {
+		in[i] = (struct hsamem_entry_in){
+		        .text = i == 12 ? SECRET : filler(i, texts[i], sizeof(texts[i])),
+		        .role = HSAMEM_ROLE_USER};
+	}
+	CHECK_RET(hsamem_append(c, "hs", in, 40, NULL, 0, HSAMEM_APPEND_NO_CREATE, &info), 0);
+	CHECK_RET(hsamem_flush(c, "hs", NULL, NULL), 0);
+	CHECK(count_traces(h, 0) > 0);
+	CHECK_RET(hsamem_chunks(c, "hs", 0, 64, HSAMEM_CHUNKS_TENSORS, &before), 0);
+	CHECK_RET(hsamem_forget(c, "hs", info.first_seq + 12, info.first_seq + 12, &f), 0);
+	/* the chunk(s) that held it and at least the one whose context it was */
+	CHECK(f.entries == 1 && f.chunks >= 2);
+	CHECK(count_traces(h, 0) == 0);
+	CHECK(!query_finds(c, "hs"));
+	CHECK_RET(hsamem_chunks(c, "hs", 0, 64, HSAMEM_CHUNKS_TENSORS, &after), 0);
+	size_t changed = 0;
+	for (size_t i = 0;
+	     before != NULL && after != NULL && i < before->n_chunks && i < after->n_chunks; i++)
+		changed += memcmp(before->chunks[i].landmark, after->chunks[i].landmark,
+		                  before->chunks[i].landmark_size) != 0;
+	CHECK(changed == f.chunks);
+	CHECK(before != NULL && after != NULL && before->n_chunks == after->n_chunks);
+	hsamem_result_free(before);
+	hsamem_result_free(after);
+	CHECK_RET(hsamem_delete(c, "hs", NULL), 0);
+}
+
+/* ---- by filter: a whole session, and nothing of the other ---- */
+
+static void
+test_filter(struct hsamem *c)
+{
+	const char *s1 = "session=one", *s2 = "session=two";
+	struct hsamem_forget_info f;
+	char buf[200];
+	for (int i = 0; i < 120; i++) {
+		struct hsamem_entry_in e = {.text = filler((uint64_t)i, buf, sizeof(buf)),
+		                            .role = HSAMEM_ROLE_USER};
+		struct hsamem_attrs a = {.scope = i % 3 == 0 ? &s1 : &s2, .n_scope = 1};
+		CHECK_RET(hsamem_append_attrs(c, "carol", &e, &a, 1, NULL, 0, 0, NULL), 0);
+	}
+	struct hsamem_filter none = {0}, one = {.scope = &s1, .n_scope = 1},
+	                     two = {.scope = &s2, .n_scope = 1};
+	CHECK_RET(hsamem_forget_filtered(c, "carol", &none, NULL), HSAMEM_EINVAL);
+	CHECK_RET(hsamem_forget_filtered(c, "carol", &one, &f), 0);
+	CHECK(f.entries == 40 && f.chunks >= 1);
+	/* the session is gone, every entry of the other stays */
+	struct hsamem_entry_list *l = NULL;
+	CHECK_RET(hsamem_entries_filtered(c, "carol", 0, 0, &one, &l), 0);
+	CHECK(l != NULL && l->n_entries == 0);
+	hsamem_result_free(l);
+	l = NULL;
+	CHECK_RET(hsamem_entries(c, "carol", 0, 120, &l), 0);
+	CHECK(l != NULL && l->n_entries == 120);
+	for (size_t i = 0; l != NULL && i < l->n_entries; i++) {
+		bool gone = i % 3 == 0;
+		CHECK(gone ? strcmp(l->entries[i].text, "") == 0
+		           : strcmp(l->entries[i].text, filler(i, buf, sizeof(buf))) == 0);
+	}
+	hsamem_result_free(l);
+	/* again: nothing more to forget */
+	CHECK_RET(hsamem_forget_filtered(c, "carol", &one, &f), 0);
+	CHECK(f.entries == 0);
+	struct hsamem_query_result *q = NULL;
+	struct hsamem_query qq = {.text = "river mill", .top_k = 8};
+	struct hsamem_recall r1 = {.filter = &one}, r2 = {.filter = &two};
+	CHECK_RET(hsamem_query_filtered(c, "carol", &qq, &r1, &q), 0);
+	CHECK(q != NULL && q->n_entry_hits == 0);
+	hsamem_result_free(q);
+	q = NULL;
+	CHECK_RET(hsamem_query_filtered(c, "carol", &qq, &r2, &q), 0);
+	CHECK(q != NULL && q->n_entry_hits > 0);
+	hsamem_result_free(q);
+	CHECK_RET(hsamem_forget_filtered(c, "nobody-here", &one, NULL), HSAMEM_ENOUSER);
+}
+
+int
+main(void)
+{
+	struct harness h;
+	struct hsamem *c = NULL;
+	if (harness_init(&h) != 0 || harness_start(&h) != 0) {
+		harness_dump_log(&h);
+		harness_fini(&h);
+		return 1;
+	}
+	CHECK_RET(hsamem_open(h.url, &c), 0);
+	phrase_ids(c);
+	CHECK_RET(hsamem_append_text(c, "bob", HSAMEM_ROLE_USER, "bob keeps bees", NULL), 0);
+	fill(c);
+	test_forget(&h, c);
+	test_filter(c);
+	test_concurrent(&h, c);
+	c = test_kill(&h, c);
+	test_update(&h, c);
+	test_hsa_small(&h, c);
+	struct hsamem_entry_list *l = NULL;
+	CHECK_RET(hsamem_entries(c, "bob", 0, 1, &l), 0);
+	CHECK(l != NULL && l->n_entries == 1 && strcmp(l->entries[0].text, "bob keeps bees") == 0);
+	hsamem_result_free(l);
+	hsamem_close(c);
+	if (test_failures > 0)
+		harness_dump_log(&h);
+	harness_fini(&h);
+	return test_done("test_daemon_forget");
+}
