@@ -60,9 +60,9 @@
 #define DEFAULT_MAP_MAX  (1ull << 40)
 #define DEFAULT_READERS  126
 
-const char *const store_db_names[DB_COUNT] = {"meta",      "users", "entries", "chunks", "kv",
-                                              "landmarks", "tail",  "uids",    "terms",  "attrs",
-                                              "links"};
+const char *const store_db_names[DB_COUNT] = {"meta",  "users",     "entries", "chunks",
+                                              "kv",    "landmarks", "tail",    "uids",
+                                              "terms", "attrs",     "links"};
 
 /*
  * A read transaction of one thread's own, for store_kv_copy: begun at the thread's first copy

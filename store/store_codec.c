@@ -51,7 +51,7 @@
 #define LANDMARK_PAGE_BYTES 65536
 
 /* The databases whose keys start with a uid (invariant 1). */
-static const int user_dbs[] = {DB_ENTRIES, DB_CHUNKS, DB_KV,   DB_LANDMARKS,
+static const int user_dbs[] = {DB_ENTRIES, DB_CHUNKS, DB_KV,    DB_LANDMARKS,
                                DB_TAIL,    DB_TERMS,  DB_ATTRS, DB_LINKS};
 
 /* ---- users ---- */
@@ -316,7 +316,7 @@ store_user_delete_some(struct store_txn *txn, uint64_t uid, uint64_t max, bool *
 {
 	/* the largest records first: they free the most room per record */
 	static const int order[] = {DB_KV,   DB_LANDMARKS, DB_CHUNKS, DB_ENTRIES,
-	                            DB_TAIL, DB_TERMS,     DB_ATTRS, DB_LINKS};
+	                            DB_TAIL, DB_TERMS,     DB_ATTRS,  DB_LINKS};
 	uint64_t budget = max;
 	int ret = store_txn_usable(txn, true, "user delete some");
 
