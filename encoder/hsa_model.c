@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hsa_cuda.h"
 #include "hsa_model.h"
 #include "hsamem_defs.h"
 #include "st.h"
@@ -425,6 +426,7 @@ hsa_model_free(struct hsa_model *m)
 {
 	if (!m)
 		return;
+	hsa_cuda_detach(m);
 	bpe_free(m->tok);
 	free(m->lower);
 	free(m->enc);
