@@ -71,7 +71,7 @@ hk_embed(void *st, const uint32_t *tok, uint32_t rows, const void *embed, uint32
 	uint64_t total = (uint64_t)rows * D;
 
 	k_embed<<<grid_for(total), 256, 0, (cudaStream_t)st>>>(tok, total, (const bf16 *)embed, D,
-	                                                        x);
+	                                                       x);
 	return launched();
 }
 
@@ -103,7 +103,7 @@ hk_rmsnorm(void *st, const float *x, uint32_t ldx, uint32_t rows, uint32_t d, co
 	if (!rows)
 		return 0;
 	k_rmsnorm<<<rows, ROW_THREADS, 0, (cudaStream_t)st>>>(x, ldx, d, w, eps, yf, ldyf,
-	                                                       (bf16 *)yb, ldyb);
+	                                                      (bf16 *)yb, ldyb);
 	return launched();
 }
 
@@ -202,8 +202,8 @@ k_attend(const float *qkv, uint32_t ld, uint32_t n, uint32_t dh, uint32_t D, int
 }
 
 extern "C" int
-hk_attend(void *st, const float *qkv, uint32_t ld, uint32_t nw, uint32_t n, uint32_t H,
-          uint32_t dh, uint32_t D, int causal, void *out)
+hk_attend(void *st, const float *qkv, uint32_t ld, uint32_t nw, uint32_t n, uint32_t H, uint32_t dh,
+          uint32_t D, int causal, void *out)
 {
 	size_t bytes = ((size_t)n * (dh + 1) + (size_t)n * dh + ATT_WARPS * ((size_t)dh + n)) *
 	               sizeof(float);
@@ -241,8 +241,7 @@ hk_silu_mul(void *st, const float *h13, uint32_t rows, uint32_t F, void *g)
 }
 
 __global__ static void
-k_enc_gather(const float *x, const float *summary, uint64_t total, uint32_t S, uint32_t D,
-             float *e)
+k_enc_gather(const float *x, const float *summary, uint64_t total, uint32_t S, uint32_t D, float *e)
 {
 	for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
 	     i += (uint64_t)gridDim.x * blockDim.x) {
@@ -296,8 +295,8 @@ hk_kvl_split(void *st, const float *kvl, uint32_t ld, uint32_t nw, uint32_t S, u
 {
 	if (!nw)
 		return 0;
-	k_kvl_split<<<nw * (S + 1), HEAD_THREADS, 0, (cudaStream_t)st>>>(kvl, ld, S, hkv, dh, dr,
-	                                                                  eps, K, V, L);
+	k_kvl_split<<<nw *(S + 1), HEAD_THREADS, 0, (cudaStream_t)st>>>(kvl, ld, S, hkv, dh, dr,
+	                                                                eps, K, V, L);
 	return launched();
 }
 
@@ -363,8 +362,9 @@ k_topk(float *dots, uint32_t T, uint32_t hkv, uint64_t nc, uint32_t K, float sca
 			if (threadIdx.x < h) {
 				float os = bs[threadIdx.x + h];
 				int64_t oj = bj[threadIdx.x + h];
-				if (oj >= 0 && (bj[threadIdx.x] < 0 ||
-				                ranks_before(os, oj, bs[threadIdx.x], bj[threadIdx.x]))) {
+				if (oj >= 0 &&
+				    (bj[threadIdx.x] < 0 ||
+				     ranks_before(os, oj, bs[threadIdx.x], bj[threadIdx.x]))) {
 					bs[threadIdx.x] = os;
 					bj[threadIdx.x] = oj;
 				}
@@ -387,7 +387,8 @@ k_topk(float *dots, uint32_t T, uint32_t hkv, uint64_t nc, uint32_t K, float sca
 	for (uint32_t i = 0; i < K; i++) {
 		float v = 0;
 		if (i < k && m != -INFINITY)
-			v = m == INFINITY ? (pick_s[i] == INFINITY ? 1.0f : 0.0f) : expf(pick_s[i] - m);
+			v = m == INFINITY ? (pick_s[i] == INFINITY ? 1.0f : 0.0f)
+			                  : expf(pick_s[i] - m);
 		w[o + i] = v;
 		idx[o + i] = i < k ? pick_j[i] : -1;
 		sum += v;
@@ -454,8 +455,8 @@ k_fuse(const float *qa, const float *Ksel, const float *Vsel, const int64_t *idx
 
 extern "C" int
 hk_fuse(void *st, const float *qa, const float *Ksel, const float *Vsel, const int64_t *idx,
-        const float *w, uint32_t T, uint32_t hkv, uint32_t hq, uint32_t dh, uint32_t S,
-        uint32_t K, float scale, float *O)
+        const float *w, uint32_t T, uint32_t hkv, uint32_t hq, uint32_t dh, uint32_t S, uint32_t K,
+        float scale, float *O)
 {
 	dim3 grid(T, hq);
 
