@@ -231,6 +231,7 @@ main(int argc, char **argv)
 	if (hsa_model_load(dir, &m, why, sizeof(why)) != 0 ||
 	    hsa_cuda_attach(m, 0, why, sizeof(why)) != 0) {
 		fprintf(stderr, "bench_cuda_model: %s\n", why);
+		hsa_cuda_detach(m);
 		hsa_model_free(m);
 		return 1;
 	}
@@ -249,6 +250,7 @@ main(int argc, char **argv)
 		rc = bench_query(m, chunks, 100, js);
 	if (js)
 		fclose(js);
+	hsa_cuda_detach(m);
 	hsa_model_free(m);
 	return rc;
 }

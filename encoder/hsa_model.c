@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hsa_cuda.h"
 #include "hsa_model.h"
 #include "hsamem_defs.h"
 #include "st.h"
@@ -426,7 +425,6 @@ hsa_model_free(struct hsa_model *m)
 {
 	if (!m)
 		return;
-	hsa_cuda_detach(m);
 	bpe_free(m->tok);
 	free(m->lower);
 	free(m->enc);

@@ -60,7 +60,7 @@ struct hsa_model {
  */
 int hsa_model_load(const char *dir, struct hsa_model **out, char *why, size_t why_len);
 
-/* Frees; accepts NULL. A model attached to a GPU is detached first (hsa_cuda_detach). */
+/* Frees; accepts NULL. A model attached to a GPU must be detached first (hsa_cuda_detach). */
 void hsa_model_free(struct hsa_model *m);
 
 #endif

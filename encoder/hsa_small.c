@@ -496,6 +496,7 @@ hsa_small_unload(void)
 	}
 	gpu_enc = gpu_query = NULL;
 	on_gpu = false;
+	hsa_cuda_detach(model);
 	hsa_model_free(model);
 	model = NULL;
 	snprintf(load_error, sizeof(load_error), "encoder hsa-small: no model folder was loaded");

@@ -31,9 +31,10 @@
 #include "st.h"
 #include "test.h"
 
-#define TOL_BF16  5e-2 /* bf16 GEMM inputs: see above */
-#define TOL_BATCH 1e-3 /* the same window in batches of other sizes: only the GEMM order differs   \
-	                */
+/* bf16 GEMM inputs: see above */
+#define TOL_BF16 5e-2
+/* the same window in batches of other sizes: only the GEMM order differs */
+#define TOL_BATCH 1e-3
 
 static const struct st_file *gold;
 static const struct hsa_model *m;
@@ -346,6 +347,7 @@ main(void)
 		hsa_runtime_cuda()->scratch_free(gs);
 	hsa_scratch_free(cs);
 	st_close(g);
+	hsa_cuda_detach(mm);
 	hsa_model_free(mm);
 	return test_done("test_cuda_model");
 }
