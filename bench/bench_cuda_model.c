@@ -151,14 +151,13 @@ bench_query(const struct hsa_model *m, uint32_t nc, int iters, FILE *js)
 	uint32_t n = c->chunk + 20, win[256];
 	float *K = malloc(((size_t)nc * per + 1) * 4), *V = malloc(((size_t)nc * per + 1) * 4);
 	float *L = malloc(((size_t)nc * c->d_r + 1) * 4), qr[1024], qa[4096];
-	float *logits = malloc((size_t)c->vocab * 4), *lat = NULL;
+	float *logits = malloc((size_t)c->vocab * 4);
 	struct hsa_memory mem = {K, V, L, nc};
 	struct hsa_query_out out = {.logits = logits};
 	struct hsa_scratch *s = NULL;
 	double *ms = malloc(iters * sizeof(double));
 	int rc = 0;
 
-	(void)lat;
 	for (size_t i = 0; i < (size_t)nc * per; i++) {
 		K[i] = (float)(xrand() % 2001) / 1000.0f - 1.0f;
 		V[i] = (float)(xrand() % 2001) / 1000.0f - 1.0f;
