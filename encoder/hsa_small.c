@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,10 +171,9 @@ chunk_windows(uint32_t *win, uint32_t S, uint32_t pad, const uint32_t *ctx, size
 static void
 gpu_failed(const char *what)
 {
-	static bool said;
-	if (!said)
+	static atomic_flag said = ATOMIC_FLAG_INIT;
+	if (!atomic_flag_test_and_set(&said))
 		log_warn("encoder hsa-small: %s failed on the GPU; computed on the CPU", what);
-	said = true;
 }
 
 /* The chunks of tok in batches of at most `batch` windows through runtime rt on scratch s. */
@@ -332,7 +332,7 @@ hs_answer_close(struct enc_answer *a)
 	if (a->gpu)
 		hsa_runtime_cuda()->scratch_free(a->s);
 	else
-		hsa_scratch_free(a->s);
+		hsa_scratch_free(a->s); /* NULL after a failed answer_to_cpu */
 	free(a->all);
 	free(a->logits);
 	free(a);
@@ -376,15 +376,57 @@ hs_answer_open(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx, c
 	return 0;
 }
 
+/* The answer's GPU failed: on to the CPU, with its own scratch, for the rest of the answer. */
+static int
+answer_to_cpu(struct enc_answer *a)
+{
+	gpu_failed("an answer");
+	hsa_runtime_cuda()->scratch_free(a->s);
+	a->s = NULL;
+	a->gpu = false;
+	return hsa_scratch_alloc(model, 1, &a->s);
+}
+
+/* The window's queries at its last position (a->n set), on the GPU or the CPU. */
+static int
+answer_heads(struct enc_answer *a, float *qr, float *qa)
+{
+	const uint32_t *w = a->all + a->total - a->n;
+	int err = HSAMEM_EBACKEND;
+	if (a->gpu) {
+		err = hsa_cuda_query_heads(model, a->s, w, a->n, a->n - 1, qr, qa);
+		if (err != HSAMEM_EBACKEND || (err = answer_to_cpu(a)) != 0)
+			return err;
+	}
+	return hsa_query_heads(model, a->s, w, a->n, a->n - 1, qr, qa);
+}
+
 static int
 hs_answer_step(struct enc_answer *a, float *qr, float *qa)
 {
 	uint32_t win = 2 * model->cfg.chunk;
 	a->n = a->total < win ? a->total : win;
-	if (a->gpu)
-		return hsa_cuda_query_heads(model, a->s, a->all + a->total - a->n, a->n, a->n - 1,
-		                            qr, qa);
-	return hsa_query_heads(model, a->s, a->all + a->total - a->n, a->n, a->n - 1, qr, qa);
+	return answer_heads(a, qr, qa);
+}
+
+/* The logits of the last position given the HSA output O (after answer_heads). */
+static int
+answer_logits(struct enc_answer *a, const float *O)
+{
+	const struct hsa_config *c = &model->cfg;
+	int err;
+	if (!a->gpu)
+		return hsa_query_logits(model, a->s, a->n, a->n - 1, O, a->logits);
+	err = hsa_cuda_query_logits(model, a->s, a->n, a->n - 1, O, a->logits);
+	if (err != HSAMEM_EBACKEND)
+		return err;
+	/* the CPU's scratch must hold this window's state first: run its queries again */
+	float *q = malloc(((size_t)c->d_r + (size_t)c->h_q * c->d_h) * sizeof(float));
+	err = q == NULL ? -ENOMEM : answer_to_cpu(a);
+	if (err == 0)
+		err = answer_heads(a, q, q + c->d_r);
+	free(q);
+	return err != 0 ? err : hsa_query_logits(model, a->s, a->n, a->n - 1, O, a->logits);
 }
 
 static int
@@ -394,8 +436,7 @@ hs_answer_next(struct enc_answer *a, const float *O, uint32_t *tok, bool *eos)
 	uint32_t best = 0;
 	if (a->n == 0)
 		return HSAMEM_EINVAL;
-	int err = a->gpu ? hsa_cuda_query_logits(model, a->s, a->n, a->n - 1, O, a->logits)
-	                 : hsa_query_logits(model, a->s, a->n, a->n - 1, O, a->logits);
+	int err = answer_logits(a, O);
 	a->n = 0;
 	if (err != 0)
 		return err;
