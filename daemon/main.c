@@ -249,19 +249,29 @@ args_fini(struct args *a)
 }
 
 /* Loads hsa-small's model folder. Without it the daemon serves every other memory; requests that
- * need the model are answered HSAMEM_EENCODER with the reason logged here. */
+ * need the model are answered HSAMEM_EENCODER with the reason logged here. With the CUDA backend
+ * up, the model runs on the same device (the CPU when that fails). */
 static void
 load_encoders(struct daemon *d)
 {
 	char why[600];
 	const struct enc_ops *enc = enc_find("hsa-small");
-	if (enc_load(d->conf.model_dir, why, sizeof(why)) != 0)
+	if (enc_load(d->conf.model_dir, why, sizeof(why)) != 0) {
 		log_warn("%s; its memories are refused until hsamemd restarts with a working "
 		         "model-dir",
 		         why);
-	else if (enc != NULL)
+		return;
+	}
+	if (enc != NULL)
 		log_info("encoder hsa-small: revision %u loaded from %s", enc->revision,
 		         d->conf.model_dir);
+	if (!atomic_load(&d->gpu_ok))
+		return;
+	int dev = d->conf.gpu >= 0 ? d->conf.gpu : 0;
+	if (enc_use_gpu(dev, why, sizeof(why)) != 0)
+		log_warn("encoder hsa-small: stays on the CPU: %s", why);
+	else
+		log_info("encoder hsa-small: runs on CUDA device %d", dev);
 }
 
 /* Returns -1 to go on, or the exit status (0 after --help or --version, 2 for a usage error). */

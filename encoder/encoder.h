@@ -152,6 +152,13 @@ const struct enc_ops *enc_default(void);
  */
 int enc_load(const char *model_dir, char *why, size_t why_len);
 
+/*
+ * Runs the loaded encoders that have a GPU runtime (hsa-small) on CUDA device `device`, after
+ * enc_load and before any thread encodes. Returns 0, or the failure's code with its sentence in
+ * why; the encoders then stay on the CPU, which is also where any failed GPU call is redone.
+ */
+int enc_use_gpu(int device, char *why, size_t why_len);
+
 /* Frees what enc_load loaded; no thread may be encoding. */
 void enc_unload(void);
 

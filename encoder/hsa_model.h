@@ -48,6 +48,7 @@ struct hsa_model {
 	float *hsa_mlp_norm, *hsa_w13, *hsa_w2, *final_norm;
 	float *arena; /* all of the above weights */
 	size_t n_params;
+	void *gpu; /* the device copy of the weights (hsa_cuda.h), or NULL */
 };
 
 /*
@@ -59,7 +60,7 @@ struct hsa_model {
  */
 int hsa_model_load(const char *dir, struct hsa_model **out, char *why, size_t why_len);
 
-/* Frees; accepts NULL. */
+/* Frees; accepts NULL. A model attached to a GPU must be detached first (hsa_cuda_detach). */
 void hsa_model_free(struct hsa_model *m);
 
 #endif

@@ -15,23 +15,38 @@
  *
  * OpenBLAS threads: the daemon runs calls in several workers at once, which fill the cores; each
  * call's GEMMs run on one thread (hsa_small_load sets it).
+ *
+ * GPU: once hsa_small_use_gpu has attached the model to a CUDA device (the daemon does when its
+ * CUDA backend is up), chunk encoding, queries and answers run on the CUDA runtime (hsa_cuda.h)
+ * instead, chunks in batches of HS_GPU_BATCH windows. Encoding and queries share one scratch
+ * each, so calls take turns on the device (a batch of chunks is one upload, one download and
+ * one synchronisation); an answer has scratch of its own. Where a GPU call fails (HSAMEM_EBACKEND)
+ * the call is computed again on the CPU, which is the reference, so results stay the same.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bpe.h"
+#include "hsa_cuda.h"
 #include "hsa_forward.h"
 #include "hsa_model.h"
 #include "hsa_small.h"
 #include "hsamem_defs.h"
+#include "log.h"
 #include "why.h"
 
-#define HS_BATCH 32 /* windows per hsa_encode_chunks call: about 70 MB of scratch */
+#define HS_BATCH     32  /* windows per hsa_encode_chunks call: about 70 MB of scratch */
+#define HS_GPU_BATCH 512 /* windows per call on the GPU: about 1.6 GB of device memory */
 
 static struct hsa_model *model; /* NULL until loaded */
+static bool on_gpu;             /* model attached to a device (hsa_small_use_gpu) */
+static pthread_mutex_t gpu_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the two below */
+static struct hsa_scratch *gpu_enc, *gpu_query;              /* allocated at first use */
 static char load_error[600] = "encoder hsa-small: no model folder was loaded";
 
 static int
@@ -152,6 +167,58 @@ chunk_windows(uint32_t *win, uint32_t S, uint32_t pad, const uint32_t *ctx, size
 	}
 }
 
+/* A GPU call failed: logged once; the caller computes on the CPU. */
+static void
+gpu_failed(const char *what)
+{
+	static atomic_flag said = ATOMIC_FLAG_INIT;
+	if (!atomic_flag_test_and_set(&said))
+		log_warn("encoder hsa-small: %s failed on the GPU; computed on the CPU", what);
+}
+
+/* The chunks of tok in batches of at most `batch` windows through runtime rt on scratch s. */
+static int
+encode_batches(const struct hsa_runtime *rt, struct hsa_scratch *s, size_t batch,
+               const uint32_t *ctx, size_t n_ctx, const uint32_t *tok, size_t n, float *K, float *V,
+               float *L)
+{
+	const struct hsa_config *c = &model->cfg;
+	uint32_t S = c->chunk, *win;
+	size_t n_chunks = (n + S - 1) / S, per = (size_t)S * c->h_kv * c->d_h;
+	int err = 0;
+	batch = n_chunks < batch ? n_chunks : batch;
+	if ((win = malloc(batch * 2 * S * sizeof(uint32_t))) == NULL)
+		return -ENOMEM;
+	for (size_t first = 0; first < n_chunks && err == 0; first += batch) {
+		size_t nw = n_chunks - first < batch ? n_chunks - first : batch;
+		chunk_windows(win, S, c->pad_id, ctx, n_ctx, tok, n, first, nw);
+		err = rt->encode_chunks(model, s, win, (uint32_t)nw, K + first * per,
+		                        V + first * per, L + first * c->d_r);
+	}
+	free(win);
+	return err;
+}
+
+/* encode_batches on the GPU's shared scratch; HSAMEM_EBACKEND when the GPU cannot. */
+static int
+gpu_encode(const uint32_t *ctx, size_t n_ctx, const uint32_t *tok, size_t n, float *K, float *V,
+           float *L)
+{
+	const struct hsa_runtime *rt = hsa_runtime_cuda();
+	int err = 0;
+	pthread_mutex_lock(&gpu_lock);
+	if (gpu_enc == NULL)
+		err = rt->scratch_alloc(model, HS_GPU_BATCH, &gpu_enc);
+	if (err == 0)
+		err = encode_batches(rt, gpu_enc, HS_GPU_BATCH, ctx, n_ctx, tok, n, K, V, L);
+	pthread_mutex_unlock(&gpu_lock);
+	if (err == -ENOMEM || err == HSAMEM_EBACKEND) {
+		gpu_failed("chunk encoding");
+		return HSAMEM_EBACKEND;
+	}
+	return err;
+}
+
 static int
 hs_encode_chunks(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
                  const uint32_t *tok, size_t n, float *K, float *V, float *L)
@@ -160,21 +227,19 @@ hs_encode_chunks(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
 	if (err != 0)
 		return err;
 	const struct hsa_config *c = &model->cfg;
-	uint32_t S = c->chunk, *win = NULL;
+	uint32_t S = c->chunk;
 	size_t n_chunks = (n + S - 1) / S, row = (size_t)c->h_kv * c->d_h, per = S * row;
 	struct hsa_scratch *s = NULL;
 	if (n == 0 || n_ctx > S)
 		return HSAMEM_EINVAL;
-	size_t batch = n_chunks < HS_BATCH ? n_chunks : HS_BATCH;
-	if ((win = malloc(batch * 2 * S * sizeof(uint32_t))) == NULL)
-		return -ENOMEM;
-	if ((err = hsa_scratch_alloc(model, (uint32_t)batch, &s)) != 0)
-		goto out;
-	for (size_t first = 0; first < n_chunks && err == 0; first += batch) {
-		size_t nw = n_chunks - first < batch ? n_chunks - first : batch;
-		chunk_windows(win, S, c->pad_id, ctx, n_ctx, tok, n, first, nw);
-		err = hsa_encode_chunks(model, s, win, (uint32_t)nw, K + first * per,
-		                        V + first * per, L + first * c->d_r);
+	err = on_gpu ? gpu_encode(ctx, n_ctx, tok, n, K, V, L) : HSAMEM_EBACKEND;
+	if (err == HSAMEM_EBACKEND) {
+		size_t batch = n_chunks < HS_BATCH ? n_chunks : HS_BATCH;
+		err = hsa_scratch_alloc(model, (uint32_t)batch, &s);
+		if (err == 0)
+			err = encode_batches(hsa_runtime_cpu(), s, batch, ctx, n_ctx, tok, n, K, V,
+			                     L);
+		hsa_scratch_free(s);
 	}
 	/* the rows of a padded chunk's pads are zero (encoder.h) */
 	size_t n_real = n - (n_chunks - 1) * S;
@@ -184,9 +249,6 @@ hs_encode_chunks(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
 		memset(V + (n_chunks - 1) * per + n_real * row, 0,
 		       (S - n_real) * row * sizeof(float));
 	}
-out:
-	hsa_scratch_free(s);
-	free(win);
 	return err;
 }
 
@@ -220,9 +282,24 @@ hs_encode_query_ctx(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_c
 	struct hsa_scratch *s = NULL;
 	struct hsa_memory none = {0};
 	struct hsa_query_out out = {.qr = qr, .qa = qa};
+	/* the position of <|a|>: its queries rank the chunks the answer comes from */
+	err = HSAMEM_EBACKEND;
+	if (on_gpu) {
+		pthread_mutex_lock(&gpu_lock);
+		err = gpu_query != NULL ? 0
+		                        : hsa_runtime_cuda()->scratch_alloc(model, 1, &gpu_query);
+		if (err == 0)
+			err = hsa_cuda_query_heads(model, gpu_query, win, len, len - 1, qr, qa);
+		pthread_mutex_unlock(&gpu_lock);
+		if (err == -ENOMEM || err == HSAMEM_EBACKEND) {
+			gpu_failed("a query");
+			err = HSAMEM_EBACKEND;
+		}
+	}
+	if (err != HSAMEM_EBACKEND)
+		return err;
 	if ((err = hsa_scratch_alloc(model, 1, &s)) != 0)
 		return err;
-	/* the position of <|a|>: its queries rank the chunks the answer comes from */
 	err = hsa_query(model, s, win, len, len - 1, &none, &out);
 	hsa_scratch_free(s);
 	return err;
@@ -241,6 +318,7 @@ hs_encode_query(const struct hsa_spec *spec, const uint32_t *tok, size_t n, floa
  */
 struct enc_answer {
 	struct hsa_scratch *s;
+	bool gpu;      /* s is the CUDA runtime's */
 	uint32_t *all; /* ctx, <|q|> question <|a|>, then the answer so far */
 	uint32_t total, cap, n;
 	float *logits;
@@ -251,7 +329,10 @@ hs_answer_close(struct enc_answer *a)
 {
 	if (a == NULL)
 		return;
-	hsa_scratch_free(a->s);
+	if (a->gpu)
+		hsa_runtime_cuda()->scratch_free(a->s);
+	else
+		hsa_scratch_free(a->s); /* NULL after a failed answer_to_cpu */
 	free(a->all);
 	free(a->logits);
 	free(a);
@@ -279,7 +360,8 @@ hs_answer_open(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx, c
 		hs_answer_close(a);
 		return -ENOMEM;
 	}
-	if ((err = hsa_scratch_alloc(model, 1, &a->s)) != 0) {
+	a->gpu = on_gpu && hsa_runtime_cuda()->scratch_alloc(model, 1, &a->s) == 0;
+	if (!a->gpu && (err = hsa_scratch_alloc(model, 1, &a->s)) != 0) {
 		hs_answer_close(a);
 		return err;
 	}
@@ -294,12 +376,57 @@ hs_answer_open(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx, c
 	return 0;
 }
 
+/* The answer's GPU failed: on to the CPU, with its own scratch, for the rest of the answer. */
+static int
+answer_to_cpu(struct enc_answer *a)
+{
+	gpu_failed("an answer");
+	hsa_runtime_cuda()->scratch_free(a->s);
+	a->s = NULL;
+	a->gpu = false;
+	return hsa_scratch_alloc(model, 1, &a->s);
+}
+
+/* The window's queries at its last position (a->n set), on the GPU or the CPU. */
+static int
+answer_heads(struct enc_answer *a, float *qr, float *qa)
+{
+	const uint32_t *w = a->all + a->total - a->n;
+	int err = HSAMEM_EBACKEND;
+	if (a->gpu) {
+		err = hsa_cuda_query_heads(model, a->s, w, a->n, a->n - 1, qr, qa);
+		if (err != HSAMEM_EBACKEND || (err = answer_to_cpu(a)) != 0)
+			return err;
+	}
+	return hsa_query_heads(model, a->s, w, a->n, a->n - 1, qr, qa);
+}
+
 static int
 hs_answer_step(struct enc_answer *a, float *qr, float *qa)
 {
 	uint32_t win = 2 * model->cfg.chunk;
 	a->n = a->total < win ? a->total : win;
-	return hsa_query_heads(model, a->s, a->all + a->total - a->n, a->n, a->n - 1, qr, qa);
+	return answer_heads(a, qr, qa);
+}
+
+/* The logits of the last position given the HSA output O (after answer_heads). */
+static int
+answer_logits(struct enc_answer *a, const float *O)
+{
+	const struct hsa_config *c = &model->cfg;
+	int err;
+	if (!a->gpu)
+		return hsa_query_logits(model, a->s, a->n, a->n - 1, O, a->logits);
+	err = hsa_cuda_query_logits(model, a->s, a->n, a->n - 1, O, a->logits);
+	if (err != HSAMEM_EBACKEND)
+		return err;
+	/* the CPU's scratch must hold this window's state first: run its queries again */
+	float *q = malloc(((size_t)c->d_r + (size_t)c->h_q * c->d_h) * sizeof(float));
+	err = q == NULL ? -ENOMEM : answer_to_cpu(a);
+	if (err == 0)
+		err = answer_heads(a, q, q + c->d_r);
+	free(q);
+	return err != 0 ? err : hsa_query_logits(model, a->s, a->n, a->n - 1, O, a->logits);
 }
 
 static int
@@ -309,7 +436,7 @@ hs_answer_next(struct enc_answer *a, const float *O, uint32_t *tok, bool *eos)
 	uint32_t best = 0;
 	if (a->n == 0)
 		return HSAMEM_EINVAL;
-	int err = hsa_query_logits(model, a->s, a->n, a->n - 1, O, a->logits);
+	int err = answer_logits(a, O);
 	a->n = 0;
 	if (err != 0)
 		return err;
@@ -390,9 +517,27 @@ hsa_small_load(const char *dir, char *why, size_t why_len)
 	return 0;
 }
 
+int
+hsa_small_use_gpu(int device, char *why, size_t why_len)
+{
+	int err = hs_ready(why, why_len);
+	if (err == 0)
+		err = hsa_cuda_attach(model, device, why, why_len);
+	on_gpu = err == 0;
+	return err;
+}
+
 void
 hsa_small_unload(void)
 {
+	const struct hsa_runtime *rt = hsa_runtime_cuda();
+	if (rt != NULL) {
+		rt->scratch_free(gpu_enc);
+		rt->scratch_free(gpu_query);
+	}
+	gpu_enc = gpu_query = NULL;
+	on_gpu = false;
+	hsa_cuda_detach(model);
 	hsa_model_free(model);
 	model = NULL;
 	snprintf(load_error, sizeof(load_error), "encoder hsa-small: no model folder was loaded");

@@ -24,6 +24,14 @@ extern struct enc_ops enc_hsa_small;
  */
 int hsa_small_load(const char *dir, char *why, size_t why_len);
 
+/*
+ * Runs the loaded model on CUDA device `device` from now on (hsa_cuda.h), the CPU staying the
+ * fallback of any failed call. Call it after hsa_small_load, before any thread encodes. Returns
+ * 0, HSAMEM_EENCODER (no model) or HSAMEM_EBACKEND (no such device, a build without CUDA) with a
+ * sentence in why; the encoder then stays on the CPU.
+ */
+int hsa_small_use_gpu(int device, char *why, size_t why_len);
+
 /* Frees the model; after it the encoder answers HSAMEM_EENCODER. No thread may be encoding. */
 void hsa_small_unload(void);
 

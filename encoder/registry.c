@@ -38,6 +38,12 @@ enc_load(const char *model_dir, char *why, size_t why_len)
 	return hsa_small_load(model_dir, why, why_len);
 }
 
+int
+enc_use_gpu(int device, char *why, size_t why_len)
+{
+	return hsa_small_use_gpu(device, why, why_len);
+}
+
 void
 enc_unload(void)
 {

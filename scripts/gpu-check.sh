@@ -8,7 +8,7 @@
 #   ../configure --disable-shared --enable-cuda=yes
 #   progs="hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_copy tests/test_cuda_probe
 #       tests/test_hsa tests/test_hsa_cpu tests/test_hsa_math tests/test_daemon_attend
-#       bench/bench_gpu bench/bench_kernels"
+#       tests/test_cuda_model bench/bench_gpu bench/bench_kernels bench/bench_cuda_model"
 #   make -j $progs && strip $progs
 #   cd .. && ../shared/tools/devlibs build-gpu/hsamemd build-gpu/bench/bench_gpu \
 #       build-gpu/tests/test_daemon_attend -o .devlibs
@@ -19,7 +19,9 @@
 #
 # It runs every test with HSAMEM_REQUIRE_GPU=1 (a skip is a failure), then bench/bench_gpu for the
 # client spec and the lexical encoder's spec and bench/torch_ref.py on the same sizes, then
-# bench/bench_kernels (each kernel alone, and cuBLAS's scoring beside the backend's), and writes
+# bench/bench_kernels (each kernel alone, and cuBLAS's scoring beside the backend's), then
+# bench/bench_cuda_model (hsa-small on the GPU: chunk-encoding tokens/s against the bf16 GEMM roof,
+# query latency), and writes
 #   $OUT/machine.txt  the GPU, driver and CPU
 #   $OUT/tests.log    every test's output, and a PASS/FAIL line each
 #   $OUT/bench.log    both benchmarks' tables
@@ -39,8 +41,8 @@ export HSAMEM_TOP_SRCDIR="$top"
 export PYTHONUNBUFFERED=1
 
 case $mode in
-quick) tokens=1048576 iters=100 append=1024 ;;
-full) tokens=1048576,4194304,16777216 iters=300 append=8192 ;;
+quick) tokens=1048576 iters=100 append=1024 model_secs=2 ;;
+full) tokens=1048576,4194304,16777216 iters=300 append=8192 model_secs=6 ;;
 *) echo "usage: $0 [quick|full]" >&2; exit 2 ;;
 esac
 
@@ -54,7 +56,7 @@ esac
 status=0
 : >"$out/tests.log"
 for t in test_cuda_probe test_cuda_cache test_cuda_copy test_hsa test_hsa_cpu test_hsa_math test_cuda \
-	test_daemon_attend; do
+	test_daemon_attend test_cuda_model; do
 	start=$(date +%s)
 	"$build/tests/$t" >>"$out/tests.log" 2>&1
 	rc=$?
@@ -86,5 +88,7 @@ kern=1048576
 [ "$mode" = full ] && kern=1048576,16777216
 bench "$build/bench/bench_kernels" --tokens "$kern" --iters 200 --json "$out/bench.json" ||
 	status=1
+bench "$build/bench/bench_cuda_model" --model "$top/models/hsa-small" --seconds "$model_secs" \
+	--json "$out/bench.json" || status=1
 grep -E '^(PASS|FAIL)' "$out/tests.log"
 exit $status

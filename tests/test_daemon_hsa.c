@@ -224,12 +224,20 @@ max_diff(const void *half, const float *want, size_t n)
 /*
  * Every chunk of a memory against the model run here on its window: the previous chunk's real
  * tokens (pads on the left where fewer than S), then its own (pads on the right); K, V rows past
- * n_real zero.
+ * n_real zero. A daemon on a GPU encodes there, with bf16 GEMM inputs: its K, V and L are off
+ * the CPU's by up to about 2% of their largest magnitudes (test_cuda_model measures it), so the
+ * tolerances are wider then.
  */
 static void
 check_tensors(struct hsamem *c, const char *user)
 {
 	struct hsamem_chunk_list *cl = NULL;
+	struct hsamem_server *sv = NULL;
+	double tk = 2e-2, tv = 2e-2, tl = 5e-2;
+	CHECK_RET(hsamem_ping(c, &sv), 0);
+	if (sv != NULL && sv->backend != NULL && strncmp(sv->backend, "cuda", 4) == 0)
+		tk = 0.25, tv = 0.5, tl = 0.15;
+	hsamem_result_free(sv);
 	CHECK_RET(hsamem_chunks(c, user, 0, 64, HSAMEM_CHUNKS_TENSORS, &cl), 0);
 	if (cl == NULL || model == NULL)
 		return;
@@ -254,10 +262,10 @@ check_tensors(struct hsamem *c, const char *user)
 			continue;
 		double dk = max_diff(ch->k, K, per), dv = max_diff(ch->v, V, per);
 		double dl = max_diff(ch->landmark, L, 128);
-		if (dk > 2e-2 || dv > 2e-2 || dl > 5e-2)
+		if (dk > tk || dv > tv || dl > tl)
 			fprintf(stderr, "%s chunk %zu (n_real %u): K %g V %g L %g off\n", user, j,
 			        ch->n_real, dk, dv, dl);
-		CHECK(dk <= 2e-2 && dv <= 2e-2 && dl <= 5e-2);
+		CHECK(dk <= tk && dv <= tv && dl <= tl);
 	}
 	hsa_scratch_free(s);
 	free(K);
