@@ -2,8 +2,8 @@
  * cli_mcp.h: hsamem mcp, the Model Context Protocol server of hsamem: a client of the daemon (a
  * plain user of libhsamem, like every command) that offers one memory to a model as tools.
  *
- * cli_mcp.c owns the command and the protocol: JSON-RPC 2.0 messages, the lifecycle
- * (initialize, the revision agreed), tools/list and tools/call, and the stdio transport.
+ * cli_mcp.c owns the command and the stdio transport; cli_mcp_rpc.c the protocol: JSON-RPC 2.0
+ * messages, the lifecycle (initialize, the revision agreed), tools/list and tools/call.
  * cli_mcp_tools.c owns the tools: one table, each tool with its JSON Schema and its handler, and
  * the check of a call's arguments against the schema. cli_mcp_http.c owns the Streamable HTTP
  * transport. The memory's name is the server's (command line or environment): no tool takes one,
@@ -65,6 +65,8 @@ json_t *mcp_string(const char *s);
  * an error reply.
  */
 json_t *mcp_handle(struct mcp *m, json_t *msg);
+/* A JSON-RPC error reply (id NULL: null), or NULL when out of memory. */
+json_t *mcp_error(json_t *id, int code, const char *msg);
 /* Handles the text of one message (parse errors become an error reply): the reply or NULL. */
 json_t *mcp_handle_text(struct mcp *m, const char *text, size_t len);
 
