@@ -10,26 +10,17 @@ and shown (a real app puts them into its model's prompt, where answer() stands i
 Type messages; an empty line or end of input quits. The memory outlives the program: run it again
 and ask about something said before.
 
-Each run is a session, with an id of its own. Turns carry their role (user, assistant) today; the
-session, and entry-level recall with a threshold applied by the daemon, are passed on as soon as the
-client library takes them (keyword arguments session= of append(), min_score= of query()): until
-then turns carry no session and the threshold is applied here to the score of each recalled chunk.
+Each run is a session: every turn is stored with its role and the scope session=ID. Recall is
+entry-level (hsamem(7), ENTRY RECALL): the entries that answer, each scored by the HSA evidence on
+its own tokens, with the daemon dropping those below --min-score; the filter keeps user and
+assistant turns and leaves out the turns of the session that is going on (already in the prompt).
 """
 
 import argparse
-import inspect
 import sys
 import time
 
 import hsamem
-
-
-def takes(fn, keyword):
-    """Whether the client's method fn takes keyword (features that newer clients bring)."""
-    try:
-        return keyword in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class ChatMemory:
@@ -38,31 +29,21 @@ class ChatMemory:
     def __init__(self, client, user, session, min_score, k):
         self.mem, self.user, self.session = client, user, session
         self.min_score, self.k = min_score, k
-        self.has_session = takes(client.append, "session")
-        self.has_min_score = takes(client.query, "min_score")
 
     def remember(self, role, text):
         """Appends one turn, durably, before the conversation goes on."""
-        extra = {"session": self.session} if self.has_session else {}
-        return self.mem.append(self.user, text, role=role, **extra)
+        return self.mem.append(self.user, text, role=role, scope={"session": self.session})
 
-    def recall(self, message, exclude=()):
+    def recall(self, message):
         """The past turns that matter for message, most relevant first, as (score, Entry);
         [] when nothing passes the threshold (or nothing is remembered yet)."""
-        extra = {"min_score": self.min_score} if self.has_min_score else {}
         try:
-            hits = self.mem.query(self.user, message, k=self.k, max_entries=4, **extra)
+            hits = self.mem.recall(self.user, message, k=self.k, min_score=self.min_score,
+                                   where={"role": ["user", "assistant"]})
         except hsamem.NoSuchUser:  # a new user: nothing to recall yet
             return []
-        seen, turns = set(exclude), []
-        for hit in hits:
-            if hit.score < self.min_score:
-                continue
-            for e in hit.entries:
-                if e.seq not in seen and e.role in ("user", "assistant"):
-                    seen.add(e.seq)
-                    turns.append((hit.score, e))
-        return turns
+        return [(h.score, h.entry) for h in hits
+                if not h.context and h.entry.scope.get("session") != self.session]
 
 
 def answer(message, turns):
@@ -76,32 +57,30 @@ def answer(message, turns):
 def main():
     ap = argparse.ArgumentParser(description="A chat loop whose memory is hsamemd.")
     ap.add_argument("user", nargs="?", default="demo", help="whose memory (default demo)")
-    ap.add_argument("--min-score", type=float, default=2.0,
-                    help="recall only what scores at least this (default 2.0, for the lexical "
-                         "encoder, whose score sums over the query words a passage holds)")
-    ap.add_argument("-k", type=int, default=4, help="passages to recall (default 4)")
+    ap.add_argument("--min-score", type=float, default=0.3,
+                    help="recall only turns whose evidence is at least this (default 0.3; an "
+                         "entry's score is the share of the HSA weight on its tokens, 0 to 1)")
+    ap.add_argument("-k", type=int, default=4, help="chunks to search (default 4)")
     a = ap.parse_args()
     session = "chat-%d" % int(time.time() * 1000)
     with hsamem.Client() as client:
         server = client.ping()
         memory = ChatMemory(client, a.user, session, a.min_score, a.k)
-        print("hsamemd %s at %s; talking as %s, session %s%s" % (
-            server.server_version, client.url, a.user, session,
-            "" if memory.has_session else " (this client keeps no sessions yet)"))
-        this_session = set()
+        print("hsamemd %s at %s; talking as %s, session %s" % (
+            server.server_version, client.url, a.user, session))
         for line in sys.stdin:
             message = line.strip()
             if not message:
                 break
-            turns = memory.recall(message, exclude=this_session)
+            turns = memory.recall(message)
             if not turns:
                 print("  (nothing relevant remembered)")
             for score, e in turns:
                 print("  [recalled #%d %s, %.2f] %s" % (e.seq, e.role, score, e.text))
-            this_session.add(memory.remember("user", message).first_seq)
+            memory.remember("user", message)
             reply = answer(message, turns)
             print(reply)
-            this_session.add(memory.remember("assistant", reply).first_seq)
+            memory.remember("assistant", reply)
     return 0
 
 
