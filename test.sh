@@ -41,7 +41,9 @@ status=0
 make -j"$(nproc)" check >check.out 2>&1 || status=$?
 report . "" "$status" check.out
 
-# The same suite built by clang, from exactly the files a release tarball holds.
+# The same suite built by clang, from exactly the files a release tarball holds; the MCP SDK
+# that deps.sh installed is not part of it, so test_mcp.sh is told where it is.
+export HSAMEM_MCP_MODULES="$PWD/tests/mcp/node_modules"
 status=0
 rm -rf build-clang && mkdir build-clang
 (

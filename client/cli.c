@@ -131,10 +131,10 @@ static const struct cmd cmd_version = {
 
 /* In the order hsamem --help lists them. */
 static const struct cmd *const commands[] = {
-        &cmd_ping,   &cmd_create,  &cmd_append, &cmd_query,   &cmd_ask,    &cmd_attend,
-        &cmd_flush,  &cmd_users,   &cmd_stats,  &cmd_entries, &cmd_chunks, &cmd_forget,
-        &cmd_update, &cmd_history, &cmd_delete, &cmd_export,  &cmd_import, &cmd_reencode,
-        &cmd_backup, &cmd_compact, &cmd_help,   &cmd_version,
+        &cmd_ping,   &cmd_create,  &cmd_append, &cmd_query,   &cmd_ask,     &cmd_attend,
+        &cmd_flush,  &cmd_users,   &cmd_stats,  &cmd_entries, &cmd_chunks,  &cmd_forget,
+        &cmd_update, &cmd_history, &cmd_delete, &cmd_export,  &cmd_import,  &cmd_reencode,
+        &cmd_backup, &cmd_compact, &cmd_mcp,    &cmd_help,    &cmd_version,
 };
 
 static const struct cmd *

@@ -5,8 +5,9 @@
  * the table lists them, then its arguments; only then does the command's run() start. The
  * commands live by what they do: cli_read.c (ping, query, users, stats, entries, chunks),
  * cli_write.c (create, append, flush, delete), cli_attend.c, cli_transfer.c (export, import),
- * cli_reencode.c, cli_ask.c. What they use while they run is in cli_ctx.h; results are shown
- * through cli_format.h. None of them touches the protocol: the CLI is a plain user of libhsamem.
+ * cli_reencode.c, cli_ask.c, cli_mcp.c (the MCP server, cli_mcp.h). What they use while they run is
+ * in cli_ctx.h; results are shown through cli_format.h. None of them touches the protocol: the CLI
+ * is a plain user of libhsamem.
  */
 #ifndef HSAMEM_CLI_H
 #define HSAMEM_CLI_H
@@ -50,6 +51,7 @@ struct cmd {
 extern const struct cmd cmd_ping, cmd_create, cmd_append, cmd_query, cmd_attend, cmd_flush,
         cmd_users, cmd_stats, cmd_entries, cmd_chunks, cmd_delete, cmd_export, cmd_import,
         cmd_reencode, cmd_ask;
+extern const struct cmd cmd_mcp;                             /* cli_mcp.c */
 extern const struct cmd cmd_backup, cmd_compact;             /* cli_admin.c */
 extern const struct cmd cmd_forget, cmd_update, cmd_history; /* cli_forget.c */
 

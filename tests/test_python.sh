@@ -47,6 +47,20 @@ HSAMEM_SOCKET="$sock" HSAMEM_LIBRARY="$lib" PYTHONPATH="$src/client/python" \
 	PYTHONDONTWRITEBYTECODE=1 TMPDIR="$dir" "$python" "$src/tests/test_python.py"
 rc=$?
 
+# The chat example: a second session recalls the first one's turn, and nothing below its threshold.
+chat() {
+	HSAMEM_SOCKET="$sock" HSAMEM_LIBRARY="$lib" PYTHONPATH="$src/client/python" \
+		PYTHONDONTWRITEBYTECODE=1 "$python" "$src/client/python/chat_example.py" carol
+}
+out=$(printf 'I keep bees on the roof of my house\n' | chat) &&
+	echo "$out" | grep -q 'nothing relevant remembered' &&
+	out=$(printf 'tell me about my bees\nwhat is the weather\n' | chat) &&
+	echo "$out" | sed -n 2p | grep -q '^  \[recalled #0 user, .*\] I keep bees on the roof' &&
+	echo "$out" | grep -q '^That reminds me of what you said before: "I keep bees' &&
+	echo "$out" | tail -n 2 | grep -q 'nothing relevant remembered' &&
+	"$top/hsamem" -s "$sock" entries carol | grep -q 'assistant' ||
+	{ echo "chat_example: FAIL: $out"; rc=1; }
+
 kill -TERM "$pid"; wait "$pid" || { echo "hsamemd did not exit cleanly"; rc=1; }; pid=""
 [ $rc -eq 0 ] || cat "$dir/hsamemd.log"
 exit $rc
