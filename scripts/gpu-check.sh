@@ -8,7 +8,8 @@
 #   ../configure --disable-shared --enable-cuda=yes
 #   progs="hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_copy tests/test_cuda_probe
 #       tests/test_hsa tests/test_hsa_cpu tests/test_hsa_math tests/test_daemon_attend
-#       tests/test_cuda_model bench/bench_gpu bench/bench_kernels bench/bench_cuda_model"
+#       tests/test_cuda_model tests/test_hsa_model tests/test_daemon_hsa tests/test_daemon_scopes
+#       tests/test_daemon_forget bench/bench_gpu bench/bench_kernels bench/bench_cuda_model"
 #   make -j $progs && strip $progs
 #   cd .. && ../shared/tools/devlibs build-gpu/hsamemd build-gpu/bench/bench_gpu \
 #       build-gpu/tests/test_daemon_attend -o .devlibs
@@ -56,7 +57,8 @@ esac
 status=0
 : >"$out/tests.log"
 for t in test_cuda_probe test_cuda_cache test_cuda_copy test_hsa test_hsa_cpu test_hsa_math test_cuda \
-	test_daemon_attend test_cuda_model; do
+	test_daemon_attend test_cuda_model test_hsa_model test_daemon_hsa test_daemon_scopes \
+	test_daemon_forget; do
 	start=$(date +%s)
 	"$build/tests/$t" >>"$out/tests.log" 2>&1
 	rc=$?
