@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hybrid.h"
 #include "ops.h"
 #include "seal.h"
 
@@ -231,7 +232,7 @@ step_target(struct step *p)
 	strcpy(p->neu.name, name);
 	p->neu.spec = p->job->spec;
 	p->neu.created_ms = p->old.created_ms;
-	p->neu.flags = STORE_USER_IMPORTING;
+	p->neu.flags = STORE_USER_IMPORTING | hyb_flags(&p->neu.spec);
 	return store_user_create(p->txn, &p->neu);
 }
 
