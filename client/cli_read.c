@@ -3,6 +3,7 @@
  * entries and chunks. Each makes one request and shows its result.
  */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "cli.h"
@@ -43,12 +44,18 @@ const struct cmd cmd_ping = {
 
 /* ---- query ---- */
 
-enum { O_ENTRIES = 256, O_NOTAIL };
+enum { O_ENTRIES = 256, O_NOTAIL, O_MODE };
+
+struct query_state {
+	struct hsamem_query q;
+	const char *mode;
+};
 
 static int
 query_opt(struct ctx *c, void *state, int id, const char *arg)
 {
-	struct hsamem_query *q = state;
+	struct query_state *qs = state;
+	struct hsamem_query *q = &qs->q;
 
 	switch (id) {
 	case 'k':
@@ -60,6 +67,12 @@ query_opt(struct ctx *c, void *state, int id, const char *arg)
 			return cli_usage(c, "--entries takes a number");
 		break;
 	case O_NOTAIL: q->no_tail = true; break;
+	case O_MODE:
+		if (strcmp(arg, "learned") != 0 && strcmp(arg, "lexical") != 0 &&
+		    strcmp(arg, "hybrid") != 0)
+			return cli_usage(c, "--mode takes learned, lexical or hybrid");
+		qs->mode = arg;
+		break;
 	}
 	return -1;
 }
@@ -67,14 +80,14 @@ query_opt(struct ctx *c, void *state, int id, const char *arg)
 static int
 query_run(struct ctx *c, void *state, char **args, int n_args)
 {
-	struct hsamem_query *q = state;
+	struct query_state *qs = state;
 	struct hsamem_query_result *res;
 	int rv, err;
 
 	if ((rv = cli_connect(c)) != 0)
 		return rv;
-	q->text = args[1];
-	if ((err = hsamem_query(c->h, args[0], q, &res)) != 0)
+	qs->q.text = args[1];
+	if ((err = hsamem_query_mode(c->h, args[0], &qs->q, qs->mode, &res)) != 0)
 		return cli_fail(c, err);
 	print_query(args[0], res);
 	hsamem_result_free(res);
@@ -85,6 +98,7 @@ static const struct option query_options[] = {
         {"top-k", required_argument, NULL, 'k'},
         {"entries", required_argument, NULL, O_ENTRIES},
         {"no-tail", no_argument, NULL, O_NOTAIL},
+        {"mode", required_argument, NULL, O_MODE},
         {0},
 };
 
@@ -93,11 +107,15 @@ static const char query_details[] =
         "tokens that weigh most highlighted.\n\n"
         "  -k, --top-k N      chunks to return (default: the memory's)\n"
         "  --entries N        covered entries shown per chunk (default 8)\n"
-        "  --no-tail          do not consider the unsealed tail\n";
+        "  --no-tail          do not consider the unsealed tail\n"
+        "  --mode MODE        how to rank: learned (the model's landmarks), lexical (BM25 over\n"
+        "                     the memory's words) or hybrid (both, fused by reciprocal rank);\n"
+        "                     default hybrid for hsa-small memories; lexical memories rank\n"
+        "                     lexically only\n";
 
 const struct cmd cmd_query = {
         .name = "query",
-        .args = "USER TEXT [-k N] [--entries N] [--no-tail]",
+        .args = "USER TEXT [-k N] [--entries N] [--no-tail] [--mode MODE]",
         .summary = "Shows the chunks of USER's memory that matter most for TEXT.",
         .details = query_details,
         .opts = query_options,
@@ -105,7 +123,7 @@ const struct cmd cmd_query = {
         .min_args = 2,
         .max_args = 2,
         .missing = "give USER and TEXT",
-        .state_size = sizeof(struct hsamem_query),
+        .state_size = sizeof(struct query_state),
         .opt = query_opt,
         .run = query_run,
 };

@@ -414,12 +414,23 @@ struct hsamem_hit {
 	size_t n_top_tokens;
 };
 
+/* How a query's hit was ranked (hsamem(7), QUERY MODES), one per hit of a query result. */
+struct hsamem_hit_rank {
+	float rank_score;    /* what ranked it: the fused score in hybrid mode, else the score of
+	                        the ranking used (the hit's score, or its lexical score) */
+	float lexical_score; /* the chunk's lexical score, when has_lexical */
+	bool has_lexical;    /* an hsa-small memory queried in lexical or hybrid mode */
+};
+
 /* What hsamem_query() returns. */
 struct hsamem_query_result {
 	struct hsamem_hit *hits; /* best first */
 	size_t n_hits;
 	uint64_t chunks; /* chunks searched */
 	uint32_t k;      /* the k used */
+	/* Since 1.4: */
+	const char *mode;              /* the ranking used: "learned", "lexical" or "hybrid" */
+	struct hsamem_hit_rank *ranks; /* [n_hits], beside hits */
 };
 
 /*
@@ -432,6 +443,16 @@ struct hsamem_query_result {
  */
 int hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
                  struct hsamem_query_result **out);
+
+/*
+ * hsamem_query() in a ranking mode (hsamem(7), QUERY MODES): "learned", "lexical" or "hybrid",
+ * or NULL for the memory's default (hybrid for hsa-small memories, lexical for lexical ones).
+ * Errors as hsamem_query(), and HSAMEM_EINVAL for a mode the memory does not rank by (a lexical
+ * memory in learned or hybrid mode, or an unknown name), HSAMEM_ENOTSUP for an hsa-small memory
+ * without lexical landmarks in lexical or hybrid mode (hsamem_reencode() adds them).
+ */
+int hsamem_query_mode(struct hsamem *h, const char *user, const struct hsamem_query *q,
+                      const char *mode, struct hsamem_query_result **out);
 
 /* hsamem_query() with a text and k (0: the memory's default), other parameters their defaults. */
 int hsamem_query_text(struct hsamem *h, const char *user, const char *text, uint32_t top_k,

@@ -87,8 +87,14 @@ class _CHit(ctypes.Structure):
                 ("n_entries", _sz), ("top_tokens", _P(_CTokenWeight)), ("n_top_tokens", _sz)]
 
 
+class _CHitRank(ctypes.Structure):
+    _fields_ = [("rank_score", ctypes.c_float), ("lexical_score", ctypes.c_float),
+                ("has_lexical", _bool)]
+
+
 class _CQueryResult(ctypes.Structure):
-    _fields_ = [("hits", _P(_CHit)), ("n_hits", _sz), ("chunks", _u64), ("k", _u32)]
+    _fields_ = [("hits", _P(_CHit)), ("n_hits", _sz), ("chunks", _u64), ("k", _u32),
+                ("mode", _cstr), ("ranks", _P(_CHitRank))]
 
 
 class _CAsk(ctypes.Structure):
@@ -202,6 +208,8 @@ _PROTOTYPES = {
     "hsamem_flush": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CChunkIn), _P(_CFlushInfo)]),
     "hsamem_query": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CQuery),
                                     _P(_P(_CQueryResult))]),
+    "hsamem_query_mode": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CQuery), _cstr,
+                                         _P(_P(_CQueryResult))]),
     "hsamem_ask": (ctypes.c_int, [ctypes.c_void_p, _cstr, _cstr, _P(_CAsk), _P(_P(_CAskResult))]),
     "hsamem_attend": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CAttend),
                                      _P(_P(_CAttendResult))]),

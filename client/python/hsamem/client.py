@@ -23,7 +23,7 @@ from ._capi import (_P, _READ_FN, _URL_MAX, _WRITE_FN, _CAppendInfo, _CAsk, _CAs
 from .errors import ERRORS, HsamemError
 from .results import (Answer, AppendInfo, AttendResult, BackupInfo, ChunkList, CompactInfo,
                       DeleteInfo, EntryList, FlushInfo, Hits, Reencode, Server, Transfer, _array,
-                      _chunk, _entry, _hit, _memory, _stats)
+                      _chunk, _entry, _hit, _memory, _ranked, _stats)
 
 
 def library_version():
@@ -250,11 +250,15 @@ class Client:
         return FlushInfo(i.chunks, bool(i.sealed))
 
     def query(self, user, text=None, k=None, max_entries=None, include_tail=True, *,
-              tokens=None):
+              tokens=None, mode=None):
         """Asks user's memory which chunks matter for text (or token ids): returns Hits, a list
         of Hit, best first. k: chunks to return (None: the memory's default); max_entries:
         covered entries per hit (None: 8); include_tail=False does not score the unsealed tail.
-        Raises NoSuchUser, NotSupported (a client memory: use attend()), InvalidArgument."""
+        mode: "learned", "lexical" or "hybrid" (None: the memory's default; hsamem(7), QUERY
+        MODES); Hits.mode says which ranked, each Hit's rank_score what ranked it and its
+        lexical_score the lexical score (None outside lexical and hybrid on hsa-small).
+        Raises NoSuchUser, NotSupported (a client memory: use attend(); an hsa-small memory
+        without lexical landmarks in lexical or hybrid mode), InvalidArgument (a bad mode)."""
         q = _CQuery()
         q.text = t = _b(text)
         toks, n = _u32_array(tokens)
@@ -263,10 +267,12 @@ class Client:
         q.top_k = k or 0
         q.max_entries = max_entries or 0
         q.no_tail = not include_tail
-        conv = lambda c: Hits([_hit(c.hits[i]) for i in range(c.n_hits)], c.chunks, c.k)
-        res = self._call("hsamem_query", conv, _user(user), ctypes.byref(q),
+        conv = lambda c: Hits([_ranked(_hit(c.hits[i]), c.ranks[i]) for i in range(c.n_hits)],
+                              c.chunks, c.k, _s(c.mode))
+        m = _b(mode)
+        res = self._call("hsamem_query_mode", conv, _user(user), ctypes.byref(q), m,
                          out_type=_CQueryResult)
-        del t, toks
+        del t, toks, m
         return res
 
     def ask(self, user, question, max_tokens=None, max_entries=None):
