@@ -35,7 +35,11 @@ hyb_wanted(const struct enc_ops *enc)
 uint32_t
 hyb_flags(const struct hsa_spec *spec)
 {
-	return hyb_wanted(enc_find(spec->encoder)) ? STORE_USER_LEXICAL : 0;
+	const struct enc_ops *enc = enc_find(spec->encoder);
+	char why[256];
+	if (!hyb_wanted(enc) || (enc->ready != NULL && enc->ready(why, sizeof(why)) != 0))
+		return 0;
+	return STORE_USER_LEXICAL;
 }
 
 int

@@ -23,7 +23,8 @@ enum hyb_mode { HYB_DEFAULT = 0, HYB_LEARNED, HYB_LEXICAL, HYB_HYBRID };
 /* Whether memories of enc keep lexical landmarks (a model encoder that can decode its tokens). */
 bool hyb_wanted(const struct enc_ops *enc);
 
-/* The flags of a new memory of this spec: STORE_USER_LEXICAL where its encoder is wanted. */
+/* The flags of a new memory of this spec: STORE_USER_LEXICAL where its encoder is wanted and
+ * ready (it decodes the chunks' tokens). */
 uint32_t hyb_flags(const struct hsa_spec *spec);
 
 /* Parses a mode name ("learned", "lexical", "hybrid"; NULL or "" is HYB_DEFAULT): 0 or

@@ -357,8 +357,11 @@ ops_apply_reencode(struct job *job, struct store_txn *txn)
 		                "reencode: the memory of '%s' is a client memory: its entries hold "
 		                "your model's token ids, which no built-in encoder reads",
 		                name);
+	/* the same encoder and revision: nothing to do, unless the memory lacks the lexical
+	 * landmarks that memories of its encoder keep now (hybrid.c) */
 	if (strcmp(p.old.spec.encoder, job->spec.encoder) == 0 &&
-	    p.old.spec.revision == job->spec.revision) {
+	    p.old.spec.revision == job->spec.revision &&
+	    (p.old.flags & STORE_USER_LEXICAL) == hyb_flags(&p.old.spec)) {
 		/* nothing to do; a re-encode to it that was under way is dropped */
 		p.neu = p.old;
 		p.old_end = p.old.n_tokens;
