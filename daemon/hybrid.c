@@ -233,6 +233,7 @@ hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user
 struct fused {
 	int64_t chunk;
 	float score;
+	float za, zb;
 	size_t rank_a; /* SIZE_MAX: not in a */
 };
 
@@ -247,26 +248,49 @@ cmp_fused(const void *x, const void *y)
 	return (a->chunk > b->chunk) - (a->chunk < b->chunk);
 }
 
+/* The mean and standard deviation of a ranking's scores (1 when they are all equal), and the
+ * standard score of its last: what a chunk it does not hold gets. */
+static void
+moments(const struct hyb_hit *h, size_t n, float *mean, float *sd)
+{
+	double s = 0, s2 = 0;
+	for (size_t i = 0; i < n; i++) {
+		s += h[i].score;
+		s2 += (double)h[i].score * h[i].score;
+	}
+	double m = n ? s / (double)n : 0, v = n ? s2 / (double)n - m * m : 0;
+	*mean = (float)m;
+	*sd = v > 1e-12 ? (float)sqrt(v) : 1.0f;
+}
+
 size_t
 hyb_fuse(const struct hyb_hit *a, size_t na, const struct hyb_hit *b, size_t nb, size_t k,
          struct hyb_hit *out)
 {
 	struct fused f[2 * HYB_DEPTH];
+	float ma, sa, mb, sb;
 	size_t n = 0;
 	if (na > HYB_DEPTH)
 		na = HYB_DEPTH;
 	if (nb > HYB_DEPTH)
 		nb = HYB_DEPTH;
+	moments(a, na, &ma, &sa);
+	moments(b, nb, &mb, &sb);
+	/* a chunk a ranking does not hold scores at most its last: it gets the last's */
+	float floor_a = na ? (a[na - 1].score - ma) / sa : 0;
+	float floor_b = nb ? (b[nb - 1].score - mb) / sb : 0;
 	for (size_t i = 0; i < na; i++)
-		f[n++] = (struct fused){a[i].chunk, 1.0f / (float)(HYB_RRF_K + i + 1), i};
+		f[n++] = (struct fused){a[i].chunk, 0, (a[i].score - ma) / sa, floor_b, i};
 	for (size_t i = 0; i < nb; i++) {
 		size_t c = 0;
 		while (c < n && f[c].chunk != b[i].chunk)
 			c++;
 		if (c == n)
-			f[n++] = (struct fused){b[i].chunk, 0, SIZE_MAX};
-		f[c].score += 1.0f / (float)(HYB_RRF_K + i + 1);
+			f[n++] = (struct fused){b[i].chunk, 0, floor_a, 0, SIZE_MAX};
+		f[c].zb = (b[i].score - mb) / sb;
 	}
+	for (size_t i = 0; i < n; i++)
+		f[i].score = f[i].za + f[i].zb;
 	qsort(f, n, sizeof(*f), cmp_fused);
 	if (k > n)
 		k = n;

@@ -14,8 +14,7 @@
 
 struct job;
 
-/* The rank constant of reciprocal rank fusion, and how deep each ranking is read for it. */
-#define HYB_RRF_K 60
+/* How deep each ranking is read for fusion. */
 #define HYB_DEPTH 64
 
 enum hyb_mode { HYB_DEFAULT = 0, HYB_LEARNED, HYB_LEXICAL, HYB_HYBRID };
@@ -57,10 +56,12 @@ int hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_
                      float *scores_all);
 
 /*
- * Reciprocal rank fusion of two rankings (best first): each chunk scores the sum over the
- * rankings that hold it of 1 / (HYB_RRF_K + rank), rank from 1. Writes the best k fused (ties
- * to the better learned rank, then the lower index) to out with their fused score; returns
- * their count.
+ * Fuses two rankings (best first, a the learned one, each at most HYB_DEPTH deep) by the sum of
+ * standard scores: each score minus its ranking's mean, over its standard deviation; a chunk
+ * that a ranking does not hold gets that of the ranking's last. Writes the best k fused (ties to
+ * the better rank in a, then the lower index) to out with their fused score; returns their
+ * count. Chosen over reciprocal rank fusion by measurement (models/EVAL.md): ranks forget how
+ * far a lexical exact match stands above the chunks that share only its common words.
  */
 size_t hyb_fuse(const struct hyb_hit *a, size_t na, const struct hyb_hit *b, size_t nb, size_t k,
                 struct hyb_hit *out);
