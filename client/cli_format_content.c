@@ -147,9 +147,9 @@ query_human(const struct view *v)
 	}
 	for (i = 0; i < q->n_hits; i++)
 		tail |= q->hits[i].tail;
-	printf("%s: %zu hit%s among %llu sealed chunk%s%s (k %u, ranked %s)\n", v->user,
-	       q->n_hits, q->n_hits == 1 ? "" : "s", (unsigned long long)q->chunks,
-	       q->chunks == 1 ? "" : "s", tail ? " and the unsealed tail" : "", q->k, q->mode);
+	printf("%s: %zu hit%s among %llu sealed chunk%s%s (k %u, ranked %s)\n", v->user, q->n_hits,
+	       q->n_hits == 1 ? "" : "s", (unsigned long long)q->chunks, q->chunks == 1 ? "" : "s",
+	       tail ? " and the unsealed tail" : "", q->k, q->mode);
 	for (i = 0; i < q->n_hits; i++) {
 		hit_block(i + 1, &q->hits[i]);
 		if (q->ranks[i].has_lexical)

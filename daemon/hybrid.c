@@ -168,7 +168,8 @@ lexical_query(struct store_txn *txn, const struct store_user *u, const char *tex
 	if ((ret = store_terms_get(txn, u->uid, &t)) != 0 ||
 	    (ret = store_terms_df(txn, u->uid, ids, m, df)) != 0)
 		goto out;
-	struct enc_stats st = {.chunks = t.chunks, .tokens = t.tokens, .n = m, .ids = ids, .df = df};
+	struct enc_stats st = {
+	        .chunks = t.chunks, .tokens = t.tokens, .n = m, .ids = ids, .df = df};
 	ret = lex->encode_query_stats(&spec, &st, tok, n, qr, qa);
 out:
 	free(qa);

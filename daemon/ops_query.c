@@ -241,11 +241,11 @@ merge_heads(const struct hsa_spec *spec, uint32_t k, const struct hsa_result *re
 			for (c = 0; c < n && cand[c].chunk != res->sel[at]; c++)
 				;
 			if (c == n)
-				cand[n++] = (struct candidate){
-				        .chunk = res->sel[at],
-				        .score = res->score[at],
-				        .attn = res->attn + ((size_t)r * G * k + i) * S,
-				        .stride = k * S};
+				cand[n++] = (struct candidate){.chunk = res->sel[at],
+				                               .score = res->score[at],
+				                               .attn = res->attn +
+				                                       ((size_t)r * G * k + i) * S,
+				                               .stride = k * S};
 			else if (res->score[at] > cand[c].score)
 				cand[c].score = res->score[at];
 		}
@@ -504,11 +504,12 @@ query_mode(struct job *job, const struct store_user *u, const struct enc_ops *en
 	if (*out == HYB_DEFAULT)
 		*out = has_lex ? HYB_HYBRID : HYB_LEARNED;
 	if (*out != HYB_LEARNED && !has_lex)
-		return job_fail(job, HSAMEM_ENOTSUP,
-		                "mode %s: the memory of '%s' has no lexical landmarks (made before "
-		                "hybrid ranking, or imported): 'hsamem reencode %s --encoder %s' adds "
-		                "them; mode learned works meanwhile",
-		                name, u->name, u->name, enc->name);
+		return job_fail(
+		        job, HSAMEM_ENOTSUP,
+		        "mode %s: the memory of '%s' has no lexical landmarks (made before "
+		        "hybrid ranking, or imported): 'hsamem reencode %s --encoder %s' adds "
+		        "them; mode learned works meanwhile",
+		        name, u->name, u->name, enc->name);
 	return 0;
 }
 
@@ -555,9 +556,9 @@ cmp_i64(const void *a, const void *b)
  * with the model's landmark score and in-chunk attention over the selection alone (hyb_attend).
  */
 static int
-query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc,
-             enum hyb_mode mode, uint32_t k, const uint32_t *ids, size_t n_tok, const float *qr,
-             const float *qa, struct candidate *cand, size_t *n_cand)
+query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc, enum hyb_mode mode,
+             uint32_t k, const uint32_t *ids, size_t n_tok, const float *qr, const float *qa,
+             struct candidate *cand, size_t *n_cand)
 {
 	const struct store_user *u = &src->user;
 	const struct hsa_spec *spec = &u->spec;
@@ -687,8 +688,8 @@ ops_query(struct job *job)
 	size_t n_cand = 0;
 	if (model && mode != HYB_LEARNED) {
 		/* ranked by the lexical landmarks, or both: already in order */
-		if (u.n_chunks > 0 && query_ranked(job, &src, enc, mode, k, ids, n_tok, qr, qa,
-		                                   cand, &n_cand) != 0)
+		if (u.n_chunks > 0 &&
+		    query_ranked(job, &src, enc, mode, k, ids, n_tok, qr, qa, cand, &n_cand) != 0)
 			goto out;
 		query_reply(job, &txn, &u, &tail, cand, n_cand, k, max_entries, mode, model);
 		goto out;

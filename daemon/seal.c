@@ -4,8 +4,9 @@
  * rest; a flush seals a short tail as a padded chunk, so the next token starts the next chunk.
  * A built-in encoder computes the chunk's tensors here, with the left context it asks for, and the
  * chunk joins the memory's term statistics (store.h, TERMS); a client memory's tensors come with
- * the request; a model memory also gets its chunks' lexical landmarks (hybrid.c). This file writes the chunk's records; the tail, the
- * entries and the memory's counters are the caller's (ops_write.c).
+ * the request; a model memory also gets its chunks' lexical landmarks (hybrid.c). This file writes
+ * the chunk's records; the tail, the entries and the memory's counters are the caller's
+ * (ops_write.c).
  *
  * A model (enc_ops.encode_chunks) costs too much to run in the committer, which every write of
  * every memory waits for: the worker that prepares the write encodes its chunks beforehand, in one

@@ -659,8 +659,8 @@ store_lexlm_put(struct store_txn *txn, const struct store_user *u, uint64_t j, c
 }
 
 int
-store_lexlm_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
-                size_t row_bytes, const void **rows, uint64_t *count)
+store_lexlm_get(struct store_txn *txn, const struct store_user *u, uint64_t first, size_t row_bytes,
+                const void **rows, uint64_t *count)
 {
 	return landmarks_get(txn, u, LEXLM_PAGE, row_bytes, 2, first, rows, count);
 }
