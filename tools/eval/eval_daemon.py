@@ -21,9 +21,11 @@ then over trials, as evaluate.py's baselines: one ranking per question):
   learned, lexical, hybrid r@1 / r@8   query --mode (the daemon's own fusion in hybrid)
   BM25 r@1 / r@8                       SQLite FTS5's bm25 over the same entries (each entry one
                                        row; the question's distinct words ORed)
-  rrf r@1 / r@8                        reciprocal rank fusion (k 60) of the learned and lexical
-                                       rankings (64 deep each), computed here from the daemon's
-                                       two rankings, to compare fusions
+  rrf, zsum, zsum0 r@1 / r@8           fusions of the daemon's learned and lexical rankings (64
+                                       deep each, with their scores) computed here to compare
+                                       them: reciprocal rank fusion (k 60); summed standard
+                                       scores (the daemon's hybrid); the same with negative
+                                       standard scores counted as 0
   ask EM                               single-needle task: `ask`'s answer equals the value
 Writes a table (stdout) and, with --out, JSON with every trial.
 """
@@ -53,6 +55,7 @@ from hsatrain.tokenizer import Tokenizer  # noqa: E402
 
 WORD_RE = re.compile(r"[A-Za-z0-9]+")
 DEPTH = 64
+MODES = ("learned", "lexical", "hybrid", "bm25", "rrf", "zsum", "zsum0")
 
 
 def paragraphs(path, words_per=50):
@@ -130,13 +133,36 @@ def rank_in(covers, seq):
 
 
 def rrf(a, b, k=60, depth=DEPTH):
+    """Reciprocal rank fusion of two lists of (chunk, score), best first: chunk ids, best first."""
     score = {}
     for lst in (a, b):
-        for i, h in enumerate(lst[:depth]):
-            score[h.chunk] = score.get(h.chunk, 0.0) + 1.0 / (k + i + 1)
-    order = sorted(score, key=lambda c: -score[c])
-    by = {h.chunk: h for h in a + b}
-    return [by[c] for c in order]
+        for i, (c, _) in enumerate(lst[:depth]):
+            score[c] = score.get(c, 0.0) + 1.0 / (k + i + 1)
+    return sorted(score, key=lambda c: -score[c])
+
+
+def zsum(a, b, depth=DEPTH, floor0=False):
+    """The daemon's fusion (hybrid.c): standard scores within each list summed, a chunk missing
+    from a list getting that list's last; floor0: negative standard scores count 0."""
+    z, last = {}, [0.0, 0.0]
+    for w, lst in enumerate((a, b)):
+        lst = lst[:depth]
+        if not lst:
+            continue
+        v = np.array([s for _, s in lst], np.float64)
+        sd = v.std() if v.std() > 1e-6 else 1.0
+        zs = (v - v.mean()) / sd
+        if floor0:
+            zs = np.maximum(zs, 0)
+        for (c, _), zz in zip(lst, zs):
+            z.setdefault(c, [None, None])[w] = zz
+        last[w] = zs[-1]
+    for c in z:
+        z[c] = [x if x is not None else last[w] for w, x in enumerate(z[c])]
+    return sorted(z, key=lambda c: -(z[c][0] + z[c][1]))
+
+
+FUSIONS = {"rrf": rrf, "zsum": zsum, "zsum0": lambda a, b: zsum(a, b, floor0=True)}
 
 
 def trial_entries(inst, filler):
@@ -159,11 +185,20 @@ def run_trial(cli, user, base_stream, inst, filler, db, n_base, ask):
     got = {}
     lists = {m: cli.query(user, q, k=DEPTH if m != "hybrid" else 8, mode=m, max_entries=64)
              for m in ("learned", "lexical", "hybrid")}
-    lists["rrf"] = rrf(lists["learned"], lists["lexical"])
     parts = [seqs[ni] for _, ni in inst["parts"]]
     for m, hits in lists.items():
         cov = hit_entries(hits)
         got[m] = [rank_in(cov, s) for s in parts]
+    # the two rankings with their scores, and which parts each chunk holds, to fuse here
+    covers = {}
+    for h in lists["learned"] + lists["lexical"]:
+        covers[h.chunk] = [i for i, s in enumerate(parts) if s in set(e.seq for e in h.entries)]
+    pair = [[(h.chunk, h.score) for h in lists["learned"]],
+            [(h.chunk, h.rank_score) for h in lists["lexical"]]]
+    for name, fuse in FUSIONS.items():
+        order = fuse(*pair)
+        got[name] = [next((r + 1 for r, c in enumerate(order) if i in covers[c]), 10 ** 9)
+                     for i in range(len(parts))]
     # BM25 over the same entries: the base's rows, then this trial's, rolled back after
     cur = db.cursor()
     cur.execute("SAVEPOINT t")
@@ -180,7 +215,8 @@ def run_trial(cli, user, base_stream, inst, filler, db, n_base, ask):
         truth = inst["sep"].join(t for t, _ in inst["parts"])
         em = float(a.text.strip() == truth)
     cli.delete(user)
-    return got, em
+    return got, em, dict(learned=pair[0], lexical=pair[1],
+                         covers={str(c): v for c, v in covers.items() if v})
 
 
 def main():
@@ -194,6 +230,8 @@ def main():
     ap.add_argument("--ask-trials", type=int, default=50, help="single task at the first length")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out")
+    ap.add_argument("--cache", help="a folder to keep each length's exported haystack in, and "
+                    "its entries, for later runs")
     a = ap.parse_args()
     tok = Tokenizer.load(a.tok)
     maker = TaskMaker(tok, 64)
@@ -205,10 +243,20 @@ def main():
     results = {}
     try:
         for li, L in enumerate(int(x) for x in a.lengths.split(",")):
-            texts, used = build_haystack(cli, "hay", paras, L)
-            buf = io.BytesIO()
-            cli.export("hay", buf)
-            base = buf.getvalue()
+            cached = a.cache and os.path.join(a.cache, "hay-%d" % L)
+            if cached and os.path.exists(cached + ".json"):
+                base = open(cached + ".export", "rb").read()
+                texts, used = json.load(open(cached + ".json"))
+            else:
+                texts, used = build_haystack(cli, "hay", paras, L)
+                buf = io.BytesIO()
+                cli.export("hay", buf)
+                base = buf.getvalue()
+                cli.delete("hay")
+                if cached:
+                    os.makedirs(a.cache, exist_ok=True)
+                    open(cached + ".export", "wb").write(base)
+                    json.dump([texts, used], open(cached + ".json", "w"))
             n_base = len(texts)
             db = fts_open(texts)
             print("[%6.0fs] length %d: %d entries, export %.1f MB" %
@@ -220,10 +268,10 @@ def main():
                     f0 = used + 16 * (i % 100)
                     filler = paras[f0:f0 + 2 * len(inst["needles"]) + 1]
                     ask = task == "single" and li == 0 and i < a.ask_trials
-                    got, em = run_trial(cli, "t", base, inst, filler, db, n_base, ask)
-                    rows.append(dict(ranks=got, em=em, question=inst["question"]))
+                    got, em, lists = run_trial(cli, "t", base, inst, filler, db, n_base, ask)
+                    rows.append(dict(ranks=got, em=em, question=inst["question"], lists=lists))
                 res = dict(n=len(rows), trials=rows)
-                for m in ("learned", "lexical", "hybrid", "rrf", "bm25"):
+                for m in MODES:
                     for k in (1, 8):
                         res["%s_r%d" % (m, k)] = float(np.mean(
                             [np.mean([r <= k for r in row["ranks"][m]]) for row in rows]))
@@ -232,9 +280,8 @@ def main():
                 results.setdefault(str(L), {})[task] = res
                 print("[%6.0fs] %d %s: " % (time.time() - t0, L, task) + " ".join(
                     "%s %.3f/%.3f" % (m, res[m + "_r1"], res[m + "_r8"])
-                    for m in ("learned", "lexical", "hybrid", "rrf", "bm25")) +
+                    for m in MODES) +
                     ("" if res["ask_em"] is None else " ask EM %.3f" % res["ask_em"]), flush=True)
-            cli.delete("hay")
             db.close()
     finally:
         cli.close()
@@ -242,13 +289,13 @@ def main():
         proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n| task | length | n | learned r@1 | learned r@8 | lexical r@1 | lexical r@8 | "
-          "hybrid r@1 | hybrid r@8 | BM25 r@1 | BM25 r@8 | RRF r@1 | RRF r@8 | ask EM |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "hybrid r@1 | hybrid r@8 | BM25 r@1 | BM25 r@8 | RRF r@1 | RRF r@8 | z r@1 | z r@8 "
+          "| z+ r@1 | z+ r@8 | ask EM |")
+    print("|---" * 18 + "|")
     for L, per in results.items():
         for task, r in per.items():
             print("| %s | %s | %d | " % (task, L, r["n"]) + " | ".join(
-                "%.3f" % r[m + s] for m in ("learned", "lexical", "hybrid", "bm25", "rrf")
-                for s in ("_r1", "_r8")) +
+                "%.3f" % r[m + s] for m in MODES for s in ("_r1", "_r8")) +
                 " | %s |" % ("-" if r["ask_em"] is None else "%.3f" % r["ask_em"]))
     if a.out:
         with open(a.out, "w") as f:
