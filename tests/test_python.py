@@ -405,7 +405,7 @@ def test_ask(c):
     check(cut.tokens == a.tokens[:1] and not cut.complete, "ask: max_tokens=1 cuts it")
     # query modes (hsamem(7), QUERY MODES): the needle by its key in each; hybrid by default
     for mode in ("learned", "lexical", "hybrid", None):
-        hits = c.query("askpy", "the magic number for quiet-harbor", k=2, mode=mode)
+        hits = c.query("askpy", q, k=2, mode=mode)
         check(hits.mode == (mode or "hybrid") and
               any(e.seq == first + 5 for e in hits[0].entries),
               "query mode %s: the needle first (%r)" % (mode, hits.mode))
