@@ -231,6 +231,20 @@ hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user
 	return 0;
 }
 
+size_t
+hyb_window_rank(const float *scores, uint64_t n, uint32_t back, size_t depth, struct hyb_hit *out)
+{
+	size_t kept = 0;
+	for (uint64_t j = 0; j < n && depth > 0; j++) {
+		float s = scores[j];
+		for (uint64_t b = 1; b <= back && b <= j; b++)
+			if (scores[j - b] > s)
+				s = scores[j - b];
+		keep_best(out, &kept, depth, (int64_t)j, s);
+	}
+	return kept;
+}
+
 struct fused {
 	int64_t chunk;
 	float score;

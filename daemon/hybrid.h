@@ -56,6 +56,16 @@ int hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_
                      float *scores_all);
 
 /*
+ * The lexical ranking over the model's windows: chunk j scores the best of scores[j - back .. j]
+ * (scores: every chunk's lexical score, n chunks), since the model encodes a chunk in a window
+ * that holds the back chunks before it, so its landmark can answer for words it does not hold
+ * (a needle cut by a chunk boundary: its key before it, its value in it). Writes the best
+ * min(depth, n) to out, best first (ties to the lower index); returns their count.
+ */
+size_t hyb_window_rank(const float *scores, uint64_t n, uint32_t back, size_t depth,
+                       struct hyb_hit *out);
+
+/*
  * Fuses two rankings (best first, a the learned one, each at most HYB_DEPTH deep) by the sum of
  * standard scores: each score minus its ranking's mean, over its standard deviation; a chunk
  * that a ranking does not hold gets that of the ranking's last. Writes the best k fused (ties to

@@ -584,6 +584,9 @@ query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc,
 	if (mode == HYB_HYBRID) {
 		if ((ret = learned_rank(job, src, qr, qa, learn, &n_learn)) != 0)
 			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
+		/* the lexical side over the windows the model reads */
+		uint32_t back = (enc->context + S - 1) / S;
+		n_lex = hyb_window_rank(lex_all, u->n_chunks, back, HYB_DEPTH, lex);
 		n = hyb_fuse(learn, n_learn, lex, n_lex, k, sel);
 	} else {
 		n = n_lex < k ? n_lex : k;

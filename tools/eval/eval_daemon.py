@@ -24,8 +24,9 @@ then over trials, as evaluate.py's baselines: one ranking per question):
   rrf, zsum, zsum0 r@1 / r@8           fusions of the daemon's learned and lexical rankings (64
                                        deep each, with their scores) computed here to compare
                                        them: reciprocal rank fusion (k 60); summed standard
-                                       scores (the daemon's hybrid); the same with negative
-                                       standard scores counted as 0
+                                       scores; the same with negative standard scores counted
+                                       as 0; summed standard scores with the lexical side over
+                                       the model's windows (the daemon's hybrid)
   ask EM                               single-needle task: `ask`'s answer equals the value
 Writes a table (stdout) and, with --out, JSON with every trial.
 """
@@ -55,7 +56,7 @@ from hsatrain.tokenizer import Tokenizer  # noqa: E402
 
 WORD_RE = re.compile(r"[A-Za-z0-9]+")
 DEPTH = 64
-MODES = ("learned", "lexical", "hybrid", "bm25", "rrf", "zsum", "zsum0")
+MODES = ("learned", "lexical", "hybrid", "bm25", "rrf", "zsum", "zsum0", "zwin")
 
 
 def paragraphs(path, words_per=50):
@@ -162,7 +163,17 @@ def zsum(a, b, depth=DEPTH, floor0=False):
     return sorted(z, key=lambda c: -(z[c][0] + z[c][1]))
 
 
-FUSIONS = {"rrf": rrf, "zsum": zsum, "zsum0": lambda a, b: zsum(a, b, floor0=True)}
+def window(b, back=1, depth=DEPTH):
+    """The lexical list over the model's windows (hybrid.c, hyb_window_rank): chunk c scores the
+    best of c - back .. c, from the list's own scores (the daemon reads every chunk's)."""
+    lex = dict(b)
+    cand = set(c + d for c, _ in b for d in range(back + 1))
+    w = {c: max(lex.get(c - d, -1e30) for d in range(back + 1)) for c in cand}
+    return sorted(w.items(), key=lambda x: (-x[1], x[0]))[:depth]
+
+
+FUSIONS = {"rrf": rrf, "zsum": zsum, "zsum0": lambda a, b: zsum(a, b, floor0=True),
+           "zwin": lambda a, b: zsum(a, window(b))}
 
 
 def trial_entries(inst, filler):
@@ -290,8 +301,8 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n| task | length | n | learned r@1 | learned r@8 | lexical r@1 | lexical r@8 | "
           "hybrid r@1 | hybrid r@8 | BM25 r@1 | BM25 r@8 | RRF r@1 | RRF r@8 | z r@1 | z r@8 "
-          "| z+ r@1 | z+ r@8 | ask EM |")
-    print("|---" * 18 + "|")
+          "| z+ r@1 | z+ r@8 | zw r@1 | zw r@8 | ask EM |")
+    print("|---" * 20 + "|")
     for L, per in results.items():
         for task, r in per.items():
             print("| %s | %s | %d | " % (task, L, r["n"]) + " | ".join(
