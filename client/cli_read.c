@@ -109,7 +109,7 @@ static const char query_details[] =
         "  --entries N        covered entries shown per chunk (default 8)\n"
         "  --no-tail          do not consider the unsealed tail\n"
         "  --mode MODE        how to rank: learned (the model's landmarks), lexical (BM25 over\n"
-        "                     the memory's words) or hybrid (both, fused by reciprocal rank);\n"
+        "                     the memory's words) or hybrid (both fused; hsamem(7));\n"
         "                     default hybrid for hsa-small memories; lexical memories rank\n"
         "                     lexically only\n";
 
