@@ -90,10 +90,19 @@ static const struct field hit_fields[] = {
 };
 static const struct shape hit_shape = SHAPE(struct hsamem_hit, hit_fields);
 
+static const struct field rank_fields[] = {
+        FIELD(struct hsamem_hit_rank, rank_score, K_F32),
+        FIELD(struct hsamem_hit_rank, lexical_score, K_F32),
+        FIELD(struct hsamem_hit_rank, has_lexical, K_BOOL),
+};
+static const struct shape rank_shape = SHAPE(struct hsamem_hit_rank, rank_fields);
+
 static const struct field query_fields[] = {
         FIELD(struct hsamem_query_result, k, K_U32),
         FIELD(struct hsamem_query_result, chunks, K_U64),
+        FIELD(struct hsamem_query_result, mode, K_STR),
         ARRAY(struct hsamem_query_result, hits, K_OBJS, n_hits, &hit_shape),
+        ARRAY(struct hsamem_query_result, ranks, K_OBJS, n_hits, &rank_shape),
 };
 static const struct shape query_shape = SHAPE(struct hsamem_query_result, query_fields);
 
@@ -145,11 +154,15 @@ query_human(const struct view *v)
 	}
 	for (i = 0; i < q->n_hits; i++)
 		tail |= q->hits[i].tail;
-	printf("%s: %zu hit%s among %llu sealed chunk%s%s (k %u)\n", v->user, q->n_hits,
+	printf("%s: %zu hit%s among %llu sealed chunk%s%s (k %u, ranked %s)\n", v->user, q->n_hits,
 	       q->n_hits == 1 ? "" : "s", (unsigned long long)q->chunks, q->chunks == 1 ? "" : "s",
-	       tail ? " and the unsealed tail" : "", q->k);
-	for (i = 0; i < q->n_hits; i++)
+	       tail ? " and the unsealed tail" : "", q->k, q->mode);
+	for (i = 0; i < q->n_hits; i++) {
 		hit_block(i + 1, &q->hits[i]);
+		if (q->ranks[i].has_lexical)
+			printf("     ranked: %s score %.4f, lexical score %.4f\n", q->mode,
+			       q->ranks[i].rank_score, q->ranks[i].lexical_score);
+	}
 }
 
 static const struct result query_result = {&query_shape, W_USER, query_human};

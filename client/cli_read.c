@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cli.h"
@@ -46,7 +47,7 @@ const struct cmd cmd_ping = {
 
 /* ---- query ---- */
 
-enum { O_ENTRIES = 256, O_NOTAIL, O_CHUNKS, O_CONTEXT, O_MINSCORE, O_HITS };
+enum { O_ENTRIES = 256, O_NOTAIL, O_CHUNKS, O_CONTEXT, O_MINSCORE, O_HITS, O_MODE };
 
 struct query_state {
 	struct hsamem_query q;
@@ -88,6 +89,12 @@ query_opt(struct ctx *c, void *state, int id, const char *arg)
 			return cli_usage(c, "--entries takes a number");
 		break;
 	case O_NOTAIL: q->no_tail = true; break;
+	case O_MODE:
+		if (strcmp(arg, "learned") != 0 && strcmp(arg, "lexical") != 0 &&
+		    strcmp(arg, "hybrid") != 0)
+			return cli_usage(c, "--mode takes learned, lexical or hybrid");
+		s->r.mode = arg;
+		break;
 	}
 	return -1;
 }
@@ -122,6 +129,7 @@ static const struct option query_options[] = {
         {"min-score", required_argument, NULL, O_MINSCORE},
         {"hits", required_argument, NULL, O_HITS},
         CLI_FILTER_OPTIONS,
+        {"mode", required_argument, NULL, O_MODE},
         {0},
 };
 
@@ -137,12 +145,16 @@ static const char query_details[] =
         "  --min-score X      only entries scoring at least X; says so when none does\n"
         "  --chunks           the chunk view\n"
         "  --entries N        chunk view: covered entries shown per chunk (default 8)\n"
-        "  --no-tail          do not consider the unsealed tail\n" CLI_FILTER_HELP;
+        "  --no-tail          do not consider the unsealed tail\n"
+        "  --mode MODE        how to rank: learned (the model's landmarks), lexical (BM25 over\n"
+        "                     the memory's words) or hybrid (both fused; hsamem(7));\n"
+        "                     default hybrid for hsa-small memories; lexical memories rank\n"
+        "                     lexically only\n" CLI_FILTER_HELP;
 
 const struct cmd cmd_query = {
         .name = "query",
         .args = "USER TEXT [-k N] [--hits N] [--context N] [--min-score X] [--chunks] "
-                "[--entries N] [--no-tail] [FILTER]",
+                "[--entries N] [--no-tail] [--mode MODE] [FILTER]",
         .summary = "Shows the entries (or chunks) of USER's memory that matter most for TEXT.",
         .details = query_details,
         .opts = query_options,

@@ -471,6 +471,14 @@ struct hsamem_entry_hit {
 	size_t n_chunks;
 };
 
+/* How a query's hit was ranked (hsamem(7), QUERY MODES), one per hit of a query result. */
+struct hsamem_hit_rank {
+	float rank_score;    /* what ranked it: the fused score in hybrid mode, else the score of
+	                        the ranking used (the hit's score, or its lexical score) */
+	float lexical_score; /* the chunk's lexical score, when has_lexical */
+	bool has_lexical;    /* an hsa-small memory queried in lexical or hybrid mode */
+};
+
 /* What hsamem_query() returns. */
 struct hsamem_query_result {
 	struct hsamem_hit *hits; /* best first */
@@ -483,6 +491,8 @@ struct hsamem_query_result {
 	bool filtered;            /* a filter was applied */
 	uint64_t allowed;         /* with a filter: chunks holding a passing entry (the tail too) */
 	uint32_t below_min_score; /* entries scored but dropped by min_score */
+	const char *mode;         /* the ranking used: "learned", "lexical" or "hybrid" */
+	struct hsamem_hit_rank *ranks; /* [n_hits], beside hits */
 };
 
 /*
@@ -504,6 +514,7 @@ struct hsamem_recall {
 	bool has_min_score;                 /* drop entries scoring below min_score */
 	float min_score;
 	uint32_t max_hits; /* entries returned, context aside; 0: the query's k */
+	const char *mode;  /* the ranking (hsamem_query_mode()); NULL: the memory's default */
 };
 
 /*
@@ -518,6 +529,15 @@ struct hsamem_recall {
  */
 int hsamem_query_filtered(struct hsamem *h, const char *user, const struct hsamem_query *q,
                           const struct hsamem_recall *opts, struct hsamem_query_result **out);
+/*
+ * hsamem_query() in a ranking mode (hsamem(7), QUERY MODES): "learned", "lexical" or "hybrid",
+ * or NULL for the memory's default (hybrid for hsa-small memories, lexical for lexical ones).
+ * Errors as hsamem_query(), and HSAMEM_EINVAL for a mode the memory does not rank by (a lexical
+ * memory in learned or hybrid mode, or an unknown name), HSAMEM_ENOTSUP for an hsa-small memory
+ * without lexical landmarks in lexical or hybrid mode (hsamem_reencode() adds them).
+ */
+int hsamem_query_mode(struct hsamem *h, const char *user, const struct hsamem_query *q,
+                      const char *mode, struct hsamem_query_result **out);
 
 /* hsamem_query() with a text and k (0: the memory's default), other parameters their defaults. */
 int hsamem_query_text(struct hsamem *h, const char *user, const char *text, uint32_t top_k,

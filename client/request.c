@@ -446,6 +446,13 @@ int
 hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
              struct hsamem_query_result **out)
 {
+	return hsamem_query_mode(h, user, q, NULL, out);
+}
+
+int
+hsamem_query_mode(struct hsamem *h, const char *user, const struct hsamem_query *q,
+                  const char *mode, struct hsamem_query_result **out)
+{
 	Hsamem__Request req = HSAMEM__REQUEST__INIT;
 	Hsamem__QueryRequest qr = HSAMEM__QUERY_REQUEST__INIT;
 	Hsamem__Reply *r;
@@ -472,6 +479,7 @@ hsamem_query(struct hsamem *h, const char *user, const struct hsamem_query *q,
 		qr.include_tail = 0;
 	}
 	qr.has_chunks = qr.chunks = 1; /* the chunk view, as before 1.4 */
+	qr.mode = (char *)mode;
 	req.body_case = HSAMEM__REQUEST__BODY_QUERY;
 	req.query = &qr;
 	if ((err = clib_rpc(h, &req, HSAMEM__REPLY__BODY_QUERY, &r)) != 0)

@@ -522,12 +522,21 @@ res_query(struct hsamem *h, const Hsamem__QueryReply *in, struct hsamem_query_re
 	int err = 0;
 
 	if ((res = arena_start(&a, h, sizeof(*res))) == NULL ||
-	    (res->hits = arena_calloc(&a, in->n_hits, sizeof(*res->hits))) == NULL)
+	    (res->hits = arena_calloc(&a, in->n_hits, sizeof(*res->hits))) == NULL ||
+	    (res->ranks = arena_calloc(&a, in->n_hits, sizeof(*res->ranks))) == NULL ||
+	    (res->mode = arena_strdup(&a, in->mode != NULL ? in->mode : "")) == NULL)
 		return hand_over(&a, oom(&a), NULL, out);
 	res->chunks = in->chunks;
 	res->k = in->k;
-	for (i = 0; i < in->n_hits && err == 0; i++)
+	for (i = 0; i < in->n_hits && err == 0; i++) {
 		err = conv_hit(&a, &res->hits[i], in->hits[i]);
+		if (err != 0)
+			break;
+		const Hsamem__Hit *hit = in->hits[i];
+		res->ranks[i].rank_score = hit->has_rank_score ? hit->rank_score : hit->score;
+		res->ranks[i].has_lexical = hit->has_lexical_score;
+		res->ranks[i].lexical_score = hit->lexical_score;
+	}
 	res->n_hits = in->n_hits;
 	if (err == 0 &&
 	    (res->entry_hits = arena_calloc(&a, in->n_entries, sizeof(*res->entry_hits))) == NULL)

@@ -179,6 +179,7 @@ hsamem_query_filtered(struct hsamem *h, const char *user, const struct hsamem_qu
 	qr.context = opts->context;
 	qr.has_min_score = opts->has_min_score;
 	qr.min_score = opts->min_score;
+	qr.mode = (char *)opts->mode;
 	qr.has_max_hits = opts->max_hits != 0;
 	qr.max_hits = opts->max_hits;
 	req.body_case = HSAMEM__REQUEST__BODY_QUERY;

@@ -32,6 +32,7 @@
 
 #include "half.h"
 #include "holes.h"
+#include "hybrid.h"
 #include "log.h"
 #include "ops.h"
 #include "ops_filter.h"
@@ -239,6 +240,9 @@ forget_chunk(struct forget *f, uint64_t j, bool only, bool *changed)
 		return 0;
 	/* counted again without them: f->old holds the real tokens before, f->tok's are after */
 	size_t n_new = real_tokens(f->tok, n, f->tok);
+	if (f->u->flags & STORE_USER_LEXICAL) /* its lexical landmark and terms (hybrid.h) */
+		return hyb_reseal(f->txn, f->u, f->enc, j, f->old, (uint32_t)n_old, f->tok,
+		                  (uint32_t)n_new);
 	if ((ret = store_terms_sub(f->txn, f->u->uid, f->old, n_old)) != 0)
 		return ret;
 	return store_terms_add(f->txn, f->u->uid, f->tok, n_new);

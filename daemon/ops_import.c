@@ -47,6 +47,7 @@
 #include "conn.h"
 #include "half.h"
 #include "log.h"
+#include "hybrid.h"
 #include "ops.h"
 #include "ops_filter.h"
 
@@ -179,7 +180,7 @@ import_begin(struct batch *b, const Hsamem__ExportRecord__Header *h)
 	u->spec = spec;
 	u->created_ms = h->has_created_ms ? h->created_ms : now_ms();
 	u->updated_ms = now_ms();
-	u->flags = STORE_USER_IMPORTING;
+	u->flags = STORE_USER_IMPORTING | hyb_flags(&spec);
 	if ((ret = store_user_create(b->txn, u)) != 0)
 		return ret;
 	b->x = (struct import){.uid = u->uid,
@@ -421,13 +422,16 @@ check_chunk(struct batch *b, const Hsamem__ExportRecord__ChunkRec *c, const char
 	return 0;
 }
 
-/* A built-in encoder's memory keeps term statistics (store.h, TERMS). A stream does not carry
- * them: they are counted again from the chunks' tokens, as the seals counted them. */
+/* A built-in encoder's memory keeps term statistics (store.h, TERMS), and a model's also its
+ * chunks' lexical landmarks (hybrid.c). A stream carries neither: they are made again from the
+ * chunks' tokens, as the seals made them. */
 static int
-import_terms(struct batch *b, const uint32_t *tokens, uint32_t n_real)
+import_terms(struct batch *b, uint64_t j, const uint32_t *tokens, uint32_t n_real)
 {
 	if (strcmp(b->u.spec.encoder, "client") == 0)
 		return 0;
+	if (b->u.flags & STORE_USER_LEXICAL)
+		return hyb_seal(b->txn, &b->u, enc_find(b->u.spec.encoder), j, tokens, n_real);
 	return store_terms_add(b->txn, b->u.uid, tokens, n_real);
 }
 
@@ -457,7 +461,7 @@ import_chunk(struct batch *b, const Hsamem__ExportRecord__ChunkRec *c)
 		if ((ret = store_chunk_put(b->txn, b->u.uid, j, &sc)) == 0 &&
 		    (ret = store_kv_put(b->txn, b->u.uid, j, c->kv.data, c->kv.len)) == 0 &&
 		    (ret = store_landmark_put(b->txn, &b->u, j, c->landmark.data)) == 0 &&
-		    (ret = import_terms(b, c->tokens, n_real)) == 0) {
+		    (ret = import_terms(b, j, c->tokens, n_real)) == 0) {
 			b->u.n_chunks++;
 			b->u.n_padded += n_real < spec->S;
 			b->x.real += n_real;

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "hsa_math.h"
+#include "hybrid.h"
 #include "log.h"
 #include "ops.h"
 #include "ops_filter.h"
@@ -132,6 +133,8 @@ struct candidate {
 	float score;
 	const float *attn; /* [G][S] of this chunk for one kv head, rows `stride` apart */
 	uint32_t stride;
+	float lexical; /* a model memory ranked lexical or hybrid: its lexical score */
+	float rank;    /* and what ranked it */
 };
 
 static int
@@ -253,9 +256,11 @@ merge_heads(const struct hsa_spec *spec, uint32_t k, const struct hsa_result *re
 			for (c = 0; c < n && cand[c].chunk != res->sel[at]; c++)
 				;
 			if (c == n)
-				cand[n++] = (struct candidate){
-				        res->sel[at], res->score[at],
-				        res->attn + ((size_t)r * G * k + i) * S, k * S};
+				cand[n++] = (struct candidate){.chunk = res->sel[at],
+				                               .score = res->score[at],
+				                               .attn = res->attn +
+				                                       ((size_t)r * G * k + i) * S,
+				                               .stride = k * S};
 			else if (res->score[at] > cand[c].score)
 				cand[c].score = res->score[at];
 		}
@@ -290,8 +295,10 @@ tail_candidate(struct job *job, const struct hsa_spec *spec, struct ops_source *
 	for (uint32_t r = 1; r < spec->h_kv; r++)
 		if (res.score[r] > res.score[best])
 			best = r;
-	*out = (struct candidate){(int64_t)src->user.n_chunks, res.score[best],
-	                          res.attn + (size_t)best * G * S, S};
+	*out = (struct candidate){.chunk = (int64_t)src->user.n_chunks,
+	                          .score = res.score[best],
+	                          .attn = res.attn + (size_t)best * G * S,
+	                          .stride = S};
 	return 0;
 }
 
@@ -434,7 +441,7 @@ struct query_view {
 static void
 query_reply(struct job *job, struct store_txn *txn, const struct store_user *u,
             const struct store_tail *tail, const struct candidate *cand, size_t n_cand,
-            const struct query_view *v)
+            const struct query_view *v, enum hyb_mode mode, bool model)
 {
 	uint32_t k = v->k, max_entries = v->max_entries;
 	const struct store_filter *f = v->recall.f;
@@ -475,6 +482,13 @@ query_reply(struct job *job, struct store_txn *txn, const struct store_user *u,
 		h->score = cand[i].score;
 		h->weight = weights[i];
 		h->tail = cand[i].chunk == (int64_t)u->n_chunks;
+		h->has_rank_score = true;
+		h->rank_score = cand[i].score;
+		if (model && mode != HYB_LEARNED) {
+			h->has_lexical_score = true;
+			h->lexical_score = cand[i].lexical;
+			h->rank_score = cand[i].rank;
+		}
 		/* the tail's tokens, or the sealed chunk's */
 		struct store_chunk c = {
 		        .n_real = tail->n, .tokens = tail->tokens, .refs = tail->refs};
@@ -503,8 +517,194 @@ query_reply(struct job *job, struct store_txn *txn, const struct store_user *u,
 	r->has_chunks = r->has_k = true;
 	r->chunks = u->n_chunks;
 	r->k = k;
+	r->mode = (char *)hyb_mode_name(mode);
 	job->reply.body_case = HSAMEM__REPLY__BODY_QUERY;
 	job->reply.query = r;
+}
+
+/*
+ * The ranking a query asks for, checked against the memory: a lexical memory ranks lexically
+ * only; a model memory (hsa-small) ranks in any mode, hybrid by default, but lexically only
+ * with its lexical landmarks (a memory made before them has none: learned by default).
+ */
+static int
+query_mode(struct job *job, const struct store_user *u, const struct enc_ops *enc,
+           enum hyb_mode *out)
+{
+	const char *name = job->req->query->mode;
+	if (hyb_mode_parse(name, out) != 0)
+		return job_fail(job, HSAMEM_EINVAL, "mode: learned, lexical or hybrid, not '%s'",
+		                name);
+	if (!hyb_wanted(enc)) {
+		if (*out == HYB_LEARNED || *out == HYB_HYBRID)
+			return job_fail(job, HSAMEM_EINVAL,
+			                "mode %s: the memory of '%s' (encoder %s) has no learned "
+			                "landmarks and ranks lexically only: use mode lexical",
+			                name, u->name, enc->name);
+		*out = HYB_LEXICAL;
+		return 0;
+	}
+	bool has_lex = (u->flags & STORE_USER_LEXICAL) != 0;
+	if (*out == HYB_DEFAULT)
+		*out = has_lex ? HYB_HYBRID : HYB_LEARNED;
+	if (*out != HYB_LEARNED && !has_lex)
+		return job_fail(
+		        job, HSAMEM_ENOTSUP,
+		        "mode %s: the memory of '%s' has no lexical landmarks (made before "
+		        "hybrid ranking, or imported): 'hsamem reencode %s --encoder %s' adds "
+		        "them; mode learned works meanwhile",
+		        name, u->name, u->name, enc->name);
+	return 0;
+}
+
+/* The learned ranking of a model memory, best first, HYB_DEPTH deep at most, among the chunks
+ * mask allows (NULL: all). */
+static int
+learned_rank(struct job *job, struct ops_source *src, const float *qr, const float *qa,
+             const uint64_t *mask, struct hyb_hit *out, size_t *n)
+{
+	const struct hsa_spec *spec = &src->user.spec;
+	uint32_t k = HYB_DEPTH;
+	size_t n_sel = (size_t)spec->h_kv * k;
+	uint64_t pos = src->user.n_chunks * spec->S;
+	struct hsa_query hq = {.n = 1, .k = k, .pos = &pos, .qr = qr, .qa = qa, .mask = mask};
+	struct hsa_result res = {
+	        .out = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4),
+	        .sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
+	        .score = arena_calloc(&job->arena, n_sel, 4),
+	        .weight = arena_calloc(&job->arena, n_sel, 4),
+	        .attn = arena_calloc(&job->arena, (size_t)spec->h_q * k * spec->S, 4),
+	};
+	struct candidate *cand = arena_calloc(&job->arena, n_sel + 1, sizeof(*cand));
+	if (!res.out || !res.sel || !res.score || !res.weight || !res.attn || !cand)
+		return -ENOMEM;
+	int ret = ops_attend(job, spec, &src->src, &hq, &res);
+	if (ret != 0)
+		return ret;
+	size_t m = merge_heads(spec, k, &res, cand);
+	qsort(cand, m, sizeof(*cand), cmp_candidate);
+	*n = m < HYB_DEPTH ? m : HYB_DEPTH;
+	for (size_t i = 0; i < *n; i++)
+		out[i] = (struct hyb_hit){cand[i].chunk, cand[i].score};
+	return 0;
+}
+
+/*
+ * The lexical ranking (hyb_window_rank over back chunks) among the chunks mask allows: the others
+ * score nothing of their own, and none of them is ranked even when a neighbour's words would
+ * carry it.
+ */
+static size_t
+masked_rank(float *scores, uint64_t n, uint32_t back, const uint64_t *mask, size_t depth,
+            struct hyb_hit *tmp, struct hyb_hit *out)
+{
+	size_t m = 0, got;
+	for (uint64_t j = 0; j < n; j++)
+		if (!(mask[j / 64] >> (j % 64) & 1))
+			scores[j] = -INFINITY;
+	/* a masked chunk can take a neighbour's score: rank deeper (tmp: depth * (back + 1)),
+	 * then drop them */
+	got = hyb_window_rank(scores, n, back, depth * (back + 1), tmp);
+	for (size_t i = 0; i < got && m < depth; i++)
+		if ((mask[tmp[i].chunk / 64] >> (tmp[i].chunk % 64) & 1) && isfinite(tmp[i].score))
+			out[m++] = tmp[i];
+	return m;
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * The candidates of a model memory ranked lexical or hybrid: the selection, in its order, each
+ * with the model's landmark score and in-chunk attention over the selection alone (hyb_attend).
+ */
+static int
+query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc, enum hyb_mode mode,
+             uint32_t k, const uint64_t *mask, const uint32_t *ids, size_t n_tok, const float *qr,
+             const float *qa, struct candidate *cand, size_t *n_cand)
+{
+	const struct store_user *u = &src->user;
+	const struct hsa_spec *spec = &u->spec;
+	uint32_t G = spec->h_q / spec->h_kv, S = spec->S;
+	size_t depth = mode == HYB_LEXICAL ? k : HYB_DEPTH, n_lex = 0, n_learn = 0, n = 0;
+	struct hyb_hit *lex = arena_calloc(&job->arena, depth + 1, sizeof(*lex));
+	struct hyb_hit *learn = arena_calloc(&job->arena, HYB_DEPTH, sizeof(*learn));
+	struct hyb_hit *sel = arena_calloc(&job->arena, k + 1, sizeof(*sel));
+	float *lex_all = arena_calloc(&job->arena, u->n_chunks + 1, sizeof(float));
+	int64_t *chunks = arena_calloc(&job->arena, k + 1, sizeof(int64_t));
+	const char *text = job->req->query->text;
+	char *decoded = NULL;
+	int ret;
+	if (!lex || !learn || !sel || !lex_all || !chunks)
+		return ops_oom(job);
+	if ((text == NULL || *text == '\0') && (ret = enc->decode(ids, n_tok, &decoded)) != 0)
+		return job_fail(job, ret, "encoder %s cannot decode the query", enc->name);
+	ret = hyb_lexical_rank(job, src->txn, u, decoded ? decoded : text, depth, lex, &n_lex,
+	                       lex_all);
+	free(decoded);
+	if (ret != 0)
+		return job_fail(job, ret, "lexical ranking failed: %s", hsamem_strerror(ret));
+	uint32_t back = (enc->context + S - 1) / S;
+	struct hyb_hit *tmp = NULL;
+	if (mask != NULL &&
+	    (tmp = arena_calloc(&job->arena, (depth > HYB_DEPTH ? depth : HYB_DEPTH) * (back + 1),
+	                        sizeof(*tmp))) == NULL)
+		return ops_oom(job);
+	if (mask != NULL && mode == HYB_LEXICAL)
+		n_lex = masked_rank(lex_all, u->n_chunks, 0, mask, depth, tmp, lex);
+	if (mode == HYB_HYBRID) {
+		if ((ret = learned_rank(job, src, qr, qa, mask, learn, &n_learn)) != 0)
+			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
+		/* the lexical side over the windows the model reads */
+		n_lex = mask != NULL
+		                ? masked_rank(lex_all, u->n_chunks, back, mask, HYB_DEPTH, tmp, lex)
+		                : hyb_window_rank(lex_all, u->n_chunks, back, HYB_DEPTH, lex);
+		n = hyb_fuse(learn, n_learn, lex, n_lex, k, sel);
+	} else {
+		n = n_lex < k ? n_lex : k;
+		memcpy(sel, lex, n * sizeof(*sel));
+	}
+	if (n == 0) {
+		*n_cand = 0;
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		chunks[i] = sel[i].chunk;
+	qsort(chunks, n, sizeof(*chunks), cmp_i64);
+	size_t n_sel = (size_t)spec->h_kv * n;
+	struct hsa_result res = {
+	        .out = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4),
+	        .sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
+	        .score = arena_calloc(&job->arena, n_sel, 4),
+	        .weight = arena_calloc(&job->arena, n_sel, 4),
+	        .attn = arena_calloc(&job->arena, (size_t)spec->h_q * n * S, 4),
+	};
+	if (!res.out || !res.sel || !res.score || !res.weight || !res.attn)
+		return ops_oom(job);
+	if ((ret = hyb_attend(job, src, chunks, n, qr, qa, &res)) != 0)
+		return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
+	/* in the selection's order: the best head's score and attention, as merge_heads keeps */
+	for (size_t c = 0; c < n; c++) {
+		struct candidate *o = &cand[c];
+		*o = (struct candidate){.chunk = sel[c].chunk, .score = -INFINITY};
+		for (uint32_t r = 0; r < spec->h_kv; r++)
+			for (size_t i = 0; i < n; i++) {
+				size_t at = (size_t)r * n + i;
+				if (res.sel[at] != sel[c].chunk || !(res.score[at] > o->score))
+					continue;
+				o->score = res.score[at];
+				o->attn = res.attn + ((size_t)r * G * n + i) * S;
+				o->stride = (uint32_t)(n * S);
+			}
+		o->lexical = lex_all[sel[c].chunk];
+		o->rank = sel[c].score;
+	}
+	*n_cand = n;
+	return 0;
 }
 
 void
@@ -560,8 +760,10 @@ ops_query(struct job *job)
 	if (ops_filter_from_proto(job, q->filter, &filter) != 0 ||
 	    ops_filter_mask(job, &txn, &u, &filter, &view.mask, &view.allowed) != 0)
 		goto out;
-	if (query_tokens(job, enc, &ids, &n_tok) != 0)
+	enum hyb_mode mode;
+	if (query_mode(job, &u, enc, &mode) != 0 || query_tokens(job, enc, &ids, &n_tok) != 0)
 		goto out;
+	bool model = hyb_wanted(enc);
 	uint32_t S = spec->S;
 	float *qr = arena_calloc(&job->arena, spec->d_r, 4);
 	float *qa = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4);
@@ -584,6 +786,15 @@ ops_query(struct job *job)
 	}
 
 	size_t n_cand = 0;
+	if (model && mode != HYB_LEARNED) {
+		/* ranked by the lexical landmarks, or both: already in order */
+		if (u.n_chunks > 0 && view.allowed > 0 &&
+		    query_ranked(job, &src, enc, mode, k, view.mask, ids, n_tok, qr, qa, cand,
+		                 &n_cand) != 0)
+			goto out;
+		query_reply(job, &txn, &u, &tail, cand, n_cand, &view, mode, model);
+		goto out;
+	}
 	if (u.n_chunks > 0 && view.allowed > 0) {
 		/* after the whole stream: every sealed chunk is visible */
 		uint64_t pos = u.n_chunks * S;
@@ -609,7 +820,7 @@ ops_query(struct job *job)
 		n_cand++;
 	}
 	qsort(cand, n_cand, sizeof(*cand), cmp_candidate);
-	query_reply(job, &txn, &u, &tail, cand, n_cand < k ? n_cand : k, &view);
+	query_reply(job, &txn, &u, &tail, cand, n_cand < k ? n_cand : k, &view, mode, model);
 out:
 	ops_source_fini(&src);
 	free(ids);

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hybrid.h"
 #include "ops.h"
 #include "seal.h"
 
@@ -250,7 +251,7 @@ step_target(struct step *p)
 	strcpy(p->neu.name, name);
 	p->neu.spec = p->job->spec;
 	p->neu.created_ms = p->old.created_ms;
-	p->neu.flags = STORE_USER_IMPORTING;
+	p->neu.flags = STORE_USER_IMPORTING | hyb_flags(&p->neu.spec);
 	return store_user_create(p->txn, &p->neu);
 }
 
@@ -375,8 +376,11 @@ ops_apply_reencode(struct job *job, struct store_txn *txn)
 		                "reencode: the memory of '%s' is a client memory: its entries hold "
 		                "your model's token ids, which no built-in encoder reads",
 		                name);
+	/* the same encoder and revision: nothing to do, unless the memory lacks the lexical
+	 * landmarks that memories of its encoder keep now (hybrid.c) */
 	if (strcmp(p.old.spec.encoder, job->spec.encoder) == 0 &&
-	    p.old.spec.revision == job->spec.revision) {
+	    p.old.spec.revision == job->spec.revision &&
+	    (p.old.flags & STORE_USER_LEXICAL) == hyb_flags(&p.old.spec)) {
 		/* nothing to do; a re-encode to it that was under way is dropped */
 		p.neu = p.old;
 		p.old_end = p.old.n_tokens;

@@ -4,8 +4,9 @@
  * rest; a flush seals a short tail as a padded chunk, so the next token starts the next chunk.
  * A built-in encoder computes the chunk's tensors here, with the left context it asks for, and the
  * chunk joins the memory's term statistics (store.h, TERMS); a client memory's tensors come with
- * the request. This file writes the chunk's records; the tail, the
- * entries and the memory's counters are the caller's (ops_write.c).
+ * the request; a model memory also gets its chunks' lexical landmarks (hybrid.c). This file writes
+ * the chunk's records; the tail, the entries and the memory's counters are the caller's
+ * (ops_write.c).
  *
  * A model (enc_ops.encode_chunks) costs too much to run in the committer, which every write of
  * every memory waits for: the worker that prepares the write encodes its chunks beforehand, in one
@@ -22,6 +23,7 @@
 #include <string.h>
 
 #include "half.h"
+#include "hybrid.h"
 #include "log.h"
 #include "ops.h"
 #include "holes.h"
@@ -172,7 +174,11 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	    (ret = store_landmark_put(s->txn, u, u->n_chunks, s->row)) != 0)
 		return ret;
 	/* the term statistics of a built-in encoder's ranking, in the seal's transaction */
-	if (s->enc != NULL && (ret = store_terms_add(s->txn, u->uid, s->tokens, n_real)) != 0)
+	if (s->enc != NULL && (u->flags & STORE_USER_LEXICAL))
+		ret = hyb_seal(s->txn, u, s->enc, u->n_chunks, s->tokens, n_real);
+	else if (s->enc != NULL)
+		ret = store_terms_add(s->txn, u->uid, s->tokens, n_real);
+	if (ret != 0)
 		return ret;
 	u->n_chunks++;
 	if (n_real < spec->S)

@@ -14,6 +14,7 @@
  *   attrs      (uid, kind, term, seq) -> postings of entries' scope, metadata, tags and roles
  *              (store_filter.h)
  *   links      (uid, seq)  -> what became of a forgotten or updated entry (FORGETTING below)
+ * and, in landmarks under page numbers with the top bit set, lexical landmarks (LEXICAL below).
  * A user's records are a hard partition of every database by the uid prefix: no lookup ever crosses
  * it, and deleting the user removes every key with that prefix.
  *
@@ -23,6 +24,12 @@
  * The daemon adds every chunk of a memory with a built-in encoder in the write transaction that
  * stores the chunk, so they match the chunks of every snapshot. Keys are the token ids themselves
  * (32 bits, no further hashing). store_user_delete removes them with the rest.
+ *
+ * LEXICAL
+ * A memory of a model encoder (hsa-small) flagged STORE_USER_LEXICAL keeps, beside each sealed
+ * chunk's own landmark, a lexical landmark (the lexical encoder's, from the chunk's text), for
+ * hybrid ranking. They are paged like the landmarks, under (uid, 2^63 | page), so every walk and
+ * delete by uid takes them; their term statistics (TERMS) count lex1 ids, not the model's.
  *
  * TRANSACTIONS
  * A store_txn wraps one LMDB transaction with a sticky error (the first failure is kept, every
@@ -109,6 +116,7 @@ struct store_opts {
 
 enum store_user_flags {
 	STORE_USER_IMPORTING = 1u << 0, /* an import is filling it; invisible to queries */
+	STORE_USER_LEXICAL = 1u << 1,   /* keeps a lexical landmark per sealed chunk (LEXICAL) */
 };
 
 /* The memory header of one user (the users database). */
@@ -301,6 +309,17 @@ int store_landmark_set(struct store_txn *txn, const struct store_user *u, uint64
 /* Links (FORGETTING above). get gives the record, or the empty one when there is none. */
 int store_link_get(struct store_txn *txn, uint64_t uid, uint64_t seq, struct store_link *out);
 int store_link_put(struct store_txn *txn, uint64_t uid, uint64_t seq, const struct store_link *l);
+
+/*
+ * Lexical landmarks (LEXICAL above): as the landmarks, rows of row_bytes (f16, aligned to 2).
+ */
+int store_lexlm_put(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row,
+                    size_t row_bytes);
+int store_lexlm_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                    size_t row_bytes, const void **rows, uint64_t *count);
+/* Rewrites lexical landmark j, which must exist (a forget's re-encoding). */
+int store_lexlm_set(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row,
+                    size_t row_bytes);
 
 /* The tail. get on a user with no tail record gives n = 0. put with n = 0 deletes the record. */
 int store_tail_get(struct store_txn *txn, uint64_t uid, struct store_tail *out);

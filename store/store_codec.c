@@ -591,10 +591,15 @@ store_kv_get(struct store_txn *txn, uint64_t uid, uint64_t j, const void **kv, s
 
 /* ---- landmarks ---- */
 
-int
-store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row)
+/* Lexical landmarks (store_lexlm_put) live in the landmarks database under page numbers with
+ * the top bit set: the same uid prefix, so every walk and delete by uid takes them too. */
+#define LEXLM_PAGE (1ull << 63)
+
+static int
+landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
+             uint64_t j, const void *row)
 {
-	size_t rb = spec_landmark_bytes(&u->spec), have;
+	size_t have;
 	uint32_t per_page = u->lmk_per_page;
 	uint8_t kb[16], *page;
 	MDB_val k, v = {0};
@@ -604,7 +609,7 @@ store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j
 		return ret;
 	if (row == NULL || rb == 0 || per_page == 0)
 		return store_txn_fail(txn, HSAMEM_EINVAL);
-	k = key_uid_n(kb, u->uid, j / per_page);
+	k = key_uid_n(kb, u->uid, base | (j / per_page));
 	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
 		return ret;
 	have = ret == NOTFOUND ? 0 : v.mv_size;
@@ -621,10 +626,11 @@ store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j
 	return ret;
 }
 
-int
-store_landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row)
+/* Rewrites row j of a landmarks column that has it already (a forget's re-encoding). */
+static int
+landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
+             uint64_t j, const void *row)
 {
-	size_t rb = spec_landmark_bytes(&u->spec);
 	uint32_t per_page = u->lmk_per_page;
 	uint8_t kb[16], *page;
 	MDB_val k, v = {0};
@@ -634,7 +640,7 @@ store_landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t j
 		return ret;
 	if (row == NULL || rb == 0 || per_page == 0)
 		return store_txn_fail(txn, HSAMEM_EINVAL);
-	k = key_uid_n(kb, u->uid, j / per_page);
+	k = key_uid_n(kb, u->uid, base | (j / per_page));
 	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
 		return ret;
 	if (ret == NOTFOUND || v.mv_size % rb != 0 || v.mv_size / rb > per_page)
@@ -651,10 +657,22 @@ store_landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t j
 }
 
 int
-store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
-                    const void **rows, uint64_t *count)
+store_landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row)
 {
-	size_t rb = spec_landmark_bytes(&u->spec);
+	return landmark_set(txn, u, 0, spec_landmark_bytes(&u->spec), j, row);
+}
+
+int
+store_lexlm_set(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row,
+                size_t row_bytes)
+{
+	return landmark_set(txn, u, LEXLM_PAGE, row_bytes, j, row);
+}
+
+static int
+landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
+              size_t align, uint64_t first, const void **rows, uint64_t *count)
+{
 	uint32_t per_page = u->lmk_per_page;
 	uint64_t page, slot, stored, n;
 	uint8_t kb[16];
@@ -670,7 +688,7 @@ store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t 
 		return HSAMEM_ENOTFOUND;
 	page = first / per_page;
 	slot = first % per_page;
-	k = key_uid_n(kb, u->uid, page);
+	k = key_uid_n(kb, u->uid, base | page);
 	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
 		return ret;
 	stored = ret == NOTFOUND ? 0 : v.mv_size / rb;
@@ -679,13 +697,40 @@ store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t 
 	n = stored - slot;
 	if (n > u->n_chunks - first)
 		n = u->n_chunks - first;
-	p = store_aligned(txn, (const uint8_t *)v.mv_data + slot * rb, n * rb,
-	                  spec_elem_size(u->spec.dtype));
+	p = store_aligned(txn, (const uint8_t *)v.mv_data + slot * rb, n * rb, align);
 	if (p == NULL)
 		return store_txn_fail(txn, -ENOMEM);
 	*rows = p;
 	*count = n;
 	return 0;
+}
+
+int
+store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row)
+{
+	return landmark_put(txn, u, 0, spec_landmark_bytes(&u->spec), j, row);
+}
+
+int
+store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                    const void **rows, uint64_t *count)
+{
+	return landmarks_get(txn, u, 0, spec_landmark_bytes(&u->spec),
+	                     spec_elem_size(u->spec.dtype), first, rows, count);
+}
+
+int
+store_lexlm_put(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row,
+                size_t row_bytes)
+{
+	return landmark_put(txn, u, LEXLM_PAGE, row_bytes, j, row);
+}
+
+int
+store_lexlm_get(struct store_txn *txn, const struct store_user *u, uint64_t first, size_t row_bytes,
+                const void **rows, uint64_t *count)
+{
+	return landmarks_get(txn, u, LEXLM_PAGE, row_bytes, 2, first, rows, count);
 }
 
 /* ---- tests ---- */

@@ -425,7 +425,18 @@ def test_ask(c):
           "ask: tokens and encoder")
     cut = c.ask("askpy", q, max_tokens=1)
     check(cut.tokens == a.tokens[:1] and not cut.complete, "ask: max_tokens=1 cuts it")
+    # query modes (hsamem(7), QUERY MODES): the needle by its key in each; hybrid by default
+    for mode in ("learned", "lexical", "hybrid", None):
+        hits = c.query("askpy", q, k=2, mode=mode)
+        check(hits.mode == (mode or "hybrid") and
+              any(e.seq == first + 5 for e in hits[0].entries),
+              "query mode %s: the needle first (%r)" % (mode, hits.mode))
+        check((hits[0].lexical_score is None) == (mode == "learned"),
+              "query mode %s: lexical_score" % mode)
+    raises(hsamem.InvalidArgument, c.query, "askpy", "magic", mode="bm25")
     c.append("asklex", "the blue kettle whistles")
+    raises(hsamem.InvalidArgument, c.query, "asklex", "kettle", mode="hybrid")
+    check(c.query("asklex", "kettle", mode="lexical").mode == "lexical", "lexical mode")
     raises(hsamem.NotSupported, c.ask, "asklex", q)
     raises(hsamem.NoSuchUser, c.ask, "askmissing", q)
     raises(hsamem.InvalidArgument, c.ask, "askpy", q, max_tokens=65)

@@ -246,6 +246,9 @@ scan_collect(const struct store_user *u, void *arg)
 	x->entries = u->n_entries;
 	x->chunks = u->n_chunks;
 	x->pages = (u->n_chunks + u->lmk_per_page - 1) / u->lmk_per_page;
+	/* a model memory's lexical landmarks are paged beside its own (store.h, LEXICAL) */
+	if (u->flags & STORE_USER_LEXICAL)
+		x->pages *= 2;
 	memcpy(x->name, u->name, sizeof(x->name));
 	return 0;
 }

@@ -100,7 +100,8 @@ class _CFilter(ctypes.Structure):
 
 class _CRecall(ctypes.Structure):
     _fields_ = [("filter", _P(_CFilter)), ("chunks_only", _bool), ("context", _u32),
-                ("has_min_score", _bool), ("min_score", _f32), ("max_hits", _u32)]
+                ("has_min_score", _bool), ("min_score", _f32), ("max_hits", _u32),
+                ("mode", _cstr)]
 
 
 class _CEntryHit(ctypes.Structure):
@@ -108,10 +109,16 @@ class _CEntryHit(ctypes.Structure):
                 ("chunks", _P(_u64)), ("n_chunks", _sz)]
 
 
+class _CHitRank(ctypes.Structure):
+    _fields_ = [("rank_score", ctypes.c_float), ("lexical_score", ctypes.c_float),
+                ("has_lexical", _bool)]
+
+
 class _CQueryResult(ctypes.Structure):
     _fields_ = [("hits", _P(_CHit)), ("n_hits", _sz), ("chunks", _u64), ("k", _u32),
                 ("entry_hits", _P(_CEntryHit)), ("n_entry_hits", _sz), ("filtered", _bool),
-                ("allowed", _u64), ("below_min_score", _u32)]
+                ("allowed", _u64), ("below_min_score", _u32), ("mode", _cstr),
+                ("ranks", _P(_CHitRank))]
 
 
 class _CAsk(ctypes.Structure):
@@ -243,6 +250,8 @@ _PROTOTYPES = {
     "hsamem_flush": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CChunkIn), _P(_CFlushInfo)]),
     "hsamem_query": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CQuery),
                                     _P(_P(_CQueryResult))]),
+    "hsamem_query_mode": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CQuery), _cstr,
+                                         _P(_P(_CQueryResult))]),
     "hsamem_ask": (ctypes.c_int, [ctypes.c_void_p, _cstr, _cstr, _P(_CAsk), _P(_P(_CAskResult))]),
     "hsamem_attend": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CAttend),
                                      _P(_P(_CAttendResult))]),

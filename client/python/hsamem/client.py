@@ -25,7 +25,7 @@ from .errors import ERRORS, HsamemError
 from .results import (Answer, AppendInfo, AttendResult, BackupInfo, ChunkList, CompactInfo,
                       DeleteInfo, EntryList, FlushInfo, ForgetInfo, HistoryItem, UpdateInfo, Hits,
                       Recall, Reencode, Server, Transfer, _array, _chunk, _entry, _entry_hit, _hit,
-                      _memory, _stats)
+                      _memory, _ranked, _stats)
 
 
 def library_version():
@@ -262,16 +262,21 @@ class Client:
         return FlushInfo(i.chunks, bool(i.sealed))
 
     def query(self, user, text=None, k=None, max_entries=None, include_tail=True, *,
-              tokens=None, where=None):
+              tokens=None, where=None, mode=None):
         """Asks user's memory which chunks matter for text (or token ids): returns Hits, a list
         of Hit, best first. k: chunks to return (None: the memory's default); max_entries:
         covered entries per hit (None: 8); include_tail=False does not score the unsealed tail.
         where: a filter (see recall()), applied before ranking; a hit then shows only the
         entries that pass it. recall() gives the entries that answer instead of chunks.
-        Raises NoSuchUser, NotSupported (a client memory: use attend()), InvalidArgument."""
+        mode: "learned", "lexical" or "hybrid" (None: the memory's default; hsamem(7), QUERY
+        MODES); Hits.mode says which ranked, each Hit's rank_score what ranked it and its
+        lexical_score the lexical score (None outside lexical and hybrid on hsa-small).
+        Raises NoSuchUser, NotSupported (a client memory: use attend(); an hsa-small memory
+        without lexical landmarks in lexical or hybrid mode), InvalidArgument (a bad filter or
+        mode)."""
         if where is not None:
             r = self._recall(user, text, tokens, k, max_entries, include_tail, where,
-                             chunks_only=True)
+                             chunks_only=True, mode=mode)
             return r[1]
         q = _CQuery()
         q.text = t = _b(text)
@@ -281,10 +286,12 @@ class Client:
         q.top_k = k or 0
         q.max_entries = max_entries or 0
         q.no_tail = not include_tail
-        conv = lambda c: Hits([_hit(c.hits[i]) for i in range(c.n_hits)], c.chunks, c.k)
-        res = self._call("hsamem_query", conv, _user(user), ctypes.byref(q),
+        conv = lambda c: Hits([_ranked(_hit(c.hits[i]), c.ranks[i]) for i in range(c.n_hits)],
+                              c.chunks, c.k, _s(c.mode))
+        m = _b(mode)
+        res = self._call("hsamem_query_mode", conv, _user(user), ctypes.byref(q), m,
                          out_type=_CQueryResult)
-        del t, toks
+        del t, toks, m
         return res
 
     def recall(self, user, text=None, k=None, *, hits=None, context=0, min_score=None,
@@ -303,7 +310,7 @@ class Client:
                             context=context, min_score=min_score)[0]
 
     def _recall(self, user, text, tokens, k, max_entries, include_tail, where, chunks_only=False,
-                hits=None, context=0, min_score=None):
+                hits=None, context=0, min_score=None, mode=None):
         keep = []
         q = _CQuery()
         q.text = t = _b(text)
@@ -322,15 +329,17 @@ class Client:
         if min_score is not None:
             o.has_min_score, o.min_score = True, float(min_score)
         o.max_hits = hits or 0
+        o.mode = m = _b(mode)
 
         def conv(c):
             return (Recall([_entry_hit(c.entry_hits[i]) for i in range(c.n_entry_hits)],
                            c.chunks, c.k, c.allowed if c.filtered else None,
                            c.below_min_score),
-                    Hits([_hit(c.hits[i]) for i in range(c.n_hits)], c.chunks, c.k))
+                    Hits([_ranked(_hit(c.hits[i]), c.ranks[i]) for i in range(c.n_hits)],
+                         c.chunks, c.k, _s(c.mode)))
         res = self._call("hsamem_query_filtered", conv, _user(user), ctypes.byref(q),
                          ctypes.byref(o), out_type=_CQueryResult)
-        del t, toks, keep
+        del t, toks, keep, m
         return res
 
     def ask(self, user, question, max_tokens=None, max_entries=None, *, where=None):

@@ -113,16 +113,19 @@ class Hit:
     text: str
     entries: List[Entry] = field(default_factory=list)
     top_tokens: List[Tuple[str, float]] = field(default_factory=list)
+    rank_score: float = 0.0
+    lexical_score: Optional[float] = None
 
 
 class Hits(list):
     """The hits of a query, best first (a list of Hit), with chunks (chunks searched) and k (the
     k used)."""
 
-    def __init__(self, hits=(), chunks=0, k=0):
+    def __init__(self, hits=(), chunks=0, k=0, mode=""):
         super().__init__(hits)
         self.chunks = chunks
         self.k = k
+        self.mode = mode
 
 
 @dataclass
@@ -400,3 +403,8 @@ def _stats(c):
     vals = [(_s(getattr(c, n)) if n == "backend" else getattr(c, n)) for n in _STATS_COUNTERS]
     return Stats(*vals, latency=[_histogram(c.latency[i]) for i in range(c.n_latency)],
                  memories=[_memory(c.memories[i]) for i in range(c.n_memories)])
+
+def _ranked(hit, r):
+    hit.rank_score = r.rank_score
+    hit.lexical_score = r.lexical_score if r.has_lexical else None
+    return hit
