@@ -1,8 +1,10 @@
 """Tokenize the corpus splits into uint16 arrays: DATADIR/tokens.npz with arrays
-`train` and `heldout` (documents separated by <|eos|>), compressed.
+`train` and `heldout` (documents separated by <|eos|>), compressed; also
+`heldout_extra` when TEXTDIR/heldout_extra.txt exists (hsatrain.corpus --extra).
 
 Usage: python3 -m hsatrain.pack TEXTDIR TOKFILE OUT.npz
 """
+import os
 import sys
 
 import numpy as np
@@ -23,7 +25,8 @@ def encode_split(tok, path):
 def main():
     textdir, tokfile, out = sys.argv[1:4]
     tok = Tokenizer.load(tokfile)
-    arrs = {s: encode_split(tok, f"{textdir}/{s}.txt") for s in ("train", "heldout")}
+    arrs = {s: encode_split(tok, f"{textdir}/{s}.txt") for s in ("train", "heldout", "heldout_extra")
+            if s != "heldout_extra" or os.path.exists(f"{textdir}/{s}.txt")}
     np.savez_compressed(out, **arrs)
     for s, a in arrs.items():
         print(f"pack: {s}: {len(a)} tokens")
