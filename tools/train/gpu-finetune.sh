@@ -1,7 +1,8 @@
 #!/bin/sh
 # hsa-small v2: fine-tune the shipped model on one GPU within one run of the GPU machine, then a
-# quick evaluation. Writes under OUT: run/ (train.log, model.safetensors: bf16 weights, ckpt/:
-# the resumable checkpoint in parts below 16 MiB) and eval-quick/ (eval.log, eval.json, eval.md).
+# quick evaluation. Writes under OUT: run/ (train.log, model.safetensors: bf16 weights, the same
+# in parts below 16 MiB in model-parts/ (python3 -m hsatrain.ckpt join DIR FILE rejoins them),
+# ckpt/: the resumable checkpoint in parts below 16 MiB) and eval-quick/ (eval.log, eval.json, eval.md).
 #   tools/train/gpu-finetune.sh OUT          (from the top of the source tree, .train-pack present)
 # Budget: at most 9.5 minutes in all; training stops at TRAIN_LIMIT seconds (default 420, counted
 # from its start), the evaluation starts no new length after EVAL_LIMIT seconds (default 75).
@@ -40,6 +41,7 @@ balance=""
     --log-every "${LOG_EVERY:-50}" --extra-tasks "$extra" --hard-keys "${HARD_KEYS:-0.5}" \
     --margin "${MARGIN:-1.0}" --queue "${QUEUE:-32768}" $balance --ckpt-format bf16 \
     2>&1
+"$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"
 t1=$(date +%s)
 echo "gpu-finetune: training took $((t1 - t0)) s"
 "$py" -m hsatrain.evaluate --model "$out/run/model.safetensors" --tok "$pack/hsamem-bpe.tok" \

@@ -108,3 +108,39 @@ def opt_state_dict(opt, saved, groups):
     for g, s in zip(sd["param_groups"], groups):
         g.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in s.items()})
     return sd
+
+
+def split_model(path, outdir, part_mib=15.0):
+    """Write a model.safetensors as outdir/model-NNN.safetensors parts (same metadata each)."""
+    tensors, meta = st.load(path)
+    limit = int(part_mib * 2**20) - 65536
+    os.makedirs(outdir, exist_ok=True)
+    parts, cur, size = [], {}, 0
+    for name in sorted(tensors):
+        n = tensors[name].numel() * tensors[name].element_size()
+        if cur and size + n > limit:
+            parts.append(cur)
+            cur, size = {}, 0
+        cur[name] = tensors[name]
+        size += n
+    parts.append(cur)
+    for j, part in enumerate(parts):
+        st.save(part, os.path.join(outdir, f"model-{j:03d}.safetensors"), meta)
+    return len(parts)
+
+
+def join_model(indir, path):
+    """The inverse of split_model."""
+    tensors, meta = {}, {}
+    for name in sorted(os.listdir(indir)):
+        if name.startswith("model-") and name.endswith(".safetensors"):
+            t, meta = st.load(os.path.join(indir, name))
+            tensors.update(t)
+    st.save(tensors, path, meta)
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 4 or sys.argv[1] not in ("split", "join"):
+        sys.exit("usage: python3 -m hsatrain.ckpt split MODEL.safetensors DIR | join DIR MODEL.safetensors")
+    (split_model if sys.argv[1] == "split" else join_model)(sys.argv[2], sys.argv[3])

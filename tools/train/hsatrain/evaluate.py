@@ -2,15 +2,24 @@
 
     python3 -m hsatrain.evaluate --model models/hsa-small/model.safetensors
         --tok models/hsa-small/hsamem-bpe.tok --data DATA/tokens.npz --out OUTDIR
-        [--lengths 4096,65536,1048576,4194304] [--trials 10] [--depths 0,0.25,0.5,0.75,1]
-        [--seed 7]
+        [--lengths 4096,65536,1048576,4194304] [--trials 10 | --cell-trials 100]
+        [--depths 0,0.25,0.5,0.75,1] [--seed 7] [--tasks all|v1|T1,T2,...]
+        [--modes overwrite,append] [--synonyms FILE] [--time-limit SECONDS]
 
-For each length, the haystack is the first LENGTH tokens of the held-out split (text the
-model never trained on). Its chunks are encoded once. Each trial hides one task instance's
-needles in it (the needles overwrite tokens inside chosen chunks: the first needle at the
-trial's depth, the others at random chunks), re-encodes only the chunks whose window
+For each length, the haystack is the first LENGTH tokens of the held-out split followed by
+the extra held-out text when tokens.npz has it (text the model never trained on; repeated
+only beyond that, eval.json's text_repeats says how often: hsatrain.haystack). Its chunks are
+encoded once. Each trial hides one task instance's needles in it (the first needle at the
+trial's depth, the others at random places; --modes: overwrite = inside chunks, append = as
+whole entries between entries of the haystack), re-encodes only the chunks whose window
 changed, and asks the question right after the haystack (a new chunk; its window's first
-half is the haystack's last chunk). Reported per task and length:
+half is the haystack's last chunk). Tasks (--tasks all): the seven of v1 (hsatrain.tasks:
+single, multikey, multivalue, multiquery, vartrack, facts, facts-hard), multikey-near
+(distractor keys share the asked key's surface), facts2-seen / facts2-heldout-wording /
+facts2-heldout-rel (hsatrain.wording: training wordings, held-out wordings, held-out
+relations) and unseen-rare / unseen-norare (hsatrain.evalsets: kinds of fact no training file
+has; the question shares a rare word with the fact, or none). Reported per mode, task and
+length:
   model r@1, r@8   the needle's chunk among the top 1 / 8 chunks of the model's retrieval
                    score, at the query position before each answer part (teacher forced;
                    averaged over parts)

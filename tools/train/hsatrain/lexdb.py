@@ -3,8 +3,8 @@
 The training tasks that teach retrieval from the whole corpus (hsatrain.corpus_tasks) and the
 varied fact wordings (hsatrain.wording) replace words by synonyms. WordNet is the lexical database;
 this module extracts from its data files (/usr/share/wordnet/data.{noun,verb,adj,adv}) the synsets
-of two or more single lowercase words, keeps only senses that WordNet's sense counts mark as used
-(tag count > 0 in index.sense, when the file is there), and writes one synset a line:
+of two or more single lowercase words, keeps only words that WordNet's sense counts mark as used
+(a tag count > 0 in cntlist.rev for the word and part of speech), and writes one synset a line:
 
     POS<TAB>word word word ...
 
@@ -23,9 +23,10 @@ POS_FILES = [("n", "data.noun"), ("v", "data.verb"), ("a", "data.adj"), ("r", "d
 WORD = re.compile(r"^[a-z]{3,}$")
 
 
-def used_senses(wndir):
-    """(lemma, pos) of senses with a tag count > 0, or None when index.sense is missing."""
-    path = os.path.join(wndir, "index.sense")
+def used_lemmas(wndir):
+    """(lemma, pos) pairs with a sense that has a tag count > 0 in cntlist.rev, or None when
+    the file is missing (then every word is kept)."""
+    path = os.path.join(wndir, "cntlist.rev")
     if not os.path.exists(path):
         return None
     used = set()
@@ -33,16 +34,15 @@ def used_senses(wndir):
     with open(path, encoding="latin-1") as f:
         for line in f:
             parts = line.split()
-            if len(parts) < 4 or parts[3] == "0":
+            if len(parts) < 3 or parts[2] == "0":
                 continue
-            key = parts[0]
-            lemma, _, rest = key.partition("%")
-            used.add((lemma, parts[1], pos_of.get(rest[:1], "?")))
+            lemma, _, rest = parts[0].partition("%")
+            used.add((lemma, pos_of.get(rest[:1], "?")))
     return used
 
 
 def extract(wndir):
-    used = used_senses(wndir)
+    used = used_lemmas(wndir)
     out = []
     for pos, name in POS_FILES:
         with open(os.path.join(wndir, name), encoding="latin-1") as f:
@@ -50,14 +50,13 @@ def extract(wndir):
                 if line.startswith("  "):
                     continue
                 fields = line.split(" ")
-                offset, n = fields[0], int(fields[3], 16)
+                n = int(fields[3], 16)
                 ws = []
                 for i in range(n):
                     w = re.sub(r"\(.*\)$", "", fields[4 + 2 * i])
                     if not WORD.match(w):
                         continue
-                    if used is not None and (w, offset.lstrip("0") or "0", pos) not in used \
-                            and (w, offset, pos) not in used:
+                    if used is not None and (w, pos) not in used:
                         continue
                     if w not in ws:
                         ws.append(w)

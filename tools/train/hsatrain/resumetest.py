@@ -2,10 +2,10 @@
 
 Builds a tiny corpus, tokenizer and synonym file in a temporary directory, then runs
 hsatrain.train three times with every hsa-small v2 option on (extra tasks, hard keys, margin,
-landmark queue, balanced retrieval loss) on a tiny model: N steps straight through, and N/2
-steps followed by a resume from the checkpoint directory to N. With --ckpt-format full the
-final weights, AdamW moments and queue must be identical; with bf16 (the reduced state) the
-weights must agree to bf16 rounding. Used by hsatrain.selftest (tests/test_train.sh).
+landmark queue, balanced retrieval loss) on a tiny model: 6 steps straight through, and 4 steps
+(across a phase boundary) followed by a resume from the checkpoint directory to 6. With
+--ckpt-format full the final weights, AdamW moments and queue must be identical to the
+uninterrupted run's; with bf16 (the reduced state) they must agree within bf16 rounding. Used by hsatrain.selftest (tests/test_train.sh).
 
     python3 -m hsatrain.resumetest [WORKDIR]
 """
@@ -51,7 +51,10 @@ def run(d, out, extra):
            "--config", CONFIG % vocab, "--warmup", "2",
            "--extra-tasks", "icl:0.2,rarespan:0.15,selfcopy:0.15,facts2:0.2", "--hard-keys", "0.5",
            "--margin", "1", "--queue", "40", "--ret-balance", "--part-mib", "0.1"] + extra
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONDONTWRITEBYTECODE="1")
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.environ.get("PYTHONPATH")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONDONTWRITEBYTECODE="1",
+               PYTHONPATH=pkg + (os.pathsep + path if path else ""))
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode:
         print(r.stdout[-3000:], r.stderr[-3000:])
@@ -79,9 +82,11 @@ def main(workdir=None):
     d = workdir
     make_data(d)
     fails = 0
+    straight = os.path.join(d, "straight")
+    run(d, straight, ["--ckpt-format", "full"])
+    # bf16 (the reduced state) is compared with the same uninterrupted full-precision run
     for fmt, tol in (("full", 0.0), ("bf16", 0.05)):
-        straight, split = os.path.join(d, fmt + "-straight"), os.path.join(d, fmt + "-split")
-        run(d, straight, ["--ckpt-format", fmt])
+        split = os.path.join(d, fmt + "-split")
         run(d, split, ["--ckpt-format", fmt, "--until-step", "4"])
         nparts = len(os.listdir(os.path.join(split, "ckpt")))
         run(d, split, ["--ckpt-format", fmt, "--resume", os.path.join(split, "ckpt")])
