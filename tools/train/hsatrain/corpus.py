@@ -161,7 +161,8 @@ def extra_sources():
     for name in EXTRA_DICTS:
         p = f"/usr/share/dictd/{name}.dict.dz"
         if os.path.exists(p):
-            yield p, re.sub(r"<[^>]{0,40}>", "", read_text(p))
+            with gzip.open(p, "rb") as f:           # dictzip is gzip
+                yield p, re.sub(r"<[^>]{0,40}>", "", f.read().decode("utf-8", errors="replace"))
 
 
 def main():

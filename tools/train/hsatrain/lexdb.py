@@ -2,15 +2,17 @@
 
 The training tasks that teach retrieval from the whole corpus (hsatrain.corpus_tasks) and the
 varied fact wordings (hsatrain.wording) replace words by synonyms. WordNet is the lexical database;
-this module extracts from its data files (/usr/share/wordnet/data.{noun,verb,adj,adv}) the synsets
-of two or more single lowercase words, keeps only words that WordNet's sense counts mark as used
-(a tag count > 0 in cntlist.rev for the word and part of speech), and writes one synset a line:
+this module extracts from its index and data files (/usr/share/wordnet/{index,data}.{noun,verb,
+adj,adv}), for every single lowercase word that WordNet's sense counts mark as used (a tag count
+> 0 in cntlist.rev), in its commonest part of speech (the largest summed tag count), the other
+such words of its most frequent sense (the first synset the index
+lists: no word-sense disambiguation, so the commonest sense is the safest), one word a line:
 
-    POS<TAB>word word word ...
+    POS<TAB>word<TAB>synonym synonym ...
 
 corpus.sh regenerates the file (DATADIR/synonyms.txt, about half a megabyte) from the installed
 package, so the repository carries no copy of WordNet. Thesaurus loads it: synonyms(word) is the
-union of the word's synsets, without the word.
+union over the word's parts of speech.
 
     python3 -m hsatrain.lexdb OUT [--wordnet /usr/share/wordnet]
 """
@@ -24,12 +26,12 @@ WORD = re.compile(r"^[a-z]{3,}$")
 
 
 def used_lemmas(wndir):
-    """(lemma, pos) pairs with a sense that has a tag count > 0 in cntlist.rev, or None when
-    the file is missing (then every word is kept)."""
+    """(lemma, pos) -> summed tag count of its senses, for those with a count > 0 in
+    cntlist.rev, or None when the file is missing (then every word is kept)."""
     path = os.path.join(wndir, "cntlist.rev")
     if not os.path.exists(path):
         return None
-    used = set()
+    used = {}
     pos_of = {"1": "n", "2": "v", "3": "a", "4": "r", "5": "a"}
     with open(path, encoding="latin-1") as f:
         for line in f:
@@ -37,31 +39,51 @@ def used_lemmas(wndir):
             if len(parts) < 3 or parts[2] == "0":
                 continue
             lemma, _, rest = parts[0].partition("%")
-            used.add((lemma, pos_of.get(rest[:1], "?")))
+            k = (lemma, pos_of.get(rest[:1], "?"))
+            used[k] = used.get(k, 0) + int(parts[2])
     return used
 
 
-def extract(wndir):
-    used = used_lemmas(wndir)
-    out = []
+def synsets(wndir, used):
+    """(pos, offset) -> the synset's single lowercase words in use."""
+    out = {}
     for pos, name in POS_FILES:
         with open(os.path.join(wndir, name), encoding="latin-1") as f:
             for line in f:
                 if line.startswith("  "):
                     continue
                 fields = line.split(" ")
-                n = int(fields[3], 16)
                 ws = []
-                for i in range(n):
+                for i in range(int(fields[3], 16)):
                     w = re.sub(r"\(.*\)$", "", fields[4 + 2 * i])
-                    if not WORD.match(w):
-                        continue
-                    if used is not None and (w, pos) not in used:
-                        continue
-                    if w not in ws:
+                    if WORD.match(w) and (used is None or (w, pos) in used) and w not in ws:
                         ws.append(w)
-                if len(ws) >= 2:
-                    out.append(f"{pos}\t{' '.join(ws)}")
+                out[(pos, fields[0])] = ws
+    return out
+
+
+def extract(wndir):
+    """One line per word and part of speech: the other words of its most frequent sense
+    (the first synset that WordNet's index lists for it)."""
+    used = used_lemmas(wndir)
+    sets = synsets(wndir, used)
+    best = {}                        # lemma -> its commonest part of speech (by tag count)
+    for (lemma, pos), n in (used or {}).items():
+        if n > best.get(lemma, ("", -1))[1]:
+            best[lemma] = (pos, n)
+    out = []
+    for pos, name in POS_FILES:
+        with open(os.path.join(wndir, name.replace("data.", "index.")), encoding="latin-1") as f:
+            for line in f:
+                if line.startswith("  "):
+                    continue
+                fields = line.split()
+                lemma, n = fields[0], int(fields[2])
+                if not WORD.match(lemma) or (used is not None and best.get(lemma, ("",))[0] != pos):
+                    continue
+                syn = [w for w in sets.get((pos, fields[-n]), []) if w != lemma]
+                if syn:
+                    out.append(f"{pos}\t{lemma}\t{' '.join(syn)}")
     return out
 
 
@@ -72,11 +94,11 @@ class Thesaurus:
             with open(path, encoding="utf-8") as f:
                 lines = f.read().splitlines()
         for line in lines:
-            _, _, ws = line.partition("\t")
-            ws = ws.split()
-            for w in ws:
-                s = self.syn.setdefault(w, [])
-                s.extend(x for x in ws if x != w and x not in s)
+            parts = line.split("\t")
+            if len(parts) != 3:
+                continue
+            s = self.syn.setdefault(parts[1], [])
+            s.extend(x for x in parts[2].split() if x not in s)
 
     def synonyms(self, word):
         return self.syn.get(word.lower(), [])

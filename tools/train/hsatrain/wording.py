@@ -135,7 +135,8 @@ def vary(rng, text, th, leads, syn=0.25):
     text = " ".join(out)
     lead = leads[int(rng.integers(0, len(leads)))]
     if lead:
-        text = lead + text[0].lower() + text[1:] if not text[:2].isupper() and text[:1] != "{" else lead + text
+        lower = lead.endswith(", ") and text[:2] not in ("I ", "I'") and text[:1] != "{"
+        text = lead + (text[0].lower() + text[1:] if lower else text)
     return text
 
 
@@ -149,7 +150,9 @@ def chat(rng, text, question):
 
 def make_facts2(rng, th, split="train", n=None):
     """Instance dict as TaskMaker.make returns. split: train (training relations and wordings),
-    seen (evaluation with training wordings), heldout-wording, heldout-rel."""
+    seen (evaluation with training wordings), heldout-wording, heldout-rel. Synonyms replace
+    words in training only; the evaluation keeps its wordings (lead-ins and turns vary)."""
+    syn = 0.2 if split == "train" else 0.0
     rels = HELDOUT_RELS if split == "heldout-rel" else RELS
     n = n or int(rng.integers(3, 6))
     ids = rng.choice(len(rels), size=min(n, len(rels)), replace=False)
@@ -167,10 +170,10 @@ def make_facts2(rng, th, split="train", n=None):
             return lst[idx[int(rng.integers(0, len(idx)))]]
         held = split == "heldout-wording" and j == 0
         v = vals[int(rng.integers(0, len(vals)))]
-        f = vary(rng, pick(facts, held), th, LEADS).format(v=v)
+        f = vary(rng, pick(facts, held), th, LEADS, syn).format(v=v)
         needles.append(chat(rng, f, False) if conv else f)
         if j == 0:
             v0 = v
-            q = vary(rng, pick(qs, held), th, ASK_LEADS)
+            q = vary(rng, pick(qs, held), th, ASK_LEADS, syn)
             question = chat(rng, q, True) if conv else q
     return dict(needles=needles, question=question, parts=[(v0, 0)], sep=", ")
