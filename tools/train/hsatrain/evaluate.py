@@ -281,7 +281,7 @@ def place(rng, maker, task, inst, d, nC, hay_t, mode, starts):
     n = len(inst["needles"])
     for _ in range(20):
         first = int(round(d * (nC - 1)))
-        others = [c for c in rng.integers(0, nC, n + 2).tolist() if c != first][:n - 1]
+        others = [c for c in dict.fromkeys(rng.integers(0, nC, n + 8).tolist()) if c != first][:n - 1]
         chunks = [first] + others
         ordered = [ni for _, ni in inst["parts"]] if task in ("multivalue", "vartrack") else []
         if ordered:

@@ -17,6 +17,8 @@ Two ways to hide a trial's needles (both re-encode only the chunks whose window 
 import numpy as np
 import torch
 
+from .tokenizer import EOS
+
 
 def assemble(data, L):
     """(haystack tokens of length L, number of times the text was repeated)."""
@@ -33,7 +35,7 @@ def entry_starts(tok, hay):
     for i in range(tok.vocab_size):
         b = tok.decode_bytes([i])
         ends[i] = b.endswith(b"\n")
-    ends[1] = True                                           # <|eos|> separates documents
+    ends[EOS] = True                                         # <|eos|> separates documents
     return np.nonzero(ends[hay[:-1]])[0] + 1
 
 
