@@ -25,10 +25,17 @@ workers=${WORKERS:-12}
 lengths=4096,65536,1048576
 cell=${CELL:-50}
 if [ "${TINY:-0}" = 1 ]; then
+    # a toy model (the shipped one takes minutes a step on a busy CPU) made by one training step
     schedule=${SCHEDULE:-ft:4:512:2:8:0.85:6e-4:1:tune}
     workers=${WORKERS:-2}
     lengths=4096,8192
     cell=${CELL:-2}
+    if [ -z "${INIT:-}" ]; then
+        "$py" -m hsatrain.train --data "$pack/tokens.npz" --tok "$pack/hsamem-bpe.tok" --out "$out/tiny-init" \
+            --config '{"d_model":64,"n_heads":2,"d_mlp":128,"d_h":16,"h_q":4,"d_r":32}' --workers 0 \
+            --schedule init:1:512:1:8:0.5:1e-3:0:base --time-limit 600 >/dev/null
+        init=$out/tiny-init/model.safetensors
+    fi
 fi
 mkdir -p "$out/run" "$out/eval-quick"
 [ -f "$pack/tokens.npz" ] && [ -f "$pack/hsamem-bpe.tok" ] || { echo "gpu-finetune: no $pack/tokens.npz or $pack/hsamem-bpe.tok" >&2; exit 1; }

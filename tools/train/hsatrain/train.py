@@ -360,10 +360,10 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
             continue
         log(f"phase {ph['name']}: steps {step}..{ph_end} T {ph['T']} batch {ph['batch']} topk {ph['topk']}")
         ds = Batches(a.data, a.tok, ph, a.seed, step - done_before, a.opts)
+        more = dict(prefetch_factor=4) if a.workers else {}     # torch 1.13 refuses None
         dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                          pin_memory=dev.type == "cuda",
-                                         prefetch_factor=4 if a.workers else None,
-                                         persistent_workers=False)
+                                         persistent_workers=False, **more)
         acc = np.zeros(6)
         n_acc, t_last, tok_count = 0, time.time(), 0
         for toks, tgt, am in dl:
