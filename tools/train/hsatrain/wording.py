@@ -12,7 +12,6 @@ Held out of training entirely, for evaluate.py to report separately:
 Facts of kinds that no training file names at all are in hsatrain.evalsets, which training code
 never imports.
 """
-import numpy as np
 
 # name, values, fact wordings, question wordings
 RELS = [
