@@ -3,14 +3,18 @@
 # quick evaluation. Writes under OUT: run/ (train.log, model.safetensors: bf16 weights, the same
 # in parts below 16 MiB in model-parts/ (python3 -m hsatrain.ckpt join DIR FILE rejoins them),
 # ckpt/: the resumable checkpoint in parts below 16 MiB) and eval-quick/ (eval.log, eval.json, eval.md).
-#   tools/train/gpu-finetune.sh OUT          (from the top of the source tree, .train-pack present)
+# With RESULT, copies what must leave the machine into RESULT, flat, in 6 files of < 16 MiB
+# (train.log, model-000/001.safetensors, eval-quick.md/.json/.log): the GPU machine returns at
+# most 8 files, 64 MiB in all, so the checkpoint (85 MB) stays in OUT.
+#   tools/train/gpu-finetune.sh OUT [RESULT]  (from the top of the source tree, .train-pack present)
 # Budget: at most 9.5 minutes in all; training stops at TRAIN_LIMIT seconds (default 420, counted
 # from its start), the evaluation starts no new length after EVAL_LIMIT seconds (default 75).
 # TINY=1: the same steps at a toy size on the CPU (a few minutes), to check the script.
 # Other knobs (for ablations): EXTRA_TASKS, HARD_KEYS, MARGIN, QUEUE, BALANCE (1/0), SCHEDULE,
 # INIT (default models/hsa-small/model.safetensors), PACK (default .train-pack).
 set -eu
-out=${1:?usage: gpu-finetune.sh OUT}
+out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
+result=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
 PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH
@@ -57,3 +61,9 @@ echo "gpu-finetune: training took $((t1 - t0)) s"
 t2=$(date +%s)
 echo "gpu-finetune: evaluation took $((t2 - t1)) s, $((t2 - t0)) s in all"
 ls -l "$out/run" "$out/run/ckpt" "$out/eval-quick"
+if [ -n "$result" ]; then
+    mkdir -p "$result"
+    cp "$out/run/train.log" "$out"/run/model-parts/model-*.safetensors "$result/"
+    for f in md json log; do cp "$out/eval-quick/eval.$f" "$result/eval-quick.$f"; done
+    ls -l "$result"
+fi
