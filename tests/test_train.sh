@@ -1,7 +1,9 @@
 #!/bin/sh
 # The training code's CPU self-test (python3 -m hsatrain.selftest, tools/train/README.md): dense
 # HSA equals the sparse reference, the evaluation path equals the training forward, the tokenizer
-# round-trips. A tiny random model, seconds on two cores. Skips (77) when the python (PYTHON, or
+# round-trips, no training module imports the evaluation-only facts, and a training run stopped
+# and resumed from its checkpoint equals an uninterrupted one. Tiny models; one to two minutes
+# on two cores (the resume check starts five training runs). Skips (77) when the python (PYTHON, or
 # python3) cannot import torch and numpy, which tools/train/requirements.txt names.
 set -u
 src=${HSAMEM_TOP_SRCDIR:-${srcdir:-.}}

@@ -9,7 +9,12 @@ train or held-out split by a hash of their name, so the split does not depend on
 the order files are found in. Output: OUT/train.txt and OUT/heldout.txt, documents
 separated by a line holding a single form feed character.
 
-Usage: python3 -m hsatrain.corpus OUTDIR [--heldout-percent 20]
+With --extra, OUT/heldout_extra.txt receives the evaluation-only documents of
+extra_sources() (dict-foldoc, dict-jargon, dict-wn, dict-vera, dict-devil): text
+that neither training nor the tokenizer sees, so that long evaluation haystacks
+repeat less. train.txt and heldout.txt do not change with it.
+
+Usage: python3 -m hsatrain.corpus OUTDIR [--heldout-percent 20] [--extra]
 """
 import argparse
 import gzip
@@ -148,10 +153,23 @@ def sources():
         pass
 
 
+EXTRA_DICTS = ["foldoc", "jargon", "wn", "vera", "devil"]
+
+
+def extra_sources():
+    """Evaluation-only documents: dictionaries of dictd packages, split at blank lines."""
+    for name in EXTRA_DICTS:
+        p = f"/usr/share/dictd/{name}.dict.dz"
+        if os.path.exists(p):
+            with gzip.open(p, "rb") as f:           # dictzip is gzip
+                yield p, re.sub(r"<[^>]{0,40}>", "", f.read().decode("utf-8", errors="replace"))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("outdir")
     ap.add_argument("--heldout-percent", type=int, default=20)
+    ap.add_argument("--extra", action="store_true", help="also write heldout_extra.txt")
     a = ap.parse_args()
     os.makedirs(a.outdir, exist_ok=True)
     outs = {s: open(os.path.join(a.outdir, s + ".txt"), "w", encoding="utf-8")
@@ -166,8 +184,18 @@ def main():
             outs[split].write(dtext + SEP)
             counts[split][0] += 1
             counts[split][1] += len(dtext)
+    if a.extra:
+        with open(os.path.join(a.outdir, "heldout_extra.txt"), "w", encoding="utf-8") as f:
+            counts["heldout_extra"] = [0, 0]
+            for name, text in extra_sources():
+                for dname, dtext in split_long(name, clean(text)):
+                    if len(dtext) >= 200 and mostly_english(dtext):
+                        f.write(dtext + SEP)
+                        counts["heldout_extra"][0] += 1
+                        counts["heldout_extra"][1] += len(dtext)
     for s, f in outs.items():
         f.close()
+    for s in counts:
         print(f"corpus: {s}: {counts[s][0]} documents, {counts[s][1] / 1e6:.1f}M characters")
 
 

@@ -2,15 +2,24 @@
 
     python3 -m hsatrain.evaluate --model models/hsa-small/model.safetensors
         --tok models/hsa-small/hsamem-bpe.tok --data DATA/tokens.npz --out OUTDIR
-        [--lengths 4096,65536,1048576,4194304] [--trials 10] [--depths 0,0.25,0.5,0.75,1]
-        [--seed 7]
+        [--lengths 4096,65536,1048576,4194304] [--trials 10 | --cell-trials 100]
+        [--depths 0,0.25,0.5,0.75,1] [--seed 7] [--tasks all|v1|T1,T2,...]
+        [--modes overwrite,append] [--synonyms FILE] [--time-limit SECONDS]
 
-For each length, the haystack is the first LENGTH tokens of the held-out split (text the
-model never trained on). Its chunks are encoded once. Each trial hides one task instance's
-needles in it (the needles overwrite tokens inside chosen chunks: the first needle at the
-trial's depth, the others at random chunks), re-encodes only the chunks whose window
+For each length, the haystack is the first LENGTH tokens of the held-out split followed by
+the extra held-out text when tokens.npz has it (text the model never trained on; repeated
+only beyond that, eval.json's text_repeats says how often: hsatrain.haystack). Its chunks are
+encoded once. Each trial hides one task instance's needles in it (the first needle at the
+trial's depth, the others at random places; --modes: overwrite = inside chunks, append = as
+whole entries between entries of the haystack), re-encodes only the chunks whose window
 changed, and asks the question right after the haystack (a new chunk; its window's first
-half is the haystack's last chunk). Reported per task and length:
+half is the haystack's last chunk). Tasks (--tasks all): the seven of v1 (hsatrain.tasks:
+single, multikey, multivalue, multiquery, vartrack, facts, facts-hard), multikey-near
+(distractor keys share the asked key's surface), facts2-seen / facts2-heldout-wording /
+facts2-heldout-rel (hsatrain.wording: training wordings, held-out wordings, held-out
+relations) and unseen-rare / unseen-norare (hsatrain.evalsets: kinds of fact no training file
+has; the question shares a rare word with the fact, or none). Reported per mode, task and
+length:
   model r@1, r@8   the needle's chunk among the top 1 / 8 chunks of the model's retrieval
                    score, at the query position before each answer part (teacher forced;
                    averaged over parts)
@@ -39,7 +48,10 @@ import torch
 
 from . import st
 from .model import Config, HSAModel
-from .tasks import EVAL_TASKS, TaskMaker
+from . import haystack
+from .evalsets import make_unseen
+from .lexdb import Thesaurus
+from .tasks import EVAL_TASKS, FACTS2_EVAL, TaskMaker
 from .tokenizer import EOS, Tokenizer
 
 STOP = set("""a about above after again against all am an and any are as at be because been before
@@ -253,7 +265,40 @@ def query_step(model, mem, prev_chunks, qtoks, mod_ids, modK, modV, modL, topk, 
     return logits.float(), s
 
 
-def run_length(model, tok, maker, hay, args, dev, rng, log):
+ALL_TASKS = EVAL_TASKS + ["multikey-near"] + FACTS2_EVAL + ["unseen-rare", "unseen-norare"]
+
+
+def make_instance(maker, rng, task):
+    if task.startswith("unseen-"):
+        return make_unseen(rng, task[len("unseen-"):])
+    return maker.make(rng, task, evaluate=True)
+
+
+def place(rng, maker, task, inst, d, nC, hay_t, mode, starts):
+    """Chunks wanted for the needles (the first at depth d), then the placement of the mode:
+    (chunk -> new tokens, list of the chunks holding each needle)."""
+    S = maker.S
+    n = len(inst["needles"])
+    for _ in range(20):
+        first = int(round(d * (nC - 1)))
+        others = [c for c in dict.fromkeys(rng.integers(0, nC, n + 8).tolist()) if c != first][:n - 1]
+        chunks = [first] + others
+        ordered = [ni for _, ni in inst["parts"]] if task in ("multivalue", "vartrack") else []
+        if ordered:
+            srt = sorted(chunks[i] for i in ordered)
+            for i, c in zip(ordered, srt):
+                chunks[i] = c
+        if mode == "overwrite":
+            nts = [maker.needle_tokens(t, newline=True) for t in inst["needles"]]
+            return haystack.overwrite(rng, hay_t, chunks, nts, S)
+        nts = [np.array(maker.tok.encode(t + "\n")[:S], np.int64) for t in inst["needles"]]
+        got = haystack.append(rng, hay_t, chunks, nts, S, starts, nC)
+        if got is not None:
+            return got
+    raise RuntimeError(f"{task}: no entry boundaries to append the needles at")
+
+
+def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
     S = model.cfg.chunk
     t0 = time.time()
     mem = Memory(model, hay, dev)
@@ -268,33 +313,19 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
     log(f"length {nC * S}: baselines indexed in {time.time() - t0:.1f}s")
     depths = [float(x) for x in args.depths.split(",")]
     results = {}
-    for task in EVAL_TASKS:
+    starts = haystack.entry_starts(tok, hay) if mode == "append" else None
+    per_depth = args.trials if not args.cell_trials else -(-args.cell_trials // len(depths))
+    for task in args.task_list:
         trials = []
         for d in depths:
-            for _ in range(args.trials):
-                inst = maker.make(rng, task, evaluate=True)
-                trials.append((d, inst))
+            for _ in range(per_depth):
+                trials.append((d, make_instance(maker, rng, task)))
         B = len(trials)
         # place needles
         hay_t = mem.hay
         mods, blocks, metas = [], [], []
         for d, inst in trials:
-            n = len(inst["needles"])
-            first = int(round(d * (nC - 1)))
-            others = [c for c in rng.permutation(nC)[:n + 2].tolist() if c != first][:n - 1]
-            chunks = [first] + others
-            ordered = [ni for _, ni in inst["parts"]] if task in ("multivalue", "vartrack") else []
-            if ordered:
-                srt = sorted(chunks[i] for i in ordered)
-                for i, c in zip(ordered, srt):
-                    chunks[i] = c
-            toks = {}
-            for ni, c in enumerate(chunks):
-                nt = torch.from_numpy(maker.needle_tokens(inst["needles"][ni], newline=True))
-                off = int(rng.integers(0, S - len(nt) + 1))
-                base = toks.get(c, hay_t[c * S:(c + 1) * S].clone())
-                base[off:off + len(nt)] = nt
-                toks[c] = base
+            toks, chunks = place(rng, maker, task, inst, d, nC, hay_t, mode, starts)
             changed = sorted(set(toks) | {c + 1 for c in toks if c + 1 < nC})
             mods.append((changed, toks))
             block, src, ans, qlen = maker.encode_block(inst)
@@ -370,7 +401,7 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
                     p += 1
                 p -= 1
             # model recall per part
-            mr = [rank_of_t(scores[i, t], c) for t, c in part_pos]
+            mr = [min(rank_of_t(scores[i, t], x) for x in c) for t, c in part_pos]
             qw = words(inst["question"])
             # baselines: one ranking per question, with the trial's changed chunks rescored
             changed, toks = mods[i]
@@ -382,8 +413,8 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
                 cw = words(tok.decode(ct.tolist()))
                 bs[c] = bm25.score_doc(qw, cw)
                 ls[c] = float(lex_vector(cw) @ qv)
-            br = [rank_of(bs, c) for _, c in part_pos]
-            lr = [rank_of(ls, c) for _, c in part_pos]
+            br = [min(rank_of(bs, x) for x in c) for _, c in part_pos]
+            lr = [min(rank_of(ls, x) for x in c) for _, c in part_pos]
             parts_found = all(re.search(r"(?<![0-9A-Za-z])" + re.escape(text) + r"(?![0-9A-Za-z])", answer)
                               for text, _ in inst["parts"])
             rows.append(dict(depth=metas[i]["depth"], em=float(answer == truth), all=float(parts_found),
@@ -402,7 +433,7 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
                        for d in depths},
                    rows=rows)
         results[task] = res
-        log(f"length {nC * S} {task}: n {B} model r@1 {res['model_r1']:.3f} r@8 {res['model_r8']:.3f} "
+        log(f"{mode} length {nC * S} {task}: n {B} model r@1 {res['model_r1']:.3f} r@8 {res['model_r8']:.3f} "
             f"EM {res['em']:.3f} all {res['all']:.3f} | lexical r@1 {res['lex_r1']:.3f} r@8 {res['lex_r8']:.3f} | "
             f"bm25 r@1 {res['bm25_r1']:.3f} r@8 {res['bm25_r8']:.3f}")
     del mem
@@ -412,14 +443,19 @@ def run_length(model, tok, maker, hay, args, dev, rng, log):
 
 
 def write_table(allres, path):
-    lines = ["| task | length | n | model r@1 | model r@8 | model EM | model all | lexical r@1 | lexical r@8 "
-             "| BM25 r@1 | BM25 r@8 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for task in EVAL_TASKS:
-        for L, res in allres.items():
-            r = res[task]
-            lines.append(f"| {task} | {L} | {r['n']} | {r['model_r1']:.3f} | {r['model_r8']:.3f} | {r['em']:.3f} | "
-                         f"{r['all']:.3f} | {r['lex_r1']:.3f} | {r['lex_r8']:.3f} | {r['bm25_r1']:.3f} | "
-                         f"{r['bm25_r8']:.3f} |")
+    """allres: mode -> length -> task -> result."""
+    lines = ["| mode | task | length | n | model r@1 | model r@8 | model EM | model all | lexical r@1 "
+             "| lexical r@8 | BM25 r@1 | BM25 r@8 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for mode, bylen in allres.items():
+        tasks = [t for t in ALL_TASKS if any(t in r for r in bylen.values())]
+        for task in tasks:
+            for L, res in bylen.items():
+                if task not in res:
+                    continue
+                r = res[task]
+                lines.append(f"| {mode} | {task} | {L} | {r['n']} | {r['model_r1']:.3f} | {r['model_r8']:.3f} | "
+                             f"{r['em']:.3f} | {r['all']:.3f} | {r['lex_r1']:.3f} | {r['lex_r8']:.3f} | "
+                             f"{r['bm25_r1']:.3f} | {r['bm25_r8']:.3f} |")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
@@ -433,10 +469,21 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--lengths", default="4096,65536,1048576,4194304")
     ap.add_argument("--trials", type=int, default=10, help="trials per depth per task")
+    ap.add_argument("--cell-trials", type=int, default=0,
+                    help="trials per task and length (split over the depths); overrides --trials")
     ap.add_argument("--depths", default="0,0.25,0.5,0.75,1")
     ap.add_argument("--topk", type=int, default=8)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tasks", default="all", help="comma-separated tasks, 'all' or 'v1' (the original seven)")
+    ap.add_argument("--modes", default="overwrite", help="overwrite, append or overwrite,append")
+    ap.add_argument("--synonyms", help="synonyms.txt for the facts2 wordings (default: beside --data)")
+    ap.add_argument("--time-limit", type=float, default=0,
+                    help="seconds; no new length is started after it (0: none)")
     a = ap.parse_args()
+    a.task_list = ALL_TASKS if a.tasks == "all" else EVAL_TASKS if a.tasks == "v1" else a.tasks.split(",")
+    for t in a.task_list:
+        if t not in ALL_TASKS:
+            raise SystemExit(f"unknown task {t}; known: {','.join(ALL_TASKS)}")
     os.makedirs(a.out, exist_ok=True)
     t_start = time.time()
     logf = open(os.path.join(a.out, "eval.log"), "a")
@@ -454,21 +501,30 @@ def main():
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.to(dev).eval()
     tok = Tokenizer.load(a.tok)
-    maker = TaskMaker(tok, cfg.chunk)
-    held = np.load(a.data)["heldout"]
+    syn = a.synonyms or os.path.join(os.path.dirname(os.path.abspath(a.data)), "synonyms.txt")
+    th = Thesaurus(syn) if os.path.exists(syn) else None
+    maker = TaskMaker(tok, cfg.chunk, thesaurus=th)
+    data = np.load(a.data)
+    held = data["heldout"]
+    extra = len(data["heldout_extra"]) if "heldout_extra" in data.files else 0
     log(f"model {a.model} step {meta.get('step')} device "
         f"{torch.cuda.get_device_name(0) if dev.type == 'cuda' else 'cpu'} torch {torch.__version__}; "
-        f"held-out tokens {len(held)}")
+        f"held-out tokens {len(held)} + extra {extra}; synonyms {syn if th else 'none'}")
     rng = np.random.default_rng(a.seed)
-    allres = {}
-    for L in [int(x) for x in a.lengths.split(",")]:
-        hay = held
-        while len(hay) < L:                      # repeat the held-out text if it is too short
-            hay = np.concatenate([hay, held])
-        allres[L] = run_length(model, tok, maker, hay[:L], a, dev, rng, log)
-        with open(os.path.join(a.out, "eval.json"), "w") as f:
-            json.dump(dict(args=vars(a), step=meta.get("step"), results=allres), f, indent=1)
-        write_table(allres, os.path.join(a.out, "eval.md"))
+    allres, repeats = {}, {}
+    for mode in a.modes.split(","):
+        allres[mode] = {}
+        for L in [int(x) for x in a.lengths.split(",")]:
+            if a.time_limit and time.time() - t_start > a.time_limit:
+                log(f"time limit: {mode} length {L} skipped")
+                continue
+            hay, repeats[L] = haystack.assemble(data, L)
+            allres[mode][L] = run_length(model, tok, maker, hay, a, dev, rng, log, mode)
+            with open(os.path.join(a.out, "eval.json"), "w") as f:
+                json.dump(dict(args={k: v for k, v in vars(a).items()}, step=meta.get("step"),
+                               heldout_tokens=int(len(held)), heldout_extra_tokens=int(extra),
+                               text_repeats=repeats, results=allres), f, indent=1)
+            write_table(allres, os.path.join(a.out, "eval.md"))
     log("done")
 
 

@@ -1,17 +1,44 @@
-"""CPU self-test of tools/train (tiny random model, a minute): the dense training HSA equals
-the sparse reference operator, the evaluation's memory/query path equals the training forward
-on the same sequence (also with replaced chunks), and the tokenizer round-trips.
+"""CPU self-test of tools/train (tiny random models, one to two minutes): the dense training
+HSA equals the sparse reference operator, the evaluation's memory/query path equals the training
+forward on the same sequence (also with replaced chunks), the tokenizer round-trips, the
+evaluation's append placement keeps the haystack's text, no training module imports the
+evaluation-only facts (hsatrain.evalsets), and a training run stopped and resumed from its
+checkpoint equals an uninterrupted one (hsatrain.resumetest).
 
     python3 -m hsatrain.selftest [TOKFILE]
 """
+import os
+import re
 import sys
 
 import numpy as np
 import torch
 
+from . import haystack, resumetest
 from .evaluate import Memory, query_step
 from .model import Config, HSAModel, hsa_sparse
 from .tokenizer import Tokenizer, train
+
+
+def check_append():
+    S, rng = 64, np.random.default_rng(3)
+    hay = torch.from_numpy(rng.integers(300, 400, 40 * S))
+    starts = np.array(sorted(rng.choice(np.arange(1, 40 * S), 120, replace=False)))
+    needles = [np.arange(1000 * k, 1000 * k + n) for k, n in ((1, 20), (2, 33))]
+    toks, where = haystack.append(rng, hay, [5, 30], needles, S, starts, 40)
+    new = hay.clone()
+    for c, t in toks.items():
+        new[c * S:(c + 1) * S] = t
+    ok = True
+    for nt, chunks in zip(needles, where):
+        b = int(np.nonzero(new.numpy() == nt[0])[0][0])
+        n = len(nt)
+        b2 = int(starts[np.searchsorted(starts, b + n + 1)])
+        ok &= b in starts and (new[b:b + n].numpy() == nt).all()
+        ok &= bool((new[b + n:b2] == hay[b:b2 - n]).all()) and bool((new[b2:b2 + S] == hay[b2:b2 + S]).all())
+        ok &= chunks == list(range(b // S, (b + n - 1) // S + 1))
+    print(f"append placement (needle after a line end, text realigned at the next entry): {bool(ok)}")
+    return bool(ok)
 
 
 def main():
@@ -65,7 +92,19 @@ def main():
     ok = tok.decode(tok.encode(text)) == text
     print(f"tokenizer round trip: {ok}")
     fails += not ok
-    print(f"{4 - fails} passed, {fails} failed")
+    # append placement: the needle starts an entry, the stream realigns at the next entry
+    fails += not check_append()
+    # evaluation-only facts stay out of every training file
+    here = os.path.dirname(os.path.abspath(__file__))
+    leaks = [f for f in sorted(os.listdir(here)) if f.endswith(".py") and f not in
+             ("evaluate.py", "evalsets.py", "selftest.py")
+             and re.search(r"^\s*(from|import)\s.*\bevalsets\b|make_unseen\(",
+                           open(os.path.join(here, f)).read(), re.M)]
+    print(f"training modules that import hsatrain.evalsets: {leaks or 'none'}")
+    fails += bool(leaks)
+    rf = resumetest.main()
+    fails += rf
+    print(f"{8 - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 

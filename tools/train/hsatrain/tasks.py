@@ -13,12 +13,18 @@ names the needle it comes from. Tasks:
              relations; the question paraphrases the fact (other words, other
              template). Templates are split: the evaluation asks with wordings that
              training never shows.
+  facts2     hsatrain.wording: more relations and wordings, lead-ins, conversation turns,
+             synonyms; its held-out relations and wordings are evaluated separately
+             (facts2-seen, facts2-heldout-wording, facts2-heldout-rel)
+With hard_keys > 0 (train.py --hard-keys), that share of multikey instances draws distractor
+keys that share the asked key's surface: one of its two words, or both words swapped.
 The question block is "<|q|> question <|a|> answer <|eos|>"; the retrieval
 query of the token before each answer token should select that part's needle.
 """
 import numpy as np
 
 from .tokenizer import ATOK, EOS, QTOK
+from .wording import make_facts2
 
 # Personal-fact relations: (name, values, training fact templates, training question
 # templates, evaluation fact template, evaluation question template, hard evaluation fact
@@ -122,12 +128,15 @@ VT_Q = "Find all variables that are assigned the value {v} in the text above."
 
 TASKS = ["single", "multikey", "multivalue", "multiquery", "vartrack", "facts"]
 EVAL_TASKS = TASKS + ["facts-hard"]
+# multikey-near: evaluation of multikey with distractor keys that share the asked key's surface
+FACTS2_EVAL = ["facts2-seen", "facts2-heldout-wording", "facts2-heldout-rel"]
 
 
 class TaskMaker:
-    def __init__(self, tok, S=64):
+    def __init__(self, tok, S=64, thesaurus=None, hard_keys=0.0):
         self.tok = tok
         self.S = S
+        self.th, self.hard_keys = thesaurus, hard_keys
         words = []
         for i in range(256, tok.vocab_size):
             b = tok.vocab[i]
@@ -137,6 +146,13 @@ class TaskMaker:
 
     def key(self, rng):
         return "-".join(self.words[i] for i in rng.integers(0, len(self.words), 2))
+
+    def near_key(self, rng, k):
+        """A key sharing k's surface: one of its words kept, or its two words swapped."""
+        a, b = k.split("-")
+        r = int(rng.integers(0, 3))
+        other = self.words[int(rng.integers(0, len(self.words)))]
+        return f"{b}-{a}" if r == 0 else (f"{a}-{other}" if r == 1 else f"{other}-{b}")
 
     @staticmethod
     def number(rng):
@@ -150,12 +166,14 @@ class TaskMaker:
         """Returns dict(needles=[str], question=str, parts=[(text, needle index)], sep=str)."""
         pick = lambda lst: lst[int(rng.integers(0, len(lst)))]
         fact_t = NIAH_FACT[:1] if evaluate else NIAH_FACT
-        if task in ("single", "multikey"):
+        if task in ("single", "multikey", "multikey-near"):
             k, v = self.key(rng), self.number(rng)
             needles = [pick(fact_t).format(k=k, v=v)]
-            if task == "multikey":
+            if task != "single":
+                hard = task == "multikey-near" or (not evaluate and rng.random() < self.hard_keys)
                 for _ in range(int(rng.integers(2, 5)) if not evaluate else 3):
-                    needles.append(pick(fact_t).format(k=self.key(rng), v=self.number(rng)))
+                    dk = self.near_key(rng, k) if hard else self.key(rng)
+                    needles.append(pick(fact_t).format(k=dk, v=self.number(rng)))
             return dict(needles=needles, question=NIAH_Q.format(k=k), parts=[(v, 0)], sep=", ")
         if task == "multivalue":
             k = self.key(rng)
@@ -183,6 +201,10 @@ class TaskMaker:
             needles += [f"VAR {d[0]} = {dv}", f"VAR {d[1]} = VAR {d[0]}"]
             return dict(needles=needles, question=VT_Q.format(v=v),
                         parts=[(nm, i) for i, nm in enumerate(names)], sep=" ")
+        if task == "facts2":
+            return make_facts2(rng, self.th, "train")
+        if task in FACTS2_EVAL:
+            return make_facts2(rng, self.th, task[len("facts2-"):], n=5)
         if task in ("facts", "facts-hard"):
             n = int(rng.integers(3, 7)) if not evaluate else 5
             rel_ids = rng.choice(len(RELATIONS), size=n, replace=False)

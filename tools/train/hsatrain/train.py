@@ -14,12 +14,33 @@ recipe at small scale:
   tune    top-k 8 on 4K-token sequences, more synthetic data, more distractors and
           paraphrased facts, lower learning rate
 Training stops at the end of the schedule or when --time-limit is reached,
-writing OUTDIR/ckpt.pt (weights, optimizer, step; for resuming on the same
-machine), OUTDIR/model.safetensors (bf16 weights, config and step in the
-metadata; enough to resume elsewhere, with a fresh optimizer) and appending to
-OUTDIR/train.log. --resume takes either file; a run resumes at the saved step.
+writing OUTDIR/ckpt/ (weights, optimizer, step, landmark queue in parts below
+16 MiB: hsatrain.ckpt; --ckpt-format full or bf16), OUTDIR/model.safetensors
+(bf16 weights, config and step in the metadata) and appending to
+OUTDIR/train.log. --resume takes the checkpoint directory (the run continues
+exactly: optimizer, data position and queue restored), an older ckpt.pt, or a
+model.safetensors (weights only, fresh optimizer, at the saved step); --init
+takes a model.safetensors and starts the schedule at step 0 from its weights.
+
+Changes of hsa-small v2, each behind a flag (off by default) for ablations:
+  --extra-tasks SPEC  corpus retrieval tasks (icl, rarespan, selfcopy:
+                      hsatrain.corpus_tasks) and varied facts (facts2:
+                      hsatrain.wording) as shares of the task sequences,
+                      e.g. "icl:0.2,rarespan:0.1,selfcopy:0.05,facts2:0.2"
+  --synonyms FILE     WordNet synonyms (hsatrain.lexdb; default: synonyms.txt
+                      beside --tok) for icl and facts2
+  --hard-keys P       share of multikey instances whose distractor keys share
+                      the asked key's surface
+  --margin M          hinge loss (weight --margin-weight) on the gap between
+                      the target chunk's score and the best other chunk's
+  --queue N           N detached landmarks of earlier batches as extra
+                      negatives of the retrieval loss (MoCo-style FIFO)
+  --ret-balance       the retrieval loss averages per sequence first, so that
+                      a sequence with many labelled positions (selfcopy) does
+                      not outweigh the others
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -29,7 +50,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import st
+from . import ckpt, st
+from .corpus_tasks import CORPUS_TASKS, CorpusTasks
+from .lexdb import Thesaurus
 from .model import Config, HSAModel, count_params
 from .tasks import TaskMaker, build_training_sample
 from .tokenizer import PAD, Tokenizer
@@ -45,6 +68,26 @@ TASK_MIXES = {
 }
 
 
+def parse_extra(spec):
+    out = {}
+    for item in filter(None, spec.split(",")):
+        name, share = item.split(":")
+        if name not in CORPUS_TASKS + ("facts2",):
+            raise ValueError(f"--extra-tasks: unknown task {name}")
+        out[name] = float(share)
+    if sum(out.values()) >= 1:
+        raise ValueError("--extra-tasks: the shares must sum to less than 1")
+    return out
+
+
+def task_probs(mix, extra):
+    """Task names and probabilities: the extra tasks take their shares, the mix the rest."""
+    names = list(mix) + list(extra)
+    base = np.array([mix[n] for n in mix], np.float64)
+    base *= (1 - sum(extra.values())) / base.sum()
+    return names, np.concatenate([base, np.array(list(extra.values()), np.float64)])
+
+
 def parse_schedule(spec):
     phases = []
     for item in spec.split(","):
@@ -58,20 +101,21 @@ def parse_schedule(spec):
 class Batches(torch.utils.data.IterableDataset):
     """Endless batches for one phase; deterministic for (seed, phase, start step)."""
 
-    def __init__(self, data_path, tok_path, phase, seed, start):
+    def __init__(self, data_path, tok_path, phase, seed, start, opts):
         self.data_path, self.tok_path = data_path, tok_path
-        self.phase, self.seed, self.start = phase, seed, start
+        self.phase, self.seed, self.start, self.opts = phase, seed, start, opts
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         filler = np.load(self.data_path)["train"]
-        maker = TaskMaker(Tokenizer.load(self.tok_path))
+        o = self.opts
+        tok = Tokenizer.load(self.tok_path)
+        th = Thesaurus(o["synonyms"]) if o["synonyms"] else None
+        maker = TaskMaker(tok, thesaurus=th, hard_keys=o["hard_keys"])
         ph = self.phase
-        mix = TASK_MIXES[ph["mix"]]
-        names = list(mix)
-        probs = np.array([mix[n] for n in names])
-        probs /= probs.sum()
+        names, probs = task_probs(TASK_MIXES[ph["mix"]], o["extra"])
+        corpus = CorpusTasks(tok, filler, th) if set(names) & set(CORPUS_TASKS) else None
         step = self.start + wid
         while True:
             rng = np.random.default_rng([self.seed, step, len(ph["name"]), ph["T"]])
@@ -81,7 +125,10 @@ class Batches(torch.utils.data.IterableDataset):
             for b in range(ph["batch"]):
                 if rng.random() < ph["task_share"]:
                     task = names[int(rng.choice(len(names), p=probs))]
-                    toks[b], tgt[b], am[b] = build_training_sample(maker, rng, filler, ph["T"], task)
+                    if task in CORPUS_TASKS:
+                        toks[b], tgt[b], am[b] = corpus.sample(rng, filler, ph["T"], task)
+                    else:
+                        toks[b], tgt[b], am[b] = build_training_sample(maker, rng, filler, ph["T"], task)
                 else:
                     s = int(rng.integers(0, len(filler) - ph["T"]))
                     toks[b] = filler[s:s + ph["T"]]
@@ -89,7 +136,38 @@ class Batches(torch.utils.data.IterableDataset):
             step += nw
 
 
-def losses(model, toks, tgt, am, topk):
+class Queue:
+    """FIFO of detached landmarks [N, h_kv, d_r/h_kv] from earlier batches (--queue)."""
+
+    def __init__(self, n, cfg, dev):
+        self.L = torch.zeros(n, cfg.h_kv, cfg.d_r // cfg.h_kv, device=dev)
+        self.ptr, self.full = 0, 0
+
+    def view(self):
+        return self.L[:self.full]
+
+    def push(self, L):
+        L = L.detach().float().reshape(-1, *self.L.shape[1:])[-len(self.L):]
+        n = len(L)
+        idx = (self.ptr + torch.arange(n, device=L.device)) % len(self.L)
+        self.L[idx] = L
+        self.ptr = (self.ptr + n) % len(self.L)
+        self.full = min(len(self.L), self.full + n)
+
+    def state(self):
+        return {"queue": self.L.cpu(), "queue_pos": torch.tensor([self.ptr, self.full])}
+
+    def load(self, extra):
+        if "queue" in extra and extra["queue"].shape == self.L.shape:
+            self.L.copy_(extra["queue"].float())
+            self.ptr, self.full = (int(x) for x in extra["queue_pos"])
+
+
+def losses(model, toks, tgt, am, topk, opts=None, queue=None):
+    """Next-token, answer and retrieval losses; with opts (train.py's flags) also the margin
+    loss, the landmark queue's negatives and the per-sequence balance of the retrieval loss.
+    Returns lm, ans, ret, margin, ans_acc, r1 and the batch's landmarks (for the queue)."""
+    opts = opts or {}
     logits, scores, qr, L = model(toks, topk, need_scores=True)
     B, T = toks.shape
     S = model.cfg.chunk
@@ -102,33 +180,48 @@ def losses(model, toks, tgt, am, topk):
     a = am[:, :-1].bool()
     ans = (ce * a).sum() / a.sum().clamp(min=1)
     ans_acc = ((lp.argmax(-1) == y) & a).sum().float() / a.sum().clamp(min=1)
+    zero = torch.zeros((), device=toks.device)
+    ret, margin, r1 = zero, zero, zero
     # auxiliary retrieval loss: at positions with a target chunk, classify the target among
-    # the visible chunks of the own sequence and every chunk of the other sequences
+    # the visible chunks of the own sequence, every chunk of the other sequences and the queue
     pos = (tgt >= 0).nonzero(as_tuple=False)
     if len(pos):
         bi, ti = pos[:, 0], pos[:, 1]
         q = qr[bi, ti].float()                                  # P hkv dr
         Lall = L.float().reshape(B * nC, L.shape[2], L.shape[3])  # B*nC hkv dr
+        nq = 0
+        if queue is not None and queue.full:
+            Lall = torch.cat([Lall, queue.view()])
+            nq = queue.full
         with torch.autocast(device_type=toks.device.type, enabled=False):
             sc = torch.einsum("phr,jhr->phj", q, Lall) / math.sqrt(q.shape[-1])
-        own = torch.arange(B * nC, device=toks.device)[None, :] // nC == bi[:, None]
-        chunk_of = torch.arange(B * nC, device=toks.device)[None, :] % nC
-        invisible = own & (chunk_of >= (ti // S)[:, None])
+        ar = torch.arange(B * nC + nq, device=toks.device)[None, :]
+        own = (ar // nC == bi[:, None]) & (ar < B * nC)
+        invisible = own & (ar % nC >= (ti // S)[:, None])
         sc = sc.masked_fill(invisible[:, None, :], float("-inf"))
-        label = (bi * nC + tgt[bi, ti])[:, None].expand(-1, sc.shape[1])
-        ret = F.cross_entropy(sc.reshape(-1, sc.shape[-1]), label.reshape(-1))
+        lab = bi * nC + tgt[bi, ti]
+        label = lab[:, None].expand(-1, sc.shape[1])
+        per = F.cross_entropy(sc.reshape(-1, sc.shape[-1]), label.reshape(-1),
+                              reduction="none").view(len(pos), -1).mean(1)
+        if opts.get("ret_balance"):
+            cnt = torch.bincount(bi, minlength=B).float()
+            w = 1.0 / cnt[bi]
+            ret = (per * w).sum() / (cnt > 0).sum()
+        else:
+            ret = per.mean()
+        if opts.get("margin", 0) > 0:
+            s_pos = sc.gather(-1, label[..., None])[..., 0]
+            s_neg = sc.scatter(-1, label[..., None], float("-inf")).max(-1).values
+            margin = F.relu(opts["margin"] - (s_pos - s_neg)).mean()
         # in-sequence recall@1 of the model's own HSA scores
         own_s = scores[bi, ti]                                  # P hkv nC
         r1 = (own_s.argmax(-1) == tgt[bi, ti][:, None]).float().mean()
-    else:
-        ret = torch.zeros((), device=toks.device)
-        r1 = torch.zeros((), device=toks.device)
-    return lm, ans, ret, ans_acc, r1
+    return lm, ans, ret, margin, ans_acc, r1, L
 
 
-def save_ckpt(model, opt, step, cfg, out, log):
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "config": cfg.to_dict()}, os.path.join(out, "ckpt.pt"))
+def save_ckpt(model, opt, step, cfg, out, log, a=None, queue=None):
+    ckpt.save(os.path.join(out, "ckpt"), model, opt, step, cfg, queue.state() if queue else {},
+              a.ckpt_format if a else "bf16", a.part_mib if a else 15.0)
     st.save({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()},
             os.path.join(out, "model.safetensors"),
             {"config": json.dumps(cfg.to_dict()), "step": step, "format": "hsamem-hsa 1"})
@@ -151,7 +244,23 @@ def main():
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--config", default="{}", help="JSON overrides of the model config")
+    ap.add_argument("--init", help="model.safetensors to start the schedule from (step 0)")
+    ap.add_argument("--warmup", type=int, default=200, help="linear warm-up steps from step 0")
+    ap.add_argument("--ckpt-format", choices=["full", "bf16"], default="bf16")
+    ap.add_argument("--part-mib", type=float, default=15.0)
+    ap.add_argument("--extra-tasks", default="")
+    ap.add_argument("--synonyms")
+    ap.add_argument("--hard-keys", type=float, default=0.0)
+    ap.add_argument("--margin", type=float, default=0.0)
+    ap.add_argument("--margin-weight", type=float, default=0.5)
+    ap.add_argument("--queue", type=int, default=0)
+    ap.add_argument("--ret-balance", action="store_true")
     a = ap.parse_args()
+    if a.synonyms is None:
+        cand = os.path.join(os.path.dirname(os.path.abspath(a.tok)), "synonyms.txt")
+        a.synonyms = cand if os.path.exists(cand) else ""
+    a.opts = dict(extra=parse_extra(a.extra_tasks), synonyms=a.synonyms, hard_keys=a.hard_keys,
+                  margin=a.margin, ret_balance=a.ret_balance)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
@@ -166,8 +275,17 @@ def main():
     torch.manual_seed(a.seed)
     cfg = Config(**json.loads(a.config))
     step, opt_state = 0, None
-    state = None
-    if a.resume:
+    state, extra = None, {}
+    if a.init:
+        tensors, meta = st.load(a.init)
+        cfg = Config(**json.loads(meta["config"]))
+        state = {k: v.float() for k, v in tensors.items()}
+    if a.resume and os.path.isdir(a.resume):
+        meta, state, saved, extra = ckpt.load(a.resume)
+        cfg = Config(**meta["config"])
+        step = int(meta["step"])
+        opt_state = (saved, meta["param_groups"])
+    elif a.resume:
         if a.resume.endswith(".pt"):
             ck = torch.load(a.resume, map_location="cpu", weights_only=False)
             cfg = Config(**ck["config"])
@@ -188,13 +306,19 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=phases[0]["lr"], betas=(0.9, 0.95), eps=1e-8)
-    if opt_state is not None:
+    if isinstance(opt_state, tuple):
+        opt.load_state_dict(ckpt.opt_state_dict(opt, *opt_state))
+    elif opt_state is not None:
         opt.load_state_dict(opt_state)
+    queue = Queue(a.queue, cfg, dev) if a.queue else None
+    if queue is not None:
+        queue.load(extra)
     rewarm = 0 if (opt_state is not None or step == 0) else 50
     log(f"start: step {step}/{total} device {dev} torch {torch.__version__} params "
         f"{count_params(model) / 1e6:.2f}M config {json.dumps(cfg.to_dict())} schedule {a.schedule} "
-        f"seed {a.seed} resume {a.resume}")
-    warm = 200
+        f"seed {a.seed} resume {a.resume} init {a.init} options {json.dumps(a.opts)} queue {a.queue} "
+        f"ckpt {a.ckpt_format}")
+    warm = max(1, a.warmup)
     start_step = step
 
     starts = np.cumsum([0] + [p["steps"] for p in phases])
@@ -216,15 +340,15 @@ def main():
     model.train()
     prog = {"step": step}
     try:
-        run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start)
+        run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, queue)
     except Exception as e:                      # keep what was learned, then fail loudly
         log(f"error: {type(e).__name__}: {e}")
         if prog["step"] > step:
-            save_ckpt(model, opt, prog["step"], cfg, a.out, log)
+            save_ckpt(model, opt, prog["step"], cfg, a.out, log, a, queue)
         raise
 
 
-def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start):
+def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, queue):
     step = prog["step"]
     total = sum(p["steps"] for p in phases)
     done_before = 0
@@ -235,38 +359,37 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start):
             done_before = ph_end
             continue
         log(f"phase {ph['name']}: steps {step}..{ph_end} T {ph['T']} batch {ph['batch']} topk {ph['topk']}")
-        ds = Batches(a.data, a.tok, ph, a.seed, step - done_before)
+        ds = Batches(a.data, a.tok, ph, a.seed, step - done_before, a.opts)
+        more = dict(prefetch_factor=4) if a.workers else {}     # torch 1.13 refuses None
         dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                          pin_memory=dev.type == "cuda",
-                                         prefetch_factor=4 if a.workers else None,
-                                         persistent_workers=False)
-        acc = np.zeros(5)
+                                         persistent_workers=False, **more)
+        acc = np.zeros(6)
         n_acc, t_last, tok_count = 0, time.time(), 0
         for toks, tgt, am in dl:
             toks, tgt, am = (x.to(dev, non_blocking=True) for x in (toks, tgt, am))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            if amp:
-                with torch.autocast(**amp):
-                    lm, ans, ret, ans_acc, r1 = losses(model, toks, tgt, am, ph["topk"])
-            else:
-                lm, ans, ret, ans_acc, r1 = losses(model, toks, tgt, am, ph["topk"])
-            loss = lm + a.ans_weight * ans + a.ret_weight * ret
+            with (torch.autocast(**amp) if amp else contextlib.nullcontext()):
+                lm, ans, ret, mg, ans_acc, r1, L = losses(model, toks, tgt, am, ph["topk"], a.opts, queue)
+            loss = lm + a.ans_weight * ans + a.ret_weight * ret + a.margin_weight * mg
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if queue is not None:
+                queue.push(L)
             step += 1
             prog["step"] = step
             tok_count += toks.numel()
-            acc += np.array([x.item() for x in (lm, ans, ret, ans_acc, r1)])
+            acc += np.array([x.item() for x in (lm, ans, ret, mg, ans_acc, r1)])
             n_acc += 1
             if step % a.log_every == 0 or step == ph_end:
                 dt = time.time() - t_last
                 m = acc / max(1, n_acc)
                 mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else 0.0
-                log(f"step {step} {ph['name']} lm {m[0]:.3f} ans {m[1]:.3f} ret {m[2]:.3f} "
-                    f"ans_acc {m[3]:.3f} r@1 {m[4]:.3f} lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
+                log(f"step {step} {ph['name']} lm {m[0]:.3f} ans {m[1]:.3f} ret {m[2]:.3f} margin {m[3]:.3f} "
+                    f"ans_acc {m[4]:.3f} r@1 {m[5]:.3f} lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
                     f"mem {mem:.1f}G")
                 acc[:] = 0
                 n_acc, t_last, tok_count = 0, time.time(), 0
@@ -280,8 +403,8 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start):
         if stopped:
             break
         if ph is not phases[-1]:
-            save_ckpt(model, opt, step, cfg, a.out, log)
-    save_ckpt(model, opt, step, cfg, a.out, log)
+            save_ckpt(model, opt, step, cfg, a.out, log, a, queue)
+    save_ckpt(model, opt, step, cfg, a.out, log, a, queue)
     log(f"{'stopped (time limit or --until-step)' if stopped else 'schedule complete'}: step {step}/{total}")
 
 

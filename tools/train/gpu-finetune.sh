@@ -1,0 +1,69 @@
+#!/bin/sh
+# hsa-small v2: fine-tune the shipped model on one GPU within one run of the GPU machine, then a
+# quick evaluation. Writes under OUT: run/ (train.log, model.safetensors: bf16 weights, the same
+# in parts below 16 MiB in model-parts/ (python3 -m hsatrain.ckpt join DIR FILE rejoins them),
+# ckpt/: the resumable checkpoint in parts below 16 MiB) and eval-quick/ (eval.log, eval.json, eval.md).
+# With RESULT, copies what must leave the machine into RESULT, flat, in 6 files of < 16 MiB
+# (train.log, model-000/001.safetensors, eval-quick.md/.json/.log): the GPU machine returns at
+# most 8 files, 64 MiB in all, so the checkpoint (85 MB) stays in OUT.
+#   tools/train/gpu-finetune.sh OUT [RESULT]  (from the top of the source tree, .train-pack present)
+# Budget: at most 9.5 minutes in all; training stops at TRAIN_LIMIT seconds (default 420, counted
+# from its start), the evaluation starts no new length after EVAL_LIMIT seconds (default 75).
+# TINY=1: the same steps at a toy size on the CPU (a few minutes), to check the script.
+# Other knobs (for ablations): EXTRA_TASKS, HARD_KEYS, MARGIN, QUEUE, BALANCE (1/0), SCHEDULE,
+# INIT (default models/hsa-small/model.safetensors), PACK (default .train-pack).
+set -eu
+out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
+result=${2:-}
+here=$(cd "$(dirname "$0")" && pwd)
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH
+py=${PYTHON:-python3}
+pack=${PACK:-.train-pack}
+init=${INIT:-models/hsa-small/model.safetensors}
+extra=${EXTRA_TASKS-icl:0.2,rarespan:0.1,selfcopy:0.05,facts2:0.2}
+schedule=${SCHEDULE:-ft:1600:4096:12:8:0.85:6e-4:1:tune}
+train_limit=${TRAIN_LIMIT:-420}
+eval_limit=${EVAL_LIMIT:-75}
+workers=${WORKERS:-12}
+lengths=4096,65536,1048576
+cell=${CELL:-50}
+if [ "${TINY:-0}" = 1 ]; then
+    # a toy model (the shipped one takes minutes a step on a busy CPU) made by one training step
+    schedule=${SCHEDULE:-ft:4:512:2:8:0.85:6e-4:1:tune}
+    workers=${WORKERS:-2}
+    lengths=4096,8192
+    cell=${CELL:-2}
+    if [ -z "${INIT:-}" ]; then
+        "$py" -m hsatrain.train --data "$pack/tokens.npz" --tok "$pack/hsamem-bpe.tok" --out "$out/tiny-init" \
+            --config '{"d_model":64,"n_heads":2,"d_mlp":128,"d_h":16,"h_q":4,"d_r":32}' --workers 0 \
+            --schedule init:1:512:1:8:0.5:1e-3:0:base --time-limit 600 >/dev/null
+        init=$out/tiny-init/model.safetensors
+    fi
+fi
+mkdir -p "$out/run" "$out/eval-quick"
+[ -f "$pack/tokens.npz" ] && [ -f "$pack/hsamem-bpe.tok" ] || { echo "gpu-finetune: no $pack/tokens.npz or $pack/hsamem-bpe.tok" >&2; exit 1; }
+cmp -s "$pack/hsamem-bpe.tok" models/hsa-small/hsamem-bpe.tok || { echo "gpu-finetune: $pack/hsamem-bpe.tok is not the shipped tokenizer" >&2; exit 1; }
+t0=$(date +%s)
+balance=""
+[ "${BALANCE:-1}" = 1 ] && balance=--ret-balance
+"$py" -m hsatrain.train --data "$pack/tokens.npz" --tok "$pack/hsamem-bpe.tok" --out "$out/run" \
+    --init "$init" --warmup 50 --schedule "$schedule" --time-limit "$train_limit" --workers "$workers" \
+    --log-every "${LOG_EVERY:-50}" --extra-tasks "$extra" --hard-keys "${HARD_KEYS:-0.5}" \
+    --margin "${MARGIN:-1.0}" --queue "${QUEUE:-32768}" $balance --ckpt-format bf16 \
+    2>&1
+"$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"
+t1=$(date +%s)
+echo "gpu-finetune: training took $((t1 - t0)) s"
+"$py" -m hsatrain.evaluate --model "$out/run/model.safetensors" --tok "$pack/hsamem-bpe.tok" \
+    --data "$pack/tokens.npz" --out "$out/eval-quick" --lengths "$lengths" --cell-trials "$cell" \
+    --modes overwrite --time-limit "$eval_limit" 2>&1
+t2=$(date +%s)
+echo "gpu-finetune: evaluation took $((t2 - t1)) s, $((t2 - t0)) s in all"
+ls -l "$out/run" "$out/run/ckpt" "$out/eval-quick"
+if [ -n "$result" ]; then
+    mkdir -p "$result"
+    cp "$out/run/train.log" "$out"/run/model-parts/model-*.safetensors "$result/"
+    for f in md json log; do cp "$out/eval-quick/eval.$f" "$result/eval-quick.$f"; done
+    ls -l "$result"
+fi
