@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs what hsamem needs to build and test, with apt-get, when something is missing.
-# Run by quickstart.sh, and by test.sh as `deps.sh test`; safe to run again.
+# Run by quickstart.sh, and by test.sh as `deps.sh test`; safe to run again. `deps.sh packages`
+# adds what building the Debian packages (debian/) and tests/test_packages.sh need; `deps.sh test`
+# adds it too when HSAMEM_TEST_PACKAGES=1 (CI).
 set -eu
 
 HSAMEM_PACKAGES="build-essential pkg-config autoconf automake libtool \
@@ -15,6 +17,11 @@ if [ "${1:-}" = test ]; then
 	HSAMEM_PACKAGES="$HSAMEM_PACKAGES clang libclang-rt-dev clang-format systemd openssl"
 	command -v node >/dev/null 2>&1 || HSAMEM_PACKAGES="$HSAMEM_PACKAGES nodejs"
 	command -v npm >/dev/null 2>&1 || HSAMEM_PACKAGES="$HSAMEM_PACKAGES npm"
+fi
+# dpkg-buildpackage with debhelper and dh-python, lintian, and debootstrap for the fresh root that
+# tests/test_packages.sh installs the packages into.
+if [ "${1:-}" = packages ] || { [ "${1:-}" = test ] && [ "${HSAMEM_TEST_PACKAGES:-0}" = 1 ]; }; then
+	HSAMEM_PACKAGES="$HSAMEM_PACKAGES dpkg-dev debhelper dh-python debootstrap lintian"
 fi
 
 missing=""
