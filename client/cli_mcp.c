@@ -105,7 +105,7 @@ static const char mcp_details[] =
         "  --http ADDR        serve Streamable HTTP at http://ADDR/mcp instead; ADDR is a\n"
         "                     loopback address and port (127.0.0.1:PORT, [::1]:PORT,\n"
         "                     localhost:PORT; port 0: any free one, which is reported)\n"
-        "  --read-only        offer no tool that changes the memory (remember)\n";
+        "  --read-only        offer no tool that changes the memory (remember, forget)\n";
 
 const struct cmd cmd_mcp = {
         .name = "mcp",

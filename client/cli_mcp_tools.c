@@ -171,6 +171,27 @@ remember(struct mcp *m, json_t *args)
 	              false);
 }
 
+/* ---- forget ---- */
+
+static json_t *
+forget(struct mcp *m, json_t *args)
+{
+	uint64_t first = (uint64_t)json_integer_value(json_object_get(args, "seq"));
+	json_t *through = json_object_get(args, "through");
+	uint64_t last = through != NULL ? (uint64_t)json_integer_value(through) : first;
+	struct hsamem_forget_info f;
+	char buf[160];
+	int err;
+
+	if (last < first)
+		return result("forget failed: \"through\" is below \"seq\"", NULL, true);
+	if ((err = hsamem_forget(m->c->h, m->user, first, last, &f)) != 0)
+		return tool_failed(m, "forget", err);
+	snprintf(buf, sizeof(buf), "Forgot %llu entries: nothing of them is kept.",
+	         (unsigned long long)f.entries);
+	return result(buf, json_pack("{s:I}", "forgotten", (json_int_t)f.entries), false);
+}
+
 /* ---- recall ---- */
 
 static bool
@@ -395,6 +416,24 @@ const struct mcp_tool mcp_tools[] = {
                                  "}}}},\"searched\":{\"type\":\"integer\"}},"
                                  "\"required\":[\"hits\"]}",
                 .call = recall,
+        },
+        {
+                .name = "forget",
+                .title = "Forget",
+                .description = "Forgets an entry of long-term memory for good (or the entries "
+                               "seq through through): its text and everything derived from it "
+                               "leave the store. Entry numbers come from recall and "
+                               "list_memories. Cannot be undone.",
+                .schema = "{\"type\":\"object\",\"properties\":{"
+                          "\"seq\":{\"type\":\"integer\",\"minimum\":0,"
+                          "\"description\":\"the entry's number\"},"
+                          "\"through\":{\"type\":\"integer\",\"minimum\":0,"
+                          "\"description\":\"the last entry of a range (default: seq)\"}},"
+                          "\"required\":[\"seq\"],\"additionalProperties\":false}",
+                .output_schema = "{\"type\":\"object\",\"properties\":{\"forgotten\":{"
+                                 "\"type\":\"integer\"}},\"required\":[\"forgotten\"]}",
+                .writes = true,
+                .call = forget,
         },
         {
                 .name = "list_memories",

@@ -75,7 +75,7 @@ mcp raw --http 10.1.2.3:80 </dev/null && fail "a non-loopback address was accept
 
 # ---- the SDK over stdio ----
 node "$dir/client/session.mjs" stdio "$top/hsamem" "$sock" alice || fail "stdio session"
-"$top/hsamem" -s "$sock" entries alice | grep -q "Lisbon" || fail "the entries are not alice's"
+"$top/hsamem" -s "$sock" entries alice | grep -q "Miso" || fail "the entries are not alice's"
 "$top/hsamem" -s "$sock" users | grep -q bob && fail "bob has a memory"
 
 # ---- the SDK over Streamable HTTP ----

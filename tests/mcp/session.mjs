@@ -44,7 +44,7 @@ async function session() {
 
   const { tools } = await client.listTools();
   const names = tools.map((x) => x.name).sort();
-  assert.deepEqual(names, ['ask', 'list_memories', 'memory_stats', 'recall', 'remember']);
+  assert.deepEqual(names, ['ask', 'forget', 'list_memories', 'memory_stats', 'recall', 'remember']);
   for (const tool of tools) {
     assert.equal(tool.inputSchema.type, 'object', tool.name);
     assert.ok(tool.description.length > 20, tool.name);
@@ -115,7 +115,20 @@ async function session() {
   r = await call(client, 'list_memories', {});
   assert.equal(r.structuredContent.total, facts.length, 'a refused call stored nothing');
 
-  // (forget will be called here once the daemon can forget.)
+  // Forget the trip: recall no longer finds it, the other entries stay.
+  r = await call(client, 'recall', { query: 'where does the user fly in March?', k: 8 });
+  const trip = r.structuredContent.hits
+    .flatMap((h) => h.entries)
+    .find((e) => /Lisbon/.test(e.text));
+  assert.ok(trip, 'the trip is found before the forget');
+  r = await call(client, 'forget', { seq: trip.seq });
+  assert.ok(!r.isError, text(r));
+  assert.equal(r.structuredContent.forgotten, 1);
+  r = await call(client, 'forget', { seq: trip.seq, through: trip.seq - 1 });
+  assert.equal(r.isError, true);
+  r = await call(client, 'recall', { query: 'where does the user fly in March?', k: 8 });
+  assert.ok(!r.isError, text(r));
+  assert.doesNotMatch(text(r), /Lisbon/);
 
   // Recall again: another question, another entry.
   r = await call(client, 'recall', { query: 'tea or coffee in the morning', k: 2 });
@@ -124,10 +137,11 @@ async function session() {
   await client.close();
 
   if (mode === 'stdio') {
-    // Read-only: remember is neither listed nor callable.
+    // Read-only: remember and forget are neither listed nor callable.
     const ro = await open(true);
     const l = await ro.client.listTools();
-    assert.ok(!l.tools.some((x) => x.name === 'remember'));
+    assert.ok(!l.tools.some((x) => x.name === 'remember' || x.name === 'forget'));
+    await assert.rejects(call(ro.client, 'forget', { seq: 0 }), /unknown tool/);
     await assert.rejects(call(ro.client, 'remember', { text: 'x' }), /unknown tool/);
     await ro.client.close();
   } else {
