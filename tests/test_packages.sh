@@ -183,7 +183,7 @@ echo "$out" | grep -q "unix:///run/hsamem/hsamemd.sock\|ipc:///run/hsamem/hsamem
 echo "  $out"
 in_root hsamem append alice "Alice's cat is named Whiskers and sleeps on the red sofa." ||
 	fail "hsamem append"
-out=$(in_root hsamem query alice "what is the name of alice's cat?" -k 1) ||
+out=$(in_root hsamem --json query alice "what is the name of alice's cat?" -k 1) ||
 	fail "hsamem query: $out"
 echo "$out" | grep -q Whiskers || fail "hsamem query did not find the entry: $out"
 
@@ -192,7 +192,7 @@ in_root hsamem create bob --encoder hsa-small || fail "hsamem create --encoder h
 in_root hsamem append bob "One of the special magic numbers for quiet-harbor is: 4829301." ||
 	fail "hsamem append to an hsa-small memory"
 in_root hsamem flush bob >/dev/null || fail "hsamem flush"
-out=$(in_root hsamem query bob "What is the special magic number for quiet-harbor?" -k 1) ||
+out=$(in_root hsamem --json query bob "What is the special magic number for quiet-harbor?" -k 1) ||
 	fail "hsamem query of an hsa-small memory: $out"
 echo "$out" | grep -q 4829301 || fail "the hsa-small memory did not return its entry: $out"
 
