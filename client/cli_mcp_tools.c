@@ -142,26 +142,36 @@ entry_text(struct text *t, const struct hsamem_entry *e)
 
 /* ---- remember ---- */
 
+/* The "key=value" strings of an array argument (checked by the schema) into v[max]; their count. */
+static size_t
+pairs_of(json_t *a, const char **v, size_t max)
+{
+	json_t *e;
+	size_t i, n = 0;
+
+	json_array_foreach(a, i, e) if (n < max) v[n++] = json_string_value(e);
+	return n;
+}
+
 static json_t *
 remember(struct mcp *m, json_t *args)
 {
 	struct hsamem_entry_in e = {.text = json_string_value(json_object_get(args, "text")),
 	                            .role = HSAMEM_ROLE_USER};
 	const char *role = json_string_value(json_object_get(args, "role"));
-	json_t *tags = json_object_get(args, "tags"), *v;
-	const char *tagv[16];
+	const char *tagv[16], *scopev[8];
+	struct hsamem_attrs a = {.scope = scopev};
 	struct hsamem_append_info info;
 	char buf[160];
-	size_t i;
 	int err;
 
 	for (int r = 0; role != NULL && r <= HSAMEM_ROLE_TOOL; r++)
 		if (hsamem_role_name(r) != NULL && strcmp(role, hsamem_role_name(r)) == 0)
 			e.role = r;
-	json_array_foreach(tags, i, v) tagv[i] = json_string_value(v);
 	e.tags = tagv;
-	e.n_tags = json_array_size(tags);
-	if ((err = hsamem_append(m->c->h, m->user, &e, 1, NULL, 0, 0, &info)) != 0)
+	e.n_tags = pairs_of(json_object_get(args, "tags"), tagv, 16);
+	a.n_scope = pairs_of(json_object_get(args, "scope"), scopev, 8);
+	if ((err = hsamem_append_attrs(m->c->h, m->user, &e, &a, 1, NULL, 0, 0, &info)) != 0)
 		return tool_failed(m, "remember", err);
 	snprintf(buf, sizeof(buf), "Remembered as entry #%llu.",
 	         (unsigned long long)info.first_seq);
@@ -211,12 +221,33 @@ recall(struct mcp *m, json_t *args)
 	                         .top_k = 8};
 	struct hsamem_query_result *r;
 	struct text t = {0};
-	json_t *hits, *st, *res;
+	json_t *hits, *st, *res, *v;
+	const char *scopev[8], *tagv[16];
+	enum hsamem_role role;
+	struct hsamem_filter f = {.scope = scopev, .tags = tagv};
+	struct hsamem_recall o = {.chunks_only = true};
 	int err;
 
 	if (json_object_get(args, "k") != NULL)
 		q.top_k = (uint32_t)json_integer_value(json_object_get(args, "k"));
-	err = hsamem_query(m->c->h, m->user, &q, &r);
+	/* the filter (hsamem(7), SCOPES AND FILTERS): applied before ranking */
+	f.n_scope = pairs_of(json_object_get(args, "scope"), scopev, 8);
+	f.n_tags = pairs_of(json_object_get(args, "tags"), tagv, 16);
+	if ((v = json_object_get(args, "role")) != NULL) {
+		for (int i = 0; i <= HSAMEM_ROLE_TOOL; i++)
+			if (hsamem_role_name(i) != NULL &&
+			    strcmp(json_string_value(v), hsamem_role_name(i)) == 0)
+				role = i;
+		f.roles = &role;
+		f.n_roles = 1;
+	}
+	if ((v = json_object_get(args, "since_ms")) != NULL)
+		f.has_since = true, f.since_ms = json_integer_value(v);
+	if ((v = json_object_get(args, "until_ms")) != NULL)
+		f.has_until = true, f.until_ms = json_integer_value(v);
+	if (f.n_scope > 0 || f.n_tags > 0 || f.n_roles > 0 || f.has_since || f.has_until)
+		o.filter = &f;
+	err = hsamem_query_filtered(m->c->h, m->user, &q, &o, &r);
 	if (err == HSAMEM_ENOUSER) /* nothing remembered yet is an empty answer, not a failure */
 		return result("Nothing is remembered yet.",
 		              json_pack("{s:[], s:i}", "hits", "searched", 0), false);
@@ -387,7 +418,11 @@ const struct mcp_tool mcp_tools[] = {
                           "\"description\":\"who said it (default: user)\"},"
                           "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\","
                           "\"minLength\":1},\"maxItems\":16,"
-                          "\"description\":\"labels to keep with it\"}},"
+                          "\"description\":\"labels to keep with it\"},"
+                          "\"scope\":{\"type\":\"array\",\"items\":{\"type\":\"string\","
+                          "\"minLength\":3},\"maxItems\":8,"
+                          "\"description\":\"key=value pairs it belongs to, e.g. "
+                          "session=42 or agent=planner\"}},"
                           "\"required\":[\"text\"],\"additionalProperties\":false}",
                 .output_schema = "{\"type\":\"object\",\"properties\":{\"seq\":{\"type\":"
                                  "\"integer\"},\"tokens\":{\"type\":\"integer\"}},"
@@ -405,7 +440,20 @@ const struct mcp_tool mcp_tools[] = {
                           "\"query\":{\"type\":\"string\",\"minLength\":1,"
                           "\"description\":\"what to look for, in plain words\"},"
                           "\"k\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":64,"
-                          "\"description\":\"passages to return (default 8)\"}},"
+                          "\"description\":\"passages to return (default 8)\"},"
+                          "\"scope\":{\"type\":\"array\",\"items\":{\"type\":\"string\","
+                          "\"minLength\":3},\"maxItems\":8,"
+                          "\"description\":\"only entries with every key=value pair\"},"
+                          "\"role\":{\"type\":\"string\",\"enum\":[\"user\",\"assistant\","
+                          "\"system\",\"tool\",\"other\"],"
+                          "\"description\":\"only entries of this role\"},"
+                          "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\","
+                          "\"minLength\":1},\"maxItems\":16,"
+                          "\"description\":\"only entries with every tag\"},"
+                          "\"since_ms\":{\"type\":\"integer\","
+                          "\"description\":\"only entries at or after this Unix time (ms)\"},"
+                          "\"until_ms\":{\"type\":\"integer\","
+                          "\"description\":\"only entries before this Unix time (ms)\"}},"
                           "\"required\":[\"query\"],\"additionalProperties\":false}",
                 .output_schema = "{\"type\":\"object\",\"properties\":{\"hits\":{\"type\":"
                                  "\"array\",\"items\":{\"type\":\"object\",\"properties\":{"

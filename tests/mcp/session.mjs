@@ -115,6 +115,26 @@ async function session() {
   r = await call(client, 'list_memories', {});
   assert.equal(r.structuredContent.total, facts.length, 'a refused call stored nothing');
 
+  // Scopes: an entry remembered in a session; recall within that session finds only its entries,
+  // within another nothing.
+  r = await call(client, 'remember', {
+    text: 'In this session the user booked a table at the harbour restaurant.',
+    scope: ['session=s1'],
+  });
+  assert.ok(!r.isError, text(r));
+  r = await call(client, 'recall', { query: 'what did the user book?', scope: ['session=s1'] });
+  assert.ok(!r.isError, text(r));
+  assert.match(text(r), /harbour restaurant/);
+  assert.ok(r.structuredContent.hits.every((h) => h.entries.every((e) => /harbour/.test(e.text))));
+  r = await call(client, 'recall', { query: 'what did the user book?', scope: ['session=s2'] });
+  assert.ok(!r.isError, text(r));
+  assert.match(text(r), /Nothing relevant was found/);
+  r = await call(client, 'recall', { query: 'cat', role: 'assistant' });
+  assert.ok(r.structuredContent.hits.every((h) => h.entries.every((e) => e.role === 'assistant')));
+  assert.doesNotMatch(text(r), /keeps a cat/);
+  r = await call(client, 'recall', { query: 'cat', scope: ['nonsense'] });
+  assert.equal(r.isError, true, 'a bad scope pair is a tool error');
+
   // Forget the trip: recall no longer finds it, the other entries stay.
   r = await call(client, 'recall', { query: 'where does the user fly in March?', k: 8 });
   const trip = r.structuredContent.hits
