@@ -48,6 +48,14 @@ harness_start(struct harness *h)
 		const char *argv[32] = {
 		        bin, "-l", h->url, "-d", h->state, "-o", "log-level=notice"};
 		int argc = 7;
+		/* the source tree's model, wherever the tree was copied (the GPU host); extra may override */
+		char model[600];
+		const char *src = getenv("HSAMEM_TOP_SRCDIR");
+		if (src != NULL && *src != '\0') {
+			snprintf(model, sizeof(model), "model-dir=%s/models/hsa-small", src);
+			argv[argc++] = "-o";
+			argv[argc++] = model;
+		}
 		for (int i = 0; i < 8 && h->extra[i] != NULL; i++)
 			argv[argc++] = h->extra[i];
 		int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
