@@ -48,7 +48,8 @@ harness_start(struct harness *h)
 		const char *argv[32] = {
 		        bin, "-l", h->url, "-d", h->state, "-o", "log-level=notice"};
 		int argc = 7;
-		/* the source tree's model, wherever the tree was copied (the GPU host); extra may override */
+		/* the source tree's model, wherever the tree was copied (the GPU host); extra may
+		 * override */
 		char model[600];
 		const char *src = getenv("HSAMEM_TOP_SRCDIR");
 		if (src != NULL && *src != '\0') {

@@ -360,8 +360,9 @@ test_concurrent(struct harness *h)
 	CHECK(!big.failed && !other.failed);
 	fprintf(stderr, "large append %.2f s; %d lexical appends meanwhile, the slowest %.3f s\n",
 	        big.seconds, n, worst);
-	/* encoding in the committer would hold every write for the whole large append */
-	CHECK(big.seconds > 0.5 && worst < big.seconds / 2);
+	/* encoding in the committer would hold every write for the whole large append (seconds on
+	 * the CPU, a tenth of one on a GPU) */
+	CHECK(big.seconds > 0.05 && worst < big.seconds / 2);
 
 	struct hsamem_user_list *ul = NULL;
 	CHECK_RET(hsamem_users(c, &ul), 0);
