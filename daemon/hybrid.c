@@ -227,31 +227,39 @@ keep_best(struct hyb_hit *out, size_t *n, size_t depth, int64_t j, float s)
 	out[at] = (struct hyb_hit){j, s};
 }
 
+/*
+ * The lexical scores of every chunk. A question's lexical query has a few nonzero dimensions (its
+ * terms' hashes), so each landmark is read at those only: the same sum in the same order as the
+ * dense product, without its zero terms (landmarks are finite), at a small part of its cost.
+ */
 int
 hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
                  const char *text, size_t depth, struct hyb_hit *out, size_t *n, float *scores_all)
 {
 	struct hsa_spec spec;
 	lex_spec(&spec);
-	size_t d = spec.d_r, rb = d * sizeof(uint16_t), kept = 0;
+	size_t d = spec.d_r, rb = d * sizeof(uint16_t), kept = 0, nz = 0;
 	float *qr = arena_calloc(&job->arena, d, sizeof(float));
-	float *row = arena_calloc(&job->arena, d, sizeof(float));
+	uint32_t *at = arena_calloc(&job->arena, d, sizeof(uint32_t));
 	float scale = 1.0f / sqrtf((float)d);
 	int ret;
-	if (qr == NULL || row == NULL)
+	if (qr == NULL || at == NULL)
 		return -ENOMEM;
 	if ((ret = lexical_query(txn, u, text, qr)) != 0)
 		return ret;
+	for (size_t i = 0; i < d; i++)
+		if (qr[i] != 0.0f)
+			at[nz++] = (uint32_t)i;
 	for (uint64_t j = 0; j < u->n_chunks && depth > 0;) {
 		const void *rows;
 		uint64_t count;
 		if ((ret = store_lexlm_get(txn, u, j, rb, &rows, &count)) != 0)
 			return ret;
 		for (uint64_t c = 0; c < count; c++, j++) {
-			half_to_float_row(HSA_F16, (const uint16_t *)rows + c * d, row, d);
+			const uint16_t *row = (const uint16_t *)rows + c * d;
 			float s = 0;
-			for (size_t i = 0; i < d; i++)
-				s += qr[i] * row[i];
+			for (size_t i = 0; i < nz; i++)
+				s += qr[at[i]] * half_f16_to_float(row[at[i]]);
 			s *= scale;
 			if (scores_all != NULL)
 				scores_all[j] = s;
