@@ -3,12 +3,12 @@
  * English text (bench/corpus.sh).
  *
  *   ingest, 1 client     tokens/s into one memory, appends of --batch entries, up to --tokens
- *   ingest, 2 clients    tokens/s into two memories at once (--tokens / 4 each)
+ *   ingest, N clients    tokens/s into --clients memories at once (default 2; --tokens / 4 each)
  *   query, 1 client      p50 and p99 over --queries questions on the --tokens memory
  *   query encoding       the model's part of a query alone (encode_query_ctx in this process:
  *                        the 64-token context and the question through the model), p50
  *
- * Usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] [--batch N]
+ * Usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] [--batch N] [--clients N]
  * HSAMEM_TOP_SRCDIR (default .) locates models/hsa-small for the in-process measure; the daemon
  * finds it itself (run from the build tree). Timing figures belong in bench/RESULTS.md.
  */
@@ -65,22 +65,29 @@ ingest_main(void *arg)
 static double
 ingest(const char *url, const char *const *users, int n, uint64_t want, size_t batch)
 {
-	struct ingest g[2];
-	pthread_t t[2];
+	struct ingest *g = calloc((size_t)n, sizeof(*g));
+	pthread_t *t = calloc((size_t)n, sizeof(*t));
 	uint64_t tokens = 0;
 	double worst = 0;
+	int failed = 0;
+	if (g == NULL || t == NULL) {
+		free(g);
+		free(t);
+		return -1;
+	}
 	for (int i = 0; i < n; i++) {
 		g[i] = (struct ingest){url, users[i], (size_t)i * 50021, batch, 0, want, 0, 0};
 		pthread_create(&t[i], NULL, ingest_main, &g[i]);
 	}
 	for (int i = 0; i < n; i++) {
 		pthread_join(t[i], NULL);
-		if (g[i].failed)
-			return -1;
+		failed |= g[i].failed;
 		tokens += g[i].tokens;
 		worst = g[i].seconds > worst ? g[i].seconds : worst;
 	}
-	return (double)tokens / worst;
+	free(g);
+	free(t);
+	return failed ? -1 : (double)tokens / worst;
 }
 
 /* A question from a corpus line: its first eight words, at most 40 bytes of them. */
@@ -174,11 +181,11 @@ main(int argc, char **argv)
 	const char *corpus = NULL;
 	uint64_t tokens = 65536;
 	size_t queries = 200, batch = 32;
-	static const struct option opts[] = {{"corpus", required_argument, NULL, 'c'},
-	                                     {"tokens", required_argument, NULL, 't'},
-	                                     {"queries", required_argument, NULL, 'q'},
-	                                     {"batch", required_argument, NULL, 'b'},
-	                                     {NULL, 0, NULL, 0}};
+	int clients = 2;
+	static const struct option opts[] = {
+	        {"corpus", required_argument, NULL, 'c'},  {"tokens", required_argument, NULL, 't'},
+	        {"queries", required_argument, NULL, 'q'}, {"batch", required_argument, NULL, 'b'},
+	        {"clients", required_argument, NULL, 'n'}, {NULL, 0, NULL, 0}};
 	for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
 		if (o == 'c')
 			corpus = optarg;
@@ -188,12 +195,15 @@ main(int argc, char **argv)
 			queries = strtoull(optarg, NULL, 10);
 		else if (o == 'b')
 			batch = strtoull(optarg, NULL, 10);
+		else if (o == 'n')
+			clients = atoi(optarg);
 		else
 			return 2;
 	}
-	if (corpus == NULL || bench_read_lines(corpus) != 0 || queries == 0 || batch == 0) {
+	if (corpus == NULL || bench_read_lines(corpus) != 0 || queries == 0 || batch == 0 ||
+	    clients < 1 || clients > 64) {
 		fprintf(stderr, "usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] "
-		                "[--batch N]\n");
+		                "[--batch N] [--clients N]\n");
 		return 2;
 	}
 	struct harness h;
@@ -201,13 +211,18 @@ main(int argc, char **argv)
 		fprintf(stderr, "cannot start hsamemd\n");
 		return 1;
 	}
-	const char *one[] = {"q"}, *two[] = {"w1", "w2"};
+	const char *one[] = {"q"}, *many[64];
+	char names[64][8];
+	for (int i = 0; i < clients; i++) {
+		snprintf(names[i], sizeof(names[i]), "w%d", i + 1);
+		many[i] = names[i];
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	double r1 = ingest(h.url, one, 1, tokens, batch);
 	printf("ingest, 1 client, %zu entries an append: %.0f tokens/s (%llu tokens)\n", batch, r1,
 	       (unsigned long long)tokens);
-	double r2 = ingest(h.url, two, 2, tokens / 4, batch);
-	printf("ingest, 2 clients, 2 memories: %.0f tokens/s together\n", r2);
+	double r2 = ingest(h.url, many, clients, tokens / 4, batch);
+	printf("ingest, %d clients, %d memories: %.0f tokens/s together\n", clients, clients, r2);
 	query_latency(h.url, "q", queries);
 	harness_fini(&h);
 	query_encoding(queries);
