@@ -16,7 +16,7 @@
  *   committer                                   commit_stop   (applies what is queued)
  *   workers                                     wrk_stop      (run what is queued)
  *   server: listen and receive (srv_start)      srv_stop      (answers what is in flight)
- *   listener watchdog (wd_start)                wd_stop
+ *   listener watchdog (wd_start)                wd_stop       (bounded, as srv_close)
  *
  * A second daemon never disturbs a first: on the same state directory the lock refuses it before
  * anything else; on the same ipc:// path srv_start asks the path with a full handshake and a ping
@@ -356,7 +356,7 @@ main(int argc, char **argv)
 	int status = 1, ret, lock_fd = -1;
 	struct watchdog *wd = NULL;
 	struct metrics_http *metrics = NULL;
-	bool abandoned = false; /* srv_close gave up on NNG */
+	bool abandoned = false; /* wd_stop or srv_close gave up on NNG */
 
 	memset(&d, 0, sizeof(d));
 	acl_box_init(&d.acl);
@@ -458,7 +458,8 @@ main(int argc, char **argv)
 	status = 0;
 	metrics_http_stop(metrics);
 out_watch:
-	wd_stop(wd);
+	/* a watchdog caught in NNG still uses the server: it is then left open, as below */
+	abandoned = wd_stop(wd) != 0;
 out_listen:
 	srv_stop(d.server, DRAIN_MS);
 out_workers:
@@ -466,7 +467,7 @@ out_workers:
 out_commit:
 	commit_stop(d.commit);
 out_server:
-	abandoned = srv_close(d.server) != 0;
+	abandoned = abandoned || srv_close(d.server) != 0;
 out_audit:
 	/* a thread NNG still holds may yet finish a job, which audits it */
 	if (!abandoned)

@@ -34,6 +34,7 @@
 #define WD_PERIOD_MS  200
 #define WD_TIMEOUT_MS 500
 #define WD_SAY_EVERY  (60000 / WD_PERIOD_MS)
+#define WD_STOP_MS    2000 /* wd_stop's wait for a thread caught in a listener's close (NNG) */
 
 struct watchdog {
 	struct server *srv;
@@ -42,6 +43,7 @@ struct watchdog {
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* CLOCK_MONOTONIC */
 	bool stop;
+	bool done; /* the thread has left wd_main */
 	unsigned long replaced;
 	unsigned *failing; /* per address: listening again failed so many times in a row */
 };
@@ -137,6 +139,8 @@ wd_main(void *arg)
 		check_all(wd);
 		pthread_mutex_lock(&wd->mu);
 	}
+	wd->done = true;
+	pthread_cond_broadcast(&wd->cv);
 	pthread_mutex_unlock(&wd->mu);
 	return NULL;
 }
@@ -183,18 +187,32 @@ wd_start(struct server *srv, const struct conf *conf, struct watchdog **out)
 	return 0;
 }
 
-void
+int
 wd_stop(struct watchdog *wd)
 {
 	if (wd == NULL)
-		return;
+		return 0;
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += WD_STOP_MS / 1000;
 	pthread_mutex_lock(&wd->mu);
 	wd->stop = true;
 	pthread_cond_broadcast(&wd->cv);
+	while (!wd->done && pthread_cond_timedwait(&wd->cv, &wd->mu, &until) != ETIMEDOUT)
+		;
+	bool done = wd->done;
 	pthread_mutex_unlock(&wd->mu);
+	if (!done) {
+		/* the thread still uses wd and the server: both stay allocated until the exit */
+		log_warn("server: the listener watchdog did not stop within %d ms (a listener's "
+		         "close hangs in NNG); going on without it",
+		         WD_STOP_MS);
+		return -ETIMEDOUT;
+	}
 	pthread_join(wd->thread, NULL);
 	pthread_cond_destroy(&wd->cv);
 	pthread_mutex_destroy(&wd->mu);
 	free(wd->failing);
 	free(wd);
+	return 0;
 }

@@ -16,7 +16,11 @@ struct watchdog;
 /* Starts watching conf's ipc:// listeners of srv, which listens already (srv_start). *out is
  * NULL when there is nothing to watch. */
 int wd_start(struct server *srv, const struct conf *conf, struct watchdog **out);
-/* Stops the watchdog and waits for its thread; call it before srv_stop. NULL-safe. */
-void wd_stop(struct watchdog *wd);
+/*
+ * Stops the watchdog and waits for its thread, at most 2 s (a listener's close can hang in NNG
+ * 1.5); call it before srv_stop. 0, or -ETIMEDOUT when the thread is still running: it then
+ * still uses the server, which must not be closed (main leaves with _exit). NULL-safe.
+ */
+int wd_stop(struct watchdog *wd);
 
 #endif
