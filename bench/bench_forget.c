@@ -2,6 +2,7 @@
  * bench_forget.c: what forgetting one entry costs, hsamemd end to end over ipc. It fills a
  * memory to --tokens tokens (lexical by default; --encoder hsa-small needs HSAMEM_MODEL_DIR) with
  * the lines of a corpus file, one entry each (bench/corpus.sh makes one; any text file does),
+ * prints the store's size against the tokens and the text (hsamem stats' figures),
  * then forgets --n entries picked evenly through the memory, one request each, and prints the
  * latency quantiles of the forget, of the erasure the daemon logged for each (the scrub of
  * data.mdb, hsamem(7), DELETE AND ERASURE), and of the rest (the re-encoding, the commit).
@@ -38,6 +39,8 @@ last_erasure(const struct harness *h)
 	return ms;
 }
 
+static uint64_t text_bytes; /* of the entries fill appended */
+
 static int
 fill(struct hsamem *c, const char *user, const char *encoder, uint64_t tokens, uint64_t *entries)
 {
@@ -52,9 +55,11 @@ fill(struct hsamem *c, const char *user, const char *encoder, uint64_t tokens, u
 			return err;
 	}
 	while (info.tokens < tokens) {
-		for (int i = 0; i < BATCH; i++, next++)
+		for (int i = 0; i < BATCH; i++, next++) {
 			in[i] = (struct hsamem_entry_in){.text = lines[next % n_lines],
 			                                 .role = HSAMEM_ROLE_USER};
+			text_bytes += strlen(in[i].text);
+		}
 		if ((err = hsamem_append(c, user, in, BATCH, NULL, 0, 0, &info)) != 0)
 			return err;
 	}
@@ -107,6 +112,17 @@ main(int argc, char **argv)
 	}
 	printf("filled %llu entries, %llu+ tokens (%s) in %.1f s\n", (unsigned long long)entries,
 	       (unsigned long long)tokens, encoder, now_s() - t0);
+	struct hsamem_stats *st = NULL;
+	if (hsamem_stats(c, NULL, &st) != 0) {
+		fprintf(stderr, "stats: %s\n", hsamem_last_message(c));
+		goto out;
+	}
+	printf("store: %.1f MB used for %llu tokens, %.1f MB of text: %.1f bytes a token, "
+	       "%.2f times the text\n",
+	       (double)st->store_map_used / 1e6, (unsigned long long)st->tokens,
+	       (double)text_bytes / 1e6, (double)st->store_map_used / (double)st->tokens,
+	       (double)st->store_map_used / (double)text_bytes);
+	hsamem_result_free(st);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t seq = (entries - 1) * (2 * i + 1) / (2 * n);
 		struct hsamem_forget_info f;

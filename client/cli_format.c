@@ -217,6 +217,7 @@ static const struct field stats_fields[] = {
         FIELD(struct hsamem_stats, chunks, K_U64),
         FIELD(struct hsamem_stats, store_map_size, K_U64),
         FIELD(struct hsamem_stats, store_map_used, K_U64),
+        FIELD(struct hsamem_stats, text_bytes, K_U64),
         FIELD(struct hsamem_stats, backend, K_STR),
         FIELD(struct hsamem_stats, gpu_mem_used, K_U64),
         FIELD(struct hsamem_stats, gpu_mem_budget, K_U64),
@@ -261,6 +262,11 @@ stats_human(const struct view *v)
 	       (unsigned long long)s->tokens, (unsigned long long)s->chunks);
 	printf("store         %s used of a %s map\n", fmt_bytes(s->store_map_used, b1, sizeof(b1)),
 	       fmt_bytes(s->store_map_size, b2, sizeof(b2)));
+	if (s->tokens > 0 && s->text_bytes > 0)
+		printf("storage       %.1f bytes a token; %.1f times the text (%s)\n",
+		       (double)s->store_map_used / (double)s->tokens,
+		       (double)s->store_map_used / (double)s->text_bytes,
+		       fmt_bytes(s->text_bytes, b1, sizeof(b1)));
 	printf("gpu memory    %s used of %s, %llu users resident\n",
 	       fmt_bytes(s->gpu_mem_used, b1, sizeof(b1)),
 	       fmt_bytes(s->gpu_mem_budget, b2, sizeof(b2)),

@@ -699,6 +699,9 @@ struct hsamem_stats {
 	size_t n_latency;
 	struct hsamem_memory *memories; /* the one asked for, or every one */
 	size_t n_memories;
+	/* bytes of text the entries of every memory hold: store_map_used / text_bytes is the
+	 * store's size against its text's, store_map_used / tokens its bytes per token */
+	uint64_t text_bytes;
 };
 
 /*

@@ -723,6 +723,7 @@ res_stats(struct hsamem *h, const Hsamem__StatsReply *in, struct hsamem_stats **
 	res->chunks = in->chunks;
 	res->store_map_size = in->store_map_size;
 	res->store_map_used = in->store_map_used;
+	res->text_bytes = in->text_bytes;
 	res->gpu_mem_used = in->gpu_mem_used;
 	res->gpu_mem_budget = in->gpu_mem_budget;
 	res->gpu_resident_users = in->gpu_resident_users;

@@ -352,21 +352,46 @@ source_chunk_kv(void *ctx, uint64_t j, const void **kv)
 {
 	struct ops_source *s = ctx;
 	size_t len = 0;
+	int ret = s->kv_err;
+	if (ret != 0)
+		return ret;
 	pthread_mutex_lock(&s->mu);
-	int ret = store_kv_get(s->txn, s->user.uid, j, kv, &len);
+	if (s->kv_enc != NULL)
+		ret = kvc_cache_get(&s->kv_cache, s->txn, &s->user, s->kv_enc, j, kv);
+	else if ((ret = store_kv_get(s->txn, s->user.uid, j, kv, &len)) == 0 && len != s->kv_bytes)
+		ret = HSAMEM_EFORMAT;
 	pthread_mutex_unlock(&s->mu);
-	if (ret == 0 && len != s->kv_bytes) {
+	if (ret == HSAMEM_EFORMAT && s->kv_enc == NULL)
 		log_err("store: chunk %llu of user %s holds %zu bytes of K/V, expected %zu",
 		        (unsigned long long)j, s->user.name, len, s->kv_bytes);
-		ret = HSAMEM_EFORMAT;
-	}
 	return ret;
+}
+
+/* copy_kv of a memory that keeps no K/V: the tokens are read under the lock, the K/V computed
+ * outside it, so that the backend's threads compute in parallel. */
+static int
+source_compute_kv(struct ops_source *s, uint64_t j, void *dst)
+{
+	uint32_t tok[1024]; /* S <= 1024 (spec.c) */
+	struct store_chunk c;
+	pthread_mutex_lock(&s->mu);
+	int ret = store_chunk_get(s->txn, s->user.uid, j, &c);
+	if (ret == 0 && c.n_tokens > sizeof(tok) / sizeof(tok[0]))
+		ret = HSAMEM_EFORMAT;
+	if (ret == 0)
+		memcpy(tok, c.tokens, c.n_tokens * sizeof(uint32_t));
+	pthread_mutex_unlock(&s->mu);
+	return ret != 0 ? ret : kvc_compute(s->kv_enc, &s->user.spec, tok, c.n_tokens, dst);
 }
 
 static int
 source_copy_kv(void *ctx, uint64_t j, void *dst)
 {
 	struct ops_source *s = ctx;
+	if (s->kv_err != 0)
+		return s->kv_err;
+	if (s->kv_enc != NULL)
+		return source_compute_kv(s, j, dst);
 	int ret = store_kv_copy(s->txn, s->user.uid, j, dst, s->kv_bytes);
 
 	if (ret == HSAMEM_EFORMAT)
@@ -414,6 +439,7 @@ ops_source_init(struct ops_source *s, struct store_txn *txn, const struct store_
 	s->txn = txn;
 	s->user = *u;
 	s->kv_bytes = spec_kv_bytes(&u->spec);
+	s->kv_err = kvc_encoder(u, &s->kv_enc);
 	pthread_mutex_init(&s->mu, NULL);
 	s->src.ctx = s;
 	s->src.uid = u->uid;
@@ -465,6 +491,7 @@ ops_source_fini(struct ops_source *s)
 {
 	free(s->tail_lmk);
 	free(s->tail_kv);
+	kvc_cache_fini(&s->kv_cache);
 	pthread_mutex_destroy(&s->mu);
 }
 

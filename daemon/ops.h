@@ -13,6 +13,7 @@
 #include "daemon.h"
 #include "encoder.h"
 #include "job.h"
+#include "kvcalc.h"
 #include "store.h"
 #include "store_filter.h"
 
@@ -74,6 +75,10 @@ struct ops_source {
 	struct store_user user;
 	size_t kv_bytes;
 	pthread_mutex_t mu;
+	/* a memory that keeps no K/V (kvcalc.h): its encoder, and the chunks computed so far */
+	const struct enc_ops *kv_enc;
+	struct kvc_cache kv_cache;
+	int kv_err; /* kvc_encoder's answer: every read of K/V fails with it */
 	/* the unsealed tail as a source of its own (ops_source_tail): its one chunk, in the spec's
 	 * dtype, or NULL */
 	struct hsa_source tail;

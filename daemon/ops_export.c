@@ -97,11 +97,14 @@ chunk_record(struct job *job, struct store_txn *txn, const struct store_user *u,
 {
 	struct store_chunk c;
 	const void *kv, *row;
-	size_t kv_len;
+	size_t kv_len = spec_kv_bytes(&u->spec);
 	uint64_t cnt;
+	void *buf = arena_alloc(&job->arena, kv_len); /* K/V computed (kvcalc.h) go here */
+	if (buf == NULL)
+		return ops_oom(job);
 	int ret = store_chunk_get(txn, u->uid, j, &c);
 	if (ret == 0)
-		ret = store_kv_get(txn, u->uid, j, &kv, &kv_len);
+		ret = kvc_get(txn, u, j, buf, &kv);
 	if (ret == 0)
 		ret = store_landmarks_get(txn, u, j, &row, &cnt);
 	if (ret != 0)
@@ -117,7 +120,7 @@ chunk_record(struct job *job, struct store_txn *txn, const struct store_user *u,
 	m->n_real = c.n_real;
 	m->tokens = arena_memdup(&job->arena, c.tokens, c.n_tokens * sizeof(uint32_t));
 	m->n_tokens = m->n_ref_entry = m->n_ref_off = m->n_ref_len = c.n_tokens;
-	m->kv.data = arena_memdup(&job->arena, kv, kv_len);
+	m->kv.data = kv == buf ? buf : arena_memdup(&job->arena, kv, kv_len);
 	m->kv.len = kv_len;
 	m->landmark.len = spec_landmark_bytes(&u->spec);
 	m->landmark.data = arena_memdup(&job->arena, row, m->landmark.len);

@@ -231,8 +231,10 @@ forget_chunk(struct forget *f, uint64_t j, bool only, bool *changed)
 	half_from_float_row(sp->dtype, f->V, f->kv + spec_kv_bytes(sp) / 2, per);
 	half_from_float_row(sp->dtype, f->L, f->row, sp->d_r);
 	struct store_chunk nc = {.n_tokens = sp->S, .n_real = n, .tokens = f->tok, .refs = f->refs};
+	bool keep_kv = !(f->u->flags & STORE_USER_KV_COMPUTED); /* store.h, COMPUTED K/V */
 	if ((ret = store_chunk_put(f->txn, f->u->uid, j, &nc)) != 0 ||
-	    (ret = store_kv_put(f->txn, f->u->uid, j, f->kv, spec_kv_bytes(sp))) != 0 ||
+	    (keep_kv &&
+	     (ret = store_kv_put(f->txn, f->u->uid, j, f->kv, spec_kv_bytes(sp))) != 0) ||
 	    (ret = store_landmark_set(f->txn, f->u, j, f->row)) != 0)
 		return ret;
 	f->chunks++;

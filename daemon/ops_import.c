@@ -180,7 +180,7 @@ import_begin(struct batch *b, const Hsamem__ExportRecord__Header *h)
 	u->spec = spec;
 	u->created_ms = h->has_created_ms ? h->created_ms : now_ms();
 	u->updated_ms = now_ms();
-	u->flags = STORE_USER_IMPORTING | hyb_flags(&spec);
+	u->flags = STORE_USER_IMPORTING | hyb_flags(&spec) | kvc_flags(&spec);
 	if ((ret = store_user_create(b->txn, u)) != 0)
 		return ret;
 	b->x = (struct import){.uid = u->uid,
@@ -458,8 +458,12 @@ import_chunk(struct batch *b, const Hsamem__ExportRecord__ChunkRec *c)
 	if (ret == 0) {
 		struct store_chunk sc = {
 		        .n_tokens = spec->S, .n_real = n_real, .tokens = c->tokens, .refs = refs};
+		/* a memory whose encoder computes K/V from the tokens keeps the stream's none
+		 * (store.h, COMPUTED K/V): they were checked for shape only */
+		bool keep_kv = !(b->u.flags & STORE_USER_KV_COMPUTED);
 		if ((ret = store_chunk_put(b->txn, b->u.uid, j, &sc)) == 0 &&
-		    (ret = store_kv_put(b->txn, b->u.uid, j, c->kv.data, c->kv.len)) == 0 &&
+		    (!keep_kv ||
+		     (ret = store_kv_put(b->txn, b->u.uid, j, c->kv.data, c->kv.len)) == 0) &&
 		    (ret = store_landmark_put(b->txn, &b->u, j, c->landmark.data)) == 0 &&
 		    (ret = import_terms(b, j, c->tokens, n_real)) == 0) {
 			b->u.n_chunks++;

@@ -217,6 +217,9 @@ stats_in(struct job *job, struct store_txn *txn)
 	r->has_store_map_size = r->has_store_map_used = true;
 	r->store_map_size = si.map_size;
 	r->store_map_used = si.map_used;
+	/* the whole store's, like the map's: for the administrator's view of every memory */
+	if (only == NULL && store_text_bytes(txn, &r->text_bytes) == 0)
+		r->has_text_bytes = true;
 	r->has_gpu_mem_used = r->has_gpu_mem_budget = r->has_gpu_resident_users = true;
 	r->gpu_mem_used = gs.mem_used;
 	r->gpu_mem_budget = gs.mem_budget;
@@ -339,17 +342,16 @@ chunks_in(struct job *job, struct store_txn *txn)
 		}
 		if (q->tensors) {
 			const void *kv, *row;
-			size_t len;
 			uint64_t cnt;
-			if ((ret = store_kv_get(txn, u.uid, j, &kv, &len)) != 0 ||
+			void *buf = arena_alloc(&job->arena, kv_bytes); /* computed K/V */
+			if (buf == NULL) {
+				ops_oom(job);
+				return;
+			}
+			if ((ret = kvc_get(txn, &u, j, buf, &kv)) != 0 ||
 			    (ret = store_landmarks_get(txn, &u, j, &row, &cnt)) != 0) {
 				job_fail(job, ret, "store: cannot read tensors of chunk %llu: %s",
 				         (unsigned long long)j, hsamem_strerror(ret));
-				return;
-			}
-			if (len != kv_bytes) {
-				job_fail(job, HSAMEM_EFORMAT, "store: chunk %llu has a corrupt K/V",
-				         (unsigned long long)j);
 				return;
 			}
 			m->has_k = m->has_v = m->has_landmark = true;

@@ -240,7 +240,8 @@ step_target(struct step *p)
 	hidden_name(name, sizeof(name), p->old.uid);
 	int ret = store_user_get(p->txn, name, &p->neu);
 	if (ret == 0 && (strcmp(p->neu.spec.encoder, p->job->spec.encoder) != 0 ||
-	                 p->neu.spec.revision != p->job->spec.revision)) {
+	                 p->neu.spec.revision != p->job->spec.revision ||
+	                 (p->neu.flags & STORE_USER_KV_COMPUTED) != kvc_flags(&p->job->spec))) {
 		if ((ret = store_user_delete(p->txn, &p->neu)) != 0)
 			return ret;
 		ret = HSAMEM_ENOUSER;
@@ -251,7 +252,7 @@ step_target(struct step *p)
 	strcpy(p->neu.name, name);
 	p->neu.spec = p->job->spec;
 	p->neu.created_ms = p->old.created_ms;
-	p->neu.flags = STORE_USER_IMPORTING | hyb_flags(&p->neu.spec);
+	p->neu.flags = STORE_USER_IMPORTING | hyb_flags(&p->neu.spec) | kvc_flags(&p->neu.spec);
 	return store_user_create(p->txn, &p->neu);
 }
 
@@ -377,10 +378,12 @@ ops_apply_reencode(struct job *job, struct store_txn *txn)
 		                "your model's token ids, which no built-in encoder reads",
 		                name);
 	/* the same encoder and revision: nothing to do, unless the memory lacks the lexical
-	 * landmarks that memories of its encoder keep now (hybrid.c) */
+	 * landmarks that memories of its encoder keep now (hybrid.c), or stores K/V that its
+	 * encoder computes now (kvcalc.h) */
 	if (strcmp(p.old.spec.encoder, job->spec.encoder) == 0 &&
 	    p.old.spec.revision == job->spec.revision &&
-	    (p.old.flags & STORE_USER_LEXICAL) == hyb_flags(&p.old.spec)) {
+	    (p.old.flags & STORE_USER_LEXICAL) == hyb_flags(&p.old.spec) &&
+	    (p.old.flags & STORE_USER_KV_COMPUTED) == kvc_flags(&p.old.spec)) {
 		/* nothing to do; a re-encode to it that was under way is dropped */
 		p.neu = p.old;
 		p.old_end = p.old.n_tokens;

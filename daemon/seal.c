@@ -169,8 +169,9 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	struct store_chunk c = {
 	        .n_tokens = spec->S, .n_real = n_real, .tokens = s->tokens, .refs = s->refs};
 	int ret;
+	bool keep_kv = !(u->flags & STORE_USER_KV_COMPUTED); /* store.h, COMPUTED K/V */
 	if ((ret = store_chunk_put(s->txn, u->uid, u->n_chunks, &c)) != 0 ||
-	    (ret = store_kv_put(s->txn, u->uid, u->n_chunks, s->kv, kv_bytes)) != 0 ||
+	    (keep_kv && (ret = store_kv_put(s->txn, u->uid, u->n_chunks, s->kv, kv_bytes)) != 0) ||
 	    (ret = store_landmark_put(s->txn, u, u->n_chunks, s->row)) != 0)
 		return ret;
 	/* the term statistics of a built-in encoder's ranking, in the seal's transaction */

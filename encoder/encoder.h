@@ -81,6 +81,18 @@ struct enc_ops {
 	                          const uint32_t *tok, size_t n, float *qr, float *qa);
 
 	/*
+	 * Optional, for an encoder whose K and V rows are each a pure function of the token in
+	 * their slot (no context, no model state): K [S][h_kv][d_h] and V of a chunk of n <= S
+	 * slots, in fp32, exactly as encode_chunk writes them for the chunk's real tokens with the
+	 * rows put back in their slots (daemon/holes.h): a slot holding token 0 (padding, a
+	 * forgotten token) and every slot past n get zero rows. An encoder that has it lets the
+	 * daemon keep a chunk's tokens and landmark only and compute its K/V when the chunk is read
+	 * (store.h, COMPUTED K/V).
+	 */
+	int (*encode_kv)(const struct hsa_spec *spec, const uint32_t *tok, size_t n, float *K,
+	                 float *V);
+
+	/*
 	 * Whether this encoder can serve a memory of this spec: its encoder name, revision (from
 	 * min_revision to revision), tokenizer and sizes. Returns 0, or HSAMEM_ESPEC (HSAMEM_EINVAL
 	 * from spec_check) with a sentence naming the field written to why (why may be NULL).

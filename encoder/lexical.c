@@ -417,6 +417,39 @@ lex_default_spec(struct hsa_spec *s)
 	s->top_k = 8;
 }
 
+/* The K and V rows of a key holding token id, every head. */
+static void
+kv_rows(const struct hsa_spec *s, uint32_t id, float *k, float *v)
+{
+	for (uint32_t r = 0; r < s->h_kv; r++, k += s->d_h, v += s->d_h) {
+		set_signs(k, s->d_h, P_KEY, r, id, 1.0f);
+		k[0] = weight(id) > 0 ? 1.0f : -1.0f;
+		set_signs(v, s->d_h, P_VALUE, r, id, 1.0f);
+	}
+}
+
+/* K and V: each row a function of its slot's token alone (encoder.h, encode_kv). */
+static int
+lex_encode_kv(const struct hsa_spec *s, const uint32_t *tok, size_t n, float *K, float *V)
+{
+	int err = lex_check_spec(s, NULL, 0);
+	if (err != 0)
+		return err;
+	pthread_once(&init_once, lex_init);
+	if (n > s->S)
+		return HSAMEM_EINVAL;
+	size_t row = (size_t)s->h_kv * s->d_h;
+	for (size_t i = 0; i < s->S; i++) {
+		if (i < n && tok[i] != 0) {
+			kv_rows(s, tok[i], K + i * row, V + i * row);
+		} else {
+			memset(K + i * row, 0, row * sizeof(*K));
+			memset(V + i * row, 0, row * sizeof(*V));
+		}
+	}
+	return 0;
+}
+
 static int
 lex_encode_chunk(const struct hsa_spec *s, const uint32_t *ctx, size_t n_ctx, const uint32_t *tok,
                  size_t n, float *K, float *V, float *L)
@@ -432,15 +465,8 @@ lex_encode_chunk(const struct hsa_spec *s, const uint32_t *ctx, size_t n_ctx, co
 	/* Rows before n are written whole below; only padding rows need clearing. */
 	memset(K + n * row, 0, (s->S - n) * row * sizeof(*K));
 	memset(V + n * row, 0, (s->S - n) * row * sizeof(*V));
-	for (size_t i = 0; i < n; i++) {
-		for (uint32_t r = 0; r < s->h_kv; r++) {
-			float *k = K + i * row + (size_t)r * s->d_h;
-			float *v = V + i * row + (size_t)r * s->d_h;
-			set_signs(k, s->d_h, P_KEY, r, tok[i], 1.0f);
-			k[0] = weight(tok[i]) > 0 ? 1.0f : -1.0f;
-			set_signs(v, s->d_h, P_VALUE, r, tok[i], 1.0f);
-		}
-	}
+	for (size_t i = 0; i < n; i++)
+		kv_rows(s, tok[i], K + i * row, V + i * row);
 
 	uint32_t ids[IDS_MAX], cnt[IDS_MAX];
 	uint32_t d = s->d_r / s->h_kv;
@@ -531,5 +557,6 @@ const struct enc_ops enc_lexical = {
         .encode_chunk = lex_encode_chunk,
         .encode_query = lex_encode_query,
         .encode_query_stats = lex_encode_query_stats,
+        .encode_kv = lex_encode_kv,
         .check_spec = lex_check_spec,
 };

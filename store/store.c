@@ -346,10 +346,21 @@ check_format(struct store *st, MDB_txn *t, const char *dir)
 			log_err("store: %s: the format version record is malformed", dir);
 			return HSAMEM_EFORMAT;
 		}
-		if (format != STORE_FORMAT_VERSION) {
-			log_err("store: %s holds a store of format %u; this build reads format %u",
-			        dir, format, STORE_FORMAT_VERSION);
+		if (format < STORE_FORMAT_OLDEST || format > STORE_FORMAT_VERSION) {
+			log_err("store: %s holds a store of format %u; this build reads formats %u "
+			        "to %u",
+			        dir, format, STORE_FORMAT_OLDEST, STORE_FORMAT_VERSION);
 			return HSAMEM_EFORMAT;
+		}
+		if (format < STORE_FORMAT_VERSION) { /* store.h, FORMATS: nothing else changes */
+			uint8_t buf[4];
+			put_u32(buf, STORE_FORMAT_VERSION);
+			v = (MDB_val){.mv_size = 4, .mv_data = buf};
+			if ((rc = mdb_put(t, st->dbi[DB_META], &k, &v, 0)) != 0)
+				return store_lmdb_error("write format version", rc);
+			log_notice("store: %s: format %u is now format %u; its memories keep what "
+			           "they store until they are re-encoded",
+			           dir, format, STORE_FORMAT_VERSION);
 		}
 	} else if (rc == MDB_NOTFOUND) {
 		MDB_stat users;

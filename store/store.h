@@ -31,6 +31,21 @@
  * hybrid ranking. They are paged like the landmarks, under (uid, 2^63 | page), so every walk and
  * delete by uid takes them; their term statistics (TERMS) count lex1 ids, not the model's.
  *
+ * COMPUTED K/V
+ * A memory flagged STORE_USER_KV_COMPUTED has no kv records: its encoder's K and V are a pure
+ * function of each slot's token (encoder.h, encode_kv: the lexical encoder's), so the daemon
+ * computes them from the chunk's tokens when the chunk is read, and stores the tokens and the
+ * landmark only. K|V are 16 KiB per 64-token chunk of a lexical memory: about 85% of what such a
+ * memory stored. The flag is set when the memory is created and never changes while its uid
+ * lives: a memory made before it keeps its kv records (and is read from them) until it is
+ * re-encoded, which makes a new uid.
+ *
+ * FORMATS
+ * 1: every memory has a kv record per sealed chunk. 2: a memory may be flagged
+ * STORE_USER_KV_COMPUTED and have none. store_open takes a store of format 1 and marks it 2,
+ * changing nothing else (its memories are valid memories of format 2 as they are); a daemon that
+ * reads format 1 only refuses it from then on, rather than failing on a memory without K|V.
+ *
  * TRANSACTIONS
  * A store_txn wraps one LMDB transaction with a sticky error (the first failure is kept, every
  * later operation is a no-op that returns it, and commit returns it): callers chain operations and
@@ -103,7 +118,8 @@
 #include "hsamem_defs.h"
 #include "spec.h"
 
-#define STORE_FORMAT_VERSION 1
+#define STORE_FORMAT_VERSION 2
+#define STORE_FORMAT_OLDEST  1 /* the oldest format store_open takes (FORMATS above) */
 
 struct store;
 
@@ -115,8 +131,9 @@ struct store_opts {
 };
 
 enum store_user_flags {
-	STORE_USER_IMPORTING = 1u << 0, /* an import is filling it; invisible to queries */
-	STORE_USER_LEXICAL = 1u << 1,   /* keeps a lexical landmark per sealed chunk (LEXICAL) */
+	STORE_USER_IMPORTING = 1u << 0,   /* an import is filling it; invisible to queries */
+	STORE_USER_LEXICAL = 1u << 1,     /* keeps a lexical landmark per sealed chunk (LEXICAL) */
+	STORE_USER_KV_COMPUTED = 1u << 2, /* keeps no K|V: computed from tokens (COMPUTED K/V) */
 };
 
 /* The memory header of one user (the users database). */
@@ -273,6 +290,10 @@ int store_user_foreach(struct store_txn *txn, int (*cb)(const struct store_user 
 /* Entries. get: HSAMEM_ENOTFOUND when seq does not exist. */
 int store_entry_put(struct store_txn *txn, uint64_t uid, const struct store_entry *e);
 int store_entry_get(struct store_txn *txn, uint64_t uid, uint64_t seq, struct store_entry *out);
+
+/* The bytes of text that every user's entries hold (forgotten ones hold none): for the ratio of
+ * the store's size to its text. Walks every entry record, about a millisecond per 10^5. */
+int store_text_bytes(struct store_txn *txn, uint64_t *bytes);
 
 /* Chunks (tokens and text references). get: HSAMEM_ENOTFOUND when chunk j does not exist. */
 int store_chunk_put(struct store_txn *txn, uint64_t uid, uint64_t j, const struct store_chunk *c);

@@ -427,6 +427,31 @@ store_entry_get(struct store_txn *txn, uint64_t uid, uint64_t seq, struct store_
 	return 0;
 }
 
+int
+store_text_bytes(struct store_txn *txn, uint64_t *bytes)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t sum = 0;
+	int ret = store_txn_usable(txn, false, "text bytes"), rc;
+	if (ret != 0)
+		return ret;
+	if ((rc = mdb_cursor_open(txn->txn, txn->st->dbi[DB_ENTRIES], &cur)) != 0)
+		return store_txn_fail(txn, store_lmdb_error("entries", rc));
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
+		rd_take(&r, 24); /* role, n_tokens, timestamp_ms, first_token */
+		uint32_t len = rd_u32(&r);
+		sum += r.bad ? 0 : len;
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND)
+		return store_txn_fail(txn, store_lmdb_error("entries", rc));
+	*bytes = sum;
+	return 0;
+}
+
 /* ---- chunks and the tail: token lists ---- */
 
 #define TOKEN_BYTES 20 /* u32 token + u64 entry + u32 off + u32 len */

@@ -218,7 +218,7 @@ cr_check_objects(struct cr_run *r, struct hsamem *c)
 /* ---- the store, read straight from LMDB ---- */
 
 struct scan_user {
-	uint64_t uid, entries, chunks, pages;
+	uint64_t uid, entries, chunks, pages, kv; /* kv: the K/V records it must have */
 	char name[HSAMEM_NAME_MAX + 1];
 	uint64_t seen[5];
 };
@@ -246,6 +246,8 @@ scan_collect(const struct store_user *u, void *arg)
 	x->entries = u->n_entries;
 	x->chunks = u->n_chunks;
 	x->pages = (u->n_chunks + u->lmk_per_page - 1) / u->lmk_per_page;
+	/* a lexical memory computes its K/V from the tokens and stores none (store.h) */
+	x->kv = (u->flags & STORE_USER_KV_COMPUTED) ? 0 : u->n_chunks;
 	/* a model memory's lexical landmarks are paged beside its own (store.h, LEXICAL) */
 	if (u->flags & STORE_USER_LEXICAL)
 		x->pages *= 2;
@@ -336,18 +338,18 @@ cr_scan_store(struct cr_run *r)
 		}
 	for (size_t i = 0; i < s.n; i++) {
 		const struct scan_user *u = &s.u[i];
-		if (u->seen[0] != u->entries || u->seen[1] != u->chunks ||
-		    u->seen[2] != u->chunks || u->seen[3] != u->pages || u->seen[4] > 1)
+		if (u->seen[0] != u->entries || u->seen[1] != u->chunks || u->seen[2] != u->kv ||
+		    u->seen[3] != u->pages || u->seen[4] > 1)
 			cr_violation(
 			        r,
 			        "store: %s counts %llu entries and %llu chunks (%llu landmark "
-			        "pages) but has %llu entry, %llu chunk, %llu K/V, %llu landmark, "
-			        "%llu tail records",
+			        "pages, %llu K/V) but has %llu entry, %llu chunk, %llu K/V, %llu "
+			        "landmark, %llu tail records",
 			        u->name, (unsigned long long)u->entries,
 			        (unsigned long long)u->chunks, (unsigned long long)u->pages,
-			        (unsigned long long)u->seen[0], (unsigned long long)u->seen[1],
-			        (unsigned long long)u->seen[2], (unsigned long long)u->seen[3],
-			        (unsigned long long)u->seen[4]);
+			        (unsigned long long)u->kv, (unsigned long long)u->seen[0],
+			        (unsigned long long)u->seen[1], (unsigned long long)u->seen[2],
+			        (unsigned long long)u->seen[3], (unsigned long long)u->seen[4]);
 	}
 out:
 	if (t != NULL)

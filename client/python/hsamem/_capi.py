@@ -179,7 +179,7 @@ _STATS_COUNTERS = ["users", "tokens", "chunks", "store_map_size", "store_map_use
 class _CStats(ctypes.Structure):
     _fields_ = ([(n, _cstr if n == "backend" else _u64) for n in _STATS_COUNTERS] +
                 [("latency", _P(_CHistogram)), ("n_latency", _sz),
-                 ("memories", _P(_CMemory)), ("n_memories", _sz)])
+                 ("memories", _P(_CMemory)), ("n_memories", _sz), ("text_bytes", _u64)])
 
 
 class _CDeleteInfo(ctypes.Structure):

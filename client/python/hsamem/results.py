@@ -266,6 +266,7 @@ class Stats:
     uptime_ms: int
     latency: List[Histogram] = field(default_factory=list, repr=False)
     memories: List[Memory] = field(default_factory=list)
+    text_bytes: int = 0  # the entries' text: store_map_used / text_bytes, the store against it
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -402,7 +403,8 @@ def _histogram(c):
 def _stats(c):
     vals = [(_s(getattr(c, n)) if n == "backend" else getattr(c, n)) for n in _STATS_COUNTERS]
     return Stats(*vals, latency=[_histogram(c.latency[i]) for i in range(c.n_latency)],
-                 memories=[_memory(c.memories[i]) for i in range(c.n_memories)])
+                 memories=[_memory(c.memories[i]) for i in range(c.n_memories)],
+                 text_bytes=c.text_bytes)
 
 def _ranked(hit, r):
     hit.rank_score = r.rank_score
