@@ -243,6 +243,8 @@ static const struct option stats_options[] = {
 };
 
 static const char stats_details[] =
+        "Without USER (administrators only) it also shows the store's bytes per token\n"
+        "and its size against the text that every memory's entries hold.\n\n"
         "  --prometheus       print the daemon's metrics in the Prometheus text format, as\n"
         "                     its metrics endpoint serves them (hsamemd(8), METRICS)\n";
 

@@ -91,7 +91,9 @@ const struct cmd cmd_reencode = {
                    "memories at once when the new one has caught up; until then, an interrupted\n"
                    "run goes on where it stopped when run again, and a crash of the daemon\n"
                    "leaves the old memory. On a terminal it shows chunks done, rate and time\n"
-                   "left on stderr.\n",
+                   "left on stderr. To the encoder and revision the memory has, it rebuilds a\n"
+                   "lexical memory that still stores its K/V (made by a daemon of store\n"
+                   "format 1) without them; otherwise it does nothing.\n",
         .opts = reencode_opts,
         .min_args = 1,
         .max_args = 1,
