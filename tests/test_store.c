@@ -47,6 +47,29 @@ raw_put(const char *dir, const char *db, const void *key, size_t klen, const voi
 	return rc;
 }
 
+/* The format record of the store at dir, read with LMDB directly (0: none). */
+static uint32_t
+raw_format(const char *dir)
+{
+	MDB_val k = {6, "format"}, v;
+	MDB_env *env;
+	MDB_txn *t;
+	MDB_dbi dbi;
+	uint32_t format = 0;
+	if (mdb_env_create(&env) != 0)
+		return 0;
+	if (mdb_env_set_maxdbs(env, 16) == 0 && mdb_env_open(env, dir, MDB_RDONLY, 0600) == 0 &&
+	    mdb_txn_begin(env, NULL, MDB_RDONLY, &t) == 0) {
+		if (mdb_dbi_open(t, "meta", 0, &dbi) == 0 && mdb_get(t, dbi, &k, &v) == 0 &&
+		    v.mv_size == 4)
+			format = (uint32_t)((const uint8_t *)v.mv_data)[0] |
+			         (uint32_t)((const uint8_t *)v.mv_data)[1] << 8;
+		mdb_txn_abort(t);
+	}
+	mdb_env_close(env);
+	return format;
+}
+
 static void
 be_key(uint8_t key[16], uint64_t uid, uint64_t n)
 {
@@ -324,7 +347,7 @@ test_reopen(void)
 	struct store_tokref refs[4] = {{0}};
 	struct store_chunk c = {4, 4, tokens, refs}, cg;
 	struct store_txn txn;
-	uint8_t key[16], format[4] = {2, 0, 0, 0};
+	uint8_t key[16], format[4] = {3, 0, 0, 0};
 
 	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
 	CHECK_RET(store_entry_put(&txn, u.uid, &e), 0);
@@ -342,14 +365,25 @@ test_reopen(void)
 	CHECK(create_user(st, "bob", spec_of(16, HSA_F16)).uid == u.uid + 1);
 	store_close(st);
 
-	/* Another format version, or a malformed one, is refused. */
+	/* Another format version (a newer one, 0), or a malformed one, is refused; format 1 is
+	 * taken and marked 2 (store.h, FORMATS), and opens as 2 from then on. */
 	CHECK_RET(raw_put(dir, "meta", "format", 6, format, 4), 0);
 	CHECK_RET(store_open(dir, NULL, &none), HSAMEM_EFORMAT);
 	CHECK(none == NULL);
+	format[0] = 0;
+	CHECK_RET(raw_put(dir, "meta", "format", 6, format, 4), 0);
+	CHECK_RET(store_open(dir, NULL, &none), HSAMEM_EFORMAT);
 	format[0] = 1;
 	CHECK_RET(raw_put(dir, "meta", "format", 6, format, 2), 0); /* short */
 	CHECK_RET(store_open(dir, NULL, &none), HSAMEM_EFORMAT);
 	CHECK_RET(raw_put(dir, "meta", "format", 6, format, 4), 0);
+	st = open_store(dir, NULL);
+	store_close(st);
+	CHECK(raw_format(dir) == 2);
+	CHECK(create_user(st = open_store(dir, NULL), "carl", spec_of(16, HSA_F16)).uid ==
+	      u.uid + 2);
+	store_close(st);
+	CHECK(raw_format(dir) == 2);
 
 	/* Corrupt records. */
 	be_key(key, u.uid, 0);
