@@ -29,14 +29,33 @@
 
 static char text[TEXT_BYTES + 1];
 
+/* One append of the text: to a lexical memory, or to a client memory with a chunk of 64 tokens
+ * and its K, V (16 KiB, lexical's shapes) and landmark. */
+static int
+append_one(struct hsamem *c, const char *user, bool client)
+{
+	static uint16_t kv[2][64 * 64], lmk[1024];
+	static uint32_t tok[64];
+	if (!client)
+		return hsamem_append_text(c, user, HSAMEM_ROLE_USER, text, NULL);
+	for (int i = 0; i < 64 * 64; i++)
+		kv[0][i] = kv[1][i] = (uint16_t)(0x3c00 + i % 61); /* finite f16 */
+	for (int i = 0; i < 1024; i++)
+		lmk[i] = 0x3c00;
+	for (int i = 0; i < 64; i++)
+		tok[i] = (uint32_t)i + 1;
+	struct hsamem_chunk_in ch = {kv[0], sizeof(kv[0]), kv[1], sizeof(kv[1]), lmk, sizeof(lmk)};
+	struct hsamem_entry_in e = {.text = text, .tokens = tok, .n_tokens = 64};
+	return hsamem_append(c, user, &e, 1, &ch, 1, HSAMEM_APPEND_NO_CREATE, NULL);
+}
+
 /* Appends texts to user until the store is full; returns how many fit, and checks that the
  * failure is HSAMEM_EFULL with want in its message. */
 static int
-fill(struct hsamem *c, const char *user, const char *want)
+fill(struct hsamem *c, const char *user, const char *want, bool client)
 {
 	int n = 0, ret = 0;
-	while (n < MAX_APPENDS &&
-	       (ret = hsamem_append_text(c, user, HSAMEM_ROLE_USER, text, NULL)) == 0)
+	while (n < MAX_APPENDS && (ret = append_one(c, user, client)) == 0)
 		n++;
 	if (ret != HSAMEM_EFULL || strstr(hsamem_last_message(c), want) == NULL)
 		fprintf(stderr,
@@ -100,21 +119,31 @@ run_full(struct harness *h, const char *want)
 	pthread_t t[3];
 	atomic_bool stop = false;
 
+	/* alice stores K|V (a client memory: a lexical one computes them and stores none), so that
+	 * the full store cannot delete her in one transaction */
+	struct hsamem_spec spec = {.encoder = "client",
+	                           .chunk_size = 64,
+	                           .h_kv = 1,
+	                           .d_h = 64,
+	                           .h_q = 1,
+	                           .d_r = 1024,
+	                           .dtype = HSAMEM_F16};
 	CHECK_RET(hsamem_open(h->url, &c), 0);
-	int n = fill(c, "alice", want);
+	CHECK_RET(hsamem_create(c, "alice", &spec, NULL), 0);
+	int n = fill(c, "alice", want, true);
 	CHECK(n > 0);
 	/* full, yet serving: reads, and appends refused again */
 	CHECK_RET(hsamem_entries(c, "alice", 0, 1, &el), 0);
 	hsamem_result_free(el);
 	CHECK_RET(hsamem_ping(c, NULL), 0);
-	CHECK_RET(hsamem_append_text(c, "alice", HSAMEM_ROLE_USER, text, NULL), HSAMEM_EFULL);
+	CHECK_RET(append_one(c, "alice", true), HSAMEM_EFULL);
 
 	/* the next append after a delete finds the room the delete made; at 32 MiB, LMDB has no
 	 * room to delete alice in one transaction: the daemon deletes her in steps */
 	CHECK_RET(hsamem_delete(c, "alice", NULL), 0);
 	CHECK(log_has(h, "deleted user 'alice' in"));
 	CHECK_RET(hsamem_append_text(c, "carol", HSAMEM_ROLE_USER, text, NULL), 0);
-	int m = 1 + fill(c, "carol", want);
+	int m = 1 + fill(c, "carol", want, false);
 	fprintf(stderr, "%s: %d appends fit, %d after the delete\n", want, n, m);
 	CHECK(m >= n / 2);
 
