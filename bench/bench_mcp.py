@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""bench_mcp.py: the round trip of an MCP tool call to hsamem mcp (recall, k=8) on a large memory,
-beside the same query made directly through libhsamem (the Python client), so that what the MCP
-layer adds (a process, JSON both ways, the transport) shows.
+"""bench_mcp.py: the round trip of an MCP tool call to hsamem mcp (recall, k=8, the entry view) on a
+large memory, beside the same recall made directly through libhsamem (the Python client,
+Client.recall), so that what the MCP layer adds (a process, JSON both ways, the transport) shows.
 
     bench/bench_mcp.py [--corpus FILE] [--tokens N] [--calls N] [--state DIR] [--json OUT]
 
@@ -9,7 +9,8 @@ Run from the build directory. Starts its own hsamemd (state in --state DIR, kept
 memory is built once: a second run finds it; default a temporary directory), fills memory "bench"
 with paragraphs of the corpus (bench/corpus.sh makes it) until it holds N tokens (default 1M), then
 times --calls recall calls (default 500, after 20 unmeasured) of queries made from corpus
-paragraphs: direct, MCP over stdio, MCP over Streamable HTTP. The figures are the client's wall
+paragraphs: direct, MCP over stdio, the same with chunks=true (the chunk view), MCP over
+Streamable HTTP. The figures are the client's wall
 time per call, the MCP client's JSON work included.
 """
 
@@ -68,9 +69,12 @@ def timed(fn, queries, warm=20):
     return ts
 
 
-def recall_msg(i, q):
+def recall_msg(i, q, chunks=False):
+    args = {"query": q, "k": 8}
+    if chunks:
+        args["chunks"] = True
     return {"jsonrpc": "2.0", "id": i, "method": "tools/call",
-            "params": {"name": "recall", "arguments": {"query": q, "k": 8}}}
+            "params": {"name": "recall", "arguments": args}}
 
 
 INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -78,13 +82,14 @@ INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
                    "clientInfo": {"name": "bench", "version": "1"}}}
 
 
-def check(reply):
+def check(reply, chunks=False):
     r = reply["result"]
-    if r.get("isError") or len(r["structuredContent"]["hits"]) != 8:
+    if r.get("isError") or not 1 <= len(r["structuredContent"]["hits" if chunks else
+                                                               "entries"]) <= 8:
         raise SystemExit("bench_mcp: unexpected reply: %s" % json.dumps(reply)[:300])
 
 
-def mcp_stdio(sock, user, queries):
+def mcp_stdio(sock, user, queries, chunks=False):
     p = subprocess.Popen(["./hsamem", "-s", sock, "mcp", user], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, bufsize=1)
     n = [0]
@@ -96,7 +101,7 @@ def mcp_stdio(sock, user, queries):
 
     def call(q):
         n[0] += 1
-        check(rpc(recall_msg(n[0], q)))
+        check(rpc(recall_msg(n[0], q, chunks)), chunks)
 
     rpc(INIT)
     p.stdin.write('{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
@@ -157,8 +162,9 @@ def main():
         tokens = fill(mem, "bench", paras, a.tokens)
         rnd = random.Random(12)
         queries = [" ".join(rnd.choice(paras).split()[:8]) for _ in range(a.calls + 20)]
-        rows = [("direct (libhsamem)", timed(lambda q: mem.query("bench", q, k=8), queries)),
+        rows = [("direct (libhsamem)", timed(lambda q: mem.recall("bench", q, k=8), queries)),
                 ("mcp stdio", mcp_stdio(sock, "bench", queries)),
+                ("mcp stdio, chunks", mcp_stdio(sock, "bench", queries, chunks=True)),
                 ("mcp http", mcp_http(sock, "bench", queries))]
         mem.close()
     finally:
@@ -166,7 +172,7 @@ def main():
         d.wait()
         shutil.rmtree(tmp)
     out = {"tokens": tokens, "k": 8, "calls": a.calls, "results": {}}
-    print("recall k=8 on %d tokens, %d calls" % (tokens, a.calls))
+    print("recall k=8 (entry view) on %d tokens, %d calls" % (tokens, a.calls))
     print("%-20s %8s %8s %8s %8s" % ("path", "p50 ms", "p90 ms", "p99 ms", "min ms"))
     for name, ts in rows:
         q = quantiles(ts)

@@ -4,7 +4,7 @@
  * so that a handler reads arguments that are known to be of the right type and range.
  *
  * The check covers the part of JSON Schema that the tools' schemas use (an object of properties
- * of type string, integer, boolean or array of strings, with required, enum, minLength,
+ * of type string, integer, number, boolean or array of strings, with required, enum, minLength,
  * maxLength, minimum, maximum, maxItems and additionalProperties false); a schema outside it is a
  * programmer's error, caught by the test that lists and calls every tool. A tool is added with a
  * row of the table and a handler; a new argument, with a property in its schema and the lines that
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli_mcp.h"
 
@@ -204,6 +205,15 @@ forget(struct mcp *m, json_t *args)
 
 /* ---- recall ---- */
 
+/* An argument, NULL when absent or null (the schema lets null stand for absent). */
+static json_t *
+arg(json_t *args, const char *name)
+{
+	json_t *v = json_object_get(args, name);
+
+	return json_is_null(v) ? NULL : v;
+}
+
 static bool
 seen_before(const struct hsamem_query_result *r, size_t hit, uint64_t seq)
 {
@@ -214,57 +224,23 @@ seen_before(const struct hsamem_query_result *r, size_t hit, uint64_t seq)
 	return false;
 }
 
+/* The chunk view: each selected chunk with the entries it covers. */
 static json_t *
-recall(struct mcp *m, json_t *args)
+recall_chunks(const struct hsamem_query_result *r, struct text *t)
 {
-	struct hsamem_query q = {.text = json_string_value(json_object_get(args, "query")),
-	                         .top_k = 8};
-	struct hsamem_query_result *r;
-	struct text t = {0};
-	json_t *hits, *st, *res, *v;
-	const char *scopev[8], *tagv[16];
-	enum hsamem_role role;
-	struct hsamem_filter f = {.scope = scopev, .tags = tagv};
-	struct hsamem_recall o = {.chunks_only = true};
-	int err;
+	json_t *hits = json_array();
 
-	if (json_object_get(args, "k") != NULL)
-		q.top_k = (uint32_t)json_integer_value(json_object_get(args, "k"));
-	/* the filter (hsamem(7), SCOPES AND FILTERS): applied before ranking */
-	f.n_scope = pairs_of(json_object_get(args, "scope"), scopev, 8);
-	f.n_tags = pairs_of(json_object_get(args, "tags"), tagv, 16);
-	if ((v = json_object_get(args, "role")) != NULL) {
-		for (int i = 0; i <= HSAMEM_ROLE_TOOL; i++)
-			if (hsamem_role_name(i) != NULL &&
-			    strcmp(json_string_value(v), hsamem_role_name(i)) == 0)
-				role = i;
-		f.roles = &role;
-		f.n_roles = 1;
-	}
-	if ((v = json_object_get(args, "since_ms")) != NULL)
-		f.has_since = true, f.since_ms = json_integer_value(v);
-	if ((v = json_object_get(args, "until_ms")) != NULL)
-		f.has_until = true, f.until_ms = json_integer_value(v);
-	if (f.n_scope > 0 || f.n_tags > 0 || f.n_roles > 0 || f.has_since || f.has_until)
-		o.filter = &f;
-	err = hsamem_query_filtered(m->c->h, m->user, &q, &o, &r);
-	if (err == HSAMEM_ENOUSER) /* nothing remembered yet is an empty answer, not a failure */
-		return result("Nothing is remembered yet.",
-		              json_pack("{s:[], s:i}", "hits", "searched", 0), false);
-	if (err != 0)
-		return tool_failed(m, "recall", err);
-	hits = json_array();
 	for (size_t i = 0; hits != NULL && i < r->n_hits; i++) {
 		const struct hsamem_hit *h = &r->hits[i];
 		json_t *entries = json_array();
 
-		text_add(&t, "[%zu] %s %llu, score %.3f:\n", i + 1,
+		text_add(t, "[%zu] %s %llu, score %.3f:\n", i + 1,
 		         h->tail ? "newest entries, from token" : "chunk",
 		         (unsigned long long)h->chunk, h->score);
 		for (size_t j = 0; entries != NULL && j < h->n_entries; j++) {
 			json_array_append_new(entries, entry_json(&h->entries[j]));
 			if (!seen_before(r, i, h->entries[j].seq))
-				entry_text(&t, &h->entries[j]);
+				entry_text(t, &h->entries[j]);
 		}
 		json_array_append_new(hits,
 		                      json_pack("{s:I, s:b, s:f, s:f, s:o, s:o}", "chunk",
@@ -273,8 +249,138 @@ recall(struct mcp *m, json_t *args)
 		                                "text", mcp_string(h->text), "entries", entries));
 	}
 	if (r->n_hits == 0)
-		text_add(&t, "Nothing relevant was found.");
-	st = json_pack("{s:o, s:I}", "hits", hits, "searched", (json_int_t)r->chunks);
+		text_add(t, "Nothing relevant was found.");
+	return json_pack("{s:o, s:I}", "hits", hits, "searched", (json_int_t)r->chunks);
+}
+
+/* "key=value" strings as a JSON array, set on o as key when there are any. */
+static void
+set_strings(json_t *o, const char *key, const char *const *v, size_t n)
+{
+	json_t *a = n > 0 ? json_array() : NULL;
+
+	for (size_t i = 0; a != NULL && i < n; i++)
+		json_array_append_new(a, mcp_string(v[i]));
+	if (a != NULL)
+		json_object_set_new(o, key, a);
+}
+
+/* One entry of the entry view: seq, role, text, score (or context), and its time, scope,
+ * metadata and tags where it has them; its line of text too. */
+static json_t *
+entry_hit_json(const struct hsamem_entry_hit *h, size_t rank, struct text *t)
+{
+	const struct hsamem_entry *e = &h->entry;
+	const char *role = hsamem_role_name(e->role) ? hsamem_role_name(e->role) : "other";
+	json_t *o = json_pack("{s:I, s:s, s:o}", "seq", (json_int_t)e->seq, "role", role, "text",
+	                      mcp_string(e->text));
+	time_t secs = (time_t)(e->timestamp_ms / 1000);
+	char when[40] = "";
+	struct tm tm;
+
+	if (e->timestamp_ms != 0 && gmtime_r(&secs, &tm) != NULL &&
+	    strftime(when, sizeof(when), ", %Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		when[0] = '\0';
+	if (h->context)
+		text_add(t, "    (context) #%llu %s%s: %s\n", (unsigned long long)e->seq, role,
+		         when, e->text);
+	else
+		text_add(t, "[%zu] #%llu %s%s, score %.3f: %s\n", rank, (unsigned long long)e->seq,
+		         role, when, h->score, e->text);
+	if (o == NULL)
+		return NULL;
+	if (h->context)
+		json_object_set_new(o, "context", json_true());
+	else
+		json_object_set_new(o, "score", json_real(h->score));
+	if (e->timestamp_ms != 0)
+		json_object_set_new(o, "timestamp_ms", json_integer(e->timestamp_ms));
+	set_strings(o, "scope", h->attrs.scope, h->attrs.n_scope);
+	set_strings(o, "meta", h->attrs.meta, h->attrs.n_meta);
+	set_strings(o, "tags", (const char *const *)e->tags, e->n_tags);
+	if (!h->context && h->attrs.n_scope + h->attrs.n_meta + e->n_tags > 0) {
+		text_add(t, "   ");
+		for (size_t i = 0; i < h->attrs.n_scope; i++)
+			text_add(t, " %s", h->attrs.scope[i]);
+		for (size_t i = 0; i < h->attrs.n_meta; i++)
+			text_add(t, " %s", h->attrs.meta[i]);
+		for (size_t i = 0; i < e->n_tags; i++)
+			text_add(t, " #%s", e->tags[i]);
+		text_add(t, "\n");
+	}
+	return o;
+}
+
+/* The entry view (hsamem(7), ENTRY RECALL): the entries that answer, best first. */
+static json_t *
+recall_entries(const struct hsamem_query_result *r, const struct hsamem_recall *o, struct text *t)
+{
+	json_t *entries = json_array(), *st;
+	size_t rank = 0;
+
+	for (size_t i = 0; entries != NULL && i < r->n_entry_hits; i++)
+		json_array_append_new(
+		        entries,
+		        entry_hit_json(&r->entry_hits[i], rank += !r->entry_hits[i].context, t));
+	if (r->n_entry_hits == 0 && r->below_min_score > 0)
+		text_add(t,
+		         "Nothing relevant was found: no entry scored at least min_score %g "
+		         "(%u scored below it).",
+		         (double)o->min_score, r->below_min_score);
+	else if (r->n_entry_hits == 0)
+		text_add(t, "Nothing relevant was found.");
+	st = json_pack("{s:o, s:I}", "entries", entries, "searched", (json_int_t)r->chunks);
+	if (st != NULL && o->has_min_score)
+		json_object_set_new(st, "below_min_score", json_integer(r->below_min_score));
+	return st;
+}
+
+static json_t *
+recall(struct mcp *m, json_t *args)
+{
+	struct hsamem_query q = {.text = json_string_value(json_object_get(args, "query")),
+	                         .top_k = 8};
+	struct hsamem_query_result *r;
+	struct text t = {0};
+	json_t *st, *res, *v;
+	const char *scopev[8], *tagv[16];
+	enum hsamem_role role;
+	struct hsamem_filter f = {.scope = scopev, .tags = tagv};
+	struct hsamem_recall o = {.chunks_only = json_is_true(arg(args, "chunks"))};
+	int err;
+
+	if ((v = arg(args, "k")) != NULL)
+		q.top_k = (uint32_t)json_integer_value(v);
+	if ((v = arg(args, "context")) != NULL)
+		o.context = (uint32_t)json_integer_value(v);
+	if ((v = arg(args, "min_score")) != NULL)
+		o.has_min_score = true, o.min_score = (float)json_number_value(v);
+	/* the filter (hsamem(7), SCOPES AND FILTERS): applied before ranking */
+	f.n_scope = pairs_of(json_object_get(args, "scope"), scopev, 8);
+	f.n_tags = pairs_of(json_object_get(args, "tags"), tagv, 16);
+	if ((v = arg(args, "role")) != NULL) {
+		for (int i = 0; i <= HSAMEM_ROLE_TOOL; i++)
+			if (hsamem_role_name(i) != NULL &&
+			    strcmp(json_string_value(v), hsamem_role_name(i)) == 0)
+				role = i;
+		f.roles = &role;
+		f.n_roles = 1;
+	}
+	if ((v = arg(args, "since_ms")) != NULL)
+		f.has_since = true, f.since_ms = json_integer_value(v);
+	if ((v = arg(args, "until_ms")) != NULL)
+		f.has_until = true, f.until_ms = json_integer_value(v);
+	if (f.n_scope > 0 || f.n_tags > 0 || f.n_roles > 0 || f.has_since || f.has_until)
+		o.filter = &f;
+	err = hsamem_query_filtered(m->c->h, m->user, &q, &o, &r);
+	if (err == HSAMEM_ENOUSER) /* nothing remembered yet is an empty answer, not a failure */
+		return result(
+		        "Nothing is remembered yet.",
+		        json_pack("{s:[], s:i}", o.chunks_only ? "hits" : "entries", "searched", 0),
+		        false);
+	if (err != 0)
+		return tool_failed(m, "recall", err);
+	st = o.chunks_only ? recall_chunks(r, &t) : recall_entries(r, &o, &t);
 	res = result(t.s != NULL ? t.s : "", st, false);
 	free(t.s);
 	hsamem_result_free(r);
@@ -403,6 +509,15 @@ ask(struct mcp *m, json_t *args)
 	"\"string\"},\"timestamp_ms\":{\"type\":\"integer\"},\"text\":{\"type\":\"string\"},"      \
 	"\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}}}"
 
+#define STRINGS "{\"type\":\"array\",\"items\":{\"type\":\"string\"}}"
+/* An entry of recall's entry view: score for the entries found, context for those around them. */
+#define ENTRY_HIT_SCHEMA                                                                           \
+	"{\"type\":\"object\",\"properties\":{\"seq\":{\"type\":\"integer\"},\"role\":{\"type\":"  \
+	"\"string\"},\"text\":{\"type\":\"string\"},\"score\":{\"type\":\"number\"},"              \
+	"\"context\":{\"type\":\"boolean\"},\"timestamp_ms\":{\"type\":\"integer\"},"              \
+	"\"scope\":" STRINGS ",\"meta\":" STRINGS ",\"tags\":" STRINGS "},"                        \
+	"\"required\":[\"seq\",\"role\",\"text\"]}"
+
 const struct mcp_tool mcp_tools[] = {
         {
                 .name = "remember",
@@ -434,13 +549,23 @@ const struct mcp_tool mcp_tools[] = {
                 .name = "recall",
                 .title = "Recall",
                 .description = "Searches long-term memory for what matters to a query and "
-                               "returns the passages found, most relevant first, with the "
-                               "entries (#number role: text) they hold.",
+                               "returns the entries that answer it, most relevant first: "
+                               "each with its number, role, time, score and text (and its "
+                               "scope and tags). chunks=true returns the passages found "
+                               "instead, with the entries they hold.",
                 .schema = "{\"type\":\"object\",\"properties\":{"
                           "\"query\":{\"type\":\"string\",\"minLength\":1,"
                           "\"description\":\"what to look for, in plain words\"},"
                           "\"k\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":64,"
-                          "\"description\":\"passages to return (default 8)\"},"
+                          "\"description\":\"passages to search, and at most as many "
+                          "entries to return (default 8)\"},"
+                          "\"chunks\":{\"type\":\"boolean\",\"description\":\"return "
+                          "the passages (chunks) found instead of the entries\"},"
+                          "\"min_score\":{\"type\":\"number\",\"description\":\"only "
+                          "entries scoring at least this; the result says when none does\"},"
+                          "\"context\":{\"type\":\"integer\",\"minimum\":0,"
+                          "\"maximum\":8,\"description\":\"also show this many entries on "
+                          "each side of each one found (default 0)\"},"
                           "\"scope\":{\"type\":\"array\",\"items\":{\"type\":\"string\","
                           "\"minLength\":3},\"maxItems\":8,"
                           "\"description\":\"only entries with every key=value pair\"},"
@@ -455,14 +580,17 @@ const struct mcp_tool mcp_tools[] = {
                           "\"until_ms\":{\"type\":\"integer\","
                           "\"description\":\"only entries before this Unix time (ms)\"}},"
                           "\"required\":[\"query\"],\"additionalProperties\":false}",
-                .output_schema = "{\"type\":\"object\",\"properties\":{\"hits\":{\"type\":"
+                .output_schema = "{\"type\":\"object\",\"properties\":{\"entries\":{"
+                                 "\"type\":\"array\",\"items\":" ENTRY_HIT_SCHEMA "},"
+                                 "\"hits\":{\"type\":"
                                  "\"array\",\"items\":{\"type\":\"object\",\"properties\":{"
                                  "\"chunk\":{\"type\":\"integer\"},\"tail\":{\"type\":"
                                  "\"boolean\"},\"score\":{\"type\":\"number\"},\"weight\":{"
                                  "\"type\":\"number\"},\"text\":{\"type\":\"string\"},"
                                  "\"entries\":{\"type\":\"array\",\"items\":" ENTRY_SCHEMA
-                                 "}}}},\"searched\":{\"type\":\"integer\"}},"
-                                 "\"required\":[\"hits\"]}",
+                                 "}}}},\"searched\":{\"type\":\"integer\"},"
+                                 "\"below_min_score\":{\"type\":\"integer\"}},"
+                                 "\"required\":[\"searched\"]}",
                 .call = recall,
         },
         {
@@ -579,6 +707,16 @@ value_ok(const char *name, json_t *v, json_t *prop, char *why, size_t size)
 			snprintf(why, size, "argument '%s' is out of range (%lld to %lld)", name,
 			         (long long)(min ? json_integer_value(min) : INT64_MIN),
 			         (long long)(max ? json_integer_value(max) : INT64_MAX));
+			return false;
+		}
+		return true;
+	}
+	if (strcmp(type, "number") == 0) {
+		if (!json_is_number(v))
+			goto wrong_type;
+		if ((min != NULL && json_number_value(v) < json_number_value(min)) ||
+		    (max != NULL && json_number_value(v) > json_number_value(max))) {
+			snprintf(why, size, "argument '%s' is out of range", name);
 			return false;
 		}
 		return true;

@@ -109,23 +109,34 @@ out:
 	return ret;
 }
 
-int
-hyb_seal(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc, uint64_t j,
-         const uint32_t *tokens, uint32_t n_real)
+/* Writes chunk j's lexical landmark and counts its terms: put for a new chunk, set (replace)
+ * for one encoded again, whose old tokens, if given, first leave the term statistics. */
+static int
+lexlm_write(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
+            uint64_t j, const uint32_t *old, uint32_t n_old, const uint32_t *tokens,
+            uint32_t n_real, bool replace)
 {
 	struct hsa_spec spec;
 	lex_spec(&spec);
 	float *L = malloc(spec.d_r * sizeof(float));
 	uint16_t *row = malloc(spec.d_r * sizeof(uint16_t));
+	size_t rb = spec.d_r * sizeof(uint16_t), n_ids = 0;
 	uint32_t *ids = NULL;
-	size_t n_ids = 0;
 	int ret = -ENOMEM;
 	if (L == NULL || row == NULL)
 		goto out;
+	if (old != NULL) {
+		if ((ret = chunk_lexical(enc, old, n_old, L, &ids, &n_ids)) != 0 ||
+		    (ret = store_terms_sub(txn, u->uid, ids, n_ids)) != 0)
+			goto out;
+		free(ids);
+		ids = NULL;
+	}
 	if ((ret = chunk_lexical(enc, tokens, n_real, L, &ids, &n_ids)) != 0)
 		goto out;
 	half_from_float_row(HSA_F16, L, row, spec.d_r);
-	if ((ret = store_lexlm_put(txn, u, j, row, spec.d_r * sizeof(uint16_t))) == 0)
+	ret = replace ? store_lexlm_set(txn, u, j, row, rb) : store_lexlm_put(txn, u, j, row, rb);
+	if (ret == 0)
 		ret = store_terms_add(txn, u->uid, ids, n_ids);
 out:
 	free(ids);
@@ -135,34 +146,18 @@ out:
 }
 
 int
+hyb_seal(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc, uint64_t j,
+         const uint32_t *tokens, uint32_t n_real)
+{
+	return lexlm_write(txn, u, enc, j, NULL, 0, tokens, n_real, false);
+}
+
+int
 hyb_reseal(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc, uint64_t j,
            const uint32_t *old, uint32_t n_old, const uint32_t *tokens, uint32_t n_real)
 {
-	struct hsa_spec spec;
-	lex_spec(&spec);
-	float *L = malloc(spec.d_r * sizeof(float));
-	uint16_t *row = malloc(spec.d_r * sizeof(uint16_t));
-	uint32_t *ids = NULL;
-	size_t n_ids = 0;
-	int ret = -ENOMEM;
-	if (L == NULL || row == NULL)
-		goto out;
 	/* the old text's terms leave the statistics, the new text's come in */
-	if ((ret = chunk_lexical(enc, old, n_old, L, &ids, &n_ids)) != 0 ||
-	    (ret = store_terms_sub(txn, u->uid, ids, n_ids)) != 0)
-		goto out;
-	free(ids);
-	ids = NULL;
-	if ((ret = chunk_lexical(enc, tokens, n_real, L, &ids, &n_ids)) != 0)
-		goto out;
-	half_from_float_row(HSA_F16, L, row, spec.d_r);
-	if ((ret = store_lexlm_set(txn, u, j, row, spec.d_r * sizeof(uint16_t))) == 0)
-		ret = store_terms_add(txn, u->uid, ids, n_ids);
-out:
-	free(ids);
-	free(row);
-	free(L);
-	return ret;
+	return lexlm_write(txn, u, enc, j, old, n_old, tokens, n_real, true);
 }
 
 static int

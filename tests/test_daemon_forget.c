@@ -83,6 +83,22 @@ query_finds(struct hsamem *c, const char *user)
 	return found;
 }
 
+/* The best lexical score of a lexical-mode query for the phrase (an hsa-small memory's lexical
+ * landmarks): what its lexical half still knows of it. */
+static float
+lexical_best(struct hsamem *c, const char *user)
+{
+	struct hsamem_query q = {.text = "zebrasecret quokkasecret yaksecret", .top_k = 8};
+	struct hsamem_query_result *r = NULL;
+	float best = -1e30f;
+	CHECK_RET(hsamem_query_mode(c, user, &q, "lexical", &r), 0);
+	for (size_t i = 0; r != NULL && i < r->n_hits; i++)
+		if (r->ranks[i].has_lexical && r->ranks[i].lexical_score > best)
+			best = r->ranks[i].lexical_score;
+	hsamem_result_free(r);
+	return best;
+}
+
 static void
 phrase_ids(struct hsamem *c)
 {
@@ -326,7 +342,11 @@ test_hsa_small(struct harness *h, struct hsamem *c)
 	CHECK_RET(hsamem_flush(c, "hs", NULL, NULL), 0);
 	CHECK(count_traces(h, 0) > 0);
 	CHECK_RET(hsamem_chunks(c, "hs", 0, 64, HSAMEM_CHUNKS_TENSORS, &before), 0);
+	float lex_before = lexical_best(c, "hs");
 	CHECK_RET(hsamem_forget(c, "hs", info.first_seq + 12, info.first_seq + 12, &f), 0);
+	float lex_after = lexical_best(c, "hs");
+	/* the lexical landmark of the chunk that held it is written again without it */
+	CHECK(lex_before > 0 && lex_after < lex_before / 2);
 	/* the chunk(s) that held it and at least the one whose context it was */
 	CHECK(f.entries == 1 && f.chunks >= 2);
 	CHECK(count_traces(h, 0) == 0);

@@ -6,7 +6,8 @@ Every method of Client: append and query finding a fact among filler paragraphs,
 with tensors, flush, users, stats, a client memory with attend, export and import round trips
 (through a file, a descriptor and io.BytesIO), delete, the error classes of the usual failures,
 one client shared by several threads, and scopes, metadata and filters with recall's entry view
-(an agent's filter never returning another's entry, a filter that keeps nothing, min_score).
+(an agent's filter never returning another's entry, a filter that keeps nothing, min_score),
+forget by range and by filter.
 """
 
 import array
@@ -282,6 +283,41 @@ def test_forget(c):
     c.delete("forgetful")
 
 
+def test_forget_where(c):
+    """forget(where=): every entry that passes the filter goes, the others stay; a filter
+    without a condition and a range together with a filter are refused, nothing forgotten."""
+    u = "forget-where"
+    c.append_many(u, [
+        {"text": "the planner booked a flight to oslo", "scope": {"agent": "planner"}},
+        {"text": "the critic disliked the oslo plan", "scope": {"agent": "critic"}},
+        {"text": "the planner chose the window seat", "scope": {"agent": "planner"},
+         "tags": ["travel"]},
+        {"text": "the critic wants an aisle seat", "scope": {"agent": "critic"},
+         "tags": ["travel"]}])
+    raises(hsamem.InvalidArgument, c.forget, u, where={})
+    raises(TypeError, c.forget, u, 0, where={"scope": {"agent": "planner"}})
+    raises(TypeError, c.forget, u)
+    raises(TypeError, c.forget, u, where={"agent": "planner"})
+    raises(hsamem.NoSuchUser, c.forget, "nobody", where={"tags": "travel"})
+    check(all(x.text for x in c.entries(u)), "forget(where=): nothing forgotten by a refusal")
+    f = c.forget(u, where={"scope": "agent=planner"})
+    check(f.entries == 2, "forget(where=scope): %r" % (f,))
+    e = c.entries(u)
+    check([x.text for x in e] == ["", "the critic disliked the oslo plan", "",
+                                  "the critic wants an aisle seat"],
+          "forget(where=scope): %r" % ([x.text for x in e],))
+    check(not any("oslo" in h.text and "flight" in h.text
+                  for h in c.query(u, "flight to oslo", include_tail=True)),
+          "forget(where=scope): found after")
+    f = c.forget(u, where={"tags": ["travel"], "role": "user"})
+    check(f.entries == 1, "forget(where=tags): only the entry not forgotten yet counts: %r" % (f,))
+    check([x.text for x in c.entries(u)] == ["", "the critic disliked the oslo plan", "", ""],
+          "forget(where=tags)")
+    f = c.forget(u, where={"scope": {"agent": "nobody"}})
+    check(f.entries == 0, "forget(where=) that matches nothing: %r" % (f,))
+    c.delete(u)
+
+
 def test_errors_and_delete(c):
     d = c.delete("alice-copy")
     check(d.entries == c.entries("alice", count=1).total and d.chunks > 0, "delete: %r" % (d,))
@@ -493,6 +529,7 @@ def main():
         test_client_memory(c)
         test_transfer(c)
         test_forget(c)
+        test_forget_where(c)
         test_errors_and_delete(c)
         test_threads(c)
         test_scopes(c)

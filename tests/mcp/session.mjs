@@ -69,14 +69,42 @@ async function session() {
     assert.match(text(r), /^Remembered as entry #\d+\.$/);
   }
 
-  // Recall: the entry that answers is among the hits, with its number.
+  // Recall: the entries that answer, ranked; the first is the one that answers, with its number,
+  // role, time, tags and score.
   let r = await call(client, 'recall', { query: 'where does the user fly in March?', k: 8 });
   assert.ok(!r.isError, text(r));
-  assert.match(text(r), /Lisbon/);
-  assert.ok(r.structuredContent.hits.length >= 1);
-  assert.ok(r.structuredContent.hits.some((h) => h.entries.some((e) => /Lisbon/.test(e.text))));
+  let es = r.structuredContent.entries;
+  assert.ok(es.length >= 1 && es.length <= 8, JSON.stringify(es));
+  assert.match(es[0].text, /Lisbon/);
+  assert.equal(es[0].role, 'user');
+  assert.deepEqual(es[0].tags, ['test']);
+  assert.ok(es[0].timestamp_ms > 0 && typeof es[0].score === 'number');
+  for (let i = 1; i < es.length; i++) assert.ok(es[i - 1].score >= es[i].score, 'ranked');
+  assert.ok(new Set(es.map((e) => e.seq)).size === es.length, 'each entry once');
+  assert.match(text(r), /^\[1\] #\d+ user, \d{4}-\d\d-\d\dT[\d:]+Z, score [\d.]+: The user flies to Lisbon/);
   r = await call(client, 'recall', { query: 'what does the cat eat' });
-  assert.match(text(r), /#\d+ user: The user keeps a cat called Miso/);
+  assert.match(text(r), /#\d+ user, [^:]+:\d\d:\d\dZ, score [\d.]+: The user keeps a cat called Miso/);
+  // The chunk view, on request: passages with the entries they cover.
+  r = await call(client, 'recall', { query: 'where does the user fly in March?', chunks: true });
+  assert.ok(!r.isError, text(r));
+  assert.ok(!('entries' in r.structuredContent));
+  assert.ok(r.structuredContent.hits.some((h) => h.entries.some((e) => /Lisbon/.test(e.text))));
+  assert.match(text(r), /#\d+ user: The user flies to Lisbon/);
+  // min_score: nothing passes a threshold above every score, and the result says so.
+  r = await call(client, 'recall', { query: 'where does the user fly in March?', min_score: 1e6 });
+  assert.ok(!r.isError, text(r));
+  assert.deepEqual(r.structuredContent.entries, []);
+  assert.ok(r.structuredContent.below_min_score >= 1);
+  assert.match(text(r), /^Nothing relevant was found: no entry scored at least min_score 1e\+06 \(\d+ scored below it\)\.$/);
+  r = await call(client, 'recall', { query: 'where does the user fly in March?', min_score: 0, k: 1 });
+  assert.equal(r.structuredContent.entries.length, 1);
+  assert.equal(r.structuredContent.below_min_score, 0);
+  // context: the neighbours of the entry found, marked as context, without a score.
+  r = await call(client, 'recall', { query: 'where does the user fly in March?', k: 1, context: 1 });
+  es = r.structuredContent.entries;
+  assert.match(es.find((e) => !e.context).text, /Lisbon/);
+  assert.ok(es.some((e) => e.context && !('score' in e)), JSON.stringify(es));
+  assert.match(text(r), /\(context\) #\d+ /);
 
   // List: the newest, then those before an entry.
   r = await call(client, 'list_memories', { count: 2 });
@@ -99,6 +127,9 @@ async function session() {
     ['remember', { text: 'x', tags: [1] }, /argument 'tags' must be a string/],
     ['recall', { query: 'cat', k: 0 }, /argument 'k' is out of range/],
     ['recall', { query: 'cat', k: 'many' }, /argument 'k' must be an integer/],
+    ['recall', { query: 'cat', min_score: 'high' }, /argument 'min_score' must be a number/],
+    ['recall', { query: 'cat', context: 9 }, /argument 'context' is out of range/],
+    ['recall', { query: 'cat', chunks: 'yes' }, /argument 'chunks' must be a boolean/],
     ['list_memories', { count: 101 }, /argument 'count' is out of range/],
   ];
   for (const [name, args, why] of bad) {
@@ -125,21 +156,22 @@ async function session() {
   r = await call(client, 'recall', { query: 'what did the user book?', scope: ['session=s1'] });
   assert.ok(!r.isError, text(r));
   assert.match(text(r), /harbour restaurant/);
-  assert.ok(r.structuredContent.hits.every((h) => h.entries.every((e) => /harbour/.test(e.text))));
+  assert.ok(r.structuredContent.entries.every((e) => /harbour/.test(e.text)));
+  assert.deepEqual(r.structuredContent.entries[0].scope, ['session=s1']);
+  assert.match(text(r), /\n +session=s1\n/);
   r = await call(client, 'recall', { query: 'what did the user book?', scope: ['session=s2'] });
   assert.ok(!r.isError, text(r));
   assert.match(text(r), /Nothing relevant was found/);
   r = await call(client, 'recall', { query: 'cat', role: 'assistant' });
-  assert.ok(r.structuredContent.hits.every((h) => h.entries.every((e) => e.role === 'assistant')));
+  assert.ok(r.structuredContent.entries.length >= 1);
+  assert.ok(r.structuredContent.entries.every((e) => e.role === 'assistant'));
   assert.doesNotMatch(text(r), /keeps a cat/);
   r = await call(client, 'recall', { query: 'cat', scope: ['nonsense'] });
   assert.equal(r.isError, true, 'a bad scope pair is a tool error');
 
   // Forget the trip: recall no longer finds it, the other entries stay.
   r = await call(client, 'recall', { query: 'where does the user fly in March?', k: 8 });
-  const trip = r.structuredContent.hits
-    .flatMap((h) => h.entries)
-    .find((e) => /Lisbon/.test(e.text));
+  const trip = r.structuredContent.entries.find((e) => /Lisbon/.test(e.text));
   assert.ok(trip, 'the trip is found before the forget');
   r = await call(client, 'forget', { seq: trip.seq });
   assert.ok(!r.isError, text(r));

@@ -288,6 +288,8 @@ _PROTOTYPES = {
                                            _P(_CFilter), _P(_P(_CAskResult))]),
     "hsamem_export_filtered": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CFilter), _WRITE_FN,
                                               ctypes.c_void_p, _P(_CTransfer)]),
+    "hsamem_forget_filtered": (ctypes.c_int, [ctypes.c_void_p, _cstr, _P(_CFilter),
+                                              _P(_CForgetInfo)]),
 }
 
 

@@ -453,15 +453,29 @@ class Client:
         i = self._info("hsamem_delete", _CDeleteInfo, _user(user))
         return DeleteInfo(i.entries, i.chunks)
 
-    def forget(self, user, first, last=None):
-        """Forgets entries first .. last (inclusive; last None: first alone) of user's memory:
-        their text and tokens leave the store, and what was derived from them is computed again
-        without them; the daemon overwrites what they left in its files before it answers. Each
-        keeps its number, role, time and token range, with no text. No undo. Returns a
-        ForgetInfo. Raises NoSuchUser, NotFound (past the last entry), InvalidArgument,
-        NotSupported (a client memory)."""
-        i = self._info("hsamem_forget", _CForgetInfo, _user(user), first,
-                       first if last is None else last)
+    def forget(self, user, first=None, last=None, *, where=None):
+        """Forgets entries first .. last (inclusive; last None: first alone) of user's memory,
+        or every entry that passes where, a filter as recall()'s (at least one condition:
+        forgetting a scope, a session or a tag takes everything of it): their text and tokens
+        leave the store, and what was derived from them is computed again without them; the
+        daemon overwrites what they left in its files before it answers. Each keeps its number,
+        role, time and token range, with no text. No undo. Returns a ForgetInfo (entries
+        already forgotten are not counted). Give first or where, not both (TypeError).
+        Raises NoSuchUser, NotFound (past the last entry), InvalidArgument (last < first, a
+        filter without a condition or a bad one), NotSupported (a client memory)."""
+        if where is not None:
+            if first is not None or last is not None:
+                raise TypeError("hsamem: forget() takes first/last or where, not both")
+            keep = []
+            f = _filter_in(where, keep)
+            i = self._info("hsamem_forget_filtered", _CForgetInfo, _user(user),
+                           ctypes.byref(f))
+            del keep
+        else:
+            if first is None:
+                raise TypeError("hsamem: forget() needs first (an entry number) or where")
+            i = self._info("hsamem_forget", _CForgetInfo, _user(user), first,
+                           first if last is None else last)
         return ForgetInfo(i.entries, i.chunks)
 
     def update(self, user, seq, text, role="user", keep_history=False):
