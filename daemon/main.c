@@ -25,10 +25,14 @@
  * of the ladder runs, and the process leaves with _exit() past NNG's threads.
  *
  * Signals are blocked in every thread and taken synchronously here: SIGHUP reloads the config
- * file, SIGTERM and SIGINT drain the requests in flight and close.
+ * file, SIGTERM and SIGINT drain the requests in flight and close. Threads that libraries start
+ * before main (OpenBLAS starts its pool in a constructor) do not block them, and the kernel may
+ * hand them such a signal while main is not waiting for one; their default action would kill
+ * the daemon, so a handler there passes the signal on to main (forward_signal).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,6 +335,17 @@ args_parse(struct args *a, int argc, char **argv)
 	return -1;
 }
 
+static pthread_t main_thread;
+
+/* Runs only in a thread that does not block the signal: main takes it from there. */
+static void
+forward_signal(int sig)
+{
+	int saved = errno;
+	pthread_kill(main_thread, sig);
+	errno = saved;
+}
+
 /* Takes the signals until SIGTERM or SIGINT; SIGHUP reloads the config. */
 static void
 serve(struct daemon *d, const struct args *a, sigset_t *sigs)
@@ -393,6 +408,12 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	main_thread = pthread_self();
+	struct sigaction fwd = {.sa_handler = forward_signal, .sa_flags = SA_RESTART};
+	sigfillset(&fwd.sa_mask);
+	sigaction(SIGTERM, &fwd, NULL);
+	sigaction(SIGINT, &fwd, NULL);
+	sigaction(SIGHUP, &fwd, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	/* a file size limit (RLIMIT_FSIZE) fails the write (EFBIG) instead of killing the daemon */
 	signal(SIGXFSZ, SIG_IGN);
