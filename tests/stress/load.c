@@ -395,7 +395,8 @@ main(int argc, char **argv)
 	int64_t run_ms = st_now_ms() - t0;
 
 	int fds_after = fds_settle(s.start.fds, &settle_ms);
-	if (fds_after != s.start.fds)
+	/* fewer is no leak: the watchdog's probe of the listener may hold two of the base's */
+	if (fds_after > s.start.fds)
 		violation(
 		        "the daemon holds %d descriptors 10 s after the clients closed, %d before",
 		        fds_after, s.start.fds);
