@@ -245,6 +245,7 @@ dispatch_again(struct job *job)
 {
 	job->again = false;
 	job->tries++;
+	job->reply.body_case = HSAMEM__REPLY__BODY__NOT_SET; /* an update's append, undone */
 	if (!wrk_submit_open(job->d->workers, job)) {
 		job_fail(job, HSAMEM_EBUSY, "the daemon is stopping: %s was not done; retry",
 		         ops[job->op].name);
