@@ -463,9 +463,10 @@ now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* A client of its own doing one thing to memory "hr": forget the entries of a scope, or append. */
+/* A client of its own doing one thing to memory "hr": forget the entries of a scope, update
+ * entry 2, or append. */
 struct racer {
-	const char *url, *scope; /* scope: forget its entries; NULL: append */
+	const char *url, *scope; /* scope: forget its entries; "update": update; NULL: append */
 	uint64_t forgotten;
 	double seconds;
 	int failed;
@@ -482,13 +483,18 @@ racer_main(void *arg)
 		return NULL;
 	}
 	hsamem_set_timeout(c, 300000);
-	if (r->scope != NULL) {
+	if (r->scope != NULL && strcmp(r->scope, "update") == 0) {
+		r->failed = hsamem_update(c, "hr", 2, HSAMEM_ROLE_USER, "entry two, said again",
+		                          false, NULL) != 0;
+		r->scope = NULL;
+		r->forgotten = 1;
+	} else if (r->scope != NULL) {
 		struct hsamem_filter flt = {.scope = &r->scope, .n_scope = 1};
 		struct hsamem_forget_info f = {0};
 		r->failed = hsamem_forget_filtered(c, "hr", &flt, &f) != 0;
 		r->forgotten = f.entries;
 	}
-	for (unsigned a = 0; r->scope == NULL && a < 4; a++) {
+	for (unsigned a = 0; r->scope == NULL && r->forgotten == 0 && a < 4; a++) {
 		struct hsamem_entry_in in[3];
 		static __thread char texts[3][200];
 		for (unsigned i = 0; i < 3; i++)
@@ -504,10 +510,10 @@ racer_main(void *arg)
 }
 
 /*
- * Two forgets (every fourth entry, and every fourth other) of one hsa-small memory and appends
- * to it, all at once. Meanwhile another memory's lexical appends are answered without waiting
- * for the forgets' encoding, which runs in their workers. Whichever way they interleave, every
- * chunk is the model's encoding of the tokens that remain.
+ * Two forgets (every fourth entry, and every fourth other) of one hsa-small memory, an update of
+ * one of its entries and appends to it, all at once. Meanwhile another memory's lexical appends are
+ * answered without waiting for the forgets' encoding, which runs in their workers. Whichever way
+ * they interleave, every chunk is the model's encoding of the tokens that remain.
  */
 static void
 test_hsa_race(struct harness *h, struct hsamem *c)
@@ -518,7 +524,7 @@ test_hsa_race(struct harness *h, struct hsamem *c)
 	struct hsamem_attrs at[N];
 	static char texts[N][200];
 	static const char *const parts[] = {"part=x", "part=y", "part=z", "part=w"};
-	pthread_t t[3];
+	pthread_t t[4];
 	if (model == NULL)
 		return;
 	int err = hsamem_create(c, "hr", &spec, NULL);
@@ -534,10 +540,11 @@ test_hsa_race(struct harness *h, struct hsamem *c)
 	CHECK_RET(hsamem_append_attrs(c, "hr", in, at, N, NULL, 0, HSAMEM_APPEND_NO_CREATE, NULL),
 	          0);
 	struct racer fx = {h->url, "part=x", 0, 0, 0}, fy = {h->url, "part=y", 0, 0, 0},
-	             ap = {h->url, NULL, 0, 0, 0};
+	             ap = {h->url, NULL, 0, 0, 0}, up = {h->url, "update", 0, 0, 0};
 	CHECK_RET(pthread_create(&t[0], NULL, racer_main, &fx), 0);
 	CHECK_RET(pthread_create(&t[1], NULL, racer_main, &fy), 0);
 	CHECK_RET(pthread_create(&t[2], NULL, racer_main, &ap), 0);
+	CHECK_RET(pthread_create(&t[3], NULL, racer_main, &up), 0);
 	double worst = 0, t0 = now_s();
 	int n = 0;
 	while ((fx.seconds == 0 || fy.seconds == 0) && now_s() - t0 < 300) {
@@ -549,21 +556,22 @@ test_hsa_race(struct harness *h, struct hsamem *c)
 		struct timespec ts = {0, 20 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
-	CHECK(!fx.failed && !fy.failed && !ap.failed);
+	CHECK(!fx.failed && !fy.failed && !ap.failed && !up.failed);
 	CHECK(fx.forgotten == N / 4 && fy.forgotten == N / 4);
 	double forgets = fx.seconds > fy.seconds ? fx.seconds : fy.seconds;
 	fprintf(stderr, "two forgets %.2f s; %d lexical appends meanwhile, the slowest %.3f s\n",
 	        forgets, n, worst);
 	/* encoding in the committer would hold every write for the whole of a forget */
 	CHECK(forgets > 0.05 && worst < forgets / 2);
-	/* the entries of both scopes are tombstones; the others and the appended ones stay */
+	/* the entries of both scopes and the updated one are tombstones; the others and the
+	 * appended ones (the update's among them) stay */
 	struct hsamem_entry_list *l = NULL;
-	CHECK_RET(hsamem_entries(c, "hr", 0, N + 12, &l), 0);
-	CHECK(l != NULL && l->n_entries == N + 12);
+	CHECK_RET(hsamem_entries(c, "hr", 0, N + 13, &l), 0);
+	CHECK(l != NULL && l->n_entries == N + 13);
 	for (size_t i = 0; l != NULL && i < l->n_entries; i++)
-		CHECK((strcmp(l->entries[i].text, "") == 0) == (i < N && i % 4 < 2));
+		CHECK((strcmp(l->entries[i].text, "") == 0) == (i < N && (i % 4 < 2 || i == 2)));
 	hsamem_result_free(l);
 	CHECK(check_tensors(c, "hr") > 20);
 	CHECK_RET(hsamem_delete(c, "hr", NULL), 0);
