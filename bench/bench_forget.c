@@ -6,21 +6,57 @@
  * then forgets --n entries picked evenly through the memory, one request each, and prints the
  * latency quantiles of the forget, of the erasure the daemon logged for each (the scrub of
  * data.mdb, hsamem(7), DELETE AND ERASURE), and of the rest (the re-encoding, the commit).
+ * Meanwhile another client appends a short entry to another memory (lexical) every 5 ms, and the
+ * latency of those appends is printed too: what a forget holds up of the other writes, which go
+ * through the same group commit.
  *
  * Usage: bench_forget CORPUS [--tokens N] [--n N] [--encoder NAME]
  */
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench_corpus.h"
 #include "harness.h"
 #include "hsamem.h"
 
-#define BATCH 64
-#define MAX_N 1000
+#define BATCH     64
+#define MAX_N     1000
+#define MAX_OTHER 100000
+
+/* The other client: appends to memory "o" until stop, each append's latency in ms. */
+struct other {
+	const char *url;
+	atomic_bool stop;
+	double ms[MAX_OTHER];
+	size_t n;
+	int err;
+};
+
+static void *
+other_main(void *arg)
+{
+	struct other *o = arg;
+	struct hsamem *c = NULL;
+	if ((o->err = hsamem_open(o->url, &c)) != 0)
+		return NULL;
+	while (!atomic_load(&o->stop) && o->n < MAX_OTHER && o->err == 0) {
+		double t = now_s();
+		o->err = hsamem_append_text(c, "o", HSAMEM_ROLE_USER, "another memory's entry",
+		                            NULL);
+		o->ms[o->n++] = (now_s() - t) * 1e3;
+		struct timespec ts = {0, 5 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	hsamem_close(c);
+	return NULL;
+}
 
 /* The time of the last erasure the daemon logged (-1: none). */
 static double
@@ -78,6 +114,9 @@ main(int argc, char **argv)
 	size_t n = 20;
 	const char *encoder = "lexical";
 	double total[MAX_N], scrub[MAX_N], rest[MAX_N];
+	static struct other other;
+	pthread_t ot;
+	bool other_on = false;
 	struct harness h;
 	struct hsamem *c = NULL;
 	int o, rv = 1;
@@ -123,6 +162,10 @@ main(int argc, char **argv)
 	       (double)text_bytes / 1e6, (double)st->store_map_used / (double)st->tokens,
 	       (double)st->store_map_used / (double)text_bytes);
 	hsamem_result_free(st);
+	other.url = h.url;
+	if (pthread_create(&ot, NULL, other_main, &other) != 0)
+		goto out;
+	other_on = true;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t seq = (entries - 1) * (2 * i + 1) / (2 * n);
 		struct hsamem_forget_info f;
@@ -136,6 +179,14 @@ main(int argc, char **argv)
 		scrub[i] = last_erasure(&h);
 		rest[i] = total[i] - scrub[i];
 	}
+	atomic_store(&other.stop, true);
+	pthread_join(ot, NULL);
+	other_on = false;
+	if (other.err != 0 || other.n == 0) {
+		fprintf(stderr, "the other client's appends failed: %s\n",
+		        hsamem_strerror(other.err));
+		goto out;
+	}
 	printf("| %s, %llu tokens | p50 (ms) | p90 (ms) | max (ms) |\n", encoder,
 	       (unsigned long long)tokens);
 	printf("|---|---|---|---|\n");
@@ -145,8 +196,15 @@ main(int argc, char **argv)
 	       pct(scrub, n, 0.9), pct(scrub, n, 1.0));
 	printf("| the rest | %.1f | %.1f | %.1f |\n", pct(rest, n, 0.5), pct(rest, n, 0.9),
 	       pct(rest, n, 1.0));
+	printf("| another memory's append, meanwhile (%zu) | %.1f | %.1f | %.1f |\n", other.n,
+	       pct(other.ms, other.n, 0.5), pct(other.ms, other.n, 0.9),
+	       pct(other.ms, other.n, 1.0));
 	rv = 0;
 out:
+	if (other_on) {
+		atomic_store(&other.stop, true);
+		pthread_join(ot, NULL);
+	}
 	if (rv != 0)
 		harness_dump_log(&h);
 	hsamem_close(c);

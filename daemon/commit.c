@@ -25,6 +25,11 @@
  * store erases what they leave in data.mdb before any reply goes out (store_erase): a client
  * told that its memory is deleted finds nothing of it in the store's files.
  *
+ * A job whose apply finds its preparation stale (COMMIT_AGAIN: a forget whose encoded chunks
+ * another forget changed) is not applied; after the commit it goes back to the workers to be
+ * prepared again (the again function given at start), rather than being redone here where every
+ * other write would wait for it.
+ *
  * The queue and the thread are a worker pool of one thread (worker.c). This file must not
  * interpret requests (the apply, reclaim and committed functions given at start do) nor touch the
  * socket (the job's finish does).
@@ -45,6 +50,7 @@ struct commit {
 	commit_apply_fn *apply;
 	commit_reclaim_fn *reclaim;
 	commit_done_fn *committed;
+	commit_again_fn *again;
 	struct wrk_pool *pool;
 	atomic_uint_fast64_t commits, applied;
 	/* jobs per group commit: batches[i] counts those of at most 2^i jobs (commit.h) */
@@ -52,8 +58,8 @@ struct commit {
 };
 
 /* Applies every job of the batch into one write transaction. Returns 0 when the transaction can
- * be committed (some jobs may have failed alone), a store_full() code (HSAMEM_EFULL: grow and
- * retry), or an error of the transaction itself. */
+ * be committed (some jobs may have failed alone or be marked to prepare again), a store_full() code
+ * (HSAMEM_EFULL: grow and retry), or an error of the transaction itself. */
 static int
 apply_batch(struct commit *c, struct job *batch, struct store_txn *txn)
 {
@@ -61,6 +67,7 @@ apply_batch(struct commit *c, struct job *batch, struct store_txn *txn)
 		struct store_txn nested;
 		j->reply.status = 0;
 		j->reply.message = NULL;
+		j->again = false;
 		int ret = store_txn_begin(c->store, &nested, true, txn);
 		if (ret == 0) {
 			ret = c->apply(j, &nested);
@@ -71,7 +78,9 @@ apply_batch(struct commit *c, struct job *batch, struct store_txn *txn)
 		}
 		if (store_full(ret))
 			return ret;
-		if (ret != 0 && j->reply.status == 0)
+		if (ret == COMMIT_AGAIN)
+			j->again = true; /* handed back after the commit (run_batch) */
+		else if (ret != 0 && j->reply.status == 0)
 			job_fail(j, ret, "store: %s", hsamem_strerror(ret));
 	}
 	return 0;
@@ -163,6 +172,10 @@ run_batch(void *arg, struct job *batch)
 	for (struct job *j = batch, *next; j != NULL; j = next) {
 		next = j->next;
 		j->next = NULL;
+		if (ret == 0 && j->again) { /* to be prepared anew: not answered yet */
+			c->again(j);
+			continue;
+		}
 		if (ret != 0 && j->reply.status == 0)
 			job_fail(j, ret, "store: commit failed: %s", hsamem_strerror(ret));
 		if (j->reply.status == 0)
@@ -174,7 +187,8 @@ run_batch(void *arg, struct job *batch)
 
 int
 commit_start(struct store *store, unsigned max_batch, commit_apply_fn *apply,
-             commit_reclaim_fn *reclaim, commit_done_fn *committed, struct commit **out)
+             commit_reclaim_fn *reclaim, commit_done_fn *committed, commit_again_fn *again,
+             struct commit **out)
 {
 	struct commit *c = calloc(1, sizeof(*c));
 	if (c == NULL)
@@ -183,6 +197,7 @@ commit_start(struct store *store, unsigned max_batch, commit_apply_fn *apply,
 	c->apply = apply;
 	c->reclaim = reclaim;
 	c->committed = committed;
+	c->again = again;
 	int ret = wrk_start(1, max_batch, run_batch, c, &c->pool);
 	if (ret != 0) {
 		free(c);

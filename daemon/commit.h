@@ -21,6 +21,15 @@ struct store_txn;
  * at all (commit.c says what the committer does then).
  */
 typedef int commit_apply_fn(struct job *job, struct store_txn *txn);
+/*
+ * What an apply function returns for a job whose preparation went stale: what the worker
+ * computed from its snapshot no longer fits the memory (a forget's encoded chunks, after another
+ * forget of the memory). Nothing of the job is applied (its nested transaction is aborted); after
+ * the group commit, the committer hands it to the again function given at start, to be prepared
+ * anew, instead of answering it.
+ */
+#define COMMIT_AGAIN 1
+
 /* Runs after the group commit that held the job, before the reply is sent; status is the
  * commit's outcome (0: durable). */
 typedef void commit_done_fn(struct job *job, int status);
@@ -30,11 +39,15 @@ typedef void commit_done_fn(struct job *job, int status);
  * HSAMEM_ENOTSUP for a write that cannot be run so, or its error.
  */
 typedef int commit_reclaim_fn(struct job *job);
+/* Takes back a job whose apply returned COMMIT_AGAIN, to prepare it again; it owns the job from
+ * then on (and calls its finish in the end). */
+typedef void commit_again_fn(struct job *job);
 
 /* Starts the committer's thread; batches hold at most max_batch jobs. Returns 0 or a negative
  * errno. */
 int commit_start(struct store *store, unsigned max_batch, commit_apply_fn *apply,
-                 commit_reclaim_fn *reclaim, commit_done_fn *committed, struct commit **out);
+                 commit_reclaim_fn *reclaim, commit_done_fn *committed, commit_again_fn *again,
+                 struct commit **out);
 /* Queues a prepared job; the committer owns it from now on and calls its finish. */
 void commit_submit(struct commit *c, struct job *job);
 /* Applies what is queued, then stops the thread. NULL-safe. */

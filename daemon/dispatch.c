@@ -18,6 +18,7 @@
 #include "dispatch.h"
 #include "ops.h"
 #include "stats.h"
+#include "worker.h"
 
 /* Who may run an operation. */
 enum access {
@@ -200,7 +201,7 @@ dispatch_run(void *arg, struct job *jobs)
 		job->next = NULL;
 		job->t_work_ns = now_ns();
 		assert(op->read != NULL || op->prepare != NULL);
-		if (access_ok(job, op)) {
+		if (job->tries > 0 || access_ok(job, op)) {
 			if (op->read != NULL)
 				op->read(job);
 			else
@@ -237,6 +238,19 @@ dispatch_committed(struct job *job, int status)
 	const struct op_def *op = &ops[job->op];
 	if (status == 0 && job->reply.status == 0 && op->committed != NULL)
 		op->committed(job);
+}
+
+void
+dispatch_again(struct job *job)
+{
+	job->again = false;
+	job->tries++;
+	job->reply.body_case = HSAMEM__REPLY__BODY__NOT_SET; /* an update's append, undone */
+	if (!wrk_submit_open(job->d->workers, job)) {
+		job_fail(job, HSAMEM_EBUSY, "the daemon is stopping: %s was not done; retry",
+		         ops[job->op].name);
+		job->finish(job);
+	}
 }
 
 const char *

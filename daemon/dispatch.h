@@ -33,6 +33,9 @@ void dispatch_run(void *arg, struct job *jobs);
 int dispatch_apply(struct job *job, struct store_txn *txn);
 int dispatch_reclaim(struct job *job);
 void dispatch_committed(struct job *job, int status);
+/* The committer's again function (commit.h, COMMIT_AGAIN): the job back to the workers, which
+ * prepare it again without judging its access anew (it was allowed, and its secret is wiped). */
+void dispatch_again(struct job *job);
 
 /* For the audit trail and the metrics: op's name ("invalid" past the table), whether it writes
  * (goes through the committer), whether it is an append. */

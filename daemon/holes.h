@@ -1,7 +1,8 @@
 /*
  * holes.h: encoding a chunk whose slots hold forgotten tokens (holes: token 0), for sealing
- * (seal.c), forgetting (ops_forget.c) and scoring the tail (ops.c). A module of its own so that
- * those can share it without including each other.
+ * (seal.c), forgetting (forget.c: a batch of them, in the worker that prepares the forget)
+ * and scoring the tail (ops.c). A module of its own so that those can share it without including
+ * each other.
  */
 #ifndef HSAMEM_HOLES_H
 #define HSAMEM_HOLES_H
@@ -19,5 +20,21 @@ struct hsa_spec;
  */
 int holes_encode(const struct enc_ops *enc, const struct hsa_spec *spec, const uint32_t *ctx,
                  size_t n_ctx, const uint32_t *tok, uint32_t n, float *K, float *V, float *L);
+
+/* One chunk of holes_encode_batch: its n slots (token 0: a hole) after the real context ctx. */
+struct holes_chunk {
+	const uint32_t *ctx;
+	size_t n_ctx;
+	const uint32_t *tok;
+	uint32_t n;
+};
+
+/*
+ * holes_encode for nw chunks: in one call of the encoder's encode_windows where it has one (a
+ * model, which batches them), else chunk by chunk. Writes K, V [nw][S][h_kv][d_h] and L
+ * [nw][d_r]. Returns 0, -ENOMEM or the encoder's error.
+ */
+int holes_encode_batch(const struct enc_ops *enc, const struct hsa_spec *spec,
+                       const struct holes_chunk *c, size_t nw, float *K, float *V, float *L);
 
 #endif

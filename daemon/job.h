@@ -46,6 +46,7 @@
 struct daemon;
 struct enc_ops;
 struct seal_pre;
+struct forget_pre;
 
 /* Prepared data of one entry of an append (tokenised by a worker before the group commit). */
 struct job_entry {
@@ -84,6 +85,12 @@ struct job {
 	size_t n_entries;
 	uint64_t uid;         /* the memory a delete or import wrote, for the work after commit */
 	struct seal_pre *pre; /* append, flush: chunks the worker encoded (seal.h), or NULL */
+	/* forget, update: chunks the worker encoded again (forget.c), or NULL */
+	struct forget_pre *fpre;
+	/* set by the committer when the job is to be prepared again (commit.h, COMMIT_AGAIN); the
+	 * times it was */
+	bool again;
+	unsigned tries;
 	/* append, update: the append it makes (the request's, or one an update built) */
 	const Hsamem__AppendRequest *append;
 };

@@ -454,7 +454,7 @@ main(int argc, char **argv)
 	if ((ret = srv_open(&d, &d.server)) != 0)
 		goto out_audit;
 	if ((ret = commit_start(d.store, d.conf.max_batch, dispatch_apply, dispatch_reclaim,
-	                        dispatch_committed, &d.commit)) != 0) {
+	                        dispatch_committed, dispatch_again, &d.commit)) != 0) {
 		log_err("commit: cannot start: %s", hsamem_strerror(ret));
 		goto out_server;
 	}

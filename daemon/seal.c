@@ -15,9 +15,10 @@
  * at apply time; when another write to it got in between, the committer encodes them itself
  * (seal_chunk, one encode_chunk per chunk), which is slower but as correct.
  *
- * Forgotten tokens (ops_forget.c) are padding in their slots: holes_encode hands the encoder the
+ * Forgotten tokens (forget.c) are padding in their slots: holes_encode hands the encoder the
  * real tokens only and puts their rows back in their slots, zero rows in the holes, and they are
- * no one's left context. Such chunks are never pre-encoded.
+ * no one's left context. Such chunks are never pre-encoded here (a forget encodes the chunks it
+ * changes in its own worker: forget.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -92,21 +93,26 @@ take_back(uint32_t *dst, size_t want, size_t *n_out, const uint32_t *src, size_t
 
 /*
  * The encoder's left context of a chunk that starts at buf[at]: the real tokens before it, from
- * the buffer and, where the buffer does not reach back far enough, from the last sealed chunk.
- * Tokens forgotten (padding) are not context: the encoder sees the stream as if they were never
- * said.
+ * the buffer and, where the buffer does not reach back far enough, from the sealed chunks before
+ * (not past a flush's padded chunk, whose window starts with pads; a few chunks at most). Tokens
+ * forgotten (padding) are not context: the encoder sees the stream as if they were never said.
+ * forget.c's context_of follows the same rule, so that a chunk is the same whichever encoded it.
  */
 static size_t
 gather_context(struct sealer *s, const uint32_t *buf, size_t at)
 {
-	size_t want = s->enc->context, n = 0;
+	size_t want = s->enc->context, n = 0, S = s->u->spec.S;
 	if (want == 0)
 		return 0;
 	take_back(s->ctx, want, &n, buf, at);
-	if (n < want && s->u->n_chunks > 0) {
+	for (uint64_t k = s->u->n_chunks, back = 0; n < want && k > 0 && back < 4 + want / S;
+	     back++) {
 		struct store_chunk prev;
-		if (store_chunk_get(s->txn, s->u->uid, s->u->n_chunks - 1, &prev) == 0)
-			take_back(s->ctx, want, &n, prev.tokens, prev.n_real);
+		if (store_chunk_get(s->txn, s->u->uid, --k, &prev) != 0)
+			break;
+		take_back(s->ctx, want, &n, prev.tokens, prev.n_real);
+		if (prev.n_real < S)
+			break;
 	}
 	memmove(s->ctx, s->ctx + want - n, n * sizeof(uint32_t));
 	return n;

@@ -84,6 +84,25 @@ wrk_submit(struct wrk_pool *p, struct job *job)
 	pthread_mutex_unlock(&p->mu);
 }
 
+bool
+wrk_submit_open(struct wrk_pool *p, struct job *job)
+{
+	bool open;
+	job->next = NULL;
+	pthread_mutex_lock(&p->mu);
+	open = !p->stopping;
+	if (open) {
+		if (p->tail != NULL)
+			p->tail->next = job;
+		else
+			p->head = job;
+		p->tail = job;
+		pthread_cond_signal(&p->cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return open;
+}
+
 void
 wrk_stop(struct wrk_pool *p)
 {

@@ -7,6 +7,8 @@
 #ifndef HSAMEM_WORKER_H
 #define HSAMEM_WORKER_H
 
+#include <stdbool.h>
+
 struct job;
 struct wrk_pool;
 
@@ -23,6 +25,8 @@ typedef void wrk_run_fn(void *arg, struct job *jobs);
 int wrk_start(unsigned threads, unsigned batch, wrk_run_fn *run, void *arg, struct wrk_pool **out);
 /* Queues a job; never blocks for long (takes a mutex). */
 void wrk_submit(struct wrk_pool *p, struct job *job);
+/* wrk_submit, unless the pool is stopping (its threads may be gone); whether it queued the job. */
+bool wrk_submit_open(struct wrk_pool *p, struct job *job);
 /* Runs what is queued, then joins the threads. NULL-safe. */
 void wrk_stop(struct wrk_pool *p);
 

@@ -19,6 +19,15 @@
 /* A greedy answer in progress (answer_open). */
 struct enc_answer;
 
+/* One chunk to encode on its own (encode_windows): n_ctx <= context tokens of left context (the
+ * most recent last), then the chunk's n <= S tokens (n may be 0: a chunk of padding only). */
+struct enc_window {
+	const uint32_t *ctx;
+	size_t n_ctx;
+	const uint32_t *tok;
+	size_t n;
+};
+
 /* One token of a text: its id and the bytes of the text it was read from. */
 struct enc_token {
 	uint32_t id;
@@ -117,6 +126,15 @@ struct enc_ops {
 	 */
 	int (*encode_chunks)(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
 	                     const uint32_t *tok, size_t n, float *K, float *V, float *L);
+
+	/*
+	 * Optional: encode_chunk for nw chunks that need not follow each other in the stream, each
+	 * with a context of its own (a forget's: the chunks whose tokens or context lost a
+	 * forgotten entry), in one call where batching pays. Writes K, V [nw][S][h_kv][d_h] and L
+	 * [nw][d_r], as encode_chunk would window by window. Called outside the committer.
+	 */
+	int (*encode_windows)(const struct hsa_spec *spec, const struct enc_window *w, size_t nw,
+	                      float *K, float *V, float *L);
 
 	/*
 	 * Optional: encode_query for an encoder that reads the memory's stream before the question:

@@ -149,19 +149,38 @@ window_context(uint32_t *w, uint32_t S, uint32_t pad, const uint32_t *ctx, size_
 		memcpy(w + S - n_ctx, ctx, n_ctx * sizeof(uint32_t));
 }
 
-/* The windows of chunks first .. first+nw-1 of tok (n tokens) into win [nw][2S]. */
+/* What a call encodes: consecutive chunks of a stream (encode_chunks), or windows of their own
+ * (encode_windows). */
+struct hs_input {
+	const uint32_t *ctx, *tok; /* the stream's: ctx before chunk 0, then tok (n tokens) */
+	size_t n_ctx, n;
+	const struct enc_window *w; /* or these, n of them */
+};
+
+/* The windows first .. first+nw-1 of in into win [nw][2S]. */
 static void
-chunk_windows(uint32_t *win, uint32_t S, uint32_t pad, const uint32_t *ctx, size_t n_ctx,
-              const uint32_t *tok, size_t n, size_t first, size_t nw)
+input_windows(uint32_t *win, uint32_t S, uint32_t pad, const struct hs_input *in, size_t first,
+              size_t nw)
 {
 	for (size_t w = 0; w < nw; w++) {
-		size_t c = first + w, at = c * S, m = n - at < S ? n - at : S;
+		size_t c = first + w, m;
 		uint32_t *row = win + w * 2 * S;
-		if (c == 0)
-			window_context(row, S, pad, ctx, n_ctx);
-		else
-			memcpy(row, tok + at - S, S * sizeof(uint32_t));
-		memcpy(row + S, tok + at, m * sizeof(uint32_t));
+		const uint32_t *chunk;
+		if (in->w != NULL) {
+			window_context(row, S, pad, in->w[c].ctx, in->w[c].n_ctx);
+			chunk = in->w[c].tok;
+			m = in->w[c].n;
+		} else {
+			size_t at = c * S;
+			if (c == 0)
+				window_context(row, S, pad, in->ctx, in->n_ctx);
+			else
+				memcpy(row, in->tok + at - S, S * sizeof(uint32_t));
+			chunk = in->tok + at;
+			m = in->n - at < S ? in->n - at : S;
+		}
+		if (m > 0)
+			memcpy(row + S, chunk, m * sizeof(uint32_t));
 		for (size_t i = m; i < S; i++)
 			row[S + i] = pad;
 	}
@@ -176,22 +195,21 @@ gpu_failed(const char *what)
 		log_warn("encoder hsa-small: %s failed on the GPU; computed on the CPU", what);
 }
 
-/* The chunks of tok in batches of at most `batch` windows through runtime rt on scratch s. */
+/* The n_win windows of in, in batches of at most `batch` through runtime rt on scratch s. */
 static int
 encode_batches(const struct hsa_runtime *rt, struct hsa_scratch *s, size_t batch,
-               const uint32_t *ctx, size_t n_ctx, const uint32_t *tok, size_t n, float *K, float *V,
-               float *L)
+               const struct hs_input *in, size_t n_win, float *K, float *V, float *L)
 {
 	const struct hsa_config *c = &model->cfg;
 	uint32_t S = c->chunk, *win;
-	size_t n_chunks = (n + S - 1) / S, per = (size_t)S * c->h_kv * c->d_h;
+	size_t per = (size_t)S * c->h_kv * c->d_h;
 	int err = 0;
-	batch = n_chunks < batch ? n_chunks : batch;
+	batch = n_win < batch ? n_win : batch;
 	if ((win = malloc(batch * 2 * S * sizeof(uint32_t))) == NULL)
 		return -ENOMEM;
-	for (size_t first = 0; first < n_chunks && err == 0; first += batch) {
-		size_t nw = n_chunks - first < batch ? n_chunks - first : batch;
-		chunk_windows(win, S, c->pad_id, ctx, n_ctx, tok, n, first, nw);
+	for (size_t first = 0; first < n_win && err == 0; first += batch) {
+		size_t nw = n_win - first < batch ? n_win - first : batch;
+		input_windows(win, S, c->pad_id, in, first, nw);
 		err = rt->encode_chunks(model, s, win, (uint32_t)nw, K + first * per,
 		                        V + first * per, L + first * c->d_r);
 	}
@@ -201,8 +219,7 @@ encode_batches(const struct hsa_runtime *rt, struct hsa_scratch *s, size_t batch
 
 /* encode_batches on the GPU's shared scratch; HSAMEM_EBACKEND when the GPU cannot. */
 static int
-gpu_encode(const uint32_t *ctx, size_t n_ctx, const uint32_t *tok, size_t n, float *K, float *V,
-           float *L)
+gpu_encode(const struct hs_input *in, size_t n_win, float *K, float *V, float *L)
 {
 	const struct hsa_runtime *rt = hsa_runtime_cuda();
 	int err = 0;
@@ -210,13 +227,41 @@ gpu_encode(const uint32_t *ctx, size_t n_ctx, const uint32_t *tok, size_t n, flo
 	if (gpu_enc == NULL)
 		err = rt->scratch_alloc(model, HS_GPU_BATCH, &gpu_enc);
 	if (err == 0)
-		err = encode_batches(rt, gpu_enc, HS_GPU_BATCH, ctx, n_ctx, tok, n, K, V, L);
+		err = encode_batches(rt, gpu_enc, HS_GPU_BATCH, in, n_win, K, V, L);
 	pthread_mutex_unlock(&gpu_lock);
 	if (err == -ENOMEM || err == HSAMEM_EBACKEND) {
 		gpu_failed("chunk encoding");
 		return HSAMEM_EBACKEND;
 	}
 	return err;
+}
+
+/* The n_win windows of in, on the GPU when attached, else (or when it fails) on the CPU. */
+static int
+encode_input(const struct hs_input *in, size_t n_win, float *K, float *V, float *L)
+{
+	struct hsa_scratch *s = NULL;
+	int err = on_gpu ? gpu_encode(in, n_win, K, V, L) : HSAMEM_EBACKEND;
+	if (err == HSAMEM_EBACKEND) {
+		size_t batch = n_win < HS_BATCH ? n_win : HS_BATCH;
+		err = hsa_scratch_alloc(model, (uint32_t)batch, &s);
+		if (err == 0)
+			err = encode_batches(hsa_runtime_cpu(), s, batch, in, n_win, K, V, L);
+		hsa_scratch_free(s);
+	}
+	return err;
+}
+
+/* The rows of a window's pads past its n_real tokens are zero (encoder.h). */
+static void
+zero_pads(float *K, float *V, size_t n_real)
+{
+	const struct hsa_config *c = &model->cfg;
+	size_t row = (size_t)c->h_kv * c->d_h, S = c->chunk;
+	if (n_real < S) {
+		memset(K + n_real * row, 0, (S - n_real) * row * sizeof(float));
+		memset(V + n_real * row, 0, (S - n_real) * row * sizeof(float));
+	}
 }
 
 static int
@@ -228,37 +273,45 @@ hs_encode_chunks(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
 		return err;
 	const struct hsa_config *c = &model->cfg;
 	uint32_t S = c->chunk;
-	size_t n_chunks = (n + S - 1) / S, row = (size_t)c->h_kv * c->d_h, per = S * row;
-	struct hsa_scratch *s = NULL;
+	size_t n_chunks = (n + S - 1) / S, per = (size_t)S * c->h_kv * c->d_h;
+	struct hs_input in = {.ctx = ctx, .n_ctx = n_ctx, .tok = tok, .n = n};
 	if (n == 0 || n_ctx > S)
 		return HSAMEM_EINVAL;
-	err = on_gpu ? gpu_encode(ctx, n_ctx, tok, n, K, V, L) : HSAMEM_EBACKEND;
-	if (err == HSAMEM_EBACKEND) {
-		size_t batch = n_chunks < HS_BATCH ? n_chunks : HS_BATCH;
-		err = hsa_scratch_alloc(model, (uint32_t)batch, &s);
-		if (err == 0)
-			err = encode_batches(hsa_runtime_cpu(), s, batch, ctx, n_ctx, tok, n, K, V,
-			                     L);
-		hsa_scratch_free(s);
-	}
-	/* the rows of a padded chunk's pads are zero (encoder.h) */
-	size_t n_real = n - (n_chunks - 1) * S;
-	if (err == 0 && n_real < S) {
-		memset(K + (n_chunks - 1) * per + n_real * row, 0,
-		       (S - n_real) * row * sizeof(float));
-		memset(V + (n_chunks - 1) * per + n_real * row, 0,
-		       (S - n_real) * row * sizeof(float));
-	}
+	err = encode_input(&in, n_chunks, K, V, L);
+	if (err == 0)
+		zero_pads(K + (n_chunks - 1) * per, V + (n_chunks - 1) * per,
+		          n - (n_chunks - 1) * S);
 	return err;
 }
 
 static int
+hs_encode_windows(const struct hsa_spec *spec, const struct enc_window *w, size_t nw, float *K,
+                  float *V, float *L)
+{
+	int err = hs_check_spec(spec, NULL, 0);
+	if (err != 0)
+		return err;
+	const struct hsa_config *c = &model->cfg;
+	size_t per = (size_t)c->chunk * c->h_kv * c->d_h;
+	struct hs_input in = {.w = w};
+	if (nw == 0)
+		return HSAMEM_EINVAL;
+	for (size_t i = 0; i < nw; i++)
+		if (w[i].n > c->chunk || w[i].n_ctx > c->chunk)
+			return HSAMEM_EINVAL;
+	err = encode_input(&in, nw, K, V, L);
+	for (size_t i = 0; i < nw && err == 0; i++)
+		zero_pads(K + i * per, V + i * per, w[i].n);
+	return err;
+}
+
+/* One chunk is one window; a chunk of no token (all its tokens forgotten) is all padding. */
+static int
 hs_encode_chunk(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx, const uint32_t *tok,
                 size_t n, float *K, float *V, float *L)
 {
-	if (n > spec->S)
-		return HSAMEM_EINVAL;
-	return hs_encode_chunks(spec, ctx, n_ctx, tok, n, K, V, L);
+	struct enc_window w = {ctx, n_ctx, tok, n};
+	return hs_encode_windows(spec, &w, 1, K, V, L);
 }
 
 static int
@@ -473,6 +526,7 @@ struct enc_ops enc_hsa_small = {
         .check_spec = hs_check_spec,
         .ready = hs_ready,
         .encode_chunks = hs_encode_chunks,
+        .encode_windows = hs_encode_windows,
         .encode_query_ctx = hs_encode_query_ctx,
         .query_context = 64,
         .max_query = 62,

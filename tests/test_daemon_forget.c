@@ -8,10 +8,14 @@
  * the search can fail, and none after it; a query for the phrase no longer returns it, while the
  * entries around it, and the chunk boundaries, stay. Then: forgets while other clients append and
  * query (every acknowledged append is there after), a forget acknowledged just before a SIGKILL
- * (nothing of it after the restart), update with and without history, and the errors.
+ * (nothing of it after the restart), update with and without history, and the errors. With
+ * hsa-small: the chunks around a forgotten entry are encoded again; two forgets of one memory
+ * and appends to it race while another memory's appends go on unhindered (the forgets encode in
+ * their workers), and every chunk after is the model's own encoding of the tokens that remain.
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -19,9 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "half.h"
 #include "harness.h"
+#include "hsa_forward.h"
+#include "hsa_model.h"
 #include "hsamem.h"
 #include "test.h"
 
@@ -29,6 +37,8 @@
 #define SECRET    "zebrasecret quokkasecret yaksecret"
 
 static uint32_t ids[3]; /* the phrase's token ids */
+
+static struct hsa_model *model; /* hsa-small, loaded here to check the daemon's tensors */
 
 /* What else of a secret entry is kept: a tag, a scope value and a metadata value, each in the
  * entry record and in the filter index's keys. */
@@ -364,6 +374,229 @@ test_hsa_small(struct harness *h, struct hsamem *c)
 	CHECK_RET(hsamem_delete(c, "hs", NULL), 0);
 }
 
+/* ---- hsa-small: a forget is encoded in its worker, racing other writes ---- */
+
+/* The largest difference of n values in f16 from the expected floats. */
+static double
+max_diff(const void *half, const float *want, size_t n)
+{
+	float *got = malloc(n * sizeof(float));
+	double d = 0;
+	half_to_float_row(HSA_F16, half, got, n);
+	for (size_t i = 0; got != NULL && i < n; i++) {
+		double e = fabs((double)got[i] - want[i]);
+		d = e > d ? e : d;
+	}
+	free(got);
+	return d;
+}
+
+/*
+ * The model's own encoding of chunk j of cl, as the daemon should have stored it (holes.h): the
+ * window is the last S real tokens before the chunk (back over 5 chunks at most, not past a
+ * flush's padded chunk), pads before, then the chunk's real tokens, pads after; the rows of K and
+ * V go back to their slots, zero in the holes and the padding.
+ */
+static void
+expected_chunk(const struct hsamem_chunk_list *cl, size_t j, struct hsa_scratch *s, float *K,
+               float *V, float *L)
+{
+	const uint32_t S = model->cfg.chunk, pad = model->cfg.pad_id, row = 64;
+	uint32_t win[256], ctx[128], slot[128], n = 0, m = 0;
+	for (size_t back = 0; back < 5 && back < j && n < S; back++) {
+		const struct hsamem_chunk *p = &cl->chunks[j - 1 - back];
+		for (uint32_t i = p->n_real; i-- > 0 && n < S;)
+			if (p->tokens[i] != 0)
+				ctx[S - 1 - n++] = p->tokens[i];
+		if (p->n_real < S)
+			break;
+	}
+	for (uint32_t i = 0; i < S - n; i++)
+		win[i] = pad;
+	memcpy(win + S - n, ctx + S - n, n * sizeof(uint32_t));
+	const struct hsamem_chunk *ch = &cl->chunks[j];
+	for (uint32_t i = 0; i < ch->n_real; i++)
+		if (ch->tokens[i] != 0) {
+			slot[m] = i;
+			win[S + m++] = ch->tokens[i];
+		}
+	for (uint32_t i = m; i < S; i++)
+		win[S + i] = pad;
+	CHECK_RET(hsa_encode_chunks(model, s, win, 1, K, V, L), 0);
+	for (uint32_t i = m; i-- > 0;) {
+		memmove(K + slot[i] * row, K + i * row, row * sizeof(float));
+		memmove(V + slot[i] * row, V + i * row, row * sizeof(float));
+	}
+	for (uint32_t i = 0; i < S; i++)
+		if (i >= ch->n_real || ch->tokens[i] == 0) {
+			memset(K + i * row, 0, row * sizeof(float));
+			memset(V + i * row, 0, row * sizeof(float));
+		}
+}
+
+/* Every chunk of user's memory against expected_chunk; the tolerances of test_daemon_hsa (a
+ * daemon on a GPU encodes with bf16 GEMM inputs: wider). Returns the chunks compared. */
+static size_t
+check_tensors(struct hsamem *c, const char *user)
+{
+	struct hsamem_chunk_list *cl = NULL;
+	struct hsamem_server *sv = NULL;
+	struct hsa_scratch *s = NULL;
+	double tk = 2e-2, tv = 2e-2, tl = 5e-2;
+	size_t n = 0;
+	const size_t per = 64 * 64;
+	CHECK_RET(hsamem_ping(c, &sv), 0);
+	if (sv != NULL && sv->backend != NULL && strncmp(sv->backend, "cuda", 4) == 0)
+		tk = 0.25, tv = 0.5, tl = 0.15;
+	hsamem_result_free(sv);
+	CHECK_RET(hsamem_chunks(c, user, 0, 64, HSAMEM_CHUNKS_TENSORS, &cl), 0);
+	float *K = malloc(per * sizeof(float)), *V = malloc(per * sizeof(float)), L[128];
+	CHECK(cl != NULL && cl->n_chunks == cl->total && model->cfg.chunk == 64 &&
+	      model->cfg.h_kv * model->cfg.d_h == 64 && model->cfg.d_r == 128);
+	CHECK_RET(hsa_scratch_alloc(model, 1, &s), 0);
+	for (size_t j = 0; cl != NULL && s != NULL && K != NULL && V != NULL && j < cl->n_chunks;
+	     j++) {
+		const struct hsamem_chunk *ch = &cl->chunks[j];
+		CHECK(ch->k_size == per * 2 && ch->landmark_size == 256);
+		if (ch->k_size != per * 2 || ch->landmark_size != 256)
+			continue;
+		expected_chunk(cl, j, s, K, V, L);
+		double dk = max_diff(ch->k, K, per), dv = max_diff(ch->v, V, per);
+		double dl = max_diff(ch->landmark, L, 128);
+		if (dk > tk || dv > tv || dl > tl)
+			fprintf(stderr, "%s chunk %zu: K %g V %g L %g off\n", user, j, dk, dv, dl);
+		CHECK(dk <= tk && dv <= tv && dl <= tl);
+		n++;
+	}
+	hsa_scratch_free(s);
+	free(K);
+	free(V);
+	hsamem_result_free(cl);
+	return n;
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A client of its own doing one thing to memory "hr": forget the entries of a scope, update
+ * entry 2, or append. */
+struct racer {
+	const char *url, *scope; /* scope: forget its entries; "update": update; NULL: append */
+	uint64_t forgotten;
+	double seconds;
+	int failed;
+};
+
+static void *
+racer_main(void *arg)
+{
+	struct racer *r = arg;
+	struct hsamem *c;
+	double t0 = now_s();
+	if (hsamem_open(r->url, &c) != 0) {
+		r->failed = 1;
+		return NULL;
+	}
+	hsamem_set_timeout(c, 300000);
+	if (r->scope != NULL && strcmp(r->scope, "update") == 0) {
+		r->failed = hsamem_update(c, "hr", 2, HSAMEM_ROLE_USER, "entry two, said again",
+		                          false, NULL) != 0;
+		r->scope = NULL;
+		r->forgotten = 1;
+	} else if (r->scope != NULL) {
+		struct hsamem_filter flt = {.scope = &r->scope, .n_scope = 1};
+		struct hsamem_forget_info f = {0};
+		r->failed = hsamem_forget_filtered(c, "hr", &flt, &f) != 0;
+		r->forgotten = f.entries;
+	}
+	for (unsigned a = 0; r->scope == NULL && r->forgotten == 0 && a < 4; a++) {
+		struct hsamem_entry_in in[3];
+		static __thread char texts[3][200];
+		for (unsigned i = 0; i < 3; i++)
+			in[i] = (struct hsamem_entry_in){
+			        .text = filler(5000 + a * 3 + i, texts[i], sizeof(texts[i])),
+			        .role = HSAMEM_ROLE_USER};
+		r->failed |=
+		        hsamem_append(c, "hr", in, 3, NULL, 0, HSAMEM_APPEND_NO_CREATE, NULL) != 0;
+	}
+	r->seconds = now_s() - t0;
+	hsamem_close(c);
+	return NULL;
+}
+
+/*
+ * Two forgets (every fourth entry, and every fourth other) of one hsa-small memory, an update of
+ * one of its entries and appends to it, all at once. Meanwhile another memory's lexical appends are
+ * answered without waiting for the forgets' encoding, which runs in their workers. Whichever way
+ * they interleave, every chunk is the model's encoding of the tokens that remain.
+ */
+static void
+test_hsa_race(struct harness *h, struct hsamem *c)
+{
+	enum { N = 96 };
+	struct hsamem_spec spec = {.encoder = "hsa-small"};
+	struct hsamem_entry_in in[N];
+	struct hsamem_attrs at[N];
+	static char texts[N][200];
+	static const char *const parts[] = {"part=x", "part=y", "part=z", "part=w"};
+	pthread_t t[4];
+	if (model == NULL)
+		return;
+	int err = hsamem_create(c, "hr", &spec, NULL);
+	if (err == HSAMEM_EENCODER)
+		return; /* the daemon has no model: test_hsa_small said so */
+	CHECK_RET(err, 0);
+	hsamem_set_timeout(c, 300000);
+	for (unsigned i = 0; i < N; i++) {
+		in[i] = (struct hsamem_entry_in){.text = filler(i, texts[i], sizeof(texts[i])),
+		                                 .role = HSAMEM_ROLE_USER};
+		at[i] = (struct hsamem_attrs){.scope = &parts[i % 4], .n_scope = 1};
+	}
+	CHECK_RET(hsamem_append_attrs(c, "hr", in, at, N, NULL, 0, HSAMEM_APPEND_NO_CREATE, NULL),
+	          0);
+	struct racer fx = {h->url, "part=x", 0, 0, 0}, fy = {h->url, "part=y", 0, 0, 0},
+	             ap = {h->url, NULL, 0, 0, 0}, up = {h->url, "update", 0, 0, 0};
+	CHECK_RET(pthread_create(&t[0], NULL, racer_main, &fx), 0);
+	CHECK_RET(pthread_create(&t[1], NULL, racer_main, &fy), 0);
+	CHECK_RET(pthread_create(&t[2], NULL, racer_main, &ap), 0);
+	CHECK_RET(pthread_create(&t[3], NULL, racer_main, &up), 0);
+	double worst = 0, t0 = now_s();
+	int n = 0;
+	while ((fx.seconds == 0 || fy.seconds == 0) && now_s() - t0 < 300) {
+		double a = now_s();
+		CHECK_RET(hsamem_append_text(c, "bob", HSAMEM_ROLE_USER, "still here", NULL), 0);
+		double d = now_s() - a;
+		worst = d > worst ? d : worst;
+		n++;
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	CHECK(!fx.failed && !fy.failed && !ap.failed && !up.failed);
+	CHECK(fx.forgotten == N / 4 && fy.forgotten == N / 4);
+	double forgets = fx.seconds > fy.seconds ? fx.seconds : fy.seconds;
+	fprintf(stderr, "two forgets %.2f s; %d lexical appends meanwhile, the slowest %.3f s\n",
+	        forgets, n, worst);
+	/* encoding in the committer would hold every write for the whole of a forget */
+	CHECK(forgets > 0.05 && worst < forgets / 2);
+	/* the entries of both scopes and the updated one are tombstones; the others and the
+	 * appended ones (the update's among them) stay */
+	struct hsamem_entry_list *l = NULL;
+	CHECK_RET(hsamem_entries(c, "hr", 0, N + 13, &l), 0);
+	CHECK(l != NULL && l->n_entries == N + 13);
+	for (size_t i = 0; l != NULL && i < l->n_entries; i++)
+		CHECK((strcmp(l->entries[i].text, "") == 0) == (i < N && (i % 4 < 2 || i == 2)));
+	hsamem_result_free(l);
+	CHECK(check_tensors(c, "hr") > 20);
+	CHECK_RET(hsamem_delete(c, "hr", NULL), 0);
+}
+
 /* ---- by filter: a whole session, and nothing of the other ---- */
 
 static void
@@ -418,6 +651,15 @@ main(void)
 {
 	struct harness h;
 	struct hsamem *c = NULL;
+	char dir[1024], why[512];
+	const char *top = getenv("HSAMEM_TOP_SRCDIR");
+	snprintf(dir, sizeof(dir), "%s/models/hsa-small", top ? top : ".");
+	if (hsa_model_load(dir, &model, why, sizeof(why)) != 0)
+		printf("test_daemon_forget: cannot load %s (%s); the race of hsa-small forgets "
+		       "skipped\n",
+		       dir, why);
+	else
+		hsa_blas_threads(1);
 	if (harness_init(&h) != 0 || harness_start(&h) != 0) {
 		harness_dump_log(&h);
 		harness_fini(&h);
@@ -433,6 +675,7 @@ main(void)
 	c = test_kill(&h, c);
 	test_update(&h, c);
 	test_hsa_small(&h, c);
+	test_hsa_race(&h, c);
 	struct hsamem_entry_list *l = NULL;
 	CHECK_RET(hsamem_entries(c, "bob", 0, 1, &l), 0);
 	CHECK(l != NULL && l->n_entries == 1 && strcmp(l->entries[0].text, "bob keeps bees") == 0);
@@ -441,5 +684,6 @@ main(void)
 	if (test_failures > 0)
 		harness_dump_log(&h);
 	harness_fini(&h);
+	hsa_model_free(model);
 	return test_done("test_daemon_forget");
 }

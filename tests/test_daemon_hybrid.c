@@ -229,6 +229,8 @@ main(void)
 		return 1;
 	}
 	CHECK_RET(hsamem_open(h.url, &c), 0);
+	/* the fill's one append encodes about 70 chunks: past 30 s on two busy cores */
+	hsamem_set_timeout(c, 120000);
 	CHECK_RET(hsamem_create(c, "hy", &(struct hsamem_spec){.encoder = "hsa-small"}, NULL), 0);
 	fill(c, "hy", &seq);
 	test_modes(c, seq);
