@@ -176,7 +176,12 @@ ops_export(struct job *job)
 		page = job->d->conf.max_message / 2;
 	size_t record_bytes =
 	        spec_kv_bytes(&u.spec) + spec_landmark_bytes(&u.spec) + u.spec.S * 20 + 64;
+	/* room for a full page's records (65,540 pointers for 4 MiB, zeroed), or for those left
+	 * when fewer: one a cursor step, and the first two */
+	uint64_t end = 1 + upto_e + upto_c, left = end - (cursor == 0 ? 1 : cursor) + 2;
 	size_t cap = page / 64 + 4, n = 0, bytes = 0;
+	if (cap > left)
+		cap = (size_t)left;
 	Hsamem__ExportRecord **list = arena_calloc(&job->arena, cap, sizeof(*list));
 	Hsamem__ExportReply *r = arena_alloc(&job->arena, sizeof(*r));
 	if (list == NULL || r == NULL) {
@@ -188,7 +193,6 @@ ops_export(struct job *job)
 			goto out;
 		cursor = 1;
 	}
-	uint64_t end = 1 + upto_e + upto_c;
 	/* at least one record a page, whatever its size, so that the stream always advances */
 	for (; cursor < end && n < cap && (n == 0 || bytes < page); cursor++) {
 		bool pass = true;

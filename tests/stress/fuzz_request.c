@@ -11,15 +11,17 @@
  * A violation aborts with the request's operation and the reply's message.
  *
  * Every input starts from an empty store: after an input, the memories it left (half-imported
- * ones too) are deleted through the delete operation, which must succeed. Each input comes on a
- * connection of its own (conn.h, answered here without NNG), closed when the next begins. Commits
- * are not synced (store_opts.no_sync): a crash of the host is not what this looks for. The access
- * policy is the default one (acl.h), and an input's requests come from a local peer as server.c
- * would note it: root, an administrator, for an input of even length, nobody (which may use the
- * memories "nobody" and "nobody:*" only) for one of odd length, so that the refusals are fuzzed
- * too and an input always takes the same way; the wipe comes from root. User ids,
- * the request statistics and the table of imports in progress live on across inputs, as they do in
- * hsamemd.
+ * ones too) are deleted through the delete operation, sent together (the committer takes those
+ * queued as one batch, erased once), and each delete must succeed. LMDB is linked in statically
+ * with the allocator of fuzz_lmdb.c, which keeps its large lists for reuse (that file says why).
+ * Each input comes on a connection of its own (conn.h, answered here without NNG), closed when
+ * the next begins. Commits are not synced (store_opts.no_sync): a crash of the host is not what
+ * this looks for. The access policy is the default one (acl.h), and an input's requests come
+ * from a local peer as server.c would note it: root, an administrator, for an input of even length,
+ * nobody (which may use the memories "nobody" and "nobody:*" only) for one of odd length, so that
+ * the refusals are fuzzed too and an input always takes the same way; the wipe comes from root.
+ * User ids, the request statistics and the table of imports in progress live on across inputs, as
+ * they do in hsamemd.
  *
  * Built with clang -fsanitize=fuzzer,address,undefined when configure finds it (--enable-fuzz);
  * tests/stress/README.md says how to run it.
@@ -112,30 +114,44 @@ fuzz_finish(struct job *job)
 	pthread_mutex_unlock(&f->mu);
 }
 
-/* Runs one request through the daemon's path and waits for its reply; returns its status. */
+/* Starts one request on the daemon's path; wait_request waits for its reply. */
+static void
+start_request(struct fuzz_job *f, const uint8_t *buf, size_t len)
+{
+	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->cv, NULL);
+	f->done = false;
+	int ret = req_decode(&f->job, &d, conn_now, buf, len);
+	f->job.peer = (struct peer){
+	        .transport = PEER_IPC, .has_creds = true, .uid = uid_now, .gid = uid_now, .pid = 1};
+	snprintf(f->what, sizeof(f->what), "%s request of %zu bytes", d.stats.names[f->job.op],
+	         len);
+	f->job.finish = fuzz_finish;
+	if (ret == 0)
+		wrk_submit(d.workers, &f->job);
+	else
+		fuzz_finish(&f->job);
+}
+
+/* Waits for the reply of a request started; returns its status. */
+static int
+wait_request(struct fuzz_job *f)
+{
+	pthread_mutex_lock(&f->mu);
+	while (!f->done)
+		pthread_cond_wait(&f->cv, &f->mu);
+	pthread_mutex_unlock(&f->mu);
+	pthread_cond_destroy(&f->cv);
+	pthread_mutex_destroy(&f->mu);
+	return f->status;
+}
+
 static int
 run_request(const uint8_t *buf, size_t len)
 {
 	struct fuzz_job f;
-	pthread_mutex_init(&f.mu, NULL);
-	pthread_cond_init(&f.cv, NULL);
-	f.done = false;
-	int ret = req_decode(&f.job, &d, conn_now, buf, len);
-	f.job.peer = (struct peer){
-	        .transport = PEER_IPC, .has_creds = true, .uid = uid_now, .gid = uid_now, .pid = 1};
-	snprintf(f.what, sizeof(f.what), "%s request of %zu bytes", d.stats.names[f.job.op], len);
-	f.job.finish = fuzz_finish;
-	if (ret == 0)
-		wrk_submit(d.workers, &f.job);
-	else
-		fuzz_finish(&f.job);
-	pthread_mutex_lock(&f.mu);
-	while (!f.done)
-		pthread_cond_wait(&f.cv, &f.mu);
-	pthread_mutex_unlock(&f.mu);
-	pthread_cond_destroy(&f.cv);
-	pthread_mutex_destroy(&f.mu);
-	return f.status;
+	start_request(&f, buf, len);
+	return wait_request(&f);
 }
 
 struct names {
@@ -155,29 +171,48 @@ collect(const struct store_user *u, void *arg)
 	return 0;
 }
 
-/* Deletes every memory of the store (half-imported ones too) through the delete operation. */
+/*
+ * Deletes every memory of the store (half-imported ones too) through the delete operation, all
+ * the deletes at once, as clients of their own would send them: the committer takes those queued
+ * together as one batch, and erases once for the batch (store_erase.c) instead of once for each.
+ */
 static void
 wipe(void)
 {
 	struct names l = {0};
 	struct store_txn txn;
+	struct fuzz_job *f;
+	uint8_t(*buf)[256];
+	size_t *len;
 	if (store_txn_begin(d.store, &txn, false, NULL) != 0 ||
 	    store_user_foreach(&txn, collect, &l) != 0)
 		fail("wipe", "cannot list the memories", NULL);
 	store_txn_abort(&txn);
+	if (l.n == 0)
+		return;
+	f = calloc(l.n, sizeof(*f));
+	buf = calloc(l.n, sizeof(*buf));
+	len = calloc(l.n, sizeof(*len));
+	if (f == NULL || buf == NULL || len == NULL)
+		fail("wipe", "out of memory", NULL);
 	for (size_t i = 0; i < l.n; i++) {
 		Hsamem__Request req = HSAMEM__REQUEST__INIT;
 		Hsamem__DeleteRequest del = HSAMEM__DELETE_REQUEST__INIT;
-		uint8_t buf[256];
 		req.has_version = true;
 		req.version = HSAMEM_PROTOCOL_VERSION;
 		req.body_case = HSAMEM__REQUEST__BODY_DELETE;
 		req.delete_ = &del;
 		del.user = l.name[i];
-		size_t len = hsamem__request__pack(&req, buf);
-		if (run_request(buf, len) != 0)
-			fail("wipe", "a memory could not be deleted", l.name[i]);
+		len[i] = hsamem__request__pack(&req, buf[i]);
 	}
+	for (size_t i = 0; i < l.n; i++)
+		start_request(&f[i], buf[i], len[i]);
+	for (size_t i = 0; i < l.n; i++)
+		if (wait_request(&f[i]) != 0)
+			fail("wipe", "a memory could not be deleted", l.name[i]);
+	free(len);
+	free(buf);
+	free(f);
 	free(l.name);
 }
 
