@@ -70,17 +70,24 @@ wrk_start(unsigned threads, unsigned batch, wrk_run_fn *run, void *arg, struct w
 	return 0;
 }
 
-void
-wrk_submit(struct wrk_pool *p, struct job *job)
+/* Puts job at the end of the queue and wakes a worker; p->mu held. */
+static void
+enqueue(struct wrk_pool *p, struct job *job)
 {
 	job->next = NULL;
-	pthread_mutex_lock(&p->mu);
 	if (p->tail != NULL)
 		p->tail->next = job;
 	else
 		p->head = job;
 	p->tail = job;
 	pthread_cond_signal(&p->cv);
+}
+
+void
+wrk_submit(struct wrk_pool *p, struct job *job)
+{
+	pthread_mutex_lock(&p->mu);
+	enqueue(p, job);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -88,17 +95,10 @@ bool
 wrk_submit_open(struct wrk_pool *p, struct job *job)
 {
 	bool open;
-	job->next = NULL;
 	pthread_mutex_lock(&p->mu);
 	open = !p->stopping;
-	if (open) {
-		if (p->tail != NULL)
-			p->tail->next = job;
-		else
-			p->head = job;
-		p->tail = job;
-		pthread_cond_signal(&p->cv);
-	}
+	if (open)
+		enqueue(p, job);
 	pthread_mutex_unlock(&p->mu);
 	return open;
 }

@@ -620,15 +620,19 @@ store_kv_get(struct store_txn *txn, uint64_t uid, uint64_t j, const void **kv, s
  * the top bit set: the same uid prefix, so every walk and delete by uid takes them too. */
 #define LEXLM_PAGE (1ull << 63)
 
+/*
+ * Writes row j of a landmarks column: appended as the next row (append: invariant 2), or in place
+ * of a row the column has (a forget's re-encoding). The page's rows are copied out first: the put
+ * may move or free the pages they live on.
+ */
 static int
-landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
-             uint64_t j, const void *row)
+landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
+               uint64_t j, const void *row, bool append)
 {
-	size_t have;
 	uint32_t per_page = u->lmk_per_page;
 	uint8_t kb[16], *page;
 	MDB_val k, v = {0};
-	int ret = store_txn_usable(txn, true, "landmark put");
+	int ret = store_txn_usable(txn, true, append ? "landmark put" : "landmark set");
 
 	if (ret != 0)
 		return ret;
@@ -637,46 +641,18 @@ landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t base, s
 	k = key_uid_n(kb, u->uid, base | (j / per_page));
 	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
 		return ret;
-	have = ret == NOTFOUND ? 0 : v.mv_size;
-	if (have % rb != 0 || have / rb > per_page)
+	size_t have = ret == NOTFOUND ? 0 : v.mv_size, at = (j % per_page) * rb;
+	if ((!append && ret == NOTFOUND) || have % rb != 0 || have / rb > per_page)
 		return store_corrupt(txn, "landmarks page", u->uid, j / per_page);
-	if (have != (j % per_page) * rb) /* not the next landmark (invariant 2) */
+	if (append ? have != at : at >= have)
 		return store_txn_fail(txn, HSAMEM_EINVAL);
-	/* The old rows are copied out first: the put may move or free the pages they live on. */
-	if ((page = malloc(have + rb)) == NULL)
+	size_t size = append ? have + rb : have;
+	if ((page = malloc(size)) == NULL)
 		return store_txn_fail(txn, -ENOMEM);
-	put_bytes(put_bytes(page, v.mv_data, have), row, rb);
-	ret = store_db_put(txn, DB_LANDMARKS, &k, page, have + rb, "write landmarks");
-	free(page);
-	return ret;
-}
-
-/* Rewrites row j of a landmarks column that has it already (a forget's re-encoding). */
-static int
-landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
-             uint64_t j, const void *row)
-{
-	uint32_t per_page = u->lmk_per_page;
-	uint8_t kb[16], *page;
-	MDB_val k, v = {0};
-	int ret = store_txn_usable(txn, true, "landmark set");
-
-	if (ret != 0)
-		return ret;
-	if (row == NULL || rb == 0 || per_page == 0)
-		return store_txn_fail(txn, HSAMEM_EINVAL);
-	k = key_uid_n(kb, u->uid, base | (j / per_page));
-	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
-		return ret;
-	if (ret == NOTFOUND || v.mv_size % rb != 0 || v.mv_size / rb > per_page)
-		return store_corrupt(txn, "landmarks page", u->uid, j / per_page);
-	if (j % per_page >= v.mv_size / rb)
-		return store_txn_fail(txn, HSAMEM_EINVAL);
-	if ((page = malloc(v.mv_size)) == NULL)
-		return store_txn_fail(txn, -ENOMEM);
-	memcpy(page, v.mv_data, v.mv_size);
-	memcpy(page + (j % per_page) * rb, row, rb);
-	ret = store_db_put(txn, DB_LANDMARKS, &k, page, v.mv_size, "write landmarks");
+	if (have > 0)
+		memcpy(page, v.mv_data, have);
+	memcpy(page + at, row, rb);
+	ret = store_db_put(txn, DB_LANDMARKS, &k, page, size, "write landmarks");
 	free(page);
 	return ret;
 }
@@ -684,14 +660,14 @@ landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t base, s
 int
 store_landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row)
 {
-	return landmark_set(txn, u, 0, spec_landmark_bytes(&u->spec), j, row);
+	return landmark_write(txn, u, 0, spec_landmark_bytes(&u->spec), j, row, false);
 }
 
 int
 store_lexlm_set(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row,
                 size_t row_bytes)
 {
-	return landmark_set(txn, u, LEXLM_PAGE, row_bytes, j, row);
+	return landmark_write(txn, u, LEXLM_PAGE, row_bytes, j, row, false);
 }
 
 static int
@@ -733,7 +709,7 @@ landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t base, 
 int
 store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row)
 {
-	return landmark_put(txn, u, 0, spec_landmark_bytes(&u->spec), j, row);
+	return landmark_write(txn, u, 0, spec_landmark_bytes(&u->spec), j, row, true);
 }
 
 int
@@ -748,7 +724,7 @@ int
 store_lexlm_put(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row,
                 size_t row_bytes)
 {
-	return landmark_put(txn, u, LEXLM_PAGE, row_bytes, j, row);
+	return landmark_write(txn, u, LEXLM_PAGE, row_bytes, j, row, true);
 }
 
 int

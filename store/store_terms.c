@@ -42,6 +42,18 @@ cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* The real tokens of tokens[0, n) (0 is padding) into ids, sorted; their count. */
+static size_t
+sorted_ids(const uint32_t *tokens, size_t n, uint32_t *ids)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (tokens[i] != 0)
+			ids[m++] = tokens[i];
+	qsort(ids, m, sizeof(*ids), cmp_u32);
+	return m;
+}
+
 int
 store_terms_get(struct store_txn *txn, uint64_t uid, struct store_terms *out)
 {
@@ -118,11 +130,7 @@ store_terms_add(struct store_txn *txn, uint64_t uid, const uint32_t *tokens, siz
 		return ret;
 	if (n > IDS_MAX)
 		return store_txn_fail(txn, HSAMEM_EINVAL);
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++)
-		if (tokens[i] != 0) /* padding */
-			ids[m++] = tokens[i];
-	qsort(ids, m, sizeof(*ids), cmp_u32);
+	size_t m = sorted_ids(tokens, n, ids);
 	for (size_t i = 0; i < m; i++)
 		if ((i == 0 || ids[i] != ids[i - 1]) && (ret = df_bump(txn, uid, ids[i])) != 0)
 			return ret;
@@ -168,11 +176,7 @@ store_terms_sub(struct store_txn *txn, uint64_t uid, const uint32_t *tokens, siz
 		return ret;
 	if (n > IDS_MAX)
 		return store_txn_fail(txn, HSAMEM_EINVAL);
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++)
-		if (tokens[i] != 0)
-			ids[m++] = tokens[i];
-	qsort(ids, m, sizeof(*ids), cmp_u32);
+	size_t m = sorted_ids(tokens, n, ids);
 	for (size_t i = 0; i < m; i++)
 		if ((i == 0 || ids[i] != ids[i - 1]) && (ret = df_drop(txn, uid, ids[i])) != 0)
 			return ret;
