@@ -159,7 +159,6 @@ lmk_load(struct cuda_backend *b, struct lmk *l, const struct hsa_source *src, ui
 	uint64_t per = LMK_STAGE_BYTES / l->row_bytes, first = l->rows, done = l->rows;
 	int cur = 0, err = 0;
 	size_t fill = 0; /* rows in the current buffer */
-	bool used[2] = {false, false};
 
 	if (per == 0)
 		return -ENOMEM;
@@ -176,8 +175,10 @@ lmk_load(struct cuda_backend *b, struct lmk *l, const struct hsa_source *src, ui
 			count = need - first;
 		for (uint64_t off = 0; off < count;) {
 			uint64_t n = count - off < per - fill ? count - off : per - fill;
-			if (fill == 0 && used[cur] &&
-			    (err = CU(cudaEventSynchronize(b->ev[cur]))) != 0)
+			/* the buffer's last copy may still be in flight, from this call or from
+			 * an earlier one (another memory's load in the same batch): an event
+			 * never recorded is complete */
+			if (fill == 0 && (err = CU(cudaEventSynchronize(b->ev[cur]))) != 0)
 				goto out;
 			memcpy((char *)b->h_lmk[cur].p + fill * l->row_bytes,
 			       (const char *)rows + off * l->row_bytes, n * l->row_bytes);
@@ -191,7 +192,6 @@ lmk_load(struct cuda_backend *b, struct lmk *l, const struct hsa_source *src, ui
 					err = CU(cudaEventRecord(b->ev[cur], b->st));
 				if (err != 0)
 					goto out;
-				used[cur] = true;
 				done += fill;
 				fill = 0;
 				cur ^= 1;

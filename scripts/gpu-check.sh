@@ -9,7 +9,7 @@
 #   progs="hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_copy tests/test_cuda_probe
 #       tests/test_hsa tests/test_hsa_cpu tests/test_hsa_math tests/test_daemon_attend
 #       tests/test_cuda_model tests/test_hsa_model tests/test_daemon_hsa tests/test_daemon_scopes
-#       tests/test_daemon_forget bench/bench_gpu bench/bench_kernels bench/bench_cuda_model"
+#       tests/test_daemon_forget tests/test_daemon_lexkv bench/bench_gpu bench/bench_kernels bench/bench_cuda_model"
 #   make -j $progs && strip $progs
 #   cd .. && ../shared/tools/devlibs build-gpu/hsamemd build-gpu/bench/bench_gpu \
 #       build-gpu/tests/test_daemon_attend -o .devlibs
@@ -18,7 +18,8 @@
 #
 #   scripts/gpu-check.sh [quick|full]     (OUT=DIR for the logs; default ./gpu-check-out)
 #
-# It runs every test with HSAMEM_REQUIRE_GPU=1 (a skip is a failure), then bench/bench_gpu for the
+# It runs every test with HSAMEM_REQUIRE_GPU=1 (a skip is a failure), test_cuda a second time beside
+# a PyTorch matrix-multiply loop that keeps the GPU busy, then bench/bench_gpu for the
 # client spec and the lexical encoder's spec and bench/torch_ref.py on the same sizes, then
 # bench/bench_kernels (each kernel alone, and cuBLAS's scoring beside the backend's), then
 # bench/bench_cuda_model (hsa-small on the GPU: chunk-encoding tokens/s against the bf16 GEMM roof,
@@ -58,10 +59,27 @@ status=0
 : >"$out/tests.log"
 for t in test_cuda_probe test_cuda_cache test_cuda_copy test_hsa test_hsa_cpu test_hsa_math test_cuda \
 	test_daemon_attend test_cuda_model test_hsa_model test_daemon_hsa test_daemon_scopes \
-	test_daemon_forget; do
+	test_daemon_forget test_daemon_lexkv test_cuda+load; do
 	start=$(date +%s)
-	"$build/tests/$t" >>"$out/tests.log" 2>&1
-	rc=$?
+	if [ "$t" = test_cuda+load ]; then
+		# the backend again while another process keeps the GPU busy, so that its copies and
+		# kernels queue behind foreign work (an unsynchronised reuse of a staging buffer shows)
+		python3 -c 'import time, torch
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+end = time.time() + 90
+while time.time() < end:
+    for _ in range(20): a @ a
+    torch.cuda.synchronize()' &
+		load=$!
+		sleep 3
+		"$build/tests/test_cuda" >>"$out/tests.log" 2>&1
+		rc=$?
+		kill $load 2>/dev/null
+		wait $load 2>/dev/null
+	else
+		"$build/tests/$t" >>"$out/tests.log" 2>&1
+		rc=$?
+	fi
 	secs=$(($(date +%s) - start))
 	if [ $rc -eq 0 ]; then
 		echo "PASS: $t (${secs}s)" | tee -a "$out/tests.log"
