@@ -8,9 +8,11 @@
  * what follows the selection (fusion weights, in-chunk attention) is the model's.
  *
  * The chunk's text is its tokens decoded (byte-level BPE gives the bytes back exactly), tokenized
- * with lex1: a word cut by a chunk boundary counts as two pieces, one in each chunk. Lexical
- * landmarks are scored here, on the CPU, one pass over the memory's pages in the read snapshot:
- * they are not the backend's landmarks (another shape, and not what its caches hold).
+ * with lex1: a word cut by a chunk boundary counts as two pieces, one in each chunk. Where the
+ * daemon serves the memory on the GPU, the lexical landmarks are ranked there too: resident under
+ * the memory's twin uid (hybrid.h), scored and cut to the best by the backend's selection-only
+ * call, which reads no K/V. On the CPU they are read in the query's snapshot at the question's
+ * nonzero dimensions only, which is cheaper there than the backend's dense scoring.
  */
 #include <errno.h>
 #include <math.h>
@@ -20,6 +22,7 @@
 #include "half.h"
 #include "hybrid.h"
 #include "ops.h"
+#include "store_filter.h"
 
 /* lex1 tokens of one chunk's text that the lexical landmark reads (64 BPE tokens make ~50) */
 #define HYB_LEX_MAX 256
@@ -167,6 +170,15 @@ cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+void
+hyb_forget_cached(struct daemon *d, uint64_t uid)
+{
+	if (d->gpu == NULL || d->gpu->ops->forget == NULL)
+		return;
+	d->gpu->ops->forget(d->gpu, uid);
+	d->gpu->ops->forget(d->gpu, hyb_twin_uid(uid));
+}
+
 /* The lexical qr of a question, weighed by the memory's term statistics. */
 static int
 lexical_query(struct store_txn *txn, const struct store_user *u, const char *text, float *qr)
@@ -204,6 +216,27 @@ out:
 	return ret;
 }
 
+int
+hyb_question_init(struct job *job, struct store_txn *txn, const struct store_user *u,
+                  const char *text, struct hyb_question *q)
+{
+	struct hsa_spec spec;
+	lex_spec(&spec);
+	size_t d = spec.d_r;
+	q->qr = arena_calloc(&job->arena, d, sizeof(float));
+	q->at = arena_calloc(&job->arena, d, sizeof(uint32_t));
+	q->nz = 0;
+	if (q->qr == NULL || q->at == NULL)
+		return -ENOMEM;
+	int ret = lexical_query(txn, u, text, q->qr);
+	if (ret != 0)
+		return ret;
+	for (size_t i = 0; i < d; i++)
+		if (q->qr[i] != 0.0f)
+			q->at[q->nz++] = (uint32_t)i;
+	return 0;
+}
+
 /* Puts (j, s) into the best-first list out of *n <= depth hits, if it belongs there. */
 static void
 keep_best(struct hyb_hit *out, size_t *n, size_t depth, int64_t j, float s)
@@ -222,61 +255,179 @@ keep_best(struct hyb_hit *out, size_t *n, size_t depth, int64_t j, float s)
 	out[at] = (struct hyb_hit){j, s};
 }
 
-/*
- * The lexical scores of every chunk. A question's lexical query has a few nonzero dimensions (its
- * terms' hashes), so each landmark is read at those only: the same sum in the same order as the
- * dense product, without its zero terms (landmarks are finite), at a small part of its cost.
- */
+/* A lexical landmark (f16) scored at the question's nonzero dimensions: the same sum in the same
+ * order as the dense product without its zero terms (landmarks are finite), at a small part of
+ * its cost. */
+static float
+row_score(const struct hyb_question *q, const uint16_t *row, float scale)
+{
+	float s = 0;
+	for (size_t i = 0; i < q->nz; i++)
+		s += q->qr[q->at[i]] * half_f16_to_float(row[q->at[i]]);
+	return s * scale;
+}
+
 int
-hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
-                 const char *text, size_t depth, struct hyb_hit *out, size_t *n, float *scores_all)
+hyb_lexical_score(struct store_txn *txn, const struct store_user *u, const struct hyb_question *q,
+                  uint64_t j, float *s)
 {
 	struct hsa_spec spec;
 	lex_spec(&spec);
-	size_t d = spec.d_r, rb = d * sizeof(uint16_t), kept = 0, nz = 0;
-	float *qr = arena_calloc(&job->arena, d, sizeof(float));
-	uint32_t *at = arena_calloc(&job->arena, d, sizeof(uint32_t));
+	const void *rows;
+	uint64_t count;
+	int ret = store_lexlm_get(txn, u, j, spec.d_r * sizeof(uint16_t), &rows, &count);
+	if (ret == 0)
+		*s = row_score(q, rows, 1.0f / sqrtf((float)spec.d_r));
+	return ret;
+}
+
+/* chunk j's score over the model's window: the best of scores[j - back .. j] */
+static float
+window_score(const float *scores, uint64_t j, uint32_t back)
+{
+	float s = scores[j];
+	for (uint64_t b = 1; b <= back && b <= j; b++)
+		if (scores[j - b] > s)
+			s = scores[j - b];
+	return s;
+}
+
+/*
+ * On the CPU: every chunk's landmark read at the question's nonzero dimensions, the chunks the
+ * mask leaves out at -inf, then the windows ranked; a chunk left out may carry a neighbour's score
+ * into its window, so the ranking goes deeper and drops them.
+ */
+static int
+rank_cpu(struct job *job, struct store_txn *txn, const struct store_user *u,
+         const struct hyb_question *q, uint32_t back, const uint64_t *mask, size_t depth,
+         struct hyb_hit *out, size_t *n)
+{
+	struct hsa_spec spec;
+	lex_spec(&spec);
+	size_t d = spec.d_r, rb = d * sizeof(uint16_t), deep = mask ? depth * (back + 1) : depth;
+	size_t kept = 0, m = 0;
 	float scale = 1.0f / sqrtf((float)d);
-	int ret;
-	if (qr == NULL || at == NULL)
+	float *scores = arena_calloc(&job->arena, u->n_chunks + 1, sizeof(float));
+	struct hyb_hit *tmp = arena_calloc(&job->arena, deep + 1, sizeof(*tmp));
+	if (scores == NULL || tmp == NULL)
 		return -ENOMEM;
-	if ((ret = lexical_query(txn, u, text, qr)) != 0)
-		return ret;
-	for (size_t i = 0; i < d; i++)
-		if (qr[i] != 0.0f)
-			at[nz++] = (uint32_t)i;
-	for (uint64_t j = 0; j < u->n_chunks && depth > 0;) {
+	for (uint64_t j = 0; j < u->n_chunks;) {
 		const void *rows;
 		uint64_t count;
-		if ((ret = store_lexlm_get(txn, u, j, rb, &rows, &count)) != 0)
+		int ret = store_lexlm_get(txn, u, j, rb, &rows, &count);
+		if (ret != 0)
 			return ret;
-		for (uint64_t c = 0; c < count; c++, j++) {
-			const uint16_t *row = (const uint16_t *)rows + c * d;
-			float s = 0;
-			for (size_t i = 0; i < nz; i++)
-				s += qr[at[i]] * half_f16_to_float(row[at[i]]);
-			s *= scale;
-			if (scores_all != NULL)
-				scores_all[j] = s;
-			keep_best(out, &kept, depth, (int64_t)j, s);
+		for (uint64_t c = 0; c < count; c++, j++)
+			scores[j] = mask != NULL && !store_mask_test(mask, j)
+			                    ? -INFINITY
+			                    : row_score(q, (const uint16_t *)rows + c * d, scale);
+	}
+	for (uint64_t j = 0; j < u->n_chunks; j++)
+		keep_best(tmp, &kept, deep, (int64_t)j,
+		          back ? window_score(scores, j, back) : scores[j]);
+	for (size_t i = 0; i < kept && m < depth; i++)
+		if (mask == NULL ||
+		    (store_mask_test(mask, (uint64_t)tmp[i].chunk) && isfinite(tmp[i].score)))
+			out[m++] = tmp[i];
+	*n = m;
+	return 0;
+}
+
+/* The memory's lexical landmarks as a source for a selection only (backend.h): no K/V. */
+struct lex_source {
+	struct store_txn *txn;
+	const struct store_user *u;
+	size_t row_bytes;
+};
+
+static int
+lex_landmarks(void *ctx, uint64_t first, const void **rows, uint64_t *count)
+{
+	struct lex_source *s = ctx;
+	return store_lexlm_get(s->txn, s->u, first, s->row_bytes, rows, count);
+}
+
+static int
+cmp_hit_chunk(const void *a, const void *b)
+{
+	int64_t x = ((const struct hyb_hit *)a)->chunk, y = ((const struct hyb_hit *)b)->chunk;
+	return (x > y) - (x < y);
+}
+
+/*
+ * On the GPU: the backend ranks the lexical landmarks (resident on the device under the
+ * memory's twin uid) and returns the best depth chunks among those the mask allows; the windows
+ * are ranked from them alone. That is exact: a window holding none of them scores at most the
+ * last of them, and each of them is a window of its own at least as good, so the best depth
+ * windows each hold one of them, and their scores come from them.
+ */
+static int
+rank_device(struct job *job, struct store_txn *txn, const struct store_user *u,
+            const struct hyb_question *q, uint32_t back, const uint64_t *mask, size_t depth,
+            struct hyb_hit *out, size_t *n)
+{
+	struct hsa_spec spec;
+	lex_spec(&spec);
+	struct lex_source ls = {txn, u, spec.d_r * sizeof(uint16_t)};
+	struct hsa_source src = {.ctx = &ls,
+	                         .uid = hyb_twin_uid(u->uid),
+	                         .n_chunks = u->n_chunks,
+	                         .landmarks = lex_landmarks};
+	uint64_t pos = u->n_chunks * spec.S;
+	uint32_t k = (uint32_t)depth;
+	struct hsa_query hq = {.n = 1, .k = k, .pos = &pos, .qr = q->qr, .mask = mask};
+	struct hsa_result res = {.sel = arena_calloc(&job->arena, k, sizeof(int64_t)),
+	                         .score = arena_calloc(&job->arena, k, sizeof(float))};
+	struct hyb_hit *raw = arena_calloc(&job->arena, k, sizeof(*raw));
+	size_t n_raw = 0, kept = 0;
+	if (res.sel == NULL || res.score == NULL || raw == NULL)
+		return -ENOMEM;
+	int ret = ops_attend(job, &spec, &src, &hq, &res);
+	if (ret != 0)
+		return ret;
+	for (uint32_t i = 0; i < k && res.sel[i] >= 0; i++)
+		raw[n_raw++] = (struct hyb_hit){res.sel[i], res.score[i]};
+	if (back == 0) {
+		memcpy(out, raw, n_raw * sizeof(*raw));
+		*n = n_raw;
+		return 0;
+	}
+	/* windows j in [t, t + back] of each ranked t, in ascending order, each once */
+	qsort(raw, n_raw, sizeof(*raw), cmp_hit_chunk);
+	int64_t next = 0;
+	for (size_t i = 0; i < n_raw; i++) {
+		int64_t j = raw[i].chunk > next ? raw[i].chunk : next;
+		for (; j <= raw[i].chunk + (int64_t)back && j < (int64_t)u->n_chunks; j++) {
+			if (mask != NULL && !store_mask_test(mask, (uint64_t)j))
+				continue;
+			float s = -INFINITY;
+			for (size_t x = 0; x < n_raw; x++)
+				if (raw[x].chunk <= j && raw[x].chunk >= j - (int64_t)back &&
+				    raw[x].score > s)
+					s = raw[x].score;
+			keep_best(out, &kept, depth, j, s);
 		}
+		next = j;
 	}
 	*n = kept;
 	return 0;
 }
 
-size_t
-hyb_window_rank(const float *scores, uint64_t n, uint32_t back, size_t depth, struct hyb_hit *out)
+int
+hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
+                 const struct hyb_question *q, uint32_t back, const uint64_t *mask, size_t depth,
+                 struct hyb_hit *out, size_t *n)
 {
-	size_t kept = 0;
-	for (uint64_t j = 0; j < n && depth > 0; j++) {
-		float s = scores[j];
-		for (uint64_t b = 1; b <= back && b <= j; b++)
-			if (scores[j - b] > s)
-				s = scores[j - b];
-		keep_best(out, &kept, depth, (int64_t)j, s);
-	}
-	return kept;
+	struct hsa_spec spec;
+	lex_spec(&spec);
+	*n = 0;
+	if (depth == 0 || u->n_chunks == 0)
+		return 0;
+	if (depth > SPEC_TOPK_MAX)
+		depth = SPEC_TOPK_MAX;
+	if (ops_on_device(job, &spec))
+		return rank_device(job, txn, u, q, back, mask, depth, out, n);
+	return rank_cpu(job, txn, u, q, back, mask, depth, out, n);
 }
 
 struct fused {

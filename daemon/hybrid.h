@@ -12,6 +12,7 @@
 #include "encoder.h"
 #include "store.h"
 
+struct daemon;
 struct job;
 
 /* How deep each ranking is read for fusion. */
@@ -55,24 +56,51 @@ struct hyb_hit {
 };
 
 /*
- * The lexical ranking of a model memory's sealed chunks for a question (text, NUL-terminated):
- * the question is weighed by the memory's term statistics as the lexical encoder weighs it, and
- * every lexical landmark is scored. Writes the best min(depth, n_chunks) to out (best first; ties
- * to the lower index) and their count to *n; scores_all (may be NULL) gets every chunk's score.
+ * The backend's name for memory uid's lexical landmarks: its caches key a memory's landmarks by
+ * uid, and these are another matrix of the same memory. User ids count up from 1 (store.h) and
+ * never reach the top bit.
  */
-int hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
-                     const char *text, size_t depth, struct hyb_hit *out, size_t *n,
-                     float *scores_all);
+#define HYB_TWIN (UINT64_C(1) << 63)
+static inline uint64_t
+hyb_twin_uid(uint64_t uid)
+{
+	return uid | HYB_TWIN;
+}
+
+/* Drops what the GPU backend caches of memory uid, its lexical landmarks too: after its chunks
+ * changed under that uid, or it was replaced or deleted. */
+void hyb_forget_cached(struct daemon *d, uint64_t uid);
+
+/* A question weighed for the lexical ranking of one memory: the lexical query (d_r of the
+ * lexical encoder's landmarks) and the dimensions where it is not zero, in a job's arena. */
+struct hyb_question {
+	float *qr;
+	uint32_t *at;
+	size_t nz;
+};
+
+/* The question (text, NUL-terminated) weighed by the memory's term statistics as the lexical
+ * encoder weighs it. Returns 0 or an error. */
+int hyb_question_init(struct job *job, struct store_txn *txn, const struct store_user *u,
+                      const char *text, struct hyb_question *q);
 
 /*
- * The lexical ranking over the model's windows: chunk j scores the best of scores[j - back .. j]
- * (scores: every chunk's lexical score, n chunks), since the model encodes a chunk in a window
- * that holds the back chunks before it, so its landmark can answer for words it does not hold
- * (a needle cut by a chunk boundary: its key before it, its value in it). Writes the best
- * min(depth, n) to out, best first (ties to the lower index); returns their count.
+ * The lexical ranking of a model memory's sealed chunks among those mask allows (NULL: all),
+ * over the model's windows: chunk j scores the best lexical score of chunks j - back .. j, since
+ * the model encodes a chunk in a window that holds the back chunks before it, so its landmark can
+ * answer for words it does not hold (a needle cut by a chunk boundary: its key before it, its
+ * value in it). Writes the best min(depth, SPEC_TOPK_MAX, chunks) to out, best first (ties to the
+ * lower index), their count to *n. The GPU backend ranks the landmarks where it serves the
+ * memory's shape (a selection only, backend.h); the CPU reads each landmark at the question's
+ * nonzero dimensions. Returns 0 or an error.
  */
-size_t hyb_window_rank(const float *scores, uint64_t n, uint32_t back, size_t depth,
-                       struct hyb_hit *out);
+int hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
+                     const struct hyb_question *q, uint32_t back, const uint64_t *mask,
+                     size_t depth, struct hyb_hit *out, size_t *n);
+
+/* Chunk j's own lexical score for the question (no window). Returns 0 or an error. */
+int hyb_lexical_score(struct store_txn *txn, const struct store_user *u,
+                      const struct hyb_question *q, uint64_t j, float *s);
 
 /*
  * Fuses two rankings (best first, a the learned one, each at most HYB_DEPTH deep) by the sum of

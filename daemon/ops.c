@@ -511,6 +511,12 @@ daemon_gpu_failed(struct daemon *d, int err)
 		        hsamem_strerror(err));
 }
 
+bool
+ops_on_device(struct job *job, const struct hsa_spec *spec)
+{
+	return daemon_backend(job->d, spec) != job->d->cpu;
+}
+
 int
 ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,
            const struct hsa_query *q, struct hsa_result *res)

@@ -95,6 +95,9 @@ void ops_source_fini(struct ops_source *s);
  */
 int ops_source_tail(struct ops_source *s, const struct enc_ops *enc, const struct store_tail *t);
 
+/* Whether the daemon's backend for memories of spec is the GPU (else the CPU). */
+bool ops_on_device(struct job *job, const struct hsa_spec *spec);
+
 /* Runs the operator on the daemon's backend, falling back to the CPU if the GPU fails. */
 int ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,
                const struct hsa_query *q, struct hsa_result *res);

@@ -20,6 +20,7 @@
  */
 #include <stdbool.h>
 
+#include "hybrid.h"
 #include "log.h"
 #include "ops.h"
 
@@ -133,6 +134,5 @@ ops_committed_delete(struct job *job)
 {
 	struct daemon *d = job->d;
 	ops_import_forget(job->uid);
-	if (d->gpu != NULL && d->gpu->ops->forget != NULL)
-		d->gpu->ops->forget(d->gpu, job->uid);
+	hyb_forget_cached(d, job->uid);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "forget.h"
+#include "hybrid.h"
 #include "ops.h"
 #include "ops_filter.h"
 
@@ -112,9 +113,8 @@ ops_committed_forget(struct job *job)
 {
 	struct daemon *d = job->d;
 	/* the memory's sealed chunks changed under the same uid: nothing cached of it may stay */
-	if (job->reply.status == 0 && job->uid != 0 && d->gpu != NULL &&
-	    d->gpu->ops->forget != NULL)
-		d->gpu->ops->forget(d->gpu, job->uid);
+	if (job->reply.status == 0 && job->uid != 0)
+		hyb_forget_cached(d, job->uid);
 }
 
 /* ---- update ---- */

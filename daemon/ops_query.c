@@ -589,28 +589,6 @@ learned_rank(struct job *job, struct ops_source *src, const float *qr, const flo
 	return 0;
 }
 
-/*
- * The lexical ranking (hyb_window_rank over back chunks) among the chunks mask allows: the others
- * score nothing of their own, and none of them is ranked even when a neighbour's words would
- * carry it.
- */
-static size_t
-masked_rank(float *scores, uint64_t n, uint32_t back, const uint64_t *mask, size_t depth,
-            struct hyb_hit *tmp, struct hyb_hit *out)
-{
-	size_t m = 0, got;
-	for (uint64_t j = 0; j < n; j++)
-		if (!(mask[j / 64] >> (j % 64) & 1))
-			scores[j] = -INFINITY;
-	/* a masked chunk can take a neighbour's score: rank deeper (tmp: depth * (back + 1)),
-	 * then drop them */
-	got = hyb_window_rank(scores, n, back, depth * (back + 1), tmp);
-	for (size_t i = 0; i < got && m < depth; i++)
-		if ((mask[tmp[i].chunk / 64] >> (tmp[i].chunk % 64) & 1) && isfinite(tmp[i].score))
-			out[m++] = tmp[i];
-	return m;
-}
-
 static int
 cmp_i64(const void *a, const void *b)
 {
@@ -634,35 +612,26 @@ query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc,
 	struct hyb_hit *lex = arena_calloc(&job->arena, depth + 1, sizeof(*lex));
 	struct hyb_hit *learn = arena_calloc(&job->arena, HYB_DEPTH, sizeof(*learn));
 	struct hyb_hit *sel = arena_calloc(&job->arena, k + 1, sizeof(*sel));
-	float *lex_all = arena_calloc(&job->arena, u->n_chunks + 1, sizeof(float));
 	int64_t *chunks = arena_calloc(&job->arena, k + 1, sizeof(int64_t));
 	const char *text = job->req->query->text;
 	char *decoded = NULL;
+	struct hyb_question hq;
 	int ret;
-	if (!lex || !learn || !sel || !lex_all || !chunks)
+	if (!lex || !learn || !sel || !chunks)
 		return ops_oom(job);
 	if ((text == NULL || *text == '\0') && (ret = enc->decode(ids, n_tok, &decoded)) != 0)
 		return job_fail(job, ret, "encoder %s cannot decode the query", enc->name);
-	ret = hyb_lexical_rank(job, src->txn, u, decoded ? decoded : text, depth, lex, &n_lex,
-	                       lex_all);
+	ret = hyb_question_init(job, src->txn, u, decoded ? decoded : text, &hq);
 	free(decoded);
+	/* hybrid: the lexical side over the windows the model reads */
+	uint32_t back = mode == HYB_HYBRID ? (enc->context + S - 1) / S : 0;
+	if (ret == 0)
+		ret = hyb_lexical_rank(job, src->txn, u, &hq, back, mask, depth, lex, &n_lex);
 	if (ret != 0)
 		return job_fail(job, ret, "lexical ranking failed: %s", hsamem_strerror(ret));
-	uint32_t back = (enc->context + S - 1) / S;
-	struct hyb_hit *tmp = NULL;
-	if (mask != NULL &&
-	    (tmp = arena_calloc(&job->arena, (depth > HYB_DEPTH ? depth : HYB_DEPTH) * (back + 1),
-	                        sizeof(*tmp))) == NULL)
-		return ops_oom(job);
-	if (mask != NULL && mode == HYB_LEXICAL)
-		n_lex = masked_rank(lex_all, u->n_chunks, 0, mask, depth, tmp, lex);
 	if (mode == HYB_HYBRID) {
 		if ((ret = learned_rank(job, src, qr, qa, mask, learn, &n_learn)) != 0)
 			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
-		/* the lexical side over the windows the model reads */
-		n_lex = mask != NULL
-		                ? masked_rank(lex_all, u->n_chunks, back, mask, HYB_DEPTH, tmp, lex)
-		                : hyb_window_rank(lex_all, u->n_chunks, back, HYB_DEPTH, lex);
 		n = hyb_fuse(learn, n_learn, lex, n_lex, k, sel);
 	} else {
 		n = n_lex < k ? n_lex : k;
@@ -700,7 +669,10 @@ query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc,
 				o->attn = res.attn + ((size_t)r * G * n + i) * S;
 				o->stride = (uint32_t)(n * S);
 			}
-		o->lexical = lex_all[sel[c].chunk];
+		if ((ret = hyb_lexical_score(src->txn, u, &hq, (uint64_t)sel[c].chunk,
+		                             &o->lexical)) != 0)
+			return job_fail(job, ret, "lexical ranking failed: %s",
+			                hsamem_strerror(ret));
 		o->rank = sel[c].score;
 	}
 	*n_cand = n;

@@ -405,6 +405,5 @@ ops_committed_reencode(struct job *job)
 	struct daemon *d = job->d;
 	if (!job->reply.reencode->switched)
 		return;
-	if (d->gpu != NULL && d->gpu->ops->forget != NULL)
-		d->gpu->ops->forget(d->gpu, job->uid);
+	hyb_forget_cached(d, job->uid);
 }

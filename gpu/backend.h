@@ -98,12 +98,17 @@ struct hsa_query {
  * The result, in buffers the caller allocates. For each (token, kv head) the selected chunks are
  * listed best score first (ties: lower index first); slots past the number of visible chunks hold
  * sel = -1, score = -INFINITY, weight = 0. A token that sees no chunk gets an output of zeros.
+ *
+ * Selection only: with out == NULL the call scores and ranks the landmarks and stops there. Only
+ * sel and score are written (weight too where it is given; attn must be NULL); no chunk's K/V
+ * is read, so the source's chunk_kv and the query's qa may be NULL. A ranking of another kind of
+ * landmark (the lexical landmarks of a model memory, daemon/hybrid.c) uses it.
  */
 struct hsa_result {
-	float *out;    /* [n][h_q][d_h] fused outputs */
+	float *out;    /* [n][h_q][d_h] fused outputs; NULL: selection only */
 	int64_t *sel;  /* [n][h_kv][k] selected chunk indices */
 	float *score;  /* [n][h_kv][k] landmark scores s_j */
-	float *weight; /* [n][h_kv][k] fusion weights w_i */
+	float *weight; /* [n][h_kv][k] fusion weights w_i; may be NULL for a selection only */
 	float *attn;   /* optional, may be NULL: [n][h_q][k][S] in-chunk attention probabilities */
 };
 

@@ -336,9 +336,14 @@ attend_pair(const struct call *c, struct attend_scratch *sc, uint32_t t, uint32_
 	for (uint32_t i = 0; i < k; i++) {
 		res->sel[at + i] = i < kk ? sc->cand[i].j : -1;
 		res->score[at + i] = i < kk ? sc->cand[i].s : -INFINITY;
-		res->weight[at + i] = 0.0f;
+		if (res->weight != NULL)
+			res->weight[at + i] = 0.0f;
 	}
-	hsa_fusion_weights(sp->weighting, res->sel + at, res->score + at, kk, res->weight + at);
+	if (res->weight != NULL)
+		hsa_fusion_weights(sp->weighting, res->sel + at, res->score + at, kk,
+		                   res->weight + at);
+	if (res->out == NULL)
+		return 0; /* selection only */
 
 	memset(res->out + head0 * sp->d_h, 0, (size_t)c->G * sp->d_h * sizeof(float));
 	if (res->attn != NULL)
@@ -415,7 +420,7 @@ call_plan(struct call *c, unsigned threads)
 		c->n_subgroups = per < c->nt ? per : c->nt;
 	}
 
-	uint64_t attend_work = kk_sum * sp->h_q * sp->S * sp->d_h * 2;
+	uint64_t attend_work = c->res->out != NULL ? kk_sum * sp->h_q * sp->S * sp->d_h * 2 : 0;
 	size_t pairs = (size_t)c->nt * sp->h_kv;
 	c->n_attend = 1;
 	if (threads > 1 && attend_work >= ATTEND_MIN_WORK)

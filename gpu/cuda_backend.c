@@ -91,7 +91,8 @@
 
 /* ---- calls and batches ---- */
 
-/* Whether two calls can share a round: one shape, one k, probabilities asked of both or none. */
+/* Whether two calls can share a round: one shape, one k, probabilities asked of both or none,
+ * a selection only asked of both or none. */
 static bool
 same_round(const struct call *a, const struct call *c)
 {
@@ -100,7 +101,8 @@ same_round(const struct call *a, const struct call *c)
 	return a->pool == c->pool && x->S == y->S && x->h_kv == y->h_kv && x->h_q == y->h_q &&
 	       x->d_h == y->d_h && x->d_r == y->d_r && x->dtype == y->dtype &&
 	       x->weighting == y->weighting && x->off_by_one == y->off_by_one &&
-	       a->q->k == c->q->k && (a->res->attn != NULL) == (c->res->attn != NULL);
+	       a->q->k == c->q->k && (a->res->attn != NULL) == (c->res->attn != NULL) &&
+	       (a->res->out == NULL) == (c->res->out == NULL);
 }
 
 /*
@@ -125,7 +127,8 @@ call_prepare(struct cuda_backend *b, struct call *c)
 		need = c->src->n_chunks;
 	if (need >= INT32_MAX)
 		return -ENOMEM; /* beyond the 32-bit chunk indices of the kernels */
-	if ((c->pool = pool_get(b, spec_kv_bytes(sp))) == NULL)
+	/* a selection only reads no K/V: it needs no chunk pool */
+	if (c->res->out != NULL && (c->pool = pool_get(b, spec_kv_bytes(sp))) == NULL)
 		return -ENOMEM;
 	if ((err = lmk_ensure(b, sp, c->src, need, &c->lmk)) != 0)
 		return err;
@@ -155,6 +158,7 @@ batch_rounds(struct cuda_backend *b, struct call *list)
 		r.G = r.spec->h_q / r.spec->h_kv;
 		r.d_rh = r.spec->d_r / r.spec->h_kv;
 		r.attn = lead->res->attn != NULL;
+		r.sel_only = lead->res->out == NULL;
 		for (struct call *c = lead; c != NULL && r.nt < TOK_GROUP; c = c->next) {
 			if (c->err != 0 || c->placed == c->q->n || !same_round(lead, c))
 				continue;

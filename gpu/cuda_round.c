@@ -2,10 +2,11 @@
  * cuda_round.c: a round on the device (cuda_round.h). It packs the round's queries,
  * visibilities, segments and directories into one upload; launches the selection (scores by
  * the kernel or, for a segment of GEMM_TOKENS or more on f16 landmarks, by a cuBLAS GEMM of the
- * queries split into f16 high and low parts; then the radix top-k); takes the warm path (resolve
- * through the directories, attention, fusion, one download, one synchronisation) unless misses
- * are expected; hands the chunks to cuda_walk.c (a touch when all were resident, the slow path
- * otherwise); and scatters each call's share of the results. Scratch comes from the backend's
+ * queries split into f16 high and low parts; then the radix top-k); for a round that asks for
+ * the selection only (backend.h), brings it back and stops there; otherwise takes the warm path
+ * (resolve through the directories, attention, fusion, one download, one synchronisation) unless
+ * misses are expected; hands the chunks to cuda_walk.c (a touch when all were resident, the slow
+ * path otherwise); and scatters each call's share of the results. Scratch comes from the backend's
  * buffers, which only grow.
  */
 #include "config.h"
@@ -105,9 +106,10 @@ pack_queries(struct round *r, void *dst, size_t off[6])
 			                                   .len = (uint32_t)g->len};
 		}
 		memcpy(d + (size_t)g->rt0 * sp->d_r * 4, qr, (size_t)g->nt * sp->d_r * 4);
-		memcpy(d + off[1] + (size_t)g->rt0 * sp->h_q * sp->d_h * 4,
-		       c->q->qa + (size_t)g->t0 * sp->h_q * sp->d_h,
-		       (size_t)g->nt * sp->h_q * sp->d_h * 4);
+		if (!r->sel_only)
+			memcpy(d + off[1] + (size_t)g->rt0 * sp->h_q * sp->d_h * 4,
+			       c->q->qa + (size_t)g->t0 * sp->h_q * sp->d_h,
+			       (size_t)g->nt * sp->h_q * sp->d_h * 4);
 	}
 	/* many tokens on one memory: cuBLAS; the others: cuk_score */
 	for (uint32_t i = 0; i < r->n_dseg; i++) {
@@ -380,7 +382,10 @@ round_scatter(struct round *r)
 		size_t at = g->rt0 * per, to = g->t0 * per, m = g->nt * per;
 		memcpy(res->sel + to, hs + at * 8, m * 8);
 		memcpy(res->score + to, hs + n * 8 + at * 4, m * 4);
-		memcpy(res->weight + to, hs + n * 12 + at * 4, m * 4);
+		if (res->weight != NULL)
+			memcpy(res->weight + to, hs + n * 12 + at * 4, m * 4);
+		if (r->sel_only)
+			continue;
 		memcpy(res->out + g->t0 * per_out, hs + res_out_off(n) + g->rt0 * per_out * 4,
 		       g->nt * per_out * 4);
 		if (r->attn)
@@ -440,6 +445,12 @@ round_run(struct round *r)
 	const char *dq = b->d_q.p;
 	if ((err = round_select(r, dq, off)) != 0)
 		return err;
+	if (r->sel_only) {
+		/* no chunk is read: the selection comes back, and the round is done */
+		if ((err = round_fetch_sel(r)) == 0)
+			round_scatter(r);
+		return err;
+	}
 	for (uint32_t i = 0; i < r->n_seg; i++)
 		expect_miss |= r->seg[i].c->lmk->expect_miss;
 	if (expect_miss) {

@@ -150,6 +150,7 @@ struct round {
 	struct pool *pool;
 	uint32_t k, G, d_rh;
 	bool attn;
+	bool sel_only; /* its calls ask for the selection only (backend.h) */
 	uint32_t nt, n_seg;
 	uint32_t n_dseg;  /* segments on the device: one per run of tokens of one memory */
 	uint32_t n_gemm;  /* of them, scored by cuBLAS */

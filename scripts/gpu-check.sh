@@ -9,7 +9,8 @@
 #   progs="hsamemd tests/test_cuda tests/test_cuda_cache tests/test_cuda_copy tests/test_cuda_probe
 #       tests/test_hsa tests/test_hsa_cpu tests/test_hsa_math tests/test_daemon_attend
 #       tests/test_cuda_model tests/test_hsa_model tests/test_daemon_hsa tests/test_daemon_scopes
-#       tests/test_daemon_forget tests/test_daemon_lexkv bench/bench_gpu bench/bench_kernels bench/bench_cuda_model"
+#       tests/test_daemon_forget tests/test_daemon_lexkv tests/test_daemon_hybrid bench/bench_gpu
+#       bench/bench_kernels bench/bench_cuda_model"
 #   make -j $progs && strip $progs
 #   cd .. && ../shared/tools/devlibs build-gpu/hsamemd build-gpu/bench/bench_gpu \
 #       build-gpu/tests/test_daemon_attend -o .devlibs
@@ -59,7 +60,7 @@ status=0
 : >"$out/tests.log"
 for t in test_cuda_probe test_cuda_cache test_cuda_copy test_hsa test_hsa_cpu test_hsa_math test_cuda \
 	test_daemon_attend test_cuda_model test_hsa_model test_daemon_hsa test_daemon_scopes \
-	test_daemon_forget test_daemon_lexkv test_cuda+load; do
+	test_daemon_forget test_daemon_lexkv test_daemon_hybrid test_cuda+load; do
 	start=$(date +%s)
 	if [ "$t" = test_cuda+load ]; then
 		# the backend again while another process keeps the GPU busy, so that its copies and

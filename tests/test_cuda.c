@@ -217,8 +217,10 @@ static struct gpu_backend *cpu_b;
 static int near_ties;
 static uint64_t fixed_seed; /* non-zero: compare() draws the same queries every time */
 static pthread_mutex_t tmu = PTHREAD_MUTEX_INITIALIZER; /* the draws and the checks */
-static pthread_barrier_t *gpu_gate; /* set: compare() waits there before its GPU call */
-static const uint64_t *cmp_mask;    /* set: compare()'s calls carry this chunk mask */
+static pthread_barrier_t *gpu_gate;     /* set: compare() waits there before its GPU call */
+static const uint64_t *cmp_mask;        /* set: compare()'s calls carry this chunk mask */
+static _Thread_local bool cmp_sel_only; /* set: this thread's device calls ask for the selection
+                                         * only (backend.h), from a source without K/V */
 
 static bool
 close_to(double a, double b, double tol)
@@ -269,9 +271,18 @@ compare(struct gpu_backend *gpu, struct mem *m, uint32_t n, uint32_t k, const ui
 	struct hsa_result ra = as_hsa(&a), rb = as_hsa(&b);
 	pthread_mutex_unlock(&tmu);
 	int ea = gpu_attend(cpu_b, sp, &src, &q, &ra);
+	struct hsa_source gsrc = src;
+	struct hsa_query gq = q;
+	if (cmp_sel_only) {
+		gsrc.chunk_kv = NULL;
+		gsrc.copy_kv = NULL;
+		gq.qa = NULL;
+		rb.out = NULL;
+		rb.attn = NULL;
+	}
 	if (gpu_gate != NULL)
 		pthread_barrier_wait(gpu_gate);
-	int eb = gpu_attend(gpu, sp, &src, &q, &rb);
+	int eb = gpu_attend(gpu, sp, &gsrc, &gq, &rb);
 	pthread_mutex_lock(&tmu);
 	CHECK_RET(ea, 0);
 	CHECK_RET(eb, 0);
@@ -310,12 +321,12 @@ compare(struct gpu_backend *gpu, struct mem *m, uint32_t n, uint32_t k, const ui
 			if (!(fabs(b.weight[at] - a.weight[at]) <= 1e-4))
 				bad_w++;
 		}
-		for (size_t i = 0; i < (size_t)sp->h_q * sp->d_h; i++) {
+		for (size_t i = 0; i < (size_t)sp->h_q * sp->d_h && !cmp_sel_only; i++) {
 			size_t at = (size_t)t * sp->h_q * sp->d_h + i;
 			if (!(fabs(b.out[at] - a.out[at]) <= 1e-4 * (1 + fabs(a.out[at]))))
 				bad_out++;
 		}
-		if (attn)
+		if (attn && !cmp_sel_only)
 			for (size_t i = 0; i < (size_t)sp->h_q * k * S; i++) {
 				size_t at = (size_t)t * sp->h_q * k * S + i;
 				if (!(fabs(b.attn[at] - a.attn[at]) <= 1e-5))
@@ -702,6 +713,63 @@ test_batching(struct gpu_backend *g)
 }
 
 /*
+ * A selection only (backend.h): the device's ranking from a source without K/V equals the CPU's
+ * whole operator's, by the kernel and by cuBLAS (8 tokens or more), under a mask, and while
+ * whole calls run beside it (they may not share a round, and neither may lose its results).
+ */
+static void *
+sel_only_worker(void *p)
+{
+	struct worker_arg *w = p;
+	cmp_sel_only = w->fails == 0; /* the first two workers: selections; the others: whole */
+	w->fails = 0;
+	for (int i = 0; i < 15; i++)
+		w->fails += compare(w->g, w->m, 1 + i % 3, 32, NULL, false, "beside a selection");
+	return NULL;
+}
+
+static void
+test_select_only(struct gpu_backend *g)
+{
+	struct hsa_spec sp = mkspec(64, 1, 128, 16, 128, HSA_F16, HSA_SOFTMAX, false);
+	struct gpu_cuda_counters c0, c1;
+	struct mem m[2];
+	uint64_t *mask = calloc(3000 / 64 + 1, sizeof(uint64_t));
+
+	mem_init(&m[0], &sp, next_uid++, 3000, 0);
+	mem_init(&m[1], &sp, next_uid++, 1700, 0);
+	for (uint64_t j = 2; j < 3000; j += 9)
+		mask[j / 64] |= 1ull << (j % 64);
+	cmp_sel_only = true;
+	gpu_cuda_counters(g, &c0);
+	compare(g, &m[0], 1, 32, NULL, false, "selection only");
+	compare(g, &m[0], 12, 64, NULL, false, "selection only, cuBLAS");
+	cmp_mask = mask;
+	compare(g, &m[0], 3, 16, NULL, false, "selection only, masked");
+	cmp_mask = NULL;
+	gpu_cuda_counters(g, &c1);
+	CHECK(c1.cpu_fallbacks == c0.cpu_fallbacks); /* the device served them */
+	CHECK(c1.source_reads == c0.source_reads);   /* and read no chunk */
+	cmp_sel_only = false;
+
+	pthread_t th[4];
+	struct worker_arg wa[4];
+	for (int i = 0; i < 4; i++) {
+		wa[i] = (struct worker_arg){g, &m[i % 2], i < 2 ? 0 : 1};
+		pthread_create(&th[i], NULL, sel_only_worker, &wa[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(wa[i].fails == 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		g->ops->forget(g, m[i].uid);
+		mem_fini(&m[i]);
+	}
+	free(mask);
+}
+
+/*
  * A source whose last chunk is the memory's unsealed tail (backend.h): computed right while the
  * sealed chunks are resident, without loading or caching anything of the tail; then the tail is
  * sealed under the same index with other content, and the device serves the new content.
@@ -810,7 +878,8 @@ test_errors(struct gpu_backend *g)
 	q.n = 0;
 	CHECK_RET(gpu_attend(g, &sp, &src, &q, &res), HSAMEM_EINVAL);
 	q.n = 1;
-	res.out = NULL;
+	res.out = NULL; /* a selection only, which asks for no probabilities */
+	res.attn = res.score;
 	CHECK_RET(gpu_attend(g, &sp, &src, &q, &res), HSAMEM_EINVAL);
 	result_free(&r);
 	/* a source that fails: the error comes back, and the backend keeps working */
@@ -868,6 +937,7 @@ main(void)
 	test_ties_extremes(g);
 	test_concurrent(g);
 	test_batching(g);
+	test_select_only(g);
 	test_tail(g);
 	test_mask(g);
 	test_errors(g);

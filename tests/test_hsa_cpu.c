@@ -1,7 +1,8 @@
 /*
  * test_hsa_cpu.c: the CPU backend's own promises, beside its math (test_hsa.c checks that against a
  * naive operator): the same bits on one thread or four, with landmark runs of every length, with
- * misaligned rows and with several callers at once; a filter's chunk mask; arguments it must
+ * misaligned rows and with several callers at once; a filter's chunk mask; a selection only
+ * (no K/V read, the same ranking as the whole operator's); arguments it must
  * refuse, a source's errors reaching the caller from any thread (and a source that misbehaves
  * caught), and its counters.
  */
@@ -139,6 +140,65 @@ test_mask(void)
 	mem_fini(&m);
 }
 
+/*
+ * A selection only (backend.h: out NULL): the same sel and score bits as the whole operator, with
+ * a mask too, from a source without K/V and a query without attention queries; weights where
+ * asked; nothing else written.
+ */
+static void
+test_select_only(void)
+{
+	struct hsa_spec sp = make_spec(4, 2, 2, 8, 24, HSA_F16, HSA_SOFTMAX, false);
+	const uint32_t n = 9, k = 12, all = 3000;
+	uint64_t mask[(3000 + 63) / 64] = {0};
+	struct mem m;
+	struct qbuf qb;
+	struct rbuf full;
+	size_t n_sel = (size_t)n * sp.h_kv * k;
+	int64_t *sel = malloc(n_sel * sizeof(int64_t));
+	float *score = malloc(n_sel * sizeof(float)), *weight = malloc(n_sel * sizeof(float));
+
+	if (sel == NULL || score == NULL || weight == NULL)
+		exit(99);
+	for (uint64_t j = 1; j < all; j += 3)
+		mask[j / 64] |= 1ull << (j % 64);
+	mem_init(&m, &sp, all, DATA_RAND, 1, 0);
+	qbuf_init(&qb, &sp, all, n, k, DATA_RAND, 1, 1);
+	struct hsa_source src = mem_source(&m), bare = src;
+	bare.chunk_kv = NULL;
+	bare.copy_kv = NULL;
+	for (int masked = 0; masked < 2; masked++) {
+		qb.q.mask = masked ? mask : NULL;
+		rbuf_init(&full, &sp, n, k, false);
+		CHECK_RET(gpu_attend(cpu4, &sp, &src, &qb.q, &full.r), 0);
+		struct hsa_query q = qb.q;
+		q.qa = NULL;
+		for (int with_w = 0; with_w < 2; with_w++) {
+			struct hsa_result r = {
+			        .sel = sel, .score = score, .weight = with_w ? weight : NULL};
+			memset(weight, 0xa5, n_sel * sizeof(float));
+			CHECK_RET(gpu_attend(with_w ? cpu1 : cpu4, &sp, &bare, &q, &r), 0);
+			CHECK(memcmp(sel, full.r.sel, n_sel * sizeof(int64_t)) == 0);
+			CHECK(memcmp(score, full.r.score, n_sel * sizeof(float)) == 0);
+			for (size_t i = 0; i < n_sel; i++)
+				CHECK(with_w ? weight[i] == full.r.weight[i]
+				             : ((uint32_t *)weight)[i] == 0xa5a5a5a5u);
+		}
+		rbuf_fini(&full);
+	}
+	/* a selection only asks for no probabilities; the whole operator still needs its K/V */
+	struct hsa_result r = {.sel = sel, .score = score, .attn = weight};
+	CHECK_RET(gpu_attend(cpu4, &sp, &bare, &qb.q, &r), HSAMEM_EINVAL);
+	rbuf_init(&full, &sp, n, k, false);
+	CHECK_RET(gpu_attend(cpu4, &sp, &bare, &qb.q, &full.r), HSAMEM_EINVAL);
+	rbuf_fini(&full);
+	free(weight);
+	free(score);
+	free(sel);
+	qbuf_fini(&qb);
+	mem_fini(&m);
+}
+
 struct concurrent {
 	struct mem *m;
 	struct hsa_query *q;
@@ -229,7 +289,8 @@ test_bad_args(void)
 	CHECK_RET(gpu_attend(cpu1, &sp, &src, &q, &r.r), HSAMEM_EINVAL);
 
 	res = r.r;
-	res.out = NULL;
+	res.out = NULL; /* a selection only, which asks for no probabilities */
+	res.attn = res.score;
 	CHECK_RET(gpu_attend(cpu1, &sp, &src, &qb.q, &res), HSAMEM_EINVAL);
 	res = r.r;
 	res.sel = NULL;
@@ -359,6 +420,7 @@ main(void)
 	test_misaligned();
 	test_runs();
 	test_mask();
+	test_select_only();
 	test_concurrent();
 	test_bad_args();
 	test_source_errors();
