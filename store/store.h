@@ -382,7 +382,8 @@ int store_erase(struct store *st, bool resume);
 
 /*
  * BACKUP AND COMPACTION (store_copy.c has the how)
- * Both write LMDB's compacting copy of one snapshot: the pages in use, without the free ones.
+ * Both write LMDB's copy of one snapshot: compaction the compacting copy (the pages in use,
+ * without the free ones), a backup the same when many pages are free, else the plain copy.
  * The copy's read transaction does not stop other transactions; while it runs, growth of the map
  * waits for it and an erasure is put off until it ends (it then runs).
  */

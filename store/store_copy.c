@@ -1,11 +1,16 @@
 /*
  * store_copy.c: whole copies of the store (store.h, BACKUP AND COMPACTION): a backup into a
  * directory while the store serves, and compaction, which copies the live pages into a new
- * data.mdb and swaps it in. Both use LMDB's compacting copy (mdb_env_copyfd2 with
+ * data.mdb and swaps it in. Compaction uses LMDB's compacting copy (mdb_env_copyfd2 with
  * MDB_CP_COMPACT), which walks one read snapshot and writes only the pages in use, renumbered,
- * with no free list: the copy is as small as the data. LMDB does the copying; this file owns
- * where it goes, how it lands whole (a temporary name, fsync, rename, fsync of the directory),
- * and how a copy keeps out of the way of the rest of the store.
+ * with no free list: the copy is as small as the data. A backup takes it too when the free pages
+ * are more than BACKUP_FREE_SHARE of the file's; otherwise LMDB's plain copy of the same snapshot
+ * (the file's pages in order, free ones too), which costs what writing the file costs, where the
+ * walk costs several times that (bench/RESULTS.md). A backup's file is written with O_DIRECT, as
+ * LMDB's own mdb_env_copy2 writes, so that 2 GiB of copy do not pass through the page cache and
+ * its writeback while the store serves from it. LMDB does
+ * the copying; this file owns where it goes, how it lands whole (a temporary name, fsync,
+ * rename, fsync of the directory), and how a copy keeps out of the way of the rest of the store.
  *
  * A copy's read transaction takes no place in the gate (store.c), so transactions go on beside
  * it; it is counted in st->copying instead. While one runs, the map does not move (store_grow
@@ -48,6 +53,9 @@
 
 #define PART_NAME    "data.mdb.part"
 #define COMPACT_NAME "data.mdb.compact"
+
+/* A backup compacts when more than this share of the file's pages is free (1/8). */
+#define BACKUP_FREE_SHARE 8
 
 /* dir/name into buf (4096 bytes); false when it does not fit. */
 static bool
@@ -102,9 +110,34 @@ backup_dir(const char *dir, bool *made)
 	return ret;
 }
 
-/* LMDB's compacting copy of the newest snapshot into fd, as a copy (store_copy_enter). */
+/*
+ * The free pages of the newest snapshot: the page numbers its free list holds (LMDB's free
+ * database, 0, maps a transaction id to a list of page numbers whose first word is their count,
+ * as mdb_stat -f reads it). 0 when it cannot be read, which makes a backup plain.
+ */
+static uint64_t
+free_pages(struct store *st)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t n = 0;
+	if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+		return 0;
+	if (mdb_cursor_open(txn, 0, &cur) == 0) {
+		while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
+			if (v.mv_size >= sizeof(size_t))
+				n += *(const size_t *)v.mv_data;
+		mdb_cursor_close(cur);
+	}
+	mdb_txn_abort(txn);
+	return n;
+}
+
+/* LMDB's copy of the newest snapshot into fd, as a copy (store_copy_enter): compacting when
+ * *compact, else compacting only when the free pages are a large share (it then sets *compact). */
 static int
-copy_into(struct store *st, int fd, uint64_t *txnid)
+copy_into(struct store *st, int fd, uint64_t *txnid, bool *compact)
 {
 	MDB_envinfo info;
 	int ret = store_copy_enter(st);
@@ -113,7 +146,9 @@ copy_into(struct store *st, int fd, uint64_t *txnid)
 	int rc = mdb_env_info(st->env, &info);
 	if (rc == 0) {
 		*txnid = info.me_last_txnid;
-		rc = mdb_env_copyfd2(st->env, fd, MDB_CP_COMPACT);
+		if (!*compact)
+			*compact = free_pages(st) * BACKUP_FREE_SHARE > info.me_last_pgno + 1;
+		rc = mdb_env_copyfd2(st->env, fd, *compact ? MDB_CP_COMPACT : 0);
 	}
 	store_copy_leave(st);
 	return rc == 0 ? 0 : store_lmdb_error("copy", rc);
@@ -149,7 +184,7 @@ store_backup(struct store *st, const char *dir, struct store_copy_info *out)
 	char part[4096], final[4096];
 	uint64_t t0 = ms_now(), txnid;
 	struct stat sb;
-	bool made;
+	bool made, compact = false;
 	int fd = -1, ret;
 
 	*out = (struct store_copy_info){0};
@@ -157,12 +192,16 @@ store_backup(struct store *st, const char *dir, struct store_copy_info *out)
 		return HSAMEM_EINVAL;
 	if ((ret = backup_dir(dir, &made)) != 0)
 		return ret;
-	if ((fd = open(part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+	/* past the page cache, as LMDB's own mdb_env_copy2 writes, where the file system allows */
+	fd = open(part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0600);
+	if (fd < 0 && errno == EINVAL)
+		fd = open(part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
 		ret = -errno;
 		goto fail;
 	}
 	room_for_a_copy(st);
-	if ((ret = copy_into(st, fd, &txnid)) != 0)
+	if ((ret = copy_into(st, fd, &txnid, &compact)) != 0)
 		goto fail;
 	if (fsync(fd) != 0 || fstat(fd, &sb) != 0 || close(fd) != 0) {
 		ret = -errno;
@@ -177,9 +216,9 @@ store_backup(struct store *st, const char *dir, struct store_copy_info *out)
 	erase_owed(st);
 	out->bytes = (uint64_t)sb.st_size;
 	out->ms = ms_now() - t0;
-	log_notice("store: backup of %llu bytes (transaction %llu) into %s in %llu ms",
-	           (unsigned long long)out->bytes, (unsigned long long)txnid, dir,
-	           (unsigned long long)out->ms);
+	log_notice("store: backup of %llu bytes (transaction %llu, %s copy) into %s in %llu ms",
+	           (unsigned long long)out->bytes, (unsigned long long)txnid,
+	           compact ? "compacting" : "plain", dir, (unsigned long long)out->ms);
 	return 0;
 
 fail:
@@ -295,7 +334,8 @@ store_compact(struct store *st, struct store_copy_info *out)
 	unlink(tmp); /* left by a compaction that stopped */
 	if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
 		return -errno;
-	if ((ret = copy_into(st, fd, &txnid)) != 0)
+	bool compact = true;
+	if ((ret = copy_into(st, fd, &txnid, &compact)) != 0)
 		goto out;
 	t1 = ms_now();
 	if ((ret = store_gate_trylock(st)) != 0)

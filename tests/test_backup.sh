@@ -2,6 +2,8 @@
 # Backup and compaction with the real daemon, real LMDB and the real CLI (hsamemd(8), OPERATIONS):
 #  - a backup taken while a client appends holds every append acknowledged before it began: a
 #    second daemon started on the backup directory reads them back;
+#  - a backup after deleting half the memories compacts (the free pages are many) and holds what
+#    is left;
 #  - compaction after deleting half the memories shrinks data.mdb and loses nothing: every entry
 #    of the memories left reads back identical, before and after a restart;
 #  - a PATH that is not an empty directory, or whose parent is missing, is refused with a message
@@ -113,6 +115,20 @@ for u in 1 3 5 7; do
 	h entries "m$u" --count 1000 >"$dir/keep$u" || fail "entries m$u"
 done
 size0=$(stat -c %s "$dir/state/data.mdb")
+# a backup of a store with many free pages compacts: smaller than data.mdb, and whole
+h backup "$dir/bk2" >/dev/null || fail "backup after the deletes"
+grep -q "backup of .* compacting copy) into $dir/bk2" "$dir/a.log" ||
+	fail "the backup after the deletes did not compact: $(grep 'backup of' "$dir/a.log")"
+[ "$(stat -c %s "$dir/bk2/data.mdb")" -lt "$size0" ] || fail "the compacting backup is not smaller"
+"$d" -d "$dir/bk2" -l "$url2" -o gpu=off -o log-level=notice 2>"$dir/b2.log" &
+pid2=$!
+up "$url2" "$pid2"
+for u in 1 3 5 7; do
+	"$cli" -s "$url2" entries "m$u" --count 1000 | cmp -s - "$dir/keep$u" || fail "m$u differs in bk2"
+done
+kill -TERM "$pid2"
+wait "$pid2"
+pid2=""
 h --json compact >"$dir/compact.json" || fail "compact: $(cat "$dir/compact.json")"
 size1=$(stat -c %s "$dir/state/data.mdb")
 [ "$size1" -lt "$size0" ] || fail "compaction did not shrink data.mdb: $size0 -> $size1"
