@@ -142,11 +142,14 @@ fill(struct hsamem *c, const struct harness *h, uint64_t want)
 		return -ENOMEM;
 	/* f16 values in [-1, 1): random mantissas, exponents up to 0 */
 	for (size_t i = 0; i < PER * half / 2; i++) {
-		k[i] = (uint16_t)((rand_r(&seed) & 0x83ff) | (uint16_t)((rand_r(&seed) % 15) << 10));
-		v[i] = (uint16_t)((rand_r(&seed) & 0x83ff) | (uint16_t)((rand_r(&seed) % 15) << 10));
+		k[i] = (uint16_t)((rand_r(&seed) & 0x83ff) |
+		                  (uint16_t)((rand_r(&seed) % 15) << 10));
+		v[i] = (uint16_t)((rand_r(&seed) & 0x83ff) |
+		                  (uint16_t)((rand_r(&seed) % 15) << 10));
 	}
 	for (size_t i = 0; i < PER * lb / 2; i++)
-		lm[i] = (uint16_t)((rand_r(&seed) & 0x83ff) | (uint16_t)((rand_r(&seed) % 15) << 10));
+		lm[i] = (uint16_t)((rand_r(&seed) & 0x83ff) |
+		                   (uint16_t)((rand_r(&seed) % 15) << 10));
 	for (uint32_t i = 0; i < PER * S; i++)
 		tok[i] = i + 1;
 	for (int i = 0; i < PER; i++)
@@ -159,7 +162,8 @@ fill(struct hsamem *c, const struct harness *h, uint64_t want)
 			break;
 		chunks += PER;
 		if (chunks % (PER * 256) == 0)
-			fprintf(stderr, "\rfill: %llu MiB of %llu", (unsigned long long)(bytes >> 20),
+			fprintf(stderr, "\rfill: %llu MiB of %llu",
+			        (unsigned long long)(bytes >> 20),
 			        (unsigned long long)(want >> 20));
 	}
 	double dt = now_s() - t0;
@@ -235,15 +239,9 @@ main(int argc, char **argv)
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
-		case 'm':
-			mib = strtoull(optarg, NULL, 10);
-			break;
-		case 's':
-			secs = atof(optarg);
-			break;
-		default:
-			fprintf(stderr, "usage: bench_backup [--mib N] [--seconds S]\n");
-			return 2;
+		case 'm': mib = strtoull(optarg, NULL, 10); break;
+		case 's': secs = atof(optarg); break;
+		default: fprintf(stderr, "usage: bench_backup [--mib N] [--seconds S]\n"); return 2;
 		}
 	}
 
@@ -263,7 +261,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench_backup: the daemon did not start\n");
 		return 1;
 	}
-	if ((err = hsamem_open(h.url, &c)) != 0 || (err = hsamem_create(c, "big", &hs, NULL)) != 0 ||
+	if ((err = hsamem_open(h.url, &c)) != 0 ||
+	    (err = hsamem_create(c, "big", &hs, NULL)) != 0 ||
 	    (err = fill(c, &h, mib << 20)) != 0) {
 		fprintf(stderr, "bench_backup: %s\n", hsamem_strerror(err));
 		harness_fini(&h);
