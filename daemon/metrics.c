@@ -170,6 +170,14 @@ backend(FILE *f, struct daemon *d)
 	}
 }
 
+/* The per-memory families: name and help. */
+static const char *const mem_families[4][2] = {
+        {"hsamem_memory_entries", "Entries appended to a memory."},
+        {"hsamem_memory_tokens", "Tokens in a memory's stream."},
+        {"hsamem_memory_chunks", "Sealed chunks of a memory."},
+        {"hsamem_memory_bytes", "Stored K/V and landmark bytes of a memory."},
+};
+
 struct mem_walk {
 	FILE *f[4];
 	const struct acl *acl;
@@ -191,9 +199,30 @@ mem_cb(const struct store_user *u, void *arg)
 	uint64_t bytes = u->n_chunks * (spec_kv_bytes(&u->spec) + spec_landmark_bytes(&u->spec));
 	uint64_t v[4] = {u->n_entries, u->n_tokens, u->n_chunks, bytes};
 	w->n++;
-	/* user names are letters, digits and _.@:- (hsamem(7)): nothing to escape */
-	for (int i = 0; i < 4; i++)
-		fprintf(w->f[i], "{memory=\"%s\"} %" PRIu64 "\n", u->name, v[i]);
+	/* user names are letters, digits and _.@:- (hsamem(7)): nothing to escape. A scrape writes
+	 * four lines for each memory: put together by hand, one fwrite each, at a third of the cost
+	 * of fprintf's parsing (bench/RESULTS.md, Metrics scrape). */
+	char line[HSAMEM_NAME_MAX + 64];
+	size_t name_len = strlen(u->name);
+	for (int i = 0; i < 4; i++) {
+		size_t fl = strlen(mem_families[i][0]), n = 0;
+		char digits[20];
+		int nd = 0;
+		memcpy(line, mem_families[i][0], fl);
+		memcpy(line + fl, "{memory=\"", 9);
+		memcpy(line + fl + 9, u->name, name_len);
+		n = fl + 9 + name_len;
+		memcpy(line + n, "\"} ", 3);
+		n += 3;
+		uint64_t x = v[i];
+		do
+			digits[nd++] = (char)('0' + x % 10);
+		while ((x /= 10) != 0);
+		while (nd > 0)
+			line[n++] = digits[--nd];
+		line[n++] = '\n';
+		fwrite(line, 1, n, w->f[i]);
+	}
 	return 0;
 }
 
@@ -201,12 +230,6 @@ mem_cb(const struct store_user *u, void *arg)
 static int
 memories(FILE *f, struct store_txn *txn, struct mem_walk *w)
 {
-	static const char *const names[4][2] = {
-	        {"hsamem_memory_entries", "Entries appended to a memory."},
-	        {"hsamem_memory_tokens", "Tokens in a memory's stream."},
-	        {"hsamem_memory_chunks", "Sealed chunks of a memory."},
-	        {"hsamem_memory_bytes", "Stored K/V and landmark bytes of a memory."},
-	};
 	char *buf[4] = {NULL};
 	size_t len[4] = {0};
 	int ret = 0, i;
@@ -222,12 +245,8 @@ memories(FILE *f, struct store_txn *txn, struct mem_walk *w)
 		family(f, "hsamem_memories", "gauge", "Memories listed below.");
 		fprintf(f, "hsamem_memories %" PRIu64 "\n", w->n);
 		for (i = 0; i < 4; i++) {
-			family(f, names[i][0], "gauge", names[i][1]);
-			/* each line of buf[i] starts with its labels: prefix the name */
-			for (char *line = buf[i], *nl; *line != '\0'; line = nl + 1) {
-				nl = strchr(line, '\n');
-				fprintf(f, "%s%.*s\n", names[i][0], (int)(nl - line), line);
-			}
+			family(f, mem_families[i][0], "gauge", mem_families[i][1]);
+			fwrite(buf[i], 1, len[i], f);
 		}
 	}
 	for (i = 0; i < 4; i++)
