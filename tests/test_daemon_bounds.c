@@ -138,6 +138,29 @@ entry_with_tags(uint8_t *buf, unsigned t)
 	return 3 * (size_t)t;
 }
 
+static void *
+close_main(void *arg)
+{
+	nng_socket s = {.id = (uint32_t)(uintptr_t)arg};
+	nng_close(s);
+	return NULL;
+}
+
+/* Closes s in a thread of its own, not waited for: NNG 1.5's nng_close can wait forever (its
+ * reaper stuck; seen here with sixteen senders closing at once on a loaded machine), which would
+ * hang the test, not the daemon. The client library bounds its close the same way. */
+static void
+close_detached(nng_socket s)
+{
+	pthread_t t;
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &a, close_main, (void *)(uintptr_t)s.id) != 0)
+		nng_close(s);
+	pthread_attr_destroy(&a);
+}
+
 /* Sends the len bytes at buf on a fresh req0 socket; the reply's status (its message copied to
  * why), or 1 when no reply came. */
 static int
@@ -167,7 +190,7 @@ send_raw(const uint8_t *buf, size_t len, char *why, size_t why_len)
 			nng_msg_free(msg);
 		}
 	}
-	nng_close(s);
+	close_detached(s);
 	return status;
 }
 
