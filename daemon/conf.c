@@ -61,6 +61,7 @@ static const struct conf_key keys[] = {
         {"cpu-threads", T_UINT, F(cpu_threads), 0, 1024},
         {"map-size", T_SIZE, F(map_size), 1 << 20, 1ull << 50},
         {"map-max", T_SIZE, F(map_max), 1 << 20, 1ull << 50},
+        {"backup-rate", T_SIZE, F(backup_rate), 0, 1ull << 40},
         {"socket-mode", T_MODE, F(socket_mode), 0, 0777},
         {"admin", T_LIST, F(admin), ACL_LINE_ADMIN, 0},
         {"allow", T_LIST, F(allow), ACL_LINE_ALLOW, 0},
@@ -147,6 +148,7 @@ conf_init(struct conf *c)
 	c->cpu_threads = 0;
 	c->map_size = 1ull << 30;
 	c->map_max = 1ull << 40;
+	c->backup_rate = 400ull << 20;
 	c->socket_mode = 0660;
 	c->slow_request_ms = 100;
 	c->audit_interval = 10;
@@ -595,6 +597,7 @@ conf_print(const struct conf *c, FILE *out)
 	fprintf(out, "cpu-threads = %u\n", c->cpu_threads);
 	print_size(out, "map-size", c->map_size);
 	print_size(out, "map-max", c->map_max);
+	print_size(out, "backup-rate", c->backup_rate);
 	fprintf(out, "socket-mode = %04o\n", c->socket_mode);
 	print_list(out, "admin", &c->admin);
 	print_list(out, "allow", &c->allow);

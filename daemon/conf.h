@@ -39,6 +39,7 @@ struct conf {
 	unsigned cpu_threads; /* CPU backend threads; 0: one per CPU */
 	uint64_t map_size;    /* initial LMDB map size */
 	uint64_t map_max;     /* largest LMDB map size */
+	uint64_t backup_rate; /* bytes a second a backup writes at most; 0: as fast as it can */
 	unsigned socket_mode; /* permissions of ipc:// sockets */
 	/* the access policy (acl.h): who administers, who may use which memories, and the shared
 	 * secrets of tcp:// clients ("NAME FILE") */

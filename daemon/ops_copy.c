@@ -45,7 +45,7 @@ ops_backup(struct job *job)
 		job_fail(job, HSAMEM_EINVAL, "no directory named");
 		return;
 	}
-	if ((ret = store_backup(job->d->store, path, &info)) != 0) {
+	if ((ret = store_backup(job->d->store, path, job->d->conf.backup_rate, &info)) != 0) {
 		copy_failed(job, "backup", path, ret);
 		return;
 	}

@@ -397,11 +397,12 @@ struct store_copy_info {
 /*
  * Writes a copy of the store into directory dir (an absolute path), which it creates, or which
  * must be empty, as dir/data.mdb: written under another name, synced, renamed, the directory
- * synced. A store opened on dir is the store as of the copy's snapshot. Errors: HSAMEM_EINVAL (a
- * relative path), HSAMEM_EEXIST (dir is not an empty directory), -errno (dir cannot be made or
- * written), or the store's; nothing is left in dir then.
+ * synced, at most rate bytes a second (0: as fast as it can). A store opened on dir is the store
+ * as of the copy's snapshot. Errors: HSAMEM_EINVAL (a relative path), HSAMEM_EEXIST (dir is not
+ * an empty directory), -errno (dir cannot be made or written), or the store's; nothing is left
+ * in dir then.
  */
-int store_backup(struct store *st, const char *dir, struct store_copy_info *out);
+int store_backup(struct store *st, const char *dir, uint64_t rate, struct store_copy_info *out);
 
 /*
  * Gives back the space of freed pages: copies the store compacted beside data.mdb while it

@@ -8,7 +8,10 @@
  * (the file's pages in order, free ones too), which costs what writing the file costs, where the
  * walk costs several times that (bench/RESULTS.md). A backup's file is written with O_DIRECT, as
  * LMDB's own mdb_env_copy2 writes, so that 2 GiB of copy do not pass through the page cache and
- * its writeback while the store serves from it. LMDB does
+ * its writeback while the store serves from it, and at most the rate the daemon is configured
+ * with (backup-rate): LMDB writes into a pipe, and a thread of this file writes on to the file
+ * in whole buffers, sleeping when it is ahead of the rate, which keeps the latency of the
+ * requests served meanwhile (bench/RESULTS.md). LMDB does
  * the copying; this file owns where it goes, how it lands whole (a temporary name, fsync,
  * rename, fsync of the directory), and how a copy keeps out of the way of the rest of the store.
  *
@@ -36,6 +39,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,10 +138,79 @@ free_pages(struct store *st)
 	return n;
 }
 
-/* LMDB's copy of the newest snapshot into fd, as a copy (store_copy_enter): compacting when
- * *compact, else compacting only when the free pages are a large share (it then sets *compact). */
+/* A paced copy's writes: one buffer, aligned for O_DIRECT. */
+#define PACE_BUF (1u << 20)
+
+/* The writing end of a paced copy: what LMDB writes into a pipe, read back and written to out
+ * at most rate bytes a second. */
+struct pacer {
+	int in, out;
+	uint64_t rate;
+	int err; /* -errno of the first failed read or write */
+};
+
+static void *
+pacer_main(void *arg)
+{
+	struct pacer *p = arg;
+	uint64_t done = 0, t0 = ms_now();
+	char *buf = NULL;
+	if (posix_memalign((void **)&buf, 4096, PACE_BUF) != 0) {
+		p->err = -ENOMEM;
+		/* drain the pipe, so that LMDB's writes end and the copy fails on p->err */
+		while (read(p->in, &done, sizeof(done)) > 0)
+			;
+		return NULL;
+	}
+	for (ssize_t n = 1; n > 0;) {
+		/* whole buffers (O_DIRECT wants aligned lengths; LMDB writes whole pages) */
+		size_t fill = 0;
+		while (fill < PACE_BUF && (n = read(p->in, buf + fill, PACE_BUF - fill)) > 0)
+			fill += (size_t)n;
+		if (n < 0 && p->err == 0)
+			p->err = -errno;
+		if (fill > 0 && p->err == 0 && write(p->out, buf, fill) != (ssize_t)fill)
+			p->err = errno != 0 ? -errno : -EIO;
+		done += fill;
+		uint64_t due = t0 + done * 1000 / p->rate, now = ms_now();
+		if (p->err == 0 && due > now) {
+			struct timespec ts = {(time_t)((due - now) / 1000),
+			                      (long)((due - now) % 1000) * 1000000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+/* LMDB's copy into fd at most rate bytes a second, through a pipe and a writer thread. */
 static int
-copy_into(struct store *st, int fd, uint64_t *txnid, bool *compact)
+copy_paced(MDB_env *env, int fd, unsigned flags, uint64_t rate)
+{
+	struct pacer p = {.out = fd, .rate = rate};
+	int pfd[2], rc;
+	pthread_t th;
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		return errno;
+	fcntl(pfd[1], F_SETPIPE_SZ, PACE_BUF); /* fewer wake-ups; the default also works */
+	p.in = pfd[0];
+	if ((rc = pthread_create(&th, NULL, pacer_main, &p)) != 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return rc;
+	}
+	rc = mdb_env_copyfd2(env, pfd[1], flags);
+	close(pfd[1]);
+	pthread_join(th, NULL);
+	close(pfd[0]);
+	return rc != 0 ? rc : -p.err;
+}
+
+/* LMDB's copy of the newest snapshot into fd, as a copy (store_copy_enter): compacting when
+ * *compact, else compacting only when the free pages are a large share (it then sets *compact);
+ * at most rate bytes a second (0: as fast as it goes). */
+static int
+copy_into(struct store *st, int fd, uint64_t *txnid, bool *compact, uint64_t rate)
 {
 	MDB_envinfo info;
 	int ret = store_copy_enter(st);
@@ -148,7 +221,9 @@ copy_into(struct store *st, int fd, uint64_t *txnid, bool *compact)
 		*txnid = info.me_last_txnid;
 		if (!*compact)
 			*compact = free_pages(st) * BACKUP_FREE_SHARE > info.me_last_pgno + 1;
-		rc = mdb_env_copyfd2(st->env, fd, *compact ? MDB_CP_COMPACT : 0);
+		unsigned flags = *compact ? MDB_CP_COMPACT : 0;
+		rc = rate > 0 ? copy_paced(st->env, fd, flags, rate)
+		              : mdb_env_copyfd2(st->env, fd, flags);
 	}
 	store_copy_leave(st);
 	return rc == 0 ? 0 : store_lmdb_error("copy", rc);
@@ -179,7 +254,7 @@ erase_owed(struct store *st)
 }
 
 int
-store_backup(struct store *st, const char *dir, struct store_copy_info *out)
+store_backup(struct store *st, const char *dir, uint64_t rate, struct store_copy_info *out)
 {
 	char part[4096], final[4096];
 	uint64_t t0 = ms_now(), txnid;
@@ -201,7 +276,7 @@ store_backup(struct store *st, const char *dir, struct store_copy_info *out)
 		goto fail;
 	}
 	room_for_a_copy(st);
-	if ((ret = copy_into(st, fd, &txnid, &compact)) != 0)
+	if ((ret = copy_into(st, fd, &txnid, &compact, rate)) != 0)
 		goto fail;
 	if (fsync(fd) != 0 || fstat(fd, &sb) != 0 || close(fd) != 0) {
 		ret = -errno;
@@ -335,7 +410,7 @@ store_compact(struct store *st, struct store_copy_info *out)
 	if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
 		return -errno;
 	bool compact = true;
-	if ((ret = copy_into(st, fd, &txnid, &compact)) != 0)
+	if ((ret = copy_into(st, fd, &txnid, &compact, 0)) != 0)
 		goto out;
 	t1 = ms_now();
 	if ((ret = store_gate_trylock(st)) != 0)
