@@ -299,12 +299,10 @@ window_score(const float *scores, uint64_t j, uint32_t back)
  */
 static int
 rank_cpu(struct job *job, struct store_txn *txn, const struct store_user *u,
-         const struct hyb_question *q, uint32_t back, const uint64_t *mask, size_t depth,
-         struct hyb_hit *out, size_t *n)
+         const struct hsa_spec *spec, const struct hyb_question *q, uint32_t back,
+         const uint64_t *mask, size_t depth, struct hyb_hit *out, size_t *n)
 {
-	struct hsa_spec spec;
-	lex_spec(&spec);
-	size_t d = spec.d_r, rb = d * sizeof(uint16_t), deep = mask ? depth * (back + 1) : depth;
+	size_t d = spec->d_r, rb = d * sizeof(uint16_t), deep = mask ? depth * (back + 1) : depth;
 	size_t kept = 0, m = 0;
 	float scale = 1.0f / sqrtf((float)d);
 	float *scores = arena_calloc(&job->arena, u->n_chunks + 1, sizeof(float));
@@ -363,17 +361,15 @@ cmp_hit_chunk(const void *a, const void *b)
  */
 static int
 rank_device(struct job *job, struct store_txn *txn, const struct store_user *u,
-            const struct hyb_question *q, uint32_t back, const uint64_t *mask, size_t depth,
-            struct hyb_hit *out, size_t *n)
+            const struct hsa_spec *spec, const struct hyb_question *q, uint32_t back,
+            const uint64_t *mask, size_t depth, struct hyb_hit *out, size_t *n)
 {
-	struct hsa_spec spec;
-	lex_spec(&spec);
-	struct lex_source ls = {txn, u, spec.d_r * sizeof(uint16_t)};
+	struct lex_source ls = {txn, u, spec->d_r * sizeof(uint16_t)};
 	struct hsa_source src = {.ctx = &ls,
 	                         .uid = hyb_twin_uid(u->uid),
 	                         .n_chunks = u->n_chunks,
 	                         .landmarks = lex_landmarks};
-	uint64_t pos = u->n_chunks * spec.S;
+	uint64_t pos = u->n_chunks * spec->S;
 	uint32_t k = (uint32_t)depth;
 	struct hsa_query hq = {.n = 1, .k = k, .pos = &pos, .qr = q->qr, .mask = mask};
 	struct hsa_result res = {.sel = arena_calloc(&job->arena, k, sizeof(int64_t)),
@@ -382,7 +378,7 @@ rank_device(struct job *job, struct store_txn *txn, const struct store_user *u,
 	size_t n_raw = 0, kept = 0;
 	if (res.sel == NULL || res.score == NULL || raw == NULL)
 		return -ENOMEM;
-	int ret = ops_attend(job, &spec, &src, &hq, &res);
+	int ret = ops_attend(job, spec, &src, &hq, &res);
 	if (ret != 0)
 		return ret;
 	for (uint32_t i = 0; i < k && res.sel[i] >= 0; i++)
@@ -426,8 +422,8 @@ hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user
 	if (depth > SPEC_TOPK_MAX)
 		depth = SPEC_TOPK_MAX;
 	if (ops_on_device(job, &spec))
-		return rank_device(job, txn, u, q, back, mask, depth, out, n);
-	return rank_cpu(job, txn, u, q, back, mask, depth, out, n);
+		return rank_device(job, txn, u, &spec, q, back, mask, depth, out, n);
+	return rank_cpu(job, txn, u, &spec, q, back, mask, depth, out, n);
 }
 
 struct fused {

@@ -11,9 +11,9 @@
  * its writeback while the store serves from it, and at most the rate the daemon is configured
  * with (backup-rate): LMDB writes into a pipe, and a thread of this file writes on to the file
  * in whole buffers, sleeping when it is ahead of the rate, which keeps the latency of the
- * requests served meanwhile (bench/RESULTS.md). LMDB does
- * the copying; this file owns where it goes, how it lands whole (a temporary name, fsync,
- * rename, fsync of the directory), and how a copy keeps out of the way of the rest of the store.
+ * requests served meanwhile (bench/RESULTS.md). LMDB does the copying; this file owns where it
+ * goes, how it lands whole (a temporary name, fsync, rename, fsync of the directory), and how a
+ * copy keeps out of the way of the rest of the store.
  *
  * A copy's read transaction takes no place in the gate (store.c), so transactions go on beside
  * it; it is counted in st->copying instead. While one runs, the map does not move (store_grow
@@ -146,7 +146,8 @@ free_pages(struct store *st)
 struct pacer {
 	int in, out;
 	uint64_t rate;
-	int err; /* -errno of the first failed read or write */
+	char *buf; /* PACE_BUF bytes */
+	int err;   /* -errno of the first failed read or write; after it the pipe is only drained */
 };
 
 static void *
@@ -154,23 +155,16 @@ pacer_main(void *arg)
 {
 	struct pacer *p = arg;
 	uint64_t done = 0, t0 = ms_now();
-	char *buf = NULL;
-	if (posix_memalign((void **)&buf, 4096, PACE_BUF) != 0) {
-		p->err = -ENOMEM;
-		/* drain the pipe, so that LMDB's writes end and the copy fails on p->err */
-		while (read(p->in, &done, sizeof(done)) > 0)
-			;
-		return NULL;
-	}
 	for (ssize_t n = 1; n > 0;) {
 		/* whole buffers (O_DIRECT wants aligned lengths; LMDB writes whole pages) */
 		size_t fill = 0;
-		while (fill < PACE_BUF && (n = read(p->in, buf + fill, PACE_BUF - fill)) > 0)
+		while (fill < PACE_BUF && (n = read(p->in, p->buf + fill, PACE_BUF - fill)) > 0)
 			fill += (size_t)n;
 		if (n < 0 && p->err == 0)
 			p->err = -errno;
-		if (fill > 0 && p->err == 0 && write(p->out, buf, fill) != (ssize_t)fill)
-			p->err = errno != 0 ? -errno : -EIO;
+		ssize_t w = fill > 0 && p->err == 0 ? write(p->out, p->buf, fill) : (ssize_t)fill;
+		if (w != (ssize_t)fill && p->err == 0)
+			p->err = w < 0 ? -errno : -EIO;
 		done += fill;
 		uint64_t due = t0 + done * 1000 / p->rate, now = ms_now();
 		if (p->err == 0 && due > now) {
@@ -179,7 +173,6 @@ pacer_main(void *arg)
 			nanosleep(&ts, NULL);
 		}
 	}
-	free(buf);
 	return NULL;
 }
 
@@ -190,19 +183,24 @@ copy_paced(MDB_env *env, int fd, unsigned flags, uint64_t rate)
 	struct pacer p = {.out = fd, .rate = rate};
 	int pfd[2], rc;
 	pthread_t th;
-	if (pipe2(pfd, O_CLOEXEC) != 0)
-		return errno;
-	fcntl(pfd[1], F_SETPIPE_SZ, PACE_BUF); /* fewer wake-ups; the default also works */
-	p.in = pfd[0];
-	if ((rc = pthread_create(&th, NULL, pacer_main, &p)) != 0) {
-		close(pfd[0]);
-		close(pfd[1]);
+	if (posix_memalign((void **)&p.buf, 4096, PACE_BUF) != 0)
+		return ENOMEM;
+	if (pipe2(pfd, O_CLOEXEC) != 0) {
+		rc = errno;
+		free(p.buf);
 		return rc;
 	}
-	rc = mdb_env_copyfd2(env, pfd[1], flags);
-	close(pfd[1]);
-	pthread_join(th, NULL);
+	fcntl(pfd[1], F_SETPIPE_SZ, PACE_BUF); /* fewer wake-ups; the default also works */
+	p.in = pfd[0];
+	if ((rc = pthread_create(&th, NULL, pacer_main, &p)) == 0) {
+		rc = mdb_env_copyfd2(env, pfd[1], flags);
+		close(pfd[1]);
+		pthread_join(th, NULL);
+	} else {
+		close(pfd[1]);
+	}
 	close(pfd[0]);
+	free(p.buf);
 	return rc != 0 ? rc : -p.err;
 }
 
