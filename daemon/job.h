@@ -65,7 +65,6 @@ struct job {
 	uint64_t alloc_left;
 	bool alloc_over;  /* the allocator refused for want of alloc_left */
 	uint64_t charged; /* bytes charged to the daemon's requests in flight (request.c) */
-	uint64_t wire;    /* bytes of the request's message as received */
 	Hsamem__Reply reply;
 	struct arena arena; /* the reply's memory */
 	int64_t t0_ns;      /* arrival, for the latency histograms */

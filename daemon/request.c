@@ -31,8 +31,7 @@
 
 /* Slack of the decoding allocator over what the walk foresaw. */
 #define REQ_ALLOC_SLACK (64u << 10)
-/* A request that held this much, decoded or as received, is followed by a malloc_trim
- * (req_done). */
+/* A request that held this much is followed by a malloc_trim (req_done). */
 #define REQ_TRIM_MIN (16u << 20)
 
 /*
@@ -205,7 +204,6 @@ req_decode(struct job *job, struct daemon *d, uint32_t conn, const void *buf, si
 	job->conn = conn;
 	job->t0_ns = now_ns();
 	job->op = dispatch_invalid();
-	job->wire = len;
 	arena_init(&job->arena);
 	hsamem__reply__init(&job->reply);
 
@@ -251,10 +249,9 @@ req_done(struct job *job)
 	if (job->charged > 0)
 		atomic_fetch_sub(&d->inflight, job->charged);
 	/* glibc keeps what a large request freed in its arenas (the decoding thread's, mostly):
-	 * give it back to the system, so that one hostile request leaves nothing resident; one
-	 * refused before it was decoded too, whose message NNG received into its own thread's
-	 * arena (many of them at once held 35 MiB after their refusals). */
-	if (job->charged >= REQ_TRIM_MIN || job->wire >= REQ_TRIM_MIN)
+	 * give it back to the system, so that one hostile request leaves nothing resident. Blocks
+	 * of 1 MiB or more are mapped on their own (main.c); this is for the many small ones. */
+	if (job->charged >= REQ_TRIM_MIN)
 		malloc_trim(0);
 	job->charged = 0;
 }
