@@ -4,8 +4,8 @@
  * is closed too), hsamem_close. A monitor thread watches every thread's current step: one that
  * stays in a call longer than --hang-ms is a hang (the run ends at once with the step named;
  * HSAMEM_STRESS_GDB=1 prints this process's stacks first). At the end the descriptors of this
- * process and of the daemon must be back to their counts before the run (within 10 s), and the
- * daemon must still answer and exit on SIGTERM within 5 s.
+ * process and of the daemon must be back to at most their counts before the run (within 10 s),
+ * and the daemon must still answer and exit on SIGTERM within 5 s.
  *
  *   churn [--threads N] [--seconds S] [--hang-ms MS]
  *
@@ -216,8 +216,9 @@ main(int argc, char **argv)
 	for (int64_t t = st_now_ms() + 10000; own_after > own_before && st_now_ms() < t;
 	     own_after = own_fds())
 		st_sleep_ms(100);
-	bad |= own_after != own_before;
-	if (own_after != own_before)
+	/* fewer is no leak: a descriptor NNG held at the start may be closed by now */
+	bad |= own_after > own_before;
+	if (own_after > own_before)
 		fprintf(stderr, "churn: this process holds %d descriptors, %d before the run\n",
 		        own_after, own_before);
 	bad |= check_daemon(&h, before.fds);
