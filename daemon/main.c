@@ -22,7 +22,9 @@
  * anything else; on the same ipc:// path srv_start asks the path with a full handshake and a ping
  * and refuses. srv_close waits a bounded time for NNG (nng_close can hang in NNG 1.5); when it
  * gives up, every acknowledged request is durable already (the committer has stopped), the rest
- * of the ladder runs, and the process leaves with _exit() past NNG's threads.
+ * of the ladder runs, and the process leaves with _exit() past NNG's threads. Whatever else a
+ * stop might wait on, it has STOP_LIMIT_MS from the signal (stop_deadline) before the process
+ * leaves as it stands.
  *
  * Signals are blocked in every thread and taken synchronously here: SIGHUP reloads the config
  * file, SIGTERM and SIGINT drain the requests in flight and close. Threads that libraries start
@@ -59,7 +61,41 @@
 #include "watch.h"
 #include "worker.h"
 
-#define DRAIN_MS 10000
+/* A stop's budget after SIGTERM: the requests in flight get DRAIN_MS to be answered, and the
+ * whole stop STOP_LIMIT_MS, past which the process leaves whatever it still waits for
+ * (stop_deadline). systemd, and anything that restarts the daemon, waits no longer than that. */
+#define DRAIN_MS      2500
+#define STOP_LIMIT_MS 4500
+
+/* The stop's deadline, from the signal on. Every acknowledged request is durable at any moment
+ * (a write is answered after its commit), so leaving now loses nothing that was acknowledged:
+ * what is cut short is what a SIGKILL would cut, and the next start finishes it (an erasure
+ * owed) or undoes it (an unfinished import), as after a crash. */
+static void *
+stop_deadline(void *arg)
+{
+	(void)arg;
+	struct timespec left = {STOP_LIMIT_MS / 1000, (long)(STOP_LIMIT_MS % 1000) * 1000000};
+	while (nanosleep(&left, &left) != 0 && errno == EINTR)
+		;
+	log_warn("hsamemd: not stopped within %d ms of the signal; leaving now (every acknowledged "
+	         "request is durable)",
+	         STOP_LIMIT_MS);
+	_exit(0);
+	return NULL;
+}
+
+static void
+start_stop_deadline(void)
+{
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, stop_deadline, NULL) != 0)
+		log_warn("hsamemd: cannot start the stop's deadline; the stop is not bounded");
+	pthread_attr_destroy(&attr);
+}
 
 static void
 usage(FILE *out)
@@ -481,6 +517,7 @@ main(int argc, char **argv)
 	           d.conf.workers);
 	notify_send("READY=1");
 	serve(&d, &a, &sigs);
+	start_stop_deadline();
 	notify_send("STOPPING=1");
 	status = 0;
 	metrics_http_stop(metrics);

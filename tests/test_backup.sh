@@ -8,7 +8,8 @@
 #    of the memories left reads back identical, before and after a restart;
 #  - a PATH that is not an empty directory, or whose parent is missing, is refused with a message
 #    and leaves nothing behind;
-#  - a client that is not an administrator (nobody, when run as root) is refused both.
+#  - a client that is not an administrator (nobody, when run as root) is refused both;
+#  - a stop during a long backup ends at the stop's deadline, with status 0 and nothing lost.
 set -u
 top=${HSAMEM_TOP_BUILDDIR:-.}
 top=$(cd "$top" && pwd)
@@ -169,6 +170,39 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1 &&
 else
 	echo "test_backup: not root (or no setpriv): the refusal of a non-administrator is not tried"
 fi
+
+# a stop that waits on something long (here a backup paced to 16 KiB a second) is cut at its
+# deadline: the daemon exits 0 within 5 s of SIGTERM, the backup leaves no data.mdb, and the store
+# serves everything again after a restart
+kill -TERM "$pid"
+wait "$pid" || fail "hsamemd exit status"
+"$d" -d "$dir/state" -l "$url" -o socket-mode=0666 -o gpu=off -o log-level=notice \
+	-o backup-rate=16K 2>>"$dir/a.log" &
+pid=$!
+up "$url" "$pid"
+h backup "$dir/slow" >/dev/null 2>&1 &
+slow=$!
+i=0
+while [ ! -e "$dir/slow/data.mdb.part" ] && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+[ -e "$dir/slow/data.mdb.part" ] || fail "the paced backup did not start"
+t0=$(date +%s%N)
+kill -TERM "$pid"
+wait "$pid"
+status=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+pid=""
+wait "$slow"
+[ "$status" -eq 0 ] || fail "hsamemd exit status $status after a stop cut at its deadline"
+[ "$ms" -le 5500 ] || fail "hsamemd took $ms ms to exit after SIGTERM"
+grep -q "not stopped within 4500 ms of the signal" "$dir/a.log" || fail "the deadline was not logged"
+[ -e "$dir/slow/data.mdb" ] && fail "a backup cut short left a data.mdb"
+"$d" -d "$dir/state" -l "$url" -o socket-mode=0666 -o gpu=off -o log-level=notice 2>>"$dir/a.log" &
+pid=$!
+up "$url" "$pid"
+check_kept "after a stop cut at its deadline"
 
 kill -TERM "$pid"
 wait "$pid" || fail "hsamemd exit status"
