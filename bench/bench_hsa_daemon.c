@@ -7,13 +7,20 @@
  *   query, 1 client      p50 and p99 over --queries questions on the --tokens memory
  *   query encoding       the model's part of a query alone (encode_query_ctx in this process:
  *                        the 64-token context and the question through the model), p50
+ *   query, CPU           with --cpu-cores N: the same queries on the same store after the daemon
+ *                        is restarted on its CPU backend (gpu=off), held to the first N cores of
+ *                        this process's set; for a CPU figure of a memory that the GPU filled in
+ *                        seconds where the CPU would take many minutes
  *
  * Usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] [--batch N] [--clients N]
+ *                         [--cpu-cores N]
  * HSAMEM_TOP_SRCDIR (default .) locates models/hsa-small for the in-process measure; the daemon
  * finds it itself (run from the build tree). Timing figures belong in bench/RESULTS.md.
  */
 #include <getopt.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +135,29 @@ query_latency(const char *url, const char *user, size_t nq)
 	free(v);
 }
 
+/* The daemon restarted on the same store on its CPU backend, held to the first n cores of this
+ * process's set (the daemon's threads are started after the affinity is set, and inherit it). */
+static int
+restart_on_cpu(struct harness *h, int n)
+{
+	cpu_set_t all, some;
+	if (sched_getaffinity(0, sizeof(all), &all) != 0)
+		return -1;
+	CPU_ZERO(&some);
+	for (int c = 0, k = 0; c < CPU_SETSIZE && k < n; c++)
+		if (CPU_ISSET(c, &all)) {
+			CPU_SET(c, &some);
+			k++;
+		}
+	if (harness_stop(h, SIGTERM) != 0 || sched_setaffinity(0, sizeof(some), &some) != 0)
+		return -1;
+	static const char *cpu[] = {"-o", "gpu=off", NULL};
+	memcpy(h->extra, cpu, sizeof(cpu));
+	int ret = harness_start(h);
+	sched_setaffinity(0, sizeof(all), &all);
+	return ret;
+}
+
 /* The model's share of a query, in this process: the window's forward pass alone. */
 static void
 query_encoding(size_t nq)
@@ -181,11 +211,12 @@ main(int argc, char **argv)
 	const char *corpus = NULL;
 	uint64_t tokens = 65536;
 	size_t queries = 200, batch = 32;
-	int clients = 2;
+	int clients = 2, cpu_cores = 0;
 	static const struct option opts[] = {
 	        {"corpus", required_argument, NULL, 'c'},  {"tokens", required_argument, NULL, 't'},
 	        {"queries", required_argument, NULL, 'q'}, {"batch", required_argument, NULL, 'b'},
-	        {"clients", required_argument, NULL, 'n'}, {NULL, 0, NULL, 0}};
+	        {"clients", required_argument, NULL, 'n'}, {"cpu-cores", required_argument, NULL, 'C'},
+	        {NULL, 0, NULL, 0}};
 	for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
 		if (o == 'c')
 			corpus = optarg;
@@ -197,13 +228,15 @@ main(int argc, char **argv)
 			batch = strtoull(optarg, NULL, 10);
 		else if (o == 'n')
 			clients = atoi(optarg);
+		else if (o == 'C')
+			cpu_cores = atoi(optarg);
 		else
 			return 2;
 	}
 	if (corpus == NULL || bench_read_lines(corpus) != 0 || queries == 0 || batch == 0 ||
-	    clients < 1 || clients > 64) {
+	    clients < 1 || clients > 64 || cpu_cores < 0) {
 		fprintf(stderr, "usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] "
-		                "[--batch N] [--clients N]\n");
+		                "[--batch N] [--clients N] [--cpu-cores N]\n");
 		return 2;
 	}
 	struct harness h;
@@ -224,6 +257,15 @@ main(int argc, char **argv)
 	double r2 = ingest(h.url, many, clients, tokens / 4, batch);
 	printf("ingest, %d clients, %d memories: %.0f tokens/s together\n", clients, clients, r2);
 	query_latency(h.url, "q", queries);
+	if (cpu_cores > 0) {
+		if (restart_on_cpu(&h, cpu_cores) != 0) {
+			fprintf(stderr, "cannot restart hsamemd on the CPU\n");
+			harness_fini(&h);
+			return 1;
+		}
+		printf("the daemon restarted on its CPU backend, %d cores:\n", cpu_cores);
+		query_latency(h.url, "q", queries);
+	}
 	harness_fini(&h);
 	query_encoding(queries);
 	return r1 > 0 && r2 > 0 ? 0 : 1;
