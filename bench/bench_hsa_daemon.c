@@ -212,11 +212,13 @@ main(int argc, char **argv)
 	uint64_t tokens = 65536;
 	size_t queries = 200, batch = 32;
 	int clients = 2, cpu_cores = 0;
-	static const struct option opts[] = {
-	        {"corpus", required_argument, NULL, 'c'},  {"tokens", required_argument, NULL, 't'},
-	        {"queries", required_argument, NULL, 'q'}, {"batch", required_argument, NULL, 'b'},
-	        {"clients", required_argument, NULL, 'n'}, {"cpu-cores", required_argument, NULL, 'C'},
-	        {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"corpus", required_argument, NULL, 'c'},
+	                                     {"tokens", required_argument, NULL, 't'},
+	                                     {"queries", required_argument, NULL, 'q'},
+	                                     {"batch", required_argument, NULL, 'b'},
+	                                     {"clients", required_argument, NULL, 'n'},
+	                                     {"cpu-cores", required_argument, NULL, 'C'},
+	                                     {NULL, 0, NULL, 0}};
 	for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
 		if (o == 'c')
 			corpus = optarg;

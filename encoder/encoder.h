@@ -55,6 +55,7 @@ struct enc_ops {
 	        min_revision; /* the oldest revision whose memories it still serves (0: revision) */
 	const char *tokenizer; /* as in hsa_spec.tokenizer */
 	uint32_t context;      /* left-context tokens encode_chunk reads (0: none) */
+	bool sparse_landmarks; /* its landmarks are mostly zeros: the store keeps them sparse */
 
 	/* The spec of a memory created implicitly with this encoder. */
 	void (*default_spec)(struct hsa_spec *spec);

@@ -552,6 +552,7 @@ const struct enc_ops enc_lexical = {
         .min_revision = 1,
         .tokenizer = LEX1_NAME,
         .context = 0,
+        .sparse_landmarks = true,
         .default_spec = lex_default_spec,
         .tokenize = lex1_tokenize,
         .encode_chunk = lex_encode_chunk,

@@ -40,11 +40,25 @@
  * lives: a memory made before it keeps its kv records (and is read from them) until it is
  * re-encoded, which makes a new uid.
  *
+ * SPARSE PAGES
+ * A lexical landmark is a hashed bag of a chunk's words: a few dozen of its 1,024 elements are
+ * not zero. A memory flagged STORE_USER_LMK_SPARSE keeps its landmark pages (and one flagged
+ * STORE_USER_LEXLM_SPARSE its lexical landmark pages) as the nonzero elements of each row only,
+ * a tenth of the dense page. Rows must be of 2-byte elements (f16, bf16); a zero is the bit
+ * pattern 0, and every other pattern comes back as it was put. The gets still give dense rows:
+ * for such a memory they are decoded into a buffer of the calling thread, valid until that
+ * thread's next get of a sparse page (and never beyond the transaction). The flags are set when
+ * the memory is created and never change while its uid lives: a memory made before them keeps
+ * dense pages until it is re-encoded.
+ *
  * FORMATS
  * 1: every memory has a kv record per sealed chunk. 2: a memory may be flagged
- * STORE_USER_KV_COMPUTED and have none. store_open takes a store of format 1 and marks it 2,
- * changing nothing else (its memories are valid memories of format 2 as they are); a daemon that
- * reads format 1 only refuses it from then on, rather than failing on a memory without K|V.
+ * STORE_USER_KV_COMPUTED and have none. 3: token lists (chunks, the tail) are written packed
+ * (store_codec.c), and a memory may have sparse landmark pages (SPARSE PAGES). store_open takes a
+ * store of an older format and marks it 3, changing nothing else: every record of formats 1 and
+ * 2 still reads as it is, and is rewritten packed only when it changes. A daemon that reads an
+ * older format only refuses the store from then on, rather than failing on a record it cannot
+ * read.
  *
  * TRANSACTIONS
  * A store_txn wraps one LMDB transaction with a sticky error (the first failure is kept, every
@@ -118,7 +132,7 @@
 #include "hsamem_defs.h"
 #include "spec.h"
 
-#define STORE_FORMAT_VERSION 2
+#define STORE_FORMAT_VERSION 3
 #define STORE_FORMAT_OLDEST  1 /* the oldest format store_open takes (FORMATS above) */
 
 struct store;
@@ -134,6 +148,9 @@ enum store_user_flags {
 	STORE_USER_IMPORTING = 1u << 0,   /* an import is filling it; invisible to queries */
 	STORE_USER_LEXICAL = 1u << 1,     /* keeps a lexical landmark per sealed chunk (LEXICAL) */
 	STORE_USER_KV_COMPUTED = 1u << 2, /* keeps no K|V: computed from tokens (COMPUTED K/V) */
+	STORE_USER_LMK_SPARSE = 1u << 3,  /* its landmark pages are sparse (SPARSE PAGES) */
+	STORE_USER_LEXLM_SPARSE = 1u
+	                          << 4, /* its lexical landmark pages are sparse (SPARSE PAGES) */
 };
 
 /* The memory header of one user (the users database). */

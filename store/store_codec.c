@@ -15,16 +15,26 @@
  *   entry      u32 role n_tokens, i64 timestamp_ms, u64 first_token, u32 text_len tags_len,
  *              text, tags, and when the entry has scope or metadata (older records end
  *              before): u32 scope_len meta_len, scope, meta (store_filter.h)
- *   chunk      u32 n_tokens n_real, then the token list: n x u32 token,
- *              n x (u64 entry, u32 off, u32 len)
- *   tail       u32 n, then the token list
+ *   chunk      u32 n_tokens | PACKED, u32 n_real, then the token list (TOKEN LISTS)
+ *   tail       u32 n | PACKED, then the token list
  *   kv         the caller's bytes
- *   landmarks  rows 0 .. n-1 of the page, back to back
+ *   landmarks  rows 0 .. n-1 of the page, back to back; a sparse page (SPARSE PAGES):
+ *              u32 n, u32 end[n] (the pairs before the end of each row, cumulative), then
+ *              (u16 element, u16 value) pairs, each row's in increasing element order
  *   meta       "format": u32, "build": the daemon's name and version (written at open, store.c),
  *              "erase": u8 1, while an erasure is owed (store_erase.c)
  *   uids       "next": u64
  *   terms      store_terms.c's
  *   links      store_links.c's: forgotten entries and the chains of updates
+ *
+ * TOKEN LISTS give each slot of a chunk or the tail its token and its text reference (entry,
+ * off, len). Written packed: u8 width (2 when every token is below 65536, else 4), the n tokens
+ * in that width, then for each slot three LEB128 varints against the slot before it (entry 0,
+ * end 0 before the first): zigzag(entry - its entry), zigzag(off - start), start being the end
+ * (off + len) of the slot before when the entry is the same and 0 otherwise, and len. A word of
+ * running text costs 3 bytes of reference instead of 16, and a lexical chunk about 450 bytes
+ * instead of 1,288. A list of store format 2 and before (the count without PACKED) is n x u32
+ * token, then n x (u64 entry, u32 off, u32 len); it still reads.
  *
  * INVARIANTS (3 and 4, of the environment and the transactions, are store.c's)
  *  1. Every key of entries, chunks, kv, landmarks, tail, terms and links starts with the user's
@@ -37,6 +47,7 @@
 #endif
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -454,24 +465,88 @@ store_text_bytes(struct store_txn *txn, uint64_t *bytes)
 
 /* ---- chunks and the tail: token lists ---- */
 
-#define TOKEN_BYTES 20 /* u32 token + u64 entry + u32 off + u32 len */
+#define TOKEN_BYTES 20          /* a slot of an unpacked list: u32 token + u64 entry + 2 x u32 */
+#define PACKED      0x80000000u /* in a list's count: the list is packed (TOKEN LISTS) */
+#define VARINT_MAX  10          /* the bytes of a 64-bit LEB128 varint, at most */
 
+/* Writes x as a LEB128 varint at p, or only counts its bytes when p is NULL; returns the end. */
 static uint8_t *
-put_tokens(uint8_t *p, uint32_t n, const uint32_t *tokens, const struct store_tokref *refs)
+put_varint(uint8_t *p, uint64_t x, size_t *n)
 {
-	for (uint32_t i = 0; i < n; i++)
-		p = put_u32(p, tokens[i]);
-	for (uint32_t i = 0; i < n; i++)
-		p = put_u32(put_u32(put_u64(p, refs[i].entry), refs[i].off), refs[i].len);
+	do {
+		uint8_t b = (uint8_t)(x & 0x7f);
+		x >>= 7;
+		if (p != NULL)
+			*p++ = b | (x != 0 ? 0x80 : 0);
+		(*n)++;
+	} while (x != 0);
 	return p;
 }
 
-/* Decodes n tokens from r into scratch copies. -ENOMEM, or 0 (r->bad tells a short record). */
+static uint64_t
+rd_varint(struct rd *r)
+{
+	uint64_t x = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		const uint8_t *b = rd_take(r, 1);
+		if (b == NULL)
+			return 0;
+		if (shift == 63 && *b > 1)
+			break; /* past 64 bits */
+		x |= (uint64_t)(*b & 0x7f) << shift;
+		if (!(*b & 0x80))
+			return x;
+	}
+	r->bad = true;
+	return 0;
+}
+
+static uint64_t
+zigzag(int64_t x)
+{
+	return ((uint64_t)x << 1) ^ (uint64_t)(x >> 63);
+}
+
+static int64_t
+unzigzag(uint64_t x)
+{
+	return (int64_t)(x >> 1) ^ -(int64_t)(x & 1);
+}
+
+/* Packs a token list at p (TOKEN LISTS), or only counts its bytes when p is NULL; returns them. */
+static size_t
+pack_tokens(uint8_t *p, uint32_t n, const uint32_t *tokens, const struct store_tokref *refs)
+{
+	size_t len = 1;
+	uint8_t width = 2;
+	for (uint32_t i = 0; i < n; i++)
+		if (tokens[i] > UINT16_MAX)
+			width = 4;
+	if (p != NULL)
+		p = put_u8(p, width);
+	for (uint32_t i = 0; i < n; i++)
+		if (p != NULL)
+			p = put_uint(p, tokens[i], width);
+	len += (size_t)n * width;
+	uint64_t entry = 0, end = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t start = refs[i].entry == entry ? end : 0;
+		p = put_varint(p, zigzag((int64_t)(refs[i].entry - entry)), &len);
+		p = put_varint(p, zigzag((int64_t)refs[i].off - (int64_t)start), &len);
+		p = put_varint(p, refs[i].len, &len);
+		entry = refs[i].entry;
+		end = (uint64_t)refs[i].off + refs[i].len;
+	}
+	return len;
+}
+
+/* Decodes n slots of a token list from r into scratch copies, packed or not; -ENOMEM, or 0
+ * (r->bad tells a short or malformed list). */
 static int
-rd_tokens(struct store_txn *txn, struct rd *r, uint32_t n, const uint32_t **tokens,
+rd_tokens(struct store_txn *txn, struct rd *r, uint32_t n, bool packed, const uint32_t **tokens,
           const struct store_tokref **refs)
 {
-	if ((size_t)(r->end - r->p) != (size_t)n * TOKEN_BYTES || n == 0) {
+	if (n == 0 || (!packed && (size_t)(r->end - r->p) != (size_t)n * TOKEN_BYTES)) {
 		r->bad = true;
 		return 0;
 	}
@@ -480,16 +555,44 @@ rd_tokens(struct store_txn *txn, struct rd *r, uint32_t n, const uint32_t **toke
 	if (rf == NULL)
 		return store_txn_fail(txn, -ENOMEM);
 	uint32_t *tk = (uint32_t *)(rf + n);
-	for (uint32_t i = 0; i < n; i++)
-		tk[i] = rd_u32(r);
-	for (uint32_t i = 0; i < n; i++) {
-		rf[i].entry = rd_u64(r);
-		rf[i].off = rd_u32(r);
-		rf[i].len = rd_u32(r);
+	if (!packed) {
+		for (uint32_t i = 0; i < n; i++)
+			tk[i] = rd_u32(r);
+		for (uint32_t i = 0; i < n; i++) {
+			rf[i].entry = rd_u64(r);
+			rf[i].off = rd_u32(r);
+			rf[i].len = rd_u32(r);
+		}
+	} else {
+		uint8_t width = rd_u8(r);
+		if (width != 2 && width != 4)
+			r->bad = true;
+		for (uint32_t i = 0; i < n && !r->bad; i++)
+			tk[i] = (uint32_t)rd_uint(r, width);
+		uint64_t entry = 0, end = 0;
+		for (uint32_t i = 0; i < n && !r->bad; i++) {
+			uint64_t e = entry + (uint64_t)unzigzag(rd_varint(r));
+			int64_t off = (int64_t)(e == entry ? end : 0) + unzigzag(rd_varint(r));
+			uint64_t len = rd_varint(r);
+			if (off < 0 || off > UINT32_MAX || len > UINT32_MAX)
+				r->bad = true;
+			rf[i] = (struct store_tokref){e, (uint32_t)off, (uint32_t)len};
+			entry = e;
+			end = (uint64_t)off + len;
+		}
 	}
 	*tokens = tk;
 	*refs = rf;
 	return 0;
+}
+
+/* Reads a list's count: *packed tells whether the list is packed. */
+static uint32_t
+rd_count(struct rd *r, bool *packed)
+{
+	uint32_t n = rd_u32(r);
+	*packed = (n & PACKED) != 0;
+	return n & ~PACKED;
 }
 
 int
@@ -501,13 +604,14 @@ store_chunk_put(struct store_txn *txn, uint64_t uid, uint64_t j, const struct st
 
 	if (ret != 0)
 		return ret;
-	if (c->n_tokens == 0 || c->n_real > c->n_tokens || c->tokens == NULL || c->refs == NULL)
+	if (c->n_tokens == 0 || c->n_tokens >= PACKED || c->n_real > c->n_tokens ||
+	    c->tokens == NULL || c->refs == NULL)
 		return store_txn_fail(txn, HSAMEM_EINVAL);
-	ret = store_db_reserve(txn, DB_CHUNKS, &k, 8 + (size_t)c->n_tokens * TOKEN_BYTES, &p,
-	                       "write chunk");
+	size_t len = pack_tokens(NULL, c->n_tokens, c->tokens, c->refs);
+	ret = store_db_reserve(txn, DB_CHUNKS, &k, 8 + len, &p, "write chunk");
 	if (ret == 0)
-		put_tokens(put_u32(put_u32(p, c->n_tokens), c->n_real), c->n_tokens, c->tokens,
-		           c->refs);
+		pack_tokens(put_u32(put_u32(p, c->n_tokens | PACKED), c->n_real), c->n_tokens,
+		            c->tokens, c->refs);
 	return ret;
 }
 
@@ -524,9 +628,10 @@ store_chunk_get(struct store_txn *txn, uint64_t uid, uint64_t j, struct store_ch
 	if (ret == NOTFOUND)
 		return HSAMEM_ENOTFOUND;
 	struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
-	c.n_tokens = rd_u32(&r);
+	bool packed;
+	c.n_tokens = rd_count(&r, &packed);
 	c.n_real = rd_u32(&r);
-	if ((ret = rd_tokens(txn, &r, c.n_tokens, &c.tokens, &c.refs)) != 0)
+	if ((ret = rd_tokens(txn, &r, c.n_tokens, packed, &c.tokens, &c.refs)) != 0)
 		return ret;
 	if (!rd_done(&r) || c.n_real > c.n_tokens)
 		return store_corrupt(txn, "chunk", uid, j);
@@ -549,11 +654,12 @@ store_tail_put(struct store_txn *txn, uint64_t uid, const struct store_tail *t)
 			return store_txn_fail(txn, store_lmdb_error("delete tail", rc));
 		return 0;
 	}
-	if (t->tokens == NULL || t->refs == NULL)
+	if (t->tokens == NULL || t->refs == NULL || t->n >= PACKED)
 		return store_txn_fail(txn, HSAMEM_EINVAL);
-	ret = store_db_reserve(txn, DB_TAIL, &k, 4 + (size_t)t->n * TOKEN_BYTES, &p, "write tail");
+	size_t len = pack_tokens(NULL, t->n, t->tokens, t->refs);
+	ret = store_db_reserve(txn, DB_TAIL, &k, 4 + len, &p, "write tail");
 	if (ret == 0)
-		put_tokens(put_u32(p, t->n), t->n, t->tokens, t->refs);
+		pack_tokens(put_u32(p, t->n | PACKED), t->n, t->tokens, t->refs);
 	return ret;
 }
 
@@ -569,8 +675,9 @@ store_tail_get(struct store_txn *txn, uint64_t uid, struct store_tail *out)
 		return ret;
 	if (ret == 0) {
 		struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
-		t.n = rd_u32(&r);
-		if ((ret = rd_tokens(txn, &r, t.n, &t.tokens, &t.refs)) != 0)
+		bool packed;
+		t.n = rd_count(&r, &packed);
+		if ((ret = rd_tokens(txn, &r, t.n, packed, &t.tokens, &t.refs)) != 0)
 			return ret;
 		if (!rd_done(&r))
 			return store_corrupt(txn, "tail", uid, 0);
@@ -620,39 +727,191 @@ store_kv_get(struct store_txn *txn, uint64_t uid, uint64_t j, const void **kv, s
  * the top bit set: the same uid prefix, so every walk and delete by uid takes them too. */
 #define LEXLM_PAGE (1ull << 63)
 
+#define SPARSE_DIM_MAX 65536 /* the elements of a row of a sparse page: u16 element numbers */
+
+/* Whether user u keeps the pages of column base sparse (store.h, SPARSE PAGES). */
+static bool
+column_sparse(const struct store_user *u, uint64_t base)
+{
+	return (u->flags &
+	        (base == LEXLM_PAGE ? STORE_USER_LEXLM_SPARSE : STORE_USER_LMK_SPARSE)) != 0;
+}
+
+/* The little-endian u32 at p, and the u16. */
+static uint32_t
+le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint32_t
+le16(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+/* The rows of a sparse page: n rows, their ends, the pairs. */
+struct sparse_page {
+	uint32_t n;
+	const uint8_t *ends, *pairs;
+};
+
+/* Parses and checks a sparse page: whole, at most per_page rows, each row's elements increasing
+ * and below dim. */
+static bool
+sparse_parse(const MDB_val *v, uint32_t per_page, size_t dim, struct sparse_page *sp)
+{
+	struct rd r = {v->mv_data, (const uint8_t *)v->mv_data + v->mv_size, false};
+	sp->n = rd_u32(&r);
+	if (r.bad || sp->n > per_page || (sp->ends = rd_take(&r, (size_t)sp->n * 4)) == NULL)
+		return false;
+	size_t pairs = sp->n > 0 ? le32(sp->ends + 4 * (sp->n - 1)) : 0;
+	sp->pairs = rd_take(&r, pairs * 4);
+	if (!rd_done(&r))
+		return false;
+	for (uint32_t i = 0, at = 0; i < sp->n; i++) {
+		uint32_t end = le32(sp->ends + 4 * i);
+		if (end < at)
+			return false;
+		for (int64_t last = -1; at < end; at++) {
+			uint32_t e = le16(sp->pairs + 4 * at);
+			if ((int64_t)e <= last || e >= dim)
+				return false;
+			last = e;
+		}
+	}
+	return true;
+}
+
+/* Rows first .. first + n - 1 of a parsed page into dense rows of rb bytes at out. */
+static void
+sparse_decode(const struct sparse_page *sp, uint32_t first, uint32_t n, size_t rb, uint8_t *out)
+{
+	memset(out, 0, (size_t)n * rb);
+	uint32_t at = first > 0 ? le32(sp->ends + 4 * (first - 1)) : 0;
+	for (uint32_t i = first; i < first + n; i++) {
+		uint32_t end = le32(sp->ends + 4 * i);
+		uint8_t *row = out + (size_t)(i - first) * rb;
+		for (; at < end; at++) {
+			const uint8_t *pr = sp->pairs + 4 * at;
+			size_t e = le16(pr);
+			row[2 * e] = pr[2];
+			row[2 * e + 1] = pr[3];
+		}
+	}
+}
+
+/* Encodes n dense rows of rb bytes (rb / 2 <= SPARSE_DIM_MAX elements) as a sparse page into a
+ * buffer of its own (*len bytes); NULL when there is no memory. */
+static uint8_t *
+sparse_encode(const uint8_t *rows, uint32_t n, size_t rb, size_t *len)
+{
+	size_t dim = rb / 2, pairs = 0;
+	for (size_t i = 0; i < (size_t)n * dim; i++)
+		pairs += rows[2 * i] != 0 || rows[2 * i + 1] != 0;
+	*len = 4 + (size_t)n * 4 + pairs * 4;
+	uint8_t *out = malloc(*len), *p = out, *pr = out + 4 + (size_t)n * 4;
+	if (out == NULL)
+		return NULL;
+	p = put_u32(p, n);
+	size_t at = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *row = rows + (size_t)i * rb;
+		for (size_t e = 0; e < dim; e++)
+			if (row[2 * e] != 0 || row[2 * e + 1] != 0) {
+				pr = put_uint(pr, e, 2);
+				pr = put_bytes(pr, row + 2 * e, 2);
+				at++;
+			}
+		p = put_u32(p, at);
+	}
+	return out;
+}
+
+/* The calling thread's buffer of decoded rows (store.h, SPARSE PAGES), freed with the thread. */
+struct dense {
+	size_t cap;
+	uint8_t rows[];
+};
+
+static pthread_key_t dense_key;
+static pthread_once_t dense_once = PTHREAD_ONCE_INIT;
+
+static void
+dense_key_init(void)
+{
+	pthread_key_create(&dense_key, free);
+}
+
+/* At least len bytes; NULL when there is no memory. */
+static uint8_t *
+dense_buffer(size_t len)
+{
+	pthread_once(&dense_once, dense_key_init);
+	struct dense *d = pthread_getspecific(dense_key);
+	if (d != NULL && d->cap >= len)
+		return d->rows;
+	struct dense *nd = malloc(sizeof(*nd) + len);
+	if (nd == NULL || pthread_setspecific(dense_key, nd) != 0) {
+		free(nd);
+		return NULL;
+	}
+	free(d);
+	nd->cap = len;
+	return nd->rows;
+}
+
 /*
  * Writes row j of a landmarks column: appended as the next row (append: invariant 2), or in place
- * of a row the column has (a forget's re-encoding). The page's rows are copied out first: the put
- * may move or free the pages they live on.
+ * of a row the column has (a forget's re-encoding). The page's rows are copied out first (and a
+ * sparse page's decoded): the put may move or free the pages they live on.
  */
 static int
 landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
                uint64_t j, const void *row, bool append)
 {
 	uint32_t per_page = u->lmk_per_page;
-	uint8_t kb[16], *page;
+	bool sparse = column_sparse(u, base);
+	uint8_t kb[16], *page, *put;
 	MDB_val k, v = {0};
+	struct sparse_page sp;
 	int ret = store_txn_usable(txn, true, append ? "landmark put" : "landmark set");
 
 	if (ret != 0)
 		return ret;
-	if (row == NULL || rb == 0 || per_page == 0)
+	if (row == NULL || rb == 0 || per_page == 0 ||
+	    (sparse && (rb % 2 != 0 || rb / 2 > SPARSE_DIM_MAX)))
 		return store_txn_fail(txn, HSAMEM_EINVAL);
 	k = key_uid_n(kb, u->uid, base | (j / per_page));
 	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
 		return ret;
-	size_t have = ret == NOTFOUND ? 0 : v.mv_size, at = (j % per_page) * rb;
-	if ((!append && ret == NOTFOUND) || have % rb != 0 || have / rb > per_page)
+	bool found = ret != NOTFOUND;
+	size_t have = !found ? 0 : v.mv_size, at = (j % per_page) * rb;
+	if (sparse && found) {
+		if (!sparse_parse(&v, per_page, rb / 2, &sp))
+			return store_corrupt(txn, "landmarks page", u->uid, j / per_page);
+		have = (size_t)sp.n * rb;
+	}
+	if ((!append && !found) || have % rb != 0 || have / rb > per_page)
 		return store_corrupt(txn, "landmarks page", u->uid, j / per_page);
 	if (append ? have != at : at >= have)
 		return store_txn_fail(txn, HSAMEM_EINVAL);
 	size_t size = append ? have + rb : have;
 	if ((page = malloc(size)) == NULL)
 		return store_txn_fail(txn, -ENOMEM);
-	if (have > 0)
+	if (sparse && have > 0)
+		sparse_decode(&sp, 0, sp.n, rb, page);
+	else if (have > 0)
 		memcpy(page, v.mv_data, have);
 	memcpy(page + at, row, rb);
-	ret = store_db_put(txn, DB_LANDMARKS, &k, page, size, "write landmarks");
+	put = page;
+	if (sparse && (put = sparse_encode(page, (uint32_t)(size / rb), rb, &size)) == NULL) {
+		free(page);
+		return store_txn_fail(txn, -ENOMEM);
+	}
+	ret = store_db_put(txn, DB_LANDMARKS, &k, put, size, "write landmarks");
+	if (put != page)
+		free(put);
 	free(page);
 	return ret;
 }
@@ -675,15 +934,17 @@ landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t base, 
               size_t align, uint64_t first, const void **rows, uint64_t *count)
 {
 	uint32_t per_page = u->lmk_per_page;
+	bool sparse = column_sparse(u, base);
 	uint64_t page, slot, stored, n;
 	uint8_t kb[16];
 	MDB_val k, v = {0};
+	struct sparse_page sp;
 	const void *p;
 	int ret = store_txn_usable(txn, false, "landmarks get");
 
 	if (ret != 0)
 		return ret;
-	if (rb == 0 || per_page == 0)
+	if (rb == 0 || per_page == 0 || (sparse && (rb % 2 != 0 || rb / 2 > SPARSE_DIM_MAX)))
 		return store_txn_fail(txn, HSAMEM_EINVAL);
 	if (first >= u->n_chunks)
 		return HSAMEM_ENOTFOUND;
@@ -692,13 +953,26 @@ landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t base, 
 	k = key_uid_n(kb, u->uid, base | page);
 	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
 		return ret;
-	stored = ret == NOTFOUND ? 0 : v.mv_size / rb;
-	if ((ret == 0 && v.mv_size % rb != 0) || stored > per_page || slot >= stored)
+	if (ret == NOTFOUND)
+		stored = 0;
+	else if (sparse)
+		stored = sparse_parse(&v, per_page, rb / 2, &sp) ? sp.n : UINT64_MAX;
+	else
+		stored = v.mv_size % rb == 0 ? v.mv_size / rb : UINT64_MAX;
+	if (stored > per_page || slot >= stored)
 		return store_corrupt(txn, "landmarks page", u->uid, page);
 	n = stored - slot;
 	if (n > u->n_chunks - first)
 		n = u->n_chunks - first;
-	p = store_aligned(txn, (const uint8_t *)v.mv_data + slot * rb, n * rb, align);
+	if (sparse) {
+		uint8_t *dense = dense_buffer(n * rb);
+		if (dense == NULL)
+			return store_txn_fail(txn, -ENOMEM);
+		sparse_decode(&sp, (uint32_t)slot, (uint32_t)n, rb, dense);
+		p = dense;
+	} else {
+		p = store_aligned(txn, (const uint8_t *)v.mv_data + slot * rb, n * rb, align);
+	}
 	if (p == NULL)
 		return store_txn_fail(txn, -ENOMEM);
 	*rows = p;

@@ -5,7 +5,9 @@
  * around. What is searched for, byte for byte, in every file of the state directory: the
  * marker's text, the lexical tokenizer's ids of its three words as the store keeps tokens (u32,
  * little-endian, one after another), the K row of the marker's first word and the landmark of
- * Alice's first chunk. (The store keeps text as the UTF-8 it was given, and nothing as UTF-16.)
+ * Alice's first chunk as the store keeps a lexical landmark (store.h, SPARSE PAGES: its nonzero
+ * elements, each a u16 element number and its u16 value). (The store keeps text as the UTF-8 it
+ * was given, and nothing as UTF-16.)
  * Each but the K row (a lexical memory stores no K/V) is found before the delete, so that the
  * search can fail, and none after it, nor after more appends to Bob, whose memory reads back
  * whole. The same for an import the daemon refuses
@@ -142,11 +144,19 @@ tensors(struct hsamem *c, struct traces *t)
 			break;
 		}
 	CHECK(t->k_len > 0);
-	t->landmark = malloc(ch->landmark_size);
-	if (t->landmark != NULL) {
-		memcpy(t->landmark, ch->landmark, ch->landmark_size);
-		t->lmk_len = ch->landmark_size;
-	}
+	/* the row as a sparse page holds it: (element, value) for each nonzero f16 */
+	const uint8_t *lm = ch->landmark;
+	t->landmark = malloc(ch->landmark_size * 2);
+	for (size_t e = 0; t->landmark != NULL && e < ch->landmark_size / 2; e++)
+		if (lm[2 * e] != 0 || lm[2 * e + 1] != 0) {
+			uint8_t *p = t->landmark + t->lmk_len;
+			p[0] = (uint8_t)e;
+			p[1] = (uint8_t)(e >> 8);
+			p[2] = lm[2 * e];
+			p[3] = lm[2 * e + 1];
+			t->lmk_len += 4;
+		}
+	CHECK(t->lmk_len >= 12);
 	hsamem_result_free(l);
 }
 

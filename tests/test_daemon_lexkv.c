@@ -6,14 +6,16 @@
  * flush, which pads a chunk): "a" as the daemon makes it now, and "b", which the test then turns,
  * with the daemon stopped, into a memory of the old format: K/V records written the way seals
  * wrote them (the encoder's encode_chunk on each chunk's real tokens, rows put back in their
- * slots, zero rows in holes and padding: nothing of the daemon's kvcalc.c), the flag cleared,
- * and the store's format record set back to 1. Then:
+ * slots, zero rows in holes and padding: nothing of the daemon's kvcalc.c), landmark pages
+ * dense and token lists unpacked (store.h, FORMATS), the flags cleared, and the store's format
+ * record set back to 1. Then:
  *   - "a" has no K/V record, and the store counts one per chunk of "b";
  *   - the daemon opens the format 1 store (and says so), and serves both: every chunk's tensors,
  *     the query view and attend's output, selection, weights, scores and in-chunk attention
  *     are bit-identical between the computed "a" and the stored "b";
  *   - `reencode` of "b" to the same encoder and revision converts it: no K/V record is left,
- *     nothing of its entries is lost, and its answers are still bit-identical to "a"'s;
+ *     its landmark pages are sparse, nothing of its entries is lost, and its answers are still
+ *     bit-identical to "a"'s;
  *   - an export of "a" carries the K/V that "b" stored, and importing it stores none;
  *   - stats gives the text's bytes, which the entries add up to.
  */
@@ -147,31 +149,110 @@ kv_records(const char *state, const char *user, uint32_t *flags, uint64_t *chunk
 	return n;
 }
 
-/* Makes user a memory of the old format: K|V records as seals wrote them, no flag. */
+/* The big-endian key (uid, n) of the store's user databases; 8 bytes of it for the tail. */
+static MDB_val
+old_key(uint8_t kb[16], uint64_t uid, uint64_t n)
+{
+	for (int i = 0; i < 8; i++) {
+		kb[i] = (uint8_t)(uid >> (56 - 8 * i));
+		kb[8 + i] = (uint8_t)(n >> (56 - 8 * i));
+	}
+	return (MDB_val){16, kb};
+}
+
+static uint8_t *
+le(uint8_t *p, uint64_t x, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		*p++ = (uint8_t)(x >> (8 * i));
+	return p;
+}
+
+/* A token list as formats 1 and 2 wrote it: n x u32 token, then n x (u64 entry, u32, u32). */
+static uint8_t *
+old_tokens(uint8_t *p, uint32_t n, const uint32_t *tokens, const struct store_tokref *refs)
+{
+	for (uint32_t i = 0; i < n; i++)
+		p = le(p, tokens[i], 4);
+	for (uint32_t i = 0; i < n; i++)
+		p = le(le(le(p, refs[i].entry, 8), refs[i].off, 4), refs[i].len, 4);
+	return p;
+}
+
+/*
+ * Makes user a memory of store format 1, as its daemon wrote it: K|V records as seals wrote them,
+ * landmark pages dense, chunk and tail records with unpacked token lists, the flags of neither
+ * computed K/V nor sparse pages. The records are written through LMDB itself.
+ */
 static void
 make_old(const char *state, const char *user)
 {
 	struct store *st = NULL;
 	struct store_txn txn;
 	struct store_user u;
+	struct store_tail t;
 	CHECK_RET(store_open(state, NULL, &st), 0);
 	if (st == NULL)
 		return;
 	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
 	CHECK_RET(store_user_get(&txn, user, &u), 0);
-	CHECK(u.flags & STORE_USER_KV_COMPUTED);
+	CHECK((u.flags & STORE_USER_KV_COMPUTED) && (u.flags & STORE_USER_LMK_SPARSE));
+	size_t rb = spec_landmark_bytes(&u.spec), per = u.lmk_per_page, crec = 8 + 64 * 20;
+	uint64_t pages = (u.n_chunks + per - 1) / per;
 	void *kv = malloc(spec_kv_bytes(&u.spec));
+	uint8_t *rows = calloc(pages * per, rb), *chunks = malloc(u.n_chunks * crec);
+	uint8_t tail[4 + 64 * 20];
+	size_t tail_len = 0;
 	for (uint64_t j = 0; j < u.n_chunks; j++) {
 		struct store_chunk c;
+		const void *row;
+		uint64_t n;
 		CHECK_RET(store_chunk_get(&txn, u.uid, j, &c), 0);
+		CHECK(c.n_tokens == 64);
 		old_kv(&u.spec, c.tokens, c.n_tokens, kv);
 		CHECK_RET(store_kv_put(&txn, u.uid, j, kv, spec_kv_bytes(&u.spec)), 0);
+		old_tokens(le(le(chunks + j * crec, c.n_tokens, 4), c.n_real, 4), c.n_tokens,
+		           c.tokens, c.refs);
+		CHECK_RET(store_landmarks_get(&txn, &u, j, &row, &n), 0);
+		memcpy(rows + j * rb, row, rb);
 	}
+	CHECK_RET(store_tail_get(&txn, u.uid, &t), 0);
+	if (t.n > 0)
+		tail_len = (size_t)(old_tokens(le(tail, t.n, 4), t.n, t.tokens, t.refs) - tail);
 	free(kv);
-	u.flags &= ~(uint32_t)STORE_USER_KV_COMPUTED;
+	u.flags &= ~(uint32_t)(STORE_USER_KV_COMPUTED | STORE_USER_LMK_SPARSE);
 	CHECK_RET(store_user_update(&txn, &u), 0);
 	CHECK_RET(store_txn_commit(&txn), 0);
 	store_close(st);
+
+	MDB_env *env;
+	MDB_txn *w;
+	MDB_dbi lmk, chk, tl;
+	uint8_t kb[16];
+	CHECK(mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 32) == 0 &&
+	      mdb_env_set_mapsize(env, 1ull << 30) == 0 && mdb_env_open(env, state, 0, 0600) == 0);
+	CHECK(mdb_txn_begin(env, NULL, 0, &w) == 0 && mdb_dbi_open(w, "landmarks", 0, &lmk) == 0 &&
+	      mdb_dbi_open(w, "chunks", 0, &chk) == 0 && mdb_dbi_open(w, "tail", 0, &tl) == 0);
+	int bad = 0;
+	for (uint64_t p = 0; p < pages; p++) {
+		MDB_val k = old_key(kb, u.uid, p);
+		uint64_t n = p + 1 < pages ? per : u.n_chunks - p * per;
+		MDB_val v = {n * rb, rows + p * per * rb};
+		bad += mdb_put(w, lmk, &k, &v, 0) != 0;
+	}
+	for (uint64_t j = 0; j < u.n_chunks; j++) {
+		MDB_val k = old_key(kb, u.uid, j), v = {crec, chunks + j * crec};
+		bad += mdb_put(w, chk, &k, &v, 0) != 0;
+	}
+	if (tail_len > 0) {
+		MDB_val k = old_key(kb, u.uid, 0), v = {tail_len, tail};
+		k.mv_size = 8;
+		bad += mdb_put(w, tl, &k, &v, 0) != 0;
+	}
+	CHECK(bad == 0 && mdb_txn_commit(w) == 0);
+	mdb_env_close(env);
+	free(rows);
+	free(chunks);
 }
 
 /* Sets the store's format record back to 1, as a daemon of format 1 wrote it. */
@@ -331,13 +412,13 @@ main(void)
 	make_old(h.state, "b");
 	make_old(h.state, "o");
 	CHECK(kv_records(h.state, "b", &flags, &chunks_b) == chunks);
-	CHECK(!(flags & STORE_USER_KV_COMPUTED) && chunks_b == chunks);
+	CHECK(!(flags & (STORE_USER_KV_COMPUTED | STORE_USER_LMK_SPARSE)) && chunks_b == chunks);
 	make_format1(h.state);
 
 	/* the daemon takes the format 1 store; the computed memory and the stored one answer alike,
 	 * holes (a forgotten entry) and padding (a flush) included */
 	CHECK_RET(harness_start(&h), 0);
-	CHECK(logged(&h, "format 1 is now format 2"));
+	CHECK(logged(&h, "format 1 is now format 3"));
 	CHECK_RET(hsamem_open(h.url, &c), 0);
 	same_tensors(c, "a", "b", chunks);
 	same_answers(c, "a", "b");
@@ -376,9 +457,11 @@ main(void)
 	CHECK_RET(harness_stop(&h, SIGTERM), 0);
 	CHECK(kv_records(h.state, "b", &flags, &chunks_b) == chunks);
 	CHECK(kv_records(h.state, "o", &flags, &chunks_b) == 0);
-	CHECK((flags & STORE_USER_KV_COMPUTED) && chunks_b == chunks_p && chunks_p > 10);
+	CHECK((flags & STORE_USER_KV_COMPUTED) && (flags & STORE_USER_LMK_SPARSE) &&
+	      chunks_b == chunks_p && chunks_p > 10);
 	CHECK(kv_records(h.state, "c", &flags, &chunks_b) == 0);
-	CHECK((flags & STORE_USER_KV_COMPUTED) && chunks_b == chunks);
+	CHECK((flags & STORE_USER_KV_COMPUTED) && (flags & STORE_USER_LMK_SPARSE) &&
+	      chunks_b == chunks);
 	harness_fini(&h);
 	return test_done("test_daemon_lexkv");
 }

@@ -79,6 +79,15 @@ be_key(uint8_t key[16], uint64_t uid, uint64_t n)
 	}
 }
 
+/* Writes the low bytes of x at p, little-endian; returns the end. */
+static uint8_t *
+put_le(uint8_t *p, uint64_t x, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		*p++ = (uint8_t)(x >> (8 * i));
+	return p;
+}
+
 /* A child process opens dir, begins a read transaction and dies without ending it. */
 static void
 leave_stale_reader(const char *dir)
@@ -347,7 +356,7 @@ test_reopen(void)
 	struct store_tokref refs[4] = {{0}};
 	struct store_chunk c = {4, 4, tokens, refs}, cg;
 	struct store_txn txn;
-	uint8_t key[16], format[4] = {3, 0, 0, 0};
+	uint8_t key[16], format[4] = {4, 0, 0, 0};
 
 	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
 	CHECK_RET(store_entry_put(&txn, u.uid, &e), 0);
@@ -366,7 +375,7 @@ test_reopen(void)
 	store_close(st);
 
 	/* Another format version (a newer one, 0), or a malformed one, is refused; format 1 is
-	 * taken and marked 2 (store.h, FORMATS), and opens as 2 from then on. */
+	 * taken and marked 3 (store.h, FORMATS), and opens as 3 from then on. */
 	CHECK_RET(raw_put(dir, "meta", "format", 6, format, 4), 0);
 	CHECK_RET(store_open(dir, NULL, &none), HSAMEM_EFORMAT);
 	CHECK(none == NULL);
@@ -379,11 +388,37 @@ test_reopen(void)
 	CHECK_RET(raw_put(dir, "meta", "format", 6, format, 4), 0);
 	st = open_store(dir, NULL);
 	store_close(st);
-	CHECK(raw_format(dir) == 2);
+	CHECK(raw_format(dir) == 3);
 	CHECK(create_user(st = open_store(dir, NULL), "carl", spec_of(16, HSA_F16)).uid ==
 	      u.uid + 2);
 	store_close(st);
-	CHECK(raw_format(dir) == 2);
+	CHECK(raw_format(dir) == 3);
+
+	/* A chunk and a tail as formats 1 and 2 wrote them (unpacked token lists) still read. */
+	uint8_t old[8 + 2 * 20], *o = old;
+	uint32_t old_tok[2] = {7, 70000};
+	struct store_tokref old_ref[2] = {{5, 0, 4}, {6, 9, 3}};
+	o = put_le(o, 2, 4);
+	o = put_le(o, 2, 4);
+	for (int i = 0; i < 2; i++)
+		o = put_le(o, old_tok[i], 4);
+	for (int i = 0; i < 2; i++)
+		o = put_le(put_le(put_le(o, old_ref[i].entry, 8), old_ref[i].off, 4),
+		           old_ref[i].len, 4);
+	be_key(key, u.uid, 9);
+	CHECK_RET(raw_put(dir, "chunks", key, 16, old, sizeof(old)), 0);
+	CHECK_RET(raw_put(dir, "tail", key, 8, old + 4, sizeof(old) - 4), 0);
+	st = open_store(dir, NULL);
+	struct store_tail tg;
+	CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
+	CHECK_RET(store_chunk_get(&txn, u.uid, 9, &cg), 0);
+	CHECK(cg.n_tokens == 2 && cg.n_real == 2 && memcmp(cg.tokens, old_tok, 8) == 0);
+	CHECK(memcmp(cg.refs, old_ref, sizeof(old_ref)) == 0);
+	CHECK_RET(store_tail_get(&txn, u.uid, &tg), 0);
+	CHECK(tg.n == 2 && memcmp(tg.tokens, old_tok, 8) == 0 &&
+	      memcmp(tg.refs, old_ref, sizeof(old_ref)) == 0);
+	store_txn_abort(&txn);
+	store_close(st);
 
 	/* Corrupt records. */
 	be_key(key, u.uid, 0);

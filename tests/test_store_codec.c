@@ -1,9 +1,11 @@
 /*
  * test_store_codec.c: the store's records (store/store_codec.c) against the real LMDB: users
  * (create, get, update, foreach, the refusals), entries, chunks, the tail and K|V blobs written and
- * read back, malformed records refused, landmark pages and their runs, and users as partitions of
- * the same databases, deleted whole. test_store.c tests the environment and the transactions.
+ * read back, malformed records refused, landmark pages and their runs, sparse landmark pages, token
+ * lists packed, and users as partitions of the same databases, deleted whole. test_store.c tests
+ * the environment and the transactions.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,6 +383,186 @@ test_landmarks(void)
 	store_close(st);
 }
 
+/* ---- sparse landmark pages (store.h, SPARSE PAGES) ---- */
+
+#define SP_DIM 1024
+
+/* Row j of version v: a few dozen elements set, one dense row, one empty row, -0.0 kept. */
+static void
+sparse_row(uint16_t *row, uint64_t j, unsigned v)
+{
+	for (size_t e = 0; e < SP_DIM; e++)
+		row[e] = j == 5 || (e * 7 + j + v) % 23 == 0 ? (uint16_t)((j * 31 + e + v) | 1) : 0;
+	if (j == 6)
+		memset(row, 0, SP_DIM * 2);
+	if (j == 7)
+		row[3] = 0x8000;
+}
+
+struct page_check {
+	struct store_txn *txn;
+	const struct store_user *u;
+	uint64_t first;
+	int bad;
+};
+
+/* Rows first .. of u's landmark page against sparse_row (version 0), borrowed from a get. */
+static void *
+check_sparse_page(void *arg)
+{
+	struct page_check *c = arg;
+	const void *rows;
+	uint64_t n;
+	uint16_t want[SP_DIM];
+	if (store_landmarks_get(c->txn, c->u, c->first, &rows, &n) != 0 || n == 0) {
+		c->bad++;
+		return NULL;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		sparse_row(want, c->first + i, 0);
+		c->bad += memcmp((const uint16_t *)rows + i * SP_DIM, want, sizeof(want)) != 0;
+	}
+	return NULL;
+}
+
+static void
+test_sparse_landmarks(void)
+{
+	struct store *st = open_store(new_dir("sparse"), NULL);
+	struct store_user u = {.spec = spec_of(SP_DIM, HSA_F16),
+	                       .flags = STORE_USER_LMK_SPARSE | STORE_USER_LEXLM_SPARSE};
+	struct store_user dense = create_user(st, "dense", spec_of(SP_DIM, HSA_F16));
+	struct store_txn txn;
+	uint16_t row[SP_DIM], want[SP_DIM];
+	const void *rows;
+	uint64_t n;
+	int bad = 0;
+
+	snprintf(u.name, sizeof(u.name), "sparse");
+	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+	CHECK_RET(store_user_create(&txn, &u), 0);
+	for (uint64_t j = 0; j < 70; j++) { /* pages of 32: two full, one of 6 */
+		sparse_row(row, j, 0);
+		store_landmark_put(&txn, &u, j, row);
+		store_landmark_put(&txn, &dense, j, row);
+		store_lexlm_put(&txn, &u, j, row, sizeof(row));
+	}
+	CHECK_RET(store_txn_commit(&txn), 0);
+	u.n_chunks = dense.n_chunks = 70;
+
+	/* every run reads back bit for bit, from the sparse column and the lexical one */
+	CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
+	for (uint64_t first = 0; first < 70; first++) {
+		uint64_t want_n = u.lmk_per_page - first % u.lmk_per_page;
+		if (want_n > 70 - first)
+			want_n = 70 - first;
+		for (int col = 0; col < 2; col++) {
+			if ((col == 0 ? store_landmarks_get(&txn, &u, first, &rows, &n)
+			              : store_lexlm_get(&txn, &u, first, sizeof(row), &rows, &n)) !=
+			            0 ||
+			    n != want_n) {
+				bad++;
+				continue;
+			}
+			for (uint64_t i = 0; i < n; i++) {
+				sparse_row(want, first + i, 0);
+				bad += memcmp((const uint16_t *)rows + i * SP_DIM, want,
+				              sizeof(want)) != 0;
+			}
+		}
+	}
+	CHECK(bad == 0);
+	CHECK(u.lmk_per_page == 32);
+
+	/* rows borrowed by one thread stay while another thread reads another page */
+	struct page_check main_c = {&txn, &u, 3, 0}, other = {&txn, &u, 40, 0};
+	pthread_t t;
+	CHECK_RET(store_landmarks_get(&txn, &u, 3, &rows, &n), 0);
+	CHECK(pthread_create(&t, NULL, check_sparse_page, &other) == 0 &&
+	      pthread_join(t, NULL) == 0);
+	for (uint64_t i = 0; i < n; i++) {
+		sparse_row(want, 3 + i, 0);
+		main_c.bad += memcmp((const uint16_t *)rows + i * SP_DIM, want, sizeof(want)) != 0;
+	}
+	CHECK(main_c.bad == 0 && other.bad == 0);
+	store_txn_abort(&txn);
+
+	/* a row rewritten in place (a forget's re-encoding), in a full page and in the last one */
+	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+	sparse_row(row, 40, 1);
+	CHECK_RET(store_landmark_set(&txn, &u, 40, row), 0);
+	sparse_row(row, 69, 1);
+	CHECK_RET(store_lexlm_set(&txn, &u, 69, row, sizeof(row)), 0);
+	CHECK_RET(store_landmark_set(&txn, &u, 70, row), HSAMEM_EINVAL);
+	store_txn_abort(&txn);
+	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+	sparse_row(row, 40, 1);
+	CHECK_RET(store_landmark_set(&txn, &u, 40, row), 0);
+	sparse_row(row, 69, 1);
+	CHECK_RET(store_lexlm_set(&txn, &u, 69, row, sizeof(row)), 0);
+	CHECK_RET(store_txn_commit(&txn), 0);
+	CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
+	bad = 0;
+	for (uint64_t j = 32; j < 70; j++) {
+		CHECK_RET(store_landmarks_get(&txn, &u, j, &rows, &n), 0);
+		sparse_row(want, j, j == 40);
+		bad += memcmp(rows, want, sizeof(want)) != 0;
+		CHECK_RET(store_lexlm_get(&txn, &u, j, sizeof(row), &rows, &n), 0);
+		sparse_row(want, j, j == 69);
+		bad += memcmp(rows, want, sizeof(want)) != 0;
+	}
+	CHECK(bad == 0);
+	store_txn_abort(&txn);
+	store_close(st);
+}
+
+/* ---- token lists ---- */
+
+/* Chunks and tails of every kind of slot come back as they were put: tokens of both widths,
+ * references that go back, jump ahead, repeat, pad, and reach the ends of their ranges. */
+static void
+test_token_lists(void)
+{
+	struct store *st = open_store(new_dir("tokens"), NULL);
+	struct store_user u = create_user(st, "alice", spec_of(16, HSA_F16));
+	struct store_txn txn;
+	enum { N = 64 };
+	uint32_t tok[N];
+	struct store_tokref ref[N];
+	struct store_chunk c = {N, 60, tok, ref}, got;
+	struct store_tail t = {N, tok, ref}, tg;
+	int bad = 0;
+
+	for (int round = 0; round < 3; round++) {
+		for (uint32_t i = 0; i < N; i++) {
+			tok[i] = round == 1 ? 0xfffffff0u + i % 16 : i * 977 % 65536;
+			ref[i] = (struct store_tokref){10 + i / 5, (i % 5) * 6, 5};
+		}
+		ref[7] = (struct store_tokref){0, 0, 0}; /* padding */
+		ref[8] = (struct store_tokref){UINT64_MAX, UINT32_MAX, UINT32_MAX};
+		ref[9] = (struct store_tokref){3, 0, 0};           /* back to an older entry */
+		ref[10] = (struct store_tokref){3, 0, 0};          /* the same slot again */
+		ref[11] = (struct store_tokref){1ull << 40, 7, 0}; /* far ahead */
+		if (round == 2)
+			for (uint32_t i = 0; i < N; i++)
+				ref[i].entry = 5; /* one entry, offsets that go back */
+		CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+		CHECK_RET(store_chunk_put(&txn, u.uid, (uint64_t)round, &c), 0);
+		CHECK_RET(store_tail_put(&txn, u.uid, &t), 0);
+		CHECK_RET(store_txn_commit(&txn), 0);
+		CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
+		CHECK_RET(store_chunk_get(&txn, u.uid, (uint64_t)round, &got), 0);
+		CHECK_RET(store_tail_get(&txn, u.uid, &tg), 0);
+		bad += got.n_tokens != N || got.n_real != 60 ||
+		       memcmp(got.tokens, tok, sizeof(tok)) || memcmp(got.refs, ref, sizeof(ref));
+		bad += tg.n != N || memcmp(tg.tokens, tok, sizeof(tok)) ||
+		       memcmp(tg.refs, ref, sizeof(ref));
+		store_txn_abort(&txn);
+	}
+	CHECK(bad == 0);
+	store_close(st);
+}
+
 /* ---- users as partitions; delete ---- */
 
 #define N_RECORDS 1000
@@ -497,6 +679,8 @@ main(void)
 	test_users();
 	test_records();
 	test_landmarks();
+	test_sparse_landmarks();
+	test_token_lists();
 	test_partition();
 
 	return fixture_end();
