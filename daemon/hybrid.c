@@ -267,6 +267,43 @@ row_score(const struct hyb_question *q, const uint16_t *row, float scale)
 	return s * scale;
 }
 
+static uint32_t
+start_at(const struct store_sparse *sp, size_t e)
+{
+	const uint8_t *p = sp->starts + e * sp->start_bytes;
+	uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+	return sp->start_bytes == 2 ? x : x | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* row_score of each row of a sparse page (store.h, SPARSE PAGES) into out[0 .. sp->count): the
+ * same products summed in the same order, so the same bits. The entries of the question's
+ * elements are asked for before any is used, so that their cache misses overlap. */
+static void
+page_scores(const struct hyb_question *q, const struct store_sparse *sp, float scale, float *out)
+{
+	uint32_t lo = sp->row0;
+	for (size_t i = 0; i < q->nz; i++)
+		__builtin_prefetch(sp->entries + 3 * (size_t)start_at(sp, q->at[i]));
+	for (uint64_t r = 0; r < sp->count; r++)
+		out[r] = 0;
+	for (size_t i = 0; i < q->nz; i++) {
+		uint32_t to = start_at(sp, q->at[i] + 1);
+		if (to > sp->n_entries)
+			to = sp->n_entries;
+		for (uint32_t y = start_at(sp, q->at[i]); y < to; y++) {
+			const uint8_t *en = sp->entries + 3 * (size_t)y;
+			if (en[0] < lo)
+				continue;
+			if (en[0] >= lo + sp->count)
+				break;
+			out[en[0] - lo] +=
+			        q->qr[q->at[i]] * half_f16_to_float((uint16_t)(en[1] | en[2] << 8));
+		}
+	}
+	for (uint64_t r = 0; r < sp->count; r++)
+		out[r] *= scale;
+}
+
 int
 hyb_lexical_score(struct store_txn *txn, const struct store_user *u, const struct hyb_question *q,
                   uint64_t j, float *s)
@@ -309,16 +346,24 @@ rank_cpu(struct job *job, struct store_txn *txn, const struct store_user *u,
 	struct hyb_hit *tmp = arena_calloc(&job->arena, deep + 1, sizeof(*tmp));
 	if (scores == NULL || tmp == NULL)
 		return -ENOMEM;
+	bool sparse = (u->flags & STORE_USER_LEXLM_SPARSE) != 0;
 	for (uint64_t j = 0; j < u->n_chunks;) {
-		const void *rows;
+		const void *rows = NULL;
+		struct store_sparse sp;
 		uint64_t count;
-		int ret = store_lexlm_get(txn, u, j, rb, &rows, &count);
+		int ret = sparse ? store_lexlm_sparse(txn, u, j, rb, &sp)
+		                 : store_lexlm_get(txn, u, j, rb, &rows, &count);
 		if (ret != 0)
 			return ret;
+		if (sparse) {
+			count = sp.count;
+			page_scores(q, &sp, scale, scores + j);
+		}
 		for (uint64_t c = 0; c < count; c++, j++)
-			scores[j] = mask != NULL && !store_mask_test(mask, j)
-			                    ? -INFINITY
-			                    : row_score(q, (const uint16_t *)rows + c * d, scale);
+			if (mask != NULL && !store_mask_test(mask, j))
+				scores[j] = -INFINITY;
+			else if (!sparse)
+				scores[j] = row_score(q, (const uint16_t *)rows + c * d, scale);
 	}
 	for (uint64_t j = 0; j < u->n_chunks; j++)
 		keep_best(tmp, &kept, deep, (int64_t)j,

@@ -348,6 +348,26 @@ source_landmarks(void *ctx, uint64_t first, const void **rows, uint64_t *count)
 	return ret;
 }
 
+/* A memory with sparse landmark pages (store.h, SPARSE PAGES): the backend's sparse view of them,
+ * which is the store's own. */
+static int
+source_landmarks_sparse(void *ctx, uint64_t first, struct hsa_sparse_rows *out)
+{
+	struct ops_source *s = ctx;
+	struct store_sparse sp;
+	pthread_mutex_lock(&s->mu);
+	int ret = store_landmarks_sparse(s->txn, &s->user, first, &sp);
+	pthread_mutex_unlock(&s->mu);
+	if (ret == 0)
+		*out = (struct hsa_sparse_rows){.count = sp.count,
+		                                .row0 = sp.row0,
+		                                .start_bytes = sp.start_bytes,
+		                                .n_entries = sp.n_entries,
+		                                .starts = sp.starts,
+		                                .entries = sp.entries};
+	return ret;
+}
+
 static int
 source_chunk_kv(void *ctx, uint64_t j, const void **kv)
 {
@@ -446,6 +466,8 @@ ops_source_init(struct ops_source *s, struct store_txn *txn, const struct store_
 	s->src.uid = u->uid;
 	s->src.n_chunks = u->n_chunks;
 	s->src.landmarks = source_landmarks;
+	if (u->flags & STORE_USER_LMK_SPARSE)
+		s->src.landmarks_sparse = source_landmarks_sparse;
 	s->src.chunk_kv = source_chunk_kv;
 	s->src.copy_kv = source_copy_kv;
 }

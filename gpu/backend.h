@@ -44,6 +44,22 @@
 #include "spec.h"
 
 /*
+ * Landmark rows in sparse form, element by element: rows first .. first + count - 1 of the source
+ * are rows row0 .. row0 + count - 1 of a block in which element e (< d_r) of a row is the value of
+ * that row's entry among entries start(e) .. start(e + 1) - 1, and zero where it has none. starts
+ * holds d_r + 1 little-endian starts of start_bytes (2 or 4) bytes each; an entry is 3 bytes: its
+ * row in the block (u8), then the element's 2 bytes in the spec's dtype. An element's entries are
+ * in increasing row order; they may name rows of the block outside row0 .. row0 + count - 1,
+ * which are to be skipped. A reader takes entries up to the lesser of start(e + 1) and
+ * n_entries, so that a damaged table cannot take it past them.
+ */
+struct hsa_sparse_rows {
+	uint64_t count;
+	uint32_t row0, start_bytes, n_entries;
+	const uint8_t *starts, *entries;
+};
+
+/*
  * Where a memory's chunks are read from. Valid for one attend() call; the callbacks may be called
  * from any of the backend's threads at once.
  */
@@ -62,9 +78,17 @@ struct hsa_source {
 	/*
 	 * Landmarks of chunks first, first+1, ...: sets *rows to d_r contiguous elements per chunk
 	 * in the spec's dtype, and *count to how many rows follow contiguously (at least 1, at most
-	 * n_chunks - first). The memory stays valid until attend() returns. Returns 0 or an error.
+	 * n_chunks - first). The rows stay valid until the calling thread calls landmarks again,
+	 * and at most until attend() returns (a source may decode them into a buffer of the
+	 * thread's). Returns 0 or an error.
 	 */
 	int (*landmarks)(void *ctx, uint64_t first, const void **rows, uint64_t *count);
+	/*
+	 * Optional (NULL if the source has none): the same landmarks in sparse form
+	 * (hsa_sparse_rows), for a source whose rows are mostly zeros, of a 2-byte dtype. A backend
+	 * may read them so where the query weighs few elements. Valid until attend() returns.
+	 */
+	int (*landmarks_sparse)(void *ctx, uint64_t first, struct hsa_sparse_rows *out);
 	/*
 	 * K then V of chunk j: K [S][h_kv][d_h] followed by V [S][h_kv][d_h], spec dtype,
 	 * contiguous (spec_kv_bytes bytes). Valid until attend() returns. Returns 0 or an error.

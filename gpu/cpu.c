@@ -39,6 +39,7 @@
 #include "backend.h"
 #include "cpu_kernels.h"
 #include "cpu_pool.h"
+#include "half.h"
 #include "hsa_math.h"
 #include "hsamem_defs.h"
 
@@ -50,6 +51,8 @@
 #define ATTEND_MIN_WORK  (1 << 18)  /* fewest attention multiply-adds worth more than one piece */
 #define PREFETCH_BYTES   32768      /* of one chunk's K, and of its V, asked for ahead of use */
 #define THREADS_MAX      256
+#define SPARSE_Q_SHARE   4 /* a query is sparse when at most 1/4 of each head's elements are set */
+#define SPARSE_Q_MAX     256 /* and at most this many */
 
 /* ---- the backend ---- */
 
@@ -78,6 +81,12 @@ struct call {
 	struct hsa_cand *heaps; /* [ranges][group][h_kv][k] */
 	uint32_t *heap_size;    /* [ranges][group][h_kv] */
 
+	/* a sparse query (score_sparse): per token and kv head, its nonzero elements */
+	uint32_t *nz_n;  /* [n][h_kv] how many, NULL when the query is dense */
+	uint32_t *nz_at; /* [n][h_kv][nz_cap] which, increasing */
+	float *nz_q;     /* [n][h_kv][nz_cap] their values */
+	uint32_t nz_cap;
+
 	/* group */
 	uint32_t t0, nt;    /* tokens t0 .. t0+nt-1 */
 	uint64_t max_vis;   /* most chunks any token of the group sees */
@@ -90,6 +99,172 @@ static inline size_t
 heap_slot(const struct call *c, size_t range, uint32_t t, uint32_t r)
 {
 	return (range * c->group + (t - c->t0)) * c->spec->h_kv + r;
+}
+
+/* Element x (2 bytes at p) of a 2-byte dtype as a float. */
+static inline float
+elem16(enum hsa_dtype dtype, const uint8_t *p)
+{
+	uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+	return dtype == HSA_BF16 ? half_bf16_to_float(h) : half_f16_to_float(h);
+}
+
+/* Start e of a sparse block's table (hsa_sparse_rows), whose starts are w bytes wide. */
+static inline uint32_t
+sparse_start(const uint8_t *starts, uint32_t w, size_t e)
+{
+	const uint8_t *p = starts + e * w;
+	uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8;
+	return w == 2 ? x : x | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * Sees whether every token's retrieval query is sparse (at most 1/SPARSE_Q_SHARE of each head's
+ * elements set) for landmarks of a 2-byte dtype, and if so lists its nonzero elements
+ * (c->nz_*). Returns 0 (c->nz_n NULL: a dense query) or -ENOMEM.
+ */
+static int
+sparse_query(struct call *c)
+{
+	const struct hsa_spec *sp = c->spec;
+	uint32_t cap =
+	        c->d_rh / SPARSE_Q_SHARE < SPARSE_Q_MAX ? c->d_rh / SPARSE_Q_SHARE : SPARSE_Q_MAX;
+	size_t heads = (size_t)c->q->n * sp->h_kv;
+	if (c->esz != 2 || cap == 0)
+		return 0;
+	for (size_t h = 0; h < heads; h++) {
+		const float *qr = c->q->qr + h * c->d_rh;
+		uint32_t n = 0;
+		for (uint32_t e = 0; e < c->d_rh && n <= cap; e++)
+			n += qr[e] != 0;
+		if (n > cap)
+			return 0;
+	}
+	c->nz_n = malloc(heads * sizeof(uint32_t));
+	c->nz_at = malloc(heads * cap * sizeof(uint32_t));
+	c->nz_q = malloc(heads * cap * sizeof(float));
+	if (c->nz_n == NULL || c->nz_at == NULL || c->nz_q == NULL)
+		return -ENOMEM;
+	c->nz_cap = cap;
+	for (size_t h = 0; h < heads; h++) {
+		const float *qr = c->q->qr + h * c->d_rh;
+		uint32_t n = 0;
+		for (uint32_t e = 0; e < c->d_rh; e++)
+			if (qr[e] != 0) {
+				c->nz_at[h * cap + n] = e;
+				c->nz_q[h * cap + n++] = qr[e];
+			}
+		c->nz_n[h] = n;
+	}
+	return 0;
+}
+
+/*
+ * The dots of m rows with a sparse query's head (n elements at[], values q[]), into sc: from the
+ * sparse block when sr is not NULL, else from the dense rows. Either way each row's dot sums the
+ * same products in the same order (increasing element; the zeros left out add nothing), so that a
+ * memory scores bit for bit alike whichever way it is stored.
+ */
+static void
+dots_sparse(const struct call *c, const struct hsa_sparse_rows *sr, const uint8_t *rows, uint32_t r,
+            const uint32_t *at, const float *q, uint32_t n, size_t m, float *sc)
+{
+	enum hsa_dtype dt = c->spec->dtype;
+	if (sr == NULL) {
+		for (size_t i = 0; i < m; i++) {
+			const uint8_t *row = rows + (i * c->spec->d_r + (size_t)r * c->d_rh) * 2;
+			float s = 0;
+			for (uint32_t x = 0; x < n; x++)
+				s += q[x] * elem16(dt, row + 2 * (size_t)at[x]);
+			sc[i] = s;
+		}
+		return;
+	}
+	/* Each element's entries are a few bytes somewhere in the block: ask for all of them before
+	 * using any, so that their cache misses overlap instead of following one another. */
+	uint32_t lo = sr->row0, w = sr->start_bytes, from[SPARSE_Q_MAX], to[SPARSE_Q_MAX];
+	for (uint32_t x = 0; x < n; x++)
+		__builtin_prefetch(sr->starts + ((size_t)r * c->d_rh + at[x]) * w);
+	for (uint32_t x = 0; x < n; x++) {
+		size_t e = (size_t)r * c->d_rh + at[x];
+		from[x] = sparse_start(sr->starts, w, e);
+		to[x] = sparse_start(sr->starts, w, e + 1);
+		if (to[x] > sr->n_entries)
+			to[x] = sr->n_entries;
+		__builtin_prefetch(sr->entries + 3 * (size_t)from[x]);
+	}
+	for (size_t i = 0; i < m; i++)
+		sc[i] = 0;
+	for (uint32_t x = 0; x < n; x++) {
+		for (uint32_t y = from[x]; y < to[x]; y++) {
+			const uint8_t *en = sr->entries + 3 * (size_t)y;
+			if (en[0] < lo)
+				continue;
+			if (en[0] >= lo + m)
+				break;
+			sc[en[0] - lo] += q[x] * elem16(dt, en + 1);
+		}
+	}
+}
+
+/* score_piece for a sparse query: chunks lo .. hi - 1 of range, tokens ta .. tb - 1. */
+static int
+score_sparse(struct call *c, size_t range, uint64_t lo, uint64_t hi, uint32_t ta, uint32_t tb)
+{
+	const struct hsa_spec *sp = c->spec;
+	const struct hsa_source *src = c->src;
+	float *sc = NULL;
+	uint64_t cap = 0;
+	int err = 0;
+	for (uint64_t j = lo; j < hi;) {
+		struct hsa_sparse_rows sr;
+		const void *rows = NULL;
+		uint64_t count = 0;
+		if (src->landmarks_sparse != NULL)
+			err = src->landmarks_sparse(src->ctx, j, &sr);
+		else
+			err = src->landmarks(src->ctx, j, &rows, &count);
+		if (src->landmarks_sparse != NULL)
+			count = sr.count;
+		if (err == 0 && (count == 0 || (src->landmarks_sparse == NULL && rows == NULL)))
+			err = HSAMEM_EINTERNAL;
+		if (err != 0)
+			break;
+		if (count > hi - j)
+			count = hi - j;
+		if (count > cap) {
+			float *more = realloc(sc, count * sizeof(float));
+			if (more == NULL) {
+				err = -ENOMEM;
+				break;
+			}
+			sc = more;
+			cap = count;
+		}
+		for (uint32_t t = ta; t < tb; t++) {
+			if (c->vis[t] <= j)
+				continue;
+			size_t m = c->vis[t] - j < count ? (size_t)(c->vis[t] - j) : (size_t)count;
+			for (uint32_t r = 0; r < sp->h_kv; r++) {
+				size_t h = (size_t)t * sp->h_kv + r,
+				       slot = heap_slot(c, range, t, r);
+				struct hsa_cand *heap = c->heaps + slot * c->k;
+				dots_sparse(c, src->landmarks_sparse != NULL ? &sr : NULL, rows, r,
+				            c->nz_at + h * c->nz_cap, c->nz_q + h * c->nz_cap,
+				            c->nz_n[h], m, sc);
+				if (c->q->mask != NULL)
+					hsa_offer_scores_masked(heap, &c->heap_size[slot], c->k, sc,
+					                        m, c->r_scale, (int64_t)j,
+					                        c->q->mask);
+				else
+					hsa_offer_scores(heap, &c->heap_size[slot], c->k, sc, m,
+					                 c->r_scale, (int64_t)j);
+			}
+		}
+		j += count;
+	}
+	free(sc);
+	return err;
 }
 
 /* Scoring piece: the chunks of one range against the tokens of one subgroup. */
@@ -118,6 +293,8 @@ score_piece(void *arg, size_t piece)
 		hi = sub_vis;
 	if (lo >= hi)
 		return 0;
+	if (c->nz_n != NULL)
+		return score_sparse(c, range, lo, hi, ta, tb);
 	if ((buf = malloc((block * d_r + block) * sizeof(float))) == NULL)
 		return -ENOMEM;
 	sc = buf + block * d_r;
@@ -475,6 +652,8 @@ cpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_
 		c.vis[t] = v < src->n_chunks ? v : src->n_chunks;
 		c.cands[t] = hsa_mask_count(q->mask, c.vis[t]);
 	}
+	if ((err = sparse_query(&c)) != 0)
+		goto out;
 
 	for (c.t0 = 0; c.t0 < q->n; c.t0 += c.nt) {
 		c.nt = q->n - c.t0 < c.group ? q->n - c.t0 : c.group;
@@ -488,6 +667,9 @@ cpu_attend(struct gpu_backend *b, const struct hsa_spec *spec, const struct hsa_
 			goto out;
 	}
 out:
+	free(c.nz_q);
+	free(c.nz_at);
+	free(c.nz_n);
 	free(c.heap_size);
 	free(c.heaps);
 	free(c.cands);

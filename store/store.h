@@ -41,15 +41,18 @@
  * re-encoded, which makes a new uid.
  *
  * SPARSE PAGES
- * A lexical landmark is a hashed bag of a chunk's words: a few dozen of its 1,024 elements are
- * not zero. A memory flagged STORE_USER_LMK_SPARSE keeps its landmark pages (and one flagged
- * STORE_USER_LEXLM_SPARSE its lexical landmark pages) as the nonzero elements of each row only,
- * a tenth of the dense page. Rows must be of 2-byte elements (f16, bf16); a zero is the bit
- * pattern 0, and every other pattern comes back as it was put. The gets still give dense rows:
- * for such a memory they are decoded into a buffer of the calling thread, valid until that
- * thread's next get of a sparse page (and never beyond the transaction). The flags are set when
- * the memory is created and never change while its uid lives: a memory made before them keeps
- * dense pages until it is re-encoded.
+ * A lexical landmark is a hashed bag of a chunk's words: about 200 of its 1,024 elements are not
+ * zero. A memory flagged STORE_USER_LMK_SPARSE keeps its landmark pages (and one flagged
+ * STORE_USER_LEXLM_SPARSE its lexical landmark pages) as their nonzero elements only, element by
+ * element: for each element, the rows of the page where it is not zero and its values there
+ * (store_codec.c has the layout), a third of the dense page. So a question that weighs a few
+ * elements reads only theirs (store_landmarks_sparse gives that view). Rows must be of 2-byte
+ * elements (f16, bf16) and pages of at most 256 rows; a zero is the bit pattern 0, and every
+ * other pattern comes back as it was put. The gets still give dense rows: for such a memory they
+ * are decoded into a buffer of the calling thread, valid until that thread's next get of a
+ * sparse page (and never beyond the transaction). The flags are set when the memory is created
+ * and never change while its uid lives: a memory made before them keeps dense pages until it is
+ * re-encoded.
  *
  * FORMATS
  * 1: every memory has a kv record per sealed chunk. 2: a memory may be flagged
@@ -339,6 +342,23 @@ int store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64
                        const void *row);
 int store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
                         const void **rows, uint64_t *count);
+/*
+ * The sparse view of the page of chunk first (SPARSE PAGES), borrowed from the map: rows first ..
+ * first + count - 1 are rows row0 .. row0 + count - 1 of the page; element e (< dim) of a row is
+ * the value of its entry among entries start(e) .. start(e + 1) - 1, zero when it has none. starts
+ * holds dim + 1 little-endian starts of start_bytes bytes; an entry is 3 bytes: the row in the
+ * page (u8), then the value (the element's 2 bytes as put). The entries of an element are in
+ * increasing row order, and may name rows past row0 + count - 1 (not the memory's yet, or before
+ * first): skip them. The starts are not checked: a reader takes an element's entries up to the
+ * lesser of start(e + 1) and n_entries. HSAMEM_EINVAL for a memory whose pages are dense.
+ */
+struct store_sparse {
+	uint64_t count;
+	uint32_t row0, dim, start_bytes, n_entries;
+	const uint8_t *starts, *entries;
+};
+int store_landmarks_sparse(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                           struct store_sparse *sp);
 /* Rewrites the landmark of stored chunk j (a forget's re-encoding). HSAMEM_EINVAL when chunk j
  * has no landmark yet. */
 int store_landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t j,
@@ -355,6 +375,8 @@ int store_lexlm_put(struct store_txn *txn, const struct store_user *u, uint64_t 
                     size_t row_bytes);
 int store_lexlm_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
                     size_t row_bytes, const void **rows, uint64_t *count);
+int store_lexlm_sparse(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                       size_t row_bytes, struct store_sparse *sp);
 /* Rewrites lexical landmark j, which must exist (a forget's re-encoding). */
 int store_lexlm_set(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row,
                     size_t row_bytes);

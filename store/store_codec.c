@@ -18,9 +18,10 @@
  *   chunk      u32 n_tokens | PACKED, u32 n_real, then the token list (TOKEN LISTS)
  *   tail       u32 n | PACKED, then the token list
  *   kv         the caller's bytes
- *   landmarks  rows 0 .. n-1 of the page, back to back; a sparse page (SPARSE PAGES):
- *              u32 n, u32 end[n] (the pairs before the end of each row, cumulative), then
- *              (u16 element, u16 value) pairs, each row's in increasing element order
+ *   landmarks  rows 0 .. n-1 of the page, back to back; a sparse page (SPARSE PAGES): u32 n,
+ *              u32 dim, u32 entries, then start[dim + 1] (u16 when entries <= 65535, else u32),
+ *              then the entries, 3 bytes each: u8 row, u16 value; element e's entries are
+ *              start[e] .. start[e + 1] - 1, in increasing row order
  *   meta       "format": u32, "build": the daemon's name and version (written at open, store.c),
  *              "erase": u8 1, while an erasure is owed (store_erase.c)
  *   uids       "next": u64
@@ -727,7 +728,7 @@ store_kv_get(struct store_txn *txn, uint64_t uid, uint64_t j, const void **kv, s
  * the top bit set: the same uid prefix, so every walk and delete by uid takes them too. */
 #define LEXLM_PAGE (1ull << 63)
 
-#define SPARSE_DIM_MAX 65536 /* the elements of a row of a sparse page: u16 element numbers */
+#define SPARSE_ROWS_MAX 256 /* rows of a sparse page: u8 row numbers */
 
 /* Whether user u keeps the pages of column base sparse (store.h, SPARSE PAGES). */
 static bool
@@ -737,128 +738,163 @@ column_sparse(const struct store_user *u, uint64_t base)
 	        (base == LEXLM_PAGE ? STORE_USER_LEXLM_SPARSE : STORE_USER_LMK_SPARSE)) != 0;
 }
 
-/* The little-endian u32 at p, and the u16. */
-static uint32_t
-le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static uint32_t
 le16(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8;
 }
 
-/* The rows of a sparse page: n rows, their ends, the pairs. */
-struct sparse_page {
-	uint32_t n;
-	const uint8_t *ends, *pairs;
-};
+static uint32_t
+le32(const uint8_t *p)
+{
+	return le16(p) | le16(p + 2) << 16;
+}
 
-/* Parses and checks a sparse page: whole, at most per_page rows, each row's elements increasing
- * and below dim. */
+/* Entry number starts[e] of a sparse page's table, whose starts are w bytes wide. */
+static inline uint32_t
+sparse_start(const uint8_t *starts, uint32_t w, uint32_t e)
+{
+	return w == 2 ? le16(starts + 2 * e) : le32(starts + 4 * (size_t)e);
+}
+
+/* Parses a sparse page (store.h, SPARSE PAGES; the layout above) of rows of dim elements and
+ * checks its frame: whole, at most per_page rows, a table that starts at 0 and ends at the
+ * entries' count. Its readers take an element's entries from start(e) to the lesser of
+ * start(e + 1) and n_entries, and check each entry's row where they use it: a page whose table
+ * goes back or whose rows are out of range reads wrong, never out of the record. */
 static bool
-sparse_parse(const MDB_val *v, uint32_t per_page, size_t dim, struct sparse_page *sp)
+sparse_parse(const MDB_val *v, uint32_t per_page, uint32_t dim, struct store_sparse *sp,
+             uint32_t *n_rows)
 {
 	struct rd r = {v->mv_data, (const uint8_t *)v->mv_data + v->mv_size, false};
-	sp->n = rd_u32(&r);
-	if (r.bad || sp->n > per_page || (sp->ends = rd_take(&r, (size_t)sp->n * 4)) == NULL)
+	uint32_t n = rd_u32(&r), d = rd_u32(&r), entries = rd_u32(&r);
+	sp->dim = dim;
+	sp->n_entries = entries;
+	sp->start_bytes = entries <= UINT16_MAX ? 2 : 4;
+	sp->starts = rd_take(&r, ((size_t)dim + 1) * sp->start_bytes);
+	sp->entries = rd_take(&r, (size_t)entries * 3);
+	if (!rd_done(&r) || n > per_page || d != dim ||
+	    sparse_start(sp->starts, sp->start_bytes, 0) != 0 ||
+	    sparse_start(sp->starts, sp->start_bytes, dim) != entries)
 		return false;
-	size_t pairs = sp->n > 0 ? le32(sp->ends + 4 * (sp->n - 1)) : 0;
-	sp->pairs = rd_take(&r, pairs * 4);
-	if (!rd_done(&r))
-		return false;
-	for (uint32_t i = 0, at = 0; i < sp->n; i++) {
-		uint32_t end = le32(sp->ends + 4 * i);
-		if (end < at)
-			return false;
-		for (int64_t last = -1; at < end; at++) {
-			uint32_t e = le16(sp->pairs + 4 * at);
-			if ((int64_t)e <= last || e >= dim)
-				return false;
-			last = e;
-		}
-	}
+	*n_rows = n;
 	return true;
 }
 
-/* Rows first .. first + n - 1 of a parsed page into dense rows of rb bytes at out. */
-static void
-sparse_decode(const struct sparse_page *sp, uint32_t first, uint32_t n, size_t rb, uint8_t *out)
-{
-	memset(out, 0, (size_t)n * rb);
-	uint32_t at = first > 0 ? le32(sp->ends + 4 * (first - 1)) : 0;
-	for (uint32_t i = first; i < first + n; i++) {
-		uint32_t end = le32(sp->ends + 4 * i);
-		uint8_t *row = out + (size_t)(i - first) * rb;
-		for (; at < end; at++) {
-			const uint8_t *pr = sp->pairs + 4 * at;
-			size_t e = le16(pr);
-			row[2 * e] = pr[2];
-			row[2 * e + 1] = pr[3];
-		}
-	}
-}
-
-/* Encodes n dense rows of rb bytes (rb / 2 <= SPARSE_DIM_MAX elements) as a sparse page into a
- * buffer of its own (*len bytes); NULL when there is no memory. */
-static uint8_t *
-sparse_encode(const uint8_t *rows, uint32_t n, size_t rb, size_t *len)
-{
-	size_t dim = rb / 2, pairs = 0;
-	for (size_t i = 0; i < (size_t)n * dim; i++)
-		pairs += rows[2 * i] != 0 || rows[2 * i + 1] != 0;
-	*len = 4 + (size_t)n * 4 + pairs * 4;
-	uint8_t *out = malloc(*len), *p = out, *pr = out + 4 + (size_t)n * 4;
-	if (out == NULL)
-		return NULL;
-	p = put_u32(p, n);
-	size_t at = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *row = rows + (size_t)i * rb;
-		for (size_t e = 0; e < dim; e++)
-			if (row[2 * e] != 0 || row[2 * e + 1] != 0) {
-				pr = put_uint(pr, e, 2);
-				pr = put_bytes(pr, row + 2 * e, 2);
-				at++;
-			}
-		p = put_u32(p, at);
-	}
-	return out;
-}
-
-/* The calling thread's buffer of decoded rows (store.h, SPARSE PAGES), freed with the thread. */
+/* The calling thread's buffer of decoded rows (store.h, SPARSE PAGES), freed with the thread: zeros
+ * but for the set elements listed in at (byte offsets). A thread decodes page after page into
+ * the same buffer, and clearing what the last page set costs far less than clearing the rows. */
 struct dense {
-	size_t cap;
-	uint8_t rows[];
+	uint32_t *at;
+	size_t n_at, cap_at, cap;
+	uint8_t *rows;
 };
 
 static pthread_key_t dense_key;
 static pthread_once_t dense_once = PTHREAD_ONCE_INIT;
 
 static void
-dense_key_init(void)
+dense_free(void *arg)
 {
-	pthread_key_create(&dense_key, free);
+	struct dense *d = arg;
+	free(d->at);
+	free(d->rows);
+	free(d);
 }
 
-/* At least len bytes; NULL when there is no memory. */
-static uint8_t *
-dense_buffer(size_t len)
+static void
+dense_key_init(void)
+{
+	pthread_key_create(&dense_key, dense_free);
+}
+
+/* The calling thread's buffer, of at least len bytes and at entries; NULL when there is no
+ * memory. */
+static struct dense *
+dense_buffer(size_t len, size_t entries)
 {
 	pthread_once(&dense_once, dense_key_init);
 	struct dense *d = pthread_getspecific(dense_key);
-	if (d != NULL && d->cap >= len)
-		return d->rows;
-	struct dense *nd = malloc(sizeof(*nd) + len);
-	if (nd == NULL || pthread_setspecific(dense_key, nd) != 0) {
-		free(nd);
-		return NULL;
+	if (d == NULL) {
+		if ((d = calloc(1, sizeof(*d))) == NULL || pthread_setspecific(dense_key, d) != 0) {
+			free(d);
+			return NULL;
+		}
 	}
-	free(d);
-	nd->cap = len;
-	return nd->rows;
+	if (d->cap < len) {
+		uint8_t *rows = calloc(1, len);
+		if (rows == NULL)
+			return NULL;
+		free(d->rows);
+		d->rows = rows;
+		d->cap = len;
+		d->n_at = 0;
+	}
+	if (d->cap_at < entries) {
+		uint32_t *at = realloc(d->at, entries * sizeof(*at));
+		if (at == NULL)
+			return NULL;
+		d->at = at;
+		d->cap_at = entries;
+	}
+	return d;
+}
+
+/* Rows row0 .. row0 + n - 1 of a parsed page (of n_rows rows) into d's dense rows of rb bytes.
+ * false when an entry names a row past the page's. */
+static bool
+sparse_decode(const struct store_sparse *sp, uint32_t n_rows, uint32_t row0, uint32_t n, size_t rb,
+              struct dense *d)
+{
+	for (size_t i = 0; i < d->n_at; i++)
+		memset(d->rows + d->at[i], 0, 2);
+	d->n_at = 0;
+	for (uint32_t e = 0; e < sp->dim; e++) {
+		uint32_t to = sparse_start(sp->starts, sp->start_bytes, e + 1);
+		if (to > sp->n_entries)
+			to = sp->n_entries;
+		for (uint32_t x = sparse_start(sp->starts, sp->start_bytes, e); x < to; x++) {
+			const uint8_t *en = sp->entries + 3 * (size_t)x;
+			if (en[0] >= n_rows)
+				return false;
+			if (en[0] < row0 || en[0] >= row0 + n)
+				continue;
+			size_t at = (size_t)(en[0] - row0) * rb + 2 * (size_t)e;
+			memcpy(d->rows + at, en + 1, 2);
+			d->at[d->n_at++] = (uint32_t)at;
+		}
+	}
+	return true;
+}
+
+/* Encodes n dense rows of rb bytes as a sparse page into a buffer of its own (*len bytes); NULL
+ * when there is no memory. */
+static uint8_t *
+sparse_encode(const uint8_t *rows, uint32_t n, size_t rb, size_t *len)
+{
+	uint32_t dim = (uint32_t)(rb / 2), entries = 0;
+	for (size_t i = 0; i < (size_t)n * dim; i++)
+		entries += rows[2 * i] != 0 || rows[2 * i + 1] != 0;
+	uint32_t w = entries <= UINT16_MAX ? 2 : 4;
+	*len = 12 + ((size_t)dim + 1) * w + (size_t)entries * 3;
+	uint8_t *out = malloc(*len);
+	if (out == NULL)
+		return NULL;
+	uint8_t *p = put_u32(put_u32(put_u32(out, n), dim), entries);
+	uint8_t *en = p + ((size_t)dim + 1) * w;
+	uint32_t at = 0;
+	for (uint32_t e = 0; e < dim; e++) {
+		p = put_uint(p, at, (int)w);
+		for (uint32_t row = 0; row < n; row++) {
+			const uint8_t *x = rows + (size_t)row * rb + 2 * (size_t)e;
+			if (x[0] != 0 || x[1] != 0) {
+				en = put_bytes(put_u8(en, row), x, 2);
+				at++;
+			}
+		}
+	}
+	put_uint(p, at, (int)w);
+	return out;
 }
 
 /*
@@ -870,17 +906,17 @@ static int
 landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
                uint64_t j, const void *row, bool append)
 {
-	uint32_t per_page = u->lmk_per_page;
+	uint32_t per_page = u->lmk_per_page, n_rows = 0;
 	bool sparse = column_sparse(u, base);
 	uint8_t kb[16], *page, *put;
 	MDB_val k, v = {0};
-	struct sparse_page sp;
+	struct store_sparse sp;
 	int ret = store_txn_usable(txn, true, append ? "landmark put" : "landmark set");
 
 	if (ret != 0)
 		return ret;
 	if (row == NULL || rb == 0 || per_page == 0 ||
-	    (sparse && (rb % 2 != 0 || rb / 2 > SPARSE_DIM_MAX)))
+	    (sparse && (rb % 2 != 0 || per_page > SPARSE_ROWS_MAX)))
 		return store_txn_fail(txn, HSAMEM_EINVAL);
 	k = key_uid_n(kb, u->uid, base | (j / per_page));
 	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
@@ -888,9 +924,9 @@ landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base,
 	bool found = ret != NOTFOUND;
 	size_t have = !found ? 0 : v.mv_size, at = (j % per_page) * rb;
 	if (sparse && found) {
-		if (!sparse_parse(&v, per_page, rb / 2, &sp))
+		if (!sparse_parse(&v, per_page, (uint32_t)(rb / 2), &sp, &n_rows))
 			return store_corrupt(txn, "landmarks page", u->uid, j / per_page);
-		have = (size_t)sp.n * rb;
+		have = (size_t)n_rows * rb;
 	}
 	if ((!append && !found) || have % rb != 0 || have / rb > per_page)
 		return store_corrupt(txn, "landmarks page", u->uid, j / per_page);
@@ -899,10 +935,19 @@ landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base,
 	size_t size = append ? have + rb : have;
 	if ((page = malloc(size)) == NULL)
 		return store_txn_fail(txn, -ENOMEM);
-	if (sparse && have > 0)
-		sparse_decode(&sp, 0, sp.n, rb, page);
-	else if (have > 0)
+	if (sparse && have > 0) {
+		struct dense *d =
+		        dense_buffer(have, sparse_start(sp.starts, sp.start_bytes, sp.dim));
+		if (d == NULL || !sparse_decode(&sp, n_rows, 0, n_rows, rb, d)) {
+			free(page);
+			return d == NULL
+			               ? store_txn_fail(txn, -ENOMEM)
+			               : store_corrupt(txn, "landmarks page", u->uid, j / per_page);
+		}
+		memcpy(page, d->rows, have);
+	} else if (have > 0) {
 		memcpy(page, v.mv_data, have);
+	}
 	memcpy(page + at, row, rb);
 	put = page;
 	if (sparse && (put = sparse_encode(page, (uint32_t)(size / rb), rb, &size)) == NULL) {
@@ -929,22 +974,29 @@ store_lexlm_set(struct store_txn *txn, const struct store_user *u, uint64_t j, c
 	return landmark_write(txn, u, LEXLM_PAGE, row_bytes, j, row, false);
 }
 
+/*
+ * Reads the page of chunk first of column base: the dense rows from first to the page's end (or
+ * n_chunks) into *rows, or, when sp is not NULL, the sparse page's view into *sp. *count: how many
+ * rows.
+ */
 static int
-landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
-              size_t align, uint64_t first, const void **rows, uint64_t *count)
+landmarks_read(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
+               size_t align, uint64_t first, const void **rows, struct store_sparse *sp,
+               uint64_t *count)
 {
-	uint32_t per_page = u->lmk_per_page;
+	uint32_t per_page = u->lmk_per_page, n_rows = 0;
 	bool sparse = column_sparse(u, base);
 	uint64_t page, slot, stored, n;
 	uint8_t kb[16];
 	MDB_val k, v = {0};
-	struct sparse_page sp;
+	struct store_sparse view;
 	const void *p;
 	int ret = store_txn_usable(txn, false, "landmarks get");
 
 	if (ret != 0)
 		return ret;
-	if (rb == 0 || per_page == 0 || (sparse && (rb % 2 != 0 || rb / 2 > SPARSE_DIM_MAX)))
+	if (rb == 0 || per_page == 0 || (sparse && (rb % 2 != 0 || per_page > SPARSE_ROWS_MAX)) ||
+	    (sp != NULL && !sparse))
 		return store_txn_fail(txn, HSAMEM_EINVAL);
 	if (first >= u->n_chunks)
 		return HSAMEM_ENOTFOUND;
@@ -956,7 +1008,9 @@ landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t base, 
 	if (ret == NOTFOUND)
 		stored = 0;
 	else if (sparse)
-		stored = sparse_parse(&v, per_page, rb / 2, &sp) ? sp.n : UINT64_MAX;
+		stored = sparse_parse(&v, per_page, (uint32_t)(rb / 2), &view, &n_rows)
+		                 ? n_rows
+		                 : UINT64_MAX;
 	else
 		stored = v.mv_size % rb == 0 ? v.mv_size / rb : UINT64_MAX;
 	if (stored > per_page || slot >= stored)
@@ -964,19 +1018,27 @@ landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t base, 
 	n = stored - slot;
 	if (n > u->n_chunks - first)
 		n = u->n_chunks - first;
+	*count = n;
+	if (sp != NULL) {
+		*sp = view;
+		sp->row0 = (uint32_t)slot;
+		sp->count = n;
+		return 0;
+	}
 	if (sparse) {
-		uint8_t *dense = dense_buffer(n * rb);
-		if (dense == NULL)
+		struct dense *d =
+		        dense_buffer(n * rb, sparse_start(view.starts, view.start_bytes, view.dim));
+		if (d == NULL)
 			return store_txn_fail(txn, -ENOMEM);
-		sparse_decode(&sp, (uint32_t)slot, (uint32_t)n, rb, dense);
-		p = dense;
+		if (!sparse_decode(&view, n_rows, (uint32_t)slot, (uint32_t)n, rb, d))
+			return store_corrupt(txn, "landmarks page", u->uid, page);
+		p = d->rows;
 	} else {
 		p = store_aligned(txn, (const uint8_t *)v.mv_data + slot * rb, n * rb, align);
 	}
 	if (p == NULL)
 		return store_txn_fail(txn, -ENOMEM);
 	*rows = p;
-	*count = n;
 	return 0;
 }
 
@@ -990,8 +1052,16 @@ int
 store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
                     const void **rows, uint64_t *count)
 {
-	return landmarks_get(txn, u, 0, spec_landmark_bytes(&u->spec),
-	                     spec_elem_size(u->spec.dtype), first, rows, count);
+	return landmarks_read(txn, u, 0, spec_landmark_bytes(&u->spec),
+	                      spec_elem_size(u->spec.dtype), first, rows, NULL, count);
+}
+
+int
+store_landmarks_sparse(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                       struct store_sparse *sp)
+{
+	uint64_t count;
+	return landmarks_read(txn, u, 0, spec_landmark_bytes(&u->spec), 2, first, NULL, sp, &count);
 }
 
 int
@@ -1005,7 +1075,15 @@ int
 store_lexlm_get(struct store_txn *txn, const struct store_user *u, uint64_t first, size_t row_bytes,
                 const void **rows, uint64_t *count)
 {
-	return landmarks_get(txn, u, LEXLM_PAGE, row_bytes, 2, first, rows, count);
+	return landmarks_read(txn, u, LEXLM_PAGE, row_bytes, 2, first, rows, NULL, count);
+}
+
+int
+store_lexlm_sparse(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                   size_t row_bytes, struct store_sparse *sp)
+{
+	uint64_t count;
+	return landmarks_read(txn, u, LEXLM_PAGE, row_bytes, 2, first, NULL, sp, &count);
 }
 
 /* ---- tests ---- */

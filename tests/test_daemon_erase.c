@@ -5,8 +5,8 @@
  * around. What is searched for, byte for byte, in every file of the state directory: the
  * marker's text, the lexical tokenizer's ids of its three words as the store keeps tokens (u32,
  * little-endian, one after another), the K row of the marker's first word and the landmark of
- * Alice's first chunk as the store keeps a lexical landmark (store.h, SPARSE PAGES: its nonzero
- * elements, each a u16 element number and its u16 value). (The store keeps text as the UTF-8 it
+ * Alice's first landmark page as the store keeps a lexical memory's (store.h, SPARSE PAGES: the
+ * entries of its nonzero elements, element by element). (The store keeps text as the UTF-8 it
  * was given, and nothing as UTF-16.)
  * Each but the K row (a lexical memory stores no K/V) is found before the delete, so that the
  * search can fail, and none after it, nor after more appends to Bob, whose memory reads back
@@ -144,19 +144,27 @@ tensors(struct hsamem *c, struct traces *t)
 			break;
 		}
 	CHECK(t->k_len > 0);
-	/* the row as a sparse page holds it: (element, value) for each nonzero f16 */
-	const uint8_t *lm = ch->landmark;
-	t->landmark = malloc(ch->landmark_size * 2);
-	for (size_t e = 0; t->landmark != NULL && e < ch->landmark_size / 2; e++)
-		if (lm[2 * e] != 0 || lm[2 * e + 1] != 0) {
+	hsamem_result_free(l);
+	/* the landmark page as the store keeps it (store.h, SPARSE PAGES): for each element, the
+	 * rows of the page where it is not zero, (u8 row, its 2 bytes) each; its entries, whole */
+	l = NULL;
+	CHECK_RET(hsamem_chunks(c, "alice", 0, 32, HSAMEM_CHUNKS_TENSORS, &l), 0);
+	if (l == NULL)
+		return;
+	size_t dim = l->chunks[0].landmark_size / 2;
+	t->landmark = malloc(dim * l->n_chunks * 3);
+	for (size_t e = 0; t->landmark != NULL && e < dim; e++)
+		for (size_t r = 0; r < l->n_chunks; r++) {
+			const uint8_t *x = (const uint8_t *)l->chunks[r].landmark + 2 * e;
+			if (x[0] == 0 && x[1] == 0)
+				continue;
 			uint8_t *p = t->landmark + t->lmk_len;
-			p[0] = (uint8_t)e;
-			p[1] = (uint8_t)(e >> 8);
-			p[2] = lm[2 * e];
-			p[3] = lm[2 * e + 1];
-			t->lmk_len += 4;
+			p[0] = (uint8_t)r;
+			p[1] = x[0];
+			p[2] = x[1];
+			t->lmk_len += 3;
 		}
-	CHECK(t->lmk_len >= 12);
+	CHECK(t->lmk_len >= 30);
 	hsamem_result_free(l);
 }
 

@@ -137,6 +137,8 @@ run_full(struct harness *h, const char *want)
 	hsamem_result_free(el);
 	CHECK_RET(hsamem_ping(c, NULL), 0);
 	CHECK_RET(append_one(c, "alice", true), HSAMEM_EFULL);
+	/* and the single pages left where no K|V value fits, taken by bob's small records */
+	fill(c, "bob", want, false);
 
 	/* the next append after a delete finds the room the delete made; at 32 MiB, LMDB has no
 	 * room to delete alice in one transaction: the daemon deletes her in steps */

@@ -2,7 +2,8 @@
  * test_hsa_cpu.c: the CPU backend's own promises, beside its math (test_hsa.c checks that against a
  * naive operator): the same bits on one thread or four, with landmark runs of every length, with
  * misaligned rows and with several callers at once; a filter's chunk mask; a selection only
- * (no K/V read, the same ranking as the whole operator's); arguments it must
+ * (no K/V read, the same ranking as the whole operator's); a sparse query read from landmarks in
+ * sparse form (the same bits as from the dense rows); arguments it must
  * refuse, a source's errors reaching the caller from any thread (and a source that misbehaves
  * caught), and its counters.
  */
@@ -197,6 +198,142 @@ test_select_only(void)
 	free(sel);
 	qbuf_fini(&qb);
 	mem_fini(&m);
+}
+
+/* ---- landmarks in sparse form (backend.h, hsa_sparse_rows) ---- */
+
+#define SP_BLOCK 16 /* rows of a sparse block */
+
+/* A memory whose landmarks also come in sparse blocks of SP_BLOCK rows; m first, so that the
+ * fixture's own callbacks read it through the same ctx. */
+struct sparse_mem {
+	struct mem m;
+	uint8_t *starts, *entries; /* per block: (d_r + 1) u16 starts; 3-byte entries */
+	uint32_t *n_entries, *entry0;
+	atomic_int sparse_calls, dense_calls;
+};
+
+static int
+sparse_rows(void *ctx, uint64_t first, struct hsa_sparse_rows *out)
+{
+	struct sparse_mem *s = ctx;
+	uint64_t b = first / SP_BLOCK, end = (b + 1) * SP_BLOCK;
+	uint32_t d = s->m.spec.d_r;
+	atomic_fetch_add(&s->sparse_calls, 1);
+	if (end > s->m.n_chunks)
+		end = s->m.n_chunks;
+	*out = (struct hsa_sparse_rows){.count = end - first,
+	                                .row0 = (uint32_t)(first % SP_BLOCK),
+	                                .start_bytes = 2,
+	                                .n_entries = s->n_entries[b],
+	                                .starts = s->starts + b * (d + 1) * 2,
+	                                .entries = s->entries + (size_t)s->entry0[b] * 3};
+	return 0;
+}
+
+static int
+counted_rows(void *ctx, uint64_t first, const void **rows, uint64_t *count)
+{
+	struct sparse_mem *s = ctx;
+	atomic_fetch_add(&s->dense_calls, 1);
+	return mem_source(&s->m).landmarks(ctx, first, rows, count);
+}
+
+/* Keeps about one element in five of each landmark (the rest zero), then lays the rows out in
+ * sparse blocks, element by element. */
+static void
+sparse_mem_init(struct sparse_mem *s)
+{
+	const struct hsa_spec *sp = &s->m.spec;
+	uint32_t d = sp->d_r;
+	uint64_t blocks = (s->m.n_chunks + SP_BLOCK - 1) / SP_BLOCK, total = 0;
+	uint16_t *l = (uint16_t *)s->m.lmk;
+	for (uint64_t i = 0; i < s->m.n_chunks * d; i++)
+		if (rnd_below(5) != 0)
+			l[i] = 0;
+	s->starts = malloc(blocks * (d + 1) * 2);
+	s->entries = malloc(s->m.n_chunks * d * 3);
+	s->n_entries = malloc(blocks * sizeof(uint32_t));
+	s->entry0 = malloc(blocks * sizeof(uint32_t));
+	if (s->starts == NULL || s->entries == NULL || s->n_entries == NULL || s->entry0 == NULL)
+		exit(99);
+	for (uint64_t b = 0; b < blocks; b++) {
+		uint8_t *st = s->starts + b * (d + 1) * 2;
+		uint32_t n = 0;
+		s->entry0[b] = (uint32_t)total;
+		for (uint32_t e = 0; e <= d; e++) {
+			st[2 * e] = (uint8_t)n;
+			st[2 * e + 1] = (uint8_t)(n >> 8);
+			for (uint64_t r = 0;
+			     e < d && r < SP_BLOCK && b * SP_BLOCK + r < s->m.n_chunks; r++) {
+				uint16_t v = l[(b * SP_BLOCK + r) * d + e];
+				if (v == 0)
+					continue;
+				uint8_t *en = s->entries + (total + n++) * 3;
+				en[0] = (uint8_t)r;
+				en[1] = (uint8_t)v;
+				en[2] = (uint8_t)(v >> 8);
+			}
+		}
+		s->n_entries[b] = n;
+		total += n;
+	}
+}
+
+/*
+ * A query that weighs few elements reads the sparse blocks and gives the same bits as from the
+ * dense rows, on one thread or four, with a mask too; a dense query reads the dense rows.
+ */
+static void
+test_sparse(void)
+{
+	struct hsa_spec sp = make_spec(4, 2, 2, 8, 64, HSA_F16, HSA_SOFTMAX, false);
+	const uint32_t n = 6, k = 8, all = 700;
+	uint64_t mask[(700 + 63) / 64] = {0};
+	struct sparse_mem s = {0};
+	struct qbuf qb;
+	struct rbuf dense, r;
+
+	for (uint64_t j = 0; j < all; j += 2)
+		mask[j / 64] |= 1ull << (j % 64);
+	mem_init(&s.m, &sp, all, DATA_RAND, 1, 0);
+	sparse_mem_init(&s);
+	qbuf_init(&qb, &sp, all, n, k, DATA_RAND, 1, 1);
+	struct hsa_source plain = mem_source(&s.m), both = plain;
+	plain.ctx = both.ctx = &s;
+	both.landmarks = counted_rows;
+	both.landmarks_sparse = sparse_rows;
+	for (int sparse_q = 0; sparse_q < 2; sparse_q++) {
+		if (sparse_q) /* six elements of each head's 32 */
+			for (size_t i = 0; i < (size_t)n * sp.d_r; i++)
+				if (i % 32 % 5 != 1 || i % 32 > 26)
+					qb.qr[i] = 0;
+		for (int masked = 0; masked < 2; masked++) {
+			qb.q.mask = masked ? mask : NULL;
+			rbuf_init(&dense, &sp, n, k, true);
+			CHECK_RET(gpu_attend(cpu4, &sp, &plain, &qb.q, &dense.r), 0);
+			for (int threads = 1; threads <= 4; threads += 3) {
+				atomic_store(&s.sparse_calls, 0);
+				atomic_store(&s.dense_calls, 0);
+				rbuf_init(&r, &sp, n, k, true);
+				CHECK_RET(gpu_attend(threads == 1 ? cpu1 : cpu4, &sp, &both, &qb.q,
+				                     &r.r),
+				          0);
+				CHECK(rbuf_same(&dense, &r));
+				CHECK(sparse_q ? atomic_load(&s.sparse_calls) > 0 &&
+				                         atomic_load(&s.dense_calls) == 0
+				               : atomic_load(&s.sparse_calls) == 0);
+				rbuf_fini(&r);
+			}
+			rbuf_fini(&dense);
+		}
+	}
+	free(s.starts);
+	free(s.entries);
+	free(s.n_entries);
+	free(s.entry0);
+	qbuf_fini(&qb);
+	mem_fini(&s.m);
 }
 
 struct concurrent {
@@ -421,6 +558,7 @@ main(void)
 	test_runs();
 	test_mask();
 	test_select_only();
+	test_sparse();
 	test_concurrent();
 	test_bad_args();
 	test_source_errors();
