@@ -160,8 +160,8 @@ remember(struct mcp *m, json_t *args)
 	struct hsamem_entry_in e = {.text = json_string_value(json_object_get(args, "text")),
 	                            .role = HSAMEM_ROLE_USER};
 	const char *role = json_string_value(json_object_get(args, "role"));
-	const char *tagv[16], *scopev[8];
-	struct hsamem_attrs a = {.scope = scopev};
+	const char *tagv[16], *scopev[8], *metav[8];
+	struct hsamem_attrs a = {.scope = scopev, .meta = metav};
 	struct hsamem_append_info info;
 	char buf[160];
 	int err;
@@ -172,6 +172,7 @@ remember(struct mcp *m, json_t *args)
 	e.tags = tagv;
 	e.n_tags = pairs_of(json_object_get(args, "tags"), tagv, 16);
 	a.n_scope = pairs_of(json_object_get(args, "scope"), scopev, 8);
+	a.n_meta = pairs_of(json_object_get(args, "meta"), metav, 8);
 	if ((err = hsamem_append_attrs(m->c->h, m->user, &e, &a, 1, NULL, 0, 0, &info)) != 0)
 		return tool_failed(m, "remember", err);
 	snprintf(buf, sizeof(buf), "Remembered as entry #%llu.",
@@ -343,9 +344,9 @@ recall(struct mcp *m, json_t *args)
 	struct hsamem_query_result *r;
 	struct text t = {0};
 	json_t *st, *res, *v;
-	const char *scopev[8], *tagv[16];
+	const char *scopev[8], *tagv[16], *metav[8];
 	enum hsamem_role role;
-	struct hsamem_filter f = {.scope = scopev, .tags = tagv};
+	struct hsamem_filter f = {.scope = scopev, .tags = tagv, .meta = metav};
 	struct hsamem_recall o = {.chunks_only = json_is_true(arg(args, "chunks"))};
 	int err;
 
@@ -358,6 +359,7 @@ recall(struct mcp *m, json_t *args)
 	/* the filter (hsamem(7), SCOPES AND FILTERS): applied before ranking */
 	f.n_scope = pairs_of(json_object_get(args, "scope"), scopev, 8);
 	f.n_tags = pairs_of(json_object_get(args, "tags"), tagv, 16);
+	f.n_meta = pairs_of(json_object_get(args, "meta"), metav, 8);
 	if ((v = arg(args, "role")) != NULL) {
 		for (int i = 0; i <= HSAMEM_ROLE_TOOL; i++)
 			if (hsamem_role_name(i) != NULL &&
@@ -370,7 +372,8 @@ recall(struct mcp *m, json_t *args)
 		f.has_since = true, f.since_ms = json_integer_value(v);
 	if ((v = arg(args, "until_ms")) != NULL)
 		f.has_until = true, f.until_ms = json_integer_value(v);
-	if (f.n_scope > 0 || f.n_tags > 0 || f.n_roles > 0 || f.has_since || f.has_until)
+	if (f.n_scope > 0 || f.n_tags > 0 || f.n_meta > 0 || f.n_roles > 0 || f.has_since ||
+	    f.has_until)
 		o.filter = &f;
 	err = hsamem_query_filtered(m->c->h, m->user, &q, &o, &r);
 	if (err == HSAMEM_ENOUSER) /* nothing remembered yet is an empty answer, not a failure */
@@ -537,7 +540,11 @@ const struct mcp_tool mcp_tools[] = {
                           "\"scope\":{\"type\":\"array\",\"items\":{\"type\":\"string\","
                           "\"minLength\":3},\"maxItems\":8,"
                           "\"description\":\"key=value pairs it belongs to, e.g. "
-                          "session=42 or agent=planner\"}},"
+                          "session=42 or agent=planner\"},"
+                          "\"meta\":{\"type\":\"array\",\"items\":{\"type\":\"string\","
+                          "\"minLength\":3},\"maxItems\":8,"
+                          "\"description\":\"key=value facts about it, e.g. "
+                          "source=email\"}},"
                           "\"required\":[\"text\"],\"additionalProperties\":false}",
                 .output_schema = "{\"type\":\"object\",\"properties\":{\"seq\":{\"type\":"
                                  "\"integer\"},\"tokens\":{\"type\":\"integer\"}},"
@@ -575,6 +582,9 @@ const struct mcp_tool mcp_tools[] = {
                           "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\","
                           "\"minLength\":1},\"maxItems\":16,"
                           "\"description\":\"only entries with every tag\"},"
+                          "\"meta\":{\"type\":\"array\",\"items\":{\"type\":\"string\","
+                          "\"minLength\":3},\"maxItems\":8,"
+                          "\"description\":\"only entries with every key=value fact\"},"
                           "\"since_ms\":{\"type\":\"integer\","
                           "\"description\":\"only entries at or after this Unix time (ms)\"},"
                           "\"until_ms\":{\"type\":\"integer\","

@@ -168,6 +168,19 @@ async function session() {
   assert.doesNotMatch(text(r), /keeps a cat/);
   r = await call(client, 'recall', { query: 'cat', scope: ['nonsense'] });
   assert.equal(r.isError, true, 'a bad scope pair is a tool error');
+  // Metadata: kept with the entry, shown with it, and a filter of its own.
+  r = await call(client, 'remember', {
+    text: 'The user asked to be reminded about the dentist by email.',
+    meta: ['source=email'],
+  });
+  assert.ok(!r.isError, text(r));
+  r = await call(client, 'recall', { query: 'dentist reminder', meta: ['source=email'] });
+  assert.ok(!r.isError, text(r));
+  assert.ok(r.structuredContent.entries.length >= 1);
+  assert.ok(r.structuredContent.entries.every((e) => /dentist/.test(e.text)));
+  assert.deepEqual(r.structuredContent.entries[0].meta, ['source=email']);
+  r = await call(client, 'recall', { query: 'dentist reminder', meta: ['source=chat'] });
+  assert.match(text(r), /Nothing relevant was found/);
 
   // Forget the trip: recall no longer finds it, the other entries stay.
   r = await call(client, 'recall', { query: 'where does the user fly in March?', k: 8 });
