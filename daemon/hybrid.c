@@ -22,6 +22,7 @@
 #include "half.h"
 #include "hybrid.h"
 #include "ops.h"
+#include "sparse_rows.h"
 #include "store_filter.h"
 
 /* lex1 tokens of one chunk's text that the lexical landmark reads (64 BPE tokens make ~50) */
@@ -267,14 +268,6 @@ row_score(const struct hyb_question *q, const uint16_t *row, float scale)
 	return s * scale;
 }
 
-static uint32_t
-start_at(const struct store_sparse *sp, size_t e)
-{
-	const uint8_t *p = sp->starts + e * sp->start_bytes;
-	uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8;
-	return sp->start_bytes == 2 ? x : x | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* row_score of each row of a sparse page (store.h, SPARSE PAGES) into out[0 .. sp->count): the
  * same products summed in the same order, so the same bits. The entries of the question's
  * elements are asked for before any is used, so that their cache misses overlap. */
@@ -283,21 +276,24 @@ page_scores(const struct hyb_question *q, const struct store_sparse *sp, float s
 {
 	uint32_t lo = sp->row0;
 	for (size_t i = 0; i < q->nz; i++)
-		__builtin_prefetch(sp->entries + 3 * (size_t)start_at(sp, q->at[i]));
+		__builtin_prefetch(sp->entries + 3 * (size_t)sparse_rows_start(sp->starts,
+		                                                               sp->start_bytes,
+		                                                               q->at[i]));
 	for (uint64_t r = 0; r < sp->count; r++)
 		out[r] = 0;
 	for (size_t i = 0; i < q->nz; i++) {
-		uint32_t to = start_at(sp, q->at[i] + 1);
+		uint32_t to = sparse_rows_start(sp->starts, sp->start_bytes, q->at[i] + 1);
 		if (to > sp->n_entries)
 			to = sp->n_entries;
-		for (uint32_t y = start_at(sp, q->at[i]); y < to; y++) {
+		for (uint32_t y = sparse_rows_start(sp->starts, sp->start_bytes, q->at[i]); y < to;
+		     y++) {
 			const uint8_t *en = sp->entries + 3 * (size_t)y;
 			if (en[0] < lo)
 				continue;
 			if (en[0] >= lo + sp->count)
 				break;
 			out[en[0] - lo] +=
-			        q->qr[q->at[i]] * half_f16_to_float((uint16_t)(en[1] | en[2] << 8));
+			        q->qr[q->at[i]] * half_f16_to_float(sparse_rows_value(en));
 		}
 	}
 	for (uint64_t r = 0; r < sp->count; r++)

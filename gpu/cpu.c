@@ -42,6 +42,7 @@
 #include "half.h"
 #include "hsa_math.h"
 #include "hsamem_defs.h"
+#include "sparse_rows.h"
 
 #define TOK_GROUP        64         /* most tokens scored together, per pass over the landmarks */
 #define HEAP_BYTES       (16 << 20) /* the heaps' memory, which may shrink a group */
@@ -107,15 +108,6 @@ elem16(enum hsa_dtype dtype, const uint8_t *p)
 {
 	uint16_t h = (uint16_t)(p[0] | p[1] << 8);
 	return dtype == HSA_BF16 ? half_bf16_to_float(h) : half_f16_to_float(h);
-}
-
-/* Start e of a sparse block's table (hsa_sparse_rows), whose starts are w bytes wide. */
-static inline uint32_t
-sparse_start(const uint8_t *starts, uint32_t w, size_t e)
-{
-	const uint8_t *p = starts + e * w;
-	uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8;
-	return w == 2 ? x : x | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /*
@@ -187,8 +179,8 @@ dots_sparse(const struct call *c, const struct hsa_sparse_rows *sr, const uint8_
 		__builtin_prefetch(sr->starts + ((size_t)r * c->d_rh + at[x]) * w);
 	for (uint32_t x = 0; x < n; x++) {
 		size_t e = (size_t)r * c->d_rh + at[x];
-		from[x] = sparse_start(sr->starts, w, e);
-		to[x] = sparse_start(sr->starts, w, e + 1);
+		from[x] = sparse_rows_start(sr->starts, w, e);
+		to[x] = sparse_rows_start(sr->starts, w, e + 1);
 		if (to[x] > sr->n_entries)
 			to[x] = sr->n_entries;
 		__builtin_prefetch(sr->entries + 3 * (size_t)from[x]);

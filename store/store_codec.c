@@ -55,6 +55,7 @@
 #include <lmdb.h>
 
 #include "log.h"
+#include "sparse_rows.h"
 #include "store.h"
 #include "store_fields.h"
 #include "store_index.h"
@@ -738,25 +739,6 @@ column_sparse(const struct store_user *u, uint64_t base)
 	        (base == LEXLM_PAGE ? STORE_USER_LEXLM_SPARSE : STORE_USER_LMK_SPARSE)) != 0;
 }
 
-static uint32_t
-le16(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8;
-}
-
-static uint32_t
-le32(const uint8_t *p)
-{
-	return le16(p) | le16(p + 2) << 16;
-}
-
-/* Entry number starts[e] of a sparse page's table, whose starts are w bytes wide. */
-static inline uint32_t
-sparse_start(const uint8_t *starts, uint32_t w, uint32_t e)
-{
-	return w == 2 ? le16(starts + 2 * e) : le32(starts + 4 * (size_t)e);
-}
-
 /* Parses a sparse page (store.h, SPARSE PAGES; the layout above) of rows of dim elements and
  * checks its frame: whole, at most per_page rows, a table that starts at 0 and ends at the
  * entries' count. Its readers take an element's entries from start(e) to the lesser of
@@ -774,8 +756,8 @@ sparse_parse(const MDB_val *v, uint32_t per_page, uint32_t dim, struct store_spa
 	sp->starts = rd_take(&r, ((size_t)dim + 1) * sp->start_bytes);
 	sp->entries = rd_take(&r, (size_t)entries * 3);
 	if (!rd_done(&r) || n > per_page || d != dim ||
-	    sparse_start(sp->starts, sp->start_bytes, 0) != 0 ||
-	    sparse_start(sp->starts, sp->start_bytes, dim) != entries)
+	    sparse_rows_start(sp->starts, sp->start_bytes, 0) != 0 ||
+	    sparse_rows_start(sp->starts, sp->start_bytes, dim) != entries)
 		return false;
 	*n_rows = n;
 	return true;
@@ -850,10 +832,10 @@ sparse_decode(const struct store_sparse *sp, uint32_t n_rows, uint32_t row0, uin
 		memset(d->rows + d->at[i], 0, 2);
 	d->n_at = 0;
 	for (uint32_t e = 0; e < sp->dim; e++) {
-		uint32_t to = sparse_start(sp->starts, sp->start_bytes, e + 1);
+		uint32_t to = sparse_rows_start(sp->starts, sp->start_bytes, e + 1);
 		if (to > sp->n_entries)
 			to = sp->n_entries;
-		for (uint32_t x = sparse_start(sp->starts, sp->start_bytes, e); x < to; x++) {
+		for (uint32_t x = sparse_rows_start(sp->starts, sp->start_bytes, e); x < to; x++) {
 			const uint8_t *en = sp->entries + 3 * (size_t)x;
 			if (en[0] >= n_rows)
 				return false;
@@ -937,7 +919,7 @@ landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base,
 		return store_txn_fail(txn, -ENOMEM);
 	if (sparse && have > 0) {
 		struct dense *d =
-		        dense_buffer(have, sparse_start(sp.starts, sp.start_bytes, sp.dim));
+		        dense_buffer(have, sparse_rows_start(sp.starts, sp.start_bytes, sp.dim));
 		if (d == NULL || !sparse_decode(&sp, n_rows, 0, n_rows, rb, d)) {
 			free(page);
 			return d == NULL
@@ -1026,8 +1008,8 @@ landmarks_read(struct store_txn *txn, const struct store_user *u, uint64_t base,
 		return 0;
 	}
 	if (sparse) {
-		struct dense *d =
-		        dense_buffer(n * rb, sparse_start(view.starts, view.start_bytes, view.dim));
+		struct dense *d = dense_buffer(
+		        n * rb, sparse_rows_start(view.starts, view.start_bytes, view.dim));
 		if (d == NULL)
 			return store_txn_fail(txn, -ENOMEM);
 		if (!sparse_decode(&view, n_rows, (uint32_t)slot, (uint32_t)n, rb, d))
