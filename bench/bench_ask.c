@@ -10,6 +10,8 @@
  *   small memory         the same two on a memory of 4 chunks: what the ranking and attention
  *                        over the big memory's chunks add to a position, beside the model's
  *                        window
+ *   query                p50 and p99 of 5 x --asks queries of the big memory (k 8, hybrid),
+ *                        questions made from corpus lines
  *
  * Usage: bench_ask --corpus FILE [--tokens N] [--asks N] [--max-tokens N]
  * The daemon finds the model itself (run from the build tree). Figures belong in bench/RESULTS.md.
@@ -107,6 +109,34 @@ report(struct hsamem *c, const char *user, uint32_t max_tokens, size_t asks)
 	return 0;
 }
 
+/* p50 and p99 of n queries (k 8, the memory's default mode) of user, each a question made from a
+ * corpus line as bench_hsa_daemon makes them: what a query costs beside an ask. */
+static int
+time_queries(struct hsamem *c, const char *user, size_t n)
+{
+	double *ms = calloc(n, sizeof(double));
+	if (ms == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		char q[256];
+		const char *line = lines[(i * 7919) % n_lines];
+		struct hsamem_query_result *r = NULL;
+		snprintf(q, sizeof(q), "What does the text say about %.40s?", line);
+		double t0 = now_s();
+		if (hsamem_query_text(c, user, q, 8, &r) != 0) {
+			fprintf(stderr, "query: %s\n", hsamem_last_message(c));
+			free(ms);
+			return -1;
+		}
+		ms[i] = (now_s() - t0) * 1e3;
+		hsamem_result_free(r);
+	}
+	printf("%s: query, k 8: p50 %.1f ms, p99 %.1f ms (%zu queries)\n", user, pct(ms, n, 0.5),
+	       pct(ms, n, 0.99), n);
+	free(ms);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -149,7 +179,8 @@ main(int argc, char **argv)
 	    fill(c, "small", 256) != 0 || fill(c, "big", tokens) != 0)
 		goto out;
 	printf("built the memories in %.0f s\n", now_s() - t0);
-	if (report(c, "small", max_tokens, asks) != 0 || report(c, "big", max_tokens, asks) != 0)
+	if (report(c, "small", max_tokens, asks) != 0 || report(c, "big", max_tokens, asks) != 0 ||
+	    time_queries(c, "big", 5 * asks) != 0)
 		goto out;
 	rc = 0;
 out:

@@ -25,6 +25,14 @@ struct hsa_scratch {
 	float *qr;  /* [2S][d_r] */
 	float *qa;  /* [2S][h_q d_h] */
 	float *o;   /* [2S][h_q d_h] */
+	/*
+	 * The query window of the last call (query_window), kept: for each attention layer of the
+	 * query path (the lower blocks, the upper ones, the HSA block's SWA), the q, k and v of
+	 * rows 0 .. n_kept - 1 of the window of tokens wtok.
+	 */
+	float *kept;    /* [layers][2S][3D] */
+	uint32_t *wtok; /* [2S] */
+	uint32_t n_kept;
 };
 
 int
@@ -60,7 +68,9 @@ hsa_scratch_alloc(const struct hsa_model *m, uint32_t max_windows, struct hsa_sc
 	s->qr = malloc(win * c->d_r * sizeof(float));
 	s->qa = malloc(win * qd * sizeof(float));
 	s->o = malloc(win * qd * sizeof(float));
-	if (!s->x || !s->e || !s->kvl || !s->qr || !s->qa || !s->o ||
+	s->kept = malloc(((size_t)c->n_lower + c->n_upper + 1) * win * 3 * D * sizeof(float));
+	s->wtok = malloc(win * sizeof(uint32_t));
+	if (!s->x || !s->e || !s->kvl || !s->qr || !s->qa || !s->o || !s->kept || !s->wtok ||
 	    hsa_work_init(&s->w, c, (uint32_t)rows)) {
 		hsa_scratch_free(s);
 		return -ENOMEM;
@@ -81,6 +91,8 @@ hsa_scratch_free(struct hsa_scratch *s)
 	free(s->qr);
 	free(s->qa);
 	free(s->o);
+	free(s->kept);
+	free(s->wtok);
 	free(s);
 }
 
@@ -239,18 +251,50 @@ done:
 	return rc;
 }
 
-/* The window through the lower and upper stacks and the HSA block's SWA sub-layer, into s->x. */
+/*
+ * The window (n tokens, n <= 2S) through the lower and upper stacks and the HSA block's SWA
+ * sub-layer, into rows r0 .. n-1 of s->x. The window of the scratch's last call is kept
+ * (s->kept): every attention here is causal, so a row depends on the rows before it only, and the
+ * rows up to where the two windows first differ are that call's, with their q, k and v at every
+ * layer. Only the rows from there on are run: one of an answer's positions runs one new row, and
+ * the queries of one memory, whose windows share its last S tokens, run the question's rows
+ * only. r0 is at most first, the first row whose X the caller reads.
+ */
 static int
-hsa_upper(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win, uint32_t n)
+query_window(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win, uint32_t n,
+             uint32_t first)
 {
 	const struct hsa_config *c = &m->cfg;
-	int rc = hsa_lower(m, s, win, 1, n, s->x);
+	size_t D = c->d_model, layer = 2 * (size_t)c->chunk * 3 * D;
+	uint32_t r0 = 0;
 
-	if (rc)
-		return rc;
-	for (uint32_t i = 0; i < c->n_upper; i++)
-		hsa_block(c, &s->w, &m->upper[i], s->x, 1, n, true);
-	hsa_attn_sublayer(c, &s->w, &m->hsa_swa, m->hsa_swa_norm, s->x, 1, n, true);
+	if (s->m != m || n == 0 || n > 2 * c->chunk || first >= n)
+		return HSAMEM_EINVAL;
+	for (uint32_t r = 0; r < n; r++)
+		if (win[r] >= c->vocab)
+			return HSAMEM_EINVAL;
+	while (r0 < s->n_kept && r0 < n && s->wtok[r0] == win[r0])
+		r0++;
+	if (r0 > first)
+		r0 = first;
+	s->n_kept = 0; /* until the rows below are whole */
+	float *x = s->x + r0 * D, *kept = s->kept;
+	uint32_t rows = n - r0;
+	for (uint32_t r = r0; r < n; r++)
+		memcpy(s->x + r * D, m->embed + (size_t)win[r] * D, D * sizeof(float));
+	for (uint32_t i = 0; i < c->n_lower; i++, kept += layer) {
+		const struct hsa_block_w *b = &m->lower[i];
+		hsa_attn_rows(c, &s->w, &b->attn, b->attn_norm, x, kept, r0, n);
+		hsa_mlp_sublayer(c, &s->w, b->mlp_norm, b->w13, b->w2, x, rows);
+	}
+	for (uint32_t i = 0; i < c->n_upper; i++, kept += layer) {
+		const struct hsa_block_w *b = &m->upper[i];
+		hsa_attn_rows(c, &s->w, &b->attn, b->attn_norm, x, kept, r0, n);
+		hsa_mlp_sublayer(c, &s->w, b->mlp_norm, b->w13, b->w2, x, rows);
+	}
+	hsa_attn_rows(c, &s->w, &m->hsa_swa, m->hsa_swa_norm, x, kept, r0, n);
+	memcpy(s->wtok, win, n * sizeof(*win));
+	s->n_kept = n;
 	return 0;
 }
 
@@ -267,7 +311,7 @@ query_heads(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *wi
 
 	if (first >= n)
 		return HSAMEM_EINVAL;
-	rc = hsa_upper(m, s, win, n);
+	rc = query_window(m, s, win, n, first);
 	if (rc)
 		return rc;
 	T = n - first;

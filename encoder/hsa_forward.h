@@ -7,8 +7,10 @@
  *
  * Threads: a model (hsa_model.h) is read-only; all mutable state of a call is in a struct
  * hsa_scratch. Any number of threads may call these functions at once on one model, each with
- * its own scratch. GEMMs go through OpenBLAS, whose thread count is process-wide: see
- * hsa_blas_threads().
+ * its own scratch. A scratch keeps the window of its last query path (every layer's keys and
+ * values of its rows): the next hsa_query or hsa_query_heads on it runs only the rows from where
+ * its window first differs, since every attention of the path looks back only. GEMMs go through
+ * OpenBLAS, whose thread count is process-wide: see hsa_blas_threads().
  *
  * Backends: struct hsa_runtime is the table a caller goes through (hsa_runtime_cpu() is the CPU
  * one, always there and the oracle for others); a CUDA runtime is another table of the same

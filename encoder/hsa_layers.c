@@ -150,6 +150,31 @@ hsa_attn_sublayer(const struct hsa_config *c, struct hsa_work *w, const struct h
 }
 
 void
+hsa_attn_rows(const struct hsa_config *c, struct hsa_work *w, const struct hsa_attn_w *a,
+              const float *norm, float *x, float *qkv, uint32_t r0, uint32_t n)
+{
+	uint32_t D = c->d_model, dh = c->d_head, H = c->n_heads, rows = n - r0, half = dh / 2;
+	size_t ld = 3 * (size_t)D;
+
+	hsa_rmsnorm(x, D, w->xn, D, rows, D, norm, c->eps);
+	hsa_gemm(w->xn, D, rows, D, a->wqkv, 3 * D, 0.0f, qkv + r0 * ld, ld);
+	for (uint32_t p = r0; p < n; p++) {
+		for (uint32_t h = 0; h < H; h++) {
+			float *q = qkv + p * ld + h * dh, *k = q + D;
+			hsa_rmsnorm(q, dh, q, dh, 1, dh, a->q_norm, c->eps);
+			hsa_rmsnorm(k, dh, k, dh, 1, dh, a->k_norm, c->eps);
+			rope(q, dh, w->cos + p * half, w->sin + p * half);
+			rope(k, dh, w->cos + p * half, w->sin + p * half);
+		}
+	}
+	for (uint32_t t = r0; t < n; t++)
+		for (uint32_t h = 0; h < H; h++)
+			attend(qkv + t * ld + h * dh, qkv + D + h * dh, qkv + 2 * D + h * dh, ld,
+			       t + 1, dh, w->sc, w->att + (size_t)(t - r0) * D + h * dh);
+	hsa_gemm(w->att, D, rows, D, a->wo, D, 1.0f, x, D);
+}
+
+void
 hsa_mlp_sublayer(const struct hsa_config *c, struct hsa_work *w, const float *norm,
                  const float *w13, const float *w2, float *x, uint32_t rows)
 {

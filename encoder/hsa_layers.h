@@ -40,6 +40,15 @@ void hsa_rmsnorm(const float *x, size_t ldx, float *y, size_t ldy, uint32_t rows
 void hsa_attn_sublayer(const struct hsa_config *c, struct hsa_work *w, const struct hsa_attn_w *a,
                        const float *norm, float *x, uint32_t nw, uint32_t n, bool causal);
 
+/*
+ * The causal attention sub-layer for rows r0 .. n-1 of one window (RoPE positions r0 .. n-1) whose
+ * rows 0 .. r0-1 went through it before: qkv [n][3D] holds those rows' q, k and v (normalised and
+ * rotated) from then, and takes the new rows'; x holds the new rows only, [n - r0][D]. With r0 = 0
+ * it is hsa_attn_sublayer of one window, keeping qkv.
+ */
+void hsa_attn_rows(const struct hsa_config *c, struct hsa_work *w, const struct hsa_attn_w *a,
+                   const float *norm, float *x, float *qkv, uint32_t r0, uint32_t n);
+
 /* x += w2 (silu(w1 z) * (w3 z)), z = RMSNorm_norm(x), over rows rows. */
 void hsa_mlp_sublayer(const struct hsa_config *c, struct hsa_work *w, const float *norm,
                       const float *w13, const float *w2, float *x, uint32_t rows);

@@ -48,6 +48,7 @@ static bool on_gpu;             /* model attached to a device (hsa_small_use_gpu
 static pthread_mutex_t gpu_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the two below */
 static struct hsa_scratch *gpu_enc, *gpu_query;              /* allocated at first use */
 static char load_error[600] = "encoder hsa-small: no model folder was loaded";
+static unsigned model_gen; /* counts the loads: a thread's kept scratch is of one (query_scratch) */
 
 static int
 hs_ready(char *why, size_t why_len)
@@ -314,6 +315,55 @@ hs_encode_chunk(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx, 
 	return hs_encode_windows(spec, &w, 1, K, V, L);
 }
 
+/*
+ * The calling thread's scratch for queries on the CPU, kept between its calls so that the query
+ * window is kept too (hsa_forward.c, query_window): the queries of one memory share its last S
+ * tokens, so a worker's next query of the memory runs the question's rows only. Of the model of
+ * the current load; freed with the thread. NULL when there is no memory.
+ */
+struct kept_query {
+	unsigned gen;
+	struct hsa_scratch *s;
+};
+
+static pthread_key_t query_key;
+static pthread_once_t query_once = PTHREAD_ONCE_INIT;
+
+static void
+kept_query_free(void *arg)
+{
+	struct kept_query *k = arg;
+	hsa_scratch_free(k->s);
+	free(k);
+}
+
+static void
+query_key_init(void)
+{
+	pthread_key_create(&query_key, kept_query_free);
+}
+
+static struct hsa_scratch *
+query_scratch(void)
+{
+	pthread_once(&query_once, query_key_init);
+	struct kept_query *k = pthread_getspecific(query_key);
+	if (k != NULL && k->s != NULL && k->gen == model_gen)
+		return k->s;
+	if (k == NULL) {
+		if ((k = calloc(1, sizeof(*k))) == NULL || pthread_setspecific(query_key, k) != 0) {
+			free(k);
+			return NULL;
+		}
+	}
+	hsa_scratch_free(k->s);
+	k->s = NULL;
+	if (hsa_scratch_alloc(model, 1, &k->s) != 0)
+		return NULL;
+	k->gen = model_gen;
+	return k->s;
+}
+
 static int
 hs_encode_query_ctx(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
                     const uint32_t *tok, size_t n, float *qr, float *qa)
@@ -351,11 +401,9 @@ hs_encode_query_ctx(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_c
 	}
 	if (err != HSAMEM_EBACKEND)
 		return err;
-	if ((err = hsa_scratch_alloc(model, 1, &s)) != 0)
-		return err;
-	err = hsa_query(model, s, win, len, len - 1, &none, &out);
-	hsa_scratch_free(s);
-	return err;
+	if ((s = query_scratch()) == NULL)
+		return -ENOMEM;
+	return hsa_query(model, s, win, len, len - 1, &none, &out);
 }
 
 static int
@@ -371,7 +419,7 @@ hs_encode_query(const struct hsa_spec *spec, const uint32_t *tok, size_t n, floa
  */
 struct enc_answer {
 	struct hsa_scratch *s;
-	bool gpu;      /* s is the CUDA runtime's */
+	bool gpu;      /* s is the CUDA runtime's; else the thread's (query_scratch) */
 	uint32_t *all; /* ctx, <|q|> question <|a|>, then the answer so far */
 	uint32_t total, cap, n;
 	float *logits;
@@ -384,8 +432,6 @@ hs_answer_close(struct enc_answer *a)
 		return;
 	if (a->gpu)
 		hsa_runtime_cuda()->scratch_free(a->s);
-	else
-		hsa_scratch_free(a->s); /* NULL after a failed answer_to_cpu */
 	free(a->all);
 	free(a->logits);
 	free(a);
@@ -414,9 +460,9 @@ hs_answer_open(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx, c
 		return -ENOMEM;
 	}
 	a->gpu = on_gpu && hsa_runtime_cuda()->scratch_alloc(model, 1, &a->s) == 0;
-	if (!a->gpu && (err = hsa_scratch_alloc(model, 1, &a->s)) != 0) {
+	if (!a->gpu && (a->s = query_scratch()) == NULL) {
 		hs_answer_close(a);
-		return err;
+		return -ENOMEM;
 	}
 	/* the context as a query's: pads on the left where the stream is shorter */
 	window_context(a->all, c->chunk, c->pad_id, ctx, n_ctx);
@@ -435,9 +481,8 @@ answer_to_cpu(struct enc_answer *a)
 {
 	gpu_failed("an answer");
 	hsa_runtime_cuda()->scratch_free(a->s);
-	a->s = NULL;
 	a->gpu = false;
-	return hsa_scratch_alloc(model, 1, &a->s);
+	return (a->s = query_scratch()) != NULL ? 0 : -ENOMEM;
 }
 
 /* The window's queries at its last position (a->n set), on the GPU or the CPU. */
@@ -563,6 +608,7 @@ hsa_small_load(const char *dir, char *why, size_t why_len)
 		return why_fail(why, why_len, HSAMEM_EENCODER, "%s", load_error);
 	}
 	model = m;
+	model_gen++;
 	enc_hsa_small.revision = m->cfg.step;
 	enc_hsa_small.context = m->cfg.chunk;
 	enc_hsa_small.query_context = m->cfg.chunk;

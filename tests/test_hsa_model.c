@@ -1,7 +1,8 @@
 /*
  * test_hsa_model.c: the learned encoder hsa-small (encoder/hsa_model.c, hsa_forward.c) against
- * the reference values of models/hsa-small/golden.safetensors, stage by stage, then greedy
- * answering, then the refusal of broken copies of the model folder (each with its message).
+ * the reference values of models/hsa-small/golden.safetensors, stage by stage, the query window
+ * kept between calls against a fresh one, then greedy answering, then the refusal of broken
+ * copies of the model folder (each with its message).
  *
  * Tolerance: the reference is fp32 on a CPU with another summation order, so a stage passes when
  * its largest absolute error is at most TOL_REL times the largest magnitude of its reference
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,6 +179,64 @@ test_query(const struct hsa_model *m, struct hsa_scratch *s)
 	free(o.hsa_out), free(o.logits), free(K), free(V), free(L), free(win), free(qt);
 }
 
+/* Largest |a - b| over n values, against the largest |a|. */
+static bool
+close_to(const float *a, const float *b, size_t n, float rel)
+{
+	float err = 0, big = 1e-6f;
+	for (size_t i = 0; i < n; i++) {
+		err = fmaxf(err, fabsf(a[i] - b[i]));
+		big = fmaxf(big, fabsf(a[i]));
+	}
+	return err <= rel * big;
+}
+
+/*
+ * The window kept between calls (hsa_forward.c, query_window): a scratch that ran a window
+ * sharing a prefix with this one (the same but its last tokens, a shorter one, one that differs
+ * from its first token) gives this window's queries and logits as a fresh scratch does.
+ */
+static void
+test_kept_window(const struct hsa_model *m)
+{
+	const struct hsa_config *c = &m->cfg;
+	uint32_t n = (uint32_t)gt("query_window")->count, *win = ids("query_window", 0, n);
+	uint32_t *other = malloc(n * sizeof(uint32_t)), qd = c->h_q * c->d_h;
+	float *qr = malloc(2 * (c->d_r + qd) * sizeof(float)), *qa = qr + c->d_r;
+	float *qr2 = qa + qd, *qa2 = qr2 + c->d_r, *O = calloc(qd, sizeof(float));
+	float *lg = malloc(2 * (size_t)c->vocab * sizeof(float)), *lg2 = lg + c->vocab;
+	struct hsa_scratch *fresh = NULL, *s = NULL;
+
+	CHECK_RET(hsa_scratch_alloc(m, 1, &fresh), 0);
+	CHECK_RET(hsa_scratch_alloc(m, 1, &s), 0);
+	CHECK_RET(hsa_query_heads(m, fresh, win, n, n - 1, qr, qa), 0);
+	CHECK_RET(hsa_query_logits(m, fresh, n, n - 1, O, lg), 0);
+	for (int how = 0; how < 4; how++) {
+		uint32_t len = n;
+		memcpy(other, win, n * sizeof(uint32_t));
+		if (how == 0) /* another question's end */
+			for (uint32_t i = n - 5; i < n; i++)
+				other[i] = (other[i] + 7) % c->vocab;
+		else if (how == 1) /* the window one token shorter: an answer's next position */
+			len = n - 1;
+		else if (how == 2) /* another first token: nothing in common */
+			other[0] = (other[0] + 1) % c->vocab;
+		CHECK_RET(hsa_query_heads(m, s, other, len, len - 1, qr2, qa2), 0);
+		CHECK_RET(hsa_query_heads(m, s, win, n, n - 1, qr2, qa2), 0);
+		CHECK_RET(hsa_query_logits(m, s, n, n - 1, O, lg2), 0);
+		CHECK(close_to(qr, qr2, c->d_r, 1e-5f) && close_to(qa, qa2, qd, 1e-5f));
+		CHECK(close_to(lg, lg2, c->vocab, 1e-5f));
+	}
+	/* a bad token fails and keeps nothing: the next call runs whole */
+	other[3] = c->vocab;
+	CHECK_RET(hsa_query_heads(m, s, other, n, n - 1, qr2, qa2), HSAMEM_EINVAL);
+	CHECK_RET(hsa_query_heads(m, s, win, n, n - 1, qr2, qa2), 0);
+	CHECK(close_to(qr, qr2, c->d_r, 1e-5f) && close_to(qa, qa2, qd, 1e-5f));
+	hsa_scratch_free(fresh);
+	hsa_scratch_free(s);
+	free(win), free(other), free(qr), free(O), free(lg);
+}
+
 /* Greedy answering over the chunks this code encoded gives the needle's number. */
 static void
 test_generate(const struct hsa_model *m, struct hsa_scratch *s, const float *K, const float *V,
@@ -342,6 +402,7 @@ main(void)
 	test_lower(m, s);
 	test_chunks(m, s, &K, &V, &L);
 	test_query(m, s);
+	test_kept_window(m);
 	test_generate(m, s, K, V, L);
 	test_refusals();
 	free(K);
