@@ -13,7 +13,11 @@
  *   query                p50 and p99 of 5 x --asks queries of the big memory (k 8, hybrid),
  *                        questions made from corpus lines
  *
- * Usage: bench_ask --corpus FILE [--tokens N] [--asks N] [--max-tokens N]
+ * --cold: the daemon with one worker, and before each timed ask an untimed one of the other
+ * memory, so that no ask finds its window kept from the last (hsamem(7), ENCODERS): a worker's
+ * first question to a memory.
+ *
+ * Usage: bench_ask --corpus FILE [--tokens N] [--asks N] [--max-tokens N] [--cold]
  * The daemon finds the model itself (run from the build tree). Figures belong in bench/RESULTS.md.
  */
 #include <getopt.h>
@@ -61,17 +65,32 @@ fill(struct hsamem *c, const char *user, uint64_t tokens)
 	return 0;
 }
 
+/* With --cold, the memory asked of before each timed ask, untimed, so that the daemon's one worker
+ * keeps no window of the memory timed (hsamem(7), ENCODERS): each ask runs its whole window at
+ * its first position, as a worker's first question to a memory does. */
+static const char *cold_other;
+
 /* p50 and p99 in ms of `asks` asks with max_tokens; the last answer to *last. */
 static int
 time_asks(struct hsamem *c, const char *user, uint32_t max_tokens, size_t asks, double *p50,
           double *p99, struct hsamem_ask_result **last)
 {
-	struct hsamem_ask opts = {.max_tokens = max_tokens};
+	struct hsamem_ask opts = {.max_tokens = max_tokens}, one = {.max_tokens = 1};
 	double *ms = calloc(asks, sizeof(double));
 	if (ms == NULL)
 		return -1;
 	for (size_t i = 0; i < asks; i++) {
 		struct hsamem_ask_result *r = NULL;
+		if (cold_other != NULL) {
+			if (hsamem_ask(c, strcmp(user, cold_other) != 0 ? cold_other : "big",
+			               QUESTION, &one, &r) != 0) {
+				fprintf(stderr, "ask: %s\n", hsamem_last_message(c));
+				free(ms);
+				return -1;
+			}
+			hsamem_result_free(r);
+			r = NULL;
+		}
 		double t0 = now_s();
 		if (hsamem_ask(c, user, QUESTION, &opts, &r) != 0) {
 			fprintf(stderr, "ask: %s\n", hsamem_last_message(c));
@@ -144,6 +163,7 @@ main(int argc, char **argv)
 	                                     {"tokens", required_argument, NULL, 'n'},
 	                                     {"asks", required_argument, NULL, 'a'},
 	                                     {"max-tokens", required_argument, NULL, 'm'},
+	                                     {"cold", no_argument, NULL, 'C'},
 	                                     {0}};
 	const char *corpus = NULL;
 	uint64_t tokens = 65536;
@@ -161,15 +181,21 @@ main(int argc, char **argv)
 			asks = strtoul(optarg, NULL, 10);
 		else if (o == 'm')
 			max_tokens = (uint32_t)strtoul(optarg, NULL, 10);
+		else if (o == 'C')
+			cold_other = "small";
 		else
 			return 2;
 	}
 	if (corpus == NULL || bench_read_lines(corpus) != 0 || asks == 0) {
 		fprintf(stderr, "usage: bench_ask --corpus FILE [--tokens N] [--asks N] "
-		                "[--max-tokens N]\n");
+		                "[--max-tokens N] [--cold]\n");
 		return 2;
 	}
-	if (harness_init(&h) != 0 || harness_start(&h) != 0) {
+	static const char *one_worker[] = {"-o", "workers=1", NULL};
+	int ret = harness_init(&h);
+	if (ret == 0 && cold_other != NULL)
+		memcpy(h.extra, one_worker, sizeof(one_worker));
+	if (ret != 0 || harness_start(&h) != 0) {
 		harness_dump_log(&h);
 		harness_fini(&h);
 		return 1;
