@@ -7,7 +7,10 @@
  * are the reference math's (hsa_math.h) and the inner loops the kernels' (cpu_kernels.h); this file
  * cuts a call into pieces and moves the data between them. Speed comes from streaming the
  * landmarks once (converted to f32 in blocks that stay in L1, or in registers on the way into the
- * dot products) rather than from cleverness.
+ * dot products) rather than from cleverness. The one exception is a sparse query (a lexical
+ * question weighs a few dozen of 1,024 elements): it reads only its elements, from the source's
+ * sparse form where it has one (backend.h, hsa_sparse_rows) and from the dense rows otherwise,
+ * with the same sums either way (dots_sparse).
  *
  * One attend() call works through its tokens in groups of up to TOK_GROUP, each in two phases:
  *
