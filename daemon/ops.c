@@ -17,7 +17,6 @@
 #include "log.h"
 #include "ops.h"
 #include "holes.h"
-#include "hybrid.h"
 
 int
 ops_oom(struct job *job)
@@ -532,18 +531,6 @@ daemon_gpu_failed(struct daemon *d, int err)
 	if (atomic_exchange(&d->gpu_ok, false))
 		log_err("gpu: backend failed (%s); serving on the CPU from now on",
 		        hsamem_strerror(err));
-}
-
-uint32_t
-ops_layout_flags(const struct hsa_spec *spec)
-{
-	const struct enc_ops *enc = enc_find(spec->encoder);
-	uint32_t f = hyb_flags(spec) | kvc_flags(spec);
-	if (enc != NULL && enc->sparse_landmarks)
-		f |= STORE_USER_LMK_SPARSE;
-	if (f & STORE_USER_LEXICAL) /* the lexical encoder's landmarks */
-		f |= STORE_USER_LEXLM_SPARSE;
-	return f;
 }
 
 bool

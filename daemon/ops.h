@@ -98,16 +98,6 @@ int ops_source_tail(struct ops_source *s, const struct enc_ops *enc, const struc
 /* Whether the daemon's backend for memories of spec is the GPU (else the CPU). */
 bool ops_on_device(struct job *job, const struct hsa_spec *spec);
 
-/*
- * The layout flags (OPS_LAYOUT_FLAGS) that a memory of spec is created with now (store.h): lexical
- * landmarks kept (hybrid.h), K/V computed (kvcalc.h), landmark pages sparse. A memory whose flags
- * differ was made by an older daemon; a re-encode converts it.
- */
-#define OPS_LAYOUT_FLAGS                                                                           \
-	(STORE_USER_LEXICAL | STORE_USER_KV_COMPUTED | STORE_USER_LMK_SPARSE |                     \
-	 STORE_USER_LEXLM_SPARSE)
-uint32_t ops_layout_flags(const struct hsa_spec *spec);
-
 /* Runs the operator on the daemon's backend, falling back to the CPU if the GPU fails. */
 int ops_attend(struct job *job, const struct hsa_spec *spec, const struct hsa_source *src,
                const struct hsa_query *q, struct hsa_result *res);

@@ -48,6 +48,7 @@
 #include "half.h"
 #include "log.h"
 #include "hybrid.h"
+#include "layout.h"
 #include "ops.h"
 #include "ops_filter.h"
 
@@ -180,7 +181,7 @@ import_begin(struct batch *b, const Hsamem__ExportRecord__Header *h)
 	u->spec = spec;
 	u->created_ms = h->has_created_ms ? h->created_ms : now_ms();
 	u->updated_ms = now_ms();
-	u->flags = STORE_USER_IMPORTING | ops_layout_flags(&spec);
+	u->flags = STORE_USER_IMPORTING | layout_flags(&spec);
 	if ((ret = store_user_create(b->txn, u)) != 0)
 		return ret;
 	b->x = (struct import){.uid = u->uid,

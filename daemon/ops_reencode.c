@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "hybrid.h"
+#include "layout.h"
 #include "ops.h"
 #include "seal.h"
 
@@ -241,7 +242,7 @@ step_target(struct step *p)
 	int ret = store_user_get(p->txn, name, &p->neu);
 	if (ret == 0 && (strcmp(p->neu.spec.encoder, p->job->spec.encoder) != 0 ||
 	                 p->neu.spec.revision != p->job->spec.revision ||
-	                 (p->neu.flags & OPS_LAYOUT_FLAGS) != ops_layout_flags(&p->job->spec))) {
+	                 (p->neu.flags & LAYOUT_FLAGS) != layout_flags(&p->job->spec))) {
 		if ((ret = store_user_delete(p->txn, &p->neu)) != 0)
 			return ret;
 		ret = HSAMEM_ENOUSER;
@@ -252,7 +253,7 @@ step_target(struct step *p)
 	strcpy(p->neu.name, name);
 	p->neu.spec = p->job->spec;
 	p->neu.created_ms = p->old.created_ms;
-	p->neu.flags = STORE_USER_IMPORTING | ops_layout_flags(&p->neu.spec);
+	p->neu.flags = STORE_USER_IMPORTING | layout_flags(&p->neu.spec);
 	return store_user_create(p->txn, &p->neu);
 }
 
@@ -378,11 +379,11 @@ ops_apply_reencode(struct job *job, struct store_txn *txn)
 		                "your model's token ids, which no built-in encoder reads",
 		                name);
 	/* the same encoder and revision: nothing to do, unless the memory is laid out as an older
-	 * daemon made it (ops_layout_flags: without the lexical landmarks that memories of its
+	 * daemon made it (layout_flags: without the lexical landmarks that memories of its
 	 * encoder keep now, with K/V that its encoder computes now, with dense landmark pages) */
 	if (strcmp(p.old.spec.encoder, job->spec.encoder) == 0 &&
 	    p.old.spec.revision == job->spec.revision &&
-	    (p.old.flags & OPS_LAYOUT_FLAGS) == ops_layout_flags(&p.old.spec)) {
+	    (p.old.flags & LAYOUT_FLAGS) == layout_flags(&p.old.spec)) {
 		/* nothing to do; a re-encode to it that was under way is dropped */
 		p.neu = p.old;
 		p.old_end = p.old.n_tokens;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hybrid.h"
+#include "layout.h"
 #include "ops.h"
 #include "ops_filter.h"
 #include "seal.h"
@@ -58,7 +59,7 @@ ops_apply_create(struct job *job, struct store_txn *txn)
 	memset(&u, 0, sizeof(u));
 	strcpy(u.name, q->user);
 	u.spec = job->spec;
-	u.flags = ops_layout_flags(&u.spec);
+	u.flags = layout_flags(&u.spec);
 	u.created_ms = u.updated_ms = now_ms();
 	int ret = store_user_create(txn, &u);
 	if (ret == HSAMEM_EEXIST)
@@ -244,7 +245,7 @@ write_target(struct job *job, struct store_txn *txn, const char *name, bool crea
 		memset(u, 0, sizeof(*u));
 		strcpy(u->name, name);
 		u->spec = job->spec;
-		u->flags = ops_layout_flags(&u->spec);
+		u->flags = layout_flags(&u->spec);
 		u->created_ms = now_ms();
 		if ((ret = store_user_create(txn, u)) != 0)
 			return ret;
