@@ -11,9 +11,12 @@
  *                        is restarted on its CPU backend (gpu=off), held to the first N cores of
  *                        this process's set; for a CPU figure of a memory that the GPU filled in
  *                        seconds where the CPU would take many minutes
+ *   stages               with --trace: the daemon logs at debug level, and each query's stages
+ *                        (ops_query.c: question, lexical, learned, attend, scores, reply) are
+ *                        reported as p50 and p90 from its log
  *
  * Usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] [--batch N] [--clients N]
- *                         [--cpu-cores N]
+ *                         [--cpu-cores N] [--trace]
  * HSAMEM_TOP_SRCDIR (default .) locates models/hsa-small for the in-process measure; the daemon
  * finds it itself (run from the build tree). Timing figures belong in bench/RESULTS.md.
  */
@@ -21,6 +24,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,17 +132,75 @@ query_latency(const char *url, const char *user, size_t nq)
 		hsamem_result_free(r);
 	}
 	double p50 = pct(v, nq, 0.5), p99 = pct(v, nq, 0.99);
-	printf("query, 1 client, k 8: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu queries, %zu "
+	printf("query, 1 client, k 8: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu queries, %zu "
 	       "failed)\n",
 	       p50, p99, v[nq - 1], nq, failed);
 	hsamem_close(c);
 	free(v);
 }
 
+/* The stages of the queries that the daemon logged (--trace) from byte from of its log on:
+ * "query: 'USER' stages (ms): NAME MS NAME MS ...", p50 and p90 of each name. */
+static void
+stage_report(const char *log, long from)
+{
+	enum { NAMES = 8, MAX = 4096 };
+	char names[NAMES][16], line[1024];
+	double *v[NAMES] = {0};
+	size_t n[NAMES] = {0}, n_names = 0;
+	FILE *f = fopen(log, "r");
+	if (f == NULL || fseek(f, from, SEEK_SET) != 0) {
+		if (f != NULL)
+			fclose(f);
+		return;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		const char *p = strstr(line, "stages (ms):");
+		if (p == NULL)
+			continue;
+		p += strlen("stages (ms):");
+		char name[16];
+		double ms;
+		int used;
+		while (sscanf(p, " %15s %lf%n", name, &ms, &used) == 2) {
+			p += used;
+			size_t i = 0;
+			while (i < n_names && strcmp(names[i], name) != 0)
+				i++;
+			if (i == n_names) {
+				if (n_names == NAMES)
+					continue;
+				snprintf(names[n_names++], sizeof(names[0]), "%s", name);
+			}
+			if (v[i] == NULL && (v[i] = calloc(MAX, sizeof(double))) == NULL)
+				continue;
+			if (n[i] < MAX)
+				v[i][n[i]++] = ms;
+		}
+	}
+	fclose(f);
+	printf("  stages in the daemon (ms), p50 / p90:");
+	for (size_t i = 0; i < n_names; i++) {
+		printf(" %s %.3f / %.3f", names[i], pct(v[i], n[i], 0.5), pct(v[i], n[i], 0.9));
+		free(v[i]);
+	}
+	printf("\n");
+}
+
+static long
+log_size(const struct harness *h)
+{
+	FILE *f = fopen(h->log, "r");
+	long n = f != NULL && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : 0;
+	if (f != NULL)
+		fclose(f);
+	return n;
+}
+
 /* The daemon restarted on the same store on its CPU backend, held to the first n cores of this
  * process's set (the daemon's threads are started after the affinity is set, and inherit it). */
 static int
-restart_on_cpu(struct harness *h, int n)
+restart_on_cpu(struct harness *h, int n, bool trace)
 {
 	cpu_set_t all, some;
 	if (sched_getaffinity(0, sizeof(all), &all) != 0)
@@ -151,8 +213,10 @@ restart_on_cpu(struct harness *h, int n)
 		}
 	if (harness_stop(h, SIGTERM) != 0 || sched_setaffinity(0, sizeof(some), &some) != 0)
 		return -1;
-	static const char *cpu[] = {"-o", "gpu=off", NULL};
+	static const char *cpu[] = {"-o", "gpu=off", "-v", NULL};
 	memcpy(h->extra, cpu, sizeof(cpu));
+	if (!trace)
+		h->extra[2] = NULL;
 	int ret = harness_start(h);
 	sched_setaffinity(0, sizeof(all), &all);
 	return ret;
@@ -212,12 +276,14 @@ main(int argc, char **argv)
 	uint64_t tokens = 65536;
 	size_t queries = 200, batch = 32;
 	int clients = 2, cpu_cores = 0;
+	bool trace = false;
 	static const struct option opts[] = {{"corpus", required_argument, NULL, 'c'},
 	                                     {"tokens", required_argument, NULL, 't'},
 	                                     {"queries", required_argument, NULL, 'q'},
 	                                     {"batch", required_argument, NULL, 'b'},
 	                                     {"clients", required_argument, NULL, 'n'},
 	                                     {"cpu-cores", required_argument, NULL, 'C'},
+	                                     {"trace", no_argument, NULL, 'T'},
 	                                     {NULL, 0, NULL, 0}};
 	for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
 		if (o == 'c')
@@ -232,17 +298,22 @@ main(int argc, char **argv)
 			clients = atoi(optarg);
 		else if (o == 'C')
 			cpu_cores = atoi(optarg);
+		else if (o == 'T')
+			trace = true;
 		else
 			return 2;
 	}
 	if (corpus == NULL || bench_read_lines(corpus) != 0 || queries == 0 || batch == 0 ||
 	    clients < 1 || clients > 64 || cpu_cores < 0) {
 		fprintf(stderr, "usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] "
-		                "[--batch N] [--clients N] [--cpu-cores N]\n");
+		                "[--batch N] [--clients N] [--cpu-cores N] [--trace]\n");
 		return 2;
 	}
 	struct harness h;
-	if (harness_init(&h) != 0 || harness_start(&h) != 0) {
+	int ok = harness_init(&h) == 0;
+	if (ok && trace)
+		h.extra[0] = "-v";
+	if (!ok || harness_start(&h) != 0) {
 		fprintf(stderr, "cannot start hsamemd\n");
 		return 1;
 	}
@@ -258,15 +329,21 @@ main(int argc, char **argv)
 	       (unsigned long long)tokens);
 	double r2 = ingest(h.url, many, clients, tokens / 4, batch);
 	printf("ingest, %d clients, %d memories: %.0f tokens/s together\n", clients, clients, r2);
+	long from = log_size(&h);
 	query_latency(h.url, "q", queries);
+	if (trace)
+		stage_report(h.log, from);
 	if (cpu_cores > 0) {
-		if (restart_on_cpu(&h, cpu_cores) != 0) {
+		if (restart_on_cpu(&h, cpu_cores, trace) != 0) {
 			fprintf(stderr, "cannot restart hsamemd on the CPU\n");
 			harness_fini(&h);
 			return 1;
 		}
 		printf("the daemon restarted on its CPU backend, %d cores:\n", cpu_cores);
+		from = log_size(&h);
 		query_latency(h.url, "q", queries);
+		if (trace)
+			stage_report(h.log, from);
 	}
 	harness_fini(&h);
 	query_encoding(queries);

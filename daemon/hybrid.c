@@ -300,17 +300,48 @@ page_scores(const struct hyb_question *q, const struct store_sparse *sp, float s
 		out[r] *= scale;
 }
 
+/* row_score of the first row of a sparse page view (sp->row0) alone, the same bits as
+ * page_scores gives it, without expanding the page: a chunk's own score. */
+static float
+sparse_row_score(const struct hyb_question *q, const struct store_sparse *sp, float scale)
+{
+	float s = 0;
+	for (size_t i = 0; i < q->nz; i++) {
+		uint32_t to = sparse_rows_start(sp->starts, sp->start_bytes, q->at[i] + 1);
+		if (to > sp->n_entries)
+			to = sp->n_entries;
+		for (uint32_t y = sparse_rows_start(sp->starts, sp->start_bytes, q->at[i]); y < to;
+		     y++) {
+			const uint8_t *en = sp->entries + 3 * (size_t)y;
+			if (en[0] < sp->row0)
+				continue;
+			if (en[0] == sp->row0)
+				s += q->qr[q->at[i]] * half_f16_to_float(sparse_rows_value(en));
+			break;
+		}
+	}
+	return s * scale;
+}
+
 int
 hyb_lexical_score(struct store_txn *txn, const struct store_user *u, const struct hyb_question *q,
                   uint64_t j, float *s)
 {
 	struct hsa_spec spec;
 	lex_spec(&spec);
+	size_t rb = spec.d_r * sizeof(uint16_t);
+	float scale = 1.0f / sqrtf((float)spec.d_r);
 	const void *rows;
 	uint64_t count;
-	int ret = store_lexlm_get(txn, u, j, spec.d_r * sizeof(uint16_t), &rows, &count);
-	if (ret == 0)
-		*s = row_score(q, rows, 1.0f / sqrtf((float)spec.d_r));
+	struct store_sparse sp;
+	int ret;
+	if ((u->flags & STORE_USER_LEXLM_SPARSE) == 0) {
+		if ((ret = store_lexlm_get(txn, u, j, rb, &rows, &count)) == 0)
+			*s = row_score(q, rows, scale);
+		return ret;
+	}
+	if ((ret = store_lexlm_sparse(txn, u, j, rb, &sp)) == 0)
+		*s = sparse_row_score(q, &sp, scale);
 	return ret;
 }
 

@@ -31,6 +31,50 @@
 
 #define TOP_TOKENS 6
 
+/*
+ * Where a query's time goes, logged at debug level (hsamemd -v): the time since the last mark,
+ * under the name of the stage it closes. Nothing is measured at other levels.
+ */
+struct stages {
+	bool on;
+	int n;
+	int64_t last;
+	const char *name[8];
+	int64_t ns[8];
+};
+
+static void
+stages_start(struct stages *t)
+{
+	*t = (struct stages){.on = log_level() >= LOG_DEBUG};
+	if (t->on)
+		t->last = now_ns();
+}
+
+static void
+stage(struct stages *t, const char *name)
+{
+	if (!t->on || t->n == 8)
+		return;
+	int64_t now = now_ns();
+	t->name[t->n] = name;
+	t->ns[t->n++] = now - t->last;
+	t->last = now;
+}
+
+static void
+stages_log(const struct stages *t, const char *user)
+{
+	char line[256];
+	size_t at = 0;
+	if (!t->on)
+		return;
+	for (int i = 0; i < t->n && at < sizeof(line); i++)
+		at += (size_t)snprintf(line + at, sizeof(line) - at, " %s %.3f", t->name[i],
+		                       (double)t->ns[i] / 1e6);
+	log_debug("query: '%s' stages (ms):%s", user, line);
+}
+
 /* ---- attend ---- */
 
 void
@@ -603,7 +647,7 @@ cmp_i64(const void *a, const void *b)
 static int
 query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc, enum hyb_mode mode,
              uint32_t k, const uint64_t *mask, const uint32_t *ids, size_t n_tok, const float *qr,
-             const float *qa, struct candidate *cand, size_t *n_cand)
+             const float *qa, struct candidate *cand, size_t *n_cand, struct stages *t)
 {
 	const struct store_user *u = &src->user;
 	const struct hsa_spec *spec = &u->spec;
@@ -629,9 +673,11 @@ query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc,
 		ret = hyb_lexical_rank(job, src->txn, u, &hq, back, mask, depth, lex, &n_lex);
 	if (ret != 0)
 		return job_fail(job, ret, "lexical ranking failed: %s", hsamem_strerror(ret));
+	stage(t, "lexical");
 	if (mode == HYB_HYBRID) {
 		if ((ret = learned_rank(job, src, qr, qa, mask, learn, &n_learn)) != 0)
 			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
+		stage(t, "learned");
 		n = hyb_fuse(learn, n_learn, lex, n_lex, k, sel);
 	} else {
 		n = n_lex < k ? n_lex : k;
@@ -656,6 +702,7 @@ query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc,
 		return ops_oom(job);
 	if ((ret = hyb_attend(job, src, chunks, n, qr, qa, &res)) != 0)
 		return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
+	stage(t, "attend");
 	/* in the selection's order: the best head's score and attention, as merge_heads keeps */
 	for (size_t c = 0; c < n; c++) {
 		struct candidate *o = &cand[c];
@@ -675,6 +722,7 @@ query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc,
 			                hsamem_strerror(ret));
 		o->rank = sel[c].score;
 	}
+	stage(t, "scores");
 	*n_cand = n;
 	return 0;
 }
@@ -690,7 +738,9 @@ ops_query(struct job *job)
 	const struct enc_ops *enc;
 	uint32_t *ids = NULL;
 	size_t n_tok = 0;
+	struct stages t;
 	int ret;
+	stages_start(&t);
 	if (ops_read_user(job, q->user, &txn, &u) != 0)
 		return;
 	ops_source_init(&src, &txn, &u);
@@ -752,19 +802,23 @@ ops_query(struct job *job)
 		ops_oom(job);
 		goto out;
 	}
+	stage(&t, "prepare");
 	if ((ret = encode_query(job, &txn, &u, enc, ids, n_tok, qr, qa)) != 0) {
 		job_fail(job, ret, "encoder %s failed on the query", enc->name);
 		goto out;
 	}
+	stage(&t, "question");
 
 	size_t n_cand = 0;
 	if (model && mode != HYB_LEARNED) {
 		/* ranked by the lexical landmarks, or both: already in order */
 		if (u.n_chunks > 0 && view.allowed > 0 &&
 		    query_ranked(job, &src, enc, mode, k, view.mask, ids, n_tok, qr, qa, cand,
-		                 &n_cand) != 0)
+		                 &n_cand, &t) != 0)
 			goto out;
 		query_reply(job, &txn, &u, &tail, cand, n_cand, &view, mode, model);
+		stage(&t, "reply");
+		stages_log(&t, q->user);
 		goto out;
 	}
 	if (u.n_chunks > 0 && view.allowed > 0) {
@@ -777,6 +831,7 @@ ops_query(struct job *job)
 			goto out;
 		}
 		n_cand = merge_heads(spec, k, &res, cand);
+		stage(&t, "rank");
 	}
 	/* The tail, if asked for, competes as chunk n_chunks; a tail that cannot be read is left
 	 * out, as if there were none. */
@@ -793,6 +848,8 @@ ops_query(struct job *job)
 	}
 	qsort(cand, n_cand, sizeof(*cand), cmp_candidate);
 	query_reply(job, &txn, &u, &tail, cand, n_cand < k ? n_cand : k, &view, mode, model);
+	stage(&t, "reply");
+	stages_log(&t, q->user);
 out:
 	ops_source_fini(&src);
 	free(ids);

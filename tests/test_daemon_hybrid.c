@@ -11,6 +11,7 @@
  * daemon is stopped) ranks learned by default, refuses lexical and hybrid naming reencode, and
  * reencode gives it them. Export and import keep them.
  */
+#include <math.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -109,6 +110,11 @@ ask_rank(struct hsamem *c, const char *user, const char *mode, uint64_t seq, con
 		wsum += r->hits[i].weight;
 		/* in lexical and hybrid modes every hit has its lexical score */
 		CHECK(r->ranks[i].has_lexical == (strcmp(want_mode, "learned") != 0));
+		/* lexical mode ranks each chunk by its own lexical score: the ranking's scan of the
+		 * pages (or the GPU's product) and the hit's own read of its row agree */
+		if (strcmp(want_mode, "lexical") == 0)
+			CHECK(fabsf(r->ranks[i].rank_score - r->ranks[i].lexical_score) <=
+			      1e-5f * (1.0f + fabsf(r->ranks[i].lexical_score)));
 		CHECK(!r->hits[i].tail && r->hits[i].n_top_tokens > 0);
 	}
 	/* the model's softmax over the selection's learned scores */
