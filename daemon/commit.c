@@ -198,7 +198,7 @@ commit_start(struct store *store, unsigned max_batch, commit_apply_fn *apply,
 	c->reclaim = reclaim;
 	c->committed = committed;
 	c->again = again;
-	int ret = wrk_start(1, max_batch, run_batch, c, &c->pool);
+	int ret = wrk_start(1, max_batch, run_batch, c, "hsamemd-commit", &c->pool);
 	if (ret != 0) {
 		free(c);
 		return ret;

@@ -500,7 +500,8 @@ main(int argc, char **argv)
 		log_err("commit: cannot start: %s", hsamem_strerror(ret));
 		goto out_server;
 	}
-	if ((ret = wrk_start(d.conf.workers, 1, dispatch_run, NULL, &d.workers)) != 0) {
+	if ((ret = wrk_start(d.conf.workers, 1, dispatch_run, NULL, "hsamemd-worker",
+	                     &d.workers)) != 0) {
 		log_err("workers: cannot start: %s", hsamem_strerror(ret));
 		goto out_commit;
 	}

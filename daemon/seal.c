@@ -136,6 +136,7 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	const struct hsa_spec *spec = &u->spec;
 	size_t kv_bytes = spec_kv_bytes(spec), half = kv_bytes / 2;
 	size_t per = (size_t)spec->S * spec->h_kv * spec->d_h;
+	bool keep_kv = !(u->flags & STORE_USER_KV_COMPUTED); /* store.h, COMPUTED K/V */
 
 	memset(s->tokens, 0, spec->S * sizeof(uint32_t));
 	memset(s->refs, 0, spec->S * sizeof(struct store_tokref));
@@ -151,7 +152,8 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 			s->no_pre = has_holes(prev.tokens, prev.n_real);
 	}
 	if (s->pre != NULL && s->pre_next < s->pre->n && !s->no_pre) {
-		memcpy(s->kv, s->pre->kv + s->pre_next * kv_bytes, kv_bytes);
+		if (keep_kv)
+			memcpy(s->kv, s->pre->kv + s->pre_next * kv_bytes, kv_bytes);
 		memcpy(s->row, s->pre->lmk + s->pre_next * spec_landmark_bytes(spec),
 		       spec_landmark_bytes(spec));
 		s->pre_next++;
@@ -164,8 +166,10 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 			return job_fail(s->job, ret, "encoder %s failed on chunk %llu: %s",
 			                s->enc->name, (unsigned long long)u->n_chunks,
 			                hsamem_strerror(ret));
-		half_from_float_row(spec->dtype, s->K, s->kv, per);
-		half_from_float_row(spec->dtype, s->V, (char *)s->kv + half, per);
+		if (keep_kv) {
+			half_from_float_row(spec->dtype, s->K, s->kv, per);
+			half_from_float_row(spec->dtype, s->V, (char *)s->kv + half, per);
+		}
 		half_from_float_row(spec->dtype, s->L, s->row, spec->d_r);
 	} else {
 		memcpy(s->kv, in->k.data, half);
@@ -175,7 +179,6 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	struct store_chunk c = {
 	        .n_tokens = spec->S, .n_real = n_real, .tokens = s->tokens, .refs = s->refs};
 	int ret;
-	bool keep_kv = !(u->flags & STORE_USER_KV_COMPUTED); /* store.h, COMPUTED K/V */
 	if ((ret = store_chunk_put(s->txn, u->uid, u->n_chunks, &c)) != 0 ||
 	    (keep_kv && (ret = store_kv_put(s->txn, u->uid, u->n_chunks, s->kv, kv_bytes)) != 0) ||
 	    (ret = store_landmark_put(s->txn, u, u->n_chunks, s->row)) != 0)
@@ -199,8 +202,9 @@ seal_use_pre(struct sealer *s, const struct seal_pre *pre, uint64_t n_tokens0, s
 	const struct store_user *u = s->u;
 	if (pre == NULL)
 		return false;
+	bool keep_kv = !(u->flags & STORE_USER_KV_COMPUTED);
 	if (pre->uid != u->uid || pre->n_tokens != n_tokens0 || pre->n_chunks != u->n_chunks ||
-	    pre->n != n_seal) {
+	    pre->n != n_seal || (pre->kv != NULL) != keep_kv) {
 		log_debug("seal: the memory of '%s' changed while its %zu chunk(s) were encoded; "
 		          "encoding them again in the committer",
 		          u->name, pre->n);
@@ -284,9 +288,11 @@ pre_slice(const struct enc_ops *enc, const struct hsa_spec *spec, const uint32_t
 	if (ret != 0)
 		return ret;
 	for (size_t c = 0; c < m; c++) {
-		char *kv = pre->kv + (c0 + c) * kv_bytes;
-		half_from_float_row(spec->dtype, K + c * per, kv, per);
-		half_from_float_row(spec->dtype, V + c * per, kv + kv_bytes / 2, per);
+		char *kv = pre->kv != NULL ? pre->kv + (c0 + c) * kv_bytes : NULL;
+		if (kv != NULL) {
+			half_from_float_row(spec->dtype, K + c * per, kv, per);
+			half_from_float_row(spec->dtype, V + c * per, kv + kv_bytes / 2, per);
+		}
 		half_from_float_row(spec->dtype, L + c * spec->d_r, pre->lmk + (c0 + c) * lmk_bytes,
 		                    spec->d_r);
 	}
@@ -320,11 +326,14 @@ seal_pre_encode(struct job *job, const char *user, bool flush)
 		goto out;
 	}
 	struct seal_pre *pre = arena_alloc(&job->arena, sizeof(*pre));
+	bool keep_kv = !(u.flags & STORE_USER_KV_COMPUTED);
 	K = malloc(SEAL_PRE_SLICE * per * sizeof(float));
 	V = malloc(SEAL_PRE_SLICE * per * sizeof(float));
 	L = malloc(SEAL_PRE_SLICE * spec->d_r * sizeof(float));
+	if (pre != NULL)
+		pre->kv = NULL;
 	if (pre == NULL || K == NULL || V == NULL || L == NULL ||
-	    (pre->kv = arena_alloc(&job->arena, n * spec_kv_bytes(spec))) == NULL ||
+	    (keep_kv && (pre->kv = arena_alloc(&job->arena, n * spec_kv_bytes(spec))) == NULL) ||
 	    (pre->lmk = arena_alloc(&job->arena, n * spec_landmark_bytes(spec))) == NULL) {
 		ret = ops_oom(job);
 		goto out;

@@ -27,7 +27,8 @@ struct store_user;
 struct seal_pre {
 	uint64_t uid, n_tokens, n_chunks;
 	size_t n;       /* chunks */
-	char *kv, *lmk; /* [n][spec_kv_bytes], [n][spec_landmark_bytes] */
+	char *kv, *lmk; /* [n][spec_kv_bytes] (NULL when the memory keeps no K/V: store.h,
+	                   COMPUTED K/V), [n][spec_landmark_bytes] */
 };
 
 struct sealer {

@@ -49,7 +49,8 @@ wrk_main(void *arg)
 }
 
 int
-wrk_start(unsigned threads, unsigned batch, wrk_run_fn *run, void *arg, struct wrk_pool **out)
+wrk_start(unsigned threads, unsigned batch, wrk_run_fn *run, void *arg, const char *name,
+          struct wrk_pool **out)
 {
 	struct wrk_pool *p = calloc(1, sizeof(*p) + threads * sizeof(pthread_t));
 	if (p == NULL)
@@ -65,6 +66,8 @@ wrk_start(unsigned threads, unsigned batch, wrk_run_fn *run, void *arg, struct w
 			wrk_stop(p);
 			return -ret;
 		}
+		/* what top -H and perf show; a name too long is only cut */
+		pthread_setname_np(p->threads[p->n_threads], name);
 	}
 	*out = p;
 	return 0;

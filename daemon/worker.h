@@ -20,9 +20,11 @@ typedef void wrk_run_fn(void *arg, struct job *jobs);
 
 /*
  * Starts `threads` threads, each taking up to `batch` (at least 1) queued jobs at a time and
- * passing them to run(arg, jobs). Returns 0, or a negative errno with nothing started.
+ * passing them to run(arg, jobs); the threads are named name (at most 15 bytes are kept). Returns
+ * 0, or a negative errno with nothing started.
  */
-int wrk_start(unsigned threads, unsigned batch, wrk_run_fn *run, void *arg, struct wrk_pool **out);
+int wrk_start(unsigned threads, unsigned batch, wrk_run_fn *run, void *arg, const char *name,
+              struct wrk_pool **out);
 /* Queues a job; never blocks for long (takes a mutex). */
 void wrk_submit(struct wrk_pool *p, struct job *job);
 /* wrk_submit, unless the pool is stopping (its threads may be gone); whether it queued the job. */

@@ -198,14 +198,22 @@ hc_scratch_free(struct hsa_scratch *ss)
 		bufs = (void **)&s->bufs;
 		for (size_t i = 0; i < sizeof(s->bufs) / sizeof(void *); i++)
 			cudaFree(bufs[i]);
+		if (s->heads)
+			cudaGraphExecDestroy(s->heads);
 		if (s->h)
 			cublasDestroy(s->h);
 		if (s->st)
 			cudaStreamDestroy(s->st);
+		cudaFree(s->blas_ws);
+		cudaFreeHost(s->win);
 	}
 	free(s->hidx);
 	free(s);
 }
+
+/* cuBLAS's workspace of a scratch: what it takes by itself on Hopper, given once so that it
+ * allocates nothing while a graph is captured. */
+#define BLAS_WORKSPACE (32u << 20)
 
 /* cudaMalloc into *p unless an earlier step failed. */
 static void
@@ -242,6 +250,12 @@ hc_scratch_alloc(const struct hsa_model *m, uint32_t max_windows, struct hsa_scr
 		rc = BLAS(cublasCreate(&s->h));
 	if (!rc)
 		rc = BLAS(cublasSetStream(s->h, s->st));
+	dalloc(&rc, &s->blas_ws, BLAS_WORKSPACE);
+	if (!rc)
+		rc = BLAS(cublasSetWorkspace(s->h, s->blas_ws, BLAS_WORKSPACE));
+	if (!rc)
+		rc = CU(cudaHostAlloc((void **)&s->win, win * sizeof(uint32_t),
+		                      cudaHostAllocDefault));
 	dalloc(&rc, &s->bufs.tok, rows * sizeof(uint32_t));
 	dalloc(&rc, &s->bufs.x, rows * D * f);
 	dalloc(&rc, &s->bufs.xn, rows * D * b);

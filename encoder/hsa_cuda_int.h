@@ -54,6 +54,10 @@ struct hc_scratch {
 	int64_t *hidx;         /* host copy of bufs.idx */
 	uint64_t mem_cap;      /* chunks bufs.Lm and bufs.dots hold */
 	uint32_t q_n, q_first; /* the window of the last query_heads (q_n 0: none) */
+	void *blas_ws;         /* cuBLAS's workspace: its own, so that a graph can hold GEMMs */
+	uint32_t *win;         /* pinned [2S]: the window a graph reads its tokens from */
+	cudaGraphExec_t heads; /* a window of 2S through the model to its queries (query_heads) */
+	bool heads_failed; /* the graph could not be made: the kernels are launched one by one */
 };
 
 int hc_cu(int e, const char *what, int line);

@@ -19,6 +19,7 @@
 #include "hsa_cuda_int.h"
 #include "hsa_cuda_kernels.h"
 #include "hsamem_defs.h"
+#include "log.h"
 
 /* The window through the model up to the queries of positions first .. n-1, on the stream. */
 static int
@@ -92,20 +93,91 @@ d2h(struct hc_scratch *s, void *dst, const void *src, size_t bytes)
 	return dst ? CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s->st)) : 0;
 }
 
+/*
+ * The window through heads() as one CUDA graph, made at the scratch's first query: a window is
+ * about 45 small kernels and GEMMs, whose launches cost more than their work. The graph runs a
+ * window of 2S tokens read from the pinned s->win; a shorter window is padded at its end, which
+ * changes none of its rows (every attention of the query path looks back only, and every other
+ * operation is row by row), so the queries of positions first .. n-1 are rows first .. n-1 of
+ * the padded run. false when the graph cannot be made (s->heads_failed: not tried again).
+ */
+static bool
+heads_graph(struct hc_scratch *s)
+{
+	uint32_t N = 2 * s->m->cfg.chunk;
+	cudaGraph_t g = NULL;
+	int rc;
+
+	if (s->heads || s->heads_failed)
+		return s->heads != NULL;
+	for (uint32_t i = 0; i < N; i++)
+		s->win[i] = s->m->cfg.pad_id;
+	rc = CU(cudaSetDevice(s->g->device));
+	if (!rc)
+		rc = CU(cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal));
+	if (!rc) {
+		int run = heads(s, s->win, N, 0);
+		/* the capture ends whatever happened inside it */
+		rc = CU(cudaStreamEndCapture(s->st, &g));
+		rc = run ? run : rc;
+	}
+	if (!rc)
+		rc = CU(cudaGraphInstantiate(&s->heads, g, 0));
+	if (g)
+		cudaGraphDestroy(g);
+	if (rc) {
+		(void)cudaGetLastError();
+		s->heads = NULL;
+		s->heads_failed = true;
+		log_notice("hsa-small: the query window runs without a CUDA graph (it could not be "
+		           "made)");
+	}
+	s->q_n = 0;
+	return !rc;
+}
+
 int
 hsa_cuda_query_heads(const struct hsa_model *m, struct hsa_scratch *ss, const uint32_t *win,
                      uint32_t n, uint32_t first, float *qr, float *qa)
 {
 	struct hc_scratch *s = (struct hc_scratch *)ss;
 	const struct hsa_config *c = &m->cfg;
-	size_t T = n - first;
-	int rc = s->m == m ? heads(s, win, n, first) : HSAMEM_EINVAL;
+	uint32_t N = 2 * c->chunk;
+	size_t T = n - first, qd = c->h_q * c->d_h;
+	int rc = 0;
 
+	if (s->m != m || first >= n || n > N)
+		return HSAMEM_EINVAL;
+	for (uint32_t i = 0; i < n; i++)
+		if (win[i] >= c->vocab)
+			return HSAMEM_EINVAL;
+	if (!heads_graph(s)) {
+		rc = heads(s, win, n, first);
+		if (!rc)
+			rc = d2h(s, qr, s->bufs.qr, T * c->d_r * sizeof(float));
+		if (!rc)
+			rc = d2h(s, qa, s->bufs.qa, T * qd * sizeof(float));
+		return rc ? rc : hc_sync(s);
+	}
+	memcpy(s->win, win, n * sizeof(*win));
+	for (uint32_t i = n; i < N; i++)
+		s->win[i] = c->pad_id;
+	s->q_n = 0;
+	rc = CU(cudaSetDevice(s->g->device));
 	if (!rc)
-		rc = d2h(s, qr, s->bufs.qr, T * c->d_r * sizeof(float));
+		rc = CU(cudaGraphLaunch(s->heads, s->st));
 	if (!rc)
-		rc = d2h(s, qa, s->bufs.qa, T * c->h_q * c->d_h * sizeof(float));
-	return rc ? rc : hc_sync(s);
+		rc = d2h(s, qr, s->bufs.qr + (size_t)first * c->d_r, T * c->d_r * sizeof(float));
+	if (!rc)
+		rc = d2h(s, qa, s->bufs.qa + (size_t)first * qd, T * qd * sizeof(float));
+	if (!rc)
+		rc = hc_sync(s);
+	if (!rc) {
+		/* logits() goes on from rows first .. n-1, which the padding left as they are */
+		s->q_n = n;
+		s->q_first = first;
+	}
+	return rc;
 }
 
 int

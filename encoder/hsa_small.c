@@ -47,6 +47,11 @@ static struct hsa_model *model; /* NULL until loaded */
 static bool on_gpu;             /* model attached to a device (hsa_small_use_gpu) */
 static pthread_mutex_t gpu_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the two below */
 static struct hsa_scratch *gpu_enc, *gpu_query;              /* allocated at first use */
+/* GPU scratches of finished answers, for the next answers: a scratch's buffers and its graph of
+ * the query window (hsa_cuda_query.c) are made once, not at every ask */
+#define HS_SPARE 4
+static struct hsa_scratch *gpu_spare[HS_SPARE];
+static int n_spare;
 static char load_error[600] = "encoder hsa-small: no model folder was loaded";
 static unsigned model_gen; /* counts the loads: a thread's kept scratch is of one (query_scratch) */
 
@@ -430,8 +435,15 @@ hs_answer_close(struct enc_answer *a)
 {
 	if (a == NULL)
 		return;
-	if (a->gpu)
+	if (a->gpu) {
+		pthread_mutex_lock(&gpu_lock);
+		if (n_spare < HS_SPARE) {
+			gpu_spare[n_spare++] = a->s;
+			a->s = NULL;
+		}
+		pthread_mutex_unlock(&gpu_lock);
 		hsa_runtime_cuda()->scratch_free(a->s);
+	}
 	free(a->all);
 	free(a->logits);
 	free(a);
@@ -459,7 +471,13 @@ hs_answer_open(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx, c
 		hs_answer_close(a);
 		return -ENOMEM;
 	}
-	a->gpu = on_gpu && hsa_runtime_cuda()->scratch_alloc(model, 1, &a->s) == 0;
+	if (on_gpu) {
+		pthread_mutex_lock(&gpu_lock);
+		if (n_spare > 0)
+			a->s = gpu_spare[--n_spare];
+		pthread_mutex_unlock(&gpu_lock);
+		a->gpu = a->s != NULL || hsa_runtime_cuda()->scratch_alloc(model, 1, &a->s) == 0;
+	}
 	if (!a->gpu && (a->s = query_scratch()) == NULL) {
 		hs_answer_close(a);
 		return -ENOMEM;
@@ -634,8 +652,11 @@ hsa_small_unload(void)
 	if (rt != NULL) {
 		rt->scratch_free(gpu_enc);
 		rt->scratch_free(gpu_query);
+		while (n_spare > 0)
+			rt->scratch_free(gpu_spare[--n_spare]);
 	}
 	gpu_enc = gpu_query = NULL;
+	n_spare = 0;
 	on_gpu = false;
 	hsa_cuda_detach(model);
 	hsa_model_free(model);

@@ -880,6 +880,52 @@ sparse_encode(const uint8_t *rows, uint32_t n, size_t rb, size_t *len)
 }
 
 /*
+ * A sparse page of n_rows rows (parsed into sp) with one more row, row n_rows, in a new buffer of
+ * *len bytes: each element's entries copied as they are, the new row's entry after them where it
+ * is not zero. The bytes sparse_encode would give for the page's rows and the new one, at the cost
+ * of a copy of the page rather than a decode and a scan of all its rows. NULL with *bad set when
+ * the page's table or rows are out of order (corrupt), NULL alone when there is no memory.
+ */
+static uint8_t *
+sparse_append(const struct store_sparse *sp, uint32_t n_rows, const uint8_t *row, size_t *len,
+              bool *bad)
+{
+	uint32_t dim = sp->dim, add = 0;
+	for (uint32_t e = 0; e < dim; e++)
+		add += row[2 * e] != 0 || row[2 * e + 1] != 0;
+	uint32_t entries = sp->n_entries + add, w = entries <= UINT16_MAX ? 2 : 4, at = 0;
+	*len = 12 + ((size_t)dim + 1) * w + (size_t)entries * 3;
+	uint8_t *out = malloc(*len);
+	if (out == NULL)
+		return NULL;
+	uint8_t *p = put_u32(put_u32(put_u32(out, n_rows + 1), dim), entries);
+	uint8_t *en = p + ((size_t)dim + 1) * w;
+	for (uint32_t e = 0; e < dim; e++) {
+		uint32_t from = sparse_rows_start(sp->starts, sp->start_bytes, e),
+		         to = sparse_rows_start(sp->starts, sp->start_bytes, e + 1);
+		if (to < from || to > sp->n_entries)
+			goto corrupt;
+		p = put_uint(p, at, (int)w);
+		memcpy(en, sp->entries + 3 * (size_t)from, 3 * (size_t)(to - from));
+		for (uint32_t y = 0; y < to - from; y++)
+			if (en[3 * (size_t)y] >= n_rows)
+				goto corrupt;
+		en += 3 * (size_t)(to - from);
+		at += to - from;
+		if (row[2 * e] != 0 || row[2 * e + 1] != 0) {
+			en = put_bytes(put_u8(en, n_rows), row + 2 * (size_t)e, 2);
+			at++;
+		}
+	}
+	put_uint(p, at, (int)w);
+	return out;
+corrupt:
+	free(out);
+	*bad = true;
+	return NULL;
+}
+
+/*
  * Writes row j of a landmarks column: appended as the next row (append: invariant 2), or in place
  * of a row the column has (a forget's re-encoding). The page's rows are copied out first (and a
  * sparse page's decoded): the put may move or free the pages they live on.
@@ -915,6 +961,15 @@ landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base,
 	if (append ? have != at : at >= have)
 		return store_txn_fail(txn, HSAMEM_EINVAL);
 	size_t size = append ? have + rb : have;
+	if (sparse && append && have > 0) {
+		bool bad = false;
+		if ((put = sparse_append(&sp, n_rows, row, &size, &bad)) == NULL)
+			return bad ? store_corrupt(txn, "landmarks page", u->uid, j / per_page)
+			           : store_txn_fail(txn, -ENOMEM);
+		ret = store_db_put(txn, DB_LANDMARKS, &k, put, size, "write landmarks");
+		free(put);
+		return ret;
+	}
 	if ((page = malloc(size)) == NULL)
 		return store_txn_fail(txn, -ENOMEM);
 	if (sparse && have > 0) {

@@ -296,6 +296,20 @@ test_query(void)
 	compare("heads_logits", "cpu", g.logits, cp.logits, (uint64_t)T * c->vocab, TOL_MAX);
 	CHECK_RET(hsa_cuda_query_logits(m, gs, n, first, cp.o, g.logits), HSAMEM_EINVAL);
 
+	/* shorter windows one after another (the GPU runs each padded to 2S in its graph of the
+	 * window, hsa_cuda_query.c): the CPU's queries and logits at their last position */
+	for (uint32_t cut = 1; cut <= 3 && n > 3 * 17 + 1; cut++) {
+		uint32_t n2 = n - cut * 17;
+		float *o = cp.o + (size_t)(T - 1) * qd;
+		CHECK_RET(hsa_cuda_query_heads(m, gs, win, n2, n2 - 1, g.qr, g.qa), 0);
+		CHECK_RET(hsa_query_heads(m, cs, win, n2, n2 - 1, cp.qr, cp.qa), 0);
+		compare("short_qr", "cpu", g.qr, cp.qr, c->d_r, TOL_MAX);
+		compare("short_qa", "cpu", g.qa, cp.qa, qd, TOL_MAX);
+		CHECK_RET(hsa_cuda_query_logits(m, gs, n2, n2 - 1, o, g.logits), 0);
+		CHECK_RET(hsa_query_logits(m, cs, n2, n2 - 1, o, cp.logits), 0);
+		compare("short_logits", "cpu", g.logits, cp.logits, c->vocab, TOL_MAX);
+	}
+
 	/* an empty memory: nothing selected, O = 0 */
 	mem.n_chunks = 0;
 	CHECK_RET(rt->query(m, gs, win, n, n - 1, &mem, &go), 0);

@@ -277,7 +277,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	dispatch_init(&d.stats);
 	if (commit_start(d.store, d.conf.max_batch, dispatch_apply, dispatch_reclaim,
 	                 dispatch_committed, dispatch_again, &d.commit) != 0 ||
-	    wrk_start(d.conf.workers, 1, dispatch_run, NULL, &d.workers) != 0) {
+	    wrk_start(d.conf.workers, 1, dispatch_run, NULL, "hsamemd-worker", &d.workers) != 0) {
 		fprintf(stderr, "fuzz_request: cannot start the workers\n");
 		exit(1);
 	}
