@@ -113,21 +113,28 @@ out:
 	return ret;
 }
 
-/* Writes chunk j's lexical landmark and counts its terms: put for a new chunk, set (replace)
- * for one encoded again, whose old tokens, if given, first leave the term statistics. */
+size_t
+hyb_row_bytes(void)
+{
+	struct hsa_spec spec;
+	lex_spec(&spec);
+	return spec.d_r * sizeof(uint16_t);
+}
+
+/* A chunk's lexical landmark into row (f16) and its terms counted; old tokens, if given, first
+ * leave the term statistics (a chunk encoded again). */
 static int
-lexlm_write(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
-            uint64_t j, const uint32_t *old, uint32_t n_old, const uint32_t *tokens,
-            uint32_t n_real, bool replace)
+lexlm_row(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
+          const uint32_t *old, uint32_t n_old, const uint32_t *tokens, uint32_t n_real,
+          uint16_t *row)
 {
 	struct hsa_spec spec;
 	lex_spec(&spec);
 	float *L = malloc(spec.d_r * sizeof(float));
-	uint16_t *row = malloc(spec.d_r * sizeof(uint16_t));
-	size_t rb = spec.d_r * sizeof(uint16_t), n_ids = 0;
+	size_t n_ids = 0;
 	uint32_t *ids = NULL;
 	int ret = -ENOMEM;
-	if (L == NULL || row == NULL)
+	if (L == NULL)
 		goto out;
 	if (old != NULL) {
 		if ((ret = chunk_lexical(enc, old, n_old, L, &ids, &n_ids)) != 0 ||
@@ -139,13 +146,34 @@ lexlm_write(struct store_txn *txn, const struct store_user *u, const struct enc_
 	if ((ret = chunk_lexical(enc, tokens, n_real, L, &ids, &n_ids)) != 0)
 		goto out;
 	half_from_float_row(HSA_F16, L, row, spec.d_r);
-	ret = replace ? store_lexlm_set(txn, u, j, row, rb) : store_lexlm_put(txn, u, j, row, rb);
-	if (ret == 0)
-		ret = store_terms_add(txn, u->uid, ids, n_ids);
+	ret = store_terms_add(txn, u->uid, ids, n_ids);
 out:
 	free(ids);
-	free(row);
 	free(L);
+	return ret;
+}
+
+int
+hyb_seal_row(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
+             const uint32_t *tokens, uint32_t n_real, void *row)
+{
+	return lexlm_row(txn, u, enc, NULL, 0, tokens, n_real, row);
+}
+
+/* Writes chunk j's lexical landmark and counts its terms: put for a new chunk, set (replace)
+ * for one encoded again. */
+static int
+lexlm_write(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
+            uint64_t j, const uint32_t *old, uint32_t n_old, const uint32_t *tokens,
+            uint32_t n_real, bool replace)
+{
+	size_t rb = hyb_row_bytes();
+	uint16_t *row = malloc(rb);
+	int ret = row == NULL ? -ENOMEM : lexlm_row(txn, u, enc, old, n_old, tokens, n_real, row);
+	if (ret == 0)
+		ret = replace ? store_lexlm_set(txn, u, j, row, rb)
+		              : store_lexlm_put(txn, u, j, row, rb);
+	free(row);
 	return ret;
 }
 

@@ -39,6 +39,11 @@ const char *hyb_mode_name(enum hyb_mode m);
  */
 int hyb_seal(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
              uint64_t j, const uint32_t *tokens, uint32_t n_real);
+/* hyb_seal without the landmark's write: the landmark into row (hyb_row_bytes(), f16), for the
+ * caller to write (store_lexlm_append), and the terms into the statistics. */
+int hyb_seal_row(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
+                 const uint32_t *tokens, uint32_t n_real, void *row);
+size_t hyb_row_bytes(void);
 
 /*
  * For a forget in a memory flagged STORE_USER_LEXICAL: chunk j's lexical landmark rewritten from

@@ -283,14 +283,18 @@ step_load(struct step *p)
 	return ret;
 }
 
-/* Writes what the step leaves unsealed as the new memory's tail, and its header. */
+/* Writes the landmarks sealed, what the step leaves unsealed as the new memory's tail, and its
+ * header. */
 static int
 step_save(struct step *p)
 {
 	struct store_tail t = {.n = (uint32_t)(p->st.n - p->st.at),
 	                       .tokens = p->st.tok + p->st.at,
 	                       .refs = p->st.refs + p->st.at};
-	int ret = store_tail_put(p->txn, p->neu.uid, &t);
+	int ret = seal_flush(&p->s);
+	if (ret != 0)
+		return ret;
+	ret = store_tail_put(p->txn, p->neu.uid, &t);
 	p->neu.n_tokens = stream_pos(p);
 	p->neu.updated_ms = p->old.updated_ms;
 	return ret != 0 ? ret : store_user_update(p->txn, &p->neu);

@@ -357,6 +357,8 @@ ops_apply_append_req(struct job *job, struct store_txn *txn, const Hsamem__Appen
 	size_t at = 0;
 	for (size_t c = 0; c < n_seal && ret == 0; c++, at += S)
 		ret = seal_chunk(&s, buf, refs, at, S, job->enc == NULL ? q->chunks[c] : NULL);
+	if (ret == 0)
+		ret = seal_flush(&s);
 	seal_fini(&s);
 	if (ret != 0)
 		goto out;
@@ -441,6 +443,8 @@ ops_apply_flush(struct job *job, struct store_txn *txn)
 		memcpy(refs, tail.refs, tail.n * sizeof(struct store_tokref));
 		seal_use_pre(&s, job->pre, u.n_tokens, 1);
 		ret = seal_chunk(&s, buf, refs, 0, tail.n, q->chunk);
+		if (ret == 0)
+			ret = seal_flush(&s);
 		seal_fini(&s);
 		free(buf);
 		free(refs);

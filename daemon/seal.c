@@ -36,6 +36,9 @@
 #define SEAL_PRE_SLICE 32
 #define SEAL_PRE_MAX   8192
 
+/* Landmark rows kept for one write of their pages (seal_flush). */
+#define SEAL_ROWS 64
+
 void
 seal_fini(struct sealer *s)
 {
@@ -47,6 +50,8 @@ seal_fini(struct sealer *s)
 	free(s->tokens);
 	free(s->refs);
 	free(s->ctx);
+	free(s->lmk_rows);
+	free(s->lex_rows);
 }
 
 int
@@ -68,7 +73,11 @@ seal_init(struct sealer *s, struct job *job, struct store_txn *txn, struct store
 	s->tokens = malloc(spec->S * sizeof(uint32_t));
 	s->refs = malloc(spec->S * sizeof(struct store_tokref));
 	s->ctx = malloc(((enc != NULL ? enc->context : 0) + 1) * sizeof(uint32_t));
-	if (!s->K || !s->V || !s->L || !s->kv || !s->row || !s->tokens || !s->refs || !s->ctx) {
+	s->lmk_rows = malloc(SEAL_ROWS * spec_landmark_bytes(spec));
+	if (enc != NULL && (u->flags & STORE_USER_LEXICAL))
+		s->lex_rows = malloc(SEAL_ROWS * hyb_row_bytes());
+	if (!s->K || !s->V || !s->L || !s->kv || !s->row || !s->tokens || !s->refs || !s->ctx ||
+	    !s->lmk_rows || (enc != NULL && (u->flags & STORE_USER_LEXICAL) && !s->lex_rows)) {
 		seal_fini(s);
 		return ops_oom(job);
 	}
@@ -179,21 +188,42 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	struct store_chunk c = {
 	        .n_tokens = spec->S, .n_real = n_real, .tokens = s->tokens, .refs = s->refs};
 	int ret;
-	if ((ret = store_chunk_put(s->txn, u->uid, u->n_chunks, &c)) != 0 ||
-	    (keep_kv && (ret = store_kv_put(s->txn, u->uid, u->n_chunks, s->kv, kv_bytes)) != 0) ||
-	    (ret = store_landmark_put(s->txn, u, u->n_chunks, s->row)) != 0)
+	if (s->rows_n == SEAL_ROWS && (ret = seal_flush(s)) != 0)
 		return ret;
+	if (s->rows_n == 0)
+		s->rows_first = u->n_chunks;
+	if ((ret = store_chunk_put(s->txn, u->uid, u->n_chunks, &c)) != 0 ||
+	    (keep_kv && (ret = store_kv_put(s->txn, u->uid, u->n_chunks, s->kv, kv_bytes)) != 0))
+		return ret;
+	memcpy(s->lmk_rows + s->rows_n * spec_landmark_bytes(spec), s->row,
+	       spec_landmark_bytes(spec));
 	/* the term statistics of a built-in encoder's ranking, in the seal's transaction */
 	if (s->enc != NULL && (u->flags & STORE_USER_LEXICAL))
-		ret = hyb_seal(s->txn, u, s->enc, u->n_chunks, s->tokens, n_real);
+		ret = hyb_seal_row(s->txn, u, s->enc, s->tokens, n_real,
+		                   s->lex_rows + s->rows_n * hyb_row_bytes());
 	else if (s->enc != NULL)
 		ret = store_terms_add(s->txn, u->uid, s->tokens, n_real);
 	if (ret != 0)
 		return ret;
+	s->rows_n++;
 	u->n_chunks++;
 	if (n_real < spec->S)
 		u->n_padded++;
 	return 0;
+}
+
+int
+seal_flush(struct sealer *s)
+{
+	int ret = 0;
+	if (s->rows_n == 0)
+		return 0;
+	ret = store_landmarks_append(s->txn, s->u, s->rows_first, s->lmk_rows, s->rows_n);
+	if (ret == 0 && s->lex_rows != NULL)
+		ret = store_lexlm_append(s->txn, s->u, s->rows_first, s->lex_rows, s->rows_n,
+		                         hyb_row_bytes());
+	s->rows_n = 0;
+	return ret;
 }
 
 bool

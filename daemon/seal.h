@@ -44,6 +44,11 @@ struct sealer {
 	const struct seal_pre *pre; /* chunks encoded by the worker, or NULL */
 	size_t pre_next;            /* the next of them to seal */
 	bool no_pre;                /* a chunk had forgotten slots: the rest is encoded here */
+	/* the landmarks (and lexical landmarks) of the chunks sealed since the last seal_flush:
+	 * rows_n rows from chunk rows_first on */
+	uint8_t *lmk_rows, *lex_rows;
+	uint64_t rows_first;
+	uint32_t rows_n;
 };
 
 /* Allocates the buffers for sealing chunks of u with enc (NULL: a client memory). Fails the job
@@ -51,6 +56,13 @@ struct sealer {
 int seal_init(struct sealer *s, struct job *job, struct store_txn *txn, struct store_user *u,
               const struct enc_ops *enc);
 void seal_fini(struct sealer *s);
+/*
+ * Writes the landmarks of the chunks sealed so far. seal_chunk keeps them, a few dozen at most,
+ * so that each landmark page is written once for many chunks rather than once for each (a page
+ * is rewritten whole at each write). The caller calls it after its last seal_chunk, before its
+ * transaction reads those landmarks or ends. Returns 0 or the store's error.
+ */
+int seal_flush(struct sealer *s);
 
 /*
  * In a worker, for an encoder with encode_chunks: encodes the chunks that the job's write will

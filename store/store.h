@@ -334,12 +334,16 @@ int store_kv_copy(struct store_txn *txn, uint64_t uid, uint64_t j, void *dst, si
 
 /*
  * Landmarks. put writes the landmark of chunk j (row_bytes = spec_landmark_bytes) into its page;
- * chunks are put in order (j == the number of landmarks stored so far). get borrows the rows of
+ * chunks are put in order (j == the number of landmarks stored so far). append puts the n
+ * landmarks of chunks first .. first + n - 1 (rows, one after another) as n puts would, writing
+ * each page they touch once: a page is rewritten whole at each write. get borrows the rows of
  * chunks first .. first + *count - 1, contiguous within one page (*count >= 1), for a user with
  * n_chunks sealed chunks; HSAMEM_ENOTFOUND when first >= n_chunks.
  */
 int store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j,
                        const void *row);
+int store_landmarks_append(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                           const void *rows, uint64_t n);
 int store_landmarks_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
                         const void **rows, uint64_t *count);
 /*
@@ -373,6 +377,8 @@ int store_link_put(struct store_txn *txn, uint64_t uid, uint64_t seq, const stru
  */
 int store_lexlm_put(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row,
                     size_t row_bytes);
+int store_lexlm_append(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                       const void *rows, uint64_t n, size_t row_bytes);
 int store_lexlm_get(struct store_txn *txn, const struct store_user *u, uint64_t first,
                     size_t row_bytes, const void **rows, uint64_t *count);
 int store_lexlm_sparse(struct store_txn *txn, const struct store_user *u, uint64_t first,

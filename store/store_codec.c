@@ -880,25 +880,26 @@ sparse_encode(const uint8_t *rows, uint32_t n, size_t rb, size_t *len)
 }
 
 /*
- * A sparse page of n_rows rows (parsed into sp) with one more row, row n_rows, in a new buffer of
- * *len bytes: each element's entries copied as they are, the new row's entry after them where it
- * is not zero. The bytes sparse_encode would give for the page's rows and the new one, at the cost
- * of a copy of the page rather than a decode and a scan of all its rows. NULL with *bad set when
- * the page's table or rows are out of order (corrupt), NULL alone when there is no memory.
+ * A sparse page of n_rows rows (parsed into sp) with n more rows, rows n_rows .. n_rows + n - 1
+ * (rb bytes each, at rows), in a new buffer of *len bytes: each element's entries copied as they
+ * are, the new rows' entries after them where they are not zero. The bytes sparse_encode would give
+ * for the page's rows and the new ones, at the cost of a copy of the page rather than a decode and
+ * a scan of all its rows. NULL with *bad set when the page's table or rows are out of order
+ * (corrupt), NULL alone when there is no memory.
  */
 static uint8_t *
-sparse_append(const struct store_sparse *sp, uint32_t n_rows, const uint8_t *row, size_t *len,
-              bool *bad)
+sparse_append(const struct store_sparse *sp, uint32_t n_rows, const uint8_t *rows, uint32_t n,
+              size_t rb, size_t *len, bool *bad)
 {
 	uint32_t dim = sp->dim, add = 0;
-	for (uint32_t e = 0; e < dim; e++)
-		add += row[2 * e] != 0 || row[2 * e + 1] != 0;
+	for (size_t i = 0; i < (size_t)n * dim; i++)
+		add += rows[2 * i] != 0 || rows[2 * i + 1] != 0;
 	uint32_t entries = sp->n_entries + add, w = entries <= UINT16_MAX ? 2 : 4, at = 0;
 	*len = 12 + ((size_t)dim + 1) * w + (size_t)entries * 3;
 	uint8_t *out = malloc(*len);
 	if (out == NULL)
 		return NULL;
-	uint8_t *p = put_u32(put_u32(put_u32(out, n_rows + 1), dim), entries);
+	uint8_t *p = put_u32(put_u32(put_u32(out, n_rows + n), dim), entries);
 	uint8_t *en = p + ((size_t)dim + 1) * w;
 	for (uint32_t e = 0; e < dim; e++) {
 		uint32_t from = sparse_rows_start(sp->starts, sp->start_bytes, e),
@@ -912,9 +913,12 @@ sparse_append(const struct store_sparse *sp, uint32_t n_rows, const uint8_t *row
 				goto corrupt;
 		en += 3 * (size_t)(to - from);
 		at += to - from;
-		if (row[2 * e] != 0 || row[2 * e + 1] != 0) {
-			en = put_bytes(put_u8(en, n_rows), row + 2 * (size_t)e, 2);
-			at++;
+		for (uint32_t r = 0; r < n; r++) {
+			const uint8_t *x = rows + (size_t)r * rb + 2 * (size_t)e;
+			if (x[0] != 0 || x[1] != 0) {
+				en = put_bytes(put_u8(en, n_rows + r), x, 2);
+				at++;
+			}
 		}
 	}
 	put_uint(p, at, (int)w);
@@ -926,13 +930,14 @@ corrupt:
 }
 
 /*
- * Writes row j of a landmarks column: appended as the next row (append: invariant 2), or in place
- * of a row the column has (a forget's re-encoding). The page's rows are copied out first (and a
- * sparse page's decoded): the put may move or free the pages they live on.
+ * Writes rows j .. j + n - 1 of a landmarks column, all in j's page: appended as the next rows
+ * (append: invariant 2), or one row (n = 1) in place of a row the column has (a forget's
+ * re-encoding). The page's rows are copied out first (and a sparse page's decoded, unless rows are
+ * only appended to it): the put may move or free the pages they live on.
  */
 static int
 landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
-               uint64_t j, const void *row, bool append)
+               uint64_t j, const void *row, uint32_t n, bool append)
 {
 	uint32_t per_page = u->lmk_per_page, n_rows = 0;
 	bool sparse = column_sparse(u, base);
@@ -943,8 +948,8 @@ landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base,
 
 	if (ret != 0)
 		return ret;
-	if (row == NULL || rb == 0 || per_page == 0 ||
-	    (sparse && (rb % 2 != 0 || per_page > SPARSE_ROWS_MAX)))
+	if (row == NULL || rb == 0 || per_page == 0 || n == 0 || (!append && n != 1) ||
+	    j % per_page + n > per_page || (sparse && (rb % 2 != 0 || per_page > SPARSE_ROWS_MAX)))
 		return store_txn_fail(txn, HSAMEM_EINVAL);
 	k = key_uid_n(kb, u->uid, base | (j / per_page));
 	if ((ret = store_db_get(txn, DB_LANDMARKS, &k, &v, "read landmarks")) < 0)
@@ -960,10 +965,10 @@ landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base,
 		return store_corrupt(txn, "landmarks page", u->uid, j / per_page);
 	if (append ? have != at : at >= have)
 		return store_txn_fail(txn, HSAMEM_EINVAL);
-	size_t size = append ? have + rb : have;
+	size_t size = append ? have + n * rb : have;
 	if (sparse && append && have > 0) {
 		bool bad = false;
-		if ((put = sparse_append(&sp, n_rows, row, &size, &bad)) == NULL)
+		if ((put = sparse_append(&sp, n_rows, row, n, rb, &size, &bad)) == NULL)
 			return bad ? store_corrupt(txn, "landmarks page", u->uid, j / per_page)
 			           : store_txn_fail(txn, -ENOMEM);
 		ret = store_db_put(txn, DB_LANDMARKS, &k, put, size, "write landmarks");
@@ -985,7 +990,7 @@ landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base,
 	} else if (have > 0) {
 		memcpy(page, v.mv_data, have);
 	}
-	memcpy(page + at, row, rb);
+	memcpy(page + at, row, n * rb);
 	put = page;
 	if (sparse && (put = sparse_encode(page, (uint32_t)(size / rb), rb, &size)) == NULL) {
 		free(page);
@@ -1001,14 +1006,14 @@ landmark_write(struct store_txn *txn, const struct store_user *u, uint64_t base,
 int
 store_landmark_set(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row)
 {
-	return landmark_write(txn, u, 0, spec_landmark_bytes(&u->spec), j, row, false);
+	return landmark_write(txn, u, 0, spec_landmark_bytes(&u->spec), j, row, 1, false);
 }
 
 int
 store_lexlm_set(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row,
                 size_t row_bytes)
 {
-	return landmark_write(txn, u, LEXLM_PAGE, row_bytes, j, row, false);
+	return landmark_write(txn, u, LEXLM_PAGE, row_bytes, j, row, 1, false);
 }
 
 /*
@@ -1079,10 +1084,36 @@ landmarks_read(struct store_txn *txn, const struct store_user *u, uint64_t base,
 	return 0;
 }
 
+/* Appends rows first .. first + n - 1 of a column, page by page. */
+static int
+landmarks_append(struct store_txn *txn, const struct store_user *u, uint64_t base, size_t rb,
+                 uint64_t first, const void *rows, uint64_t n)
+{
+	uint32_t per_page = u->lmk_per_page;
+	int ret = 0;
+	if (per_page == 0)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	while (n > 0 && ret == 0) {
+		uint64_t m = per_page - first % per_page < n ? per_page - first % per_page : n;
+		ret = landmark_write(txn, u, base, rb, first, rows, (uint32_t)m, true);
+		first += m;
+		rows = (const uint8_t *)rows + m * rb;
+		n -= m;
+	}
+	return ret;
+}
+
 int
 store_landmark_put(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row)
 {
-	return landmark_write(txn, u, 0, spec_landmark_bytes(&u->spec), j, row, true);
+	return landmarks_append(txn, u, 0, spec_landmark_bytes(&u->spec), j, row, 1);
+}
+
+int
+store_landmarks_append(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                       const void *rows, uint64_t n)
+{
+	return landmarks_append(txn, u, 0, spec_landmark_bytes(&u->spec), first, rows, n);
 }
 
 int
@@ -1105,7 +1136,14 @@ int
 store_lexlm_put(struct store_txn *txn, const struct store_user *u, uint64_t j, const void *row,
                 size_t row_bytes)
 {
-	return landmark_write(txn, u, LEXLM_PAGE, row_bytes, j, row, true);
+	return landmarks_append(txn, u, LEXLM_PAGE, row_bytes, j, row, 1);
+}
+
+int
+store_lexlm_append(struct store_txn *txn, const struct store_user *u, uint64_t first,
+                   const void *rows, uint64_t n, size_t row_bytes)
+{
+	return landmarks_append(txn, u, LEXLM_PAGE, row_bytes, first, rows, n);
 }
 
 int

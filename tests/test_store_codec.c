@@ -441,11 +441,37 @@ test_sparse_landmarks(void)
 	snprintf(u.name, sizeof(u.name), "sparse");
 	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
 	CHECK_RET(store_user_create(&txn, &u), 0);
-	for (uint64_t j = 0; j < 70; j++) { /* pages of 32: two full, one of 6 */
+	/* pages of 32: two full, one of 6; the first rows one by one, the rest in runs that
+	 * cross pages (the sealer's appends), onto a page that has rows and onto new ones */
+	static uint16_t run[60][SP_DIM];
+	for (uint64_t j = 0; j < 10; j++) {
 		sparse_row(row, j, 0);
-		store_landmark_put(&txn, &u, j, row);
-		store_landmark_put(&txn, &dense, j, row);
-		store_lexlm_put(&txn, &u, j, row, sizeof(row));
+		CHECK_RET(store_landmark_put(&txn, &u, j, row), 0);
+		CHECK_RET(store_lexlm_put(&txn, &u, j, row, sizeof(row)), 0);
+	}
+	for (uint64_t j = 10; j < 70; j++)
+		sparse_row(run[j - 10], j, 0);
+	CHECK_RET(store_landmarks_append(&txn, &u, 10, run, 60), 0);
+	CHECK_RET(store_lexlm_append(&txn, &u, 10, run, 25, sizeof(row)), 0);
+	CHECK_RET(store_lexlm_append(&txn, &u, 35, run[25], 35, sizeof(row)), 0);
+	CHECK_RET(store_landmarks_append(&txn, &u, 71, run, 1), HSAMEM_EINVAL); /* a gap */
+	store_txn_abort(&txn); /* a failed put fails its transaction: again, without the gap */
+	u = (struct store_user){.spec = spec_of(SP_DIM, HSA_F16),
+	                        .flags = STORE_USER_LMK_SPARSE | STORE_USER_LEXLM_SPARSE};
+	snprintf(u.name, sizeof(u.name), "sparse");
+	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+	CHECK_RET(store_user_create(&txn, &u), 0);
+	for (uint64_t j = 0; j < 10; j++) {
+		sparse_row(row, j, 0);
+		CHECK_RET(store_landmark_put(&txn, &u, j, row), 0);
+		CHECK_RET(store_lexlm_put(&txn, &u, j, row, sizeof(row)), 0);
+	}
+	CHECK_RET(store_landmarks_append(&txn, &u, 10, run, 60), 0);
+	CHECK_RET(store_lexlm_append(&txn, &u, 10, run, 25, sizeof(row)), 0);
+	CHECK_RET(store_lexlm_append(&txn, &u, 35, run[25], 35, sizeof(row)), 0);
+	for (uint64_t j = 0; j < 70; j++) {
+		sparse_row(row, j, 0);
+		CHECK_RET(store_landmark_put(&txn, &dense, j, row), 0);
 	}
 	CHECK_RET(store_txn_commit(&txn), 0);
 	u.n_chunks = dense.n_chunks = 70;
