@@ -102,6 +102,10 @@ half_to_float_row(enum hsa_dtype t, const void *src, float *dst, size_t n)
 			dst[i] = half_bf16_to_float(h[i]);
 }
 
+/* n floats at src to f16 at dst: half_f16_from_float of each, eight at a time where the CPU
+ * converts them itself (half.c). */
+void half_f16_from_floats(const float *src, uint16_t *dst, size_t n);
+
 /* n floats at src to elements of type t at dst. */
 static inline void
 half_from_float_row(enum hsa_dtype t, const float *src, void *dst, size_t n)
@@ -110,8 +114,7 @@ half_from_float_row(enum hsa_dtype t, const float *src, void *dst, size_t n)
 	if (t == HSA_F32)
 		memcpy(dst, src, n * 4);
 	else if (t == HSA_F16)
-		for (size_t i = 0; i < n; i++)
-			h[i] = half_f16_from_float(src[i]);
+		half_f16_from_floats(src, h, n);
 	else
 		for (size_t i = 0; i < n; i++)
 			h[i] = half_bf16_from_float(src[i]);

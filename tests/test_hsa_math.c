@@ -2,7 +2,7 @@
  * test_hsa_math.c: the reference math of HSA attention (common/hsa_math.h), alone: the ranking of
  * candidates, the bounded top-k fed in ranges, the fusion weights of a merged list and the softmax
  * inside a chunk, each against its formula in hsamem(7) written here in double. The operator built
- * from them is test_hsa.c's.
+ * from them is test_hsa.c's. And the rows of floats to f16 (half.c), against the scalar rule.
  */
 #include <math.h>
 #include <stdint.h>
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "half.h"
 #include "hsa_fixture.h"
 #include "hsa_math.h"
 #include "test.h"
@@ -143,6 +144,42 @@ test_chunk_softmax(void)
 		CHECK(a[s] == 0.25f);
 }
 
+/* half_f16_from_floats (F16C where the CPU has it) gives half_f16_from_float's bits: every
+ * 61st float bit pattern (every exponent, both signs, NaNs and infinities among them), the edges
+ * of f16's range and its ties, in rows of every length mod 8. */
+static void
+test_f16_rows(void)
+{
+	enum { N = 1 << 16 };
+	static float f[N];
+	static uint16_t got[N];
+	static const float edge[] = {0.0f,           -0.0f,          65504.0f,
+	                             65519.996f,     65520.0f,       -65520.0f,
+	                             6.1035156e-05f, 6.0975552e-05f, 5.9604645e-08f,
+	                             2.9802322e-08f, 2.9802326e-08f, 8.9406967e-08f,
+	                             1.0009766f,     1.0004883f,     1.0014648f,
+	                             INFINITY,       -INFINITY,      NAN};
+	size_t bad = 0, n = 0;
+	for (uint64_t u = 0; u <= UINT32_MAX; u += 61) {
+		uint32_t x = (uint32_t)u;
+		memcpy(&f[n++], &x, 4);
+		if (n == N || u + 61 > UINT32_MAX) {
+			size_t m = n > 8 ? n - (u / 61) % 8
+			                 : n; /* rows ending anywhere in a group of 8 */
+			half_f16_from_floats(f, got, m);
+			for (size_t i = 0; i < m; i++)
+				bad += got[i] != half_f16_from_float(f[i]);
+			n = 0;
+		}
+	}
+	size_t ne = sizeof(edge) / sizeof(edge[0]);
+	half_f16_from_floats(edge, got, ne);
+	for (size_t i = 0; i < ne; i++)
+		bad += got[i] != half_f16_from_float(edge[i]);
+	CHECK(bad == 0);
+	CHECK(half_f16_from_float(65520.0f) == 0x7c00 && half_f16_from_float(65519.996f) == 0x7bff);
+}
+
 int
 main(void)
 {
@@ -151,5 +188,6 @@ main(void)
 	test_offer_scores();
 	test_fusion_weights();
 	test_chunk_softmax();
+	test_f16_rows();
 	return test_done("test_hsa_math");
 }
