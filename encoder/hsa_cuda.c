@@ -198,8 +198,9 @@ hc_scratch_free(struct hsa_scratch *ss)
 		bufs = (void **)&s->bufs;
 		for (size_t i = 0; i < sizeof(s->bufs) / sizeof(void *); i++)
 			cudaFree(bufs[i]);
-		if (s->heads)
-			cudaGraphExecDestroy(s->heads);
+		for (unsigned i = 0; i < HC_HEADS_GRAPHS; i++)
+			if (s->heads[i].exec)
+				cudaGraphExecDestroy(s->heads[i].exec);
 		if (s->h)
 			cublasDestroy(s->h);
 		if (s->st)

@@ -44,6 +44,10 @@ struct hc_bufs {
 	float *Lm, *dots;   /* a memory's landmarks, [h_kv][2S][chunks] scores */
 };
 
+/* Graphs of the query window a scratch keeps (hsa_cuda_query.c): one for each window length and
+ * first query position seen, the oldest replaced. */
+#define HC_HEADS_GRAPHS 16
+
 struct hc_scratch {
 	const struct hsa_model *m;
 	struct hsa_gpu *g;
@@ -56,8 +60,12 @@ struct hc_scratch {
 	uint32_t q_n, q_first; /* the window of the last query_heads (q_n 0: none) */
 	void *blas_ws;         /* cuBLAS's workspace: its own, so that a graph can hold GEMMs */
 	uint32_t *win;         /* pinned [2S]: the window a graph reads its tokens from */
-	cudaGraphExec_t heads; /* a window of 2S through the model to its queries (query_heads) */
-	bool heads_failed; /* the graph could not be made: the kernels are launched one by one */
+	struct {
+		uint32_t n, first;
+		cudaGraphExec_t exec;
+	} heads[HC_HEADS_GRAPHS]; /* query_heads of windows of n, from first, as graphs */
+	unsigned heads_next;      /* the slot the next graph replaces */
+	bool heads_failed; /* a graph could not be made: the kernels are launched one by one */
 };
 
 int hc_cu(int e, const char *what, int line);

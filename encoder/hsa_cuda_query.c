@@ -94,46 +94,53 @@ d2h(struct hc_scratch *s, void *dst, const void *src, size_t bytes)
 }
 
 /*
- * The window through heads() as one CUDA graph, made at the scratch's first query: a window is
- * about 45 small kernels and GEMMs, whose launches cost more than their work. The graph runs a
- * window of 2S tokens read from the pinned s->win; a shorter window is padded at its end, which
- * changes none of its rows (every attention of the query path looks back only, and every other
- * operation is row by row), so the queries of positions first .. n-1 are rows first .. n-1 of
- * the padded run. false when the graph cannot be made (s->heads_failed: not tried again).
+ * The window through heads() as one CUDA graph: a window is about 45 small kernels and GEMMs,
+ * whose launches cost more than their work. A graph is made for each window length n and first
+ * position a scratch sees (a question's length varies, so a few dozen at most; the oldest of
+ * HC_HEADS_GRAPHS is replaced), and reads its tokens from the pinned s->win, which holds the
+ * window when it is made and at each launch. NULL when no graph can be made (s->heads_failed:
+ * not tried again; the kernels are then launched one by one).
  */
-static bool
-heads_graph(struct hc_scratch *s)
+static cudaGraphExec_t
+heads_graph(struct hc_scratch *s, uint32_t n, uint32_t first)
 {
-	uint32_t N = 2 * s->m->cfg.chunk;
 	cudaGraph_t g = NULL;
+	cudaGraphExec_t exec = NULL;
 	int rc;
 
-	if (s->heads || s->heads_failed)
-		return s->heads != NULL;
-	for (uint32_t i = 0; i < N; i++)
-		s->win[i] = s->m->cfg.pad_id;
+	for (unsigned i = 0; i < HC_HEADS_GRAPHS; i++)
+		if (s->heads[i].exec && s->heads[i].n == n && s->heads[i].first == first)
+			return s->heads[i].exec;
+	if (s->heads_failed)
+		return NULL;
 	rc = CU(cudaSetDevice(s->g->device));
 	if (!rc)
 		rc = CU(cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal));
 	if (!rc) {
-		int run = heads(s, s->win, N, 0);
+		int run = heads(s, s->win, n, first);
 		/* the capture ends whatever happened inside it */
 		rc = CU(cudaStreamEndCapture(s->st, &g));
 		rc = run ? run : rc;
 	}
 	if (!rc)
-		rc = CU(cudaGraphInstantiate(&s->heads, g, 0));
+		rc = CU(cudaGraphInstantiate(&exec, g, 0));
 	if (g)
 		cudaGraphDestroy(g);
+	s->q_n = 0;
 	if (rc) {
 		(void)cudaGetLastError();
-		s->heads = NULL;
 		s->heads_failed = true;
 		log_notice("hsa-small: the query window runs without a CUDA graph (it could not be "
 		           "made)");
+		return NULL;
 	}
-	s->q_n = 0;
-	return !rc;
+	unsigned at = s->heads_next++ % HC_HEADS_GRAPHS;
+	if (s->heads[at].exec)
+		cudaGraphExecDestroy(s->heads[at].exec);
+	s->heads[at].n = n;
+	s->heads[at].first = first;
+	s->heads[at].exec = exec;
+	return exec;
 }
 
 int
@@ -142,38 +149,31 @@ hsa_cuda_query_heads(const struct hsa_model *m, struct hsa_scratch *ss, const ui
 {
 	struct hc_scratch *s = (struct hc_scratch *)ss;
 	const struct hsa_config *c = &m->cfg;
-	uint32_t N = 2 * c->chunk;
 	size_t T = n - first, qd = c->h_q * c->d_h;
+	cudaGraphExec_t exec;
 	int rc = 0;
 
-	if (s->m != m || first >= n || n > N)
+	if (s->m != m || first >= n || n > 2 * c->chunk)
 		return HSAMEM_EINVAL;
 	for (uint32_t i = 0; i < n; i++)
 		if (win[i] >= c->vocab)
 			return HSAMEM_EINVAL;
-	if (!heads_graph(s)) {
-		rc = heads(s, win, n, first);
-		if (!rc)
-			rc = d2h(s, qr, s->bufs.qr, T * c->d_r * sizeof(float));
-		if (!rc)
-			rc = d2h(s, qa, s->bufs.qa, T * qd * sizeof(float));
-		return rc ? rc : hc_sync(s);
-	}
 	memcpy(s->win, win, n * sizeof(*win));
-	for (uint32_t i = n; i < N; i++)
-		s->win[i] = c->pad_id;
-	s->q_n = 0;
-	rc = CU(cudaSetDevice(s->g->device));
+	if ((exec = heads_graph(s, n, first)) == NULL) {
+		rc = heads(s, win, n, first);
+	} else {
+		rc = CU(cudaSetDevice(s->g->device));
+		if (!rc)
+			rc = CU(cudaGraphLaunch(exec, s->st));
+	}
 	if (!rc)
-		rc = CU(cudaGraphLaunch(s->heads, s->st));
+		rc = d2h(s, qr, s->bufs.qr, T * c->d_r * sizeof(float));
 	if (!rc)
-		rc = d2h(s, qr, s->bufs.qr + (size_t)first * c->d_r, T * c->d_r * sizeof(float));
-	if (!rc)
-		rc = d2h(s, qa, s->bufs.qa + (size_t)first * qd, T * qd * sizeof(float));
+		rc = d2h(s, qa, s->bufs.qa, T * qd * sizeof(float));
 	if (!rc)
 		rc = hc_sync(s);
 	if (!rc) {
-		/* logits() goes on from rows first .. n-1, which the padding left as they are */
+		/* what heads() leaves, for logits() */
 		s->q_n = n;
 		s->q_first = first;
 	}
