@@ -328,27 +328,16 @@ page_scores(const struct hyb_question *q, const struct store_sparse *sp, float s
 		out[r] *= scale;
 }
 
-/* row_score of the first row of a sparse page view (sp->row0) alone, the same bits as
- * page_scores gives it, without expanding the page: a chunk's own score. */
+/* row_score of the first row of a sparse page view alone (page_scores over that row: the same
+ * bits), without expanding the page: a chunk's own score. */
 static float
 sparse_row_score(const struct hyb_question *q, const struct store_sparse *sp, float scale)
 {
-	float s = 0;
-	for (size_t i = 0; i < q->nz; i++) {
-		uint32_t to = sparse_rows_start(sp->starts, sp->start_bytes, q->at[i] + 1);
-		if (to > sp->n_entries)
-			to = sp->n_entries;
-		for (uint32_t y = sparse_rows_start(sp->starts, sp->start_bytes, q->at[i]); y < to;
-		     y++) {
-			const uint8_t *en = sp->entries + 3 * (size_t)y;
-			if (en[0] < sp->row0)
-				continue;
-			if (en[0] == sp->row0)
-				s += q->qr[q->at[i]] * half_f16_to_float(sparse_rows_value(en));
-			break;
-		}
-	}
-	return s * scale;
+	struct store_sparse one = *sp;
+	float s;
+	one.count = 1;
+	page_scores(q, &one, scale, &s);
+	return s;
 }
 
 int
