@@ -6,7 +6,11 @@
  * (what the daemon's query runs before its own HSA), and the whole path with HSA and logits over
  * a memory of --chunks random chunks held in host memory.
  *
- *     bench/bench_cuda_model [--model DIR] [--batch N] [--seconds S] [--chunks N] [--json FILE]
+ *     bench/bench_cuda_model [--model DIR] [--batch N] [--seconds S] [--chunks N] [--iters N]
+ *                            [--json FILE]
+ *
+ * --iters sets the query measures' runs (500 of the queries alone, 100 of the whole path by
+ * default); a small count with --seconds 0 keeps a kernel profiler's run short.
  *
  * Figures and the machine they were taken on: bench/RESULTS.md.
  */
@@ -199,6 +203,7 @@ main(int argc, char **argv)
 {
 	const char *dir = "models/hsa-small", *json = NULL;
 	uint32_t batch = 512, chunks = 16384;
+	int iters = 0;
 	double secs = 3, roof;
 	char why[512] = "";
 	struct hsa_model *m = NULL;
@@ -214,15 +219,17 @@ main(int argc, char **argv)
 			secs = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--chunks"))
 			chunks = (uint32_t)atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--iters"))
+			iters = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--json"))
 			json = argv[i + 1];
 		else
 			break;
 	}
-	if (argc % 2 == 0 || batch == 0) {
+	if (argc % 2 == 0 || batch == 0 || iters < 0) {
 		fprintf(stderr,
 		        "usage: %s [--model DIR] [--batch N] [--seconds S] [--chunks N] "
-		        "[--json FILE]\n",
+		        "[--iters N] [--json FILE]\n",
 		        argv[0]);
 		return 2;
 	}
@@ -243,9 +250,9 @@ main(int argc, char **argv)
 	if (!rc && batch != 64)
 		rc = bench_encode(m, 64, secs / 3, roof, js);
 	if (!rc)
-		rc = bench_query(m, 0, 500, js);
+		rc = bench_query(m, 0, iters ? iters : 500, js);
 	if (!rc)
-		rc = bench_query(m, chunks, 100, js);
+		rc = bench_query(m, chunks, iters ? iters : 100, js);
 	if (js)
 		fclose(js);
 	hsa_cuda_detach(m);
