@@ -25,9 +25,6 @@
 #include "sparse_rows.h"
 #include "store_filter.h"
 
-/* lex1 tokens of one chunk's text that the lexical landmark reads (64 BPE tokens make ~50) */
-#define HYB_LEX_MAX 256
-
 static const char *const mode_names[] = {"", "learned", "lexical", "hybrid"};
 
 bool
@@ -78,10 +75,11 @@ lex_spec(struct hsa_spec *spec)
 	return lex;
 }
 
-/* The lexical landmark (f32, d_r) and lex1 ids of a chunk's tokens; *ids is malloc'd. */
+/* The lexical landmark (f32, d_r) and lex1 ids (at most HYB_LEX_MAX into ids) of a chunk's tokens.
+ */
 static int
 chunk_lexical(const struct enc_ops *enc, const uint32_t *tokens, uint32_t n_real, float *L,
-              uint32_t **ids, size_t *n_ids)
+              uint32_t *ids, size_t *n_ids)
 {
 	struct hsa_spec spec;
 	const struct enc_ops *lex = lex_spec(&spec);
@@ -89,9 +87,8 @@ chunk_lexical(const struct enc_ops *enc, const uint32_t *tokens, uint32_t n_real
 	struct enc_token *toks = NULL;
 	char *text = NULL;
 	float *K = malloc(2 * per * sizeof(float));
-	uint32_t *out = malloc(HYB_LEX_MAX * sizeof(uint32_t));
 	int ret = -ENOMEM;
-	if (K == NULL || out == NULL)
+	if (K == NULL)
 		goto out;
 	if ((ret = enc->decode(tokens, n_real, &text)) != 0 ||
 	    (ret = lex->tokenize(text, strlen(text), &toks, &n)) != 0)
@@ -99,14 +96,11 @@ chunk_lexical(const struct enc_ops *enc, const uint32_t *tokens, uint32_t n_real
 	if (n > HYB_LEX_MAX)
 		n = HYB_LEX_MAX;
 	for (size_t i = 0; i < n; i++)
-		out[i] = toks[i].id;
-	if ((ret = lex->encode_chunk(&spec, NULL, 0, out, n, K, K + per, L)) != 0)
+		ids[i] = toks[i].id;
+	if ((ret = lex->encode_chunk(&spec, NULL, 0, ids, n, K, K + per, L)) != 0)
 		goto out;
-	*ids = out;
 	*n_ids = n;
-	out = NULL;
 out:
-	free(out);
 	free(toks);
 	free(text);
 	free(K);
@@ -121,58 +115,40 @@ hyb_row_bytes(void)
 	return spec.d_r * sizeof(uint16_t);
 }
 
-/* A chunk's lexical landmark into row (f16) and its terms counted; old tokens, if given, first
- * leave the term statistics (a chunk encoded again). */
-static int
-lexlm_row(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
-          const uint32_t *old, uint32_t n_old, const uint32_t *tokens, uint32_t n_real,
-          uint16_t *row)
+int
+hyb_chunk_row(const struct enc_ops *enc, const uint32_t *tokens, uint32_t n_real, void *row,
+              uint32_t *ids, size_t *n_ids)
 {
 	struct hsa_spec spec;
 	lex_spec(&spec);
 	float *L = malloc(spec.d_r * sizeof(float));
-	size_t n_ids = 0;
-	uint32_t *ids = NULL;
-	int ret = -ENOMEM;
-	if (L == NULL)
-		goto out;
-	if (old != NULL) {
-		if ((ret = chunk_lexical(enc, old, n_old, L, &ids, &n_ids)) != 0 ||
-		    (ret = store_terms_sub(txn, u->uid, ids, n_ids)) != 0)
-			goto out;
-		free(ids);
-		ids = NULL;
-	}
-	if ((ret = chunk_lexical(enc, tokens, n_real, L, &ids, &n_ids)) != 0)
-		goto out;
-	half_from_float_row(HSA_F16, L, row, spec.d_r);
-	ret = store_terms_add(txn, u->uid, ids, n_ids);
-out:
-	free(ids);
+	int ret = L == NULL ? -ENOMEM : chunk_lexical(enc, tokens, n_real, L, ids, n_ids);
+	if (ret == 0)
+		half_from_float_row(HSA_F16, L, row, spec.d_r);
 	free(L);
 	return ret;
 }
 
-int
-hyb_seal_row(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
-             const uint32_t *tokens, uint32_t n_real, void *row)
-{
-	return lexlm_row(txn, u, enc, NULL, 0, tokens, n_real, row);
-}
-
 /* Writes chunk j's lexical landmark and counts its terms: put for a new chunk, set (replace)
- * for one encoded again. */
+ * for one encoded again, whose old tokens, if given, first leave the term statistics. */
 static int
 lexlm_write(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
             uint64_t j, const uint32_t *old, uint32_t n_old, const uint32_t *tokens,
             uint32_t n_real, bool replace)
 {
-	size_t rb = hyb_row_bytes();
+	size_t rb = hyb_row_bytes(), n_ids = 0;
 	uint16_t *row = malloc(rb);
-	int ret = row == NULL ? -ENOMEM : lexlm_row(txn, u, enc, old, n_old, tokens, n_real, row);
-	if (ret == 0)
+	uint32_t ids[HYB_LEX_MAX];
+	int ret = row == NULL ? -ENOMEM : 0;
+	if (ret == 0 && old != NULL &&
+	    ((ret = hyb_chunk_row(enc, old, n_old, row, ids, &n_ids)) != 0 ||
+	     (ret = store_terms_sub(txn, u->uid, ids, n_ids)) != 0))
+		goto out;
+	if (ret == 0 && (ret = hyb_chunk_row(enc, tokens, n_real, row, ids, &n_ids)) == 0 &&
+	    (ret = store_terms_add(txn, u->uid, ids, n_ids)) == 0)
 		ret = replace ? store_lexlm_set(txn, u, j, row, rb)
 		              : store_lexlm_put(txn, u, j, row, rb);
+out:
 	free(row);
 	return ret;
 }

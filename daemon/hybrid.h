@@ -39,10 +39,17 @@ const char *hyb_mode_name(enum hyb_mode m);
  */
 int hyb_seal(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
              uint64_t j, const uint32_t *tokens, uint32_t n_real);
-/* hyb_seal without the landmark's write: the landmark into row (hyb_row_bytes(), f16), for the
- * caller to write (store_lexlm_append), and the terms into the statistics. */
-int hyb_seal_row(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
-                 const uint32_t *tokens, uint32_t n_real, void *row);
+/* The most lex1 ids of one chunk's text that its lexical landmark reads (64 BPE tokens make ~50).
+ */
+#define HYB_LEX_MAX 256
+/*
+ * A chunk's lexical landmark from the text of its n_real tokens (decoded by enc) into row
+ * (hyb_row_bytes(), f16), and the lex1 ids it counts in the term statistics into ids (room for
+ * HYB_LEX_MAX), their number into *n_ids. Reads no store: a worker computes it before the seal
+ * (seal.c). Returns 0 or an error.
+ */
+int hyb_chunk_row(const struct enc_ops *enc, const uint32_t *tokens, uint32_t n_real, void *row,
+                  uint32_t *ids, size_t *n_ids);
 size_t hyb_row_bytes(void);
 
 /*

@@ -10,7 +10,9 @@
  *
  * A model (enc_ops.encode_chunks) costs too much to run in the committer, which every write of
  * every memory waits for: the worker that prepares the write encodes its chunks beforehand, in one
- * batched call, from a snapshot of the memory's tail (seal_pre_encode). A memory's stream only
+ * batched call, from a snapshot of the memory's tail (seal_pre_encode), and computes their lexical
+ * landmarks and terms too where the memory keeps them; the committer copies what it gets and
+ * counts the terms of the chunks it seals once a write (seal_flush). A memory's stream only
  * grows, so the snapshot is still right when the memory has the same uid, token and chunk counts
  * at apply time; when another write to it got in between, the committer encodes them itself
  * (seal_chunk, one encode_chunk per chunk), which is slower but as correct.
@@ -52,6 +54,8 @@ seal_fini(struct sealer *s)
 	free(s->ctx);
 	free(s->lmk_rows);
 	free(s->lex_rows);
+	free(s->term_ids);
+	free(s->term_n);
 }
 
 int
@@ -74,10 +78,17 @@ seal_init(struct sealer *s, struct job *job, struct store_txn *txn, struct store
 	s->refs = malloc(spec->S * sizeof(struct store_tokref));
 	s->ctx = malloc(((enc != NULL ? enc->context : 0) + 1) * sizeof(uint32_t));
 	s->lmk_rows = malloc(SEAL_ROWS * spec_landmark_bytes(spec));
-	if (enc != NULL && (u->flags & STORE_USER_LEXICAL))
+	bool lexical = enc != NULL && (u->flags & STORE_USER_LEXICAL);
+	if (lexical)
 		s->lex_rows = malloc(SEAL_ROWS * hyb_row_bytes());
+	if (enc != NULL) { /* a built-in encoder's chunks count their terms */
+		s->term_ids =
+		        malloc(SEAL_ROWS * (lexical ? HYB_LEX_MAX : spec->S) * sizeof(uint32_t));
+		s->term_n = malloc(SEAL_ROWS * sizeof(uint32_t));
+	}
 	if (!s->K || !s->V || !s->L || !s->kv || !s->row || !s->tokens || !s->refs || !s->ctx ||
-	    !s->lmk_rows || (enc != NULL && (u->flags & STORE_USER_LEXICAL) && !s->lex_rows)) {
+	    !s->lmk_rows || (lexical && !s->lex_rows) ||
+	    (enc != NULL && (!s->term_ids || !s->term_n))) {
 		seal_fini(s);
 		return ops_oom(job);
 	}
@@ -146,6 +157,7 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 	size_t kv_bytes = spec_kv_bytes(spec), half = kv_bytes / 2;
 	size_t per = (size_t)spec->S * spec->h_kv * spec->d_h;
 	bool keep_kv = !(u->flags & STORE_USER_KV_COMPUTED); /* store.h, COMPUTED K/V */
+	size_t from_pre = SIZE_MAX; /* the worker's chunk that this one is, if any */
 
 	memset(s->tokens, 0, spec->S * sizeof(uint32_t));
 	memset(s->refs, 0, spec->S * sizeof(struct store_tokref));
@@ -165,7 +177,7 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 			memcpy(s->kv, s->pre->kv + s->pre_next * kv_bytes, kv_bytes);
 		memcpy(s->row, s->pre->lmk + s->pre_next * spec_landmark_bytes(spec),
 		       spec_landmark_bytes(spec));
-		s->pre_next++;
+		from_pre = s->pre_next++;
 	} else if (s->enc != NULL) {
 		s->pre_next += s->pre != NULL && s->pre_next < s->pre->n; /* keeps its order */
 		size_t n_ctx = gather_context(s, buf, at);
@@ -197,14 +209,29 @@ seal_chunk(struct sealer *s, const uint32_t *buf, const struct store_tokref *ref
 		return ret;
 	memcpy(s->lmk_rows + s->rows_n * spec_landmark_bytes(spec), s->row,
 	       spec_landmark_bytes(spec));
-	/* the term statistics of a built-in encoder's ranking, in the seal's transaction */
-	if (s->enc != NULL && (u->flags & STORE_USER_LEXICAL))
-		ret = hyb_seal_row(s->txn, u, s->enc, s->tokens, n_real,
-		                   s->lex_rows + s->rows_n * hyb_row_bytes());
-	else if (s->enc != NULL)
-		ret = store_terms_add(s->txn, u->uid, s->tokens, n_real);
-	if (ret != 0)
-		return ret;
+	/* what the chunk counts in the term statistics of a built-in encoder's ranking (written by
+	 * seal_flush), and a model memory's lexical landmark */
+	if (s->lex_rows != NULL) {
+		size_t rb = hyb_row_bytes(), n_ids = 0;
+		char *lex = (char *)s->lex_rows + s->rows_n * rb;
+		uint32_t *ids = s->term_ids + s->terms_len;
+		if (from_pre != SIZE_MAX && s->pre->lex != NULL) {
+			memcpy(lex, s->pre->lex + from_pre * rb, rb);
+			n_ids = s->pre->n_ids[from_pre];
+			memcpy(ids, s->pre->ids + from_pre * HYB_LEX_MAX, n_ids * sizeof(uint32_t));
+		} else if ((ret = hyb_chunk_row(s->enc, s->tokens, n_real, lex, ids, &n_ids)) !=
+		           0) {
+			return job_fail(s->job, ret,
+			                "the lexical landmark of chunk %llu failed: %s",
+			                (unsigned long long)u->n_chunks, hsamem_strerror(ret));
+		}
+		s->term_n[s->rows_n] = (uint32_t)n_ids;
+		s->terms_len += n_ids;
+	} else if (s->enc != NULL) {
+		memcpy(s->term_ids + s->terms_len, s->tokens, n_real * sizeof(uint32_t));
+		s->term_n[s->rows_n] = n_real;
+		s->terms_len += n_real;
+	}
 	s->rows_n++;
 	u->n_chunks++;
 	if (n_real < spec->S)
@@ -222,7 +249,10 @@ seal_flush(struct sealer *s)
 	if (ret == 0 && s->lex_rows != NULL)
 		ret = store_lexlm_append(s->txn, s->u, s->rows_first, s->lex_rows, s->rows_n,
 		                         hyb_row_bytes());
+	if (ret == 0 && s->term_ids != NULL)
+		ret = store_terms_add_chunks(s->txn, s->u->uid, s->term_ids, s->term_n, s->rows_n);
 	s->rows_n = 0;
+	s->terms_len = 0;
 	return ret;
 }
 
@@ -234,7 +264,8 @@ seal_use_pre(struct sealer *s, const struct seal_pre *pre, uint64_t n_tokens0, s
 		return false;
 	bool keep_kv = !(u->flags & STORE_USER_KV_COMPUTED);
 	if (pre->uid != u->uid || pre->n_tokens != n_tokens0 || pre->n_chunks != u->n_chunks ||
-	    pre->n != n_seal || (pre->kv != NULL) != keep_kv) {
+	    pre->n != n_seal || (pre->kv != NULL) != keep_kv ||
+	    (pre->lex != NULL) != (s->lex_rows != NULL)) {
 		log_debug("seal: the memory of '%s' changed while its %zu chunk(s) were encoded; "
 		          "encoding them again in the committer",
 		          u->name, pre->n);
@@ -329,6 +360,29 @@ pre_slice(const struct enc_ops *enc, const struct hsa_spec *spec, const uint32_t
 	return 0;
 }
 
+/* The lexical landmarks and terms of pre's chunks (buf's n_tok tokens, the last chunk maybe
+ * short), for a memory that keeps them: the committer only copies them (seal_chunk). */
+static int
+pre_lexical(struct job *job, const struct hsa_spec *spec, const uint32_t *buf, size_t n_tok,
+            struct seal_pre *pre)
+{
+	size_t rb = hyb_row_bytes(), n = pre->n, S = spec->S;
+	if ((pre->lex = arena_alloc(&job->arena, n * rb)) == NULL ||
+	    (pre->ids = arena_alloc(&job->arena, n * HYB_LEX_MAX * sizeof(uint32_t))) == NULL ||
+	    (pre->n_ids = arena_alloc(&job->arena, n * sizeof(uint32_t))) == NULL)
+		return ops_oom(job);
+	for (size_t c = 0; c < n; c++) {
+		size_t n_ids = 0, n_real = n_tok - c * S < S ? n_tok - c * S : S;
+		int ret = hyb_chunk_row(job->enc, buf + c * S, (uint32_t)n_real, pre->lex + c * rb,
+		                        pre->ids + c * HYB_LEX_MAX, &n_ids);
+		if (ret != 0)
+			return job_fail(job, ret, "the lexical landmark of a chunk failed: %s",
+			                hsamem_strerror(ret));
+		pre->n_ids[c] = (uint32_t)n_ids;
+	}
+	return 0;
+}
+
 int
 seal_pre_encode(struct job *job, const char *user, bool flush)
 {
@@ -361,7 +415,7 @@ seal_pre_encode(struct job *job, const char *user, bool flush)
 	V = malloc(SEAL_PRE_SLICE * per * sizeof(float));
 	L = malloc(SEAL_PRE_SLICE * spec->d_r * sizeof(float));
 	if (pre != NULL)
-		pre->kv = NULL;
+		pre->kv = NULL, pre->lex = NULL, pre->ids = pre->n_ids = NULL;
 	if (pre == NULL || K == NULL || V == NULL || L == NULL ||
 	    (keep_kv && (pre->kv = arena_alloc(&job->arena, n * spec_kv_bytes(spec))) == NULL) ||
 	    (pre->lmk = arena_alloc(&job->arena, n * spec_landmark_bytes(spec))) == NULL) {
@@ -376,10 +430,12 @@ seal_pre_encode(struct job *job, const char *user, bool flush)
 		         hsamem_strerror(ret));
 		goto out;
 	}
+	pre->n = n;
+	if ((u.flags & STORE_USER_LEXICAL) && (ret = pre_lexical(job, spec, buf, n_tok, pre)) != 0)
+		goto out;
 	pre->uid = u.uid;
 	pre->n_tokens = u.n_tokens;
 	pre->n_chunks = u.n_chunks;
-	pre->n = n;
 	job->pre = pre;
 out:
 	free(L);

@@ -29,6 +29,11 @@ struct seal_pre {
 	size_t n;       /* chunks */
 	char *kv, *lmk; /* [n][spec_kv_bytes] (NULL when the memory keeps no K/V: store.h,
 	                   COMPUTED K/V), [n][spec_landmark_bytes] */
+	/* for a memory flagged STORE_USER_LEXICAL (hybrid.h), else NULL: the chunks' lexical
+	 * landmarks [n][hyb_row_bytes()] and their lex1 ids, chunk c's n_ids[c] at
+	 * ids[c * HYB_LEX_MAX] */
+	char *lex;
+	uint32_t *ids, *n_ids;
 };
 
 struct sealer {
@@ -45,8 +50,11 @@ struct sealer {
 	size_t pre_next;            /* the next of them to seal */
 	bool no_pre;                /* a chunk had forgotten slots: the rest is encoded here */
 	/* the landmarks (and lexical landmarks) of the chunks sealed since the last seal_flush:
-	 * rows_n rows from chunk rows_first on */
+	 * rows_n rows from chunk rows_first on, and the ids they count in the term statistics
+	 * (row r's term_n[r] after row r - 1's) */
 	uint8_t *lmk_rows, *lex_rows;
+	uint32_t *term_ids, *term_n;
+	size_t terms_len;
 	uint64_t rows_first;
 	uint32_t rows_n;
 };
@@ -57,17 +65,19 @@ int seal_init(struct sealer *s, struct job *job, struct store_txn *txn, struct s
               const struct enc_ops *enc);
 void seal_fini(struct sealer *s);
 /*
- * Writes the landmarks of the chunks sealed so far. seal_chunk keeps them, a few dozen at most,
- * so that each landmark page is written once for many chunks rather than once for each (a page
- * is rewritten whole at each write). The caller calls it after its last seal_chunk, before its
- * transaction reads those landmarks or ends. Returns 0 or the store's error.
+ * Writes the landmarks of the chunks sealed so far and counts their terms. seal_chunk keeps them,
+ * a few dozen at most, so that each landmark page is written once for many chunks rather than
+ * once for each (a page is rewritten whole at each write), and each term's count once. The caller
+ * calls it after its last seal_chunk, before its transaction reads those landmarks or term
+ * statistics or ends. Returns 0 or the store's error.
  */
 int seal_flush(struct sealer *s);
 
 /*
  * In a worker, for an encoder with encode_chunks: encodes the chunks that the job's write will
  * seal (an append: those its entries' tokens fill after the memory's tail; a flush: the tail,
- * padded) from a snapshot of the memory, all in one call, and sets job->pre (in the job's arena).
+ * padded) from a snapshot of the memory, all in one call, with their lexical landmarks and terms
+ * where the memory keeps them, and sets job->pre (in the job's arena).
  * Leaves job->pre NULL when nothing seals, the memory does not exist or is not as the job
  * expects (the committer then decides). Returns 0, or fails the job and returns its code.
  */

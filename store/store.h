@@ -398,6 +398,10 @@ int store_tail_put(struct store_txn *txn, uint64_t uid, const struct store_tail 
  * (0 for an id never counted).
  */
 int store_terms_add(struct store_txn *txn, uint64_t uid, const uint32_t *tokens, size_t n);
+/* Counts n_chunks chunks as as many calls of add would, with one update of each distinct id:
+ * chunk c's n[c] tokens follow chunk c - 1's in tokens. */
+int store_terms_add_chunks(struct store_txn *txn, uint64_t uid, const uint32_t *tokens,
+                           const uint32_t *n, size_t n_chunks);
 int store_terms_get(struct store_txn *txn, uint64_t uid, struct store_terms *out);
 /* Takes out one chunk that add counted with these tokens (a forget re-counts it without the
  * forgotten ones); an id whose count falls to 0 loses its record. */

@@ -12,8 +12,10 @@
  * tokens; an id whose count falls to 0 loses its record, so that no id of a forgotten entry stays.
  * A token id is its own key: no second hash, so two ids share a count only where the tokenizer
  * already gave them the same id. A memory holds one record per distinct token, a few hundred
- * thousand for a large one; a seal updates one record per distinct id of its chunk.
+ * thousand for a large one; the chunks one write seals update each distinct id of theirs once
+ * (store_terms_add_chunks).
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,9 +99,9 @@ store_terms_df(struct store_txn *txn, uint64_t uid, const uint32_t *ids, size_t 
 	return ret;
 }
 
-/* Adds one to the count of id. */
+/* Adds n to the count of id. */
 static int
-df_bump(struct store_txn *txn, uint64_t uid, uint32_t id)
+df_add(struct store_txn *txn, uint64_t uid, uint32_t id, uint32_t n)
 {
 	uint8_t kb[12], vb[4];
 	MDB_val k = key_term(kb, uid, id), v;
@@ -114,29 +116,59 @@ df_bump(struct store_txn *txn, uint64_t uid, uint32_t id)
 		struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + 4, false};
 		df = rd_u32(&r);
 	}
-	put_u32(vb, df == UINT32_MAX ? df : df + 1);
+	put_u32(vb, df > UINT32_MAX - n ? UINT32_MAX : df + n);
 	return store_db_put(txn, DB_TERMS, &k, vb, 4, "write terms");
 }
 
 int
 store_terms_add(struct store_txn *txn, uint64_t uid, const uint32_t *tokens, size_t n)
 {
-	uint32_t ids[IDS_MAX];
+	uint32_t one = (uint32_t)n;
+
+	if (n > IDS_MAX)
+		return store_txn_fail(txn, HSAMEM_EINVAL);
+	return store_terms_add_chunks(txn, uid, tokens, &one, 1);
+}
+
+int
+store_terms_add_chunks(struct store_txn *txn, uint64_t uid, const uint32_t *tokens,
+                       const uint32_t *n, size_t n_chunks)
+{
 	uint8_t kb[8], vb[16];
 	struct store_terms t;
+	size_t total = 0, m = 0, real = 0;
 	int ret = store_txn_usable(txn, true, "terms add");
 
 	if (ret != 0)
 		return ret;
-	if (n > IDS_MAX)
-		return store_txn_fail(txn, HSAMEM_EINVAL);
-	size_t m = sorted_ids(tokens, n, ids);
-	for (size_t i = 0; i < m; i++)
-		if ((i == 0 || ids[i] != ids[i - 1]) && (ret = df_bump(txn, uid, ids[i])) != 0)
-			return ret;
-	if ((ret = store_terms_get(txn, uid, &t)) != 0)
+	for (size_t c = 0; c < n_chunks; c++) {
+		if (n[c] > IDS_MAX)
+			return store_txn_fail(txn, HSAMEM_EINVAL);
+		total += n[c];
+	}
+	/* each chunk's distinct ids, then all of them sorted: one update of each distinct id */
+	uint32_t *ids = malloc((total + 1) * sizeof(*ids));
+	if (ids == NULL)
+		return store_txn_fail(txn, -ENOMEM);
+	for (size_t c = 0, at = 0; c < n_chunks; at += n[c++]) {
+		uint32_t *own = ids + m;
+		size_t k = sorted_ids(tokens + at, n[c], own), d = 0;
+		real += k;
+		for (size_t i = 0; i < k; i++)
+			if (d == 0 || own[i] != own[d - 1])
+				own[d++] = own[i];
+		m += d;
+	}
+	qsort(ids, m, sizeof(*ids), cmp_u32);
+	for (size_t i = 0, j; i < m && ret == 0; i = j) {
+		for (j = i + 1; j < m && ids[j] == ids[i]; j++)
+			;
+		ret = df_add(txn, uid, ids[i], (uint32_t)(j - i));
+	}
+	free(ids);
+	if (ret != 0 || (ret = store_terms_get(txn, uid, &t)) != 0)
 		return ret;
-	put_u64(put_u64(vb, t.chunks + 1), t.tokens + m);
+	put_u64(put_u64(vb, t.chunks + n_chunks), t.tokens + real);
 	MDB_val k = key_uid(kb, uid);
 	return store_db_put(txn, DB_TERMS, &k, vb, sizeof(vb), "write terms");
 }

@@ -3,8 +3,8 @@
  * the sticky error and nested transactions, the map full and grown (by us, behind open
  * transactions, and by another process), reopening and the format check, corrupt and foreign
  * files, reader slots left by the dead, store_kv_copy from many threads beside a writer, and a
- * store with no room (store_room.c, store_recycle, deleting in steps). test_store_codec.c tests
- * the records.
+ * store with no room (store_room.c, store_recycle, deleting in steps), and the term statistics
+ * of many chunks counted at once as chunk by chunk. test_store_codec.c tests the records.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -678,6 +678,52 @@ test_room(void)
 	store_close(st);
 }
 
+/* store_terms_add_chunks counts as many store_terms_add calls would: the same df of every id
+ * (ids repeated within a chunk and across chunks, padding), the same totals; an oversized chunk
+ * is refused. */
+static void
+test_terms(void)
+{
+	struct store *st = open_store(new_dir("terms"), NULL);
+	struct store_txn txn;
+	uint32_t tok[3 * 40], n[3] = {40, 0, 37};
+	uint64_t r = 7;
+	for (size_t i = 0; i < 77; i++) {
+		r = r * 6364136223846793005ull + 1442695040888963407ull;
+		tok[i] = (uint32_t)(r >> 33) % 23; /* 0 is padding */
+	}
+	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+	CHECK_RET(store_terms_add_chunks(&txn, 1, tok, n, 3), 0);
+	CHECK_RET(store_terms_add(&txn, 2, tok, 40), 0);
+	CHECK_RET(store_terms_add(&txn, 2, tok + 40, 0), 0);
+	CHECK_RET(store_terms_add(&txn, 2, tok + 40, 37), 0);
+	CHECK_RET(store_terms_add_chunks(&txn, 3, tok, n, 0), 0);
+	CHECK_RET(store_txn_commit(&txn), 0);
+
+	struct store_terms a, b, none;
+	uint32_t ids[24], df_a[24], df_b[24];
+	for (uint32_t i = 0; i < 24; i++)
+		ids[i] = i;
+	CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
+	CHECK_RET(store_terms_get(&txn, 1, &a), 0);
+	CHECK_RET(store_terms_get(&txn, 2, &b), 0);
+	CHECK_RET(store_terms_get(&txn, 3, &none), 0);
+	CHECK(a.chunks == 3 && a.chunks == b.chunks && a.tokens == b.tokens && a.tokens > 60);
+	CHECK(none.chunks == 0 && none.tokens == 0);
+	CHECK_RET(store_terms_df(&txn, 1, ids, 24, df_a), 0);
+	CHECK_RET(store_terms_df(&txn, 2, ids, 24, df_b), 0);
+	for (uint32_t i = 0; i < 24; i++)
+		CHECK(df_a[i] == df_b[i] && df_a[i] <= 2);
+	CHECK(df_a[0] == 0 && df_a[23] == 0);
+	store_txn_abort(&txn);
+
+	uint32_t big[2] = {1, 1025};
+	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
+	CHECK_RET(store_terms_add_chunks(&txn, 4, tok, big, 2), HSAMEM_EINVAL);
+	store_txn_abort(&txn);
+	store_close(st);
+}
+
 int
 main(void)
 {
@@ -691,6 +737,7 @@ main(void)
 	test_readers();
 	test_kv_copy();
 	test_room();
+	test_terms();
 
 	return fixture_end();
 }
