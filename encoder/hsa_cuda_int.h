@@ -45,8 +45,10 @@ struct hc_bufs {
 };
 
 /* Graphs of the query window a scratch keeps (hsa_cuda_query.c): one for each window length and
- * first query position seen, the oldest replaced. */
-#define HC_HEADS_GRAPHS 16
+ * first query position seen, the least recently used replaced. A question's window is the memory's
+ * last tokens and the question, so its length takes a few dozen values; making a graph costs
+ * about a millisecond, a kept one a few kilobytes. */
+#define HC_HEADS_GRAPHS 128
 
 struct hc_scratch {
 	const struct hsa_model *m;
@@ -62,9 +64,10 @@ struct hc_scratch {
 	uint32_t *win;         /* pinned [2S]: the window a graph reads its tokens from */
 	struct {
 		uint32_t n, first;
+		uint64_t used; /* heads_clock at its last launch */
 		cudaGraphExec_t exec;
 	} heads[HC_HEADS_GRAPHS]; /* query_heads of windows of n, from first, as graphs */
-	unsigned heads_next;      /* the slot the next graph replaces */
+	uint64_t heads_clock;     /* counts the graphs' launches */
 	bool heads_failed; /* a graph could not be made: the kernels are launched one by one */
 };
 

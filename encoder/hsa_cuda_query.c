@@ -96,9 +96,9 @@ d2h(struct hc_scratch *s, void *dst, const void *src, size_t bytes)
 /*
  * The window through heads() as one CUDA graph: a window is about 45 small kernels and GEMMs,
  * whose launches cost more than their work. A graph is made for each window length n and first
- * position a scratch sees (a question's length varies, so a few dozen at most; the oldest of
- * HC_HEADS_GRAPHS is replaced), and reads its tokens from the pinned s->win, which holds the
- * window when it is made and at each launch. NULL when no graph can be made (s->heads_failed:
+ * position a scratch sees (a question's length varies, so a few dozen at most; the least recently
+ * used of HC_HEADS_GRAPHS is replaced), and reads its tokens from the pinned s->win, which holds
+ * the window when it is made and at each launch. NULL when no graph can be made (s->heads_failed:
  * not tried again; the kernels are then launched one by one).
  */
 static cudaGraphExec_t
@@ -108,9 +108,15 @@ heads_graph(struct hc_scratch *s, uint32_t n, uint32_t first)
 	cudaGraphExec_t exec = NULL;
 	int rc;
 
-	for (unsigned i = 0; i < HC_HEADS_GRAPHS; i++)
-		if (s->heads[i].exec && s->heads[i].n == n && s->heads[i].first == first)
+	unsigned at = 0;
+	for (unsigned i = 0; i < HC_HEADS_GRAPHS; i++) {
+		if (s->heads[i].exec && s->heads[i].n == n && s->heads[i].first == first) {
+			s->heads[i].used = ++s->heads_clock;
 			return s->heads[i].exec;
+		}
+		if (s->heads[i].used < s->heads[at].used)
+			at = i; /* an empty slot has used 0 */
+	}
 	if (s->heads_failed)
 		return NULL;
 	rc = CU(cudaSetDevice(s->g->device));
@@ -134,12 +140,12 @@ heads_graph(struct hc_scratch *s, uint32_t n, uint32_t first)
 		           "made)");
 		return NULL;
 	}
-	unsigned at = s->heads_next++ % HC_HEADS_GRAPHS;
 	if (s->heads[at].exec)
 		cudaGraphExecDestroy(s->heads[at].exec);
 	s->heads[at].n = n;
 	s->heads[at].first = first;
 	s->heads[at].exec = exec;
+	s->heads[at].used = ++s->heads_clock;
 	return exec;
 }
 
