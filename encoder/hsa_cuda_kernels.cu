@@ -8,8 +8,9 @@
  * hsa_forward.c, common/hsa_math.c) operation by operation, all arithmetic in fp32.
  *
  * Shapes are small and fixed by the model (windows of at most 2S = 128 positions, heads of 64),
- * so each kernel is plain: one block per row, window or (position, head), shared-memory
- * reductions over a power-of-two block, and loops bounded by the sizes passed in.
+ * so each kernel is plain: one block per row, window (or a part of one, when there are few) or
+ * (position, head), shared-memory reductions over a power-of-two block, and loops bounded by the
+ * sizes passed in.
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -21,6 +22,9 @@
 #define ROW_THREADS  128 /* a row kernel's block; a power of two */
 #define HEAD_THREADS 64  /* a head kernel's block; a power of two */
 #define ATT_WARPS    4
+/* k_attend over fewer than ATT_FEW_BLOCKS (window, head) blocks: ATT_SPLIT positions a block */
+#define ATT_FEW_BLOCKS 256
+#define ATT_SPLIT      16
 
 typedef __nv_bfloat16 bf16;
 
@@ -148,28 +152,33 @@ hk_qk_rope(void *st, float *qkv, uint32_t ld, uint32_t rows, uint32_t n, uint32_
 }
 
 /*
- * Block (window, head): the window's K [n][dh + 1] (padded against bank conflicts) and V [n][dh]
- * in shared memory, then each warp takes positions t = warp, warp + ATT_WARPS, ...: scores of its
- * keys, softmax by warp shuffles, and the weighted sum of V, one output dimension per lane.
+ * Block (window, head, positions): the keys its positions see, K [kn][dh + 1] (padded against
+ * bank conflicts) and V [kn][dh], in shared memory, then each warp takes positions t = t0 + warp,
+ * t0 + warp + ATT_WARPS, ... below t1: scores of its keys, softmax by warp shuffles, and the
+ * weighted sum of V, one output dimension per lane. A block takes per positions of its window
+ * (blockIdx.z-th), all of them when the grid has blocks enough without splitting.
  */
 __global__ static void
-k_attend(const float *qkv, uint32_t ld, uint32_t n, uint32_t dh, uint32_t D, int causal, bf16 *out)
+k_attend(const float *qkv, uint32_t ld, uint32_t n, uint32_t per, uint32_t dh, uint32_t D,
+         int causal, bf16 *out)
 {
 	extern __shared__ float smem[];
 	float *Ks = smem, *Vs = Ks + n * (dh + 1);
 	uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32, h = blockIdx.y;
 	float *qw = Vs + n * dh + warp * (dh + n), *pw = qw + dh;
 	uint64_t row0 = (uint64_t)blockIdx.x * n;
+	uint32_t t0 = blockIdx.z * per, t1 = t0 + per < n ? t0 + per : n;
+	uint32_t kn = causal ? t1 : n;
 	float scale = 1.0f / sqrtf((float)dh);
 
-	for (uint32_t i = threadIdx.x; i < n * dh; i += blockDim.x) {
+	for (uint32_t i = threadIdx.x; i < kn * dh; i += blockDim.x) {
 		uint32_t u = i / dh, e = i % dh;
 		const float *src = qkv + (row0 + u) * ld + h * dh + e;
 		Ks[u * (dh + 1) + e] = src[D];
 		Vs[u * dh + e] = src[2 * D];
 	}
 	__syncthreads();
-	for (uint32_t t = warp; t < n; t += ATT_WARPS) {
+	for (uint32_t t = t0 + warp; t < t1; t += ATT_WARPS) {
 		uint32_t m = causal ? t + 1 : n;
 		float mx = -INFINITY, sum = 0;
 		for (uint32_t e = lane; e < dh; e += 32)
@@ -208,14 +217,17 @@ hk_attend(void *st, const float *qkv, uint32_t ld, uint32_t nw, uint32_t n, uint
 	size_t bytes = ((size_t)n * (dh + 1) + (size_t)n * dh + ATT_WARPS * ((size_t)dh + n)) *
 	               sizeof(float);
 	cudaError_t e;
-	dim3 grid(nw, H);
+	/* a few windows (a query's one) leave most of the GPU idle with a block per head: their
+	 * positions are split over blocks, each loading only the keys its positions see */
+	uint32_t per = (uint64_t)nw * H < ATT_FEW_BLOCKS ? ATT_SPLIT : n;
 
-	if (!nw)
+	if (!nw || !n)
 		return 0;
+	dim3 grid(nw, H, (n + per - 1) / per);
 	e = cudaFuncSetAttribute(k_attend, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
 	if (e != cudaSuccess)
 		return (int)e;
-	k_attend<<<grid, ATT_WARPS * 32, bytes, (cudaStream_t)st>>>(qkv, ld, n, dh, D, causal,
+	k_attend<<<grid, ATT_WARPS * 32, bytes, (cudaStream_t)st>>>(qkv, ld, n, per, dh, D, causal,
 	                                                            (bf16 *)out);
 	return launched();
 }
