@@ -21,12 +21,13 @@ then over trials, as evaluate.py's baselines: one ranking per question):
   learned, lexical, hybrid r@1 / r@8   query --mode (the daemon's own fusion in hybrid)
   BM25 r@1 / r@8                       SQLite FTS5's bm25 over the same entries (each entry one
                                        row; the question's distinct words ORed)
-  rrf, zsum, zsum0 r@1 / r@8           fusions of the daemon's learned and lexical rankings (64
+  rrf, zsum, zsum0, zwin, zweigh       fusions of the daemon's learned and lexical rankings (64
                                        deep each, with their scores) computed here to compare
                                        them: reciprocal rank fusion (k 60); summed standard
                                        scores; the same with negative standard scores counted
                                        as 0; summed standard scores with the lexical side over
-                                       the model's windows (the daemon's hybrid)
+                                       the model's windows (zwin); the same, each list weighed by
+                                       its first place (zweigh: the daemon's hybrid)
   ask EM                               single-needle task: `ask`'s answer equals the value
 Writes a table (stdout) and, with --out, JSON with every trial.
 """
@@ -56,7 +57,7 @@ from hsatrain.tokenizer import Tokenizer  # noqa: E402
 
 WORD_RE = re.compile(r"[A-Za-z0-9]+")
 DEPTH = 64
-MODES = ("learned", "lexical", "hybrid", "bm25", "rrf", "zsum", "zsum0", "zwin")
+MODES = ("learned", "lexical", "hybrid", "bm25", "rrf", "zsum", "zsum0", "zwin", "zweigh")
 
 
 def paragraphs(path, words_per=50):
@@ -142,10 +143,11 @@ def rrf(a, b, k=60, depth=DEPTH):
     return sorted(score, key=lambda c: -score[c])
 
 
-def zsum(a, b, depth=DEPTH, floor0=False):
-    """The daemon's fusion (hybrid.c): standard scores within each list summed, a chunk missing
-    from a list getting that list's last; floor0: negative standard scores count 0."""
-    z, last = {}, [0.0, 0.0]
+def zsum(a, b, depth=DEPTH, floor0=False, weigh=False):
+    """Standard scores within each list summed, a chunk missing from a list getting that list's
+    last; floor0: negative standard scores count 0; weigh: each list's weighed by its first
+    place's standard score less 2, at least 0.1 (the daemon's fusion, hybrid.c)."""
+    z, last, w_of = {}, [0.0, 0.0], [1.0, 1.0]
     for w, lst in enumerate((a, b)):
         lst = lst[:depth]
         if not lst:
@@ -158,9 +160,11 @@ def zsum(a, b, depth=DEPTH, floor0=False):
         for (c, _), zz in zip(lst, zs):
             z.setdefault(c, [None, None])[w] = zz
         last[w] = zs[-1]
+        if weigh:
+            w_of[w] = max(zs[0] - 2.0, 0.1)
     for c in z:
-        z[c] = [x if x is not None else last[w] for w, x in enumerate(z[c])]
-    return sorted(z, key=lambda c: -(z[c][0] + z[c][1]))
+        z[c] = [x if x is not None else last[i] for i, x in enumerate(z[c])]
+    return sorted(z, key=lambda c: -(w_of[0] * z[c][0] + w_of[1] * z[c][1]))
 
 
 def window(b, back=1, depth=DEPTH):
@@ -173,7 +177,8 @@ def window(b, back=1, depth=DEPTH):
 
 
 FUSIONS = {"rrf": rrf, "zsum": zsum, "zsum0": lambda a, b: zsum(a, b, floor0=True),
-           "zwin": lambda a, b: zsum(a, window(b))}
+           "zwin": lambda a, b: zsum(a, window(b)),
+           "zweigh": lambda a, b: zsum(a, window(b), weigh=True)}
 
 
 def trial_entries(inst, filler):
@@ -208,8 +213,9 @@ def run_trial(cli, user, base_stream, inst, filler, db, n_base, ask):
             [(h.chunk, h.rank_score) for h in lists["lexical"]]]
     for name, fuse in FUSIONS.items():
         order = fuse(*pair)
-        got[name] = [next((r + 1 for r, c in enumerate(order) if i in covers[c]), 10 ** 9)
-                     for i in range(len(parts))]
+        # a window's chunk after a ranked one may be in neither list: it holds no part
+        got[name] = [next((r + 1 for r, c in enumerate(order) if i in covers.get(c, ())),
+                          10 ** 9) for i in range(len(parts))]
     # BM25 over the same entries: the base's rows, then this trial's, rolled back after
     cur = db.cursor()
     cur.execute("SAVEPOINT t")
@@ -301,8 +307,8 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n| task | length | n | learned r@1 | learned r@8 | lexical r@1 | lexical r@8 | "
           "hybrid r@1 | hybrid r@8 | BM25 r@1 | BM25 r@8 | RRF r@1 | RRF r@8 | z r@1 | z r@8 "
-          "| z+ r@1 | z+ r@8 | zw r@1 | zw r@8 | ask EM |")
-    print("|---" * 20 + "|")
+          "| z+ r@1 | z+ r@8 | zw r@1 | zw r@8 | zweigh r@1 | zweigh r@8 | ask EM |")
+    print("|---" * 22 + "|")
     for L, per in results.items():
         for task, r in per.items():
             print("| %s | %s | %d | " % (task, L, r["n"]) + " | ".join(
