@@ -9,10 +9,11 @@
  * (ops_write.c).
  *
  * A model (enc_ops.encode_chunks) costs too much to run in the committer, which every write of
- * every memory waits for: the worker that prepares the write encodes its chunks beforehand, in one
- * batched call, from a snapshot of the memory's tail (seal_pre_encode), and computes their lexical
- * landmarks and terms too where the memory keeps them; the committer copies what it gets and
- * counts the terms of the chunks it seals once a write (seal_flush). A memory's stream only
+ * every memory waits for: the worker that prepares the write encodes its chunks beforehand, in
+ * batched calls (with helper threads while it is the only write encoding), from a snapshot of the
+ * memory's tail (seal_pre_encode), and computes their lexical landmarks and terms too where the
+ * memory keeps them; the committer copies what it gets and counts the terms of the chunks it
+ * seals once a write (seal_flush). A memory's stream only
  * grows, so the snapshot is still right when the memory has the same uid, token and chunk counts
  * at apply time; when another write to it got in between, the committer encodes them itself
  * (seal_chunk, one encode_chunk per chunk), which is slower but as correct.
@@ -22,6 +23,9 @@
  * no one's left context. Such chunks are never pre-encoded here (a forget encodes the chunks it
  * changes in its own worker: forget.c).
  */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +44,12 @@
 
 /* Landmark rows kept for one write of their pages (seal_flush). */
 #define SEAL_ROWS 64
+
+/* The most helper threads one write's encoding may take (pre_encode_slices). */
+#define SEAL_PRE_HELPERS 15
+
+/* Workers encoding a write now (seal_pre_encode): one alone spreads its slices over the CPUs. */
+static atomic_uint pre_running;
 
 void
 seal_fini(struct sealer *s)
@@ -360,6 +370,97 @@ pre_slice(const struct enc_ops *enc, const struct hsa_spec *spec, const uint32_t
 	return 0;
 }
 
+/* The slices of one write's chunks, taken in turn by its worker and its helpers. */
+struct slices {
+	const struct enc_ops *enc;
+	const struct hsa_spec *spec;
+	const uint32_t *ctx, *buf;
+	size_t n_ctx, n_tok, n;
+	struct seal_pre *pre;
+	atomic_size_t next; /* the first chunk of the next slice to take */
+	atomic_int ret;     /* the first failure */
+};
+
+/* Encodes slices into sl->pre until none is left or one failed, with buffers K, V, L; a helper
+ * also stops when another write starts encoding, which needs the CPU it would take. */
+static void
+slices_take(struct slices *sl, float *K, float *V, float *L, bool helper)
+{
+	for (;;) {
+		if (helper && atomic_load(&pre_running) > 1)
+			return;
+		size_t c0 = atomic_fetch_add(&sl->next, SEAL_PRE_SLICE);
+		if (c0 >= sl->n || atomic_load(&sl->ret) != 0)
+			return;
+		size_t m = sl->n - c0 < SEAL_PRE_SLICE ? sl->n - c0 : SEAL_PRE_SLICE;
+		int ret = pre_slice(sl->enc, sl->spec, sl->ctx, sl->n_ctx, sl->buf, sl->n_tok, c0,
+		                    m, K, V, L, sl->pre);
+		if (ret != 0) {
+			int none = 0;
+			atomic_compare_exchange_strong(&sl->ret, &none, ret);
+			return;
+		}
+	}
+}
+
+static void *
+slices_helper(void *arg)
+{
+	struct slices *sl = arg;
+	size_t per = (size_t)sl->spec->S * sl->spec->h_kv * sl->spec->d_h;
+	float *K = malloc(SEAL_PRE_SLICE * per * sizeof(float));
+	float *V = malloc(SEAL_PRE_SLICE * per * sizeof(float));
+	float *L = malloc(SEAL_PRE_SLICE * sl->spec->d_r * sizeof(float));
+	pthread_setname_np(pthread_self(), "hsamemd-encode");
+	if (K != NULL && V != NULL && L != NULL) /* else the others take its share */
+		slices_take(sl, K, V, L, true);
+	free(L);
+	free(V);
+	free(K);
+	return NULL;
+}
+
+/* The CPUs this process may run on. */
+static unsigned
+cpus_usable(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 1;
+	int n = CPU_COUNT(&set);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+/*
+ * Encodes sl's chunks, a slice (one encode_chunks call) at a time. A write that is the only one
+ * encoding takes helper threads, up to one for each other CPU, that take slices beside it: a single
+ * writer (an agent, a re-encode) would otherwise have one core of the machine. Several writes at
+ * once each encode alone, as the workers already fill the CPUs: helpers stop taking slices as soon
+ * as another write starts encoding. Returns 0 or the first failure.
+ */
+static int
+pre_encode_slices(struct slices *sl, float *K, float *V, float *L)
+{
+	pthread_t helper[SEAL_PRE_HELPERS];
+	unsigned n_helpers = 0;
+	size_t n_slices = (sl->n + SEAL_PRE_SLICE - 1) / SEAL_PRE_SLICE;
+	if (atomic_fetch_add(&pre_running, 1) == 0 && n_slices > 1) {
+		unsigned want = cpus_usable() - 1;
+		if (want > n_slices - 1)
+			want = (unsigned)(n_slices - 1);
+		if (want > SEAL_PRE_HELPERS)
+			want = SEAL_PRE_HELPERS;
+		while (n_helpers < want &&
+		       pthread_create(&helper[n_helpers], NULL, slices_helper, sl) == 0)
+			n_helpers++;
+	}
+	slices_take(sl, K, V, L, false);
+	for (unsigned i = 0; i < n_helpers; i++)
+		pthread_join(helper[i], NULL);
+	atomic_fetch_sub(&pre_running, 1);
+	return atomic_load(&sl->ret);
+}
+
 /* The lexical landmarks and terms of pre's chunks (buf's n_tok tokens, the last chunk maybe
  * short), for a memory that keeps them: the committer only copies them (seal_chunk). */
 static int
@@ -422,10 +523,17 @@ seal_pre_encode(struct job *job, const char *user, bool flush)
 		ret = ops_oom(job);
 		goto out;
 	}
-	for (size_t c0 = 0; c0 < n && ret == 0; c0 += SEAL_PRE_SLICE)
-		ret = pre_slice(enc, spec, ctx, n_ctx, buf, n_tok, c0,
-		                n - c0 < SEAL_PRE_SLICE ? n - c0 : SEAL_PRE_SLICE, K, V, L, pre);
-	if (ret != 0) {
+	struct slices sl = {.enc = enc,
+	                    .spec = spec,
+	                    .ctx = ctx,
+	                    .buf = buf,
+	                    .n_ctx = n_ctx,
+	                    .n_tok = n_tok,
+	                    .n = n,
+	                    .pre = pre};
+	atomic_init(&sl.next, 0);
+	atomic_init(&sl.ret, 0);
+	if ((ret = pre_encode_slices(&sl, K, V, L)) != 0) {
 		job_fail(job, ret, "encoder %s failed on %zu chunk(s): %s", enc->name, n,
 		         hsamem_strerror(ret));
 		goto out;

@@ -76,8 +76,9 @@ int seal_flush(struct sealer *s);
 /*
  * In a worker, for an encoder with encode_chunks: encodes the chunks that the job's write will
  * seal (an append: those its entries' tokens fill after the memory's tail; a flush: the tail,
- * padded) from a snapshot of the memory, all in one call, with their lexical landmarks and terms
- * where the memory keeps them, and sets job->pre (in the job's arena).
+ * padded) from a snapshot of the memory, a slice of chunks a call (spread over helper threads
+ * while no other write is encoding), with their lexical landmarks and terms where the memory
+ * keeps them, and sets job->pre (in the job's arena).
  * Leaves job->pre NULL when nothing seals, the memory does not exist or is not as the job
  * expects (the committer then decides). Returns 0, or fails the job and returns its code.
  */
