@@ -381,10 +381,33 @@ struct slices {
 	atomic_int ret;     /* the first failure */
 };
 
-/* Encodes slices into sl->pre until none is left or one failed, with buffers K, V, L; a helper
- * also stops when another write starts encoding, which needs the CPU it would take. */
+/* The fp32 outputs of one slice's encoder call: each thread that encodes slices has its own. */
+struct slice_bufs {
+	float *K, *V, *L;
+};
+
+static bool
+slice_bufs_init(struct slice_bufs *b, const struct hsa_spec *spec)
+{
+	size_t per = (size_t)spec->S * spec->h_kv * spec->d_h;
+	b->K = malloc(SEAL_PRE_SLICE * per * sizeof(float));
+	b->V = malloc(SEAL_PRE_SLICE * per * sizeof(float));
+	b->L = malloc(SEAL_PRE_SLICE * spec->d_r * sizeof(float));
+	return b->K != NULL && b->V != NULL && b->L != NULL;
+}
+
 static void
-slices_take(struct slices *sl, float *K, float *V, float *L, bool helper)
+slice_bufs_fini(struct slice_bufs *b)
+{
+	free(b->L);
+	free(b->V);
+	free(b->K);
+}
+
+/* Encodes slices into sl->pre until none is left or one failed, with buffers b; a helper also
+ * stops when another write starts encoding, which needs the CPU it would take. */
+static void
+slices_take(struct slices *sl, const struct slice_bufs *b, bool helper)
 {
 	for (;;) {
 		if (helper && atomic_load(&pre_running) > 1)
@@ -394,7 +417,7 @@ slices_take(struct slices *sl, float *K, float *V, float *L, bool helper)
 			return;
 		size_t m = sl->n - c0 < SEAL_PRE_SLICE ? sl->n - c0 : SEAL_PRE_SLICE;
 		int ret = pre_slice(sl->enc, sl->spec, sl->ctx, sl->n_ctx, sl->buf, sl->n_tok, c0,
-		                    m, K, V, L, sl->pre);
+		                    m, b->K, b->V, b->L, sl->pre);
 		if (ret != 0) {
 			int none = 0;
 			atomic_compare_exchange_strong(&sl->ret, &none, ret);
@@ -407,16 +430,11 @@ static void *
 slices_helper(void *arg)
 {
 	struct slices *sl = arg;
-	size_t per = (size_t)sl->spec->S * sl->spec->h_kv * sl->spec->d_h;
-	float *K = malloc(SEAL_PRE_SLICE * per * sizeof(float));
-	float *V = malloc(SEAL_PRE_SLICE * per * sizeof(float));
-	float *L = malloc(SEAL_PRE_SLICE * sl->spec->d_r * sizeof(float));
+	struct slice_bufs b;
 	pthread_setname_np(pthread_self(), "hsamemd-encode");
-	if (K != NULL && V != NULL && L != NULL) /* else the others take its share */
-		slices_take(sl, K, V, L, true);
-	free(L);
-	free(V);
-	free(K);
+	if (slice_bufs_init(&b, sl->spec)) /* else the others take its share */
+		slices_take(sl, &b, true);
+	slice_bufs_fini(&b);
 	return NULL;
 }
 
@@ -439,7 +457,7 @@ cpus_usable(void)
  * as another write starts encoding. Returns 0 or the first failure.
  */
 static int
-pre_encode_slices(struct slices *sl, float *K, float *V, float *L)
+pre_encode_slices(struct slices *sl, const struct slice_bufs *b)
 {
 	pthread_t helper[SEAL_PRE_HELPERS];
 	unsigned n_helpers = 0;
@@ -454,7 +472,7 @@ pre_encode_slices(struct slices *sl, float *K, float *V, float *L)
 		       pthread_create(&helper[n_helpers], NULL, slices_helper, sl) == 0)
 			n_helpers++;
 	}
-	slices_take(sl, K, V, L, false);
+	slices_take(sl, b, false);
 	for (unsigned i = 0; i < n_helpers; i++)
 		pthread_join(helper[i], NULL);
 	atomic_fetch_sub(&pre_running, 1);
@@ -490,7 +508,7 @@ seal_pre_encode(struct job *job, const char *user, bool flush)
 	const struct enc_ops *enc = job->enc;
 	struct store_user u;
 	uint32_t *buf = NULL, *ctx = NULL;
-	float *K = NULL, *V = NULL, *L = NULL;
+	struct slice_bufs b = {NULL, NULL, NULL};
 	size_t n_tok = 0, n_ctx = 0;
 	int ret;
 	job->pre = NULL;
@@ -502,7 +520,7 @@ seal_pre_encode(struct job *job, const char *user, bool flush)
 	    n_tok == 0)
 		goto out;
 	const struct hsa_spec *spec = &u.spec;
-	size_t n = (n_tok + spec->S - 1) / spec->S, per = (size_t)spec->S * spec->h_kv * spec->d_h;
+	size_t n = (n_tok + spec->S - 1) / spec->S;
 	if (n > SEAL_PRE_MAX) {
 		ret = job_fail(job, HSAMEM_ETOOBIG,
 		               "this append would seal %zu chunks; an append to a memory of the %s "
@@ -512,12 +530,9 @@ seal_pre_encode(struct job *job, const char *user, bool flush)
 	}
 	struct seal_pre *pre = arena_alloc(&job->arena, sizeof(*pre));
 	bool keep_kv = !(u.flags & STORE_USER_KV_COMPUTED);
-	K = malloc(SEAL_PRE_SLICE * per * sizeof(float));
-	V = malloc(SEAL_PRE_SLICE * per * sizeof(float));
-	L = malloc(SEAL_PRE_SLICE * spec->d_r * sizeof(float));
 	if (pre != NULL)
 		pre->kv = NULL, pre->lex = NULL, pre->ids = pre->n_ids = NULL;
-	if (pre == NULL || K == NULL || V == NULL || L == NULL ||
+	if (!slice_bufs_init(&b, spec) || pre == NULL ||
 	    (keep_kv && (pre->kv = arena_alloc(&job->arena, n * spec_kv_bytes(spec))) == NULL) ||
 	    (pre->lmk = arena_alloc(&job->arena, n * spec_landmark_bytes(spec))) == NULL) {
 		ret = ops_oom(job);
@@ -533,7 +548,7 @@ seal_pre_encode(struct job *job, const char *user, bool flush)
 	                    .pre = pre};
 	atomic_init(&sl.next, 0);
 	atomic_init(&sl.ret, 0);
-	if ((ret = pre_encode_slices(&sl, K, V, L)) != 0) {
+	if ((ret = pre_encode_slices(&sl, &b)) != 0) {
 		job_fail(job, ret, "encoder %s failed on %zu chunk(s): %s", enc->name, n,
 		         hsamem_strerror(ret));
 		goto out;
@@ -546,9 +561,7 @@ seal_pre_encode(struct job *job, const char *user, bool flush)
 	pre->n_chunks = u.n_chunks;
 	job->pre = pre;
 out:
-	free(L);
-	free(V);
-	free(K);
+	slice_bufs_fini(&b);
 	free(ctx);
 	free(buf);
 	return ret;
