@@ -277,6 +277,7 @@ main(int argc, char **argv)
 	int cores = (int)sysconf(_SC_NPROCESSORS_ONLN), threads = 0;
 	struct hsa_model *m = NULL;
 
+	hsa_blas_select_core(argv);
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--model"))
 			dir = argv[i + 1];

@@ -51,6 +51,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "dispatch.h"
+#include "encoder.h"
 #include "job.h"
 #include "log.h"
 #include "metrics_http.h"
@@ -304,8 +305,8 @@ load_encoders(struct daemon *d)
 		return;
 	}
 	if (enc != NULL)
-		log_info("encoder hsa-small: revision %u loaded from %s", enc->revision,
-		         d->conf.model_dir);
+		log_info("encoder hsa-small: revision %u loaded from %s (CPU kernels: OpenBLAS %s)",
+		         enc->revision, d->conf.model_dir, enc_cpu_kernels());
 	if (!atomic_load(&d->gpu_ok))
 		return;
 	int dev = d->conf.gpu >= 0 ? d->conf.gpu : 0;
@@ -415,6 +416,7 @@ main(int argc, char **argv)
 	 * serve later large blocks from its heaps, where a few long-lived small blocks beside them
 	 * keep them resident: sixteen large requests at once left tens of MiB behind. */
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	enc_prepare_cpu(argv);
 	memset(&d, 0, sizeof(d));
 	acl_box_init(&d.acl);
 	if ((ret = args_parse(&a, argc, argv)) >= 0) {

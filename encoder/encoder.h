@@ -176,6 +176,15 @@ const struct enc_ops *enc_find(const char *name);
 const struct enc_ops *enc_default(void);
 
 /*
+ * Called first in main() by a program that encodes with the learned encoder on the CPU, before
+ * any thread starts: where the BLAS took generic kernels on a CPU newer than it, the program is
+ * executed again with the kernels the CPU's features allow (hsa_forward.h,
+ * hsa_blas_select_core). enc_cpu_kernels() names the kernels the BLAS runs, for the log.
+ */
+void enc_prepare_cpu(char **argv);
+const char *enc_cpu_kernels(void);
+
+/*
  * Loads the encoders that need files, once, before any thread encodes: hsa-small from the model
  * folder model_dir. An encoder that fails to load stays in the table and answers HSAMEM_EENCODER
  * (its ready() says why); the others are not affected. Returns 0, or the first failure's code

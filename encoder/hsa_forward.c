@@ -7,8 +7,11 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "hsa_forward.h"
 #include "hsa_layers.h"
@@ -34,6 +37,45 @@ struct hsa_scratch {
 	uint32_t *wtok; /* [2S] */
 	uint32_t n_kept;
 };
+
+/* The names of OpenBLAS's cores that have neither AVX nor FMA: the fallbacks of an unknown CPU. */
+static bool
+blas_core_generic(const char *name)
+{
+	static const char *const generic[] = {"Prescott",  "Core2",  "Penryn", "Dunnington",
+	                                      "Nehalem",   "Atom",   "Katmai", "Coppermine",
+	                                      "Northwood", "Banias", "Opteron"};
+	for (size_t i = 0; i < sizeof(generic) / sizeof(generic[0]); i++)
+		if (name != NULL && strcasecmp(name, generic[i]) == 0)
+			return true;
+	return false;
+}
+
+const char *
+hsa_blas_core(void)
+{
+	return openblas_get_corename();
+}
+
+void
+hsa_blas_select_core(char **argv)
+{
+	const char *core = NULL;
+	if (getenv("OPENBLAS_CORETYPE") != NULL || !blas_core_generic(openblas_get_corename()))
+		return;
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+		core = "SkylakeX";
+	else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		core = "Haswell";
+	else if (__builtin_cpu_supports("avx"))
+		core = "Sandybridge";
+	if (core == NULL || setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+		return;
+	execv("/proc/self/exe", argv);
+	unsetenv("OPENBLAS_CORETYPE"); /* not executed again: this process goes on as it is */
+}
 
 int
 hsa_blas_threads(int n)

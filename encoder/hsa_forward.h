@@ -79,6 +79,23 @@ const struct hsa_runtime *hsa_runtime_cpu(void);
  */
 int hsa_blas_threads(int n);
 
+/*
+ * OpenBLAS chooses its kernels once, as it loads, from the CPU's family and model numbers, and a
+ * CPU newer than the library gets its generic kernels without AVX or FMA ("Prescott"): Debian 12's
+ * 0.3.21 does not know Intel's Emerald Rapids (family 6, model 207), where its fp32 GEMM then runs
+ * at a fifth of its speed with the AVX-512 kernels (bench_model on 2 cores: 31 against 154
+ * GFLOP/s). Its one way to be told is the variable OPENBLAS_CORETYPE, read as it loads. So a
+ * program that runs the model on the CPU calls this first in main(), before any thread starts:
+ * where OpenBLAS took a generic core and the CPU has AVX-512 (or AVX2 and FMA, or AVX), it sets
+ * OPENBLAS_CORETYPE to SkylakeX (Haswell, Sandybridge) and executes itself again with argv, the
+ * same process id and open files. A variable set already is left alone, so it happens at most
+ * once; where the new image cannot be executed, the program goes on with the generic kernels.
+ */
+void hsa_blas_select_core(char **argv);
+
+/* The name of the kernels OpenBLAS runs (e.g. "SkylakeX", "Zen", "Prescott"). */
+const char *hsa_blas_core(void);
+
 /* Scratch for calls of up to max_windows windows (>= 1). 0, -ENOMEM or HSAMEM_EINVAL. */
 int hsa_scratch_alloc(const struct hsa_model *m, uint32_t max_windows, struct hsa_scratch **out);
 void hsa_scratch_free(struct hsa_scratch *s);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "encoder.h"
+#include "hsa_forward.h"
 #include "hsa_small.h"
 #include "lexical.h"
 
@@ -30,6 +31,18 @@ const struct enc_ops *
 enc_default(void)
 {
 	return &enc_lexical;
+}
+
+void
+enc_prepare_cpu(char **argv)
+{
+	hsa_blas_select_core(argv);
+}
+
+const char *
+enc_cpu_kernels(void)
+{
+	return hsa_blas_core();
 }
 
 int
