@@ -5,6 +5,7 @@
  *   ingest, 1 client     tokens/s into one memory, appends of --batch entries, up to --tokens
  *   ingest, N clients    tokens/s into --clients memories at once (default 2; --tokens / 4 each)
  *   query, 1 client      p50 and p99 over --queries questions on the --tokens memory
+ *   ping, 1 client       p50 and p99 of as many pings: the request's way in and out alone
  *   query encoding       the model's part of a query alone (encode_query_ctx in this process:
  *                        the 64-token context and the question through the model), p50
  *   query, CPU           with --cpu-cores N: the same queries on the same store after the daemon
@@ -135,6 +136,15 @@ query_latency(const char *url, const char *user, size_t nq)
 	printf("query, 1 client, k 8: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu queries, %zu "
 	       "failed)\n",
 	       p50, p99, v[nq - 1], nq, failed);
+	/* the request's way in and out alone: a ping does no work in the daemon */
+	for (size_t i = 0; i < nq; i++) {
+		struct hsamem_server *srv = NULL;
+		double t0 = now_s();
+		hsamem_ping(c, &srv);
+		v[i] = (now_s() - t0) * 1e3;
+		hsamem_result_free(srv);
+	}
+	printf("ping, 1 client: p50 %.3f ms, p99 %.3f ms\n", pct(v, nq, 0.5), pct(v, nq, 0.99));
 	hsamem_close(c);
 	free(v);
 }
@@ -277,6 +287,7 @@ main(int argc, char **argv)
 	size_t queries = 200, batch = 32;
 	int clients = 2, cpu_cores = 0;
 	bool trace = false;
+	enc_prepare_cpu(argv); /* for the query encoding in this process */
 	static const struct option opts[] = {{"corpus", required_argument, NULL, 'c'},
 	                                     {"tokens", required_argument, NULL, 't'},
 	                                     {"queries", required_argument, NULL, 'q'},

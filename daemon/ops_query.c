@@ -300,11 +300,12 @@ merge_heads(const struct hsa_spec *spec, uint32_t k, const struct hsa_result *re
 			for (c = 0; c < n && cand[c].chunk != res->sel[at]; c++)
 				;
 			if (c == n)
-				cand[n++] = (struct candidate){.chunk = res->sel[at],
-				                               .score = res->score[at],
-				                               .attn = res->attn +
-				                                       ((size_t)r * G * k + i) * S,
-				                               .stride = k * S};
+				cand[n++] = (struct candidate){
+				        .chunk = res->sel[at],
+				        .score = res->score[at],
+				        .attn = res->attn ? res->attn + ((size_t)r * G * k + i) * S
+				                          : NULL,
+				        .stride = k * S};
 			else if (res->score[at] > cand[c].score)
 				cand[c].score = res->score[at];
 		}
@@ -602,7 +603,8 @@ query_mode(struct job *job, const struct store_user *u, const struct enc_ops *en
 }
 
 /* The learned ranking of a model memory, best first, HYB_DEPTH deep at most, among the chunks
- * mask allows (NULL: all). */
+ * mask allows (NULL: all): a selection only (backend.h), which reads no chunk's K/V; the fused
+ * selection is attended to afterwards (hyb_attend). */
 static int
 learned_rank(struct job *job, struct ops_source *src, const float *qr, const float *qa,
              const uint64_t *mask, struct hyb_hit *out, size_t *n)
@@ -613,14 +615,11 @@ learned_rank(struct job *job, struct ops_source *src, const float *qr, const flo
 	uint64_t pos = src->user.n_chunks * spec->S;
 	struct hsa_query hq = {.n = 1, .k = k, .pos = &pos, .qr = qr, .qa = qa, .mask = mask};
 	struct hsa_result res = {
-	        .out = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4),
 	        .sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
 	        .score = arena_calloc(&job->arena, n_sel, 4),
-	        .weight = arena_calloc(&job->arena, n_sel, 4),
-	        .attn = arena_calloc(&job->arena, (size_t)spec->h_q * k * spec->S, 4),
 	};
 	struct candidate *cand = arena_calloc(&job->arena, n_sel + 1, sizeof(*cand));
-	if (!res.out || !res.sel || !res.score || !res.weight || !res.attn || !cand)
+	if (!res.sel || !res.score || !cand)
 		return -ENOMEM;
 	int ret = ops_attend(job, spec, &src->src, &hq, &res);
 	if (ret != 0)
