@@ -265,7 +265,7 @@ query_encoding(size_t nq)
 		for (size_t j = 0; j < n_q; j++)
 			q[j] = q_t[j].id;
 		double t0 = now_s();
-		enc->encode_query_ctx(&spec, ctx, n_ctx, q, n_q, qr, qa);
+		enc->encode_query_ctx(&spec, ctx, n_ctx, q, n_q, qr, qa, NULL);
 		v[i] = (now_s() - t0) * 1e3;
 		free(ctx_t);
 		free(q_t);

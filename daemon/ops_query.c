@@ -14,7 +14,9 @@
  * most. An encoder that reads the stream before the question (encode_query_ctx: hsa-small) gets
  * the stream's last tokens, the tail's and the last sealed chunk's, as its context; the tail is
  * then in the question's own window and is not ranked: such memories rank sealed chunks only
- * (models/README.md, "Query path").
+ * (models/README.md, "Query path"). Such a memory ranked lexical or hybrid (hybrid.h) ranks its
+ * lexical landmarks while the model encodes the question on the GPU (enc_meanwhile), then the
+ * learned landmarks, fuses the two rankings and attends to the fused selection only.
  */
 #include <errno.h>
 #include <math.h>
@@ -33,7 +35,9 @@
 
 /*
  * Where a query's time goes, logged at debug level (hsamemd -v): the time since the last mark,
- * under the name of the stage it closes. Nothing is measured at other levels.
+ * under the name of the stage it closes, the first ("received") from the request's arrival
+ * (its decoding, the policy's check, the hand-over to this worker). Nothing is measured at other
+ * levels.
  */
 struct stages {
 	bool on;
@@ -44,14 +48,6 @@ struct stages {
 };
 
 static void
-stages_start(struct stages *t)
-{
-	*t = (struct stages){.on = log_level() >= LOG_DEBUG};
-	if (t->on)
-		t->last = now_ns();
-}
-
-static void
 stage(struct stages *t, const char *name)
 {
 	if (!t->on || t->n == 8)
@@ -60,6 +56,24 @@ stage(struct stages *t, const char *name)
 	t->name[t->n] = name;
 	t->ns[t->n++] = now - t->last;
 	t->last = now;
+}
+
+/* A stage that ran inside another (in the shadow of the device's work): its own time, which
+ * the enclosing stage's includes. */
+static void
+stage_inside(struct stages *t, const char *name, int64_t ns)
+{
+	if (!t->on || t->n == 8)
+		return;
+	t->name[t->n] = name;
+	t->ns[t->n++] = ns;
+}
+
+static void
+stages_start(struct stages *t, int64_t arrival_ns)
+{
+	*t = (struct stages){.on = log_level() >= LOG_DEBUG, .last = arrival_ns};
+	stage(t, "received");
 }
 
 static void
@@ -426,31 +440,35 @@ ops_query_context(struct job *job, struct store_txn *txn, const struct store_use
 	return 0;
 }
 
-/* Encodes the question after the stream's last query_context tokens (encode_query_ctx). */
+/* Encodes the question after the stream's last query_context tokens (encode_query_ctx), with
+ * mw (may be NULL) in the shadow of the encoder's work. */
 static int
 encode_query_ctx(struct job *job, struct store_txn *txn, const struct store_user *u,
-                 const struct enc_ops *enc, const uint32_t *tok, size_t n, float *qr, float *qa)
+                 const struct enc_ops *enc, const uint32_t *tok, size_t n, float *qr, float *qa,
+                 const struct enc_meanwhile *mw)
 {
 	uint32_t *ctx;
 	size_t n_ctx;
 	int ret = ops_query_context(job, txn, u, enc->query_context, &ctx, &n_ctx);
-	return ret != 0 ? ret : enc->encode_query_ctx(&u->spec, ctx, n_ctx, tok, n, qr, qa);
+	if (ret != 0 && mw != NULL)
+		mw->fn(mw->arg);
+	return ret != 0 ? ret : enc->encode_query_ctx(&u->spec, ctx, n_ctx, tok, n, qr, qa, mw);
 }
 
 /*
- * The reply of a query from its candidates, ranked best first and cut to k: their fusion weights,
- * and per hit its chunk's (or the tail's) text, entries and most attended tokens.
- */
-/*
  * Encodes the question, weighed by the memory's term statistics where the encoder asks for them
  * (store.h, TERMS): the document frequencies of its distinct tokens, read in the query's snapshot.
+ * mw (may be NULL) is run once, in the shadow of the encoder's work where it has some elsewhere.
  */
 static int
 encode_query(struct job *job, struct store_txn *txn, const struct store_user *u,
-             const struct enc_ops *enc, const uint32_t *tok, size_t n, float *qr, float *qa)
+             const struct enc_ops *enc, const uint32_t *tok, size_t n, float *qr, float *qa,
+             const struct enc_meanwhile *mw)
 {
 	if (enc->encode_query_ctx != NULL)
-		return encode_query_ctx(job, txn, u, enc, tok, n, qr, qa);
+		return encode_query_ctx(job, txn, u, enc, tok, n, qr, qa, mw);
+	if (mw != NULL)
+		mw->fn(mw->arg);
 	if (enc->encode_query_stats == NULL)
 		return enc->encode_query(&u->spec, tok, n, qr, qa);
 	struct store_terms t;
@@ -483,6 +501,10 @@ struct query_view {
 	uint64_t allowed;
 };
 
+/*
+ * The reply of a query from its candidates, ranked best first and cut to k: their fusion weights,
+ * and per hit its chunk's (or the tail's) text, entries and most attended tokens.
+ */
 static void
 query_reply(struct job *job, struct store_txn *txn, const struct store_user *u,
             const struct store_tail *tail, const struct candidate *cand, size_t n_cand,
@@ -640,47 +662,97 @@ cmp_i64(const void *a, const void *b)
 }
 
 /*
- * The candidates of a model memory ranked lexical or hybrid: the selection, in its order, each
- * with the model's landmark score and in-chunk attention over the selection alone (hyb_attend).
+ * The lexical side of a model memory's ranking (lexical or hybrid): the question weighed by the
+ * memory's term statistics and its ranking over the lexical landmarks, run in the shadow of the
+ * question's encoding by the model (enc_meanwhile), which it does not need.
+ */
+struct lexical_side {
+	struct job *job;
+	struct ops_source *src;
+	const struct enc_ops *enc;
+	enum hyb_mode mode;
+	uint32_t k;
+	const uint64_t *mask;
+	const uint32_t *ids; /* the question's tokens, decoded when the request has no text */
+	size_t n_tok;
+	struct hyb_question hq;
+	struct hyb_hit *lex; /* best first */
+	size_t n_lex;
+	int ret;
+	bool undecodable; /* ret is the encoder's failure to decode ids */
+	int64_t ns;       /* its time */
+};
+
+static void
+lexical_side_run(void *arg)
+{
+	struct lexical_side *ls = arg;
+	struct job *job = ls->job;
+	const struct store_user *u = &ls->src->user;
+	int64_t t0 = now_ns();
+	/* hybrid: the lexical side over the windows the model reads */
+	uint32_t S = u->spec.S, back = ls->mode == HYB_HYBRID ? (ls->enc->context + S - 1) / S : 0;
+	size_t depth = ls->mode == HYB_LEXICAL ? ls->k : HYB_DEPTH;
+	const char *text = job->req->query->text;
+	char *decoded = NULL;
+	if ((ls->lex = arena_calloc(&job->arena, depth + 1, sizeof(*ls->lex))) == NULL) {
+		ls->ret = -ENOMEM;
+	} else if ((text == NULL || *text == '\0') &&
+	           (ls->ret = ls->enc->decode(ls->ids, ls->n_tok, &decoded)) != 0) {
+		ls->undecodable = true;
+	} else {
+		ls->ret =
+		        hyb_question_init(job, ls->src->txn, u, decoded ? decoded : text, &ls->hq);
+		if (ls->ret == 0)
+			ls->ret = hyb_lexical_rank(job, ls->src->txn, u, &ls->hq, back, ls->mask,
+			                           depth, ls->lex, &ls->n_lex);
+	}
+	free(decoded);
+	ls->ns = now_ns() - t0;
+}
+
+/* The lexical side's failure, if any, as the query's. Returns its code. */
+static int
+lexical_side_check(const struct lexical_side *ls)
+{
+	if (ls->ret == 0)
+		return 0;
+	if (ls->undecodable)
+		return job_fail(ls->job, ls->ret, "encoder %s cannot decode the query",
+		                ls->enc->name);
+	if (ls->ret == -ENOMEM)
+		return ops_oom(ls->job);
+	return job_fail(ls->job, ls->ret, "lexical ranking failed: %s", hsamem_strerror(ls->ret));
+}
+
+/*
+ * The candidates of a model memory ranked lexical or hybrid, from the lexical side's ranking
+ * (and the learned one's): the selection, in its order, each with the model's landmark score and
+ * in-chunk attention over the selection alone (hyb_attend).
  */
 static int
-query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc, enum hyb_mode mode,
-             uint32_t k, const uint64_t *mask, const uint32_t *ids, size_t n_tok, const float *qr,
-             const float *qa, struct candidate *cand, size_t *n_cand, struct stages *t)
+query_ranked(struct job *job, struct ops_source *src, const struct lexical_side *ls,
+             const float *qr, const float *qa, struct candidate *cand, size_t *n_cand,
+             struct stages *t)
 {
 	const struct store_user *u = &src->user;
 	const struct hsa_spec *spec = &u->spec;
-	uint32_t G = spec->h_q / spec->h_kv, S = spec->S;
-	size_t depth = mode == HYB_LEXICAL ? k : HYB_DEPTH, n_lex = 0, n_learn = 0, n = 0;
-	struct hyb_hit *lex = arena_calloc(&job->arena, depth + 1, sizeof(*lex));
+	uint32_t G = spec->h_q / spec->h_kv, S = spec->S, k = ls->k;
+	size_t n_learn = 0, n = 0;
 	struct hyb_hit *learn = arena_calloc(&job->arena, HYB_DEPTH, sizeof(*learn));
 	struct hyb_hit *sel = arena_calloc(&job->arena, k + 1, sizeof(*sel));
 	int64_t *chunks = arena_calloc(&job->arena, k + 1, sizeof(int64_t));
-	const char *text = job->req->query->text;
-	char *decoded = NULL;
-	struct hyb_question hq;
 	int ret;
-	if (!lex || !learn || !sel || !chunks)
+	if (!learn || !sel || !chunks)
 		return ops_oom(job);
-	if ((text == NULL || *text == '\0') && (ret = enc->decode(ids, n_tok, &decoded)) != 0)
-		return job_fail(job, ret, "encoder %s cannot decode the query", enc->name);
-	ret = hyb_question_init(job, src->txn, u, decoded ? decoded : text, &hq);
-	free(decoded);
-	/* hybrid: the lexical side over the windows the model reads */
-	uint32_t back = mode == HYB_HYBRID ? (enc->context + S - 1) / S : 0;
-	if (ret == 0)
-		ret = hyb_lexical_rank(job, src->txn, u, &hq, back, mask, depth, lex, &n_lex);
-	if (ret != 0)
-		return job_fail(job, ret, "lexical ranking failed: %s", hsamem_strerror(ret));
-	stage(t, "lexical");
-	if (mode == HYB_HYBRID) {
-		if ((ret = learned_rank(job, src, qr, qa, mask, learn, &n_learn)) != 0)
+	if (ls->mode == HYB_HYBRID) {
+		if ((ret = learned_rank(job, src, qr, qa, ls->mask, learn, &n_learn)) != 0)
 			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
 		stage(t, "learned");
-		n = hyb_fuse(learn, n_learn, lex, n_lex, k, sel);
+		n = hyb_fuse(learn, n_learn, ls->lex, ls->n_lex, k, sel);
 	} else {
-		n = n_lex < k ? n_lex : k;
-		memcpy(sel, lex, n * sizeof(*sel));
+		n = ls->n_lex < k ? ls->n_lex : k;
+		memcpy(sel, ls->lex, n * sizeof(*sel));
 	}
 	if (n == 0) {
 		*n_cand = 0;
@@ -715,7 +787,7 @@ query_ranked(struct job *job, struct ops_source *src, const struct enc_ops *enc,
 				o->attn = res.attn + ((size_t)r * G * n + i) * S;
 				o->stride = (uint32_t)(n * S);
 			}
-		if ((ret = hyb_lexical_score(src->txn, u, &hq, (uint64_t)sel[c].chunk,
+		if ((ret = hyb_lexical_score(src->txn, u, &ls->hq, (uint64_t)sel[c].chunk,
 		                             &o->lexical)) != 0)
 			return job_fail(job, ret, "lexical ranking failed: %s",
 			                hsamem_strerror(ret));
@@ -739,7 +811,7 @@ ops_query(struct job *job)
 	size_t n_tok = 0;
 	struct stages t;
 	int ret;
-	stages_start(&t);
+	stages_start(&t, job->t0_ns);
 	if (ops_read_user(job, q->user, &txn, &u) != 0)
 		return;
 	ops_source_init(&src, &txn, &u);
@@ -802,19 +874,33 @@ ops_query(struct job *job)
 		goto out;
 	}
 	stage(&t, "prepare");
-	if ((ret = encode_query(job, &txn, &u, enc, ids, n_tok, qr, qa)) != 0) {
+	/* a model memory ranked lexical or hybrid: the lexical side while the model encodes */
+	bool ranked = model && mode != HYB_LEARNED, searched = u.n_chunks > 0 && view.allowed > 0;
+	struct lexical_side ls = {.job = job,
+	                          .src = &src,
+	                          .enc = enc,
+	                          .mode = mode,
+	                          .k = k,
+	                          .mask = view.mask,
+	                          .ids = ids,
+	                          .n_tok = n_tok};
+	struct enc_meanwhile mw = {lexical_side_run, &ls};
+	ret = encode_query(job, &txn, &u, enc, ids, n_tok, qr, qa, ranked && searched ? &mw : NULL);
+	if (ret != 0) {
 		job_fail(job, ret, "encoder %s failed on the query", enc->name);
 		goto out;
 	}
 	stage(&t, "question");
 
 	size_t n_cand = 0;
-	if (model && mode != HYB_LEARNED) {
+	if (ranked) {
 		/* ranked by the lexical landmarks, or both: already in order */
-		if (u.n_chunks > 0 && view.allowed > 0 &&
-		    query_ranked(job, &src, enc, mode, k, view.mask, ids, n_tok, qr, qa, cand,
-		                 &n_cand, &t) != 0)
-			goto out;
+		if (searched) {
+			stage_inside(&t, "lexical", ls.ns);
+			if (lexical_side_check(&ls) != 0 ||
+			    query_ranked(job, &src, &ls, qr, qa, cand, &n_cand, &t) != 0)
+				goto out;
+		}
 		query_reply(job, &txn, &u, &tail, cand, n_cand, &view, mode, model);
 		stage(&t, "reply");
 		stages_log(&t, q->user);

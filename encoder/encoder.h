@@ -35,6 +35,12 @@ struct enc_token {
 	uint32_t len; /* bytes */
 };
 
+/* Work of a caller's that an encoder runs in the shadow of its own (encode_query_ctx). */
+struct enc_meanwhile {
+	void (*fn)(void *arg);
+	void *arg;
+};
+
 /*
  * A memory's term statistics (store.h, TERMS), for an encoder that weighs a query by them: the
  * chunks and real tokens counted, and the document frequency of the query's distinct token ids
@@ -140,10 +146,13 @@ struct enc_ops {
 	/*
 	 * Optional: encode_query for an encoder that reads the memory's stream before the question:
 	 * ctx is the stream's last n_ctx <= query_context tokens (the most recent last). The daemon
-	 * calls it instead of encode_query(_stats) when it is set.
+	 * calls it instead of encode_query(_stats) when it is set. mw (may be NULL): work of the
+	 * caller's, run once on this thread whatever happens, while the encoder's own runs on a
+	 * device (or before it, where it runs here); it must not call the encoder.
 	 */
 	int (*encode_query_ctx)(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
-	                        const uint32_t *tok, size_t n, float *qr, float *qa);
+	                        const uint32_t *tok, size_t n, float *qr, float *qa,
+	                        const struct enc_meanwhile *mw);
 	uint32_t query_context;   /* stream tokens encode_query_ctx reads (0: none) */
 	uint32_t max_query;       /* most tokens of a question (0: the daemon's own limit) */
 	const char *query_prefix; /* text put before a question's text to tokenize it, or NULL */

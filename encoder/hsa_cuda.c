@@ -207,6 +207,7 @@ hc_scratch_free(struct hsa_scratch *ss)
 			cudaStreamDestroy(s->st);
 		cudaFree(s->blas_ws);
 		cudaFreeHost(s->win);
+		cudaFreeHost(s->qout);
 	}
 	free(s->hidx);
 	free(s);
@@ -256,6 +257,9 @@ hc_scratch_alloc(const struct hsa_model *m, uint32_t max_windows, struct hsa_scr
 		rc = BLAS(cublasSetWorkspace(s->h, s->blas_ws, BLAS_WORKSPACE));
 	if (!rc)
 		rc = CU(cudaHostAlloc((void **)&s->win, win * sizeof(uint32_t),
+		                      cudaHostAllocDefault));
+	if (!rc)
+		rc = CU(cudaHostAlloc((void **)&s->qout, win * (c->d_r + qd) * f,
 		                      cudaHostAllocDefault));
 	dalloc(&rc, &s->bufs.tok, rows * sizeof(uint32_t));
 	dalloc(&rc, &s->bufs.x, rows * D * f);

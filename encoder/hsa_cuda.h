@@ -41,6 +41,24 @@ int hsa_cuda_lower(const struct hsa_model *m, struct hsa_scratch *s, const uint3
                    uint32_t n_windows, uint32_t n, float *H);
 int hsa_cuda_query_heads(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win,
                          uint32_t n, uint32_t first, float *qr, float *qa);
+/*
+ * Makes the CUDA graphs of the windows of n_lo .. n_hi tokens whose last position is queried
+ * (a question's), so that no query waits for its window's (about a millisecond each).
+ * HSAMEM_EBACKEND when graphs cannot be made (queries then launch the kernels one by one).
+ */
+int hsa_cuda_query_prepare(const struct hsa_model *m, struct hsa_scratch *s, uint32_t n_lo,
+                           uint32_t n_hi);
+
+/*
+ * hsa_cuda_query_heads in two halves, so that the caller's thread can work while the device runs
+ * the window: start checks the window and queues its computation and the queries' download (it
+ * returns before they are done); finish waits for them and writes qr and qa. Nothing else may
+ * use the scratch between the two.
+ */
+int hsa_cuda_query_heads_start(const struct hsa_model *m, struct hsa_scratch *s,
+                               const uint32_t *win, uint32_t n, uint32_t first);
+int hsa_cuda_query_heads_finish(const struct hsa_model *m, struct hsa_scratch *s, float *qr,
+                                float *qa);
 int hsa_cuda_query_logits(const struct hsa_model *m, struct hsa_scratch *s, uint32_t n,
                           uint32_t first, const float *O, float *logits);
 

@@ -62,6 +62,7 @@ struct hc_scratch {
 	uint32_t q_n, q_first; /* the window of the last query_heads (q_n 0: none) */
 	void *blas_ws;         /* cuBLAS's workspace: its own, so that a graph can hold GEMMs */
 	uint32_t *win;         /* pinned [2S]: the window a graph reads its tokens from */
+	float *qout;           /* pinned [2S][d_r + h_q d_h]: query_heads' queries on their way */
 	struct {
 		uint32_t n, first;
 		uint64_t used; /* heads_clock at its last launch */

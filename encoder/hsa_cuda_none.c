@@ -43,6 +43,29 @@ hsa_cuda_query_heads(const struct hsa_model *m, struct hsa_scratch *s, const uin
 }
 
 int
+hsa_cuda_query_prepare(const struct hsa_model *m, struct hsa_scratch *s, uint32_t n_lo,
+                       uint32_t n_hi)
+{
+	(void)m, (void)s, (void)n_lo, (void)n_hi;
+	return HSAMEM_EBACKEND;
+}
+
+int
+hsa_cuda_query_heads_start(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win,
+                           uint32_t n, uint32_t first)
+{
+	(void)m, (void)s, (void)win, (void)n, (void)first;
+	return HSAMEM_EBACKEND;
+}
+
+int
+hsa_cuda_query_heads_finish(const struct hsa_model *m, struct hsa_scratch *s, float *qr, float *qa)
+{
+	(void)m, (void)s, (void)qr, (void)qa;
+	return HSAMEM_EBACKEND;
+}
+
+int
 hsa_cuda_query_logits(const struct hsa_model *m, struct hsa_scratch *s, uint32_t n, uint32_t first,
                       const float *O, float *logits)
 {

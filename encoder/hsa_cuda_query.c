@@ -150,8 +150,20 @@ heads_graph(struct hc_scratch *s, uint32_t n, uint32_t first)
 }
 
 int
-hsa_cuda_query_heads(const struct hsa_model *m, struct hsa_scratch *ss, const uint32_t *win,
-                     uint32_t n, uint32_t first, float *qr, float *qa)
+hsa_cuda_query_prepare(const struct hsa_model *m, struct hsa_scratch *ss, uint32_t n_lo,
+                       uint32_t n_hi)
+{
+	struct hc_scratch *s = (struct hc_scratch *)ss;
+	if (s->m != m || n_lo == 0 || n_hi > 2 * m->cfg.chunk)
+		return HSAMEM_EINVAL;
+	for (uint32_t n = n_lo; n <= n_hi && !s->heads_failed; n++)
+		heads_graph(s, n, n - 1);
+	return s->heads_failed ? HSAMEM_EBACKEND : 0;
+}
+
+int
+hsa_cuda_query_heads_start(const struct hsa_model *m, struct hsa_scratch *ss, const uint32_t *win,
+                           uint32_t n, uint32_t first)
 {
 	struct hc_scratch *s = (struct hc_scratch *)ss;
 	const struct hsa_config *c = &m->cfg;
@@ -159,6 +171,7 @@ hsa_cuda_query_heads(const struct hsa_model *m, struct hsa_scratch *ss, const ui
 	cudaGraphExec_t exec;
 	int rc = 0;
 
+	s->q_n = 0;
 	if (s->m != m || first >= n || n > 2 * c->chunk)
 		return HSAMEM_EINVAL;
 	for (uint32_t i = 0; i < n; i++)
@@ -172,18 +185,46 @@ hsa_cuda_query_heads(const struct hsa_model *m, struct hsa_scratch *ss, const ui
 		if (!rc)
 			rc = CU(cudaGraphLaunch(exec, s->st));
 	}
+	/* into pinned memory, so that nothing here waits for the device */
 	if (!rc)
-		rc = d2h(s, qr, s->bufs.qr, T * c->d_r * sizeof(float));
+		rc = d2h(s, s->qout, s->bufs.qr, T * c->d_r * sizeof(float));
 	if (!rc)
-		rc = d2h(s, qa, s->bufs.qa, T * qd * sizeof(float));
-	if (!rc)
-		rc = hc_sync(s);
+		rc = d2h(s, s->qout + T * c->d_r, s->bufs.qa, T * qd * sizeof(float));
 	if (!rc) {
-		/* what heads() leaves, for logits() */
 		s->q_n = n;
 		s->q_first = first;
 	}
 	return rc;
+}
+
+int
+hsa_cuda_query_heads_finish(const struct hsa_model *m, struct hsa_scratch *ss, float *qr, float *qa)
+{
+	struct hc_scratch *s = (struct hc_scratch *)ss;
+	const struct hsa_config *c = &m->cfg;
+	size_t T = s->q_n - s->q_first, qd = c->h_q * c->d_h;
+	int rc;
+
+	if (s->m != m || s->q_n == 0)
+		return HSAMEM_EINVAL;
+	if ((rc = hc_sync(s)) != 0) {
+		s->q_n = 0;
+		return rc;
+	}
+	/* what heads() leaves (q_n, q_first) stays for logits() */
+	if (qr != NULL)
+		memcpy(qr, s->qout, T * c->d_r * sizeof(float));
+	if (qa != NULL)
+		memcpy(qa, s->qout + T * c->d_r, T * qd * sizeof(float));
+	return 0;
+}
+
+int
+hsa_cuda_query_heads(const struct hsa_model *m, struct hsa_scratch *s, const uint32_t *win,
+                     uint32_t n, uint32_t first, float *qr, float *qa)
+{
+	int rc = hsa_cuda_query_heads_start(m, s, win, n, first);
+	return rc ? rc : hsa_cuda_query_heads_finish(m, s, qr, qa);
 }
 
 int

@@ -369,19 +369,31 @@ query_scratch(void)
 	return k->s;
 }
 
+/* Runs the caller's work of a query, once (encode_query_ctx). */
+static void
+meanwhile(const struct enc_meanwhile **mw)
+{
+	if (*mw != NULL && (*mw)->fn != NULL)
+		(*mw)->fn((*mw)->arg);
+	*mw = NULL;
+}
+
 static int
 hs_encode_query_ctx(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
-                    const uint32_t *tok, size_t n, float *qr, float *qa)
+                    const uint32_t *tok, size_t n, float *qr, float *qa,
+                    const struct enc_meanwhile *mw)
 {
+	uint32_t S = 0, win[256];
 	int err = hs_check_spec(spec, NULL, 0);
-	if (err != 0)
+	if (err == 0 && ((S = model->cfg.chunk) < n_ctx || 2 * S > sizeof(win) / sizeof(win[0])))
+		err = HSAMEM_EINVAL;
+	else if (err == 0 && n + 2 > S)
+		err = HSAMEM_ETOOBIG;
+	if (err != 0) {
+		meanwhile(&mw);
 		return err;
+	}
 	const struct hsa_config *c = &model->cfg;
-	uint32_t S = c->chunk, win[256];
-	if (n_ctx > S || 2 * S > sizeof(win) / sizeof(win[0]))
-		return HSAMEM_EINVAL;
-	if (n + 2 > S)
-		return HSAMEM_ETOOBIG;
 	window_context(win, S, c->pad_id, ctx, n_ctx);
 	win[S] = c->q_id;
 	memcpy(win + S + 1, tok, n * sizeof(uint32_t));
@@ -397,13 +409,19 @@ hs_encode_query_ctx(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_c
 		err = gpu_query != NULL ? 0
 		                        : hsa_runtime_cuda()->scratch_alloc(model, 1, &gpu_query);
 		if (err == 0)
-			err = hsa_cuda_query_heads(model, gpu_query, win, len, len - 1, qr, qa);
+			err = hsa_cuda_query_heads_start(model, gpu_query, win, len, len - 1);
+		if (err == 0) {
+			/* the caller's work while the device runs the window */
+			meanwhile(&mw);
+			err = hsa_cuda_query_heads_finish(model, gpu_query, qr, qa);
+		}
 		pthread_mutex_unlock(&gpu_lock);
 		if (err == -ENOMEM || err == HSAMEM_EBACKEND) {
 			gpu_failed("a query");
 			err = HSAMEM_EBACKEND;
 		}
 	}
+	meanwhile(&mw);
 	if (err != HSAMEM_EBACKEND)
 		return err;
 	if ((s = query_scratch()) == NULL)
@@ -414,7 +432,7 @@ hs_encode_query_ctx(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_c
 static int
 hs_encode_query(const struct hsa_spec *spec, const uint32_t *tok, size_t n, float *qr, float *qa)
 {
-	return hs_encode_query_ctx(spec, NULL, 0, tok, n, qr, qa);
+	return hs_encode_query_ctx(spec, NULL, 0, tok, n, qr, qa, NULL);
 }
 
 /*
@@ -642,6 +660,11 @@ hsa_small_use_gpu(int device, char *why, size_t why_len)
 	if (err == 0)
 		err = hsa_cuda_attach(model, device, why, why_len);
 	on_gpu = err == 0;
+	/* the graphs of every question's window, made now rather than at its first query (a
+	 * failure leaves queries to make them, or to launch their kernels one by one) */
+	uint32_t S = on_gpu ? model->cfg.chunk : 0;
+	if (on_gpu && hsa_runtime_cuda()->scratch_alloc(model, 1, &gpu_query) == 0)
+		(void)hsa_cuda_query_prepare(model, gpu_query, S + 2, 2 * S);
 	return err;
 }
 

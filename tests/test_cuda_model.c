@@ -343,6 +343,13 @@ test_generate(void)
 	free(text), free(ctx), free(qt), free(K), free(V), free(L);
 }
 
+/* A caller's work of a query (enc_meanwhile): counts its runs. */
+static void
+count_run(void *arg)
+{
+	++*(int *)arg;
+}
+
 /* The encoder hsa-small as the daemon runs it, on the GPU. */
 static void
 test_encoder(const char *dir)
@@ -372,9 +379,16 @@ test_encoder(const char *dir)
 	CHECK(zero);
 	/* the question: query_tokens between <|q|> and <|a|>, after the stream's last chunk */
 	CHECK(c->d_r <= 1024 && qd <= 4096);
-	CHECK_RET(e->encode_query_ctx(&spec, ctx, S, qt + 1, a0 - 1, qr, qa), 0);
+	/* with work of the caller's in the device's shadow: run once, the queries the same */
+	int runs = 0;
+	struct enc_meanwhile mw = {count_run, &runs};
+	CHECK_RET(e->encode_query_ctx(&spec, ctx, S, qt + 1, a0 - 1, qr, qa, &mw), 0);
+	CHECK(runs == 1);
 	compare("encoder_qr", "golden", qr, gqr + (size_t)a0 * c->d_r, c->d_r, TOL_MAX);
 	compare("encoder_qa", "golden", qa, gqa + (size_t)a0 * qd, qd, TOL_MAX);
+	/* a question too long: refused, the caller's work run all the same */
+	CHECK_RET(e->encode_query_ctx(&spec, ctx, S, qt, S, qr, qa, &mw), HSAMEM_ETOOBIG);
+	CHECK(runs == 2);
 	hsa_small_unload();
 	free(tok), free(qt), free(ctx), free(K), free(V), free(L);
 	free(gK), free(gV), free(gL), free(gqr), free(gqa);
