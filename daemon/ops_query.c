@@ -761,15 +761,15 @@ query_ranked(struct job *job, struct ops_source *src, const struct lexical_side 
 	for (size_t i = 0; i < n; i++)
 		chunks[i] = sel[i].chunk;
 	qsort(chunks, n, sizeof(*chunks), cmp_i64);
+	/* what the reply shows: scores, weights and in-chunk attention, no fused output */
 	size_t n_sel = (size_t)spec->h_kv * n;
 	struct hsa_result res = {
-	        .out = arena_calloc(&job->arena, (size_t)spec->h_q * spec->d_h, 4),
 	        .sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
 	        .score = arena_calloc(&job->arena, n_sel, 4),
 	        .weight = arena_calloc(&job->arena, n_sel, 4),
 	        .attn = arena_calloc(&job->arena, (size_t)spec->h_q * n * S, 4),
 	};
-	if (!res.out || !res.sel || !res.score || !res.weight || !res.attn)
+	if (!res.sel || !res.score || !res.weight || !res.attn)
 		return ops_oom(job);
 	if ((ret = hyb_attend(job, src, chunks, n, qr, qa, &res)) != 0)
 		return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));

@@ -22,7 +22,8 @@ gpu_check_call(const struct hsa_spec *sp, const struct hsa_source *src, const st
 {
 	if (sp == NULL || src == NULL || q == NULL || res == NULL || !gpu_shape_ok(sp))
 		return HSAMEM_EINVAL;
-	bool sel_only = res->out == NULL; /* backend.h: selection only */
+	/* backend.h: selection only, or the attention shown without outputs */
+	bool sel_only = res->out == NULL && res->attn == NULL;
 	if (src->landmarks == NULL || (src->chunk_kv == NULL && !sel_only))
 		return HSAMEM_EINVAL;
 	if (src->tail_keys > sp->S || (src->tail_keys > 0 && src->n_chunks == 0))
@@ -30,8 +31,7 @@ gpu_check_call(const struct hsa_spec *sp, const struct hsa_source *src, const st
 	if (q->n < 1 || q->k < 1 || q->k > SPEC_TOPK_MAX || q->pos == NULL || q->qr == NULL ||
 	    (q->qa == NULL && !sel_only))
 		return HSAMEM_EINVAL;
-	if (res->sel == NULL || res->score == NULL ||
-	    (sel_only ? res->attn != NULL : res->weight == NULL))
+	if (res->sel == NULL || res->score == NULL || (res->weight == NULL && !sel_only))
 		return HSAMEM_EINVAL;
 	return 0;
 }

@@ -124,9 +124,11 @@ struct hsa_query {
  * sel = -1, score = -INFINITY, weight = 0. A token that sees no chunk gets an output of zeros.
  *
  * Selection only: with out == NULL the call scores and ranks the landmarks and stops there. Only
- * sel and score are written (weight too where it is given; attn must be NULL); no chunk's K/V
- * is read, so the source's chunk_kv and the query's qa may be NULL. A ranking of another kind of
- * landmark (the lexical landmarks of a model memory, daemon/hybrid.c) uses it.
+ * sel and score are written (weight too where it is given); no chunk's K/V is read, so the
+ * source's chunk_kv and the query's qa may be NULL. A ranking of another kind of landmark (the
+ * lexical landmarks of a model memory, daemon/hybrid.c) uses it. With out == NULL and attn given
+ * (weight and qa then too), the selected chunks' keys are read and attn is written, but no value
+ * and no fused output: what a query shows of its hits. The CUDA backend serves that on the CPU.
  */
 struct hsa_result {
 	float *out;    /* [n][h_q][d_h] fused outputs; NULL: selection only */

@@ -449,8 +449,8 @@ attend_chunk(const struct call *c, struct attend_scratch *sc, uint32_t t, uint32
 		if (c->res->attn != NULL)
 			memcpy(c->res->attn + ((head0 + g) * c->k + i) * S, p, n * sizeof(float));
 	}
-	if (w == 0.0f)
-		return;
+	if (w == 0.0f || c->res->out == NULL)
+		return; /* nothing to fuse, or no output asked for */
 	for (uint32_t s0 = 0; s0 < n; s0 += (uint32_t)sc->key_block) {
 		size_t nb = n - s0 < sc->key_block ? n - s0 : sc->key_block;
 		rows = chunk_rows(c, sc, V, s0, nb, &ld);
@@ -514,10 +514,11 @@ attend_pair(const struct call *c, struct attend_scratch *sc, uint32_t t, uint32_
 	if (res->weight != NULL)
 		hsa_fusion_weights(sp->weighting, res->sel + at, res->score + at, kk,
 		                   res->weight + at);
-	if (res->out == NULL)
+	if (res->out == NULL && res->attn == NULL)
 		return 0; /* selection only */
 
-	memset(res->out + head0 * sp->d_h, 0, (size_t)c->G * sp->d_h * sizeof(float));
+	if (res->out != NULL)
+		memset(res->out + head0 * sp->d_h, 0, (size_t)c->G * sp->d_h * sizeof(float));
 	if (res->attn != NULL)
 		memset(res->attn + head0 * k * sp->S, 0, (size_t)c->G * k * sp->S * sizeof(float));
 	/* Each chunk's rows are on their way while the one before is worked on. */
@@ -592,7 +593,9 @@ call_plan(struct call *c, unsigned threads)
 		c->n_subgroups = per < c->nt ? per : c->nt;
 	}
 
-	uint64_t attend_work = c->res->out != NULL ? kk_sum * sp->h_q * sp->S * sp->d_h * 2 : 0;
+	uint64_t attend_work = c->res->out != NULL    ? kk_sum * sp->h_q * sp->S * sp->d_h * 2
+	                       : c->res->attn != NULL ? kk_sum * sp->h_q * sp->S * sp->d_h
+	                                              : 0;
 	size_t pairs = (size_t)c->nt * sp->h_kv;
 	c->n_attend = 1;
 	if (threads > 1 && attend_work >= ATTEND_MIN_WORK)

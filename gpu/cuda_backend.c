@@ -296,7 +296,8 @@ cuda_attend(struct gpu_backend *gb, const struct hsa_spec *spec, const struct hs
 	atomic_fetch_add_explicit(&b->calls, 1, memory_order_relaxed);
 	if ((err = gpu_check_call(spec, src, q, res)) != 0)
 		goto out;
-	if (!cuda_supports(gb, spec) || gpu_source_sealed(src) < src->n_chunks) {
+	if (!cuda_supports(gb, spec) || gpu_source_sealed(src) < src->n_chunks ||
+	    (res->out == NULL && res->attn != NULL)) {
 		err = cpu_serve(b, spec, src, q, res);
 		goto out;
 	}

@@ -878,10 +878,29 @@ test_errors(struct gpu_backend *g)
 	q.n = 0;
 	CHECK_RET(gpu_attend(g, &sp, &src, &q, &res), HSAMEM_EINVAL);
 	q.n = 1;
-	res.out = NULL; /* a selection only, which asks for no probabilities */
+	res.out = NULL; /* the attention shown: it needs the weights */
 	res.attn = res.score;
+	res.weight = NULL;
 	CHECK_RET(gpu_attend(g, &sp, &src, &q, &res), HSAMEM_EINVAL);
 	result_free(&r);
+	/* the attention shown without outputs is served on the CPU: the CPU operator's bits */
+	struct result full, shown;
+	size_t ns = (size_t)sp.h_kv * 8, na = (size_t)sp.h_q * 8 * sp.S;
+	for (size_t i = 0; i < 16 * 128; i++)
+		qa[i] = (float)(i % 7) * 0.25f;
+	qr[3] = 1.0f;
+	result_alloc(&full, &sp, 1, 8, true);
+	result_alloc(&shown, &sp, 1, 8, true);
+	struct hsa_result rf = as_hsa(&full), rs = as_hsa(&shown);
+	rs.out = NULL;
+	CHECK_RET(gpu_attend(cpu_b, &sp, &src, &q, &rf), 0);
+	CHECK_RET(gpu_attend(g, &sp, &src, &q, &rs), 0);
+	CHECK(memcmp(full.sel, shown.sel, ns * 8) == 0 &&
+	      memcmp(full.score, shown.score, ns * 4) == 0);
+	CHECK(memcmp(full.weight, shown.weight, ns * 4) == 0);
+	CHECK(memcmp(full.attn, shown.attn, na * 4) == 0);
+	result_free(&shown);
+	result_free(&full);
 	/* a source that fails: the error comes back, and the backend keeps working */
 	m.n_chunks = 100;
 	src.n_chunks = 200; /* claims more than it has: chunk reads past 100 fail */

@@ -144,7 +144,7 @@ test_mask(void)
 /*
  * A selection only (backend.h: out NULL): the same sel and score bits as the whole operator, with
  * a mask too, from a source without K/V and a query without attention queries; weights where
- * asked; nothing else written.
+ * asked; nothing else written. And the attention shown without outputs (out NULL, attn given).
  */
 static void
 test_select_only(void)
@@ -187,8 +187,24 @@ test_select_only(void)
 		}
 		rbuf_fini(&full);
 	}
-	/* a selection only asks for no probabilities; the whole operator still needs its K/V */
-	struct hsa_result r = {.sel = sel, .score = score, .attn = weight};
+	/* the attention shown without outputs (backend.h): the whole operator's sel, score, weight
+	 * and attention bits, out untouched; it reads the keys, as the whole operator reads K/V */
+	struct rbuf shown;
+	for (int threads = 0; threads < 2; threads++) {
+		rbuf_init(&full, &sp, n, k, true);
+		rbuf_init(&shown, &sp, n, k, true);
+		CHECK_RET(gpu_attend(cpu4, &sp, &src, &qb.q, &full.r), 0);
+		struct hsa_result r = shown.r;
+		r.out = NULL;
+		CHECK_RET(gpu_attend(threads ? cpu4 : cpu1, &sp, &src, &qb.q, &r), 0);
+		CHECK(memcmp(shown.r.sel, full.r.sel, n_sel * sizeof(int64_t)) == 0);
+		CHECK(memcmp(shown.r.score, full.r.score, n_sel * sizeof(float)) == 0);
+		CHECK(memcmp(shown.r.weight, full.r.weight, n_sel * sizeof(float)) == 0);
+		CHECK(memcmp(shown.r.attn, full.r.attn, shown.n_attn * sizeof(float)) == 0);
+		rbuf_fini(&shown);
+		rbuf_fini(&full);
+	}
+	struct hsa_result r = {.sel = sel, .score = score, .weight = weight, .attn = weight};
 	CHECK_RET(gpu_attend(cpu4, &sp, &bare, &qb.q, &r), HSAMEM_EINVAL);
 	rbuf_init(&full, &sp, n, k, false);
 	CHECK_RET(gpu_attend(cpu4, &sp, &bare, &qb.q, &full.r), HSAMEM_EINVAL);
@@ -426,9 +442,14 @@ test_bad_args(void)
 	CHECK_RET(gpu_attend(cpu1, &sp, &src, &q, &r.r), HSAMEM_EINVAL);
 
 	res = r.r;
-	res.out = NULL; /* a selection only, which asks for no probabilities */
+	res.out = NULL; /* the attention shown: it needs the weights and the attention queries */
 	res.attn = res.score;
+	res.weight = NULL;
 	CHECK_RET(gpu_attend(cpu1, &sp, &src, &qb.q, &res), HSAMEM_EINVAL);
+	res.weight = r.r.weight;
+	q = qb.q;
+	q.qa = NULL;
+	CHECK_RET(gpu_attend(cpu1, &sp, &src, &q, &res), HSAMEM_EINVAL);
 	res = r.r;
 	res.sel = NULL;
 	CHECK_RET(gpu_attend(cpu1, &sp, &src, &qb.q, &res), HSAMEM_EINVAL);
