@@ -22,9 +22,10 @@
 #define ROW_THREADS  128 /* a row kernel's block; a power of two */
 #define HEAD_THREADS 64  /* a head kernel's block; a power of two */
 #define ATT_WARPS    4
-/* k_attend over fewer than ATT_FEW_BLOCKS (window, head) blocks: ATT_SPLIT positions a block */
+/* k_attend over fewer than ATT_FEW_BLOCKS (window, head) blocks: a position a warp, ATT_WARPS a
+ * block */
 #define ATT_FEW_BLOCKS 256
-#define ATT_SPLIT      16
+#define ATT_LOADS      8 /* k_attend: loads a thread has in flight */
 
 typedef __nv_bfloat16 bf16;
 
@@ -156,7 +157,9 @@ hk_qk_rope(void *st, float *qkv, uint32_t ld, uint32_t rows, uint32_t n, uint32_
  * bank conflicts) and V [kn][dh], in shared memory, then each warp takes positions t = t0 + warp,
  * t0 + warp + ATT_WARPS, ... below t1: scores of its keys, softmax by warp shuffles, and the
  * weighted sum of V, one output dimension per lane. A block takes per positions of its window
- * (blockIdx.z-th), all of them when the grid has blocks enough without splitting.
+ * (blockIdx.z-th), all of them when the grid has blocks enough without splitting, else one a
+ * warp: a query's window is latency, not arithmetic, and a warp's positions run one after the
+ * other.
  */
 __global__ static void
 k_attend(const float *qkv, uint32_t ld, uint32_t n, uint32_t per, uint32_t dh, uint32_t D,
@@ -171,11 +174,25 @@ k_attend(const float *qkv, uint32_t ld, uint32_t n, uint32_t per, uint32_t dh, u
 	uint32_t kn = causal ? t1 : n;
 	float scale = 1.0f / sqrtf((float)dh);
 
-	for (uint32_t i = threadIdx.x; i < kn * dh; i += blockDim.x) {
-		uint32_t u = i / dh, e = i % dh;
-		const float *src = qkv + (row0 + u) * ld + h * dh + e;
-		Ks[u * (dh + 1) + e] = src[D];
-		Vs[u * dh + e] = src[2 * D];
+	/* ATT_LOADS rows' elements in flight a thread before any is stored: one at a time, the
+	 * loop waited for each load in turn, most of a query window's attention */
+	for (uint32_t i0 = threadIdx.x; i0 < kn * dh; i0 += ATT_LOADS * blockDim.x) {
+		float kr[ATT_LOADS], vr[ATT_LOADS];
+#pragma unroll
+		for (uint32_t j = 0; j < ATT_LOADS; j++) {
+			uint32_t i = i0 + j * blockDim.x, u = i / dh, e = i % dh;
+			const float *src = qkv + (row0 + u) * ld + h * dh + e;
+			kr[j] = i < kn * dh ? src[D] : 0.0f;
+			vr[j] = i < kn * dh ? src[2 * D] : 0.0f;
+		}
+#pragma unroll
+		for (uint32_t j = 0; j < ATT_LOADS; j++) {
+			uint32_t i = i0 + j * blockDim.x, u = i / dh, e = i % dh;
+			if (i < kn * dh) {
+				Ks[u * (dh + 1) + e] = kr[j];
+				Vs[u * dh + e] = vr[j];
+			}
+		}
 	}
 	__syncthreads();
 	for (uint32_t t = t0 + warp; t < t1; t += ATT_WARPS) {
@@ -184,11 +201,21 @@ k_attend(const float *qkv, uint32_t ld, uint32_t n, uint32_t per, uint32_t dh, u
 		for (uint32_t e = lane; e < dh; e += 32)
 			qw[e] = qkv[(row0 + t) * ld + h * dh + e];
 		__syncwarp();
+		/* four partial sums a dot product, so that a lane's additions do not wait on one
+		 * another one by one (the same in every kernel that attends: encoding and query) */
 		for (uint32_t u = lane; u < m; u += 32) {
-			float d = 0;
-			for (uint32_t e = 0; e < dh; e++)
-				d += qw[e] * Ks[u * (dh + 1) + e];
-			pw[u] = d * scale;
+			const float *k = Ks + u * (dh + 1);
+			float d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+			uint32_t e = 0;
+			for (; e + 4 <= dh; e += 4) {
+				d0 += qw[e] * k[e];
+				d1 += qw[e + 1] * k[e + 1];
+				d2 += qw[e + 2] * k[e + 2];
+				d3 += qw[e + 3] * k[e + 3];
+			}
+			for (; e < dh; e++)
+				d0 += qw[e] * k[e];
+			pw[u] = ((d0 + d1) + (d2 + d3)) * scale;
 			mx = fmaxf(mx, pw[u]);
 		}
 		for (int o = 16; o > 0; o >>= 1)
@@ -201,9 +228,17 @@ k_attend(const float *qkv, uint32_t ld, uint32_t n, uint32_t per, uint32_t dh, u
 			sum += __shfl_xor_sync(0xffffffffu, sum, o);
 		__syncwarp();
 		for (uint32_t e = lane; e < dh; e += 32) {
-			float acc = 0;
-			for (uint32_t u = 0; u < m; u++)
-				acc += pw[u] * Vs[u * dh + e];
+			float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+			uint32_t u = 0;
+			for (; u + 4 <= m; u += 4) {
+				a0 += pw[u] * Vs[u * dh + e];
+				a1 += pw[u + 1] * Vs[(u + 1) * dh + e];
+				a2 += pw[u + 2] * Vs[(u + 2) * dh + e];
+				a3 += pw[u + 3] * Vs[(u + 3) * dh + e];
+			}
+			for (; u < m; u++)
+				a0 += pw[u] * Vs[u * dh + e];
+			float acc = (a0 + a1) + (a2 + a3);
 			out[(row0 + t) * D + h * dh + e] = __float2bfloat16(acc / sum);
 		}
 		__syncwarp();
@@ -219,7 +254,7 @@ hk_attend(void *st, const float *qkv, uint32_t ld, uint32_t nw, uint32_t n, uint
 	cudaError_t e;
 	/* a few windows (a query's one) leave most of the GPU idle with a block per head: their
 	 * positions are split over blocks, each loading only the keys its positions see */
-	uint32_t per = (uint64_t)nw * H < ATT_FEW_BLOCKS ? ATT_SPLIT : n;
+	uint32_t per = (uint64_t)nw * H < ATT_FEW_BLOCKS ? ATT_WARPS : n;
 
 	if (!nw || !n)
 		return 0;

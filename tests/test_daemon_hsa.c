@@ -222,7 +222,7 @@ max_diff(const void *half, const float *want, size_t n)
 }
 
 /*
- * Every chunk of a memory against the model run here on its window: the previous chunk's real
+ * Every chunk of a memory (its first 64) against the model run here on its window: the previous chunk's real
  * tokens (pads on the left where fewer than S), then its own (pads on the right); K, V rows past
  * n_real zero. A daemon on a GPU encodes there, with bf16 GEMM inputs: its K, V and L are off
  * the CPU's by up to about 2% of their largest magnitudes (test_cuda_model measures it), so the
@@ -245,7 +245,8 @@ check_tensors(struct hsamem *c, const char *user)
 	struct hsa_scratch *s = NULL;
 	float *K = malloc(per * 4), *V = malloc(per * 4), L[128];
 	uint32_t win[128];
-	CHECK(cl->n_chunks == cl->total && cl->n_chunks > 1);
+	/* the first 64 chunks: all of them, or more than one batch of the encoder */
+	CHECK(cl->n_chunks == (cl->total < 64 ? cl->total : 64) && cl->n_chunks > 1);
 	CHECK_RET(hsa_scratch_alloc(model, 1, &s), 0);
 	for (size_t j = 0; j < cl->n_chunks && s != NULL; j++) {
 		const struct hsamem_chunk *ch = &cl->chunks[j];
@@ -306,10 +307,10 @@ writer_main(void *arg)
 		return NULL;
 	}
 	hsamem_set_timeout(c, 120000);
-	for (unsigned a = 0; a < w->appends; a++) {
-		struct hsamem_entry_in in[64];
-		static __thread char texts[64][512];
-		for (unsigned i = 0; i < w->per && i < 64; i++) {
+	struct hsamem_entry_in *in = calloc(w->per, sizeof(*in));
+	char(*texts)[512] = calloc(w->per, sizeof(*texts));
+	for (unsigned a = 0; a < w->appends && in != NULL && texts != NULL; a++) {
+		for (unsigned i = 0; i < w->per; i++) {
 			prose(w->from + a * w->per + i, texts[i], sizeof(texts[i]));
 			in[i] = (struct hsamem_entry_in){.text = texts[i]};
 		}
@@ -317,7 +318,10 @@ writer_main(void *arg)
 		    0)
 			w->failed = 1;
 	}
+	w->failed |= in == NULL || texts == NULL;
 	w->seconds = now_s() - t0;
+	free(texts);
+	free(in);
 	hsamem_close(c);
 	return NULL;
 }
@@ -338,8 +342,14 @@ test_concurrent(struct harness *h)
 	create_hsa(c, "c3");
 	CHECK_RET(hsamem_append_text(c, "lex", HSAMEM_ROLE_USER, "a lexical memory", NULL), 0);
 
-	/* one large append (about 45 chunks) and, meanwhile, small writes elsewhere */
-	struct writer big = {h->url, "c1", 5000, 1, 60, 0, 0};
+	/* one large append (about 45 chunks; on a GPU, which encodes those in a few hundredths of a
+	 * second, too short to tell a write that waited from one that did not, eight times as
+	 * many) and, meanwhile, small writes elsewhere */
+	struct hsamem_server *srv = NULL;
+	CHECK_RET(hsamem_ping(c, &srv), 0);
+	bool gpu = srv != NULL && srv->backend != NULL && strncmp(srv->backend, "cuda", 4) == 0;
+	hsamem_result_free(srv);
+	struct writer big = {h->url, "c1", 5000, 1, gpu ? 480 : 60, 0, 0};
 	struct writer other = {h->url, "c2", 7000, 6, 5, 0, 0};
 	CHECK_RET(pthread_create(&t[0], NULL, writer_main, &big), 0);
 	CHECK_RET(pthread_create(&t[1], NULL, writer_main, &other), 0);
@@ -368,7 +378,7 @@ test_concurrent(struct harness *h)
 	CHECK_RET(hsamem_users(c, &ul), 0);
 	for (size_t i = 0; ul != NULL && i < ul->n_users; i++) {
 		if (strcmp(ul->users[i].user, "c1") == 0)
-			CHECK(ul->users[i].entries == 60 && ul->users[i].chunks > 30);
+			CHECK(ul->users[i].entries == big.per && ul->users[i].chunks > big.per / 2);
 		if (strcmp(ul->users[i].user, "c2") == 0)
 			CHECK(ul->users[i].entries == 30);
 	}
