@@ -35,21 +35,25 @@ launched(void)
 	return (int)cudaGetLastError();
 }
 
-/* The sum of v over the block (blockDim.x a power of two); sh holds blockDim.x floats. */
+/* The sum of v over the block (blockDim.x a multiple of 32, at most 1024), in every thread: each
+ * warp's by shuffles, then those of the warps (through sh, blockDim.x / 32 floats); two barriers
+ * where a tree in shared memory took one a level. */
 __device__ static float
 block_sum(float v, float *sh)
 {
-	unsigned t = threadIdx.x;
+	unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
 
-	sh[t] = v;
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	if (warps == 1)
+		return v;
+	if (lane == 0)
+		sh[warp] = v;
 	__syncthreads();
-	for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-		if (t < s)
-			sh[t] += sh[t + s];
-		__syncthreads();
-	}
-	v = sh[0];
-	__syncthreads();
+	v = lane < warps ? sh[lane] : 0.0f;
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	__syncthreads(); /* sh is free for the caller's next sum */
 	return v;
 }
 
