@@ -21,6 +21,10 @@ then over trials, as evaluate.py's baselines: one ranking per question):
   learned, lexical, hybrid r@1 / r@8   query --mode (the daemon's own fusion in hybrid)
   BM25 r@1 / r@8                       SQLite FTS5's bm25 over the same entries (each entry one
                                        row; the question's distinct words ORed)
+  BM25c r@1 / r@8                      the same over the memory's chunks (each chunk's text one
+                                       row, read back from the daemon): the lexical ranking's
+                                       own granularity, where a needle shares its chunk's
+                                       length with the text around it
   rrf, zsum, zsum0, zwin, zweigh       fusions of the daemon's learned and lexical rankings (64
                                        deep each, with their scores) computed here to compare
                                        them: reciprocal rank fusion (k 60); summed standard
@@ -57,7 +61,9 @@ from hsatrain.tokenizer import Tokenizer  # noqa: E402
 
 WORD_RE = re.compile(r"[A-Za-z0-9]+")
 DEPTH = 64
-MODES = ("learned", "lexical", "hybrid", "bm25", "rrf", "zsum", "zsum0", "zwin", "zweigh")
+MODES = ("learned", "lexical", "hybrid", "bm25", "bm25c", "rrf", "zsum", "zsum0", "zwin",
+         "zweigh")
+CHUNK_PAGE = 256
 
 
 def paragraphs(path, words_per=50):
@@ -120,6 +126,16 @@ def fts_rank(db, question, depth=DEPTH):
     rows = db.execute("SELECT rowid FROM e WHERE e MATCH ? ORDER BY bm25(e) LIMIT ?",
                       (q, depth)).fetchall()
     return [r[0] for r in rows]
+
+
+def read_chunks(cli, user, first):
+    """The sealed chunks of user from first on: (index, text, first_entry, last_entry)."""
+    out = []
+    while True:
+        page = cli.chunks(user, first + len(out), CHUNK_PAGE)
+        out += [(c.index, c.text, c.first_entry, c.last_entry) for c in page]
+        if not page or first + len(out) >= page.total:
+            return out
 
 
 def hit_entries(hits):
@@ -192,7 +208,7 @@ def trial_entries(inst, filler):
     return texts + filler[2 * len(inst["needles"]):][:1], at
 
 
-def run_trial(cli, user, base_stream, inst, filler, db, n_base, ask):
+def run_trial(cli, user, base_stream, inst, filler, db, n_base, dbc, n_base_chunks, ask):
     cli.import_(user, io.BytesIO(base_stream))
     texts, at = trial_entries(inst, filler)
     info = cli.append_many(user, [dict(text=t) for t in texts], create=False)
@@ -226,6 +242,18 @@ def run_trial(cli, user, base_stream, inst, filler, db, n_base, ask):
     cur.execute("RELEASE t")
     rows = [n_base + at[ni] for _, ni in inst["parts"]]
     got["bm25"] = [ranked.index(r) + 1 if r in ranked else 10 ** 9 for r in rows]
+    # BM25 over the same chunks: the base's, then this trial's sealed ones
+    new = read_chunks(cli, user, n_base_chunks)
+    spans = {c: (f, l) for c, _, f, l in new}
+    cur = dbc.cursor()
+    cur.execute("SAVEPOINT t")
+    cur.executemany("INSERT INTO e(rowid, body) VALUES (?, ?)", [(c, t) for c, t, _, _ in new])
+    ranked = fts_rank(dbc, q)
+    cur.execute("ROLLBACK TO t")
+    cur.execute("RELEASE t")
+    got["bm25c"] = [next((r + 1 for r, c in enumerate(ranked)
+                          if c in spans and spans[c][0] <= s <= spans[c][1]), 10 ** 9)
+                    for s in parts]
     em = None
     if ask:
         a = cli.ask(user, q, max_tokens=16)
@@ -276,6 +304,11 @@ def main():
                     json.dump([texts, used], open(cached + ".json", "w"))
             n_base = len(texts)
             db = fts_open(texts)
+            cli.import_("hay", io.BytesIO(base))
+            chunks = read_chunks(cli, "hay", 0)
+            cli.delete("hay")
+            n_base_chunks = len(chunks)
+            dbc = fts_open([t for _, t, _, _ in chunks])
             print("[%6.0fs] length %d: %d entries, export %.1f MB" %
                   (time.time() - t0, L, n_base, len(base) / 1e6), flush=True)
             for task in a.tasks.split(","):
@@ -285,7 +318,8 @@ def main():
                     f0 = used + 16 * (i % 100)
                     filler = paras[f0:f0 + 2 * len(inst["needles"]) + 1]
                     ask = task == "single" and li == 0 and i < a.ask_trials
-                    got, em, lists = run_trial(cli, "t", base, inst, filler, db, n_base, ask)
+                    got, em, lists = run_trial(cli, "t", base, inst, filler, db, n_base, dbc,
+                                               n_base_chunks, ask)
                     rows.append(dict(ranks=got, em=em, question=inst["question"], lists=lists))
                 res = dict(n=len(rows), trials=rows)
                 for m in MODES:
@@ -300,15 +334,17 @@ def main():
                     for m in MODES) +
                     ("" if res["ask_em"] is None else " ask EM %.3f" % res["ask_em"]), flush=True)
             db.close()
+            dbc.close()
     finally:
         cli.close()
         proc.terminate()
         proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n| task | length | n | learned r@1 | learned r@8 | lexical r@1 | lexical r@8 | "
-          "hybrid r@1 | hybrid r@8 | BM25 r@1 | BM25 r@8 | RRF r@1 | RRF r@8 | z r@1 | z r@8 "
-          "| z+ r@1 | z+ r@8 | zw r@1 | zw r@8 | zweigh r@1 | zweigh r@8 | ask EM |")
-    print("|---" * 22 + "|")
+          "hybrid r@1 | hybrid r@8 | BM25 r@1 | BM25 r@8 | BM25c r@1 | BM25c r@8 | RRF r@1 | "
+          "RRF r@8 | z r@1 | z r@8 | z+ r@1 | z+ r@8 | zw r@1 | zw r@8 | zweigh r@1 | zweigh r@8 "
+          "| ask EM |")
+    print("|---" * 24 + "|")
     for L, per in results.items():
         for task, r in per.items():
             print("| %s | %s | %d | " % (task, L, r["n"]) + " | ".join(
