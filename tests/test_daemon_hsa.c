@@ -222,10 +222,10 @@ max_diff(const void *half, const float *want, size_t n)
 }
 
 /*
- * Every chunk of a memory (its first 64) against the model run here on its window: the previous chunk's real
- * tokens (pads on the left where fewer than S), then its own (pads on the right); K, V rows past
- * n_real zero. A daemon on a GPU encodes there, with bf16 GEMM inputs: its K, V and L are off
- * the CPU's by up to about 2% of their largest magnitudes (test_cuda_model measures it), so the
+ * Every chunk of a memory (its first 64) against the model run here on its window: the previous
+ * chunk's real tokens (pads on the left where fewer than S), then its own (pads on the right); K, V
+ * rows past n_real zero. A daemon on a GPU encodes there, with bf16 GEMM inputs: its K, V and L are
+ * off the CPU's by up to about 2% of their largest magnitudes (test_cuda_model measures it), so the
  * tolerances are wider then.
  */
 static void
