@@ -13,8 +13,8 @@
  *                        this process's set; for a CPU figure of a memory that the GPU filled in
  *                        seconds where the CPU would take many minutes
  *   stages               with --trace: the daemon logs at debug level, and each query's stages
- *                        (ops_query.c: question, lexical, learned, attend, scores, reply) are
- *                        reported as p50 and p90 from its log
+ *                        (ops_query.c: received, prepare, question, lexical, learned, attend,
+ *                        scores, reply) are reported as p50 and p90 from its log
  *
  * Usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] [--batch N] [--clients N]
  *                         [--cpu-cores N] [--trace]
