@@ -12,13 +12,16 @@
  * daemon serves the memory on the GPU, the lexical landmarks are ranked there too: resident under
  * the memory's twin uid (hybrid.h), scored and cut to the best by the backend's selection-only
  * call, which reads no K/V. On the CPU they are read in the query's snapshot at the question's
- * nonzero dimensions only, which is cheaper there than the backend's dense scoring.
+ * nonzero dimensions only, which is cheaper there than the backend's dense scoring. The best of
+ * them are then scored again by the exact BM25 of their text (bm25.h), which the hashed landmark
+ * only approximates.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bm25.h"
 #include "half.h"
 #include "hybrid.h"
 #include "ops.h"
@@ -75,6 +78,29 @@ lex_spec(struct hsa_spec *spec)
 	return lex;
 }
 
+/* The lex1 ids of the text of a chunk's n_real tokens (decoded by enc): at most HYB_LEX_MAX
+ * into ids, their number into *n_ids. */
+static int
+chunk_terms(const struct enc_ops *enc, const uint32_t *tokens, uint32_t n_real, uint32_t *ids,
+            size_t *n_ids)
+{
+	const struct enc_ops *lex = enc_find("lexical");
+	struct enc_token *toks = NULL;
+	char *text = NULL;
+	size_t n = 0;
+	int ret = enc->decode(tokens, n_real, &text);
+	if (ret == 0)
+		ret = lex->tokenize(text, strlen(text), &toks, &n);
+	if (n > HYB_LEX_MAX)
+		n = HYB_LEX_MAX;
+	for (size_t i = 0; ret == 0 && i < n; i++)
+		ids[i] = toks[i].id;
+	*n_ids = ret == 0 ? n : 0;
+	free(toks);
+	free(text);
+	return ret;
+}
+
 /* The lexical landmark (f32, d_r) and lex1 ids (at most HYB_LEX_MAX into ids) of a chunk's tokens.
  */
 static int
@@ -84,25 +110,11 @@ chunk_lexical(const struct enc_ops *enc, const uint32_t *tokens, uint32_t n_real
 	struct hsa_spec spec;
 	const struct enc_ops *lex = lex_spec(&spec);
 	size_t per = (size_t)spec.S * spec.h_kv * spec.d_h, n = 0;
-	struct enc_token *toks = NULL;
-	char *text = NULL;
 	float *K = malloc(2 * per * sizeof(float));
 	int ret = -ENOMEM;
-	if (K == NULL)
-		goto out;
-	if ((ret = enc->decode(tokens, n_real, &text)) != 0 ||
-	    (ret = lex->tokenize(text, strlen(text), &toks, &n)) != 0)
-		goto out;
-	if (n > HYB_LEX_MAX)
-		n = HYB_LEX_MAX;
-	for (size_t i = 0; i < n; i++)
-		ids[i] = toks[i].id;
-	if ((ret = lex->encode_chunk(&spec, NULL, 0, ids, n, K, K + per, L)) != 0)
-		goto out;
-	*n_ids = n;
-out:
-	free(toks);
-	free(text);
+	if (K != NULL && (ret = chunk_terms(enc, tokens, n_real, ids, &n)) == 0 &&
+	    (ret = lex->encode_chunk(&spec, NULL, 0, ids, n, K, K + per, L)) == 0)
+		*n_ids = n;
 	free(K);
 	return ret;
 }
@@ -184,26 +196,21 @@ hyb_forget_cached(struct daemon *d, uint64_t uid)
 	d->gpu->ops->forget(d->gpu, hyb_twin_uid(uid));
 }
 
-/* The lexical qr of a question, weighed by the memory's term statistics. */
+/* The lexical qr of a question's n lex1 ids, weighed by the memory's term statistics. */
 static int
-lexical_query(struct store_txn *txn, const struct store_user *u, const char *text, float *qr)
+lexical_query(struct store_txn *txn, const struct store_user *u, const uint32_t *tok, size_t n,
+              float *qr)
 {
 	struct hsa_spec spec;
 	const struct enc_ops *lex = lex_spec(&spec);
-	struct enc_token *toks = NULL;
 	struct store_terms t;
-	size_t n = 0, m = 0;
-	int ret = lex->tokenize(text, strlen(text), &toks, &n);
-	if (ret != 0)
-		return ret;
-	uint32_t *tok = malloc((3 * n + 1) * sizeof(uint32_t)), *ids = tok + n, *df = ids + n;
+	size_t m = 0;
+	int ret = -ENOMEM;
+	uint32_t *ids = malloc((2 * n + 1) * sizeof(uint32_t)), *df = ids + n;
 	float *qa = malloc((size_t)spec.h_q * spec.d_h * sizeof(float));
-	if (tok == NULL || qa == NULL) {
-		ret = -ENOMEM;
+	if (ids == NULL || qa == NULL)
 		goto out;
-	}
-	for (size_t i = 0; i < n; i++)
-		tok[i] = ids[i] = toks[i].id;
+	memcpy(ids, tok, n * sizeof(*ids));
 	qsort(ids, n, sizeof(*ids), cmp_u32);
 	for (size_t i = 0; i < n; i++)
 		if (m == 0 || ids[m - 1] != ids[i])
@@ -216,8 +223,7 @@ lexical_query(struct store_txn *txn, const struct store_user *u, const char *tex
 	ret = lex->encode_query_stats(&spec, &st, tok, n, qr, qa);
 out:
 	free(qa);
-	free(tok);
-	free(toks);
+	free(ids);
 	return ret;
 }
 
@@ -226,15 +232,25 @@ hyb_question_init(struct job *job, struct store_txn *txn, const struct store_use
                   const char *text, struct hyb_question *q)
 {
 	struct hsa_spec spec;
-	lex_spec(&spec);
-	size_t d = spec.d_r;
+	const struct enc_ops *lex = lex_spec(&spec);
+	struct enc_token *toks = NULL;
+	size_t d = spec.d_r, n = 0;
 	q->qr = arena_calloc(&job->arena, d, sizeof(float));
 	q->at = arena_calloc(&job->arena, d, sizeof(uint32_t));
 	q->nz = 0;
 	if (q->qr == NULL || q->at == NULL)
 		return -ENOMEM;
-	int ret = lexical_query(txn, u, text, q->qr);
+	int ret = lex->tokenize(text, strlen(text), &toks, &n);
 	if (ret != 0)
+		return ret;
+	uint32_t *tok = arena_calloc(&job->arena, n + 1, sizeof(*tok));
+	if (tok == NULL)
+		ret = -ENOMEM;
+	for (size_t i = 0; ret == 0 && i < n; i++)
+		tok[i] = toks[i].id;
+	free(toks);
+	if (ret != 0 || (ret = lexical_query(txn, u, tok, n, q->qr)) != 0 ||
+	    (ret = bm25_question_init(job, txn, u->uid, tok, n, &q->bm)) != 0)
 		return ret;
 	for (size_t i = 0; i < d; i++)
 		if (q->qr[i] != 0.0f)
@@ -302,40 +318,6 @@ page_scores(const struct hyb_question *q, const struct store_sparse *sp, float s
 	}
 	for (uint64_t r = 0; r < sp->count; r++)
 		out[r] *= scale;
-}
-
-/* row_score of the first row of a sparse page view alone (page_scores over that row: the same
- * bits), without expanding the page: a chunk's own score. */
-static float
-sparse_row_score(const struct hyb_question *q, const struct store_sparse *sp, float scale)
-{
-	struct store_sparse one = *sp;
-	float s;
-	one.count = 1;
-	page_scores(q, &one, scale, &s);
-	return s;
-}
-
-int
-hyb_lexical_score(struct store_txn *txn, const struct store_user *u, const struct hyb_question *q,
-                  uint64_t j, float *s)
-{
-	struct hsa_spec spec;
-	lex_spec(&spec);
-	size_t rb = spec.d_r * sizeof(uint16_t);
-	float scale = 1.0f / sqrtf((float)spec.d_r);
-	const void *rows;
-	uint64_t count;
-	struct store_sparse sp;
-	int ret;
-	if ((u->flags & STORE_USER_LEXLM_SPARSE) == 0) {
-		if ((ret = store_lexlm_get(txn, u, j, rb, &rows, &count)) == 0)
-			*s = row_score(q, rows, scale);
-		return ret;
-	}
-	if ((ret = store_lexlm_sparse(txn, u, j, rb, &sp)) == 0)
-		*s = sparse_row_score(q, &sp, scale);
-	return ret;
 }
 
 /* chunk j's score over the model's window: the best of scores[j - back .. j] */
@@ -489,6 +471,72 @@ hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user
 	if (ops_on_device(job, &spec))
 		return rank_device(job, txn, u, &spec, q, back, mask, depth, out, n);
 	return rank_cpu(job, txn, u, &spec, q, back, mask, depth, out, n);
+}
+
+int
+hyb_exact_score(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
+                const struct hyb_question *q, uint64_t j, float *s)
+{
+	struct store_chunk c;
+	uint32_t ids[HYB_LEX_MAX];
+	size_t n = 0;
+	int ret = store_chunk_get(txn, u->uid, j, &c);
+	if (ret == 0 && (ret = chunk_terms(enc, c.tokens, c.n_real, ids, &n)) == 0)
+		*s = bm25_score(&q->bm, ids, n);
+	return ret;
+}
+
+/* The exact score of chunk j, from the list of those already scored (seen, *n_seen of them). */
+static int
+exact_cached(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
+             const struct hyb_question *q, uint64_t j, struct hyb_hit *seen, size_t *n_seen,
+             float *s)
+{
+	for (size_t i = 0; i < *n_seen; i++)
+		if (seen[i].chunk == (int64_t)j) {
+			*s = seen[i].score;
+			return 0;
+		}
+	int ret = hyb_exact_score(txn, u, enc, q, j, s);
+	if (ret == 0)
+		seen[(*n_seen)++] = (struct hyb_hit){(int64_t)j, *s};
+	return ret;
+}
+
+static int
+cmp_hit_score(const void *a, const void *b)
+{
+	const struct hyb_hit *x = a, *y = b;
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return (x->chunk > y->chunk) - (x->chunk < y->chunk);
+}
+
+int
+hyb_exact_rerank(struct job *job, struct store_txn *txn, const struct store_user *u,
+                 const struct enc_ops *enc, const struct hyb_question *q, uint32_t back,
+                 const uint64_t *mask, struct hyb_hit *hits, size_t n)
+{
+	struct hyb_hit *seen = arena_calloc(&job->arena, n * (back + 1) + 1, sizeof(*seen));
+	size_t n_seen = 0;
+	if (seen == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t j = (uint64_t)hits[i].chunk;
+		float best = -INFINITY, s;
+		for (uint64_t b = 0; b <= back && b <= j; b++) {
+			if (mask != NULL && !store_mask_test(mask, j - b))
+				continue;
+			int ret = exact_cached(txn, u, enc, q, j - b, seen, &n_seen, &s);
+			if (ret != 0)
+				return ret;
+			if (s > best)
+				best = s;
+		}
+		hits[i].score = best;
+	}
+	qsort(hits, n, sizeof(*hits), cmp_hit_score);
+	return 0;
 }
 
 struct fused {

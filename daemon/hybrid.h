@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bm25.h"
 #include "encoder.h"
 #include "store.h"
 
@@ -84,11 +85,13 @@ hyb_twin_uid(uint64_t uid)
 void hyb_forget_cached(struct daemon *d, uint64_t uid);
 
 /* A question weighed for the lexical ranking of one memory: the lexical query (d_r of the
- * lexical encoder's landmarks) and the dimensions where it is not zero, in a job's arena. */
+ * lexical encoder's landmarks), the dimensions where it is not zero, and its terms for the exact
+ * pass, in a job's arena. */
 struct hyb_question {
 	float *qr;
 	uint32_t *at;
 	size_t nz;
+	struct bm25_question bm; /* its lex1 words for the exact pass (bm25.h) */
 };
 
 /* The question (text, NUL-terminated) weighed by the memory's term statistics as the lexical
@@ -110,9 +113,19 @@ int hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_
                      const struct hyb_question *q, uint32_t back, const uint64_t *mask,
                      size_t depth, struct hyb_hit *out, size_t *n);
 
-/* Chunk j's own lexical score for the question (no window). Returns 0 or an error. */
-int hyb_lexical_score(struct store_txn *txn, const struct store_user *u,
-                      const struct hyb_question *q, uint64_t j, float *s);
+/* Chunk j's own exact BM25 score (bm25.h) for the question: its text decoded by enc and
+ * tokenized with lex1, as the seal counts it. Returns 0 or an error. */
+int hyb_exact_score(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
+                    const struct hyb_question *q, uint64_t j, float *s);
+/*
+ * The exact pass over the lexical ranking's n hits (windows of back chunks, as
+ * hyb_lexical_rank gives them): each window scored again by the best exact BM25 score of the
+ * chunks j - back .. j that mask allows (NULL: all), then sorted, best first (ties to the lower
+ * index). Returns 0 or an error.
+ */
+int hyb_exact_rerank(struct job *job, struct store_txn *txn, const struct store_user *u,
+                     const struct enc_ops *enc, const struct hyb_question *q, uint32_t back,
+                     const uint64_t *mask, struct hyb_hit *hits, size_t n);
 
 /*
  * Fuses two rankings (best first, a the learned one, each at most HYB_DEPTH deep) by a weighted

@@ -16,7 +16,9 @@
  * then in the question's own window and is not ranked: such memories rank sealed chunks only
  * (models/README.md, "Query path"). Such a memory ranked lexical or hybrid (hybrid.h) ranks its
  * lexical landmarks while the model encodes the question on the GPU (enc_meanwhile), then the
- * learned landmarks, fuses the two rankings and attends to the fused selection only.
+ * learned landmarks, fuses the two rankings and attends to the fused selection only. Every lexical
+ * ranking (a lexical memory's of revision 2, a model memory's lexical side) ends with the exact
+ * pass (bm25.h): the landmarks' best chunks scored again by the exact BM25 of their own words.
  */
 #include <errno.h>
 #include <math.h>
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bm25.h"
 #include "hsa_math.h"
 #include "hybrid.h"
 #include "log.h"
@@ -692,7 +695,7 @@ lexical_side_run(void *arg)
 	int64_t t0 = now_ns();
 	/* hybrid: the lexical side over the windows the model reads */
 	uint32_t S = u->spec.S, back = ls->mode == HYB_HYBRID ? (ls->enc->context + S - 1) / S : 0;
-	size_t depth = ls->mode == HYB_LEXICAL ? ls->k : HYB_DEPTH;
+	size_t depth = ls->k > HYB_DEPTH ? ls->k : HYB_DEPTH;
 	const char *text = job->req->query->text;
 	char *decoded = NULL;
 	if ((ls->lex = arena_calloc(&job->arena, depth + 1, sizeof(*ls->lex))) == NULL) {
@@ -706,6 +709,9 @@ lexical_side_run(void *arg)
 		if (ls->ret == 0)
 			ls->ret = hyb_lexical_rank(job, ls->src->txn, u, &ls->hq, back, ls->mask,
 			                           depth, ls->lex, &ls->n_lex);
+		if (ls->ret == 0)
+			ls->ret = hyb_exact_rerank(job, ls->src->txn, u, ls->enc, &ls->hq, back,
+			                           ls->mask, ls->lex, ls->n_lex);
 	}
 	free(decoded);
 	ls->ns = now_ns() - t0;
@@ -787,13 +793,146 @@ query_ranked(struct job *job, struct ops_source *src, const struct lexical_side 
 				o->attn = res.attn + ((size_t)r * G * n + i) * S;
 				o->stride = (uint32_t)(n * S);
 			}
-		if ((ret = hyb_lexical_score(src->txn, u, &ls->hq, (uint64_t)sel[c].chunk,
-		                             &o->lexical)) != 0)
+		if ((ret = hyb_exact_score(src->txn, u, ls->enc, &ls->hq, (uint64_t)sel[c].chunk,
+		                           &o->lexical)) != 0)
 			return job_fail(job, ret, "lexical ranking failed: %s",
 			                hsamem_strerror(ret));
 		o->rank = sel[c].score;
 	}
 	stage(t, "scores");
+	*n_cand = n;
+	return 0;
+}
+
+/*
+ * The unsealed tail as a candidate (tail_candidate) where the query lets it compete: asked for
+ * (include_tail, the default), allowed by the filter, not in the question's own window (an
+ * encoder without encode_query_ctx) and not empty. *has says whether it is one. Returns 0, or the
+ * code of the failed job.
+ */
+static int
+query_tail(struct job *job, const struct enc_ops *enc, struct ops_source *src,
+           struct store_tail *tail, const uint64_t *mask, const float *qr, const float *qa,
+           struct candidate *out, bool *has)
+{
+	const Hsamem__QueryRequest *q = job->req->query;
+	const struct store_user *u = &src->user;
+	int ret;
+	*has = false;
+	if ((q->has_include_tail && !q->include_tail) || enc->encode_query_ctx != NULL ||
+	    (mask != NULL && !store_mask_test(mask, u->n_chunks)) ||
+	    store_tail_get(src->txn, u->uid, tail) != 0 || tail->n == 0)
+		return 0;
+	if ((ret = ops_source_tail(src, enc, tail)) != 0)
+		return job_fail(job, ret, "encoder %s failed on the tail", enc->name);
+	if ((ret = tail_candidate(job, &u->spec, src, qr, qa, out)) != 0)
+		return ret;
+	*has = true;
+	return 0;
+}
+
+/* Whether a memory's lexical ranking takes the exact pass (bm25.h): the lexical encoder's BM25
+ * revisions, 2 and later (revision 1 weighs by a rarity prior and keeps its own ranking). */
+static bool
+exact_pass(const struct enc_ops *enc, const struct hsa_spec *spec)
+{
+	return strcmp(enc->name, "lexical") == 0 && spec->revision >= 2;
+}
+
+/*
+ * A lexical memory's candidates (exact_pass): the best EXACT_DEPTH chunks of its landmarks (a
+ * selection only, merged over the kv heads) and the tail where it competes, each scored by its
+ * exact BM25 (bm25.h), the best k of them attended to alone (hyb_attend, query_tail). A
+ * candidate's score is its exact one, so that the fusion weights and the entries follow the
+ * ranking. Returns 0, or the code of the failed job.
+ */
+#define EXACT_DEPTH 64
+static int
+query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
+            struct store_tail *tail, const uint32_t *ids, size_t n_tok, const float *qr,
+            const float *qa, const uint64_t *mask, bool searched, uint32_t k,
+            struct candidate *cand, size_t *n_cand)
+{
+	const struct store_user *u = &src->user;
+	const struct hsa_spec *spec = &u->spec;
+	uint32_t G = spec->h_q / spec->h_kv, S = spec->S;
+	uint32_t depth = k > EXACT_DEPTH ? k : EXACT_DEPTH;
+	if (depth > SPEC_TOPK_MAX)
+		depth = SPEC_TOPK_MAX;
+	size_t n_sel = (size_t)spec->h_kv * depth, n = 0, n_sealed = 0;
+	struct bm25_question bq;
+	struct candidate *all = arena_calloc(&job->arena, n_sel + 2, sizeof(*all));
+	int64_t *chunks = arena_calloc(&job->arena, k + 1, sizeof(int64_t));
+	struct hsa_result sel = {.sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
+	                         .score = arena_calloc(&job->arena, n_sel, 4)};
+	int ret;
+	bool has_tail;
+	*n_cand = 0;
+	if (!all || !chunks || !sel.sel || !sel.score)
+		return ops_oom(job);
+	if ((ret = bm25_question_init(job, src->txn, u->uid, ids, n_tok, &bq)) != 0)
+		return job_fail(job, ret, "lexical ranking failed: %s", hsamem_strerror(ret));
+	if (searched) {
+		uint64_t pos = u->n_chunks * S;
+		struct hsa_query hq = {
+		        .n = 1, .k = depth, .pos = &pos, .qr = qr, .qa = qa, .mask = mask};
+		if ((ret = ops_attend(job, spec, &src->src, &hq, &sel)) != 0)
+			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
+		n = merge_heads(spec, depth, &sel, all);
+		for (size_t i = 0; i < n; i++) {
+			struct store_chunk c;
+			if ((ret = store_chunk_get(src->txn, u->uid, (uint64_t)all[i].chunk, &c)) !=
+			    0)
+				return job_fail(job, ret, "store: cannot read chunk %lld: %s",
+				                (long long)all[i].chunk, hsamem_strerror(ret));
+			all[i].score = bm25_score(&bq, c.tokens, c.n_real);
+		}
+	}
+	if ((ret = query_tail(job, enc, src, tail, mask, qr, qa, &all[n], &has_tail)) != 0)
+		return ret;
+	if (has_tail)
+		all[n++].score = bm25_score(&bq, tail->tokens, tail->n);
+	qsort(all, n, sizeof(*all), cmp_candidate);
+	if (n > k)
+		n = k;
+	for (size_t i = 0; i < n; i++)
+		if (all[i].chunk < (int64_t)u->n_chunks)
+			chunks[n_sealed++] = all[i].chunk;
+	qsort(chunks, n_sealed, sizeof(*chunks), cmp_i64);
+	/* what the reply shows of the sealed ones: their in-chunk attention (the tail has its own)
+	 */
+	size_t n_at = (size_t)spec->h_kv * n_sealed;
+	struct hsa_result res = {
+	        .sel = arena_calloc(&job->arena, n_at + 1, sizeof(int64_t)),
+	        .score = arena_calloc(&job->arena, n_at + 1, 4),
+	        .weight = arena_calloc(&job->arena, n_at + 1, 4),
+	        .attn = arena_calloc(&job->arena, (size_t)spec->h_q * n_sealed * S + 1, 4),
+	};
+	if (!res.sel || !res.score || !res.weight || !res.attn)
+		return ops_oom(job);
+	if (n_sealed > 0 && (ret = hyb_attend(job, src, chunks, n_sealed, qr, qa, &res)) != 0)
+		return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
+	for (size_t c = 0; c < n; c++) {
+		struct candidate *o = &cand[c];
+		*o = (struct candidate){.chunk = all[c].chunk,
+		                        .score = all[c].score,
+		                        .attn = all[c].attn,
+		                        .stride = all[c].stride,
+		                        .rank = all[c].score};
+		if (o->chunk == (int64_t)u->n_chunks)
+			continue;
+		/* the head whose landmark scored it best, as merge_heads keeps */
+		float best = -INFINITY;
+		for (uint32_t r = 0; r < spec->h_kv; r++)
+			for (size_t i = 0; i < n_sealed; i++) {
+				size_t at = (size_t)r * n_sealed + i;
+				if (res.sel[at] != o->chunk || !(res.score[at] > best))
+					continue;
+				best = res.score[at];
+				o->attn = res.attn + ((size_t)r * G * n_sealed + i) * S;
+				o->stride = (uint32_t)(n_sealed * S);
+			}
+	}
 	*n_cand = n;
 	return 0;
 }
@@ -906,7 +1045,17 @@ ops_query(struct job *job)
 		stages_log(&t, q->user);
 		goto out;
 	}
-	if (u.n_chunks > 0 && view.allowed > 0) {
+	if (exact_pass(enc, spec)) {
+		if (query_exact(job, enc, &src, &tail, ids, n_tok, qr, qa, view.mask, searched, k,
+		                cand, &n_cand) != 0)
+			goto out;
+		stage(&t, "rank");
+		query_reply(job, &txn, &u, &tail, cand, n_cand, &view, mode, model);
+		stage(&t, "reply");
+		stages_log(&t, q->user);
+		goto out;
+	}
+	if (searched) {
 		/* after the whole stream: every sealed chunk is visible */
 		uint64_t pos = u.n_chunks * S;
 		struct hsa_query hq = {
@@ -920,17 +1069,10 @@ ops_query(struct job *job)
 	}
 	/* The tail, if asked for, competes as chunk n_chunks; a tail that cannot be read is left
 	 * out, as if there were none. */
-	if ((!q->has_include_tail || q->include_tail) && enc->encode_query_ctx == NULL &&
-	    (view.mask == NULL || store_mask_test(view.mask, u.n_chunks)) &&
-	    store_tail_get(&txn, u.uid, &tail) == 0 && tail.n > 0) {
-		if ((ret = ops_source_tail(&src, enc, &tail)) != 0) {
-			job_fail(job, ret, "encoder %s failed on the tail", enc->name);
-			goto out;
-		}
-		if (tail_candidate(job, spec, &src, qr, qa, &cand[n_cand]) != 0)
-			goto out;
-		n_cand++;
-	}
+	bool has_tail;
+	if (query_tail(job, enc, &src, &tail, view.mask, qr, qa, &cand[n_cand], &has_tail) != 0)
+		goto out;
+	n_cand += has_tail;
 	qsort(cand, n_cand, sizeof(*cand), cmp_candidate);
 	query_reply(job, &txn, &u, &tail, cand, n_cand < k ? n_cand : k, &view, mode, model);
 	stage(&t, "reply");

@@ -7,7 +7,9 @@
  * after acknowledged appends, and after an export imported as another user; a delete leaves no
  * record of them. The ranking: many chunks share the common words of a question, one holds its
  * rare code; revision 2 (idf from the statistics) ranks that chunk first, revision 1 (a fixed
- * rarity prior and the cosine) does not.
+ * rarity prior and the cosine) does not. The exact pass (daemon/bm25.h): two keys that differ only
+ * in a stopword ("colors-more", "colors-other"), which the landmark leaves out, are told apart,
+ * and the scores are the exact BM25 of the chunks' own words.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -72,6 +74,54 @@ finds_code(struct hsamem *c, const char *user)
 	}
 	hsamem_result_free(q);
 	return found;
+}
+
+/* Two needles of the same form whose keys differ in a stopword alone, each sealed in a chunk of
+ * its own among filler: the question's key word "more" is what tells them apart. The other
+ * needle says the question's content words twice, so that a ranking without stopwords (the
+ * landmark's) puts it first. */
+static void
+test_stopword_key(struct hsamem *c)
+{
+	static const char *const needles[] = {
+	        "The special magic number for colors-other is 4410; special magic number colors.",
+	        "The special magic number for colors-more is 7720.",
+	};
+	char text[512];
+	uint64_t r = 777;
+	for (int i = 0; i < 40; i++) {
+		size_t len = 0;
+		for (int w = 0; w < 10; w++) {
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			len += (size_t)snprintf(text + len, sizeof(text) - len, "%s ",
+			                        filler[(r >> 33) % 12]);
+		}
+		CHECK_RET(hsamem_append_text(c, "keys", HSAMEM_ROLE_USER, text, NULL), 0);
+		if (i == 20)
+			for (int n = 0; n < 2; n++) {
+				CHECK_RET(hsamem_flush(c, "keys", NULL, NULL), 0);
+				CHECK_RET(hsamem_append_text(c, "keys", HSAMEM_ROLE_USER,
+				                             needles[n], NULL),
+				          0);
+				CHECK_RET(hsamem_flush(c, "keys", NULL, NULL), 0);
+			}
+	}
+	CHECK_RET(hsamem_flush(c, "keys", NULL, NULL), 0);
+	struct hsamem_query_result *q = NULL;
+	CHECK_RET(hsamem_query_text(c, "keys", "What is the special magic number for colors-more?",
+	                            8, &q),
+	          0);
+	CHECK(q != NULL && q->n_hits >= 2);
+	if (q != NULL && q->n_hits >= 2) {
+		printf("  keys: first hit %.2f \"%s\", second %.2f \"%s\"\n", q->hits[0].score,
+		       q->hits[0].text, q->hits[1].score, q->hits[1].text);
+		CHECK(strcmp(q->hits[0].text, needles[1]) == 0);
+		CHECK(strcmp(q->hits[1].text, needles[0]) == 0);
+		CHECK(q->hits[0].score > q->hits[1].score && q->hits[1].score > 0);
+		for (size_t i = 1; i < q->n_hits; i++)
+			CHECK(q->hits[i].score <= q->hits[i - 1].score);
+	}
+	hsamem_result_free(q);
 }
 
 static int
@@ -171,6 +221,7 @@ main(void)
 	append_haystack(c, "new");
 	CHECK(finds_code(c, "new"));
 	CHECK(!finds_code(c, "old"));
+	test_stopword_key(c);
 
 	/* The statistics match the chunks, after a clean stop and after a restart. */
 	hsamem_close(c);

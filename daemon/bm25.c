@@ -1,0 +1,97 @@
+/*
+ * bm25.c: the exact BM25 of chunks for a question (bm25.h). Okapi BM25 with k1 1.2 and b 0.75,
+ * as the lexical encoder's landmark (encoder/LEXICAL.md, revision 2) and SQLite FTS5 use, and
+ * idf = ln(1 + (N - df + 0.5) / (df + 0.5)), always positive.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bm25.h"
+#include "ops.h"
+#include "tokenizer.h"
+
+#define K1 1.2f
+#define B  0.75f
+
+/* The length a chunk of 64 tokens of prose has where nothing was counted yet. */
+#define AVGDL_NONE 48.0f
+
+static bool
+is_term(uint32_t id)
+{
+	enum lex1_kind k = lex1_kind(id);
+	return k != LEX1_K_PAD && k != LEX1_K_PUNCT;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+int
+bm25_question_init(struct job *job, struct store_txn *txn, uint64_t uid, const uint32_t *tok,
+                   size_t n, struct bm25_question *q)
+{
+	struct store_terms t;
+	uint32_t *df = arena_calloc(&job->arena, n + 1, sizeof(*df));
+	memset(q, 0, sizeof(*q));
+	q->ids = arena_calloc(&job->arena, n + 1, sizeof(*q->ids));
+	q->idf = arena_calloc(&job->arena, n + 1, sizeof(*q->idf));
+	q->tf = arena_calloc(&job->arena, n + 1, sizeof(*q->tf));
+	if (df == NULL || q->ids == NULL || q->idf == NULL || q->tf == NULL)
+		return -ENOMEM;
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (is_term(tok[i]))
+			q->ids[m++] = tok[i];
+	qsort(q->ids, m, sizeof(*q->ids), cmp_u32);
+	for (size_t i = 0; i < m; i++)
+		if (q->n == 0 || q->ids[q->n - 1] != q->ids[i])
+			q->ids[q->n++] = q->ids[i];
+	int ret = store_terms_get(txn, uid, &t);
+	if (ret == 0)
+		ret = store_terms_df(txn, uid, q->ids, q->n, df);
+	if (ret != 0)
+		return ret;
+	double N = (double)t.chunks;
+	for (size_t i = 0; i < q->n; i++) {
+		double d = df[i] < N ? df[i] : N;
+		q->idf[i] = (float)log(1.0 + (N - d + 0.5) / (d + 0.5));
+		q->idf_sum += q->idf[i];
+	}
+	q->avgdl = t.chunks > 0 && t.tokens > 0 ? (float)((double)t.tokens / N) : AVGDL_NONE;
+	return 0;
+}
+
+float
+bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n)
+{
+	uint32_t *tf = q->tf;
+	size_t m = q->n, dl = 0;
+	if (m == 0 || !(q->idf_sum > 0))
+		return 0;
+	memset(tf, 0, m * sizeof(*tf));
+	for (size_t i = 0; i < n; i++) {
+		if (tok[i] == 0)
+			continue;
+		dl++;
+		size_t lo = 0, hi = m;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (q->ids[mid] < tok[i])
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < m && q->ids[lo] == tok[i])
+			tf[lo]++;
+	}
+	float norm = K1 * (1.0f - B + B * (float)dl / q->avgdl), s = 0;
+	for (size_t i = 0; i < m; i++)
+		if (tf[i] > 0)
+			s += q->idf[i] * (float)tf[i] * (K1 + 1.0f) / ((float)tf[i] + norm);
+	return BM25_SCALE * s / q->idf_sum;
+}

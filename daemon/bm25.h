@@ -1,0 +1,49 @@
+/*
+ * bm25.h: the exact Okapi BM25 of chunks for a question, the second pass of every lexical
+ * ranking (hsamem(7), QUERY MODES; encoder/LEXICAL.md, "The exact pass").
+ *
+ * The lexical landmark ranks a whole memory in one pass, but it holds each term in hashed
+ * buckets that the chunk's other terms share, and it leaves stopwords out so that this noise
+ * stays small. Its best chunks are therefore scored again here from their own tokens: every word
+ * a term (stopwords too: BM25's idf already weighs a common one little, and in a memory where
+ * "my" is rare it is what a personal fact and its question share), no hashing, the memory's own
+ * term statistics (store.h, TERMS) and its mean chunk length.
+ */
+#ifndef HSAMEM_BM25_H
+#define HSAMEM_BM25_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct job;
+
+/* A question's distinct terms weighed by one memory's statistics, in a job's arena. */
+struct bm25_question {
+	size_t n;      /* distinct terms */
+	uint32_t *ids; /* [n], ascending */
+	float *idf;    /* [n] */
+	float idf_sum; /* their sum (0: the question has no term) */
+	float avgdl;   /* the memory's mean chunk length in real tokens */
+	uint32_t *tf;  /* [n] scratch of bm25_score: one thread scores with a question */
+};
+
+/*
+ * The question of n lex1 ids (or a client's ids: any id but padding and punctuation is a term),
+ * weighed by the statistics of memory uid in txn's snapshot. Returns 0 or an error.
+ */
+int bm25_question_init(struct job *job, struct store_txn *txn, uint64_t uid, const uint32_t *tok,
+                       size_t n, struct bm25_question *q);
+
+/*
+ * The BM25 score of a chunk's n tokens (0 is padding: not counted), on the lexical landmark's
+ * scale: BM25_SCALE times the sum over the question's terms of idf times the term's saturated
+ * frequency, over the sum of the question's idf. A chunk that holds every term of the question
+ * once, at the mean length, scores BM25_SCALE; one that holds none, 0.
+ */
+float bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n);
+
+#define BM25_SCALE 8.0f
+
+#endif
