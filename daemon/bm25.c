@@ -14,14 +14,23 @@
 #define K1 1.2f
 #define B  0.75f
 
-/* The length a chunk of 64 tokens of prose has where nothing was counted yet. */
-#define AVGDL_NONE 48.0f
+/* The reference length of a chunk in words, the lexical landmark's (encoder/LEXICAL.md): a chunk of
+ * 64 tokens of prose holds about that many. A chunk's length is its words, not its tokens: a rule
+ * of dashes is dozens of punctuation tokens and no word. */
+#define AVGDL 48.0f
 
 static bool
 is_term(uint32_t id)
 {
 	enum lex1_kind k = lex1_kind(id);
 	return k != LEX1_K_PAD && k != LEX1_K_PUNCT;
+}
+
+/* A term's first slot in q's table (Fibonacci hashing; the table is a power of two). */
+static inline uint32_t
+slot_of(const struct bm25_question *q, uint32_t id)
+{
+	return (uint32_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 40) & q->mask;
 }
 
 static int
@@ -56,13 +65,24 @@ bm25_question_init(struct job *job, struct store_txn *txn, uint64_t uid, const u
 		ret = store_terms_df(txn, uid, q->ids, q->n, df);
 	if (ret != 0)
 		return ret;
+	/* at most half full, so that a token that is no term ends its probe soon */
+	q->mask = 15;
+	while (q->mask + 1 < 2 * q->n)
+		q->mask = 2 * q->mask + 1;
+	if ((q->slot = arena_calloc(&job->arena, q->mask + 1, sizeof(*q->slot))) == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < q->n; i++) {
+		uint32_t h = slot_of(q, q->ids[i]);
+		while (q->slot[h] != 0)
+			h = (h + 1) & q->mask;
+		q->slot[h] = (uint32_t)i + 1;
+	}
 	double N = (double)t.chunks;
 	for (size_t i = 0; i < q->n; i++) {
 		double d = df[i] < N ? df[i] : N;
 		q->idf[i] = (float)log(1.0 + (N - d + 0.5) / (d + 0.5));
 		q->idf_sum += q->idf[i];
 	}
-	q->avgdl = t.chunks > 0 && t.tokens > 0 ? (float)((double)t.tokens / N) : AVGDL_NONE;
 	return 0;
 }
 
@@ -75,21 +95,16 @@ bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n)
 		return 0;
 	memset(tf, 0, m * sizeof(*tf));
 	for (size_t i = 0; i < n; i++) {
-		if (tok[i] == 0)
+		if (!is_term(tok[i]))
 			continue;
 		dl++;
-		size_t lo = 0, hi = m;
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			if (q->ids[mid] < tok[i])
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo < m && q->ids[lo] == tok[i])
-			tf[lo]++;
+		for (uint32_t h = slot_of(q, tok[i]); q->slot[h] != 0; h = (h + 1) & q->mask)
+			if (q->ids[q->slot[h] - 1] == tok[i]) {
+				tf[q->slot[h] - 1]++;
+				break;
+			}
 	}
-	float norm = K1 * (1.0f - B + B * (float)dl / q->avgdl), s = 0;
+	float norm = K1 * (1.0f - B + B * (float)dl / AVGDL), s = 0;
 	for (size_t i = 0; i < m; i++)
 		if (tf[i] > 0)
 			s += q->idf[i] * (float)tf[i] * (K1 + 1.0f) / ((float)tf[i] + norm);

@@ -7,7 +7,7 @@
  * stays small. Its best chunks are therefore scored again here from their own tokens: every word
  * a term (stopwords too: BM25's idf already weighs a common one little, and in a memory where
  * "my" is rare it is what a personal fact and its question share), no hashing, the memory's own
- * term statistics (store.h, TERMS) and its mean chunk length.
+ * term statistics (store.h, TERMS).
  */
 #ifndef HSAMEM_BM25_H
 #define HSAMEM_BM25_H
@@ -21,12 +21,13 @@ struct job;
 
 /* A question's distinct terms weighed by one memory's statistics, in a job's arena. */
 struct bm25_question {
-	size_t n;      /* distinct terms */
-	uint32_t *ids; /* [n], ascending */
-	float *idf;    /* [n] */
-	float idf_sum; /* their sum (0: the question has no term) */
-	float avgdl;   /* the memory's mean chunk length in real tokens */
-	uint32_t *tf;  /* [n] scratch of bm25_score: one thread scores with a question */
+	size_t n;       /* distinct terms */
+	uint32_t *ids;  /* [n], ascending */
+	float *idf;     /* [n] */
+	float idf_sum;  /* their sum (0: the question has no term) */
+	uint32_t *tf;   /* [n] scratch of bm25_score: one thread scores with a question */
+	uint32_t *slot; /* [mask + 1] open addressing of the terms: index + 1, 0 for none */
+	uint32_t mask;
 };
 
 /*
@@ -37,10 +38,11 @@ int bm25_question_init(struct job *job, struct store_txn *txn, uint64_t uid, con
                        size_t n, struct bm25_question *q);
 
 /*
- * The BM25 score of a chunk's n tokens (0 is padding: not counted), on the lexical landmark's
- * scale: BM25_SCALE times the sum over the question's terms of idf times the term's saturated
- * frequency, over the sum of the question's idf. A chunk that holds every term of the question
- * once, at the mean length, scores BM25_SCALE; one that holds none, 0.
+ * The BM25 score of a chunk's n tokens on the lexical landmark's scale: BM25_SCALE times the sum
+ * over the question's terms of idf times the term's saturated frequency, over the sum of the
+ * question's idf. The chunk's length is its terms (padding and punctuation are none), against the
+ * landmark's reference length. A chunk that holds every term of the question once, at the
+ * reference length, scores BM25_SCALE; one that holds none, 0.
  */
 float bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n);
 

@@ -27,6 +27,7 @@
 #include "ops.h"
 #include "sparse_rows.h"
 #include "store_filter.h"
+#include "tokenizer.h"
 
 static const char *const mode_names[] = {"", "learned", "lexical", "hybrid"};
 
@@ -79,24 +80,22 @@ lex_spec(struct hsa_spec *spec)
 }
 
 /* The lex1 ids of the text of a chunk's n_real tokens (decoded by enc): at most HYB_LEX_MAX
- * into ids, their number into *n_ids. */
+ * into ids, their number into *n_ids. lex1_tokenize's tokens, read one at a time. */
 static int
 chunk_terms(const struct enc_ops *enc, const uint32_t *tokens, uint32_t n_real, uint32_t *ids,
             size_t *n_ids)
 {
-	const struct enc_ops *lex = enc_find("lexical");
-	struct enc_token *toks = NULL;
+	struct lex1_cursor c;
+	struct enc_token tok;
 	char *text = NULL;
 	size_t n = 0;
 	int ret = enc->decode(tokens, n_real, &text);
-	if (ret == 0)
-		ret = lex->tokenize(text, strlen(text), &toks, &n);
-	if (n > HYB_LEX_MAX)
-		n = HYB_LEX_MAX;
-	for (size_t i = 0; ret == 0 && i < n; i++)
-		ids[i] = toks[i].id;
-	*n_ids = ret == 0 ? n : 0;
-	free(toks);
+	if (ret == 0) {
+		lex1_cursor_init(&c, text, strlen(text));
+		while (n < HYB_LEX_MAX && lex1_next(&c, &tok))
+			ids[n++] = tok.id;
+	}
+	*n_ids = n;
 	free(text);
 	return ret;
 }
@@ -320,33 +319,19 @@ page_scores(const struct hyb_question *q, const struct store_sparse *sp, float s
 		out[r] *= scale;
 }
 
-/* chunk j's score over the model's window: the best of scores[j - back .. j] */
-static float
-window_score(const float *scores, uint64_t j, uint32_t back)
-{
-	float s = scores[j];
-	for (uint64_t b = 1; b <= back && b <= j; b++)
-		if (scores[j - b] > s)
-			s = scores[j - b];
-	return s;
-}
-
 /*
  * On the CPU: every chunk's landmark read at the question's nonzero dimensions, the chunks the
- * mask leaves out at -inf, then the windows ranked; a chunk left out may carry a neighbour's score
- * into its window, so the ranking goes deeper and drops them.
+ * mask leaves out not ranked.
  */
 static int
 rank_cpu(struct job *job, struct store_txn *txn, const struct store_user *u,
-         const struct hsa_spec *spec, const struct hyb_question *q, uint32_t back,
-         const uint64_t *mask, size_t depth, struct hyb_hit *out, size_t *n)
+         const struct hsa_spec *spec, const struct hyb_question *q, const uint64_t *mask,
+         size_t depth, struct hyb_hit *out, size_t *n)
 {
-	size_t d = spec->d_r, rb = d * sizeof(uint16_t), deep = mask ? depth * (back + 1) : depth;
-	size_t kept = 0, m = 0;
+	size_t d = spec->d_r, rb = d * sizeof(uint16_t), kept = 0;
 	float scale = 1.0f / sqrtf((float)d);
 	float *scores = arena_calloc(&job->arena, u->n_chunks + 1, sizeof(float));
-	struct hyb_hit *tmp = arena_calloc(&job->arena, deep + 1, sizeof(*tmp));
-	if (scores == NULL || tmp == NULL)
+	if (scores == NULL)
 		return -ENOMEM;
 	bool sparse = (u->flags & STORE_USER_LEXLM_SPARSE) != 0;
 	for (uint64_t j = 0; j < u->n_chunks;) {
@@ -362,19 +347,13 @@ rank_cpu(struct job *job, struct store_txn *txn, const struct store_user *u,
 			page_scores(q, &sp, scale, scores + j);
 		}
 		for (uint64_t c = 0; c < count; c++, j++)
-			if (mask != NULL && !store_mask_test(mask, j))
-				scores[j] = -INFINITY;
-			else if (!sparse)
+			if (!sparse)
 				scores[j] = row_score(q, (const uint16_t *)rows + c * d, scale);
 	}
 	for (uint64_t j = 0; j < u->n_chunks; j++)
-		keep_best(tmp, &kept, deep, (int64_t)j,
-		          back ? window_score(scores, j, back) : scores[j]);
-	for (size_t i = 0; i < kept && m < depth; i++)
-		if (mask == NULL ||
-		    (store_mask_test(mask, (uint64_t)tmp[i].chunk) && isfinite(tmp[i].score)))
-			out[m++] = tmp[i];
-	*n = m;
+		if (mask == NULL || store_mask_test(mask, j))
+			keep_best(out, &kept, depth, (int64_t)j, scores[j]);
+	*n = kept;
 	return 0;
 }
 
@@ -399,17 +378,12 @@ cmp_hit_chunk(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/*
- * On the GPU: the backend ranks the lexical landmarks (resident on the device under the
- * memory's twin uid) and returns the best depth chunks among those the mask allows; the windows
- * are ranked from them alone. That is exact: a window holding none of them scores at most the
- * last of them, and each of them is a window of its own at least as good, so the best depth
- * windows each hold one of them, and their scores come from them.
- */
+/* On the GPU: the backend ranks the lexical landmarks (resident on the device under the
+ * memory's twin uid) and returns the best depth chunks among those the mask allows. */
 static int
 rank_device(struct job *job, struct store_txn *txn, const struct store_user *u,
-            const struct hsa_spec *spec, const struct hyb_question *q, uint32_t back,
-            const uint64_t *mask, size_t depth, struct hyb_hit *out, size_t *n)
+            const struct hsa_spec *spec, const struct hyb_question *q, const uint64_t *mask,
+            size_t depth, struct hyb_hit *out, size_t *n)
 {
 	struct lex_source ls = {txn, u, spec->d_r * sizeof(uint16_t)};
 	struct hsa_source src = {.ctx = &ls,
@@ -421,44 +395,19 @@ rank_device(struct job *job, struct store_txn *txn, const struct store_user *u,
 	struct hsa_query hq = {.n = 1, .k = k, .pos = &pos, .qr = q->qr, .mask = mask};
 	struct hsa_result res = {.sel = arena_calloc(&job->arena, k, sizeof(int64_t)),
 	                         .score = arena_calloc(&job->arena, k, sizeof(float))};
-	struct hyb_hit *raw = arena_calloc(&job->arena, k, sizeof(*raw));
-	size_t n_raw = 0, kept = 0;
-	if (res.sel == NULL || res.score == NULL || raw == NULL)
+	if (res.sel == NULL || res.score == NULL)
 		return -ENOMEM;
 	int ret = ops_attend(job, spec, &src, &hq, &res);
 	if (ret != 0)
 		return ret;
-	for (uint32_t i = 0; i < k && res.sel[i] >= 0; i++)
-		raw[n_raw++] = (struct hyb_hit){res.sel[i], res.score[i]};
-	if (back == 0) {
-		memcpy(out, raw, n_raw * sizeof(*raw));
-		*n = n_raw;
-		return 0;
-	}
-	/* windows j in [t, t + back] of each ranked t, in ascending order, each once */
-	qsort(raw, n_raw, sizeof(*raw), cmp_hit_chunk);
-	int64_t next = 0;
-	for (size_t i = 0; i < n_raw; i++) {
-		int64_t j = raw[i].chunk > next ? raw[i].chunk : next;
-		for (; j <= raw[i].chunk + (int64_t)back && j < (int64_t)u->n_chunks; j++) {
-			if (mask != NULL && !store_mask_test(mask, (uint64_t)j))
-				continue;
-			float s = -INFINITY;
-			for (size_t x = 0; x < n_raw; x++)
-				if (raw[x].chunk <= j && raw[x].chunk >= j - (int64_t)back &&
-				    raw[x].score > s)
-					s = raw[x].score;
-			keep_best(out, &kept, depth, j, s);
-		}
-		next = j;
-	}
-	*n = kept;
+	for (*n = 0; *n < k && res.sel[*n] >= 0; (*n)++)
+		out[*n] = (struct hyb_hit){res.sel[*n], res.score[*n]};
 	return 0;
 }
 
 int
 hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
-                 const struct hyb_question *q, uint32_t back, const uint64_t *mask, size_t depth,
+                 const struct hyb_question *q, const uint64_t *mask, size_t depth,
                  struct hyb_hit *out, size_t *n)
 {
 	struct hsa_spec spec;
@@ -469,8 +418,8 @@ hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user
 	if (depth > SPEC_TOPK_MAX)
 		depth = SPEC_TOPK_MAX;
 	if (ops_on_device(job, &spec))
-		return rank_device(job, txn, u, &spec, q, back, mask, depth, out, n);
-	return rank_cpu(job, txn, u, &spec, q, back, mask, depth, out, n);
+		return rank_device(job, txn, u, &spec, q, mask, depth, out, n);
+	return rank_cpu(job, txn, u, &spec, q, mask, depth, out, n);
 }
 
 int
@@ -486,23 +435,6 @@ hyb_exact_score(struct store_txn *txn, const struct store_user *u, const struct 
 	return ret;
 }
 
-/* The exact score of chunk j, from the list of those already scored (seen, *n_seen of them). */
-static int
-exact_cached(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
-             const struct hyb_question *q, uint64_t j, struct hyb_hit *seen, size_t *n_seen,
-             float *s)
-{
-	for (size_t i = 0; i < *n_seen; i++)
-		if (seen[i].chunk == (int64_t)j) {
-			*s = seen[i].score;
-			return 0;
-		}
-	int ret = hyb_exact_score(txn, u, enc, q, j, s);
-	if (ret == 0)
-		seen[(*n_seen)++] = (struct hyb_hit){(int64_t)j, *s};
-	return ret;
-}
-
 static int
 cmp_hit_score(const void *a, const void *b)
 {
@@ -513,30 +445,46 @@ cmp_hit_score(const void *a, const void *b)
 }
 
 int
-hyb_exact_rerank(struct job *job, struct store_txn *txn, const struct store_user *u,
-                 const struct enc_ops *enc, const struct hyb_question *q, uint32_t back,
-                 const uint64_t *mask, struct hyb_hit *hits, size_t n)
+hyb_exact_rerank(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
+                 const struct hyb_question *q, struct hyb_hit *hits, size_t n)
 {
-	struct hyb_hit *seen = arena_calloc(&job->arena, n * (back + 1) + 1, sizeof(*seen));
-	size_t n_seen = 0;
-	if (seen == NULL)
-		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t j = (uint64_t)hits[i].chunk;
-		float best = -INFINITY, s;
-		for (uint64_t b = 0; b <= back && b <= j; b++) {
-			if (mask != NULL && !store_mask_test(mask, j - b))
-				continue;
-			int ret = exact_cached(txn, u, enc, q, j - b, seen, &n_seen, &s);
-			if (ret != 0)
-				return ret;
-			if (s > best)
-				best = s;
-		}
-		hits[i].score = best;
+		int ret = hyb_exact_score(txn, u, enc, q, (uint64_t)hits[i].chunk, &hits[i].score);
+		if (ret != 0)
+			return ret;
 	}
 	qsort(hits, n, sizeof(*hits), cmp_hit_score);
 	return 0;
+}
+
+size_t
+hyb_windows(struct hyb_hit *hits, size_t n, uint32_t back, const uint64_t *mask, uint64_t n_chunks,
+            size_t depth, struct hyb_hit *out)
+{
+	size_t kept = 0;
+	if (back == 0) {
+		kept = n < depth ? n : depth;
+		memmove(out, hits, kept * sizeof(*out));
+		return kept;
+	}
+	/* windows j in [t, t + back] of each ranked t, in ascending order, each once */
+	qsort(hits, n, sizeof(*hits), cmp_hit_chunk);
+	int64_t next = 0;
+	for (size_t i = 0; i < n; i++) {
+		int64_t j = hits[i].chunk > next ? hits[i].chunk : next;
+		for (; j <= hits[i].chunk + (int64_t)back && j < (int64_t)n_chunks; j++) {
+			if (mask != NULL && !store_mask_test(mask, (uint64_t)j))
+				continue;
+			float s = -INFINITY;
+			for (size_t x = 0; x < n; x++)
+				if (hits[x].chunk <= j && hits[x].chunk >= j - (int64_t)back &&
+				    hits[x].score > s)
+					s = hits[x].score;
+			keep_best(out, &kept, depth, j, s);
+		}
+		next = j;
+	}
+	return kept;
 }
 
 struct fused {

@@ -100,33 +100,35 @@ int hyb_question_init(struct job *job, struct store_txn *txn, const struct store
                       const char *text, struct hyb_question *q);
 
 /*
- * The lexical ranking of a model memory's sealed chunks among those mask allows (NULL: all),
- * over the model's windows: chunk j scores the best lexical score of chunks j - back .. j, since
- * the model encodes a chunk in a window that holds the back chunks before it, so its landmark can
- * answer for words it does not hold (a needle cut by a chunk boundary: its key before it, its
- * value in it). Writes the best min(depth, SPEC_TOPK_MAX, chunks) to out, best first (ties to the
- * lower index), their count to *n. The GPU backend ranks the landmarks where it serves the
- * memory's shape (a selection only, backend.h); the CPU reads each landmark at the question's
+ * The lexical ranking of a model memory's sealed chunks among those mask allows (NULL: all), by
+ * their lexical landmarks: the best min(depth, SPEC_TOPK_MAX, chunks) into out, best first (ties
+ * to the lower index), their count into *n. The GPU backend ranks the landmarks where it serves
+ * the memory's shape (a selection only, backend.h); the CPU reads each landmark at the question's
  * nonzero dimensions. Returns 0 or an error.
  */
 int hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
-                     const struct hyb_question *q, uint32_t back, const uint64_t *mask,
-                     size_t depth, struct hyb_hit *out, size_t *n);
-
-/* Chunk j's own exact BM25 score (bm25.h) for the question: its text decoded by enc and
- * tokenized with lex1, as the seal counts it. Returns 0 or an error. */
+                     const struct hyb_question *q, const uint64_t *mask, size_t depth,
+                     struct hyb_hit *out, size_t *n);
+/* Chunk j's exact BM25 score (bm25.h) for the question: its text decoded by enc and tokenized
+ * with lex1, as the seal counts it. Returns 0 or an error. */
 int hyb_exact_score(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
                     const struct hyb_question *q, uint64_t j, float *s);
+/* The exact pass over n hits of hyb_lexical_rank: each scored again by hyb_exact_score, then
+ * sorted, best first (ties to the lower index). Returns 0 or an error. */
+int hyb_exact_rerank(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
+                     const struct hyb_question *q, struct hyb_hit *hits, size_t n);
 /*
- * The exact pass over the lexical ranking's n hits (windows of back chunks, as
- * hyb_lexical_rank gives them): each window scored again by the best exact BM25 score of the
- * chunks j - back .. j that mask allows (NULL: all), then sorted, best first (ties to the lower
- * index). Returns 0 or an error.
+ * The ranking over the model's windows from n ranked chunks (hits, reordered): chunk j, where mask
+ * (NULL: all) allows it, scores the best of the hits among chunks j - back .. j, since the model
+ * encodes a chunk in a window that holds the back chunks before it, so its landmark can answer
+ * for words it does not hold (a needle cut by a chunk boundary: its key before it, its value in
+ * it). Writes the best min(depth, ...) windows to out (not hits, unless back is 0), best first
+ * (ties to the lower index); returns their count. Exact where the hits are a ranking's best: a
+ * window holding none of them scores at most the last of them, and each of them is a window of
+ * its own at least as good, so the best windows each hold one of them.
  */
-int hyb_exact_rerank(struct job *job, struct store_txn *txn, const struct store_user *u,
-                     const struct enc_ops *enc, const struct hyb_question *q, uint32_t back,
-                     const uint64_t *mask, struct hyb_hit *hits, size_t n);
-
+size_t hyb_windows(struct hyb_hit *hits, size_t n, uint32_t back, const uint64_t *mask,
+                   uint64_t n_chunks, size_t depth, struct hyb_hit *out);
 /*
  * Fuses two rankings (best first, a the learned one, each at most HYB_DEPTH deep) by a weighted
  * sum of standard scores: each score minus its ranking's mean, over its standard deviation; a

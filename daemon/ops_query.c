@@ -698,7 +698,10 @@ lexical_side_run(void *arg)
 	size_t depth = ls->k > HYB_DEPTH ? ls->k : HYB_DEPTH;
 	const char *text = job->req->query->text;
 	char *decoded = NULL;
-	if ((ls->lex = arena_calloc(&job->arena, depth + 1, sizeof(*ls->lex))) == NULL) {
+	struct hyb_hit *raw = arena_calloc(&job->arena, depth + 1, sizeof(*raw));
+	size_t n_raw = 0;
+	if (raw == NULL ||
+	    (ls->lex = arena_calloc(&job->arena, depth + 1, sizeof(*ls->lex))) == NULL) {
 		ls->ret = -ENOMEM;
 	} else if ((text == NULL || *text == '\0') &&
 	           (ls->ret = ls->enc->decode(ls->ids, ls->n_tok, &decoded)) != 0) {
@@ -707,11 +710,13 @@ lexical_side_run(void *arg)
 		ls->ret =
 		        hyb_question_init(job, ls->src->txn, u, decoded ? decoded : text, &ls->hq);
 		if (ls->ret == 0)
-			ls->ret = hyb_lexical_rank(job, ls->src->txn, u, &ls->hq, back, ls->mask,
-			                           depth, ls->lex, &ls->n_lex);
+			ls->ret = hyb_lexical_rank(job, ls->src->txn, u, &ls->hq, ls->mask, depth,
+			                           raw, &n_raw);
 		if (ls->ret == 0)
-			ls->ret = hyb_exact_rerank(job, ls->src->txn, u, ls->enc, &ls->hq, back,
-			                           ls->mask, ls->lex, ls->n_lex);
+			ls->ret = hyb_exact_rerank(ls->src->txn, u, ls->enc, &ls->hq, raw, n_raw);
+		if (ls->ret == 0)
+			ls->n_lex = hyb_windows(raw, n_raw, back, ls->mask, u->n_chunks, depth,
+			                        ls->lex);
 	}
 	free(decoded);
 	ls->ns = now_ns() - t0;
