@@ -49,8 +49,7 @@ bm25_question_init(struct job *job, struct store_txn *txn, uint64_t uid, const u
 	memset(q, 0, sizeof(*q));
 	q->ids = arena_calloc(&job->arena, n + 1, sizeof(*q->ids));
 	q->idf = arena_calloc(&job->arena, n + 1, sizeof(*q->idf));
-	q->tf = arena_calloc(&job->arena, n + 1, sizeof(*q->tf));
-	if (df == NULL || q->ids == NULL || q->idf == NULL || q->tf == NULL)
+	if (df == NULL || q->ids == NULL || q->idf == NULL)
 		return -ENOMEM;
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++)
@@ -87,9 +86,8 @@ bm25_question_init(struct job *job, struct store_txn *txn, uint64_t uid, const u
 }
 
 float
-bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n)
+bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n, uint32_t *tf)
 {
-	uint32_t *tf = q->tf;
 	size_t m = q->n, dl = 0;
 	if (m == 0 || !(q->idf_sum > 0))
 		return 0;

@@ -25,7 +25,6 @@ struct bm25_question {
 	uint32_t *ids;  /* [n], ascending */
 	float *idf;     /* [n] */
 	float idf_sum;  /* their sum (0: the question has no term) */
-	uint32_t *tf;   /* [n] scratch of bm25_score: one thread scores with a question */
 	uint32_t *slot; /* [mask + 1] open addressing of the terms: index + 1, 0 for none */
 	uint32_t mask;
 };
@@ -42,9 +41,10 @@ int bm25_question_init(struct job *job, struct store_txn *txn, uint64_t uid, con
  * over the question's terms of idf times the term's saturated frequency, over the sum of the
  * question's idf. The chunk's length is its terms (padding and punctuation are none), against the
  * landmark's reference length. A chunk that holds every term of the question once, at the
- * reference length, scores BM25_SCALE; one that holds none, 0.
+ * reference length, scores BM25_SCALE; one that holds none, 0. tf: the caller's scratch of q->n
+ * counts, so that threads score with one question at once.
  */
-float bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n);
+float bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n, uint32_t *tf);
 
 #define BM25_SCALE 8.0f
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "bm25.h"
 #include "half.h"
 #include "hybrid.h"
@@ -422,17 +423,27 @@ hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_user
 	return rank_cpu(job, txn, u, &spec, q, mask, depth, out, n);
 }
 
-int
-hyb_exact_score(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
-                const struct hyb_question *q, uint64_t j, float *s)
+/* The exact score of a chunk's tokens: their text's lex1 ids scored with tf as scratch. */
+static int
+exact_of(const struct enc_ops *enc, const struct hyb_question *q, const uint32_t *tokens,
+         uint32_t n_real, uint32_t *tf, float *s)
 {
-	struct store_chunk c;
 	uint32_t ids[HYB_LEX_MAX];
 	size_t n = 0;
-	int ret = store_chunk_get(txn, u->uid, j, &c);
-	if (ret == 0 && (ret = chunk_terms(enc, c.tokens, c.n_real, ids, &n)) == 0)
-		*s = bm25_score(&q->bm, ids, n);
+	int ret = chunk_terms(enc, tokens, n_real, ids, &n);
+	if (ret == 0)
+		*s = bm25_score(&q->bm, ids, n, tf);
 	return ret;
+}
+
+int
+hyb_exact_score(struct job *job, struct store_txn *txn, const struct store_user *u,
+                const struct enc_ops *enc, const struct hyb_question *q, uint64_t j, float *s)
+{
+	struct store_chunk c;
+	uint32_t *tf = arena_calloc(&job->arena, q->bm.n + 1, sizeof(*tf));
+	int ret = tf == NULL ? -ENOMEM : store_chunk_get(txn, u->uid, j, &c);
+	return ret != 0 ? ret : exact_of(enc, q, c.tokens, c.n_real, tf, s);
 }
 
 static int
@@ -444,17 +455,50 @@ cmp_hit_score(const void *a, const void *b)
 	return (x->chunk > y->chunk) - (x->chunk < y->chunk);
 }
 
-int
-hyb_exact_rerank(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
-                 const struct hyb_question *q, struct hyb_hit *hits, size_t n)
+/* The hits' tokens, read in the query's transaction, and what the threads score them with. */
+struct exact_run {
+	const struct enc_ops *enc;
+	const struct hyb_question *q;
+	struct hyb_hit *hits;
+	const uint32_t *tokens; /* hit i's at i * S */
+	const uint32_t *n_real;
+	uint32_t S;
+};
+
+static int
+exact_piece(void *arg, size_t i)
 {
+	struct exact_run *r = arg;
+	uint32_t tf[OPS_MAX_QUERY_TOKENS];
+	if (r->q->bm.n > OPS_MAX_QUERY_TOKENS)
+		return HSAMEM_ETOOBIG;
+	return exact_of(r->enc, r->q, r->tokens + i * r->S, r->n_real[i], tf, &r->hits[i].score);
+}
+
+int
+hyb_exact_rerank(struct job *job, struct store_txn *txn, const struct store_user *u,
+                 const struct enc_ops *enc, const struct hyb_question *q, struct hyb_hit *hits,
+                 size_t n)
+{
+	uint32_t S = u->spec.S;
+	uint32_t *tokens = arena_alloc(&job->arena, (n * S + 1) * sizeof(uint32_t));
+	uint32_t *n_real = arena_alloc(&job->arena, (n + 1) * sizeof(uint32_t));
+	if (tokens == NULL || n_real == NULL)
+		return -ENOMEM;
+	/* LMDB's transaction is this thread's: the reads here, the decoding and scoring on many */
 	for (size_t i = 0; i < n; i++) {
-		int ret = hyb_exact_score(txn, u, enc, q, (uint64_t)hits[i].chunk, &hits[i].score);
+		struct store_chunk c;
+		int ret = store_chunk_get(txn, u->uid, (uint64_t)hits[i].chunk, &c);
 		if (ret != 0)
 			return ret;
+		n_real[i] = c.n_real < S ? c.n_real : S;
+		memcpy(tokens + i * S, c.tokens, n_real[i] * sizeof(uint32_t));
 	}
-	qsort(hits, n, sizeof(*hits), cmp_hit_score);
-	return 0;
+	struct exact_run r = {enc, q, hits, tokens, n_real, S};
+	int ret = gpu_cpu_run(job->d->cpu, exact_piece, &r, n);
+	if (ret == 0)
+		qsort(hits, n, sizeof(*hits), cmp_hit_score);
+	return ret;
 }
 
 size_t

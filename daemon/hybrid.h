@@ -111,12 +111,14 @@ int hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_
                      struct hyb_hit *out, size_t *n);
 /* Chunk j's exact BM25 score (bm25.h) for the question: its text decoded by enc and tokenized
  * with lex1, as the seal counts it. Returns 0 or an error. */
-int hyb_exact_score(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
-                    const struct hyb_question *q, uint64_t j, float *s);
-/* The exact pass over n hits of hyb_lexical_rank: each scored again by hyb_exact_score, then
- * sorted, best first (ties to the lower index). Returns 0 or an error. */
-int hyb_exact_rerank(struct store_txn *txn, const struct store_user *u, const struct enc_ops *enc,
-                     const struct hyb_question *q, struct hyb_hit *hits, size_t n);
+int hyb_exact_score(struct job *job, struct store_txn *txn, const struct store_user *u,
+                    const struct enc_ops *enc, const struct hyb_question *q, uint64_t j, float *s);
+/* The exact pass over n hits of hyb_lexical_rank: each scored again by its exact score, their
+ * texts decoded and scored on the CPU backend's threads (gpu_cpu_run), then sorted, best first
+ * (ties to the lower index). Returns 0 or an error. */
+int hyb_exact_rerank(struct job *job, struct store_txn *txn, const struct store_user *u,
+                     const struct enc_ops *enc, const struct hyb_question *q, struct hyb_hit *hits,
+                     size_t n);
 /*
  * The ranking over the model's windows from n ranked chunks (hits, reordered): chunk j, where mask
  * (NULL: all) allows it, scores the best of the hits among chunks j - back .. j, since the model

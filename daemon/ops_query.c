@@ -713,7 +713,8 @@ lexical_side_run(void *arg)
 			ls->ret = hyb_lexical_rank(job, ls->src->txn, u, &ls->hq, ls->mask, depth,
 			                           raw, &n_raw);
 		if (ls->ret == 0)
-			ls->ret = hyb_exact_rerank(ls->src->txn, u, ls->enc, &ls->hq, raw, n_raw);
+			ls->ret = hyb_exact_rerank(job, ls->src->txn, u, ls->enc, &ls->hq, raw,
+			                           n_raw);
 		if (ls->ret == 0)
 			ls->n_lex = hyb_windows(raw, n_raw, back, ls->mask, u->n_chunks, depth,
 			                        ls->lex);
@@ -798,8 +799,8 @@ query_ranked(struct job *job, struct ops_source *src, const struct lexical_side 
 				o->attn = res.attn + ((size_t)r * G * n + i) * S;
 				o->stride = (uint32_t)(n * S);
 			}
-		if ((ret = hyb_exact_score(src->txn, u, ls->enc, &ls->hq, (uint64_t)sel[c].chunk,
-		                           &o->lexical)) != 0)
+		if ((ret = hyb_exact_score(job, src->txn, u, ls->enc, &ls->hq,
+		                           (uint64_t)sel[c].chunk, &o->lexical)) != 0)
 			return job_fail(job, ret, "lexical ranking failed: %s",
 			                hsamem_strerror(ret));
 		o->rank = sel[c].score;
@@ -877,6 +878,9 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 		return ops_oom(job);
 	if ((ret = bm25_question_init(job, src->txn, u->uid, ids, n_tok, &bq)) != 0)
 		return job_fail(job, ret, "lexical ranking failed: %s", hsamem_strerror(ret));
+	uint32_t *tf = arena_calloc(&job->arena, bq.n + 1, sizeof(*tf));
+	if (tf == NULL)
+		return ops_oom(job);
 	if (searched) {
 		uint64_t pos = u->n_chunks * S;
 		struct hsa_query hq = {
@@ -890,13 +894,13 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 			    0)
 				return job_fail(job, ret, "store: cannot read chunk %lld: %s",
 				                (long long)all[i].chunk, hsamem_strerror(ret));
-			all[i].score = bm25_score(&bq, c.tokens, c.n_real);
+			all[i].score = bm25_score(&bq, c.tokens, c.n_real, tf);
 		}
 	}
 	if ((ret = query_tail(job, enc, src, tail, mask, qr, qa, &all[n], &has_tail)) != 0)
 		return ret;
 	if (has_tail)
-		all[n++].score = bm25_score(&bq, tail->tokens, tail->n);
+		all[n++].score = bm25_score(&bq, tail->tokens, tail->n, tf);
 	qsort(all, n, sizeof(*all), cmp_candidate);
 	if (n > k)
 		n = k;

@@ -182,6 +182,15 @@ struct gpu_backend {
  */
 int gpu_cpu_alloc(unsigned threads, struct gpu_backend **out);
 
+/*
+ * Runs fn(arg, piece) for every piece in 0 .. n_pieces-1 on the threads of cpu (a backend of
+ * gpu_cpu_alloc) and the caller, as its own calls' pieces run: a caller's CPU work beside HSA (the
+ * daemon's exact pass, daemon/bm25.h), on threads that sit idle where a GPU serves. Returns 0 or
+ * the first error a piece returned.
+ */
+int gpu_cpu_run(struct gpu_backend *cpu, int (*fn)(void *arg, size_t piece), void *arg,
+                size_t n_pieces);
+
 /* Options of the CUDA backend (issue: the CUDA backend). */
 struct gpu_cuda_opts {
 	int device;          /* CUDA device ordinal */

@@ -718,6 +718,13 @@ static const struct gpu_ops cpu_ops = {
 };
 
 int
+gpu_cpu_run(struct gpu_backend *cpu, int (*fn)(void *arg, size_t piece), void *arg, size_t n_pieces)
+{
+	struct cpu_backend *cb = (struct cpu_backend *)cpu;
+	return cpu_pool_run(&cb->pool, fn, arg, n_pieces);
+}
+
+int
 gpu_cpu_alloc(unsigned threads, struct gpu_backend **out)
 {
 	struct cpu_backend *cb;
