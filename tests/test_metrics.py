@@ -152,6 +152,8 @@ def main():
         if set(cli) != set(after):
             fail("families differ: %s" % (set(cli) ^ set(after)))
         hsamem("delete", "alice")
+        # a request that takes more than the 1 ms limit on any machine: 10,000 words to encode
+        hsamem("append", "bob", " ".join("word%d" % (i % 997) for i in range(10000)))
         time.sleep(0.2)
     finally:
         d.terminate()
