@@ -448,7 +448,7 @@ struct hsamem_token_weight {
 struct hsamem_hit {
 	uint64_t chunk;               /* chunk index; for the tail: the number of sealed chunks */
 	bool tail;                    /* the hit is the unsealed tail, not a sealed chunk */
-	float score;                  /* landmark score (hsamem(7) operator, step 2) */
+	float score;                  /* landmark score, or BM25 (hsamem(7): step 2, ENCODERS) */
 	float weight;                 /* fusion weight (step 4) */
 	uint32_t n_tokens;            /* tokens in the chunk (fewer for the tail) */
 	const char *text;             /* the chunk's text (it may start and end inside entries) */

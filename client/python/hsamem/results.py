@@ -102,7 +102,8 @@ class Entry:
 
 @dataclass
 class Hit:
-    """One chunk a query selected: its landmark score, fusion weight, text, the entries it covers
+    """One chunk a query selected: its landmark score (in a lexical memory, its exact BM25 score:
+    hsamem(7), ENCODERS), fusion weight, text, the entries it covers
     and the tokens its in-chunk attention weighs most, as (text, weight), heaviest first. tail:
     the hit is the unsealed tail (then chunk is the number of sealed chunks)."""
     chunk: int
