@@ -738,6 +738,28 @@ lexical_side_check(const struct lexical_side *ls)
 }
 
 /*
+ * Of chunk j in the result of hyb_attend over n chunks: the best score of the kv heads and that
+ * head's in-chunk attention (the first head on a tie), as merge_heads keeps. Returns the score.
+ */
+static float
+attended(const struct hsa_spec *spec, const struct hsa_result *res, size_t n, int64_t j,
+         const float **attn, uint32_t *stride)
+{
+	uint32_t G = spec->h_q / spec->h_kv, S = spec->S;
+	float best = -INFINITY;
+	for (uint32_t r = 0; r < spec->h_kv; r++)
+		for (size_t i = 0; i < n; i++) {
+			size_t at = (size_t)r * n + i;
+			if (res->sel[at] != j || !(res->score[at] > best))
+				continue;
+			best = res->score[at];
+			*attn = res->attn + ((size_t)r * G * n + i) * S;
+			*stride = (uint32_t)(n * S);
+		}
+	return best;
+}
+
+/*
  * The candidates of a model memory ranked lexical or hybrid, from the lexical side's ranking
  * (and the learned one's): the selection, in its order, each with the model's landmark score and
  * in-chunk attention over the selection alone (hyb_attend).
@@ -749,7 +771,7 @@ query_ranked(struct job *job, struct ops_source *src, const struct lexical_side 
 {
 	const struct store_user *u = &src->user;
 	const struct hsa_spec *spec = &u->spec;
-	uint32_t G = spec->h_q / spec->h_kv, S = spec->S, k = ls->k;
+	uint32_t S = spec->S, k = ls->k;
 	size_t n_learn = 0, n = 0;
 	struct hyb_hit *learn = arena_calloc(&job->arena, HYB_DEPTH, sizeof(*learn));
 	struct hyb_hit *sel = arena_calloc(&job->arena, k + 1, sizeof(*sel));
@@ -789,16 +811,8 @@ query_ranked(struct job *job, struct ops_source *src, const struct lexical_side 
 	/* in the selection's order: the best head's score and attention, as merge_heads keeps */
 	for (size_t c = 0; c < n; c++) {
 		struct candidate *o = &cand[c];
-		*o = (struct candidate){.chunk = sel[c].chunk, .score = -INFINITY};
-		for (uint32_t r = 0; r < spec->h_kv; r++)
-			for (size_t i = 0; i < n; i++) {
-				size_t at = (size_t)r * n + i;
-				if (res.sel[at] != sel[c].chunk || !(res.score[at] > o->score))
-					continue;
-				o->score = res.score[at];
-				o->attn = res.attn + ((size_t)r * G * n + i) * S;
-				o->stride = (uint32_t)(n * S);
-			}
+		*o = (struct candidate){.chunk = sel[c].chunk};
+		o->score = attended(spec, &res, n, sel[c].chunk, &o->attn, &o->stride);
 		if ((ret = hyb_exact_score(job, src->txn, u, ls->enc, &ls->hq,
 		                           (uint64_t)sel[c].chunk, &o->lexical)) != 0)
 			return job_fail(job, ret, "lexical ranking failed: %s",
@@ -861,7 +875,7 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 {
 	const struct store_user *u = &src->user;
 	const struct hsa_spec *spec = &u->spec;
-	uint32_t G = spec->h_q / spec->h_kv, S = spec->S;
+	uint32_t S = spec->S;
 	uint32_t depth = k > EXACT_DEPTH ? k : EXACT_DEPTH;
 	if (depth > SPEC_TOPK_MAX)
 		depth = SPEC_TOPK_MAX;
@@ -928,19 +942,8 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 		                        .attn = all[c].attn,
 		                        .stride = all[c].stride,
 		                        .rank = all[c].score};
-		if (o->chunk == (int64_t)u->n_chunks)
-			continue;
-		/* the head whose landmark scored it best, as merge_heads keeps */
-		float best = -INFINITY;
-		for (uint32_t r = 0; r < spec->h_kv; r++)
-			for (size_t i = 0; i < n_sealed; i++) {
-				size_t at = (size_t)r * n_sealed + i;
-				if (res.sel[at] != o->chunk || !(res.score[at] > best))
-					continue;
-				best = res.score[at];
-				o->attn = res.attn + ((size_t)r * G * n_sealed + i) * S;
-				o->stride = (uint32_t)(n_sealed * S);
-			}
+		if (o->chunk != (int64_t)u->n_chunks)
+			attended(spec, &res, n_sealed, o->chunk, &o->attn, &o->stride);
 	}
 	*n_cand = n;
 	return 0;
