@@ -154,7 +154,7 @@ query_latency(const char *url, const char *user, size_t nq)
 static void
 stage_report(const char *log, long from)
 {
-	enum { NAMES = 8, MAX = 4096 };
+	enum { NAMES = 12, MAX = 4096 };
 	char names[NAMES][16], line[1024];
 	double *v[NAMES] = {0};
 	size_t n[NAMES] = {0}, n_names = 0;

@@ -440,10 +440,12 @@ int
 hyb_exact_score(struct job *job, struct store_txn *txn, const struct store_user *u,
                 const struct enc_ops *enc, const struct hyb_question *q, uint64_t j, float *s)
 {
-	struct store_chunk c;
+	uint32_t S = u->spec.S, n_real;
 	uint32_t *tf = arena_calloc(&job->arena, q->bm.n + 1, sizeof(*tf));
-	int ret = tf == NULL ? -ENOMEM : store_chunk_get(txn, u->uid, j, &c);
-	return ret != 0 ? ret : exact_of(enc, q, c.tokens, c.n_real, tf, s);
+	uint32_t *tokens = arena_alloc(&job->arena, S * sizeof(*tokens));
+	int ret = tf == NULL || tokens == NULL ? -ENOMEM
+	                                       : store_chunk_tokens(txn, u->uid, j, tokens, S, &n_real);
+	return ret != 0 ? ret : exact_of(enc, q, tokens, n_real, tf, s);
 }
 
 static int
@@ -456,48 +458,73 @@ cmp_hit_score(const void *a, const void *b)
 }
 
 /* The hits' tokens, read in the query's transaction, and what the threads score them with. */
-struct exact_run {
+struct hyb_exact {
+	struct cpu_job pool;
 	const struct enc_ops *enc;
 	const struct hyb_question *q;
 	struct hyb_hit *hits;
+	size_t n;
 	const uint32_t *tokens; /* hit i's at i * S */
 	const uint32_t *n_real;
 	uint32_t S;
 };
 
+/* Hits per piece: a piece of a few microseconds each would cost the pool's threads more in
+ * waking and taking turns at its mutex than they save. */
+#define EXACT_PIECE 8
+
 static int
-exact_piece(void *arg, size_t i)
+exact_piece(void *arg, size_t piece)
 {
-	struct exact_run *r = arg;
+	struct hyb_exact *x = arg;
 	uint32_t tf[OPS_MAX_QUERY_TOKENS];
-	if (r->q->bm.n > OPS_MAX_QUERY_TOKENS)
+	if (x->q->bm.n > OPS_MAX_QUERY_TOKENS)
 		return HSAMEM_ETOOBIG;
-	return exact_of(r->enc, r->q, r->tokens + i * r->S, r->n_real[i], tf, &r->hits[i].score);
+	int ret = 0;
+	for (size_t i = piece * EXACT_PIECE; ret == 0 && i < (piece + 1) * EXACT_PIECE && i < x->n;
+	     i++)
+		ret = exact_of(x->enc, x->q, x->tokens + i * x->S, x->n_real[i], tf,
+		               &x->hits[i].score);
+	return ret;
 }
 
 int
-hyb_exact_rerank(struct job *job, struct store_txn *txn, const struct store_user *u,
-                 const struct enc_ops *enc, const struct hyb_question *q, struct hyb_hit *hits,
-                 size_t n)
+hyb_exact_start(struct job *job, struct store_txn *txn, const struct store_user *u,
+                const struct enc_ops *enc, const struct hyb_question *q, struct hyb_hit *hits,
+                size_t n, struct hyb_exact **out)
 {
 	uint32_t S = u->spec.S;
+	struct hyb_exact *x = arena_calloc(&job->arena, 1, sizeof(*x));
 	uint32_t *tokens = arena_alloc(&job->arena, (n * S + 1) * sizeof(uint32_t));
 	uint32_t *n_real = arena_alloc(&job->arena, (n + 1) * sizeof(uint32_t));
-	if (tokens == NULL || n_real == NULL)
+	*out = NULL;
+	if (x == NULL || tokens == NULL || n_real == NULL)
 		return -ENOMEM;
 	/* LMDB's transaction is this thread's: the reads here, the decoding and scoring on many */
 	for (size_t i = 0; i < n; i++) {
-		struct store_chunk c;
-		int ret = store_chunk_get(txn, u->uid, (uint64_t)hits[i].chunk, &c);
+		int ret = store_chunk_tokens(txn, u->uid, (uint64_t)hits[i].chunk, tokens + i * S,
+		                             S, &n_real[i]);
 		if (ret != 0)
 			return ret;
-		n_real[i] = c.n_real < S ? c.n_real : S;
-		memcpy(tokens + i * S, c.tokens, n_real[i] * sizeof(uint32_t));
 	}
-	struct exact_run r = {enc, q, hits, tokens, n_real, S};
-	int ret = gpu_cpu_run(job->d->cpu, exact_piece, &r, n);
+	*x = (struct hyb_exact){.enc = enc,
+	                        .q = q,
+	                        .hits = hits,
+	                        .n = n,
+	                        .tokens = tokens,
+	                        .n_real = n_real,
+	                        .S = S};
+	gpu_cpu_start(job->d->cpu, &x->pool, exact_piece, x, (n + EXACT_PIECE - 1) / EXACT_PIECE);
+	*out = x;
+	return 0;
+}
+
+int
+hyb_exact_finish(struct job *job, struct hyb_exact *x)
+{
+	int ret = gpu_cpu_wait(job->d->cpu, &x->pool);
 	if (ret == 0)
-		qsort(hits, n, sizeof(*hits), cmp_hit_score);
+		qsort(x->hits, x->n, sizeof(*x->hits), cmp_hit_score);
 	return ret;
 }
 

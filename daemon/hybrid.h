@@ -113,12 +113,20 @@ int hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_
  * with lex1, as the seal counts it. Returns 0 or an error. */
 int hyb_exact_score(struct job *job, struct store_txn *txn, const struct store_user *u,
                     const struct enc_ops *enc, const struct hyb_question *q, uint64_t j, float *s);
-/* The exact pass over n hits of hyb_lexical_rank: each scored again by its exact score, their
- * texts decoded and scored on the CPU backend's threads (gpu_cpu_run), then sorted, best first
- * (ties to the lower index). Returns 0 or an error. */
-int hyb_exact_rerank(struct job *job, struct store_txn *txn, const struct store_user *u,
-                     const struct enc_ops *enc, const struct hyb_question *q, struct hyb_hit *hits,
-                     size_t n);
+/*
+ * The exact pass over n hits of hyb_lexical_rank, each scored again by its exact score, in two
+ * halves so that the caller goes on meanwhile. hyb_exact_start reads the hits' chunks in txn on
+ * the calling thread, then starts their decoding and scoring on the CPU backend's threads
+ * (gpu_cpu_start) and returns; *x (in the job's arena) is NULL where it failed before that.
+ * hyb_exact_finish, which must follow where *x is not NULL, before hits or q go away, waits for
+ * the scores and sorts the hits by them, best first (ties to the lower index). Each returns 0 or
+ * an error.
+ */
+struct hyb_exact;
+int hyb_exact_start(struct job *job, struct store_txn *txn, const struct store_user *u,
+                    const struct enc_ops *enc, const struct hyb_question *q,
+                    struct hyb_hit *hits, size_t n, struct hyb_exact **x);
+int hyb_exact_finish(struct job *job, struct hyb_exact *x);
 /*
  * The ranking over the model's windows from n ranked chunks (hits, reordered): chunk j, where mask
  * (NULL: all) allows it, scores the best of the hits among chunks j - back .. j, since the model

@@ -18,7 +18,8 @@
  * lexical landmarks while the model encodes the question on the GPU (enc_meanwhile), then the
  * learned landmarks, fuses the two rankings and attends to the fused selection only. Every lexical
  * ranking (a lexical memory's of revision 2, a model memory's lexical side) ends with the exact
- * pass (bm25.h): the landmarks' best chunks scored again by the exact BM25 of their own words.
+ * pass (bm25.h): the landmarks' best chunks scored again by the exact BM25 of their own words,
+ * a model memory's on the CPU backend's threads while the device ranks the learned landmarks.
  */
 #include <errno.h>
 #include <math.h>
@@ -46,14 +47,14 @@ struct stages {
 	bool on;
 	int n;
 	int64_t last;
-	const char *name[8];
-	int64_t ns[8];
+	const char *name[12];
+	int64_t ns[12];
 };
 
 static void
 stage(struct stages *t, const char *name)
 {
-	if (!t->on || t->n == 8)
+	if (!t->on || t->n == 12)
 		return;
 	int64_t now = now_ns();
 	t->name[t->n] = name;
@@ -66,7 +67,7 @@ stage(struct stages *t, const char *name)
 static void
 stage_inside(struct stages *t, const char *name, int64_t ns)
 {
-	if (!t->on || t->n == 8)
+	if (!t->on || t->n == 12)
 		return;
 	t->name[t->n] = name;
 	t->ns[t->n++] = ns;
@@ -82,7 +83,7 @@ stages_start(struct stages *t, int64_t arrival_ns)
 static void
 stages_log(const struct stages *t, const char *user)
 {
-	char line[256];
+	char line[384];
 	size_t at = 0;
 	if (!t->on)
 		return;
@@ -681,9 +682,16 @@ struct lexical_side {
 	struct hyb_question hq;
 	struct hyb_hit *lex; /* best first */
 	size_t n_lex;
+	struct hyb_hit *exact; /* the chunks scored exactly, each with its own score, any order */
+	size_t n_exact;
+	struct hyb_exact *pass; /* the exact pass, started; lexical_side_finish waits for it */
+	uint32_t back;          /* the windows' reach: of the model's context, in chunks */
+	size_t depth;
 	int ret;
 	bool undecodable; /* ret is the encoder's failure to decode ids */
 	int64_t ns;       /* its time */
+	int64_t ns_terms, ns_rank, ns_wait; /* the question's terms, the landmarks' ranking, and
+	                                     * the wait for the exact pass after the learned ranking */
 };
 
 static void
@@ -694,14 +702,14 @@ lexical_side_run(void *arg)
 	const struct store_user *u = &ls->src->user;
 	int64_t t0 = now_ns();
 	/* hybrid: the lexical side over the windows the model reads */
-	uint32_t S = u->spec.S, back = ls->mode == HYB_HYBRID ? (ls->enc->context + S - 1) / S : 0;
-	size_t depth = ls->k > HYB_DEPTH ? ls->k : HYB_DEPTH;
+	uint32_t S = u->spec.S;
+	ls->back = ls->mode == HYB_HYBRID ? (ls->enc->context + S - 1) / S : 0;
+	ls->depth = ls->k > HYB_DEPTH ? ls->k : HYB_DEPTH;
 	const char *text = job->req->query->text;
 	char *decoded = NULL;
-	struct hyb_hit *raw = arena_calloc(&job->arena, depth + 1, sizeof(*raw));
-	size_t n_raw = 0;
-	if (raw == NULL ||
-	    (ls->lex = arena_calloc(&job->arena, depth + 1, sizeof(*ls->lex))) == NULL) {
+	ls->exact = arena_calloc(&job->arena, ls->depth + 1, sizeof(*ls->exact));
+	if (ls->exact == NULL ||
+	    (ls->lex = arena_calloc(&job->arena, ls->depth + 1, sizeof(*ls->lex))) == NULL) {
 		ls->ret = -ENOMEM;
 	} else if ((text == NULL || *text == '\0') &&
 	           (ls->ret = ls->enc->decode(ls->ids, ls->n_tok, &decoded)) != 0) {
@@ -709,18 +717,36 @@ lexical_side_run(void *arg)
 	} else {
 		ls->ret =
 		        hyb_question_init(job, ls->src->txn, u, decoded ? decoded : text, &ls->hq);
+		ls->ns_terms = now_ns() - t0;
 		if (ls->ret == 0)
-			ls->ret = hyb_lexical_rank(job, ls->src->txn, u, &ls->hq, ls->mask, depth,
-			                           raw, &n_raw);
+			ls->ret = hyb_lexical_rank(job, ls->src->txn, u, &ls->hq, ls->mask,
+			                           ls->depth, ls->exact, &ls->n_exact);
+		ls->ns_rank = now_ns() - t0 - ls->ns_terms;
 		if (ls->ret == 0)
-			ls->ret = hyb_exact_rerank(job, ls->src->txn, u, ls->enc, &ls->hq, raw,
-			                           n_raw);
-		if (ls->ret == 0)
-			ls->n_lex = hyb_windows(raw, n_raw, back, ls->mask, u->n_chunks, depth,
-			                        ls->lex);
+			ls->ret = hyb_exact_start(job, ls->src->txn, u, ls->enc, &ls->hq, ls->exact,
+			                          ls->n_exact, &ls->pass);
 	}
 	free(decoded);
 	ls->ns = now_ns() - t0;
+}
+
+/*
+ * The lexical side's ranking, once its exact pass (on the CPU backend's threads, while the query's
+ * thread waited for the device) is done: the windows ranked. Called once after lexical_side_run,
+ * on every path, since the pass uses the job's arena and the side's question.
+ */
+static void
+lexical_side_finish(struct lexical_side *ls)
+{
+	if (ls->pass == NULL)
+		return;
+	int64_t t0 = now_ns();
+	ls->ret = hyb_exact_finish(ls->job, ls->pass);
+	ls->pass = NULL;
+	if (ls->ret == 0)
+		ls->n_lex = hyb_windows(ls->exact, ls->n_exact, ls->back, ls->mask,
+		                        ls->src->user.n_chunks, ls->depth, ls->lex);
+	ls->ns_wait = now_ns() - t0;
 }
 
 /* The lexical side's failure, if any, as the query's. Returns its code. */
@@ -759,13 +785,26 @@ attended(const struct hsa_spec *spec, const struct hsa_result *res, size_t n, in
 	return best;
 }
 
+/* Chunk j's exact lexical score: the lexical side's where it scored j, else computed. */
+static int
+exact_score(struct job *job, struct ops_source *src, const struct lexical_side *ls, int64_t j,
+            float *s)
+{
+	for (size_t i = 0; i < ls->n_exact; i++)
+		if (ls->exact[i].chunk == j) {
+			*s = ls->exact[i].score;
+			return 0;
+		}
+	return hyb_exact_score(job, src->txn, &src->user, ls->enc, &ls->hq, (uint64_t)j, s);
+}
+
 /*
  * The candidates of a model memory ranked lexical or hybrid, from the lexical side's ranking
  * (and the learned one's): the selection, in its order, each with the model's landmark score and
  * in-chunk attention over the selection alone (hyb_attend).
  */
 static int
-query_ranked(struct job *job, struct ops_source *src, const struct lexical_side *ls,
+query_ranked(struct job *job, struct ops_source *src, struct lexical_side *ls,
              const float *qr, const float *qa, struct candidate *cand, size_t *n_cand,
              struct stages *t)
 {
@@ -777,11 +816,22 @@ query_ranked(struct job *job, struct ops_source *src, const struct lexical_side 
 	struct hyb_hit *sel = arena_calloc(&job->arena, k + 1, sizeof(*sel));
 	int64_t *chunks = arena_calloc(&job->arena, k + 1, sizeof(int64_t));
 	int ret;
-	if (!learn || !sel || !chunks)
+	if (!learn || !sel || !chunks) {
+		lexical_side_finish(ls);
 		return ops_oom(job);
+	}
+	/* the learned ranking on the device while the CPU's threads end the exact pass */
+	ret = ls->mode == HYB_HYBRID ? learned_rank(job, src, qr, qa, ls->mask, learn, &n_learn) : 0;
+	lexical_side_finish(ls);
+	stage_inside(t, "lexical", ls->ns);
+	stage_inside(t, "terms", ls->ns_terms);
+	stage_inside(t, "landmarks", ls->ns_rank);
+	stage_inside(t, "wait", ls->ns_wait);
+	if (ret != 0)
+		return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
+	if ((ret = lexical_side_check(ls)) != 0)
+		return ret;
 	if (ls->mode == HYB_HYBRID) {
-		if ((ret = learned_rank(job, src, qr, qa, ls->mask, learn, &n_learn)) != 0)
-			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
 		stage(t, "learned");
 		n = hyb_fuse(learn, n_learn, ls->lex, ls->n_lex, k, sel);
 	} else {
@@ -813,8 +863,7 @@ query_ranked(struct job *job, struct ops_source *src, const struct lexical_side 
 		struct candidate *o = &cand[c];
 		*o = (struct candidate){.chunk = sel[c].chunk};
 		o->score = attended(spec, &res, n, sel[c].chunk, &o->attn, &o->stride);
-		if ((ret = hyb_exact_score(job, src->txn, u, ls->enc, &ls->hq,
-		                           (uint64_t)sel[c].chunk, &o->lexical)) != 0)
+		if ((ret = exact_score(job, src, ls, sel[c].chunk, &o->lexical)) != 0)
 			return job_fail(job, ret, "lexical ranking failed: %s",
 			                hsamem_strerror(ret));
 		o->rank = sel[c].score;
@@ -902,13 +951,15 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 		if ((ret = ops_attend(job, spec, &src->src, &hq, &sel)) != 0)
 			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
 		n = merge_heads(spec, depth, &sel, all);
+		uint32_t *tok = arena_alloc(&job->arena, S * sizeof(*tok)), n_real;
+		if (tok == NULL)
+			return ops_oom(job);
 		for (size_t i = 0; i < n; i++) {
-			struct store_chunk c;
-			if ((ret = store_chunk_get(src->txn, u->uid, (uint64_t)all[i].chunk, &c)) !=
-			    0)
+			if ((ret = store_chunk_tokens(src->txn, u->uid, (uint64_t)all[i].chunk, tok, S,
+			                              &n_real)) != 0)
 				return job_fail(job, ret, "store: cannot read chunk %lld: %s",
 				                (long long)all[i].chunk, hsamem_strerror(ret));
-			all[i].score = bm25_score(&bq, c.tokens, c.n_real, tf);
+			all[i].score = bm25_score(&bq, tok, n_real, tf);
 		}
 	}
 	if ((ret = query_tail(job, enc, src, tail, mask, qr, qa, &all[n], &has_tail)) != 0)
@@ -1038,6 +1089,7 @@ ops_query(struct job *job)
 	struct enc_meanwhile mw = {lexical_side_run, &ls};
 	ret = encode_query(job, &txn, &u, enc, ids, n_tok, qr, qa, ranked && searched ? &mw : NULL);
 	if (ret != 0) {
+		lexical_side_finish(&ls);
 		job_fail(job, ret, "encoder %s failed on the query", enc->name);
 		goto out;
 	}
@@ -1046,12 +1098,8 @@ ops_query(struct job *job)
 	size_t n_cand = 0;
 	if (ranked) {
 		/* ranked by the lexical landmarks, or both: already in order */
-		if (searched) {
-			stage_inside(&t, "lexical", ls.ns);
-			if (lexical_side_check(&ls) != 0 ||
-			    query_ranked(job, &src, &ls, qr, qa, cand, &n_cand, &t) != 0)
-				goto out;
-		}
+		if (searched && query_ranked(job, &src, &ls, qr, qa, cand, &n_cand, &t) != 0)
+			goto out;
 		query_reply(job, &txn, &u, &tail, cand, n_cand, &view, mode, model);
 		stage(&t, "reply");
 		stages_log(&t, q->user);

@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cpu_pool.h"
 #include "spec.h"
 
 /*
@@ -183,13 +184,15 @@ struct gpu_backend {
 int gpu_cpu_alloc(unsigned threads, struct gpu_backend **out);
 
 /*
- * Runs fn(arg, piece) for every piece in 0 .. n_pieces-1 on the threads of cpu (a backend of
- * gpu_cpu_alloc) and the caller, as its own calls' pieces run: a caller's CPU work beside HSA (the
- * daemon's exact pass, daemon/bm25.h), on threads that sit idle where a GPU serves. Returns 0 or
- * the first error a piece returned.
+ * Starts fn(arg, piece) for every piece in 0 .. n_pieces-1 on the threads of cpu (a backend of
+ * gpu_cpu_alloc), as its own calls' pieces run, and returns at once: a caller's CPU work beside
+ * HSA (the daemon's exact pass, daemon/bm25.h), on threads that sit idle where a GPU serves, while
+ * the caller goes on. gpu_cpu_wait must follow before j or what the pieces use goes away: it runs
+ * the pieces still unclaimed on the caller and returns 0 or the first error a piece returned.
  */
-int gpu_cpu_run(struct gpu_backend *cpu, int (*fn)(void *arg, size_t piece), void *arg,
-                size_t n_pieces);
+void gpu_cpu_start(struct gpu_backend *cpu, struct cpu_job *j,
+                   int (*fn)(void *arg, size_t piece), void *arg, size_t n_pieces);
+int gpu_cpu_wait(struct gpu_backend *cpu, struct cpu_job *j);
 
 /* Options of the CUDA backend (issue: the CUDA backend). */
 struct gpu_cuda_opts {

@@ -717,11 +717,17 @@ static const struct gpu_ops cpu_ops = {
         .free = cpu_free,
 };
 
-int
-gpu_cpu_run(struct gpu_backend *cpu, int (*fn)(void *arg, size_t piece), void *arg, size_t n_pieces)
+void
+gpu_cpu_start(struct gpu_backend *cpu, struct cpu_job *j, int (*fn)(void *arg, size_t piece),
+              void *arg, size_t n_pieces)
 {
-	struct cpu_backend *cb = (struct cpu_backend *)cpu;
-	return cpu_pool_run(&cb->pool, fn, arg, n_pieces);
+	cpu_pool_start(&((struct cpu_backend *)cpu)->pool, j, fn, arg, n_pieces);
+}
+
+int
+gpu_cpu_wait(struct gpu_backend *cpu, struct cpu_job *j)
+{
+	return cpu_pool_wait(&((struct cpu_backend *)cpu)->pool, j);
 }
 
 int

@@ -11,19 +11,10 @@
 #include "cpu_pool.h"
 
 /*
- * A job is one call's list of independent pieces. It lives on its caller's stack; it is linked into
- * the pool's list while it has unclaimed pieces, and the caller returns only when every piece is
- * done, so no pool thread can touch it afterwards. Everything in it is guarded by the pool's mutex.
+ * A job lives where its caller keeps it. It is linked into the pool's list while it has unclaimed
+ * pieces, and its caller returns from cpu_pool_wait only when every piece is done, so no pool
+ * thread can touch it afterwards.
  */
-struct cpu_job {
-	int (*fn)(void *arg, size_t piece);
-	void *arg;
-	size_t n_pieces;
-	size_t next; /* first unclaimed piece */
-	size_t done; /* pieces finished */
-	int err;     /* first error; the pieces not yet started are skipped */
-	struct cpu_job *link;
-};
 
 static void
 job_unlink(struct cpu_pool *p, struct cpu_job *j)
@@ -70,32 +61,49 @@ pool_main(void *arg)
 	return NULL;
 }
 
-int
-cpu_pool_run(struct cpu_pool *p, int (*fn)(void *, size_t), void *arg, size_t n_pieces)
+void
+cpu_pool_start(struct cpu_pool *p, struct cpu_job *j, int (*fn)(void *, size_t), void *arg,
+               size_t n_pieces)
 {
-	if (p->n_threads == 0 || n_pieces <= 1) {
-		for (size_t i = 0; i < n_pieces; i++) {
-			int err = fn(arg, i);
+	*j = (struct cpu_job){.fn = fn, .arg = arg, .n_pieces = n_pieces};
+	if (p->n_threads == 0 || n_pieces <= 1)
+		return;
+	struct cpu_job **tail;
+	j->queued = true;
+	pthread_mutex_lock(&p->mu);
+	for (tail = &p->jobs; *tail != NULL; tail = &(*tail)->link)
+		;
+	*tail = j;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->mu);
+}
+
+int
+cpu_pool_wait(struct cpu_pool *p, struct cpu_job *j)
+{
+	if (!j->queued) {
+		for (size_t i = 0; i < j->n_pieces; i++) {
+			int err = j->fn(j->arg, i);
 			if (err != 0)
 				return err;
 		}
 		return 0;
 	}
-
-	struct cpu_job j = {.fn = fn, .arg = arg, .n_pieces = n_pieces};
-	struct cpu_job **tail;
-
 	pthread_mutex_lock(&p->mu);
-	for (tail = &p->jobs; *tail != NULL; tail = &(*tail)->link)
-		;
-	*tail = &j;
-	pthread_cond_broadcast(&p->work);
-	while (j.next < j.n_pieces)
-		job_run_one(p, &j);
-	while (j.done < j.n_pieces)
+	while (j->next < j->n_pieces)
+		job_run_one(p, j);
+	while (j->done < j->n_pieces)
 		pthread_cond_wait(&p->done, &p->mu);
 	pthread_mutex_unlock(&p->mu);
-	return j.err;
+	return j->err;
+}
+
+int
+cpu_pool_run(struct cpu_pool *p, int (*fn)(void *, size_t), void *arg, size_t n_pieces)
+{
+	struct cpu_job j;
+	cpu_pool_start(p, &j, fn, arg, n_pieces);
+	return cpu_pool_wait(p, &j);
 }
 
 void

@@ -12,7 +12,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct cpu_job;
+/* One call's pieces: the caller's (on its stack, or wherever cpu_pool_start's caller keeps it
+ * until cpu_pool_wait); every field is the pool's, guarded by its mutex. */
+struct cpu_job {
+	int (*fn)(void *arg, size_t piece);
+	void *arg;
+	size_t n_pieces;
+	size_t next; /* first unclaimed piece */
+	size_t done; /* pieces finished */
+	int err;     /* first error; the pieces not yet started are skipped */
+	bool queued; /* handed to the helpers (else the caller runs every piece in cpu_pool_wait) */
+	struct cpu_job *link;
+};
 
 /* Embedded in its owner; its fields are the pool's. */
 struct cpu_pool {
@@ -42,5 +53,15 @@ void cpu_pool_fini(struct cpu_pool *p);
  */
 int cpu_pool_run(struct cpu_pool *p, int (*fn)(void *arg, size_t piece), void *arg,
                  size_t n_pieces);
+
+/*
+ * cpu_pool_run in two halves, so that the caller does other work while the helpers run the
+ * pieces: cpu_pool_start queues them and returns at once; cpu_pool_wait, which must follow before
+ * j, fn's arg or anything the pieces use goes away, runs the pieces still unclaimed on the caller
+ * and returns when all are done, with cpu_pool_run's result.
+ */
+void cpu_pool_start(struct cpu_pool *p, struct cpu_job *j, int (*fn)(void *arg, size_t piece),
+                    void *arg, size_t n_pieces);
+int cpu_pool_wait(struct cpu_pool *p, struct cpu_job *j);
 
 #endif

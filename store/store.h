@@ -318,6 +318,11 @@ int store_text_bytes(struct store_txn *txn, uint64_t *bytes);
 /* Chunks (tokens and text references). get: HSAMEM_ENOTFOUND when chunk j does not exist. */
 int store_chunk_put(struct store_txn *txn, uint64_t uid, uint64_t j, const struct store_chunk *c);
 int store_chunk_get(struct store_txn *txn, uint64_t uid, uint64_t j, struct store_chunk *out);
+/* Chunk j's first min(n_real, cap) tokens into tokens, their count into *n_real: its text without
+ * the references, copied, for reading many chunks at once (the exact pass). HSAMEM_ENOTFOUND when
+ * chunk j does not exist. */
+int store_chunk_tokens(struct store_txn *txn, uint64_t uid, uint64_t j, uint32_t *tokens,
+                       uint32_t cap, uint32_t *n_real);
 
 /* K|V blobs. get borrows: *kv points into the map. */
 int store_kv_put(struct store_txn *txn, uint64_t uid, uint64_t j, const void *kv, size_t len);

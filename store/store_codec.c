@@ -642,6 +642,32 @@ store_chunk_get(struct store_txn *txn, uint64_t uid, uint64_t j, struct store_ch
 }
 
 int
+store_chunk_tokens(struct store_txn *txn, uint64_t uid, uint64_t j, uint32_t *tokens, uint32_t cap,
+                   uint32_t *n_real)
+{
+	uint8_t kb[16];
+	MDB_val k = key_uid_n(kb, uid, j), v;
+	int ret = store_txn_usable(txn, false, "chunk get");
+
+	if (ret != 0 || (ret = store_db_get(txn, DB_CHUNKS, &k, &v, "read chunk")) < 0)
+		return ret;
+	if (ret == NOTFOUND)
+		return HSAMEM_ENOTFOUND;
+	struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
+	bool packed;
+	uint32_t n = rd_count(&r, &packed), real = rd_u32(&r);
+	/* the tokens come first, then the references (TOKEN LISTS) */
+	uint8_t width = packed ? rd_u8(&r) : 4;
+	if (r.bad || n == 0 || real > n || (width != 2 && width != 4) ||
+	    (size_t)(r.end - r.p) < (size_t)n * (packed ? width : TOKEN_BYTES))
+		return store_corrupt(txn, "chunk", uid, j);
+	*n_real = real < cap ? real : cap;
+	for (uint32_t i = 0; i < *n_real; i++)
+		tokens[i] = (uint32_t)rd_uint(&r, width);
+	return 0;
+}
+
+int
 store_tail_put(struct store_txn *txn, uint64_t uid, const struct store_tail *t)
 {
 	uint8_t kb[8], *p;

@@ -5,7 +5,8 @@
  * (no K/V read, the same ranking as the whole operator's); a sparse query read from landmarks in
  * sparse form (the same bits as from the dense rows); arguments it must
  * refuse, a source's errors reaching the caller from any thread (and a source that misbehaves
- * caught), and its counters.
+ * caught), its counters, and a caller's own pieces on its threads, run while the caller goes on
+ * (gpu_cpu_start, gpu_cpu_wait).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -568,6 +569,43 @@ test_stats(void)
 	gpu_free(NULL);
 }
 
+/* Pieces that each mark their slot once; piece 13 fails where asked to. */
+struct marks {
+	atomic_int hits[64];
+	int fail_at;
+};
+
+static int
+mark_piece(void *arg, size_t piece)
+{
+	struct marks *m = arg;
+	atomic_fetch_add(&m->hits[piece], 1);
+	return (int)piece == m->fail_at ? -EIO : 0;
+}
+
+/* gpu_cpu_start returns while the pieces may still run; gpu_cpu_wait runs what is left and returns
+ * with every piece run once, on one thread or four, with calls queued behind each other; a piece's
+ * error reaches the waiter. */
+static void
+test_caller_pieces(void)
+{
+	struct gpu_backend *b[] = {cpu1, cpu4};
+	for (int i = 0; i < 2; i++) {
+		struct marks m1 = {.fail_at = -1}, m2 = {.fail_at = -1};
+		struct cpu_job j1, j2;
+		gpu_cpu_start(b[i], &j1, mark_piece, &m1, 64);
+		gpu_cpu_start(b[i], &j2, mark_piece, &m2, 1);
+		CHECK_RET(gpu_cpu_wait(b[i], &j2), 0);
+		CHECK_RET(gpu_cpu_wait(b[i], &j1), 0);
+		for (int p = 0; p < 64; p++)
+			CHECK(atomic_load(&m1.hits[p]) == 1 &&
+			      atomic_load(&m2.hits[p]) == (p == 0));
+		struct marks bad = {.fail_at = 13};
+		gpu_cpu_start(b[i], &j1, mark_piece, &bad, 20);
+		CHECK_RET(gpu_cpu_wait(b[i], &j1), -EIO);
+	}
+}
+
 int
 main(void)
 {
@@ -584,6 +622,7 @@ main(void)
 	test_bad_args();
 	test_source_errors();
 	test_stats();
+	test_caller_pieces();
 
 	gpu_free(cpu4);
 	gpu_free(cpu1);

@@ -414,6 +414,9 @@ test_reopen(void)
 	CHECK_RET(store_chunk_get(&txn, u.uid, 9, &cg), 0);
 	CHECK(cg.n_tokens == 2 && cg.n_real == 2 && memcmp(cg.tokens, old_tok, 8) == 0);
 	CHECK(memcmp(cg.refs, old_ref, sizeof(old_ref)) == 0);
+	uint32_t tk[2], n_real;
+	CHECK_RET(store_chunk_tokens(&txn, u.uid, 9, tk, 2, &n_real), 0);
+	CHECK(n_real == 2 && memcmp(tk, old_tok, 8) == 0);
 	CHECK_RET(store_tail_get(&txn, u.uid, &tg), 0);
 	CHECK(tg.n == 2 && memcmp(tg.tokens, old_tok, 8) == 0 &&
 	      memcmp(tg.refs, old_ref, sizeof(old_ref)) == 0);
@@ -429,6 +432,9 @@ test_reopen(void)
 	CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
 	CHECK_RET(store_chunk_get(&txn, u.uid, 0, &cg), HSAMEM_EFORMAT);
 	CHECK_RET(store_txn_commit(&txn), HSAMEM_EFORMAT);
+	CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
+	CHECK_RET(store_chunk_tokens(&txn, u.uid, 0, tk, 2, &n_real), HSAMEM_EFORMAT);
+	store_txn_abort(&txn);
 	CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
 	CHECK_RET(store_entry_get(&txn, u.uid, 0, &eg), HSAMEM_EFORMAT);
 	store_txn_abort(&txn);

@@ -230,6 +230,13 @@ test_records(void)
 		CHECK(cg.refs[i].entry == refs[i].entry && cg.refs[i].off == refs[i].off &&
 		      cg.refs[i].len == refs[i].len);
 	CHECK_RET(store_chunk_get(&txn, u.uid, 1, &cg), HSAMEM_ENOTFOUND);
+	/* the tokens alone: the real ones, at most cap */
+	uint32_t tk[4] = {0}, n_real = 9;
+	CHECK_RET(store_chunk_tokens(&txn, u.uid, 0, tk, 4, &n_real), 0);
+	CHECK(n_real == 3 && memcmp(tk, tokens, 3 * sizeof(uint32_t)) == 0);
+	CHECK_RET(store_chunk_tokens(&txn, u.uid, 0, tk, 2, &n_real), 0);
+	CHECK(n_real == 2 && memcmp(tk, tokens, 2 * sizeof(uint32_t)) == 0);
+	CHECK_RET(store_chunk_tokens(&txn, u.uid, 1, tk, 4, &n_real), HSAMEM_ENOTFOUND);
 
 	CHECK_RET(store_kv_get(&txn, u.uid, 0, &kv, &len), 0);
 	CHECK(len == 3 && memcmp(kv, kv_small, 3) == 0 && (uintptr_t)kv % 8 == 0);
