@@ -41,29 +41,45 @@ cmp_u32(const void *a, const void *b)
 }
 
 int
-bm25_question_init(struct job *job, struct store_txn *txn, uint64_t uid, const uint32_t *tok,
-                   size_t n, struct bm25_question *q)
+bm25_stats(struct job *job, struct store_txn *txn, uint64_t uid, const uint32_t *tok, size_t n,
+           struct enc_stats *st)
 {
 	struct store_terms t;
+	uint32_t *ids = arena_calloc(&job->arena, n + 1, sizeof(*ids));
 	uint32_t *df = arena_calloc(&job->arena, n + 1, sizeof(*df));
-	memset(q, 0, sizeof(*q));
-	q->ids = arena_calloc(&job->arena, n + 1, sizeof(*q->ids));
-	q->idf = arena_calloc(&job->arena, n + 1, sizeof(*q->idf));
-	if (df == NULL || q->ids == NULL || q->idf == NULL)
+	if (ids == NULL || df == NULL)
 		return -ENOMEM;
+	memcpy(ids, tok, n * sizeof(*ids));
+	qsort(ids, n, sizeof(*ids), cmp_u32);
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++)
-		if (is_term(tok[i]))
-			q->ids[m++] = tok[i];
-	qsort(q->ids, m, sizeof(*q->ids), cmp_u32);
-	for (size_t i = 0; i < m; i++)
-		if (q->n == 0 || q->ids[q->n - 1] != q->ids[i])
-			q->ids[q->n++] = q->ids[i];
+		if (m == 0 || ids[m - 1] != ids[i])
+			ids[m++] = ids[i];
 	int ret = store_terms_get(txn, uid, &t);
 	if (ret == 0)
-		ret = store_terms_df(txn, uid, q->ids, q->n, df);
-	if (ret != 0)
-		return ret;
+		ret = store_terms_df(txn, uid, ids, m, df);
+	if (ret == 0)
+		*st = (struct enc_stats){
+		        .chunks = t.chunks, .tokens = t.tokens, .n = m, .ids = ids, .df = df};
+	return ret;
+}
+
+int
+bm25_question_init(struct job *job, const struct enc_stats *st, struct bm25_question *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->ids = arena_calloc(&job->arena, st->n + 1, sizeof(*q->ids));
+	q->idf = arena_calloc(&job->arena, st->n + 1, sizeof(*q->idf));
+	if (q->ids == NULL || q->idf == NULL)
+		return -ENOMEM;
+	/* the terms: st's distinct ids (ascending) that are terms */
+	for (size_t i = 0; i < st->n; i++)
+		if (is_term(st->ids[i])) {
+			double N = (double)st->chunks, d = st->df[i] < N ? st->df[i] : N;
+			q->idf[q->n] = (float)log(1.0 + (N - d + 0.5) / (d + 0.5));
+			q->idf_sum += q->idf[q->n];
+			q->ids[q->n++] = st->ids[i];
+		}
 	/* at most half full, so that a token that is no term ends its probe soon */
 	q->mask = 15;
 	while (q->mask + 1 < 2 * q->n)
@@ -75,12 +91,6 @@ bm25_question_init(struct job *job, struct store_txn *txn, uint64_t uid, const u
 		while (q->slot[h] != 0)
 			h = (h + 1) & q->mask;
 		q->slot[h] = (uint32_t)i + 1;
-	}
-	double N = (double)t.chunks;
-	for (size_t i = 0; i < q->n; i++) {
-		double d = df[i] < N ? df[i] : N;
-		q->idf[i] = (float)log(1.0 + (N - d + 0.5) / (d + 0.5));
-		q->idf_sum += q->idf[i];
 	}
 	return 0;
 }

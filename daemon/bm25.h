@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "encoder.h"
 #include "store.h"
 
 struct job;
@@ -30,11 +31,19 @@ struct bm25_question {
 };
 
 /*
- * The question of n lex1 ids (or a client's ids: any id but padding and punctuation is a term),
- * weighed by the statistics of memory uid in txn's snapshot. Returns 0 or an error.
+ * The statistics of a question of n ids in memory uid, in txn's snapshot and the job's arena: its
+ * distinct ids, ascending, each with its document frequency, and the memory's totals. Read once
+ * a query, for the lexical encoder's query vector (encode_query_stats) and for bm25_question_init
+ * alike. Returns 0 or an error.
  */
-int bm25_question_init(struct job *job, struct store_txn *txn, uint64_t uid, const uint32_t *tok,
-                       size_t n, struct bm25_question *q);
+int bm25_stats(struct job *job, struct store_txn *txn, uint64_t uid, const uint32_t *tok, size_t n,
+               struct enc_stats *st);
+
+/*
+ * The question whose statistics st holds (bm25_stats of its lex1 ids, or of a client's ids: any id
+ * but padding and punctuation is a term). Returns 0 or -ENOMEM.
+ */
+int bm25_question_init(struct job *job, const struct enc_stats *st, struct bm25_question *q);
 
 /*
  * The BM25 score of a chunk's n tokens on the lexical landmark's scale: BM25_SCALE times the sum

@@ -180,13 +180,6 @@ hyb_reseal(struct store_txn *txn, const struct store_user *u, const struct enc_o
 	return lexlm_write(txn, u, enc, j, old, n_old, tokens, n_real, true);
 }
 
-static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return (x > y) - (x < y);
-}
-
 void
 hyb_forget_cached(struct daemon *d, uint64_t uid)
 {
@@ -194,37 +187,6 @@ hyb_forget_cached(struct daemon *d, uint64_t uid)
 		return;
 	d->gpu->ops->forget(d->gpu, uid);
 	d->gpu->ops->forget(d->gpu, hyb_twin_uid(uid));
-}
-
-/* The lexical qr of a question's n lex1 ids, weighed by the memory's term statistics. */
-static int
-lexical_query(struct store_txn *txn, const struct store_user *u, const uint32_t *tok, size_t n,
-              float *qr)
-{
-	struct hsa_spec spec;
-	const struct enc_ops *lex = lex_spec(&spec);
-	struct store_terms t;
-	size_t m = 0;
-	int ret = -ENOMEM;
-	uint32_t *ids = malloc((2 * n + 1) * sizeof(uint32_t)), *df = ids + n;
-	float *qa = malloc((size_t)spec.h_q * spec.d_h * sizeof(float));
-	if (ids == NULL || qa == NULL)
-		goto out;
-	memcpy(ids, tok, n * sizeof(*ids));
-	qsort(ids, n, sizeof(*ids), cmp_u32);
-	for (size_t i = 0; i < n; i++)
-		if (m == 0 || ids[m - 1] != ids[i])
-			ids[m++] = ids[i];
-	if ((ret = store_terms_get(txn, u->uid, &t)) != 0 ||
-	    (ret = store_terms_df(txn, u->uid, ids, m, df)) != 0)
-		goto out;
-	struct enc_stats st = {
-	        .chunks = t.chunks, .tokens = t.tokens, .n = m, .ids = ids, .df = df};
-	ret = lex->encode_query_stats(&spec, &st, tok, n, qr, qa);
-out:
-	free(qa);
-	free(ids);
-	return ret;
 }
 
 int
@@ -249,8 +211,14 @@ hyb_question_init(struct job *job, struct store_txn *txn, const struct store_use
 	for (size_t i = 0; ret == 0 && i < n; i++)
 		tok[i] = toks[i].id;
 	free(toks);
-	if (ret != 0 || (ret = lexical_query(txn, u, tok, n, q->qr)) != 0 ||
-	    (ret = bm25_question_init(job, txn, u->uid, tok, n, &q->bm)) != 0)
+	/* one read of the statistics for the landmark's query and the exact pass */
+	struct enc_stats st;
+	float *qa = arena_calloc(&job->arena, (size_t)spec.h_q * spec.d_h, sizeof(float));
+	if (ret == 0 && qa == NULL)
+		ret = -ENOMEM;
+	if (ret != 0 || (ret = bm25_stats(job, txn, u->uid, tok, n, &st)) != 0 ||
+	    (ret = lex->encode_query_stats(&spec, &st, tok, n, q->qr, qa)) != 0 ||
+	    (ret = bm25_question_init(job, &st, &q->bm)) != 0)
 		return ret;
 	for (size_t i = 0; i < d; i++)
 		if (q->qr[i] != 0.0f)
@@ -443,8 +411,9 @@ hyb_exact_score(struct job *job, struct store_txn *txn, const struct store_user 
 	uint32_t S = u->spec.S, n_real;
 	uint32_t *tf = arena_calloc(&job->arena, q->bm.n + 1, sizeof(*tf));
 	uint32_t *tokens = arena_alloc(&job->arena, S * sizeof(*tokens));
-	int ret = tf == NULL || tokens == NULL ? -ENOMEM
-	                                       : store_chunk_tokens(txn, u->uid, j, tokens, S, &n_real);
+	int ret = tf == NULL || tokens == NULL
+	                  ? -ENOMEM
+	                  : store_chunk_tokens(txn, u->uid, j, tokens, S, &n_real);
 	return ret != 0 ? ret : exact_of(enc, q, tokens, n_real, tf, s);
 }
 

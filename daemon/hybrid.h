@@ -124,8 +124,8 @@ int hyb_exact_score(struct job *job, struct store_txn *txn, const struct store_u
  */
 struct hyb_exact;
 int hyb_exact_start(struct job *job, struct store_txn *txn, const struct store_user *u,
-                    const struct enc_ops *enc, const struct hyb_question *q,
-                    struct hyb_hit *hits, size_t n, struct hyb_exact **x);
+                    const struct enc_ops *enc, const struct hyb_question *q, struct hyb_hit *hits,
+                    size_t n, struct hyb_exact **x);
 int hyb_exact_finish(struct job *job, struct hyb_exact *x);
 /*
  * The ranking over the model's windows from n ranked chunks (hits, reordered): chunk j, where mask

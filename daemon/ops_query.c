@@ -200,13 +200,6 @@ struct candidate {
 };
 
 static int
-cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return (x > y) - (x < y);
-}
-
-static int
 cmp_candidate(const void *a, const void *b)
 {
 	const struct candidate *x = a, *y = b;
@@ -461,39 +454,24 @@ encode_query_ctx(struct job *job, struct store_txn *txn, const struct store_user
 
 /*
  * Encodes the question, weighed by the memory's term statistics where the encoder asks for them
- * (store.h, TERMS): the document frequencies of its distinct tokens, read in the query's snapshot.
+ * (store.h, TERMS): the document frequencies of its distinct tokens, read in the query's snapshot
+ * into *st (bm25_stats; st->n is 0 where the encoder takes none), which the exact pass uses too.
  * mw (may be NULL) is run once, in the shadow of the encoder's work where it has some elsewhere.
  */
 static int
 encode_query(struct job *job, struct store_txn *txn, const struct store_user *u,
              const struct enc_ops *enc, const uint32_t *tok, size_t n, float *qr, float *qa,
-             const struct enc_meanwhile *mw)
+             const struct enc_meanwhile *mw, struct enc_stats *st)
 {
+	*st = (struct enc_stats){0};
 	if (enc->encode_query_ctx != NULL)
 		return encode_query_ctx(job, txn, u, enc, tok, n, qr, qa, mw);
 	if (mw != NULL)
 		mw->fn(mw->arg);
 	if (enc->encode_query_stats == NULL)
 		return enc->encode_query(&u->spec, tok, n, qr, qa);
-	struct store_terms t;
-	uint32_t *ids = arena_calloc(&job->arena, n + 1, sizeof(*ids));
-	uint32_t *df = arena_calloc(&job->arena, n + 1, sizeof(*df));
-	if (ids == NULL || df == NULL)
-		return -ENOMEM;
-	memcpy(ids, tok, n * sizeof(*ids));
-	qsort(ids, n, sizeof(*ids), cmp_u32);
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++)
-		if (m == 0 || ids[m - 1] != ids[i])
-			ids[m++] = ids[i];
-	int ret = store_terms_get(txn, u->uid, &t);
-	if (ret == 0)
-		ret = store_terms_df(txn, u->uid, ids, m, df);
-	if (ret != 0)
-		return ret;
-	struct enc_stats st = {
-	        .chunks = t.chunks, .tokens = t.tokens, .n = m, .ids = ids, .df = df};
-	return enc->encode_query_stats(&u->spec, &st, tok, n, qr, qa);
+	int ret = bm25_stats(job, txn, u->uid, tok, n, st);
+	return ret != 0 ? ret : enc->encode_query_stats(&u->spec, st, tok, n, qr, qa);
 }
 
 /* What a query request asks of its reply beyond the candidates. */
@@ -690,8 +668,9 @@ struct lexical_side {
 	int ret;
 	bool undecodable; /* ret is the encoder's failure to decode ids */
 	int64_t ns;       /* its time */
-	int64_t ns_terms, ns_rank, ns_wait; /* the question's terms, the landmarks' ranking, and
-	                                     * the wait for the exact pass after the learned ranking */
+	int64_t ns_terms, ns_rank,
+	        ns_wait; /* the question's terms, the landmarks' ranking, and
+	                  * the wait for the exact pass after the learned ranking */
 };
 
 static void
@@ -804,9 +783,8 @@ exact_score(struct job *job, struct ops_source *src, const struct lexical_side *
  * in-chunk attention over the selection alone (hyb_attend).
  */
 static int
-query_ranked(struct job *job, struct ops_source *src, struct lexical_side *ls,
-             const float *qr, const float *qa, struct candidate *cand, size_t *n_cand,
-             struct stages *t)
+query_ranked(struct job *job, struct ops_source *src, struct lexical_side *ls, const float *qr,
+             const float *qa, struct candidate *cand, size_t *n_cand, struct stages *t)
 {
 	const struct store_user *u = &src->user;
 	const struct hsa_spec *spec = &u->spec;
@@ -821,7 +799,8 @@ query_ranked(struct job *job, struct ops_source *src, struct lexical_side *ls,
 		return ops_oom(job);
 	}
 	/* the learned ranking on the device while the CPU's threads end the exact pass */
-	ret = ls->mode == HYB_HYBRID ? learned_rank(job, src, qr, qa, ls->mask, learn, &n_learn) : 0;
+	ret = ls->mode == HYB_HYBRID ? learned_rank(job, src, qr, qa, ls->mask, learn, &n_learn)
+	                             : 0;
 	lexical_side_finish(ls);
 	stage_inside(t, "lexical", ls->ns);
 	stage_inside(t, "terms", ls->ns_terms);
@@ -918,9 +897,8 @@ exact_pass(const struct enc_ops *enc, const struct hsa_spec *spec)
 #define EXACT_DEPTH 64
 static int
 query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
-            struct store_tail *tail, const uint32_t *ids, size_t n_tok, const float *qr,
-            const float *qa, const uint64_t *mask, bool searched, uint32_t k,
-            struct candidate *cand, size_t *n_cand)
+            struct store_tail *tail, const struct enc_stats *st, const float *qr, const float *qa,
+            const uint64_t *mask, bool searched, uint32_t k, struct candidate *cand, size_t *n_cand)
 {
 	const struct store_user *u = &src->user;
 	const struct hsa_spec *spec = &u->spec;
@@ -939,8 +917,8 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 	*n_cand = 0;
 	if (!all || !chunks || !sel.sel || !sel.score)
 		return ops_oom(job);
-	if ((ret = bm25_question_init(job, src->txn, u->uid, ids, n_tok, &bq)) != 0)
-		return job_fail(job, ret, "lexical ranking failed: %s", hsamem_strerror(ret));
+	if ((ret = bm25_question_init(job, st, &bq)) != 0)
+		return ops_oom(job);
 	uint32_t *tf = arena_calloc(&job->arena, bq.n + 1, sizeof(*tf));
 	if (tf == NULL)
 		return ops_oom(job);
@@ -955,8 +933,8 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 		if (tok == NULL)
 			return ops_oom(job);
 		for (size_t i = 0; i < n; i++) {
-			if ((ret = store_chunk_tokens(src->txn, u->uid, (uint64_t)all[i].chunk, tok, S,
-			                              &n_real)) != 0)
+			if ((ret = store_chunk_tokens(src->txn, u->uid, (uint64_t)all[i].chunk, tok,
+			                              S, &n_real)) != 0)
 				return job_fail(job, ret, "store: cannot read chunk %lld: %s",
 				                (long long)all[i].chunk, hsamem_strerror(ret));
 			all[i].score = bm25_score(&bq, tok, n_real, tf);
@@ -1087,7 +1065,9 @@ ops_query(struct job *job)
 	                          .ids = ids,
 	                          .n_tok = n_tok};
 	struct enc_meanwhile mw = {lexical_side_run, &ls};
-	ret = encode_query(job, &txn, &u, enc, ids, n_tok, qr, qa, ranked && searched ? &mw : NULL);
+	struct enc_stats st;
+	ret = encode_query(job, &txn, &u, enc, ids, n_tok, qr, qa, ranked && searched ? &mw : NULL,
+	                   &st);
 	if (ret != 0) {
 		lexical_side_finish(&ls);
 		job_fail(job, ret, "encoder %s failed on the query", enc->name);
@@ -1106,8 +1086,8 @@ ops_query(struct job *job)
 		goto out;
 	}
 	if (exact_pass(enc, spec)) {
-		if (query_exact(job, enc, &src, &tail, ids, n_tok, qr, qa, view.mask, searched, k,
-		                cand, &n_cand) != 0)
+		if (query_exact(job, enc, &src, &tail, &st, qr, qa, view.mask, searched, k, cand,
+		                &n_cand) != 0)
 			goto out;
 		stage(&t, "rank");
 		query_reply(job, &txn, &u, &tail, cand, n_cand, &view, mode, model);

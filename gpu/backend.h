@@ -190,8 +190,8 @@ int gpu_cpu_alloc(unsigned threads, struct gpu_backend **out);
  * the caller goes on. gpu_cpu_wait must follow before j or what the pieces use goes away: it runs
  * the pieces still unclaimed on the caller and returns 0 or the first error a piece returned.
  */
-void gpu_cpu_start(struct gpu_backend *cpu, struct cpu_job *j,
-                   int (*fn)(void *arg, size_t piece), void *arg, size_t n_pieces);
+void gpu_cpu_start(struct gpu_backend *cpu, struct cpu_job *j, int (*fn)(void *arg, size_t piece),
+                   void *arg, size_t n_pieces);
 int gpu_cpu_wait(struct gpu_backend *cpu, struct cpu_job *j);
 
 /* Options of the CUDA backend (issue: the CUDA backend). */
