@@ -667,10 +667,10 @@ struct lexical_side {
 	size_t depth;
 	int ret;
 	bool undecodable; /* ret is the encoder's failure to decode ids */
-	int64_t ns;       /* its time */
-	int64_t ns_terms, ns_rank,
-	        ns_wait; /* the question's terms, the landmarks' ranking, and
-	                  * the wait for the exact pass after the learned ranking */
+	int64_t ns;       /* its time, of which: */
+	int64_t ns_terms; /* the question's terms and their statistics */
+	int64_t ns_rank;  /* the landmarks' ranking */
+	int64_t ns_wait;  /* the wait for the exact pass, after the learned ranking (not in ns) */
 };
 
 static void
