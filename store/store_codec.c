@@ -617,19 +617,30 @@ store_chunk_put(struct store_txn *txn, uint64_t uid, uint64_t j, const struct st
 	return ret;
 }
 
-int
-store_chunk_get(struct store_txn *txn, uint64_t uid, uint64_t j, struct store_chunk *out)
+/* A reader over chunk j's record; HSAMEM_ENOTFOUND when chunk j does not exist. */
+static int
+chunk_record(struct store_txn *txn, uint64_t uid, uint64_t j, struct rd *r)
 {
 	uint8_t kb[16];
 	MDB_val k = key_uid_n(kb, uid, j), v;
-	struct store_chunk c;
 	int ret = store_txn_usable(txn, false, "chunk get");
 
 	if (ret != 0 || (ret = store_db_get(txn, DB_CHUNKS, &k, &v, "read chunk")) < 0)
 		return ret;
 	if (ret == NOTFOUND)
 		return HSAMEM_ENOTFOUND;
-	struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
+	*r = (struct rd){v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
+	return 0;
+}
+
+int
+store_chunk_get(struct store_txn *txn, uint64_t uid, uint64_t j, struct store_chunk *out)
+{
+	struct store_chunk c;
+	struct rd r;
+	int ret = chunk_record(txn, uid, j, &r);
+	if (ret != 0)
+		return ret;
 	bool packed;
 	c.n_tokens = rd_count(&r, &packed);
 	c.n_real = rd_u32(&r);
@@ -645,15 +656,10 @@ int
 store_chunk_tokens(struct store_txn *txn, uint64_t uid, uint64_t j, uint32_t *tokens, uint32_t cap,
                    uint32_t *n_real)
 {
-	uint8_t kb[16];
-	MDB_val k = key_uid_n(kb, uid, j), v;
-	int ret = store_txn_usable(txn, false, "chunk get");
-
-	if (ret != 0 || (ret = store_db_get(txn, DB_CHUNKS, &k, &v, "read chunk")) < 0)
+	struct rd r;
+	int ret = chunk_record(txn, uid, j, &r);
+	if (ret != 0)
 		return ret;
-	if (ret == NOTFOUND)
-		return HSAMEM_ENOTFOUND;
-	struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
 	bool packed;
 	uint32_t n = rd_count(&r, &packed), real = rd_u32(&r);
 	/* the tokens come first, then the references (TOKEN LISTS) */
