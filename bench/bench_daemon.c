@@ -171,6 +171,7 @@ memory_tokens(struct hsamem *c, const char *user)
 struct figures {
 	double a1, tok1, a8, tok8; /* appends/s and tokens/s of 1 and 8 appending clients */
 	double fill_rate;          /* tokens/s of the fill, 64 entries a request */
+	double store_mb;           /* what the fill added to the store */
 	uint64_t tokens;           /* in the query memory */
 	size_t lines;              /* corpus lines appended to it */
 	double ping50, q50, q99;   /* ms */
@@ -192,13 +193,24 @@ measure_appends(const char *url, struct hsamem *c, const struct corpus *corpus, 
 	        f->a8);
 }
 
-/* Fills the query memory "bench" up to target tokens, in batches of 64 entries. */
+/* The bytes of the daemon's store in use (0 where stats fail). */
+static uint64_t
+store_used(struct hsamem *c)
+{
+	struct hsamem_stats *s = NULL;
+	uint64_t used = hsamem_stats(c, NULL, &s) == 0 && s != NULL ? s->store_map_used : 0;
+	hsamem_result_free(s);
+	return used;
+}
+
+/* Fills the query memory "bench" up to target tokens, in batches of 64 entries, and measures
+ * how much the store grew by. */
 static void
 fill_memory(struct hsamem *c, const struct corpus *corpus, uint64_t target, struct figures *f)
 {
 	struct hsamem_entry_in batch[64];
 	size_t next = 0;
-	uint64_t tokens = 0, batches = 0;
+	uint64_t tokens = 0, batches = 0, used0 = store_used(c);
 	double t0 = now_s();
 	while (tokens < target) {
 		for (int i = 0; i < 64; i++)
@@ -219,8 +231,9 @@ fill_memory(struct hsamem *c, const struct corpus *corpus, uint64_t target, stru
 	f->fill_rate = (double)tokens / fill_s;
 	f->tokens = tokens;
 	f->lines = next;
-	fprintf(stderr, "fill: %llu tokens in %.1f s (%.0f tokens/s)\n", (unsigned long long)tokens,
-	        fill_s, f->fill_rate);
+	f->store_mb = (double)(store_used(c) - used0) / 1e6;
+	fprintf(stderr, "fill: %llu tokens in %.1f s (%.0f tokens/s), store %.1f MB more\n",
+	        (unsigned long long)tokens, fill_s, f->fill_rate, f->store_mb);
 }
 
 /* Ping and query latency of one client: 1000 pings, then queries queries of the memory. */
@@ -292,6 +305,8 @@ print_table(const struct figures *f, int queries)
 	printf("| append, 1 client, 64 entries/request | %.0f tokens/s |\n", f->fill_rate);
 	printf("| memory for queries | %llu tokens, %llu chunks |\n", (unsigned long long)f->tokens,
 	       (unsigned long long)chunks);
+	printf("| store used by it | %.1f MB, %.0f bytes a token |\n", f->store_mb,
+	       f->tokens ? f->store_mb * 1e6 / (double)f->tokens : 0);
 	printf("| query latency, 1 client, k=8 | p50 %.3f ms, p99 %.3f ms (%d queries) |\n", f->q50,
 	       f->q99, queries);
 	printf("| query throughput, 8 clients | %.0f queries/s |\n", f->qps8);

@@ -166,15 +166,7 @@ unindex(struct forget *f, const struct store_entry *e)
 	c.scope = e->scope_len > 0 ? memcpy(buf + e->tags_len, e->scope, e->scope_len) : NULL;
 	c.meta = e->meta_len > 0 ? memcpy(buf + e->tags_len + e->scope_len, e->meta, e->meta_len)
 	                         : NULL;
-	/* its words as they were indexed (bm25.h): from its text, which the map still holds */
-	struct bm25_words w = {0};
-	int ret = 0;
-	if ((f->u->flags & STORE_USER_WORDS) &&
-	    (ret = bm25_words_of(&w, e->text, e->text_len)) == 0)
-		bm25_words_give(&w, &c);
-	if (ret == 0)
-		ret = store_filter_unindex(f->txn, f->u->uid, &c);
-	bm25_words_free(&w);
+	int ret = store_filter_unindex(f->txn, f->u->uid, &c);
 	free(buf);
 	return ret;
 }

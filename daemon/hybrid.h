@@ -114,14 +114,7 @@ int hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_
 int hyb_exact_score(struct job *job, struct store_txn *txn, const struct store_user *u,
                     const struct enc_ops *enc, const struct hyb_question *q, uint64_t j, float *s);
 /*
- * The exact pass's candidates: n hits of hyb_lexical_rank (hits, room for n + n_ent) joined by
- * the n_ent chunks of bm25_entries that they lack, each with its entry's score as the floor of
- * its own (0 where no entry found it). Returns their count.
- */
-size_t hyb_with_entries(struct hyb_hit *hits, size_t n, const struct bm25_hit *ent, size_t n_ent);
-/*
- * The exact pass over n hits of hyb_with_entries, each scored again by the better of its exact
- * score and the floor it comes with, in two
+ * The exact pass over n hits of hyb_lexical_rank, each scored again by its exact score, in two
  * halves so that the caller goes on meanwhile. hyb_exact_start reads the hits' chunks in txn on
  * the calling thread, then starts their decoding and scoring on the CPU backend's threads
  * (gpu_cpu_start) and returns; *x (in the job's arena) is NULL where it failed before that.

@@ -47,7 +47,6 @@ struct daemon;
 struct enc_ops;
 struct seal_pre;
 struct forget_pre;
-struct store_word;
 
 /* Prepared data of one entry of an append (tokenised by a worker before the group commit). */
 struct job_entry {
@@ -57,8 +56,6 @@ struct job_entry {
 	size_t n;
 	char *scope, *meta; /* "key=value" lists (store_filter.h), in the job's arena */
 	uint32_t scope_len, meta_len;
-	struct store_word *words; /* its text's words for the word index (bm25.h), in the arena */
-	uint32_t n_words, n_terms;
 };
 
 struct job {

@@ -16,7 +16,5 @@ layout_flags(const struct hsa_spec *spec)
 		f |= STORE_USER_LMK_SPARSE;
 	if (f & STORE_USER_LEXICAL) /* the lexical encoder's landmarks */
 		f |= STORE_USER_LEXLM_SPARSE;
-	if (enc != NULL) /* a built-in encoder's memory ranks its entries by their words */
-		f |= STORE_USER_WORDS;
 	return f;
 }

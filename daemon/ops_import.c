@@ -366,18 +366,7 @@ import_entry(struct batch *b, const Hsamem__Entry *e)
 	b->entry_end = e->first_token + e->n_tokens;
 	b->x.entry_tokens += e->n_tokens;
 	b->x.at_entries = b->u.n_entries;
-	/* a built-in encoder's memory indexes its entries' words (bm25.h) */
-	struct bm25_words w = {0};
-	if (b->u.flags & STORE_USER_WORDS) {
-		if (bm25_words_of(&w, se.text, se.text_len) != 0) {
-			bm25_words_free(&w);
-			return ops_oom(job);
-		}
-		bm25_words_give(&w, &se);
-	}
-	ret = store_entry_put(b->txn, b->u.uid, &se);
-	bm25_words_free(&w);
-	return ret;
+	return store_entry_put(b->txn, b->u.uid, &se);
 }
 
 /* Copies n token references out of a record's three parallel arrays, checking each. */

@@ -223,18 +223,12 @@ copy_entry(struct step *p, uint64_t seq, size_t *tokens)
 	e.seq = p->neu.n_entries;
 	e.first_token = stream_pos(p);
 	e.n_tokens = (uint32_t)n;
-	struct bm25_words w = {0};
-	if (ret == 0 && (p->neu.flags & STORE_USER_WORDS) &&
-	    bm25_words_of(&w, e.text, e.text_len) != 0)
-		ret = ops_oom(p->job);
-	bm25_words_give(&w, &e);
 	if (ret == 0 && (ret = store_entry_put(p->txn, p->neu.uid, &e)) == 0 &&
 	    (ret = stream_add(p, e.seq, toks, n)) == 0) {
 		p->neu.n_entries++;
 		*tokens += n;
 		ret = stream_seal(p, false);
 	}
-	bm25_words_free(&w);
 	free(toks);
 	return ret;
 }

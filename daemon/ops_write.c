@@ -106,25 +106,6 @@ prepare_target(struct job *job, const Hsamem__AppendRequest *q)
 	return ops_encoder(job, &u, &job->enc);
 }
 
-/* The words of an entry's text for the word index (bm25.h), where its memory keeps one: in the
- * worker, so that the commit only writes them. */
-static int
-entry_words(struct job *job, const char *text, size_t len, struct job_entry *je)
-{
-	struct bm25_words w = {0};
-	int ret = 0;
-	if (!(layout_flags(&job->spec) & STORE_USER_WORDS))
-		return 0;
-	if (bm25_words_of(&w, text != NULL ? text : "", len) != 0 ||
-	    (w.n > 0 &&
-	     (je->words = arena_memdup(&job->arena, w.words, w.n * sizeof(*w.words))) == NULL))
-		ret = ops_oom(job);
-	je->n_words = w.n;
-	je->n_terms = w.n_terms;
-	bm25_words_free(&w);
-	return ret;
-}
-
 /* Checks entry i of an append and tokenises it (built-in encoders) into job->entries[i]. */
 static int
 prepare_entry(struct job *job, const Hsamem__AppendRequest *q, size_t i)
@@ -180,8 +161,6 @@ prepare_entry(struct job *job, const Hsamem__AppendRequest *q, size_t i)
 		free(toks);
 		if (!je->tokens || !je->off || !je->len)
 			return ops_oom(job);
-		if ((ret = entry_words(job, e->text, text_len, je)) != 0)
-			return ret;
 	} else {
 		if (e->n_tokens == 0)
 			return job_fail(job, HSAMEM_EINVAL,
@@ -362,11 +341,6 @@ ops_apply_append_req(struct job *job, struct store_txn *txn, const Hsamem__Appen
 		        .meta = je->meta,
 		        .meta_len = je->meta_len,
 		};
-		if (u.flags & STORE_USER_WORDS) { /* a memory made before the word index has none */
-			se.words = je->words;
-			se.n_words = je->n_words;
-			se.n_terms = je->n_terms;
-		}
 		if ((ret = store_entry_put(txn, u.uid, &se)) != 0)
 			goto out;
 		for (size_t t = 0; t < je->n; t++, n++) {

@@ -11,8 +11,8 @@
  *   tail       (uid)       -> the unsealed last tokens of the stream
  *   uids       "next"      -> the next user id (user ids are never reused)
  *   terms      (uid), (uid, token id) -> term statistics (TERMS below)
- *   attrs      (uid, kind, term, seq) -> postings of entries' scope, metadata, tags and roles,
- *              and of the words of their text (store_filter.h)
+ *   attrs      (uid, kind, term, seq) -> postings of entries' scope, metadata, tags and roles
+ *              (store_filter.h)
  *   links      (uid, seq)  -> what became of a forgotten or updated entry (FORGETTING below)
  * and, in landmarks under page numbers with the top bit set, lexical landmarks (LEXICAL below).
  * A user's records are a hard partition of every database by the uid prefix: no lookup ever crosses
@@ -154,7 +154,6 @@ enum store_user_flags {
 	STORE_USER_LMK_SPARSE = 1u << 3,  /* its landmark pages are sparse (SPARSE PAGES) */
 	STORE_USER_LEXLM_SPARSE = 1u
 	                          << 4, /* its lexical landmark pages are sparse (SPARSE PAGES) */
-	STORE_USER_WORDS = 1u << 5,     /* its entries are in the word index (store_filter.h) */
 };
 
 /* The memory header of one user (the users database). */
@@ -179,13 +178,6 @@ struct store_tokref {
 	uint32_t len;
 };
 
-/* A word of an entry's text, for the word index (store_filter.h, WORDS): a lex1 term id and how
- * many times the text holds it. */
-struct store_word {
-	uint32_t id;
-	uint32_t tf;
-};
-
 struct store_entry {
 	uint64_t seq;
 	uint32_t role;        /* hsamem role code */
@@ -202,11 +194,6 @@ struct store_entry {
 	uint32_t scope_len;
 	const char *meta;
 	uint32_t meta_len;
-	/* its text's distinct words, ascending by id, and its length in words, for the word index
-	 * (store_filter.h, WORDS): given by the writer (none: not indexed), never read back */
-	const struct store_word *words;
-	uint32_t n_words;
-	uint32_t n_terms;
 };
 
 /* A sealed chunk: S token slots, of which n_real are real and the rest padding (flushed chunk). */

@@ -16,6 +16,9 @@
 #include "store_index.h"
 #include "store_int.h"
 
+#define POSTING_MAX (8 + 1 + 256 + 1 + 8) /* the longest term: a tag */
+#define POSTING_VAL 12                    /* u64 first_token, u32 n_tokens */
+
 bool
 store_filter_empty(const struct store_filter *f)
 {
@@ -249,42 +252,4 @@ store_filter_chunks(struct store_txn *txn, const struct store_user *u, const str
 	*allowed = bits;
 	*entries = n;
 	return 0;
-}
-
-int
-store_word_postings(struct store_txn *txn, uint64_t uid, uint32_t id, struct store_posting *out,
-                    size_t max, size_t *n)
-{
-	uint8_t buf[WORD_KEY], term[4];
-	for (int b = 0; b < 4; b++)
-		term[b] = (uint8_t)(id >> (24 - 8 * b));
-	MDB_val lo = store_posting_key(buf, uid, 'w', (const char *)term, 4, 0), k = lo, v;
-	MDB_cursor *cur;
-	int ret = store_txn_usable(txn, false, "word postings"), rc;
-	*n = 0;
-	if (ret != 0 || max == 0)
-		return ret;
-	if ((rc = mdb_cursor_open(txn->txn, txn->st->dbi[DB_ATTRS], &cur)) != 0)
-		return store_txn_fail(txn, store_lmdb_error("open index cursor", rc));
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && *n < max;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != WORD_KEY || memcmp(k.mv_data, buf, WORD_KEY - 8) != 0)
-			break;
-		struct rd r = {v.mv_data, (const uint8_t *)v.mv_data + v.mv_size, false};
-		struct store_posting *p = &out[*n];
-		p->seq = be64((const uint8_t *)k.mv_data + WORD_KEY - 8);
-		p->first_token = rd_u64(&r);
-		p->n_tokens = rd_u32(&r);
-		p->tf = (uint32_t)rd_uint(&r, 2);
-		p->n_terms = (uint32_t)rd_uint(&r, 2);
-		if (!rd_done(&r)) {
-			ret = store_corrupt(txn, "word index", uid, p->seq);
-			break;
-		}
-		(*n)++;
-	}
-	mdb_cursor_close(cur);
-	if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		ret = store_txn_fail(txn, store_lmdb_error("read index", rc));
-	return ret;
 }

@@ -21,18 +21,6 @@
  * is read and matched. Whoever removes an entry or rewrites it with other attributes removes its
  * postings first (store_filter_unindex, store_index.h): a posting left behind can only let a chunk
  * compete that then shows nothing, since what is shown is always matched against the entry records.
- *
- * WORDS
- * An entry written with its words (store_entry.words: the lex1 terms of its text, which the daemon
- * gives for every memory of a built-in encoder) also has a posting per distinct word:
- *     (uid, 'w', term id (u32 big-endian), NUL, seq) -> u64 first_token, u32 n_tokens,
- *                                                        u16 tf, u16 n_terms
- * its token range, how many times its text holds the word and its length in words (each at most
- * 65535), which is what BM25 over entries needs (the daemon's bm25.h) without reading an entry.
- * They go with the filter postings (store_filter_unindex, given the same words), so a forgotten
- * entry's words find nothing. The daemon gives every entry of a memory flagged STORE_USER_WORDS
- * its words, and none to the entries of others (a client's memory, or one made before the word
- * index existed).
  */
 #ifndef HSAMEM_STORE_FILTER_H
 #define HSAMEM_STORE_FILTER_H
@@ -79,22 +67,6 @@ const char *store_attr_check(const char *key, const char *value);
 int store_filter_chunks(struct store_txn *txn, const struct store_user *u,
                         const struct store_filter *f, uint64_t *mask, uint64_t *allowed,
                         uint64_t *entries);
-
-/* One entry's posting for a word (WORDS above). */
-struct store_posting {
-	uint64_t seq;
-	uint64_t first_token;
-	uint32_t n_tokens;
-	uint32_t tf;
-	uint32_t n_terms;
-};
-
-/*
- * The postings of word id in memory uid, by seq ascending, into out (room for max): their count
- * into *n, at most max (the rest unread). Returns 0 or the transaction's error.
- */
-int store_word_postings(struct store_txn *txn, uint64_t uid, uint32_t id, struct store_posting *out,
-                        size_t max, size_t *n);
 
 static inline bool
 store_mask_test(const uint64_t *mask, uint64_t j)

@@ -68,31 +68,6 @@ post_list(struct store_txn *txn, uint64_t uid, char kind, const char *list, uint
 	return ret;
 }
 
-/* Puts or deletes the entry's word postings (store_filter.h, WORDS). */
-static int
-post_words(struct store_txn *txn, uint64_t uid, const struct store_entry *e, bool del)
-{
-	uint8_t buf[WORD_KEY], val[WORD_VAL], id[4];
-	uint8_t *p = put_u32(put_u64(val, e->first_token), e->n_tokens);
-	put_uint(p + 2, e->n_terms < 65535 ? e->n_terms : 65535, 2);
-	int ret = 0;
-	for (uint32_t i = 0; ret == 0 && i < e->n_words; i++) {
-		uint32_t w = e->words[i].id, tf = e->words[i].tf;
-		for (int b = 0; b < 4; b++)
-			id[b] = (uint8_t)(w >> (24 - 8 * b));
-		put_uint(p, tf < 65535 ? tf : 65535, 2);
-		MDB_val k = store_posting_key(buf, uid, 'w', (const char *)id, 4, e->seq);
-		if (del) {
-			int rc = mdb_del(txn->txn, txn->st->dbi[DB_ATTRS], &k, NULL);
-			if (rc != 0 && rc != MDB_NOTFOUND)
-				ret = store_txn_fail(txn, store_lmdb_error("delete index", rc));
-		} else {
-			ret = store_db_put(txn, DB_ATTRS, &k, val, WORD_VAL, "write index");
-		}
-	}
-	return ret;
-}
-
 static int
 post_all(struct store_txn *txn, uint64_t uid, const struct store_entry *e, bool del)
 {
@@ -109,8 +84,6 @@ post_all(struct store_txn *txn, uint64_t uid, const struct store_entry *e, bool 
 		ret = post_list(txn, uid, 't', e->tags, e->tags_len, e->seq, val, del);
 	if (ret == 0)
 		ret = post(txn, &tk, val, del);
-	if (ret == 0)
-		ret = post_words(txn, uid, e, del);
 	return ret;
 }
 

@@ -14,8 +14,6 @@
 
 #define POSTING_MAX (8 + 1 + 256 + 1 + 8) /* the longest term posting: a tag's */
 #define POSTING_VAL 12                    /* u64 first_token, u32 n_tokens */
-#define WORD_KEY    (8 + 1 + 4 + 1 + 8)   /* a word posting's key: its term is a u32 id */
-#define WORD_VAL    16                    /* u64 first_token, u32 n_tokens, u16 tf, u16 n_terms */
 
 /* The key of a term's posting, (uid, kind, term, NUL, seq), in buf (POSTING_MAX bytes; the
  * caller checks that the term fits). */

@@ -3,13 +3,10 @@
  * against the real LMDB: what store_filter_match passes (scope, metadata, tags, roles, the time
  * range, together), the chunk mask of a filter over a memory whose entries cross chunk
  * boundaries and reach into the tail (by the postings of one condition, by the records of the
- * candidates of several), an entry rewritten with and without removing its postings first, the
- * bounds store_attr_check puts on keys and values, and the word postings (WORDS): written with an
- * entry's words, read back by seq with their counts and lengths, bounded by the reader's room,
- * kept apart from the filter postings and from other words and users, and removed by unindex.
+ * candidates of several), an entry rewritten with and without removing its postings first, and the
+ * bounds store_attr_check puts on keys and values.
  */
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,102 +172,6 @@ test_chunks(void)
 	store_close(st);
 }
 
-/* The postings of word id for uid, as "seq:first+n:tf/len ..." */
-static void
-postings_of(struct store *st, uint64_t uid, uint32_t id, size_t max, char *out, size_t cap)
-{
-	struct store_txn txn;
-	struct store_posting p[8];
-	size_t n = 0, at = 0;
-	out[0] = '\0';
-	CHECK_RET(store_txn_begin(st, &txn, false, NULL), 0);
-	CHECK_RET(store_word_postings(&txn, uid, id, p, max, &n), 0);
-	store_txn_abort(&txn);
-	for (size_t i = 0; i < n && at < cap; i++)
-		at += (size_t)snprintf(out + at, cap - at, "%s%llu:%llu+%u:%u/%u", i ? " " : "",
-		                       (unsigned long long)p[i].seq,
-		                       (unsigned long long)p[i].first_token, p[i].n_tokens, p[i].tf,
-		                       p[i].n_terms);
-}
-
-static void
-test_words(void)
-{
-	struct store *st = open_store(new_dir("words"), NULL);
-	struct store_user u = create_user(st, "alice", spec_of(16, HSA_F16));
-	struct store_user v = create_user(st, "bob", spec_of(16, HSA_F16));
-	struct store_txn txn;
-	char got[256];
-	const struct store_word w0[] = {{7, 2}, {9, 1}}, w1[] = {{7, 1}, {70000, 100000}},
-	                        w2[] = {{9, 3}};
-	struct store_entry e0 = {.seq = 0,
-	                         .first_token = 0,
-	                         .n_tokens = 5,
-	                         .text = "t",
-	                         .text_len = 1,
-	                         .words = w0,
-	                         .n_words = 2,
-	                         .n_terms = 3},
-	                   e1 = {.seq = 1,
-	                         .first_token = 5,
-	                         .n_tokens = 30,
-	                         .text = "t",
-	                         .text_len = 1,
-	                         .words = w1,
-	                         .n_words = 2,
-	                         .n_terms = 70000},
-	                   e2 = {.seq = 0,
-	                         .first_token = 0,
-	                         .n_tokens = 4,
-	                         .text = "t",
-	                         .text_len = 1,
-	                         .words = w2,
-	                         .n_words = 1,
-	                         .n_terms = 3};
-	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
-	CHECK_RET(store_entry_put(&txn, u.uid, &e0), 0);
-	CHECK_RET(store_entry_put(&txn, u.uid, &e1), 0);
-	CHECK_RET(store_entry_put(&txn, v.uid, &e2), 0);
-	put_entry(&txn, u.uid, 2, 35, 3, "agent=a", 1); /* no words */
-	CHECK_RET(store_txn_commit(&txn), 0);
-
-	/* by seq, with counts and lengths (each at most 65535), the reader's room the bound */
-	postings_of(st, u.uid, 7, 8, got, sizeof(got));
-	CHECK(strcmp(got, "0:0+5:2/3 1:5+30:1/65535") == 0);
-	postings_of(st, u.uid, 7, 1, got, sizeof(got));
-	CHECK(strcmp(got, "0:0+5:2/3") == 0);
-	postings_of(st, u.uid, 70000, 8, got, sizeof(got));
-	CHECK(strcmp(got, "1:5+30:65535/65535") == 0);
-	postings_of(st, u.uid, 9, 8, got, sizeof(got));
-	CHECK(strcmp(got, "0:0+5:1/3") == 0);
-	postings_of(st, v.uid, 9, 8, got, sizeof(got));
-	CHECK(strcmp(got, "0:0+4:3/3") == 0);
-	postings_of(st, u.uid, 8, 8, got, sizeof(got));
-	CHECK(strcmp(got, "") == 0);
-	/* the filter postings do not see them, nor they the filter's */
-	uint64_t allowed, entries;
-	u.n_entries = 3;
-	u.n_tokens = 38;
-	u.n_chunks = 2;
-	u.spec.S = CHUNK;
-	struct store_filter f = {.scope = "agent=a", .scope_len = 8};
-	CHECK(mask_of(st, &u, &f, &allowed, &entries) == 0x4 && entries == 1);
-
-	/* unindex with the same words removes them, and no other's */
-	struct store_entry old = e0;
-	old.scope = NULL;
-	CHECK_RET(store_txn_begin(st, &txn, true, NULL), 0);
-	CHECK_RET(store_filter_unindex(&txn, u.uid, &old), 0);
-	CHECK_RET(store_txn_commit(&txn), 0);
-	postings_of(st, u.uid, 7, 8, got, sizeof(got));
-	CHECK(strcmp(got, "1:5+30:1/65535") == 0);
-	postings_of(st, u.uid, 9, 8, got, sizeof(got));
-	CHECK(strcmp(got, "") == 0);
-	postings_of(st, v.uid, 9, 8, got, sizeof(got));
-	CHECK(strcmp(got, "0:0+4:3/3") == 0);
-	store_close(st);
-}
-
 int
 main(void)
 {
@@ -278,6 +179,5 @@ main(void)
 		return 1;
 	test_match();
 	test_chunks();
-	test_words();
 	return fixture_end();
 }
