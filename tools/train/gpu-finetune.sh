@@ -11,7 +11,8 @@
 # from its start), the evaluation starts no new length after EVAL_LIMIT seconds (default 75).
 # TINY=1: the same steps at a toy size on the CPU (a few minutes), to check the script.
 # Other knobs (for ablations): EXTRA_TASKS, HARD_KEYS, MARGIN, QUEUE, BALANCE (1/0), SCHEDULE,
-# INIT (default models/hsa-small/model.safetensors), PACK (default .train-pack).
+# INIT (default models/hsa-small/model.safetensors), PACK (default .train-pack), WIDEN_DR (the
+# landmark widened to that many dimensions at the start: hsatrain.train --widen-dr).
 set -eu
 out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
 result=${2:-}
@@ -51,6 +52,7 @@ balance=""
     --init "$init" --warmup 50 --schedule "$schedule" --time-limit "$train_limit" --workers "$workers" \
     --log-every "${LOG_EVERY:-50}" --extra-tasks "$extra" --hard-keys "${HARD_KEYS:-0.5}" \
     --margin "${MARGIN:-1.0}" --queue "${QUEUE:-32768}" $balance --ckpt-format bf16 \
+    ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} \
     2>&1
 "$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"
 t1=$(date +%s)

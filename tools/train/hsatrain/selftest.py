@@ -1,9 +1,10 @@
 """CPU self-test of tools/train (tiny random models, one to two minutes): the dense training
 HSA equals the sparse reference operator, the evaluation's memory/query path equals the training
 forward on the same sequence (also with replaced chunks), the tokenizer round-trips, the
-evaluation's append placement keeps the haystack's text, no training module imports the
-evaluation-only facts (hsatrain.evalsets), and a training run stopped and resumed from its
-checkpoint equals an uninterrupted one (hsatrain.resumetest).
+evaluation's append placement keeps the haystack's text, a landmark widened at --init scores as
+before (train.widen_dr), no training module imports the evaluation-only facts (hsatrain.evalsets),
+and a training run stopped and resumed from its checkpoint equals an uninterrupted one
+(hsatrain.resumetest).
 
     python3 -m hsatrain.selftest [TOKFILE]
 """
@@ -39,6 +40,26 @@ def check_append():
         ok &= chunks == list(range(b // S, (b + n - 1) // S + 1))
     print(f"append placement (needle after a line end, text realigned at the next entry): {bool(ok)}")
     return bool(ok)
+
+
+def check_widen():
+    """A model widened by train.widen_dr gives the same logits and retrieval scores."""
+    from .train import widen_dr
+    torch.manual_seed(1)
+    cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
+    m = HSAModel(cfg).eval()
+    x = torch.randint(0, 512, (2, 64 * 6))
+    state, cfg2 = widen_dr({k: v.clone() for k, v in m.state_dict().items()}, cfg, 80)
+    w = HSAModel(cfg2).eval()
+    w.load_state_dict(state)
+    with torch.no_grad():
+        a, sa, _, _ = m(x, topk=3, need_scores=True)
+        b, sb, _, _ = w(x, topk=3, need_scores=True)
+    fin = torch.isfinite(sa)
+    err = max(float((a - b).abs().max()), float((sa[fin] - sb[fin]).abs().max()))
+    ok = cfg2.d_r == 80 and bool((fin == torch.isfinite(sb)).all()) and err < 1e-4
+    print(f"landmark widened from d_r 32 to 80: same logits and scores (max abs diff {err:.2e}): {ok}")
+    return ok
 
 
 def main():
@@ -94,6 +115,7 @@ def main():
     fails += not ok
     # append placement: the needle starts an entry, the stream realigns at the next entry
     fails += not check_append()
+    fails += not check_widen()
     # evaluation-only facts stay out of every training file
     here = os.path.dirname(os.path.abspath(__file__))
     leaks = [f for f in sorted(os.listdir(here)) if f.endswith(".py") and f not in
@@ -104,7 +126,7 @@ def main():
     fails += bool(leaks)
     rf = resumetest.main()
     fails += rf
-    print(f"{8 - fails} passed, {fails} failed")
+    print(f"{9 - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 

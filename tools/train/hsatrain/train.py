@@ -38,9 +38,13 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
   --ret-balance       the retrieval loss averages per sequence first, so that
                       a sequence with many labelled positions (selfcopy) does
                       not outweigh the others
+  --widen-dr N        with --init: the landmark and the retrieval query widened
+                      to N dimensions (widen_dr), every retrieval score
+                      unchanged at step 0
 """
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -228,6 +232,29 @@ def save_ckpt(model, opt, step, cfg, out, log, a=None, queue=None):
     log(f"saved step {step}")
 
 
+def widen_dr(state, cfg, dr):
+    """The weights of cfg with the landmark and the retrieval query widened from cfg.d_r to dr
+    dimensions (one kv head): the landmark's new rows 0, the query's new rows small and random,
+    its old rows scaled by sqrt(dr / d_r) against the score's 1 / sqrt(dr), so that every score
+    is what it was; the new dimensions then learn from the retrieval loss (the query's rows give
+    the landmark's their gradient)."""
+    if cfg.h_kv != 1 or dr <= cfg.d_r:
+        raise SystemExit("--widen-dr: a model of one kv head, to more than its d_r (%d)" % cfg.d_r)
+    g = torch.Generator().manual_seed(0)
+    out, n = dict(state), 0
+    for k, w in state.items():
+        if k.endswith("enc_lmk.weight"):
+            out[k] = torch.cat([w, torch.zeros(dr - cfg.d_r, w.shape[1])])
+            n += 1
+        elif k.endswith("ret_q.weight"):
+            new = torch.randn(dr - cfg.d_r, w.shape[1], generator=g) * (0.1 * float(w.std()))
+            out[k] = torch.cat([w * math.sqrt(dr / cfg.d_r), new])
+            n += 1
+    if n == 0:
+        raise SystemExit("--widen-dr: no enc_lmk or ret_q weights in the model")
+    return out, dataclasses.replace(cfg, d_r=dr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
@@ -255,6 +282,7 @@ def main():
     ap.add_argument("--margin-weight", type=float, default=0.5)
     ap.add_argument("--queue", type=int, default=0)
     ap.add_argument("--ret-balance", action="store_true")
+    ap.add_argument("--widen-dr", type=int, default=0)
     a = ap.parse_args()
     if a.synonyms is None:
         cand = os.path.join(os.path.dirname(os.path.abspath(a.tok)), "synonyms.txt")
@@ -280,6 +308,8 @@ def main():
         tensors, meta = st.load(a.init)
         cfg = Config(**json.loads(meta["config"]))
         state = {k: v.float() for k, v in tensors.items()}
+        if a.widen_dr:
+            state, cfg = widen_dr(state, cfg, a.widen_dr)
     if a.resume and os.path.isdir(a.resume):
         meta, state, saved, extra = ckpt.load(a.resume)
         cfg = Config(**meta["config"])
