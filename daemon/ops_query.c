@@ -43,18 +43,19 @@
  * (its decoding, the policy's check, the hand-over to this worker). Nothing is measured at other
  * levels.
  */
+#define STAGES_MAX 12 /* bench_hsa_daemon's report reads as many */
 struct stages {
 	bool on;
 	int n;
 	int64_t last;
-	const char *name[12];
-	int64_t ns[12];
+	const char *name[STAGES_MAX];
+	int64_t ns[STAGES_MAX];
 };
 
 static void
 stage(struct stages *t, const char *name)
 {
-	if (!t->on || t->n == 12)
+	if (!t->on || t->n == STAGES_MAX)
 		return;
 	int64_t now = now_ns();
 	t->name[t->n] = name;
@@ -67,7 +68,7 @@ stage(struct stages *t, const char *name)
 static void
 stage_inside(struct stages *t, const char *name, int64_t ns)
 {
-	if (!t->on || t->n == 12)
+	if (!t->on || t->n == STAGES_MAX)
 		return;
 	t->name[t->n] = name;
 	t->ns[t->n++] = ns;

@@ -542,6 +542,22 @@ pack_tokens(uint8_t *p, uint32_t n, const uint32_t *tokens, const struct store_t
 	return len;
 }
 
+/* Reads the first keep of a list's n token ids into out and passes over the others: the ids come
+ * before the references, 4 bytes each in an unpacked list, in a packed one the width its first
+ * byte gives. r->bad tells a short list or a bad width. */
+static void
+rd_token_ids(struct rd *r, uint32_t n, bool packed, uint32_t *out, uint32_t keep)
+{
+	uint8_t width = packed ? rd_u8(r) : 4;
+	if (width != 2 && width != 4) {
+		r->bad = true;
+		return;
+	}
+	for (uint32_t i = 0; i < keep && !r->bad; i++)
+		out[i] = (uint32_t)rd_uint(r, width);
+	rd_take(r, (size_t)(n - keep) * width);
+}
+
 /* Decodes n slots of a token list from r into scratch copies, packed or not; -ENOMEM, or 0
  * (r->bad tells a short or malformed list). */
 static int
@@ -557,20 +573,14 @@ rd_tokens(struct store_txn *txn, struct rd *r, uint32_t n, bool packed, const ui
 	if (rf == NULL)
 		return store_txn_fail(txn, -ENOMEM);
 	uint32_t *tk = (uint32_t *)(rf + n);
+	rd_token_ids(r, n, packed, tk, n);
 	if (!packed) {
-		for (uint32_t i = 0; i < n; i++)
-			tk[i] = rd_u32(r);
 		for (uint32_t i = 0; i < n; i++) {
 			rf[i].entry = rd_u64(r);
 			rf[i].off = rd_u32(r);
 			rf[i].len = rd_u32(r);
 		}
 	} else {
-		uint8_t width = rd_u8(r);
-		if (width != 2 && width != 4)
-			r->bad = true;
-		for (uint32_t i = 0; i < n && !r->bad; i++)
-			tk[i] = (uint32_t)rd_uint(r, width);
 		uint64_t entry = 0, end = 0;
 		for (uint32_t i = 0; i < n && !r->bad; i++) {
 			uint64_t e = entry + (uint64_t)unzigzag(rd_varint(r));
@@ -661,15 +671,15 @@ store_chunk_tokens(struct store_txn *txn, uint64_t uid, uint64_t j, uint32_t *to
 	if (ret != 0)
 		return ret;
 	bool packed;
-	uint32_t n = rd_count(&r, &packed), real = rd_u32(&r);
-	/* the tokens come first, then the references (TOKEN LISTS) */
-	uint8_t width = packed ? rd_u8(&r) : 4;
-	if (r.bad || n == 0 || real > n || (width != 2 && width != 4) ||
-	    (size_t)(r.end - r.p) < (size_t)n * (packed ? width : TOKEN_BYTES))
+	uint32_t n = rd_count(&r, &packed), real = rd_u32(&r), keep = real < cap ? real : cap;
+	if (r.bad || n == 0 || real > n ||
+	    (!packed && (size_t)(r.end - r.p) < (size_t)n * TOKEN_BYTES))
 		return store_corrupt(txn, "chunk", uid, j);
-	*n_real = real < cap ? real : cap;
-	for (uint32_t i = 0; i < *n_real; i++)
-		tokens[i] = (uint32_t)rd_uint(&r, width);
+	/* the tokens come first, then the references (TOKEN LISTS), which stay unread */
+	rd_token_ids(&r, n, packed, tokens, keep);
+	if (r.bad)
+		return store_corrupt(txn, "chunk", uid, j);
+	*n_real = keep;
 	return 0;
 }
 
