@@ -11,21 +11,6 @@
 #include "ops.h"
 #include "tokenizer.h"
 
-#define K1 1.2f
-#define B  0.75f
-
-/* The reference length of a chunk in words, the lexical landmark's (encoder/LEXICAL.md): a chunk of
- * 64 tokens of prose holds about that many. A chunk's length is its words, not its tokens: a rule
- * of dashes is dozens of punctuation tokens and no word. */
-#define AVGDL 48.0f
-
-static bool
-is_term(uint32_t id)
-{
-	enum lex1_kind k = lex1_kind(id);
-	return k != LEX1_K_PAD && k != LEX1_K_PUNCT;
-}
-
 /* A term's first slot in q's table (Fibonacci hashing; the table is a power of two). */
 static inline uint32_t
 slot_of(const struct bm25_question *q, uint32_t id)
@@ -74,7 +59,7 @@ bm25_question_init(struct job *job, const struct enc_stats *st, struct bm25_ques
 		return -ENOMEM;
 	/* the terms: st's distinct ids (ascending) that are terms */
 	for (size_t i = 0; i < st->n; i++)
-		if (is_term(st->ids[i])) {
+		if (bm25_is_term(st->ids[i])) {
 			double N = (double)st->chunks, d = st->df[i] < N ? st->df[i] : N;
 			q->idf[q->n] = (float)log(1.0 + (N - d + 0.5) / (d + 0.5));
 			q->idf_sum += q->idf[q->n];
@@ -103,7 +88,7 @@ bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n, uint32_
 		return 0;
 	memset(tf, 0, m * sizeof(*tf));
 	for (size_t i = 0; i < n; i++) {
-		if (!is_term(tok[i]))
+		if (!bm25_is_term(tok[i]))
 			continue;
 		dl++;
 		for (uint32_t h = slot_of(q, tok[i]); q->slot[h] != 0; h = (h + 1) & q->mask)
@@ -112,9 +97,9 @@ bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n, uint32_
 				break;
 			}
 	}
-	float norm = K1 * (1.0f - B + B * (float)dl / AVGDL), s = 0;
+	float s = 0;
 	for (size_t i = 0; i < m; i++)
 		if (tf[i] > 0)
-			s += q->idf[i] * (float)tf[i] * (K1 + 1.0f) / ((float)tf[i] + norm);
+			s += bm25_summand(q->idf[i], tf[i], dl);
 	return BM25_SCALE * s / q->idf_sum;
 }

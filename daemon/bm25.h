@@ -12,11 +12,13 @@
 #ifndef HSAMEM_BM25_H
 #define HSAMEM_BM25_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "encoder.h"
 #include "store.h"
+#include "tokenizer.h"
 
 struct job;
 
@@ -56,5 +58,27 @@ int bm25_question_init(struct job *job, const struct enc_stats *st, struct bm25_
 float bm25_score(const struct bm25_question *q, const uint32_t *tok, size_t n, uint32_t *tf);
 
 #define BM25_SCALE 8.0f
+#define BM25_K1    1.2f
+#define BM25_B     0.75f
+/* The reference length of a chunk in words, the lexical landmark's (encoder/LEXICAL.md): a chunk of
+ * 64 tokens of prose holds about that many. A chunk's length is its words, not its tokens: a rule
+ * of dashes is dozens of punctuation tokens and no word. */
+#define BM25_AVGDL 48.0f
+
+/* Whether a lex1 id (or a client's) is a term: padding and punctuation are none. */
+static inline bool
+bm25_is_term(uint32_t id)
+{
+	enum lex1_kind k = lex1_kind(id);
+	return k != LEX1_K_PAD && k != LEX1_K_PUNCT;
+}
+
+/* One term's summand of BM25: its idf times its saturated frequency tf in a text of dl terms. */
+static inline float
+bm25_summand(float idf, uint32_t tf, size_t dl)
+{
+	float norm = BM25_K1 * (1.0f - BM25_B + BM25_B * (float)dl / BM25_AVGDL);
+	return idf * (float)tf * (BM25_K1 + 1.0f) / ((float)tf + norm);
+}
 
 #endif

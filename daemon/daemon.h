@@ -19,6 +19,7 @@ struct commit;
 struct gpu_backend;
 struct server;
 struct store;
+struct words;
 struct wrk_pool;
 
 struct daemon {
@@ -36,6 +37,7 @@ struct daemon {
 	struct acl_box acl;        /* the access policy, swapped on reload */
 	int64_t started_ms;
 	struct audit *audit; /* the audit trail and the slow-request log */
+	struct words *words; /* the word indexes of memories' entries (words.h) */
 };
 
 #endif

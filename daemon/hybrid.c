@@ -183,6 +183,7 @@ hyb_reseal(struct store_txn *txn, const struct store_user *u, const struct enc_o
 void
 hyb_forget_cached(struct daemon *d, uint64_t uid)
 {
+	words_drop(d->words, uid);
 	if (d->gpu == NULL || d->gpu->ops->forget == NULL)
 		return;
 	d->gpu->ops->forget(d->gpu, uid);
@@ -451,10 +452,31 @@ exact_piece(void *arg, size_t piece)
 		return HSAMEM_ETOOBIG;
 	int ret = 0;
 	for (size_t i = piece * EXACT_PIECE; ret == 0 && i < (piece + 1) * EXACT_PIECE && i < x->n;
-	     i++)
-		ret = exact_of(x->enc, x->q, x->tokens + i * x->S, x->n_real[i], tf,
-		               &x->hits[i].score);
+	     i++) {
+		float s = 0;
+		ret = exact_of(x->enc, x->q, x->tokens + i * x->S, x->n_real[i], tf, &s);
+		if (s > x->hits[i].score)
+			x->hits[i].score = s;
+	}
 	return ret;
+}
+
+size_t
+hyb_with_entries(struct hyb_hit *hits, size_t n, const struct bm25_hit *ent, size_t n_ent)
+{
+	size_t m = n;
+	for (size_t i = 0; i < n; i++)
+		hits[i].score = 0;
+	for (size_t e = 0; e < n_ent; e++) {
+		size_t i = 0;
+		while (i < n && hits[i].chunk != ent[e].chunk)
+			i++;
+		if (i < n)
+			hits[i].score = ent[e].score;
+		else
+			hits[m++] = (struct hyb_hit){ent[e].chunk, ent[e].score};
+	}
+	return m;
 }
 
 int

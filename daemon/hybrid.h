@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "bm25.h"
+#include "words.h"
 #include "encoder.h"
 #include "store.h"
 
@@ -80,8 +81,9 @@ hyb_twin_uid(uint64_t uid)
 	return uid | HYB_TWIN;
 }
 
-/* Drops what the GPU backend caches of memory uid, its lexical landmarks too: after its chunks
- * changed under that uid, or it was replaced or deleted. */
+/* Drops what the daemon caches of memory uid: the GPU backend's copies of its landmarks and its
+ * lexical landmarks, and its word index (words.h); after its chunks or entries changed under that
+ * uid, or it was replaced or deleted. */
 void hyb_forget_cached(struct daemon *d, uint64_t uid);
 
 /* A question weighed for the lexical ranking of one memory: the lexical query (d_r of the
@@ -114,7 +116,14 @@ int hyb_lexical_rank(struct job *job, struct store_txn *txn, const struct store_
 int hyb_exact_score(struct job *job, struct store_txn *txn, const struct store_user *u,
                     const struct enc_ops *enc, const struct hyb_question *q, uint64_t j, float *s);
 /*
- * The exact pass over n hits of hyb_lexical_rank, each scored again by its exact score, in two
+ * The exact pass's candidates: n hits of hyb_lexical_rank (hits, room for n + n_ent) joined by
+ * the n_ent chunks of words_rank that they lack, each with its entry's score as the floor of
+ * its own (0 where no entry found it). Returns their count.
+ */
+size_t hyb_with_entries(struct hyb_hit *hits, size_t n, const struct bm25_hit *ent, size_t n_ent);
+/*
+ * The exact pass over n hits of hyb_with_entries, each scored again by the better of its exact
+ * score and the floor it comes with, in two
  * halves so that the caller goes on meanwhile. hyb_exact_start reads the hits' chunks in txn on
  * the calling thread, then starts their decoding and scoring on the CPU backend's threads
  * (gpu_cpu_start) and returns; *x (in the job's arena) is NULL where it failed before that.

@@ -8,6 +8,7 @@
  *   log level, signal mask                      -
  *   state directory lock                        close
  *   store (and the cleanup of lost imports)     store_close
+ *   word indexes (words_new: empty)             words_free
  *   CPU backend                                 gpu_free(cpu)
  *   CUDA backend, when usable                   gpu_free(gpu)
  *   encoders' files (enc_load: model-dir)       enc_unload    (a failure is logged, not fatal)
@@ -60,6 +61,7 @@
 #include "server.h"
 #include "store.h"
 #include "watch.h"
+#include "words.h"
 #include "worker.h"
 
 /* A stop's budget after SIGTERM: the requests in flight get DRAIN_MS to be answered, and the
@@ -484,9 +486,13 @@ main(int argc, char **argv)
 	/* finishes an erasure that the last run owed (a stop right after a delete), and erases the
 	 * imports just removed; one held back or failed is retried after later writes */
 	store_erase(d.store, true);
+	if ((d.words = words_new()) == NULL) {
+		log_err("hsamemd: out of memory");
+		goto out_store;
+	}
 	if ((ret = gpu_cpu_alloc(d.conf.cpu_threads, &d.cpu)) != 0) {
 		log_err("cpu: cannot start the CPU backend: %s", hsamem_strerror(ret));
-		goto out_store;
+		goto out_words;
 	}
 	start_gpu(&d);
 	load_encoders(&d);
@@ -543,6 +549,10 @@ out_gpu:
 	enc_unload();
 	gpu_free(d.gpu);
 	gpu_free(d.cpu);
+out_words:
+	/* (a thread NNG still holds may yet run a query) */
+	if (!abandoned)
+		words_free(d.words);
 out_store:
 	store_close(d.store);
 	if (status == 0)

@@ -34,6 +34,7 @@
 #include "ops.h"
 #include "ops_filter.h"
 #include "ops_recall.h"
+#include "words.h"
 
 #define TOP_TOKENS 6
 
@@ -671,6 +672,7 @@ struct lexical_side {
 	int64_t ns;       /* its time, of which: */
 	int64_t ns_terms; /* the question's terms and their statistics */
 	int64_t ns_rank;  /* the landmarks' ranking */
+	int64_t ns_ent;   /* the entries' ranking (words_rank) */
 	int64_t ns_wait;  /* the wait for the exact pass, after the learned ranking (not in ns) */
 };
 
@@ -687,8 +689,11 @@ lexical_side_run(void *arg)
 	ls->depth = ls->k > HYB_DEPTH ? ls->k : HYB_DEPTH;
 	const char *text = job->req->query->text;
 	char *decoded = NULL;
-	ls->exact = arena_calloc(&job->arena, ls->depth + 1, sizeof(*ls->exact));
-	if (ls->exact == NULL ||
+	struct bm25_hit *ent = arena_calloc(&job->arena, WORDS_ENTRY_DEPTH, sizeof(*ent));
+	size_t n_ent = 0;
+	ls->exact =
+	        arena_calloc(&job->arena, ls->depth + WORDS_ENTRY_DEPTH + 1, sizeof(*ls->exact));
+	if (ls->exact == NULL || ent == NULL ||
 	    (ls->lex = arena_calloc(&job->arena, ls->depth + 1, sizeof(*ls->lex))) == NULL) {
 		ls->ret = -ENOMEM;
 	} else if ((text == NULL || *text == '\0') &&
@@ -703,8 +708,14 @@ lexical_side_run(void *arg)
 			                           ls->depth, ls->exact, &ls->n_exact);
 		ls->ns_rank = now_ns() - t0 - ls->ns_terms;
 		if (ls->ret == 0)
+			ls->ret = words_rank(job, ls->src->txn, u, &ls->hq.bm, ls->mask, false,
+			                     WORDS_ENTRY_DEPTH, ent, &n_ent);
+		ls->ns_ent = now_ns() - t0 - ls->ns_terms - ls->ns_rank;
+		if (ls->ret == 0) {
+			ls->n_exact = hyb_with_entries(ls->exact, ls->n_exact, ent, n_ent);
 			ls->ret = hyb_exact_start(job, ls->src->txn, u, ls->enc, &ls->hq, ls->exact,
 			                          ls->n_exact, &ls->pass);
+		}
 	}
 	free(decoded);
 	ls->ns = now_ns() - t0;
@@ -806,6 +817,7 @@ query_ranked(struct job *job, struct ops_source *src, struct lexical_side *ls, c
 	stage_inside(t, "lexical", ls->ns);
 	stage_inside(t, "terms", ls->ns_terms);
 	stage_inside(t, "landmarks", ls->ns_rank);
+	stage_inside(t, "entries", ls->ns_ent);
 	stage_inside(t, "wait", ls->ns_wait);
 	if (ret != 0)
 		return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
@@ -890,8 +902,9 @@ exact_pass(const struct enc_ops *enc, const struct hsa_spec *spec)
 
 /*
  * A lexical memory's candidates (exact_pass): the best EXACT_DEPTH chunks of its landmarks (a
- * selection only, merged over the kv heads) and the tail where it competes, each scored by its
- * exact BM25 (bm25.h), the best k of them attended to alone (hyb_attend, query_tail). A
+ * selection only, merged over the kv heads), the tail where it competes and the chunks of the
+ * best entries (words_rank), each scored by the better of its exact BM25 and its best entry's
+ * (bm25.h), the best k of them attended to alone (hyb_attend, query_tail). A
  * candidate's score is its exact one, so that the fusion weights and the entries follow the
  * ranking. Returns 0, or the code of the failed job.
  */
@@ -909,19 +922,23 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 		depth = SPEC_TOPK_MAX;
 	size_t n_sel = (size_t)spec->h_kv * depth, n = 0, n_sealed = 0;
 	struct bm25_question bq;
-	struct candidate *all = arena_calloc(&job->arena, n_sel + 2, sizeof(*all));
+	struct candidate *all =
+	        arena_calloc(&job->arena, n_sel + WORDS_ENTRY_DEPTH + 2, sizeof(*all));
+	struct bm25_hit *ent = arena_calloc(&job->arena, WORDS_ENTRY_DEPTH, sizeof(*ent));
 	int64_t *chunks = arena_calloc(&job->arena, k + 1, sizeof(int64_t));
 	struct hsa_result sel = {.sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
 	                         .score = arena_calloc(&job->arena, n_sel, 4)};
 	int ret;
 	bool has_tail;
 	*n_cand = 0;
-	if (!all || !chunks || !sel.sel || !sel.score)
+	size_t n_ent = 0;
+	if (!all || !ent || !chunks || !sel.sel || !sel.score)
 		return ops_oom(job);
 	if ((ret = bm25_question_init(job, st, &bq)) != 0)
 		return ops_oom(job);
 	uint32_t *tf = arena_calloc(&job->arena, bq.n + 1, sizeof(*tf));
-	if (tf == NULL)
+	uint32_t *tok = arena_alloc(&job->arena, S * sizeof(*tok)), n_real;
+	if (tf == NULL || tok == NULL)
 		return ops_oom(job);
 	if (searched) {
 		uint64_t pos = u->n_chunks * S;
@@ -930,9 +947,6 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 		if ((ret = ops_attend(job, spec, &src->src, &hq, &sel)) != 0)
 			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
 		n = merge_heads(spec, depth, &sel, all);
-		uint32_t *tok = arena_alloc(&job->arena, S * sizeof(*tok)), n_real;
-		if (tok == NULL)
-			return ops_oom(job);
 		for (size_t i = 0; i < n; i++) {
 			if ((ret = store_chunk_tokens(src->txn, u->uid, (uint64_t)all[i].chunk, tok,
 			                              S, &n_real)) != 0)
@@ -945,6 +959,28 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 		return ret;
 	if (has_tail)
 		all[n++].score = bm25_score(&bq, tail->tokens, tail->n, tf);
+	/* the best entries' chunks join, each scoring the better of its own and its entry's */
+	if ((ret = words_rank(job, src->txn, u, &bq, mask, has_tail, WORDS_ENTRY_DEPTH, ent,
+	                      &n_ent)) != 0)
+		return ret == -ENOMEM ? ops_oom(job)
+		                      : job_fail(job, ret, "lexical ranking failed: %s",
+		                                 hsamem_strerror(ret));
+	for (size_t e = 0, i; e < n_ent; e++) {
+		for (i = 0; i < n && all[i].chunk != ent[e].chunk; i++)
+			;
+		if (i == n) {
+			if (!searched || ent[e].chunk == (int64_t)u->n_chunks)
+				continue; /* the tail is in all where it competes */
+			if ((ret = store_chunk_tokens(src->txn, u->uid, (uint64_t)ent[e].chunk, tok,
+			                              S, &n_real)) != 0)
+				return job_fail(job, ret, "store: cannot read chunk %lld: %s",
+				                (long long)ent[e].chunk, hsamem_strerror(ret));
+			all[n++] = (struct candidate){.chunk = ent[e].chunk,
+			                              .score = bm25_score(&bq, tok, n_real, tf)};
+		}
+		if (ent[e].score > all[i].score)
+			all[i].score = ent[e].score;
+	}
 	qsort(all, n, sizeof(*all), cmp_candidate);
 	if (n > k)
 		n = k;

@@ -9,7 +9,9 @@
  * refused and change nothing; a lexical memory refuses learned and hybrid. A memory without
  * lexical landmarks (made before them: simulated by clearing its flag in the store while the
  * daemon is stopped) ranks learned by default, refuses lexical and hybrid naming reencode, and
- * reencode gives it them. Export and import keep them.
+ * reencode gives it them. Export and import keep them. BM25 over entries on the lexical side: a
+ * fact of one sentence that shares its chunk with a paragraph ranks first in lexical mode, before
+ * shorter chunks that repeat its words (daemon/bm25.h).
  */
 #include <math.h>
 #include <signal.h>
@@ -129,6 +131,41 @@ ask_rank(struct hsamem *c, const char *user, const char *mode, uint64_t seq, con
 	return rank;
 }
 
+/* Ten chunks of one short entry that holds the question's words, and the needle, an entry of
+ * five words, in a chunk of its own with a paragraph after it: per chunk the ten rank first (the
+ * same words in fewer), per entry the needle. */
+static void
+test_short_entry(struct hsamem *c)
+{
+	char para[256];
+	uint64_t seq = 0;
+	CHECK_RET(hsamem_create(c, "sh", &(struct hsamem_spec){.encoder = "hsa-small"}, NULL), 0);
+	for (unsigned i = 0; i < 21; i++) {
+		if (i == 10) {
+			CHECK_RET(hsamem_append_text(c, "sh", HSAMEM_ROLE_USER,
+			                             "The launch code is 5521.", &seq),
+			          0);
+			prose(i, para, sizeof(para));
+		} else if (i % 2) {
+			snprintf(para, sizeof(para),
+			         "The launch code is under review. The old ferry "
+			         "carried the wooden bridge.");
+		} else {
+			prose(i, para, sizeof(para));
+		}
+		CHECK_RET(hsamem_append_text(c, "sh", HSAMEM_ROLE_USER, para, NULL), 0);
+		CHECK_RET(hsamem_flush(c, "sh", NULL, NULL), 0);
+	}
+	struct hsamem_query qq = {.text = "What is the launch code?", .top_k = 4};
+	struct hsamem_query_result *r = NULL;
+	CHECK_RET(hsamem_query_mode(c, "sh", &qq, "lexical", &r), 0);
+	CHECK(r != NULL && r->n_hits > 0 && rank_of(r, seq) == 1);
+	if (r != NULL && r->n_hits > 0)
+		fprintf(stderr, "short entry: first hit \"%.40s\", score %.3f\n", r->hits[0].text,
+		        r->ranks[0].lexical_score);
+	hsamem_result_free(r);
+}
+
 static void
 test_modes(struct hsamem *c, uint64_t seq)
 {
@@ -240,6 +277,7 @@ main(void)
 	CHECK_RET(hsamem_create(c, "hy", &(struct hsamem_spec){.encoder = "hsa-small"}, NULL), 0);
 	fill(c, "hy", &seq);
 	test_modes(c, seq);
+	test_short_entry(c);
 	test_refusals(c);
 	test_import(c, seq);
 	hsamem_close(c);

@@ -9,7 +9,11 @@
  * rare code; revision 2 (idf from the statistics) ranks that chunk first, revision 1 (a fixed
  * rarity prior and the cosine) does not. The exact pass (daemon/bm25.h): two keys that differ only
  * in a stopword ("colors-more", "colors-other"), which the landmark leaves out, are told apart,
- * and the scores are the exact BM25 of the chunks' own words.
+ * and the scores are the exact BM25 of the chunks' own words. BM25 over entries (the word
+ * index of entries, daemon/words.h): a fact of one sentence that shares its chunk with a paragraph
+ * is found before shorter chunks that repeat its words, once it is forgotten its words find its
+ * chunk no more, and after a restart (the index made anew from the store) and a re-encode it is
+ * found as before.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -124,6 +128,71 @@ test_stopword_key(struct hsamem *c)
 	hsamem_result_free(q);
 }
 
+/* Whether the first hit for the question holds the needle. */
+static bool
+first_holds(struct hsamem *c, const char *user, const char *question, const char *needle,
+            uint64_t *chunk)
+{
+	struct hsamem_query_result *q = NULL;
+	bool found = false;
+	CHECK_RET(hsamem_query_text(c, user, question, 4, &q), 0);
+	if (q != NULL && q->n_hits > 0) {
+		found = strstr(q->hits[0].text, needle) != NULL;
+		*chunk = q->hits[0].chunk;
+		printf("  %s: first hit chunk %llu, score %.2f: \"%.60s\"\n", user,
+		       (unsigned long long)q->hits[0].chunk, q->hits[0].score, q->hits[0].text);
+	}
+	hsamem_result_free(q);
+	return found;
+}
+
+/*
+ * A short entry among longer ones. Each of 30 chunks is one entry of 23 words that holds the
+ * question's words; the needle is an entry of five that shares its chunk with a paragraph of 40
+ * words that holds none of them. Per chunk, BM25 ranks the 30 first (the same words in fewer);
+ * per entry, the needle. After the needle is forgotten, its chunk holds the paragraph alone, and
+ * no posting of its words may still rank it.
+ */
+static const char *const launch = "What is the launch code?";
+
+static void
+append_short(struct hsamem *c, const char *user, uint64_t *seq)
+{
+	char text[512];
+	uint64_t r = 4242;
+	for (int i = 0; i < 61; i++) {
+		size_t len = 0;
+		if (i == 30) {
+			CHECK_RET(hsamem_append_text(c, user, HSAMEM_ROLE_USER,
+			                             "The launch code is 5521.", seq),
+			          0);
+		} else {
+			len = (size_t)snprintf(text, sizeof(text), "%s",
+			                       i % 2 ? "The launch code is under review. " : "");
+		}
+		for (int w = 0; i % 2 == 1 || i == 30 ? w < (i == 30 ? 40 : 18) : w < 20; w++) {
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			len += (size_t)snprintf(text + len, sizeof(text) - len, "%s ",
+			                        filler[(r >> 33) % 12]);
+		}
+		CHECK_RET(hsamem_append_text(c, user, HSAMEM_ROLE_USER, text, NULL), 0);
+		CHECK_RET(hsamem_flush(c, user, NULL, NULL), 0);
+	}
+}
+
+static void
+test_short_entry(struct hsamem *c)
+{
+	uint64_t seq = 0, chunk = 0, after = 0;
+	append_short(c, "short", &seq);
+	append_short(c, "short2", NULL);
+	CHECK(first_holds(c, "short", launch, "5521", &chunk));
+	struct hsamem_forget_info f;
+	CHECK_RET(hsamem_forget(c, "short", seq, seq, &f), 0);
+	CHECK(!first_holds(c, "short", launch, "5521", &after));
+	CHECK(after != chunk);
+}
+
 static int
 cmp_u32(const void *a, const void *b)
 {
@@ -222,6 +291,7 @@ main(void)
 	CHECK(finds_code(c, "new"));
 	CHECK(!finds_code(c, "old"));
 	test_stopword_key(c);
+	test_short_entry(c);
 
 	/* The statistics match the chunks, after a clean stop and after a restart. */
 	hsamem_close(c);
@@ -232,6 +302,16 @@ main(void)
 	CHECK_RET(hsamem_open(h.url, &c), 0);
 	append_haystack(c, "new");
 	CHECK(finds_code(c, "new"));
+
+	/* The word index is made anew from the stored entries after a restart, and a re-encode
+	 * keeps what it finds. */
+	uint64_t chunk = 0;
+	CHECK(first_holds(c, "short2", launch, "5521", &chunk));
+	struct hsamem_reencode_info ri = {0};
+	for (int step = 0; step < 100 && !ri.done; step++)
+		CHECK_RET(hsamem_reencode(c, "short2", "lexical", 2, &ri), 0);
+	CHECK(ri.done);
+	CHECK(first_holds(c, "short2", launch, "5521", &chunk));
 
 	/* SIGKILL right after acknowledged appends: the statistics hold exactly what committed. */
 	c = restart(&h, c, SIGKILL);

@@ -1,0 +1,483 @@
+/*
+ * words.c: the in-memory word index of memories' entries and BM25 over entries (words.h).
+ *
+ * One index a memory: its entries (sequence number, token range, length in terms) in the order
+ * they were indexed, and per term the entries that hold it with their counts, in a table open
+ * addressed by term id. Postings only grow; an entry's index in the entries array is its posting's
+ * name, so that a posting is 8 bytes. An index is guarded by its own mutex, which a query holds
+ * while it brings the index up to its snapshot and sums its terms' postings; the set of indexes
+ * by a mutex of its own, with a count of the queries that use each, so that a drop frees an index
+ * only once the last query lets go of it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bm25.h"
+#include "daemon.h"
+#include "job.h"
+#include "store.h"
+#include "store_filter.h"
+#include "tokenizer.h"
+#include "words.h"
+
+struct w_entry {
+	uint64_t seq;
+	uint64_t first_token;
+	uint32_t n_tokens;
+	uint32_t n_terms; /* its length for BM25: its words (bm25_is_term) */
+};
+
+struct w_posting {
+	uint32_t entry; /* index into the entries */
+	uint32_t tf;
+};
+
+struct w_term {
+	uint32_t id;
+	uint32_t n, cap; /* cap 0: an empty slot */
+	struct w_posting *p;
+};
+
+struct w_index {
+	uint64_t uid;
+	int64_t created_ms; /* with uid, which memory it is (a uid may be given again) */
+	unsigned refs; /* queries using it, and 1 while the set holds it (under the set's lock) */
+	uint64_t used; /* the set's clock at its last use (under the set's lock) */
+	size_t bytes;  /* what it holds, as last told to the set (under the set's lock) */
+	pthread_mutex_t lock;
+	/* the rest under lock */
+	uint64_t next_seq; /* entries below it are indexed, or were left out */
+	struct w_entry *ent;
+	size_t n_ent, cap_ent;
+	struct w_term *terms;
+	uint32_t mask, n_terms; /* the table holds mask + 1 slots, at most half full */
+	size_t n_postings;
+	uint32_t *scratch; /* an entry's term ids, while it is indexed */
+	size_t cap_scratch;
+};
+
+struct words {
+	pthread_mutex_t lock;
+	struct w_index **idx;
+	size_t n, cap;
+	uint64_t clock;
+	size_t bytes;
+};
+
+struct words *
+words_new(void)
+{
+	struct words *w = calloc(1, sizeof(*w));
+	if (w != NULL)
+		pthread_mutex_init(&w->lock, NULL);
+	return w;
+}
+
+static void
+index_free(struct w_index *x)
+{
+	if (x->terms != NULL)
+		for (uint32_t i = 0; i <= x->mask; i++)
+			free(x->terms[i].p);
+	free(x->terms);
+	free(x->ent);
+	free(x->scratch);
+	pthread_mutex_destroy(&x->lock);
+	free(x);
+}
+
+void
+words_free(struct words *w)
+{
+	if (w == NULL)
+		return;
+	for (size_t i = 0; i < w->n; i++)
+		index_free(w->idx[i]);
+	free(w->idx);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
+/* Lets go of x (under the set's lock); the last user frees it. */
+static void
+unref_locked(struct w_index *x)
+{
+	if (--x->refs == 0)
+		index_free(x);
+}
+
+/* Takes the i-th index out of the set (under its lock). */
+static void
+remove_locked(struct words *w, size_t i)
+{
+	struct w_index *x = w->idx[i];
+	w->bytes -= x->bytes;
+	w->idx[i] = w->idx[--w->n];
+	unref_locked(x);
+}
+
+void
+words_drop(struct words *w, uint64_t uid)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	for (size_t i = 0; i < w->n; i++)
+		if (w->idx[i]->uid == uid) {
+			remove_locked(w, i);
+			break;
+		}
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* The index of memory u, made empty where there is none (or another memory's of its uid), with
+ * one more user; NULL when out of memory. */
+static struct w_index *
+index_get(struct words *w, const struct store_user *u)
+{
+	struct w_index *x = NULL;
+	pthread_mutex_lock(&w->lock);
+	for (size_t i = 0; i < w->n; i++)
+		if (w->idx[i]->uid == u->uid) {
+			if (w->idx[i]->created_ms == u->created_ms)
+				x = w->idx[i];
+			else
+				remove_locked(w, i);
+			break;
+		}
+	if (x == NULL &&
+	    (w->n < w->cap ||
+	     (w->idx = reallocarray(w->idx, w->cap = 2 * w->cap + 4, sizeof(*w->idx))) != NULL) &&
+	    (x = calloc(1, sizeof(*x))) != NULL) {
+		x->uid = u->uid;
+		x->created_ms = u->created_ms;
+		x->refs = 1;
+		x->bytes = sizeof(*x);
+		pthread_mutex_init(&x->lock, NULL);
+		w->idx[w->n++] = x;
+		w->bytes += x->bytes;
+	}
+	if (x != NULL) {
+		x->refs++;
+		x->used = ++w->clock;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return x;
+}
+
+/* Lets go of x after a query that left it holding `bytes`; drops the least recently used other
+ * indexes while all of them pass WORDS_BYTES_MAX. */
+static void
+index_put(struct words *w, struct w_index *x, size_t bytes)
+{
+	pthread_mutex_lock(&w->lock);
+	for (size_t i = 0; i < w->n; i++)
+		if (w->idx[i] == x) { /* (not dropped meanwhile) */
+			w->bytes += bytes - x->bytes;
+			x->bytes = bytes;
+			break;
+		}
+	while (w->bytes > WORDS_BYTES_MAX) {
+		size_t lru = w->n;
+		for (size_t i = 0; i < w->n; i++)
+			if (w->idx[i] != x && (lru == w->n || w->idx[i]->used < w->idx[lru]->used))
+				lru = i;
+		if (lru == w->n)
+			break;
+		remove_locked(w, lru);
+	}
+	unref_locked(x);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static inline uint32_t
+slot_of(uint32_t id, uint32_t mask)
+{
+	return (uint32_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 40) & mask;
+}
+
+/* Term id's slot in x: its own, or the empty one where it would go. */
+static struct w_term *
+term_slot(const struct w_index *x, uint32_t id)
+{
+	uint32_t h = slot_of(id, x->mask);
+	while (x->terms[h].cap != 0 && x->terms[h].id != id)
+		h = (h + 1) & x->mask;
+	return &x->terms[h];
+}
+
+/* Room for one more term: the table doubled where it would be more than half full. */
+static int
+terms_room(struct w_index *x)
+{
+	if (x->terms != NULL && 2 * (x->n_terms + 1) <= x->mask + 1)
+		return 0;
+	uint32_t mask = x->terms != NULL ? 2 * x->mask + 1 : 1023;
+	struct w_term *t = calloc((size_t)mask + 1, sizeof(*t)), *old = x->terms;
+	if (t == NULL)
+		return -ENOMEM;
+	uint32_t old_mask = x->mask;
+	x->terms = t;
+	x->mask = mask;
+	if (old != NULL) {
+		for (uint32_t i = 0; i <= old_mask; i++)
+			if (old[i].cap != 0)
+				*term_slot(x, old[i].id) = old[i];
+		free(old);
+	}
+	return 0;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Indexes entry e (a text of at most WORDS_ENTRY_CHUNKS chunks) under x's lock. */
+static int
+index_entry(struct w_index *x, const struct store_entry *e)
+{
+	struct lex1_cursor c;
+	struct enc_token t;
+	size_t n = 0;
+	lex1_cursor_init(&c, e->text, e->text_len);
+	while (lex1_next(&c, &t)) {
+		if (!bm25_is_term(t.id))
+			continue;
+		if (n == x->cap_scratch) {
+			size_t cap = x->cap_scratch ? 2 * x->cap_scratch : 256;
+			uint32_t *p = reallocarray(x->scratch, cap, sizeof(*p));
+			if (p == NULL)
+				return -ENOMEM;
+			x->scratch = p;
+			x->cap_scratch = cap;
+		}
+		x->scratch[n++] = t.id;
+	}
+	if (n == 0)
+		return 0;
+	if (x->n_ent == x->cap_ent) {
+		size_t cap = x->cap_ent ? 2 * x->cap_ent : 256;
+		struct w_entry *p = reallocarray(x->ent, cap, sizeof(*p));
+		if (p == NULL)
+			return -ENOMEM;
+		x->ent = p;
+		x->cap_ent = cap;
+	}
+	if (x->n_ent >= UINT32_MAX)
+		return -ENOMEM;
+	uint32_t id = (uint32_t)x->n_ent;
+	x->ent[x->n_ent++] = (struct w_entry){e->seq, e->first_token, e->n_tokens, (uint32_t)n};
+	qsort(x->scratch, n, sizeof(*x->scratch), cmp_u32);
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && x->scratch[j] == x->scratch[i]; j++)
+			;
+		int ret = terms_room(x);
+		if (ret != 0)
+			return ret;
+		struct w_term *s = term_slot(x, x->scratch[i]);
+		if (s->n == s->cap) {
+			uint32_t cap = s->cap ? 2 * s->cap : 2;
+			struct w_posting *p = reallocarray(s->p, cap, sizeof(*p));
+			if (p == NULL)
+				return -ENOMEM;
+			if (s->cap == 0) {
+				s->id = x->scratch[i];
+				x->n_terms++;
+			}
+			s->p = p;
+			s->cap = cap;
+		}
+		s->p[s->n++] = (struct w_posting){id, (uint32_t)(j - i)};
+		x->n_postings++;
+	}
+	return 0;
+}
+
+/* Whether entry e spans at most WORDS_ENTRY_CHUNKS chunks of S tokens. */
+static bool
+short_entry(uint64_t first_token, uint32_t n_tokens, uint32_t S)
+{
+	return n_tokens > 0 &&
+	       (first_token + n_tokens - 1) / S - first_token / S < WORDS_ENTRY_CHUNKS;
+}
+
+/* Brings x up to txn's snapshot of memory u: the entries appended since it was last brought. */
+static int
+catch_up(struct w_index *x, struct store_txn *txn, const struct store_user *u)
+{
+	for (; x->next_seq < u->n_entries; x->next_seq++) {
+		struct store_entry e;
+		int ret = store_entry_get(txn, u->uid, x->next_seq, &e);
+		if (ret == HSAMEM_ENOTFOUND)
+			continue;
+		if (ret != 0)
+			return ret;
+		if (e.text_len > 0 && short_entry(e.first_token, e.n_tokens, u->spec.S) &&
+		    (ret = index_entry(x, &e)) != 0)
+			return ret;
+	}
+	return 0;
+}
+
+static size_t
+index_bytes(const struct w_index *x)
+{
+	return sizeof(*x) + x->cap_ent * sizeof(*x->ent) +
+	       (x->terms != NULL ? ((size_t)x->mask + 1) * sizeof(*x->terms) : 0) +
+	       x->n_postings * sizeof(struct w_posting) + x->cap_scratch * sizeof(uint32_t);
+}
+
+/* An entry being scored: in an open-addressed table by its index + 1 (0: an empty slot), then
+ * sorted by score. */
+struct scored {
+	uint32_t entry1;
+	float s;
+	struct w_entry e;
+};
+
+static int
+cmp_scored(const void *a, const void *b)
+{
+	const struct scored *x = a, *y = b;
+	if (x->s != y->s)
+		return x->s > y->s ? -1 : 1;
+	return (x->e.first_token > y->e.first_token) - (x->e.first_token < y->e.first_token);
+}
+
+/*
+ * The sums of BM25 over the entries of x that hold the question's rarer terms (words.h), under
+ * x's lock, into a table of the job's arena: *out, *n_out entries with a score, unsorted. Entries
+ * at or past the snapshot's count (an index ahead of the snapshot) are left out.
+ */
+static int
+sum_postings(struct job *job, struct w_index *x, const struct store_user *u,
+             const struct bm25_question *q, struct scored **out, size_t *n_out)
+{
+	const struct w_term **term = arena_calloc(&job->arena, q->n, sizeof(*term));
+	*n_out = 0;
+	if (term == NULL)
+		return -ENOMEM;
+	/* the question's terms that the index holds, rarest first */
+	size_t n_t = 0;
+	for (size_t i = 0; x->terms != NULL && i < q->n; i++) {
+		const struct w_term *s = term_slot(x, q->ids[i]);
+		if (s->cap == 0)
+			continue;
+		size_t j = n_t++;
+		for (; j > 0 && term[j - 1]->n > s->n; j--)
+			term[j] = term[j - 1];
+		term[j] = s;
+	}
+	size_t used = 0, n_read = 0;
+	while (n_read < n_t && used + term[n_read]->n <= WORDS_POSTINGS_MAX)
+		used += term[n_read++]->n;
+	if (used == 0)
+		return 0;
+	uint32_t slots = 16;
+	while (slots < 2 * used)
+		slots *= 2;
+	struct scored *tab = arena_calloc(&job->arena, slots, sizeof(*tab));
+	if (tab == NULL)
+		return -ENOMEM;
+	size_t n_ent = 0;
+	for (size_t t = 0; t < n_read; t++) {
+		const struct w_term *s = term[t];
+		/* its idf: the question's ids are ascending */
+		size_t lo = 0, hi = q->n;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (q->ids[mid] < s->id)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		float idf = q->idf[lo];
+		for (uint32_t i = 0; i < s->n; i++) {
+			const struct w_posting *p = &s->p[i];
+			const struct w_entry *e = &x->ent[p->entry];
+			if (e->seq >= u->n_entries)
+				continue;
+			uint32_t h = slot_of(p->entry, slots - 1);
+			while (tab[h].entry1 != 0 && tab[h].entry1 != p->entry + 1)
+				h = (h + 1) & (slots - 1);
+			if (tab[h].entry1 == 0) {
+				tab[h] = (struct scored){p->entry + 1, 0, *e};
+				n_ent++;
+			}
+			tab[h].s += bm25_summand(idf, p->tf, e->n_terms);
+		}
+	}
+	size_t m = 0;
+	for (uint32_t h = 0; h < slots; h++)
+		if (tab[h].entry1 != 0)
+			tab[m++] = tab[h];
+	*out = tab;
+	*n_out = m;
+	return 0;
+}
+
+/* Whether entry e is in txn's snapshot as it was indexed: the same token range, its text kept. */
+static int
+in_snapshot(struct store_txn *txn, uint64_t uid, const struct w_entry *e, bool *yes)
+{
+	struct store_entry se;
+	int ret = store_entry_get(txn, uid, e->seq, &se);
+	*yes = ret == 0 && se.text_len > 0 && se.first_token == e->first_token &&
+	       se.n_tokens == e->n_tokens;
+	return ret == HSAMEM_ENOTFOUND ? 0 : ret;
+}
+
+int
+words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
+           const struct bm25_question *q, const uint64_t *mask, bool tail, size_t depth,
+           struct bm25_hit *out, size_t *n)
+{
+	const uint64_t S = u->spec.S;
+	struct words *w = job->d->words;
+	*n = 0;
+	if (w == NULL || q->n == 0 || !(q->idf_sum > 0) || depth == 0 || u->n_entries == 0)
+		return 0;
+	struct w_index *x = index_get(w, u);
+	if (x == NULL)
+		return -ENOMEM;
+	struct scored *sc = NULL;
+	size_t n_sc = 0;
+	pthread_mutex_lock(&x->lock);
+	int ret = catch_up(x, txn, u);
+	if (ret == 0)
+		ret = sum_postings(job, x, u, q, &sc, &n_sc);
+	size_t bytes = index_bytes(x);
+	pthread_mutex_unlock(&x->lock);
+	index_put(w, x, bytes);
+	if (ret != 0 || n_sc == 0)
+		return ret;
+	/* best first; each to the chunk that holds most of it, where allowed, once a chunk (a
+	 * ranking of chunks that gave an entry to both of its two would hold it twice), while the
+	 * snapshot holds it */
+	qsort(sc, n_sc, sizeof(*sc), cmp_scored);
+	for (size_t i = 0; i < n_sc && *n < depth; i++) {
+		const struct w_entry *e = &sc[i].e;
+		uint64_t c = e->first_token / S, in_c = (c + 1) * S - e->first_token;
+		if (in_c < e->n_tokens && 2 * in_c < e->n_tokens)
+			c++;
+		if (c > u->n_chunks || (c == u->n_chunks && !tail) ||
+		    (mask != NULL && !store_mask_test(mask, c)))
+			continue;
+		bool dup = false, yes = false;
+		for (size_t k = 0; k < *n && !dup; k++)
+			dup = out[k].chunk == (int64_t)c;
+		if (dup)
+			continue;
+		if ((ret = in_snapshot(txn, u->uid, e, &yes)) != 0)
+			return ret;
+		if (yes)
+			out[(*n)++] =
+			        (struct bm25_hit){(int64_t)c, BM25_SCALE * sc[i].s / q->idf_sum};
+	}
+	return 0;
+}

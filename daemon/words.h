@@ -1,0 +1,70 @@
+/*
+ * words.h: BM25 over entries, from a word index of each memory's entries that the daemon holds in
+ * memory; the third part of every lexical ranking, beside the landmarks and the exact pass
+ * (bm25.h; hsamem(7), QUERY MODES; encoder/LEXICAL.md, "BM25 over entries").
+ *
+ * The unit of a chunk's score is its 64 tokens, and a fact of one sentence appended as an entry of
+ * its own shares its chunk with the text beside it; BM25 over entries weighs it as what it is, a
+ * short text that holds the question's words. So every lexical ranking also ranks the entries
+ * that the question's rarer words find, by the same formula over each entry's own words and length
+ * (on the chunks' scale, with the same idf and reference length), and a chunk scores the better of
+ * its own BM25 and that of the best entry it holds the most of (an entry cut by a chunk boundary
+ * counts in one of its two chunks, so that a ranking of chunks holds each entry once). The
+ * question's terms are read rarest first, each whole or not at all, while their postings fit
+ * WORDS_POSTINGS_MAX: a common word weighs little and would cost most. An entry that spans more
+ * than WORDS_ENTRY_CHUNKS chunks (a document) is left to its chunks' own scores, which tell which
+ * of its chunks holds the words, and is not indexed.
+ *
+ * The index is not stored. A memory's is made when a query first needs it, from the entries of
+ * the query's snapshot, and each later query adds the entries appended since, so that appends
+ * never wait for it (a word index written with every append, as postings in the store, cost more
+ * than half of the ingest rate: models/EVAL.md). A forget, an update, a re-encode, an import or a
+ * delete drops the memory's index (words_drop) and the next query makes it anew; a restart starts
+ * with none. Every entry it ranks is checked against the query's snapshot (a sequence number below
+ * the snapshot's count, a record of the same token range that still holds its text), so an index
+ * ahead of or behind a snapshot ranks only what that snapshot holds. Indexes of memories not
+ * queried for a while are dropped when all of them together pass WORDS_BYTES_MAX.
+ */
+#ifndef HSAMEM_WORDS_H
+#define HSAMEM_WORDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct bm25_question;
+struct job;
+struct store_txn;
+struct store_user;
+struct words;
+
+#define WORDS_POSTINGS_MAX 4096
+#define WORDS_ENTRY_CHUNKS 2
+#define WORDS_ENTRY_DEPTH  32 /* the chunks of the best entries that join a ranking's candidates */
+#define WORDS_BYTES_MAX    ((size_t)1 << 30)
+
+/* The daemon's indexes (none yet), or NULL when out of memory. */
+struct words *words_new(void);
+/* Frees every index; no query may be running. NULL-safe. */
+void words_free(struct words *w);
+/* Drops the index of memory uid, if any: its entries changed other than by appends. */
+void words_drop(struct words *w, uint64_t uid);
+
+/* A chunk and the score of the best entry it holds. */
+struct bm25_hit {
+	int64_t chunk;
+	float score;
+};
+
+/*
+ * The chunks of memory u that hold the best entries for question q by BM25 over entries (above),
+ * in txn's snapshot, among those mask allows (NULL: all; the unsealed tail is chunk u->n_chunks,
+ * and only where tail is true): at most depth, each with its best entry's score, best first (ties
+ * to the lower chunk), into out (room for depth); their count into *n. Brings the memory's index
+ * up to the snapshot first. Returns 0 or an error (-ENOMEM, or the store's).
+ */
+int words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
+               const struct bm25_question *q, const uint64_t *mask, bool tail, size_t depth,
+               struct bm25_hit *out, size_t *n);
+
+#endif
