@@ -4,10 +4,11 @@
  * One index a memory: its entries (sequence number, token range, length in terms) in the order
  * they were indexed, and per term the entries that hold it with their counts, in a table open
  * addressed by term id. Postings only grow; an entry's index in the entries array is its posting's
- * name, so that a posting is 8 bytes. An index is guarded by its own mutex, which a query holds
- * while it brings the index up to its snapshot and sums its terms' postings; the set of indexes
- * by a mutex of its own, with a count of the queries that use each, so that a drop frees an index
- * only once the last query lets go of it.
+ * name, so that a posting is 8 bytes. An index is guarded by its own lock: a query that finds it
+ * behind its snapshot holds it for writing while it brings it up, then, like every other, for
+ * reading while it sums its terms' postings. The set of indexes has a mutex of its own and a
+ * count of the queries that use each index, so that a drop frees one only once the last query
+ * lets go of it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -46,7 +47,7 @@ struct w_index {
 	unsigned refs; /* queries using it, and 1 while the set holds it (under the set's lock) */
 	uint64_t used; /* the set's clock at its last use (under the set's lock) */
 	size_t bytes;  /* what it holds, as last told to the set (under the set's lock) */
-	pthread_mutex_t lock;
+	pthread_rwlock_t lock;
 	/* the rest under lock */
 	uint64_t next_seq; /* entries below it are indexed, or were left out */
 	struct w_entry *ent;
@@ -84,7 +85,7 @@ index_free(struct w_index *x)
 	free(x->terms);
 	free(x->ent);
 	free(x->scratch);
-	pthread_mutex_destroy(&x->lock);
+	pthread_rwlock_destroy(&x->lock);
 	free(x);
 }
 
@@ -155,7 +156,7 @@ index_get(struct words *w, const struct store_user *u)
 		x->created_ms = u->created_ms;
 		x->refs = 1;
 		x->bytes = sizeof(*x);
-		pthread_mutex_init(&x->lock, NULL);
+		pthread_rwlock_init(&x->lock, NULL);
 		w->idx[w->n++] = x;
 		w->bytes += x->bytes;
 	}
@@ -237,7 +238,7 @@ cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Indexes entry e (a text of at most WORDS_ENTRY_CHUNKS chunks) under x's lock. */
+/* Indexes entry e (a text of at most WORDS_ENTRY_CHUNKS chunks); x's lock is held for writing. */
 static int
 index_entry(struct w_index *x, const struct store_entry *e)
 {
@@ -306,7 +307,8 @@ short_entry(uint64_t first_token, uint32_t n_tokens, uint32_t S)
 	       (first_token + n_tokens - 1) / S - first_token / S < WORDS_ENTRY_CHUNKS;
 }
 
-/* Brings x up to txn's snapshot of memory u: the entries appended since it was last brought. */
+/* Brings x up to txn's snapshot of memory u: the entries appended since it was last brought.
+ * Called with x's lock held for writing. */
 static int
 catch_up(struct w_index *x, struct store_txn *txn, const struct store_user *u)
 {
@@ -332,30 +334,72 @@ index_bytes(const struct w_index *x)
 	       x->n_postings * sizeof(struct w_posting) + x->cap_scratch * sizeof(uint32_t);
 }
 
-/* An entry being scored: in an open-addressed table by its index + 1 (0: an empty slot), then
- * sorted by score. */
-struct scored {
+/* An entry being scored, in an open-addressed table by its index + 1 (0: an empty slot). */
+struct sum {
 	uint32_t entry1;
+	float s;
+};
+
+/* Whether x ranks before y: the higher score, on a tie the earlier entry. */
+static inline bool
+before(struct sum x, struct sum y)
+{
+	return x.s > y.s || (x.s == y.s && x.entry1 < y.entry1);
+}
+
+/* A heap whose root is the worst of h[0, n) (before() reversed), restored below i. */
+static void
+sift_down(struct sum *h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t w = i, l = 2 * i + 1, r = l + 1;
+		if (l < n && before(h[w], h[l]))
+			w = l;
+		if (r < n && before(h[w], h[r]))
+			w = r;
+		if (w == i)
+			return;
+		struct sum t = h[i];
+		h[i] = h[w];
+		h[w] = t;
+		i = w;
+	}
+}
+
+/* The best m of the n sums in a (m <= n), into a[0, m), best first: a heap of the best so far,
+ * not a sort of all (a common word's entries number thousands, of which a ranking reads a few). */
+static void
+best_of(struct sum *a, size_t n, size_t m)
+{
+	for (size_t i = m / 2; i-- > 0;)
+		sift_down(a, m, i);
+	for (size_t i = m; i < n; i++)
+		if (before(a[i], a[0])) {
+			a[0] = a[i];
+			sift_down(a, m, 0);
+		}
+	for (size_t k = m; k > 1; k--) {
+		struct sum t = a[0];
+		a[0] = a[k - 1];
+		a[k - 1] = t;
+		sift_down(a, k - 1, 0);
+	}
+}
+
+/* An entry to rank: its score and what the index holds of it. */
+struct scored {
 	float s;
 	struct w_entry e;
 };
 
-static int
-cmp_scored(const void *a, const void *b)
-{
-	const struct scored *x = a, *y = b;
-	if (x->s != y->s)
-		return x->s > y->s ? -1 : 1;
-	return (x->e.first_token > y->e.first_token) - (x->e.first_token < y->e.first_token);
-}
-
 /*
- * The sums of BM25 over the entries of x that hold the question's rarer terms (words.h), under
- * x's lock, into a table of the job's arena: *out, *n_out entries with a score, unsorted. Entries
- * at or past the snapshot's count (an index ahead of the snapshot) are left out.
+ * BM25 over the entries of x that hold the question's rarer terms (words.h), with x's lock held
+ * for reading: the best WORDS_ENTRY_READ of them, best first, into *out (the job's arena), their
+ * count into *n_out. Entries at or past the snapshot's count (an index ahead of the snapshot) are
+ * left out.
  */
 static int
-sum_postings(struct job *job, struct w_index *x, const struct store_user *u,
+best_entries(struct job *job, struct w_index *x, const struct store_user *u,
              const struct bm25_question *q, struct scored **out, size_t *n_out)
 {
 	const struct w_term **term = arena_calloc(&job->arena, q->n, sizeof(*term));
@@ -381,10 +425,9 @@ sum_postings(struct job *job, struct w_index *x, const struct store_user *u,
 	uint32_t slots = 16;
 	while (slots < 2 * used)
 		slots *= 2;
-	struct scored *tab = arena_calloc(&job->arena, slots, sizeof(*tab));
+	struct sum *tab = arena_calloc(&job->arena, slots, sizeof(*tab));
 	if (tab == NULL)
 		return -ENOMEM;
-	size_t n_ent = 0;
 	for (size_t t = 0; t < n_read; t++) {
 		const struct w_term *s = term[t];
 		/* its idf: the question's ids are ascending */
@@ -405,10 +448,7 @@ sum_postings(struct job *job, struct w_index *x, const struct store_user *u,
 			uint32_t h = slot_of(p->entry, slots - 1);
 			while (tab[h].entry1 != 0 && tab[h].entry1 != p->entry + 1)
 				h = (h + 1) & (slots - 1);
-			if (tab[h].entry1 == 0) {
-				tab[h] = (struct scored){p->entry + 1, 0, *e};
-				n_ent++;
-			}
+			tab[h].entry1 = p->entry + 1;
 			tab[h].s += bm25_summand(idf, p->tf, e->n_terms);
 		}
 	}
@@ -416,8 +456,15 @@ sum_postings(struct job *job, struct w_index *x, const struct store_user *u,
 	for (uint32_t h = 0; h < slots; h++)
 		if (tab[h].entry1 != 0)
 			tab[m++] = tab[h];
-	*out = tab;
-	*n_out = m;
+	size_t k = m < WORDS_ENTRY_READ ? m : WORDS_ENTRY_READ;
+	best_of(tab, m, k);
+	struct scored *sc = arena_calloc(&job->arena, k + 1, sizeof(*sc));
+	if (sc == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < k; i++)
+		sc[i] = (struct scored){tab[i].s, x->ent[tab[i].entry1 - 1]};
+	*out = sc;
+	*n_out = k;
 	return 0;
 }
 
@@ -447,19 +494,25 @@ words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
 		return -ENOMEM;
 	struct scored *sc = NULL;
 	size_t n_sc = 0;
-	pthread_mutex_lock(&x->lock);
-	int ret = catch_up(x, txn, u);
+	int ret = 0;
+	pthread_rwlock_rdlock(&x->lock);
+	if (x->next_seq < u->n_entries) {
+		pthread_rwlock_unlock(&x->lock);
+		pthread_rwlock_wrlock(&x->lock);
+		ret = catch_up(x, txn, u);
+		pthread_rwlock_unlock(&x->lock);
+		pthread_rwlock_rdlock(&x->lock);
+	}
 	if (ret == 0)
-		ret = sum_postings(job, x, u, q, &sc, &n_sc);
+		ret = best_entries(job, x, u, q, &sc, &n_sc);
 	size_t bytes = index_bytes(x);
-	pthread_mutex_unlock(&x->lock);
+	pthread_rwlock_unlock(&x->lock);
 	index_put(w, x, bytes);
 	if (ret != 0 || n_sc == 0)
 		return ret;
-	/* best first; each to the chunk that holds most of it, where allowed, once a chunk (a
+	/* best first, each to the chunk that holds most of it, where allowed, once a chunk (a
 	 * ranking of chunks that gave an entry to both of its two would hold it twice), while the
 	 * snapshot holds it */
-	qsort(sc, n_sc, sizeof(*sc), cmp_scored);
 	for (size_t i = 0; i < n_sc && *n < depth; i++) {
 		const struct w_entry *e = &sc[i].e;
 		uint64_t c = e->first_token / S, in_c = (c + 1) * S - e->first_token;

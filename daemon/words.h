@@ -40,7 +40,8 @@ struct words;
 
 #define WORDS_POSTINGS_MAX 4096
 #define WORDS_ENTRY_CHUNKS 2
-#define WORDS_ENTRY_DEPTH  32 /* the chunks of the best entries that join a ranking's candidates */
+#define WORDS_ENTRY_DEPTH  32  /* the chunks of the best entries that join a ranking's candidates */
+#define WORDS_ENTRY_READ   256 /* the best entries read for them (a filter may allow few) */
 #define WORDS_BYTES_MAX    ((size_t)1 << 30)
 
 /* The daemon's indexes (none yet), or NULL when out of memory. */
