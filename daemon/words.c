@@ -334,7 +334,7 @@ index_bytes(const struct w_index *x)
 	       x->n_postings * sizeof(struct w_posting) + x->cap_scratch * sizeof(uint32_t);
 }
 
-/* An entry being scored, in an open-addressed table by its index + 1 (0: an empty slot). */
+/* An entry being scored: its index + 1 and its score. */
 struct sum {
 	uint32_t entry1;
 	float s;
@@ -386,6 +386,37 @@ best_of(struct sum *a, size_t n, size_t m)
 	}
 }
 
+/* The idf of a term of question q (its ids are ascending). */
+static float
+idf_of(const struct bm25_question *q, uint32_t id)
+{
+	size_t lo = 0, hi = q->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (q->ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return q->idf[lo];
+}
+
+/* The count of term s in entry i, 0 where it holds none: s's postings are in the order of the
+ * entries. */
+static uint32_t
+tf_in(const struct w_term *s, uint32_t i)
+{
+	size_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->p[mid].entry < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->n && s->p[lo].entry == i ? s->p[lo].tf : 0;
+}
+
 /* An entry to rank: its score and what the index holds of it. */
 struct scored {
 	float s;
@@ -394,7 +425,8 @@ struct scored {
 
 /*
  * BM25 over the entries of x that hold the question's rarer terms (words.h), with x's lock held
- * for reading: the best WORDS_ENTRY_READ of them, best first, into *out (the job's arena), their
+ * for reading: the best WORDS_ENTRY_READ of them by those terms, each then scored by all of the
+ * question's terms, best first, into *out (the job's arena), their
  * count into *n_out. Entries at or past the snapshot's count (an index ahead of the snapshot) are
  * left out.
  */
@@ -422,42 +454,43 @@ best_entries(struct job *job, struct w_index *x, const struct store_user *u,
 		used += term[n_read++]->n;
 	if (used == 0)
 		return 0;
-	uint32_t slots = 16;
-	while (slots < 2 * used)
-		slots *= 2;
-	struct sum *tab = arena_calloc(&job->arena, slots, sizeof(*tab));
-	if (tab == NULL)
+	/* each entry's sum, in an array of them all (a few bytes an entry, cheaper than a table of
+	 * those touched), and the list of those touched */
+	float *acc = arena_calloc(&job->arena, x->n_ent + 1, sizeof(*acc));
+	struct sum *tab = arena_calloc(&job->arena, used + 1, sizeof(*tab));
+	if (acc == NULL || tab == NULL)
 		return -ENOMEM;
+	size_t m = 0;
 	for (size_t t = 0; t < n_read; t++) {
 		const struct w_term *s = term[t];
-		/* its idf: the question's ids are ascending */
-		size_t lo = 0, hi = q->n;
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			if (q->ids[mid] < s->id)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		float idf = q->idf[lo];
+		float idf = idf_of(q, s->id);
 		for (uint32_t i = 0; i < s->n; i++) {
 			const struct w_posting *p = &s->p[i];
 			const struct w_entry *e = &x->ent[p->entry];
 			if (e->seq >= u->n_entries)
 				continue;
-			uint32_t h = slot_of(p->entry, slots - 1);
-			while (tab[h].entry1 != 0 && tab[h].entry1 != p->entry + 1)
-				h = (h + 1) & (slots - 1);
-			tab[h].entry1 = p->entry + 1;
-			tab[h].s += bm25_summand(idf, p->tf, e->n_terms);
+			if (acc[p->entry] == 0) /* (a summand is above 0) */
+				tab[m++].entry1 = p->entry + 1;
+			acc[p->entry] += bm25_summand(idf, p->tf, e->n_terms);
 		}
 	}
-	size_t m = 0;
-	for (uint32_t h = 0; h < slots; h++)
-		if (tab[h].entry1 != 0)
-			tab[m++] = tab[h];
+	for (size_t i = 0; i < m; i++)
+		tab[i].s = acc[tab[i].entry1 - 1];
 	size_t k = m < WORDS_ENTRY_READ ? m : WORDS_ENTRY_READ;
 	best_of(tab, m, k);
+	/* the common terms' share of the best entries' scores, so that an entry's score is its
+	 * whole BM25 as a chunk's exact score is, then the best of them again */
+	if (n_read < n_t) {
+		for (size_t t = n_read; t < n_t; t++) {
+			float idf = idf_of(q, term[t]->id);
+			for (size_t i = 0; i < k; i++) {
+				uint32_t e = tab[i].entry1 - 1, tf = tf_in(term[t], e);
+				if (tf > 0)
+					tab[i].s += bm25_summand(idf, tf, x->ent[e].n_terms);
+			}
+		}
+		best_of(tab, k, k);
+	}
 	struct scored *sc = arena_calloc(&job->arena, k + 1, sizeof(*sc));
 	if (sc == NULL)
 		return -ENOMEM;

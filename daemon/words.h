@@ -11,7 +11,9 @@
  * its own BM25 and that of the best entry it holds the most of (an entry cut by a chunk boundary
  * counts in one of its two chunks, so that a ranking of chunks holds each entry once). The
  * question's terms are read rarest first, each whole or not at all, while their postings fit
- * WORDS_POSTINGS_MAX: a common word weighs little and would cost most. An entry that spans more
+ * WORDS_POSTINGS_MAX (a common word weighs little and would cost most), and the best
+ * WORDS_ENTRY_READ entries they find are then scored by the common words too, so that an entry's
+ * score is its whole BM25, as a chunk's exact score is. An entry that spans more
  * than WORDS_ENTRY_CHUNKS chunks (a document) is left to its chunks' own scores, which tell which
  * of its chunks holds the words, and is not indexed.
  *
@@ -38,7 +40,7 @@ struct store_txn;
 struct store_user;
 struct words;
 
-#define WORDS_POSTINGS_MAX 4096
+#define WORDS_POSTINGS_MAX 32768
 #define WORDS_ENTRY_CHUNKS 2
 #define WORDS_ENTRY_DEPTH  32  /* the chunks of the best entries that join a ranking's candidates */
 #define WORDS_ENTRY_READ   256 /* the best entries read for them (a filter may allow few) */
