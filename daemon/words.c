@@ -27,8 +27,11 @@ struct w_entry {
 	uint64_t seq;
 	uint64_t first_token;
 	uint32_t n_tokens;
-	uint32_t n_terms; /* its length for BM25: its words (bm25_is_term) */
+	uint32_t n_terms; /* its length for BM25: its words (bm25_is_term); W_UNINDEXED: a document
+	                   * or an entry without text, whose words the index does not hold */
 };
+
+#define W_UNINDEXED UINT32_MAX
 
 struct w_posting {
 	uint32_t entry; /* index into the entries */
@@ -238,6 +241,25 @@ cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Entry e with n_terms, at the end of x's entries; its index into *id. */
+static int
+add_entry(struct w_index *x, const struct store_entry *e, uint32_t n_terms, uint32_t *id)
+{
+	if (x->n_ent == x->cap_ent) {
+		size_t cap = x->cap_ent ? 2 * x->cap_ent : 256;
+		struct w_entry *p = reallocarray(x->ent, cap, sizeof(*p));
+		if (p == NULL)
+			return -ENOMEM;
+		x->ent = p;
+		x->cap_ent = cap;
+	}
+	if (x->n_ent >= UINT32_MAX - 1)
+		return -ENOMEM;
+	*id = (uint32_t)x->n_ent;
+	x->ent[x->n_ent++] = (struct w_entry){e->seq, e->first_token, e->n_tokens, n_terms};
+	return 0;
+}
+
 /* Indexes entry e (a text of at most WORDS_ENTRY_CHUNKS chunks); x's lock is held for writing. */
 static int
 index_entry(struct w_index *x, const struct store_entry *e)
@@ -245,6 +267,7 @@ index_entry(struct w_index *x, const struct store_entry *e)
 	struct lex1_cursor c;
 	struct enc_token t;
 	size_t n = 0;
+	uint32_t id;
 	lex1_cursor_init(&c, e->text, e->text_len);
 	while (lex1_next(&c, &t)) {
 		if (!bm25_is_term(t.id))
@@ -259,26 +282,14 @@ index_entry(struct w_index *x, const struct store_entry *e)
 		}
 		x->scratch[n++] = t.id;
 	}
-	if (n == 0)
-		return 0;
-	if (x->n_ent == x->cap_ent) {
-		size_t cap = x->cap_ent ? 2 * x->cap_ent : 256;
-		struct w_entry *p = reallocarray(x->ent, cap, sizeof(*p));
-		if (p == NULL)
-			return -ENOMEM;
-		x->ent = p;
-		x->cap_ent = cap;
-	}
-	if (x->n_ent >= UINT32_MAX)
-		return -ENOMEM;
-	uint32_t id = (uint32_t)x->n_ent;
-	x->ent[x->n_ent++] = (struct w_entry){e->seq, e->first_token, e->n_tokens, (uint32_t)n};
+	int ret = add_entry(x, e, (uint32_t)n, &id);
+	if (ret != 0 || n == 0)
+		return ret;
 	qsort(x->scratch, n, sizeof(*x->scratch), cmp_u32);
 	for (size_t i = 0, j; i < n; i = j) {
 		for (j = i + 1; j < n && x->scratch[j] == x->scratch[i]; j++)
 			;
-		int ret = terms_room(x);
-		if (ret != 0)
+		if ((ret = terms_room(x)) != 0)
 			return ret;
 		struct w_term *s = term_slot(x, x->scratch[i]);
 		if (s->n == s->cap) {
@@ -319,8 +330,13 @@ catch_up(struct w_index *x, struct store_txn *txn, const struct store_user *u)
 			continue;
 		if (ret != 0)
 			return ret;
-		if (e.text_len > 0 && short_entry(e.first_token, e.n_tokens, u->spec.S) &&
-		    (ret = index_entry(x, &e)) != 0)
+		uint32_t id;
+		if (e.n_tokens == 0)
+			continue;
+		ret = e.text_len > 0 && short_entry(e.first_token, e.n_tokens, u->spec.S)
+		              ? index_entry(x, &e)
+		              : add_entry(x, &e, W_UNINDEXED, &id);
+		if (ret != 0)
 			return ret;
 	}
 	return 0;
@@ -566,4 +582,91 @@ words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
 			        (struct bm25_hit){(int64_t)c, BM25_SCALE * sc[i].s / q->idf_sum};
 	}
 	return 0;
+}
+
+/* The index of the first of x's entries (ascending by first token) that ends after pos. */
+static size_t
+first_after(const struct w_index *x, uint64_t pos)
+{
+	size_t lo = 0, hi = x->n_ent;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (x->ent[mid].first_token + x->ent[mid].n_tokens <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Entry i's whole BM25 for question q (all of its terms), on the chunks' scale. */
+static float
+entry_score(const struct w_index *x, const struct bm25_question *q, uint32_t i)
+{
+	float s = 0;
+	for (size_t t = 0; x->terms != NULL && t < q->n; t++) {
+		const struct w_term *w = term_slot(x, q->ids[t]);
+		uint32_t tf = w->cap != 0 ? tf_in(w, i) : 0;
+		if (tf > 0)
+			s += bm25_summand(q->idf[t], tf, x->ent[i].n_terms);
+	}
+	return BM25_SCALE * s / q->idf_sum;
+}
+
+/* Chunk c's score (words_chunk_scores) under x's lock held for reading; *s holds its exact one. */
+static void
+chunk_score(const struct w_index *x, const struct store_user *u, const struct bm25_question *q,
+            uint64_t c, float *s)
+{
+	const uint64_t S = u->spec.S, lo = c * S, hi = lo + S;
+	bool covered = true;
+	float best = 0;
+	uint64_t pos = lo;
+	for (size_t i = first_after(x, lo); i < x->n_ent && x->ent[i].first_token < hi; i++) {
+		const struct w_entry *e = &x->ent[i];
+		if (e->seq >= u->n_entries)
+			break;
+		if (e->n_terms == W_UNINDEXED || e->first_token > pos)
+			covered = false; /* a document, or tokens the index does not know */
+		pos = e->first_token + e->n_tokens;
+		uint64_t own = e->first_token / S, in_c = (own + 1) * S - e->first_token;
+		if (in_c < e->n_tokens && 2 * in_c < e->n_tokens)
+			own++;
+		if (own == c && e->n_terms != W_UNINDEXED) {
+			float es = entry_score(x, q, (uint32_t)i);
+			if (es > best)
+				best = es;
+		}
+	}
+	if (pos == lo)
+		covered = false; /* no entry known here */
+	*s = covered || best > *s ? best : *s;
+}
+
+int
+words_chunk_scores(struct job *job, struct store_txn *txn, const struct store_user *u,
+                   const struct bm25_question *q, struct bm25_hit *h, size_t n)
+{
+	struct words *w = job->d->words;
+	if (w == NULL || n == 0 || q->n == 0 || !(q->idf_sum > 0) || u->n_entries == 0)
+		return 0;
+	struct w_index *x = index_get(w, u);
+	if (x == NULL)
+		return -ENOMEM;
+	int ret = 0;
+	pthread_rwlock_rdlock(&x->lock);
+	if (x->next_seq < u->n_entries) {
+		pthread_rwlock_unlock(&x->lock);
+		pthread_rwlock_wrlock(&x->lock);
+		ret = catch_up(x, txn, u);
+		pthread_rwlock_unlock(&x->lock);
+		pthread_rwlock_rdlock(&x->lock);
+	}
+	for (size_t i = 0; ret == 0 && i < n; i++)
+		if (h[i].chunk >= 0 && (uint64_t)h[i].chunk < u->n_chunks)
+			chunk_score(x, u, q, (uint64_t)h[i].chunk, &h[i].score);
+	size_t bytes = index_bytes(x);
+	pthread_rwlock_unlock(&x->lock);
+	index_put(w, x, bytes);
+	return ret;
 }
