@@ -27,15 +27,13 @@ struct w_entry {
 	uint64_t seq;
 	uint64_t first_token;
 	uint32_t n_tokens;
-	uint32_t n_terms; /* its length for BM25: its words (bm25_is_term); W_UNINDEXED: a document
-	                   * or an entry without text, whose words the index does not hold */
+	uint32_t n_terms; /* its length for BM25: its words (bm25_is_term) */
 };
-
-#define W_UNINDEXED UINT32_MAX
 
 struct w_posting {
 	uint32_t entry; /* index into the entries */
-	uint32_t tf;
+	uint16_t tf;    /* (at most 65535) */
+	uint16_t dl; /* the entry's length in terms (at most 65535), so that a sum reads no entry */
 };
 
 struct w_term {
@@ -241,25 +239,6 @@ cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Entry e with n_terms, at the end of x's entries; its index into *id. */
-static int
-add_entry(struct w_index *x, const struct store_entry *e, uint32_t n_terms, uint32_t *id)
-{
-	if (x->n_ent == x->cap_ent) {
-		size_t cap = x->cap_ent ? 2 * x->cap_ent : 256;
-		struct w_entry *p = reallocarray(x->ent, cap, sizeof(*p));
-		if (p == NULL)
-			return -ENOMEM;
-		x->ent = p;
-		x->cap_ent = cap;
-	}
-	if (x->n_ent >= UINT32_MAX - 1)
-		return -ENOMEM;
-	*id = (uint32_t)x->n_ent;
-	x->ent[x->n_ent++] = (struct w_entry){e->seq, e->first_token, e->n_tokens, n_terms};
-	return 0;
-}
-
 /* Indexes entry e (a text of at most WORDS_ENTRY_CHUNKS chunks); x's lock is held for writing. */
 static int
 index_entry(struct w_index *x, const struct store_entry *e)
@@ -267,7 +246,6 @@ index_entry(struct w_index *x, const struct store_entry *e)
 	struct lex1_cursor c;
 	struct enc_token t;
 	size_t n = 0;
-	uint32_t id;
 	lex1_cursor_init(&c, e->text, e->text_len);
 	while (lex1_next(&c, &t)) {
 		if (!bm25_is_term(t.id))
@@ -282,14 +260,26 @@ index_entry(struct w_index *x, const struct store_entry *e)
 		}
 		x->scratch[n++] = t.id;
 	}
-	int ret = add_entry(x, e, (uint32_t)n, &id);
-	if (ret != 0 || n == 0)
-		return ret;
+	if (n == 0)
+		return 0;
+	if (x->n_ent == x->cap_ent) {
+		size_t cap = x->cap_ent ? 2 * x->cap_ent : 256;
+		struct w_entry *p = reallocarray(x->ent, cap, sizeof(*p));
+		if (p == NULL)
+			return -ENOMEM;
+		x->ent = p;
+		x->cap_ent = cap;
+	}
+	if (x->n_ent >= UINT32_MAX)
+		return -ENOMEM;
+	uint32_t id = (uint32_t)x->n_ent;
+	x->ent[x->n_ent++] = (struct w_entry){e->seq, e->first_token, e->n_tokens, (uint32_t)n};
 	qsort(x->scratch, n, sizeof(*x->scratch), cmp_u32);
 	for (size_t i = 0, j; i < n; i = j) {
 		for (j = i + 1; j < n && x->scratch[j] == x->scratch[i]; j++)
 			;
-		if ((ret = terms_room(x)) != 0)
+		int ret = terms_room(x);
+		if (ret != 0)
 			return ret;
 		struct w_term *s = term_slot(x, x->scratch[i]);
 		if (s->n == s->cap) {
@@ -304,7 +294,9 @@ index_entry(struct w_index *x, const struct store_entry *e)
 			s->p = p;
 			s->cap = cap;
 		}
-		s->p[s->n++] = (struct w_posting){id, (uint32_t)(j - i)};
+		uint32_t tf = (uint32_t)(j - i), dl = (uint32_t)n;
+		s->p[s->n++] = (struct w_posting){id, (uint16_t)(tf < UINT16_MAX ? tf : UINT16_MAX),
+		                                  (uint16_t)(dl < UINT16_MAX ? dl : UINT16_MAX)};
 		x->n_postings++;
 	}
 	return 0;
@@ -330,13 +322,8 @@ catch_up(struct w_index *x, struct store_txn *txn, const struct store_user *u)
 			continue;
 		if (ret != 0)
 			return ret;
-		uint32_t id;
-		if (e.n_tokens == 0)
-			continue;
-		ret = e.text_len > 0 && short_entry(e.first_token, e.n_tokens, u->spec.S)
-		              ? index_entry(x, &e)
-		              : add_entry(x, &e, W_UNINDEXED, &id);
-		if (ret != 0)
+		if (e.text_len > 0 && short_entry(e.first_token, e.n_tokens, u->spec.S) &&
+		    (ret = index_entry(x, &e)) != 0)
 			return ret;
 	}
 	return 0;
@@ -350,7 +337,7 @@ index_bytes(const struct w_index *x)
 	       x->n_postings * sizeof(struct w_posting) + x->cap_scratch * sizeof(uint32_t);
 }
 
-/* An entry being scored: its index + 1 and its score. */
+/* An entry being scored, in an open-addressed table by its index + 1 (0: an empty slot). */
 struct sum {
 	uint32_t entry1;
 	float s;
@@ -402,37 +389,6 @@ best_of(struct sum *a, size_t n, size_t m)
 	}
 }
 
-/* The idf of a term of question q (its ids are ascending). */
-static float
-idf_of(const struct bm25_question *q, uint32_t id)
-{
-	size_t lo = 0, hi = q->n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (q->ids[mid] < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return q->idf[lo];
-}
-
-/* The count of term s in entry i, 0 where it holds none: s's postings are in the order of the
- * entries. */
-static uint32_t
-tf_in(const struct w_term *s, uint32_t i)
-{
-	size_t lo = 0, hi = s->n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (s->p[mid].entry < i)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < s->n && s->p[lo].entry == i ? s->p[lo].tf : 0;
-}
-
 /* An entry to rank: its score and what the index holds of it. */
 struct scored {
 	float s;
@@ -441,8 +397,7 @@ struct scored {
 
 /*
  * BM25 over the entries of x that hold the question's rarer terms (words.h), with x's lock held
- * for reading: the best WORDS_ENTRY_READ of them by those terms, each then scored by all of the
- * question's terms, best first, into *out (the job's arena), their
+ * for reading: the best WORDS_ENTRY_READ of them, best first, into *out (the job's arena), their
  * count into *n_out. Entries at or past the snapshot's count (an index ahead of the snapshot) are
  * left out.
  */
@@ -470,43 +425,52 @@ best_entries(struct job *job, struct w_index *x, const struct store_user *u,
 		used += term[n_read++]->n;
 	if (used == 0)
 		return 0;
-	/* each entry's sum, in an array of them all (a few bytes an entry, cheaper than a table of
-	 * those touched), and the list of those touched */
-	float *acc = arena_calloc(&job->arena, x->n_ent + 1, sizeof(*acc));
-	struct sum *tab = arena_calloc(&job->arena, used + 1, sizeof(*tab));
-	if (acc == NULL || tab == NULL)
+	/* the entries the snapshot holds: those below the first of a later sequence number (an
+	 * index ahead of the snapshot) */
+	size_t lo = 0, hi = x->n_ent;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (x->ent[mid].seq < u->n_entries)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	const uint32_t held = (uint32_t)lo;
+	uint32_t slots = 16;
+	while (slots < 2 * used)
+		slots *= 2;
+	struct sum *tab = arena_calloc(&job->arena, slots, sizeof(*tab));
+	if (tab == NULL)
 		return -ENOMEM;
-	size_t m = 0;
 	for (size_t t = 0; t < n_read; t++) {
 		const struct w_term *s = term[t];
-		float idf = idf_of(q, s->id);
-		for (uint32_t i = 0; i < s->n; i++) {
+		/* its idf: the question's ids are ascending */
+		lo = 0;
+		hi = q->n;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (q->ids[mid] < s->id)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		float idf = q->idf[lo];
+		/* (postings are in the order of the entries) */
+		for (uint32_t i = 0; i < s->n && s->p[i].entry < held; i++) {
 			const struct w_posting *p = &s->p[i];
-			const struct w_entry *e = &x->ent[p->entry];
-			if (e->seq >= u->n_entries)
-				continue;
-			if (acc[p->entry] == 0) /* (a summand is above 0) */
-				tab[m++].entry1 = p->entry + 1;
-			acc[p->entry] += bm25_summand(idf, p->tf, e->n_terms);
+			uint32_t h = slot_of(p->entry, slots - 1);
+			while (tab[h].entry1 != 0 && tab[h].entry1 != p->entry + 1)
+				h = (h + 1) & (slots - 1);
+			tab[h].entry1 = p->entry + 1;
+			tab[h].s += bm25_summand(idf, p->tf, p->dl);
 		}
 	}
-	for (size_t i = 0; i < m; i++)
-		tab[i].s = acc[tab[i].entry1 - 1];
+	size_t m = 0;
+	for (uint32_t h = 0; h < slots; h++)
+		if (tab[h].entry1 != 0)
+			tab[m++] = tab[h];
 	size_t k = m < WORDS_ENTRY_READ ? m : WORDS_ENTRY_READ;
 	best_of(tab, m, k);
-	/* the common terms' share of the best entries' scores, so that an entry's score is its
-	 * whole BM25 as a chunk's exact score is, then the best of them again */
-	if (n_read < n_t) {
-		for (size_t t = n_read; t < n_t; t++) {
-			float idf = idf_of(q, term[t]->id);
-			for (size_t i = 0; i < k; i++) {
-				uint32_t e = tab[i].entry1 - 1, tf = tf_in(term[t], e);
-				if (tf > 0)
-					tab[i].s += bm25_summand(idf, tf, x->ent[e].n_terms);
-			}
-		}
-		best_of(tab, k, k);
-	}
 	struct scored *sc = arena_calloc(&job->arena, k + 1, sizeof(*sc));
 	if (sc == NULL)
 		return -ENOMEM;
@@ -582,91 +546,4 @@ words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
 			        (struct bm25_hit){(int64_t)c, BM25_SCALE * sc[i].s / q->idf_sum};
 	}
 	return 0;
-}
-
-/* The index of the first of x's entries (ascending by first token) that ends after pos. */
-static size_t
-first_after(const struct w_index *x, uint64_t pos)
-{
-	size_t lo = 0, hi = x->n_ent;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (x->ent[mid].first_token + x->ent[mid].n_tokens <= pos)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* Entry i's whole BM25 for question q (all of its terms), on the chunks' scale. */
-static float
-entry_score(const struct w_index *x, const struct bm25_question *q, uint32_t i)
-{
-	float s = 0;
-	for (size_t t = 0; x->terms != NULL && t < q->n; t++) {
-		const struct w_term *w = term_slot(x, q->ids[t]);
-		uint32_t tf = w->cap != 0 ? tf_in(w, i) : 0;
-		if (tf > 0)
-			s += bm25_summand(q->idf[t], tf, x->ent[i].n_terms);
-	}
-	return BM25_SCALE * s / q->idf_sum;
-}
-
-/* Chunk c's score (words_chunk_scores) under x's lock held for reading; *s holds its exact one. */
-static void
-chunk_score(const struct w_index *x, const struct store_user *u, const struct bm25_question *q,
-            uint64_t c, float *s)
-{
-	const uint64_t S = u->spec.S, lo = c * S, hi = lo + S;
-	bool covered = true;
-	float best = 0;
-	uint64_t pos = lo;
-	for (size_t i = first_after(x, lo); i < x->n_ent && x->ent[i].first_token < hi; i++) {
-		const struct w_entry *e = &x->ent[i];
-		if (e->seq >= u->n_entries)
-			break;
-		if (e->n_terms == W_UNINDEXED || e->first_token > pos)
-			covered = false; /* a document, or tokens the index does not know */
-		pos = e->first_token + e->n_tokens;
-		uint64_t own = e->first_token / S, in_c = (own + 1) * S - e->first_token;
-		if (in_c < e->n_tokens && 2 * in_c < e->n_tokens)
-			own++;
-		if (own == c && e->n_terms != W_UNINDEXED) {
-			float es = entry_score(x, q, (uint32_t)i);
-			if (es > best)
-				best = es;
-		}
-	}
-	if (pos == lo)
-		covered = false; /* no entry known here */
-	*s = covered || best > *s ? best : *s;
-}
-
-int
-words_chunk_scores(struct job *job, struct store_txn *txn, const struct store_user *u,
-                   const struct bm25_question *q, struct bm25_hit *h, size_t n)
-{
-	struct words *w = job->d->words;
-	if (w == NULL || n == 0 || q->n == 0 || !(q->idf_sum > 0) || u->n_entries == 0)
-		return 0;
-	struct w_index *x = index_get(w, u);
-	if (x == NULL)
-		return -ENOMEM;
-	int ret = 0;
-	pthread_rwlock_rdlock(&x->lock);
-	if (x->next_seq < u->n_entries) {
-		pthread_rwlock_unlock(&x->lock);
-		pthread_rwlock_wrlock(&x->lock);
-		ret = catch_up(x, txn, u);
-		pthread_rwlock_unlock(&x->lock);
-		pthread_rwlock_rdlock(&x->lock);
-	}
-	for (size_t i = 0; ret == 0 && i < n; i++)
-		if (h[i].chunk >= 0 && (uint64_t)h[i].chunk < u->n_chunks)
-			chunk_score(x, u, q, (uint64_t)h[i].chunk, &h[i].score);
-	size_t bytes = index_bytes(x);
-	pthread_rwlock_unlock(&x->lock);
-	index_put(w, x, bytes);
-	return ret;
 }
