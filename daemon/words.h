@@ -20,10 +20,10 @@
  * never wait for it (a word index written with every append, as postings in the store, cost more
  * than half of the ingest rate: models/EVAL.md). A forget, an update, a re-encode or a delete
  * drops the memory's index (words_drop) and the next query makes it anew (an import makes a new
- * memory); a restart starts with none. Every entry it ranks is checked against the query's snapshot (a sequence number below
- * the snapshot's count, a record of the same token range that still holds its text), so an index
- * ahead of or behind a snapshot ranks only what that snapshot holds. Indexes of memories not
- * queried for a while are dropped when all of them together pass WORDS_BYTES_MAX.
+ * memory); a restart starts with none. Every entry it ranks is checked against the query's snapshot
+ * (a sequence number below the snapshot's count, a record of the same token range that still holds
+ * its text), so an index ahead of or behind a snapshot ranks only what that snapshot holds. Indexes
+ * of memories not queried for a while are dropped when all of them together pass WORDS_BYTES_MAX.
  */
 #ifndef HSAMEM_WORDS_H
 #define HSAMEM_WORDS_H
