@@ -10,9 +10,9 @@
 #include <stdint.h>
 
 #include "bm25.h"
-#include "words.h"
 #include "encoder.h"
 #include "store.h"
+#include "words.h"
 
 struct daemon;
 struct job;

@@ -27,7 +27,6 @@ struct w_entry {
 	uint64_t seq;
 	uint64_t first_token;
 	uint32_t n_tokens;
-	uint32_t n_terms; /* its length for BM25: its words (bm25_is_term) */
 };
 
 struct w_posting {
@@ -273,7 +272,7 @@ index_entry(struct w_index *x, const struct store_entry *e)
 	if (x->n_ent >= UINT32_MAX)
 		return -ENOMEM;
 	uint32_t id = (uint32_t)x->n_ent;
-	x->ent[x->n_ent++] = (struct w_entry){e->seq, e->first_token, e->n_tokens, (uint32_t)n};
+	x->ent[x->n_ent++] = (struct w_entry){e->seq, e->first_token, e->n_tokens};
 	qsort(x->scratch, n, sizeof(*x->scratch), cmp_u32);
 	for (size_t i = 0, j; i < n; i = j) {
 		for (j = i + 1; j < n && x->scratch[j] == x->scratch[i]; j++)
@@ -405,7 +404,10 @@ static int
 best_entries(struct job *job, struct w_index *x, const struct store_user *u,
              const struct bm25_question *q, struct scored **out, size_t *n_out)
 {
-	const struct w_term **term = arena_calloc(&job->arena, q->n, sizeof(*term));
+	struct {
+		const struct w_term *s;
+		float idf;
+	} *term = arena_calloc(&job->arena, q->n + 1, sizeof(*term));
 	*n_out = 0;
 	if (term == NULL)
 		return -ENOMEM;
@@ -416,13 +418,14 @@ best_entries(struct job *job, struct w_index *x, const struct store_user *u,
 		if (s->cap == 0)
 			continue;
 		size_t j = n_t++;
-		for (; j > 0 && term[j - 1]->n > s->n; j--)
+		for (; j > 0 && term[j - 1].s->n > s->n; j--)
 			term[j] = term[j - 1];
-		term[j] = s;
+		term[j].s = s;
+		term[j].idf = q->idf[i];
 	}
 	size_t used = 0, n_read = 0;
-	while (n_read < n_t && used + term[n_read]->n <= WORDS_POSTINGS_MAX)
-		used += term[n_read++]->n;
+	while (n_read < n_t && used + term[n_read].s->n <= WORDS_POSTINGS_MAX)
+		used += term[n_read++].s->n;
 	if (used == 0)
 		return 0;
 	/* the entries the snapshot holds: those below the first of a later sequence number (an
@@ -443,18 +446,8 @@ best_entries(struct job *job, struct w_index *x, const struct store_user *u,
 	if (tab == NULL)
 		return -ENOMEM;
 	for (size_t t = 0; t < n_read; t++) {
-		const struct w_term *s = term[t];
-		/* its idf: the question's ids are ascending */
-		lo = 0;
-		hi = q->n;
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			if (q->ids[mid] < s->id)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		float idf = q->idf[lo];
+		const struct w_term *s = term[t].s;
+		float idf = term[t].idf;
 		/* (postings are in the order of the entries) */
 		for (uint32_t i = 0; i < s->n && s->p[i].entry < held; i++) {
 			const struct w_posting *p = &s->p[i];
@@ -516,11 +509,16 @@ words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
 		pthread_rwlock_unlock(&x->lock);
 		pthread_rwlock_rdlock(&x->lock);
 	}
+	bool broken = ret != 0;
 	if (ret == 0)
 		ret = best_entries(job, x, u, q, &sc, &n_sc);
 	size_t bytes = index_bytes(x);
 	pthread_rwlock_unlock(&x->lock);
 	index_put(w, x, bytes);
+	/* an entry whose indexing failed half way holds some of its postings: the next query makes
+	 * the index anew */
+	if (broken)
+		words_drop(w, u->uid);
 	if (ret != 0 || n_sc == 0)
 		return ret;
 	/* best first, each to the chunk that holds most of it, where allowed, once a chunk (a
