@@ -12,7 +12,8 @@
 # TINY=1: the same steps at a toy size on the CPU (a few minutes), to check the script.
 # Other knobs (for ablations): EXTRA_TASKS, HARD_KEYS, MARGIN, QUEUE, BALANCE (1/0), SCHEDULE,
 # INIT (default models/hsa-small/model.safetensors), PACK (default .train-pack), WIDEN_DR (the
-# landmark widened to that many dimensions at the start: hsatrain.train --widen-dr).
+# landmark widened to that many dimensions at the start: hsatrain.train --widen-dr), CONT_WEIGHT
+# (hsatrain.train --cont-weight: the weight of teacher-forced answer positions in the retrieval loss).
 set -eu
 out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
 result=${2:-}
@@ -52,7 +53,7 @@ balance=""
     --init "$init" --warmup 50 --schedule "$schedule" --time-limit "$train_limit" --workers "$workers" \
     --log-every "${LOG_EVERY:-50}" --extra-tasks "$extra" --hard-keys "${HARD_KEYS:-0.5}" \
     --margin "${MARGIN:-1.0}" --queue "${QUEUE:-32768}" $balance --ckpt-format bf16 \
-    ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} \
+    ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} ${CONT_WEIGHT:+--cont-weight "$CONT_WEIGHT"} \
     2>&1
 "$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"
 t1=$(date +%s)

@@ -38,6 +38,11 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
   --ret-balance       the retrieval loss averages per sequence first, so that
                       a sequence with many labelled positions (selfcopy) does
                       not outweigh the others
+  --cont-weight W     weight, in the retrieval and margin losses, of a position
+                      whose part's answer has begun (a teacher-forced answer
+                      token: it sees the value and can find the chunk by it);
+                      the part's first position, which must find it by the
+                      key, weighs 1
   --widen-dr N        with --init: the landmark and the retrieval query widened
                       to N dimensions (widen_dr), every retrieval score
                       unchanged at step 0
@@ -169,8 +174,10 @@ class Queue:
 
 def losses(model, toks, tgt, am, topk, opts=None, queue=None):
     """Next-token, answer and retrieval losses; with opts (train.py's flags) also the margin
-    loss, the landmark queue's negatives and the per-sequence balance of the retrieval loss.
-    Returns lm, ans, ret, margin, ans_acc, r1 and the batch's landmarks (for the queue)."""
+    loss, the landmark queue's negatives, the per-sequence balance of the retrieval loss and the
+    weight of continued positions. Returns lm, ans, ret, margin, ans_acc, r1 (in-sequence
+    recall@1 at every labelled position), r1_first (at a part's first position only, the one that
+    evaluate.py scores) and the batch's landmarks (for the queue)."""
     opts = opts or {}
     logits, scores, qr, L = model(toks, topk, need_scores=True)
     B, T = toks.shape
@@ -185,12 +192,17 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None):
     ans = (ce * a).sum() / a.sum().clamp(min=1)
     ans_acc = ((lp.argmax(-1) == y) & a).sum().float() / a.sum().clamp(min=1)
     zero = torch.zeros((), device=toks.device)
-    ret, margin, r1 = zero, zero, zero
+    ret, margin, r1, r1_first = zero, zero, zero, zero
     # auxiliary retrieval loss: at positions with a target chunk, classify the target among
     # the visible chunks of the own sequence, every chunk of the other sequences and the queue
     pos = (tgt >= 0).nonzero(as_tuple=False)
     if len(pos):
         bi, ti = pos[:, 0], pos[:, 1]
+        # a part's first position (its target differs from the previous position's) has not
+        # seen the answer: only there must the question's key find the chunk
+        prev = torch.where(ti > 0, tgt[bi, (ti - 1).clamp(min=0)], torch.full_like(ti, -1))
+        first = prev != tgt[bi, ti]
+        fw = first.float() + (~first).float() * float(opts.get("cont_weight", 1.0))
         q = qr[bi, ti].float()                                  # P hkv dr
         Lall = L.float().reshape(B * nC, L.shape[2], L.shape[3])  # B*nC hkv dr
         nq = 0
@@ -209,18 +221,21 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None):
                               reduction="none").view(len(pos), -1).mean(1)
         if opts.get("ret_balance"):
             cnt = torch.bincount(bi, minlength=B).float()
-            w = 1.0 / cnt[bi]
+            w = fw / torch.zeros(B, device=toks.device).index_add_(0, bi, fw)[bi]
             ret = (per * w).sum() / (cnt > 0).sum()
         else:
-            ret = per.mean()
+            ret = (per * fw).sum() / fw.sum()
         if opts.get("margin", 0) > 0:
             s_pos = sc.gather(-1, label[..., None])[..., 0]
             s_neg = sc.scatter(-1, label[..., None], float("-inf")).max(-1).values
-            margin = F.relu(opts["margin"] - (s_pos - s_neg)).mean()
+            gap = F.relu(opts["margin"] - (s_pos - s_neg)).mean(-1)
+            margin = (gap * fw).sum() / fw.sum()
         # in-sequence recall@1 of the model's own HSA scores
         own_s = scores[bi, ti]                                  # P hkv nC
-        r1 = (own_s.argmax(-1) == tgt[bi, ti][:, None]).float().mean()
-    return lm, ans, ret, margin, ans_acc, r1, L
+        hit = (own_s.argmax(-1) == tgt[bi, ti][:, None]).float().mean(-1)
+        r1 = hit.mean()
+        r1_first = hit[first].mean()
+    return lm, ans, ret, margin, ans_acc, r1, r1_first, L
 
 
 def save_ckpt(model, opt, step, cfg, out, log, a=None, queue=None):
@@ -283,12 +298,13 @@ def main():
     ap.add_argument("--queue", type=int, default=0)
     ap.add_argument("--ret-balance", action="store_true")
     ap.add_argument("--widen-dr", type=int, default=0)
+    ap.add_argument("--cont-weight", type=float, default=1.0)
     a = ap.parse_args()
     if a.synonyms is None:
         cand = os.path.join(os.path.dirname(os.path.abspath(a.tok)), "synonyms.txt")
         a.synonyms = cand if os.path.exists(cand) else ""
     a.opts = dict(extra=parse_extra(a.extra_tasks), synonyms=a.synonyms, hard_keys=a.hard_keys,
-                  margin=a.margin, ret_balance=a.ret_balance)
+                  margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
@@ -394,14 +410,15 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
         dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                          pin_memory=dev.type == "cuda",
                                          persistent_workers=False, **more)
-        acc = np.zeros(6)
+        acc = np.zeros(7)
         n_acc, t_last, tok_count = 0, time.time(), 0
         for toks, tgt, am in dl:
             toks, tgt, am = (x.to(dev, non_blocking=True) for x in (toks, tgt, am))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             with (torch.autocast(**amp) if amp else contextlib.nullcontext()):
-                lm, ans, ret, mg, ans_acc, r1, L = losses(model, toks, tgt, am, ph["topk"], a.opts, queue)
+                lm, ans, ret, mg, ans_acc, r1, r1f, L = losses(model, toks, tgt, am, ph["topk"],
+                                                               a.opts, queue)
             loss = lm + a.ans_weight * ans + a.ret_weight * ret + a.margin_weight * mg
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -412,14 +429,14 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
             step += 1
             prog["step"] = step
             tok_count += toks.numel()
-            acc += np.array([x.item() for x in (lm, ans, ret, mg, ans_acc, r1)])
+            acc += np.array([x.item() for x in (lm, ans, ret, mg, ans_acc, r1, r1f)])
             n_acc += 1
             if step % a.log_every == 0 or step == ph_end:
                 dt = time.time() - t_last
                 m = acc / max(1, n_acc)
                 mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else 0.0
                 log(f"step {step} {ph['name']} lm {m[0]:.3f} ans {m[1]:.3f} ret {m[2]:.3f} margin {m[3]:.3f} "
-                    f"ans_acc {m[4]:.3f} r@1 {m[5]:.3f} lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
+                    f"ans_acc {m[4]:.3f} r@1 {m[5]:.3f} r@1-first {m[6]:.3f} lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
                     f"mem {mem:.1f}G")
                 acc[:] = 0
                 n_acc, t_last, tok_count = 0, time.time(), 0
