@@ -81,6 +81,8 @@ hyb_twin_uid(uint64_t uid)
 	return uid | HYB_TWIN;
 }
 
+/* Sorts n hits best first (ties to the lower chunk), as the exact pass leaves them. */
+void hyb_sort(struct hyb_hit *hits, size_t n);
 /* Drops what the daemon caches of memory uid: the GPU backend's copies of its landmarks and its
  * lexical landmarks, and its word index (words.h); after its chunks or entries changed under that
  * uid, or it was replaced or deleted. */

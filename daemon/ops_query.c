@@ -721,6 +721,33 @@ lexical_side_run(void *arg)
 	ls->ns = now_ns() - t0;
 }
 
+/* Whether a query's chunks made of entries score as their entries (words_chunk_scores): where its
+ * question is text. A question of token ids is a runtime's, whose unit is the chunk: its own
+ * tokens must find the chunk they came from, whatever entries hold them. */
+static bool
+by_entries(const struct job *job)
+{
+	const char *text = job->req->query->text;
+	return text != NULL && *text != '\0';
+}
+
+/* The exact scores of n hits, as words_chunk_scores leaves them. Returns 0 or an error. */
+static int
+chunks_by_entries(struct job *job, struct store_txn *txn, const struct store_user *u,
+                  const struct bm25_question *q, struct hyb_hit *hits, size_t n)
+{
+	struct bm25_hit *h = arena_calloc(&job->arena, n + 1, sizeof(*h));
+	if (h == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		h[i] = (struct bm25_hit){hits[i].chunk, hits[i].score};
+	int ret = words_chunk_scores(job, txn, u, q, h, n);
+	for (size_t i = 0; ret == 0 && i < n; i++)
+		hits[i].score = h[i].score;
+	hyb_sort(hits, n);
+	return ret;
+}
+
 /*
  * The lexical side's ranking, once its exact pass (on the CPU backend's threads, while the query's
  * thread waited for the device) is done: the windows ranked. Called once after lexical_side_run,
@@ -734,6 +761,9 @@ lexical_side_finish(struct lexical_side *ls)
 	int64_t t0 = now_ns();
 	ls->ret = hyb_exact_finish(ls->job, ls->pass);
 	ls->pass = NULL;
+	if (ls->ret == 0 && by_entries(ls->job))
+		ls->ret = chunks_by_entries(ls->job, ls->src->txn, &ls->src->user, &ls->hq.bm,
+		                            ls->exact, ls->n_exact);
 	if (ls->ret == 0)
 		ls->n_lex = hyb_windows(ls->exact, ls->n_exact, ls->back, ls->mask,
 		                        ls->src->user.n_chunks, ls->depth, ls->lex);
@@ -981,6 +1011,18 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 		if (ent[e].score > all[i].score)
 			all[i].score = ent[e].score;
 	}
+	/* a chunk of short entries scores as its best entry */
+	struct bm25_hit *h = arena_calloc(&job->arena, n + 1, sizeof(*h));
+	if (h == NULL)
+		return ops_oom(job);
+	for (size_t i = 0; i < n; i++)
+		h[i] = (struct bm25_hit){all[i].chunk, all[i].score};
+	if (by_entries(job) && (ret = words_chunk_scores(job, src->txn, u, &bq, h, n)) != 0)
+		return ret == -ENOMEM ? ops_oom(job)
+		                      : job_fail(job, ret, "lexical ranking failed: %s",
+		                                 hsamem_strerror(ret));
+	for (size_t i = 0; i < n; i++)
+		all[i].score = h[i].score;
 	qsort(all, n, sizeof(*all), cmp_candidate);
 	if (n > k)
 		n = k;

@@ -11,6 +11,7 @@
  * lets go of it.
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,11 @@ struct w_entry {
 	uint64_t seq;
 	uint64_t first_token;
 	uint32_t n_tokens;
+	uint32_t dl; /* its length in terms; W_UNINDEXED: a document or an entry without text, kept
+	              * so that a chunk's entries are known (words_chunk_scores) */
 };
+
+#define W_UNINDEXED UINT32_MAX
 
 struct w_posting {
 	uint32_t entry; /* index into the entries */
@@ -49,9 +54,10 @@ struct w_index {
 	size_t bytes;  /* what it holds, as last told to the set (under the set's lock) */
 	pthread_rwlock_t lock;
 	/* the rest under lock */
-	uint64_t next_seq; /* entries below it are indexed, or were left out */
-	struct w_entry *ent;
+	uint64_t next_seq;   /* entries below it are indexed, or were left out */
+	struct w_entry *ent; /* in the order of their sequence numbers, so of their tokens */
 	size_t n_ent, cap_ent;
+	size_t n_indexed; /* of them, those not W_UNINDEXED: BM25's count of documents */
 	struct w_term *terms;
 	uint32_t mask, n_terms; /* the table holds mask + 1 slots, at most half full */
 	size_t n_postings;
@@ -238,7 +244,29 @@ cmp_u32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Indexes entry e (a text of at most WORDS_ENTRY_CHUNKS chunks); x's lock is held for writing. */
+/* Entry e of dl terms (or W_UNINDEXED) at the end of x's entries; its index into *id. */
+static int
+add_entry(struct w_index *x, const struct store_entry *e, uint32_t dl, uint32_t *id)
+{
+	if (x->n_ent == x->cap_ent) {
+		size_t cap = x->cap_ent ? 2 * x->cap_ent : 256;
+		struct w_entry *p = reallocarray(x->ent, cap, sizeof(*p));
+		if (p == NULL)
+			return -ENOMEM;
+		x->ent = p;
+		x->cap_ent = cap;
+	}
+	if (x->n_ent >= UINT32_MAX)
+		return -ENOMEM;
+	*id = (uint32_t)x->n_ent;
+	x->ent[x->n_ent++] = (struct w_entry){e->seq, e->first_token, e->n_tokens, dl};
+	if (dl != W_UNINDEXED)
+		x->n_indexed++;
+	return 0;
+}
+
+/* Indexes entry e (a text of at most WORDS_ENTRY_CHUNKS chunks' tokens); x's lock is held for
+ * writing. */
 static int
 index_entry(struct w_index *x, const struct store_entry *e)
 {
@@ -259,26 +287,15 @@ index_entry(struct w_index *x, const struct store_entry *e)
 		}
 		x->scratch[n++] = t.id;
 	}
-	if (n == 0)
-		return 0;
-	if (x->n_ent == x->cap_ent) {
-		size_t cap = x->cap_ent ? 2 * x->cap_ent : 256;
-		struct w_entry *p = reallocarray(x->ent, cap, sizeof(*p));
-		if (p == NULL)
-			return -ENOMEM;
-		x->ent = p;
-		x->cap_ent = cap;
-	}
-	if (x->n_ent >= UINT32_MAX)
-		return -ENOMEM;
-	uint32_t id = (uint32_t)x->n_ent;
-	x->ent[x->n_ent++] = (struct w_entry){e->seq, e->first_token, e->n_tokens};
+	uint32_t id, dl = n < W_UNINDEXED ? (uint32_t)n : W_UNINDEXED - 1;
+	int ret = add_entry(x, e, dl, &id);
+	if (ret != 0 || n == 0)
+		return ret;
 	qsort(x->scratch, n, sizeof(*x->scratch), cmp_u32);
 	for (size_t i = 0, j; i < n; i = j) {
 		for (j = i + 1; j < n && x->scratch[j] == x->scratch[i]; j++)
 			;
-		int ret = terms_room(x);
-		if (ret != 0)
+		if ((ret = terms_room(x)) != 0)
 			return ret;
 		struct w_term *s = term_slot(x, x->scratch[i]);
 		if (s->n == s->cap) {
@@ -293,20 +310,12 @@ index_entry(struct w_index *x, const struct store_entry *e)
 			s->p = p;
 			s->cap = cap;
 		}
-		uint32_t tf = (uint32_t)(j - i), dl = (uint32_t)n;
+		uint32_t tf = (uint32_t)(j - i);
 		s->p[s->n++] = (struct w_posting){id, (uint16_t)(tf < UINT16_MAX ? tf : UINT16_MAX),
 		                                  (uint16_t)(dl < UINT16_MAX ? dl : UINT16_MAX)};
 		x->n_postings++;
 	}
 	return 0;
-}
-
-/* Whether entry e spans at most WORDS_ENTRY_CHUNKS chunks of S tokens. */
-static bool
-short_entry(uint64_t first_token, uint32_t n_tokens, uint32_t S)
-{
-	return n_tokens > 0 &&
-	       (first_token + n_tokens - 1) / S - first_token / S < WORDS_ENTRY_CHUNKS;
 }
 
 /* Brings x up to txn's snapshot of memory u: the entries appended since it was last brought.
@@ -321,8 +330,13 @@ catch_up(struct w_index *x, struct store_txn *txn, const struct store_user *u)
 			continue;
 		if (ret != 0)
 			return ret;
-		if (e.text_len > 0 && short_entry(e.first_token, e.n_tokens, u->spec.S) &&
-		    (ret = index_entry(x, &e)) != 0)
+		uint32_t id;
+		if (e.n_tokens == 0)
+			continue;
+		ret = e.text_len > 0 && e.n_tokens <= (uint64_t)WORDS_ENTRY_CHUNKS * u->spec.S
+		              ? index_entry(x, &e)
+		              : add_entry(x, &e, W_UNINDEXED, &id);
+		if (ret != 0)
 			return ret;
 	}
 	return 0;
@@ -391,37 +405,108 @@ best_of(struct sum *a, size_t n, size_t m)
 /* An entry to rank: its score and what the index holds of it. */
 struct scored {
 	float s;
+	uint32_t i; /* its index into the entries */
 	struct w_entry e;
 };
 
+/* A question's term as the index weighs it: its postings (NULL: no entry holds it) and idf. */
+struct w_qterm {
+	const struct w_term *s;
+	float idf;
+};
+
+/*
+ * BM25's idf of a term that n of x's indexed entries hold, as SQLite FTS5 weighs it: ln((N - n +
+ * 0.5) / (n + 0.5)), and 1e-6 where that is not positive (a term in half of the entries or more
+ * tells none apart). Not the chunks' ln(1 + ...), which keeps a common word weighing: summed
+ * over a short entry it would put any entry full of "the" and "do" above a fact that shares one
+ * rare word with the question.
+ */
+static float
+entry_idf(const struct w_index *x, uint32_t n)
+{
+	double N = (double)x->n_indexed, v = log((N - n + 0.5) / (n + 0.5));
+	return v > 1e-6 ? (float)v : 1e-6f;
+}
+
+/* q's terms as x weighs them, into the job's arena ([q->n], in q's order), and the sum of their
+ * idf (terms no entry holds included, as a chunk's scale counts them) into *sum; x's lock held. */
+static struct w_qterm *
+question_terms(struct job *job, const struct w_index *x, const struct bm25_question *q, float *sum)
+{
+	struct w_qterm *t = arena_calloc(&job->arena, q->n + 1, sizeof(*t));
+	*sum = 0;
+	for (size_t i = 0; t != NULL && i < q->n; i++) {
+		const struct w_term *s = x->terms != NULL ? term_slot(x, q->ids[i]) : NULL;
+		t[i].s = s != NULL && s->cap != 0 ? s : NULL;
+		t[i].idf = entry_idf(x, t[i].s != NULL ? t[i].s->n : 0);
+		*sum += t[i].idf;
+	}
+	return t;
+}
+
+/* The count of term s in entry i (0: none), by a binary search of its postings. */
+static uint32_t
+tf_in(const struct w_term *s, uint32_t i)
+{
+	uint32_t lo = 0, hi = s->n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->p[mid].entry < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->n && s->p[lo].entry == i ? s->p[lo].tf : 0;
+}
+
+/* Entry i's BM25 over the terms of t[from, to) (x's lock held). */
+static float
+entry_sum(const struct w_index *x, const struct w_qterm *t, size_t from, size_t to, uint32_t i)
+{
+	float s = 0;
+	for (size_t k = from; k < to; k++) {
+		uint32_t tf = t[k].s != NULL ? tf_in(t[k].s, i) : 0;
+		if (tf > 0)
+			s += bm25_summand(t[k].idf, tf, x->ent[i].dl);
+	}
+	return s;
+}
+
+static int
+cmp_scored(const void *a, const void *b)
+{
+	const struct scored *x = a, *y = b;
+	if (x->s != y->s)
+		return x->s < y->s ? 1 : -1;
+	return (x->i > y->i) - (x->i < y->i);
+}
+
 /*
  * BM25 over the entries of x that hold the question's rarer terms (words.h), with x's lock held
- * for reading: the best WORDS_ENTRY_READ of them, best first, into *out (the job's arena), their
- * count into *n_out. Entries at or past the snapshot's count (an index ahead of the snapshot) are
- * left out.
+ * for reading: the best WORDS_ENTRY_READ of them by those terms, then each scored by all of the
+ * question's terms, best first, into *out (the job's arena), their count into *n_out. Entries at
+ * or past the snapshot's count (an index ahead of the snapshot) are left out. qt: the question's
+ * terms (question_terms).
  */
 static int
 best_entries(struct job *job, struct w_index *x, const struct store_user *u,
-             const struct bm25_question *q, struct scored **out, size_t *n_out)
+             const struct bm25_question *q, const struct w_qterm *qt, struct scored **out,
+             size_t *n_out)
 {
-	struct {
-		const struct w_term *s;
-		float idf;
-	} *term = arena_calloc(&job->arena, q->n + 1, sizeof(*term));
+	struct w_qterm *term = arena_calloc(&job->arena, q->n + 1, sizeof(*term));
 	*n_out = 0;
 	if (term == NULL)
 		return -ENOMEM;
 	/* the question's terms that the index holds, rarest first */
 	size_t n_t = 0;
-	for (size_t i = 0; x->terms != NULL && i < q->n; i++) {
-		const struct w_term *s = term_slot(x, q->ids[i]);
-		if (s->cap == 0)
+	for (size_t i = 0; i < q->n; i++) {
+		if (qt[i].s == NULL)
 			continue;
 		size_t j = n_t++;
-		for (; j > 0 && term[j - 1].s->n > s->n; j--)
+		for (; j > 0 && term[j - 1].s->n > qt[i].s->n; j--)
 			term[j] = term[j - 1];
-		term[j].s = s;
-		term[j].idf = q->idf[i];
+		term[j] = qt[i];
 	}
 	size_t used = 0, n_read = 0;
 	while (n_read < n_t && used + term[n_read].s->n <= WORDS_POSTINGS_MAX)
@@ -467,8 +552,13 @@ best_entries(struct job *job, struct w_index *x, const struct store_user *u,
 	struct scored *sc = arena_calloc(&job->arena, k + 1, sizeof(*sc));
 	if (sc == NULL)
 		return -ENOMEM;
-	for (size_t i = 0; i < k; i++)
-		sc[i] = (struct scored){tab[i].s, x->ent[tab[i].entry1 - 1]};
+	/* the common terms' share, so that an entry's score is its whole BM25 */
+	for (size_t i = 0; i < k; i++) {
+		uint32_t e = tab[i].entry1 - 1;
+		sc[i] = (struct scored){tab[i].s + entry_sum(x, term, n_read, n_t, e), e,
+		                        x->ent[e]};
+	}
+	qsort(sc, k, sizeof(*sc), cmp_scored);
 	*out = sc;
 	*n_out = k;
 	return 0;
@@ -485,21 +575,21 @@ in_snapshot(struct store_txn *txn, uint64_t uid, const struct w_entry *e, bool *
 	return ret == HSAMEM_ENOTFOUND ? 0 : ret;
 }
 
-int
-words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
-           const struct bm25_question *q, const uint64_t *mask, bool tail, size_t depth,
-           struct bm25_hit *out, size_t *n)
+/*
+ * The index of memory u brought up to txn's snapshot, held for reading, into *out (NULL when out
+ * of memory), with the question's terms as it weighs them into *qt and their idf sum into *sum.
+ * Returns 0 or an error; index_close lets it go whatever this returned, where *out is not NULL.
+ */
+static int
+index_open(struct job *job, struct store_txn *txn, const struct store_user *u,
+           const struct bm25_question *q, struct w_index **out, const struct w_qterm **qt,
+           float *sum)
 {
-	const uint64_t S = u->spec.S;
-	struct words *w = job->d->words;
-	*n = 0;
-	if (w == NULL || q->n == 0 || !(q->idf_sum > 0) || depth == 0 || u->n_entries == 0)
-		return 0;
-	struct w_index *x = index_get(w, u);
+	struct w_index *x = *out = index_get(job->d->words, u);
+	*qt = NULL;
+	*sum = 0;
 	if (x == NULL)
 		return -ENOMEM;
-	struct scored *sc = NULL;
-	size_t n_sc = 0;
 	int ret = 0;
 	pthread_rwlock_rdlock(&x->lock);
 	if (x->next_seq < u->n_entries) {
@@ -509,16 +599,58 @@ words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
 		pthread_rwlock_unlock(&x->lock);
 		pthread_rwlock_rdlock(&x->lock);
 	}
-	bool broken = ret != 0;
-	if (ret == 0)
-		ret = best_entries(job, x, u, q, &sc, &n_sc);
+	if (ret == 0 && (*qt = question_terms(job, x, q, sum)) == NULL)
+		ret = -ENOMEM;
+	return ret;
+}
+
+/* Lets go of x after index_open returned ret. An index whose catch-up failed half way holds some
+ * of an entry's postings: the next query makes it anew. */
+static void
+index_close(struct words *w, struct w_index *x, const struct store_user *u, int ret)
+{
 	size_t bytes = index_bytes(x);
+	bool broken = ret != 0 && x->next_seq < u->n_entries;
 	pthread_rwlock_unlock(&x->lock);
 	index_put(w, x, bytes);
-	/* an entry whose indexing failed half way holds some of its postings: the next query makes
-	 * the index anew */
 	if (broken)
 		words_drop(w, u->uid);
+}
+
+/* The chunk that holds the most of entry e (of S tokens a chunk; the first of them on a tie). */
+static uint64_t
+owner_chunk(const struct w_entry *e, uint64_t S)
+{
+	uint64_t end = e->first_token + e->n_tokens, c0 = e->first_token / S, c1 = (end - 1) / S;
+	if (c0 == c1)
+		return c0;
+	uint64_t best = c0, most = (c0 + 1) * S - e->first_token;
+	if (c1 - c0 >= 2 && S > most)
+		best = c0 + 1, most = S;
+	return end - c1 * S > most ? c1 : best;
+}
+
+int
+words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
+           const struct bm25_question *q, const uint64_t *mask, bool tail, size_t depth,
+           struct bm25_hit *out, size_t *n)
+{
+	const uint64_t S = u->spec.S;
+	struct words *w = job->d->words;
+	*n = 0;
+	if (w == NULL || q->n == 0 || depth == 0 || u->n_entries == 0)
+		return 0;
+	struct w_index *x;
+	const struct w_qterm *qt;
+	struct scored *sc = NULL;
+	size_t n_sc = 0;
+	float idf_sum;
+	int ret = index_open(job, txn, u, q, &x, &qt, &idf_sum);
+	if (x == NULL)
+		return ret;
+	if (ret == 0)
+		ret = best_entries(job, x, u, q, qt, &sc, &n_sc);
+	index_close(w, x, u, ret);
 	if (ret != 0 || n_sc == 0)
 		return ret;
 	/* best first, each to the chunk that holds most of it, where allowed, once a chunk (a
@@ -526,9 +658,7 @@ words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
 	 * snapshot holds it */
 	for (size_t i = 0; i < n_sc && *n < depth; i++) {
 		const struct w_entry *e = &sc[i].e;
-		uint64_t c = e->first_token / S, in_c = (c + 1) * S - e->first_token;
-		if (in_c < e->n_tokens && 2 * in_c < e->n_tokens)
-			c++;
+		uint64_t c = owner_chunk(e, S);
 		if (c > u->n_chunks || (c == u->n_chunks && !tail) ||
 		    (mask != NULL && !store_mask_test(mask, c)))
 			continue;
@@ -540,8 +670,71 @@ words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
 		if ((ret = in_snapshot(txn, u->uid, e, &yes)) != 0)
 			return ret;
 		if (yes)
-			out[(*n)++] =
-			        (struct bm25_hit){(int64_t)c, BM25_SCALE * sc[i].s / q->idf_sum};
+			out[(*n)++] = (struct bm25_hit){(int64_t)c, BM25_SCALE * sc[i].s / idf_sum};
 	}
 	return 0;
+}
+
+/* The index of the first of x's entries that ends after token pos. */
+static size_t
+first_after(const struct w_index *x, uint64_t pos)
+{
+	size_t lo = 0, hi = x->n_ent;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (x->ent[mid].first_token + x->ent[mid].n_tokens <= pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Sealed chunk c's score (words_chunk_scores), x's lock held for reading; *s holds its exact one.
+ * scale: BM25_SCALE over the question's idf sum. Tokens of no entry (a flush's padding) hold no
+ * word. */
+static void
+chunk_score(const struct w_index *x, const struct store_user *u, const struct w_qterm *qt,
+            size_t n_qt, float scale, uint64_t c, float *s)
+{
+	const uint64_t S = u->spec.S, lo = c * S, hi = lo + S;
+	bool covered = false;
+	float best = 0;
+	for (size_t i = first_after(x, lo); i < x->n_ent && x->ent[i].first_token < hi; i++) {
+		const struct w_entry *e = &x->ent[i];
+		if (e->seq >= u->n_entries)
+			break;
+		if (e->dl == W_UNINDEXED) { /* a document, or an entry without text */
+			covered = false;
+			break;
+		}
+		covered = true;
+		if (owner_chunk(e, S) == c) {
+			float es = scale * entry_sum(x, qt, 0, n_qt, (uint32_t)i);
+			if (es > best)
+				best = es;
+		}
+	}
+	*s = covered || best > *s ? best : *s;
+}
+
+int
+words_chunk_scores(struct job *job, struct store_txn *txn, const struct store_user *u,
+                   const struct bm25_question *q, struct bm25_hit *h, size_t n)
+{
+	struct words *w = job->d->words;
+	if (w == NULL || n == 0 || q->n == 0 || u->n_entries == 0)
+		return 0;
+	struct w_index *x;
+	const struct w_qterm *qt;
+	float idf_sum;
+	int ret = index_open(job, txn, u, q, &x, &qt, &idf_sum);
+	if (x == NULL)
+		return ret;
+	for (size_t i = 0; ret == 0 && idf_sum > 0 && i < n; i++)
+		if (h[i].chunk >= 0 && (uint64_t)h[i].chunk < u->n_chunks)
+			chunk_score(x, u, qt, q->n, BM25_SCALE / idf_sum, (uint64_t)h[i].chunk,
+			            &h[i].score);
+	index_close(w, x, u, ret);
+	return ret;
 }

@@ -6,24 +6,30 @@
  * The unit of a chunk's score is its 64 tokens, and a fact of one sentence appended as an entry of
  * its own shares its chunk with the text beside it; BM25 over entries weighs it as what it is, a
  * short text that holds the question's words. So every lexical ranking also ranks the entries
- * that the question's rarer words find, by the same formula over each entry's own words and length
- * (on the chunks' scale, with the same idf and reference length), and a chunk scores the better of
- * its own BM25 and that of the best entry it holds the most of (an entry cut by a chunk boundary
- * counts in one of its two chunks, so that a ranking of chunks holds each entry once). The
- * question's terms are read rarest first, each whole or not at all, while their postings fit
- * WORDS_POSTINGS_MAX: a common word weighs little and would cost most. An entry that spans more
- * than WORDS_ENTRY_CHUNKS chunks (a document) is left to its chunks' own scores, which tell which
- * of its chunks holds the words, and is not indexed.
+ * that the question's rarer words find, by BM25 over each entry's own words and length as SQLite
+ * FTS5 ranks rows: the idf from the index's own counts of entries, ln((N - n + 0.5) / (n + 0.5)),
+ * a term that half of the entries hold weighing next to nothing (the chunks' idf, ln(1 + ...),
+ * keeps it weighing), the chunks' reference length, and the score put on the chunks' scale (over
+ * the question's idf sum). A chunk scores the better of its own BM25 and that of the best entry
+ * it holds the most of (an entry cut by a chunk boundary counts in one of its chunks, so that
+ * a ranking of chunks holds each entry once); a chunk made of such entries alone scores as the
+ * best of them (words_chunk_scores). The question's terms are read rarest first, each whole or
+ * not at all, while their postings fit WORDS_POSTINGS_MAX (a common word weighs little and would
+ * cost most), and the best WORDS_ENTRY_READ entries they find are then scored by the common words
+ * too, so that an entry's score is its whole BM25. An entry longer than WORDS_ENTRY_CHUNKS
+ * chunks (a document) is not indexed and is left to its chunks' own scores, which tell which of
+ * its chunks holds the words.
  *
  * The index is not stored. A memory's is made when a query first needs it, from the entries of
  * the query's snapshot, and each later query adds the entries appended since, so that appends
  * never wait for it (a word index written with every append, as postings in the store, cost more
  * than half of the ingest rate: models/EVAL.md). A forget, an update, a re-encode or a delete
  * drops the memory's index (words_drop) and the next query makes it anew (an import makes a new
- * memory); a restart starts with none. Every entry it ranks is checked against the query's snapshot
- * (a sequence number below the snapshot's count, a record of the same token range that still holds
- * its text), so an index ahead of or behind a snapshot ranks only what that snapshot holds. Indexes
- * of memories not queried for a while are dropped when all of them together pass WORDS_BYTES_MAX.
+ * memory); a restart starts with none. Every entry whose chunk it adds to a ranking is checked
+ * against the query's snapshot (a sequence number below the snapshot's count, a record of the same
+ * token range that still holds its text), so an index ahead of or behind a snapshot adds only what
+ * that snapshot holds; the chunks it scores again are the snapshot's own. Indexes of memories not
+ * queried for a while are dropped when all of them together pass WORDS_BYTES_MAX.
  */
 #ifndef HSAMEM_WORDS_H
 #define HSAMEM_WORDS_H
@@ -67,5 +73,18 @@ struct bm25_hit {
 int words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
                const struct bm25_question *q, const uint64_t *mask, bool tail, size_t depth,
                struct bm25_hit *out, size_t *n);
+
+/*
+ * The lexical scores of n chunks of memory u for question q (h: each chunk and its exact score,
+ * bm25.h), so that a ranking of chunks ranks entries as BM25 over entries does: a sealed chunk
+ * whose entries the index all holds (short entries with text; a flush's padding is no entry's and
+ * holds no word) scores the best whole BM25 of the entries it holds the most of, 0 where it holds
+ * none, instead of its exact
+ * score, in which the end of one entry and the start of another add up, and which counts an entry
+ * that two chunks share twice; any other chunk keeps the better of its exact score and those
+ * entries'. The unsealed tail keeps its score. Returns 0 or an error.
+ */
+int words_chunk_scores(struct job *job, struct store_txn *txn, const struct store_user *u,
+                       const struct bm25_question *q, struct bm25_hit *h, size_t n);
 
 #endif

@@ -193,6 +193,39 @@ test_short_entry(struct hsamem *c)
 	CHECK(after != chunk);
 }
 
+/*
+ * Two neighbours and a fact. One entry ends in "orchid" thrice and the next starts with "quasar"
+ * thrice, both in one chunk; the fact, an entry of its own elsewhere, says each word once. Per
+ * chunk the neighbours add up to more of both words than the fact's chunk holds; per entry each
+ * neighbour holds one word and the fact both, and the fact ranks first.
+ */
+static void
+test_neighbours(struct hsamem *c)
+{
+	char text[512];
+	uint64_t r = 99;
+	for (int i = 0; i < 60; i++) {
+		size_t len = 0;
+		if (i == 20 || i == 40)
+			CHECK_RET(hsamem_flush(c, "pair", NULL, NULL), 0);
+		if (i == 21)
+			len = (size_t)snprintf(text, sizeof(text), "quasar quasar quasar ");
+		for (int w = 0; w < 6; w++) {
+			r = r * 6364136223846793005ull + 1442695040888963407ull;
+			len += (size_t)snprintf(text + len, sizeof(text) - len, "%s ",
+			                        filler[(r >> 33) % 12]);
+		}
+		if (i == 20)
+			snprintf(text + len, sizeof(text) - len, "orchid orchid orchid");
+		if (i == 40)
+			snprintf(text + len, sizeof(text) - len, "The orchid is a quasar.");
+		CHECK_RET(hsamem_append_text(c, "pair", HSAMEM_ROLE_USER, text, NULL), 0);
+	}
+	CHECK_RET(hsamem_flush(c, "pair", NULL, NULL), 0);
+	uint64_t chunk;
+	CHECK(first_holds(c, "pair", "orchid quasar", "is a quasar", &chunk));
+}
+
 static int
 cmp_u32(const void *a, const void *b)
 {
@@ -292,6 +325,7 @@ main(void)
 	CHECK(!finds_code(c, "old"));
 	test_stopword_key(c);
 	test_short_entry(c);
+	test_neighbours(c);
 
 	/* The statistics match the chunks, after a clean stop and after a restart. */
 	hsamem_close(c);
