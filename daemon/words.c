@@ -1,12 +1,13 @@
 /*
  * words.c: the in-memory word index of memories' entries and BM25 over entries (words.h).
  *
- * One index a memory: its entries (sequence number, token range, length in terms) in the order
- * they were indexed, and per term the entries that hold it with their counts, in a table open
- * addressed by term id. Postings only grow; an entry's index in the entries array is its posting's
- * name, so that a posting is 8 bytes. An index is guarded by its own lock: a query that finds it
- * behind its snapshot holds it for writing while it brings it up, then, like every other, for
- * reading while it sums its terms' postings. The set of indexes has a mutex of its own and a
+ * One index a memory: its entries (sequence number, token range, length in terms, or none for a
+ * document or an entry without text) in the order of their sequence numbers, and per term the
+ * indexed entries that hold it with their counts, in a table open addressed by term id.
+ * Postings only grow; an entry's index in the entries array is its posting's name, so that a
+ * posting is 8 bytes. An index is guarded by its own lock: a query that finds it behind its
+ * snapshot holds it for writing while it brings it up, then, like every other, for reading while
+ * it sums its terms' postings. The set of indexes has a mutex of its own and a
  * count of the queries that use each index, so that a drop frees one only once the last query
  * lets go of it.
  */
@@ -445,11 +446,35 @@ question_terms(struct job *job, const struct w_index *x, const struct bm25_quest
 	return t;
 }
 
-/* The count of term s in entry i (0: none), by a binary search of its postings. */
+/*
+ * The count of term s in entry i of n_ent (0: none). Its postings ascend by entry, spread about
+ * evenly over the entries: the search starts where an even spread puts entry i and gallops to
+ * bracket it, then halves the bracket, a few reads of a common term's long list where a binary
+ * search of all of it takes a dozen, each a cache miss.
+ */
 static uint32_t
-tf_in(const struct w_term *s, uint32_t i)
+tf_in(const struct w_term *s, uint32_t i, size_t n_ent)
 {
-	uint32_t lo = 0, hi = s->n;
+	uint32_t n = s->n, lo = 0, hi = n, step = 1;
+	if (n == 0)
+		return 0;
+	uint32_t g = (uint32_t)((uint64_t)i * n / (n_ent > i ? n_ent : (size_t)i + 1));
+	if (s->p[g].entry < i) { /* the first posting at or past i lies in (g, n] */
+		lo = g + 1;
+		for (hi = lo; hi < n && s->p[hi].entry < i; step *= 2) {
+			lo = hi + 1;
+			hi = n - lo > step ? lo + step : n;
+		}
+	} else { /* in [0, g] */
+		for (hi = g; hi > 0; step *= 2) {
+			uint32_t m = hi > step ? hi - step : 0;
+			if (s->p[m].entry < i) {
+				lo = m + 1;
+				break;
+			}
+			hi = m;
+		}
+	}
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 		if (s->p[mid].entry < i)
@@ -466,7 +491,7 @@ entry_sum(const struct w_index *x, const struct w_qterm *t, size_t from, size_t 
 {
 	float s = 0;
 	for (size_t k = from; k < to; k++) {
-		uint32_t tf = t[k].s != NULL ? tf_in(t[k].s, i) : 0;
+		uint32_t tf = t[k].s != NULL ? tf_in(t[k].s, i, x->n_ent) : 0;
 		if (tf > 0)
 			s += bm25_summand(t[k].idf, tf, x->ent[i].dl);
 	}
@@ -484,10 +509,10 @@ cmp_scored(const void *a, const void *b)
 
 /*
  * BM25 over the entries of x that hold the question's rarer terms (words.h), with x's lock held
- * for reading: the best WORDS_ENTRY_READ of them by those terms, then each scored by all of the
- * question's terms, best first, into *out (the job's arena), their count into *n_out. Entries at
- * or past the snapshot's count (an index ahead of the snapshot) are left out. qt: the question's
- * terms (question_terms).
+ * for reading: the best WORDS_ENTRY_READ of them by those terms, the best WORDS_ENTRY_WHOLE of
+ * these then scored by all of the question's terms and ranked again, best first, into *out (the
+ * job's arena), their count into *n_out. Entries at or past the snapshot's count (an index ahead
+ * of the snapshot) are left out. qt: the question's terms (question_terms).
  */
 static int
 best_entries(struct job *job, struct w_index *x, const struct store_user *u,
@@ -552,13 +577,15 @@ best_entries(struct job *job, struct w_index *x, const struct store_user *u,
 	struct scored *sc = arena_calloc(&job->arena, k + 1, sizeof(*sc));
 	if (sc == NULL)
 		return -ENOMEM;
-	/* the common terms' share, so that an entry's score is its whole BM25 */
+	/* the best WORDS_ENTRY_WHOLE with the common terms' share, so that their scores are their
+	 * whole BM25, re-sorted; the rest after them as the rarer terms rank them */
+	size_t whole = k < WORDS_ENTRY_WHOLE ? k : WORDS_ENTRY_WHOLE;
 	for (size_t i = 0; i < k; i++) {
 		uint32_t e = tab[i].entry1 - 1;
-		sc[i] = (struct scored){tab[i].s + entry_sum(x, term, n_read, n_t, e), e,
-		                        x->ent[e]};
+		float more = i < whole ? entry_sum(x, term, n_read, n_t, e) : 0;
+		sc[i] = (struct scored){tab[i].s + more, e, x->ent[e]};
 	}
-	qsort(sc, k, sizeof(*sc), cmp_scored);
+	qsort(sc, whole, sizeof(*sc), cmp_scored);
 	*out = sc;
 	*n_out = k;
 	return 0;

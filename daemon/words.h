@@ -15,8 +15,8 @@
  * a ranking of chunks holds each entry once); a chunk made of such entries alone scores as the
  * best of them (words_chunk_scores). The question's terms are read rarest first, each whole or
  * not at all, while their postings fit WORDS_POSTINGS_MAX (a common word weighs little and would
- * cost most), and the best WORDS_ENTRY_READ entries they find are then scored by the common words
- * too, so that an entry's score is its whole BM25. An entry longer than WORDS_ENTRY_CHUNKS
+ * cost most), and the best WORDS_ENTRY_WHOLE entries they find are then scored by the common
+ * words too, so that an entry's score is its whole BM25. An entry longer than WORDS_ENTRY_CHUNKS
  * chunks (a document) is not indexed and is left to its chunks' own scores, which tell which of
  * its chunks holds the words.
  *
@@ -48,6 +48,7 @@ struct words;
 #define WORDS_ENTRY_CHUNKS 2
 #define WORDS_ENTRY_DEPTH  32  /* the chunks of the best entries that join a ranking's candidates */
 #define WORDS_ENTRY_READ   256 /* the best entries read for them (a filter may allow few) */
+#define WORDS_ENTRY_WHOLE  64  /* of them, those scored by the common terms too */
 #define WORDS_BYTES_MAX    ((size_t)1 << 30)
 
 /* The daemon's indexes (none yet), or NULL when out of memory. */
