@@ -1012,17 +1012,19 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 			all[i].score = ent[e].score;
 	}
 	/* a chunk of short entries scores as its best entry */
-	struct bm25_hit *h = arena_calloc(&job->arena, n + 1, sizeof(*h));
-	if (h == NULL)
-		return ops_oom(job);
-	for (size_t i = 0; i < n; i++)
-		h[i] = (struct bm25_hit){all[i].chunk, all[i].score};
-	if (by_entries(job) && (ret = words_chunk_scores(job, src->txn, u, &bq, h, n)) != 0)
-		return ret == -ENOMEM ? ops_oom(job)
-		                      : job_fail(job, ret, "lexical ranking failed: %s",
-		                                 hsamem_strerror(ret));
-	for (size_t i = 0; i < n; i++)
-		all[i].score = h[i].score;
+	if (by_entries(job)) {
+		struct bm25_hit *h = arena_calloc(&job->arena, n + 1, sizeof(*h));
+		if (h == NULL)
+			return ops_oom(job);
+		for (size_t i = 0; i < n; i++)
+			h[i] = (struct bm25_hit){all[i].chunk, all[i].score};
+		if ((ret = words_chunk_scores(job, src->txn, u, &bq, h, n)) != 0)
+			return ret == -ENOMEM ? ops_oom(job)
+			                      : job_fail(job, ret, "lexical ranking failed: %s",
+			                                 hsamem_strerror(ret));
+		for (size_t i = 0; i < n; i++)
+			all[i].score = h[i].score;
+	}
 	qsort(all, n, sizeof(*all), cmp_candidate);
 	if (n > k)
 		n = k;
