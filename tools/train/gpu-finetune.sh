@@ -13,7 +13,9 @@
 # Other knobs (for ablations): EXTRA_TASKS, HARD_KEYS, MARGIN, QUEUE, BALANCE (1/0), SCHEDULE,
 # INIT (default models/hsa-small/model.safetensors), PACK (default .train-pack), WIDEN_DR (the
 # landmark widened to that many dimensions at the start: hsatrain.train --widen-dr), CONT_WEIGHT
-# (hsatrain.train --cont-weight: the weight of teacher-forced answer positions in the retrieval loss).
+# (hsatrain.train --cont-weight: the weight of teacher-forced answer positions in the retrieval loss),
+# FIRST_WEIGHT (hsatrain.train --first-weight: the weight of a part's first answer token in the
+# answer loss, a weighted mean over the answer tokens).
 set -eu
 out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
 result=${2:-}
@@ -54,6 +56,7 @@ balance=""
     --log-every "${LOG_EVERY:-50}" --extra-tasks "$extra" --hard-keys "${HARD_KEYS:-0.5}" \
     --margin "${MARGIN:-1.0}" --queue "${QUEUE:-32768}" $balance --ckpt-format bf16 \
     ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} ${CONT_WEIGHT:+--cont-weight "$CONT_WEIGHT"} \
+    ${FIRST_WEIGHT:+--first-weight "$FIRST_WEIGHT"} \
     2>&1
 "$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"
 t1=$(date +%s)

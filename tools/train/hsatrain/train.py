@@ -43,6 +43,10 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       token: it sees the value and can find the chunk by it);
                       the part's first position, which must find it by the
                       key, weighs 1
+  --first-weight W    weight, in the answer loss, of a part's first answer token
+                      (the token predicted at that first position: the one that
+                      needs the key); the other answer tokens weigh 1 and the
+                      loss is their weighted mean
   --widen-dr N        with --init: the landmark and the retrieval query widened
                       to N dimensions (widen_dr), every retrieval score
                       unchanged at step 0
@@ -175,8 +179,8 @@ class Queue:
 def losses(model, toks, tgt, am, topk, opts=None, queue=None):
     """Next-token, answer and retrieval losses; with opts (train.py's flags) also the margin
     loss, the landmark queue's negatives, the per-sequence balance of the retrieval loss and the
-    weight of continued positions. Returns lm, ans, ret, margin, ans_acc, r1 (in-sequence
-    recall@1 at every labelled position), r1_first (at a part's first position only, the one that
+    weight of continued positions and of a part's first answer token. Returns lm, ans, ret,
+    margin, ans_acc, r1 (in-sequence recall@1 at every labelled position), r1_first (at a part's first position only, the one that
     evaluate.py scores) and the batch's landmarks (for the queue)."""
     opts = opts or {}
     logits, scores, qr, L = model(toks, topk, need_scores=True)
@@ -189,7 +193,18 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None):
     ce = F.cross_entropy(lp.reshape(-1, lp.shape[-1]), y.reshape(-1), reduction="none").view(B, T - 1)
     lm = (ce * valid).sum() / valid.sum().clamp(min=1)
     a = am[:, :-1].bool()
-    ans = (ce * a).sum() / a.sum().clamp(min=1)
+    fwt = float(opts.get("first_weight", 1.0))
+    if fwt == 1.0:
+        ans = (ce * a).sum() / a.sum().clamp(min=1)
+    else:
+        # a part's first answer token is predicted at the part's first retrieval position (its
+        # target chunk differs from the previous position's, as for --cont-weight below): it
+        # weighs fwt, every other answer token 1, and the loss is the weighted mean (divided by
+        # the sum of the weights, so the mean weight of the answer tokens stays 1)
+        prev_t = torch.cat([torch.full_like(tgt[:, :1], -1), tgt[:, :-1]], 1)
+        first_t = ((tgt >= 0) & (tgt != prev_t))[:, :-1]
+        w = a.float() * (1.0 + (fwt - 1.0) * first_t.float())
+        ans = (ce * w).sum() / w.sum().clamp(min=1e-6)
     ans_acc = ((lp.argmax(-1) == y) & a).sum().float() / a.sum().clamp(min=1)
     zero = torch.zeros((), device=toks.device)
     ret, margin, r1, r1_first = zero, zero, zero, zero
@@ -299,12 +314,14 @@ def main():
     ap.add_argument("--ret-balance", action="store_true")
     ap.add_argument("--widen-dr", type=int, default=0)
     ap.add_argument("--cont-weight", type=float, default=1.0)
+    ap.add_argument("--first-weight", type=float, default=1.0)
     a = ap.parse_args()
     if a.synonyms is None:
         cand = os.path.join(os.path.dirname(os.path.abspath(a.tok)), "synonyms.txt")
         a.synonyms = cand if os.path.exists(cand) else ""
     a.opts = dict(extra=parse_extra(a.extra_tasks), synonyms=a.synonyms, hard_keys=a.hard_keys,
-                  margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight)
+                  margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
+                  first_weight=a.first_weight)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
