@@ -432,16 +432,18 @@ struct hyb_exact {
 	struct cpu_job pool;
 	const struct enc_ops *enc;
 	const struct hyb_question *q;
+	const struct words_query *wq;
 	struct hyb_hit *hits;
 	size_t n;
 	const uint32_t *tokens; /* hit i's at i * S */
-	const uint32_t *n_real;
+	const uint32_t *n_real; /* NOT_READ: its entries' score is its own (words_chunk_covered) */
 	uint32_t S;
 };
 
 /* Hits per piece: a piece of a few microseconds each would cost the pool's threads more in
  * waking and taking turns at its mutex than they save. */
 #define EXACT_PIECE 8
+#define NOT_READ    UINT32_MAX
 
 static int
 exact_piece(void *arg, size_t piece)
@@ -454,9 +456,11 @@ exact_piece(void *arg, size_t piece)
 	for (size_t i = piece * EXACT_PIECE; ret == 0 && i < (piece + 1) * EXACT_PIECE && i < x->n;
 	     i++) {
 		float s = 0;
-		ret = exact_of(x->enc, x->q, x->tokens + i * x->S, x->n_real[i], tf, &s);
+		if (x->n_real[i] != NOT_READ)
+			ret = exact_of(x->enc, x->q, x->tokens + i * x->S, x->n_real[i], tf, &s);
 		if (s > x->hits[i].score)
 			x->hits[i].score = s;
+		words_chunk_score(x->wq, x->hits[i].chunk, &x->hits[i].score);
 	}
 	return ret;
 }
@@ -487,8 +491,9 @@ hyb_sort(struct hyb_hit *hits, size_t n)
 
 int
 hyb_exact_start(struct job *job, struct store_txn *txn, const struct store_user *u,
-                const struct enc_ops *enc, const struct hyb_question *q, struct hyb_hit *hits,
-                size_t n, struct hyb_exact **out)
+                const struct enc_ops *enc, const struct hyb_question *q,
+                const struct words_query *wq, struct hyb_hit *hits, size_t n,
+                struct hyb_exact **out)
 {
 	uint32_t S = u->spec.S;
 	struct hyb_exact *x = arena_calloc(&job->arena, 1, sizeof(*x));
@@ -499,6 +504,10 @@ hyb_exact_start(struct job *job, struct store_txn *txn, const struct store_user 
 		return -ENOMEM;
 	/* LMDB's transaction is this thread's: the reads here, the decoding and scoring on many */
 	for (size_t i = 0; i < n; i++) {
+		if (words_chunk_covered(wq, hits[i].chunk)) {
+			n_real[i] = NOT_READ;
+			continue;
+		}
 		int ret = store_chunk_tokens(txn, u->uid, (uint64_t)hits[i].chunk, tokens + i * S,
 		                             S, &n_real[i]);
 		if (ret != 0)
@@ -506,6 +515,7 @@ hyb_exact_start(struct job *job, struct store_txn *txn, const struct store_user 
 	}
 	*x = (struct hyb_exact){.enc = enc,
 	                        .q = q,
+	                        .wq = wq,
 	                        .hits = hits,
 	                        .n = n,
 	                        .tokens = tokens,

@@ -125,18 +125,20 @@ int hyb_exact_score(struct job *job, struct store_txn *txn, const struct store_u
 size_t hyb_with_entries(struct hyb_hit *hits, size_t n, const struct bm25_hit *ent, size_t n_ent);
 /*
  * The exact pass over n hits of hyb_with_entries, each scored again by the better of its exact
- * score and the floor it comes with, in two
- * halves so that the caller goes on meanwhile. hyb_exact_start reads the hits' chunks in txn on
- * the calling thread, then starts their decoding and scoring on the CPU backend's threads
- * (gpu_cpu_start) and returns; *x (in the job's arena) is NULL where it failed before that.
- * hyb_exact_finish, which must follow where *x is not NULL, before hits or q go away, waits for
- * the scores and sorts the hits by them, best first (ties to the lower index). Each returns 0 or
- * an error.
+ * score and the floor it comes with, then, where wq is not NULL, as its entries score it
+ * (words_chunk_score, wq open until hyb_exact_finish returns), in two halves so that the caller
+ * goes on meanwhile. hyb_exact_start reads the hits' chunks in txn on
+ * the calling thread (not those that wq covers: words_chunk_covered), then starts their decoding
+ * and scoring on the CPU backend's threads (gpu_cpu_start) and returns; *x (in the job's arena) is
+ * NULL where it failed before that. hyb_exact_finish, which must follow where *x is not NULL,
+ * before hits or q go away, waits for the scores and sorts the hits by them, best first (ties to
+ * the lower index). Each returns 0 or an error.
  */
 struct hyb_exact;
 int hyb_exact_start(struct job *job, struct store_txn *txn, const struct store_user *u,
-                    const struct enc_ops *enc, const struct hyb_question *q, struct hyb_hit *hits,
-                    size_t n, struct hyb_exact **x);
+                    const struct enc_ops *enc, const struct hyb_question *q,
+                    const struct words_query *wq, struct hyb_hit *hits, size_t n,
+                    struct hyb_exact **x);
 int hyb_exact_finish(struct job *job, struct hyb_exact *x);
 /*
  * The ranking over the model's windows from n ranked chunks (hits, reordered): chunk j, where mask

@@ -665,6 +665,7 @@ struct lexical_side {
 	struct hyb_hit *exact; /* the chunks scored exactly, each with its own score, any order */
 	size_t n_exact;
 	struct hyb_exact *pass; /* the exact pass, started; lexical_side_finish waits for it */
+	struct words_query *wq; /* the memory's word index, open; lexical_side_finish closes it */
 	uint32_t back;          /* the windows' reach: of the model's context, in chunks */
 	size_t depth;
 	int ret;
@@ -675,6 +676,16 @@ struct lexical_side {
 	int64_t ns_ent;   /* the entries' ranking (words_rank) */
 	int64_t ns_wait;  /* the wait for the exact pass, after the learned ranking (not in ns) */
 };
+
+/* Whether a query's chunks made of entries score as their entries (words_chunk_score): where its
+ * question is text. A question of token ids is a runtime's, whose unit is the chunk: its own
+ * tokens must find the chunk they came from, whatever entries hold them. */
+static bool
+by_entries(const struct job *job)
+{
+	const char *text = job->req->query->text;
+	return text != NULL && *text != '\0';
+}
 
 static void
 lexical_side_run(void *arg)
@@ -702,18 +713,22 @@ lexical_side_run(void *arg)
 	} else {
 		ls->ret =
 		        hyb_question_init(job, ls->src->txn, u, decoded ? decoded : text, &ls->hq);
+		if (ls->ret == 0)
+			ls->ret = words_open(job, ls->src->txn, u, &ls->hq.bm, &ls->wq);
 		ls->ns_terms = now_ns() - t0;
 		if (ls->ret == 0)
 			ls->ret = hyb_lexical_rank(job, ls->src->txn, u, &ls->hq, ls->mask,
 			                           ls->depth, ls->exact, &ls->n_exact);
 		ls->ns_rank = now_ns() - t0 - ls->ns_terms;
 		if (ls->ret == 0)
-			ls->ret = words_rank(job, ls->src->txn, u, &ls->hq.bm, ls->mask, false,
+			ls->ret = words_rank(job, ls->wq, ls->src->txn, ls->mask, false,
 			                     WORDS_ENTRY_DEPTH, ent, &n_ent);
 		ls->ns_ent = now_ns() - t0 - ls->ns_terms - ls->ns_rank;
 		if (ls->ret == 0) {
+			/* a chunk made of entries scores as its entries, on the pass's threads */
 			ls->n_exact = hyb_with_entries(ls->exact, ls->n_exact, ent, n_ent);
-			ls->ret = hyb_exact_start(job, ls->src->txn, u, ls->enc, &ls->hq, ls->exact,
+			ls->ret = hyb_exact_start(job, ls->src->txn, u, ls->enc, &ls->hq,
+			                          by_entries(job) ? ls->wq : NULL, ls->exact,
 			                          ls->n_exact, &ls->pass);
 		}
 	}
@@ -721,53 +736,26 @@ lexical_side_run(void *arg)
 	ls->ns = now_ns() - t0;
 }
 
-/* Whether a query's chunks made of entries score as their entries (words_chunk_scores): where its
- * question is text. A question of token ids is a runtime's, whose unit is the chunk: its own
- * tokens must find the chunk they came from, whatever entries hold them. */
-static bool
-by_entries(const struct job *job)
-{
-	const char *text = job->req->query->text;
-	return text != NULL && *text != '\0';
-}
-
-/* The exact scores of n hits, as words_chunk_scores leaves them. Returns 0 or an error. */
-static int
-chunks_by_entries(struct job *job, struct store_txn *txn, const struct store_user *u,
-                  const struct bm25_question *q, struct hyb_hit *hits, size_t n)
-{
-	struct bm25_hit *h = arena_calloc(&job->arena, n + 1, sizeof(*h));
-	if (h == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		h[i] = (struct bm25_hit){hits[i].chunk, hits[i].score};
-	int ret = words_chunk_scores(job, txn, u, q, h, n);
-	for (size_t i = 0; ret == 0 && i < n; i++)
-		hits[i].score = h[i].score;
-	hyb_sort(hits, n);
-	return ret;
-}
-
 /*
  * The lexical side's ranking, once its exact pass (on the CPU backend's threads, while the query's
- * thread waited for the device) is done: the windows ranked. Called once after lexical_side_run,
- * on every path, since the pass uses the job's arena and the side's question.
+ * thread waited for the device) is done: the windows ranked; then the word index let go. Called
+ * after lexical_side_run on every path, since the pass uses the job's arena, the side's question
+ * and the index.
  */
 static void
 lexical_side_finish(struct lexical_side *ls)
 {
-	if (ls->pass == NULL)
-		return;
-	int64_t t0 = now_ns();
-	ls->ret = hyb_exact_finish(ls->job, ls->pass);
-	ls->pass = NULL;
-	if (ls->ret == 0 && by_entries(ls->job))
-		ls->ret = chunks_by_entries(ls->job, ls->src->txn, &ls->src->user, &ls->hq.bm,
-		                            ls->exact, ls->n_exact);
-	if (ls->ret == 0)
-		ls->n_lex = hyb_windows(ls->exact, ls->n_exact, ls->back, ls->mask,
-		                        ls->src->user.n_chunks, ls->depth, ls->lex);
-	ls->ns_wait = now_ns() - t0;
+	if (ls->pass != NULL) {
+		int64_t t0 = now_ns();
+		ls->ret = hyb_exact_finish(ls->job, ls->pass);
+		ls->pass = NULL;
+		if (ls->ret == 0)
+			ls->n_lex = hyb_windows(ls->exact, ls->n_exact, ls->back, ls->mask,
+			                        ls->src->user.n_chunks, ls->depth, ls->lex);
+		ls->ns_wait = now_ns() - t0;
+	}
+	words_close(ls->wq);
+	ls->wq = NULL;
 }
 
 /* The lexical side's failure, if any, as the query's. Returns its code. */
@@ -931,12 +919,100 @@ exact_pass(const struct enc_ops *enc, const struct hsa_spec *spec)
 }
 
 /*
- * A lexical memory's candidates (exact_pass): the best EXACT_DEPTH chunks of its landmarks (a
- * selection only, merged over the kv heads), the tail where it competes and the chunks of the
- * best entries (words_rank), each scored by the better of its exact BM25 and its best entry's
- * (bm25.h), the best k of them attended to alone (hyb_attend, query_tail). A
- * candidate's score is its exact one, so that the fusion weights and the entries follow the
- * ranking. Returns 0, or the code of the failed job.
+ * Chunk j's exact BM25 for question bq into *score, read in src's transaction (tok and tf:
+ * scratch of S tokens and of bq's terms), or 0 where cover covers it (words_chunk_covered: its
+ * entries' score will replace it). Returns 0, or the code of the failed job.
+ */
+static int
+chunk_bm25(struct job *job, struct ops_source *src, const struct words_query *cover,
+           const struct bm25_question *bq, int64_t j, uint32_t *tok, uint32_t *tf, float *score)
+{
+	uint32_t n_real;
+	*score = 0;
+	if (words_chunk_covered(cover, j))
+		return 0;
+	int ret = store_chunk_tokens(src->txn, src->user.uid, (uint64_t)j, tok, src->user.spec.S,
+	                             &n_real);
+	if (ret != 0)
+		return job_fail(job, ret, "store: cannot read chunk %lld: %s", (long long)j,
+		                hsamem_strerror(ret));
+	*score = bm25_score(bq, tok, n_real, tf);
+	return 0;
+}
+
+/*
+ * A lexical memory's candidates (exact_pass) into all, their count into *n: the best depth
+ * chunks of its landmarks (a selection only, merged over the kv heads), the tail where it
+ * competes (*has_tail) and the chunks of the best entries (words_rank), each scored by the better
+ * of its exact BM25 and its best entry's (bm25.h); a chunk made of entries scores as its entries
+ * where the question is text (words_chunk_score; such a chunk is not read). wq: the memory's
+ * word index, open. Returns 0, or the code of the failed job.
+ */
+static int
+exact_candidates(struct job *job, const struct enc_ops *enc, struct ops_source *src,
+                 struct store_tail *tail, const struct bm25_question *bq, struct words_query *wq,
+                 const float *qr, const float *qa, const uint64_t *mask, bool searched,
+                 uint32_t depth, struct candidate *all, size_t *n, bool *has_tail)
+{
+	const struct store_user *u = &src->user;
+	const struct hsa_spec *spec = &u->spec;
+	const struct words_query *cover = by_entries(job) ? wq : NULL;
+	size_t n_sel = (size_t)spec->h_kv * depth, n_ent = 0;
+	struct bm25_hit *ent = arena_calloc(&job->arena, WORDS_ENTRY_DEPTH, sizeof(*ent));
+	struct hsa_result sel = {.sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
+	                         .score = arena_calloc(&job->arena, n_sel, 4)};
+	uint32_t *tf = arena_calloc(&job->arena, bq->n + 1, sizeof(*tf));
+	uint32_t *tok = arena_alloc(&job->arena, spec->S * sizeof(*tok));
+	int ret;
+	*n = 0;
+	if (!ent || !sel.sel || !sel.score || !tf || !tok)
+		return ops_oom(job);
+	if (searched) {
+		uint64_t pos = u->n_chunks * spec->S;
+		struct hsa_query hq = {
+		        .n = 1, .k = depth, .pos = &pos, .qr = qr, .qa = qa, .mask = mask};
+		if ((ret = ops_attend(job, spec, &src->src, &hq, &sel)) != 0)
+			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
+		*n = merge_heads(spec, depth, &sel, all);
+		for (size_t i = 0; i < *n; i++)
+			if ((ret = chunk_bm25(job, src, cover, bq, all[i].chunk, tok, tf,
+			                      &all[i].score)) != 0)
+				return ret;
+	}
+	if ((ret = query_tail(job, enc, src, tail, mask, qr, qa, &all[*n], has_tail)) != 0)
+		return ret;
+	if (*has_tail)
+		all[(*n)++].score = bm25_score(bq, tail->tokens, tail->n, tf);
+	/* the best entries' chunks join, each scoring the better of its own and its entry's */
+	if ((ret = words_rank(job, wq, src->txn, mask, *has_tail, WORDS_ENTRY_DEPTH, ent,
+	                      &n_ent)) != 0)
+		return ret == -ENOMEM ? ops_oom(job)
+		                      : job_fail(job, ret, "lexical ranking failed: %s",
+		                                 hsamem_strerror(ret));
+	for (size_t e = 0, i; e < n_ent; e++) {
+		for (i = 0; i < *n && all[i].chunk != ent[e].chunk; i++)
+			;
+		if (i == *n) {
+			if (!searched || ent[e].chunk == (int64_t)u->n_chunks)
+				continue; /* the tail is in all where it competes */
+			all[i] = (struct candidate){.chunk = ent[e].chunk};
+			if ((ret = chunk_bm25(job, src, cover, bq, all[i].chunk, tok, tf,
+			                      &all[i].score)) != 0)
+				return ret;
+			(*n)++;
+		}
+		if (ent[e].score > all[i].score)
+			all[i].score = ent[e].score;
+	}
+	for (size_t i = 0; i < *n; i++)
+		words_chunk_score(cover, all[i].chunk, &all[i].score);
+	return 0;
+}
+
+/*
+ * A lexical memory's query (exact_pass): its candidates (exact_candidates), the best k of them
+ * attended to alone (hyb_attend, query_tail). A candidate's score is its exact one, so that the
+ * fusion weights and the entries follow the ranking. Returns 0, or the code of the failed job.
  */
 #define EXACT_DEPTH 64
 static int
@@ -954,77 +1030,22 @@ query_exact(struct job *job, const struct enc_ops *enc, struct ops_source *src,
 	struct bm25_question bq;
 	struct candidate *all =
 	        arena_calloc(&job->arena, n_sel + WORDS_ENTRY_DEPTH + 2, sizeof(*all));
-	struct bm25_hit *ent = arena_calloc(&job->arena, WORDS_ENTRY_DEPTH, sizeof(*ent));
 	int64_t *chunks = arena_calloc(&job->arena, k + 1, sizeof(int64_t));
-	struct hsa_result sel = {.sel = arena_calloc(&job->arena, n_sel, sizeof(int64_t)),
-	                         .score = arena_calloc(&job->arena, n_sel, 4)};
+	struct words_query *wq = NULL;
+	bool has_tail = false;
 	int ret;
-	bool has_tail;
 	*n_cand = 0;
-	size_t n_ent = 0;
-	if (!all || !ent || !chunks || !sel.sel || !sel.score)
+	if (!all || !chunks || bm25_question_init(job, st, &bq) != 0)
 		return ops_oom(job);
-	if ((ret = bm25_question_init(job, st, &bq)) != 0)
-		return ops_oom(job);
-	uint32_t *tf = arena_calloc(&job->arena, bq.n + 1, sizeof(*tf));
-	uint32_t *tok = arena_alloc(&job->arena, S * sizeof(*tok)), n_real;
-	if (tf == NULL || tok == NULL)
-		return ops_oom(job);
-	if (searched) {
-		uint64_t pos = u->n_chunks * S;
-		struct hsa_query hq = {
-		        .n = 1, .k = depth, .pos = &pos, .qr = qr, .qa = qa, .mask = mask};
-		if ((ret = ops_attend(job, spec, &src->src, &hq, &sel)) != 0)
-			return job_fail(job, ret, "query failed: %s", hsamem_strerror(ret));
-		n = merge_heads(spec, depth, &sel, all);
-		for (size_t i = 0; i < n; i++) {
-			if ((ret = store_chunk_tokens(src->txn, u->uid, (uint64_t)all[i].chunk, tok,
-			                              S, &n_real)) != 0)
-				return job_fail(job, ret, "store: cannot read chunk %lld: %s",
-				                (long long)all[i].chunk, hsamem_strerror(ret));
-			all[i].score = bm25_score(&bq, tok, n_real, tf);
-		}
-	}
-	if ((ret = query_tail(job, enc, src, tail, mask, qr, qa, &all[n], &has_tail)) != 0)
-		return ret;
-	if (has_tail)
-		all[n++].score = bm25_score(&bq, tail->tokens, tail->n, tf);
-	/* the best entries' chunks join, each scoring the better of its own and its entry's */
-	if ((ret = words_rank(job, src->txn, u, &bq, mask, has_tail, WORDS_ENTRY_DEPTH, ent,
-	                      &n_ent)) != 0)
+	if ((ret = words_open(job, src->txn, u, &bq, &wq)) != 0)
 		return ret == -ENOMEM ? ops_oom(job)
 		                      : job_fail(job, ret, "lexical ranking failed: %s",
 		                                 hsamem_strerror(ret));
-	for (size_t e = 0, i; e < n_ent; e++) {
-		for (i = 0; i < n && all[i].chunk != ent[e].chunk; i++)
-			;
-		if (i == n) {
-			if (!searched || ent[e].chunk == (int64_t)u->n_chunks)
-				continue; /* the tail is in all where it competes */
-			if ((ret = store_chunk_tokens(src->txn, u->uid, (uint64_t)ent[e].chunk, tok,
-			                              S, &n_real)) != 0)
-				return job_fail(job, ret, "store: cannot read chunk %lld: %s",
-				                (long long)ent[e].chunk, hsamem_strerror(ret));
-			all[n++] = (struct candidate){.chunk = ent[e].chunk,
-			                              .score = bm25_score(&bq, tok, n_real, tf)};
-		}
-		if (ent[e].score > all[i].score)
-			all[i].score = ent[e].score;
-	}
-	/* a chunk of short entries scores as its best entry */
-	if (by_entries(job)) {
-		struct bm25_hit *h = arena_calloc(&job->arena, n + 1, sizeof(*h));
-		if (h == NULL)
-			return ops_oom(job);
-		for (size_t i = 0; i < n; i++)
-			h[i] = (struct bm25_hit){all[i].chunk, all[i].score};
-		if ((ret = words_chunk_scores(job, src->txn, u, &bq, h, n)) != 0)
-			return ret == -ENOMEM ? ops_oom(job)
-			                      : job_fail(job, ret, "lexical ranking failed: %s",
-			                                 hsamem_strerror(ret));
-		for (size_t i = 0; i < n; i++)
-			all[i].score = h[i].score;
-	}
+	ret = exact_candidates(job, enc, src, tail, &bq, wq, qr, qa, mask, searched, depth, all, &n,
+	                       &has_tail);
+	words_close(wq);
+	if (ret != 0)
+		return ret;
 	qsort(all, n, sizeof(*all), cmp_candidate);
 	if (n > k)
 		n = k;

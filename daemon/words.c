@@ -6,8 +6,9 @@
  * indexed entries that hold it with their counts, in a table open addressed by term id.
  * Postings only grow; an entry's index in the entries array is its posting's name, so that a
  * posting is 8 bytes. An index is guarded by its own lock: a query that finds it behind its
- * snapshot holds it for writing while it brings it up, then, like every other, for reading while
- * it sums its terms' postings. The set of indexes has a mutex of its own and a
+ * snapshot holds it for writing while it brings it up, then, like every other, for reading from
+ * words_open to words_close, while it ranks entries and scores chunks (the exact pass's threads
+ * read it under the query's hold). The set of indexes has a mutex of its own and a
  * count of the queries that use each index, so that a drop frees one only once the last query
  * lets go of it.
  */
@@ -403,17 +404,22 @@ best_of(struct sum *a, size_t n, size_t m)
 	}
 }
 
-/* An entry to rank: its score and what the index holds of it. */
-struct scored {
-	float s;
-	uint32_t i; /* its index into the entries */
-	struct w_entry e;
-};
-
 /* A question's term as the index weighs it: its postings (NULL: no entry holds it) and idf. */
 struct w_qterm {
 	const struct w_term *s;
 	float idf;
+};
+
+/* A memory's index held for reading for one question (words.h). */
+struct words_query {
+	struct words *w;
+	struct w_index *x;
+	const struct store_user *u;
+	struct w_qterm *qt;   /* the question's terms, in its order */
+	struct w_qterm *rare; /* those the index holds, rarest first */
+	size_t n_qt, n_rare;
+	size_t n_read; /* of rare, the first n_read: those whose postings are summed */
+	float scale;   /* BM25_SCALE over the question's idf sum, 0 where it has none */
 };
 
 /*
@@ -428,22 +434,6 @@ entry_idf(const struct w_index *x, uint32_t n)
 {
 	double N = (double)x->n_indexed, v = log((N - n + 0.5) / (n + 0.5));
 	return v > 1e-6 ? (float)v : 1e-6f;
-}
-
-/* q's terms as x weighs them, into the job's arena ([q->n], in q's order), and the sum of their
- * idf (terms no entry holds included, as a chunk's scale counts them) into *sum; x's lock held. */
-static struct w_qterm *
-question_terms(struct job *job, const struct w_index *x, const struct bm25_question *q, float *sum)
-{
-	struct w_qterm *t = arena_calloc(&job->arena, q->n + 1, sizeof(*t));
-	*sum = 0;
-	for (size_t i = 0; t != NULL && i < q->n; i++) {
-		const struct w_term *s = x->terms != NULL ? term_slot(x, q->ids[i]) : NULL;
-		t[i].s = s != NULL && s->cap != 0 ? s : NULL;
-		t[i].idf = entry_idf(x, t[i].s != NULL ? t[i].s->n : 0);
-		*sum += t[i].idf;
-	}
-	return t;
 }
 
 /*
@@ -485,7 +475,7 @@ tf_in(const struct w_term *s, uint32_t i, size_t n_ent)
 	return lo < s->n && s->p[lo].entry == i ? s->p[lo].tf : 0;
 }
 
-/* Entry i's BM25 over the terms of t[from, to) (x's lock held). */
+/* Entry i's BM25 over the terms t[from, to) (x's lock held). */
 static float
 entry_sum(const struct w_index *x, const struct w_qterm *t, size_t from, size_t to, uint32_t i)
 {
@@ -496,99 +486,6 @@ entry_sum(const struct w_index *x, const struct w_qterm *t, size_t from, size_t 
 			s += bm25_summand(t[k].idf, tf, x->ent[i].dl);
 	}
 	return s;
-}
-
-static int
-cmp_scored(const void *a, const void *b)
-{
-	const struct scored *x = a, *y = b;
-	if (x->s != y->s)
-		return x->s < y->s ? 1 : -1;
-	return (x->i > y->i) - (x->i < y->i);
-}
-
-/*
- * BM25 over the entries of x that hold the question's rarer terms (words.h), with x's lock held
- * for reading: the best WORDS_ENTRY_READ of them by those terms, the best WORDS_ENTRY_WHOLE of
- * these then scored by all of the question's terms and ranked again, best first, into *out (the
- * job's arena), their count into *n_out. Entries at or past the snapshot's count (an index ahead
- * of the snapshot) are left out. qt: the question's terms (question_terms).
- */
-static int
-best_entries(struct job *job, struct w_index *x, const struct store_user *u,
-             const struct bm25_question *q, const struct w_qterm *qt, struct scored **out,
-             size_t *n_out)
-{
-	struct w_qterm *term = arena_calloc(&job->arena, q->n + 1, sizeof(*term));
-	*n_out = 0;
-	if (term == NULL)
-		return -ENOMEM;
-	/* the question's terms that the index holds, rarest first */
-	size_t n_t = 0;
-	for (size_t i = 0; i < q->n; i++) {
-		if (qt[i].s == NULL)
-			continue;
-		size_t j = n_t++;
-		for (; j > 0 && term[j - 1].s->n > qt[i].s->n; j--)
-			term[j] = term[j - 1];
-		term[j] = qt[i];
-	}
-	size_t used = 0, n_read = 0;
-	while (n_read < n_t && used + term[n_read].s->n <= WORDS_POSTINGS_MAX)
-		used += term[n_read++].s->n;
-	if (used == 0)
-		return 0;
-	/* the entries the snapshot holds: those below the first of a later sequence number (an
-	 * index ahead of the snapshot) */
-	size_t lo = 0, hi = x->n_ent;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (x->ent[mid].seq < u->n_entries)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	const uint32_t held = (uint32_t)lo;
-	uint32_t slots = 16;
-	while (slots < 2 * used)
-		slots *= 2;
-	struct sum *tab = arena_calloc(&job->arena, slots, sizeof(*tab));
-	if (tab == NULL)
-		return -ENOMEM;
-	for (size_t t = 0; t < n_read; t++) {
-		const struct w_term *s = term[t].s;
-		float idf = term[t].idf;
-		/* (postings are in the order of the entries) */
-		for (uint32_t i = 0; i < s->n && s->p[i].entry < held; i++) {
-			const struct w_posting *p = &s->p[i];
-			uint32_t h = slot_of(p->entry, slots - 1);
-			while (tab[h].entry1 != 0 && tab[h].entry1 != p->entry + 1)
-				h = (h + 1) & (slots - 1);
-			tab[h].entry1 = p->entry + 1;
-			tab[h].s += bm25_summand(idf, p->tf, p->dl);
-		}
-	}
-	size_t m = 0;
-	for (uint32_t h = 0; h < slots; h++)
-		if (tab[h].entry1 != 0)
-			tab[m++] = tab[h];
-	size_t k = m < WORDS_ENTRY_READ ? m : WORDS_ENTRY_READ;
-	best_of(tab, m, k);
-	struct scored *sc = arena_calloc(&job->arena, k + 1, sizeof(*sc));
-	if (sc == NULL)
-		return -ENOMEM;
-	/* the best WORDS_ENTRY_WHOLE with the common terms' share, so that their scores are their
-	 * whole BM25, re-sorted; the rest after them as the rarer terms rank them */
-	size_t whole = k < WORDS_ENTRY_WHOLE ? k : WORDS_ENTRY_WHOLE;
-	for (size_t i = 0; i < k; i++) {
-		uint32_t e = tab[i].entry1 - 1;
-		float more = i < whole ? entry_sum(x, term, n_read, n_t, e) : 0;
-		sc[i] = (struct scored){tab[i].s + more, e, x->ent[e]};
-	}
-	qsort(sc, whole, sizeof(*sc), cmp_scored);
-	*out = sc;
-	*n_out = k;
-	return 0;
 }
 
 /* Whether entry e is in txn's snapshot as it was indexed: the same token range, its text kept. */
@@ -602,19 +499,13 @@ in_snapshot(struct store_txn *txn, uint64_t uid, const struct w_entry *e, bool *
 	return ret == HSAMEM_ENOTFOUND ? 0 : ret;
 }
 
-/*
- * The index of memory u brought up to txn's snapshot, held for reading, into *out (NULL when out
- * of memory), with the question's terms as it weighs them into *qt and their idf sum into *sum.
- * Returns 0 or an error; index_close lets it go whatever this returned, where *out is not NULL.
- */
+/* The index of memory u brought up to txn's snapshot, held for reading, into *out (NULL when out
+ * of memory). Returns 0 or an error; index_close lets it go whatever this returned, where *out is
+ * not NULL. */
 static int
-index_open(struct job *job, struct store_txn *txn, const struct store_user *u,
-           const struct bm25_question *q, struct w_index **out, const struct w_qterm **qt,
-           float *sum)
+index_open(struct job *job, struct store_txn *txn, const struct store_user *u, struct w_index **out)
 {
 	struct w_index *x = *out = index_get(job->d->words, u);
-	*qt = NULL;
-	*sum = 0;
 	if (x == NULL)
 		return -ENOMEM;
 	int ret = 0;
@@ -626,8 +517,6 @@ index_open(struct job *job, struct store_txn *txn, const struct store_user *u,
 		pthread_rwlock_unlock(&x->lock);
 		pthread_rwlock_rdlock(&x->lock);
 	}
-	if (ret == 0 && (*qt = question_terms(job, x, q, sum)) == NULL)
-		ret = -ENOMEM;
 	return ret;
 }
 
@@ -644,6 +533,128 @@ index_close(struct words *w, struct w_index *x, const struct store_user *u, int 
 		words_drop(w, u->uid);
 }
 
+/* wq's question as its index weighs it: each term's postings and idf, the idf sum's scale, the
+ * terms the index holds rarest first, and of them those whose postings fit WORDS_POSTINGS_MAX. */
+static int
+question_terms(struct job *job, struct words_query *wq, const struct bm25_question *q)
+{
+	const struct w_index *x = wq->x;
+	float sum = 0;
+	wq->qt = arena_calloc(&job->arena, q->n + 1, sizeof(*wq->qt));
+	wq->rare = arena_calloc(&job->arena, q->n + 1, sizeof(*wq->rare));
+	if (wq->qt == NULL || wq->rare == NULL)
+		return -ENOMEM;
+	wq->n_qt = q->n;
+	for (size_t i = 0; i < q->n; i++) {
+		const struct w_term *s = x->terms != NULL ? term_slot(x, q->ids[i]) : NULL;
+		struct w_qterm t = {s != NULL && s->cap != 0 ? s : NULL, 0};
+		t.idf = entry_idf(x, t.s != NULL ? t.s->n : 0);
+		sum += t.idf;
+		wq->qt[i] = t;
+		if (t.s == NULL)
+			continue;
+		size_t j = wq->n_rare++;
+		for (; j > 0 && wq->rare[j - 1].s->n > t.s->n; j--)
+			wq->rare[j] = wq->rare[j - 1];
+		wq->rare[j] = t;
+	}
+	for (size_t used = 0;
+	     wq->n_read < wq->n_rare && used + wq->rare[wq->n_read].s->n <= WORDS_POSTINGS_MAX;)
+		used += wq->rare[wq->n_read++].s->n;
+	wq->scale = sum > 0 ? BM25_SCALE / sum : 0;
+	return 0;
+}
+
+int
+words_open(struct job *job, struct store_txn *txn, const struct store_user *u,
+           const struct bm25_question *q, struct words_query **out)
+{
+	struct words *w = job->d->words;
+	*out = NULL;
+	if (w == NULL || q->n == 0 || u->n_entries == 0)
+		return 0;
+	struct words_query *wq = arena_calloc(&job->arena, 1, sizeof(*wq));
+	if (wq == NULL)
+		return -ENOMEM;
+	*wq = (struct words_query){.w = w, .u = u};
+	int ret = index_open(job, txn, u, &wq->x);
+	if (wq->x == NULL)
+		return ret;
+	if (ret == 0)
+		ret = question_terms(job, wq, q);
+	if (ret != 0) {
+		index_close(w, wq->x, u, ret);
+		return ret;
+	}
+	*out = wq;
+	return 0;
+}
+
+void
+words_close(struct words_query *wq)
+{
+	if (wq != NULL)
+		index_close(wq->w, wq->x, wq->u, 0);
+}
+
+static int
+cmp_sum(const void *a, const void *b)
+{
+	const struct sum *x = a, *y = b;
+	return before(*x, *y) ? -1 : before(*y, *x);
+}
+
+/*
+ * The entries that wq's rarer terms find, each with its BM25 over those terms, into *tab (the
+ * job's arena), their count into *m; entries past the snapshot's count (an index ahead of the
+ * snapshot) left out.
+ */
+static int
+found_entries(struct job *job, const struct words_query *wq, struct sum **tab, size_t *m)
+{
+	const struct w_index *x = wq->x;
+	size_t used = 0;
+	*m = 0;
+	for (size_t t = 0; t < wq->n_read; t++)
+		used += wq->rare[t].s->n;
+	if (used == 0)
+		return 0;
+	/* the entries the snapshot holds: those below the first of a later sequence number */
+	size_t lo = 0, hi = x->n_ent;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (x->ent[mid].seq < wq->u->n_entries)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	const uint32_t held = (uint32_t)lo;
+	uint32_t slots = 16;
+	while (slots < 2 * used)
+		slots *= 2;
+	struct sum *h = arena_calloc(&job->arena, slots, sizeof(*h));
+	if (h == NULL)
+		return -ENOMEM;
+	for (size_t t = 0; t < wq->n_read; t++) {
+		const struct w_term *s = wq->rare[t].s;
+		float idf = wq->rare[t].idf;
+		/* (postings are in the order of the entries) */
+		for (uint32_t i = 0; i < s->n && s->p[i].entry < held; i++) {
+			const struct w_posting *p = &s->p[i];
+			uint32_t at = slot_of(p->entry, slots - 1);
+			while (h[at].entry1 != 0 && h[at].entry1 != p->entry + 1)
+				at = (at + 1) & (slots - 1);
+			h[at].entry1 = p->entry + 1;
+			h[at].s += bm25_summand(idf, p->tf, p->dl);
+		}
+	}
+	for (uint32_t i = 0; i < slots; i++)
+		if (h[i].entry1 != 0)
+			h[(*m)++] = h[i];
+	*tab = h;
+	return 0;
+}
+
 /* The chunk that holds the most of entry e (of S tokens a chunk; the first of them on a tie). */
 static uint64_t
 owner_chunk(const struct w_entry *e, uint64_t S)
@@ -658,46 +669,54 @@ owner_chunk(const struct w_entry *e, uint64_t S)
 }
 
 int
-words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
-           const struct bm25_question *q, const uint64_t *mask, bool tail, size_t depth,
-           struct bm25_hit *out, size_t *n)
+words_rank(struct job *job, struct words_query *wq, struct store_txn *txn, const uint64_t *mask,
+           bool tail, size_t depth, struct bm25_hit *out, size_t *n)
 {
-	const uint64_t S = u->spec.S;
-	struct words *w = job->d->words;
 	*n = 0;
-	if (w == NULL || q->n == 0 || depth == 0 || u->n_entries == 0)
+	if (wq == NULL || depth == 0)
 		return 0;
-	struct w_index *x;
-	const struct w_qterm *qt;
-	struct scored *sc = NULL;
-	size_t n_sc = 0;
-	float idf_sum;
-	int ret = index_open(job, txn, u, q, &x, &qt, &idf_sum);
-	if (x == NULL)
+	const struct w_index *x = wq->x;
+	const struct store_user *u = wq->u;
+	const uint64_t S = u->spec.S;
+	struct sum *tab = NULL;
+	size_t m;
+	int ret = found_entries(job, wq, &tab, &m);
+	if (ret != 0 || m == 0)
 		return ret;
-	if (ret == 0)
-		ret = best_entries(job, x, u, q, qt, &sc, &n_sc);
-	index_close(w, x, u, ret);
-	if (ret != 0 || n_sc == 0)
-		return ret;
-	/* best first, each to the chunk that holds most of it, where allowed, once a chunk (a
-	 * ranking of chunks that gave an entry to both of its two would hold it twice), while the
-	 * snapshot holds it */
-	for (size_t i = 0; i < n_sc && *n < depth; i++) {
-		const struct w_entry *e = &sc[i].e;
-		uint64_t c = owner_chunk(e, S);
-		if (c > u->n_chunks || (c == u->n_chunks && !tail) ||
-		    (mask != NULL && !store_mask_test(mask, c)))
-			continue;
-		bool dup = false, yes = false;
-		for (size_t k = 0; k < *n && !dup; k++)
-			dup = out[k].chunk == (int64_t)c;
-		if (dup)
-			continue;
-		if ((ret = in_snapshot(txn, u->uid, e, &yes)) != 0)
-			return ret;
-		if (yes)
-			out[(*n)++] = (struct bm25_hit){(int64_t)c, BM25_SCALE * sc[i].s / idf_sum};
+	/* best first, in batches while the ranking wants more (a filter may allow few): the first
+	 * WORDS_ENTRY_WHOLE with the common terms' share, so that their scores are their whole
+	 * BM25, then at most WORDS_ENTRY_READ in all as the rarer terms rank them */
+	for (size_t from = 0, batch; *n < depth && from < m && from < WORDS_ENTRY_READ;
+	     from += batch) {
+		batch = from == 0 ? WORDS_ENTRY_WHOLE : WORDS_ENTRY_READ - from;
+		if (batch > m - from)
+			batch = m - from;
+		best_of(tab + from, m - from, batch);
+		if (from == 0) {
+			for (size_t i = 0; i < batch; i++)
+				tab[i].s += entry_sum(x, wq->rare, wq->n_read, wq->n_rare,
+				                      tab[i].entry1 - 1);
+			qsort(tab, batch, sizeof(*tab), cmp_sum);
+		}
+		/* each to the chunk that holds most of it, where allowed, once a chunk (a ranking
+		 * of chunks that gave an entry to both of its two would hold it twice), while the
+		 * snapshot holds it */
+		for (size_t i = from; i < from + batch && *n < depth; i++) {
+			const struct w_entry *e = &x->ent[tab[i].entry1 - 1];
+			uint64_t c = owner_chunk(e, S);
+			if (c > u->n_chunks || (c == u->n_chunks && !tail) ||
+			    (mask != NULL && !store_mask_test(mask, c)))
+				continue;
+			bool dup = false, yes = false;
+			for (size_t k = 0; k < *n && !dup; k++)
+				dup = out[k].chunk == (int64_t)c;
+			if (dup)
+				continue;
+			if ((ret = in_snapshot(txn, u->uid, e, &yes)) != 0)
+				return ret;
+			if (yes)
+				out[(*n)++] = (struct bm25_hit){(int64_t)c, wq->scale * tab[i].s};
+		}
 	}
 	return 0;
 }
@@ -717,51 +736,60 @@ first_after(const struct w_index *x, uint64_t pos)
 	return lo;
 }
 
-/* Sealed chunk c's score (words_chunk_scores), x's lock held for reading; *s holds its exact one.
- * scale: BM25_SCALE over the question's idf sum. Tokens of no entry (a flush's padding) hold no
- * word. */
-static void
-chunk_score(const struct w_index *x, const struct store_user *u, const struct w_qterm *qt,
-            size_t n_qt, float scale, uint64_t c, float *s)
+/*
+ * Of sealed chunk c of wq's memory, the run of x's entries in it, [*a, *b), up to the first that
+ * wq's snapshot lacks, and whether they cover it: whether all of them, and one at least, are
+ * indexed (a document or an entry without text holds words the index does not know; a flush's
+ * padding, tokens of no entry, holds none).
+ */
+static bool
+chunk_entries(const struct words_query *wq, uint64_t c, size_t *a, size_t *b)
 {
-	const uint64_t S = u->spec.S, lo = c * S, hi = lo + S;
+	const struct w_index *x = wq->x;
+	const uint64_t S = wq->u->spec.S, hi = (c + 1) * S;
 	bool covered = false;
-	float best = 0;
-	for (size_t i = first_after(x, lo); i < x->n_ent && x->ent[i].first_token < hi; i++) {
-		const struct w_entry *e = &x->ent[i];
-		if (e->seq >= u->n_entries)
+	size_t i = *a = first_after(x, c * S);
+	for (; i < x->n_ent && x->ent[i].first_token < hi; i++) {
+		if (x->ent[i].seq >= wq->u->n_entries)
 			break;
-		if (e->dl == W_UNINDEXED) { /* a document, or an entry without text */
+		if (x->ent[i].dl == W_UNINDEXED) {
 			covered = false;
 			break;
 		}
 		covered = true;
-		if (owner_chunk(e, S) == c) {
-			float es = scale * entry_sum(x, qt, 0, n_qt, (uint32_t)i);
+	}
+	*b = i;
+	return covered;
+}
+
+static bool
+sealed(const struct words_query *wq, int64_t chunk)
+{
+	return wq != NULL && chunk >= 0 && (uint64_t)chunk < wq->u->n_chunks;
+}
+
+bool
+words_chunk_covered(const struct words_query *wq, int64_t chunk)
+{
+	size_t a, b;
+	return sealed(wq, chunk) && chunk_entries(wq, (uint64_t)chunk, &a, &b);
+}
+
+void
+words_chunk_score(const struct words_query *wq, int64_t chunk, float *score)
+{
+	if (!sealed(wq, chunk))
+		return;
+	const struct w_index *x = wq->x;
+	const uint64_t S = wq->u->spec.S;
+	size_t a, b;
+	bool covered = chunk_entries(wq, (uint64_t)chunk, &a, &b);
+	float best = 0;
+	for (size_t i = a; i < b; i++)
+		if (owner_chunk(&x->ent[i], S) == (uint64_t)chunk) {
+			float es = wq->scale * entry_sum(x, wq->qt, 0, wq->n_qt, (uint32_t)i);
 			if (es > best)
 				best = es;
 		}
-	}
-	*s = covered || best > *s ? best : *s;
-}
-
-int
-words_chunk_scores(struct job *job, struct store_txn *txn, const struct store_user *u,
-                   const struct bm25_question *q, struct bm25_hit *h, size_t n)
-{
-	struct words *w = job->d->words;
-	if (w == NULL || n == 0 || q->n == 0 || u->n_entries == 0)
-		return 0;
-	struct w_index *x;
-	const struct w_qterm *qt;
-	float idf_sum;
-	int ret = index_open(job, txn, u, q, &x, &qt, &idf_sum);
-	if (x == NULL)
-		return ret;
-	for (size_t i = 0; ret == 0 && idf_sum > 0 && i < n; i++)
-		if (h[i].chunk >= 0 && (uint64_t)h[i].chunk < u->n_chunks)
-			chunk_score(x, u, qt, q->n, BM25_SCALE / idf_sum, (uint64_t)h[i].chunk,
-			            &h[i].score);
-	index_close(w, x, u, ret);
-	return ret;
+	*score = covered || best > *score ? best : *score;
 }

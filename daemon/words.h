@@ -13,7 +13,7 @@
  * the question's idf sum). A chunk scores the better of its own BM25 and that of the best entry
  * it holds the most of (an entry cut by a chunk boundary counts in one of its chunks, so that
  * a ranking of chunks holds each entry once); a chunk made of such entries alone scores as the
- * best of them (words_chunk_scores). The question's terms are read rarest first, each whole or
+ * best of them (words_chunk_score). The question's terms are read rarest first, each whole or
  * not at all, while their postings fit WORDS_POSTINGS_MAX (a common word weighs little and would
  * cost most), and the best WORDS_ENTRY_WHOLE entries they find are then scored by the common
  * words too, so that an entry's score is its whole BM25. An entry longer than WORDS_ENTRY_CHUNKS
@@ -65,27 +65,40 @@ struct bm25_hit {
 };
 
 /*
- * The chunks of memory u that hold the best entries for question q by BM25 over entries (above),
- * in txn's snapshot, among those mask allows (NULL: all; the unsealed tail is chunk u->n_chunks,
- * and only where tail is true): at most depth, each with its best entry's score, best first (ties
- * to the lower chunk), into out (room for depth); their count into *n. Brings the memory's index
- * up to the snapshot first. Returns 0 or an error (-ENOMEM, or the store's).
+ * A question's use of a memory's index: words_open brings memory u's index up to txn's snapshot
+ * and holds it for reading with question q's terms weighed by it, until words_close, which must
+ * follow before the job's arena or q goes away. *wq (in the job's arena) is NULL where there is
+ * nothing to rank (no index, no term, no entry), which the others take as no hits. Returns 0 or
+ * an error (-ENOMEM, or the store's).
  */
-int words_rank(struct job *job, struct store_txn *txn, const struct store_user *u,
-               const struct bm25_question *q, const uint64_t *mask, bool tail, size_t depth,
-               struct bm25_hit *out, size_t *n);
+struct words_query;
+int words_open(struct job *job, struct store_txn *txn, const struct store_user *u,
+               const struct bm25_question *q, struct words_query **wq);
+void words_close(struct words_query *wq);
 
 /*
- * The lexical scores of n chunks of memory u for question q (h: each chunk and its exact score,
- * bm25.h), so that a ranking of chunks ranks entries as BM25 over entries does: a sealed chunk
- * whose entries the index all holds (short entries with text; a flush's padding is no entry's and
- * holds no word) scores the best whole BM25 of the entries it holds the most of, 0 where it holds
- * none, instead of its exact
- * score, in which the end of one entry and the start of another add up, and which counts an entry
- * that two chunks share twice; any other chunk keeps the better of its exact score and those
- * entries'. The unsealed tail keeps its score. Returns 0 or an error.
+ * The chunks that hold the best entries for wq's question by BM25 over entries (above), in
+ * txn's snapshot (the one words_open saw), among those mask allows (NULL: all; the unsealed tail
+ * is chunk u->n_chunks, and only where tail is true): at most depth, each with its best entry's
+ * score, best first (ties to the lower chunk), into out (room for depth); their count into *n.
+ * Returns 0 or an error (-ENOMEM, or the store's).
  */
-int words_chunk_scores(struct job *job, struct store_txn *txn, const struct store_user *u,
-                       const struct bm25_question *q, struct bm25_hit *h, size_t n);
+int words_rank(struct job *job, struct words_query *wq, struct store_txn *txn, const uint64_t *mask,
+               bool tail, size_t depth, struct bm25_hit *out, size_t *n);
+
+/*
+ * The lexical score of a chunk of wq's memory for its question (*score: its exact score, bm25.h),
+ * so that a ranking of chunks ranks entries as BM25 over entries does: a sealed chunk whose
+ * entries the index all holds (short entries with text; a flush's padding is no entry's and holds
+ * no word) scores the best whole BM25 of the entries it holds the most of, 0 where it holds none,
+ * instead of its exact score, in which the end of one entry and the start of another add up, and
+ * which counts an entry that two chunks share twice; any other chunk keeps the better of its
+ * exact score and those entries'. The unsealed tail keeps its score. Reads the index alone: any
+ * thread may call it while wq is open.
+ */
+void words_chunk_score(const struct words_query *wq, int64_t chunk, float *score);
+/* Whether words_chunk_score gives chunk its entries' score whatever its exact one: a sealed
+ * chunk whose entries the index all holds, which need not be read for an exact score. */
+bool words_chunk_covered(const struct words_query *wq, int64_t chunk);
 
 #endif
