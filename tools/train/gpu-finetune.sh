@@ -15,7 +15,9 @@
 # landmark widened to that many dimensions at the start: hsatrain.train --widen-dr), CONT_WEIGHT
 # (hsatrain.train --cont-weight: the weight of teacher-forced answer positions in the retrieval loss),
 # FIRST_WEIGHT (hsatrain.train --first-weight: the weight of a part's first answer token in the
-# answer loss, a weighted mean over the answer tokens).
+# answer loss, a weighted mean over the answer tokens), SAME_VALUE (hsatrain.train --same-value:
+# the share of multikey instances whose distractors carry the asked value but for its last 2
+# digits, so the answer's first digits cannot tell the needles apart; unset: off).
 set -eu
 out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
 result=${2:-}
@@ -56,7 +58,7 @@ balance=""
     --log-every "${LOG_EVERY:-50}" --extra-tasks "$extra" --hard-keys "${HARD_KEYS:-0.5}" \
     --margin "${MARGIN:-1.0}" --queue "${QUEUE:-32768}" $balance --ckpt-format bf16 \
     ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} ${CONT_WEIGHT:+--cont-weight "$CONT_WEIGHT"} \
-    ${FIRST_WEIGHT:+--first-weight "$FIRST_WEIGHT"} \
+    ${FIRST_WEIGHT:+--first-weight "$FIRST_WEIGHT"} ${SAME_VALUE:+--same-value "$SAME_VALUE"} \
     2>&1
 "$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"
 t1=$(date +%s)

@@ -3,7 +3,9 @@ HSA equals the sparse reference operator, the evaluation's memory/query path equ
 forward on the same sequence (also with replaced chunks), the tokenizer round-trips, the
 evaluation's append placement keeps the haystack's text, a landmark widened at --init scores as
 before (train.widen_dr), no training module imports the evaluation-only facts (hsatrain.evalsets),
-and a training run stopped and resumed from its checkpoint equals an uninterrupted one
+the multikey training data of --same-value (hsatrain.tasktest: at 0 as before the option, at 1
+the distractors share the asked value but for its last digits, labels on the asked needle's
+chunk, evaluation instances unchanged), and a training run stopped and resumed from its checkpoint equals an uninterrupted one
 (hsatrain.resumetest).
 
     python3 -m hsatrain.selftest [TOKFILE]
@@ -15,7 +17,7 @@ import sys
 import numpy as np
 import torch
 
-from . import haystack, resumetest
+from . import haystack, resumetest, tasktest
 from .evaluate import Memory, query_step
 from .model import Config, HSAModel, hsa_sparse
 from .tokenizer import Tokenizer, train
@@ -124,9 +126,10 @@ def main():
                            open(os.path.join(here, f)).read(), re.M)]
     print(f"training modules that import hsatrain.evalsets: {leaks or 'none'}")
     fails += bool(leaks)
+    fails += tasktest.main()
     rf = resumetest.main()
     fails += rf
-    print(f"{9 - fails} passed, {fails} failed")
+    print(f"{14 - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 

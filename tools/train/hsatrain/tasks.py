@@ -18,6 +18,11 @@ names the needle it comes from. Tasks:
              (facts2-seen, facts2-heldout-wording, facts2-heldout-rel)
 With hard_keys > 0 (train.py --hard-keys), that share of multikey instances draws distractor
 keys that share the asked key's surface: one of its two words, or both words swapped.
+With same_value > 0 (train.py --same-value), that share of multikey training instances gives
+every distractor the asked value but for its last SAME_VALUE_TAIL digits (tail_value), so that
+the answer's first digits cannot tell the needles apart: the retrieval positions up to there
+must find the asked needle's chunk by its key, and the LM loss of the first differing digit
+still needs that chunk. Evaluation instances (evaluate=True) never get either.
 The question block is "<|q|> question <|a|> answer <|eos|>"; the retrieval
 query of the token before each answer token should select that part's needle.
 """
@@ -130,13 +135,16 @@ TASKS = ["single", "multikey", "multivalue", "multiquery", "vartrack", "facts"]
 EVAL_TASKS = TASKS + ["facts-hard"]
 # multikey-near: evaluation of multikey with distractor keys that share the asked key's surface
 FACTS2_EVAL = ["facts2-seen", "facts2-heldout-wording", "facts2-heldout-rel"]
+# --same-value: a distractor's value differs from the asked one's in its last 2 digits only (the
+# first of them differs from the asked value's and every other distractor's; the last is random)
+SAME_VALUE_TAIL = 2
 
 
 class TaskMaker:
-    def __init__(self, tok, S=64, thesaurus=None, hard_keys=0.0):
+    def __init__(self, tok, S=64, thesaurus=None, hard_keys=0.0, same_value=0.0):
         self.tok = tok
         self.S = S
-        self.th, self.hard_keys = thesaurus, hard_keys
+        self.th, self.hard_keys, self.same_value = thesaurus, hard_keys, same_value
         words = []
         for i in range(256, tok.vocab_size):
             b = tok.vocab[i]
@@ -159,6 +167,17 @@ class TaskMaker:
         return str(int(rng.integers(1000000, 10000000)))
 
     @staticmethod
+    def tail_value(rng, v, used):
+        """v with its last SAME_VALUE_TAIL digits redrawn: the first of them one not in used (the
+        asked value's and the earlier distractors' digits at that place; the drawn digit is
+        added), the rest random. The value then differs from v and from every earlier one."""
+        n = SAME_VALUE_TAIL
+        free = [d for d in "0123456789" if d not in used]
+        d = free[int(rng.integers(0, len(free)))]
+        used.add(d)
+        return v[:-n] + d + "".join(str(int(x)) for x in rng.integers(0, 10, n - 1))
+
+    @staticmethod
     def varname(rng):
         return "".join(chr(65 + int(c)) for c in rng.integers(0, 26, 5))
 
@@ -171,9 +190,14 @@ class TaskMaker:
             needles = [pick(fact_t).format(k=k, v=v)]
             if task != "single":
                 hard = task == "multikey-near" or (not evaluate and rng.random() < self.hard_keys)
+                # no draw at same_value 0: the data stay those of the code before --same-value
+                same = not evaluate and self.same_value > 0 and rng.random() < self.same_value
+                used = {v[-SAME_VALUE_TAIL]}
                 for _ in range(int(rng.integers(2, 5)) if not evaluate else 3):
                     dk = self.near_key(rng, k) if hard else self.key(rng)
-                    needles.append(pick(fact_t).format(k=dk, v=self.number(rng)))
+                    ft = pick(fact_t)
+                    dv = self.tail_value(rng, v, used) if same else self.number(rng)
+                    needles.append(ft.format(k=dk, v=dv))
             return dict(needles=needles, question=NIAH_Q.format(k=k), parts=[(v, 0)], sep=", ")
         if task == "multivalue":
             k = self.key(rng)

@@ -31,6 +31,13 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       beside --tok) for icl and facts2
   --hard-keys P       share of multikey instances whose distractor keys share
                       the asked key's surface
+  --same-value P      share of multikey instances whose distractors carry the
+                      asked value but for its last 2 digits (the first of them
+                      differs from the asked one's and each other's): the
+                      answer's first 5 digits cannot tell the needles apart,
+                      so the retrieval positions up to there must find the
+                      chunk by the key, and the 6th digit's LM loss needs that
+                      chunk; independent of --hard-keys (both can apply)
   --margin M          hinge loss (weight --margin-weight) on the gap between
                       the target chunk's score and the best other chunk's
   --queue N           N detached landmarks of earlier batches as extra
@@ -125,7 +132,8 @@ class Batches(torch.utils.data.IterableDataset):
         o = self.opts
         tok = Tokenizer.load(self.tok_path)
         th = Thesaurus(o["synonyms"]) if o["synonyms"] else None
-        maker = TaskMaker(tok, thesaurus=th, hard_keys=o["hard_keys"])
+        maker = TaskMaker(tok, thesaurus=th, hard_keys=o["hard_keys"],
+                          same_value=o.get("same_value", 0.0))
         ph = self.phase
         names, probs = task_probs(TASK_MIXES[ph["mix"]], o["extra"])
         corpus = CorpusTasks(tok, filler, th) if set(names) & set(CORPUS_TASKS) else None
@@ -308,6 +316,14 @@ def main():
     ap.add_argument("--extra-tasks", default="")
     ap.add_argument("--synonyms")
     ap.add_argument("--hard-keys", type=float, default=0.0)
+    ap.add_argument("--same-value", type=float, default=0.0,
+                    help="share of multikey training instances whose distractor needles carry the "
+                         "asked needle's value but for its last 2 digits (the first of them differs "
+                         "from the asked value's and from every other distractor's, the last is "
+                         "random): the answer's first 5 digits then cannot tell the needles apart, "
+                         "so its first retrieval positions must find the chunk by the key, and the "
+                         "6th digit's LM loss still needs the asked needle's chunk; retrieval labels "
+                         "point at the asked needle's chunk; evaluation data unchanged; 0: off")
     ap.add_argument("--margin", type=float, default=0.0)
     ap.add_argument("--margin-weight", type=float, default=0.5)
     ap.add_argument("--queue", type=int, default=0)
@@ -319,8 +335,10 @@ def main():
     if a.synonyms is None:
         cand = os.path.join(os.path.dirname(os.path.abspath(a.tok)), "synonyms.txt")
         a.synonyms = cand if os.path.exists(cand) else ""
+    if not 0 <= a.same_value <= 1:
+        raise SystemExit("--same-value: a share between 0 and 1")
     a.opts = dict(extra=parse_extra(a.extra_tasks), synonyms=a.synonyms, hard_keys=a.hard_keys,
-                  margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
+                  same_value=a.same_value, margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
                   first_weight=a.first_weight)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)

@@ -1,0 +1,125 @@
+"""CPU check of the training data of --same-value (hsatrain.tasks, train.py --same-value P).
+
+With a tiny tokenizer trained here and fixed seeds:
+  - same_value 0 gives the multikey training instances of the code before the option (a frozen
+    copy below, with hard keys on half of them), and leaves the random stream where it left it;
+  - same_value 1: every distractor of every multikey training instance carries the asked value
+    but for its last SAME_VALUE_TAIL digits (the first of them differs from the asked value's
+    and from every other distractor's), hard keys or not; the answer stays needle 0's value;
+  - same_value 1: a training sequence's retrieval labels point at the chunk that holds the asked
+    needle (needle 0), and only there;
+  - evaluation instances (evaluate=True) of multikey and multikey-near are the same at 0 and 1;
+  - same_value 0.5 gives the same-value form to about half of the instances.
+Used by hsatrain.selftest (tests/test_train.sh).
+
+    python3 -m hsatrain.tasktest
+"""
+import sys
+
+import numpy as np
+
+from .resumetest import WORDS
+from .tasks import NIAH_FACT, NIAH_Q, SAME_VALUE_TAIL, TaskMaker, build_training_sample
+from .tokenizer import train
+
+N = 300
+
+
+def reference_multikey(maker, rng):
+    """TaskMaker.make(rng, "multikey") of a training instance as it was before --same-value."""
+    pick = lambda lst: lst[int(rng.integers(0, len(lst)))]
+    k, v = maker.key(rng), maker.number(rng)
+    needles = [pick(NIAH_FACT).format(k=k, v=v)]
+    hard = rng.random() < maker.hard_keys
+    for _ in range(int(rng.integers(2, 5))):
+        dk = maker.near_key(rng, k) if hard else maker.key(rng)
+        needles.append(pick(NIAH_FACT).format(k=dk, v=maker.number(rng)))
+    return dict(needles=needles, question=NIAH_Q.format(k=k), parts=[(v, 0)], sep=", ")
+
+
+def value_of(needle):
+    return needle.rstrip(".").split()[-1]
+
+
+def same_form(inst):
+    """True if every distractor's value is the asked one's but for a tail whose first digit is
+    the asked value's at that place for none of the needles."""
+    v, ni = inst["parts"][0]
+    vals = [value_of(n) for n in inst["needles"]]
+    head = len(v) - SAME_VALUE_TAIL
+    firsts = [x[head] for x in vals]
+    return (ni == 0 and vals[0] == v and len(vals) >= 3 and len(set(firsts)) == len(vals)
+            and all(len(x) == len(v) and x.isdigit() and x[:head] == v[:head] for x in vals))
+
+
+def contains(hay, seq):
+    n = len(seq)
+    return any((hay[i:i + n] == seq).all() for i in range(len(hay) - n + 1))
+
+
+def main():
+    """Returns the number of failed checks (0 or more)."""
+    rng = np.random.default_rng(0)
+    text = " ".join(" ".join(WORDS[i] for i in rng.integers(0, len(WORDS), 9)).capitalize() + "."
+                    for _ in range(400)) + " The special magic number for 1234567 is: 89."
+    tok = train(text.encode(), 400)
+    fails = 0
+
+    m0 = TaskMaker(tok, hard_keys=0.5, same_value=0.0)
+    r1, r2 = np.random.default_rng(7), np.random.default_rng(7)
+    got = [m0.make(r1, "multikey") for _ in range(N)]
+    ref = [reference_multikey(m0, r2) for _ in range(N)]
+    ok = got == ref and r1.random() == r2.random()
+    print(f"--same-value 0: {N} multikey training instances as before the option: {ok}")
+    fails += not ok
+
+    m1 = TaskMaker(tok, hard_keys=0.5, same_value=1.0)
+    rng = np.random.default_rng(8)
+    insts = [m1.make(rng, "multikey") for _ in range(N)]
+    n_same = sum(same_form(x) for x in insts)
+    nd = sum(len(x["needles"]) - 1 for x in insts)
+    ok = n_same == N
+    print(f"--same-value 1: {n_same}/{N} multikey training instances ({nd} distractors) share the asked "
+          f"value but for its last {SAME_VALUE_TAIL} digits, whose first differs per needle: {ok}")
+    print("  e.g. " + " | ".join(insts[0]["needles"]))
+    fails += not ok
+
+    class Recording(TaskMaker):
+        def make(self, rng, task, evaluate=False):
+            self.last = super().make(rng, task, evaluate)
+            return self.last
+
+    mr = Recording(tok, hard_keys=0.5, same_value=1.0)
+    filler = np.array(tok.encode(text * 3), np.int64)
+    rng, good, S = np.random.default_rng(9), 0, mr.S
+    for _ in range(40):
+        toks, tgt, _ = build_training_sample(mr, rng, filler, 1024, "multikey")
+        where = [[c for c in range(len(toks) // S)
+                  if any(contains(toks[c * S:(c + 1) * S], mr.needle_tokens(nd, newline=nl)) for nl in (0, 1))]
+                 for nd in mr.last["needles"]]
+        good += (same_form(mr.last) and all(len(w) == 1 for w in where)
+                 and set(tgt[tgt >= 0].tolist()) == set(where[0]))
+    ok = good == 40
+    print(f"--same-value 1: retrieval labels on the asked needle's chunk alone in {good}/40 training "
+          f"sequences: {ok}")
+    fails += not ok
+
+    ok = True
+    for task in ("multikey", "multikey-near"):
+        a, b = np.random.default_rng(10), np.random.default_rng(10)
+        ok &= [m0.make(a, task, evaluate=True) for _ in range(N)] == \
+              [m1.make(b, task, evaluate=True) for _ in range(N)]
+    print(f"evaluation instances (multikey, multikey-near) the same at --same-value 0 and 1: {ok}")
+    fails += not ok
+
+    mh = TaskMaker(tok, hard_keys=0.5, same_value=0.5)
+    rng = np.random.default_rng(11)
+    share = sum(same_form(mh.make(rng, "multikey")) for _ in range(N)) / N
+    ok = 0.4 <= share <= 0.6
+    print(f"--same-value 0.5: share of same-value instances {share:.2f} (0.4-0.6): {ok}")
+    fails += not ok
+    return fails
+
+
+if __name__ == "__main__":
+    sys.exit(1 if main() else 0)
