@@ -8,9 +8,11 @@
  * posting is 8 bytes. An index is guarded by its own lock: a query that finds it behind its
  * snapshot holds it for writing while it brings it up, then, like every other, for reading from
  * words_open to words_close, while it ranks entries and scores chunks (the exact pass's threads
- * read it under the query's hold). The set of indexes has a mutex of its own and a
- * count of the queries that use each index, so that a drop frees one only once the last query
- * lets go of it.
+ * read it under the query's hold). A query waiting to bring it up goes before queries that come
+ * after it, so that a stream of overlapping readers cannot keep it waiting; a query holds one
+ * index at a time, so that nothing waits on a lock while it holds another. The set of indexes has a
+ * mutex of its own and a count of the queries that use each index, so that a drop frees one only
+ * once the last query lets go of it.
  */
 #include <errno.h>
 #include <math.h>
@@ -164,7 +166,11 @@ index_get(struct words *w, const struct store_user *u)
 		x->created_ms = u->created_ms;
 		x->refs = 1;
 		x->bytes = sizeof(*x);
-		pthread_rwlock_init(&x->lock, NULL);
+		pthread_rwlockattr_t at;
+		pthread_rwlockattr_init(&at);
+		pthread_rwlockattr_setkind_np(&at, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&x->lock, &at);
+		pthread_rwlockattr_destroy(&at);
 		w->idx[w->n++] = x;
 		w->bytes += x->bytes;
 	}
