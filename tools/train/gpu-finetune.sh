@@ -17,7 +17,10 @@
 # FIRST_WEIGHT (hsatrain.train --first-weight: the weight of a part's first answer token in the
 # answer loss, a weighted mean over the answer tokens), SAME_VALUE (hsatrain.train --same-value:
 # the share of multikey instances whose distractors carry the asked value but for its last 2
-# digits, so the answer's first digits cannot tell the needles apart; unset: off).
+# digits, so the answer's first digits cannot tell the needles apart; unset: off), ADD_ENC
+# (hsatrain.train --add-enc: that many chunk-encoder blocks appended at the start, each a copy of
+# the last one with its residual output projections attn.wo and mlp.w2 zeroed, so the model is
+# unchanged at step 0; unset: off).
 set -eu
 out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
 result=${2:-}
@@ -57,7 +60,7 @@ balance=""
     --init "$init" --warmup 50 --schedule "$schedule" --time-limit "$train_limit" --workers "$workers" \
     --log-every "${LOG_EVERY:-50}" --extra-tasks "$extra" --hard-keys "${HARD_KEYS:-0.5}" \
     --margin "${MARGIN:-1.0}" --queue "${QUEUE:-32768}" $balance --ckpt-format bf16 \
-    ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} ${CONT_WEIGHT:+--cont-weight "$CONT_WEIGHT"} \
+    ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} ${ADD_ENC:+--add-enc "$ADD_ENC"} ${CONT_WEIGHT:+--cont-weight "$CONT_WEIGHT"} \
     ${FIRST_WEIGHT:+--first-weight "$FIRST_WEIGHT"} ${SAME_VALUE:+--same-value "$SAME_VALUE"} \
     2>&1
 "$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"

@@ -85,7 +85,10 @@ def lower(W, win):
 def encode_chunk(W, win):
     H = lower(W, win)
     E = np.concatenate([H[64:], W["summary"][None]], 0)
-    E = block(W, "enc.0.", E, False)
+    i = 0
+    while f"enc.{i}.attn_norm.weight" in W:        # n_enc blocks (hsatrain.train --add-enc)
+        E = block(W, f"enc.{i}.", E, False)
+        i += 1
     E = rms(E) * W["enc_norm.weight"]
     K = rms(E[:64] @ W["enc_k.weight"].T)
     V = E[:64] @ W["enc_v.weight"].T

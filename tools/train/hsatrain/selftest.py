@@ -2,7 +2,8 @@
 HSA equals the sparse reference operator, the evaluation's memory/query path equals the training
 forward on the same sequence (also with replaced chunks), the tokenizer round-trips, the
 evaluation's append placement keeps the haystack's text, a landmark widened at --init scores as
-before (train.widen_dr), no training module imports the evaluation-only facts (hsatrain.evalsets),
+before (train.widen_dr), encoder blocks appended at --init leave the function unchanged
+(train.add_enc), no training module imports the evaluation-only facts (hsatrain.evalsets),
 the multikey training data of --same-value (hsatrain.tasktest: at 0 as before the option, at 1
 the distractors share the asked value but for its last digits, labels on the asked needle's
 chunk, evaluation instances unchanged), and a training run stopped and resumed from its checkpoint equals an uninterrupted one
@@ -64,6 +65,54 @@ def check_widen():
     return ok
 
 
+def check_add_enc():
+    """A model with encoder blocks appended by train.add_enc gives the same logits, retrieval
+    scores and chunk K/V/landmarks; the new blocks' output projections get a gradient at once;
+    and the weights saved with their config (st, as train.py saves model.safetensors) load back
+    into a model of the new n_enc with the same logits."""
+    import json
+    import tempfile
+    from . import st
+    from .train import add_enc
+    torch.manual_seed(2)
+    cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
+    m = HSAModel(cfg).eval()
+    x = torch.randint(0, 512, (2, 64 * 6))
+    state, cfg2 = add_enc({k: v.clone() for k, v in m.state_dict().items()}, cfg, 2)
+    w = HSAModel(cfg2).eval()
+    w.load_state_dict(state)
+    with torch.no_grad():
+        a, sa, _, la = m(x, topk=3, need_scores=True)
+        b, sb, _, lb = w(x, topk=3, need_scores=True)
+        h = m.lower_stack(m.windows(x))[:, 64:]
+        kva, kvb = m.encode_chunks(h), w.encode_chunks(h)
+    fin = torch.isfinite(sa)
+    err_l = float((a - b).abs().max())
+    err_s = max(float((sa[fin] - sb[fin]).abs().max()), float((la - lb).abs().max()),
+                max(float((p - q).abs().max()) for p, q in zip(kva, kvb)))
+    w.train()
+    w(x, topk=3).float().logsumexp(-1).mean().backward()
+    grads = [float(w.enc[i].attn.wo.weight.grad.abs().max()) * float(w.enc[i].mlp.w2.weight.grad.abs().max())
+             for i in (1, 2)]
+    with tempfile.TemporaryDirectory(prefix="hsatrain-addenc-") as d:
+        path = os.path.join(d, "model.safetensors")
+        st.save(w.state_dict(), path, {"config": json.dumps(cfg2.to_dict())})
+        t, meta = st.load(path)
+        cfg3 = Config(**json.loads(meta["config"]))
+        r = HSAModel(cfg3).eval()
+        r.load_state_dict(t)
+        names = sorted({k.split(".")[1] for k in t if k.startswith("enc.")})
+        with torch.no_grad():
+            err_rt = float((r(x, topk=3) - a).abs().max())
+    ok = (cfg2.n_enc == cfg3.n_enc == 3 and names == ["0", "1", "2"] and len(t) == len(state)
+          and bool((fin == torch.isfinite(sb)).all()) and max(err_l, err_s, err_rt) < 1e-6
+          and min(grads) > 0)
+    print(f"2 encoder blocks added (n_enc 1 to 3): same logits (max abs diff {err_l:.2e}), scores, "
+          f"landmarks, K and V ({err_s:.2e}); new wo/w2 gradients nonzero: {min(grads) > 0}; "
+          f"saved and reloaded as enc.{{0,1,2}}.* (logits {err_rt:.2e}): {ok}")
+    return ok
+
+
 def main():
     torch.manual_seed(0)
     S = 64
@@ -118,6 +167,7 @@ def main():
     # append placement: the needle starts an entry, the stream realigns at the next entry
     fails += not check_append()
     fails += not check_widen()
+    fails += not check_add_enc()
     # evaluation-only facts stay out of every training file
     here = os.path.dirname(os.path.abspath(__file__))
     leaks = [f for f in sorted(os.listdir(here)) if f.endswith(".py") and f not in
@@ -129,7 +179,7 @@ def main():
     fails += tasktest.main()
     rf = resumetest.main()
     fails += rf
-    print(f"{14 - fails} passed, {fails} failed")
+    print(f"{15 - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 

@@ -57,6 +57,11 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
   --widen-dr N        with --init: the landmark and the retrieval query widened
                       to N dimensions (widen_dr), every retrieval score
                       unchanged at step 0
+  --add-enc N         with --init: N chunk-encoder blocks appended after the
+                      existing ones (n_enc += N; add_enc), each a copy of the
+                      last encoder block with its residual output projections
+                      (attn.wo, mlp.w2) zeroed, so the model's function (logits,
+                      K, V, landmarks, scores) is unchanged at step 0
 """
 import argparse
 import contextlib
@@ -293,6 +298,29 @@ def widen_dr(state, cfg, dr):
     return out, dataclasses.replace(cfg, d_r=dr)
 
 
+def add_enc(state, cfg, n):
+    """The weights of cfg with n chunk-encoder blocks appended after the existing ones
+    (enc.{n_enc}.* .. enc.{n_enc+n-1}.*, named as the existing blocks): each new block is a copy
+    of the last existing encoder block (attn_norm, attn.wq/wk/wv, attn.q_norm/k_norm, mlp_norm,
+    mlp.w1/w3) with the two projections that add into the residual stream, attn.wo and mlp.w2,
+    set to 0. A Block computes x + attn.wo(...) then x + mlp.w2(...), so the new block is the
+    identity on the residual stream and every output (K, V, landmark, logits) is what it was;
+    the copied inputs give wo and w2 a nonzero gradient at once (the rest of the block gets its
+    gradient once they move)."""
+    if n <= 0 or cfg.n_enc < 1:
+        raise SystemExit("--add-enc: a positive number of blocks, to a model with an encoder block")
+    last = f"enc.{cfg.n_enc - 1}."
+    src = {k[len(last):]: w for k, w in state.items() if k.startswith(last)}
+    if not src or "attn.wo.weight" not in src or "mlp.w2.weight" not in src:
+        raise SystemExit(f"--add-enc: no {last}attn.wo / {last}mlp.w2 weights in the model")
+    out = dict(state)
+    for i in range(cfg.n_enc, cfg.n_enc + n):
+        for k, w in src.items():
+            out[f"enc.{i}.{k}"] = torch.zeros_like(w) if k in ("attn.wo.weight", "mlp.w2.weight") \
+                else w.clone()
+    return out, dataclasses.replace(cfg, n_enc=cfg.n_enc + n)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
@@ -329,6 +357,14 @@ def main():
     ap.add_argument("--queue", type=int, default=0)
     ap.add_argument("--ret-balance", action="store_true")
     ap.add_argument("--widen-dr", type=int, default=0)
+    ap.add_argument("--add-enc", type=int, default=0,
+                    help="with --init: append N chunk-encoder blocks after the existing ones "
+                         "(config n_enc += N, tensors enc.{n_enc}.* ...), each initialised from a "
+                         "copy of the last existing encoder block (attn_norm, attn.wq, attn.wk, "
+                         "attn.wv, attn.q_norm, attn.k_norm, mlp_norm, mlp.w1, mlp.w3) with the "
+                         "projections that add into the residual stream, attn.wo and mlp.w2, "
+                         "zeroed: the new block is an exact identity and the model computes the "
+                         "same function at step 0; 0: off")
     ap.add_argument("--cont-weight", type=float, default=1.0)
     ap.add_argument("--first-weight", type=float, default=1.0)
     a = ap.parse_args()
@@ -361,6 +397,10 @@ def main():
         state = {k: v.float() for k, v in tensors.items()}
         if a.widen_dr:
             state, cfg = widen_dr(state, cfg, a.widen_dr)
+        if a.add_enc:
+            state, cfg = add_enc(state, cfg, a.add_enc)
+    elif a.add_enc:
+        raise SystemExit("--add-enc needs --init")
     if a.resume and os.path.isdir(a.resume):
         meta, state, saved, extra = ckpt.load(a.resume)
         cfg = Config(**meta["config"])
@@ -397,7 +437,7 @@ def main():
     rewarm = 0 if (opt_state is not None or step == 0) else 50
     log(f"start: step {step}/{total} device {dev} torch {torch.__version__} params "
         f"{count_params(model) / 1e6:.2f}M config {json.dumps(cfg.to_dict())} schedule {a.schedule} "
-        f"seed {a.seed} resume {a.resume} init {a.init} options {json.dumps(a.opts)} queue {a.queue} "
+        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} options {json.dumps(a.opts)} queue {a.queue} "
         f"ckpt {a.ckpt_format}")
     warm = max(1, a.warmup)
     start_step = step
