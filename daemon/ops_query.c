@@ -15,8 +15,9 @@
  * the stream's last tokens, the tail's and the last sealed chunk's, as its context; the tail is
  * then in the question's own window and is not ranked: such memories rank sealed chunks only
  * (models/README.md, "Query path"). Such a memory ranked lexical or hybrid (hybrid.h) ranks its
- * lexical landmarks while the model encodes the question on the GPU (enc_meanwhile), then the
- * learned landmarks, fuses the two rankings and attends to the fused selection only. Every lexical
+ * lexical landmarks while the model encodes the question (enc_meanwhile: on the GPU, or on a
+ * thread of its own on the CPU), then the learned landmarks, fuses the two rankings and attends
+ * to the fused selection only. Every lexical
  * ranking (a lexical memory's of revision 2, a model memory's lexical side) ends with the exact
  * pass (bm25.h): the landmarks' best chunks scored again by the exact BM25 of their own words,
  * a model memory's on the CPU backend's threads while the device ranks the learned landmarks.

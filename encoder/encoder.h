@@ -148,7 +148,7 @@ struct enc_ops {
 	 * ctx is the stream's last n_ctx <= query_context tokens (the most recent last). The daemon
 	 * calls it instead of encode_query(_stats) when it is set. mw (may be NULL): work of the
 	 * caller's, run once on this thread whatever happens, while the encoder's own runs on a
-	 * device (or before it, where it runs here); it must not call the encoder.
+	 * device or on another thread; it must not call the encoder.
 	 */
 	int (*encode_query_ctx)(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx,
 	                        const uint32_t *tok, size_t n, float *qr, float *qa,

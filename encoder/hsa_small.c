@@ -369,6 +369,25 @@ query_scratch(void)
 	return k->s;
 }
 
+/* A question's window through the model on the CPU, with this thread's scratch, on whichever
+ * thread runs it. */
+struct cpu_query {
+	struct hsa_scratch *s;
+	const uint32_t *win;
+	uint32_t len;
+	struct hsa_query_out *out;
+	int err;
+};
+
+static void *
+cpu_query_run(void *arg)
+{
+	struct cpu_query *q = arg;
+	struct hsa_memory none = {0};
+	q->err = hsa_query(model, q->s, q->win, q->len, q->len - 1, &none, q->out);
+	return NULL;
+}
+
 /* Runs the caller's work of a query, once (encode_query_ctx). */
 static void
 meanwhile(const struct enc_meanwhile **mw)
@@ -400,7 +419,6 @@ hs_encode_query_ctx(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_c
 	win[S + 1 + n] = c->a_id;
 	uint32_t len = S + 2 + (uint32_t)n;
 	struct hsa_scratch *s = NULL;
-	struct hsa_memory none = {0};
 	struct hsa_query_out out = {.qr = qr, .qa = qa};
 	/* the position of <|a|>: its queries rank the chunks the answer comes from */
 	err = HSAMEM_EBACKEND;
@@ -421,12 +439,26 @@ hs_encode_query_ctx(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_c
 			err = HSAMEM_EBACKEND;
 		}
 	}
-	meanwhile(&mw);
-	if (err != HSAMEM_EBACKEND)
+	if (err != HSAMEM_EBACKEND) {
+		meanwhile(&mw);
 		return err;
-	if ((s = query_scratch()) == NULL)
+	}
+	if ((s = query_scratch()) == NULL) {
+		meanwhile(&mw);
 		return -ENOMEM;
-	return hsa_query(model, s, win, len, len - 1, &none, &out);
+	}
+	struct cpu_query q = {s, win, len, &out, 0};
+	pthread_t t;
+	/* the caller's work on this thread (it may hold a thread's transaction) while another
+	 * runs the window; in line where no thread can be started */
+	if (mw == NULL || mw->fn == NULL || pthread_create(&t, NULL, cpu_query_run, &q) != 0) {
+		meanwhile(&mw);
+		cpu_query_run(&q);
+		return q.err;
+	}
+	meanwhile(&mw);
+	pthread_join(t, NULL);
+	return q.err;
 }
 
 static int
