@@ -483,12 +483,6 @@ hyb_with_entries(struct hyb_hit *hits, size_t n, const struct bm25_hit *ent, siz
 	return m;
 }
 
-void
-hyb_sort(struct hyb_hit *hits, size_t n)
-{
-	qsort(hits, n, sizeof(*hits), cmp_hit_score);
-}
-
 int
 hyb_exact_start(struct job *job, struct store_txn *txn, const struct store_user *u,
                 const struct enc_ops *enc, const struct hyb_question *q,

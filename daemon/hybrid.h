@@ -81,8 +81,6 @@ hyb_twin_uid(uint64_t uid)
 	return uid | HYB_TWIN;
 }
 
-/* Sorts n hits best first (ties to the lower chunk), as the exact pass leaves them. */
-void hyb_sort(struct hyb_hit *hits, size_t n);
 /* Drops what the daemon caches of memory uid: the GPU backend's copies of its landmarks and its
  * lexical landmarks, and its word index (words.h); after its chunks or entries changed under that
  * uid, or it was replaced or deleted. */
@@ -127,12 +125,12 @@ size_t hyb_with_entries(struct hyb_hit *hits, size_t n, const struct bm25_hit *e
  * The exact pass over n hits of hyb_with_entries, each scored again by the better of its exact
  * score and the floor it comes with, then, where wq is not NULL, as its entries score it
  * (words_chunk_score, wq open until hyb_exact_finish returns), in two halves so that the caller
- * goes on meanwhile. hyb_exact_start reads the hits' chunks in txn on
- * the calling thread (not those that wq covers: words_chunk_covered), then starts their decoding
- * and scoring on the CPU backend's threads (gpu_cpu_start) and returns; *x (in the job's arena) is
- * NULL where it failed before that. hyb_exact_finish, which must follow where *x is not NULL,
- * before hits or q go away, waits for the scores and sorts the hits by them, best first (ties to
- * the lower index). Each returns 0 or an error.
+ * goes on meanwhile. hyb_exact_start reads the hits' chunks in txn on the calling thread (not
+ * those that wq covers: words_chunk_covered), then starts their decoding and scoring on the CPU
+ * backend's threads (gpu_cpu_start) and returns; *x (in the job's arena) is NULL where it failed
+ * before that. hyb_exact_finish, which must follow where *x is not NULL, before hits or q go
+ * away, waits for the scores and sorts the hits by them, best first (ties to the lower index).
+ * Each returns 0 or an error.
  */
 struct hyb_exact;
 int hyb_exact_start(struct job *job, struct store_txn *txn, const struct store_user *u,

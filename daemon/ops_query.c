@@ -17,10 +17,10 @@
  * (models/README.md, "Query path"). Such a memory ranked lexical or hybrid (hybrid.h) ranks its
  * lexical landmarks while the model encodes the question (enc_meanwhile: on the GPU, or on a
  * thread of its own on the CPU), then the learned landmarks, fuses the two rankings and attends
- * to the fused selection only. Every lexical
- * ranking (a lexical memory's of revision 2, a model memory's lexical side) ends with the exact
- * pass (bm25.h): the landmarks' best chunks scored again by the exact BM25 of their own words,
- * a model memory's on the CPU backend's threads while the device ranks the learned landmarks.
+ * to the fused selection only. Every lexical ranking (a lexical memory's of revision 2, a model
+ * memory's lexical side) ends with the exact pass (bm25.h): the landmarks' best chunks scored
+ * again by the exact BM25 of their own words, a model memory's on the CPU backend's threads while
+ * the device ranks the learned landmarks.
  */
 #include <errno.h>
 #include <math.h>

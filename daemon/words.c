@@ -33,7 +33,7 @@ struct w_entry {
 	uint64_t first_token;
 	uint32_t n_tokens;
 	uint32_t dl; /* its length in terms; W_UNINDEXED: a document or an entry without text, kept
-	              * so that a chunk's entries are known (words_chunk_scores) */
+	              * so that a chunk's entries are known (words_chunk_score) */
 };
 
 #define W_UNINDEXED UINT32_MAX

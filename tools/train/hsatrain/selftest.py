@@ -45,16 +45,23 @@ def check_append():
     return bool(ok)
 
 
-def check_widen():
-    """A model widened by train.widen_dr gives the same logits and retrieval scores."""
-    from .train import widen_dr
-    torch.manual_seed(1)
+def tiny_and_grown(grow, seed):
+    """A tiny model, the same grown by grow(state, cfg) (a function of train.py that starts a
+    larger model from the weights), and a batch for both: m, w, x, w's config and state."""
+    torch.manual_seed(seed)
     cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
     m = HSAModel(cfg).eval()
     x = torch.randint(0, 512, (2, 64 * 6))
-    state, cfg2 = widen_dr({k: v.clone() for k, v in m.state_dict().items()}, cfg, 80)
+    state, cfg2 = grow({k: v.clone() for k, v in m.state_dict().items()}, cfg)
     w = HSAModel(cfg2).eval()
     w.load_state_dict(state)
+    return m, w, x, cfg2, state
+
+
+def check_widen():
+    """A model widened by train.widen_dr gives the same logits and retrieval scores."""
+    from .train import widen_dr
+    m, w, x, cfg2, _ = tiny_and_grown(lambda state, cfg: widen_dr(state, cfg, 80), 1)
     with torch.no_grad():
         a, sa, _, _ = m(x, topk=3, need_scores=True)
         b, sb, _, _ = w(x, topk=3, need_scores=True)
@@ -74,13 +81,7 @@ def check_add_enc():
     import tempfile
     from . import st
     from .train import add_enc
-    torch.manual_seed(2)
-    cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
-    m = HSAModel(cfg).eval()
-    x = torch.randint(0, 512, (2, 64 * 6))
-    state, cfg2 = add_enc({k: v.clone() for k, v in m.state_dict().items()}, cfg, 2)
-    w = HSAModel(cfg2).eval()
-    w.load_state_dict(state)
+    m, w, x, cfg2, state = tiny_and_grown(lambda state, cfg: add_enc(state, cfg, 2), 2)
     with torch.no_grad():
         a, sa, _, la = m(x, topk=3, need_scores=True)
         b, sb, _, lb = w(x, topk=3, need_scores=True)
