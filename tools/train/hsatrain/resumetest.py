@@ -3,7 +3,7 @@
 Builds a tiny corpus, tokenizer and synonym file in a temporary directory, then runs
 hsatrain.train three times with every hsa-small v2 option on (extra tasks, hard keys, same-value
 distractors, margin, landmark queue, balanced retrieval loss, the weights of continued positions and of first answer
-tokens) on a tiny model: 6 steps straight through, and 4 steps (across a phase boundary) followed by a resume from the checkpoint directory to 6. With
+tokens, the bag-of-words loss and its decoder) on a tiny model: 6 steps straight through, and 4 steps (across a phase boundary) followed by a resume from the checkpoint directory to 6. With
 --ckpt-format full the final weights, AdamW moments and queue must be identical to the
 uninterrupted run's; with bf16 (the reduced state) they must agree within bf16 rounding. Used by hsatrain.selftest (tests/test_train.sh).
 
@@ -51,6 +51,7 @@ def run(d, out, extra):
            "--config", CONFIG % vocab, "--warmup", "2",
            "--extra-tasks", "icl:0.2,rarespan:0.15,selfcopy:0.15,facts2:0.2", "--hard-keys", "0.5",
            "--same-value", "0.5", "--margin", "1", "--queue", "40", "--ret-balance", "--cont-weight", "0.5", "--first-weight", "2",
+           "--bow", "0.2",
            "--part-mib", "0.1"] + extra
     pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.environ.get("PYTHONPATH")

@@ -189,12 +189,55 @@ class Queue:
             self.ptr, self.full = (int(x) for x in extra["queue_pos"])
 
 
-def losses(model, toks, tgt, am, topk, opts=None, queue=None):
+class BowHead(torch.nn.Module):
+    """--bow: a linear decoder from a retrieval vector (d_r) to the vocabulary, trained beside the
+    model and not part of it (its weights are kept in the checkpoint's extra tensors), with the
+    tokens' inverse chunk frequencies over the training data (no weight for the specials)."""
+
+    def __init__(self, cfg, data, dev):
+        super().__init__()
+        self.proj = torch.nn.Linear(cfg.d_r, cfg.vocab).to(dev)
+        torch.nn.init.normal_(self.proj.weight, std=0.02)
+        torch.nn.init.zeros_(self.proj.bias)
+        S = cfg.chunk
+        ch = np.sort(data[:len(data) // S * S].reshape(-1, S).astype(np.int64), axis=1)
+        new = np.ones(ch.shape, bool)
+        new[:, 1:] = ch[:, 1:] != ch[:, :-1]
+        df = np.bincount(ch[new], minlength=cfg.vocab)[:cfg.vocab]
+        idf = np.log((len(ch) + 1) / (df + 1.0))
+        idf[PAD:PAD + 8] = 0.0
+        self.register_buffer("idf", torch.tensor(idf, dtype=torch.float32, device=dev))
+
+    def loss(self, vec, ids, keep):
+        """Cross-entropy of softmax(proj(vec)) against each row's tokens (ids [n, m], those with
+        keep [n, m] counted once each) weighed by their idf; rows without weight are left out."""
+        bag = torch.zeros(len(ids), self.idf.shape[0], device=ids.device)
+        bag = bag.scatter_add_(1, ids, keep.float()).clamp_(max=1.0) * self.idf
+        tot = bag.sum(-1)
+        ok = tot > 0
+        if not ok.any():
+            return torch.zeros((), device=ids.device)
+        with torch.autocast(device_type=ids.device.type, enabled=False):
+            lp = F.log_softmax(self.proj(vec[ok].float()), -1)
+        return (-(bag[ok] * lp).sum(-1) / tot[ok]).mean()
+
+    def state(self):
+        return {"bow.weight": self.proj.weight.detach(), "bow.bias": self.proj.bias.detach()}
+
+    def load(self, extra):
+        if "bow.weight" in extra:
+            self.proj.weight.data.copy_(extra["bow.weight"].float())
+            self.proj.bias.data.copy_(extra["bow.bias"].float())
+
+
+def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
     """Next-token, answer and retrieval losses; with opts (train.py's flags) also the margin
     loss, the landmark queue's negatives, the per-sequence balance of the retrieval loss and the
-    weight of continued positions and of a part's first answer token. Returns lm, ans, ret,
-    margin, ans_acc, r1 (in-sequence recall@1 at every labelled position), r1_first (at a part's first position only, the one that
-    evaluate.py scores) and the batch's landmarks (for the queue)."""
+    weight of continued positions and of a part's first answer token; with bow (a BowHead) the
+    bag-of-words loss of the landmarks and of the first positions' retrieval queries. Returns lm,
+    ans, ret, margin, ans_acc, r1 (in-sequence recall@1 at every labelled position), r1_first (at
+    a part's first position only, the one that evaluate.py scores), the bag-of-words loss and the
+    batch's landmarks (for the queue)."""
     opts = opts or {}
     logits, scores, qr, L = model(toks, topk, need_scores=True)
     B, T = toks.shape
@@ -220,7 +263,10 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None):
         ans = (ce * w).sum() / w.sum().clamp(min=1e-6)
     ans_acc = ((lp.argmax(-1) == y) & a).sum().float() / a.sum().clamp(min=1)
     zero = torch.zeros((), device=toks.device)
-    ret, margin, r1, r1_first = zero, zero, zero, zero
+    ret, margin, r1, r1_first, bl = zero, zero, zero, zero, zero
+    if bow is not None:
+        ids = toks[:, :nC * S].reshape(B * nC, S)
+        bl = bow.loss(L.reshape(B * nC, -1), ids, torch.ones_like(ids, dtype=torch.bool))
     # auxiliary retrieval loss: at positions with a target chunk, classify the target among
     # the visible chunks of the own sequence, every chunk of the other sequences and the queue
     pos = (tgt >= 0).nonzero(as_tuple=False)
@@ -263,11 +309,20 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None):
         hit = (own_s.argmax(-1) == tgt[bi, ti][:, None]).float().mean(-1)
         r1 = hit.mean()
         r1_first = hit[first].mean()
-    return lm, ans, ret, margin, ans_acc, r1, r1_first, L
+        if bow is not None and first.any():
+            # the question so far: the tokens of the first position's chunk up to it
+            bf, tf = bi[first], ti[first]
+            c0 = tf // S * S
+            off = torch.arange(S, device=toks.device)
+            ids = toks[bf[:, None], (c0[:, None] + off).clamp(max=T - 1)]
+            keep = (c0[:, None] + off) <= tf[:, None]
+            bl = 0.5 * bl + 0.5 * bow.loss(qr[bf, tf].reshape(len(bf), -1), ids, keep)
+    return lm, ans, ret, margin, ans_acc, r1, r1_first, bl, L
 
 
-def save_ckpt(model, opt, step, cfg, out, log, a=None, queue=None):
-    ckpt.save(os.path.join(out, "ckpt"), model, opt, step, cfg, queue.state() if queue else {},
+def save_ckpt(model, opt, step, cfg, out, log, a=None, queue=None, bow=None):
+    extra = {**(queue.state() if queue else {}), **(bow.state() if bow else {})}
+    ckpt.save(os.path.join(out, "ckpt"), model, opt, step, cfg, extra,
               a.ckpt_format if a else "bf16", a.part_mib if a else 15.0)
     st.save({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()},
             os.path.join(out, "model.safetensors"),
@@ -365,6 +420,9 @@ def main():
                          "projections that add into the residual stream, attn.wo and mlp.w2, "
                          "zeroed: the new block is an exact identity and the model computes the "
                          "same function at step 0; 0: off")
+    ap.add_argument("--bow", type=float, default=0.0,
+                    help="weight of the bag-of-words loss on the landmarks and the first "
+                         "positions' retrieval queries (a training-only decoder); 0: off")
     ap.add_argument("--cont-weight", type=float, default=1.0)
     ap.add_argument("--first-weight", type=float, default=1.0)
     a = ap.parse_args()
@@ -424,9 +482,13 @@ def main():
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         (decay if p.dim() >= 2 else no_decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=phases[0]["lr"], betas=(0.9, 0.95), eps=1e-8)
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    bow = None
+    if a.bow > 0:
+        bow = BowHead(cfg, np.load(a.data)["train"], dev)
+        bow.load(extra)
+        groups.append({"params": list(bow.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=phases[0]["lr"], betas=(0.9, 0.95), eps=1e-8)
     if isinstance(opt_state, tuple):
         opt.load_state_dict(ckpt.opt_state_dict(opt, *opt_state))
     elif opt_state is not None:
@@ -437,7 +499,7 @@ def main():
     rewarm = 0 if (opt_state is not None or step == 0) else 50
     log(f"start: step {step}/{total} device {dev} torch {torch.__version__} params "
         f"{count_params(model) / 1e6:.2f}M config {json.dumps(cfg.to_dict())} schedule {a.schedule} "
-        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} options {json.dumps(a.opts)} queue {a.queue} "
+        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} bow {a.bow} options {json.dumps(a.opts)} queue {a.queue} "
         f"ckpt {a.ckpt_format}")
     warm = max(1, a.warmup)
     start_step = step
@@ -461,15 +523,15 @@ def main():
     model.train()
     prog = {"step": step}
     try:
-        run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, queue)
+        run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, queue, bow)
     except Exception as e:                      # keep what was learned, then fail loudly
         log(f"error: {type(e).__name__}: {e}")
         if prog["step"] > step:
-            save_ckpt(model, opt, prog["step"], cfg, a.out, log, a, queue)
+            save_ckpt(model, opt, prog["step"], cfg, a.out, log, a, queue, bow)
         raise
 
 
-def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, queue):
+def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, queue, bow=None):
     step = prog["step"]
     total = sum(p["steps"] for p in phases)
     done_before = 0
@@ -485,33 +547,35 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
         dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                          pin_memory=dev.type == "cuda",
                                          persistent_workers=False, **more)
-        acc = np.zeros(7)
+        acc = np.zeros(8)
         n_acc, t_last, tok_count = 0, time.time(), 0
         for toks, tgt, am in dl:
             toks, tgt, am = (x.to(dev, non_blocking=True) for x in (toks, tgt, am))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             with (torch.autocast(**amp) if amp else contextlib.nullcontext()):
-                lm, ans, ret, mg, ans_acc, r1, r1f, L = losses(model, toks, tgt, am, ph["topk"],
-                                                               a.opts, queue)
-            loss = lm + a.ans_weight * ans + a.ret_weight * ret + a.margin_weight * mg
+                lm, ans, ret, mg, ans_acc, r1, r1f, bl, L = losses(model, toks, tgt, am, ph["topk"],
+                                                                   a.opts, queue, bow)
+            loss = lm + a.ans_weight * ans + a.ret_weight * ret + a.margin_weight * mg + a.bow * bl
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if bow is not None:
+                torch.nn.utils.clip_grad_norm_(bow.parameters(), 1.0)
             opt.step()
             if queue is not None:
                 queue.push(L)
             step += 1
             prog["step"] = step
             tok_count += toks.numel()
-            acc += np.array([x.item() for x in (lm, ans, ret, mg, ans_acc, r1, r1f)])
+            acc += np.array([x.item() for x in (lm, ans, ret, mg, ans_acc, r1, r1f, bl)])
             n_acc += 1
             if step % a.log_every == 0 or step == ph_end:
                 dt = time.time() - t_last
                 m = acc / max(1, n_acc)
                 mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else 0.0
                 log(f"step {step} {ph['name']} lm {m[0]:.3f} ans {m[1]:.3f} ret {m[2]:.3f} margin {m[3]:.3f} "
-                    f"ans_acc {m[4]:.3f} r@1 {m[5]:.3f} r@1-first {m[6]:.3f} lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
+                    f"ans_acc {m[4]:.3f} r@1 {m[5]:.3f} r@1-first {m[6]:.3f} {f'bow {m[7]:.3f} ' if bow else ''}lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
                     f"mem {mem:.1f}G")
                 acc[:] = 0
                 n_acc, t_last, tok_count = 0, time.time(), 0
@@ -525,8 +589,8 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
         if stopped:
             break
         if ph is not phases[-1]:
-            save_ckpt(model, opt, step, cfg, a.out, log, a, queue)
-    save_ckpt(model, opt, step, cfg, a.out, log, a, queue)
+            save_ckpt(model, opt, step, cfg, a.out, log, a, queue, bow)
+    save_ckpt(model, opt, step, cfg, a.out, log, a, queue, bow)
     log(f"{'stopped (time limit or --until-step)' if stopped else 'schedule complete'}: step {step}/{total}")
 
 
