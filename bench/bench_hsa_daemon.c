@@ -6,6 +6,8 @@
  *   ingest, N clients    tokens/s into --clients memories at once (default 2; --tokens / 4 each)
  *   query, 1 client      p50 and p99 over --queries questions on the --tokens memory
  *   ping, 1 client       p50 and p99 of as many pings: the request's way in and out alone
+ *   query, N clients     --clients connections asking --queries questions of the --tokens memory
+ *                        between them at once: queries/s together, p50 and p99 of each query
  *   query encoding       the model's part of a query alone (encode_query_ctx in this process:
  *                        the 64-token context and the question through the model), p50
  *   query, CPU           with --cpu-cores N: the same queries on the same store after the daemon
@@ -146,6 +148,66 @@ query_latency(const char *url, const char *user, size_t nq)
 	}
 	printf("ping, 1 client: p50 %.3f ms, p99 %.3f ms\n", pct(v, nq, 0.5), pct(v, nq, 0.99));
 	hsamem_close(c);
+	free(v);
+}
+
+struct asker {
+	const char *url, *user;
+	size_t from, n; /* questions from..from+n-1 */
+	double *ms;     /* n latencies */
+	size_t failed;
+};
+
+static void *
+asker_main(void *arg)
+{
+	struct asker *a = arg;
+	struct hsamem *c;
+	if (hsamem_open(a->url, &c) != 0) {
+		a->failed = a->n;
+		return NULL;
+	}
+	for (size_t i = 0; i < a->n; i++) {
+		char q[256];
+		struct hsamem_query_result *r = NULL;
+		question(a->from + i, q, sizeof(q));
+		double t0 = now_s();
+		if (hsamem_query_text(c, a->user, q, 8, &r) != 0)
+			a->failed++;
+		a->ms[i] = (now_s() - t0) * 1e3;
+		hsamem_result_free(r);
+	}
+	hsamem_close(c);
+	return NULL;
+}
+
+/* nq questions asked of one memory by n clients at once. */
+static void
+query_together(const char *url, const char *user, size_t nq, int n)
+{
+	struct asker *a = calloc((size_t)n, sizeof(*a));
+	pthread_t *t = calloc((size_t)n, sizeof(*t));
+	double *v = calloc(nq, sizeof(double));
+	size_t failed = 0, per = nq / (size_t)n;
+	if (a == NULL || t == NULL || v == NULL || per == 0)
+		goto out;
+	double t0 = now_s();
+	for (int i = 0; i < n; i++) {
+		a[i] = (struct asker){url, user, (size_t)i * per, per, v + (size_t)i * per, 0};
+		pthread_create(&t[i], NULL, asker_main, &a[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_join(t[i], NULL);
+		failed += a[i].failed;
+	}
+	double secs = now_s() - t0;
+	size_t done = per * (size_t)n;
+	printf("query, %d clients, one memory: %.0f queries/s together, p50 %.2f ms, p99 %.2f ms "
+	       "(%zu queries, %zu failed)\n",
+	       n, (double)done / secs, pct(v, done, 0.5), pct(v, done, 0.99), done, failed);
+out:
+	free(a);
+	free(t);
 	free(v);
 }
 
@@ -344,6 +406,8 @@ main(int argc, char **argv)
 	query_latency(h.url, "q", queries);
 	if (trace)
 		stage_report(h.log, from);
+	if (clients > 1)
+		query_together(h.url, "q", queries * 4, clients);
 	if (cpu_cores > 0) {
 		if (restart_on_cpu(&h, cpu_cores, trace) != 0) {
 			fprintf(stderr, "cannot restart hsamemd on the CPU\n");

@@ -18,9 +18,12 @@
  *
  * GPU: once hsa_small_use_gpu has attached the model to a CUDA device (the daemon does when its
  * CUDA backend is up), chunk encoding, queries and answers run on the CUDA runtime (hsa_cuda.h)
- * instead, chunks in batches of HS_GPU_BATCH windows. Encoding and queries share one scratch
- * each, so calls take turns on the device (a batch of chunks is one upload, one download and
- * one synchronisation); an answer has scratch of its own. Where a GPU call fails (HSAMEM_EBACKEND)
+ * instead, chunks in batches of HS_GPU_BATCH windows. Chunk encoding shares one scratch, so
+ * encoding calls take turns on the device (a batch of chunks is one upload, one download and one
+ * synchronisation). A query or an answer takes a scratch of one window from a pool (at most
+ * HS_POOL, each with its own stream, cuBLAS handle and graphs), so that queries run on the device
+ * side by side, and a query's caller does its own work (a hybrid query's lexical ranking) while
+ * its window runs without holding up the others. Where a GPU call fails (HSAMEM_EBACKEND)
  * the call is computed again on the CPU, which is the reference, so results stay the same.
  */
 #include <errno.h>
@@ -45,13 +48,15 @@
 
 static struct hsa_model *model; /* NULL until loaded */
 static bool on_gpu;             /* model attached to a device (hsa_small_use_gpu) */
-static pthread_mutex_t gpu_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the two below */
-static struct hsa_scratch *gpu_enc, *gpu_query;              /* allocated at first use */
-/* GPU scratches of finished answers, for the next answers: a scratch's buffers and its graph of
- * the query window (hsa_cuda_query.c) are made once, not at every ask */
-#define HS_SPARE 4
-static struct hsa_scratch *gpu_spare[HS_SPARE];
-static int n_spare;
+static pthread_mutex_t gpu_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the ones below */
+static pthread_cond_t gpu_free = PTHREAD_COND_INITIALIZER;   /* a scratch went back to the pool */
+static struct hsa_scratch *gpu_enc;                          /* allocated at first use */
+/* The pool of GPU scratches of one window for queries and answers: a scratch's buffers and its
+ * graphs of the query windows (hsa_cuda_query.c) are made once, not at every call. n_made of
+ * them exist, n_spare of those are in gpu_spare; a call waits for one when HS_POOL are out. */
+#define HS_POOL HSA_SMALL_GPU_POOL
+static struct hsa_scratch *gpu_spare[HS_POOL];
+static int n_spare, n_made;
 static char load_error[600] = "encoder hsa-small: no model folder was loaded";
 static unsigned model_gen; /* counts the loads: a thread's kept scratch is of one (query_scratch) */
 
@@ -221,6 +226,55 @@ encode_batches(const struct hsa_runtime *rt, struct hsa_scratch *s, size_t batch
 	}
 	free(win);
 	return err;
+}
+
+/* A GPU scratch of one window from the pool: a spare one, else a new one while fewer than
+ * HS_POOL exist, else the next one given back. NULL when none can be made. */
+static struct hsa_scratch *
+pool_take(void)
+{
+	struct hsa_scratch *s = NULL;
+	pthread_mutex_lock(&gpu_lock);
+	while (n_spare == 0 && n_made == HS_POOL)
+		pthread_cond_wait(&gpu_free, &gpu_lock);
+	if (n_spare > 0)
+		s = gpu_spare[--n_spare];
+	else
+		n_made++; /* made below, outside the lock */
+	pthread_mutex_unlock(&gpu_lock);
+	if (s == NULL && hsa_runtime_cuda()->scratch_alloc(model, 1, &s) != 0) {
+		pthread_mutex_lock(&gpu_lock);
+		n_made--;
+		pthread_cond_signal(&gpu_free);
+		pthread_mutex_unlock(&gpu_lock);
+		s = NULL;
+	}
+	return s;
+}
+
+/* s (of pool_take, or NULL) back to the pool. */
+static void
+pool_give(struct hsa_scratch *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&gpu_lock);
+	gpu_spare[n_spare++] = s;
+	pthread_cond_signal(&gpu_free);
+	pthread_mutex_unlock(&gpu_lock);
+}
+
+/* s (of pool_take, or NULL), whose GPU call failed, freed rather than kept. */
+static void
+pool_drop(struct hsa_scratch *s)
+{
+	if (s == NULL)
+		return;
+	hsa_runtime_cuda()->scratch_free(s);
+	pthread_mutex_lock(&gpu_lock);
+	n_made--;
+	pthread_cond_signal(&gpu_free);
+	pthread_mutex_unlock(&gpu_lock);
 }
 
 /* encode_batches on the GPU's shared scratch; HSAMEM_EBACKEND when the GPU cannot. */
@@ -423,21 +477,21 @@ hs_encode_query_ctx(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_c
 	/* the position of <|a|>: its queries rank the chunks the answer comes from */
 	err = HSAMEM_EBACKEND;
 	if (on_gpu) {
-		pthread_mutex_lock(&gpu_lock);
-		err = gpu_query != NULL ? 0
-		                        : hsa_runtime_cuda()->scratch_alloc(model, 1, &gpu_query);
-		if (err == 0)
-			err = hsa_cuda_query_heads_start(model, gpu_query, win, len, len - 1);
+		if ((s = pool_take()) != NULL)
+			err = hsa_cuda_query_heads_start(model, s, win, len, len - 1);
 		if (err == 0) {
 			/* the caller's work while the device runs the window */
 			meanwhile(&mw);
-			err = hsa_cuda_query_heads_finish(model, gpu_query, qr, qa);
+			err = hsa_cuda_query_heads_finish(model, s, qr, qa);
 		}
-		pthread_mutex_unlock(&gpu_lock);
 		if (err == -ENOMEM || err == HSAMEM_EBACKEND) {
 			gpu_failed("a query");
+			pool_drop(s);
 			err = HSAMEM_EBACKEND;
+		} else {
+			pool_give(s);
 		}
+		s = NULL;
 	}
 	if (err != HSAMEM_EBACKEND) {
 		meanwhile(&mw);
@@ -485,15 +539,8 @@ hs_answer_close(struct enc_answer *a)
 {
 	if (a == NULL)
 		return;
-	if (a->gpu) {
-		pthread_mutex_lock(&gpu_lock);
-		if (n_spare < HS_SPARE) {
-			gpu_spare[n_spare++] = a->s;
-			a->s = NULL;
-		}
-		pthread_mutex_unlock(&gpu_lock);
-		hsa_runtime_cuda()->scratch_free(a->s);
-	}
+	if (a->gpu)
+		pool_give(a->s);
 	free(a->all);
 	free(a->logits);
 	free(a);
@@ -521,13 +568,8 @@ hs_answer_open(const struct hsa_spec *spec, const uint32_t *ctx, size_t n_ctx, c
 		hs_answer_close(a);
 		return -ENOMEM;
 	}
-	if (on_gpu) {
-		pthread_mutex_lock(&gpu_lock);
-		if (n_spare > 0)
-			a->s = gpu_spare[--n_spare];
-		pthread_mutex_unlock(&gpu_lock);
-		a->gpu = a->s != NULL || hsa_runtime_cuda()->scratch_alloc(model, 1, &a->s) == 0;
-	}
+	if (on_gpu)
+		a->gpu = (a->s = pool_take()) != NULL;
 	if (!a->gpu && (a->s = query_scratch()) == NULL) {
 		hs_answer_close(a);
 		return -ENOMEM;
@@ -548,7 +590,7 @@ static int
 answer_to_cpu(struct enc_answer *a)
 {
 	gpu_failed("an answer");
-	hsa_runtime_cuda()->scratch_free(a->s);
+	pool_drop(a->s);
 	a->gpu = false;
 	return (a->s = query_scratch()) != NULL ? 0 : -ENOMEM;
 }
@@ -695,8 +737,11 @@ hsa_small_use_gpu(int device, char *why, size_t why_len)
 	/* the graphs of every question's window, made now rather than at its first query (a
 	 * failure leaves queries to make them, or to launch their kernels one by one) */
 	uint32_t S = on_gpu ? model->cfg.chunk : 0;
-	if (on_gpu && hsa_runtime_cuda()->scratch_alloc(model, 1, &gpu_query) == 0)
-		(void)hsa_cuda_query_prepare(model, gpu_query, S + 2, 2 * S);
+	struct hsa_scratch *q = on_gpu ? pool_take() : NULL;
+	if (q != NULL) {
+		(void)hsa_cuda_query_prepare(model, q, S + 2, 2 * S);
+		pool_give(q);
+	}
 	return err;
 }
 
@@ -706,12 +751,11 @@ hsa_small_unload(void)
 	const struct hsa_runtime *rt = hsa_runtime_cuda();
 	if (rt != NULL) {
 		rt->scratch_free(gpu_enc);
-		rt->scratch_free(gpu_query);
 		while (n_spare > 0)
 			rt->scratch_free(gpu_spare[--n_spare]);
 	}
-	gpu_enc = gpu_query = NULL;
-	n_spare = 0;
+	gpu_enc = NULL;
+	n_spare = n_made = 0;
 	on_gpu = false;
 	hsa_cuda_detach(model);
 	hsa_model_free(model);

@@ -12,6 +12,9 @@
 
 #define HSA_SMALL_NAME      "hsa-small"
 #define HSA_SMALL_TOKENIZER "hsamem-bpe"
+/* On the GPU, queries and answers run side by side on at most this many scratches of their own;
+ * more wait for one */
+#define HSA_SMALL_GPU_POOL 16
 
 /* Its revision is the loaded model's step (0 while none is loaded). */
 extern struct enc_ops enc_hsa_small;

@@ -24,11 +24,14 @@
  * failure.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hsa_cuda.h"
 #include "hsa_forward.h"
@@ -350,6 +353,71 @@ count_run(void *arg)
 	++*(int *)arg;
 }
 
+/* Queries at once: each caller's work (a hybrid query's lexical side) runs while its window is on
+ * the device, beside other callers' work, and the queries are what one query alone gives. */
+enum { ASKERS = HSA_SMALL_GPU_POOL + 8, ASKS = 4 };
+static atomic_int inside, most_inside;
+struct asker {
+	const struct hsa_spec *spec;
+	const uint32_t *ctx, *q;
+	uint32_t n;
+	float qr[1024], qa[4096];
+	int err;
+};
+
+static void
+busy_meanwhile(void *arg)
+{
+	(void)arg;
+	int now = atomic_fetch_add(&inside, 1) + 1, was = atomic_load(&most_inside);
+	while (now > was && !atomic_compare_exchange_weak(&most_inside, &was, now))
+		;
+	nanosleep(&(struct timespec){0, 2000000}, NULL);
+	atomic_fetch_sub(&inside, 1);
+}
+
+static void *
+asker_main(void *arg)
+{
+	struct asker *a = arg;
+	struct enc_meanwhile mw = {busy_meanwhile, NULL};
+	for (int i = 0; i < ASKS && a->err == 0; i++)
+		a->err = enc_hsa_small.encode_query_ctx(a->spec, a->ctx, m->cfg.chunk, a->q, a->n,
+		                                        a->qr, a->qa, &mw);
+	return NULL;
+}
+
+static void
+test_concurrent_queries(const struct hsa_spec *spec, const uint32_t *ctx, const uint32_t *q,
+                        uint32_t n, const float *qr, const float *qa)
+{
+	static struct asker a[ASKERS];
+	pthread_t t[ASKERS];
+	size_t qd = (size_t)m->cfg.h_q * m->cfg.d_h;
+	float diff = 0, scale = 0;
+	int started = 0, failed = 0;
+	for (int i = 0; i < ASKERS; i++) {
+		a[i] = (struct asker){.spec = spec, .ctx = ctx, .q = q, .n = n};
+		started += pthread_create(&t[i], NULL, asker_main, &a[i]) == 0;
+	}
+	for (int i = 0; i < started; i++) {
+		pthread_join(t[i], NULL);
+		failed += a[i].err != 0;
+		for (uint32_t j = 0; j < m->cfg.d_r; j++)
+			diff = fmaxf(diff, fabsf(a[i].qr[j] - qr[j])),
+			scale = fmaxf(scale, fabsf(qr[j]));
+		for (size_t j = 0; j < qd; j++)
+			diff = fmaxf(diff, fabsf(a[i].qa[j] - qa[j])),
+			scale = fmaxf(scale, fabsf(qa[j]));
+	}
+	printf("%d threads x %d queries at once: %d failed, at most %d callers' work at a time "
+	       "(pool %d), largest difference from one query alone %.3g (of %.3g)\n",
+	       started, ASKS, failed, atomic_load(&most_inside), HSA_SMALL_GPU_POOL, diff, scale);
+	CHECK(started == ASKERS && failed == 0);
+	CHECK(atomic_load(&most_inside) >= 2 && atomic_load(&most_inside) <= HSA_SMALL_GPU_POOL);
+	CHECK(diff <= 1e-5f * scale);
+}
+
 /* The encoder hsa-small as the daemon runs it, on the GPU. */
 static void
 test_encoder(const char *dir)
@@ -386,6 +454,7 @@ test_encoder(const char *dir)
 	CHECK(runs == 1);
 	compare("encoder_qr", "golden", qr, gqr + (size_t)a0 * c->d_r, c->d_r, TOL_MAX);
 	compare("encoder_qa", "golden", qa, gqa + (size_t)a0 * qd, qd, TOL_MAX);
+	test_concurrent_queries(&spec, ctx, qt + 1, a0 - 1, qr, qa);
 	/* a question too long: refused, the caller's work run all the same */
 	CHECK_RET(e->encode_query_ctx(&spec, ctx, S, qt, S, qr, qa, &mw), HSAMEM_ETOOBIG);
 	CHECK(runs == 2);
