@@ -4,7 +4,9 @@ forward on the same sequence (also with replaced chunks), the tokenizer round-tr
 evaluation's append placement keeps the haystack's text, a landmark widened at --init scores as
 before (train.widen_dr), encoder blocks appended at --init leave the function unchanged
 (train.add_enc), no training module imports the evaluation-only facts (hsatrain.evalsets),
-the multikey training data of --same-value (hsatrain.tasktest: at 0 as before the option, at 1
+the bag-of-words loss of --bow (train.BowHead: inverse chunk frequencies, rows without
+weight left out, gradients into the landmark and the retrieval query), the multikey training
+data of --same-value (hsatrain.tasktest: at 0 as before the option, at 1
 the distractors share the asked value but for its last digits, labels on the asked needle's
 chunk, evaluation instances unchanged), and a training run stopped and resumed from its checkpoint equals an uninterrupted one
 (hsatrain.resumetest).
@@ -114,6 +116,41 @@ def check_add_enc():
     return ok
 
 
+def check_bow():
+    """train.BowHead: a token in every chunk and the specials weigh nothing, a token of one chunk
+    weighs ln((N + 1) / 2); a batch without weighed tokens gives 0; the loss of a real forward
+    (train.losses) reaches the landmark's and the retrieval query's weights."""
+    from .tokenizer import PAD
+    from .train import BowHead, losses
+    torch.manual_seed(3)
+    cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
+    S, N = cfg.chunk, 50
+    data = np.random.default_rng(3).integers(300, 500, N * S)
+    data[::S] = 7                                # in every chunk
+    data[5 * S + 1] = 9                          # in one chunk only
+    data[6 * S + 2] = PAD + 1                    # a special
+    bow = BowHead(cfg, data, torch.device("cpu"))
+    idf = bow.idf
+    ok_idf = (float(idf[7]) < 1e-6 and abs(float(idf[9]) - np.log((N + 1) / 2)) < 1e-5
+              and float(idf[PAD + 1]) == 0.0)
+    empty = bow.loss(torch.randn(2, cfg.d_r), torch.full((2, 4), 7), torch.ones(2, 4, dtype=torch.bool))
+    m = HSAModel(cfg)
+    T = 6 * S
+    toks = torch.from_numpy(data[:2 * T].reshape(2, T).copy())
+    tgt = torch.full((2, T), -1)
+    tgt[:, 4 * S + 10:4 * S + 14] = 1            # a part whose first position is 4S+10
+    am = torch.zeros(2, T, dtype=torch.long)
+    out = losses(m, toks, tgt, am, 3, {}, None, bow)
+    out[7].backward()
+    g_lmk = float(m.enc_lmk.weight.grad.abs().max())
+    g_q = float(m.ret_q.weight.grad.abs().max())
+    ok = ok_idf and float(empty) == 0.0 and float(out[7]) > 0 and g_lmk > 0 and g_q > 0
+    print(f"bag-of-words loss: idf (everywhere {float(idf[7]):.1e}, one chunk {float(idf[9]):.3f}, special "
+          f"{float(idf[PAD + 1])}), unweighed batch {float(empty)}, loss {float(out[7]):.3f}, gradients "
+          f"into enc_lmk {g_lmk:.1e} and ret_q {g_q:.1e}: {ok}")
+    return ok
+
+
 def main():
     torch.manual_seed(0)
     S = 64
@@ -169,6 +206,7 @@ def main():
     fails += not check_append()
     fails += not check_widen()
     fails += not check_add_enc()
+    fails += not check_bow()
     # evaluation-only facts stay out of every training file
     here = os.path.dirname(os.path.abspath(__file__))
     leaks = [f for f in sorted(os.listdir(here)) if f.endswith(".py") and f not in
@@ -180,7 +218,7 @@ def main():
     fails += tasktest.main()
     rf = resumetest.main()
     fails += rf
-    print(f"{15 - fails} passed, {fails} failed")
+    print(f"{16 - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 
