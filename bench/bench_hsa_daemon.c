@@ -116,24 +116,33 @@ question(size_t i, char *q, size_t len)
 	snprintf(q, len, "What does the text say about %.*s?", (int)n, s);
 }
 
+/* Questions from..from+n-1 asked of user's memory on c, each one's latency into ms[i]; the first
+ * failures said on stderr. Returns the count of failed queries. */
+static size_t
+ask(struct hsamem *c, const char *user, size_t from, size_t n, double *ms)
+{
+	size_t failed = 0;
+	for (size_t i = 0; i < n; i++) {
+		char q[256];
+		struct hsamem_query_result *r = NULL;
+		question(from + i, q, sizeof(q));
+		double t0 = now_s();
+		if (hsamem_query_text(c, user, q, 8, &r) != 0 && failed++ < 3)
+			fprintf(stderr, "query: %s\n", hsamem_last_message(c));
+		ms[i] = (now_s() - t0) * 1e3;
+		hsamem_result_free(r);
+	}
+	return failed;
+}
+
 static void
 query_latency(const char *url, const char *user, size_t nq)
 {
 	struct hsamem *c;
 	double *v = calloc(nq, sizeof(double));
-	size_t failed = 0;
 	if (v == NULL || hsamem_open(url, &c) != 0)
 		return;
-	for (size_t i = 0; i < nq; i++) {
-		char q[256];
-		struct hsamem_query_result *r = NULL;
-		question(i, q, sizeof(q));
-		double t0 = now_s();
-		if (hsamem_query_text(c, user, q, 8, &r) != 0 && failed++ < 3)
-			fprintf(stderr, "query: %s\n", hsamem_last_message(c));
-		v[i] = (now_s() - t0) * 1e3;
-		hsamem_result_free(r);
-	}
+	size_t failed = ask(c, user, 0, nq, v);
 	double p50 = pct(v, nq, 0.5), p99 = pct(v, nq, 0.99);
 	printf("query, 1 client, k 8: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu queries, %zu "
 	       "failed)\n",
@@ -167,16 +176,7 @@ asker_main(void *arg)
 		a->failed = a->n;
 		return NULL;
 	}
-	for (size_t i = 0; i < a->n; i++) {
-		char q[256];
-		struct hsamem_query_result *r = NULL;
-		question(a->from + i, q, sizeof(q));
-		double t0 = now_s();
-		if (hsamem_query_text(c, a->user, q, 8, &r) != 0)
-			a->failed++;
-		a->ms[i] = (now_s() - t0) * 1e3;
-		hsamem_result_free(r);
-	}
+	a->failed = ask(c, a->user, a->from, a->n, a->ms);
 	hsamem_close(c);
 	return NULL;
 }
