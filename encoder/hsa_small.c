@@ -23,7 +23,8 @@
  * synchronisation). A query or an answer takes a scratch of one window from a pool (at most
  * HS_POOL, each with its own stream, cuBLAS handle and graphs), so that queries run on the device
  * side by side, and a query's caller does its own work (a hybrid query's lexical ranking) while
- * its window runs without holding up the others. Where a GPU call fails (HSAMEM_EBACKEND)
+ * its window runs without holding up the others; a thread fills the pool, graphs and all, once the
+ * model is on the device (pool_fill). Where a GPU call fails (HSAMEM_EBACKEND)
  * the call is computed again on the CPU, which is the reference, so results stay the same.
  */
 #include <errno.h>
@@ -33,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bpe.h"
 #include "hsa_cuda.h"
@@ -228,6 +230,22 @@ encode_batches(const struct hsa_runtime *rt, struct hsa_scratch *s, size_t batch
 	return err;
 }
 
+/* A new GPU scratch of one window in a place of the pool already counted in n_made; NULL (and
+ * the place given up) when it cannot be made. */
+static struct hsa_scratch *
+pool_new(void)
+{
+	struct hsa_scratch *s = NULL;
+	if (hsa_runtime_cuda()->scratch_alloc(model, 1, &s) != 0) {
+		pthread_mutex_lock(&gpu_lock);
+		n_made--;
+		pthread_cond_signal(&gpu_free);
+		pthread_mutex_unlock(&gpu_lock);
+		s = NULL;
+	}
+	return s;
+}
+
 /* A GPU scratch of one window from the pool: a spare one, else a new one while fewer than
  * HS_POOL exist, else the next one given back. NULL when none can be made. */
 static struct hsa_scratch *
@@ -242,14 +260,7 @@ pool_take(void)
 	else
 		n_made++; /* made below, outside the lock */
 	pthread_mutex_unlock(&gpu_lock);
-	if (s == NULL && hsa_runtime_cuda()->scratch_alloc(model, 1, &s) != 0) {
-		pthread_mutex_lock(&gpu_lock);
-		n_made--;
-		pthread_cond_signal(&gpu_free);
-		pthread_mutex_unlock(&gpu_lock);
-		s = NULL;
-	}
-	return s;
+	return s != NULL ? s : pool_new();
 }
 
 /* s (of pool_take, or NULL) back to the pool. */
@@ -275,6 +286,44 @@ pool_drop(struct hsa_scratch *s)
 	n_made--;
 	pthread_cond_signal(&gpu_free);
 	pthread_mutex_unlock(&gpu_lock);
+}
+
+/* The pool filled ahead of the queries by a thread that hsa_small_use_gpu starts: every scratch
+ * made and its graphs of every question's window captured, one scratch after another, so that
+ * the first queries of many clients at once neither allocate device memory nor capture graphs.
+ * Queries are served meanwhile (a query that finds no spare makes its own, as before). */
+static pthread_t filler;
+static bool filling;          /* filler started and not yet joined */
+static atomic_bool fill_stop; /* hsa_small_unload: stop filling */
+
+static void *
+pool_fill(void *arg)
+{
+	(void)arg;
+	uint32_t S = model->cfg.chunk;
+	struct timespec t0, t1;
+	int made = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!atomic_load(&fill_stop)) {
+		pthread_mutex_lock(&gpu_lock);
+		bool room = n_made < HS_POOL;
+		n_made += room; /* made below, outside the lock */
+		pthread_mutex_unlock(&gpu_lock);
+		struct hsa_scratch *s = room ? pool_new() : NULL;
+		if (s == NULL)
+			break;
+		int err = hsa_cuda_query_prepare(model, s, S + 2, 2 * S);
+		pool_give(s);
+		if (err != 0)
+			break; /* queries make the graphs, or launch their kernels one by one */
+		made++;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	log_info("hsa-small: %d of %d query scratches made on the GPU, with the graphs of %u "
+	         "question lengths each, in %.0f ms",
+	         made, HS_POOL, S - 1,
+	         (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+	return NULL;
 }
 
 /* encode_batches on the GPU's shared scratch; HSAMEM_EBACKEND when the GPU cannot. */
@@ -734,14 +783,9 @@ hsa_small_use_gpu(int device, char *why, size_t why_len)
 	if (err == 0)
 		err = hsa_cuda_attach(model, device, why, why_len);
 	on_gpu = err == 0;
-	/* the graphs of every question's window, made now rather than at its first query (a
-	 * failure leaves queries to make them, or to launch their kernels one by one) */
-	uint32_t S = on_gpu ? model->cfg.chunk : 0;
-	struct hsa_scratch *q = on_gpu ? pool_take() : NULL;
-	if (q != NULL) {
-		(void)hsa_cuda_query_prepare(model, q, S + 2, 2 * S);
-		pool_give(q);
-	}
+	atomic_store(&fill_stop, false);
+	if (on_gpu && !filling)
+		filling = pthread_create(&filler, NULL, pool_fill, NULL) == 0;
 	return err;
 }
 
@@ -749,6 +793,11 @@ void
 hsa_small_unload(void)
 {
 	const struct hsa_runtime *rt = hsa_runtime_cuda();
+	if (filling) {
+		atomic_store(&fill_stop, true);
+		pthread_join(filler, NULL);
+		filling = false;
+	}
 	if (rt != NULL) {
 		rt->scratch_free(gpu_enc);
 		while (n_spare > 0)
