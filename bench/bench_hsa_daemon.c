@@ -213,7 +213,7 @@ out:
 }
 
 /* The stages of the queries that the daemon logged (--trace) from byte from of its log on:
- * "query: 'USER' stages (ms): NAME MS NAME MS ...", p50 and p90 of each name. */
+ * "query: 'USER' stages (ms): NAME MS NAME MS ...", p50, p90, p99 and the largest of each name. */
 static void
 stage_report(const char *log, long from)
 {
@@ -252,9 +252,10 @@ stage_report(const char *log, long from)
 		}
 	}
 	fclose(f);
-	printf("  stages in the daemon (ms), p50 / p90:");
+	printf("  stages in the daemon (ms), p50 / p90 / p99 / max:");
 	for (size_t i = 0; i < n_names; i++) {
-		printf(" %s %.3f / %.3f", names[i], pct(v[i], n[i], 0.5), pct(v[i], n[i], 0.9));
+		printf(" %s %.3f / %.3f / %.3f / %.3f", names[i], pct(v[i], n[i], 0.5),
+		       pct(v[i], n[i], 0.9), pct(v[i], n[i], 0.99), pct(v[i], n[i], 1.0));
 		free(v[i]);
 	}
 	printf("\n");
@@ -408,8 +409,12 @@ main(int argc, char **argv)
 	if (trace)
 		stage_report(h.log, from);
 	if (clients > 1) /* twice: a tail that the second round lacks is the daemon warming up */
-		for (int round = 1; round <= 2; round++)
+		for (int round = 1; round <= 2; round++) {
+			from = log_size(&h);
 			query_together(h.url, "q", queries * 4, clients, round);
+			if (trace)
+				stage_report(h.log, from);
+		}
 	if (cpu_cores > 0) {
 		if (restart_on_cpu(&h, cpu_cores, trace) != 0) {
 			fprintf(stderr, "cannot restart hsamemd on the CPU\n");

@@ -44,6 +44,9 @@ def main():
     os.makedirs(a.dest, exist_ok=True)
     tensors, meta = st.load(a.model)
     cfg = Config(**json.loads(meta["config"]))
+    if cfg.lmk_pool:
+        raise SystemExit(f"{a.model}: a pooled landmark (lmk_pool) is not in the hsamem-hsa 1 "
+                         "format, which the daemon loads")
     tok = Tokenizer.load(a.tok)
     # weights
     st.save({k: v.to(torch.bfloat16) for k, v in tensors.items()},

@@ -42,9 +42,15 @@ class Config:
     eps: float = 1e-6
     topk: int = 8
     pad_id: int = 256
+    # 1: the landmark also reads the mean of the chunk's encoder outputs (enc_lmk_pool), a
+    # computation outside the hsamem-hsa 1 format (export refuses it); 0: the format's landmark
+    lmk_pool: int = 0
 
     def to_dict(self):
-        return asdict(self)
+        d = asdict(self)
+        if not self.lmk_pool:
+            del d["lmk_pool"]  # the hsamem-hsa 1 config has no such key
+        return d
 
 
 def rms(x, eps):
@@ -147,6 +153,8 @@ class HSAModel(nn.Module):
         self.enc_k = nn.Linear(d, cfg.h_kv * cfg.d_h, bias=False)
         self.enc_v = nn.Linear(d, cfg.h_kv * cfg.d_h, bias=False)
         self.enc_lmk = nn.Linear(d, cfg.d_r, bias=False)
+        if cfg.lmk_pool:
+            self.enc_lmk_pool = nn.Linear(d, cfg.d_r, bias=False)
         # upper stack
         self.upper = nn.ModuleList([Block(cfg) for _ in range(cfg.n_upper)])
         self.hsa_swa_norm = RMSNorm(d, cfg.eps)
@@ -161,6 +169,8 @@ class HSAModel(nn.Module):
         self.final_norm = RMSNorm(d, cfg.eps)
         self.apply(self._init)
         nn.init.normal_(self.summary, std=0.02)
+        if cfg.lmk_pool:  # starts as the format's landmark
+            nn.init.zeros_(self.enc_lmk_pool.weight)
         # residual-branch output projections start small
         for name, p in self.named_parameters():
             if name.endswith("wo.weight") or name.endswith("w2.weight") or name == "hsa_o.weight":
@@ -212,7 +222,10 @@ class HSAModel(nn.Module):
         e = self.enc_norm(x)
         K = rms(self.enc_k(e[:, :S]).view(N, S, c.h_kv, c.d_h), c.eps)
         V = self.enc_v(e[:, :S]).view(N, S, c.h_kv, c.d_h)
-        L = self.enc_lmk(e[:, S]).view(N, c.h_kv, c.d_r // c.h_kv)
+        L = self.enc_lmk(e[:, S])
+        if c.lmk_pool:
+            L = L + self.enc_lmk_pool(e[:, :S].mean(1))
+        L = L.view(N, c.h_kv, c.d_r // c.h_kv)
         return K, V, L
 
     def upper_pre(self, h):

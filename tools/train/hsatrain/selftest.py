@@ -116,6 +116,27 @@ def check_add_enc():
     return ok
 
 
+def check_lmk_pool():
+    """A model given the pooled landmark by train.add_lmk_pool gives the same logits, scores and
+    landmarks at step 0, and its new projection gets a gradient at once."""
+    from .train import add_lmk_pool
+    m, w, x, cfg2, _ = tiny_and_grown(add_lmk_pool, 4)
+    with torch.no_grad():
+        a, sa, _, la = m(x, topk=3, need_scores=True)
+        b, sb, _, lb = w(x, topk=3, need_scores=True)
+    fin = torch.isfinite(sa)
+    err = max(float((a - b).abs().max()), float((sa[fin] - sb[fin]).abs().max()),
+              float((la - lb).abs().max()))
+    w.train()
+    _, s, _, _ = w(x, topk=3, need_scores=True)
+    s[torch.isfinite(s)].sum().backward()
+    g = float(w.enc_lmk_pool.weight.grad.abs().max())
+    ok = cfg2.lmk_pool == 1 and "lmk_pool" in cfg2.to_dict() and err < 1e-6 and g > 0
+    print(f"pooled landmark added: same logits, scores and landmarks (max abs diff {err:.2e}); "
+          f"its projection's gradient {g:.1e}: {ok}")
+    return ok
+
+
 def check_bow():
     """train.BowHead: a token in every chunk and the specials weigh nothing, a token of one chunk
     weighs ln((N + 1) / 2); a batch without weighed tokens gives 0; the loss of a real forward
@@ -206,6 +227,7 @@ def main():
     fails += not check_append()
     fails += not check_widen()
     fails += not check_add_enc()
+    fails += not check_lmk_pool()
     fails += not check_bow()
     # evaluation-only facts stay out of every training file
     here = os.path.dirname(os.path.abspath(__file__))
@@ -218,7 +240,7 @@ def main():
     fails += tasktest.main()
     rf = resumetest.main()
     fails += rf
-    print(f"{16 - fails} passed, {fails} failed")
+    print(f"{17 - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 

@@ -57,6 +57,9 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
   --widen-dr N        with --init: the landmark and the retrieval query widened
                       to N dimensions (widen_dr), every retrieval score
                       unchanged at step 0
+  --lmk-pool          with --init: the landmark also reads the mean of the
+                      chunk's encoder outputs (enc_lmk_pool, zeroed at step 0;
+                      add_lmk_pool); outside the hsamem-hsa 1 format
   --add-enc N         with --init: N chunk-encoder blocks appended after the
                       existing ones (n_enc += N; add_enc), each a copy of the
                       last encoder block with its residual output projections
@@ -376,6 +379,16 @@ def add_enc(state, cfg, n):
     return out, dataclasses.replace(cfg, n_enc=cfg.n_enc + n)
 
 
+def add_lmk_pool(state, cfg):
+    """The weights of cfg with the pooled landmark (Config.lmk_pool): enc_lmk_pool, which adds a
+    projection of the mean of the chunk's encoder outputs to the landmark, set to 0, so that
+    every landmark is what it was at step 0; the retrieval loss gives it its gradient at once."""
+    if cfg.lmk_pool:
+        raise SystemExit("--lmk-pool: the model already has a pooled landmark")
+    out = dict(state, **{"enc_lmk_pool.weight": torch.zeros(cfg.d_r, cfg.d_model)})
+    return out, dataclasses.replace(cfg, lmk_pool=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
@@ -420,6 +433,11 @@ def main():
                          "projections that add into the residual stream, attn.wo and mlp.w2, "
                          "zeroed: the new block is an exact identity and the model computes the "
                          "same function at step 0; 0: off")
+    ap.add_argument("--lmk-pool", action="store_true",
+                    help="with --init: the landmark also reads the mean of the chunk's encoder "
+                         "outputs through a new projection (enc_lmk_pool, zeroed: the model is "
+                         "unchanged at step 0); outside the hsamem-hsa 1 format, so such a model "
+                         "is for evaluation in Python until the format has it")
     ap.add_argument("--bow", type=float, default=0.0,
                     help="weight of the bag-of-words loss on the landmarks and the first "
                          "positions' retrieval queries (a training-only decoder); 0: off")
@@ -457,8 +475,10 @@ def main():
             state, cfg = widen_dr(state, cfg, a.widen_dr)
         if a.add_enc:
             state, cfg = add_enc(state, cfg, a.add_enc)
-    elif a.add_enc:
-        raise SystemExit("--add-enc needs --init")
+        if a.lmk_pool:
+            state, cfg = add_lmk_pool(state, cfg)
+    elif a.add_enc or a.lmk_pool:
+        raise SystemExit("--add-enc and --lmk-pool need --init")
     if a.resume and os.path.isdir(a.resume):
         meta, state, saved, extra = ckpt.load(a.resume)
         cfg = Config(**meta["config"])
@@ -499,7 +519,7 @@ def main():
     rewarm = 0 if (opt_state is not None or step == 0) else 50
     log(f"start: step {step}/{total} device {dev} torch {torch.__version__} params "
         f"{count_params(model) / 1e6:.2f}M config {json.dumps(cfg.to_dict())} schedule {a.schedule} "
-        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} bow {a.bow} options {json.dumps(a.opts)} queue {a.queue} "
+        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} bow {a.bow} options {json.dumps(a.opts)} queue {a.queue} "
         f"ckpt {a.ckpt_format}")
     warm = max(1, a.warmup)
     start_step = step
