@@ -261,6 +261,19 @@ stage_report(const char *log, long from)
 	printf("\n");
 }
 
+/* The lines of the daemon's log that contain what. */
+static void
+log_lines(const char *log, const char *what)
+{
+	char line[1024];
+	FILE *f = fopen(log, "r");
+	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, what) != NULL)
+			printf("  daemon: %s", line);
+	if (f != NULL)
+		fclose(f);
+}
+
 static long
 log_size(const struct harness *h)
 {
@@ -415,6 +428,8 @@ main(int argc, char **argv)
 			if (trace)
 				stage_report(h.log, from);
 		}
+	if (trace) /* when the pool of GPU query scratches was ready (hsa_small.c) */
+		log_lines(h.log, "query scratches made");
 	if (cpu_cores > 0) {
 		if (restart_on_cpu(&h, cpu_cores, trace) != 0) {
 			fprintf(stderr, "cannot restart hsamemd on the CPU\n");
