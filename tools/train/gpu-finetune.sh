@@ -22,7 +22,8 @@
 # the last one with its residual output projections attn.wo and mlp.w2 zeroed, so the model is
 # unchanged at step 0; unset: off), LMK_POOL (hsatrain.train --lmk-pool: the landmark also reads
 # the mean of the chunk's encoder outputs, a new projection zeroed at the start; outside the
-# hsamem-hsa 1 format; unset: off), BOW (hsatrain.train --bow: the weight of the bag-of-words loss on
+# hsamem-hsa 1 format; unset: off), LMK_POOL_LR (--lmk-pool-lr: that projection's learning rate
+# as a multiple of the schedule's; unset: 1), BOW (hsatrain.train --bow: the weight of the bag-of-words loss on
 # the landmarks and the first positions' retrieval queries; unset: off).
 set -eu
 out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
@@ -63,7 +64,7 @@ balance=""
     --init "$init" --warmup 50 --schedule "$schedule" --time-limit "$train_limit" --workers "$workers" \
     --log-every "${LOG_EVERY:-50}" --extra-tasks "$extra" --hard-keys "${HARD_KEYS:-0.5}" \
     --margin "${MARGIN:-1.0}" --queue "${QUEUE:-32768}" $balance --ckpt-format bf16 \
-    ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} ${ADD_ENC:+--add-enc "$ADD_ENC"} ${LMK_POOL:+--lmk-pool} ${CONT_WEIGHT:+--cont-weight "$CONT_WEIGHT"} \
+    ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} ${ADD_ENC:+--add-enc "$ADD_ENC"} ${LMK_POOL:+--lmk-pool} ${LMK_POOL_LR:+--lmk-pool-lr "$LMK_POOL_LR"} ${CONT_WEIGHT:+--cont-weight "$CONT_WEIGHT"} \
     ${FIRST_WEIGHT:+--first-weight "$FIRST_WEIGHT"} ${SAME_VALUE:+--same-value "$SAME_VALUE"} ${BOW:+--bow "$BOW"} \
     2>&1
 "$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"

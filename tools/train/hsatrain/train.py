@@ -60,6 +60,7 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
   --lmk-pool          with --init: the landmark also reads the mean of the
                       chunk's encoder outputs (enc_lmk_pool, zeroed at step 0;
                       add_lmk_pool); outside the hsamem-hsa 1 format
+  --lmk-pool-lr X     that projection's learning rate, X times the schedule's
   --add-enc N         with --init: N chunk-encoder blocks appended after the
                       existing ones (n_enc += N; add_enc), each a copy of the
                       last encoder block with its residual output projections
@@ -438,6 +439,9 @@ def main():
                          "outputs through a new projection (enc_lmk_pool, zeroed: the model is "
                          "unchanged at step 0); outside the hsamem-hsa 1 format, so such a model "
                          "is for evaluation in Python until the format has it")
+    ap.add_argument("--lmk-pool-lr", type=float, default=1.0,
+                    help="the learning rate of the pooled landmark's projection (enc_lmk_pool) as a "
+                         "multiple of the schedule's; 1: the same")
     ap.add_argument("--bow", type=float, default=0.0,
                     help="weight of the bag-of-words loss on the landmarks and the first "
                          "positions' retrieval queries (a training-only decoder); 0: off")
@@ -499,10 +503,15 @@ def main():
         model.load_state_dict(state)
     phases = parse_schedule(a.schedule)
     total = sum(p["steps"] for p in phases)
-    decay, no_decay = [], []
+    decay, no_decay, pool = [], [], []
     for n, p in model.named_parameters():
-        (decay if p.dim() >= 2 else no_decay).append(p)
+        if n == "enc_lmk_pool.weight" and a.lmk_pool_lr != 1.0:
+            pool.append(p)
+        else:
+            (decay if p.dim() >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    if pool:  # the pooled landmark's projection at its own multiple of the rate (lr_at)
+        groups.append({"params": pool, "weight_decay": 0.1, "lr_mult": a.lmk_pool_lr})
     bow = None
     if a.bow > 0:
         bow = BowHead(cfg, np.load(a.data)["train"], dev)
@@ -519,7 +528,7 @@ def main():
     rewarm = 0 if (opt_state is not None or step == 0) else 50
     log(f"start: step {step}/{total} device {dev} torch {torch.__version__} params "
         f"{count_params(model) / 1e6:.2f}M config {json.dumps(cfg.to_dict())} schedule {a.schedule} "
-        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} bow {a.bow} options {json.dumps(a.opts)} queue {a.queue} "
+        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} lmk_pool_lr {a.lmk_pool_lr} bow {a.bow} options {json.dumps(a.opts)} queue {a.queue} "
         f"ckpt {a.ckpt_format}")
     warm = max(1, a.warmup)
     start_step = step
@@ -572,7 +581,7 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
         for toks, tgt, am in dl:
             toks, tgt, am = (x.to(dev, non_blocking=True) for x in (toks, tgt, am))
             for g in opt.param_groups:
-                g["lr"] = lr_at(step)
+                g["lr"] = lr_at(step) * g.get("lr_mult", 1.0)
             with (torch.autocast(**amp) if amp else contextlib.nullcontext()):
                 lm, ans, ret, mg, ans_acc, r1, r1f, bl, L = losses(model, toks, tgt, am, ph["topk"],
                                                                    a.opts, queue, bow)
