@@ -5,7 +5,8 @@ evaluation's append placement keeps the haystack's text, a landmark widened at -
 before (train.widen_dr), encoder blocks appended at --init leave the function unchanged
 (train.add_enc), no training module imports the evaluation-only facts (hsatrain.evalsets),
 the bag-of-words loss of --bow (train.BowHead: inverse chunk frequencies, rows without
-weight left out, gradients into the landmark and the retrieval query), the multikey training
+weight left out, gradients into the landmark and the retrieval query), the key-decoding loss
+of --key-bow (train.key_tokens: the question's tokens found in the target chunk only), the multikey training
 data of --same-value (hsatrain.tasktest: at 0 as before the option, at 1
 the distractors share the asked value but for its last digits, labels on the asked needle's
 chunk, evaluation instances unchanged), and a training run stopped and resumed from its checkpoint equals an uninterrupted one
@@ -172,6 +173,41 @@ def check_bow():
     return ok
 
 
+def check_key_bow():
+    """train.key_tokens: of the question's tokens up to its first position, only those that are
+    in the target chunk and in no other visible chunk; the key-decoding loss (opts key_bow, the
+    bag-of-words loss off) reaches the landmark's and the retrieval query's weights."""
+    from .train import BowHead, key_tokens, losses
+    torch.manual_seed(4)
+    cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
+    S, T = cfg.chunk, 6 * cfg.chunk
+    toks = torch.from_numpy(np.random.default_rng(4).integers(300, 400, (2, T)))
+    toks[:, S + 5] = 450                         # only in the target chunk (1)
+    toks[:, S + 6] = 451                         # in the target and in chunk 2
+    toks[:, 2 * S + 7] = 451
+    toks[:, S + 8] = 452                         # in the target, and in the question after its position
+    toks[:, 0] = 310                             # elsewhere: not a key
+    toks[:, 4 * S:4 * S + 11] = torch.tensor([310, 450, 451, 460] + [310] * 7)
+    toks[:, 4 * S + 20] = 452
+    bow = BowHead(cfg, toks.reshape(-1).numpy(), torch.device("cpu"))
+    keys = key_tokens(toks, S, T // S, cfg.vocab, torch.tensor([0, 1]), torch.tensor([4 * S + 10] * 2),
+                      torch.tensor([1, 1]))
+    got = [sorted(int(i) for i in r.nonzero()[:, 0]) for r in keys]
+    ok_keys = got == [[450], [450]]
+    m = HSAModel(cfg)
+    tgt = torch.full((2, T), -1)
+    tgt[:, 4 * S + 10:4 * S + 14] = 1
+    am = torch.zeros(2, T, dtype=torch.long)
+    out = losses(m, toks, tgt, am, 3, {"bow": 0.0, "key_bow": 1.0}, None, bow)
+    out[8].backward()
+    g_lmk = float(m.enc_lmk.weight.grad.abs().max())
+    g_q = float(m.ret_q.weight.grad.abs().max())
+    ok = ok_keys and float(out[7]) == 0.0 and float(out[8]) > 0 and g_lmk > 0 and g_q > 0
+    print(f"key-decoding loss: key tokens {got}, loss {float(out[8]):.3f} (bag-of-words off: "
+          f"{float(out[7])}), gradients into enc_lmk {g_lmk:.1e} and ret_q {g_q:.1e}: {ok}")
+    return ok
+
+
 def main():
     torch.manual_seed(0)
     S = 64
@@ -229,6 +265,7 @@ def main():
     fails += not check_add_enc()
     fails += not check_lmk_pool()
     fails += not check_bow()
+    fails += not check_key_bow()
     # evaluation-only facts stay out of every training file
     here = os.path.dirname(os.path.abspath(__file__))
     leaks = [f for f in sorted(os.listdir(here)) if f.endswith(".py") and f not in
@@ -240,7 +277,7 @@ def main():
     fails += tasktest.main()
     rf = resumetest.main()
     fails += rf
-    print(f"{17 - fails} passed, {fails} failed")
+    print(f"{18 - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 

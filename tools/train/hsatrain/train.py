@@ -61,6 +61,13 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       chunk's encoder outputs (enc_lmk_pool, zeroed at step 0;
                       add_lmk_pool); outside the hsamem-hsa 1 format
   --lmk-pool-lr X     that projection's learning rate, X times the schedule's
+  --bow W             bag-of-words loss: a training-only decoder (BowHead) gives
+                      each chunk's tokens from its landmark and the question's
+                      from a part's first retrieval query, weighed by idf
+  --key-bow W         key-decoding loss through the same decoder: only the
+                      question's distinguishing tokens (key_tokens: in the
+                      question, in the target chunk, in no other visible
+                      chunk), from the target's landmark and from the query
   --add-enc N         with --init: N chunk-encoder blocks appended after the
                       existing ones (n_enc += N; add_enc), each a copy of the
                       last encoder block with its residual output projections
@@ -216,12 +223,16 @@ class BowHead(torch.nn.Module):
         """Cross-entropy of softmax(proj(vec)) against each row's tokens (ids [n, m], those with
         keep [n, m] counted once each) weighed by their idf; rows without weight are left out."""
         bag = torch.zeros(len(ids), self.idf.shape[0], device=ids.device)
-        bag = bag.scatter_add_(1, ids, keep.float()).clamp_(max=1.0) * self.idf
+        return self.loss_bag(vec, bag.scatter_add_(1, ids, keep.float()).clamp_(max=1.0))
+
+    def loss_bag(self, vec, bag):
+        """The same for rows given as token sets (bag [n, vocab], 1 where a token is in)."""
+        bag = bag * self.idf
         tot = bag.sum(-1)
         ok = tot > 0
         if not ok.any():
-            return torch.zeros((), device=ids.device)
-        with torch.autocast(device_type=ids.device.type, enabled=False):
+            return torch.zeros((), device=vec.device)
+        with torch.autocast(device_type=vec.device.type, enabled=False):
             lp = F.log_softmax(self.proj(vec[ok].float()), -1)
         return (-(bag[ok] * lp).sum(-1) / tot[ok]).mean()
 
@@ -234,14 +245,43 @@ class BowHead(torch.nn.Module):
             self.proj.bias.data.copy_(extra["bow.bias"].float())
 
 
+def key_tokens(toks, S, nC, vocab, bf, tf, tgt_c):
+    """The question's distinguishing tokens at each of a batch's first positions (bf, tf: sequence
+    and position; tgt_c: the target chunk): the tokens of the position's chunk up to it that also
+    occur in the target chunk and in no other chunk visible from there. For a multi-key needle
+    these are the asked key's tokens (the template's words are in every needle's chunk, the other
+    needles' keys not in the question); for a fact, its subject; for a corpus question, the rare
+    words it shares with its source. Returns a [P, vocab] 0/1 float set per position."""
+    B = toks.shape[0]
+    ch = toks[:, :nC * S].reshape(B, nC, S)
+    pres = torch.zeros(B, nC, vocab, dtype=torch.bool, device=toks.device)
+    pres.scatter_(2, ch, True)
+    # seen[b, c, v]: how many of sequence b's chunks before c hold token v
+    seen = torch.cat([torch.zeros(B, 1, vocab, dtype=torch.int16, device=toks.device),
+                      pres.to(torch.int16).cumsum(1, dtype=torch.int16)], 1)
+    c0 = tf // S * S
+    off = torch.arange(S, device=toks.device)
+    ids = toks[bf[:, None], (c0[:, None] + off).clamp(max=toks.shape[1] - 1)]
+    keep = (c0[:, None] + off) <= tf[:, None]
+    q = torch.zeros(len(bf), vocab, dtype=torch.bool, device=toks.device)
+    q.scatter_(1, ids.masked_fill(~keep, PAD), True)
+    q[:, PAD] = False
+    in_t = pres[bf, tgt_c]
+    elsewhere = seen[bf, tf // S] - in_t.to(torch.int16)
+    return (q & in_t & (elsewhere == 0)).float()
+
+
 def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
     """Next-token, answer and retrieval losses; with opts (train.py's flags) also the margin
     loss, the landmark queue's negatives, the per-sequence balance of the retrieval loss and the
     weight of continued positions and of a part's first answer token; with bow (a BowHead) the
-    bag-of-words loss of the landmarks and of the first positions' retrieval queries. Returns lm,
-    ans, ret, margin, ans_acc, r1 (in-sequence recall@1 at every labelled position), r1_first (at
-    a part's first position only, the one that evaluate.py scores), the bag-of-words loss and the
-    batch's landmarks (for the queue)."""
+    bag-of-words loss of the landmarks and of the first positions' retrieval queries (when
+    opts["bow"] > 0 or no opts) and the key-decoding loss (when opts["key_bow"] > 0): the
+    distinguishing tokens of a part's question (key_tokens) decoded from the target chunk's
+    landmark and from the first position's retrieval query. Returns lm, ans, ret, margin,
+    ans_acc, r1 (in-sequence recall@1 at every labelled position), r1_first (at a part's first
+    position only, the one that evaluate.py scores), the bag-of-words loss, the key-decoding
+    loss and the batch's landmarks (for the queue)."""
     opts = opts or {}
     logits, scores, qr, L = model(toks, topk, need_scores=True)
     B, T = toks.shape
@@ -267,8 +307,9 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
         ans = (ce * w).sum() / w.sum().clamp(min=1e-6)
     ans_acc = ((lp.argmax(-1) == y) & a).sum().float() / a.sum().clamp(min=1)
     zero = torch.zeros((), device=toks.device)
-    ret, margin, r1, r1_first, bl = zero, zero, zero, zero, zero
-    if bow is not None:
+    ret, margin, r1, r1_first, bl, kb = zero, zero, zero, zero, zero, zero
+    use_bow = bow is not None and float(opts.get("bow", 1.0)) > 0
+    if use_bow:
         ids = toks[:, :nC * S].reshape(B * nC, S)
         bl = bow.loss(L.reshape(B * nC, -1), ids, torch.ones_like(ids, dtype=torch.bool))
     # auxiliary retrieval loss: at positions with a target chunk, classify the target among
@@ -313,7 +354,13 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
         hit = (own_s.argmax(-1) == tgt[bi, ti][:, None]).float().mean(-1)
         r1 = hit.mean()
         r1_first = hit[first].mean()
-        if bow is not None and first.any():
+        if bow is not None and float(opts.get("key_bow", 0)) > 0 and first.any():
+            bf, tf = bi[first], ti[first]
+            tc = tgt[bf, tf]
+            keys = key_tokens(toks, S, nC, bow.idf.shape[0], bf, tf, tc)
+            kb = 0.5 * (bow.loss_bag(L[bf, tc].reshape(len(bf), -1), keys)
+                        + bow.loss_bag(qr[bf, tf].reshape(len(bf), -1), keys))
+        if use_bow and first.any():
             # the question so far: the tokens of the first position's chunk up to it
             bf, tf = bi[first], ti[first]
             c0 = tf // S * S
@@ -321,7 +368,7 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
             ids = toks[bf[:, None], (c0[:, None] + off).clamp(max=T - 1)]
             keep = (c0[:, None] + off) <= tf[:, None]
             bl = 0.5 * bl + 0.5 * bow.loss(qr[bf, tf].reshape(len(bf), -1), ids, keep)
-    return lm, ans, ret, margin, ans_acc, r1, r1_first, bl, L
+    return lm, ans, ret, margin, ans_acc, r1, r1_first, bl, kb, L
 
 
 def save_ckpt(model, opt, step, cfg, out, log, a=None, queue=None, bow=None):
@@ -445,6 +492,11 @@ def main():
     ap.add_argument("--bow", type=float, default=0.0,
                     help="weight of the bag-of-words loss on the landmarks and the first "
                          "positions' retrieval queries (a training-only decoder); 0: off")
+    ap.add_argument("--key-bow", type=float, default=0.0,
+                    help="weight of the key-decoding loss: at a part's first position, the "
+                         "question's tokens that occur in the target chunk and in no other visible "
+                         "chunk, decoded from the target's landmark and from the retrieval query "
+                         "(the --bow decoder); 0: off")
     ap.add_argument("--cont-weight", type=float, default=1.0)
     ap.add_argument("--first-weight", type=float, default=1.0)
     a = ap.parse_args()
@@ -455,7 +507,7 @@ def main():
         raise SystemExit("--same-value: a share between 0 and 1")
     a.opts = dict(extra=parse_extra(a.extra_tasks), synonyms=a.synonyms, hard_keys=a.hard_keys,
                   same_value=a.same_value, margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
-                  first_weight=a.first_weight)
+                  first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
@@ -513,7 +565,7 @@ def main():
     if pool:  # the pooled landmark's projection at its own multiple of the rate (lr_at)
         groups.append({"params": pool, "weight_decay": 0.1, "lr_mult": a.lmk_pool_lr})
     bow = None
-    if a.bow > 0:
+    if a.bow > 0 or a.key_bow > 0:
         bow = BowHead(cfg, np.load(a.data)["train"], dev)
         bow.load(extra)
         groups.append({"params": list(bow.parameters()), "weight_decay": 0.0})
@@ -528,7 +580,7 @@ def main():
     rewarm = 0 if (opt_state is not None or step == 0) else 50
     log(f"start: step {step}/{total} device {dev} torch {torch.__version__} params "
         f"{count_params(model) / 1e6:.2f}M config {json.dumps(cfg.to_dict())} schedule {a.schedule} "
-        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} lmk_pool_lr {a.lmk_pool_lr} bow {a.bow} options {json.dumps(a.opts)} queue {a.queue} "
+        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} lmk_pool_lr {a.lmk_pool_lr} bow {a.bow} key_bow {a.key_bow} options {json.dumps(a.opts)} queue {a.queue} "
         f"ckpt {a.ckpt_format}")
     warm = max(1, a.warmup)
     start_step = step
@@ -576,16 +628,17 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
         dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                          pin_memory=dev.type == "cuda",
                                          persistent_workers=False, **more)
-        acc = np.zeros(8)
+        acc = np.zeros(9)
         n_acc, t_last, tok_count = 0, time.time(), 0
         for toks, tgt, am in dl:
             toks, tgt, am = (x.to(dev, non_blocking=True) for x in (toks, tgt, am))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step) * g.get("lr_mult", 1.0)
             with (torch.autocast(**amp) if amp else contextlib.nullcontext()):
-                lm, ans, ret, mg, ans_acc, r1, r1f, bl, L = losses(model, toks, tgt, am, ph["topk"],
-                                                                   a.opts, queue, bow)
-            loss = lm + a.ans_weight * ans + a.ret_weight * ret + a.margin_weight * mg + a.bow * bl
+                lm, ans, ret, mg, ans_acc, r1, r1f, bl, kb, L = losses(model, toks, tgt, am, ph["topk"],
+                                                                       a.opts, queue, bow)
+            loss = (lm + a.ans_weight * ans + a.ret_weight * ret + a.margin_weight * mg + a.bow * bl
+                    + a.key_bow * kb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -597,14 +650,14 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
             step += 1
             prog["step"] = step
             tok_count += toks.numel()
-            acc += np.array([x.item() for x in (lm, ans, ret, mg, ans_acc, r1, r1f, bl)])
+            acc += np.array([x.item() for x in (lm, ans, ret, mg, ans_acc, r1, r1f, bl, kb)])
             n_acc += 1
             if step % a.log_every == 0 or step == ph_end:
                 dt = time.time() - t_last
                 m = acc / max(1, n_acc)
                 mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else 0.0
                 log(f"step {step} {ph['name']} lm {m[0]:.3f} ans {m[1]:.3f} ret {m[2]:.3f} margin {m[3]:.3f} "
-                    f"ans_acc {m[4]:.3f} r@1 {m[5]:.3f} r@1-first {m[6]:.3f} {f'bow {m[7]:.3f} ' if bow else ''}lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
+                    f"ans_acc {m[4]:.3f} r@1 {m[5]:.3f} r@1-first {m[6]:.3f} {f'bow {m[7]:.3f} ' if a.bow else ''}{f'key-bow {m[8]:.3f} ' if a.key_bow else ''}lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
                     f"mem {mem:.1f}G")
                 acc[:] = 0
                 n_acc, t_last, tok_count = 0, time.time(), 0
