@@ -68,6 +68,7 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       question's distinguishing tokens (key_tokens: in the
                       question, in the target chunk, in no other visible
                       chunk), from the target's landmark and from the query
+  --bow-lr X          the decoder's learning rate, X times the schedule's
   --add-enc N         with --init: N chunk-encoder blocks appended after the
                       existing ones (n_enc += N; add_enc), each a copy of the
                       last encoder block with its residual output projections
@@ -497,6 +498,10 @@ def main():
                          "question's tokens that occur in the target chunk and in no other visible "
                          "chunk, decoded from the target's landmark and from the retrieval query "
                          "(the --bow decoder); 0: off")
+    ap.add_argument("--bow-lr", type=float, default=1.0,
+                    help="the learning rate of the decoder of --bow and --key-bow as a multiple of "
+                         "the schedule's (it starts from random weights where the model is "
+                         "fine-tuned); 1: the same")
     ap.add_argument("--cont-weight", type=float, default=1.0)
     ap.add_argument("--first-weight", type=float, default=1.0)
     a = ap.parse_args()
@@ -568,7 +573,7 @@ def main():
     if a.bow > 0 or a.key_bow > 0:
         bow = BowHead(cfg, np.load(a.data)["train"], dev)
         bow.load(extra)
-        groups.append({"params": list(bow.parameters()), "weight_decay": 0.0})
+        groups.append({"params": list(bow.parameters()), "weight_decay": 0.0, "lr_mult": a.bow_lr})
     opt = torch.optim.AdamW(groups, lr=phases[0]["lr"], betas=(0.9, 0.95), eps=1e-8)
     if isinstance(opt_state, tuple):
         opt.load_state_dict(ckpt.opt_state_dict(opt, *opt_state))
@@ -580,7 +585,7 @@ def main():
     rewarm = 0 if (opt_state is not None or step == 0) else 50
     log(f"start: step {step}/{total} device {dev} torch {torch.__version__} params "
         f"{count_params(model) / 1e6:.2f}M config {json.dumps(cfg.to_dict())} schedule {a.schedule} "
-        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} lmk_pool_lr {a.lmk_pool_lr} bow {a.bow} key_bow {a.key_bow} options {json.dumps(a.opts)} queue {a.queue} "
+        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} lmk_pool_lr {a.lmk_pool_lr} bow {a.bow} key_bow {a.key_bow} bow_lr {a.bow_lr} options {json.dumps(a.opts)} queue {a.queue} "
         f"ckpt {a.ckpt_format}")
     warm = max(1, a.warmup)
     start_step = step
