@@ -252,11 +252,13 @@ class HSAModel(nn.Module):
 
     # ---- training forward ----
 
-    def forward(self, tokens, topk, need_scores=False):
+    def forward(self, tokens, topk, need_scores=False, hold=None):
         """tokens [B, T] -> logits [B, T, V]; also retrieval scores [B, T, h_kv, nC]
         (visible chunks only, -inf elsewhere) and the chunk landmarks if asked.
         HSA is computed densely: every chunk's in-chunk attention, weighted by the
-        top-k softmax weights (zero outside the top-k), which equals the sparse op."""
+        top-k softmax weights (zero outside the top-k), which equals the sparse op.
+        hold [B, T] (training only): at these positions the chunk weights are the same
+        but pass no gradient to the retrieval query and the landmarks."""
         c = self.cfg
         S = c.chunk
         B, T = tokens.shape
@@ -269,7 +271,7 @@ class HSAModel(nn.Module):
         L = L.view(B, nC, c.h_kv, c.d_r // c.h_kv)
         x = self.upper_pre(h)[:, S:].reshape(B, T, -1)
         qr, qa = self.queries(x)
-        o, scores = hsa_dense(qr, qa, K, V, L, topk, S, checkpoint=self.training)
+        o, scores = hsa_dense(qr, qa, K, V, L, topk, S, checkpoint=self.training, hold=hold)
         logits = self.head(x, o.reshape(B, T, -1))
         if need_scores:
             return logits, scores, qr, L
@@ -288,9 +290,10 @@ def visible_mask(T, nC, S, device):
     return (j + 1) * S <= t
 
 
-def hsa_dense(qr, qa, K, V, L, topk, S, qblock=1024, checkpoint=False):
+def hsa_dense(qr, qa, K, V, L, topk, S, qblock=1024, checkpoint=False, hold=None):
     """qr [B,T,hkv,dr'], qa [B,T,hq,dh], K,V [B,nC,S,hkv,dh], L [B,nC,hkv,dr'].
-    Returns O [B,T,hq,dh] and the masked scores [B,T,hkv,nC] (fp32).
+    Returns O [B,T,hq,dh] and the masked scores [B,T,hkv,nC] (fp32); where hold [B,T] is
+    True, the chunk weights are computed from detached scores (the returned scores are not).
     Queries are processed in blocks of qblock tokens against the chunks visible to
     the block; with checkpoint=True each block's large intermediates are recomputed
     in the backward pass instead of being stored."""
@@ -301,8 +304,9 @@ def hsa_dense(qr, qa, K, V, L, topk, S, qblock=1024, checkpoint=False):
     vis = visible_mask(T, nC, S, qr.device)[None, :, None, :]
     s = s.masked_fill(~vis, float("-inf"))
     k = min(topk, nC)
-    top_v, top_i = torch.topk(s, k, dim=-1)
-    sel = torch.full_like(s, float("-inf")).scatter(-1, top_i, top_v)
+    sw = s if hold is None else torch.where(hold[:, :, None, None], s.detach(), s)
+    top_v, top_i = torch.topk(sw, k, dim=-1)
+    sel = torch.full_like(sw, float("-inf")).scatter(-1, top_i, top_v)
     w = torch.nan_to_num(torch.softmax(sel, -1), nan=0.0)  # no visible chunk -> 0
     outs = []
     for t0 in range(0, T, qblock):

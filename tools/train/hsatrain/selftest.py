@@ -6,7 +6,9 @@ before (train.widen_dr), encoder blocks appended at --init leave the function un
 (train.add_enc), no training module imports the evaluation-only facts (hsatrain.evalsets),
 the bag-of-words loss of --bow (train.BowHead: inverse chunk frequencies, rows without
 weight left out, gradients into the landmark and the retrieval query), the key-decoding loss
-of --key-bow (train.key_tokens: the question's tokens found in the target chunk only), the multikey training
+of --key-bow (train.key_tokens: the question's tokens found in the target chunk only), the hold
+of --hold-cont (model.forward(hold=...): the same function, no gradient into the retrieval
+vectors from the held positions), the multikey training
 data of --same-value (hsatrain.tasktest: at 0 as before the option, at 1
 the distractors share the asked value but for its last digits, labels on the asked needle's
 chunk, evaluation instances unchanged), and a training run stopped and resumed from its checkpoint equals an uninterrupted one
@@ -208,6 +210,31 @@ def check_key_bow():
     return ok
 
 
+def check_hold():
+    """model.forward(hold=...): the same logits and scores, and the logits of held positions pass
+    no gradient to the landmark's and the retrieval query's weights (they do without hold)."""
+    torch.manual_seed(5)
+    cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
+    S, T = cfg.chunk, 6 * cfg.chunk
+    m = HSAModel(cfg)
+    x = torch.randint(300, 500, (2, T))
+    hold = torch.zeros(2, T, dtype=torch.bool)
+    hold[:, 4 * S:] = True
+    grads = []
+    for h in (None, hold):
+        m.zero_grad()
+        lg, sc, _, _ = m(x, topk=3, need_scores=True, hold=h)
+        lg[:, 4 * S:].float().pow(2).sum().backward()
+        grads.append((lg.detach(), sc.detach(), float(m.enc_lmk.weight.grad.abs().max()),
+                      float(m.ret_q.weight.grad.abs().max())))
+    (l0, s0, gl0, gq0), (l1, s1, gl1, gq1) = grads
+    err = float((l0 - l1).abs().max())
+    ok = err == 0.0 and torch.equal(s0, s1) and gl0 > 0 and gq0 > 0 and gl1 == 0.0 and gq1 == 0.0
+    print(f"held positions: logits diff {err:.1e}; their gradient into enc_lmk {gl0:.1e} -> {gl1:.1e}, "
+          f"ret_q {gq0:.1e} -> {gq1:.1e}: {ok}")
+    return ok
+
+
 def main():
     torch.manual_seed(0)
     S = 64
@@ -266,6 +293,7 @@ def main():
     fails += not check_lmk_pool()
     fails += not check_bow()
     fails += not check_key_bow()
+    fails += not check_hold()
     # evaluation-only facts stay out of every training file
     here = os.path.dirname(os.path.abspath(__file__))
     leaks = [f for f in sorted(os.listdir(here)) if f.endswith(".py") and f not in
@@ -277,7 +305,7 @@ def main():
     fails += tasktest.main()
     rf = resumetest.main()
     fails += rf
-    print(f"{18 - fails} passed, {fails} failed")
+    print(f"{19 - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 

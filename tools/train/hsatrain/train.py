@@ -69,6 +69,10 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       question, in the target chunk, in no other visible
                       chunk), from the target's landmark and from the query
   --bow-lr X          the decoder's learning rate, X times the schedule's
+  --hold-cont         at a part's continued positions (they see the answer so
+                      far), the HSA chunk weights pass no gradient into the
+                      retrieval query and the landmarks: the next-token and
+                      answer losses no longer pay the landmark for the value
   --add-enc N         with --init: N chunk-encoder blocks appended after the
                       existing ones (n_enc += N; add_enc), each a copy of the
                       last encoder block with its residual output projections
@@ -275,7 +279,9 @@ def key_tokens(toks, S, nC, vocab, bf, tf, tgt_c):
 def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
     """Next-token, answer and retrieval losses; with opts (train.py's flags) also the margin
     loss, the landmark queue's negatives, the per-sequence balance of the retrieval loss and the
-    weight of continued positions and of a part's first answer token; with bow (a BowHead) the
+    weight of continued positions and of a part's first answer token, and the hold of those
+    positions' chunk weights (opts["hold_cont"]: no gradient from them into the retrieval
+    query and the landmarks); with bow (a BowHead) the
     bag-of-words loss of the landmarks and of the first positions' retrieval queries (when
     opts["bow"] > 0 or no opts) and the key-decoding loss (when opts["key_bow"] > 0): the
     distinguishing tokens of a part's question (key_tokens) decoded from the target chunk's
@@ -284,7 +290,13 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
     position only, the one that evaluate.py scores), the bag-of-words loss, the key-decoding
     loss and the batch's landmarks (for the queue)."""
     opts = opts or {}
-    logits, scores, qr, L = model(toks, topk, need_scores=True)
+    hold = None
+    if opts.get("hold_cont"):
+        # a part's continued positions (their target is the previous position's): they see
+        # the answer so far, so their chunk weights would teach the landmark the value
+        prev = torch.cat([torch.full_like(tgt[:, :1], -1), tgt[:, :-1]], 1)
+        hold = (tgt >= 0) & (tgt == prev)
+    logits, scores, qr, L = model(toks, topk, need_scores=True, hold=hold)
     B, T = toks.shape
     S = model.cfg.chunk
     nC = T // S
@@ -502,6 +514,10 @@ def main():
                     help="the learning rate of the decoder of --bow and --key-bow as a multiple of "
                          "the schedule's (it starts from random weights where the model is "
                          "fine-tuned); 1: the same")
+    ap.add_argument("--hold-cont", action="store_true",
+                    help="the HSA chunk weights of a part's continued positions (the answer so "
+                         "far in view) pass no gradient to the retrieval query and the landmarks; "
+                         "the retrieval and margin losses there keep --cont-weight")
     ap.add_argument("--cont-weight", type=float, default=1.0)
     ap.add_argument("--first-weight", type=float, default=1.0)
     a = ap.parse_args()
@@ -512,7 +528,7 @@ def main():
         raise SystemExit("--same-value: a share between 0 and 1")
     a.opts = dict(extra=parse_extra(a.extra_tasks), synonyms=a.synonyms, hard_keys=a.hard_keys,
                   same_value=a.same_value, margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
-                  first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow)
+                  first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow, hold_cont=a.hold_cont)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
@@ -585,7 +601,7 @@ def main():
     rewarm = 0 if (opt_state is not None or step == 0) else 50
     log(f"start: step {step}/{total} device {dev} torch {torch.__version__} params "
         f"{count_params(model) / 1e6:.2f}M config {json.dumps(cfg.to_dict())} schedule {a.schedule} "
-        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} lmk_pool_lr {a.lmk_pool_lr} bow {a.bow} key_bow {a.key_bow} bow_lr {a.bow_lr} options {json.dumps(a.opts)} queue {a.queue} "
+        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} lmk_pool_lr {a.lmk_pool_lr} bow {a.bow} key_bow {a.key_bow} bow_lr {a.bow_lr} hold_cont {int(a.hold_cont)} options {json.dumps(a.opts)} queue {a.queue} "
         f"ckpt {a.ckpt_format}")
     warm = max(1, a.warmup)
     start_step = step
