@@ -250,6 +250,15 @@ class BowHead(torch.nn.Module):
             self.proj.bias.data.copy_(extra["bow.bias"].float())
 
 
+def question_so_far(toks, S, bf, tf):
+    """The tokens of each first position's chunk (bf, tf: sequence and position) up to it: ids
+    [P, S] and keep [P, S] (False past the position)."""
+    c0 = tf // S * S
+    off = torch.arange(S, device=toks.device)
+    ids = toks[bf[:, None], (c0[:, None] + off).clamp(max=toks.shape[1] - 1)]
+    return ids, (c0[:, None] + off) <= tf[:, None]
+
+
 def key_tokens(toks, S, nC, vocab, bf, tf, tgt_c):
     """The question's distinguishing tokens at each of a batch's first positions (bf, tf: sequence
     and position; tgt_c: the target chunk): the tokens of the position's chunk up to it that also
@@ -264,10 +273,7 @@ def key_tokens(toks, S, nC, vocab, bf, tf, tgt_c):
     # seen[b, c, v]: how many of sequence b's chunks before c hold token v
     seen = torch.cat([torch.zeros(B, 1, vocab, dtype=torch.int16, device=toks.device),
                       pres.to(torch.int16).cumsum(1, dtype=torch.int16)], 1)
-    c0 = tf // S * S
-    off = torch.arange(S, device=toks.device)
-    ids = toks[bf[:, None], (c0[:, None] + off).clamp(max=toks.shape[1] - 1)]
-    keep = (c0[:, None] + off) <= tf[:, None]
+    ids, keep = question_so_far(toks, S, bf, tf)
     q = torch.zeros(len(bf), vocab, dtype=torch.bool, device=toks.device)
     q.scatter_(1, ids.masked_fill(~keep, PAD), True)
     q[:, PAD] = False
@@ -281,9 +287,9 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
     loss, the landmark queue's negatives, the per-sequence balance of the retrieval loss and the
     weight of continued positions and of a part's first answer token, and the hold of those
     positions' chunk weights (opts["hold_cont"]: no gradient from them into the retrieval
-    query and the landmarks); with bow (a BowHead) the
-    bag-of-words loss of the landmarks and of the first positions' retrieval queries (when
-    opts["bow"] > 0 or no opts) and the key-decoding loss (when opts["key_bow"] > 0): the
+    query and the landmarks); with bow (a BowHead) the bag-of-words loss of the landmarks and
+    of the first positions' retrieval queries (when opts["bow"] > 0 or no opts) and the
+    key-decoding loss (when opts["key_bow"] > 0): the
     distinguishing tokens of a part's question (key_tokens) decoded from the target chunk's
     landmark and from the first position's retrieval query. Returns lm, ans, ret, margin,
     ans_acc, r1 (in-sequence recall@1 at every labelled position), r1_first (at a part's first
@@ -374,12 +380,8 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
             kb = 0.5 * (bow.loss_bag(L[bf, tc].reshape(len(bf), -1), keys)
                         + bow.loss_bag(qr[bf, tf].reshape(len(bf), -1), keys))
         if use_bow and first.any():
-            # the question so far: the tokens of the first position's chunk up to it
             bf, tf = bi[first], ti[first]
-            c0 = tf // S * S
-            off = torch.arange(S, device=toks.device)
-            ids = toks[bf[:, None], (c0[:, None] + off).clamp(max=T - 1)]
-            keep = (c0[:, None] + off) <= tf[:, None]
+            ids, keep = question_so_far(toks, S, bf, tf)
             bl = 0.5 * bl + 0.5 * bow.loss(qr[bf, tf].reshape(len(bf), -1), ids, keep)
     return lm, ans, ret, margin, ans_acc, r1, r1_first, bl, kb, L
 
