@@ -252,13 +252,33 @@ class HSAModel(nn.Module):
 
     # ---- training forward ----
 
-    def forward(self, tokens, topk, need_scores=False, hold=None):
+    def summary_look(self, h_chunk):
+        """h_chunk [N, S, d] lower-stack outputs of N chunks' own tokens -> the first encoder
+        block's attention of the summary position over the chunk's tokens, [N, heads, S] (its
+        weight on itself is the rest of each row)."""
+        S = h_chunk.shape[1]
+        x = torch.cat([h_chunk, self.summary.to(h_chunk.dtype).expand(len(h_chunk), 1, -1)], 1)
+        at = self.enc[0].attn
+        y = self.enc[0].attn_norm(x)
+        n = y.shape[1]
+        q = at.q_norm(at.wq(y[:, -1:]).view(-1, 1, at.h, at.dh)).transpose(1, 2)
+        k = at.k_norm(at.wk(y).view(-1, n, at.h, at.dh)).transpose(1, 2)
+        cos, sin = self.rope(S + 1, x.device)
+        q = apply_rope(q, cos[-1:], sin[-1:])
+        k = apply_rope(k, cos, sin)
+        with no_autocast(x.device):
+            w = torch.softmax(q.float() @ k.float().transpose(-1, -2) / math.sqrt(at.dh), -1)
+        return w[:, :, 0, :S]
+
+    def forward(self, tokens, topk, need_scores=False, hold=None, look=None):
         """tokens [B, T] -> logits [B, T, V]; also retrieval scores [B, T, h_kv, nC]
         (visible chunks only, -inf elsewhere) and the chunk landmarks if asked.
         HSA is computed densely: every chunk's in-chunk attention, weighted by the
         top-k softmax weights (zero outside the top-k), which equals the sparse op.
         hold [B, T] (training only): at these positions the chunk weights are the same
-        but pass no gradient to the retrieval query and the landmarks."""
+        but pass no gradient to the retrieval query and the landmarks. look [P] (training
+        only, with need_scores): indices of chunks (sequence * nC + chunk) whose summary
+        attention (summary_look) is returned as a fifth value."""
         c = self.cfg
         S = c.chunk
         B, T = tokens.shape
@@ -273,6 +293,8 @@ class HSAModel(nn.Module):
         qr, qa = self.queries(x)
         o, scores = hsa_dense(qr, qa, K, V, L, topk, S, checkpoint=self.training, hold=hold)
         logits = self.head(x, o.reshape(B, T, -1))
+        if look is not None:
+            return logits, scores, qr, L, self.summary_look(h[:, S:][look])
         if need_scores:
             return logits, scores, qr, L
         return logits

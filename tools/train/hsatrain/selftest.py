@@ -8,7 +8,9 @@ the bag-of-words loss of --bow (train.BowHead: inverse chunk frequencies, rows w
 weight left out, gradients into the landmark and the retrieval query), the key-decoding loss
 of --key-bow (train.key_tokens: the question's tokens found in the target chunk only), the hold
 of --hold-cont (model.forward(hold=...): the same function, no gradient into the retrieval
-vectors from the held positions), the multikey training
+vectors from the held positions), the summary's attention of --key-look (model.summary_look
+reproduces the encoder's attention output; the loss reaches its query and key weights), the
+multikey training
 data of --same-value (hsatrain.tasktest: at 0 as before the option, at 1
 the distractors share the asked value but for its last digits, labels on the asked needle's
 chunk, evaluation instances unchanged), and a training run stopped and resumed from its checkpoint equals an uninterrupted one
@@ -165,12 +167,12 @@ def check_bow():
     tgt[:, 4 * S + 10:4 * S + 14] = 1            # a part whose first position is 4S+10
     am = torch.zeros(2, T, dtype=torch.long)
     out = losses(m, toks, tgt, am, 3, {}, None, bow)
-    out[7].backward()
+    out["bow"].backward()
     g_lmk = float(m.enc_lmk.weight.grad.abs().max())
     g_q = float(m.ret_q.weight.grad.abs().max())
-    ok = ok_idf and float(empty) == 0.0 and float(out[7]) > 0 and g_lmk > 0 and g_q > 0
+    ok = ok_idf and float(empty) == 0.0 and float(out["bow"]) > 0 and g_lmk > 0 and g_q > 0
     print(f"bag-of-words loss: idf (everywhere {float(idf[7]):.1e}, one chunk {float(idf[9]):.3f}, special "
-          f"{float(idf[PAD + 1])}), unweighed batch {float(empty)}, loss {float(out[7]):.3f}, gradients "
+          f"{float(idf[PAD + 1])}), unweighed batch {float(empty)}, loss {float(out['bow']):.3f}, gradients "
           f"into enc_lmk {g_lmk:.1e} and ret_q {g_q:.1e}: {ok}")
     return ok
 
@@ -201,12 +203,12 @@ def check_key_bow():
     tgt[:, 4 * S + 10:4 * S + 14] = 1
     am = torch.zeros(2, T, dtype=torch.long)
     out = losses(m, toks, tgt, am, 3, {"bow": 0.0, "key_bow": 1.0}, None, bow)
-    out[8].backward()
+    out["key_bow"].backward()
     g_lmk = float(m.enc_lmk.weight.grad.abs().max())
     g_q = float(m.ret_q.weight.grad.abs().max())
-    ok = ok_keys and float(out[7]) == 0.0 and float(out[8]) > 0 and g_lmk > 0 and g_q > 0
-    print(f"key-decoding loss: key tokens {got}, loss {float(out[8]):.3f} (bag-of-words off: "
-          f"{float(out[7])}), gradients into enc_lmk {g_lmk:.1e} and ret_q {g_q:.1e}: {ok}")
+    ok = ok_keys and float(out["bow"]) == 0.0 and float(out["key_bow"]) > 0 and g_lmk > 0 and g_q > 0
+    print(f"key-decoding loss: key tokens {got}, loss {float(out['key_bow']):.3f} (bag-of-words off: "
+          f"{float(out['bow'])}), gradients into enc_lmk {g_lmk:.1e} and ret_q {g_q:.1e}: {ok}")
     return ok
 
 
@@ -232,6 +234,45 @@ def check_hold():
     ok = err == 0.0 and torch.equal(s0, s1) and gl0 > 0 and gq0 > 0 and gl1 == 0.0 and gq1 == 0.0
     print(f"held positions: logits diff {err:.1e}; their gradient into enc_lmk {gl0:.1e} -> {gl1:.1e}, "
           f"ret_q {gq0:.1e} -> {gq1:.1e}: {ok}")
+    return ok
+
+
+def check_key_look():
+    """model.summary_look is the attention that the first encoder block's summary position gives
+    (its rows and the weight on itself reproduce that position's attention output); the key-look
+    loss of train.losses (opts key_look) reaches the block's query and key weights."""
+    from .model import apply_rope
+    from .train import losses
+    torch.manual_seed(6)
+    cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
+    S, T = cfg.chunk, 6 * cfg.chunk
+    m = HSAModel(cfg)
+    x = torch.randint(300, 500, (2, T))
+    with torch.no_grad():
+        h = m.lower_stack(m.windows(x))[:, S:]
+        w = m.summary_look(h)
+        z = torch.cat([h, m.summary.expand(len(h), 1, -1)], 1)
+        at = m.enc[0].attn
+        y = m.enc[0].attn_norm(z)
+        cos, sin = m.rope(S + 1, y.device)
+        ref = at(y, cos, sin, False)[:, -1]
+        v = at.wv(y).view(len(y), S + 1, at.h, at.dh).transpose(1, 2)
+        full = torch.cat([w, 1 - w.sum(-1, keepdim=True)], -1)
+        got = at.wo((full[..., None] * v).sum(-2).reshape(len(y), -1))
+    err = float((got - ref).abs().max())
+    toks = x.clone()
+    toks[:, S + 5] = 450
+    toks[:, 4 * S:4 * S + 11] = torch.tensor([310, 450] + [310] * 9)
+    toks[:, 0] = 310
+    tgt = torch.full((2, T), -1)
+    tgt[:, 4 * S + 10:4 * S + 14] = 1
+    out = losses(m, toks, tgt, torch.zeros(2, T, dtype=torch.long), 3, {"key_look": 1.0})
+    out["key_look"].backward()
+    gq = float(m.enc[0].attn.wq.weight.grad.abs().max())
+    gk = float(m.enc[0].attn.wk.weight.grad.abs().max())
+    ok = err < 1e-5 and float(out["key_look"]) > 0 and gq > 0 and gk > 0
+    print(f"summary look: attention output reproduced (max abs diff {err:.1e}); key-look loss "
+          f"{float(out['key_look']):.3f}, gradients into enc.0 wq {gq:.1e} and wk {gk:.1e}: {ok}")
     return ok
 
 
@@ -294,6 +335,7 @@ def main():
     fails += not check_bow()
     fails += not check_key_bow()
     fails += not check_hold()
+    fails += not check_key_look()
     # evaluation-only facts stay out of every training file
     here = os.path.dirname(os.path.abspath(__file__))
     leaks = [f for f in sorted(os.listdir(here)) if f.endswith(".py") and f not in
@@ -305,7 +347,7 @@ def main():
     fails += tasktest.main()
     rf = resumetest.main()
     fails += rf
-    print(f"{19 - fails} passed, {fails} failed")
+    print(f"{20 - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 

@@ -68,6 +68,9 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       question's distinguishing tokens (key_tokens: in the
                       question, in the target chunk, in no other visible
                       chunk), from the target's landmark and from the query
+  --key-look W        the summary position of a part's target chunk must look
+                      at the question's distinguishing tokens there: minus the
+                      log of their attention mass (model.summary_look)
   --bow-lr X          the decoder's learning rate, X times the schedule's
   --hold-cont         at a part's continued positions (they see the answer so
                       far), the HSA chunk weights pass no gradient into the
@@ -293,19 +296,28 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
     distinguishing tokens of a part's question (key_tokens) decoded from the target chunk's
     landmark and from the first position's retrieval query. Returns lm, ans, ret, margin,
     ans_acc, r1 (in-sequence recall@1 at every labelled position), r1_first (at a part's first
-    position only, the one that evaluate.py scores), the bag-of-words loss, the key-decoding
-    loss and the batch's landmarks (for the queue)."""
+    position only, the one that evaluate.py scores), the bag-of-words loss (bow), the
+    key-decoding loss (key_bow), the key-look loss (key_look, when opts["key_look"] > 0: minus
+    the log of the attention mass that the summary position of a first position's target
+    chunk gives to that chunk's distinguishing tokens, the mean over the heads) and the batch's
+    landmarks (L, for the queue), as a dict."""
     opts = opts or {}
+    B, T = toks.shape
+    S = model.cfg.chunk
+    nC = T // S
+    prev_t = torch.cat([torch.full_like(tgt[:, :1], -1), tgt[:, :-1]], 1)
     hold = None
     if opts.get("hold_cont"):
         # a part's continued positions (their target is the previous position's): they see
         # the answer so far, so their chunk weights would teach the landmark the value
-        prev = torch.cat([torch.full_like(tgt[:, :1], -1), tgt[:, :-1]], 1)
-        hold = (tgt >= 0) & (tgt == prev)
-    logits, scores, qr, L = model(toks, topk, need_scores=True, hold=hold)
-    B, T = toks.shape
-    S = model.cfg.chunk
-    nC = T // S
+        hold = (tgt >= 0) & (tgt == prev_t)
+    look = lb = None
+    if float(opts.get("key_look", 0)) > 0:
+        lb, lt = ((tgt >= 0) & (tgt != prev_t)).nonzero(as_tuple=True)
+        lc = tgt[lb, lt]
+        look = lb * nC + lc
+    out = model(toks, topk, need_scores=True, hold=hold, look=look)
+    logits, scores, qr, L = out[:4]
     lp = logits[:, :-1].float()
     y = toks[:, 1:]
     valid = (y != PAD)
@@ -320,13 +332,21 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
         # target chunk differs from the previous position's, as for --cont-weight below): it
         # weighs fwt, every other answer token 1, and the loss is the weighted mean (divided by
         # the sum of the weights, so the mean weight of the answer tokens stays 1)
-        prev_t = torch.cat([torch.full_like(tgt[:, :1], -1), tgt[:, :-1]], 1)
         first_t = ((tgt >= 0) & (tgt != prev_t))[:, :-1]
         w = a.float() * (1.0 + (fwt - 1.0) * first_t.float())
         ans = (ce * w).sum() / w.sum().clamp(min=1e-6)
     ans_acc = ((lp.argmax(-1) == y) & a).sum().float() / a.sum().clamp(min=1)
     zero = torch.zeros((), device=toks.device)
-    ret, margin, r1, r1_first, bl, kb = zero, zero, zero, zero, zero, zero
+    ret, margin, r1, r1_first, bl, kb, kl = zero, zero, zero, zero, zero, zero, zero
+    if look is not None and len(lb):
+        # the summary's attention mass on the target chunk's distinguishing tokens, per head
+        keys = key_tokens(toks, S, nC, model.cfg.vocab, lb, lt, lc)
+        ct = toks[lb[:, None], lc[:, None] * S + torch.arange(S, device=toks.device)]
+        on = keys.gather(1, ct) > 0                              # P S
+        ok = on.any(1)
+        if ok.any():
+            mass = (out[4][ok] * on[ok][:, None, :].float()).sum(-1)   # P' heads
+            kl = -torch.log(mass + 1e-6).mean()
     use_bow = bow is not None and float(opts.get("bow", 1.0)) > 0
     if use_bow:
         ids = toks[:, :nC * S].reshape(B * nC, S)
@@ -383,7 +403,14 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
             bf, tf = bi[first], ti[first]
             ids, keep = question_so_far(toks, S, bf, tf)
             bl = 0.5 * bl + 0.5 * bow.loss(qr[bf, tf].reshape(len(bf), -1), ids, keep)
-    return lm, ans, ret, margin, ans_acc, r1, r1_first, bl, kb, L
+    return dict(lm=lm, ans=ans, ret=ret, margin=margin, ans_acc=ans_acc, r1=r1, r1_first=r1_first,
+                bow=bl, key_bow=kb, key_look=kl, L=L)
+
+
+# the terms of losses() in the training log, by their names there
+LOGGED = {"lm": "lm", "ans": "ans", "ret": "ret", "margin": "margin", "ans_acc": "ans_acc",
+          "r1": "r@1", "r1_first": "r@1-first", "bow": "bow", "key_bow": "key-bow",
+          "key_look": "key-look"}
 
 
 def save_ckpt(model, opt, step, cfg, out, log, a=None, queue=None, bow=None):
@@ -512,6 +539,11 @@ def main():
                          "question's tokens that occur in the target chunk and in no other visible "
                          "chunk, decoded from the target's landmark and from the retrieval query "
                          "(the --bow decoder); 0: off")
+    ap.add_argument("--key-look", type=float, default=0.0,
+                    help="weight of the key-look loss: the summary position of a part's target "
+                         "chunk must attend to the question's distinguishing tokens in that chunk "
+                         "(minus the log of their attention mass in the first encoder block, the "
+                         "mean over the heads); 0: off")
     ap.add_argument("--bow-lr", type=float, default=1.0,
                     help="the learning rate of the decoder of --bow and --key-bow as a multiple of "
                          "the schedule's (it starts from random weights where the model is "
@@ -530,7 +562,8 @@ def main():
         raise SystemExit("--same-value: a share between 0 and 1")
     a.opts = dict(extra=parse_extra(a.extra_tasks), synonyms=a.synonyms, hard_keys=a.hard_keys,
                   same_value=a.same_value, margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
-                  first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow, hold_cont=a.hold_cont)
+                  first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow, hold_cont=a.hold_cont,
+                  key_look=a.key_look)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
@@ -603,7 +636,7 @@ def main():
     rewarm = 0 if (opt_state is not None or step == 0) else 50
     log(f"start: step {step}/{total} device {dev} torch {torch.__version__} params "
         f"{count_params(model) / 1e6:.2f}M config {json.dumps(cfg.to_dict())} schedule {a.schedule} "
-        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} lmk_pool_lr {a.lmk_pool_lr} bow {a.bow} key_bow {a.key_bow} bow_lr {a.bow_lr} hold_cont {int(a.hold_cont)} options {json.dumps(a.opts)} queue {a.queue} "
+        f"seed {a.seed} resume {a.resume} init {a.init} add_enc {a.add_enc} lmk_pool {int(a.lmk_pool)} lmk_pool_lr {a.lmk_pool_lr} bow {a.bow} key_bow {a.key_bow} key_look {a.key_look} bow_lr {a.bow_lr} hold_cont {int(a.hold_cont)} options {json.dumps(a.opts)} queue {a.queue} "
         f"ckpt {a.ckpt_format}")
     warm = max(1, a.warmup)
     start_step = step
@@ -651,17 +684,17 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
         dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers,
                                          pin_memory=dev.type == "cuda",
                                          persistent_workers=False, **more)
-        acc = np.zeros(9)
+        acc = np.zeros(len(LOGGED))
         n_acc, t_last, tok_count = 0, time.time(), 0
         for toks, tgt, am in dl:
             toks, tgt, am = (x.to(dev, non_blocking=True) for x in (toks, tgt, am))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step) * g.get("lr_mult", 1.0)
             with (torch.autocast(**amp) if amp else contextlib.nullcontext()):
-                lm, ans, ret, mg, ans_acc, r1, r1f, bl, kb, L = losses(model, toks, tgt, am, ph["topk"],
-                                                                       a.opts, queue, bow)
-            loss = (lm + a.ans_weight * ans + a.ret_weight * ret + a.margin_weight * mg + a.bow * bl
-                    + a.key_bow * kb)
+                o = losses(model, toks, tgt, am, ph["topk"], a.opts, queue, bow)
+            loss = (o["lm"] + a.ans_weight * o["ans"] + a.ret_weight * o["ret"]
+                    + a.margin_weight * o["margin"] + a.bow * o["bow"] + a.key_bow * o["key_bow"]
+                    + a.key_look * o["key_look"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -669,18 +702,19 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
                 torch.nn.utils.clip_grad_norm_(bow.parameters(), 1.0)
             opt.step()
             if queue is not None:
-                queue.push(L)
+                queue.push(o["L"])
             step += 1
             prog["step"] = step
             tok_count += toks.numel()
-            acc += np.array([x.item() for x in (lm, ans, ret, mg, ans_acc, r1, r1f, bl, kb)])
+            acc += np.array([o[k].item() for k in LOGGED])
             n_acc += 1
             if step % a.log_every == 0 or step == ph_end:
                 dt = time.time() - t_last
                 m = acc / max(1, n_acc)
                 mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else 0.0
-                log(f"step {step} {ph['name']} lm {m[0]:.3f} ans {m[1]:.3f} ret {m[2]:.3f} margin {m[3]:.3f} "
-                    f"ans_acc {m[4]:.3f} r@1 {m[5]:.3f} r@1-first {m[6]:.3f} {f'bow {m[7]:.3f} ' if a.bow else ''}{f'key-bow {m[8]:.3f} ' if a.key_bow else ''}lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
+                terms = " ".join(f"{name} {x:.3f}" for (k, name), x in zip(LOGGED.items(), m)
+                                 if k not in ("bow", "key_bow", "key_look") or getattr(a, k))
+                log(f"step {step} {ph['name']} {terms} lr {lr_at(step):.2e} tok/s {tok_count / dt:.0f} "
                     f"mem {mem:.1f}G")
                 acc[:] = 0
                 n_acc, t_last, tok_count = 0, time.time(), 0
