@@ -292,9 +292,9 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
     positions' chunk weights (opts["hold_cont"]: no gradient from them into the retrieval
     query and the landmarks); with bow (a BowHead) the bag-of-words loss of the landmarks and
     of the first positions' retrieval queries (when opts["bow"] > 0 or no opts) and the
-    key-decoding loss (when opts["key_bow"] > 0): the
-    distinguishing tokens of a part's question (key_tokens) decoded from the target chunk's
-    landmark and from the first position's retrieval query. Returns lm, ans, ret, margin,
+    key-decoding loss (when opts["key_bow"] > 0): the distinguishing tokens of a part's
+    question (key_tokens) decoded from the target chunk's landmark and from the first
+    position's retrieval query. Returns lm, ans, ret, margin,
     ans_acc, r1 (in-sequence recall@1 at every labelled position), r1_first (at a part's first
     position only, the one that evaluate.py scores), the bag-of-words loss (bow), the
     key-decoding loss (key_bow), the key-look loss (key_look, when opts["key_look"] > 0: minus
@@ -311,12 +311,15 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
         # a part's continued positions (their target is the previous position's): they see
         # the answer so far, so their chunk weights would teach the landmark the value
         hold = (tgt >= 0) & (tgt == prev_t)
-    look = lb = None
-    if float(opts.get("key_look", 0)) > 0:
-        lb, lt = ((tgt >= 0) & (tgt != prev_t)).nonzero(as_tuple=True)
-        lc = tgt[lb, lt]
-        look = lb * nC + lc
-    out = model(toks, topk, need_scores=True, hold=hold, look=look)
+    # a part's first positions (their target differs from the previous position's): they have
+    # not seen the answer, so only there must the question's key find the chunk
+    first_m = (tgt >= 0) & (tgt != prev_t)
+    fb, ft = first_m.nonzero(as_tuple=True)
+    fc = tgt[fb, ft]
+    use_look = float(opts.get("key_look", 0)) > 0 and len(fb) > 0
+    use_kbow = bow is not None and float(opts.get("key_bow", 0)) > 0 and len(fb) > 0
+    keys = key_tokens(toks, S, nC, model.cfg.vocab, fb, ft, fc) if use_look or use_kbow else None
+    out = model(toks, topk, need_scores=True, hold=hold, look=fb * nC + fc if use_look else None)
     logits, scores, qr, L = out[:4]
     lp = logits[:, :-1].float()
     y = toks[:, 1:]
@@ -332,16 +335,14 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
         # target chunk differs from the previous position's, as for --cont-weight below): it
         # weighs fwt, every other answer token 1, and the loss is the weighted mean (divided by
         # the sum of the weights, so the mean weight of the answer tokens stays 1)
-        first_t = ((tgt >= 0) & (tgt != prev_t))[:, :-1]
-        w = a.float() * (1.0 + (fwt - 1.0) * first_t.float())
+        w = a.float() * (1.0 + (fwt - 1.0) * first_m[:, :-1].float())
         ans = (ce * w).sum() / w.sum().clamp(min=1e-6)
     ans_acc = ((lp.argmax(-1) == y) & a).sum().float() / a.sum().clamp(min=1)
     zero = torch.zeros((), device=toks.device)
     ret, margin, r1, r1_first, bl, kb, kl = zero, zero, zero, zero, zero, zero, zero
-    if look is not None and len(lb):
+    if use_look:
         # the summary's attention mass on the target chunk's distinguishing tokens, per head
-        keys = key_tokens(toks, S, nC, model.cfg.vocab, lb, lt, lc)
-        ct = toks[lb[:, None], lc[:, None] * S + torch.arange(S, device=toks.device)]
+        ct = toks[fb[:, None], fc[:, None] * S + torch.arange(S, device=toks.device)]
         on = keys.gather(1, ct) > 0                              # P S
         ok = on.any(1)
         if ok.any():
@@ -356,10 +357,7 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
     pos = (tgt >= 0).nonzero(as_tuple=False)
     if len(pos):
         bi, ti = pos[:, 0], pos[:, 1]
-        # a part's first position (its target differs from the previous position's) has not
-        # seen the answer: only there must the question's key find the chunk
-        prev = torch.where(ti > 0, tgt[bi, (ti - 1).clamp(min=0)], torch.full_like(ti, -1))
-        first = prev != tgt[bi, ti]
+        first = first_m[bi, ti]
         fw = first.float() + (~first).float() * float(opts.get("cont_weight", 1.0))
         q = qr[bi, ti].float()                                  # P hkv dr
         Lall = L.float().reshape(B * nC, L.shape[2], L.shape[3])  # B*nC hkv dr
@@ -393,16 +391,12 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
         hit = (own_s.argmax(-1) == tgt[bi, ti][:, None]).float().mean(-1)
         r1 = hit.mean()
         r1_first = hit[first].mean()
-        if bow is not None and float(opts.get("key_bow", 0)) > 0 and first.any():
-            bf, tf = bi[first], ti[first]
-            tc = tgt[bf, tf]
-            keys = key_tokens(toks, S, nC, bow.idf.shape[0], bf, tf, tc)
-            kb = 0.5 * (bow.loss_bag(L[bf, tc].reshape(len(bf), -1), keys)
-                        + bow.loss_bag(qr[bf, tf].reshape(len(bf), -1), keys))
-        if use_bow and first.any():
-            bf, tf = bi[first], ti[first]
-            ids, keep = question_so_far(toks, S, bf, tf)
-            bl = 0.5 * bl + 0.5 * bow.loss(qr[bf, tf].reshape(len(bf), -1), ids, keep)
+    if use_kbow:
+        kb = 0.5 * (bow.loss_bag(L[fb, fc].reshape(len(fb), -1), keys)
+                    + bow.loss_bag(qr[fb, ft].reshape(len(fb), -1), keys))
+    if use_bow and len(fb):
+        ids, keep = question_so_far(toks, S, fb, ft)
+        bl = 0.5 * bl + 0.5 * bow.loss(qr[fb, ft].reshape(len(fb), -1), ids, keep)
     return dict(lm=lm, ans=ans, ret=ret, margin=margin, ans_acc=ans_acc, r1=r1, r1_first=r1_first,
                 bow=bl, key_bow=kb, key_look=kl, L=L)
 
