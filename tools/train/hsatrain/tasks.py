@@ -22,7 +22,11 @@ With same_value > 0 (train.py --same-value), that share of multikey training ins
 every distractor the asked value but for its last SAME_VALUE_TAIL digits (tail_value), so that
 the answer's first digits cannot tell the needles apart: the retrieval positions up to there
 must find the asked needle's chunk by its key, and the LM loss of the first differing digit
-still needs that chunk. Evaluation instances (evaluate=True) never get either.
+still needs that chunk. With word_values > 0 (train.py --word-values), that share of single and
+multikey training instances carry words instead of numbers ("the special magic word for {k}
+is {v}", each needle its own word of the vocabulary), so that a run of digits stops marking
+every needle that training asks about. Evaluation instances (evaluate=True) never get any of
+these.
 The question block is "<|q|> question <|a|> answer <|eos|>"; the retrieval
 query of the token before each answer token should select that part's needle.
 """
@@ -127,6 +131,10 @@ NIAH_FACT = ["One of the special magic numbers for {k} is: {v}.",
              "The special magic number for {k} is {v}.",
              "Remember that the magic number of {k} is {v}."]
 NIAH_Q = "What is the special magic number for {k} mentioned in the provided text?"
+NIAH_WORD_FACT = ["One of the special magic words for {k} is: {v}.",
+                  "The special magic word for {k} is {v}.",
+                  "Remember that the magic word of {k} is {v}."]
+NIAH_WORD_Q = "What is the special magic word for {k} mentioned in the provided text?"
 NIAH_MV_Q = "What are all the special magic numbers for {k} mentioned in the provided text?"
 NIAH_MQ_Q = "What are the special magic numbers for {ks} mentioned in the provided text?"
 VT_Q = "Find all variables that are assigned the value {v} in the text above."
@@ -141,10 +149,11 @@ SAME_VALUE_TAIL = 2
 
 
 class TaskMaker:
-    def __init__(self, tok, S=64, thesaurus=None, hard_keys=0.0, same_value=0.0):
+    def __init__(self, tok, S=64, thesaurus=None, hard_keys=0.0, same_value=0.0, word_values=0.0):
         self.tok = tok
         self.S = S
         self.th, self.hard_keys, self.same_value = thesaurus, hard_keys, same_value
+        self.word_values = word_values
         words = []
         for i in range(256, tok.vocab_size):
             b = tok.vocab[i]
@@ -185,6 +194,10 @@ class TaskMaker:
         """Returns dict(needles=[str], question=str, parts=[(text, needle index)], sep=str)."""
         pick = lambda lst: lst[int(rng.integers(0, len(lst)))]
         fact_t = NIAH_FACT[:1] if evaluate else NIAH_FACT
+        # no draw at word_values 0: the data stay those of the code before --word-values
+        if (task in ("single", "multikey") and not evaluate and self.word_values > 0
+                and rng.random() < self.word_values):
+            return self.make_words(rng, task)
         if task in ("single", "multikey", "multikey-near"):
             k, v = self.key(rng), self.number(rng)
             needles = [pick(fact_t).format(k=k, v=v)]
@@ -246,6 +259,23 @@ class TaskMaker:
                     question = pick(qs) if not evaluate else (hq if task == "facts-hard" else eq)
             return dict(needles=needles, question=question, parts=[(v0, 0)], sep=", ")
         raise ValueError(task)
+
+    def make_words(self, rng, task):
+        """A single or multikey training instance whose values are words: each needle's its own
+        word of the vocabulary (none of them a word of the asked key); distractor keys as in
+        make, same_value does not apply."""
+        k = self.key(rng)
+        n = 1 if task == "single" else 1 + int(rng.integers(2, 5))
+        hard = task != "single" and rng.random() < self.hard_keys
+        keys = [k] + [self.near_key(rng, k) if hard else self.key(rng) for _ in range(n - 1)]
+        vals = []
+        while len(vals) < n:
+            w = self.words[int(rng.integers(0, len(self.words)))]
+            if w not in vals and w not in k.split("-"):
+                vals.append(w)
+        needles = [NIAH_WORD_FACT[int(rng.integers(0, len(NIAH_WORD_FACT)))].format(k=dk, v=dv)
+                   for dk, dv in zip(keys, vals)]
+        return dict(needles=needles, question=NIAH_WORD_Q.format(k=k), parts=[(vals[0], 0)], sep=", ")
 
     def encode_block(self, inst):
         """Question block tokens and, per token, the needle index whose chunk the

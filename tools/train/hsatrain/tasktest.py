@@ -1,4 +1,4 @@
-"""CPU check of the training data of --same-value (hsatrain.tasks, train.py --same-value P).
+"""CPU check of the training data of --same-value and --word-values (hsatrain.tasks, train.py).
 
 With a tiny tokenizer trained here and fixed seeds:
   - same_value 0 gives the multikey training instances of the code before the option (a frozen
@@ -9,7 +9,11 @@ With a tiny tokenizer trained here and fixed seeds:
   - same_value 1: a training sequence's retrieval labels point at the chunk that holds the asked
     needle (needle 0), and only there;
   - evaluation instances (evaluate=True) of multikey and multikey-near are the same at 0 and 1;
-  - same_value 0.5 gives the same-value form to about half of the instances.
+  - same_value 0.5 gives the same-value form to about half of the instances;
+  - word_values 1: every single and multikey training instance asks for a word of the
+    vocabulary, each needle has its own word (none a word of the asked key) under the asked
+    needle's key or a distractor's, and the answer is needle 0's word; evaluation instances are
+    those of word_values 0; word_values 0.5 gives words to about half of them.
 Used by hsatrain.selftest (tests/test_train.sh).
 
     python3 -m hsatrain.tasktest
@@ -19,7 +23,7 @@ import sys
 import numpy as np
 
 from .resumetest import WORDS
-from .tasks import NIAH_FACT, NIAH_Q, SAME_VALUE_TAIL, TaskMaker, build_training_sample
+from .tasks import NIAH_FACT, NIAH_Q, NIAH_WORD_Q, SAME_VALUE_TAIL, TaskMaker, build_training_sample
 from .tokenizer import train
 
 N = 300
@@ -117,6 +121,41 @@ def main():
     share = sum(same_form(mh.make(rng, "multikey")) for _ in range(N)) / N
     ok = 0.4 <= share <= 0.6
     print(f"--same-value 0.5: share of same-value instances {share:.2f} (0.4-0.6): {ok}")
+    fails += not ok
+
+    def word_form(inst, maker, task):
+        v, ni = inst["parts"][0]
+        vals = [value_of(n) for n in inst["needles"]]
+        k = inst["question"].split(" for ")[1].split()[0]
+        n_ok = len(vals) == 1 if task == "single" else 3 <= len(vals) <= 5
+        return (ni == 0 and vals[0] == v and n_ok and len(set(vals)) == len(vals)
+                and all(x in maker.words for x in vals) and not set(vals) & set(k.split("-"))
+                and f" {k} is" in inst["needles"][0] and inst["question"] == NIAH_WORD_Q.format(k=k))
+
+    mw = TaskMaker(tok, hard_keys=0.5, same_value=0.5, word_values=1.0)
+    rng, good = np.random.default_rng(12), 0
+    for task in ("single", "multikey"):
+        good += sum(word_form(mw.make(rng, task), mw, task) for _ in range(N))
+    ok = good == 2 * N
+    print(f"--word-values 1: {good}/{2 * N} single and multikey training instances ask for a word, "
+          f"each needle its own: {ok}")
+    print("  e.g. " + " | ".join(mw.make(rng, "multikey")["needles"]))
+    fails += not ok
+
+    ok = True
+    for task in ("single", "multikey", "multikey-near"):
+        a, b = np.random.default_rng(13), np.random.default_rng(13)
+        ok &= [m0.make(a, task, evaluate=True) for _ in range(N)] == \
+              [mw.make(b, task, evaluate=True) for _ in range(N)]
+    print(f"evaluation instances the same at --word-values 0 and 1: {ok}")
+    fails += not ok
+
+    mh = TaskMaker(tok, hard_keys=0.5, word_values=0.5)
+    rng = np.random.default_rng(14)
+    share = sum(mh.make(rng, "multikey")["question"].startswith("What is the special magic word")
+                for _ in range(N)) / N
+    ok = 0.4 <= share <= 0.6
+    print(f"--word-values 0.5: share of word instances {share:.2f} (0.4-0.6): {ok}")
     fails += not ok
     return fails
 

@@ -38,6 +38,10 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       so the retrieval positions up to there must find the
                       chunk by the key, and the 6th digit's LM loss needs that
                       chunk; independent of --hard-keys (both can apply)
+  --word-values P     share of single and multikey instances whose values are
+                      words of the vocabulary, not 7-digit numbers ("the
+                      special magic word for KEY is WORD"), so that a run of
+                      digits stops marking every needle training asks about
   --margin M          hinge loss (weight --margin-weight) on the gap between
                       the target chunk's score and the best other chunk's
   --queue N           N detached landmarks of earlier batches as extra
@@ -157,7 +161,7 @@ class Batches(torch.utils.data.IterableDataset):
         tok = Tokenizer.load(self.tok_path)
         th = Thesaurus(o["synonyms"]) if o["synonyms"] else None
         maker = TaskMaker(tok, thesaurus=th, hard_keys=o["hard_keys"],
-                          same_value=o.get("same_value", 0.0))
+                          same_value=o.get("same_value", 0.0), word_values=o.get("word_values", 0.0))
         ph = self.phase
         names, probs = task_probs(TASK_MIXES[ph["mix"]], o["extra"])
         corpus = CorpusTasks(tok, filler, th) if set(names) & set(CORPUS_TASKS) else None
@@ -504,6 +508,11 @@ def main():
                          "so its first retrieval positions must find the chunk by the key, and the "
                          "6th digit's LM loss still needs the asked needle's chunk; retrieval labels "
                          "point at the asked needle's chunk; evaluation data unchanged; 0: off")
+    ap.add_argument("--word-values", type=float, default=0.0,
+                    help="share of single and multikey training instances whose values are words "
+                         "of the vocabulary instead of 7-digit numbers (\"the special magic word "
+                         "for KEY is WORD\", each needle its own word), so that digits stop marking "
+                         "the needles; evaluation data unchanged; 0: off")
     ap.add_argument("--margin", type=float, default=0.0)
     ap.add_argument("--margin-weight", type=float, default=0.5)
     ap.add_argument("--queue", type=int, default=0)
@@ -554,10 +563,12 @@ def main():
         a.synonyms = cand if os.path.exists(cand) else ""
     if not 0 <= a.same_value <= 1:
         raise SystemExit("--same-value: a share between 0 and 1")
+    if not 0 <= a.word_values <= 1:
+        raise SystemExit("--word-values: a share between 0 and 1")
     a.opts = dict(extra=parse_extra(a.extra_tasks), synonyms=a.synonyms, hard_keys=a.hard_keys,
                   same_value=a.same_value, margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
                   first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow, hold_cont=a.hold_cont,
-                  key_look=a.key_look)
+                  key_look=a.key_look, word_values=a.word_values)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
