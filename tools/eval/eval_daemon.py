@@ -2,6 +2,11 @@
 
     python3 tools/eval/eval_daemon.py --hsamemd ./hsamemd --heldout DATA/text/heldout.txt \
         [--lengths 65536] [--trials 50] [--tasks single,...] [--ask-trials 50] [--out OUT.json]
+        [--model-dir DIR]
+
+--model-dir gives the daemon another model folder (its model-dir), e.g. a candidate that
+hsatrain.export wrote, so that a retrained model is measured through the daemon before it
+replaces models/hsa-small.
 
 The tasks and their instances are tools/train/evaluate.py's (hsatrain.tasks.TaskMaker with
 evaluate=True: the same needles, questions and answer parts), and the haystack is the same text:
@@ -75,11 +80,13 @@ def paragraphs(path, words_per=50):
             yield " ".join(ws[i:i + words_per])
 
 
-def start_daemon(exe, tmp):
+def start_daemon(exe, tmp, model_dir=None):
     sock = "ipc://%s/hsamemd.sock" % tmp
     log = open(os.path.join(tmp, "hsamemd.log"), "w")
-    p = subprocess.Popen([exe, "-l", sock, "-d", os.path.join(tmp, "state"), "-o",
-                          "log-level=warning"], stderr=log, stdout=subprocess.DEVNULL)
+    args = [exe, "-l", sock, "-d", os.path.join(tmp, "state"), "-o", "log-level=warning"]
+    if model_dir:
+        args += ["-o", "model-dir=" + os.path.abspath(model_dir)]
+    p = subprocess.Popen(args, stderr=log, stdout=subprocess.DEVNULL)
     for _ in range(600):
         try:
             c = hsamem.Client(sock)
@@ -275,6 +282,7 @@ def main():
     ap.add_argument("--ask-trials", type=int, default=50, help="single task at the first length")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out")
+    ap.add_argument("--model-dir", help="the daemon's model folder (default: the daemon's own)")
     ap.add_argument("--cache", help="a folder to keep each length's exported haystack in, and "
                     "its entries, for later runs")
     a = ap.parse_args()
@@ -283,7 +291,7 @@ def main():
     rng = np.random.default_rng(a.seed)
     paras = list(paragraphs(a.heldout))
     tmp = tempfile.mkdtemp(prefix="hsamem-eval-")
-    proc, cli = start_daemon(a.hsamemd, tmp)
+    proc, cli = start_daemon(a.hsamemd, tmp, a.model_dir)
     t0 = time.time()
     results = {}
     try:
