@@ -22,8 +22,9 @@ With same_value > 0 (train.py --same-value), that share of multikey training ins
 every distractor the asked value but for its last SAME_VALUE_TAIL digits (tail_value), so that
 the answer's first digits cannot tell the needles apart: the retrieval positions up to there
 must find the asked needle's chunk by its key, and the LM loss of the first differing digit
-still needs that chunk. With word_values > 0 (train.py --word-values), that share of single and
-multikey training instances carry words instead of numbers ("the special magic word for {k}
+still needs that chunk. With word_values > 0 (train.py --word-values), that share of the training
+instances of the word_tasks (default single and multikey; train.py --word-tasks adds multivalue
+and multiquery) carry words instead of numbers ("the special magic word for {k}
 is {v}", each needle its own word of the vocabulary), so that a run of digits stops marking
 every needle that training asks about. Evaluation instances (evaluate=True) never get any of
 these.
@@ -135,6 +136,11 @@ NIAH_WORD_FACT = ["One of the special magic words for {k} is: {v}.",
                   "The special magic word for {k} is {v}.",
                   "Remember that the magic word of {k} is {v}."]
 NIAH_WORD_Q = "What is the special magic word for {k} mentioned in the provided text?"
+NIAH_WORD_MV_Q = "What are all the special magic words for {k} mentioned in the provided text?"
+NIAH_WORD_MQ_Q = "What are the special magic words for {ks} mentioned in the provided text?"
+# the tasks that --word-values may give words (WORD_TASKS: its default, that of v18)
+WORD_CAN = ("single", "multikey", "multivalue", "multiquery")
+WORD_TASKS = ("single", "multikey")
 NIAH_MV_Q = "What are all the special magic numbers for {k} mentioned in the provided text?"
 NIAH_MQ_Q = "What are the special magic numbers for {ks} mentioned in the provided text?"
 VT_Q = "Find all variables that are assigned the value {v} in the text above."
@@ -149,11 +155,12 @@ SAME_VALUE_TAIL = 2
 
 
 class TaskMaker:
-    def __init__(self, tok, S=64, thesaurus=None, hard_keys=0.0, same_value=0.0, word_values=0.0):
+    def __init__(self, tok, S=64, thesaurus=None, hard_keys=0.0, same_value=0.0, word_values=0.0,
+                 word_tasks=WORD_TASKS):
         self.tok = tok
         self.S = S
         self.th, self.hard_keys, self.same_value = thesaurus, hard_keys, same_value
-        self.word_values = word_values
+        self.word_values, self.word_tasks = word_values, tuple(word_tasks)
         words = []
         for i in range(256, tok.vocab_size):
             b = tok.vocab[i]
@@ -195,7 +202,7 @@ class TaskMaker:
         pick = lambda lst: lst[int(rng.integers(0, len(lst)))]
         fact_t = NIAH_FACT[:1] if evaluate else NIAH_FACT
         # no draw at word_values 0: the data stay those of the code before --word-values
-        if (task in ("single", "multikey") and not evaluate and self.word_values > 0
+        if (task in self.word_tasks and not evaluate and self.word_values > 0
                 and rng.random() < self.word_values):
             return self.make_words(rng, task)
         if task in ("single", "multikey", "multikey-near"):
@@ -260,21 +267,41 @@ class TaskMaker:
             return dict(needles=needles, question=question, parts=[(v0, 0)], sep=", ")
         raise ValueError(task)
 
+    def word_values_for(self, rng, n, keys):
+        """n distinct words of the vocabulary, none a word of the keys."""
+        avoid = {w for k in keys for w in k.split("-")}
+        vals = []
+        while len(vals) < n:
+            w = self.words[int(rng.integers(0, len(self.words)))]
+            if w not in vals and w not in avoid:
+                vals.append(w)
+        return vals
+
     def make_words(self, rng, task):
-        """A single or multikey training instance whose values are words: each needle's its own
-        word of the vocabulary (none of them a word of the asked key); distractor keys as in
-        make, same_value does not apply."""
+        """A training instance of single, multikey, multivalue or multiquery whose values are
+        words: each needle its own word of the vocabulary (none of them a word of an asked key);
+        the needles and parts otherwise as in make; same_value does not apply."""
+        pick = lambda lst: lst[int(rng.integers(0, len(lst)))]
+        if task == "multivalue":
+            k = self.key(rng)
+            vals = self.word_values_for(rng, int(rng.integers(2, 5)), [k])
+            return dict(needles=[pick(NIAH_WORD_FACT).format(k=k, v=v) for v in vals],
+                        question=NIAH_WORD_MV_Q.format(k=k), parts=[(v, i) for i, v in enumerate(vals)],
+                        sep=", ")
+        if task == "multiquery":
+            n = int(rng.integers(2, 5))
+            keys = [self.key(rng) for _ in range(n)]
+            vals = self.word_values_for(rng, n, keys)
+            ks = ", ".join(keys[:-1]) + " and " + keys[-1]
+            return dict(needles=[pick(NIAH_WORD_FACT).format(k=k, v=v) for k, v in zip(keys, vals)],
+                        question=NIAH_WORD_MQ_Q.format(ks=ks), parts=[(v, i) for i, v in enumerate(vals)],
+                        sep=", ")
         k = self.key(rng)
         n = 1 if task == "single" else 1 + int(rng.integers(2, 5))
         hard = task != "single" and rng.random() < self.hard_keys
         keys = [k] + [self.near_key(rng, k) if hard else self.key(rng) for _ in range(n - 1)]
-        vals = []
-        while len(vals) < n:
-            w = self.words[int(rng.integers(0, len(self.words)))]
-            if w not in vals and w not in k.split("-"):
-                vals.append(w)
-        needles = [NIAH_WORD_FACT[int(rng.integers(0, len(NIAH_WORD_FACT)))].format(k=dk, v=dv)
-                   for dk, dv in zip(keys, vals)]
+        vals = self.word_values_for(rng, n, [k])
+        needles = [pick(NIAH_WORD_FACT).format(k=dk, v=dv) for dk, dv in zip(keys, vals)]
         return dict(needles=needles, question=NIAH_WORD_Q.format(k=k), parts=[(vals[0], 0)], sep=", ")
 
     def encode_block(self, inst):

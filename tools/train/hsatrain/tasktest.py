@@ -13,7 +13,10 @@ With a tiny tokenizer trained here and fixed seeds:
   - word_values 1: every single and multikey training instance asks for a word of the
     vocabulary, each needle has its own word (none a word of the asked key) under the asked
     needle's key or a distractor's, and the answer is needle 0's word; evaluation instances are
-    those of word_values 0; word_values 0.5 gives words to about half of them.
+    those of word_values 0; word_values 0.5 gives words to about half of them;
+  - word_tasks with multivalue and multiquery: their training instances ask for words too, each
+    needle its own, every part a needle's word under its key; the default word_tasks leaves
+    multivalue and multiquery as at word_values 0.
 Used by hsatrain.selftest (tests/test_train.sh).
 
     python3 -m hsatrain.tasktest
@@ -23,7 +26,8 @@ import sys
 import numpy as np
 
 from .resumetest import WORDS
-from .tasks import NIAH_FACT, NIAH_Q, NIAH_WORD_Q, SAME_VALUE_TAIL, TaskMaker, build_training_sample
+from .tasks import (NIAH_FACT, NIAH_Q, NIAH_WORD_Q, SAME_VALUE_TAIL, WORD_CAN, TaskMaker,
+                    build_training_sample)
 from .tokenizer import train
 
 N = 300
@@ -156,6 +160,25 @@ def main():
                 for _ in range(N)) / N
     ok = 0.4 <= share <= 0.6
     print(f"--word-values 0.5: share of word instances {share:.2f} (0.4-0.6): {ok}")
+    fails += not ok
+
+    def multi_word_form(inst, maker):
+        vals = [value_of(n) for n in inst["needles"]]
+        parts = [p for p, _ in inst["parts"]]
+        return (2 <= len(vals) <= 4 and len(set(vals)) == len(vals) and parts == vals
+                and [i for _, i in inst["parts"]] == list(range(len(vals)))
+                and all(x in maker.words for x in vals) and "magic words for" in inst["question"]
+                and all(k in inst["question"] for k in (n.split(" is")[0].split()[-1] for n in inst["needles"])))
+
+    ma = TaskMaker(tok, hard_keys=0.5, word_values=1.0, word_tasks=WORD_CAN)
+    rng, good = np.random.default_rng(15), 0
+    for task in ("multivalue", "multiquery"):
+        good += sum(multi_word_form(ma.make(rng, task), ma) for _ in range(N))
+    a, b = np.random.default_rng(16), np.random.default_rng(16)
+    same = all(m0.make(a, t) == mw.make(b, t) for _ in range(N) for t in ("multivalue", "multiquery"))
+    ok = good == 2 * N and same
+    print(f"--word-tasks with multivalue and multiquery: {good}/{2 * N} of their training instances ask "
+          f"for words, each needle its own; by default they are as at --word-values 0: {same}: {ok}")
     fails += not ok
     return fails
 

@@ -42,6 +42,8 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       words of the vocabulary, not 7-digit numbers ("the
                       special magic word for KEY is WORD"), so that a run of
                       digits stops marking every needle training asks about
+  --word-tasks LIST   the tasks --word-values applies to (default single,multikey;
+                      multivalue and multiquery may be added)
   --margin M          hinge loss (weight --margin-weight) on the gap between
                       the target chunk's score and the best other chunk's
   --queue N           N detached landmarks of earlier batches as extra
@@ -102,7 +104,7 @@ from . import ckpt, st
 from .corpus_tasks import CORPUS_TASKS, CorpusTasks
 from .lexdb import Thesaurus
 from .model import Config, HSAModel, count_params
-from .tasks import TaskMaker, build_training_sample
+from .tasks import WORD_CAN, WORD_TASKS, TaskMaker, build_training_sample
 from .tokenizer import PAD, Tokenizer
 
 DEFAULT_SCHEDULE = ("warm:1500:2048:24:64:0.6:2e-3:0:base,sparse:1500:2048:24:8:0.6:2e-3:0:base,"
@@ -161,7 +163,8 @@ class Batches(torch.utils.data.IterableDataset):
         tok = Tokenizer.load(self.tok_path)
         th = Thesaurus(o["synonyms"]) if o["synonyms"] else None
         maker = TaskMaker(tok, thesaurus=th, hard_keys=o["hard_keys"],
-                          same_value=o.get("same_value", 0.0), word_values=o.get("word_values", 0.0))
+                          same_value=o.get("same_value", 0.0), word_values=o.get("word_values", 0.0),
+                          word_tasks=o.get("word_tasks", WORD_TASKS))
         ph = self.phase
         names, probs = task_probs(TASK_MIXES[ph["mix"]], o["extra"])
         corpus = CorpusTasks(tok, filler, th) if set(names) & set(CORPUS_TASKS) else None
@@ -513,6 +516,10 @@ def main():
                          "of the vocabulary instead of 7-digit numbers (\"the special magic word "
                          "for KEY is WORD\", each needle its own word), so that digits stop marking "
                          "the needles; evaluation data unchanged; 0: off")
+    ap.add_argument("--word-tasks", default=",".join(WORD_TASKS),
+                    help="the tasks whose training instances --word-values may give words, a list "
+                         "of " + ", ".join(WORD_CAN) + " (multivalue and multiquery: each needle its "
+                         "own word, all of them asked for)")
     ap.add_argument("--margin", type=float, default=0.0)
     ap.add_argument("--margin-weight", type=float, default=0.5)
     ap.add_argument("--queue", type=int, default=0)
@@ -565,10 +572,13 @@ def main():
         raise SystemExit("--same-value: a share between 0 and 1")
     if not 0 <= a.word_values <= 1:
         raise SystemExit("--word-values: a share between 0 and 1")
+    word_tasks = tuple(t for t in a.word_tasks.split(",") if t)
+    if not word_tasks or set(word_tasks) - set(WORD_CAN):
+        raise SystemExit("--word-tasks: a list of " + ", ".join(WORD_CAN))
     a.opts = dict(extra=parse_extra(a.extra_tasks), synonyms=a.synonyms, hard_keys=a.hard_keys,
                   same_value=a.same_value, margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
                   first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow, hold_cont=a.hold_cont,
-                  key_look=a.key_look, word_values=a.word_values)
+                  key_look=a.key_look, word_values=a.word_values, word_tasks=word_tasks)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
