@@ -2,7 +2,7 @@
 
     HSAMEM_LIBRARY=.libs/libhsamem.so python3 tools/eval/daemon_vs_python.py \
         --model-dir FOLDER --heldout DATA/text/heldout.txt [--trials 24] [--seed 5] \
-        [--layout entries|keep|spread|packed|import]
+        [--layout entries|keep|spread|packed|import] [--offset N]
 
 Per trial: a new hsa-small memory of 40 of eval_daemon.py's 50-word entries of held-out text,
 then one multikey instance (hsatrain.tasks, evaluate=True) appended as eval_daemon.py appends it
@@ -13,7 +13,9 @@ trials the asked needle's chunk is first by the daemon and by Python.
 Layouts: entries (as above), keep (entries that keep the text's line breaks), spread (the
 needles put among the 40 entries instead of after them), packed (entries of 64 tokens of the
 packed held-out token stream, decoded; needs --data), import (the 40 entries exported and
-imported into the trial's memory first, as eval_daemon.py does).
+imported into the trial's memory first, as eval_daemon.py does). --offset N starts at the Nth
+entry of the text rather than its first (eval_daemon.py's trials at 64K take their text from
+entry 768 on).
 """
 import argparse
 import io
@@ -52,7 +54,8 @@ def entries(a, tok):
         return list(keep_paragraphs(a.heldout))
     if a.layout == "packed":
         ht = np.load(a.data)["heldout"]
-        return [tok.decode([int(x) for x in ht[i * 64:(i + 1) * 64]]) for i in range(64 * a.trials)]
+        return [tok.decode([int(x) for x in ht[i * 64:(i + 1) * 64]])
+                for i in range(a.offset + 64 * a.trials)]
     return list(ed.paragraphs(a.heldout))
 
 
@@ -79,6 +82,7 @@ def main():
     ap.add_argument("--data", help="tokens.npz (layout packed)")
     ap.add_argument("--trials", type=int, default=24)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--layout", default="entries", choices=["entries", "keep", "spread", "packed", "import"])
     a = ap.parse_args()
     tok = Tokenizer.load(os.path.join(a.model_dir, "hsamem-bpe.tok"))
@@ -88,7 +92,7 @@ def main():
     m.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
     m.eval()
     S = cfg.chunk
-    paras = entries(a, tok)
+    paras = entries(a, tok)[a.offset:]
     proc, cli = ed.start_daemon(a.hsamemd, tempfile.mkdtemp(), a.model_dir)
     maker, rng = TaskMaker(tok), np.random.default_rng(a.seed)
     first_d = first_p = 0
