@@ -19,7 +19,6 @@ entry 768 on).
 """
 import argparse
 import io
-import json
 import math
 import os
 import re
@@ -34,8 +33,7 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 sys.path[:0] = [HERE, os.path.join(TOP, "tools", "train"), os.path.join(TOP, "client", "python")]
 
 import eval_daemon as ed  # noqa: E402
-from hsatrain import st  # noqa: E402
-from hsatrain.model import Config, HSAModel  # noqa: E402
+from hsatrain.model import load_model  # noqa: E402
 from hsatrain.tasks import TaskMaker  # noqa: E402
 from hsatrain.tokenizer import ATOK, QTOK, Tokenizer  # noqa: E402
 
@@ -62,8 +60,7 @@ def entries(a, tok):
 def trial_texts(rng, inst, base, rest, spread):
     """The entries to append and the index of each needle among them."""
     if not spread:
-        texts, at = ed.trial_entries(inst, rest)
-        return texts, at
+        return ed.trial_entries(inst, rest)
     texts, n = list(base), len(inst["needles"])
     slots = sorted(rng.choice(np.arange(2, len(base) - 2, 3), size=n, replace=False))
     order = rng.permutation(n)
@@ -86,11 +83,8 @@ def main():
     ap.add_argument("--layout", default="entries", choices=["entries", "keep", "spread", "packed", "import"])
     a = ap.parse_args()
     tok = Tokenizer.load(os.path.join(a.model_dir, "hsamem-bpe.tok"))
-    tensors, meta = st.load(os.path.join(a.model_dir, "model.safetensors"))
-    cfg = Config(**json.loads(meta["config"]))
-    m = HSAModel(cfg)
-    m.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
-    m.eval()
+    m, _ = load_model(os.path.join(a.model_dir, "model.safetensors"))
+    cfg = m.cfg
     S = cfg.chunk
     paras = entries(a, tok)[a.offset:]
     proc, cli = ed.start_daemon(a.hsamemd, tempfile.mkdtemp(), a.model_dir)
@@ -108,11 +102,10 @@ def main():
                 cli.export("hay", buf)
                 cli.delete("hay")
                 cli.import_(user, io.BytesIO(buf.getvalue()))
-            elif a.layout != "spread":
-                cli.create(user, encoder="hsa-small")
-                cli.append_many(user, [dict(text=x) for x in base], create=False)
             else:
                 cli.create(user, encoder="hsa-small")
+                if a.layout != "spread":       # spread: the base goes in with the needles
+                    cli.append_many(user, [dict(text=x) for x in base], create=False)
             texts, at = trial_texts(rng, inst, base, rest, a.layout == "spread")
             info = cli.append_many(user, [dict(text=x) for x in texts], create=False)
             asked = info.first_seq + at[0]

@@ -46,8 +46,7 @@ import time
 import numpy as np
 import torch
 
-from . import st
-from .model import Config, HSAModel
+from .model import load_model
 from . import haystack
 from .evalsets import make_unseen
 from .lexdb import Thesaurus
@@ -495,11 +494,9 @@ def main():
         logf.flush()
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tensors, meta = st.load(a.model)
-    cfg = Config(**json.loads(meta["config"]))
-    model = HSAModel(cfg)
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    model.to(dev).eval()
+    model, meta = load_model(a.model)
+    cfg = model.cfg
+    model.to(dev)
     tok = Tokenizer.load(a.tok)
     syn = a.synonyms or os.path.join(os.path.dirname(os.path.abspath(a.data)), "synonyms.txt")
     th = Thesaurus(syn) if os.path.exists(syn) else None

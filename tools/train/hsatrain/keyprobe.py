@@ -58,9 +58,9 @@ import time
 import numpy as np
 import torch
 
-from . import haystack, st
+from . import haystack
 from .evaluate import place
-from .model import Config, HSAModel
+from .model import load_model
 from .tasks import NIAH_FACT, NIAH_Q, RELATIONS, TaskMaker
 from .tokenizer import Tokenizer
 
@@ -480,11 +480,8 @@ def main():
     t0 = time.time()
     if a.threads:
         torch.set_num_threads(a.threads)
-    tensors, meta = st.load(a.model)
-    cfg = Config(**json.loads(meta["config"]))
-    model = HSAModel(cfg)
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    model.eval()
+    model, meta = load_model(a.model)
+    cfg = model.cfg
     assert cfg.h_kv == 1, "keyprobe reads retrieval head 0 only"
     tok = Tokenizer.load(a.tok)
     maker = TaskMaker(tok, cfg.chunk)

@@ -17,25 +17,16 @@ heads, with each span's share of the chunk's tokens beside it: a span attended i
 its length would get its share.
 """
 import argparse
-import json
 import sys
 
 import numpy as np
 import torch
 
-from . import st
-from .model import Config, HSAModel
+from .model import load_model
 from .tasks import NIAH_FACT, TaskMaker
 from .tokenizer import Tokenizer
 
 SPANS = ("before the key", "key", "value", "after the key, not the value")
-
-
-def load(path):
-    tensors, meta = st.load(path)
-    m = HSAModel(Config(**json.loads(meta["config"])))
-    m.load_state_dict({k: v.float() for k, v in tensors.items()})
-    return m.eval()
 
 
 def instances(tok, held, S, n, seed):
@@ -87,7 +78,7 @@ def main():
     tok = Tokenizer.load(a.tok)
     held = np.load(a.data)["heldout"]
     for path in a.models:
-        m = load(path)
+        m, _ = load_model(path)
         S, H = m.cfg.chunk, m.cfg.n_heads
         mass, share = np.zeros((H, len(SPANS))), np.zeros(len(SPANS))
         inst = instances(tok, held, S, a.n, a.seed)

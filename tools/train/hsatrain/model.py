@@ -15,6 +15,7 @@ Layout (models/README.md gives the exact computation):
 The HSA block is the last block, so only the window's own-chunk positions need
 HSA; HSA carries no positions.
 """
+import json
 import math
 from dataclasses import dataclass, asdict
 
@@ -22,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
+
+from . import st
 
 
 @dataclass
@@ -393,3 +396,12 @@ def stable_topk(s, k):
 
 def count_params(model):
     return sum(p.numel() for p in model.parameters())
+
+
+def load_model(path):
+    """A model.safetensors (bf16 weights, config in the metadata) as an fp32 HSAModel in eval
+    mode, and the file's metadata."""
+    tensors, meta = st.load(path)
+    model = HSAModel(Config(**json.loads(meta["config"])))
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return model.eval(), meta

@@ -241,7 +241,6 @@ def check_key_look():
     """model.summary_look is the attention that the first encoder block's summary position gives
     (its rows and the weight on itself reproduce that position's attention output); the key-look
     loss of train.losses (opts key_look) reaches the block's query and key weights."""
-    from .model import apply_rope
     from .train import losses
     torch.manual_seed(6)
     cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)

@@ -60,6 +60,16 @@ def same_form(inst):
             and all(len(x) == len(v) and x.isdigit() and x[:head] == v[:head] for x in vals))
 
 
+def same_instances(ma, mb, tasks, seed, evaluate=True):
+    """True if makers ma and mb give the same N instances of each task from the same seed."""
+    ok = True
+    for task in tasks:
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        ok &= [ma.make(a, task, evaluate=evaluate) for _ in range(N)] == \
+              [mb.make(b, task, evaluate=evaluate) for _ in range(N)]
+    return ok
+
+
 def contains(hay, seq):
     n = len(seq)
     return any((hay[i:i + n] == seq).all() for i in range(len(hay) - n + 1))
@@ -112,11 +122,7 @@ def main():
           f"sequences: {ok}")
     fails += not ok
 
-    ok = True
-    for task in ("multikey", "multikey-near"):
-        a, b = np.random.default_rng(10), np.random.default_rng(10)
-        ok &= [m0.make(a, task, evaluate=True) for _ in range(N)] == \
-              [m1.make(b, task, evaluate=True) for _ in range(N)]
+    ok = same_instances(m0, m1, ("multikey", "multikey-near"), 10)
     print(f"evaluation instances (multikey, multikey-near) the same at --same-value 0 and 1: {ok}")
     fails += not ok
 
@@ -146,11 +152,7 @@ def main():
     print("  e.g. " + " | ".join(mw.make(rng, "multikey")["needles"]))
     fails += not ok
 
-    ok = True
-    for task in ("single", "multikey", "multikey-near"):
-        a, b = np.random.default_rng(13), np.random.default_rng(13)
-        ok &= [m0.make(a, task, evaluate=True) for _ in range(N)] == \
-              [mw.make(b, task, evaluate=True) for _ in range(N)]
+    ok = same_instances(m0, mw, ("single", "multikey", "multikey-near"), 13)
     print(f"evaluation instances the same at --word-values 0 and 1: {ok}")
     fails += not ok
 
@@ -174,8 +176,7 @@ def main():
     rng, good = np.random.default_rng(15), 0
     for task in ("multivalue", "multiquery"):
         good += sum(multi_word_form(ma.make(rng, task), ma) for _ in range(N))
-    a, b = np.random.default_rng(16), np.random.default_rng(16)
-    same = all(m0.make(a, t) == mw.make(b, t) for _ in range(N) for t in ("multivalue", "multiquery"))
+    same = same_instances(m0, mw, ("multivalue", "multiquery"), 16, evaluate=False)
     ok = good == 2 * N and same
     print(f"--word-tasks with multivalue and multiquery: {good}/{2 * N} of their training instances ask "
           f"for words, each needle its own; by default they are as at --word-values 0: {same}: {ok}")
