@@ -2,7 +2,7 @@
 
     python3 tools/eval/eval_daemon.py --hsamemd ./hsamemd --heldout DATA/text/heldout.txt \
         [--lengths 65536] [--trials 50] [--tasks single,...] [--ask-trials 50] [--out OUT.json]
-        [--model-dir DIR]
+        [--model-dir DIR] [--lead-words 48] [--cache DIR]
 
 --model-dir gives the daemon another model folder (its model-dir), e.g. a candidate that
 hsatrain.export wrote, so that a retrained model is measured through the daemon before it
@@ -14,10 +14,12 @@ the held-out split of the training corpus (tools/train/corpus.sh, then hsatrain.
 first LENGTH tokens. Unlike evaluate.py, nothing is written over tokens: the haystack is appended
 as entries of about 50 words (a chunk's worth) through a real hsamemd with the Python client,
 into one hsa-small memory per length, which is exported once. Each trial imports that memory
-under a new name (the stored chunks are reused, not encoded again), appends the instance's
-needles, each an entry of its own followed by two entries of held-out text that the haystack
-does not hold (so that each needle has a chunk of its own, and the last is sealed and outside
-the question's own window), then one more such entry, and asks the
+under a new name (the stored chunks are reused, not encoded again), appends an entry of 0 to 47
+words (--lead-words; without it every trial's first needle would start at the same place of its
+chunk, the haystack being the same), the instance's needles, each an entry of its own followed
+by two entries of held-out text that the haystack does not hold (so that each needle has a chunk
+of its own, and the last is sealed and outside the question's own window), then one more such
+entry, and asks the
 question by query in each mode. HSA scores a chunk by its content alone (no positions), so the
 needles sit after the haystack; evaluate.py's depths do not apply.
 
@@ -43,7 +45,6 @@ Writes a table (stdout) and, with --out, JSON with every trial.
 import argparse
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -204,20 +205,21 @@ FUSIONS = {"rrf": rrf, "zsum": zsum, "zsum0": lambda a, b: zsum(a, b, floor0=Tru
            "zweigh": lambda a, b: zsum(a, window(b), weigh=True)}
 
 
-def trial_entries(inst, filler):
-    """The trial's entries: each needle followed by two filler paragraphs (more than a chunk, so
-    that every needle has a chunk of its own, as in evaluate.py), then one more; and the index of
-    each needle among them."""
-    texts, at = [], []
+def trial_entries(inst, filler, lead=""):
+    """The trial's entries: lead when not empty (an entry of a few words that moves the first
+    needle's place within its chunk), each needle followed by two filler paragraphs (more than
+    a chunk, so that every needle has a chunk of its own, as in evaluate.py), then one more; and
+    the index of each needle among them."""
+    texts, at = [lead] if lead else [], []
     for i, n in enumerate(inst["needles"]):
         at.append(len(texts))
         texts += ["\n" + n + "\n"] + filler[2 * i:2 * i + 2]
     return texts + filler[2 * len(inst["needles"]):][:1], at
 
 
-def run_trial(cli, user, base_stream, inst, filler, db, n_base, dbc, n_base_chunks, ask):
+def run_trial(cli, user, base_stream, inst, filler, lead, db, n_base, dbc, n_base_chunks, ask):
     cli.import_(user, io.BytesIO(base_stream))
-    texts, at = trial_entries(inst, filler)
+    texts, at = trial_entries(inst, filler, lead)
     info = cli.append_many(user, [dict(text=t) for t in texts], create=False)
     seqs = [info.first_seq + i for i in at]
     q = inst["question"]
@@ -261,14 +263,14 @@ def run_trial(cli, user, base_stream, inst, filler, db, n_base, dbc, n_base_chun
     got["bm25c"] = [next((r + 1 for r, c in enumerate(ranked)
                           if c in spans and spans[c][0] <= s <= spans[c][1]), 10 ** 9)
                     for s in parts]
-    em = None
+    em = answer = None
     if ask:
-        a = cli.ask(user, q, max_tokens=16)
+        answer = cli.ask(user, q, max_tokens=16).text
         truth = inst["sep"].join(t for t, _ in inst["parts"])
-        em = float(a.text.strip() == truth)
+        em = float(answer.strip() == truth)
     cli.delete(user)
-    return got, em, dict(learned=pair[0], lexical=pair[1],
-                         covers={str(c): v for c, v in covers.items() if v})
+    return got, em, answer, dict(learned=pair[0], lexical=pair[1],
+                                 covers={str(c): v for c, v in covers.items() if v})
 
 
 def main():
@@ -281,6 +283,10 @@ def main():
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--ask-trials", type=int, default=50, help="single task at the first length")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--lead-words", type=int, default=48,
+                    help="each trial's needles follow an entry of 0 to N-1 words (drawn apart "
+                    "from the instances), so that the first needle does not sit at the same place "
+                    "of its chunk in every trial; 0: no such entry")
     ap.add_argument("--out")
     ap.add_argument("--model-dir", help="the daemon's model folder (default: the daemon's own)")
     ap.add_argument("--cache", help="a folder to keep each length's exported haystack in, and "
@@ -289,6 +295,7 @@ def main():
     tok = Tokenizer.load(a.tok)
     maker = TaskMaker(tok, 64)
     rng = np.random.default_rng(a.seed)
+    lead_rng = np.random.default_rng([a.seed, 1])
     paras = list(paragraphs(a.heldout))
     tmp = tempfile.mkdtemp(prefix="hsamem-eval-")
     proc, cli = start_daemon(a.hsamemd, tmp, a.model_dir)
@@ -324,11 +331,17 @@ def main():
                 for i in range(a.trials):
                     inst = maker.make(rng, task, evaluate=True)
                     f0 = used + 16 * (i % 100)
-                    filler = paras[f0:f0 + 2 * len(inst["needles"]) + 1]
+                    n_fill = 2 * len(inst["needles"]) + 1
+                    filler = paras[f0:f0 + n_fill]
+                    lead = ""
+                    if a.lead_words > 0:
+                        n_lead = int(lead_rng.integers(0, a.lead_words))
+                        lead = " ".join(paras[f0 + n_fill].split()[:n_lead])
                     ask = task == "single" and li == 0 and i < a.ask_trials
-                    got, em, lists = run_trial(cli, "t", base, inst, filler, db, n_base, dbc,
-                                               n_base_chunks, ask)
-                    rows.append(dict(ranks=got, em=em, question=inst["question"], lists=lists))
+                    got, em, answer, lists = run_trial(cli, "t", base, inst, filler, lead, db,
+                                                       n_base, dbc, n_base_chunks, ask)
+                    rows.append(dict(ranks=got, em=em, answer=answer, question=inst["question"],
+                                     lists=lists))
                 res = dict(n=len(rows), trials=rows)
                 for m in MODES:
                     for k in (1, 8):

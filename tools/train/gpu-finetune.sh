@@ -34,7 +34,8 @@
 # distinguishing tokens in the target chunk; unset: off), WORD_VALUES (hsatrain.train --word-values:
 # the share of single and multikey instances whose values are words, not numbers; unset: off),
 # WORD_TASKS (hsatrain.train --word-tasks: the tasks WORD_VALUES applies to, e.g.
-# single,multikey,multivalue,multiquery; unset: single,multikey).
+# single,multikey,multivalue,multiquery; unset: single,multikey), STRADDLE (hsatrain.train
+# --straddle: the probability that a needle lies across a chunk boundary; unset: off).
 set -eu
 out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
 result=${2:-}
@@ -75,7 +76,7 @@ balance=""
     --log-every "${LOG_EVERY:-50}" --extra-tasks "$extra" --hard-keys "${HARD_KEYS:-0.5}" \
     --margin "${MARGIN:-1.0}" --queue "${QUEUE:-32768}" $balance --ckpt-format bf16 \
     ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} ${ADD_ENC:+--add-enc "$ADD_ENC"} ${LMK_POOL:+--lmk-pool} ${LMK_POOL_LR:+--lmk-pool-lr "$LMK_POOL_LR"} ${CONT_WEIGHT:+--cont-weight "$CONT_WEIGHT"} \
-    ${FIRST_WEIGHT:+--first-weight "$FIRST_WEIGHT"} ${SAME_VALUE:+--same-value "$SAME_VALUE"} ${BOW:+--bow "$BOW"} ${KEY_BOW:+--key-bow "$KEY_BOW"} ${BOW_LR:+--bow-lr "$BOW_LR"} ${HOLD_CONT:+--hold-cont} ${KEY_LOOK:+--key-look "$KEY_LOOK"} ${WORD_VALUES:+--word-values "$WORD_VALUES"} ${WORD_TASKS:+--word-tasks "$WORD_TASKS"} \
+    ${FIRST_WEIGHT:+--first-weight "$FIRST_WEIGHT"} ${SAME_VALUE:+--same-value "$SAME_VALUE"} ${BOW:+--bow "$BOW"} ${KEY_BOW:+--key-bow "$KEY_BOW"} ${BOW_LR:+--bow-lr "$BOW_LR"} ${HOLD_CONT:+--hold-cont} ${KEY_LOOK:+--key-look "$KEY_LOOK"} ${WORD_VALUES:+--word-values "$WORD_VALUES"} ${WORD_TASKS:+--word-tasks "$WORD_TASKS"} ${STRADDLE:+--straddle "$STRADDLE"} \
     2>&1
 "$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"
 t1=$(date +%s)

@@ -1,8 +1,8 @@
 """CPU check that a stopped and resumed training run equals an uninterrupted one.
 
 Builds a tiny corpus, tokenizer and synonym file in a temporary directory, then runs
-hsatrain.train three times with every hsa-small v2 option on (extra tasks, hard keys, same-value and word-valued
-distractors, margin, landmark queue, balanced retrieval loss, the weights of continued positions and of first answer
+hsatrain.train three times with every hsa-small v2 option on (extra tasks, hard keys, same-value distractors, word-valued needles, needles across chunk boundaries,
+margin, landmark queue, balanced retrieval loss, the weights of continued positions and of first answer
 tokens, the bag-of-words loss and its decoder) on a tiny model: 6 steps straight through, and 4 steps (across a phase boundary) followed by a resume from the checkpoint directory to 6. With
 --ckpt-format full the final weights, AdamW moments and queue must be identical to the
 uninterrupted run's; with bf16 (the reduced state) they must agree within bf16 rounding. Used by hsatrain.selftest (tests/test_train.sh).
@@ -50,7 +50,7 @@ def run(d, out, extra):
            "--schedule", "warm:3:512:2:64:0.9:2e-3:0:base,sparse:3:512:2:2:0.9:2e-3:1:tune",
            "--config", CONFIG % vocab, "--warmup", "2",
            "--extra-tasks", "icl:0.2,rarespan:0.15,selfcopy:0.15,facts2:0.2", "--hard-keys", "0.5",
-           "--same-value", "0.5", "--word-values", "0.5", "--word-tasks", "single,multikey,multivalue,multiquery", "--margin", "1", "--queue", "40", "--ret-balance", "--cont-weight", "0.5", "--first-weight", "2",
+           "--same-value", "0.5", "--word-values", "0.5", "--word-tasks", "single,multikey,multivalue,multiquery", "--straddle", "0.5", "--margin", "1", "--queue", "40", "--ret-balance", "--cont-weight", "0.5", "--first-weight", "2",
            "--bow", "0.2", "--key-bow", "0.5", "--hold-cont", "--key-look", "0.1",
            "--part-mib", "0.1"] + extra
     pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

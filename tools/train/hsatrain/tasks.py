@@ -156,11 +156,12 @@ SAME_VALUE_TAIL = 2
 
 class TaskMaker:
     def __init__(self, tok, S=64, thesaurus=None, hard_keys=0.0, same_value=0.0, word_values=0.0,
-                 word_tasks=WORD_TASKS):
+                 word_tasks=WORD_TASKS, straddle=0.0):
         self.tok = tok
         self.S = S
         self.th, self.hard_keys, self.same_value = thesaurus, hard_keys, same_value
         self.word_values, self.word_tasks = word_values, tuple(word_tasks)
+        self.straddle = straddle
         words = []
         for i in range(256, tok.vocab_size):
             b = tok.vocab[i]
@@ -334,10 +335,26 @@ class TaskMaker:
         return np.array(ids[:self.S], np.int64)
 
 
+def find(seq, part):
+    """The first index of part in seq, or -1."""
+    n = len(part)
+    for i in range(len(seq) - n + 1):
+        if list(seq[i:i + n]) == part:
+            return i
+    return -1
+
+
 def build_training_sample(maker, rng, filler, T, task):
     """One training sequence of T tokens with the task's needles hidden in filler text and
     the question block at a chunk boundary near the end. Returns tokens [T],
-    ret_target [T] (chunk index or -1), ans_mask [T]."""
+    ret_target [T] (chunk index or -1), ans_mask [T].
+
+    A needle lies inside one chunk, or with maker.straddle's probability across the boundary
+    of its chunk and the next (cut after a random token; as a stream's text falls, and a
+    question then needs the chunk whose window holds the key before it). The answer positions
+    of a straddling needle are labelled with the chunk that holds the answer token each of them
+    predicts (its part's last token for the position after it); a needle whose answer's tokens
+    do not occur in its own tokens, or whose next chunk is not free, stays inside its chunk."""
     S = maker.S
     inst = maker.make(rng, task)
     block, src, ans, _ = maker.encode_block(inst)
@@ -355,15 +372,32 @@ def build_training_sample(maker, rng, filler, T, task):
     if ordered:                                  # these needles keep their text order
         chunks[ordered] = np.sort(chunks[ordered])
     order = np.arange(n)
-    needle_chunk = {}
+    needle_chunk, split = {}, {}
+    taken = set(int(c) for c in chunks)
     for ni, c in zip(order, chunks):
         nt = maker.needle_tokens(inst["needles"][ni], newline=bool(rng.integers(0, 2)))
-        off = int(rng.integers(0, S - len(nt) + 1))
+        cross = maker.straddle > 0 and rng.random() < maker.straddle
+        cut = int(rng.integers(1, len(nt))) if cross else 0
+        part = [maker.tok.encode(" " + t) for t, i in inst["parts"] if i == ni][:1] if cross else []
+        j0 = find(nt, part[0]) if part else 0
+        if cross and c + 1 < q_chunk and int(c) + 1 not in taken and j0 >= 0:
+            off = S - cut
+            taken.add(int(c) + 1)
+            if part:
+                split[int(ni)] = (int(c) * S + off + j0, len(part[0]))
+        else:
+            off = int(rng.integers(0, S - len(nt) + 1))
         toks[c * S + off:c * S + off + len(nt)] = nt
         needle_chunk[int(ni)] = int(c)
     p0 = q_chunk * S
     L = min(len(block), T - p0)
     toks[p0:p0 + L] = block[:L]
     tgt[p0:p0 + L] = [needle_chunk[s] if s >= 0 else -1 for s in src[:L]]
+    for ni, (at, npart) in split.items():
+        r = -1
+        for t in range(L):
+            r = r + 1 if src[t] == ni else -1
+            if r >= 0:
+                tgt[p0 + t] = (at + min(r, npart - 1)) // S
     amask[p0:p0 + L] = ans[:L]
     return toks, tgt, amask

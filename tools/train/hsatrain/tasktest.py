@@ -16,7 +16,10 @@ With a tiny tokenizer trained here and fixed seeds:
     those of word_values 0; word_values 0.5 gives words to about half of them;
   - word_tasks with multivalue and multiquery: their training instances ask for words too, each
     needle its own, every part a needle's word under its key; the default word_tasks leaves
-    multivalue and multiquery as at word_values 0.
+    multivalue and multiquery as at word_values 0;
+  - straddle 0: every needle of a training sequence lies inside one chunk, the labels on it;
+    straddle 1: the asked needle lies across a chunk boundary wherever its next chunk is free,
+    and each answer position is labelled with the chunk that holds the token it predicts.
 Used by hsatrain.selftest (tests/test_train.sh).
 
     python3 -m hsatrain.tasktest
@@ -27,7 +30,7 @@ import numpy as np
 
 from .resumetest import WORDS
 from .tasks import (NIAH_FACT, NIAH_Q, NIAH_WORD_Q, SAME_VALUE_TAIL, WORD_CAN, TaskMaker,
-                    build_training_sample)
+                    build_training_sample, find)
 from .tokenizer import train
 
 N = 300
@@ -73,6 +76,38 @@ def same_instances(ma, mb, tasks, seed, evaluate=True):
 def contains(hay, seq):
     n = len(seq)
     return any((hay[i:i + n] == seq).all() for i in range(len(hay) - n + 1))
+
+
+def needle_at(maker, toks, needle):
+    """(position, tokens) of a needle in a training sequence, either form, or (-1, None)."""
+    for nl in (0, 1):
+        nt = maker.needle_tokens(needle, newline=nl)
+        i = find(toks, list(nt))
+        if i >= 0:
+            return i, nt
+    return -1, None
+
+
+def straddle_check(maker, rng, filler, task, n):
+    """(sequences whose asked needle lies across a boundary, those whose labels are each the chunk
+    of the token the position predicts, sequences whose asked needle lies inside one chunk with
+    every label on it) over n training sequences of task, 4,096 tokens as in the fine-tune."""
+    S, crossed, right, inside = maker.S, 0, 0, 0
+    for _ in range(n):
+        toks, tgt, _ = build_training_sample(maker, rng, filler, 4096, task)
+        value, ni = maker.last["parts"][0]
+        pos, nt = needle_at(maker, toks, maker.last["needles"][ni])
+        if pos < 0:
+            continue
+        lab = tgt[tgt >= 0].tolist()
+        if pos // S == (pos + len(nt) - 1) // S:
+            inside += lab == [pos // S] * len(lab)
+            continue
+        crossed += 1
+        part = maker.tok.encode(" " + value)
+        at = pos + find(nt, part)
+        right += lab == [(at + min(r, len(part) - 1)) // S for r in range(len(part) + 1)]
+    return crossed, right, inside
 
 
 def main():
@@ -180,6 +215,26 @@ def main():
     ok = good == 2 * N and same
     print(f"--word-tasks with multivalue and multiquery: {good}/{2 * N} of their training instances ask "
           f"for words, each needle its own; by default they are as at --word-values 0: {same}: {ok}")
+    fails += not ok
+
+    m0 = Recording(tok, hard_keys=0.5)
+    rng, inside = np.random.default_rng(17), 0
+    for task in ("single", "multikey"):
+        inside += straddle_check(m0, rng, filler, task, 40)[2]
+    ok = inside == 80
+    print(f"--straddle 0: the asked needle inside one chunk, every label on it, in {inside}/80 "
+          f"training sequences: {ok}")
+    fails += not ok
+
+    m1 = Recording(tok, hard_keys=0.5, straddle=1.0)
+    rng, crossed, right = np.random.default_rng(18), 0, 0
+    for task in ("single", "multikey"):
+        c, r, _ = straddle_check(m1, rng, filler, task, 40)
+        crossed, right = crossed + c, right + r
+    ok = crossed >= 68 and right == crossed
+    print(f"--straddle 1: the asked needle across a chunk boundary in {crossed}/80 training "
+          f"sequences (at least 68: its next chunk may be taken), each answer position labelled with "
+          f"the chunk of the token it predicts in {right} of them: {ok}")
     fails += not ok
     return fails
 

@@ -44,6 +44,10 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       digits stops marking every needle training asks about
   --word-tasks LIST   the tasks --word-values applies to (default single,multikey;
                       multivalue and multiquery may be added)
+  --straddle P        probability that a needle lies across the boundary of
+                      two chunks (as appended text falls) instead of inside
+                      one; its answer positions are labelled with the chunk
+                      that holds the token each predicts
   --margin M          hinge loss (weight --margin-weight) on the gap between
                       the target chunk's score and the best other chunk's
   --queue N           N detached landmarks of earlier batches as extra
@@ -164,7 +168,7 @@ class Batches(torch.utils.data.IterableDataset):
         th = Thesaurus(o["synonyms"]) if o["synonyms"] else None
         maker = TaskMaker(tok, thesaurus=th, hard_keys=o["hard_keys"],
                           same_value=o.get("same_value", 0.0), word_values=o.get("word_values", 0.0),
-                          word_tasks=o.get("word_tasks", WORD_TASKS))
+                          word_tasks=o.get("word_tasks", WORD_TASKS), straddle=o.get("straddle", 0.0))
         ph = self.phase
         names, probs = task_probs(TASK_MIXES[ph["mix"]], o["extra"])
         corpus = CorpusTasks(tok, filler, th) if set(names) & set(CORPUS_TASKS) else None
@@ -520,6 +524,12 @@ def main():
                     help="the tasks whose training instances --word-values may give words, a list "
                          "of " + ", ".join(WORD_CAN) + " (multivalue and multiquery: each needle its "
                          "own word, all of them asked for)")
+    ap.add_argument("--straddle", type=float, default=0.0,
+                    help="probability that a training needle lies across the boundary of two "
+                         "chunks (cut after a random token) instead of inside one, as appended "
+                         "text falls; the answer positions of such a needle are labelled with the "
+                         "chunk holding the token each of them predicts; evaluation data "
+                         "unchanged; 0: off")
     ap.add_argument("--margin", type=float, default=0.0)
     ap.add_argument("--margin-weight", type=float, default=0.5)
     ap.add_argument("--queue", type=int, default=0)
@@ -572,13 +582,16 @@ def main():
         raise SystemExit("--same-value: a share between 0 and 1")
     if not 0 <= a.word_values <= 1:
         raise SystemExit("--word-values: a share between 0 and 1")
+    if not 0 <= a.straddle <= 1:
+        raise SystemExit("--straddle: a probability between 0 and 1")
     word_tasks = tuple(t for t in a.word_tasks.split(",") if t)
     if not word_tasks or set(word_tasks) - set(WORD_CAN):
         raise SystemExit("--word-tasks: a list of " + ", ".join(WORD_CAN))
     a.opts = dict(extra=parse_extra(a.extra_tasks), synonyms=a.synonyms, hard_keys=a.hard_keys,
                   same_value=a.same_value, margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
                   first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow, hold_cont=a.hold_cont,
-                  key_look=a.key_look, word_values=a.word_values, word_tasks=word_tasks)
+                  key_look=a.key_look, word_values=a.word_values, word_tasks=word_tasks,
+                  straddle=a.straddle)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
