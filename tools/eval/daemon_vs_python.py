@@ -1,8 +1,8 @@
-"""Multikey through the daemon and through the Python model, on the same token stream.
+"""A task through the daemon and through the Python model, on the same token stream.
 
     HSAMEM_LIBRARY=.libs/libhsamem.so python3 tools/eval/daemon_vs_python.py \
         --model-dir FOLDER --heldout DATA/text/heldout.txt [--trials 24] [--seed 5] \
-        [--layout entries|keep|spread|packed|import] [--offset N]
+        [--layout entries|keep|spread|packed|import] [--offset N] [--base EXPORT] [--ask]
 
 Per trial: a new hsa-small memory of 40 of eval_daemon.py's 50-word entries of held-out text,
 then one multikey instance (hsatrain.tasks, evaluate=True) appended as eval_daemon.py appends it
@@ -16,6 +16,12 @@ packed held-out token stream, decoded; needs --data), import (the 40 entries exp
 imported into the trial's memory first, as eval_daemon.py does). --offset N starts at the Nth
 entry of the text rather than its first (eval_daemon.py's trials at 64K take their text from
 entry 768 on).
+--base EXPORT: each trial's memory is that export (e.g. eval_daemon.py --cache DIR's
+hay-65536.export, a 64K haystack) instead of the 40 entries, its trial appended after it as
+eval_daemon.py does (without its lead-in entry: every trial's first needle starts at the same
+place). --ask: the single-needle task instead, answered by the daemon's `ask` and by a greedy
+answer of the Python model over the same chunks (HSA top-k over all of them at every token);
+printed: how many answers equal the value by each, and how many are the same.
 """
 import argparse
 import io
@@ -35,7 +41,7 @@ sys.path[:0] = [HERE, os.path.join(TOP, "tools", "train"), os.path.join(TOP, "cl
 import eval_daemon as ed  # noqa: E402
 from hsatrain.model import load_model  # noqa: E402
 from hsatrain.tasks import TaskMaker  # noqa: E402
-from hsatrain.tokenizer import ATOK, QTOK, Tokenizer  # noqa: E402
+from hsatrain.tokenizer import ATOK, EOS, QTOK, Tokenizer  # noqa: E402
 
 
 def keep_paragraphs(path, words_per=50):
@@ -71,6 +77,60 @@ def trial_texts(rng, inst, base, rest, spread):
     return texts + rest[:3], at
 
 
+class Encoded:
+    """The Python model's K, V and landmarks of a memory's chunks, reusing those of the chunks
+    that the previous call's memory shared from the start (a large --base is encoded once)."""
+
+    def __init__(self, m):
+        self.m, self.toks, self.K, self.V, self.L = m, None, None, None, None
+
+    @torch.no_grad()
+    def __call__(self, chunks):
+        m, S = self.m, self.m.cfg.chunk
+        toks = torch.tensor([c.tokens for c in chunks]).reshape(1, -1)
+        n0 = 0
+        if self.toks is not None:
+            n = min(self.toks.shape[1], toks.shape[1]) // S
+            while n0 < n and torch.equal(self.toks[0, n0 * S:(n0 + 1) * S], toks[0, n0 * S:(n0 + 1) * S]):
+                n0 += 1
+            n0 = max(0, n0 - 1)                   # the next chunk's window changed with it
+        wins = m.windows(toks)
+        parts = [(self.K[:n0], self.V[:n0], self.L[:n0])] if n0 else []
+        for c0 in range(n0, len(chunks), 256):
+            parts.append(m.encode_chunks(m.lower_stack(wins[c0:c0 + 256])[:, S:]))
+        self.toks = toks
+        self.K, self.V, self.L = (torch.cat(x) for x in zip(*parts))
+        return toks
+
+
+@torch.no_grad()
+def python_answer(m, enc, toks, q, max_tokens=16):
+    """Greedy answer of the Python model: the window is the last sealed chunk then the question
+    block so far; HSA over every chunk, top-k as the config says."""
+    cfg = m.cfg
+    S, hkv, dh = cfg.chunk, cfg.h_kv, cfg.d_h
+    G = cfg.h_q // hkv
+    gen = list(q)
+    for _ in range(max_tokens):
+        win = torch.cat([toks[0, -S:], torch.tensor(gen)])[None]
+        x = m.upper_pre(m.lower_stack(win))[:, S:]
+        qr, qa = m.queries(x)
+        s = torch.einsum("hr,jhr->hj", qr[0, -1], enc.L) / math.sqrt(cfg.d_r)
+        top_v, top_i = torch.topk(s, min(cfg.topk, s.shape[-1]), -1)
+        w = torch.softmax(top_v, -1)
+        qq = qa[0, -1].view(hkv, G, dh)
+        o = torch.zeros(hkv, G, dh)
+        for h in range(hkv):
+            a = torch.einsum("gd,ksd->gks", qq[h], enc.K[top_i[h], :, h]) / math.sqrt(dh)
+            o[h] = (torch.einsum("gks,ksd->gkd", torch.softmax(a, -1), enc.V[top_i[h], :, h])
+                    * w[h][None, :, None]).sum(1)
+        nxt = int(m.head(x[:, -1:], o.reshape(1, 1, -1))[0, -1].argmax())
+        if nxt == EOS:
+            break
+        gen.append(nxt)
+    return gen[len(q):]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hsamemd", default=os.path.join(TOP, "hsamemd"))
@@ -81,21 +141,27 @@ def main():
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--layout", default="entries", choices=["entries", "keep", "spread", "packed", "import"])
+    ap.add_argument("--base", help="a memory export to start each trial's memory from")
+    ap.add_argument("--ask", action="store_true", help="the single task, answered by both")
     a = ap.parse_args()
     tok = Tokenizer.load(os.path.join(a.model_dir, "hsamem-bpe.tok"))
     m, _ = load_model(os.path.join(a.model_dir, "model.safetensors"))
     cfg = m.cfg
     S = cfg.chunk
     paras = entries(a, tok)[a.offset:]
+    base_export = open(a.base, "rb").read() if a.base else None
     proc, cli = ed.start_daemon(a.hsamemd, tempfile.mkdtemp(), a.model_dir)
     maker, rng = TaskMaker(tok), np.random.default_rng(a.seed)
-    first_d = first_p = 0
+    enc = Encoded(m)
+    first_d = first_p = em_d = em_p = same = 0
     try:
         for t in range(a.trials):
             user, base = "t%d" % t, paras[t * 60:t * 60 + 40]
             rest = paras[t * 60 + 40:t * 60 + 60]
-            inst = maker.make(rng, "multikey", evaluate=True)
-            if a.layout == "import":
+            inst = maker.make(rng, "single" if a.ask else "multikey", evaluate=True)
+            if base_export is not None:
+                cli.import_(user, io.BytesIO(base_export))
+            elif a.layout == "import":
                 cli.create("hay", encoder="hsa-small")
                 cli.append_many("hay", [dict(text=x) for x in base], create=False)
                 buf = io.BytesIO()
@@ -106,27 +172,41 @@ def main():
                 cli.create(user, encoder="hsa-small")
                 if a.layout != "spread":       # spread: the base goes in with the needles
                     cli.append_many(user, [dict(text=x) for x in base], create=False)
-            texts, at = trial_texts(rng, inst, base, rest, a.layout == "spread")
+            texts, at = trial_texts(rng, inst, base, rest, a.layout == "spread" and base_export is None)
             info = cli.append_many(user, [dict(text=x) for x in texts], create=False)
             asked = info.first_seq + at[0]
             hits = cli.query(user, inst["question"], k=64, mode="learned", max_entries=64)
-            ch = cli.chunks(user, 0, ed.CHUNK_PAGE)
+            ch = []
+            while True:
+                page = cli.chunks(user, len(ch), ed.CHUNK_PAGE)
+                ch += page
+                if not page or len(ch) >= page.total:
+                    break
             mine = [c.index for c in ch if c.first_entry <= asked <= c.last_entry]
             first_d += bool(hits) and hits[0].chunk in mine
+            toks = enc(ch)
+            q = [QTOK] + tok.encode(" " + inst["question"].strip()) + [ATOK]
             with torch.no_grad():
-                toks = torch.tensor([c.tokens for c in ch]).reshape(1, -1)
-                _, _, L = m.encode_chunks(m.lower_stack(m.windows(toks))[:, S:])
-                q = [QTOK] + tok.encode(" " + inst["question"].strip()) + [ATOK]
                 win = torch.cat([toks[0, -S:], torch.tensor(q)])[None]
                 qr, _ = m.queries(m.upper_pre(m.lower_stack(win))[:, S:])
-                s = torch.einsum("hr,jhr->j", qr[0, -1], L) / math.sqrt(cfg.d_r)
+                s = torch.einsum("hr,jhr->j", qr[0, -1], enc.L) / math.sqrt(cfg.d_r)
             first_p += int(s.argmax()) in mine
+            if a.ask:
+                truth = inst["parts"][0][0]
+                d_ans = cli.ask(user, inst["question"], max_tokens=16).text.strip()
+                p_ans = tok.decode(python_answer(m, enc, toks, q)).strip()
+                em_d, em_p, same = em_d + (d_ans == truth), em_p + (p_ans == truth), same + (d_ans == p_ans)
+                print("trial %d: value %s, daemon %r, Python %r" % (t, truth, d_ans, p_ans), flush=True)
             cli.delete(user)
     finally:
         proc.terminate()
         proc.wait()
-    print("layout %s: the asked needle's chunk first in %d of %d trials through the daemon, %d by "
-          "the Python model on the same chunks" % (a.layout, first_d, a.trials, first_p))
+    what = "layout %s" % a.layout if base_export is None else "base %s" % os.path.basename(a.base)
+    print("%s: the asked needle's chunk first in %d of %d trials through the daemon, %d by "
+          "the Python model on the same chunks" % (what, first_d, a.trials, first_p))
+    if a.ask:
+        print("answers equal to the value: %d by the daemon's ask, %d by the Python model; the same "
+              "answer in %d of %d trials" % (em_d, em_p, same, a.trials))
 
 
 if __name__ == "__main__":

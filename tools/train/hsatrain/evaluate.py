@@ -237,8 +237,12 @@ def query_step(model, mem, prev_chunks, qtoks, mod_ids, modK, modV, modL, topk, 
     # replaced chunks: their new landmarks
     ms = torch.einsum("bthr,bmhr->bthm", qr, modL) / math.sqrt(qr.shape[-1])
     valid = mod_ids >= 0
-    idx = mod_ids.clamp(min=0)[:, None, None, :].expand(B, n, s.shape[2], -1)
-    s = s.scatter(-1, idx, torch.where(valid[:, None, None, :], ms, s.gather(-1, idx)))
+    # padding slots write into a spare column past the last chunk, dropped after: a scatter
+    # with repeated indices keeps an unspecified one of their values (padding aimed at chunk 0
+    # could undo a trial's new score of chunk 0)
+    nC = s.shape[-1]
+    idx = torch.where(valid, mod_ids, nC)[:, None, None, :].expand(B, n, s.shape[2], -1)
+    s = torch.cat([s, s.new_zeros(s.shape[:-1] + (1,))], -1).scatter(-1, idx, ms)[..., :nC]
     k = min(topk, mem.nC)
     top_v, top_i = torch.topk(s, k, dim=-1)                     # B n hkv k (fp32 ties: none seen)
     w = torch.softmax(top_v, -1)
@@ -295,6 +299,10 @@ def place(rng, maker, task, inst, d, nC, hay_t, mode, starts):
         if got is not None:
             return got
     raise RuntimeError(f"{task}: no entry boundaries to append the needles at")
+
+
+def mean_or_none(xs):
+    return float(np.mean(xs)) if xs else None
 
 
 def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
@@ -416,8 +424,10 @@ def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
             lr = [min(rank_of(ls, x) for x in c) for _, c in part_pos]
             parts_found = all(re.search(r"(?<![0-9A-Za-z])" + re.escape(text) + r"(?![0-9A-Za-z])", answer)
                               for text, _ in inst["parts"])
+            split = any(len(chunks[ni]) > 1 for _, ni in inst["parts"])
             rows.append(dict(depth=metas[i]["depth"], em=float(answer == truth), all=float(parts_found),
-                             answer=answer, truth=truth, model_ranks=mr, bm25_ranks=br, lex_ranks=lr))
+                             answer=answer, truth=truth, model_ranks=mr, bm25_ranks=br, lex_ranks=lr,
+                             split=split))
         def rec(key, k):
             return float(np.mean([np.mean([r <= k for r in row[key]]) for row in rows]))
         res = dict(n=B, em=float(np.mean([r["em"] for r in rows])),
@@ -430,11 +440,16 @@ def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
                                                for row in rows if row["depth"] == d])),
                        em=float(np.mean([row["em"] for row in rows if row["depth"] == d])))
                        for d in depths},
+                   n_split=sum(r["split"] for r in rows),
+                   em_split=mean_or_none([r["em"] for r in rows if r["split"]]),
+                   em_whole=mean_or_none([r["em"] for r in rows if not r["split"]]),
                    rows=rows)
         results[task] = res
         log(f"{mode} length {nC * S} {task}: n {B} model r@1 {res['model_r1']:.3f} r@8 {res['model_r8']:.3f} "
             f"EM {res['em']:.3f} all {res['all']:.3f} | lexical r@1 {res['lex_r1']:.3f} r@8 {res['lex_r8']:.3f} | "
-            f"bm25 r@1 {res['bm25_r1']:.3f} r@8 {res['bm25_r8']:.3f}")
+            f"bm25 r@1 {res['bm25_r1']:.3f} r@8 {res['bm25_r8']:.3f}"
+            + (f" | EM {res['em_split']:.3f} of the {res['n_split']} trials with an asked needle across "
+               f"a chunk boundary, {res['em_whole'] or 0:.3f} of the others" if res["n_split"] else ""))
     del mem
     if dev.type == "cuda":
         torch.cuda.empty_cache()

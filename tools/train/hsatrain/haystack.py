@@ -8,7 +8,8 @@ Two ways to hide a trial's needles (both re-encode only the chunks whose window 
   overwrite  a needle overwrites tokens inside one chunk (the original evaluation)
   append     a needle is a whole entry of its own, "text\\n", put between two entries of
              ordinary text, as the daemon receives a stored fact among other appends: it
-             starts right after a line end of the haystack, the text after it moves back by
+             starts right after a line end of the haystack (the first from a random place of
+             the wanted chunk on), the text after it moves back by
              the needle's length, and the next entry loses as many tokens at its end so that
              the stream realigns at the entry after it (entries longer than 8 chunks are not
              used). The needle may straddle two chunks; its rank is the best rank of the
@@ -56,7 +57,9 @@ def append(rng, hay_t, chunks, needles, S, starts, nC, max_entry=8):
     order = sorted(range(len(chunks)), key=lambda i: chunks[i])
     for ni in order:
         n = len(needles[ni])
-        j0 = int(np.searchsorted(starts, chunks[ni] * S))
+        # the first entry boundary from a random place of the wanted chunk on: trials of one
+        # depth then put their needle at different boundaries, not all at the same one
+        j0 = int(np.searchsorted(starts, chunks[ni] * S + int(rng.integers(0, S))))
         found = None
         for dj in range(400):
             j = j0 + (dj + 1) // 2 * (1 if dj % 2 else -1)

@@ -1,6 +1,7 @@
 """CPU self-test of tools/train (tiny random models, one to two minutes): the dense training
 HSA equals the sparse reference operator, the evaluation's memory/query path equals the training
-forward on the same sequence (also with replaced chunks), the tokenizer round-trips, the
+forward on the same sequence (also with replaced chunks, chunk 0 beside a padding slot among
+them), the tokenizer round-trips, the
 evaluation's append placement keeps the haystack's text, a landmark widened at --init scores as
 before (train.widen_dr), encoder blocks appended at --init leave the function unchanged
 (train.add_enc), no training module imports the evaluation-only facts (hsatrain.evalsets),
@@ -302,12 +303,18 @@ def main():
     q = torch.randint(300, 500, (1, 40))
     mem = Memory(m, hay, torch.device("cpu"))
     mem.K, mem.V = mem.K.float(), mem.V.float()
-    for replace in (False, True):
+    for replace in (False, True, "chunk 0, a padding slot"):
         h2 = hay.copy()
         if replace:
-            h2[3 * S:4 * S] = hay[5 * S:6 * S]
-            K, V, L = mem.encode_windows(mem.windows_of([3, 4], torch.from_numpy(h2)))
-            ids, mK, mV, mL = torch.tensor([[3, 4]]), K[None], V[None], L[None]
+            # chunk 3 replaced (its window changes chunk 4's too); or chunk 0 with a padding
+            # slot after the trial's chunks, as a batch of trials that change different counts
+            c = 0 if replace is not True else 3
+            h2[c * S:(c + 1) * S] = hay[5 * S:6 * S]
+            K, V, L = mem.encode_windows(mem.windows_of([c, c + 1], torch.from_numpy(h2)))
+            ids, mK, mV, mL = torch.tensor([[c, c + 1]]), K[None], V[None], L[None]
+            if c == 0:
+                ids = torch.tensor([[0, 1, -1]])
+                mK, mV, mL = (torch.cat([x, torch.zeros_like(x[:, :1])], 1) for x in (mK, mV, mL))
         else:
             ids = torch.full((1, 1), -1)
             mK = mV = torch.zeros(1, 1, S, 1, cfg.d_h)
