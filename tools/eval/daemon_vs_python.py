@@ -39,6 +39,7 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 sys.path[:0] = [HERE, os.path.join(TOP, "tools", "train"), os.path.join(TOP, "client", "python")]
 
 import eval_daemon as ed  # noqa: E402
+from hsatrain.evaluate import query_step  # noqa: E402
 from hsatrain.model import load_model  # noqa: E402
 from hsatrain.tasks import TaskMaker  # noqa: E402
 from hsatrain.tokenizer import ATOK, EOS, QTOK, Tokenizer  # noqa: E402
@@ -78,11 +79,12 @@ def trial_texts(rng, inst, base, rest, spread):
 
 
 class Encoded:
-    """The Python model's K, V and landmarks of a memory's chunks, reusing those of the chunks
-    that the previous call's memory shared from the start (a large --base is encoded once)."""
+    """The Python model's K, V and landmarks of a memory's chunks (the attributes that
+    hsatrain.evaluate.query_step reads of its Memory), reusing those of the chunks that the
+    previous call's memory shared from the start (a large --base is encoded once)."""
 
     def __init__(self, m):
-        self.m, self.toks, self.K, self.V, self.L = m, None, None, None, None
+        self.m, self.toks, self.K, self.V, self.L, self.nC = m, None, None, None, None, 0
 
     @torch.no_grad()
     def __call__(self, chunks):
@@ -100,31 +102,23 @@ class Encoded:
             parts.append(m.encode_chunks(m.lower_stack(wins[c0:c0 + 256])[:, S:]))
         self.toks = toks
         self.K, self.V, self.L = (torch.cat(x) for x in zip(*parts))
+        self.nC = len(chunks)
         return toks
 
 
-@torch.no_grad()
 def python_answer(m, enc, toks, q, max_tokens=16):
-    """Greedy answer of the Python model: the window is the last sealed chunk then the question
-    block so far; HSA over every chunk, top-k as the config says."""
-    cfg = m.cfg
-    S, hkv, dh = cfg.chunk, cfg.h_kv, cfg.d_h
-    G = cfg.h_q // hkv
+    """Greedy answer of the Python model through the evaluation's own step (hsatrain.evaluate
+    .query_step, no replaced chunks): the window is the last sealed chunk then the question
+    block so far, HSA over every chunk with the config's top-k."""
+    S = m.cfg.chunk
+    none = torch.full((1, 1), -1)
+    mK = torch.zeros(1, 1, S, m.cfg.h_kv, m.cfg.d_h)
+    mL = torch.zeros(1, 1, m.cfg.h_kv, m.cfg.d_r // m.cfg.h_kv)
     gen = list(q)
     for _ in range(max_tokens):
-        win = torch.cat([toks[0, -S:], torch.tensor(gen)])[None]
-        x = m.upper_pre(m.lower_stack(win))[:, S:]
-        qr, qa = m.queries(x)
-        s = torch.einsum("hr,jhr->hj", qr[0, -1], enc.L) / math.sqrt(cfg.d_r)
-        top_v, top_i = torch.topk(s, min(cfg.topk, s.shape[-1]), -1)
-        w = torch.softmax(top_v, -1)
-        qq = qa[0, -1].view(hkv, G, dh)
-        o = torch.zeros(hkv, G, dh)
-        for h in range(hkv):
-            a = torch.einsum("gd,ksd->gks", qq[h], enc.K[top_i[h], :, h]) / math.sqrt(dh)
-            o[h] = (torch.einsum("gks,ksd->gkd", torch.softmax(a, -1), enc.V[top_i[h], :, h])
-                    * w[h][None, :, None]).sum(1)
-        nxt = int(m.head(x[:, -1:], o.reshape(1, 1, -1))[0, -1].argmax())
+        logits, _ = query_step(m, enc, toks[:, -S:], torch.tensor([gen]), none, mK, mK, mL,
+                               m.cfg.topk, torch.device("cpu"))
+        nxt = int(logits[0, -1].argmax())
         if nxt == EOS:
             break
         gen.append(nxt)

@@ -449,7 +449,9 @@ def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
             f"EM {res['em']:.3f} all {res['all']:.3f} | lexical r@1 {res['lex_r1']:.3f} r@8 {res['lex_r8']:.3f} | "
             f"bm25 r@1 {res['bm25_r1']:.3f} r@8 {res['bm25_r8']:.3f}"
             + (f" | EM {res['em_split']:.3f} of the {res['n_split']} trials with an asked needle across "
-               f"a chunk boundary, {res['em_whole'] or 0:.3f} of the others" if res["n_split"] else ""))
+               f"a chunk boundary" if res["n_split"] else "")
+            + (f", {res['em_whole']:.3f} of the others" if res["n_split"] and res["em_whole"] is not None
+               else ""))
     del mem
     if dev.type == "cuda":
         torch.cuda.empty_cache()
