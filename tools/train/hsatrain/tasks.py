@@ -140,6 +140,9 @@ NIAH_WORD_MV_Q = "What are all the special magic words for {k} mentioned in the 
 NIAH_WORD_MQ_Q = "What are the special magic words for {ks} mentioned in the provided text?"
 # the tasks that --word-values may give words (WORD_TASKS: its default, that of v18)
 WORD_CAN = ("single", "multikey", "multivalue", "multiquery")
+# the tasks whose answer parts may come in any order: the values of one key, needles alike but for
+# the value, whose text order HSA (no positions) cannot see (train.py --free-order)
+FREE_ORDER = ("multivalue",)
 WORD_TASKS = ("single", "multikey")
 NIAH_MV_Q = "What are all the special magic numbers for {k} mentioned in the provided text?"
 NIAH_MQ_Q = "What are the special magic numbers for {ks} mentioned in the provided text?"

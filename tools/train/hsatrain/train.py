@@ -48,6 +48,10 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       two chunks (as appended text falls) instead of inside
                       one; its answer positions are labelled with the chunk
                       that holds the token each predicts
+  --free-order        a multivalue instance's values may come in any order (HSA
+                      has no positions to tell which is first): the chunks of
+                      its other values are not negatives of its answer
+                      positions in the retrieval and margin losses
   --margin M          hinge loss (weight --margin-weight) on the gap between
                       the target chunk's score and the best other chunk's
   --queue N           N detached landmarks of earlier batches as extra
@@ -108,7 +112,7 @@ from . import ckpt, st
 from .corpus_tasks import CORPUS_TASKS, CorpusTasks
 from .lexdb import Thesaurus
 from .model import Config, HSAModel, count_params
-from .tasks import WORD_CAN, WORD_TASKS, TaskMaker, build_training_sample
+from .tasks import FREE_ORDER, WORD_CAN, WORD_TASKS, TaskMaker, build_training_sample
 from .tokenizer import PAD, Tokenizer
 
 DEFAULT_SCHEDULE = ("warm:1500:2048:24:64:0.6:2e-3:0:base,sparse:1500:2048:24:8:0.6:2e-3:0:base,"
@@ -178,6 +182,7 @@ class Batches(torch.utils.data.IterableDataset):
             toks = np.empty((ph["batch"], ph["T"]), np.int64)
             tgt = np.full((ph["batch"], ph["T"]), -1, np.int64)
             am = np.zeros((ph["batch"], ph["T"]), np.int64)
+            free = np.zeros(ph["batch"], bool)
             for b in range(ph["batch"]):
                 if rng.random() < ph["task_share"]:
                     task = names[int(rng.choice(len(names), p=probs))]
@@ -185,10 +190,11 @@ class Batches(torch.utils.data.IterableDataset):
                         toks[b], tgt[b], am[b] = corpus.sample(rng, filler, ph["T"], task)
                     else:
                         toks[b], tgt[b], am[b] = build_training_sample(maker, rng, filler, ph["T"], task)
+                        free[b] = o.get("free_order", False) and task in FREE_ORDER
                 else:
                     s = int(rng.integers(0, len(filler) - ph["T"]))
                     toks[b] = filler[s:s + ph["T"]]
-            yield torch.from_numpy(toks), torch.from_numpy(tgt), torch.from_numpy(am)
+            yield torch.from_numpy(toks), torch.from_numpy(tgt), torch.from_numpy(am), torch.from_numpy(free)
             step += nw
 
 
@@ -296,7 +302,22 @@ def key_tokens(toks, S, nC, vocab, bf, tf, tgt_c):
     return (q & in_t & (elsewhere == 0)).float()
 
 
-def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
+def sibling_mask(tgt, bi, ti, free, nC, ncols):
+    """For the labelled positions (bi, ti) of a batch, the columns of the retrieval scores
+    (sequence b's chunk c at b * nC + c; ncols may add the queue's after them) that are not
+    negatives there: in a row whose parts come in any order (free[b], --free-order), the target
+    chunks of its other positions; the position's own target is never masked. [P, ncols] bool."""
+    B = tgt.shape[0]
+    targets = torch.zeros(B, nC, dtype=torch.bool, device=tgt.device)
+    targets[bi, tgt[bi, ti]] = True
+    targets &= free[:, None]
+    col = torch.arange(ncols, device=tgt.device)
+    own = (col[None, :] // nC == bi[:, None]) & (col[None, :] < B * nC)
+    lab = bi * nC + tgt[bi, ti]
+    return own & targets[bi][:, col % nC] & (col[None, :] != lab[:, None])
+
+
+def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None, free=None):
     """Next-token, answer and retrieval losses; with opts (train.py's flags) also the margin
     loss, the landmark queue's negatives, the per-sequence balance of the retrieval loss and the
     weight of continued positions and of a part's first answer token, and the hold of those
@@ -311,7 +332,8 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
     key-decoding loss (key_bow), the key-look loss (key_look, when opts["key_look"] > 0: minus
     the log of the attention mass that the summary position of a first position's target
     chunk gives to that chunk's distinguishing tokens, the mean over the heads) and the batch's
-    landmarks (L, for the queue), as a dict."""
+    landmarks (L, for the queue), as a dict. free ([B] bool, --free-order): rows whose parts
+    may come in any order, whose other parts' chunks are no negatives (sibling_mask)."""
     opts = opts or {}
     B, T = toks.shape
     S = model.cfg.chunk
@@ -381,6 +403,8 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None):
         ar = torch.arange(B * nC + nq, device=toks.device)[None, :]
         own = (ar // nC == bi[:, None]) & (ar < B * nC)
         invisible = own & (ar % nC >= (ti // S)[:, None])
+        if free is not None and bool(free.any()):
+            invisible |= sibling_mask(tgt, bi, ti, free, nC, sc.shape[-1])
         sc = sc.masked_fill(invisible[:, None, :], float("-inf"))
         lab = bi * nC + tgt[bi, ti]
         label = lab[:, None].expand(-1, sc.shape[1])
@@ -530,6 +554,11 @@ def main():
                          "text falls; the answer positions of such a needle are labelled with the "
                          "chunk holding the token each of them predicts; evaluation data "
                          "unchanged; 0: off")
+    ap.add_argument("--free-order", action="store_true",
+                    help="a multivalue instance's values may come in any order (HSA has no "
+                         "positions to tell which is first): the chunks of its other values are "
+                         "not negatives of its answer positions in the retrieval and margin "
+                         "losses; off: every chunk but the target is a negative")
     ap.add_argument("--margin", type=float, default=0.0)
     ap.add_argument("--margin-weight", type=float, default=0.5)
     ap.add_argument("--queue", type=int, default=0)
@@ -591,7 +620,7 @@ def main():
                   same_value=a.same_value, margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
                   first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow, hold_cont=a.hold_cont,
                   key_look=a.key_look, word_values=a.word_values, word_tasks=word_tasks,
-                  straddle=a.straddle)
+                  straddle=a.straddle, free_order=a.free_order)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
@@ -714,12 +743,12 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
                                          persistent_workers=False, **more)
         acc = np.zeros(len(LOGGED))
         n_acc, t_last, tok_count = 0, time.time(), 0
-        for toks, tgt, am in dl:
-            toks, tgt, am = (x.to(dev, non_blocking=True) for x in (toks, tgt, am))
+        for toks, tgt, am, free in dl:
+            toks, tgt, am, free = (x.to(dev, non_blocking=True) for x in (toks, tgt, am, free))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step) * g.get("lr_mult", 1.0)
             with (torch.autocast(**amp) if amp else contextlib.nullcontext()):
-                o = losses(model, toks, tgt, am, ph["topk"], a.opts, queue, bow)
+                o = losses(model, toks, tgt, am, ph["topk"], a.opts, queue, bow, free)
             loss = (o["lm"] + a.ans_weight * o["ans"] + a.ret_weight * o["ret"]
                     + a.margin_weight * o["margin"] + a.bow * o["bow"] + a.key_bow * o["key_bow"]
                     + a.key_look * o["key_look"])
