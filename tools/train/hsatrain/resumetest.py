@@ -50,7 +50,7 @@ def run(d, out, extra):
            "--schedule", "warm:3:512:2:64:0.9:2e-3:0:base,sparse:3:512:2:2:0.9:2e-3:1:tune",
            "--config", CONFIG % vocab, "--warmup", "2",
            "--extra-tasks", "icl:0.2,rarespan:0.15,selfcopy:0.15,facts2:0.2", "--hard-keys", "0.5",
-           "--same-value", "0.5", "--word-values", "0.5", "--word-tasks", "single,multikey,multivalue,multiquery", "--straddle", "0.5", "--free-order", "--margin", "1", "--queue", "40", "--ret-balance", "--cont-weight", "0.5", "--first-weight", "2",
+           "--same-value", "0.5", "--word-values", "0.5", "--word-tasks", "single,multikey,multivalue,multiquery", "--straddle", "0.5", "--free-order", "--first-person", "0.5", "--margin", "1", "--queue", "40", "--ret-balance", "--cont-weight", "0.5", "--first-weight", "2",
            "--bow", "0.2", "--key-bow", "0.5", "--hold-cont", "--key-look", "0.1",
            "--part-mib", "0.1"] + extra
     pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -26,8 +26,12 @@ still needs that chunk. With word_values > 0 (train.py --word-values), that shar
 instances of the word_tasks (default single and multikey; train.py --word-tasks adds multivalue
 and multiquery) carry words instead of numbers ("the special magic word for {k}
 is {v}", each needle its own word of the vocabulary), so that a run of digits stops marking
-every needle that training asks about. Evaluation instances (evaluate=True) never get any of
-these.
+every needle that training asks about. With first_person > 0 (train.py --first-person), that
+share of the fact tasks' training sequences (FIRST_PERSON_TASKS) get first-person lines of the
+training text packed into some of their filler chunks (first_person_lines): the facts are in the
+first person, the rest of the training text mostly not, so without them "I" and "my" alone can
+mark a fact's chunk, and text dense in them (letters, dialogue, scripture) outranks the facts.
+Evaluation instances (evaluate=True) never get any of these.
 The question block is "<|q|> question <|a|> answer <|eos|>"; the retrieval
 query of the token before each answer token should select that part's needle.
 """
@@ -144,6 +148,9 @@ WORD_CAN = ("single", "multikey", "multivalue", "multiquery")
 # the value, whose text order HSA (no positions) cannot see (train.py --free-order)
 FREE_ORDER = ("multivalue",)
 WORD_TASKS = ("single", "multikey")
+# --first-person: the tasks whose training filler may carry first-person distractor lines
+FIRST_PERSON_TASKS = ("facts", "facts2")
+FIRST_PERSON_WORDS = ("I", "my", "me", "My", "Me", "myself", "mine", "I'm", "I've", "I'll", "I'd")
 NIAH_MV_Q = "What are all the special magic numbers for {k} mentioned in the provided text?"
 NIAH_MQ_Q = "What are the special magic numbers for {ks} mentioned in the provided text?"
 VT_Q = "Find all variables that are assigned the value {v} in the text above."
@@ -159,8 +166,9 @@ SAME_VALUE_TAIL = 2
 
 class TaskMaker:
     def __init__(self, tok, S=64, thesaurus=None, hard_keys=0.0, same_value=0.0, word_values=0.0,
-                 word_tasks=WORD_TASKS, straddle=0.0):
+                 word_tasks=WORD_TASKS, straddle=0.0, first_person=0.0, fp_lines=()):
         self.tok = tok
+        self.first_person, self.fp_lines = first_person, fp_lines
         self.S = S
         self.th, self.hard_keys, self.same_value = thesaurus, hard_keys, same_value
         self.word_values, self.word_tasks = word_values, tuple(word_tasks)
@@ -338,6 +346,49 @@ class TaskMaker:
         return np.array(ids[:self.S], np.int64)
 
 
+def first_person_lines(tok, filler, min_len=6, max_len=40):
+    """The lines of filler (training tokens) in the first person: those of min_len to max_len
+    tokens, ending in a line feed, without eos, with a token that is one of FIRST_PERSON_WORDS
+    (a word of its own: with its leading space or after a line feed, quote or parenthesis) followed
+    by a token that starts with a space, an apostrophe or punctuation ("I/O", "I2C", "AXI" and
+    "I:5" are not the first person). A list of token arrays."""
+    V = tok.vocab_size
+    ends, fp, after, opens = (np.zeros(V, bool) for _ in range(4))
+    for i in range(V):
+        b = tok.decode_bytes([i])
+        ends[i] = b.endswith(b"\n")
+        fp[i] = b.strip().decode("utf-8", "replace") in FIRST_PERSON_WORDS
+        after[i] = b[:1] in (b" ", b"\n", b"'", b",", b".", b"!", b"?", b";", b'"')
+        opens[i] = b[-1:] in (b" ", b"\n", b'"', b"(", b"'")
+    ends[EOS] = True
+    spaced = np.array([tok.decode_bytes([i])[:1] == b" " for i in range(V)])
+    hit = np.zeros(len(filler), np.int32)
+    word = spaced[filler[1:-1]] | opens[filler[:-2]]
+    hit[1:-1] = fp[filler[1:-1]] & after[filler[2:]] & word
+    cut = np.nonzero(ends[filler])[0] + 1                   # a line runs up to and with its end
+    start = np.concatenate([[0], cut[:-1]])
+    if not len(start):
+        return []
+    n = cut - start
+    hits = np.add.reduceat(hit, start)
+    eos = np.add.reduceat((filler == EOS).astype(np.int32), start)
+    keep = (n >= min_len) & (n <= max_len) & (hits > 0) & (eos == 0)
+    return [filler[a:b].astype(np.int64) for a, b in zip(start[keep], cut[keep])]
+
+
+def add_first_person(rng, toks, lines, S, n_chunks):
+    """Packs first-person lines into 4-12 of the first n_chunks chunks of toks (each chunk from its
+    start, as many whole lines as fit)."""
+    for c in rng.choice(n_chunks, size=min(n_chunks, int(rng.integers(4, 13))), replace=False):
+        p, end = int(c) * S, (int(c) + 1) * S
+        while True:
+            line = lines[int(rng.integers(0, len(lines)))]
+            if p + len(line) > end:
+                break
+            toks[p:p + len(line)] = line
+            p += len(line)
+
+
 def find(seq, part):
     """The first index of part in seq, or -1."""
     n = len(part)
@@ -367,6 +418,10 @@ def build_training_sample(maker, rng, filler, T, task):
     q_chunk = int(rng.integers(max(len(inst["needles"]) + 1, n_hay // 2), n_hay + 1))
     start = int(rng.integers(0, len(filler) - T - 1))
     toks = filler[start:start + T].astype(np.int64).copy()
+    # no draw at first_person 0: the data stay those of the code before --first-person
+    if (task in FIRST_PERSON_TASKS and maker.first_person > 0 and maker.fp_lines
+            and rng.random() < maker.first_person):
+        add_first_person(rng, toks, maker.fp_lines, S, q_chunk)
     tgt = np.full(T, -1, np.int64)
     amask = np.zeros(T, np.int64)
     n = len(inst["needles"])

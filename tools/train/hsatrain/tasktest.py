@@ -19,7 +19,11 @@ With a tiny tokenizer trained here and fixed seeds:
     multivalue and multiquery as at word_values 0;
   - straddle 0: every needle of a training sequence lies inside one chunk, the labels on it;
     straddle 1: the asked needle lies across a chunk boundary wherever its next chunk is free,
-    and each answer position is labelled with the chunk that holds the token it predicts.
+    and each answer position is labelled with the chunk that holds the token it predicts;
+  - first_person_lines keeps the lines in the first person ("I", "my", "me" as words) and not
+    "I/O", "AXI" or "I:5"; first_person 1 packs them into 4-12 filler chunks of every facts and
+    facts2 training sequence (a needle may overwrite some), the asked needle whole with every label on it; first_person 0 (lines
+    given) leaves the sequences and the random stream as without them.
 Used by hsatrain.selftest (tests/test_train.sh).
 
     python3 -m hsatrain.tasktest
@@ -30,7 +34,7 @@ import numpy as np
 
 from .resumetest import WORDS
 from .tasks import (NIAH_FACT, NIAH_Q, NIAH_WORD_Q, SAME_VALUE_TAIL, WORD_CAN, TaskMaker,
-                    build_training_sample, find)
+                    build_training_sample, find, first_person_lines)
 from .tokenizer import train
 
 N = 300
@@ -232,7 +236,50 @@ def main():
           f"sequences (at least 68: its next chunk may be taken), each answer position labelled with "
           f"the chunk of the token it predicts in {right} of them: {ok}")
     fails += not ok
+    fails += not first_person_check(tok, filler)
     return fails
+
+
+def first_person_check(tok, filler):
+    fp_text = ("I went home after the game with my brother.\nShe and I read a book about trees today.\n"
+               "Where did I leave the keys of the old car?\n")
+    not_fp = "The I/O error of the AXI bus was fixed.\nThe vector V:4, I:5 is the one above here.\n"
+    mixed = np.array(tok.encode((fp_text + not_fp) * 20), np.int64)
+    lines = first_person_lines(tok, mixed)
+    got = {tok.decode(x.tolist()) for x in lines}
+    ok_lines = got == set(fp_text.splitlines(keepends=True))
+    class Last(TaskMaker):
+        def make(self, rng, task, evaluate=False):
+            self.last = super().make(rng, task, evaluate)
+            return self.last
+
+    m1 = Last(tok, first_person=1.0, fp_lines=lines)
+    m0 = TaskMaker(tok)
+    m0l = TaskMaker(tok, fp_lines=lines)
+    rng, packed, whole, few = np.random.default_rng(19), 0, 0, 0
+    n = 0
+    for task in ("facts", "facts2"):
+        for _ in range(20):
+            toks, tgt, _ = build_training_sample(m1, rng, filler, 4096, task)
+            hit = {p // 64 for x in lines for p in range(len(toks) - len(x) + 1)
+                   if toks[p] == x[0] and (toks[p:p + len(x)] == x).all()}
+            packed += len(hit) >= 4
+            few += len(hit) < 2
+            pos, nt = needle_at(m1, toks, m1.last["needles"][m1.last["parts"][0][1]])
+            lab = tgt[tgt >= 0].tolist()
+            whole += pos >= 0 and lab == [pos // 64] * len(lab)
+            n += 1
+    r0, r1 = np.random.default_rng(20), np.random.default_rng(20)
+    same = all((a == b).all() for _ in range(10) for a, b in
+               zip(build_training_sample(m0, r0, filler, 4096, "facts"),
+                   build_training_sample(m0l, r1, filler, 4096, "facts"))) and r0.random() == r1.random()
+    # a needle may overwrite a packed chunk's lines
+    ok = ok_lines and packed >= 0.9 * n and few == 0 and whole == n and same
+    print(f"--first-person: {len(lines)} lines kept, those in the first person: {ok_lines}; at 1, {packed}/{n} "
+          f"fact sequences with first-person lines in at least 4 chunks "
+          f"(at least 90%; a needle may overwrite some), {n - few}/{n} in at least 2, {whole}/{n} with the asked needle "
+          f"whole and every label on its chunk; at 0 as without the lines: {same}: {ok}")
+    return ok
 
 
 if __name__ == "__main__":

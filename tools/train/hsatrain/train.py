@@ -48,6 +48,10 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       two chunks (as appended text falls) instead of inside
                       one; its answer positions are labelled with the chunk
                       that holds the token each predicts
+  --first-person P    share of the fact tasks' (facts, facts2) training sequences
+                      whose filler gets first-person lines of the training
+                      text packed into 4-12 chunks, so that "I" and "my" stop
+                      marking a fact's chunk
   --free-order        a multivalue instance's values may come in any order (HSA
                       has no positions to tell which is first): the chunks of
                       its other values are not negatives of its answer
@@ -112,7 +116,7 @@ from . import ckpt, st
 from .corpus_tasks import CORPUS_TASKS, CorpusTasks
 from .lexdb import Thesaurus
 from .model import Config, HSAModel, count_params
-from .tasks import FREE_ORDER, WORD_CAN, WORD_TASKS, TaskMaker, build_training_sample
+from .tasks import FREE_ORDER, WORD_CAN, WORD_TASKS, TaskMaker, build_training_sample, first_person_lines
 from .tokenizer import PAD, Tokenizer
 
 DEFAULT_SCHEDULE = ("warm:1500:2048:24:64:0.6:2e-3:0:base,sparse:1500:2048:24:8:0.6:2e-3:0:base,"
@@ -170,9 +174,11 @@ class Batches(torch.utils.data.IterableDataset):
         o = self.opts
         tok = Tokenizer.load(self.tok_path)
         th = Thesaurus(o["synonyms"]) if o["synonyms"] else None
+        fp = o.get("first_person", 0.0)
         maker = TaskMaker(tok, thesaurus=th, hard_keys=o["hard_keys"],
                           same_value=o.get("same_value", 0.0), word_values=o.get("word_values", 0.0),
-                          word_tasks=o.get("word_tasks", WORD_TASKS), straddle=o.get("straddle", 0.0))
+                          word_tasks=o.get("word_tasks", WORD_TASKS), straddle=o.get("straddle", 0.0),
+                          first_person=fp, fp_lines=first_person_lines(tok, filler) if fp > 0 else ())
         ph = self.phase
         names, probs = task_probs(TASK_MIXES[ph["mix"]], o["extra"])
         corpus = CorpusTasks(tok, filler, th) if set(names) & set(CORPUS_TASKS) else None
@@ -554,6 +560,11 @@ def main():
                          "text falls; the answer positions of such a needle are labelled with the "
                          "chunk holding the token each of them predicts; evaluation data "
                          "unchanged; 0: off")
+    ap.add_argument("--first-person", type=float, default=0.0,
+                    help="share of the fact tasks' (facts, facts2) training sequences whose filler "
+                         "gets first-person lines of the training text packed into 4-12 of its "
+                         "chunks (the facts are in the first person, the rest of the training text "
+                         "mostly not); evaluation data unchanged; 0: off")
     ap.add_argument("--free-order", action="store_true",
                     help="a multivalue instance's values may come in any order (HSA has no "
                          "positions to tell which is first): the chunks of its other values are "
@@ -611,6 +622,8 @@ def main():
         raise SystemExit("--same-value: a share between 0 and 1")
     if not 0 <= a.word_values <= 1:
         raise SystemExit("--word-values: a share between 0 and 1")
+    if not 0 <= a.first_person <= 1:
+        raise SystemExit("--first-person: a share between 0 and 1")
     if not 0 <= a.straddle <= 1:
         raise SystemExit("--straddle: a probability between 0 and 1")
     word_tasks = tuple(t for t in a.word_tasks.split(",") if t)
@@ -620,7 +633,8 @@ def main():
                   same_value=a.same_value, margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
                   first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow, hold_cont=a.hold_cont,
                   key_look=a.key_look, word_values=a.word_values, word_tasks=word_tasks,
-                  straddle=a.straddle, free_order=a.free_order)
+                  straddle=a.straddle, free_order=a.free_order,
+                  first_person=a.first_person)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
