@@ -278,8 +278,8 @@ def check_key_look():
 
 def check_free_order():
     """train.sibling_mask (--free-order): in a row whose parts come in any order, each answer
-    position's other targets leave its negatives, its own target and every other row's chunks
-    stay; in losses() that only lowers the retrieval loss, and rows without the flag are as before."""
+    position's other targets leave its negatives, its own target stays, and so do all chunks of
+    a row without the flag; in losses() that only lowers the retrieval loss, and rows without the flag are as before."""
     from .train import losses, sibling_mask
     torch.manual_seed(5)
     cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
@@ -291,7 +291,7 @@ def check_free_order():
         tgt[b, 4 * S + 20:4 * S + 24] = 3
     bi, ti = (tgt >= 0).nonzero(as_tuple=True)
     free = torch.tensor([True, False])
-    mask = sibling_mask(tgt, bi, ti, free, nC, 2 * nC + 5)
+    mask = sibling_mask(tgt, bi, ti, free, nC)
     want = torch.zeros_like(mask)
     for p in range(len(bi)):
         if bi[p] == 0:

@@ -37,6 +37,7 @@ query of the token before each answer token should select that part's needle.
 """
 import numpy as np
 
+from .haystack import entry_starts
 from .tokenizer import ATOK, EOS, QTOK
 from .wording import make_facts2
 
@@ -348,27 +349,25 @@ class TaskMaker:
 
 def first_person_lines(tok, filler, min_len=6, max_len=40):
     """The lines of filler (training tokens) in the first person: those of min_len to max_len
-    tokens, ending in a line feed, without eos, with a token that is one of FIRST_PERSON_WORDS
+    tokens, ending in a line feed (haystack.entry_starts: the entries of the evaluation), without eos, with a token that is one of FIRST_PERSON_WORDS
     (a word of its own: with its leading space or after a line feed, quote or parenthesis) followed
     by a token that starts with a space, an apostrophe or punctuation ("I/O", "I2C", "AXI" and
     "I:5" are not the first person). A list of token arrays."""
     V = tok.vocab_size
-    ends, fp, after, opens = (np.zeros(V, bool) for _ in range(4))
+    fp, after, opens, spaced = (np.zeros(V, bool) for _ in range(4))
     for i in range(V):
         b = tok.decode_bytes([i])
-        ends[i] = b.endswith(b"\n")
         fp[i] = b.strip().decode("utf-8", "replace") in FIRST_PERSON_WORDS
         after[i] = b[:1] in (b" ", b"\n", b"'", b",", b".", b"!", b"?", b";", b'"')
         opens[i] = b[-1:] in (b" ", b"\n", b'"', b"(", b"'")
-    ends[EOS] = True
-    spaced = np.array([tok.decode_bytes([i])[:1] == b" " for i in range(V)])
+        spaced[i] = b[:1] == b" "
     hit = np.zeros(len(filler), np.int32)
     word = spaced[filler[1:-1]] | opens[filler[:-2]]
     hit[1:-1] = fp[filler[1:-1]] & after[filler[2:]] & word
-    cut = np.nonzero(ends[filler])[0] + 1                   # a line runs up to and with its end
-    start = np.concatenate([[0], cut[:-1]])
-    if not len(start):
+    cut = entry_starts(tok, filler)                         # a line runs up to and with its end
+    if not len(cut):
         return []
+    start = np.concatenate([[0], cut[:-1]])
     n = cut - start
     hits = np.add.reduceat(hit, start)
     eos = np.add.reduceat((filler == EOS).astype(np.int32), start)

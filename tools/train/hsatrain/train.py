@@ -308,19 +308,17 @@ def key_tokens(toks, S, nC, vocab, bf, tf, tgt_c):
     return (q & in_t & (elsewhere == 0)).float()
 
 
-def sibling_mask(tgt, bi, ti, free, nC, ncols):
-    """For the labelled positions (bi, ti) of a batch, the columns of the retrieval scores
-    (sequence b's chunk c at b * nC + c; ncols may add the queue's after them) that are not
-    negatives there: in a row whose parts come in any order (free[b], --free-order), the target
-    chunks of its other positions; the position's own target is never masked. [P, ncols] bool."""
-    B = tgt.shape[0]
-    targets = torch.zeros(B, nC, dtype=torch.bool, device=tgt.device)
+def sibling_mask(tgt, bi, ti, free, nC):
+    """For the labelled positions (bi, ti) of a batch, the chunks of each position's own
+    sequence that are not negatives there: in a row whose parts come in any order (free[b],
+    --free-order), the target chunks of its other positions; the position's own target is never
+    masked. [P, nC] bool."""
+    targets = torch.zeros(tgt.shape[0], nC, dtype=torch.bool, device=tgt.device)
     targets[bi, tgt[bi, ti]] = True
     targets &= free[:, None]
-    col = torch.arange(ncols, device=tgt.device)
-    own = (col[None, :] // nC == bi[:, None]) & (col[None, :] < B * nC)
-    lab = bi * nC + tgt[bi, ti]
-    return own & targets[bi][:, col % nC] & (col[None, :] != lab[:, None])
+    sib = targets[bi]
+    sib[torch.arange(len(bi), device=tgt.device), tgt[bi, ti]] = False
+    return sib
 
 
 def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None, free=None):
@@ -410,7 +408,7 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None, free=Non
         own = (ar // nC == bi[:, None]) & (ar < B * nC)
         invisible = own & (ar % nC >= (ti // S)[:, None])
         if free is not None and bool(free.any()):
-            invisible |= sibling_mask(tgt, bi, ti, free, nC, sc.shape[-1])
+            invisible |= own & sibling_mask(tgt, bi, ti, free, nC)[:, ar[0] % nC]
         sc = sc.masked_fill(invisible[:, None, :], float("-inf"))
         lab = bi * nC + tgt[bi, ti]
         label = lab[:, None].expand(-1, sc.shape[1])
