@@ -36,8 +36,8 @@
 # WORD_TASKS (hsatrain.train --word-tasks: the tasks WORD_VALUES applies to, e.g.
 # single,multikey,multivalue,multiquery; unset: single,multikey), STRADDLE (hsatrain.train
 # --straddle: the probability that a needle lies across a chunk boundary; unset: off), FREE_ORDER
-# (hsatrain.train --free-order: a multivalue instance's other values' chunks are not negatives
-# of its answer positions in the retrieval and margin losses; unset: off), FIRST_PERSON
+# (hsatrain.train --free-order: the chunks of a multivalue instance's values not yet answered
+# are not negatives of its answer positions in the retrieval and margin losses; unset: off), FIRST_PERSON
 # (hsatrain.train --first-person: the share of facts and facts2 training sequences whose filler gets
 # first-person lines of the training text in 4-12 chunks; unset: off).
 set -eu

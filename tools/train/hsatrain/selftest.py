@@ -277,9 +277,9 @@ def check_key_look():
 
 
 def check_free_order():
-    """train.sibling_mask (--free-order): in a row whose parts come in any order, each answer
-    position's other targets leave its negatives, its own target stays, and so do all chunks of
-    a row without the flag; in losses() that only lowers the retrieval loss, and rows without the flag are as before."""
+    """train.sibling_mask (--free-order): in a row whose parts come in any order, the targets of
+    the parts not yet answered leave an answer position's negatives, those already answered and
+    its own target stay, and so do all chunks of a row without the flag; in losses() that only lowers the retrieval loss, and rows without the flag are as before."""
     from .train import losses, sibling_mask
     torch.manual_seed(5)
     cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
@@ -293,9 +293,9 @@ def check_free_order():
     free = torch.tensor([True, False])
     mask = sibling_mask(tgt, bi, ti, free, nC)
     want = torch.zeros_like(mask)
-    for p in range(len(bi)):
-        if bi[p] == 0:
-            want[p, 3 if tgt[0, ti[p]] == 1 else 1] = True
+    for p in range(len(bi)):                     # the first part frees the second's chunk, not
+        if bi[p] == 0 and tgt[0, ti[p]] == 1:    # the reverse: the first value is answered by then
+            want[p, 3] = True
     ok_mask = bool((mask == want).all())
     m = HSAModel(cfg)
     toks = torch.from_numpy(np.random.default_rng(5).integers(300, 500, (2, T)))

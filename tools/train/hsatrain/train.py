@@ -54,8 +54,9 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       marking a fact's chunk
   --free-order        a multivalue instance's values may come in any order (HSA
                       has no positions to tell which is first): the chunks of
-                      its other values are not negatives of its answer
-                      positions in the retrieval and margin losses
+                      its values not yet answered are not negatives of its
+                      answer positions in the retrieval and margin losses
+                      (those already answered stay negatives)
   --margin M          hinge loss (weight --margin-weight) on the gap between
                       the target chunk's score and the best other chunk's
   --queue N           N detached landmarks of earlier batches as extra
@@ -311,13 +312,17 @@ def key_tokens(toks, S, nC, vocab, bf, tf, tgt_c):
 def sibling_mask(tgt, bi, ti, free, nC):
     """For the labelled positions (bi, ti) of a batch, the chunks of each position's own
     sequence that are not negatives there: in a row whose parts come in any order (free[b],
-    --free-order), the target chunks of its other positions; the position's own target is never
-    masked. [P, nC] bool."""
-    targets = torch.zeros(tgt.shape[0], nC, dtype=torch.bool, device=tgt.device)
-    targets[bi, tgt[bi, ti]] = True
-    targets &= free[:, None]
-    sib = targets[bi]
-    sib[torch.arange(len(bi), device=tgt.device), tgt[bi, ti]] = False
+    --free-order), the target chunks of the parts not yet answered, those first labelled after
+    the position. The chunks of the parts already answered stay negatives, so a value is not
+    asked for twice; the position's own target is never masked. [P, nC] bool."""
+    B, T = tgt.shape
+    dev = tgt.device
+    # the first labelled position of each (row, chunk); T where the chunk is no target
+    first = torch.full((B * nC,), T, dtype=torch.long, device=dev)
+    first.scatter_reduce_(0, bi * nC + tgt[bi, ti], ti, reduce="amin")
+    first = first.view(B, nC)
+    sib = (first[bi] > ti[:, None]) & (first[bi] < T) & free[bi][:, None]
+    sib[torch.arange(len(bi), device=dev), tgt[bi, ti]] = False
     return sib
 
 
@@ -565,9 +570,10 @@ def main():
                          "mostly not); evaluation data unchanged; 0: off")
     ap.add_argument("--free-order", action="store_true",
                     help="a multivalue instance's values may come in any order (HSA has no "
-                         "positions to tell which is first): the chunks of its other values are "
-                         "not negatives of its answer positions in the retrieval and margin "
-                         "losses; off: every chunk but the target is a negative")
+                         "positions to tell which is first): the chunks of its values not yet "
+                         "answered are not negatives of its answer positions in the retrieval "
+                         "and margin losses (those already answered stay negatives); off: every "
+                         "chunk but the target is a negative")
     ap.add_argument("--margin", type=float, default=0.0)
     ap.add_argument("--margin-weight", type=float, default=0.5)
     ap.add_argument("--queue", type=int, default=0)
