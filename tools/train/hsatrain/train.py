@@ -315,12 +315,11 @@ def sibling_mask(tgt, bi, ti, free, nC):
     --free-order), the target chunks of the parts not yet answered, those first labelled after
     the position. The chunks of the parts already answered stay negatives, so a value is not
     asked for twice; the position's own target is never masked. [P, nC] bool."""
-    B, T = tgt.shape
+    T = tgt.shape[1]
     dev = tgt.device
     # the first labelled position of each (row, chunk); T where the chunk is no target
-    first = torch.full((B * nC,), T, dtype=torch.long, device=dev)
-    first.scatter_reduce_(0, bi * nC + tgt[bi, ti], ti, reduce="amin")
-    first = first.view(B, nC)
+    hit = tgt[:, :, None] == torch.arange(nC, device=dev)
+    first = torch.where(hit, torch.arange(T, device=dev)[None, :, None], T).amin(1)
     sib = (first[bi] > ti[:, None]) & (first[bi] < T) & free[bi][:, None]
     sib[torch.arange(len(bi), device=dev), tgt[bi, ti]] = False
     return sib
