@@ -37,9 +37,9 @@
 # single,multikey,multivalue,multiquery; unset: single,multikey), STRADDLE (hsatrain.train
 # --straddle: the probability that a needle lies across a chunk boundary; unset: off), FREE_ORDER
 # (hsatrain.train --free-order: the chunks of a multivalue instance's values not yet answered
-# are not negatives of its answer positions in the retrieval and margin losses; unset: off), FIRST_PERSON
-# (hsatrain.train --first-person: the share of facts and facts2 training sequences whose filler gets
-# first-person lines of the training text in 4-12 chunks; unset: off).
+# are not negatives of its answer positions in the retrieval and margin losses; unset: off),
+# FIRST_PERSON (hsatrain.train --first-person: the share of facts and facts2 training sequences
+# whose filler gets first-person lines of the training text in 4-12 chunks; unset: off).
 set -eu
 out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
 result=${2:-}

@@ -279,7 +279,8 @@ def check_key_look():
 def check_free_order():
     """train.sibling_mask (--free-order): in a row whose parts come in any order, the targets of
     the parts not yet answered leave an answer position's negatives, those already answered and
-    its own target stay, and so do all chunks of a row without the flag; in losses() that only lowers the retrieval loss, and rows without the flag are as before."""
+    its own target stay, and so do all chunks of a row without the flag; in losses() that only
+    lowers the retrieval loss, and rows without the flag are as before."""
     from .train import losses, sibling_mask
     torch.manual_seed(5)
     cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)

@@ -349,10 +349,11 @@ class TaskMaker:
 
 def first_person_lines(tok, filler, min_len=6, max_len=40):
     """The lines of filler (training tokens) in the first person: those of min_len to max_len
-    tokens, ending in a line feed (haystack.entry_starts: the entries of the evaluation), without eos, with a token that is one of FIRST_PERSON_WORDS
-    (a word of its own: with its leading space or after a line feed, quote or parenthesis) followed
-    by a token that starts with a space, an apostrophe or punctuation ("I/O", "I2C", "AXI" and
-    "I:5" are not the first person). A list of token arrays."""
+    tokens, ending in a line feed (haystack.entry_starts: the entries of the evaluation), without
+    eos, with a token that is one of FIRST_PERSON_WORDS (a word of its own: with its leading
+    space or after a line feed, quote or parenthesis) followed by a token that starts with a
+    space, an apostrophe or punctuation ("I/O", "I2C", "AXI" and "I:5" are not the first
+    person). A list of token arrays."""
     V = tok.vocab_size
     fp, after, opens, spaced = (np.zeros(V, bool) for _ in range(4))
     for i in range(V):

@@ -314,15 +314,14 @@ def sibling_mask(tgt, bi, ti, free, nC):
     sequence that are not negatives there: in a row whose parts come in any order (free[b],
     --free-order), the target chunks of the parts not yet answered, those first labelled after
     the position. The chunks of the parts already answered stay negatives, so a value is not
-    asked for twice; the position's own target is never masked. [P, nC] bool."""
+    asked for twice, and so does the position's own target, first labelled at or before it.
+    [P, nC] bool."""
     T = tgt.shape[1]
     dev = tgt.device
     # the first labelled position of each (row, chunk); T where the chunk is no target
     hit = tgt[:, :, None] == torch.arange(nC, device=dev)
     first = torch.where(hit, torch.arange(T, device=dev)[None, :, None], T).amin(1)
-    sib = (first[bi] > ti[:, None]) & (first[bi] < T) & free[bi][:, None]
-    sib[torch.arange(len(bi), device=dev), tgt[bi, ti]] = False
-    return sib
+    return (first[bi] > ti[:, None]) & (first[bi] < T) & free[bi][:, None]
 
 
 def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None, free=None):
