@@ -35,7 +35,8 @@
 # the share of single and multikey instances whose values are words, not numbers; unset: off),
 # WORD_TASKS (hsatrain.train --word-tasks: the tasks WORD_VALUES applies to, e.g.
 # single,multikey,multivalue,multiquery; unset: single,multikey), STRADDLE (hsatrain.train
-# --straddle: the probability that a needle lies across a chunk boundary; unset: off), FREE_ORDER
+# --straddle: the probability that a needle lies across a chunk boundary; unset: off), STRADDLE_TASKS
+# (hsatrain.train --straddle-tasks: the tasks STRADDLE applies to; unset: all), FREE_ORDER
 # (hsatrain.train --free-order: the chunks of a multivalue instance's values not yet answered
 # are not negatives of its answer positions in the retrieval and margin losses; unset: off),
 # FIRST_PERSON (hsatrain.train --first-person: the share of facts and facts2 training sequences
@@ -81,6 +82,7 @@ balance=""
     --margin "${MARGIN:-1.0}" --queue "${QUEUE:-32768}" $balance --ckpt-format bf16 \
     ${WIDEN_DR:+--widen-dr "$WIDEN_DR"} ${ADD_ENC:+--add-enc "$ADD_ENC"} ${LMK_POOL:+--lmk-pool} ${LMK_POOL_LR:+--lmk-pool-lr "$LMK_POOL_LR"} ${CONT_WEIGHT:+--cont-weight "$CONT_WEIGHT"} \
     ${FIRST_WEIGHT:+--first-weight "$FIRST_WEIGHT"} ${SAME_VALUE:+--same-value "$SAME_VALUE"} ${BOW:+--bow "$BOW"} ${KEY_BOW:+--key-bow "$KEY_BOW"} ${BOW_LR:+--bow-lr "$BOW_LR"} ${HOLD_CONT:+--hold-cont} ${KEY_LOOK:+--key-look "$KEY_LOOK"} ${WORD_VALUES:+--word-values "$WORD_VALUES"} ${WORD_TASKS:+--word-tasks "$WORD_TASKS"} ${STRADDLE:+--straddle "$STRADDLE"} \
+    ${STRADDLE_TASKS:+--straddle-tasks "$STRADDLE_TASKS"} \
     ${FREE_ORDER:+--free-order} ${FIRST_PERSON:+--first-person "$FIRST_PERSON"} \
     2>&1
 "$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"

@@ -151,6 +151,8 @@ FREE_ORDER = ("multivalue",)
 WORD_TASKS = ("single", "multikey")
 # --first-person: the tasks whose training filler may carry first-person distractor lines
 FIRST_PERSON_TASKS = ("facts", "facts2")
+# the tasks --straddle may apply to: those of build_training_sample
+STRADDLE_CAN = ("single", "multikey", "multivalue", "multiquery", "vartrack", "facts", "facts2")
 FIRST_PERSON_WORDS = ("I", "my", "me", "My", "Me", "myself", "mine", "I'm", "I've", "I'll", "I'd")
 NIAH_MV_Q = "What are all the special magic numbers for {k} mentioned in the provided text?"
 NIAH_MQ_Q = "What are the special magic numbers for {ks} mentioned in the provided text?"
@@ -167,13 +169,14 @@ SAME_VALUE_TAIL = 2
 
 class TaskMaker:
     def __init__(self, tok, S=64, thesaurus=None, hard_keys=0.0, same_value=0.0, word_values=0.0,
-                 word_tasks=WORD_TASKS, straddle=0.0, first_person=0.0, fp_lines=()):
+                 word_tasks=WORD_TASKS, straddle=0.0, straddle_tasks=STRADDLE_CAN, first_person=0.0,
+                 fp_lines=()):
         self.tok = tok
         self.first_person, self.fp_lines = first_person, fp_lines
         self.S = S
         self.th, self.hard_keys, self.same_value = thesaurus, hard_keys, same_value
         self.word_values, self.word_tasks = word_values, tuple(word_tasks)
-        self.straddle = straddle
+        self.straddle, self.straddle_tasks = straddle, tuple(straddle_tasks)
         words = []
         for i in range(256, tok.vocab_size):
             b = tok.vocab[i]
@@ -403,8 +406,9 @@ def build_training_sample(maker, rng, filler, T, task):
     the question block at a chunk boundary near the end. Returns tokens [T],
     ret_target [T] (chunk index or -1), ans_mask [T].
 
-    A needle lies inside one chunk, or with maker.straddle's probability across the boundary
-    of its chunk and the next (cut after a random token; as a stream's text falls, and a
+    A needle lies inside one chunk, or (for maker.straddle_tasks) with maker.straddle's
+    probability across the boundary of its chunk and the next (cut after a random token; as a
+    stream's text falls, and a
     question then needs the chunk whose window holds the key before it). The answer positions
     of a straddling needle are labelled with the chunk that holds the answer token each of them
     predicts (its part's last token for the position after it); a needle whose answer's tokens
@@ -434,7 +438,9 @@ def build_training_sample(maker, rng, filler, T, task):
     taken = set(int(c) for c in chunks)
     for ni, c in zip(order, chunks):
         nt = maker.needle_tokens(inst["needles"][ni], newline=bool(rng.integers(0, 2)))
-        cross = maker.straddle > 0 and rng.random() < maker.straddle
+        # no draw for a task outside straddle_tasks: its data stay those of straddle 0
+        cross = (maker.straddle > 0 and task in maker.straddle_tasks
+                 and rng.random() < maker.straddle)
         cut = int(rng.integers(1, len(nt))) if cross else 0
         part = [maker.tok.encode(" " + t) for t, i in inst["parts"] if i == ni][:1] if cross else []
         j0 = find(nt, part[0]) if part else 0

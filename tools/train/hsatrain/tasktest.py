@@ -20,6 +20,8 @@ With a tiny tokenizer trained here and fixed seeds:
   - straddle 0: every needle of a training sequence lies inside one chunk, the labels on it;
     straddle 1: the asked needle lies across a chunk boundary wherever its next chunk is free,
     and each answer position is labelled with the chunk that holds the token it predicts;
+    straddle 1 over straddle_tasks single only: the single needle straddles as above, and the
+    multikey sequences and the random stream are those of straddle 0;
   - first_person_lines keeps the lines in the first person ("I", "my", "me" as words) and not
     "I/O", "AXI" or "I:5"; first_person 1 packs them into 4-12 filler chunks of every facts and
     facts2 training sequence (a needle may overwrite some), the asked needle whole with every label on it; first_person 0 (lines
@@ -235,6 +237,19 @@ def main():
     print(f"--straddle 1: the asked needle across a chunk boundary in {crossed}/80 training "
           f"sequences (at least 68: its next chunk may be taken), each answer position labelled with "
           f"the chunk of the token it predicts in {right} of them: {ok}")
+    fails += not ok
+
+    m2 = Recording(tok, hard_keys=0.5, straddle=1.0, straddle_tasks=("single",))
+    c, r, _ = straddle_check(m2, np.random.default_rng(19), filler, "single", 40)
+    r0, r2 = np.random.default_rng(20), np.random.default_rng(20)
+    same = all(all(np.array_equal(x, y) for x, y in
+                   zip(build_training_sample(m0, r0, filler, 4096, "multikey"),
+                       build_training_sample(m2, r2, filler, 4096, "multikey")))
+               for _ in range(20)) and r0.random() == r2.random()
+    ok = c >= 34 and r == c and same
+    print(f"--straddle 1 over --straddle-tasks single: the single needle across a boundary in {c}/40 "
+          f"(labels right in {r}); 20 multikey sequences and the random stream as at --straddle 0: "
+          f"{same}: {ok}")
     fails += not ok
     fails += not first_person_check(tok, filler)
     return fails

@@ -48,6 +48,9 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       two chunks (as appended text falls) instead of inside
                       one; its answer positions are labelled with the chunk
                       that holds the token each predicts
+  --straddle-tasks LIST
+                      the tasks --straddle applies to (default: all of single,
+                      multikey, multivalue, multiquery, vartrack, facts, facts2)
   --first-person P    share of the fact tasks' (facts, facts2) training sequences
                       whose filler gets first-person lines of the training
                       text packed into 4-12 chunks, so that "I" and "my" stop
@@ -117,7 +120,8 @@ from . import ckpt, st
 from .corpus_tasks import CORPUS_TASKS, CorpusTasks
 from .lexdb import Thesaurus
 from .model import Config, HSAModel, count_params
-from .tasks import FREE_ORDER, WORD_CAN, WORD_TASKS, TaskMaker, build_training_sample, first_person_lines
+from .tasks import (FREE_ORDER, STRADDLE_CAN, WORD_CAN, WORD_TASKS, TaskMaker, build_training_sample,
+                    first_person_lines)
 from .tokenizer import PAD, Tokenizer
 
 DEFAULT_SCHEDULE = ("warm:1500:2048:24:64:0.6:2e-3:0:base,sparse:1500:2048:24:8:0.6:2e-3:0:base,"
@@ -179,6 +183,7 @@ class Batches(torch.utils.data.IterableDataset):
         maker = TaskMaker(tok, thesaurus=th, hard_keys=o["hard_keys"],
                           same_value=o.get("same_value", 0.0), word_values=o.get("word_values", 0.0),
                           word_tasks=o.get("word_tasks", WORD_TASKS), straddle=o.get("straddle", 0.0),
+                          straddle_tasks=o.get("straddle_tasks", STRADDLE_CAN),
                           first_person=fp, fp_lines=first_person_lines(tok, filler) if fp > 0 else ())
         ph = self.phase
         names, probs = task_probs(TASK_MIXES[ph["mix"]], o["extra"])
@@ -561,6 +566,9 @@ def main():
                          "text falls; the answer positions of such a needle are labelled with the "
                          "chunk holding the token each of them predicts; evaluation data "
                          "unchanged; 0: off")
+    ap.add_argument("--straddle-tasks", default=",".join(STRADDLE_CAN),
+                    help="the tasks --straddle applies to, a list of " + ", ".join(STRADDLE_CAN)
+                         + " (default: all of them)")
     ap.add_argument("--first-person", type=float, default=0.0,
                     help="share of the fact tasks' (facts, facts2) training sequences whose filler "
                          "gets first-person lines of the training text packed into 4-12 of its "
@@ -628,6 +636,9 @@ def main():
         raise SystemExit("--first-person: a share between 0 and 1")
     if not 0 <= a.straddle <= 1:
         raise SystemExit("--straddle: a probability between 0 and 1")
+    straddle_tasks = tuple(t for t in a.straddle_tasks.split(",") if t)
+    if not straddle_tasks or set(straddle_tasks) - set(STRADDLE_CAN):
+        raise SystemExit("--straddle-tasks: a list of " + ", ".join(STRADDLE_CAN))
     word_tasks = tuple(t for t in a.word_tasks.split(",") if t)
     if not word_tasks or set(word_tasks) - set(WORD_CAN):
         raise SystemExit("--word-tasks: a list of " + ", ".join(WORD_CAN))
@@ -635,7 +646,7 @@ def main():
                   same_value=a.same_value, margin=a.margin, ret_balance=a.ret_balance, cont_weight=a.cont_weight,
                   first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow, hold_cont=a.hold_cont,
                   key_look=a.key_look, word_values=a.word_values, word_tasks=word_tasks,
-                  straddle=a.straddle, free_order=a.free_order,
+                  straddle=a.straddle, straddle_tasks=straddle_tasks, free_order=a.free_order,
                   first_person=a.first_person)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
