@@ -7,9 +7,10 @@
 #       chain there in the background, once (a second start while DIR/started exists does nothing)
 #   tools/train/gpu-pair.sh collect DIR STAGE RESULT: waits for STAGE (1: A trained; 2: A
 #       evaluated and B trained; 3: B evaluated), at most WAIT seconds (default 570), then copies
-#       into RESULT, flat: 1: A-model-000/001.safetensors, A-train.log; 2: A-eval-{overwrite,append}.json,
-#       B-model-000/001.safetensors, B-train.log; 3: B-eval-{overwrite,append}.json and both
-#       models' eval .md files. Exits 1 if the stage was not reached (what is ready is copied).
+#       into RESULT, flat: 1: A-model-000/001.safetensors, A-train.log; 2: A-eval-{overwrite,
+#       append}.{json,md} and B's model and train.log as A's; 3: B-eval-* as A's, and B's model
+#       and train.log again (in case stage 2 ended before B's training). Exits 1 if the stage was
+#       not reached (what is ready is copied).
 # VARS_A and VARS_B are gpu-finetune.sh's knobs as words "NAME=value ..." (no spaces in a value);
 # give each a TRAIN_LIMIT: B shares the GPU with A's evaluation for a few minutes (v23n took 538
 # s for the 2,400 steps that took 449 s alone, on an H100). The evaluation is gpu-evaluate.sh's,
@@ -57,8 +58,10 @@ model() { # DIR NAME RESULT
     tail -n 3 "$1/$2.train.out" 2>/dev/null || true
 }
 
-evals() { # DIR NAME RESULT EXT
-    for m in overwrite append; do take "$1/$2-eval/eval-full-$m/eval.$4" "$3/$2-eval-$m.$4"; done
+evals() { # DIR NAME RESULT
+    for m in overwrite append; do
+        for x in json md; do take "$1/$2-eval/eval-full-$m/eval.$x" "$3/$2-eval-$m.$x"; done
+    done
 }
 
 case ${1:-} in
@@ -90,8 +93,8 @@ collect)
     mkdir -p "$result"
     case $stage in
     1) model "$dir" A "$result" ;;
-    2) evals "$dir" A "$result" json; model "$dir" B "$result" ;;
-    3) evals "$dir" B "$result" json; evals "$dir" A "$result" md; evals "$dir" B "$result" md ;;
+    2) evals "$dir" A "$result"; model "$dir" B "$result" ;;
+    3) evals "$dir" B "$result"; model "$dir" B "$result" ;;
     esac
     ls -l "$result"
     reached "$dir" "$stage" || { echo "gpu-pair: stage $stage not reached after $t s" >&2; exit 1; }
