@@ -268,6 +268,29 @@ def query_step(model, mem, prev_chunks, qtoks, mod_ids, modK, modV, modL, topk, 
     return logits.float(), s
 
 
+def needle_weights(model, mem, prev, gen, metas, mod_ids, modK, modV, modL, args, dev):
+    """Per trial, at each position of its generated answer (the first predicting the answer's
+    first token), the HSA chunk weight of each needle: its best chunk's softmax weight among the
+    top-k (0 outside them). For hsatrain.mvprobe."""
+    B, n = len(gen), max(len(g) for g in gen)
+    cur = torch.full((B, n), EOS, dtype=torch.long)
+    for i, g in enumerate(gen):
+        cur[i, :len(g)] = torch.tensor(g)
+    _, s = query_step(model, mem, prev, cur.to(dev), mod_ids, modK, modV, modL, args.topk, dev)
+    top_v, top_i = torch.topk(s[:, :, 0], min(args.topk, s.shape[-1]), dim=-1)
+    w = torch.softmax(top_v, -1).cpu().numpy()
+    top_i = top_i.cpu().numpy()
+    out = []
+    for i, g in enumerate(gen):
+        qlen = metas[i]["qlen"]
+        per = []
+        for t in range(qlen - 1, len(g) - 1):
+            at = dict(zip(top_i[i, t].tolist(), w[i, t].tolist()))
+            per.append([max(at.get(c, 0.0) for c in cs) for cs in metas[i]["chunks"]])
+        out.append(per)
+    return out
+
+
 ALL_TASKS = EVAL_TASKS + ["multikey-near"] + FACTS2_EVAL + ["unseen-rare", "unseen-norare"]
 
 
@@ -338,7 +361,7 @@ def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
             block, src, ans, qlen = maker.encode_block(inst)
             assert len(block) <= S, f"question block of {len(block)} tokens"
             blocks.append((block, src, qlen))
-            metas.append(dict(depth=d, chunks=chunks, inst=inst))
+            metas.append(dict(depth=d, chunks=chunks, inst=inst, qlen=qlen))
         M = max(len(c) for c, _ in mods)
         cfg = model.cfg
         mod_ids = torch.full((B, M), -1, dtype=torch.long)
@@ -388,6 +411,8 @@ def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
                 g.append(nxt)
                 if nxt == EOS or len(g) >= S:
                     done[i] = True
+        weights = needle_weights(model, mem, prev, gen, metas, mod_ids, modK, modV, modL, args, dev) \
+            if getattr(args, "needle_weights", False) else None
         rows = []
         for i in range(B):
             block, src, qlen = blocks[i]
@@ -428,6 +453,8 @@ def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
             rows.append(dict(depth=metas[i]["depth"], em=float(answer == truth), all=float(parts_found),
                              answer=answer, truth=truth, model_ranks=mr, bm25_ranks=br, lex_ranks=lr,
                              split=split))
+            if weights is not None:
+                rows[-1].update(gen=gen[i][qlen:], needle_weights=weights[i], parts=inst["parts"])
         def rec(key, k):
             return float(np.mean([np.mean([r <= k for r in row[key]]) for row in rows]))
         res = dict(n=B, em=float(np.mean([r["em"] for r in rows])),
