@@ -268,16 +268,12 @@ def query_step(model, mem, prev_chunks, qtoks, mod_ids, modK, modV, modL, topk, 
     return logits.float(), s
 
 
-def needle_weights(model, mem, prev, gen, metas, mod_ids, modK, modV, modL, args, dev):
+def needle_weights(s, gen, metas, topk):
     """Per trial, at each position of its generated answer (the first predicting the answer's
     first token), the HSA chunk weight of each needle: its best chunk's softmax weight among the
-    top-k (0 outside them). For hsatrain.mvprobe."""
-    B, n = len(gen), max(len(g) for g in gen)
-    cur = torch.full((B, n), EOS, dtype=torch.long)
-    for i, g in enumerate(gen):
-        cur[i, :len(g)] = torch.tensor(g)
-    _, s = query_step(model, mem, prev, cur.to(dev), mod_ids, modK, modV, modL, args.topk, dev)
-    top_v, top_i = torch.topk(s[:, :, 0], min(args.topk, s.shape[-1]), dim=-1)
+    top-k (0 outside them), from s, the scores of the last generation step (which held every
+    position but the last token's). For hsatrain.mvprobe."""
+    top_v, top_i = torch.topk(s[:, :, 0], min(topk, s.shape[-1]), dim=-1)
     w = torch.softmax(top_v, -1).cpu().numpy()
     top_i = top_i.cpu().numpy()
     out = []
@@ -289,6 +285,12 @@ def needle_weights(model, mem, prev, gen, metas, mod_ids, modK, modV, modL, args
             per.append([max(at.get(c, 0.0) for c in cs) for cs in metas[i]["chunks"]])
         out.append(per)
     return out
+
+
+def thesaurus_for(data, synonyms=None):
+    """(path, Thesaurus or None) of synonyms, by default synonyms.txt beside the data file."""
+    syn = synonyms or os.path.join(os.path.dirname(os.path.abspath(data)), "synonyms.txt")
+    return syn, Thesaurus(syn) if os.path.exists(syn) else None
 
 
 ALL_TASKS = EVAL_TASKS + ["multikey-near"] + FACTS2_EVAL + ["unseen-rare", "unseen-norare"]
@@ -395,6 +397,8 @@ def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
         # greedy answers
         gen = [list(b[:q]) for (b, _, q) in blocks]
         done = [False] * B
+        keep = getattr(args, "needle_weights", False)
+        last = None
         for _ in range(S):
             n = max(len(g) for g in gen)
             if n >= S or all(done):
@@ -402,8 +406,9 @@ def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
             cur = torch.full((B, n), EOS, dtype=torch.long)
             for i, g in enumerate(gen):
                 cur[i, :len(g)] = torch.tensor(g)
-            logits, _ = query_step(model, mem, prev, cur.to(dev), mod_ids, modK, modV, modL,
+            logits, s = query_step(model, mem, prev, cur.to(dev), mod_ids, modK, modV, modL,
                                    args.topk, dev)
+            last = s if keep else None
             for i, g in enumerate(gen):
                 if done[i]:
                     continue
@@ -411,8 +416,7 @@ def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
                 g.append(nxt)
                 if nxt == EOS or len(g) >= S:
                     done[i] = True
-        weights = needle_weights(model, mem, prev, gen, metas, mod_ids, modK, modV, modL, args, dev) \
-            if getattr(args, "needle_weights", False) else None
+        weights = needle_weights(last, gen, metas, args.topk) if last is not None else None
         rows = []
         for i in range(B):
             block, src, qlen = blocks[i]
@@ -542,8 +546,7 @@ def main():
     cfg = model.cfg
     model.to(dev)
     tok = Tokenizer.load(a.tok)
-    syn = a.synonyms or os.path.join(os.path.dirname(os.path.abspath(a.data)), "synonyms.txt")
-    th = Thesaurus(syn) if os.path.exists(syn) else None
+    syn, th = thesaurus_for(a.data, a.synonyms)
     maker = TaskMaker(tok, cfg.chunk, thesaurus=th)
     data = np.load(a.data)
     held = data["heldout"]

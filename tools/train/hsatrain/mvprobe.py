@@ -15,13 +15,11 @@ said, and, over the positions with values of both kinds, how often a value alrea
 largest weight, and how many repeats happened there and elsewhere.
 """
 import argparse
-import os
 
 import numpy as np
 import torch
 
 from . import evaluate, haystack
-from .lexdb import Thesaurus
 from .model import load_model
 from .tasks import TaskMaker
 from .tokenizer import Tokenizer
@@ -79,8 +77,7 @@ def main():
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args = argparse.Namespace(depths="0,0.25,0.5,0.75,1", trials=0, cell_trials=a.n, topk=8,
                               task_list=["multivalue"], needle_weights=True)
-    syn = a.synonyms or os.path.join(os.path.dirname(os.path.abspath(a.data)), "synonyms.txt")
-    th = Thesaurus(syn) if os.path.exists(syn) else None
+    _, th = evaluate.thesaurus_for(a.data, a.synonyms)
     print("| model | all | new: n, weight said / not yet | repeat: n, weight said / not yet | wrong | "
           "a value said on top | repeats there / elsewhere |")
     print("|---|---|---|---|---|---|---|")

@@ -408,11 +408,11 @@ def build_training_sample(maker, rng, filler, T, task):
 
     A needle lies inside one chunk, or (for maker.straddle_tasks) with maker.straddle's
     probability across the boundary of its chunk and the next (cut after a random token; as a
-    stream's text falls, and a
-    question then needs the chunk whose window holds the key before it). The answer positions
-    of a straddling needle are labelled with the chunk that holds the answer token each of them
-    predicts (its part's last token for the position after it); a needle whose answer's tokens
-    do not occur in its own tokens, or whose next chunk is not free, stays inside its chunk."""
+    stream's text falls, and a question then needs the chunk whose window holds the key before
+    it). The answer positions of a straddling needle are labelled with the chunk that holds the
+    answer token each of them predicts (its part's last token for the position after it); a
+    needle whose answer's tokens do not occur in its own tokens, or whose next chunk is not
+    free, stays inside its chunk."""
     S = maker.S
     inst = maker.make(rng, task)
     block, src, ans, _ = maker.encode_block(inst)
