@@ -131,11 +131,13 @@ def split_model(path, outdir, part_mib=15.0):
 
 def join_model(indir, path):
     """The inverse of split_model."""
+    names = sorted(n for n in os.listdir(indir) if n.startswith("model-") and n.endswith(".safetensors"))
+    if not names:
+        raise SystemExit(f"ckpt join: no model-NNN.safetensors parts in {indir}")
     tensors, meta = {}, {}
-    for name in sorted(os.listdir(indir)):
-        if name.startswith("model-") and name.endswith(".safetensors"):
-            t, meta = st.load(os.path.join(indir, name))
-            tensors.update(t)
+    for name in names:
+        t, meta = st.load(os.path.join(indir, name))
+        tensors.update(t)
     st.save(tensors, path, meta)
 
 
