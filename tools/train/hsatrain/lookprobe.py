@@ -3,6 +3,7 @@ multi-key needle's chunk, in the first encoder block, per head.
 
     python3 -m hsatrain.lookprobe --tok models/hsa-small/hsamem-bpe.tok \
         --data .train-pack/tokens.npz [--n 200] [--seed 1] MODEL.safetensors [MODEL ...]
+    python3 -m hsatrain.lookprobe --tok ... --data ... --reach [--n 40]
 
 (with tools/train on PYTHONPATH; about 20 s a model on 2 CPU cores)
 
@@ -15,6 +16,12 @@ token after the key (the template's words between them, the full stop and the te
 needle); the summary's attention to itself is the rest. Reported per head and as the mean over
 heads, with each span's share of the chunk's tokens beside it: a span attended in proportion to
 its length would get its share.
+
+--reach needs no model: it tells what the key-look and key-decoding losses (train.py --key-look,
+--key-bow) are given to act on. Over n training sequences of each needle and fact task (word
+values off and on), it counts a part's first answer positions and those with at least one
+distinguishing token (train.key_tokens: in the question so far, in the target chunk and in no
+other chunk visible from there), and the mean number of such tokens a position.
 """
 import argparse
 import sys
@@ -23,8 +30,9 @@ import numpy as np
 import torch
 
 from .model import load_model
-from .tasks import NIAH_FACT, TaskMaker
+from .tasks import NIAH_FACT, TASKS, WORD_CAN, TaskMaker, build_training_sample
 from .tokenizer import Tokenizer
+from .train import key_tokens
 
 SPANS = ("before the key", "key", "value", "after the key, not the value")
 
@@ -66,16 +74,43 @@ def summary_attention(m, win):
         return m.summary_look(h)[0].numpy()
 
 
+def key_reach(tok, filler, n, seed, T=4096, S=64):
+    """Print, per task and word-value share, the first positions with distinguishing tokens."""
+    print("| task | word values | first positions | with distinguishing tokens | tokens a position |")
+    print("|---|---|---|---|---|")
+    for task in TASKS:
+        for wv in (0.0, 1.0):
+            maker = TaskMaker(tok, S, hard_keys=0.5, same_value=0.5, word_values=wv, word_tasks=WORD_CAN)
+            rng = np.random.default_rng(seed)
+            n_pos = n_on = n_tok = 0
+            for _ in range(n):
+                t, g, _ = build_training_sample(maker, rng, filler, T, task)
+                toks, tgt = torch.from_numpy(t)[None], torch.from_numpy(g)[None]
+                prev = torch.cat([torch.full_like(tgt[:, :1], -1), tgt[:, :-1]], 1)
+                fb, ft = ((tgt >= 0) & (tgt != prev)).nonzero(as_tuple=True)
+                k = key_tokens(toks, S, T // S, tok.vocab_size, fb, ft, tgt[fb, ft])
+                n_pos += len(fb)
+                n_on += int((k.sum(1) > 0).sum())
+                n_tok += float(k.sum())
+            print(f"| {task} | {wv:g} | {n_pos} | {n_on} ({n_on / max(1, n_pos):.0%}) | {n_tok / max(1, n_pos):.2f} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("models", nargs="+")
+    ap.add_argument("models", nargs="*")
     ap.add_argument("--tok", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--reach", action="store_true",
+                    help="no model: the first positions the key-look loss acts on, per task")
     a = ap.parse_args()
     torch.set_num_threads(2)
     tok = Tokenizer.load(a.tok)
+    if a.reach:
+        return key_reach(tok, np.load(a.data)["train"], a.n, a.seed)
+    if not a.models:
+        ap.error("a model, or --reach")
     held = np.load(a.data)["heldout"]
     for path in a.models:
         m, _ = load_model(path)
