@@ -5,6 +5,7 @@
         [--lengths 4096,65536,1048576,4194304] [--trials 10 | --cell-trials 100]
         [--depths 0,0.25,0.5,0.75,1] [--seed 7] [--tasks all|v1|T1,T2,...]
         [--modes overwrite,append] [--synonyms FILE] [--time-limit SECONDS]
+        [--only-lengths L1,... --only-tasks T1,...]
 
 For each length, the haystack is the first LENGTH tokens of the held-out split followed by
 the extra held-out text when tokens.npz has it (text the model never trained on; repeated
@@ -32,6 +33,11 @@ length:
                    word length, sublinear tf, 8 signed buckets per word, d=1024, cosine)
   BM25 r@1, r@8    Okapi BM25 (k1 1.2, b 0.75) over the chunks' words, idf of the haystack
 Baselines rank once per question; each answer part is scored against that ranking.
+Every instance comes from one random stream (--seed) drawn through the lengths and tasks in
+order, so a run over fewer lengths or tasks makes other instances; --only-lengths and
+--only-tasks evaluate a part of the run that --lengths and --tasks describe, with the whole
+run's instances: the rest is drawn and placed, not evaluated (a cell measured on the CPU is then
+the GPU run's cell, haystack and instances alike).
 Writes OUTDIR/eval.json and OUTDIR/eval.md.
 """
 import argparse
@@ -330,6 +336,25 @@ def mean_or_none(xs):
     return float(np.mean(xs)) if xs else None
 
 
+def draw_trials(maker, rng, task, args, nC, hay_t, mode, starts):
+    """One task's trials at one length: (depth, instance, needle tokens by chunk, needle chunks)
+    each. The evaluation's only draws from rng."""
+    depths = [float(x) for x in args.depths.split(",")]
+    per_depth = args.trials if not args.cell_trials else -(-args.cell_trials // len(depths))
+    trials = [(d, make_instance(maker, rng, task)) for d in depths for _ in range(per_depth)]
+    return [(d, inst) + tuple(place(rng, maker, task, inst, d, nC, hay_t, mode, starts))
+            for d, inst in trials]
+
+
+def skip_length(tok, maker, hay, args, rng, mode, S):
+    """Draw and place a length's instances as run_length would, evaluating nothing."""
+    nC = len(hay) // S
+    hay_t = torch.from_numpy(hay[:nC * S].astype(np.int64))
+    starts = haystack.entry_starts(tok, hay) if mode == "append" else None
+    for task in args.task_list:
+        draw_trials(maker, rng, task, args, nC, hay_t, mode, starts)
+
+
 def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
     S = model.cfg.chunk
     t0 = time.time()
@@ -346,18 +371,14 @@ def run_length(model, tok, maker, hay, args, dev, rng, log, mode="overwrite"):
     depths = [float(x) for x in args.depths.split(",")]
     results = {}
     starts = haystack.entry_starts(tok, hay) if mode == "append" else None
-    per_depth = args.trials if not args.cell_trials else -(-args.cell_trials // len(depths))
+    hay_t = mem.hay
     for task in args.task_list:
-        trials = []
-        for d in depths:
-            for _ in range(per_depth):
-                trials.append((d, make_instance(maker, rng, task)))
+        trials = draw_trials(maker, rng, task, args, nC, hay_t, mode, starts)
+        if task not in args.only_tasks:
+            continue
         B = len(trials)
-        # place needles
-        hay_t = mem.hay
         mods, blocks, metas = [], [], []
-        for d, inst in trials:
-            toks, chunks = place(rng, maker, task, inst, d, nC, hay_t, mode, starts)
+        for d, inst, toks, chunks in trials:
             changed = sorted(set(toks) | {c + 1 for c in toks if c + 1 < nC})
             mods.append((changed, toks))
             block, src, ans, qlen = maker.encode_block(inst)
@@ -526,11 +547,20 @@ def main():
     ap.add_argument("--synonyms", help="synonyms.txt for the facts2 wordings (default: beside --data)")
     ap.add_argument("--time-limit", type=float, default=0,
                     help="seconds; no new length is started after it (0: none)")
+    ap.add_argument("--only-lengths", help="evaluate these of --lengths only, with the instances "
+                    "of the whole run (default: all of them)")
+    ap.add_argument("--only-tasks", help="evaluate these of --tasks only, with the instances of "
+                    "the whole run (default: all of them)")
     a = ap.parse_args()
     a.task_list = ALL_TASKS if a.tasks == "all" else EVAL_TASKS if a.tasks == "v1" else a.tasks.split(",")
     for t in a.task_list:
         if t not in ALL_TASKS:
             raise SystemExit(f"unknown task {t}; known: {','.join(ALL_TASKS)}")
+    lengths = [int(x) for x in a.lengths.split(",")]
+    only_lengths = [int(x) for x in a.only_lengths.split(",")] if a.only_lengths else lengths
+    a.only_tasks = a.only_tasks.split(",") if a.only_tasks else a.task_list
+    if set(only_lengths) - set(lengths) or set(a.only_tasks) - set(a.task_list):
+        raise SystemExit("--only-lengths and --only-tasks: parts of --lengths and --tasks")
     os.makedirs(a.out, exist_ok=True)
     t_start = time.time()
     logf = open(os.path.join(a.out, "eval.log"), "a")
@@ -558,11 +588,14 @@ def main():
     allres, repeats = {}, {}
     for mode in a.modes.split(","):
         allres[mode] = {}
-        for L in [int(x) for x in a.lengths.split(",")]:
+        for L in lengths:
             if a.time_limit and time.time() - t_start > a.time_limit:
                 log(f"time limit: {mode} length {L} skipped")
                 continue
             hay, repeats[L] = haystack.assemble(data, L)
+            if L not in only_lengths:
+                skip_length(tok, maker, hay, a, rng, mode, cfg.chunk)
+                continue
             allres[mode][L] = run_length(model, tok, maker, hay, a, dev, rng, log, mode)
             with open(os.path.join(a.out, "eval.json"), "w") as f:
                 json.dump(dict(args={k: v for k, v in vars(a).items()}, step=meta.get("step"),
