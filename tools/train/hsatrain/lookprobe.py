@@ -3,7 +3,7 @@ multi-key needle's chunk, in the first encoder block, per head.
 
     python3 -m hsatrain.lookprobe --tok models/hsa-small/hsamem-bpe.tok \
         --data .train-pack/tokens.npz [--n 200] [--seed 1] MODEL.safetensors [MODEL ...]
-    python3 -m hsatrain.lookprobe --tok ... --data ... --reach [--n 40]
+    python3 -m hsatrain.lookprobe --tok ... --data ... --reach --n 40
 
 (with tools/train on PYTHONPATH; about 20 s a model on 2 CPU cores)
 
@@ -32,7 +32,7 @@ import torch
 from .model import load_model
 from .tasks import NIAH_FACT, TASKS, WORD_CAN, TaskMaker, build_training_sample
 from .tokenizer import Tokenizer
-from .train import key_tokens
+from .train import first_positions, key_tokens
 
 SPANS = ("before the key", "key", "value", "after the key, not the value")
 
@@ -86,8 +86,7 @@ def key_reach(tok, filler, n, seed, T=4096, S=64):
             for _ in range(n):
                 t, g, _ = build_training_sample(maker, rng, filler, T, task)
                 toks, tgt = torch.from_numpy(t)[None], torch.from_numpy(g)[None]
-                prev = torch.cat([torch.full_like(tgt[:, :1], -1), tgt[:, :-1]], 1)
-                fb, ft = ((tgt >= 0) & (tgt != prev)).nonzero(as_tuple=True)
+                fb, ft = first_positions(tgt).nonzero(as_tuple=True)
                 k = key_tokens(toks, S, T // S, tok.vocab_size, fb, ft, tgt[fb, ft])
                 n_pos += len(fb)
                 n_on += int((k.sum(1) > 0).sum())

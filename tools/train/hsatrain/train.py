@@ -314,6 +314,14 @@ def key_tokens(toks, S, nC, vocab, bf, tf, tgt_c):
     return (q & in_t & (elsewhere == 0)).float()
 
 
+def first_positions(tgt):
+    """A part's first positions ([B, T] bool): labelled, with a target chunk other than the
+    previous position's. They have not seen the answer, so only there must the question's key
+    find the chunk."""
+    prev = torch.cat([torch.full_like(tgt[:, :1], -1), tgt[:, :-1]], 1)
+    return (tgt >= 0) & (tgt != prev)
+
+
 def sibling_mask(tgt, bi, ti, free, nC):
     """For the labelled positions (bi, ti) of a batch, the chunks of each position's own
     sequence that are not negatives there: in a row whose parts come in any order (free[b],
@@ -350,15 +358,12 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None, free=Non
     B, T = toks.shape
     S = model.cfg.chunk
     nC = T // S
-    prev_t = torch.cat([torch.full_like(tgt[:, :1], -1), tgt[:, :-1]], 1)
+    first_m = first_positions(tgt)
     hold = None
     if opts.get("hold_cont"):
         # a part's continued positions (their target is the previous position's): they see
         # the answer so far, so their chunk weights would teach the landmark the value
-        hold = (tgt >= 0) & (tgt == prev_t)
-    # a part's first positions (their target differs from the previous position's): they have
-    # not seen the answer, so only there must the question's key find the chunk
-    first_m = (tgt >= 0) & (tgt != prev_t)
+        hold = (tgt >= 0) & ~first_m
     fb, ft = first_m.nonzero(as_tuple=True)
     fc = tgt[fb, ft]
     use_look = float(opts.get("key_look", 0)) > 0 and len(fb) > 0
