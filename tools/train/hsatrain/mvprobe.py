@@ -76,7 +76,8 @@ def main():
     hay, _ = haystack.assemble(data, a.length)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args = argparse.Namespace(depths="0,0.25,0.5,0.75,1", trials=0, cell_trials=a.n, topk=8,
-                              task_list=["multivalue"], needle_weights=True)
+                              task_list=["multivalue"], only_tasks=["multivalue"],
+                              needle_weights=True)
     _, th = evaluate.thesaurus_for(a.data, a.synonyms)
     print("| model | all | new: n, weight said / not yet | repeat: n, weight said / not yet | wrong | "
           "a value said on top | repeats there / elsewhere |")
