@@ -52,6 +52,7 @@ def run(d, out, extra):
            "--extra-tasks", "icl:0.2,rarespan:0.15,selfcopy:0.15,facts2:0.2", "--hard-keys", "0.5",
            "--same-value", "0.5", "--word-values", "0.5", "--word-tasks", "single,multikey,multivalue,multiquery", "--straddle", "0.5", "--free-order", "--first-person", "0.5", "--margin", "1", "--queue", "40", "--ret-balance", "--cont-weight", "0.5", "--first-weight", "2",
            "--bow", "0.2", "--key-bow", "0.5", "--hold-cont", "--key-look", "0.1",
+           "--ret-skip-tasks", "multivalue,icl",
            "--part-mib", "0.1"] + extra
     pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.environ.get("PYTHONPATH")

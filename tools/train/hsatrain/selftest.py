@@ -312,6 +312,41 @@ def check_free_order():
     return ok
 
 
+def check_ret_skip():
+    """losses(skip=...) (--ret-skip-tasks): a skipped row's positions leave the retrieval and
+    margin losses as if it had none (its chunks stay negatives of the other row), with the
+    per-sequence balance too; skipping no row changes nothing, skipping every row gives 0."""
+    from .train import losses
+    torch.manual_seed(6)
+    cfg = Config(d_model=64, n_heads=2, d_mlp=128, vocab=512, h_q=4, d_h=16, d_r=32)
+    S, T = cfg.chunk, 6 * cfg.chunk
+    tgt = torch.full((2, T), -1)
+    tgt[0, 4 * S + 10:4 * S + 14] = 1
+    tgt[1, 5 * S + 5:5 * S + 9] = 2
+    none_left = tgt.clone()
+    none_left[0] = -1                            # row 0 without labelled positions
+    m = HSAModel(cfg)
+    toks = torch.from_numpy(np.random.default_rng(6).integers(300, 500, (2, T)))
+    am = torch.zeros(2, T, dtype=torch.long)
+    ok = True
+    for opts in ({"margin": 1.0, "cont_weight": 0.1}, {"margin": 1.0, "ret_balance": True}):
+        base = losses(m, toks, tgt, am, 3, opts)
+        same = losses(m, toks, tgt, am, 3, opts, skip=torch.tensor([False, False]))
+        one = losses(m, toks, tgt, am, 3, opts, skip=torch.tensor([True, False]))
+        want = losses(m, toks, none_left, am, 3, opts)
+        every = losses(m, toks, tgt, am, 3, opts, skip=torch.tensor([True, True]))
+        ok &= (float(same["ret"]) == float(base["ret"]) and float(same["margin"]) == float(base["margin"])
+               and abs(float(one["ret"]) - float(want["ret"])) < 1e-6
+               and abs(float(one["margin"]) - float(want["margin"])) < 1e-6
+               and float(one["ret"]) != float(base["ret"]) and float(one["r1"]) == float(base["r1"])
+               and float(every["ret"]) == 0 and float(every["margin"]) == 0)
+        print(f"ret skip ({', '.join(opts)}): retrieval loss {float(base['ret']):.4f}, row 0 skipped "
+              f"{float(one['ret']):.4f} (row 0 unlabelled {float(want['ret']):.4f}), every row "
+              f"{float(every['ret']):.4f}")
+    print(f"ret skip: {ok}")
+    return ok
+
+
 def main():
     torch.manual_seed(0)
     S = 64
@@ -379,6 +414,7 @@ def main():
     fails += not check_hold()
     fails += not check_key_look()
     fails += not check_free_order()
+    fails += not check_ret_skip()
     # evaluation-only facts stay out of every training file
     here = os.path.dirname(os.path.abspath(__file__))
     leaks = [f for f in sorted(os.listdir(here)) if f.endswith(".py") and f not in
@@ -390,7 +426,7 @@ def main():
     fails += tasktest.main()
     rf = resumetest.main()
     fails += rf
-    print(f"{21 - fails} passed, {fails} failed")
+    print(f"{22 - fails} passed, {fails} failed")
     return 1 if fails else 0
 
 

@@ -60,6 +60,10 @@ Changes of hsa-small v2, each behind a flag (off by default) for ablations:
                       its values not yet answered are not negatives of its
                       answer positions in the retrieval and margin losses
                       (those already answered stay negatives)
+  --ret-skip-tasks LIST
+                      tasks whose answer positions stay out of the retrieval
+                      and margin losses (their chunks stay negatives of the
+                      other positions, their answers in the answer loss)
   --margin M          hinge loss (weight --margin-weight) on the gap between
                       the target chunk's score and the best other chunk's
   --queue N           N detached landmarks of earlier batches as extra
@@ -120,8 +124,8 @@ from . import ckpt, st
 from .corpus_tasks import CORPUS_TASKS, CorpusTasks
 from .lexdb import Thesaurus
 from .model import Config, HSAModel, count_params
-from .tasks import (FREE_ORDER, STRADDLE_CAN, WORD_CAN, WORD_TASKS, TaskMaker, build_training_sample,
-                    first_person_lines)
+from .tasks import (FREE_ORDER, STRADDLE_CAN, TASKS, WORD_CAN, WORD_TASKS, TaskMaker,
+                    build_training_sample, first_person_lines)
 from .tokenizer import PAD, Tokenizer
 
 DEFAULT_SCHEDULE = ("warm:1500:2048:24:64:0.6:2e-3:0:base,sparse:1500:2048:24:8:0.6:2e-3:0:base,"
@@ -133,6 +137,8 @@ TASK_MIXES = {
     "tune": {"single": 0.1, "multikey": 0.3, "multivalue": 0.1, "multiquery": 0.1,
              "vartrack": 0.05, "facts": 0.35},
 }
+# the tasks --ret-skip-tasks may name: every task with labelled answer positions
+SKIP_CAN = tuple(TASKS) + ("facts2",) + CORPUS_TASKS
 
 
 def parse_extra(spec):
@@ -195,6 +201,7 @@ class Batches(torch.utils.data.IterableDataset):
             tgt = np.full((ph["batch"], ph["T"]), -1, np.int64)
             am = np.zeros((ph["batch"], ph["T"]), np.int64)
             free = np.zeros(ph["batch"], bool)
+            skip = np.zeros(ph["batch"], bool)
             for b in range(ph["batch"]):
                 if rng.random() < ph["task_share"]:
                     task = names[int(rng.choice(len(names), p=probs))]
@@ -203,10 +210,11 @@ class Batches(torch.utils.data.IterableDataset):
                     else:
                         toks[b], tgt[b], am[b] = build_training_sample(maker, rng, filler, ph["T"], task)
                         free[b] = o.get("free_order", False) and task in FREE_ORDER
+                    skip[b] = task in o.get("ret_skip_tasks", ())
                 else:
                     s = int(rng.integers(0, len(filler) - ph["T"]))
                     toks[b] = filler[s:s + ph["T"]]
-            yield torch.from_numpy(toks), torch.from_numpy(tgt), torch.from_numpy(am), torch.from_numpy(free)
+            yield tuple(torch.from_numpy(x) for x in (toks, tgt, am, free, skip))
             step += nw
 
 
@@ -337,7 +345,7 @@ def sibling_mask(tgt, bi, ti, free, nC):
     return (first[bi] > ti[:, None]) & (first[bi] < T) & free[bi][:, None]
 
 
-def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None, free=None):
+def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None, free=None, skip=None):
     """Next-token, answer and retrieval losses; with opts (train.py's flags) also the margin
     loss, the landmark queue's negatives, the per-sequence balance of the retrieval loss and the
     weight of continued positions and of a part's first answer token, and the hold of those
@@ -353,7 +361,9 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None, free=Non
     the log of the attention mass that the summary position of a first position's target
     chunk gives to that chunk's distinguishing tokens, the mean over the heads) and the batch's
     landmarks (L, for the queue), as a dict. free ([B] bool, --free-order): rows whose parts
-    may come in any order, whose other parts' chunks are no negatives (sibling_mask)."""
+    may come in any order, whose other parts' chunks are no negatives (sibling_mask). skip ([B]
+    bool, --ret-skip-tasks): rows whose positions weigh 0 in the retrieval and margin losses
+    (their in-sequence recall is still counted)."""
     opts = opts or {}
     B, T = toks.shape
     S = model.cfg.chunk
@@ -409,6 +419,8 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None, free=Non
         bi, ti = pos[:, 0], pos[:, 1]
         first = first_m[bi, ti]
         fw = first.float() + (~first).float() * float(opts.get("cont_weight", 1.0))
+        if skip is not None:
+            fw = fw * (~skip[bi]).float()
         q = qr[bi, ti].float()                                  # P hkv dr
         Lall = L.float().reshape(B * nC, L.shape[2], L.shape[3])  # B*nC hkv dr
         nq = 0
@@ -428,16 +440,18 @@ def losses(model, toks, tgt, am, topk, opts=None, queue=None, bow=None, free=Non
         per = F.cross_entropy(sc.reshape(-1, sc.shape[-1]), label.reshape(-1),
                               reduction="none").view(len(pos), -1).mean(1)
         if opts.get("ret_balance"):
-            cnt = torch.bincount(bi, minlength=B).float()
-            w = fw / torch.zeros(B, device=toks.device).index_add_(0, bi, fw)[bi]
-            ret = (per * w).sum() / (cnt > 0).sum()
+            # a row's weights sum to 1, over the rows that weigh anything (a --ret-skip-tasks
+            # row weighs nothing)
+            tot = torch.zeros(B, device=toks.device).index_add_(0, bi, fw)
+            w = fw / tot.clamp(min=1e-6)[bi]
+            ret = (per * w).sum() / (tot > 0).sum().clamp(min=1)
         else:
-            ret = (per * fw).sum() / fw.sum()
+            ret = (per * fw).sum() / fw.sum().clamp(min=1e-6)
         if opts.get("margin", 0) > 0:
             s_pos = sc.gather(-1, label[..., None])[..., 0]
             s_neg = sc.scatter(-1, label[..., None], float("-inf")).max(-1).values
             gap = F.relu(opts["margin"] - (s_pos - s_neg)).mean(-1)
-            margin = (gap * fw).sum() / fw.sum()
+            margin = (gap * fw).sum() / fw.sum().clamp(min=1e-6)
         # in-sequence recall@1 of the model's own HSA scores
         own_s = scores[bi, ti]                                  # P hkv nC
         hit = (own_s.argmax(-1) == tgt[bi, ti][:, None]).float().mean(-1)
@@ -585,6 +599,10 @@ def main():
                          "answered are not negatives of its answer positions in the retrieval "
                          "and margin losses (those already answered stay negatives); off: every "
                          "chunk but the target is a negative")
+    ap.add_argument("--ret-skip-tasks", default="",
+                    help="tasks whose answer positions stay out of the retrieval and margin "
+                         "losses, a list of " + ", ".join(SKIP_CAN) + " (their chunks stay "
+                         "negatives of the other positions; default: none)")
     ap.add_argument("--margin", type=float, default=0.0)
     ap.add_argument("--margin-weight", type=float, default=0.5)
     ap.add_argument("--queue", type=int, default=0)
@@ -644,6 +662,9 @@ def main():
     straddle_tasks = tuple(t for t in a.straddle_tasks.split(",") if t)
     if not straddle_tasks or set(straddle_tasks) - set(STRADDLE_CAN):
         raise SystemExit("--straddle-tasks: a list of " + ", ".join(STRADDLE_CAN))
+    ret_skip = tuple(t for t in a.ret_skip_tasks.split(",") if t)
+    if set(ret_skip) - set(SKIP_CAN):
+        raise SystemExit("--ret-skip-tasks: a list of " + ", ".join(SKIP_CAN))
     word_tasks = tuple(t for t in a.word_tasks.split(",") if t)
     if not word_tasks or set(word_tasks) - set(WORD_CAN):
         raise SystemExit("--word-tasks: a list of " + ", ".join(WORD_CAN))
@@ -652,7 +673,7 @@ def main():
                   first_weight=a.first_weight, bow=a.bow, key_bow=a.key_bow, hold_cont=a.hold_cont,
                   key_look=a.key_look, word_values=a.word_values, word_tasks=word_tasks,
                   straddle=a.straddle, straddle_tasks=straddle_tasks, free_order=a.free_order,
-                  first_person=a.first_person)
+                  first_person=a.first_person, ret_skip_tasks=ret_skip)
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     logf = open(os.path.join(a.out, "train.log"), "a")
@@ -775,12 +796,13 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
                                          persistent_workers=False, **more)
         acc = np.zeros(len(LOGGED))
         n_acc, t_last, tok_count = 0, time.time(), 0
-        for toks, tgt, am, free in dl:
-            toks, tgt, am, free = (x.to(dev, non_blocking=True) for x in (toks, tgt, am, free))
+        for batch in dl:
+            toks, tgt, am, free, skip = (x.to(dev, non_blocking=True) for x in batch)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step) * g.get("lr_mult", 1.0)
             with (torch.autocast(**amp) if amp else contextlib.nullcontext()):
-                o = losses(model, toks, tgt, am, ph["topk"], a.opts, queue, bow, free)
+                o = losses(model, toks, tgt, am, ph["topk"], a.opts, queue, bow, free,
+                           skip if a.opts["ret_skip_tasks"] else None)
             loss = (o["lm"] + a.ans_weight * o["ans"] + a.ret_weight * o["ret"]
                     + a.margin_weight * o["margin"] + a.bow * o["bow"] + a.key_bow * o["key_bow"]
                     + a.key_look * o["key_look"])
