@@ -595,6 +595,26 @@ weight(float top)
 	return z * z * z;
 }
 
+/*
+ * The lexical ranking's weight is further scaled by its first place's own BM25 score: a standard
+ * score says how far a match stands out among 64, not whether it is a match at all. A question
+ * that shares only common words with its answer (a paraphrase) had a lexical first place of BM25
+ * 2.1-4.6 in the measured memories, below 3.5 in four fifths of them, which can still stand 3
+ * standard deviations out; one that shares a rare word with its answer scored 4.0-5.8, and more
+ * as the memory grows (a rare word's idf grows with the chunk count, a common word's does not).
+ * Below HYB_LEX_FULL + HYB_LEX_RAMP the weight falls linearly, to HYB_LEX_LEAST of itself at
+ * HYB_LEX_FULL and below. Measured in models/EVAL.md ("The lexical side gated by its BM25").
+ */
+#define HYB_LEX_FULL  2.5f
+#define HYB_LEX_RAMP  1.0f
+#define HYB_LEX_LEAST 0.05f
+
+static float
+lexical_gate(float bm25)
+{
+	return fminf(fmaxf((bm25 - HYB_LEX_FULL) / HYB_LEX_RAMP, HYB_LEX_LEAST), 1.0f);
+}
+
 /* The mean and standard deviation of a ranking's scores (1 when they are all equal). */
 static void
 moments(const struct hyb_hit *h, size_t n, float *mean, float *sd)
@@ -635,9 +655,10 @@ hyb_fuse(const struct hyb_hit *a, size_t na, const struct hyb_hit *b, size_t nb,
 			f[n++] = (struct fused){b[i].chunk, 0, floor_a, 0, SIZE_MAX};
 		f[c].zb = (b[i].score - mb) / sb;
 	}
-	/* each ranking weighed by how far its first place stands above its mean */
+	/* each ranking weighed by how far its first place stands above its mean, the lexical one
+	 * also by its first place's BM25 */
 	float wa = na ? weight((a[0].score - ma) / sa) : 0;
-	float wb = nb ? weight((b[0].score - mb) / sb) : 0;
+	float wb = nb ? weight((b[0].score - mb) / sb) * lexical_gate(b[0].score) : 0;
 	for (size_t i = 0; i < n; i++)
 		f[i].score = wa * f[i].za + wb * f[i].zb;
 	qsort(f, n, sizeof(*f), cmp_fused);

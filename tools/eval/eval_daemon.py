@@ -170,7 +170,8 @@ def rrf(a, b, k=60, depth=DEPTH):
 def zsum(a, b, depth=DEPTH, floor0=False, weigh=False):
     """Standard scores within each list summed, a chunk missing from a list getting that list's
     last; floor0: negative standard scores count 0; weigh: each list's weighed by the cube of its
-    first place's standard score, at least 0.1 (the daemon's fusion, hybrid.c)."""
+    first place's standard score, at least 0.1, the lexical one (b) also by its first place's
+    BM25 less 2.5, between 0.05 and 1 (the daemon's fusion, hybrid.c)."""
     z, last, w_of = {}, [0.0, 0.0], [1.0, 1.0]
     for w, lst in enumerate((a, b)):
         lst = lst[:depth]
@@ -186,6 +187,8 @@ def zsum(a, b, depth=DEPTH, floor0=False, weigh=False):
         last[w] = zs[-1]
         if weigh:
             w_of[w] = max(zs[0], 0.1) ** 3
+            if w == 1:      # the lexical side's first place's BM25 (hybrid.c, lexical_gate)
+                w_of[w] *= min(max(v[0] - 2.5, 0.05), 1.0)
     for c in z:
         z[c] = [x if x is not None else last[i] for i, x in enumerate(z[c])]
     return sorted(z, key=lambda c: -(w_of[0] * z[c][0] + w_of[1] * z[c][1]))
