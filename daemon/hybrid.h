@@ -156,8 +156,8 @@ size_t hyb_windows(struct hyb_hit *hits, size_t n, uint32_t back, const uint64_t
  * chunk that a ranking does not hold gets that of the ranking's last; each ranking weighed by the
  * cube of its first place's standard score (at least 0.1), so that a ranking whose best is no
  * better than noise counts little, and the clearer of two finds leads; b, the lexical one (BM25
-scores), is weighed down further when its first place's BM25 is low (below 3.5: mostly a match
-of common words, however far it stands out). Writes the best k fused
+ * scores), is weighed down further when its first place's BM25 is low (below 3.5: mostly a match
+ * of common words, however far it stands out). Writes the best k fused
  * (ties to the better rank in a, then the lower index) to out with their fused score; returns their
  * count. Chosen over reciprocal rank fusion by measurement (models/EVAL.md): ranks forget how
  * far a lexical exact match stands above the chunks that share only its common words.

@@ -801,8 +801,7 @@ def run_phases(a, model, opt, cfg, phases, prog, lr_at, amp, dev, log, t_start, 
             for g in opt.param_groups:
                 g["lr"] = lr_at(step) * g.get("lr_mult", 1.0)
             with (torch.autocast(**amp) if amp else contextlib.nullcontext()):
-                o = losses(model, toks, tgt, am, ph["topk"], a.opts, queue, bow, free,
-                           skip if a.opts["ret_skip_tasks"] else None)
+                o = losses(model, toks, tgt, am, ph["topk"], a.opts, queue, bow, free, skip)
             loss = (o["lm"] + a.ans_weight * o["ans"] + a.ret_weight * o["ret"]
                     + a.margin_weight * o["margin"] + a.bow * o["bow"] + a.key_bow * o["key_bow"]
                     + a.key_look * o["key_look"])
