@@ -17,7 +17,8 @@
  *                        seconds where the CPU would take many minutes
  *   stages               with --trace: the daemon logs at debug level, and each query's stages
  *                        (ops_query.c: received, prepare, question, lexical, learned, attend,
- *                        scores, reply) are reported as p50 and p90 from its log
+ *                        scores, reply) are reported as p50, p90, p99 and the largest from its
+ *                        log, with the device caches' hits and misses over the same queries
  *
  * Usage: bench_hsa_daemon --corpus FILE [--tokens N] [--queries N] [--batch N] [--clients N]
  *                         [--cpu-cores N] [--trace]
@@ -284,6 +285,57 @@ log_size(const struct harness *h)
 	return n;
 }
 
+/* Where the daemon stood before some queries (--trace): its log's size and its device caches'
+ * counters (landmark hits and misses, chunk hits and misses; 0 on the CPU backend). */
+struct mark {
+	long log;
+	uint64_t cache[4];
+	bool have_cache;
+};
+
+static bool
+cache_counts(const char *url, uint64_t v[4])
+{
+	struct hsamem *c;
+	struct hsamem_stats *s = NULL;
+	if (hsamem_open(url, &c) != 0)
+		return false;
+	bool ok = hsamem_stats(c, NULL, &s) == 0;
+	if (ok) {
+		v[0] = s->landmark_hits;
+		v[1] = s->landmark_misses;
+		v[2] = s->chunk_hits;
+		v[3] = s->chunk_misses;
+	}
+	hsamem_result_free(s);
+	hsamem_close(c);
+	return ok;
+}
+
+static struct mark
+mark_take(const struct harness *h)
+{
+	struct mark m = {.log = log_size(h)};
+	m.have_cache = cache_counts(h->url, m.cache);
+	return m;
+}
+
+/* The stages of the queries since m, and what they did to the device caches: a tail that comes
+ * with misses is the chunks' and landmarks' first way onto the device. */
+static void
+mark_report(const struct harness *h, const struct mark *m)
+{
+	uint64_t now[4];
+	stage_report(h->log, m->log);
+	if (m->have_cache && cache_counts(h->url, now))
+		printf("  device caches over these queries: landmarks %llu hits, %llu misses; "
+		       "chunks %llu hits, %llu misses\n",
+		       (unsigned long long)(now[0] - m->cache[0]),
+		       (unsigned long long)(now[1] - m->cache[1]),
+		       (unsigned long long)(now[2] - m->cache[2]),
+		       (unsigned long long)(now[3] - m->cache[3]));
+}
+
 /* The daemon restarted on the same store on its CPU backend, held to the first n cores of this
  * process's set (the daemon's threads are started after the affinity is set, and inherit it). */
 static int
@@ -417,16 +469,17 @@ main(int argc, char **argv)
 	       (unsigned long long)tokens);
 	double r2 = ingest(h.url, many, clients, tokens / 4, batch);
 	printf("ingest, %d clients, %d memories: %.0f tokens/s together\n", clients, clients, r2);
-	long from = log_size(&h);
+	struct mark m = trace ? mark_take(&h) : (struct mark){0};
 	query_latency(h.url, "q", queries);
 	if (trace)
-		stage_report(h.log, from);
+		mark_report(&h, &m);
 	if (clients > 1) /* twice: a tail that the second round lacks is the daemon warming up */
 		for (int round = 1; round <= 2; round++) {
-			from = log_size(&h);
+			if (trace)
+				m = mark_take(&h);
 			query_together(h.url, "q", queries * 4, clients, round);
 			if (trace)
-				stage_report(h.log, from);
+				mark_report(&h, &m);
 		}
 	if (trace) /* when the pool of GPU query scratches was ready (hsa_small.c) */
 		log_lines(h.log, "query scratches made");
@@ -437,10 +490,11 @@ main(int argc, char **argv)
 			return 1;
 		}
 		printf("the daemon restarted on its CPU backend, %d cores:\n", cpu_cores);
-		from = log_size(&h);
+		if (trace)
+			m = mark_take(&h);
 		query_latency(h.url, "q", queries);
 		if (trace)
-			stage_report(h.log, from);
+			mark_report(&h, &m);
 	}
 	harness_fini(&h);
 	query_encoding(queries);
