@@ -44,7 +44,9 @@
 # RET_WEIGHT (hsatrain.train --ret-weight: the weight of the auxiliary retrieval loss; unset: 0.5;
 # 0 with MARGIN=0: retrieval learned from the answer and next-token losses alone, as the paper's),
 # RET_SKIP_TASKS (hsatrain.train --ret-skip-tasks: the tasks whose answer positions stay out of the
-# retrieval and margin losses, e.g. multivalue; unset: none).
+# retrieval and margin losses, e.g. multivalue; unset: none), SEED (hsatrain.train --seed: the
+# seed of the data and of every random draw; unset: 1234; another seed repeats a command to
+# measure how far two runs of it differ).
 set -eu
 out=${1:?usage: gpu-finetune.sh OUT [RESULT]}
 result=${2:-}
@@ -88,7 +90,7 @@ balance=""
     ${FIRST_WEIGHT:+--first-weight "$FIRST_WEIGHT"} ${SAME_VALUE:+--same-value "$SAME_VALUE"} ${BOW:+--bow "$BOW"} ${KEY_BOW:+--key-bow "$KEY_BOW"} ${BOW_LR:+--bow-lr "$BOW_LR"} ${HOLD_CONT:+--hold-cont} ${KEY_LOOK:+--key-look "$KEY_LOOK"} ${WORD_VALUES:+--word-values "$WORD_VALUES"} ${WORD_TASKS:+--word-tasks "$WORD_TASKS"} ${STRADDLE:+--straddle "$STRADDLE"} \
     ${STRADDLE_TASKS:+--straddle-tasks "$STRADDLE_TASKS"} \
     ${FREE_ORDER:+--free-order} ${FIRST_PERSON:+--first-person "$FIRST_PERSON"} \
-    ${RET_WEIGHT:+--ret-weight "$RET_WEIGHT"} ${RET_SKIP_TASKS:+--ret-skip-tasks "$RET_SKIP_TASKS"} \
+    ${RET_WEIGHT:+--ret-weight "$RET_WEIGHT"} ${RET_SKIP_TASKS:+--ret-skip-tasks "$RET_SKIP_TASKS"} ${SEED:+--seed "$SEED"} \
     2>&1
 "$py" -m hsatrain.ckpt split "$out/run/model.safetensors" "$out/run/model-parts"
 t1=$(date +%s)
