@@ -603,7 +603,9 @@ weight(float top)
  * standard deviations out; one that shares a rare word with its answer scored 4.0-5.8, and more
  * as the memory grows (a rare word's idf grows with the chunk count, a common word's does not).
  * Below HYB_LEX_FULL + HYB_LEX_RAMP the weight falls linearly, to HYB_LEX_LEAST of itself at
- * HYB_LEX_FULL and below. Measured in models/EVAL.md ("The lexical side gated by its BM25").
+ * HYB_LEX_FULL and below. At 4M tokens it tells them apart no more: filler chunks that hold
+ * several of a question's common words score 3.1-8.0 there. Measured in models/EVAL.md ("The
+ * lexical side gated by its first place's BM25").
  */
 #define HYB_LEX_FULL  2.5f
 #define HYB_LEX_RAMP  1.0f
